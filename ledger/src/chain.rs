@@ -1,0 +1,334 @@
+//! The rules that link one block to the next, shared by the store (which refuses a block that
+//! breaks them) and the audit (which reports the first block that does).
+
+use serde::{Deserialize, Serialize};
+
+use crate::block::{
+    validate_chain_id, Auth, Block, EntryKind, Header, ValidatorSet, HEADER_VERSION,
+};
+use crate::crypto::BatchVerifier;
+use crate::merkle::{Blake3, Frontier};
+use crate::{Entry, Hash};
+
+/// The first thing found wrong with a block: where, which field, and why.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("height {height}{}: {field}: {reason}", entry.map(|e| format!(", entry {e}")).unwrap_or_default())]
+pub struct Failure {
+    /// Height of the block at fault.
+    pub height: u64,
+    /// Global index of the entry at fault, if one is.
+    pub entry: Option<u64>,
+    /// The field at fault, e.g. `header.prev_hash` or `entry.signature`.
+    pub field: String,
+    /// What is wrong, in words.
+    pub reason: String,
+}
+
+impl Failure {
+    /// A failure of a block-level field.
+    pub fn block(height: u64, field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Self { height, entry: None, field: field.into(), reason: reason.into() }
+    }
+    /// A failure of one entry.
+    pub fn entry(
+        height: u64,
+        entry: u64,
+        field: impl Into<String>,
+        reason: impl Into<String>,
+    ) -> Self {
+        Self { height, entry: Some(entry), field: field.into(), reason: reason.into() }
+    }
+}
+
+/// Which expensive checks to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Checks {
+    /// Verify each block's commit certificate against the validator set.
+    pub certificates: bool,
+    /// Verify every signed entry's signature.
+    pub entry_signatures: bool,
+}
+
+impl Default for Checks {
+    fn default() -> Self {
+        Self { certificates: true, entry_signatures: true }
+    }
+}
+
+/// A block that passed the checks, ready to be committed to a [`ChainState`].
+#[derive(Debug)]
+pub struct Advance {
+    /// Its header hash.
+    pub hash: Hash,
+    /// The Merkle frontier after it.
+    pub frontier: Frontier,
+    /// Complete-subtree nodes its entries completed: (level, index, hash), leaves included.
+    pub nodes: Vec<(u8, u64, Hash)>,
+    /// Signatures checked (entries and certificate).
+    pub signatures: u64,
+}
+
+/// What is known of a chain after some prefix of it: enough to check the next block.
+#[derive(Clone, Debug)]
+pub struct ChainState {
+    /// The chain id from genesis.
+    pub chain_id: String,
+    /// The validator set from genesis.
+    pub validators: ValidatorSet,
+    /// The head's header.
+    pub head: Header,
+    /// The head's header hash.
+    pub head_hash: Hash,
+    /// The Merkle frontier at the head.
+    pub frontier: Frontier,
+}
+
+/// Validator set declared by a genesis block, with the failure to report if it has none.
+pub fn genesis_validators(block: &Block) -> Result<ValidatorSet, Failure> {
+    let mut found = None;
+    for (i, e) in block.entries.iter().enumerate() {
+        if e.kind != EntryKind::VALIDATORS {
+            continue;
+        }
+        let at = i as u64;
+        if found.is_some() {
+            return Err(Failure::entry(
+                0,
+                at,
+                "entry.kind",
+                "genesis has a second validators entry",
+            ));
+        }
+        if e.auth != Auth::System {
+            return Err(Failure::entry(
+                0,
+                at,
+                "entry.auth",
+                "the validators entry must be a system entry",
+            ));
+        }
+        found = Some(
+            ValidatorSet::decode(&e.payload)
+                .map_err(|err| Failure::entry(0, at, "entry.payload", err.to_string()))?,
+        );
+    }
+    found.ok_or_else(|| Failure::block(0, "entries", "genesis has no validators entry"))
+}
+
+impl ChainState {
+    /// Checks a genesis block and returns the state after it, with what it advanced.
+    pub fn genesis(block: &Block) -> Result<(Self, Advance), Failure> {
+        let h = &block.header;
+        if h.height != 0 {
+            return Err(Failure::block(
+                0,
+                "header.height",
+                format!("the first block must have height 0, not {}", h.height),
+            ));
+        }
+        check_version(h)?;
+        validate_chain_id(&h.chain_id).map_err(|r| Failure::block(0, "header.chain_id", r))?;
+        if h.prev_hash != [0; 32] {
+            return Err(Failure::block(
+                0,
+                "header.prev_hash",
+                "genesis must link to the zero hash",
+            ));
+        }
+        if !block.certificate.signatures.is_empty() || block.certificate.round != 0 {
+            return Err(Failure::block(
+                0,
+                "certificate",
+                "genesis must carry an empty certificate",
+            ));
+        }
+        let validators = genesis_validators(block)?;
+        let mut adv = advance_merkle(&Frontier::new(), block)?;
+        adv.signatures += verify_entries(&h.chain_id, block, 0, Checks::default())?;
+        adv.hash = h.hash();
+        let state = Self {
+            chain_id: h.chain_id.clone(),
+            validators,
+            head: h.clone(),
+            head_hash: adv.hash,
+            frontier: adv.frontier.clone(),
+        };
+        Ok((state, adv))
+    }
+
+    /// Checks that `block` extends this state. Nothing changes until [`ChainState::commit`].
+    ///
+    /// When the block's certificate is valid but its link (previous hash or chain id) does not
+    /// match the head, the certified block is trusted and the head is blamed: only genesis,
+    /// which has no certificate of its own, can be damaged that way.
+    pub fn check_next(&self, block: &Block, checks: Checks) -> Result<Advance, Failure> {
+        let h = &block.header;
+        let height = self.head.height + 1;
+        if h.height != height {
+            return Err(Failure::block(
+                height,
+                "header.height",
+                format!(
+                    "expected height {height} after head {}, got {}",
+                    self.head.height, h.height
+                ),
+            ));
+        }
+        check_version(h)?;
+        let hash = h.hash();
+        let mut signatures = 0;
+        let certified = if checks.certificates {
+            // Checked under the block's own chain id, so that a certified block can vouch for
+            // its link even when the head it should extend is the damaged one.
+            let r = block.certificate.verify(&h.chain_id, height, &hash, &self.validators);
+            signatures += block.certificate.signatures.len() as u64;
+            Some(r)
+        } else {
+            None
+        };
+        let link_broken = h.chain_id != self.chain_id || h.prev_hash != self.head_hash;
+        if link_broken && matches!(certified, Some(Ok(()))) && self.head.height == 0 {
+            return Err(Failure::block(
+                0,
+                "header",
+                format!(
+                    "genesis hashes to {} (chain {:?}) but the certified block 1 links to {} (chain {:?})",
+                    hex::encode(self.head_hash),
+                    self.chain_id,
+                    hex::encode(h.prev_hash),
+                    h.chain_id
+                ),
+            ));
+        }
+        if h.chain_id != self.chain_id {
+            return Err(Failure::block(
+                height,
+                "header.chain_id",
+                format!("block of chain {:?}, this ledger is {:?}", h.chain_id, self.chain_id),
+            ));
+        }
+        if let Some(Err(e)) = certified {
+            return Err(Failure::block(height, "certificate", e.to_string()));
+        }
+        if h.prev_hash != self.head_hash {
+            return Err(Failure::block(
+                height,
+                "header.prev_hash",
+                format!(
+                    "links to {}, the block before hashes to {}",
+                    hex::encode(h.prev_hash),
+                    hex::encode(self.head_hash)
+                ),
+            ));
+        }
+        if h.timestamp_ms < self.head.timestamp_ms {
+            return Err(Failure::block(
+                height,
+                "header.timestamp_ms",
+                format!(
+                    "{} is before the previous block's {}",
+                    h.timestamp_ms, self.head.timestamp_ms
+                ),
+            ));
+        }
+        let mut adv = advance_merkle(&self.frontier, block)?;
+        adv.signatures =
+            signatures + verify_entries(&self.chain_id, block, self.frontier.size(), checks)?;
+        adv.hash = hash;
+        Ok(adv)
+    }
+
+    /// Makes `block`, already checked into `adv`, the head.
+    pub fn commit(&mut self, block: &Block, adv: Advance) {
+        self.head = block.header.clone();
+        self.head_hash = adv.hash;
+        self.frontier = adv.frontier;
+    }
+}
+
+fn check_version(h: &Header) -> Result<(), Failure> {
+    if h.version == HEADER_VERSION {
+        Ok(())
+    } else {
+        Err(Failure::block(
+            h.height,
+            "header.version",
+            format!("unsupported version {}", h.version),
+        ))
+    }
+}
+
+/// Appends the block's entries to a copy of `frontier`, checking tree size and Merkle root.
+fn advance_merkle(frontier: &Frontier, block: &Block) -> Result<Advance, Failure> {
+    let h = &block.header;
+    let start = frontier.size();
+    let expected_size = start + block.entries.len() as u64;
+    if h.tree_size != expected_size {
+        return Err(Failure::block(
+            h.height,
+            "header.tree_size",
+            format!(
+                "{} entries before and {} in the block make {expected_size}, header says {}",
+                start,
+                block.entries.len(),
+                h.tree_size
+            ),
+        ));
+    }
+    let mut f = frontier.clone();
+    let mut nodes = Vec::with_capacity(block.entries.len() * 2);
+    for e in &block.entries {
+        f.push::<Blake3>(leaf_hash(e), &mut nodes);
+    }
+    let root = f.root::<Blake3>();
+    if root != h.merkle_root {
+        return Err(Failure::block(
+            h.height,
+            "header.merkle_root",
+            format!(
+                "entries give root {}, header says {}",
+                hex::encode(root),
+                hex::encode(h.merkle_root)
+            ),
+        ));
+    }
+    Ok(Advance { hash: [0; 32], frontier: f, nodes, signatures: 0 })
+}
+
+/// The Merkle leaf hash of an entry.
+pub fn leaf_hash(e: &Entry) -> Hash {
+    e.leaf_hash()
+}
+
+fn verify_entries(
+    chain_id: &str,
+    block: &Block,
+    first: u64,
+    checks: Checks,
+) -> Result<u64, Failure> {
+    if !checks.entry_signatures {
+        return Ok(0);
+    }
+    let mut batch = BatchVerifier::new();
+    let mut positions = Vec::new();
+    for (i, e) in block.entries.iter().enumerate() {
+        if let Auth::Signed { author, signature } = &e.auth {
+            batch.push(
+                *author,
+                Entry::signing_bytes(chain_id, e.kind, author, &e.payload),
+                *signature,
+            );
+            positions.push(i);
+        }
+    }
+    let n = batch.len() as u64;
+    batch.verify().map_err(|(i, why)| {
+        Failure::entry(
+            block.header.height,
+            first + positions[i] as u64,
+            "entry.signature",
+            why.to_string(),
+        )
+    })?;
+    Ok(n)
+}

@@ -1,0 +1,62 @@
+//! Surplus ledger: the append-only, hash-chained, auditable record of every trade.
+//!
+//! - [`Block`] = [`Header`] + typed [`Entry`]s + the consensus [`Certificate`] stored beside the
+//!   header. Everything hashed or signed has one canonical encoding ([`encoding`]), specified in
+//!   `docs/ledger-format.md`.
+//! - [`merkle`]: an RFC 9162 Merkle log over all entries (blake3 in production), with
+//!   inclusion and consistency proofs.
+//! - [`Store`]: the sled-backed append-only store; [`verify()`]: the audit from genesis;
+//!   [`export`]: the single-file export an auditor verifies offline.
+//! - [`Checkpoint`]: a node's signed statement of its ledger, compared to detect forks.
+//!
+//! ```
+//! use surplus_ledger::{Store, store, testutil::TestChain, verify, NoHook};
+//!
+//! let dir = tempfile::tempdir().unwrap();
+//! let mut store = Store::open(dir.path(), store::Config::default()).unwrap();
+//! let chain = TestChain::build("example", 3, 10);
+//! for block in &chain.blocks {
+//!     store.append(block).unwrap();
+//! }
+//! let report = store.audit(&verify::Options::default(), &mut NoHook, &mut |_| {}).unwrap();
+//! assert_eq!(report.entries, 30 + 9); // 30 orders; genesis holds validators and 8 allocations
+//! let proof = store.prove_inclusion(12, None).unwrap();
+//! let leaf = surplus_ledger::leaf_hash(&store.entry(12).unwrap());
+//! surplus_ledger::verify_inclusion::<surplus_ledger::Blake3>(&leaf, &proof, &report.merkle_root).unwrap();
+//! ```
+#![warn(clippy::unwrap_used)]
+
+mod block;
+pub mod bundle;
+mod chain;
+mod checkpoint;
+mod crypto;
+pub mod encoding;
+pub mod export;
+pub mod merkle;
+pub mod store;
+#[cfg(feature = "test-utils")]
+pub mod testutil;
+pub mod verify;
+
+pub use block::{
+    decode_head, validate_chain_id, vote_bytes, Auth, Block, Certificate, CertificateError,
+    CommitSig, Entry, EntryKind, Header, ValidatorSet, VoteKind, HEADER_VERSION, MAX_BLOCK_ENTRIES,
+    MAX_ENTRY_PAYLOAD, MAX_VALIDATORS,
+};
+pub use chain::{genesis_validators, leaf_hash, Advance, ChainState, Checks, Failure};
+pub use checkpoint::{Checkpoint, Conflict, SignedCheckpoint};
+pub use crypto::{
+    parse_hex, verify_strict, verify_vote, BatchVerifier, PublicKey, SecretKey, Signature,
+    SignatureError, VoteBatch,
+};
+pub use encoding::DecodeError;
+pub use merkle::{
+    prove_consistency, prove_inclusion, range_root, root, verify_consistency, verify_inclusion,
+    Blake3, ConsistencyProof, Frontier, Hash, Hasher, InclusionProof, MemoryTree, NodeSource,
+    ProofError, ProveError, Sha256,
+};
+pub use store::{Error, Store};
+pub use verify::{
+    verify, BlockSource, Hook, HookFailure, NoHook, Options, Progress, Report, VecSource,
+};

@@ -1,0 +1,845 @@
+//! The append-only block store: sled by default, behind the small [`Backend`] trait.
+//!
+//! Layout (one key space, big-endian numbers so that keys sort by height and index):
+//! - `meta/head` → head height (u64), head header hash (32), tree size (u64)
+//! - `H` height → header and certificate ([`Block::encode_head`])
+//! - `E` index → entry ([`Entry::encode`]), by global index
+//! - `N` level index → Merkle node of a complete subtree (level 0: leaf hashes)
+//!
+//! Every block is written in one atomic batch together with the new head record, so a crash
+//! leaves a block all there or not at all; `append` flushes before it returns.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::RwLock;
+
+use crate::block::{decode_head, Block, Entry, Header};
+use crate::chain::{Advance, ChainState, Checks, Failure};
+use crate::checkpoint::Checkpoint;
+use crate::encoding::{DecodeError, Reader, Writer};
+use crate::merkle::{
+    self, Blake3, ConsistencyProof, Frontier, Hasher, InclusionProof, NodeSource, ProveError,
+};
+use crate::verify::{self, BlockSource, Hook, Progress, Report};
+use crate::Hash;
+
+/// A failure of the storage engine itself.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct BackendError(pub String);
+
+/// Key-value pairs in key order, as a backend returns them.
+pub type KvIter<'a> = Box<dyn Iterator<Item = Result<(Vec<u8>, Vec<u8>), BackendError>> + 'a>;
+
+/// An ordered key-value engine that can write a batch atomically and durably.
+pub trait Backend: Send + Sync {
+    /// The value under `key`.
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError>;
+    /// Writes every pair, all or none.
+    fn apply(&self, batch: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), BackendError>;
+    /// Makes everything applied so far durable.
+    fn flush(&self) -> Result<(), BackendError>;
+    /// Pairs with keys in `[start, end)`, in key order.
+    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a>;
+}
+
+/// The sled engine.
+#[derive(Debug, Clone)]
+pub struct SledBackend {
+    db: sled::Db,
+}
+
+impl SledBackend {
+    /// Opens (or creates) a sled database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, BackendError> {
+        let db = sled::Config::new()
+            .path(dir)
+            // We flush explicitly after each append; sled's timer would only add writes.
+            .flush_every_ms(None)
+            .open()
+            .map_err(|e| {
+                let hint = match &e {
+                    sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                        " (another process, such as a running node, has it open)"
+                    }
+                    _ => "",
+                };
+                BackendError(format!(
+                    "cannot open the sled database in {}{hint}: {e}",
+                    dir.display()
+                ))
+            })?;
+        Ok(Self { db })
+    }
+
+    /// The underlying database (tests use it to damage a store on purpose).
+    pub fn db(&self) -> &sled::Db {
+        &self.db
+    }
+}
+
+fn sled_err(e: sled::Error) -> BackendError {
+    BackendError(format!("sled: {e}"))
+}
+
+impl Backend for SledBackend {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+        Ok(self.db.get(key).map_err(sled_err)?.map(|v| v.to_vec()))
+    }
+    fn apply(&self, batch: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), BackendError> {
+        let mut b = sled::Batch::default();
+        for (k, v) in batch {
+            b.insert(k, v);
+        }
+        self.db.apply_batch(b).map_err(sled_err)
+    }
+    fn flush(&self) -> Result<(), BackendError> {
+        self.db.flush().map(|_| ()).map_err(sled_err)
+    }
+    fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a> {
+        Box::new(
+            self.db
+                .range(start.to_vec()..end.to_vec())
+                .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err)),
+        )
+    }
+}
+
+/// Errors of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The storage engine failed.
+    #[error("storage engine: {0}")]
+    Backend(#[from] BackendError),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A block was refused: it does not extend the head, or fails a check.
+    #[error("block refused at {0}")]
+    Rejected(Failure),
+    /// The store on disk is damaged; nothing is served from it.
+    #[error("the store is damaged at {0}")]
+    Damaged(Failure),
+    /// The store holds no block yet.
+    #[error("the ledger is empty: it holds no genesis block")]
+    Empty,
+    /// A height, entry or tree size beyond what the store holds.
+    #[error("{what} {value} is beyond the ledger (it holds {limit})")]
+    OutOfRange {
+        /// What was asked for.
+        what: &'static str,
+        /// The value asked for.
+        value: u64,
+        /// What the store holds.
+        limit: u64,
+    },
+    /// A proof was asked for sizes that make none.
+    #[error("no such proof: {0}")]
+    Proof(String),
+    /// An export file is not usable.
+    #[error("{path}: {reason}")]
+    BadFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+/// Options of a store.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Config {
+    /// Checks run on every appended block beyond the structural ones (certificates and entry
+    /// signatures by default).
+    pub checks: Checks,
+}
+
+/// What `append` reports once a block is durable.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Appended {
+    /// Height of the block.
+    pub height: u64,
+    /// Its header hash.
+    pub hash: Hash,
+    /// Entries in the ledger after it.
+    pub tree_size: u64,
+}
+
+const HEAD_KEY: &[u8] = b"meta/head";
+
+fn header_key(height: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'H');
+    k.extend_from_slice(&height.to_be_bytes());
+    k
+}
+fn entry_key(index: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'E');
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+fn node_key(level: u8, index: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(10);
+    k.push(b'N');
+    k.push(level);
+    k.extend_from_slice(&index.to_be_bytes());
+    k
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct HeadRecord {
+    height: u64,
+    hash: Hash,
+    tree_size: u64,
+}
+
+impl HeadRecord {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(48);
+        w.u64(self.height).raw(&self.hash).u64(self.tree_size);
+        w.finish()
+    }
+    fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        let out = Self {
+            height: r.u64("head.height")?,
+            hash: r.array("head.hash")?,
+            tree_size: r.u64("head.tree_size")?,
+        };
+        r.finish()?;
+        Ok(out)
+    }
+}
+
+/// The ledger store.
+pub struct Store {
+    backend: Box<dyn Backend>,
+    config: Config,
+    state: Option<ChainState>,
+    /// Merkle nodes of the upper levels, read once from the backend and kept: proofs touch
+    /// them most, and there are few (one per 2^CACHED_LEVEL entries and level).
+    upper_nodes: RwLock<HashMap<(u8, u64), Hash>>,
+}
+
+/// Lowest Merkle level kept in memory; 1/256 of the entries' count in nodes, about 0.2 bytes of
+/// memory per entry.
+const CACHED_LEVEL: u8 = 8;
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store")
+            .field("chain", &self.state.as_ref().map(|s| &s.chain_id))
+            .field("height", &self.height())
+            .finish()
+    }
+}
+
+impl Store {
+    /// Opens the sled store in `dir` (created if absent) and checks its head.
+    pub fn open(dir: &Path, config: Config) -> Result<Self, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
+        Self::with_backend(Box::new(SledBackend::open(dir)?), config)
+    }
+
+    /// Opens a store on any backend and checks its head: the head record, the head header's
+    /// hash, the entry count and the Merkle root rebuilt from stored nodes must all agree.
+    pub fn with_backend(backend: Box<dyn Backend>, config: Config) -> Result<Self, Error> {
+        let mut store = Self { backend, config, state: None, upper_nodes: RwLock::default() };
+        let Some(raw) = store.backend.get(HEAD_KEY)? else {
+            // An empty store must be empty: no block without a head record.
+            if let Some(r) = store.backend.range(b"H", b"I").next() {
+                let (k, _) = r?;
+                return Err(Error::Damaged(Failure::block(
+                    key_height(&k),
+                    "meta/head",
+                    "blocks are stored but the head record is missing",
+                )));
+            }
+            return Ok(store);
+        };
+        let head = HeadRecord::decode(&raw)
+            .map_err(|e| Error::Damaged(Failure::block(0, "meta/head", e.to_string())))?;
+        let damaged = |field: &str, reason: String| {
+            Error::Damaged(Failure::block(head.height, field, reason))
+        };
+
+        let genesis = store.read_block(0).map_err(|e| match e {
+            Error::Rejected(f) => Error::Damaged(f),
+            other => other,
+        })?;
+        let validators = crate::chain::genesis_validators(&genesis).map_err(Error::Damaged)?;
+        let (header, _) = store.read_head(head.height).map_err(|e| match e {
+            Error::Rejected(f) => Error::Damaged(f),
+            other => other,
+        })?;
+        let hash = header.hash();
+        if hash != head.hash {
+            return Err(damaged(
+                "header",
+                format!(
+                    "hashes to {}, the head record says {}",
+                    hex::encode(hash),
+                    hex::encode(head.hash)
+                ),
+            ));
+        }
+        if header.height != head.height || header.tree_size != head.tree_size {
+            return Err(damaged(
+                "meta/head",
+                format!(
+                    "head record (height {}, {} entries) disagrees with the header (height {}, {} entries)",
+                    head.height, head.tree_size, header.height, header.tree_size
+                ),
+            ));
+        }
+        if head.tree_size > 0 && store.backend.get(&entry_key(head.tree_size - 1))?.is_none() {
+            return Err(damaged("entries", format!("entry {} is missing", head.tree_size - 1)));
+        }
+        if store.backend.get(&entry_key(head.tree_size))?.is_some()
+            || store.backend.get(&header_key(head.height + 1))?.is_some()
+        {
+            return Err(damaged("meta/head", "data beyond the head record is stored".into()));
+        }
+        let frontier = Frontier::from_source(&store.nodes(), head.tree_size)
+            .map_err(|e| damaged("merkle", e.to_string()))?;
+        let root = frontier.root::<Blake3>();
+        if root != header.merkle_root {
+            return Err(Error::Damaged(store.locate_frontier_damage(head.tree_size, &header)?));
+        }
+        store.state = Some(ChainState {
+            chain_id: genesis.header.chain_id.clone(),
+            validators,
+            head: header,
+            head_hash: hash,
+            frontier,
+        });
+        Ok(store)
+    }
+
+    /// Finds which stored frontier node disagrees with the entries under it (slow: it reads
+    /// those entries; only called once damage is known).
+    fn locate_frontier_damage(&self, tree_size: u64, header: &Header) -> Result<Failure, Error> {
+        let nodes = self.nodes();
+        let mut start = 0u64;
+        for level in (0..64u8).rev() {
+            let width = 1u64 << level;
+            if tree_size - start < width {
+                continue;
+            }
+            let index = start >> level;
+            let mut leaves = Vec::new();
+            for r in self.backend.range(&entry_key(start), &entry_key(start + width)) {
+                leaves.push(Blake3::leaf(&r?.1));
+            }
+            let recomputed = merkle::root::<Blake3>(&leaves);
+            let last = start + width - 1;
+            if nodes.node(level, index).ok() != Some(recomputed) {
+                let height = self.height_of_entry_upto(last, header.height)?;
+                return Ok(Failure::entry(
+                    height,
+                    last,
+                    format!("merkle node (level {level}, index {index})"),
+                    "the stored node does not match the entries under it",
+                ));
+            }
+            start += width;
+        }
+        Ok(Failure::block(
+            header.height,
+            "header.merkle_root",
+            "the stored Merkle nodes agree with the entries but not with the head header",
+        ))
+    }
+
+    fn nodes(&self) -> Nodes<'_> {
+        Nodes { backend: &*self.backend, cache: &self.upper_nodes }
+    }
+
+    /// The chain state at the head, if there is a genesis block.
+    pub fn state(&self) -> Option<&ChainState> {
+        self.state.as_ref()
+    }
+    /// The head header.
+    pub fn head(&self) -> Option<&Header> {
+        self.state.as_ref().map(|s| &s.head)
+    }
+    /// Height of the head.
+    pub fn height(&self) -> Option<u64> {
+        self.head().map(|h| h.height)
+    }
+    /// Entries in the ledger.
+    pub fn tree_size(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.frontier.size())
+    }
+
+    /// Appends one block durably: checked, written atomically, flushed before returning.
+    pub fn append(&mut self, block: &Block) -> Result<Appended, Error> {
+        let out = self.append_deferred(block)?;
+        self.backend.flush()?;
+        Ok(out)
+    }
+
+    /// Appends several blocks with one flush at the end (group commit). Each block is still
+    /// atomic; after a crash a prefix of the group is stored. Durable once this returns.
+    pub fn append_group(&mut self, blocks: &[Block]) -> Result<Vec<Appended>, Error> {
+        let mut out = Vec::with_capacity(blocks.len());
+        let mut result = Ok(());
+        for b in blocks {
+            match self.append_deferred(b) {
+                Ok(a) => out.push(a),
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        // Whatever was applied is flushed even if a later block was refused.
+        self.backend.flush()?;
+        result.map(|()| out)
+    }
+
+    /// Checks and applies one block without waiting for the disk. Not durable until
+    /// [`Store::flush`]: use for a group of blocks, then flush.
+    pub fn append_deferred(&mut self, block: &Block) -> Result<Appended, Error> {
+        let (adv, next_state) = match &self.state {
+            None => {
+                let (state, adv) = ChainState::genesis(block).map_err(Error::Rejected)?;
+                (adv, Some(state))
+            }
+            Some(s) => (s.check_next(block, self.config.checks).map_err(Error::Rejected)?, None),
+        };
+        let first = block.header.tree_size - block.entries.len() as u64;
+        let mut batch = Vec::with_capacity(block.entries.len() + adv.nodes.len() + 2);
+        batch.push((header_key(block.header.height), block.encode_head()));
+        for (i, e) in block.entries.iter().enumerate() {
+            batch.push((entry_key(first + i as u64), e.encode()));
+        }
+        for (level, index, hash) in &adv.nodes {
+            batch.push((node_key(*level, *index), hash.to_vec()));
+        }
+        let rec = HeadRecord {
+            height: block.header.height,
+            hash: adv.hash,
+            tree_size: block.header.tree_size,
+        };
+        batch.push((HEAD_KEY.to_vec(), rec.encode()));
+        self.backend.apply(batch)?;
+        match next_state {
+            Some(s) => self.state = Some(s),
+            None => {
+                if let Some(s) = self.state.as_mut() {
+                    s.commit(block, adv);
+                }
+            }
+        }
+        Ok(Appended { height: rec.height, hash: rec.hash, tree_size: rec.tree_size })
+    }
+
+    /// Makes every applied block durable.
+    pub fn flush(&self) -> Result<(), Error> {
+        Ok(self.backend.flush()?)
+    }
+
+    fn check_height(&self, height: u64) -> Result<(), Error> {
+        match self.height() {
+            None => Err(Error::Empty),
+            Some(h) if height > h => {
+                Err(Error::OutOfRange { what: "height", value: height, limit: h })
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    /// Header and certificate at `height`.
+    pub fn read_head(&self, height: u64) -> Result<(Header, crate::Certificate), Error> {
+        let raw = self.backend.get(&header_key(height))?.ok_or_else(|| {
+            Error::Rejected(Failure::block(height, "header", "no header is stored at this height"))
+        })?;
+        let (header, cert) = decode_head(&raw)
+            .map_err(|e| Error::Rejected(Failure::block(height, "header", e.to_string())))?;
+        if header.height != height {
+            return Err(Error::Rejected(Failure::block(
+                height,
+                "header.height",
+                format!("the header stored at height {height} says {}", header.height),
+            )));
+        }
+        Ok((header, cert))
+    }
+
+    /// The block at `height`.
+    pub fn block(&self, height: u64) -> Result<Block, Error> {
+        self.check_height(height)?;
+        self.read_block(height).map_err(|e| match e {
+            Error::Rejected(f) => Error::Damaged(f),
+            other => other,
+        })
+    }
+
+    fn read_block(&self, height: u64) -> Result<Block, Error> {
+        let (header, certificate) = self.read_head(height)?;
+        let first = if height == 0 { 0 } else { self.read_head(height - 1)?.0.tree_size };
+        let entries = self.read_entries(height, first, header.tree_size)?;
+        Ok(Block { header, entries, certificate })
+    }
+
+    fn read_entries(&self, height: u64, first: u64, end: u64) -> Result<Vec<Entry>, Error> {
+        if end < first {
+            return Err(Error::Rejected(Failure::block(
+                height,
+                "header.tree_size",
+                format!("{end} is below the previous block's {first}"),
+            )));
+        }
+        let mut entries =
+            Vec::with_capacity((end - first).min(crate::block::MAX_BLOCK_ENTRIES as u64) as usize);
+        let mut expected = first;
+        for r in self.backend.range(&entry_key(first), &entry_key(end)) {
+            let (k, v) = r?;
+            let index = key_index(&k);
+            if index != expected {
+                return Err(Error::Rejected(Failure::entry(
+                    height,
+                    expected,
+                    "entry",
+                    "missing from the store",
+                )));
+            }
+            let e = Entry::decode(&v).map_err(|e| {
+                Error::Rejected(Failure::entry(height, index, "entry", e.to_string()))
+            })?;
+            entries.push(e);
+            expected += 1;
+        }
+        if expected != end {
+            return Err(Error::Rejected(Failure::entry(
+                height,
+                expected,
+                "entry",
+                "missing from the store",
+            )));
+        }
+        Ok(entries)
+    }
+
+    /// The entry with global index `index`.
+    pub fn entry(&self, index: u64) -> Result<Entry, Error> {
+        let size = self.tree_size();
+        if index >= size {
+            return Err(Error::OutOfRange { what: "entry", value: index, limit: size });
+        }
+        let raw = self.backend.get(&entry_key(index))?.ok_or_else(|| {
+            Error::Damaged(Failure::entry(
+                self.height_of_entry(index).unwrap_or(0),
+                index,
+                "entry",
+                "missing",
+            ))
+        })?;
+        Entry::decode(&raw).map_err(|e| {
+            Error::Damaged(Failure::entry(
+                self.height_of_entry(index).unwrap_or(0),
+                index,
+                "entry",
+                e.to_string(),
+            ))
+        })
+    }
+
+    /// Height of the block holding entry `index` (binary search over headers).
+    pub fn height_of_entry(&self, index: u64) -> Result<u64, Error> {
+        let head = self.height().ok_or(Error::Empty)?;
+        if index >= self.tree_size() {
+            return Err(Error::OutOfRange { what: "entry", value: index, limit: self.tree_size() });
+        }
+        self.height_of_entry_upto(index, head)
+    }
+
+    fn height_of_entry_upto(&self, index: u64, head: u64) -> Result<u64, Error> {
+        // First height whose tree_size exceeds index.
+        let (mut lo, mut hi) = (0u64, head);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.read_head(mid)?.0.tree_size > index {
+                hi = mid;
+            } else {
+                lo = mid + 1;
+            }
+        }
+        Ok(lo)
+    }
+
+    /// An unsigned checkpoint for the block at `height` (the head if `None`).
+    pub fn checkpoint(&self, height: Option<u64>) -> Result<Checkpoint, Error> {
+        let state = self.state.as_ref().ok_or(Error::Empty)?;
+        let header = match height {
+            None => state.head.clone(),
+            Some(h) => {
+                self.check_height(h)?;
+                self.read_head(h)?.0
+            }
+        };
+        Ok(Checkpoint {
+            chain_id: state.chain_id.clone(),
+            height: header.height,
+            tree_size: header.tree_size,
+            root: header.merkle_root,
+            header_hash: header.hash(),
+        })
+    }
+
+    /// Inclusion proof of entry `index` in the tree of `tree_size` entries (the head's if `None`).
+    pub fn prove_inclusion(
+        &self,
+        index: u64,
+        tree_size: Option<u64>,
+    ) -> Result<InclusionProof, Error> {
+        let size = self.proof_size(tree_size)?;
+        merkle::prove_inclusion::<Blake3, _>(&self.nodes(), index, size)
+            .map_err(|e| self.prove_error(e))
+    }
+
+    /// Consistency proof from the tree of `old_size` entries to the one of `new_size`.
+    pub fn prove_consistency(
+        &self,
+        old_size: u64,
+        new_size: Option<u64>,
+    ) -> Result<ConsistencyProof, Error> {
+        let size = self.proof_size(new_size)?;
+        merkle::prove_consistency::<Blake3, _>(&self.nodes(), old_size, size)
+            .map_err(|e| self.prove_error(e))
+    }
+
+    fn proof_size(&self, tree_size: Option<u64>) -> Result<u64, Error> {
+        let have = self.tree_size();
+        let size = tree_size.unwrap_or(have);
+        if size > have {
+            return Err(Error::OutOfRange { what: "tree size", value: size, limit: have });
+        }
+        Ok(size)
+    }
+
+    fn prove_error(&self, e: ProveError<NodeError>) -> Error {
+        match e {
+            ProveError::Source(NodeError::Backend(b)) => Error::Backend(b),
+            ProveError::Source(NodeError::Missing { level, index }) => {
+                Error::Damaged(Failure::block(
+                    self.height().unwrap_or(0),
+                    "merkle",
+                    format!("node at level {level}, index {index} is missing"),
+                ))
+            }
+            ProveError::IndexOutOfRange { index, tree_size } => {
+                Error::OutOfRange { what: "entry", value: index, limit: tree_size }
+            }
+            other => Error::Proof(other.to_string()),
+        }
+    }
+
+    /// Verifies the whole store from genesis, stored Merkle nodes and head record included.
+    pub fn audit(
+        &self,
+        options: &verify::Options,
+        hook: &mut dyn Hook,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Report, Failure> {
+        let mut src = StoreSource::new(self);
+        verify::verify(&mut src, options, hook, progress)
+    }
+
+    /// The blocks from `from` to the head, in order.
+    pub fn blocks(&self, from: u64) -> impl Iterator<Item = Result<Block, Error>> + '_ {
+        let end = self.height().map_or(0, |h| h + 1);
+        (from..end).map(move |h| self.block(h))
+    }
+
+    /// Writes the whole ledger to one file (see [`crate::export`]).
+    pub fn export(
+        &self,
+        path: &Path,
+        progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<crate::export::Summary, Error> {
+        crate::export::write(self, path, progress)
+    }
+}
+
+fn key_height(k: &[u8]) -> u64 {
+    k.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes)
+}
+fn key_index(k: &[u8]) -> u64 {
+    key_height(k)
+}
+
+/// Error of the stored-node source.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The engine failed.
+    #[error(transparent)]
+    Backend(BackendError),
+    /// A node that must exist is not stored (or is not 32 bytes).
+    #[error("Merkle node at level {level}, index {index} is missing or malformed")]
+    Missing {
+        /// Level.
+        level: u8,
+        /// Index.
+        index: u64,
+    },
+}
+
+/// Stored Merkle nodes, through the store's cache of upper levels.
+struct Nodes<'a> {
+    backend: &'a dyn Backend,
+    cache: &'a RwLock<HashMap<(u8, u64), Hash>>,
+}
+
+impl NodeSource for Nodes<'_> {
+    type Error = NodeError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
+        let cached = level >= CACHED_LEVEL;
+        if cached {
+            if let Some(h) = self.cache.read().ok().and_then(|c| c.get(&(level, index)).copied()) {
+                return Ok(h);
+            }
+        }
+        let v = self.backend.get(&node_key(level, index)).map_err(NodeError::Backend)?;
+        let h = v
+            .and_then(|v| <Hash>::try_from(v.as_slice()).ok())
+            .ok_or(NodeError::Missing { level, index })?;
+        if cached {
+            if let Ok(mut c) = self.cache.write() {
+                c.insert((level, index), h);
+            }
+        }
+        Ok(h)
+    }
+}
+
+/// Reads a store block by block for the audit, and checks its derived data.
+struct StoreSource<'a> {
+    store: &'a Store,
+    next: u64,
+    first_entry: u64,
+    head: Option<HeadRecord>,
+    head_error: Option<Failure>,
+}
+
+impl<'a> StoreSource<'a> {
+    fn new(store: &'a Store) -> Self {
+        let (head, head_error) = match store.backend.get(HEAD_KEY) {
+            Ok(Some(raw)) => match HeadRecord::decode(&raw) {
+                Ok(h) => (Some(h), None),
+                Err(e) => (None, Some(Failure::block(0, "meta/head", e.to_string()))),
+            },
+            Ok(None) => {
+                (None, Some(Failure::block(0, "meta/head", "no head record: the store is empty")))
+            }
+            Err(e) => (None, Some(Failure::block(0, "meta/head", e.to_string()))),
+        };
+        Self { store, next: 0, first_entry: 0, head, head_error }
+    }
+}
+
+impl BlockSource for StoreSource<'_> {
+    fn next_block(&mut self) -> Option<Result<Block, Failure>> {
+        if let Some(f) = self.head_error.take() {
+            return Some(Err(f));
+        }
+        let head = self.head?;
+        if self.next > head.height {
+            return None;
+        }
+        let height = self.next;
+        self.next += 1;
+        let result = (|| {
+            let (header, certificate) = self.store.read_head(height)?;
+            let entries = self.store.read_entries(height, self.first_entry, header.tree_size)?;
+            self.first_entry = header.tree_size;
+            Ok(Block { header, entries, certificate })
+        })();
+        Some(result.map_err(|e| match e {
+            Error::Rejected(f) | Error::Damaged(f) => f,
+            other => Failure::block(height, "store", other.to_string()),
+        }))
+    }
+
+    fn len_hint(&self) -> Option<u64> {
+        self.head.map(|h| h.height + 1)
+    }
+
+    fn check_derived(&mut self, block: &Block, advance: &Advance) -> Result<(), Failure> {
+        let height = block.header.height;
+        // A block completes a contiguous run of nodes on each level: read each run with one
+        // range scan rather than one lookup per node.
+        let mut levels: Vec<Vec<(u64, Hash)>> = Vec::new();
+        for (level, index, hash) in &advance.nodes {
+            let l = usize::from(*level);
+            if levels.len() <= l {
+                levels.resize_with(l + 1, Vec::new);
+            }
+            levels[l].push((*index, *hash));
+        }
+        for (level, run) in levels.iter().enumerate() {
+            let (Some(first), Some(last)) = (run.first(), run.last()) else { continue };
+            let level = level as u8;
+            let fail = |index: u64, reason: String| Failure {
+                height,
+                entry: index
+                    .checked_add(1)
+                    .and_then(|i| i.checked_shl(u32::from(level)))
+                    .map(|e| e - 1),
+                field: format!("merkle node (level {level}, index {index})"),
+                reason,
+            };
+            let mut stored =
+                self.store.backend.range(&node_key(level, first.0), &node_key(level, last.0 + 1));
+            for (index, hash) in run {
+                match stored.next() {
+                    Some(Ok((k, v))) if k == node_key(level, *index) => {
+                        if v.as_slice() != hash.as_slice() {
+                            return Err(fail(
+                                *index,
+                                format!(
+                                    "stored {}, entries give {}",
+                                    hex::encode(&v),
+                                    hex::encode(hash)
+                                ),
+                            ));
+                        }
+                    }
+                    Some(Err(e)) => return Err(fail(*index, e.to_string())),
+                    _ => return Err(fail(*index, "missing from the store".into())),
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, state: &ChainState) -> Result<(), Failure> {
+        let Some(head) = self.head else { return Ok(()) };
+        let height = state.head.height;
+        if head.hash != state.head_hash || head.tree_size != state.frontier.size() {
+            return Err(Failure::block(
+                height,
+                "meta/head",
+                "the head record disagrees with the verified head",
+            ));
+        }
+        let backend = &*self.store.backend;
+        let beyond = backend.get(&header_key(height + 1)).ok().flatten().is_some()
+            || backend.get(&entry_key(head.tree_size)).ok().flatten().is_some();
+        if beyond {
+            return Err(Failure::block(
+                height,
+                "meta/head",
+                "data beyond the head record is stored",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,225 @@
+//! The store: appends, refusals, reads, proofs, reopen checks.
+
+use surplus_ledger::testutil::{certificate, TestChain};
+use surplus_ledger::{
+    store, verify_consistency, verify_inclusion, Blake3, Block, Checkpoint, Conflict, Entry,
+    EntryKind, Error, Store,
+};
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open(dir, store::Config::default()).unwrap()
+}
+
+fn filled(dir: &std::path::Path, blocks: usize, per_block: usize) -> (Store, TestChain) {
+    let chain = TestChain::build("test-chain", blocks, per_block);
+    let mut s = open(dir);
+    for b in &chain.blocks {
+        s.append(b).unwrap();
+    }
+    (s, chain)
+}
+
+fn rejected_field(r: Result<surplus_ledger::store::Appended, Error>) -> String {
+    match r {
+        Err(Error::Rejected(f)) => f.field,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn blocks_read_back_identically_after_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, chain) = filled(dir.path(), 5, 7);
+    assert_eq!(s.height(), Some(5));
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(s.height(), Some(5));
+    assert_eq!(s.tree_size(), chain.blocks.last().unwrap().header.tree_size);
+    for (h, b) in chain.blocks.iter().enumerate() {
+        assert_eq!(&s.block(h as u64).unwrap(), b);
+    }
+    let first = chain.blocks[2].header.tree_size;
+    assert_eq!(s.entry(first).unwrap(), chain.blocks[3].entries[0]);
+    assert_eq!(s.height_of_entry(first).unwrap(), 3);
+    assert_eq!(s.height_of_entry(first - 1).unwrap(), 2);
+    let from3: Vec<Block> = s.blocks(3).map(Result::unwrap).collect();
+    assert_eq!(from3, chain.blocks[3..].to_vec());
+    assert!(matches!(s.block(6), Err(Error::OutOfRange { .. })));
+    assert!(matches!(s.entry(s.tree_size()), Err(Error::OutOfRange { .. })));
+}
+
+#[test]
+fn group_commit_stores_every_block() {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = TestChain::build("group", 6, 3);
+    let mut s = open(dir.path());
+    let acks = s.append_group(&chain.blocks).unwrap();
+    assert_eq!(acks.len(), 7);
+    drop(s);
+    let s = open(dir.path());
+    assert_eq!(s.height(), Some(6));
+    s.audit(&Default::default(), &mut surplus_ledger::NoHook, &mut |_| {}).unwrap();
+}
+
+#[test]
+fn a_block_that_does_not_extend_the_head_is_refused_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut s, base) = filled(dir.path(), 3, 2);
+    let mut chain = base.clone();
+    let entries = chain.signed_entries(2, 16);
+    let good = chain.push_block(entries.clone());
+    let head_before = s.checkpoint(None).unwrap();
+
+    // Replay of an old block, and a block from the future.
+    assert_eq!(rejected_field(s.append(&chain.blocks[2])), "header.height");
+    let mut future = good.clone();
+    future.header.height += 1;
+    assert_eq!(rejected_field(s.append(&future)), "header.height");
+
+    // Wrong previous hash: re-sign the certificate so only the link is wrong.
+    let mut bad = good.clone();
+    bad.header.prev_hash[0] ^= 1;
+    bad.certificate = resign(&chain, &bad);
+    assert_eq!(rejected_field(s.append(&bad)), "header.prev_hash");
+
+    // Timestamp before the head's.
+    let mut bad = good.clone();
+    bad.header.timestamp_ms = chain.blocks[3].header.timestamp_ms - 1;
+    bad.certificate = resign(&chain, &bad);
+    assert_eq!(rejected_field(s.append(&bad)), "header.timestamp_ms");
+
+    // Another chain's block.
+    let other = TestChain::build("other-chain", 4, 2);
+    let foreign = other.blocks[4].clone();
+    assert_eq!(rejected_field(s.append(&foreign)), "header.chain_id");
+
+    // Certificate: too few signatures, a forged one, one signed for another height.
+    let hash = good.header.hash();
+    let mut bad = good.clone();
+    bad.certificate = certificate("test-chain", 4, 0, &hash, &chain.validators, &[0, 1]);
+    assert_eq!(rejected_field(s.append(&bad)), "certificate");
+    let mut bad = good.clone();
+    bad.certificate.signatures[1].signature.0[5] ^= 0x10;
+    assert_eq!(rejected_field(s.append(&bad)), "certificate");
+    let mut bad = good.clone();
+    bad.certificate = certificate("test-chain", 5, 0, &hash, &chain.validators, &[0, 1, 2]);
+    assert_eq!(rejected_field(s.append(&bad)), "certificate");
+
+    // Wrong Merkle root and tree size, forged entry signature.
+    let mut bad = good.clone();
+    bad.header.merkle_root[31] ^= 1;
+    bad.certificate = resign(&chain, &bad);
+    assert_eq!(rejected_field(s.append(&bad)), "header.merkle_root");
+    let mut bad = good.clone();
+    bad.header.tree_size += 1;
+    bad.certificate = resign(&chain, &bad);
+    assert_eq!(rejected_field(s.append(&bad)), "header.tree_size");
+    // A forged entry signature under a correct root and certificate.
+    let mut forged = entries.clone();
+    forged[1] = forge(&forged[1]);
+    let bad = base.clone().push_block(forged);
+    assert_eq!(rejected_field(s.append(&bad)), "entry.signature");
+
+    assert_eq!(s.checkpoint(None).unwrap(), head_before);
+    s.append(&good).unwrap();
+    assert_eq!(s.height(), Some(4));
+    drop(s);
+    let s = open(dir.path());
+    s.audit(&Default::default(), &mut surplus_ledger::NoHook, &mut |_| {}).unwrap();
+}
+
+fn resign(chain: &TestChain, b: &Block) -> surplus_ledger::Certificate {
+    certificate(
+        &chain.chain_id,
+        b.header.height,
+        0,
+        &b.header.hash(),
+        &chain.validators,
+        &[0, 1, 2, 3],
+    )
+}
+
+fn forge(e: &Entry) -> Entry {
+    let mut f = e.clone();
+    if let surplus_ledger::Auth::Signed { signature, .. } = &mut f.auth {
+        signature.0[0] ^= 1;
+    }
+    f
+}
+
+#[test]
+fn a_genesis_without_validators_or_with_a_certificate_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = open(dir.path());
+    let chain = TestChain::build("g", 1, 1);
+    let mut g = chain.blocks[0].clone();
+    g.entries.retain(|e| e.kind != EntryKind::VALIDATORS);
+    assert!(matches!(s.append(&g), Err(Error::Rejected(_))));
+    let mut g = chain.blocks[0].clone();
+    g.certificate.round = 1;
+    assert_eq!(rejected_field(s.append(&g)), "certificate");
+    // A non-genesis block first.
+    assert_eq!(rejected_field(s.append(&chain.blocks[1])), "header.height");
+    assert_eq!(s.height(), None);
+}
+
+#[test]
+fn inclusion_and_consistency_proofs_verify_against_checkpoints() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _chain) = filled(dir.path(), 8, 13);
+    let head = s.checkpoint(None).unwrap();
+    for index in [0, 1, 9, 50, head.tree_size - 1] {
+        let p = s.prove_inclusion(index, None).unwrap();
+        let leaf = surplus_ledger::leaf_hash(&s.entry(index).unwrap());
+        verify_inclusion::<Blake3>(&leaf, &p, &head.root).unwrap();
+    }
+    // Against an older checkpoint.
+    let old = s.checkpoint(Some(3)).unwrap();
+    let p = s.prove_inclusion(5, Some(old.tree_size)).unwrap();
+    verify_inclusion::<Blake3>(&surplus_ledger::leaf_hash(&s.entry(5).unwrap()), &p, &old.root)
+        .unwrap();
+    let c = s.prove_consistency(old.tree_size, None).unwrap();
+    verify_consistency::<Blake3>(&old.root, &head.root, &c).unwrap();
+    old.check_consistent(&head, Some(&c)).unwrap();
+    assert!(matches!(s.prove_inclusion(head.tree_size, None), Err(Error::OutOfRange { .. })));
+    assert!(matches!(
+        s.prove_inclusion(0, Some(head.tree_size + 1)),
+        Err(Error::OutOfRange { .. })
+    ));
+}
+
+#[test]
+fn signed_checkpoints_reveal_a_forked_history() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    let (a, _) = filled(dir_a.path(), 4, 5);
+    // Same genesis and validators, a different block 4.
+    let mut chain = TestChain::build("test-chain", 3, 5);
+    let e = chain.signed_entries(6, 9);
+    chain.push_block(e);
+    let mut b = open(dir_b.path());
+    for blk in &chain.blocks {
+        b.append(blk).unwrap();
+    }
+    let node = surplus_ledger::testutil::key("node", 1);
+    let ca = a.checkpoint(None).unwrap().sign(&node);
+    let cb = b.checkpoint(None).unwrap().sign(&node);
+    ca.verify().unwrap();
+    let decoded = surplus_ledger::SignedCheckpoint::decode(&cb.encode()).unwrap();
+    assert_eq!(decoded, cb);
+    assert_eq!(
+        ca.checkpoint.check_consistent(&cb.checkpoint, None),
+        Err(Conflict::HeaderFork { height: 4 })
+    );
+    // A consistency proof from b's height-3 tree does not lead to a's head.
+    let b3: Checkpoint = b.checkpoint(Some(3)).unwrap();
+    let proof = b.prove_consistency(b3.tree_size, None).unwrap();
+    assert!(matches!(
+        b3.check_consistent(&ca.checkpoint, Some(&proof)),
+        Err(Conflict::NotAnExtension { .. })
+    ));
+    // A tampered checkpoint fails its signature.
+    let mut t = ca.clone();
+    t.checkpoint.tree_size += 1;
+    assert!(t.verify().is_err());
+}
