@@ -1,0 +1,390 @@
+//! `surplus audit`, `surplus ledger …` and `surplus key …`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use indicatif::{ProgressBar, ProgressStyle};
+use surplus_ledger::bundle::ProofBundle;
+use surplus_ledger::{
+    export, store, verify, Failure, NoHook, PublicKey, Report, SecretKey, Store, ValidatorSet,
+};
+
+/// Exit status when a verification ran and failed (2 is for usage and I/O errors).
+const EXIT_FAILED: u8 = 1;
+
+/// Arguments of `surplus audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// An exported ledger file (from `surplus ledger export`).
+    #[arg(conflicts_with = "data_dir", required_unless_present = "data_dir")]
+    file: Option<PathBuf>,
+    /// A node's data directory (its ledger store is in `DIR/ledger`).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Refuse the ledger unless its genesis header hash is this (hex).
+    #[arg(long, value_name = "HEX")]
+    genesis_hash: Option<String>,
+    /// Print the result as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `surplus ledger` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Write the whole ledger to one file that `surplus audit FILE` verifies.
+    Export {
+        /// The node's data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Where to write the export.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print an inclusion proof of one entry with the checkpoint it is against (JSON).
+    Proof {
+        /// The node's data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Global index of the entry.
+        #[arg(long, value_name = "N")]
+        entry: u64,
+        /// Prove against the checkpoint at this height instead of the head.
+        #[arg(long, value_name = "H")]
+        height: Option<u64>,
+        /// Sign the checkpoint with this node key file.
+        #[arg(long, value_name = "FILE")]
+        key: Option<PathBuf>,
+        /// Write the proof here instead of standard output.
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
+    },
+    /// Check a proof written by `surplus ledger proof`, offline.
+    VerifyProof {
+        /// The proof file.
+        file: PathBuf,
+        /// Require the checkpoint to be signed by this node key (hex).
+        #[arg(long, value_name = "HEX")]
+        signer: Option<String>,
+        /// Also check the block's commit certificate against these validator keys (hex,
+        /// comma-separated, in genesis order).
+        #[arg(long, value_name = "HEX,...", value_delimiter = ',')]
+        validators: Vec<String>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print the head of a node's ledger.
+    Head {
+        /// The node's data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// `surplus key` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create a new ed25519 key file (mode 0600); prints the public key.
+    Generate {
+        /// Where to write the key; refuses to overwrite.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Print the public key of a key file.
+    Show {
+        /// The key file.
+        #[arg(long, value_name = "FILE")]
+        key: PathBuf,
+    },
+}
+
+/// Where a node keeps its ledger store inside its data directory.
+pub fn ledger_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join("ledger")
+}
+
+fn open_store(data_dir: &Path) -> Result<Store> {
+    let dir = ledger_dir(data_dir);
+    if !dir.is_dir() {
+        bail!("{} holds no ledger (expected the directory {})", data_dir.display(), dir.display());
+    }
+    Store::open(&dir, store::Config::default())
+        .with_context(|| format!("cannot open the ledger in {}", dir.display()))
+}
+
+fn progress_bar(json: bool, what: &str) -> ProgressBar {
+    if json || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(0);
+    let style = ProgressStyle::with_template(&format!(
+        "{what} {{bar:40}} {{pos}}/{{len}} blocks, {{msg}} ({{eta}} left)"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Runs `surplus audit`.
+pub fn audit(a: AuditArgs) -> Result<ExitCode> {
+    let genesis_hash = a
+        .genesis_hash
+        .as_deref()
+        .map(|h| surplus_ledger::parse_hex::<32>(h, "--genesis-hash"))
+        .transpose()
+        .map_err(anyhow::Error::msg)?;
+    let options = verify::Options { genesis_hash, ..Default::default() };
+    let bar = progress_bar(a.json, "auditing");
+    let mut on_progress = |p: verify::Progress| {
+        if let Some(t) = p.total_blocks {
+            bar.set_length(t);
+        }
+        bar.set_position(p.blocks);
+        if p.blocks.is_multiple_of(64) {
+            bar.set_message(format!("{} entries", p.entries));
+        }
+    };
+    let (source_name, result) = match (&a.file, &a.data_dir) {
+        (Some(file), _) => {
+            let mut reader = export::Reader::open(file)?;
+            (
+                file.display().to_string(),
+                verify::verify(&mut reader, &options, &mut NoHook, &mut on_progress),
+            )
+        }
+        (None, Some(dir)) => {
+            let store = match open_store(dir) {
+                Ok(s) => s,
+                Err(e) => match e.downcast_ref::<surplus_ledger::Error>() {
+                    // A damaged store is an audit finding, not a usage error.
+                    Some(surplus_ledger::Error::Damaged(f)) => {
+                        bar.finish_and_clear();
+                        return Ok(report(a.json, &dir.display().to_string(), Err(f.clone())));
+                    }
+                    _ => return Err(e),
+                },
+            };
+            (dir.display().to_string(), store.audit(&options, &mut NoHook, &mut on_progress))
+        }
+        (None, None) => bail!("name an export file or --data-dir"),
+    };
+    bar.finish_and_clear();
+    Ok(report(a.json, &source_name, result))
+}
+
+fn report(json: bool, source: &str, result: Result<Report, Failure>) -> ExitCode {
+    match result {
+        Ok(r) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "verified": true, "source": source, "report": r })
+                );
+            } else {
+                println!("verified: {source}");
+                println!("  chain        {}", r.chain_id);
+                println!("  genesis      {}", hex::encode(r.genesis_hash));
+                println!("  head         height {}, {}", r.head_height, hex::encode(r.head_hash));
+                println!("  blocks       {}", r.blocks);
+                println!("  entries      {}", r.entries);
+                println!("  signatures   {}", r.signatures);
+                println!("  merkle root  {}", hex::encode(r.merkle_root));
+            }
+            ExitCode::SUCCESS
+        }
+        Err(f) => {
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({ "verified": false, "source": source, "failure": f })
+                );
+            } else {
+                println!("FAILED: {source}");
+                println!("  height  {}", f.height);
+                if let Some(e) = f.entry {
+                    println!("  entry   {e}");
+                }
+                println!("  field   {}", f.field);
+                println!("  reason  {}", f.reason);
+            }
+            ExitCode::from(EXIT_FAILED)
+        }
+    }
+}
+
+fn read_key(path: &Path) -> Result<SecretKey> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read the key file {}", path.display()))?;
+    SecretKey::from_file_contents(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+}
+
+/// Runs `surplus ledger …`.
+pub fn ledger(c: LedgerCommand) -> Result<ExitCode> {
+    match c {
+        LedgerCommand::Export { data_dir, out, json } => {
+            let store = open_store(&data_dir)?;
+            let bar = progress_bar(json, "exporting");
+            let summary = store.export(&out, &mut |done, total| {
+                bar.set_length(total);
+                bar.set_position(done);
+            })?;
+            bar.finish_and_clear();
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!(
+                    "exported {} blocks, {} entries, {} bytes to {} (head {})",
+                    summary.blocks,
+                    summary.entries,
+                    summary.bytes,
+                    out.display(),
+                    hex::encode(summary.head_hash)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::Proof { data_dir, entry, height, key, out } => {
+            let store = open_store(&data_dir)?;
+            let key = key.as_deref().map(read_key).transpose()?;
+            let checkpoint = store.checkpoint(height)?;
+            let entry_height = store.height_of_entry(entry)?;
+            if entry_height > checkpoint.height {
+                bail!(
+                    "entry {entry} is in block {entry_height}, after the checkpoint at height {}",
+                    checkpoint.height
+                );
+            }
+            let proof = store.prove_inclusion(entry, Some(checkpoint.tree_size))?;
+            let (header, certificate) = store.read_head(checkpoint.height)?;
+            let signed = key.map(|k| checkpoint.clone().sign(&k));
+            let bundle = ProofBundle::new(
+                entry_height,
+                &store.entry(entry)?,
+                &proof,
+                checkpoint,
+                signed.as_ref(),
+                header,
+                certificate,
+            );
+            let text = serde_json::to_string_pretty(&bundle)? + "\n";
+            match out {
+                Some(path) => std::fs::write(&path, text)
+                    .with_context(|| format!("cannot write {}", path.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        LedgerCommand::VerifyProof { file, signer, validators, json } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("cannot read {}", file.display()))?;
+            let bundle: ProofBundle = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not a Surplus proof file", file.display()))?;
+            let signer = signer
+                .as_deref()
+                .map(|s| s.parse::<PublicKey>().map_err(|e| anyhow::anyhow!("--signer: {e}")))
+                .transpose()?;
+            let validators = if validators.is_empty() {
+                None
+            } else {
+                let keys = validators
+                    .iter()
+                    .map(|s| {
+                        s.parse::<PublicKey>().map_err(|e| anyhow::anyhow!("--validators: {e}"))
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                Some(ValidatorSet::new(keys).map_err(|e| anyhow::anyhow!("--validators: {e}"))?)
+            };
+            match bundle.verify(signer.as_ref(), validators.as_ref()) {
+                Ok(check) => {
+                    if json {
+                        println!("{}", serde_json::json!({ "verified": true, "check": check }));
+                    } else {
+                        println!(
+                            "verified: entry {} ({}) is in the ledger of {} entries at height {}",
+                            bundle.entry_index,
+                            check.entry.kind.name(),
+                            bundle.tree_size,
+                            bundle.checkpoint.height
+                        );
+                        match check.signed_by {
+                            Some(k) => println!("  checkpoint signed by {k}"),
+                            None => println!("  checkpoint unsigned"),
+                        }
+                        if check.certificate_checked {
+                            println!("  commit certificate verified against the validator set");
+                        } else {
+                            println!("  commit certificate not checked (pass --validators)");
+                        }
+                    }
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(why) => {
+                    if json {
+                        println!("{}", serde_json::json!({ "verified": false, "reason": why }));
+                    } else {
+                        println!("FAILED: {why}");
+                    }
+                    Ok(ExitCode::from(EXIT_FAILED))
+                }
+            }
+        }
+        LedgerCommand::Head { data_dir, json } => {
+            let store = open_store(&data_dir)?;
+            let cp = store.checkpoint(None)?;
+            if json {
+                println!("{}", serde_json::to_string(&cp)?);
+            } else {
+                println!("chain {} height {} entries {}", cp.chain_id, cp.height, cp.tree_size);
+                println!("  header hash  {}", hex::encode(cp.header_hash));
+                println!("  merkle root  {}", hex::encode(cp.root));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Runs `surplus key …`.
+pub fn key(c: KeyCommand) -> Result<ExitCode> {
+    match c {
+        KeyCommand::Generate { out } => {
+            let mut seed = [0u8; 32];
+            getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
+            let key = SecretKey::from_seed(seed);
+            write_secret(&out, key.to_file_contents().as_bytes())?;
+            println!("{}", key.public());
+            Ok(ExitCode::SUCCESS)
+        }
+        KeyCommand::Show { key } => {
+            println!("{}", read_key(&key)?.public());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// Creates `path` with mode 0600, refusing to overwrite.
+fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(0o600);
+    }
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
+    f.write_all(contents)?;
+    f.sync_all()?;
+    Ok(())
+}

@@ -1,0 +1,217 @@
+//! The `surplus` command line, run as a real process: audit, export, proofs, keys, bad input.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use surplus_ledger::testutil::TestChain;
+use surplus_ledger::{store, Store};
+
+fn surplus(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_surplus")).args(args).output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// A data dir whose ledger holds `blocks` blocks of 5 signed entries.
+fn data_dir(blocks: usize) -> (tempfile::TempDir, TestChain) {
+    let dir = tempfile::tempdir().unwrap();
+    let chain = TestChain::build("cli-chain", blocks, 5);
+    let mut s = Store::open(&dir.path().join("ledger"), store::Config::default()).unwrap();
+    s.append_group(&chain.blocks).unwrap();
+    (dir, chain)
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn audit_export_and_audit_the_file() {
+    let (dir, chain) = data_dir(4);
+    let o = surplus(&["audit", "--data-dir", p(dir.path())]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("verified"));
+
+    let o = surplus(&["audit", "--data-dir", p(dir.path()), "--json"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verified"], true);
+    assert_eq!(v["report"]["head_height"], 4);
+    assert_eq!(v["report"]["head_hash"], hex::encode(chain.blocks[4].header.hash()));
+
+    let file = dir.path().join("out.export");
+    let o = surplus(&["ledger", "export", "--data-dir", p(dir.path()), "--out", p(&file)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = surplus(&["audit", p(&file), "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let genesis = hex::encode(chain.blocks[0].header.hash());
+    let o = surplus(&["audit", p(&file), "--genesis-hash", &genesis]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // One flipped bit in block 2's record: exit 1, and the report names height 2.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let block2 = chain.blocks[2].encode();
+    let at = bytes.windows(block2.len()).position(|w| w == block2.as_slice()).unwrap();
+    bytes[at + block2.len() - 3] ^= 4;
+    std::fs::write(&file, &bytes).unwrap();
+    let o = surplus(&["audit", p(&file), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verified"], false);
+    assert_eq!(v["failure"]["height"], 2);
+    let o = surplus(&["audit", p(&file)]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("height  2"), "{}", text(&o));
+}
+
+#[test]
+fn proof_round_trip_with_signed_checkpoint_and_certificate() {
+    let (dir, chain) = data_dir(6);
+    let key = dir.path().join("node.key");
+    let o = surplus(&["key", "generate", "--out", p(&key)]);
+    assert!(o.status.success(), "{}", text(&o));
+    let public = String::from_utf8(o.stdout).unwrap().trim().to_owned();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // Refuses to overwrite a key.
+    assert_eq!(surplus(&["key", "generate", "--out", p(&key)]).status.code(), Some(2));
+    let o = surplus(&["key", "show", "--key", p(&key)]);
+    assert_eq!(String::from_utf8(o.stdout).unwrap().trim(), public);
+
+    let proof = dir.path().join("proof.json");
+    let o = surplus(&[
+        "ledger",
+        "proof",
+        "--data-dir",
+        p(dir.path()),
+        "--entry",
+        "17",
+        "--key",
+        p(&key),
+        "--out",
+        p(&proof),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    let validators: Vec<String> = chain.validators.iter().map(|k| k.public().to_string()).collect();
+    let o = surplus(&[
+        "ledger",
+        "verify-proof",
+        p(&proof),
+        "--signer",
+        &public,
+        "--validators",
+        &validators.join(","),
+    ]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("commit certificate verified"), "{}", text(&o));
+
+    // Against an older checkpoint.
+    let o =
+        surplus(&["ledger", "proof", "--data-dir", p(dir.path()), "--entry", "3", "--height", "2"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let old = dir.path().join("old.json");
+    std::fs::write(&old, &o.stdout).unwrap();
+    assert!(surplus(&["ledger", "verify-proof", p(&old)]).status.success());
+    // An entry after the checkpoint cannot be proved against it.
+    let o = surplus(&[
+        "ledger",
+        "proof",
+        "--data-dir",
+        p(dir.path()),
+        "--entry",
+        "30",
+        "--height",
+        "2",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+
+    // Tampering: another entry, another signer, wrong validators.
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&proof).unwrap()).unwrap();
+    let entry = v["entry"].as_str().unwrap().to_owned();
+    let mut b = hex::decode(&entry).unwrap();
+    let last = b.len() - 1;
+    b[last] ^= 1;
+    v["entry"] = hex::encode(b).into();
+    std::fs::write(&proof, serde_json::to_string(&v).unwrap()).unwrap();
+    let o = surplus(&["ledger", "verify-proof", p(&proof), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    v["entry"] = entry.into();
+    std::fs::write(&proof, serde_json::to_string(&v).unwrap()).unwrap();
+    let other = chain.users[0].public().to_string();
+    assert_eq!(
+        surplus(&["ledger", "verify-proof", p(&proof), "--signer", &other]).status.code(),
+        Some(1)
+    );
+    let wrong: Vec<String> = chain.users[..4].iter().map(|k| k.public().to_string()).collect();
+    assert_eq!(
+        surplus(&["ledger", "verify-proof", p(&proof), "--validators", &wrong.join(",")])
+            .status
+            .code(),
+        Some(1)
+    );
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    // No ledger in the data dir.
+    let o = surplus(&["audit", "--data-dir", p(dir.path())]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("holds no ledger"), "{}", text(&o));
+    // Garbage and missing files.
+    let junk = dir.path().join("junk");
+    std::fs::write(&junk, b"garbage garbage garbage").unwrap();
+    let o = surplus(&["audit", p(&junk)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("not a Surplus ledger export"), "{}", text(&o));
+    let o = surplus(&["audit", p(&dir.path().join("missing"))]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = surplus(&["ledger", "verify-proof", p(&junk)]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("not a Surplus proof file"), "{}", text(&o));
+    // Bad hex, bad key file.
+    let o = surplus(&["audit", p(&junk), "--genesis-hash", "abc"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("--genesis-hash"), "{}", text(&o));
+    let o = surplus(&["key", "show", "--key", p(&junk)]);
+    assert_eq!(o.status.code(), Some(2));
+    // Neither a file nor a data dir.
+    assert_eq!(surplus(&["audit"]).status.code(), Some(2));
+    // An entry beyond the ledger.
+    let (d, _) = data_dir(1);
+    let o = surplus(&["ledger", "proof", "--data-dir", p(d.path()), "--entry", "999"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("beyond the ledger"), "{}", text(&o));
+}
+
+#[test]
+fn a_damaged_store_is_an_audit_failure_naming_the_height() {
+    let (dir, chain) = data_dir(3);
+    // Damage the head header directly in sled.
+    let db =
+        sled::Config::new().path(dir.path().join("ledger")).flush_every_ms(None).open().unwrap();
+    let key = [b"H".as_slice(), &3u64.to_be_bytes()].concat();
+    let mut v = db.get(&key).unwrap().unwrap().to_vec();
+    v[20] ^= 1;
+    db.insert(key, v).unwrap();
+    db.flush().unwrap();
+    drop(db);
+    let o = surplus(&["audit", "--data-dir", p(dir.path()), "--json"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["failure"]["height"], 3);
+    let _ = chain;
+}
+
+#[test]
+fn devnet_says_plainly_that_it_is_not_built_yet() {
+    let o = surplus(&["devnet"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("not built yet"));
+}
