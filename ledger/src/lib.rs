@@ -33,6 +33,7 @@ mod checkpoint;
 mod crypto;
 pub mod encoding;
 pub mod export;
+mod headfile;
 pub mod merkle;
 pub mod store;
 #[cfg(feature = "test-utils")]

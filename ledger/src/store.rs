@@ -17,6 +17,7 @@ use crate::block::{decode_head, Block, Entry, Header};
 use crate::chain::{Advance, ChainState, Checks, Failure};
 use crate::checkpoint::Checkpoint;
 use crate::encoding::{DecodeError, Reader, Writer};
+use crate::headfile::{Durable, HeadFile};
 use crate::merkle::{
     self, Blake3, ConsistencyProof, Frontier, Hasher, InclusionProof, NodeSource, ProveError,
 };
@@ -52,23 +53,33 @@ pub struct SledBackend {
 impl SledBackend {
     /// Opens (or creates) a sled database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, BackendError> {
-        let db = sled::Config::new()
+        let config = sled::Config::new()
             .path(dir)
             // We flush explicitly after each append; sled's timer would only add writes.
-            .flush_every_ms(None)
-            .open()
-            .map_err(|e| {
-                let hint = match &e {
-                    sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                        " (another process, such as a running node, has it open)"
-                    }
-                    _ => "",
-                };
+            .flush_every_ms(None);
+        // sled 0.34 panics instead of failing on some damaged files (seen with single flipped
+        // bits in its log); a damaged store must be an error that names the directory.
+        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
+            .map_err(|panic| {
+                let what = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("no detail");
                 BackendError(format!(
-                    "cannot open the sled database in {}{hint}: {e}",
+                    "the sled database in {} is damaged and cannot be opened ({what})",
                     dir.display()
                 ))
             })?;
+        let db = opened.map_err(|e| {
+            let hint = match &e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    " (another process, such as a running node, has it open)"
+                }
+                _ => "",
+            };
+            BackendError(format!("cannot open the sled database in {}{hint}: {e}", dir.display()))
+        })?;
         Ok(Self { db })
     }
 
@@ -171,6 +182,8 @@ pub struct Appended {
 }
 
 const HEAD_KEY: &[u8] = b"meta/head";
+/// Name of the acknowledged-head file in a store directory.
+pub const HEAD_FILE: &str = "surplus-head";
 
 fn header_key(height: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
@@ -225,6 +238,8 @@ pub struct Store {
     /// Merkle nodes of the upper levels, read once from the backend and kept: proofs touch
     /// them most, and there are few (one per 2^CACHED_LEVEL entries and level).
     upper_nodes: RwLock<HashMap<(u8, u64), Hash>>,
+    /// The acknowledged head, recorded outside the engine (stores opened from a directory).
+    head_file: Option<HeadFile>,
 }
 
 /// Lowest Merkle level kept in memory; 1/256 of the entries' count in nodes, about 0.2 bytes of
@@ -242,15 +257,86 @@ impl std::fmt::Debug for Store {
 
 impl Store {
     /// Opens the sled store in `dir` (created if absent) and checks its head.
+    ///
+    /// Beside the engine's files it keeps `surplus-head`, the last head `append` acknowledged;
+    /// a store that opens at an older head (the engine lost blocks) is reported as damaged.
     pub fn open(dir: &Path, config: Config) -> Result<Self, Error> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
-        Self::with_backend(Box::new(SledBackend::open(dir)?), config)
+        let head_path = dir.join(HEAD_FILE);
+        let (head_file, acknowledged) = HeadFile::open(&head_path)
+            .map_err(|source| Error::Io { path: head_path.clone(), source })?;
+        let mut store = Self::with_backend(Box::new(SledBackend::open(dir)?), config)?;
+        let acknowledged = acknowledged.map_err(|reason| {
+            Error::Damaged(Failure::block(store.height().unwrap_or(0), "surplus-head", reason))
+        })?;
+        store.check_acknowledged(acknowledged)?;
+        store.head_file = Some(head_file);
+        Ok(store)
+    }
+
+    /// Compares the engine's head with the last acknowledged one.
+    fn check_acknowledged(&self, acknowledged: Option<Durable>) -> Result<(), Error> {
+        let Some(ack) = acknowledged else {
+            return match self.height() {
+                // Blocks in the engine but no record of acknowledging any: the file was lost.
+                Some(h) => Err(Error::Damaged(Failure::block(
+                    h,
+                    "surplus-head",
+                    "the store holds blocks but its head record file is missing or empty",
+                ))),
+                None => Ok(()),
+            };
+        };
+        let have = self.height();
+        if have.is_none_or(|h| h < ack.height) {
+            let first_lost = have.map_or(0, |h| h + 1);
+            return Err(Error::Damaged(Failure::block(
+                first_lost,
+                "store",
+                format!(
+                    "blocks {first_lost} to {} were acknowledged but the storage engine no longer \
+                     holds them (its files are damaged); restore this node from a peer or a backup",
+                    ack.height
+                ),
+            )));
+        }
+        let (header, _) = self.read_head(ack.height).map_err(|e| match e {
+            Error::Rejected(f) => Error::Damaged(f),
+            other => other,
+        })?;
+        if header.hash() != ack.hash || header.tree_size != ack.tree_size {
+            return Err(Error::Damaged(Failure::block(
+                ack.height,
+                "header",
+                format!(
+                    "the acknowledged block {} hashed to {}, the stored one to {}",
+                    ack.height,
+                    hex::encode(ack.hash),
+                    hex::encode(header.hash())
+                ),
+            )));
+        }
+        Ok(())
+    }
+
+    /// Records the current head as acknowledged (after the engine flushed it).
+    fn record_head(&mut self) -> Result<(), Error> {
+        let (Some(file), Some(state)) = (self.head_file.as_mut(), self.state.as_ref()) else {
+            return Ok(());
+        };
+        let d = Durable {
+            height: state.head.height,
+            tree_size: state.frontier.size(),
+            hash: state.head_hash,
+        };
+        file.write(&d).map_err(|source| Error::Io { path: file.path().to_path_buf(), source })
     }
 
     /// Opens a store on any backend and checks its head: the head record, the head header's
     /// hash, the entry count and the Merkle root rebuilt from stored nodes must all agree.
     pub fn with_backend(backend: Box<dyn Backend>, config: Config) -> Result<Self, Error> {
-        let mut store = Self { backend, config, state: None, upper_nodes: RwLock::default() };
+        let mut store =
+            Self { backend, config, state: None, upper_nodes: RwLock::default(), head_file: None };
         let Some(raw) = store.backend.get(HEAD_KEY)? else {
             // An empty store must be empty: no block without a head record.
             if let Some(r) = store.backend.range(b"H", b"I").next() {
@@ -381,7 +467,7 @@ impl Store {
     /// Appends one block durably: checked, written atomically, flushed before returning.
     pub fn append(&mut self, block: &Block) -> Result<Appended, Error> {
         let out = self.append_deferred(block)?;
-        self.backend.flush()?;
+        self.flush()?;
         Ok(out)
     }
 
@@ -400,7 +486,7 @@ impl Store {
             }
         }
         // Whatever was applied is flushed even if a later block was refused.
-        self.backend.flush()?;
+        self.flush()?;
         result.map(|()| out)
     }
 
@@ -442,8 +528,9 @@ impl Store {
     }
 
     /// Makes every applied block durable.
-    pub fn flush(&self) -> Result<(), Error> {
-        Ok(self.backend.flush()?)
+    pub fn flush(&mut self) -> Result<(), Error> {
+        self.backend.flush()?;
+        self.record_head()
     }
 
     fn check_height(&self, height: u64) -> Result<(), Error> {

@@ -223,3 +223,40 @@ fn signed_checkpoints_reveal_a_forked_history() {
     t.checkpoint.tree_size += 1;
     assert!(t.verify().is_err());
 }
+
+/// The engine rolling back to an older head (as sled does when its log is damaged) is reported,
+/// naming the first lost block, rather than served as a shorter ledger.
+#[test]
+fn acknowledged_blocks_missing_from_the_engine_are_reported() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db");
+    let mut chain = TestChain::build("rollback", 3, 2);
+    let mut s = open(&db);
+    s.append_group(&chain.blocks).unwrap();
+    drop(s);
+    // Keep the engine's files at height 3, acknowledge two more blocks, then put them back.
+    let saved = dir.path().join("saved");
+    std::fs::create_dir_all(&saved).unwrap();
+    for f in ["db", "conf"] {
+        std::fs::copy(db.join(f), saved.join(f)).unwrap();
+    }
+    let mut s = open(&db);
+    for _ in 0..2 {
+        let e = chain.signed_entries(2, 8);
+        s.append(&chain.push_block(e)).unwrap();
+    }
+    drop(s);
+    for f in ["db", "conf"] {
+        std::fs::copy(saved.join(f), db.join(f)).unwrap();
+    }
+    match Store::open(&db, store::Config::default()) {
+        Err(Error::Damaged(f)) => {
+            assert_eq!((f.height, f.field.as_str()), (4, "store"), "{f}");
+            assert!(f.reason.contains("blocks 4 to 5 were acknowledged"), "{f}");
+        }
+        other => panic!("expected damage, got {other:?}"),
+    }
+    // Without its head record the store is refused too.
+    std::fs::remove_file(db.join(store::HEAD_FILE)).unwrap();
+    assert!(matches!(Store::open(&db, store::Config::default()), Err(Error::Damaged(_))));
+}
