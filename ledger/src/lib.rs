@@ -40,6 +40,7 @@ pub mod store;
 pub mod testutil;
 pub mod verify;
 
+pub use block::hex_hash;
 pub use block::{
     decode_head, validate_chain_id, vote_bytes, Auth, Block, Certificate, CertificateError,
     CommitSig, Entry, EntryKind, Header, ValidatorSet, VoteKind, HEADER_VERSION, MAX_BLOCK_ENTRIES,

@@ -1,0 +1,281 @@
+//! The uniform-price batch auction of one market (rules and worked examples: `docs/auction.md`).
+//!
+//! 1. Every price configuration is tried: each distinct limit or reserve price `c`, and each gap
+//!    between two adjacent ones (any price in the gap admits the same orders).
+//! 2. At a price `p`, bids with limit ≥ p and offers with reserve ≤ p trade by priority: bids in
+//!    order (higher limit, earlier block, smaller id) take free slots from offers in order (lower
+//!    reserve, earlier block, smaller id), honouring fill rules, durations and budgets.
+//! 3. The clearing price maximises traded slot-hours. Among maximising prices `lo..=hi`, it is the
+//!    largest maximising price not above `lo + (hi - lo) / 2` (the midpoint, rounded down).
+//! 4. The price is set by the orders alone; buyers' budgets apply when the trades execute at it
+//!    (a buyer who cannot pay for a bid's minimum fill is skipped; one who can pay for part of it
+//!    gets that part, within its fill rule). A balance never moves the price.
+//!
+//! Trying every configuration is quadratic; an upper bound on each configuration's volume lets
+//! the search stop once no untried configuration can beat the best one found.
+
+use std::collections::HashMap;
+
+use surplus_ledger::PublicKey;
+
+use crate::order::{Bid, FillRule};
+
+/// A bid able to trade in this block.
+#[derive(Clone, Debug)]
+pub struct ActiveBid {
+    /// Position in the market's bid list.
+    pub index: usize,
+    /// Limit price.
+    pub limit: u64,
+    /// Lease hours.
+    pub hours: u32,
+    /// Slots still wanted.
+    pub want: u32,
+    /// Fewest slots that may fill.
+    pub min: u32,
+    /// The buyer.
+    pub buyer: PublicKey,
+    /// What the buyer can still spend.
+    pub budget: u64,
+}
+
+impl ActiveBid {
+    /// From a resting bid.
+    pub fn new(index: usize, b: &Bid, remaining: u32, buyer: PublicKey, budget: u64) -> Self {
+        let min = match b.fill {
+            FillRule::AllOrNone => remaining,
+            FillRule::AtLeast(m) => m.min(remaining),
+        };
+        Self { index, limit: b.limit, hours: b.hours, want: remaining, min, buyer, budget }
+    }
+}
+
+/// An offer able to trade in this block.
+#[derive(Clone, Debug)]
+pub struct ActiveOffer {
+    /// Position in the market's offer list.
+    pub index: usize,
+    /// Reserve price.
+    pub reserve: u64,
+    /// Slots free now.
+    pub free: u32,
+    /// Shortest lease accepted.
+    pub min_hours: u32,
+    /// Longest lease that fits before the window ends.
+    pub max_hours: u32,
+    /// The provider (never trades with itself).
+    pub provider: PublicKey,
+}
+
+/// Slots of one offer going to one bid (indices into the active lists).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Trade {
+    /// Index into the active bids.
+    pub bid: usize,
+    /// Index into the active offers.
+    pub offer: usize,
+    /// Slots.
+    pub slots: u32,
+}
+
+/// A market that traded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct MarketResult {
+    /// The clearing price.
+    pub price: u64,
+    /// Traded slot-hours.
+    pub volume: u128,
+    /// The trades, in execution order.
+    pub trades: Vec<Trade>,
+}
+
+/// Prices admitting the same orders: a listed price, or the open gap above one.
+#[derive(Clone, Copy, Debug)]
+struct Config {
+    /// Lowest price of the configuration.
+    lo: u64,
+    /// Highest price of the configuration.
+    hi: u64,
+    /// Bids admitted: a prefix of the priority order.
+    bids: usize,
+    /// Offers admitted: a prefix of the priority order.
+    offers: usize,
+    /// No allocation at these prices trades more slot-hours.
+    bound: u128,
+}
+
+/// Clears one market. `bids` and `offers` are in priority order. `None` if nothing trades.
+pub fn clear_market(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Option<MarketResult> {
+    let max_limit = bids.first()?.limit;
+    let min_reserve = offers.first()?.reserve;
+    if max_limit < min_reserve {
+        return None;
+    }
+    let configs = configurations(bids, offers, min_reserve, max_limit);
+    let mut order: Vec<usize> = (0..configs.len()).collect();
+    order.sort_by(|&a, &b| configs[b].bound.cmp(&configs[a].bound).then(a.cmp(&b)));
+
+    let mut scratch = Scratch::default();
+    let mut best = 0u128;
+    let mut maximising: Vec<usize> = Vec::new();
+    for &c in &order {
+        let cfg = &configs[c];
+        if cfg.bound < best || cfg.bound == 0 {
+            break;
+        }
+        let v = simulate(&bids[..cfg.bids], &offers[..cfg.offers], None, &mut scratch, None);
+        if v > best {
+            best = v;
+            maximising.clear();
+        }
+        if v == best && v > 0 {
+            maximising.push(c);
+        }
+    }
+    if best == 0 {
+        return None;
+    }
+    let lo = maximising.iter().map(|&c| configs[c].lo).min()?;
+    let hi = maximising.iter().map(|&c| configs[c].hi).max()?;
+    let mid = lo + (hi - lo) / 2;
+    let (config, price) = maximising
+        .iter()
+        .filter(|&&c| configs[c].lo <= mid)
+        .map(|&c| (c, configs[c].hi.min(mid)))
+        .max_by_key(|&(_, p)| p)?;
+    let cfg = &configs[config];
+    let mut trades = Vec::new();
+    let volume = simulate(
+        &bids[..cfg.bids],
+        &offers[..cfg.offers],
+        Some(price),
+        &mut scratch,
+        Some(&mut trades),
+    );
+    (volume > 0).then_some(MarketResult { price, volume, trades })
+}
+
+/// Every price configuration between the lowest reserve and the highest limit, with its bound.
+fn configurations(bids: &[ActiveBid], offers: &[ActiveOffer], lo: u64, hi: u64) -> Vec<Config> {
+    let mut prices: Vec<u64> = bids
+        .iter()
+        .map(|b| b.limit)
+        .chain(offers.iter().map(|o| o.reserve))
+        .filter(|p| (lo..=hi).contains(p))
+        .collect();
+    prices.sort_unstable();
+    prices.dedup();
+
+    // Prefix sums over the priority orders: demanded slot-hours and the longest lease among the
+    // first k bids; free slots among the first k offers.
+    let mut demand = Vec::with_capacity(bids.len() + 1);
+    let mut longest = Vec::with_capacity(bids.len() + 1);
+    demand.push(0u128);
+    longest.push(0u32);
+    for b in bids {
+        demand.push(demand[demand.len() - 1] + u128::from(b.want) * u128::from(b.hours));
+        longest.push(longest[longest.len() - 1].max(b.hours));
+    }
+    let mut supply = Vec::with_capacity(offers.len() + 1);
+    supply.push(0u128);
+    for o in offers {
+        supply.push(supply[supply.len() - 1] + u128::from(o.free));
+    }
+    // Bids are sorted by limit descending, offers by reserve ascending.
+    let admitted = |p: u64| {
+        let nb = bids.partition_point(|b| b.limit >= p);
+        let no = offers.partition_point(|o| o.reserve <= p);
+        let bound = demand[nb].min(supply[no] * u128::from(longest[nb]));
+        (nb, no, bound)
+    };
+    let mut out = Vec::with_capacity(prices.len() * 2);
+    for (i, &p) in prices.iter().enumerate() {
+        let (nb, no, bound) = admitted(p);
+        out.push(Config { lo: p, hi: p, bids: nb, offers: no, bound });
+        if let Some(&next) = prices.get(i + 1) {
+            if next > p + 1 {
+                let (nb, no, bound) = admitted(p + 1);
+                out.push(Config { lo: p + 1, hi: next - 1, bids: nb, offers: no, bound });
+            }
+        }
+    }
+    out
+}
+
+#[derive(Default)]
+struct Scratch {
+    free: Vec<u32>,
+    spent: HashMap<PublicKey, u128>,
+}
+
+/// Trades `bids` against `offers` by priority; returns traded slot-hours, and records the trades
+/// when asked. With a price, each buyer's budget caps what it buys; without, budgets are ignored
+/// (the price search).
+fn simulate(
+    bids: &[ActiveBid],
+    offers: &[ActiveOffer],
+    price: Option<u64>,
+    scratch: &mut Scratch,
+    mut trades: Option<&mut Vec<Trade>>,
+) -> u128 {
+    let free = &mut scratch.free;
+    free.clear();
+    free.extend(offers.iter().map(|o| o.free));
+    let spent = &mut scratch.spent;
+    spent.clear();
+    let mut first = 0usize; // no free slot before this offer
+    let mut volume = 0u128;
+    for (bi, b) in bids.iter().enumerate() {
+        let per_slot = u128::from(b.hours) * u128::from(price.unwrap_or(0));
+        let mut want = b.want;
+        if price.is_some() {
+            let left =
+                u128::from(b.budget).saturating_sub(spent.get(&b.buyer).copied().unwrap_or(0));
+            if let Some(affordable) = left.checked_div(per_slot) {
+                want = want.min(u32::try_from(affordable).unwrap_or(u32::MAX));
+            }
+        }
+        if want == 0 || want < b.min {
+            continue;
+        }
+        while first < offers.len() && free[first] == 0 {
+            first += 1;
+        }
+        let fits = |o: &ActiveOffer| {
+            o.min_hours <= b.hours && b.hours <= o.max_hours && o.provider != b.buyer
+        };
+        let mut available = 0u32;
+        for (o, f) in offers[first..].iter().zip(&free[first..]) {
+            if available >= want {
+                break;
+            }
+            if *f > 0 && fits(o) {
+                available = available.saturating_add(*f);
+            }
+        }
+        if available < b.min {
+            continue;
+        }
+        let take = available.min(want);
+        let mut left = take;
+        for (oi, o) in offers.iter().enumerate().skip(first) {
+            if left == 0 {
+                break;
+            }
+            if free[oi] == 0 || !fits(o) {
+                continue;
+            }
+            let t = free[oi].min(left);
+            free[oi] -= t;
+            left -= t;
+            if let Some(trades) = trades.as_deref_mut() {
+                trades.push(Trade { bid: bi, offer: oi, slots: t });
+            }
+        }
+        if price.is_some() {
+            *spent.entry(b.buyer).or_insert(0) += u128::from(take) * per_slot;
+        }
+        volume += u128::from(take) * u128::from(b.hours);
+    }
+    volume
+}

@@ -1,0 +1,455 @@
+//! The resting book and the per-block batch auction.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+use surplus_ledger::{Hash, PublicKey};
+
+use crate::auction::{clear_market, ActiveBid, ActiveOffer};
+use crate::catalogue::{Catalogue, Market};
+use crate::order::{validate, Order, Rejection, SignedCancel, SignedOrder, HOUR_MS};
+
+/// Slots of an offer leased over `[start_ms, end_ms)`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Allocation {
+    /// The bid it went to.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub bid: Hash,
+    /// Lease start.
+    pub start_ms: u64,
+    /// Lease end (exclusive).
+    pub end_ms: u64,
+    /// Slots.
+    pub slots: u32,
+}
+
+/// An order in the book.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resting {
+    /// The signed order.
+    pub order: SignedOrder,
+    /// Height of the block that brought it (priority: earlier first).
+    pub height: u64,
+    /// Bids: slots still wanted. Offers: the offer's slots.
+    pub remaining: u32,
+    /// Offers: the leases running on its slots (pruned when they end).
+    pub allocations: Vec<Allocation>,
+}
+
+impl Resting {
+    /// Slots of an offer not leased at `now_ms` (and so free for any lease starting then).
+    pub fn free_at(&self, now_ms: u64) -> u32 {
+        let used: u64 =
+            self.allocations.iter().filter(|a| a.end_ms > now_ms).map(|a| u64::from(a.slots)).sum();
+        u32::try_from(u64::from(self.remaining).saturating_sub(used)).unwrap_or(0)
+    }
+}
+
+/// One trade: slots of an offer leased to a bid at the market's clearing price.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fill {
+    /// The bid.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub bid: Hash,
+    /// The offer.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub offer: Hash,
+    /// The bid's author.
+    pub buyer: PublicKey,
+    /// The offer's author.
+    pub provider: PublicKey,
+    /// The market.
+    pub market: Market,
+    /// Slots leased.
+    pub slots: u32,
+    /// Lease start: the block time.
+    pub start_ms: u64,
+    /// Lease end (exclusive).
+    pub end_ms: u64,
+    /// The market's clearing price, units per slot-hour.
+    pub price: u64,
+}
+
+impl Fill {
+    /// Hours leased.
+    pub fn hours(&self) -> u64 {
+        (self.end_ms - self.start_ms) / HOUR_MS
+    }
+    /// What the buyer pays for the whole lease.
+    pub fn cost(&self) -> u64 {
+        // Bounded by the bid's validated cost, which fits in 64 bits.
+        (u128::from(self.slots) * u128::from(self.hours()) * u128::from(self.price))
+            .min(u128::from(u64::MAX)) as u64
+    }
+}
+
+/// One block's input to the auction.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Block height.
+    pub height: u64,
+    /// Block time, ms since the epoch.
+    pub now_ms: u64,
+    /// New orders, in any order (the auction sorts them by id).
+    pub orders: Vec<SignedOrder>,
+    /// Cancels, in any order.
+    pub cancels: Vec<SignedCancel>,
+}
+
+/// What one block's auction did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Trades, market by market, in execution order.
+    pub fills: Vec<Fill>,
+    /// Clearing price of each market that traded.
+    pub prices: BTreeMap<Market, u64>,
+    /// New orders that entered the book, by id.
+    #[serde(with = "hashes")]
+    pub accepted: Vec<Hash>,
+    /// New orders and cancels refused, with the reason, by id.
+    pub rejected: Vec<Rejected>,
+    /// Orders removed by a cancel, by id.
+    #[serde(with = "hashes")]
+    pub cancelled: Vec<Hash>,
+    /// Orders that left the book because they expired or can no longer start, by id.
+    #[serde(with = "hashes")]
+    pub expired: Vec<Hash>,
+}
+
+/// A refused order or cancel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rejected {
+    /// Its id.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub id: Hash,
+    /// Why.
+    pub reason: Rejection,
+}
+
+mod hashes {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use surplus_ledger::Hash;
+    pub fn serialize<S: Serializer>(v: &[Hash], s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(v.iter().map(hex::encode))
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Hash>, D::Error> {
+        Vec::<String>::deserialize(d)?
+            .iter()
+            .map(|s| {
+                surplus_ledger::parse_hex::<32>(s, "order id").map_err(serde::de::Error::custom)
+            })
+            .collect()
+    }
+}
+
+/// Orders of one market.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Side {
+    bids: Vec<Resting>,
+    offers: Vec<Resting>,
+}
+
+/// The resting book of every market, with the replay set of (author, nonce) pairs.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Book {
+    markets: BTreeMap<Market, Side>,
+    /// Which market each resting order is in, for cancels.
+    index: HashMap<Hash, Market>,
+    /// (author, nonce) of every order not yet expired, with its expiry.
+    nonces: HashMap<(PublicKey, u64), u64>,
+    /// Block time of the last clear; time never goes back (leases are computed from it).
+    now_ms: u64,
+}
+
+/// A batch the book cannot run.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Error {
+    /// Block times never decrease; the ledger guarantees it, so this is a caller's bug.
+    #[error("block time {now_ms} is before the previous block's {last_ms}")]
+    TimeWentBackwards {
+        /// The previous block's time.
+        last_ms: u64,
+        /// This batch's time.
+        now_ms: u64,
+    },
+}
+
+/// What a buyer can still spend, asked of the state machine (which owns balances).
+pub trait Budgets {
+    /// Credits (units) `buyer` can commit to new leases now.
+    fn available(&self, buyer: &PublicKey) -> u64;
+}
+
+impl<F: Fn(&PublicKey) -> u64> Budgets for F {
+    fn available(&self, buyer: &PublicKey) -> u64 {
+        self(buyer)
+    }
+}
+
+impl Book {
+    /// An empty book.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of resting orders.
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    /// Whether no order rests.
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    /// A resting order by id.
+    pub fn get(&self, id: &Hash) -> Option<&Resting> {
+        let market = self.index.get(id)?;
+        let side = self.markets.get(market)?;
+        side.bids.iter().chain(side.offers.iter()).find(|r| &r.order.id == id)
+    }
+
+    /// Every resting order, by market, bids then offers, each in priority order.
+    pub fn orders(&self) -> impl Iterator<Item = &Resting> {
+        self.markets.values().flat_map(|s| s.bids.iter().chain(s.offers.iter()))
+    }
+
+    /// The resting orders of one market: (bids, offers), each in priority order.
+    pub fn market(&self, market: &Market) -> (&[Resting], &[Resting]) {
+        match self.markets.get(market) {
+            Some(s) => (&s.bids, &s.offers),
+            None => (&[], &[]),
+        }
+    }
+
+    /// Whether the (author, nonce) pair is remembered (a new order using it is a replay).
+    pub fn nonce_used(&self, author: &PublicKey, nonce: u64) -> bool {
+        self.nonces.contains_key(&(*author, nonce))
+    }
+
+    /// Rebuilds a book from resting orders (for example read back from a file). Nonces of the
+    /// given orders are remembered; the caller supplies the others with [`Book::remember_nonce`].
+    pub fn from_resting(now_ms: u64, orders: Vec<Resting>) -> Self {
+        let mut book = Self { now_ms, ..Self::new() };
+        for r in orders {
+            book.nonces.insert((r.order.author, r.order.order.nonce()), r.order.order.expiry_ms());
+            book.insert(r);
+        }
+        book.sort();
+        book
+    }
+
+    /// Remembers an (author, nonce) pair until `expiry_ms`.
+    pub fn remember_nonce(&mut self, author: PublicKey, nonce: u64, expiry_ms: u64) {
+        self.nonces.insert((author, nonce), expiry_ms);
+    }
+
+    fn insert(&mut self, r: Resting) {
+        let market = r.order.order.market().clone();
+        self.index.insert(r.order.id, market.clone());
+        let side = self.markets.entry(market).or_default();
+        match r.order.order {
+            Order::Bid(_) => side.bids.push(r),
+            Order::Offer(_) => side.offers.push(r),
+        }
+    }
+
+    fn sort(&mut self) {
+        for side in self.markets.values_mut() {
+            side.bids.sort_by(bid_priority);
+            side.offers.sort_by(offer_priority);
+        }
+    }
+
+    /// Runs one block: admits the new orders, applies cancels, drops expired orders, then clears
+    /// every market in a uniform-price batch auction. Deterministic: the same book and batch give
+    /// the same outcome whatever the order of `batch.orders` and `batch.cancels`.
+    pub fn clear(
+        &mut self,
+        catalogue: &Catalogue,
+        batch: &Batch,
+        budgets: &dyn Budgets,
+    ) -> Result<Outcome, Error> {
+        let now = batch.now_ms;
+        if now < self.now_ms {
+            return Err(Error::TimeWentBackwards { last_ms: self.now_ms, now_ms: now });
+        }
+        self.now_ms = now;
+        let mut out = Outcome::default();
+        self.nonces.retain(|_, expiry| *expiry > now);
+
+        let mut orders: Vec<&SignedOrder> = batch.orders.iter().collect();
+        orders.sort_by_key(|o| o.id);
+        for o in orders {
+            let reason =
+                if self.index.contains_key(&o.id) || self.nonce_used(&o.author, o.order.nonce()) {
+                    Some(Rejection::ReplayedNonce { nonce: o.order.nonce() })
+                } else {
+                    validate(&o.order, catalogue, now).err()
+                };
+            if let Some(reason) = reason {
+                out.rejected.push(Rejected { id: o.id, reason });
+                continue;
+            }
+            self.nonces.insert((o.author, o.order.nonce()), o.order.expiry_ms());
+            let remaining = match &o.order {
+                Order::Bid(b) => b.slots,
+                Order::Offer(of) => of.slots,
+            };
+            self.insert(Resting {
+                order: o.clone(),
+                height: batch.height,
+                remaining,
+                allocations: Vec::new(),
+            });
+            out.accepted.push(o.id);
+        }
+
+        let mut cancels: Vec<&SignedCancel> = batch.cancels.iter().collect();
+        cancels.sort_by_key(|c| c.id);
+        for c in cancels {
+            match self.cancel(&c.cancel.order, &c.author) {
+                Ok(()) => out.cancelled.push(c.cancel.order),
+                Err(reason) => out.rejected.push(Rejected { id: c.id, reason }),
+            }
+        }
+
+        for side in self.markets.values_mut() {
+            let keep = |r: &Resting| match &r.order.order {
+                Order::Bid(b) => b.expiry_ms > now && b.latest_ms >= now,
+                Order::Offer(o) => o.expiry_ms > now && o.until_ms > now,
+            };
+            for r in side.bids.iter().chain(side.offers.iter()).filter(|r| !keep(r)) {
+                out.expired.push(r.order.id);
+            }
+            side.bids.retain(keep);
+            side.offers.retain(keep);
+            for o in &mut side.offers {
+                o.allocations.retain(|a| a.end_ms > now);
+            }
+        }
+        for id in &out.expired {
+            self.index.remove(id);
+        }
+        out.expired.sort();
+        self.sort();
+
+        let mut spent: HashMap<PublicKey, u64> = HashMap::new();
+        let mut available: HashMap<PublicKey, u64> = HashMap::new();
+        for (market, side) in self.markets.iter_mut() {
+            let bids: Vec<ActiveBid> = side
+                .bids
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| match &r.order.order {
+                    Order::Bid(b) if b.earliest_ms <= now && r.remaining > 0 => {
+                        let buyer = r.order.author;
+                        let budget =
+                            *available.entry(buyer).or_insert_with(|| budgets.available(&buyer));
+                        let left = budget.saturating_sub(spent.get(&buyer).copied().unwrap_or(0));
+                        Some(ActiveBid::new(i, b, r.remaining, buyer, left))
+                    }
+                    _ => None,
+                })
+                .collect();
+            let offers: Vec<ActiveOffer> = side
+                .offers
+                .iter()
+                .enumerate()
+                .filter_map(|(i, r)| match &r.order.order {
+                    Order::Offer(o) if o.from_ms <= now => {
+                        let free = r.free_at(now);
+                        let max_hours =
+                            u32::try_from((o.until_ms - now) / HOUR_MS).unwrap_or(u32::MAX);
+                        (free > 0 && max_hours > 0).then_some(ActiveOffer {
+                            index: i,
+                            reserve: o.reserve,
+                            free,
+                            min_hours: o.min_hours,
+                            max_hours,
+                            provider: r.order.author,
+                        })
+                    }
+                    _ => None,
+                })
+                .collect();
+            let Some(result) = clear_market(&bids, &offers) else { continue };
+            out.prices.insert(market.clone(), result.price);
+            for t in result.trades {
+                let bid = &mut side.bids[bids[t.bid].index];
+                let offer = &mut side.offers[offers[t.offer].index];
+                let hours = bids[t.bid].hours;
+                let end_ms = now + u64::from(hours) * HOUR_MS;
+                bid.remaining -= t.slots;
+                offer.allocations.push(Allocation {
+                    bid: bid.order.id,
+                    start_ms: now,
+                    end_ms,
+                    slots: t.slots,
+                });
+                let fill = Fill {
+                    bid: bid.order.id,
+                    offer: offer.order.id,
+                    buyer: bid.order.author,
+                    provider: offer.order.author,
+                    market: market.clone(),
+                    slots: t.slots,
+                    start_ms: now,
+                    end_ms,
+                    price: result.price,
+                };
+                *spent.entry(fill.buyer).or_insert(0) += fill.cost();
+                out.fills.push(fill);
+            }
+            for r in side.bids.iter().filter(|r| r.remaining == 0) {
+                self.index.remove(&r.order.id);
+            }
+            side.bids.retain(|r| r.remaining > 0);
+        }
+        self.markets.retain(|_, s| !s.bids.is_empty() || !s.offers.is_empty());
+        Ok(out)
+    }
+
+    /// Block time of the last clear.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
+    }
+
+    fn cancel(&mut self, id: &Hash, author: &PublicKey) -> Result<(), Rejection> {
+        let market =
+            self.index.get(id).ok_or_else(|| Rejection::UnknownOrder(hex::encode(id)))?.clone();
+        let side = self
+            .markets
+            .get_mut(&market)
+            .ok_or_else(|| Rejection::UnknownOrder(hex::encode(id)))?;
+        for list in [&mut side.bids, &mut side.offers] {
+            if let Some(pos) = list.iter().position(|r| &r.order.id == id) {
+                if &list[pos].order.author != author {
+                    return Err(Rejection::NotAuthor);
+                }
+                list.remove(pos);
+                self.index.remove(id);
+                return Ok(());
+            }
+        }
+        Err(Rejection::UnknownOrder(hex::encode(id)))
+    }
+}
+
+/// Bids: higher limit first, then earlier block, then smaller id.
+fn bid_priority(a: &Resting, b: &Resting) -> std::cmp::Ordering {
+    let price = |r: &Resting| match &r.order.order {
+        Order::Bid(b) => b.limit,
+        Order::Offer(_) => 0,
+    };
+    price(b).cmp(&price(a)).then(a.height.cmp(&b.height)).then(a.order.id.cmp(&b.order.id))
+}
+
+/// Offers: lower reserve first, then earlier block, then smaller id.
+fn offer_priority(a: &Resting, b: &Resting) -> std::cmp::Ordering {
+    let price = |r: &Resting| match &r.order.order {
+        Order::Offer(o) => o.reserve,
+        Order::Bid(_) => u64::MAX,
+    };
+    price(a).cmp(&price(b)).then(a.height.cmp(&b.height)).then(a.order.id.cmp(&b.order.id))
+}

@@ -1,0 +1,266 @@
+//! Properties over thousands of random books, and a brute-force reference of the price rule.
+
+use std::collections::HashMap;
+
+use proptest::prelude::*;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use surplus_ledger::{Hash, PublicKey};
+use surplus_market::*;
+
+use crate::gen::*;
+
+/// The documented rule, written as plainly as possible: try every integer price, trade by
+/// priority, keep the prices of greatest volume, take the largest one not above their midpoint.
+fn reference_price(book: &Book, market: &Market, now: u64) -> Option<(u64, u128)> {
+    let (bids, offers) = book.market(market);
+    let active_bids: Vec<&Resting> = bids
+        .iter()
+        .filter(|r| {
+            matches!(&r.order.order, Order::Bid(b) if b.earliest_ms <= now) && r.remaining > 0
+        })
+        .collect();
+    let active_offers: Vec<&Resting> = offers
+        .iter()
+        .filter(|r| {
+            matches!(&r.order.order, Order::Offer(o) if o.from_ms <= now) && r.free_at(now) > 0
+        })
+        .collect();
+    let limit = |r: &Resting| match &r.order.order {
+        Order::Bid(b) => b.limit,
+        Order::Offer(o) => o.reserve,
+    };
+    let lo = active_offers.iter().map(|r| limit(r)).min()?;
+    let hi = active_bids.iter().map(|r| limit(r)).max()?;
+    let mut volumes = Vec::new();
+    for p in lo..=hi {
+        let mut free: Vec<u32> = active_offers.iter().map(|r| r.free_at(now)).collect();
+        let mut volume = 0u128;
+        for r in active_bids.iter().filter(|r| limit(r) >= p) {
+            let Order::Bid(b) = &r.order.order else { unreachable!() };
+            let min = match b.fill {
+                FillRule::AllOrNone => r.remaining,
+                FillRule::AtLeast(m) => m.min(r.remaining),
+            };
+            let fits: Vec<usize> = (0..active_offers.len())
+                .filter(|&i| {
+                    let Order::Offer(o) = &active_offers[i].order.order else { unreachable!() };
+                    o.reserve <= p
+                        && o.min_hours <= b.hours
+                        && now + u64::from(b.hours) * HOUR_MS <= o.until_ms
+                        && active_offers[i].order.author != r.order.author
+                })
+                .collect();
+            let available: u32 = fits.iter().map(|&i| free[i]).sum();
+            if available < min || available == 0 {
+                continue;
+            }
+            let mut left = available.min(r.remaining);
+            volume += u128::from(left) * u128::from(b.hours);
+            for i in fits {
+                let t = free[i].min(left);
+                free[i] -= t;
+                left -= t;
+            }
+        }
+        volumes.push((p, volume));
+    }
+    let best = volumes.iter().map(|v| v.1).max()?;
+    if best == 0 {
+        return None;
+    }
+    let maxing: Vec<u64> = volumes.iter().filter(|v| v.1 == best).map(|v| v.0).collect();
+    let mid = maxing[0] + (maxing[maxing.len() - 1] - maxing[0]) / 2;
+    let price = *maxing.iter().filter(|&&p| p <= mid).max()?;
+    Some((price, best))
+}
+
+fn volume(out: &Outcome, market: &Market) -> u128 {
+    out.fills
+        .iter()
+        .filter(|f| &f.market == market)
+        .map(|f| u128::from(f.slots) * u128::from(f.hours()))
+        .sum()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+    /// The fast price search (configurations, bounds, early stop) finds the same price and volume
+    /// as trying every integer price.
+    #[test]
+    fn price_search_equals_brute_force(seed in any::<u64>(), n in 1usize..24) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let orders = random_orders(&mut rng, n, 1, false);
+        // Admit the orders without trading (no budget), then clear with unlimited budgets.
+        let mut book = Book::new();
+        book.clear(&Catalogue::sample(), &Batch { height: 1, now_ms: NOW, orders, cancels: vec![] }, &|_: &PublicKey| 0).unwrap();
+        let expected: Vec<_> = [market(), Market::new("gpu.a100", "eu-west-a")]
+            .iter()
+            .map(|m| (m.clone(), reference_price(&book, m, NOW)))
+            .collect();
+        let out = book.clear(&Catalogue::sample(), &Batch { height: 2, now_ms: NOW, orders: vec![], cancels: vec![] }, &unlimited).unwrap();
+        for (m, want) in expected {
+            let got = out.prices.get(&m).map(|p| (*p, volume(&out, &m)));
+            prop_assert_eq!(got, want, "market {}", m);
+        }
+    }
+
+    /// With every order mutually eligible (one duration, windows that fit, partial fills
+    /// allowed), the traded volume is the true optimum: the most slots any price can match.
+    #[test]
+    fn mutually_eligible_books_trade_the_optimum(seed in any::<u64>(), n in 1usize..30) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let orders = random_orders(&mut rng, n, 1, true);
+        let limits: Vec<(bool, u64, u32, u8)> = orders.iter().map(|o| match &o.order {
+            Order::Bid(b) => (true, b.limit, b.slots, o.author.0[0]),
+            Order::Offer(x) => (false, x.reserve, x.slots, o.author.0[0]),
+        }).collect();
+        // Buyers (1..=4) and providers (11..=14) never coincide, so any bid may take any slot.
+        let optimum = (0..=40u64).map(|p| {
+            let demand: u64 = limits.iter().filter(|l| l.0 && l.1 >= p).map(|l| u64::from(l.2)).sum();
+            let supply: u64 = limits.iter().filter(|l| !l.0 && l.1 <= p).map(|l| u64::from(l.2)).sum();
+            demand.min(supply)
+        }).max().unwrap_or(0);
+        let mut book = Book::new();
+        let out = book.clear(&Catalogue::sample(), &Batch { height: 1, now_ms: NOW, orders, cancels: vec![] }, &unlimited).unwrap();
+        prop_assert_eq!(volume(&out, &market()), u128::from(optimum) * 5);
+    }
+}
+
+/// Plays several blocks of random orders, cancels and budgets, and checks after each block that
+/// no buyer pays above its limit or its budget, no seller receives below its reserve, fill rules
+/// hold, cancelled or expired orders never fill, no offer's slot is sold twice for overlapping
+/// time, and that shuffling the block's input changes nothing.
+fn play(seed: u64) {
+    let cat = Catalogue::sample();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut book = Book::new();
+    let mut all: HashMap<Hash, SignedOrder> = HashMap::new();
+    let mut gone: Vec<Hash> = Vec::new();
+    let mut leases: HashMap<Hash, Vec<(u64, u64, u32)>> = HashMap::new();
+    let mut balance: HashMap<PublicKey, u64> =
+        (1..=4u8).map(|b| (party(b), rng.gen_range(0..20_000))).collect();
+    let mut next_id = 1u64;
+    let mut filled: HashMap<Hash, u32> = HashMap::new();
+    let mut now = NOW;
+    for height in 1..=6u64 {
+        now += rng.gen_range(0..3) * HOUR_MS;
+        let count = rng.gen_range(0..25);
+        let orders = random_orders(&mut rng, count, next_id, false);
+        next_id += 100;
+        let mut orders: Vec<SignedOrder> = orders
+            .into_iter()
+            .map(|mut o| {
+                // Shift windows to this block's time so that orders stay valid.
+                match &mut o.order {
+                    Order::Bid(b) => {
+                        b.earliest_ms += now - NOW;
+                        b.latest_ms += now - NOW;
+                        b.expiry_ms += now - NOW;
+                    }
+                    Order::Offer(x) => {
+                        x.from_ms += now - NOW;
+                        x.until_ms += now - NOW;
+                        x.expiry_ms += now - NOW;
+                    }
+                }
+                o
+            })
+            .collect();
+        // Some replays of earlier orders.
+        if let Some(old) = all.values().next().cloned() {
+            orders.push(old);
+        }
+        let resting: Vec<SignedOrder> = book.orders().map(|r| r.order.clone()).collect();
+        let mut cancels = Vec::new();
+        for r in &resting {
+            if !rng.gen_bool(0.15) {
+                continue;
+            }
+            let author = if rng.gen_bool(0.8) { r.author.0[0] } else { 99 };
+            cancels.push(cancel(next_id, author, r));
+            next_id += 1;
+        }
+        for o in &orders {
+            all.entry(o.id).or_insert_with(|| o.clone());
+        }
+        let batch = Batch { height, now_ms: now, orders, cancels };
+        let budgets = balance.clone();
+        let budget = move |k: &PublicKey| budgets.get(k).copied().unwrap_or(0);
+
+        // The same block with its input shuffled gives the same outcome and book.
+        let mut shuffled = batch.clone();
+        shuffled.orders.shuffle(&mut rng);
+        shuffled.cancels.shuffle(&mut rng);
+        let mut twin = book.clone();
+        let out = book.clear(&cat, &batch, &budget).unwrap();
+        assert_eq!(
+            twin.clear(&cat, &shuffled, &budget).unwrap(),
+            out,
+            "seed {seed}: input order changed the outcome"
+        );
+        assert_eq!(twin, book);
+
+        let mut spent: HashMap<PublicKey, u64> = HashMap::new();
+        let mut per_bid: HashMap<Hash, u32> = HashMap::new();
+        for f in &out.fills {
+            assert!(
+                !gone.contains(&f.bid) && !gone.contains(&f.offer),
+                "seed {seed}: a removed order filled"
+            );
+            assert!(!out.cancelled.contains(&f.bid) && !out.cancelled.contains(&f.offer));
+            let Order::Bid(b) = &all[&f.bid].order else { panic!("fill of a non-bid") };
+            let Order::Offer(o) = &all[&f.offer].order else { panic!("fill from a non-offer") };
+            assert!(f.price <= b.limit, "seed {seed}: buyer paid above its limit");
+            assert!(f.price >= o.reserve, "seed {seed}: seller received below its reserve");
+            assert!(
+                f.start_ms >= o.from_ms && f.end_ms <= o.until_ms,
+                "seed {seed}: lease outside the offer window"
+            );
+            assert!(f.end_ms - f.start_ms >= u64::from(o.min_hours) * HOUR_MS);
+            assert_eq!(f.end_ms - f.start_ms, u64::from(b.hours) * HOUR_MS);
+            assert_ne!(f.buyer, f.provider);
+            *spent.entry(f.buyer).or_insert(0) += f.cost();
+            *per_bid.entry(f.bid).or_insert(0) += f.slots;
+            leases.entry(f.offer).or_default().push((f.start_ms, f.end_ms, f.slots));
+        }
+        for (buyer, s) in &spent {
+            assert!(*s <= balance[buyer], "seed {seed}: buyer spent {s} of {}", balance[buyer]);
+            *balance.get_mut(buyer).unwrap() -= s;
+        }
+        for (bid, slots) in per_bid {
+            let Order::Bid(b) = &all[&bid].order else { unreachable!() };
+            let before = b.slots - filled.get(&bid).copied().unwrap_or(0);
+            assert!(slots <= before, "seed {seed}: bid overfilled");
+            match b.fill {
+                FillRule::AllOrNone => assert_eq!(slots, b.slots, "seed {seed}: all-or-none split"),
+                FillRule::AtLeast(m) => {
+                    assert!(slots >= m.min(before), "seed {seed}: fill below minimum")
+                }
+            }
+            *filled.entry(bid).or_insert(0) += slots;
+        }
+        for (offer, ls) in &leases {
+            let Order::Offer(o) = &all[offer].order else { unreachable!() };
+            for (start, _, _) in ls {
+                let used: u32 =
+                    ls.iter().filter(|(s, e, _)| s <= start && start < e).map(|l| l.2).sum();
+                assert!(
+                    used <= o.slots,
+                    "seed {seed}: offer oversold: {used} of {} slots",
+                    o.slots
+                );
+            }
+        }
+        gone.extend(out.cancelled.iter().chain(out.expired.iter()));
+    }
+}
+
+#[test]
+fn random_blocks_keep_every_invariant() {
+    for seed in 0..1500 {
+        play(seed);
+    }
+}
