@@ -38,6 +38,7 @@ mod auction;
 mod book;
 mod catalogue;
 mod order;
+pub mod replay;
 
 pub use auction::{clear_market, ActiveBid, ActiveOffer, MarketResult, Trade};
 pub use book::{Allocation, Batch, Book, Budgets, Error, Fill, Outcome, Rejected, Resting};

@@ -318,7 +318,7 @@ impl SignedCancel {
 
 /// Why an order or a cancel was refused. Every variant says what to change.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
-#[serde(tag = "reason", rename_all = "snake_case")]
+#[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
 pub enum Rejection {
     /// The bytes are not an order.
     #[error("malformed order: {0}")]

@@ -1,6 +1,7 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
 mod ledger_cmd;
+mod market_cmd;
 
 use std::process::ExitCode;
 
@@ -21,6 +22,9 @@ enum Command {
     /// Work with a node's ledger: export it, prove an entry, check a proof.
     #[command(subcommand)]
     Ledger(ledger_cmd::LedgerCommand),
+    /// Re-run an auction from a file.
+    #[command(subcommand)]
+    Market(market_cmd::MarketCommand),
     /// Create and inspect ed25519 key files.
     #[command(subcommand)]
     Key(ledger_cmd::KeyCommand),
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => ledger_cmd::audit(a),
         Command::Ledger(c) => ledger_cmd::ledger(c),
         Command::Key(c) => ledger_cmd::key(c),
+        Command::Market(c) => market_cmd::market(c),
         Command::Devnet => Err(anyhow::anyhow!(
             "`surplus devnet` is not built yet: the node (consensus, gossip, HTTP API) comes with \
              the node issue; today `surplus` offers `audit`, `ledger` and `key`"

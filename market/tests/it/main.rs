@@ -5,3 +5,4 @@ mod auction;
 mod gen;
 mod orders;
 mod properties;
+mod vectors;

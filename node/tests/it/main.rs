@@ -1,4 +1,7 @@
-//! The `surplus` command line, run as a real process: audit, export, proofs, keys, bad input.
+//! The `surplus` command line, run as a real process: audit, export, proofs, keys, market
+//! replay, bad input.
+
+mod market;
 
 use std::path::Path;
 use std::process::{Command, Output};

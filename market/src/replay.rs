@@ -1,0 +1,211 @@
+//! Re-running one block's auction from a file: what an auditor uses to re-execute a block, and
+//! what `surplus market clear` reads. The format is described in `docs/auction.md`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use surplus_ledger::{Entry, EntryKind, PublicKey, Signature};
+
+use crate::book::{Allocation, Batch, Book, Outcome, Resting};
+use crate::catalogue::Catalogue;
+use crate::order::{Order, SignedCancel, SignedOrder};
+
+/// Format name of an auction input file.
+pub const FORMAT: &str = "surplus-auction-input/v1";
+
+/// An order or cancel as it appears in an input file: either the hex of its ledger entry, or
+/// its fields with author and signature (the id is computed).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InputEntry {
+    /// `{"entry": "<hex of the entry encoding>"}`.
+    Encoded {
+        /// Hex of [`Entry::encode`].
+        entry: String,
+    },
+    /// `{"author": .., "signature": .., "order": {..}}`.
+    Order {
+        /// The author's key.
+        author: PublicKey,
+        /// The author's signature.
+        signature: Signature,
+        /// The order.
+        order: Order,
+    },
+    /// `{"author": .., "signature": .., "cancel": "<order id hex>"}`.
+    Cancel {
+        /// The author's key.
+        author: PublicKey,
+        /// The author's signature.
+        signature: Signature,
+        /// The id of the order to cancel.
+        #[serde(with = "surplus_ledger::hex_hash")]
+        cancel: surplus_ledger::Hash,
+    },
+}
+
+/// A resting order in an input file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InputResting {
+    /// The order.
+    #[serde(flatten)]
+    pub entry: InputEntry,
+    /// Height of the block that brought it.
+    pub height: u64,
+    /// Bids: slots still wanted; offers: the offer's slots (defaults to the order's slots).
+    #[serde(default)]
+    pub remaining: Option<u32>,
+    /// Offers: leases running on its slots.
+    #[serde(default)]
+    pub allocations: Vec<Allocation>,
+}
+
+/// One auction to re-run.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuctionInput {
+    /// Always [`FORMAT`].
+    pub format: String,
+    /// The chain the orders were signed for.
+    pub chain_id: String,
+    /// Height of the block.
+    pub height: u64,
+    /// Block time, ms since the epoch.
+    pub now_ms: u64,
+    /// The consortium's catalogue.
+    pub catalogue: Catalogue,
+    /// The resting book before the block.
+    #[serde(default)]
+    pub book: Vec<InputResting>,
+    /// The block's new orders and cancels.
+    #[serde(default)]
+    pub orders: Vec<InputEntry>,
+    /// What each buyer can spend, in units (absent: nothing).
+    #[serde(default)]
+    pub balances: BTreeMap<PublicKey, u64>,
+}
+
+/// Why an input file cannot be run. Each names the element at fault.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    /// Wrong `format`.
+    #[error("format is {0:?}, expected {FORMAT:?}")]
+    Format(String),
+    /// The chain id is malformed.
+    #[error("chain_id: {0}")]
+    ChainId(String),
+    /// The catalogue is not valid.
+    #[error("catalogue: {0}")]
+    Catalogue(String),
+    /// An entry is malformed, not an order or cancel, or badly signed.
+    #[error("{place}: {reason}")]
+    Entry {
+        /// Where, e.g. `orders[3]` or `book[0]`.
+        place: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The auction refused the batch.
+    #[error("{0}")]
+    Auction(String),
+}
+
+enum Parsed {
+    Order(SignedOrder),
+    Cancel(SignedCancel),
+}
+
+fn parse(place: String, chain_id: &str, e: &InputEntry) -> Result<Parsed, InputError> {
+    let bad = |reason: String| InputError::Entry { place: place.clone(), reason };
+    let entry = match e {
+        InputEntry::Encoded { entry } => {
+            let bytes = hex::decode(entry).map_err(|e| bad(format!("entry is not hex: {e}")))?;
+            Entry::decode(&bytes).map_err(|e| bad(format!("entry does not decode: {e}")))?
+        }
+        InputEntry::Order { author, signature, order } => Entry {
+            kind: EntryKind::ORDER,
+            auth: surplus_ledger::Auth::Signed { author: *author, signature: *signature },
+            payload: order.encode(),
+        },
+        InputEntry::Cancel { author, signature, cancel } => Entry {
+            kind: EntryKind::CANCEL,
+            auth: surplus_ledger::Auth::Signed { author: *author, signature: *signature },
+            payload: crate::order::Cancel { order: *cancel }.encode(),
+        },
+    };
+    entry.verify_signature(chain_id).map_err(|e| bad(format!("signature: {e}")))?;
+    match entry.kind {
+        EntryKind::ORDER => SignedOrder::from_entry(&entry).map(Parsed::Order),
+        EntryKind::CANCEL => SignedCancel::from_entry(&entry).map(Parsed::Cancel),
+        other => {
+            return Err(bad(format!("entry kind {} is neither an order nor a cancel", other.0)))
+        }
+    }
+    .map_err(|e| bad(e.to_string()))
+}
+
+impl AuctionInput {
+    /// Checks every element and re-runs the auction.
+    pub fn run(&self) -> Result<(Book, Outcome), InputError> {
+        if self.format != FORMAT {
+            return Err(InputError::Format(self.format.clone()));
+        }
+        surplus_ledger::validate_chain_id(&self.chain_id).map_err(InputError::ChainId)?;
+        let catalogue = self.catalogue.clone().validated().map_err(InputError::Catalogue)?;
+        let mut resting = Vec::with_capacity(self.book.len());
+        for (i, r) in self.book.iter().enumerate() {
+            let place = format!("book[{i}]");
+            let Parsed::Order(order) = parse(place.clone(), &self.chain_id, &r.entry)? else {
+                return Err(InputError::Entry {
+                    place,
+                    reason: "a cancel cannot rest in the book".into(),
+                });
+            };
+            let slots = match &order.order {
+                Order::Bid(b) => b.slots,
+                Order::Offer(o) => o.slots,
+            };
+            let remaining = r.remaining.unwrap_or(slots);
+            if remaining > slots || remaining == 0 {
+                return Err(InputError::Entry {
+                    place,
+                    reason: format!("remaining {remaining} must be 1 to the order's {slots} slots"),
+                });
+            }
+            if r.height > self.height {
+                return Err(InputError::Entry {
+                    place,
+                    reason: format!(
+                        "rests since height {}, after the block's {}",
+                        r.height, self.height
+                    ),
+                });
+            }
+            resting.push(Resting {
+                order,
+                height: r.height,
+                remaining,
+                allocations: r.allocations.clone(),
+            });
+        }
+        let mut batch = Batch {
+            height: self.height,
+            now_ms: self.now_ms,
+            orders: Vec::new(),
+            cancels: Vec::new(),
+        };
+        for (i, e) in self.orders.iter().enumerate() {
+            match parse(format!("orders[{i}]"), &self.chain_id, e)? {
+                Parsed::Order(o) => batch.orders.push(o),
+                Parsed::Cancel(c) => batch.cancels.push(c),
+            }
+        }
+        let mut book = Book::from_resting(0, resting);
+        let balances = &self.balances;
+        let budget = |k: &PublicKey| balances.get(k).copied().unwrap_or(0);
+        let outcome = book
+            .clear(&catalogue, &batch, &budget)
+            .map_err(|e| InputError::Auction(e.to_string()))?;
+        Ok((book, outcome))
+    }
+}

@@ -1,0 +1,78 @@
+//! `surplus market …`: re-run an auction from a file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use clap::Subcommand;
+use surplus_market::replay::AuctionInput;
+
+/// `surplus market` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum MarketCommand {
+    /// Re-run one block's auction from a file (book, new orders, block time, balances) and print
+    /// the fills and clearing prices. The format is in docs/auction.md.
+    Clear {
+        /// The auction input file (JSON).
+        #[arg(long, value_name = "FILE")]
+        input: PathBuf,
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// Runs `surplus market …`.
+pub fn market(c: MarketCommand) -> Result<ExitCode> {
+    match c {
+        MarketCommand::Clear { input, json } => {
+            let text = std::fs::read_to_string(&input)
+                .with_context(|| format!("cannot read {}", input.display()))?;
+            let parsed: AuctionInput = serde_json::from_str(&text)
+                .with_context(|| format!("{} is not an auction input file", input.display()))?;
+            let (book, out) = parsed.run().with_context(|| format!("{}", input.display()))?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&out)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            println!(
+                "block {} at {} ms: {} orders accepted, {} refused, {} cancelled, {} expired; {} rest",
+                parsed.height,
+                parsed.now_ms,
+                out.accepted.len(),
+                out.rejected.len(),
+                out.cancelled.len(),
+                out.expired.len(),
+                book.len()
+            );
+            for (market, price) in &out.prices {
+                let fills: Vec<_> = out.fills.iter().filter(|f| &f.market == market).collect();
+                let slots: u32 = fills.iter().map(|f| f.slots).sum();
+                println!("market {market}: clearing price {price} units per slot-hour, {} fills, {slots} slots", fills.len());
+                for f in fills {
+                    println!(
+                        "  bid {} <- offer {}: {} slots x {} h, {}..{}, cost {} units",
+                        short(&f.bid),
+                        short(&f.offer),
+                        f.slots,
+                        f.hours(),
+                        f.start_ms,
+                        f.end_ms,
+                        f.cost()
+                    );
+                }
+            }
+            if out.prices.is_empty() {
+                println!("no market traded");
+            }
+            for r in &out.rejected {
+                println!("refused {}: {}", short(&r.id), r.reason);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn short(id: &[u8; 32]) -> String {
+    hex::encode(&id[..6])
+}
