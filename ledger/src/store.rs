@@ -506,7 +506,8 @@ impl Store {
         for (i, e) in block.entries.iter().enumerate() {
             batch.push((entry_key(first + i as u64), e.encode()));
         }
-        for (level, index, hash) in &adv.nodes {
+        // Leaf hashes (level 0) are not stored: they are the hash of the stored entry.
+        for (level, index, hash) in adv.nodes.iter().filter(|n| n.0 > 0) {
             batch.push((node_key(*level, *index), hash.to_vec()));
         }
         let rec = HeadRecord {
@@ -788,6 +789,10 @@ struct Nodes<'a> {
 impl NodeSource for Nodes<'_> {
     type Error = NodeError;
     fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
+        if level == 0 {
+            let v = self.backend.get(&entry_key(index)).map_err(NodeError::Backend)?;
+            return v.map(|e| Blake3::leaf(&e)).ok_or(NodeError::Missing { level, index });
+        }
         let cached = level >= CACHED_LEVEL;
         if cached {
             if let Some(h) = self.cache.read().ok().and_then(|c| c.get(&(level, index)).copied()) {
@@ -864,7 +869,8 @@ impl BlockSource for StoreSource<'_> {
         // A block completes a contiguous run of nodes on each level: read each run with one
         // range scan rather than one lookup per node.
         let mut levels: Vec<Vec<(u64, Hash)>> = Vec::new();
-        for (level, index, hash) in &advance.nodes {
+        // Level 0 is not stored (the audit hashed the entries themselves).
+        for (level, index, hash) in advance.nodes.iter().filter(|n| n.0 > 0) {
             let l = usize::from(*level);
             if levels.len() <= l {
                 levels.resize_with(l + 1, Vec::new);
