@@ -44,6 +44,7 @@ pub use auction::{clear_market, ActiveBid, ActiveOffer, MarketResult, Trade};
 pub use book::{Allocation, Batch, Book, Budgets, Error, Fill, Outcome, Rejected, Resting};
 pub use catalogue::{validate_name, Catalogue, Class, Market, Region, MAX_NAME_LEN};
 pub use order::{
-    cost, validate, Bid, Cancel, FillRule, Offer, Order, Rejection, SignedCancel, SignedOrder,
-    HOUR_MS, MAX_EXPIRY_HORIZON_MS, MAX_HOURS, MAX_SLOTS, MAX_WINDOW_HORIZON_MS, UNITS_PER_CREDIT,
+    cost, validate, validate_entries, Bid, Cancel, FillRule, Offer, Order, Rejection, SignedCancel,
+    SignedOrder, Validated, HOUR_MS, MAX_EXPIRY_HORIZON_MS, MAX_HOURS, MAX_SLOTS,
+    MAX_WINDOW_HORIZON_MS, UNITS_PER_CREDIT,
 };

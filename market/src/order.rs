@@ -504,3 +504,58 @@ pub fn cost(slots: u32, hours: u32, price: u64) -> Option<u64> {
     let c = u128::from(slots) * u128::from(hours) * u128::from(price);
     u64::try_from(c).ok()
 }
+
+/// Reads and fully validates signed order and cancel entries at block time `now_ms`: decoding,
+/// the author's signature (strict rule, checked in one batch, then one by one only if the batch
+/// fails), and for orders the field rules of [`validate`]. The replay check needs the book
+/// ([`crate::Book::nonce_used`]).
+pub fn validate_entries(
+    chain_id: &str,
+    entries: &[Entry],
+    catalogue: &Catalogue,
+    now_ms: u64,
+) -> Vec<Result<Validated, Rejection>> {
+    let mut batch = surplus_ledger::BatchVerifier::new();
+    let mut out: Vec<Result<Validated, Rejection>> = entries
+        .iter()
+        .map(|e| {
+            let v = match e.kind {
+                EntryKind::CANCEL => Validated::Cancel(SignedCancel::from_entry(e)?),
+                _ => {
+                    let o = SignedOrder::from_entry(e)?;
+                    validate(&o.order, catalogue, now_ms)?;
+                    Validated::Order(o)
+                }
+            };
+            if let Auth::Signed { author, signature } = &e.auth {
+                batch.push(
+                    *author,
+                    Entry::signing_bytes(chain_id, e.kind, author, &e.payload),
+                    *signature,
+                );
+            }
+            Ok(v)
+        })
+        .collect();
+    // Only entries that passed the checks above were queued; a failed batch is re-checked one
+    // by one so that every bad signature is named, not just the first.
+    if batch.verify().is_err() {
+        for (e, r) in entries.iter().zip(out.iter_mut()) {
+            if r.is_ok() {
+                if let Err(why) = e.verify_signature(chain_id) {
+                    *r = Err(Rejection::BadSignature(why.to_string()));
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A signed entry that passed [`validate_entries`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Validated {
+    /// An order.
+    Order(SignedOrder),
+    /// A cancel.
+    Cancel(SignedCancel),
+}

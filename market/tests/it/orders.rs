@@ -216,3 +216,38 @@ fn replays_unknown_cancels_and_foreign_cancels_are_refused_in_the_outcome() {
         .unwrap();
     assert_eq!(out.rejected.len(), 1);
 }
+
+#[test]
+fn entries_are_validated_in_one_batch_and_each_bad_one_is_named() {
+    let cat = Catalogue::sample();
+    let mut entries = Vec::new();
+    for i in 0..20u64 {
+        let mut b = base_bid();
+        b.nonce = i;
+        let (e, _) = SignedOrder::sign("chain", Order::Bid(b), &key("buyer", i % 3));
+        entries.push(e);
+    }
+    let (c, _) = SignedCancel::sign("chain", [1; 32], &key("buyer", 0));
+    entries.push(c);
+    let all = validate_entries("chain", &entries, &cat, NOW);
+    assert!(all.iter().all(Result::is_ok));
+    assert!(matches!(all[20], Ok(Validated::Cancel(_))));
+    // Forge two signatures, break one order's fields, sign one for another chain.
+    for i in [3, 11] {
+        if let surplus_ledger::Auth::Signed { signature, .. } = &mut entries[i].auth {
+            signature.0[10] ^= 1;
+        }
+    }
+    let mut bad = base_bid();
+    bad.slots = 0;
+    entries[5] = SignedOrder::sign("chain", Order::Bid(bad), &key("buyer", 1)).0;
+    entries[7] = SignedOrder::sign("other", Order::Offer(base_offer()), &key("seller", 1)).0;
+    let all = validate_entries("chain", &entries, &cat, NOW);
+    for (i, r) in all.iter().enumerate() {
+        match i {
+            3 | 7 | 11 => assert!(matches!(r, Err(Rejection::BadSignature(_))), "{i}: {r:?}"),
+            5 => assert_eq!(r, &Err(Rejection::ZeroSlots)),
+            _ => assert!(r.is_ok(), "{i}: {r:?}"),
+        }
+    }
+}
