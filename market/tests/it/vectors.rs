@@ -27,7 +27,7 @@ fn n64(v: u64) -> Value {
 }
 
 fn order_json(order: &Order) -> Value {
-    let market = |m: &Market| json!({ "class": m.class, "region": m.region });
+    let market = |m: &Market| json!(m.to_string());
     match order {
         Order::Offer(o) => json!({
             "side": "offer",
@@ -140,6 +140,14 @@ fn compute() -> Value {
         assert_eq!(Order::decode(&order.encode()).unwrap(), order);
         let decoded = Entry::decode(&entry.encode()).unwrap();
         assert_eq!(SignedOrder::from_entry(&decoded).unwrap(), signed);
+        // The same fields as the crate's own JSON form, u64 values aside.
+        let mut numbers = order_json(&order);
+        for f in numbers.as_object_mut().unwrap().values_mut() {
+            if let Some(n) = f.as_str().and_then(|s| s.parse::<u64>().ok()) {
+                *f = json!(n);
+            }
+        }
+        assert_eq!(numbers, serde_json::to_value(&order).unwrap(), "{name}");
         if name == "offer" {
             offer_id = Some(signed.id);
         }
@@ -159,7 +167,7 @@ fn compute() -> Value {
         })
         .collect();
     json!({
-        "description": "Surplus order and cancel entries, version 1; see docs/orders.md. Keys are ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index). u64 fields are decimal strings. The cancel cancels the offer. Every order is valid against the sample catalogue at valid_at_ms.",
+        "description": "Surplus order and cancel entries, version 1; see docs/orders.md. Keys are ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index). Orders are written as elsewhere in Surplus JSON, except that u64 fields are decimal strings. The cancel cancels the offer. Every order is valid against the sample catalogue at valid_at_ms.",
         "chain_id": CHAIN_ID,
         "valid_at_ms": n64(NOW),
         "keys": keys,
@@ -184,8 +192,9 @@ fn spec_payload(v: &Value) -> Vec<u8> {
     let o = &v["order"];
     let offer = o["side"] == "offer";
     out.push(if offer { 1 } else { 2 });
-    short(&mut out, o["market"]["class"].as_str().unwrap());
-    short(&mut out, o["market"]["region"].as_str().unwrap());
+    let (class, region) = o["market"].as_str().unwrap().split_once('@').unwrap();
+    short(&mut out, class);
+    short(&mut out, region);
     out.extend(u32_of(&o["slots"]));
     out.extend(u64_of(&o[if offer { "reserve" } else { "limit" }]));
     out.extend(u64_of(&o["expiry_ms"]));
