@@ -1,2 +1,31 @@
-//! Surplus contracts: the deterministic state machine applied to each decided block (accounts,
-//! escrow and settlement, leases, credentials). Built by the contracts issue; nothing here yet.
+//! Surplus contracts: the deterministic state machine applied to each decided block.
+//!
+//! - [`Genesis`]: validators, [`Params`] (catalogue, treasury, fee and penalty rates) and
+//!   initial balances, recorded as the genesis block's entries.
+//! - [`State::apply_block`]: settles elapsed lease hours, applies transfers, lease transitions
+//!   and credential grants ([`Tx`]), runs the market's auction, turns fills into [`Lease`]s with
+//!   escrow, and returns the block's full entry list and the state root.
+//! - [`credential`]: mint, attenuate and verify the Biscuit token of a lease.
+//! - [`Replay`]: the audit hook that re-executes a ledger block by block; [`BlockMaker`] builds
+//!   blocks the same way a proposer does.
+//!
+//! Pure and deterministic: time is the block's; randomness (token keys) is an argument.
+#![warn(clippy::unwrap_used)]
+
+mod audit;
+pub mod credential;
+mod error;
+mod genesis;
+mod state;
+mod tx;
+
+pub use audit::{BlockMaker, Replay};
+pub use error::Error;
+pub use genesis::{Allocation, Genesis, Params, BPS};
+pub use state::{
+    Account, Applied, Grant, Lease, LeaseStatus, Mode, Refusal, Segment, State, STATE_TAG,
+};
+pub use tx::{
+    decode_fill, decode_revocation, encode_fill, encode_revocation, RevocationId, Settlement,
+    SettlementReason, Tx, MAX_REVOCATION_IDS, MAX_REVOCATION_ID_LEN,
+};

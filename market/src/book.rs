@@ -415,6 +415,71 @@ impl Book {
         self.now_ms
     }
 
+    /// Every remembered (author, nonce) pair with its expiry, sorted.
+    pub fn nonces(&self) -> Vec<(PublicKey, u64, u64)> {
+        let mut v: Vec<_> = self.nonces.iter().map(|((a, n), e)| (*a, *n, *e)).collect();
+        v.sort_unstable();
+        v
+    }
+
+    fn offer_mut(&mut self, offer: &Hash) -> Option<&mut Resting> {
+        let market = self.index.get(offer)?;
+        self.markets.get_mut(market)?.offers.iter_mut().find(|r| &r.order.id == offer)
+    }
+
+    /// Ends a lease's hold on its offer's slots at `end_ms` (an early termination). Returns
+    /// whether the allocation was found (an expired offer no longer holds any).
+    pub fn end_allocation(&mut self, offer: &Hash, bid: &Hash, start_ms: u64, end_ms: u64) -> bool {
+        let Some(r) = self.offer_mut(offer) else { return false };
+        match r.allocations.iter_mut().find(|a| &a.bid == bid && a.start_ms == start_ms) {
+            Some(a) => {
+                a.end_ms = a.end_ms.min(end_ms);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Extends a lease's hold on its offer's slots to `new_end_ms`, if the offer still rests, its
+    /// window reaches that far, and its other leases leave the slots free meanwhile.
+    pub fn extend_allocation(
+        &mut self,
+        offer: &Hash,
+        bid: &Hash,
+        start_ms: u64,
+        new_end_ms: u64,
+    ) -> Result<(), String> {
+        let r = self.offer_mut(offer).ok_or("the offer is no longer in the book")?;
+        let Order::Offer(o) = &r.order.order else { return Err("not an offer".into()) };
+        if new_end_ms > o.until_ms {
+            return Err(format!("the offer's window ends at {}, before {new_end_ms}", o.until_ms));
+        }
+        let pos = r
+            .allocations
+            .iter()
+            .position(|a| &a.bid == bid && a.start_ms == start_ms)
+            .ok_or("the lease holds no slots of this offer")?;
+        let (old_end, slots) = (r.allocations[pos].end_ms, r.allocations[pos].slots);
+        // Peak use of the other leases over [old_end, new_end): it changes only where one starts.
+        let others = || r.allocations.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, a)| a);
+        let use_at = |t: u64| -> u64 {
+            others().filter(|a| a.start_ms <= t && t < a.end_ms).map(|a| u64::from(a.slots)).sum()
+        };
+        let peak = std::iter::once(old_end)
+            .chain(others().map(|a| a.start_ms).filter(|s| (old_end..new_end_ms).contains(s)))
+            .map(use_at)
+            .max()
+            .unwrap_or(0);
+        if peak + u64::from(slots) > u64::from(r.remaining) {
+            return Err(format!(
+                "only {} of the offer's slots are free until {new_end_ms}",
+                u64::from(r.remaining).saturating_sub(peak)
+            ));
+        }
+        r.allocations[pos].end_ms = new_end_ms;
+        Ok(())
+    }
+
     fn cancel(&mut self, id: &Hash, author: &PublicKey) -> Result<(), Rejection> {
         let market =
             self.index.get(id).ok_or_else(|| Rejection::UnknownOrder(hex::encode(id)))?.clone();

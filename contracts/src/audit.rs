@@ -1,0 +1,175 @@
+//! The contracts' part of the audit: re-execute every block from the ledger and compare.
+
+use surplus_ledger::{
+    Auth, Block, Entry, Frontier, Hash, Header, Hook, HookFailure, PublicKey, HEADER_VERSION,
+};
+
+use crate::genesis::Genesis;
+use crate::state::{Mode, State};
+use crate::Error;
+
+/// A [`Hook`] for `ledger::verify` that re-derives every balance, escrow, lease and revocation
+/// from the entries, re-runs each block's auction, and compares the block's system entries and
+/// state root with its own.
+#[derive(Debug, Default)]
+pub struct Replay {
+    state: Option<State>,
+}
+
+impl Replay {
+    /// A replay from genesis.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// The state after the last block checked.
+    pub fn state(&self) -> Option<&State> {
+        self.state.as_ref()
+    }
+}
+
+fn failure(entry: Option<usize>, field: &str, reason: impl Into<String>) -> HookFailure {
+    HookFailure { entry, field: field.into(), reason: reason.into() }
+}
+
+impl Hook for Replay {
+    fn block(&mut self, block: &Block, _hash: &Hash) -> Result<(), HookFailure> {
+        let h = &block.header;
+        if h.height == 0 {
+            let genesis =
+                Genesis::from_block(block).map_err(|e| failure(None, "genesis", e.to_string()))?;
+            let state = State::genesis(&h.chain_id, &genesis, h.timestamp_ms)
+                .map_err(|e| failure(None, "genesis", e.to_string()))?;
+            check_root(&state, h)?;
+            self.state = Some(state);
+            return Ok(());
+        }
+        let state = self
+            .state
+            .as_mut()
+            .ok_or_else(|| failure(None, "genesis", "no genesis was checked"))?;
+        let user: Vec<(usize, Entry)> = block
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| matches!(e.auth, Auth::Signed { .. }))
+            .map(|(i, e)| (i, e.clone()))
+            .collect();
+        let entries: Vec<Entry> = user.iter().map(|(_, e)| e.clone()).collect();
+        let applied = state
+            .apply_block(h.height, h.timestamp_ms, &entries, Mode::Validate)
+            .map_err(|e| match e {
+                Error::Refused { index, refusal } => {
+                    failure(user.get(index).map(|u| u.0), "entry", refusal.to_string())
+                }
+                other => failure(None, "block", other.to_string()),
+            })?;
+        if let Some(i) = (0..applied.entries.len().max(block.entries.len()))
+            .find(|&i| applied.entries.get(i) != block.entries.get(i))
+        {
+            let want = applied
+                .entries
+                .get(i)
+                .map_or("nothing".to_owned(), |e| format!("a {} entry", e.kind.name()));
+            let got = block
+                .entries
+                .get(i)
+                .map_or("nothing".to_owned(), |e| format!("a {} entry", e.kind.name()));
+            return Err(failure(
+                Some(i.min(block.entries.len().saturating_sub(1))),
+                "entries",
+                format!(
+                    "re-executing the block gives {want} at position {i}, the block holds {got}"
+                ),
+            ));
+        }
+        check_root(state, h)
+    }
+}
+
+fn check_root(state: &State, h: &Header) -> Result<(), HookFailure> {
+    let root = state.root();
+    if root != h.state_root {
+        return Err(failure(
+            None,
+            "header.state_root",
+            format!(
+                "re-execution gives {}, the header says {}",
+                hex::encode(root),
+                hex::encode(h.state_root)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Builds blocks the way a proposer does: applies user entries to the state and assembles the
+/// header (without the certificate, which consensus adds).
+#[derive(Debug, Clone)]
+pub struct BlockMaker {
+    /// The state after the last block made.
+    pub state: State,
+    prev: Header,
+    frontier: Frontier,
+}
+
+impl BlockMaker {
+    /// The genesis block of `genesis` and a maker for the blocks after it.
+    pub fn genesis(
+        chain_id: &str,
+        genesis: &Genesis,
+        timestamp_ms: u64,
+    ) -> Result<(Block, Self), Error> {
+        let entries = genesis.entries()?;
+        let state = State::genesis(chain_id, genesis, timestamp_ms)?;
+        let mut frontier = Frontier::new();
+        let mut nodes = Vec::new();
+        for e in &entries {
+            frontier.push::<surplus_ledger::Blake3>(e.leaf_hash(), &mut nodes);
+        }
+        let proposer = genesis.validators.first().copied().unwrap_or(PublicKey([0; 32]));
+        let header = Header {
+            version: HEADER_VERSION,
+            chain_id: chain_id.to_owned(),
+            height: 0,
+            prev_hash: [0; 32],
+            timestamp_ms,
+            tree_size: frontier.size(),
+            merkle_root: frontier.root::<surplus_ledger::Blake3>(),
+            state_root: state.root(),
+            proposer,
+        };
+        let block = Block { header: header.clone(), entries, certificate: Default::default() };
+        Ok((block, Self { state, prev: header, frontier }))
+    }
+
+    /// The next block from `user` entries (refused ones dropped), at `timestamp_ms`.
+    pub fn next(
+        &mut self,
+        user: &[Entry],
+        timestamp_ms: u64,
+        proposer: PublicKey,
+    ) -> Result<(Block, crate::Applied), Error> {
+        let height = self.prev.height + 1;
+        let applied = self.state.apply_block(height, timestamp_ms, user, Mode::Propose)?;
+        let mut nodes = Vec::new();
+        for e in &applied.entries {
+            self.frontier.push::<surplus_ledger::Blake3>(e.leaf_hash(), &mut nodes);
+        }
+        let header = Header {
+            version: HEADER_VERSION,
+            chain_id: self.prev.chain_id.clone(),
+            height,
+            prev_hash: self.prev.hash(),
+            timestamp_ms,
+            tree_size: self.frontier.size(),
+            merkle_root: self.frontier.root::<surplus_ledger::Blake3>(),
+            state_root: applied.state_root,
+            proposer,
+        };
+        self.prev = header.clone();
+        Ok((
+            Block { header, entries: applied.entries.clone(), certificate: Default::default() },
+            applied,
+        ))
+    }
+}

@@ -1,0 +1,741 @@
+//! The contract state and the block transition.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use surplus_ledger::encoding::Writer;
+use surplus_ledger::{Auth, BatchVerifier, Entry, EntryKind, Hash, PublicKey};
+use surplus_market::{Batch, Book, Fill, Market, Outcome, SignedCancel, SignedOrder, HOUR_MS};
+
+use crate::genesis::{Genesis, Params, BPS};
+use crate::tx::{encode_fill, encode_revocation, RevocationId, Settlement, SettlementReason, Tx};
+use crate::Error;
+
+/// Domain tag of the state root.
+pub const STATE_TAG: &[u8] = b"surplus/state/v1";
+
+/// An account.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Account {
+    /// Spendable units.
+    pub balance: u64,
+    /// Sequence number the account's next transaction must carry.
+    pub seq: u64,
+}
+
+/// Where a lease is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LeaseStatus {
+    /// Running.
+    Active = 1,
+    /// Ran to its end.
+    Completed = 2,
+    /// Ended early by the buyer.
+    TerminatedByBuyer = 3,
+    /// Ended early by the provider.
+    TerminatedByProvider = 4,
+}
+
+/// The credential recorded for a lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grant {
+    /// blake3 of the token.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub token_hash: Hash,
+    /// The token's revocation ids.
+    pub revocation_ids: Vec<RevocationId>,
+}
+
+/// A lease: one fill, with its escrow and life. Its escrow is always exactly what its unpaid
+/// hours cost.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lease {
+    /// Its id: the id of the fill entry that created it.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub id: Hash,
+    /// The fill (start, end and hours grow with renewals: `end_ms` is current).
+    pub fill: Fill,
+    /// Hours leased, renewals included.
+    pub hours: u32,
+    /// Price of each stretch of hours, in order: the fill's hours at the clearing price, then
+    /// each renewal at the market price of its day.
+    pub segments: Vec<Segment>,
+    /// Hours already paid to the provider.
+    pub hours_paid: u32,
+    /// Units held in escrow: exactly `cost_between(hours_paid, hours)`.
+    pub escrow: u64,
+    /// Its state.
+    pub status: LeaseStatus,
+    /// The credential, once the provider has recorded it.
+    pub grant: Option<Grant>,
+}
+
+/// A stretch of a lease's hours at one price.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Segment {
+    /// Hours.
+    pub hours: u32,
+    /// Units per slot-hour.
+    pub price: u64,
+}
+
+impl Lease {
+    /// What hours `from..to` of the lease cost, across its segments.
+    pub fn cost_between(&self, from: u32, to: u32) -> u64 {
+        let mut total = 0u128;
+        let mut start = 0u32;
+        for s in &self.segments {
+            let end = start.saturating_add(s.hours);
+            let overlap = end.min(to).saturating_sub(start.max(from));
+            total += u128::from(overlap) * u128::from(self.fill.slots) * u128::from(s.price);
+            start = end;
+        }
+        // Bounded by validated costs; escrow holds exactly this much.
+        total.min(u128::from(u64::MAX)) as u64
+    }
+}
+
+/// Why a user entry was refused; the state is as if it had not been sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
+pub enum Refusal {
+    /// Not a transaction, order or cancel, or malformed.
+    #[error("malformed entry: {0}")]
+    Malformed(String),
+    /// The signature does not verify.
+    #[error("bad signature")]
+    BadSignature,
+    /// The sequence number is not the account's next one (a replay or a gap).
+    #[error("sequence number {got}, the account's next is {expected}")]
+    BadSequence {
+        /// Expected.
+        expected: u64,
+        /// Found.
+        got: u64,
+    },
+    /// Not enough credits.
+    #[error("balance {balance} is less than {needed}")]
+    InsufficientBalance {
+        /// What the account holds.
+        balance: u64,
+        /// What is needed.
+        needed: u64,
+    },
+    /// A transfer of nothing, or to oneself.
+    #[error("a transfer must move at least one unit to another account")]
+    EmptyTransfer,
+    /// No such lease.
+    #[error("no lease {0}")]
+    UnknownLease(String),
+    /// The lease is not running.
+    #[error("the lease is not active")]
+    LeaseNotActive,
+    /// The author is not entitled to this transition.
+    #[error("only the lease's {0} may do this")]
+    NotEntitled(&'static str),
+    /// A renewal the provider's offer does not allow, or at no known price.
+    #[error("renewal refused: {0}")]
+    RenewalRefused(String),
+    /// A credential was already recorded for this lease.
+    #[error("a credential is already recorded for this lease")]
+    AlreadyGranted,
+    /// The market refused the order or cancel.
+    #[error("market: {0}")]
+    Market(surplus_market::Rejection),
+}
+
+/// What applying a block produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Applied {
+    /// The block's full entry list: system settlements of elapsed time, then each accepted user
+    /// entry followed by its consequences, then the fills.
+    pub entries: Vec<Entry>,
+    /// User entries refused (index into the input), with the reason (proposals only).
+    pub refused: Vec<(usize, Refusal)>,
+    /// The auction's outcome.
+    pub outcome: Outcome,
+    /// The state root after the block.
+    pub state_root: Hash,
+}
+
+/// Whether refused user entries are dropped (building a proposal) or make the block invalid
+/// (checking one).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Drop refused entries from the block.
+    Propose,
+    /// Any refused entry makes the block invalid; nothing changes.
+    Validate,
+}
+
+/// The whole contract state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    /// Chain id (entries are signed for it).
+    pub chain_id: String,
+    /// Genesis parameters.
+    pub params: Params,
+    accounts: BTreeMap<PublicKey, Account>,
+    leases: BTreeMap<Hash, Lease>,
+    /// The market's resting book.
+    pub book: Book,
+    last_price: BTreeMap<Market, u64>,
+    revoked: BTreeSet<RevocationId>,
+    supply: u64,
+    height: u64,
+    now_ms: u64,
+}
+
+fn pay_split(amount: u64, fee_bps: u16) -> (u64, u64) {
+    let fee = (u128::from(amount) * u128::from(fee_bps) / u128::from(BPS)) as u64;
+    (amount - fee, fee)
+}
+
+impl State {
+    /// The state after the genesis block.
+    pub fn genesis(chain_id: &str, genesis: &Genesis, timestamp_ms: u64) -> Result<Self, Error> {
+        genesis.entries()?;
+        let params = genesis.params.clone().validated()?;
+        let mut accounts = BTreeMap::new();
+        let mut supply = 0u64;
+        for a in &genesis.allocations {
+            accounts.entry(a.account).or_insert_with(Account::default).balance = a.amount;
+            supply = supply
+                .checked_add(a.amount)
+                .ok_or_else(|| Error::Genesis("allocations overflow".into()))?;
+        }
+        Ok(Self {
+            chain_id: chain_id.to_owned(),
+            params,
+            accounts,
+            leases: BTreeMap::new(),
+            book: Book::new(),
+            last_price: BTreeMap::new(),
+            revoked: BTreeSet::new(),
+            supply,
+            height: 0,
+            now_ms: timestamp_ms,
+        })
+    }
+
+    /// An account (default: empty).
+    pub fn account(&self, key: &PublicKey) -> Account {
+        self.accounts.get(key).cloned().unwrap_or_default()
+    }
+    /// Every account with its state, in key order.
+    pub fn accounts(&self) -> impl Iterator<Item = (&PublicKey, &Account)> {
+        self.accounts.iter()
+    }
+    /// A lease.
+    pub fn lease(&self, id: &Hash) -> Option<&Lease> {
+        self.leases.get(id)
+    }
+    /// Every lease, in id order.
+    pub fn leases(&self) -> impl Iterator<Item = &Lease> {
+        self.leases.values()
+    }
+    /// Whether a revocation id is revoked.
+    pub fn is_revoked(&self, id: &[u8]) -> bool {
+        self.revoked.contains(&RevocationId(id.to_vec()))
+    }
+    /// Revoked credential ids.
+    pub fn revoked(&self) -> impl Iterator<Item = &RevocationId> {
+        self.revoked.iter()
+    }
+    /// The last clearing price of a market.
+    pub fn last_price(&self, market: &Market) -> Option<u64> {
+        self.last_price.get(market).copied()
+    }
+    /// Height of the last applied block.
+    pub fn height(&self) -> u64 {
+        self.height
+    }
+    /// Credits created at genesis; balances plus escrow always add up to this.
+    pub fn supply(&self) -> u64 {
+        self.supply
+    }
+    /// Balances plus escrow of active leases (equals [`State::supply`]).
+    pub fn total_credits(&self) -> u128 {
+        let balances: u128 = self.accounts.values().map(|a| u128::from(a.balance)).sum();
+        let escrow: u128 = self.leases.values().map(|l| u128::from(l.escrow)).sum();
+        balances + escrow
+    }
+
+    fn balance_mut(&mut self, key: &PublicKey) -> &mut u64 {
+        &mut self.accounts.entry(*key).or_default().balance
+    }
+
+    /// Applies one block: time-driven settlements, the user entries (`user`, in block order),
+    /// then the auction. In [`Mode::Validate`] a refused entry is an error and the state is left
+    /// unchanged; in [`Mode::Propose`] it is dropped and reported.
+    pub fn apply_block(
+        &mut self,
+        height: u64,
+        now_ms: u64,
+        user: &[Entry],
+        mode: Mode,
+    ) -> Result<Applied, Error> {
+        let mut next = self.clone();
+        let applied = next.apply_inner(height, now_ms, user, mode)?;
+        *self = next;
+        Ok(applied)
+    }
+
+    fn apply_inner(
+        &mut self,
+        height: u64,
+        now_ms: u64,
+        user: &[Entry],
+        mode: Mode,
+    ) -> Result<Applied, Error> {
+        if height != self.height + 1 {
+            return Err(Error::Block(format!("height {height} does not follow {}", self.height)));
+        }
+        if now_ms < self.now_ms {
+            return Err(Error::Block(format!("block time {now_ms} is before {}", self.now_ms)));
+        }
+        self.height = height;
+        self.now_ms = now_ms;
+        let mut entries = Vec::new();
+        self.settle_elapsed(now_ms, &mut entries);
+
+        let signatures_ok = self.check_signatures(user);
+        let mut refused = Vec::new();
+        let mut batch = Batch { height, now_ms, orders: Vec::new(), cancels: Vec::new() };
+        // Orders and cancels go into the block in their place; which ones the auction refused is
+        // known only after it runs.
+        let mut order_slots: Vec<(usize, Hash)> = Vec::new();
+        for (i, e) in user.iter().enumerate() {
+            let result = if signatures_ok[i] {
+                self.apply_user(e, &mut batch)
+            } else {
+                Err(Refusal::BadSignature)
+            };
+            match result {
+                Ok(UserEffect::Done(consequences)) => {
+                    entries.push(e.clone());
+                    entries.extend(consequences);
+                }
+                Ok(UserEffect::Market(id)) => {
+                    order_slots.push((entries.len(), id));
+                    entries.push(e.clone());
+                }
+                Err(r) => match mode {
+                    Mode::Validate => return Err(Error::Refused { index: i, refusal: r }),
+                    Mode::Propose => refused.push((i, r)),
+                },
+            }
+        }
+
+        let balances: BTreeMap<PublicKey, u64> =
+            self.accounts.iter().map(|(k, a)| (*k, a.balance)).collect();
+        let budget = move |k: &PublicKey| balances.get(k).copied().unwrap_or(0);
+        let outcome = self
+            .book
+            .clear(&self.params.catalogue, &batch, &budget)
+            .map_err(|e| Error::Block(e.to_string()))?;
+        if !outcome.rejected.is_empty() {
+            let rejected: BTreeMap<Hash, &surplus_market::Rejection> =
+                outcome.rejected.iter().map(|r| (r.id, &r.reason)).collect();
+            let mut drop = BTreeSet::new();
+            for (pos, id) in &order_slots {
+                if let Some(reason) = rejected.get(id) {
+                    let index = user.iter().position(|e| &e.id() == id).unwrap_or(0);
+                    match mode {
+                        Mode::Validate => {
+                            return Err(Error::Refused {
+                                index,
+                                refusal: Refusal::Market((*reason).clone()),
+                            })
+                        }
+                        Mode::Propose => {
+                            refused.push((index, Refusal::Market((*reason).clone())));
+                            drop.insert(*pos);
+                        }
+                    }
+                }
+            }
+            let mut k = 0;
+            entries.retain(|_| {
+                k += 1;
+                !drop.contains(&(k - 1))
+            });
+        }
+        for (market, price) in &outcome.prices {
+            self.last_price.insert(market.clone(), *price);
+        }
+        for f in &outcome.fills {
+            let entry = Entry::system(EntryKind::FILL, encode_fill(f));
+            let id = entry.id();
+            let escrow = f.cost();
+            let balance = self.balance_mut(&f.buyer);
+            // The auction filled within the buyer's balance; anything else is a bug upstream.
+            if *balance < escrow {
+                return Err(Error::Block(format!("fill for {} exceeds its balance", f.buyer)));
+            }
+            *balance -= escrow;
+            let hours = u32::try_from((f.end_ms - f.start_ms) / HOUR_MS).unwrap_or(u32::MAX);
+            self.leases.insert(
+                id,
+                Lease {
+                    id,
+                    fill: f.clone(),
+                    hours,
+                    segments: vec![Segment { hours, price: f.price }],
+                    hours_paid: 0,
+                    escrow,
+                    status: LeaseStatus::Active,
+                    grant: None,
+                },
+            );
+            entries.push(entry);
+        }
+        refused.sort_by_key(|r| r.0);
+        Ok(Applied { entries, refused, outcome, state_root: self.root() })
+    }
+
+    /// Which user entries carry a valid signature (one batch; one by one only if it fails).
+    fn check_signatures(&self, user: &[Entry]) -> Vec<bool> {
+        let mut batch = BatchVerifier::new();
+        for e in user {
+            if let Auth::Signed { author, signature } = &e.auth {
+                batch.push(
+                    *author,
+                    Entry::signing_bytes(&self.chain_id, e.kind, author, &e.payload),
+                    *signature,
+                );
+            }
+        }
+        let all_ok = batch.verify().is_ok();
+        user.iter()
+            .map(|e| {
+                matches!(e.auth, Auth::Signed { .. })
+                    && (all_ok || e.verify_signature(&self.chain_id).is_ok())
+            })
+            .collect()
+    }
+
+    /// Pays every active lease for the hours that passed, and completes those that ended.
+    fn settle_elapsed(&mut self, now_ms: u64, entries: &mut Vec<Entry>) {
+        let fee_bps = self.params.fee_bps;
+        let ids: Vec<Hash> = self
+            .leases
+            .values()
+            .filter(|l| l.status == LeaseStatus::Active)
+            .map(|l| l.id)
+            .collect();
+        for id in ids {
+            let Some(l) = self.leases.get_mut(&id) else { continue };
+            let (reason, hours) = if now_ms >= l.fill.end_ms {
+                (SettlementReason::Completion, l.hours)
+            } else {
+                let elapsed = u32::try_from((now_ms - l.fill.start_ms) / HOUR_MS)
+                    .unwrap_or(u32::MAX)
+                    .min(l.hours);
+                (SettlementReason::Hourly, elapsed)
+            };
+            if hours <= l.hours_paid && reason == SettlementReason::Hourly {
+                continue;
+            }
+            let amount = l.cost_between(l.hours_paid, hours);
+            let (to_provider, fee) = pay_split(amount, fee_bps);
+            l.escrow -= amount;
+            l.hours_paid = hours;
+            let provider = l.fill.provider;
+            let mut revoke = None;
+            if reason == SettlementReason::Completion {
+                l.status = LeaseStatus::Completed;
+                revoke = l.grant.as_ref().map(|g| g.revocation_ids.clone());
+            }
+            let s = Settlement {
+                lease: id,
+                reason,
+                hours_paid: hours,
+                to_provider,
+                fee,
+                refund: 0,
+                penalty: 0,
+                added: 0,
+            };
+            *self.balance_mut(&provider) += to_provider;
+            let treasury = self.params.treasury;
+            *self.balance_mut(&treasury) += fee;
+            entries.push(Entry::system(EntryKind::SETTLEMENT, s.encode()));
+            if let Some(ids) = revoke {
+                self.revoked.extend(ids.iter().cloned());
+                entries.push(Entry::system(EntryKind::REVOCATION, encode_revocation(&id, &ids)));
+            }
+        }
+    }
+
+    fn apply_user(&mut self, e: &Entry, batch: &mut Batch) -> Result<UserEffect, Refusal> {
+        let Auth::Signed { author, .. } = e.auth else {
+            return Err(Refusal::Malformed("user entries must be signed".into()));
+        };
+        match e.kind {
+            EntryKind::ORDER => {
+                let o = SignedOrder::from_entry(e).map_err(Refusal::Market)?;
+                let id = o.id;
+                batch.orders.push(o);
+                Ok(UserEffect::Market(id))
+            }
+            EntryKind::CANCEL => {
+                let c = SignedCancel::from_entry(e).map_err(Refusal::Market)?;
+                let id = c.id;
+                batch.cancels.push(c);
+                Ok(UserEffect::Market(id))
+            }
+            EntryKind::TRANSFER | EntryKind::LEASE_TRANSITION | EntryKind::CREDENTIAL_GRANT => {
+                let tx = Tx::decode(e.kind, &e.payload)
+                    .map_err(|d| Refusal::Malformed(d.to_string()))?;
+                let expected = self.account(&author).seq;
+                if tx.seq() != expected {
+                    return Err(Refusal::BadSequence { expected, got: tx.seq() });
+                }
+                let out = self.apply_tx(&author, tx)?;
+                self.accounts.entry(author).or_default().seq += 1;
+                Ok(UserEffect::Done(out))
+            }
+            other => Err(Refusal::Malformed(format!(
+                "entry kind {} ({}) cannot be sent by a user",
+                other.0,
+                other.name()
+            ))),
+        }
+    }
+
+    fn apply_tx(&mut self, author: &PublicKey, tx: Tx) -> Result<Vec<Entry>, Refusal> {
+        let now = self.now_ms;
+        match tx {
+            Tx::Transfer { to, amount, .. } => {
+                if amount == 0 || to == *author {
+                    return Err(Refusal::EmptyTransfer);
+                }
+                let balance = self.account(author).balance;
+                if balance < amount {
+                    return Err(Refusal::InsufficientBalance { balance, needed: amount });
+                }
+                *self.balance_mut(author) -= amount;
+                *self.balance_mut(&to) += amount;
+                Ok(Vec::new())
+            }
+            Tx::Terminate { lease, .. } => {
+                let l = self
+                    .leases
+                    .get(&lease)
+                    .ok_or_else(|| Refusal::UnknownLease(hex::encode(lease)))?;
+                if l.status != LeaseStatus::Active {
+                    return Err(Refusal::LeaseNotActive);
+                }
+                let by_buyer = *author == l.fill.buyer;
+                if !by_buyer && *author != l.fill.provider {
+                    return Err(Refusal::NotEntitled("buyer or provider"));
+                }
+                Ok(self.terminate(lease, by_buyer, now))
+            }
+            Tx::Renew { lease, hours, .. } => {
+                let l = self
+                    .leases
+                    .get(&lease)
+                    .ok_or_else(|| Refusal::UnknownLease(hex::encode(lease)))?;
+                if l.status != LeaseStatus::Active {
+                    return Err(Refusal::LeaseNotActive);
+                }
+                if *author != l.fill.buyer {
+                    return Err(Refusal::NotEntitled("buyer"));
+                }
+                if hours == 0 || hours > surplus_market::MAX_HOURS {
+                    return Err(Refusal::RenewalRefused(format!(
+                        "{hours} hours is outside 1 to {}",
+                        surplus_market::MAX_HOURS
+                    )));
+                }
+                let price = self.last_price.get(&l.fill.market).copied().ok_or_else(|| {
+                    Refusal::RenewalRefused("the market has no clearing price yet".into())
+                })?;
+                let added = surplus_market::cost(l.fill.slots, hours, price)
+                    .ok_or_else(|| Refusal::RenewalRefused("the cost overflows".into()))?;
+                let new_hours =
+                    l.hours.checked_add(hours).filter(|h| *h <= surplus_market::MAX_HOURS * 2);
+                let Some(new_hours) = new_hours else {
+                    return Err(Refusal::RenewalRefused("the lease would be too long".into()));
+                };
+                let balance = self.account(author).balance;
+                if balance < added {
+                    return Err(Refusal::InsufficientBalance { balance, needed: added });
+                }
+                let (offer, bid, start, end) =
+                    (l.fill.offer, l.fill.bid, l.fill.start_ms, l.fill.end_ms);
+                let new_end = end + u64::from(hours) * HOUR_MS;
+                self.book
+                    .extend_allocation(&offer, &bid, start, new_end)
+                    .map_err(Refusal::RenewalRefused)?;
+                *self.balance_mut(author) -= added;
+                let Some(l) = self.leases.get_mut(&lease) else {
+                    return Err(Refusal::UnknownLease(hex::encode(lease)));
+                };
+                l.escrow += added;
+                l.hours = new_hours;
+                l.segments.push(Segment { hours, price });
+                l.fill.end_ms = new_end;
+                let s = Settlement {
+                    lease,
+                    reason: SettlementReason::Renewal,
+                    hours_paid: l.hours_paid,
+                    to_provider: 0,
+                    fee: 0,
+                    refund: 0,
+                    penalty: 0,
+                    added,
+                };
+                Ok(vec![Entry::system(EntryKind::SETTLEMENT, s.encode())])
+            }
+            Tx::Grant { lease, token_hash, revocation_ids, .. } => {
+                let l = self
+                    .leases
+                    .get_mut(&lease)
+                    .ok_or_else(|| Refusal::UnknownLease(hex::encode(lease)))?;
+                if *author != l.fill.provider {
+                    return Err(Refusal::NotEntitled("provider"));
+                }
+                if l.status != LeaseStatus::Active {
+                    return Err(Refusal::LeaseNotActive);
+                }
+                if l.grant.is_some() {
+                    return Err(Refusal::AlreadyGranted);
+                }
+                l.grant = Some(Grant { token_hash, revocation_ids });
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Ends a lease early: pays the provider what is due, refunds the rest of the escrow, and
+    /// (provider termination) charges the provider's penalty.
+    fn terminate(&mut self, lease: Hash, by_buyer: bool, now: u64) -> Vec<Entry> {
+        let fee_bps = self.params.fee_bps;
+        let penalty_bps = self.params.penalty_bps;
+        let Some(l) = self.leases.get_mut(&lease) else { return Vec::new() };
+        let elapsed_ms = now - l.fill.start_ms;
+        // The buyer pays for the hour it is in; a provider that walks away is paid only for
+        // hours completed.
+        let hours = if by_buyer { elapsed_ms.div_ceil(HOUR_MS) } else { elapsed_ms / HOUR_MS };
+        let hours = u32::try_from(hours).unwrap_or(u32::MAX).min(l.hours).max(l.hours_paid);
+        let amount = l.cost_between(l.hours_paid, hours);
+        let (to_provider, fee) = pay_split(amount, fee_bps);
+        l.escrow -= amount;
+        l.hours_paid = hours;
+        let refund = l.escrow;
+        l.escrow = 0;
+        l.status = if by_buyer {
+            LeaseStatus::TerminatedByBuyer
+        } else {
+            LeaseStatus::TerminatedByProvider
+        };
+        let (buyer, provider, offer, bid, start) =
+            (l.fill.buyer, l.fill.provider, l.fill.offer, l.fill.bid, l.fill.start_ms);
+        let revoke = l.grant.as_ref().map(|g| g.revocation_ids.clone());
+        l.fill.end_ms = now;
+        self.book.end_allocation(&offer, &bid, start, now);
+        *self.balance_mut(&provider) += to_provider;
+        let treasury = self.params.treasury;
+        *self.balance_mut(&treasury) += fee;
+        *self.balance_mut(&buyer) += refund;
+        let mut penalty = 0;
+        if !by_buyer {
+            let due = (u128::from(refund) * u128::from(penalty_bps) / u128::from(BPS)) as u64;
+            penalty = due.min(self.account(&provider).balance);
+            *self.balance_mut(&provider) -= penalty;
+            *self.balance_mut(&buyer) += penalty;
+        }
+        let reason = if by_buyer {
+            SettlementReason::BuyerTermination
+        } else {
+            SettlementReason::ProviderTermination
+        };
+        let s = Settlement {
+            lease,
+            reason,
+            hours_paid: hours,
+            to_provider,
+            fee,
+            refund,
+            penalty,
+            added: 0,
+        };
+        let mut out = vec![Entry::system(EntryKind::SETTLEMENT, s.encode())];
+        if let Some(ids) = revoke {
+            self.revoked.extend(ids.iter().cloned());
+            out.push(Entry::system(EntryKind::REVOCATION, encode_revocation(&lease, &ids)));
+        }
+        out
+    }
+
+    /// The state root: blake3 over a canonical encoding of the whole state.
+    pub fn root(&self) -> Hash {
+        let mut w = Writer::with_capacity(4096);
+        w.tag(STATE_TAG)
+            .short_bytes(self.chain_id.as_bytes())
+            .u64(self.height)
+            .u64(self.now_ms)
+            .u64(self.supply);
+        w.bytes(&self.params.encode());
+        w.u64(self.accounts.len() as u64);
+        for (k, a) in &self.accounts {
+            w.raw(&k.0).u64(a.balance).u64(a.seq);
+        }
+        w.u64(self.leases.len() as u64);
+        for l in self.leases.values() {
+            w.raw(&l.id)
+                .bytes(&encode_fill(&l.fill))
+                .u32(l.hours)
+                .u32(l.hours_paid)
+                .u64(l.escrow)
+                .u8(l.status as u8);
+            w.u32(l.segments.len() as u32);
+            for seg in &l.segments {
+                w.u32(seg.hours).u64(seg.price);
+            }
+            match &l.grant {
+                None => {
+                    w.u8(0);
+                }
+                Some(g) => {
+                    w.u8(1).raw(&g.token_hash).bytes(&encode_revocation(&l.id, &g.revocation_ids));
+                }
+            }
+        }
+        w.u64(self.last_price.len() as u64);
+        for (m, p) in &self.last_price {
+            w.short_bytes(m.class.as_bytes()).short_bytes(m.region.as_bytes()).u64(*p);
+        }
+        w.u64(self.revoked.len() as u64);
+        for r in &self.revoked {
+            w.short_bytes(&r.0);
+        }
+        let mut orders: Vec<&surplus_market::Resting> = self.book.orders().collect();
+        orders.sort_by_key(|r| r.order.id);
+        w.u64(self.book.now_ms()).u64(orders.len() as u64);
+        for r in orders {
+            w.bytes(&r.order.to_entry().encode()).u64(r.height).u32(r.remaining);
+            w.u32(r.allocations.len() as u32);
+            for a in &r.allocations {
+                w.raw(&a.bid).u64(a.start_ms).u64(a.end_ms).u32(a.slots);
+            }
+        }
+        let nonces = self.book.nonces();
+        w.u64(nonces.len() as u64);
+        for (k, n, e) in nonces {
+            w.raw(&k.0).u64(n).u64(e);
+        }
+        *blake3::hash(w.as_slice()).as_bytes()
+    }
+}
+
+enum UserEffect {
+    /// Applied, with these system entries as consequences.
+    Done(Vec<Entry>),
+    /// An order or cancel waiting for the auction.
+    Market(Hash),
+}

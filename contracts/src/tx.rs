@@ -1,0 +1,326 @@
+//! Payloads of the entries the state machine reads and writes (see `docs/contracts.md`).
+//!
+//! Signed by users: `transfer`, `lease-transition` (terminate, renew) and `credential-grant`.
+//! Each carries the author's account sequence number, which must equal the account's next one,
+//! so a replayed entry is refused. Written by the state machine (system entries): `fill`,
+//! `settlement` and `revocation`.
+
+use serde::{Deserialize, Serialize};
+use surplus_ledger::encoding::{DecodeError, Reader, Writer};
+use surplus_ledger::{Hash, PublicKey};
+use surplus_market::{Fill, Market};
+
+/// Most revocation ids a credential may carry (one per token block).
+pub const MAX_REVOCATION_IDS: usize = 16;
+/// Largest revocation id, bytes.
+pub const MAX_REVOCATION_ID_LEN: usize = 128;
+
+/// A user transaction.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Tx {
+    /// Move credits to another account.
+    Transfer {
+        /// Recipient.
+        to: PublicKey,
+        /// Units.
+        amount: u64,
+        /// The sender's sequence number.
+        seq: u64,
+    },
+    /// End a lease now (by its buyer or its provider).
+    Terminate {
+        /// The lease.
+        #[serde(with = "surplus_ledger::hex_hash")]
+        lease: Hash,
+        /// The author's sequence number.
+        seq: u64,
+    },
+    /// Extend a lease by `hours` at the market's last clearing price (by its buyer).
+    Renew {
+        /// The lease.
+        #[serde(with = "surplus_ledger::hex_hash")]
+        lease: Hash,
+        /// Extra hours.
+        hours: u32,
+        /// The author's sequence number.
+        seq: u64,
+    },
+    /// Record the credential a provider minted for a lease (never the token itself).
+    Grant {
+        /// The lease.
+        #[serde(with = "surplus_ledger::hex_hash")]
+        lease: Hash,
+        /// blake3 of the token bytes.
+        #[serde(with = "surplus_ledger::hex_hash")]
+        token_hash: Hash,
+        /// The token's revocation ids (hex in JSON).
+        revocation_ids: Vec<RevocationId>,
+        /// The provider's sequence number.
+        seq: u64,
+    },
+}
+
+/// A Biscuit revocation id.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct RevocationId(pub Vec<u8>);
+
+impl Serialize for RevocationId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&hex::encode(&self.0))
+    }
+}
+impl<'de> Deserialize<'de> for RevocationId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        hex::decode(String::deserialize(d)?).map(RevocationId).map_err(serde::de::Error::custom)
+    }
+}
+
+const TERMINATE: u8 = 1;
+const RENEW: u8 = 2;
+
+fn write_ids(w: &mut Writer, ids: &[RevocationId]) {
+    w.u8(ids.len() as u8);
+    for id in ids {
+        w.short_bytes(&id.0);
+    }
+}
+
+fn read_ids(r: &mut Reader<'_>) -> Result<Vec<RevocationId>, DecodeError> {
+    let at = r.position();
+    let n = usize::from(r.u8("revocation_ids.count")?);
+    if n == 0 || n > MAX_REVOCATION_IDS {
+        return Err(r.invalid_at(
+            "revocation_ids.count",
+            at,
+            format!("{n} ids, 1 to {MAX_REVOCATION_IDS} allowed"),
+        ));
+    }
+    (0..n).map(|_| Ok(RevocationId(r.short_bytes("revocation_id")?.to_vec()))).collect()
+}
+
+impl Tx {
+    /// The ledger entry kind that carries this transaction.
+    pub fn kind(&self) -> surplus_ledger::EntryKind {
+        use surplus_ledger::EntryKind;
+        match self {
+            Tx::Transfer { .. } => EntryKind::TRANSFER,
+            Tx::Terminate { .. } | Tx::Renew { .. } => EntryKind::LEASE_TRANSITION,
+            Tx::Grant { .. } => EntryKind::CREDENTIAL_GRANT,
+        }
+    }
+
+    /// The author's sequence number.
+    pub fn seq(&self) -> u64 {
+        match self {
+            Tx::Transfer { seq, .. }
+            | Tx::Terminate { seq, .. }
+            | Tx::Renew { seq, .. }
+            | Tx::Grant { seq, .. } => *seq,
+        }
+    }
+
+    /// Canonical payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        match self {
+            Tx::Transfer { to, amount, seq } => {
+                w.raw(&to.0).u64(*amount).u64(*seq);
+            }
+            Tx::Terminate { lease, seq } => {
+                w.u8(TERMINATE).raw(lease).u64(*seq);
+            }
+            Tx::Renew { lease, hours, seq } => {
+                w.u8(RENEW).raw(lease).u64(*seq).u32(*hours);
+            }
+            Tx::Grant { lease, token_hash, revocation_ids, seq } => {
+                w.raw(lease).raw(token_hash).u64(*seq);
+                write_ids(&mut w, revocation_ids);
+            }
+        }
+        w.finish()
+    }
+
+    /// Decodes the payload of an entry of `kind`.
+    pub fn decode(kind: surplus_ledger::EntryKind, bytes: &[u8]) -> Result<Self, DecodeError> {
+        use surplus_ledger::EntryKind;
+        let mut r = Reader::new(bytes);
+        let tx = match kind {
+            EntryKind::TRANSFER => Tx::Transfer {
+                to: PublicKey(r.array("transfer.to")?),
+                amount: r.u64("transfer.amount")?,
+                seq: r.u64("transfer.seq")?,
+            },
+            EntryKind::LEASE_TRANSITION => {
+                let at = r.position();
+                match r.u8("transition.action")? {
+                    TERMINATE => Tx::Terminate {
+                        lease: r.array("transition.lease")?,
+                        seq: r.u64("transition.seq")?,
+                    },
+                    RENEW => Tx::Renew {
+                        lease: r.array("transition.lease")?,
+                        seq: r.u64("transition.seq")?,
+                        hours: r.u32("transition.hours")?,
+                    },
+                    other => {
+                        return Err(r.invalid_at(
+                            "transition.action",
+                            at,
+                            format!("unknown action {other}"),
+                        ))
+                    }
+                }
+            }
+            EntryKind::CREDENTIAL_GRANT => Tx::Grant {
+                lease: r.array("grant.lease")?,
+                token_hash: r.array("grant.token_hash")?,
+                seq: r.u64("grant.seq")?,
+                revocation_ids: read_ids(&mut r)?,
+            },
+            other => {
+                return Err(DecodeError::Invalid {
+                    field: "kind",
+                    at: 0,
+                    reason: format!("kind {} is not a transaction", other.0),
+                })
+            }
+        };
+        r.finish()?;
+        Ok(tx)
+    }
+}
+
+/// Why money moved on a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SettlementReason {
+    /// Hours of block time passed.
+    Hourly = 1,
+    /// The lease reached its end.
+    Completion = 2,
+    /// The buyer ended it early.
+    BuyerTermination = 3,
+    /// The provider ended it early.
+    ProviderTermination = 4,
+    /// The buyer extended it (escrow added).
+    Renewal = 5,
+}
+
+/// A settlement: what a block moved for one lease.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settlement {
+    /// The lease.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub lease: Hash,
+    /// Why.
+    pub reason: SettlementReason,
+    /// Hours paid for so far (after this settlement).
+    pub hours_paid: u32,
+    /// Paid to the provider from escrow (after the fee).
+    pub to_provider: u64,
+    /// Paid to the treasury from escrow.
+    pub fee: u64,
+    /// Returned from escrow to the buyer.
+    pub refund: u64,
+    /// Paid by the provider to the buyer (provider termination).
+    pub penalty: u64,
+    /// Added to escrow by the buyer (renewal).
+    pub added: u64,
+}
+
+impl Settlement {
+    /// Canonical payload.
+    pub fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::new();
+        w.raw(&self.lease).u8(self.reason as u8).u32(self.hours_paid);
+        w.u64(self.to_provider).u64(self.fee).u64(self.refund).u64(self.penalty).u64(self.added);
+        w.finish()
+    }
+    /// Decodes a settlement payload.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let lease = r.array("settlement.lease")?;
+        let at = r.position();
+        let reason = match r.u8("settlement.reason")? {
+            1 => SettlementReason::Hourly,
+            2 => SettlementReason::Completion,
+            3 => SettlementReason::BuyerTermination,
+            4 => SettlementReason::ProviderTermination,
+            5 => SettlementReason::Renewal,
+            other => {
+                return Err(r.invalid_at(
+                    "settlement.reason",
+                    at,
+                    format!("unknown reason {other}"),
+                ))
+            }
+        };
+        let s = Settlement {
+            lease,
+            reason,
+            hours_paid: r.u32("settlement.hours_paid")?,
+            to_provider: r.u64("settlement.to_provider")?,
+            fee: r.u64("settlement.fee")?,
+            refund: r.u64("settlement.refund")?,
+            penalty: r.u64("settlement.penalty")?,
+            added: r.u64("settlement.added")?,
+        };
+        r.finish()?;
+        Ok(s)
+    }
+}
+
+/// Canonical payload of a `fill` system entry.
+pub fn encode_fill(f: &Fill) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.raw(&f.bid).raw(&f.offer).raw(&f.buyer.0).raw(&f.provider.0);
+    w.short_bytes(f.market.class.as_bytes()).short_bytes(f.market.region.as_bytes());
+    w.u32(f.slots).u64(f.start_ms).u64(f.end_ms).u64(f.price);
+    w.finish()
+}
+
+/// Decodes a `fill` payload.
+pub fn decode_fill(bytes: &[u8]) -> Result<Fill, DecodeError> {
+    let mut r = Reader::new(bytes);
+    let bid = r.array("fill.bid")?;
+    let offer = r.array("fill.offer")?;
+    let buyer = PublicKey(r.array("fill.buyer")?);
+    let provider = PublicKey(r.array("fill.provider")?);
+    let at = r.position();
+    let class = String::from_utf8(r.short_bytes("fill.class")?.to_vec());
+    let region = String::from_utf8(r.short_bytes("fill.region")?.to_vec());
+    let (Ok(class), Ok(region)) = (class, region) else {
+        return Err(r.invalid_at("fill.market", at, "not UTF-8".into()));
+    };
+    let f = Fill {
+        bid,
+        offer,
+        buyer,
+        provider,
+        market: Market { class, region },
+        slots: r.u32("fill.slots")?,
+        start_ms: r.u64("fill.start_ms")?,
+        end_ms: r.u64("fill.end_ms")?,
+        price: r.u64("fill.price")?,
+    };
+    r.finish()?;
+    Ok(f)
+}
+
+/// Canonical payload of a `revocation` system entry: the lease and its credential's ids.
+pub fn encode_revocation(lease: &Hash, ids: &[RevocationId]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.raw(lease);
+    write_ids(&mut w, ids);
+    w.finish()
+}
+
+/// Decodes a `revocation` payload.
+pub fn decode_revocation(bytes: &[u8]) -> Result<(Hash, Vec<RevocationId>), DecodeError> {
+    let mut r = Reader::new(bytes);
+    let lease = r.array("revocation.lease")?;
+    let ids = read_ids(&mut r)?;
+    r.finish()?;
+    Ok((lease, ids))
+}

@@ -1,0 +1,8 @@
+//! Integration tests of the state machine: model tests over random block sequences, every
+//! refusal, credentials, and the audit replay over a real ledger store.
+
+mod audit;
+mod credentials;
+mod helpers;
+mod model;
+mod transitions;

@@ -1,0 +1,203 @@
+//! Every transition by the right party works; by the wrong party, beyond a window or beyond a
+//! balance it is refused with its reason and changes nothing.
+
+use surplus_contracts::{Error, LeaseStatus, Mode, Refusal, SettlementReason, Tx};
+use surplus_market::HOUR_MS;
+
+use crate::helpers::*;
+
+/// A state with one lease: provider 0 sells 4 slots at reserve 100 for 50 hours, buyer 0 bids 2
+/// slots for 10 hours at limit 100 (price 100).
+fn leased() -> (surplus_contracts::State, surplus_ledger::Hash) {
+    let mut s = state(500, 2_000);
+    let a = s
+        .apply_block(
+            1,
+            T0,
+            &[offer(&provider(0), 4, 100, 50, 1, T0), bid(&buyer(0), 2, 10, 100, 1, T0)],
+            Mode::Validate,
+        )
+        .unwrap();
+    assert_eq!(a.outcome.fills.len(), 1);
+    let lease = s.leases().next().unwrap().id;
+    (s, lease)
+}
+
+#[test]
+fn a_fill_moves_the_whole_lease_into_escrow() {
+    let (s, lease) = leased();
+    let l = s.lease(&lease).unwrap();
+    assert_eq!(l.escrow, 2 * 10 * 100);
+    assert_eq!(s.account(&buyer(0).public()).balance, 10_000_000 - 2_000);
+    assert_eq!(l.status, LeaseStatus::Active);
+    assert_eq!(s.total_credits(), u128::from(s.supply()));
+}
+
+#[test]
+fn hours_are_paid_as_block_time_passes_and_the_rest_at_the_end() {
+    let (mut s, lease) = leased();
+    s.apply_block(2, T0 + 3 * HOUR_MS + 5, &[], Mode::Validate).unwrap();
+    let l = s.lease(&lease).unwrap();
+    assert_eq!((l.hours_paid, l.escrow), (3, 2 * 7 * 100));
+    // 5 % fee to the treasury.
+    assert_eq!(s.account(&provider(0).public()).balance, 1_000_000 + 600 - 30);
+    assert_eq!(s.account(&treasury()).balance, 30);
+    let a = s.apply_block(3, T0 + 11 * HOUR_MS, &[], Mode::Validate).unwrap();
+    let l = s.lease(&lease).unwrap();
+    assert_eq!((l.status, l.escrow, l.hours_paid), (LeaseStatus::Completed, 0, 10));
+    assert_eq!(s.account(&provider(0).public()).balance, 1_000_000 + 1_900);
+    assert_eq!(s.account(&treasury()).balance, 100);
+    let settlement = surplus_contracts::Settlement::decode(&a.entries[0].payload).unwrap();
+    assert_eq!(settlement.reason, SettlementReason::Completion);
+    assert_eq!(s.total_credits(), u128::from(s.supply()));
+}
+
+#[test]
+fn buyer_termination_refunds_unused_hours_exactly() {
+    let (mut s, lease) = leased();
+    let before = s.account(&buyer(0).public()).balance;
+    // 2.5 hours in: the buyer pays 3 hours (the hour it is in), gets 7 back.
+    s.apply_block(
+        2,
+        T0 + 5 * HOUR_MS / 2,
+        &[tx(&buyer(0), Tx::Terminate { lease, seq: 0 })],
+        Mode::Validate,
+    )
+    .unwrap();
+    let l = s.lease(&lease).unwrap();
+    assert_eq!((l.status, l.escrow, l.hours_paid), (LeaseStatus::TerminatedByBuyer, 0, 3));
+    assert_eq!(s.account(&buyer(0).public()).balance, before + 7 * 2 * 100);
+    assert_eq!(s.total_credits(), u128::from(s.supply()));
+    // The slots are free again for the next buyer.
+    let (_, offers) = s.book.market(&market());
+    assert_eq!(offers[0].free_at(T0 + 3 * HOUR_MS), 4);
+}
+
+#[test]
+fn provider_termination_refunds_and_pays_a_penalty() {
+    let (mut s, lease) = leased();
+    let before = s.account(&buyer(0).public()).balance;
+    s.apply_block(
+        2,
+        T0 + 5 * HOUR_MS / 2,
+        &[tx(&provider(0), Tx::Terminate { lease, seq: 0 })],
+        Mode::Validate,
+    )
+    .unwrap();
+    let l = s.lease(&lease).unwrap();
+    // Paid for the 2 completed hours; 8 hours refunded, plus 20 % of them as penalty.
+    assert_eq!((l.status, l.hours_paid), (LeaseStatus::TerminatedByProvider, 2));
+    assert_eq!(s.account(&buyer(0).public()).balance, before + 1_600 + 320);
+    assert_eq!(s.total_credits(), u128::from(s.supply()));
+}
+
+#[test]
+fn renewal_extends_the_lease_at_the_last_price_within_the_offer_window() {
+    let (mut s, lease) = leased();
+    s.apply_block(
+        2,
+        T0 + HOUR_MS,
+        &[tx(&buyer(0), Tx::Renew { lease, hours: 5, seq: 0 })],
+        Mode::Validate,
+    )
+    .unwrap();
+    let l = s.lease(&lease).unwrap();
+    assert_eq!((l.hours, l.fill.end_ms), (15, T0 + 15 * HOUR_MS));
+    assert_eq!(l.escrow, l.cost_between(l.hours_paid, l.hours));
+    // Beyond the offer's 50-hour window: refused, nothing changes.
+    let before = s.clone();
+    let err = s.apply_block(
+        3,
+        T0 + 2 * HOUR_MS,
+        &[tx(&buyer(0), Tx::Renew { lease, hours: 40, seq: 1 })],
+        Mode::Validate,
+    );
+    assert!(
+        matches!(err, Err(Error::Refused { refusal: Refusal::RenewalRefused(_), .. })),
+        "{err:?}"
+    );
+    assert_eq!(s, before);
+}
+
+#[test]
+fn the_wrong_party_a_replay_and_an_overdraft_are_refused_and_change_nothing() {
+    let (mut s, lease) = leased();
+    let before = s.clone();
+    let cases = [
+        (tx(&buyer(1), Tx::Terminate { lease, seq: 0 }), "not_entitled"),
+        (tx(&provider(0), Tx::Renew { lease, hours: 1, seq: 0 }), "not_entitled"),
+        (
+            tx(
+                &buyer(0),
+                Tx::Grant {
+                    lease,
+                    token_hash: [0; 32],
+                    revocation_ids: vec![surplus_contracts::RevocationId(vec![1])],
+                    seq: 0,
+                },
+            ),
+            "not_entitled",
+        ),
+        (
+            tx(&buyer(0), Tx::Transfer { to: buyer(1).public(), amount: 20_000_000, seq: 0 }),
+            "insufficient_balance",
+        ),
+        (tx(&buyer(0), Tx::Transfer { to: buyer(1).public(), amount: 5, seq: 7 }), "bad_sequence"),
+        (
+            tx(&buyer(0), Tx::Transfer { to: buyer(0).public(), amount: 5, seq: 0 }),
+            "empty_transfer",
+        ),
+        (tx(&buyer(0), Tx::Terminate { lease: [9; 32], seq: 0 }), "unknown_lease"),
+    ];
+    for (entry, reason) in cases {
+        let err = s.apply_block(2, T0 + HOUR_MS, &[entry], Mode::Validate).unwrap_err();
+        let Error::Refused { refusal, .. } = err else { panic!("{err}") };
+        let tag = serde_json_tag(&refusal);
+        assert_eq!(tag, reason, "{refusal}");
+        assert_eq!(s, before, "a refused entry changed the state");
+    }
+    // A forged signature.
+    let mut forged = tx(&buyer(0), Tx::Transfer { to: buyer(1).public(), amount: 5, seq: 0 });
+    if let surplus_ledger::Auth::Signed { signature, .. } = &mut forged.auth {
+        signature.0[0] ^= 1;
+    }
+    let err = s.apply_block(2, T0 + HOUR_MS, &[forged.clone()], Mode::Validate).unwrap_err();
+    assert!(matches!(err, Error::Refused { refusal: Refusal::BadSignature, .. }));
+    // A valid transfer, then its replay.
+    let t = tx(&buyer(0), Tx::Transfer { to: buyer(1).public(), amount: 5, seq: 0 });
+    s.apply_block(2, T0 + HOUR_MS, std::slice::from_ref(&t), Mode::Validate).unwrap();
+    let err = s.apply_block(3, T0 + HOUR_MS, std::slice::from_ref(&t), Mode::Validate).unwrap_err();
+    assert!(matches!(
+        err,
+        Error::Refused { refusal: Refusal::BadSequence { expected: 1, got: 0 }, .. }
+    ));
+    // In a proposal, refused entries are dropped and reported.
+    let a = s.apply_block(3, T0 + HOUR_MS, &[t, forged], Mode::Propose).unwrap();
+    assert_eq!(a.refused.len(), 2);
+    assert!(a.entries.iter().all(|e| e.kind != surplus_ledger::EntryKind::TRANSFER));
+}
+
+fn serde_json_tag(r: &Refusal) -> String {
+    let dbg = format!("{r:?}");
+    let name = dbg.split(['(', ' ', '{']).next().unwrap_or_default().to_owned();
+    let mut out = String::new();
+    for (i, c) in name.chars().enumerate() {
+        if c.is_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.extend(c.to_lowercase());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+#[test]
+fn time_and_height_must_advance() {
+    let (mut s, _) = leased();
+    assert!(matches!(s.apply_block(3, T0 + HOUR_MS, &[], Mode::Validate), Err(Error::Block(_))));
+    assert!(matches!(s.apply_block(2, T0 - 1, &[], Mode::Validate), Err(Error::Block(_))));
+    let _ = transition_kind();
+}
