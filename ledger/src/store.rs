@@ -59,8 +59,23 @@ impl SledBackend {
             .flush_every_ms(None);
         // sled 0.34 panics instead of failing on some damaged files (seen with single flipped
         // bits in its log); a damaged store must be an error that names the directory.
-        let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| config.open()))
-            .map_err(|panic| {
+        let open = || {
+            // A handle this process dropped a moment ago can hold the file lock in sled's
+            // background threads for a few milliseconds: wait for it, a bounded while.
+            let mut result = config.open();
+            for _ in 0..50 {
+                match &result {
+                    Err(e) if is_lock_error(e) => {
+                        std::thread::sleep(std::time::Duration::from_millis(20));
+                        result = config.open();
+                    }
+                    _ => break,
+                }
+            }
+            result
+        };
+        let opened =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(open)).map_err(|panic| {
                 let what = panic
                     .downcast_ref::<String>()
                     .map(String::as_str)
@@ -73,9 +88,7 @@ impl SledBackend {
             })?;
         let db = opened.map_err(|e| {
             let hint = match &e {
-                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
-                    " (another process, such as a running node, has it open)"
-                }
+                e if is_lock_error(e) => " (another process, such as a running node, has it open)",
                 _ => "",
             };
             BackendError(format!("cannot open the sled database in {}{hint}: {e}", dir.display()))
@@ -87,6 +100,11 @@ impl SledBackend {
     pub fn db(&self) -> &sled::Db {
         &self.db
     }
+}
+
+/// sled reports a held file lock as an I/O error of kind `Other` with this text.
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io) if io.to_string().contains("could not acquire lock"))
 }
 
 fn sled_err(e: sled::Error) -> BackendError {

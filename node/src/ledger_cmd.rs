@@ -113,7 +113,8 @@ pub fn ledger_dir(data_dir: &Path) -> PathBuf {
     data_dir.join("ledger")
 }
 
-fn open_store(data_dir: &Path) -> Result<Store> {
+/// Opens the ledger store of a node's data directory.
+pub fn open_store(data_dir: &Path) -> Result<Store> {
     let dir = ledger_dir(data_dir);
     if !dir.is_dir() {
         bail!("{} holds no ledger (expected the directory {})", data_dir.display(), dir.display());
@@ -135,6 +136,35 @@ fn progress_bar(json: bool, what: &str) -> ProgressBar {
     bar
 }
 
+/// Re-executes the state machine when the ledger records one (its genesis holds the
+/// consortium's parameters); a bare ledger is checked by the ledger rules alone.
+#[derive(Debug, Default)]
+struct AutoReplay {
+    replay: Option<surplus_contracts::Replay>,
+    decided: bool,
+}
+
+impl surplus_ledger::Hook for AutoReplay {
+    fn block(
+        &mut self,
+        block: &surplus_ledger::Block,
+        hash: &surplus_ledger::Hash,
+    ) -> std::result::Result<(), surplus_ledger::HookFailure> {
+        if !self.decided {
+            self.decided = true;
+            let has_params =
+                block.entries.iter().any(|e| e.kind == surplus_ledger::EntryKind::GENESIS_PARAMS);
+            if has_params {
+                self.replay = Some(surplus_contracts::Replay::new());
+            }
+        }
+        match &mut self.replay {
+            Some(r) => r.block(block, hash),
+            None => Ok(()),
+        }
+    }
+}
+
 /// Runs `surplus audit`.
 pub fn audit(a: AuditArgs) -> Result<ExitCode> {
     let genesis_hash = a
@@ -145,6 +175,7 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     let options = verify::Options { genesis_hash, ..Default::default() };
     let bar = progress_bar(a.json, "auditing");
+    let mut hook = AutoReplay::default();
     let mut on_progress = |p: verify::Progress| {
         if let Some(t) = p.total_blocks {
             bar.set_length(t);
@@ -169,26 +200,31 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
                     // A damaged store is an audit finding, not a usage error.
                     Some(surplus_ledger::Error::Damaged(f)) => {
                         bar.finish_and_clear();
-                        return Ok(report(a.json, &dir.display().to_string(), Err(f.clone())));
+                        return Ok(report(
+                            a.json,
+                            &dir.display().to_string(),
+                            Err(f.clone()),
+                            false,
+                        ));
                     }
                     _ => return Err(e),
                 },
             };
-            (dir.display().to_string(), store.audit(&options, &mut NoHook, &mut on_progress))
+            (dir.display().to_string(), store.audit(&options, &mut hook, &mut on_progress))
         }
         (None, None) => bail!("name an export file or --data-dir"),
     };
     bar.finish_and_clear();
-    Ok(report(a.json, &source_name, result))
+    Ok(report(a.json, &source_name, result, hook.replay.is_some()))
 }
 
-fn report(json: bool, source: &str, result: Result<Report, Failure>) -> ExitCode {
+fn report(json: bool, source: &str, result: Result<Report, Failure>, replayed: bool) -> ExitCode {
     match result {
         Ok(r) => {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "verified": true, "source": source, "report": r })
+                    serde_json::json!({ "verified": true, "source": source, "report": r, "replayed": replayed })
                 );
             } else {
                 println!("verified: {source}");
@@ -199,6 +235,11 @@ fn report(json: bool, source: &str, result: Result<Report, Failure>) -> ExitCode
                 println!("  entries      {}", r.entries);
                 println!("  signatures   {}", r.signatures);
                 println!("  merkle root  {}", hex::encode(r.merkle_root));
+                if replayed {
+                    println!("  re-executed  every block: auctions, balances, escrow, leases, state roots");
+                } else {
+                    println!("  re-executed  no (the genesis records no consortium parameters)");
+                }
             }
             ExitCode::SUCCESS
         }

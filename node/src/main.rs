@@ -1,5 +1,6 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
+mod credential_cmd;
 mod ledger_cmd;
 mod market_cmd;
 
@@ -25,6 +26,9 @@ enum Command {
     /// Re-run an auction from a file.
     #[command(subcommand)]
     Market(market_cmd::MarketCommand),
+    /// Verify and narrow lease credentials offline.
+    #[command(subcommand)]
+    Credential(credential_cmd::CredentialCommand),
     /// Create and inspect ed25519 key files.
     #[command(subcommand)]
     Key(ledger_cmd::KeyCommand),
@@ -39,6 +43,7 @@ fn main() -> ExitCode {
         Command::Ledger(c) => ledger_cmd::ledger(c),
         Command::Key(c) => ledger_cmd::key(c),
         Command::Market(c) => market_cmd::market(c),
+        Command::Credential(c) => credential_cmd::credential(c),
         Command::Devnet => Err(anyhow::anyhow!(
             "`surplus devnet` is not built yet: the node (consensus, gossip, HTTP API) comes with \
              the node issue; today `surplus` offers `audit`, `ledger` and `key`"

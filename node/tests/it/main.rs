@@ -1,6 +1,7 @@
 //! The `surplus` command line, run as a real process: audit, export, proofs, keys, market
 //! replay, bad input.
 
+mod credential;
 mod market;
 
 use std::path::Path;
@@ -186,8 +187,14 @@ fn bad_input_is_a_clear_error() {
     assert_eq!(o.status.code(), Some(2));
     // Neither a file nor a data dir.
     assert_eq!(surplus(&["audit"]).status.code(), Some(2));
-    // An entry beyond the ledger.
+    // A store another process holds open.
     let (d, _) = data_dir(1);
+    let held = Store::open(&d.path().join("ledger"), store::Config::default()).unwrap();
+    let o = surplus(&["audit", "--data-dir", p(d.path())]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("another process"), "{}", text(&o));
+    drop(held);
+    // An entry beyond the ledger.
     let o = surplus(&["ledger", "proof", "--data-dir", p(d.path()), "--entry", "999"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("beyond the ledger"), "{}", text(&o));
