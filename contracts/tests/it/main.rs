@@ -3,6 +3,7 @@
 
 mod audit;
 mod credentials;
+mod golden;
 mod helpers;
 mod model;
 mod transitions;

@@ -1,0 +1,73 @@
+//! Golden vectors of the contracts' formats: transaction and system entry payloads, a state root,
+//! and a credential minted with a fixed random seed. Regenerate deliberately with
+//! `SURPLUS_REGEN_VECTORS=1 cargo test -p surplus-contracts --test it golden`.
+
+use rand::SeedableRng;
+use serde_json::{json, Value};
+use surplus_contracts::credential::{attenuate, mint, Restriction};
+use surplus_contracts::{encode_fill, encode_revocation, Mode, RevocationId, Settlement, SettlementReason, Tx};
+use surplus_market::HOUR_MS;
+
+use crate::helpers::*;
+
+fn compute() -> Value {
+    let mut s = state(250, 1000);
+    let applied = s
+        .apply_block(1, T0, &[offer(&provider(0), 3, 40, 72, 1, T0), bid(&buyer(0), 2, 24, 60, 1, T0)], Mode::Validate)
+        .unwrap();
+    let lease = s.leases().next().unwrap().clone();
+    let transfer = Tx::Transfer { to: buyer(1).public(), amount: 1_234_567, seq: 0 };
+    let terminate = Tx::Terminate { lease: lease.id, seq: 1 };
+    let renew = Tx::Renew { lease: lease.id, hours: 6, seq: 2 };
+    let grant = Tx::Grant { lease: lease.id, token_hash: [7; 32], revocation_ids: vec![RevocationId(vec![1, 2, 3])], seq: 0 };
+    let settlement = Settlement {
+        lease: lease.id,
+        reason: SettlementReason::Hourly,
+        hours_paid: 3,
+        to_provider: 351,
+        fee: 9,
+        refund: 0,
+        penalty: 0,
+        added: 0,
+    };
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(42);
+    let cred = mint(&lease, &provider(0), &["read", "write"], &mut rng).unwrap();
+    let narrow = attenuate(
+        &cred.token,
+        &provider(0).public(),
+        &Restriction { operations: Some(vec!["read".into()]), until_ms: Some(T0 + 12 * HOUR_MS) },
+        &mut rng,
+    )
+    .unwrap();
+    let tx_json = |t: &Tx| json!({ "tx": t, "kind": t.kind().0, "payload": hex::encode(t.encode()) });
+    json!({
+        "description": "Surplus contracts v1 vectors; see docs/contracts.md. Keys: ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index).",
+        "chain_id": CHAIN,
+        "transactions": [tx_json(&transfer), tx_json(&terminate), tx_json(&renew), tx_json(&grant)],
+        "fill": { "fill": lease.fill, "payload": hex::encode(encode_fill(&lease.fill)), "lease_id": hex::encode(lease.id) },
+        "settlement": { "settlement": settlement, "payload": hex::encode(settlement.encode()) },
+        "revocation": hex::encode(encode_revocation(&lease.id, &[RevocationId(vec![1, 2, 3])])),
+        "state_root_after_block_1": hex::encode(applied.state_root),
+        "credential": {
+            "provider": provider(0).public().to_string(),
+            "rng": "ChaCha20, seed_from_u64(42)",
+            "token": hex::encode(&cred.token),
+            "token_hash": hex::encode(cred.token_hash),
+            "revocation_ids": cred.revocation_ids,
+            "attenuated_read_only_until_t0_plus_12h": hex::encode(&narrow.token),
+        },
+    })
+}
+
+#[test]
+fn golden_vectors_are_unchanged() {
+    let got = compute();
+    assert_eq!(got, compute(), "two runs differ");
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/contracts-v1.json");
+    if std::env::var_os("SURPLUS_REGEN_VECTORS").is_some() {
+        std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
+        return;
+    }
+    let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(got == want, "the contracts formats changed; regenerate deliberately:\n{}", serde_json::to_string_pretty(&got).unwrap());
+}
