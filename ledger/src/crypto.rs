@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
-use std::sync::OnceLock;
+use std::sync::{OnceLock, RwLock};
 
 use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
 use rand_core::SeedableRng;
@@ -208,6 +208,28 @@ fn decode_key(key: &PublicKey) -> Result<VerifyingKey, SignatureError> {
     VerifyingKey::from_bytes(&key.0).map_err(|_| SignatureError::BadKey)
 }
 
+/// Most decompressed keys kept between batches; past it the cache starts over.
+const KEY_CACHE_LIMIT: usize = 1 << 16;
+
+/// Decompressed keys, kept across batches: the same accounts sign block after block, and
+/// decompressing a key costs about a third of a signature check. Only valid keys are kept, and a
+/// key's decompression never changes, so the cache cannot change a result.
+fn cached_key(key: &PublicKey) -> Result<VerifyingKey, SignatureError> {
+    static CACHE: OnceLock<RwLock<HashMap<PublicKey, VerifyingKey>>> = OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    if let Some(vk) = cache.read().ok().and_then(|c| c.get(key).copied()) {
+        return Ok(vk);
+    }
+    let vk = decode_key(key)?;
+    if let Ok(mut c) = cache.write() {
+        if c.len() >= KEY_CACHE_LIMIT {
+            c.clear();
+        }
+        c.insert(*key, vk);
+    }
+    Ok(vk)
+}
+
 fn precheck_sig(sig: &Signature) -> Result<(), SignatureError> {
     let mut r = [0u8; 32];
     r.copy_from_slice(&sig.0[..32]);
@@ -220,7 +242,7 @@ fn precheck_sig(sig: &Signature) -> Result<(), SignatureError> {
 
 /// Verifies one signature under the strict rule.
 pub fn verify_strict(key: &PublicKey, msg: &[u8], sig: &Signature) -> Result<(), SignatureError> {
-    let vk = decode_key(key)?;
+    let vk = cached_key(key)?;
     precheck_sig(sig)?;
     vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
         .map_err(|_| SignatureError::Mismatch)
@@ -268,18 +290,8 @@ impl BatchVerifier {
             return Ok(());
         }
         let mut vks = Vec::with_capacity(self.keys.len());
-        // Authors sign many entries each: decompress each distinct key once per batch.
-        let mut decoded: HashMap<PublicKey, VerifyingKey> = HashMap::new();
         for (i, key) in self.keys.iter().enumerate() {
-            let vk = match decoded.get(key) {
-                Some(vk) => *vk,
-                None => {
-                    let vk = decode_key(key).map_err(|e| (i, e))?;
-                    decoded.insert(*key, vk);
-                    vk
-                }
-            };
-            vks.push(vk);
+            vks.push(cached_key(key).map_err(|e| (i, e))?);
         }
         let mut sigs = Vec::with_capacity(self.sigs.len());
         for (i, sig) in self.sigs.iter().enumerate() {

@@ -1,2 +1,455 @@
-//! x
-fn main() {}
+//! Market benchmarks.
+//!
+//! - `clear`: one block's auction over 10,000 / 100,000 / 1,000,000 orders spread evenly over
+//!   100 markets (aim: at least 1,000,000 orders/s on one core), and a second block of N/10 new
+//!   orders against a book already holding N resting orders.
+//! - Memory per resting order, from the process's resident set (printed, not a criterion
+//!   measurement; measured first, in a fresh process).
+//! - Order validation including the signature, against raw ed25519-dalek verification of the
+//!   same signatures measured in the same run (aim with batch verification: at least 0.7 of the
+//!   raw batch-verify rate).
+//!
+//! `cargo bench -p surplus-market --bench auction` (set `SURPLUS_BENCH_QUICK=1` for a short run:
+//! 10,000 and 100,000 orders only). Run as a test (`cargo test --benches`), it uses the quick
+//! sizes and a 100,000-order memory book.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{BatchSize, Criterion, SamplingMode, Throughput};
+use ed25519_dalek::Verifier as _;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use surplus_ledger::testutil::key;
+use surplus_ledger::{BatchVerifier, Entry, PublicKey, Signature};
+use surplus_market::{
+    validate, Batch, Bid, Book, Catalogue, Class, FillRule, Market, Offer, Order, Region,
+    SignedOrder, HOUR_MS,
+};
+
+/// Block time of the first block.
+const NOW: u64 = 1_700_000_000_000;
+/// Time between blocks.
+const BLOCK_MS: u64 = 2_000;
+const CLASSES: usize = 20;
+const REGIONS: usize = 5;
+const CHAIN: &str = "bench-chain";
+
+fn quick() -> bool {
+    // Without `--bench` criterion runs each benchmark once as a test: keep that short too.
+    std::env::var_os("SURPLUS_BENCH_QUICK").is_some() || !std::env::args().any(|a| a == "--bench")
+}
+
+fn sizes() -> &'static [usize] {
+    if quick() {
+        &[10_000, 100_000]
+    } else {
+        &[10_000, 100_000, 1_000_000]
+    }
+}
+
+fn unlimited(_: &PublicKey) -> u64 {
+    u64::MAX
+}
+
+/// 20 classes × 5 regions = 100 markets.
+fn catalogue() -> Catalogue {
+    let classes = (0..CLASSES)
+        .map(|i| Class {
+            id: format!("vm.{}c{}g", 2 * (i + 1), 8 * (i + 1)),
+            description: String::new(),
+            attributes: Default::default(),
+        })
+        .collect();
+    let regions = ["eu-west-a", "eu-north-b", "us-east-c", "us-west-d", "ap-south-e"]
+        .iter()
+        .map(|r| Region { id: (*r).to_owned(), description: String::new() })
+        .collect();
+    let c = Catalogue { classes, regions }.validated().unwrap();
+    assert_eq!(c.markets().len(), CLASSES * REGIONS);
+    c
+}
+
+/// Which prices the generated orders ask.
+#[derive(Clone, Copy)]
+enum Prices {
+    /// Offers at 80–110 % and bids at 90–120 % of the market's reference price: markets trade.
+    Crossing,
+    /// Bids at 70–95 %, offers at 105–130 %: nothing trades, every order rests.
+    Apart,
+}
+
+/// Random orders with made-up ids and signatures (the book does not check signatures). Both
+/// sides ask 1–16 slots; bids lease 1 hour to 30 days; prices are any integer in their range, so
+/// a market of k orders has about k distinct candidate prices.
+struct Gen {
+    rng: StdRng,
+    markets: Vec<Market>,
+    /// Reference price of each market, units per slot-hour.
+    reference: Vec<u64>,
+    next: u64,
+}
+
+impl Gen {
+    fn new(catalogue: &Catalogue, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let markets = catalogue.markets();
+        // 0.02 to 1 credit per slot-hour, varying by region.
+        let reference = (0..markets.len())
+            .map(|m| (20_000 + (m / REGIONS) as u64 * 50_000) * rng.gen_range(90..=110) / 100)
+            .collect();
+        Self { rng, markets, reference, next: seed << 32 }
+    }
+
+    fn pct(&mut self, m: usize, lo: u64, hi: u64) -> u64 {
+        let r = self.reference[m];
+        self.rng.gen_range(r * lo / 100..=r * hi / 100)
+    }
+
+    /// An order valid at `now`, in market `m`.
+    fn order(&mut self, m: usize, prices: Prices, now: u64) -> Order {
+        let market = self.markets[m].clone();
+        let nonce = self.next;
+        self.next += 1;
+        let rng = &mut self.rng;
+        let expiry_ms = now + rng.gen_range(1..=24 * 30) * HOUR_MS;
+        if rng.gen_bool(0.5) {
+            let min_hours = [0, 1, 4, 24][rng.gen_range(0..4)];
+            let from_ms = now - rng.gen_range(0..=48) * HOUR_MS;
+            let until_ms = now + rng.gen_range(48..=24 * 90) * HOUR_MS;
+            let slots: u32 = rng.gen_range(1..=16);
+            let reserve = match prices {
+                Prices::Crossing => self.pct(m, 80, 110),
+                Prices::Apart => self.pct(m, 105, 130),
+            };
+            Order::Offer(Offer {
+                market,
+                slots,
+                from_ms,
+                until_ms,
+                reserve,
+                min_hours,
+                expiry_ms,
+                nonce,
+            })
+        } else {
+            let slots: u32 = rng.gen_range(1..=16);
+            let hours = [1, 2, 4, 8, 12, 24, 48, 72, 168, 336, 720][rng.gen_range(0..11)];
+            let fill = match rng.gen_range(0..3) {
+                0 => FillRule::AllOrNone,
+                1 => FillRule::AtLeast(1),
+                _ => FillRule::AtLeast(slots.div_ceil(2)),
+            };
+            let earliest_ms = now - rng.gen_range(0..=24) * HOUR_MS;
+            let latest_ms = now + rng.gen_range(0..=72) * HOUR_MS;
+            let limit = match prices {
+                Prices::Crossing => self.pct(m, 90, 120),
+                Prices::Apart => self.pct(m, 70, 95),
+            };
+            Order::Bid(Bid {
+                market,
+                slots,
+                hours,
+                limit,
+                earliest_ms,
+                latest_ms,
+                fill,
+                expiry_ms,
+                nonce,
+            })
+        }
+    }
+
+    /// `n` orders spread evenly over the markets, with made-up ids, authors and signatures:
+    /// 10,000 buyers and 2,000 providers.
+    fn orders(&mut self, n: usize, prices: Prices, now: u64) -> Vec<SignedOrder> {
+        (0..n)
+            .map(|i| {
+                let order = self.order(i % self.markets.len(), prices, now);
+                let author = match order {
+                    Order::Bid(_) => party(1, self.rng.gen_range(0..10_000)),
+                    Order::Offer(_) => party(2, self.rng.gen_range(0..2_000)),
+                };
+                let id = *blake3::hash(&order.nonce().to_be_bytes()).as_bytes();
+                SignedOrder { id, author, order, signature: Signature([0; 64]) }
+            })
+            .collect()
+    }
+}
+
+fn party(role: u8, i: u32) -> PublicKey {
+    let mut k = [role; 32];
+    k[1..5].copy_from_slice(&i.to_be_bytes());
+    PublicKey(k)
+}
+
+fn batch(height: u64, now_ms: u64, orders: Vec<SignedOrder>) -> Batch {
+    Batch { height, now_ms, orders, cancels: vec![] }
+}
+
+/// A book holding `n` resting orders (none crossing), after block 1 at `NOW`.
+fn resting_book(catalogue: &Catalogue, n: usize, seed: u64) -> (Book, Batch) {
+    let b = batch(1, NOW, Gen::new(catalogue, seed).orders(n, Prices::Apart, NOW));
+    let mut book = Book::new();
+    let out = book.clear(catalogue, &b, &unlimited).unwrap();
+    assert!(out.fills.is_empty() && out.rejected.is_empty());
+    assert_eq!(book.len(), n);
+    (book, b)
+}
+
+/// Resident memory of this process, in bytes.
+fn resident() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
+/// Memory per resting order: the resident set before and after the book of 1,000,000 resting
+/// orders is built (the batch they came from stays alive, so it is not counted). Runs first, so
+/// that no earlier benchmark's freed memory hides the book's growth.
+fn bench_memory(_: &mut Criterion) {
+    let n = if std::env::args().any(|a| a == "--bench") { 1_000_000 } else { 100_000 };
+    let catalogue = catalogue();
+    let b = batch(1, NOW, Gen::new(&catalogue, 7).orders(n, Prices::Apart, NOW));
+    let before = resident();
+    let mut book = Book::new();
+    let out = book.clear(&catalogue, &b, &unlimited).unwrap();
+    assert!(out.fills.is_empty() && out.rejected.is_empty());
+    drop(out);
+    let after = resident();
+    assert_eq!(book.len(), n);
+    println!(
+        "MEMORY per resting order: {:.0} bytes ({n} resting orders in 100 markets, resident set {:.1} MB -> {:.1} MB; size_of Resting = {} bytes)",
+        (after - before) as f64 / n as f64,
+        before as f64 / 1e6,
+        after as f64 / 1e6,
+        std::mem::size_of::<surplus_market::Resting>(),
+    );
+    drop(book);
+}
+
+fn bench_clear(c: &mut Criterion) {
+    let catalogue = catalogue();
+    for &n in sizes() {
+        let first = batch(1, NOW, Gen::new(&catalogue, 1).orders(n, Prices::Crossing, NOW));
+
+        // Once, so the reader sees the auction did real work.
+        let mut book = Book::new();
+        let t = Instant::now();
+        let out = book.clear(&catalogue, &first, &unlimited).unwrap();
+        let spent = t.elapsed();
+        println!(
+            "clear {n} orders, fresh book: {} fills, {} of {} markets traded, {} accepted, {} rejected, {} resting after, {:.3} s ({:.0} orders/s)",
+            out.fills.len(),
+            out.prices.len(),
+            CLASSES * REGIONS,
+            out.accepted.len(),
+            out.rejected.len(),
+            book.len(),
+            spent.as_secs_f64(),
+            n as f64 / spent.as_secs_f64(),
+        );
+        assert!(out.rejected.is_empty());
+        drop((book, out));
+
+        let (resting, _) = resting_book(&catalogue, n, 2);
+        let now2 = NOW + BLOCK_MS;
+        let second = batch(2, now2, Gen::new(&catalogue, 3).orders(n / 10, Prices::Crossing, now2));
+        let mut book = resting.clone();
+        let t = Instant::now();
+        let out = book.clear(&catalogue, &second, &unlimited).unwrap();
+        let spent = t.elapsed();
+        println!(
+            "clear {} new orders against {n} resting: {} fills, {} of {} markets traded, {} resting after, {:.3} s ({:.0} new orders/s)",
+            n / 10,
+            out.fills.len(),
+            out.prices.len(),
+            CLASSES * REGIONS,
+            book.len(),
+            spent.as_secs_f64(),
+            (n / 10) as f64 / spent.as_secs_f64(),
+        );
+        assert!(out.rejected.is_empty());
+        drop((book, out));
+
+        let mut g = c.benchmark_group(format!("clear {n} orders in 100 markets"));
+        g.sample_size(10);
+        if n >= 100_000 {
+            g.sampling_mode(SamplingMode::Flat);
+        }
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function("fresh book, one batch", |b| {
+            b.iter_batched(
+                Book::new,
+                |mut book| {
+                    let out = book.clear(&catalogue, &first, &unlimited).unwrap();
+                    (book, out)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.throughput(Throughput::Elements((n / 10) as u64));
+        g.bench_function(format!("{} new orders against {n} resting", n / 10), |b| {
+            b.iter_batched(
+                || resting.clone(),
+                |mut book| {
+                    let out = book.clear(&catalogue, &second, &unlimited).unwrap();
+                    (book, out)
+                },
+                BatchSize::PerIteration,
+            )
+        });
+        g.finish();
+    }
+}
+
+const SIGNED: usize = 10_000;
+const AUTHORS: u64 = 1_000;
+const VERIFY_BATCH: usize = 1_000;
+
+/// Messages, signatures and keys for raw ed25519-dalek, decoded ahead (the raw limit).
+struct Raw {
+    msgs: Vec<Vec<u8>>,
+    sigs: Vec<ed25519_dalek::Signature>,
+    keys: Vec<ed25519_dalek::VerifyingKey>,
+}
+
+fn raw_of(entries: &[Entry]) -> Raw {
+    let mut raw = Raw { msgs: Vec::new(), sigs: Vec::new(), keys: Vec::new() };
+    for e in entries {
+        let surplus_ledger::Auth::Signed { author, signature } = &e.auth else { unreachable!() };
+        raw.msgs.push(Entry::signing_bytes(CHAIN, e.kind, author, &e.payload));
+        raw.sigs.push(ed25519_dalek::Signature::from_bytes(&signature.0));
+        raw.keys.push(ed25519_dalek::VerifyingKey::from_bytes(&author.0).unwrap());
+    }
+    raw
+}
+
+fn raw_single(raw: &Raw) {
+    for ((m, s), k) in raw.msgs.iter().zip(&raw.sigs).zip(&raw.keys) {
+        k.verify(m, s).unwrap();
+    }
+}
+
+fn raw_batch(raw: &Raw) {
+    for ((m, s), k) in raw
+        .msgs
+        .chunks(VERIFY_BATCH)
+        .zip(raw.sigs.chunks(VERIFY_BATCH))
+        .zip(raw.keys.chunks(VERIFY_BATCH))
+    {
+        let m: Vec<&[u8]> = m.iter().map(Vec::as_slice).collect();
+        ed25519_dalek::verify_batch(&m, s, k).unwrap();
+    }
+}
+
+/// Full validation, one signature at a time: decode, check fields, verify.
+fn validate_single(entries: &[Entry], catalogue: &Catalogue, now: u64) -> Vec<SignedOrder> {
+    let mut out = Vec::with_capacity(entries.len());
+    for e in entries {
+        let o = SignedOrder::from_entry(e).unwrap();
+        validate(&o.order, catalogue, now).unwrap();
+        e.verify_signature(CHAIN).unwrap();
+        out.push(o);
+    }
+    out
+}
+
+/// Full validation with the signatures checked 1,000 at a time.
+fn validate_batched(entries: &[Entry], catalogue: &Catalogue, now: u64) -> Vec<SignedOrder> {
+    let mut out = Vec::with_capacity(entries.len());
+    let mut verifier = BatchVerifier::new();
+    for chunk in entries.chunks(VERIFY_BATCH) {
+        for e in chunk {
+            let o = SignedOrder::from_entry(e).unwrap();
+            validate(&o.order, catalogue, now).unwrap();
+            verifier.push(
+                o.author,
+                Entry::signing_bytes(CHAIN, e.kind, &o.author, &e.payload),
+                o.signature,
+            );
+            out.push(o);
+        }
+        verifier.verify().unwrap();
+    }
+    out
+}
+
+fn bench_validation(c: &mut Criterion) {
+    let catalogue = catalogue();
+    let keys: Vec<_> = (0..AUTHORS).map(|i| key("bench", i)).collect();
+    let mut gen = Gen::new(&catalogue, 4);
+    // Authors in turn: each batch of 1,000 holds 1,000 distinct keys, the worst case for the
+    // per-batch key cache of `BatchVerifier` (the raw reference decodes its keys ahead).
+    let entries: Vec<Entry> = (0..SIGNED)
+        .map(|i| {
+            let order = gen.order(i % (CLASSES * REGIONS), Prices::Crossing, NOW);
+            SignedOrder::sign(CHAIN, order, &keys[i % keys.len()]).0
+        })
+        .collect();
+    let raw = raw_of(&entries);
+    assert_eq!(validate_single(&entries, &catalogue, NOW).len(), SIGNED);
+    assert_eq!(validate_batched(&entries, &catalogue, NOW).len(), SIGNED);
+
+    let mut g = c.benchmark_group(format!("validate {SIGNED} signed orders"));
+    g.throughput(Throughput::Elements(SIGNED as u64));
+    g.sample_size(10);
+    g.bench_function("raw ed25519-dalek verify, one by one", |b| b.iter(|| raw_single(&raw)));
+    g.bench_function("raw ed25519-dalek verify_batch, 1,000 at a time (the limit)", |b| {
+        b.iter(|| raw_batch(&raw))
+    });
+    g.bench_function("surplus validation, signatures one by one", |b| {
+        b.iter(|| validate_single(&entries, &catalogue, NOW))
+    });
+    g.bench_function("surplus validation, signatures in batches of 1,000", |b| {
+        b.iter(|| validate_batched(&entries, &catalogue, NOW))
+    });
+    g.finish();
+
+    // The ratios, measured here side by side (median of 5 runs each).
+    let median = |f: &mut dyn FnMut()| {
+        let mut t: Vec<Duration> = (0..5)
+            .map(|_| {
+                let s = Instant::now();
+                f();
+                s.elapsed()
+            })
+            .collect();
+        t.sort();
+        t[2]
+    };
+    let single = median(&mut || raw_single(&raw));
+    let batched = median(&mut || raw_batch(&raw));
+    let ours_single = median(&mut || {
+        black_box(validate_single(&entries, &catalogue, NOW));
+    });
+    let ours_batched = median(&mut || {
+        black_box(validate_batched(&entries, &catalogue, NOW));
+    });
+    let rate = |d: Duration| SIGNED as f64 / d.as_secs_f64();
+    println!(
+        "RATIO validation/raw-single over {SIGNED} orders: raw {:.0}/s, validation {:.0}/s ({:.3})",
+        rate(single),
+        rate(ours_single),
+        single.as_secs_f64() / ours_single.as_secs_f64(),
+    );
+    println!(
+        "RATIO validation-batched/raw-batch over {SIGNED} orders: raw {:.0}/s, validation {:.0}/s ({:.3})",
+        rate(batched),
+        rate(ours_batched),
+        batched.as_secs_f64() / ours_batched.as_secs_f64(),
+    );
+}
+
+// criterion's macros generate undocumented items.
+#[allow(missing_docs)]
+mod harness {
+    use super::*;
+    criterion::criterion_group! {
+        name = benches;
+        config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(if quick() { 2 } else { 8 }));
+        // Memory first: a fresh process, whose resident set only grows with the book.
+        targets = bench_memory, bench_clear, bench_validation
+    }
+}
+criterion::criterion_main!(harness::benches);

@@ -73,11 +73,24 @@ pub fn unlimited(_: &PublicKey) -> u64 {
 }
 
 /// A random book of `n` orders in one or two markets; buyers are parties 1..=4, providers 11..=14.
+/// `mutually_eligible`: one duration, windows that fit, partial fills allowed.
 pub fn random_orders(
     rng: &mut StdRng,
     n: usize,
     first_id: u64,
     mutually_eligible: bool,
+) -> Vec<SignedOrder> {
+    random_book(rng, n, first_id, mutually_eligible, false)
+}
+
+/// Like [`random_orders`]; with `pooled`, every offer's window fits every bid (so each market
+/// is one pool of slots) while durations and fill rules still vary.
+pub fn random_book(
+    rng: &mut StdRng,
+    n: usize,
+    first_id: u64,
+    mutually_eligible: bool,
+    pooled: bool,
 ) -> Vec<SignedOrder> {
     (0..n as u64)
         .map(|k| {
@@ -88,7 +101,7 @@ pub fn random_orders(
                 market()
             };
             if rng.gen_bool(0.5) {
-                let until = if mutually_eligible {
+                let until = if mutually_eligible || pooled {
                     NOW + 1000 * HOUR_MS
                 } else {
                     NOW + rng.gen_range(1..60) * HOUR_MS
@@ -106,7 +119,11 @@ pub fn random_orders(
                         },
                         until_ms: until,
                         reserve: rng.gen_range(1..40),
-                        min_hours: if mutually_eligible { 0 } else { rng.gen_range(0..4) },
+                        min_hours: if mutually_eligible || pooled {
+                            0
+                        } else {
+                            rng.gen_range(0..4)
+                        },
                         expiry_ms: NOW + rng.gen_range(1..30) * HOUR_MS,
                         nonce: id,
                     }),

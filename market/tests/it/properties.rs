@@ -90,9 +90,9 @@ proptest! {
     /// The fast price search (configurations, bounds, early stop) finds the same price and volume
     /// as trying every integer price.
     #[test]
-    fn price_search_equals_brute_force(seed in any::<u64>(), n in 1usize..24) {
+    fn price_search_equals_brute_force(seed in any::<u64>(), n in 1usize..24, pooled in any::<bool>()) {
         let mut rng = StdRng::seed_from_u64(seed);
-        let orders = random_orders(&mut rng, n, 1, false);
+        let orders = random_book(&mut rng, n, 1, false, pooled);
         // Admit the orders without trading (no budget), then clear with unlimited budgets.
         let mut book = Book::new();
         book.clear(&Catalogue::sample(), &Batch { height: 1, now_ms: NOW, orders, cancels: vec![] }, &|_: &PublicKey| 0).unwrap();
