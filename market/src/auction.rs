@@ -2,17 +2,20 @@
 //!
 //! 1. Every price configuration is tried: each distinct limit or reserve price `c`, and each gap
 //!    between two adjacent ones (any price in the gap admits the same orders).
-//! 2. At a price `p`, bids with limit ≥ p and offers with reserve ≤ p trade by priority: bids in
-//!    order (higher limit, earlier block, smaller id) take free slots from offers in order (lower
-//!    reserve, earlier block, smaller id), honouring fill rules, durations and budgets.
-//! 3. The clearing price maximises traded slot-hours. Among maximising prices `lo..=hi`, it is the
-//!    largest maximising price not above `lo + (hi - lo) / 2` (the midpoint, rounded down).
-//! 4. The price is set by the orders alone; buyers' budgets apply when the trades execute at it
-//!    (a buyer who cannot pay for a bid's minimum fill is skipped; one who can pay for part of it
-//!    gets that part, within its fill rule). A balance never moves the price.
+//! 2. The volume of a price `p` is the market's aggregate one: bids with limit ≥ p take, in
+//!    priority order (higher limit, earlier block, smaller id) and honouring their fill rules,
+//!    slots from the pooled free slots of the offers with reserve ≤ p.
+//! 3. The clearing price maximises that volume in slot-hours. Among maximising prices `lo..=hi`,
+//!    it is the largest maximising price not above `lo + (hi - lo) / 2` (the midpoint, rounded
+//!    down).
+//! 4. At the clearing price, trades execute by priority: bids in order take free slots from
+//!    offers in order (lower reserve, earlier block, smaller id) that can serve them (duration,
+//!    window, not their own), within fill rules and the buyer's budget. Eligibility and budgets
+//!    change what executes; they never move the price
+//!    (`docs/decisions/0003-aggregate-clearing-price.md`).
 //!
-//! Trying every configuration is quadratic; an upper bound on each configuration's volume lets
-//! the search stop once no untried configuration can beat the best one found.
+//! The pooled volume has a closed form (prefix sums and a segment tree), so the search is
+//! O(n log n) in the market's orders.
 
 use std::collections::HashMap;
 
@@ -100,8 +103,6 @@ struct Config {
     bids: usize,
     /// Offers admitted: a prefix of the priority order.
     offers: usize,
-    /// No allocation at these prices trades more slot-hours.
-    bound: u128,
 }
 
 /// Clears one market. `bids` and `offers` are in priority order. `None` if nothing trades.
@@ -112,7 +113,6 @@ pub fn clear_market(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Option<Market
         return None;
     }
     let configs = configurations(bids, offers, min_reserve, max_limit);
-    let mut scratch = Scratch::default();
     let mut best = 0u128;
     let mut maximising: Vec<usize> = Vec::new();
     let consider = |c: usize, v: u128, best: &mut u128, maximising: &mut Vec<usize>| {
@@ -124,23 +124,9 @@ pub fn clear_market(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Option<Market
             maximising.push(c);
         }
     };
-    if let Some(pool) = Pooled::new(bids, offers) {
-        // Every offer can serve every bid: the exact volume of each configuration is cheap.
-        for (c, cfg) in configs.iter().enumerate() {
-            consider(c, pool.volume(cfg.bids, cfg.offers), &mut best, &mut maximising);
-        }
-    } else {
-        let mut order: Vec<usize> = (0..configs.len()).collect();
-        order.sort_by(|&a, &b| configs[b].bound.cmp(&configs[a].bound).then(a.cmp(&b)));
-        for &c in &order {
-            let cfg = &configs[c];
-            if cfg.bound < best || cfg.bound == 0 {
-                break;
-            }
-            let v = simulate(&bids[..cfg.bids], &offers[..cfg.offers], None, &mut scratch, None);
-            consider(c, v, &mut best, &mut maximising);
-        }
-        maximising.sort_unstable();
+    let pool = Pooled::new(bids, offers);
+    for (c, cfg) in configs.iter().enumerate() {
+        consider(c, pool.volume(cfg.bids, cfg.offers), &mut best, &mut maximising);
     }
     if best == 0 {
         return None;
@@ -155,6 +141,7 @@ pub fn clear_market(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Option<Market
         .max_by_key(|&(_, p)| p)?;
     let cfg = &configs[config];
     let mut trades = Vec::new();
+    let mut scratch = Scratch::default();
     let volume = simulate(
         &bids[..cfg.bids],
         &offers[..cfg.offers],
@@ -165,10 +152,9 @@ pub fn clear_market(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Option<Market
     (volume > 0).then_some(MarketResult { price, volume, trades })
 }
 
-/// A market in which every active offer can serve every active bid (durations fit, no buyer is
-/// also a provider): its offers' free slots form one pool, and the priority trade at a price has a
-/// closed form. Without budgets (the price search), bid `i` in priority order takes
-/// `min(want, left)` if `min ≤ left`, where `left` is what the bids before it left of the pool.
+/// The market's aggregate supply and demand: the admitted offers' free slots as one pool. The
+/// priority trade against a pool has a closed form: bid `i` in priority order takes
+/// `min(want, left)` if its minimum fill is at most `left`, what the bids before it left.
 struct Pooled {
     /// Prefix sums of slots wanted, in bid priority order.
     want: Vec<u128>,
@@ -183,17 +169,7 @@ struct Pooled {
 }
 
 impl Pooled {
-    fn new(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Option<Self> {
-        let shortest = bids.iter().map(|b| b.hours).min()?;
-        let longest = bids.iter().map(|b| b.hours).max()?;
-        if !offers.iter().all(|o| o.min_hours <= shortest && longest <= o.max_hours) {
-            return None;
-        }
-        let providers: std::collections::HashSet<&PublicKey> =
-            offers.iter().map(|o| &o.provider).collect();
-        if bids.iter().any(|b| providers.contains(&b.buyer)) {
-            return None;
-        }
+    fn new(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Self {
         let mut want = Vec::with_capacity(bids.len() + 1);
         let mut hours = Vec::with_capacity(bids.len() + 1);
         want.push(0u128);
@@ -215,14 +191,14 @@ impl Pooled {
         for i in (1..size).rev() {
             mins[i] = mins[2 * i].min(mins[2 * i + 1]);
         }
-        Some(Self {
+        Self {
             want,
             hours,
             supply,
             mins,
             size,
             bids: bids.iter().map(|b| (b.want, b.hours)).collect(),
-        })
+        }
     }
 
     /// First bid at or after `from`, before `end`, whose minimum fill is at most `left`.
@@ -276,7 +252,7 @@ impl Pooled {
     }
 }
 
-/// Every price configuration between the lowest reserve and the highest limit, with its bound.
+/// Every price configuration between the lowest reserve and the highest limit.
 fn configurations(bids: &[ActiveBid], offers: &[ActiveOffer], lo: u64, hi: u64) -> Vec<Config> {
     let mut prices: Vec<u64> = bids
         .iter()
@@ -287,36 +263,18 @@ fn configurations(bids: &[ActiveBid], offers: &[ActiveOffer], lo: u64, hi: u64) 
     prices.sort_unstable();
     prices.dedup();
 
-    // Prefix sums over the priority orders: demanded slot-hours and the longest lease among the
-    // first k bids; free slots among the first k offers.
-    let mut demand = Vec::with_capacity(bids.len() + 1);
-    let mut longest = Vec::with_capacity(bids.len() + 1);
-    demand.push(0u128);
-    longest.push(0u32);
-    for b in bids {
-        demand.push(demand[demand.len() - 1] + u128::from(b.want) * u128::from(b.hours));
-        longest.push(longest[longest.len() - 1].max(b.hours));
-    }
-    let mut supply = Vec::with_capacity(offers.len() + 1);
-    supply.push(0u128);
-    for o in offers {
-        supply.push(supply[supply.len() - 1] + u128::from(o.free));
-    }
     // Bids are sorted by limit descending, offers by reserve ascending.
     let admitted = |p: u64| {
-        let nb = bids.partition_point(|b| b.limit >= p);
-        let no = offers.partition_point(|o| o.reserve <= p);
-        let bound = demand[nb].min(supply[no] * u128::from(longest[nb]));
-        (nb, no, bound)
+        (bids.partition_point(|b| b.limit >= p), offers.partition_point(|o| o.reserve <= p))
     };
     let mut out = Vec::with_capacity(prices.len() * 2);
     for (i, &p) in prices.iter().enumerate() {
-        let (nb, no, bound) = admitted(p);
-        out.push(Config { lo: p, hi: p, bids: nb, offers: no, bound });
+        let (nb, no) = admitted(p);
+        out.push(Config { lo: p, hi: p, bids: nb, offers: no });
         if let Some(&next) = prices.get(i + 1) {
             if next > p + 1 {
-                let (nb, no, bound) = admitted(p + 1);
-                out.push(Config { lo: p + 1, hi: next - 1, bids: nb, offers: no, bound });
+                let (nb, no) = admitted(p + 1);
+                out.push(Config { lo: p + 1, hi: next - 1, bids: nb, offers: no });
             }
         }
     }
@@ -450,7 +408,7 @@ mod tests {
                 })
                 .collect();
             offers.sort_by_key(|o| o.reserve);
-            let pool = Pooled::new(&bids, &offers).expect("every offer fits every bid");
+            let pool = Pooled::new(&bids, &offers);
             let mut scratch = Scratch::default();
             for b in 0..=nb {
                 for o in 0..=no {

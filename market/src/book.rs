@@ -245,9 +245,12 @@ impl Book {
     }
 
     fn insert(&mut self, r: Resting) {
-        let market = r.order.order.market().clone();
+        let market = r.order.order.market();
         self.index.insert(r.order.id, market.clone());
-        let side = self.markets.entry(market).or_default();
+        if !self.markets.contains_key(market) {
+            self.markets.insert(market.clone(), Side::default());
+        }
+        let Some(side) = self.markets.get_mut(r.order.order.market()) else { return };
         match r.order.order {
             Order::Bid(_) => side.bids.push(r),
             Order::Offer(_) => side.offers.push(r),
@@ -256,8 +259,9 @@ impl Book {
 
     fn sort(&mut self) {
         for side in self.markets.values_mut() {
-            side.bids.sort_by(bid_priority);
-            side.offers.sort_by(offer_priority);
+            // Ids are unique, so priority is a total order and an unstable sort is deterministic.
+            side.bids.sort_unstable_by(bid_priority);
+            side.offers.sort_unstable_by(offer_priority);
         }
     }
 
