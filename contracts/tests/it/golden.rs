@@ -5,7 +5,9 @@
 use rand::SeedableRng;
 use serde_json::{json, Value};
 use surplus_contracts::credential::{attenuate, mint, Restriction};
-use surplus_contracts::{encode_fill, encode_revocation, Mode, RevocationId, Settlement, SettlementReason, Tx};
+use surplus_contracts::{
+    encode_fill, encode_revocation, Mode, RevocationId, Settlement, SettlementReason, Tx,
+};
 use surplus_market::HOUR_MS;
 
 use crate::helpers::*;
@@ -13,13 +15,23 @@ use crate::helpers::*;
 fn compute() -> Value {
     let mut s = state(250, 1000);
     let applied = s
-        .apply_block(1, T0, &[offer(&provider(0), 3, 40, 72, 1, T0), bid(&buyer(0), 2, 24, 60, 1, T0)], Mode::Validate)
+        .apply_block(
+            1,
+            T0,
+            &[offer(&provider(0), 3, 40, 72, 1, T0), bid(&buyer(0), 2, 24, 60, 1, T0)],
+            Mode::Validate,
+        )
         .unwrap();
     let lease = s.leases().next().unwrap().clone();
     let transfer = Tx::Transfer { to: buyer(1).public(), amount: 1_234_567, seq: 0 };
     let terminate = Tx::Terminate { lease: lease.id, seq: 1 };
     let renew = Tx::Renew { lease: lease.id, hours: 6, seq: 2 };
-    let grant = Tx::Grant { lease: lease.id, token_hash: [7; 32], revocation_ids: vec![RevocationId(vec![1, 2, 3])], seq: 0 };
+    let grant = Tx::Grant {
+        lease: lease.id,
+        token_hash: [7; 32],
+        revocation_ids: vec![RevocationId(vec![1, 2, 3])],
+        seq: 0,
+    };
     let settlement = Settlement {
         lease: lease.id,
         reason: SettlementReason::Hourly,
@@ -39,7 +51,8 @@ fn compute() -> Value {
         &mut rng,
     )
     .unwrap();
-    let tx_json = |t: &Tx| json!({ "tx": t, "kind": t.kind().0, "payload": hex::encode(t.encode()) });
+    let tx_json =
+        |t: &Tx| json!({ "tx": t, "kind": t.kind().0, "payload": hex::encode(t.encode()) });
     json!({
         "description": "Surplus contracts v1 vectors; see docs/contracts.md. Keys: ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index).",
         "chain_id": CHAIN,
@@ -63,11 +76,16 @@ fn compute() -> Value {
 fn golden_vectors_are_unchanged() {
     let got = compute();
     assert_eq!(got, compute(), "two runs differ");
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/contracts-v1.json");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/contracts-v1.json");
     if std::env::var_os("SURPLUS_REGEN_VECTORS").is_some() {
         std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
         return;
     }
     let want: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    assert!(got == want, "the contracts formats changed; regenerate deliberately:\n{}", serde_json::to_string_pretty(&got).unwrap());
+    assert!(
+        got == want,
+        "the contracts formats changed; regenerate deliberately:\n{}",
+        serde_json::to_string_pretty(&got).unwrap()
+    );
 }
