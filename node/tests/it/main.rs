@@ -204,8 +204,16 @@ fn bad_input_is_a_clear_error() {
 fn a_damaged_store_is_an_audit_failure_naming_the_height() {
     let (dir, chain) = data_dir(3);
     // Damage the head header directly in sled.
-    let db =
-        sled::Config::new().path(dir.path().join("ledger")).flush_every_ms(None).open().unwrap();
+    // A handle dropped a moment ago may still hold the file lock in sled's background threads.
+    let config = sled::Config::new().path(dir.path().join("ledger")).flush_every_ms(None);
+    let db = (0..200)
+        .find_map(|_| {
+            config.open().ok().or_else(|| {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+                None
+            })
+        })
+        .expect("the store's lock is released");
     let key = [b"H".as_slice(), &3u64.to_be_bytes()].concat();
     let mut v = db.get(&key).unwrap().unwrap().to_vec();
     v[20] ^= 1;
