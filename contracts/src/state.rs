@@ -56,6 +56,8 @@ pub struct Lease {
     pub id: Hash,
     /// The fill (start, end and hours grow with renewals: `end_ms` is current).
     pub fill: Fill,
+    /// Height of the block that created it.
+    pub height: u64,
     /// Hours leased, renewals included.
     pub hours: u32,
     /// Price of each stretch of hours, in order: the fill's hours at the clearing price, then
@@ -137,8 +139,8 @@ pub enum Refusal {
     /// A renewal the provider's offer does not allow, or at no known price.
     #[error("renewal refused: {0}")]
     RenewalRefused(String),
-    /// A credential was already recorded for this lease.
-    #[error("a credential is already recorded for this lease")]
+    /// A revocation id that another credential already uses.
+    #[error("a revocation id of this credential is already used by another")]
     AlreadyGranted,
     /// The market refused the order or cancel.
     #[error("market: {0}")]
@@ -301,13 +303,16 @@ impl State {
         self.settle_elapsed(now_ms, &mut entries);
 
         let signatures_ok = self.check_signatures(user);
+        let mut seen: BTreeSet<Hash> = BTreeSet::new();
         let mut refused = Vec::new();
         let mut batch = Batch { height, now_ms, orders: Vec::new(), cancels: Vec::new() };
         // Orders and cancels go into the block in their place; which ones the auction refused is
         // known only after it runs.
         let mut order_slots: Vec<(usize, Hash)> = Vec::new();
         for (i, e) in user.iter().enumerate() {
-            let result = if signatures_ok[i] {
+            let result = if !seen.insert(e.id()) {
+                Err(Refusal::Malformed("the same entry appears twice in the block".into()))
+            } else if signatures_ok[i] {
                 self.apply_user(e, &mut batch)
             } else {
                 Err(Refusal::BadSignature)
@@ -366,8 +371,14 @@ impl State {
             self.last_price.insert(market.clone(), *price);
         }
         for f in &outcome.fills {
-            let entry = Entry::system(EntryKind::FILL, encode_fill(f));
+            let entry = Entry::system(EntryKind::FILL, encode_fill(f, height));
             let id = entry.id();
+            if self.leases.contains_key(&id) {
+                return Err(Error::Block(format!(
+                    "fill {} would create an existing lease",
+                    hex::encode(id)
+                )));
+            }
             let escrow = f.cost();
             let balance = self.balance_mut(&f.buyer);
             // The auction filled within the buyer's balance; anything else is a bug upstream.
@@ -381,6 +392,7 @@ impl State {
                 Lease {
                     id,
                     fill: f.clone(),
+                    height,
                     hours,
                     segments: vec![Segment { hours, price: f.price }],
                     hours_paid: 0,
@@ -551,9 +563,17 @@ impl State {
                         surplus_market::MAX_HOURS
                     )));
                 }
-                let price = self.last_price.get(&l.fill.market).copied().ok_or_else(|| {
+                let last = self.last_price.get(&l.fill.market).copied().ok_or_else(|| {
                     Refusal::RenewalRefused("the market has no clearing price yet".into())
                 })?;
+                // Never below what the provider asked for its slots.
+                let reserve = self.book.offer_reserve(&l.fill.offer).ok_or_else(|| {
+                    Refusal::RenewalRefused("the offer is no longer in the book".into())
+                })?;
+                let price = last.max(reserve);
+                if price == 0 {
+                    return Err(Refusal::RenewalRefused("no positive price to renew at".into()));
+                }
                 let added = surplus_market::cost(l.fill.slots, hours, price)
                     .ok_or_else(|| Refusal::RenewalRefused("the cost overflows".into()))?;
                 let new_hours =
@@ -594,7 +614,7 @@ impl State {
             Tx::Grant { lease, token_hash, revocation_ids, .. } => {
                 let l = self
                     .leases
-                    .get_mut(&lease)
+                    .get(&lease)
                     .ok_or_else(|| Refusal::UnknownLease(hex::encode(lease)))?;
                 if *author != l.fill.provider {
                     return Err(Refusal::NotEntitled("provider"));
@@ -602,11 +622,32 @@ impl State {
                 if l.status != LeaseStatus::Active {
                     return Err(Refusal::LeaseNotActive);
                 }
-                if l.grant.is_some() {
+                // An id names one credential: a provider may not list (and so later revoke)
+                // another lease's token.
+                let taken = |id: &RevocationId| {
+                    self.revoked.contains(id)
+                        || self.leases.values().any(|o| {
+                            o.grant.as_ref().is_some_and(|g| g.revocation_ids.contains(id))
+                        })
+                };
+                if revocation_ids.iter().any(taken) {
                     return Err(Refusal::AlreadyGranted);
                 }
-                l.grant = Some(Grant { token_hash, revocation_ids });
-                Ok(Vec::new())
+                let Some(l) = self.leases.get_mut(&lease) else {
+                    return Err(Refusal::UnknownLease(hex::encode(lease)));
+                };
+                // A new token (for example after a renewal) replaces the old, which is revoked.
+                let old = l.grant.replace(Grant { token_hash, revocation_ids });
+                match old {
+                    Some(g) => {
+                        self.revoked.extend(g.revocation_ids.iter().cloned());
+                        Ok(vec![Entry::system(
+                            EntryKind::REVOCATION,
+                            encode_revocation(&lease, &g.revocation_ids),
+                        )])
+                    }
+                    None => Ok(Vec::new()),
+                }
             }
         }
     }
@@ -688,7 +729,7 @@ impl State {
         w.u64(self.leases.len() as u64);
         for l in self.leases.values() {
             w.raw(&l.id)
-                .bytes(&encode_fill(&l.fill))
+                .bytes(&encode_fill(&l.fill, l.height))
                 .u32(l.hours)
                 .u32(l.hours_paid)
                 .u64(l.escrow)

@@ -96,7 +96,24 @@ fn read_ids(r: &mut Reader<'_>) -> Result<Vec<RevocationId>, DecodeError> {
             format!("{n} ids, 1 to {MAX_REVOCATION_IDS} allowed"),
         ));
     }
-    (0..n).map(|_| Ok(RevocationId(r.short_bytes("revocation_id")?.to_vec()))).collect()
+    let mut ids = Vec::with_capacity(n);
+    for _ in 0..n {
+        let at = r.position();
+        let id = r.short_bytes("revocation_id")?;
+        if id.is_empty() || id.len() > MAX_REVOCATION_ID_LEN {
+            return Err(r.invalid_at(
+                "revocation_id",
+                at,
+                format!("{} bytes, 1 to {MAX_REVOCATION_ID_LEN} allowed", id.len()),
+            ));
+        }
+        let id = RevocationId(id.to_vec());
+        if ids.contains(&id) {
+            return Err(r.invalid_at("revocation_id", at, "listed twice".into()));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 impl Tx {
@@ -271,18 +288,20 @@ impl Settlement {
     }
 }
 
-/// Canonical payload of a `fill` system entry.
-pub fn encode_fill(f: &Fill) -> Vec<u8> {
+/// Canonical payload of a `fill` system entry of block `height` (the height makes every fill
+/// entry, and so every lease id, unique even when two blocks share a time).
+pub fn encode_fill(f: &Fill, height: u64) -> Vec<u8> {
     let mut w = Writer::new();
-    w.raw(&f.bid).raw(&f.offer).raw(&f.buyer.0).raw(&f.provider.0);
+    w.u64(height).raw(&f.bid).raw(&f.offer).raw(&f.buyer.0).raw(&f.provider.0);
     w.short_bytes(f.market.class.as_bytes()).short_bytes(f.market.region.as_bytes());
     w.u32(f.slots).u64(f.start_ms).u64(f.end_ms).u64(f.price);
     w.finish()
 }
 
-/// Decodes a `fill` payload.
-pub fn decode_fill(bytes: &[u8]) -> Result<Fill, DecodeError> {
+/// Decodes a `fill` payload: the fill and its block height.
+pub fn decode_fill(bytes: &[u8]) -> Result<(Fill, u64), DecodeError> {
     let mut r = Reader::new(bytes);
+    let height = r.u64("fill.height")?;
     let bid = r.array("fill.bid")?;
     let offer = r.array("fill.offer")?;
     let buyer = PublicKey(r.array("fill.buyer")?);
@@ -305,7 +324,7 @@ pub fn decode_fill(bytes: &[u8]) -> Result<Fill, DecodeError> {
         price: r.u64("fill.price")?,
     };
     r.finish()?;
-    Ok(f)
+    Ok((f, height))
 }
 
 /// Canonical payload of a `revocation` system entry: the lease and its credential's ids.

@@ -4,7 +4,9 @@
 //!    between two adjacent ones (any price in the gap admits the same orders).
 //! 2. The volume of a price `p` is the market's aggregate one: bids with limit ≥ p take, in
 //!    priority order (higher limit, earlier block, smaller id) and honouring their fill rules,
-//!    slots from the pooled free slots of the offers with reserve ≤ p.
+//!    slots from the pooled free slots of the offers with reserve ≤ p. A bid counts only for the
+//!    slots its buyer could pay for at its own limit, an offer only if some active bid's
+//!    duration fits it: orders that could never execute do not move the price.
 //! 3. The clearing price maximises that volume in slot-hours. Among maximising prices `lo..=hi`,
 //!    it is the largest maximising price not above `lo + (hi - lo) / 2` (the midpoint, rounded
 //!    down).
@@ -170,23 +172,42 @@ struct Pooled {
 
 impl Pooled {
     fn new(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Self {
+        // A bid counts only for the slots its buyer could pay for even at its own limit, and an
+        // offer only if some active bid's duration fits it: orders that could never execute
+        // must not move the price.
+        let counted: Vec<(u32, u32)> = bids
+            .iter()
+            .map(|b| {
+                let per_slot = u128::from(b.hours) * u128::from(b.limit);
+                let affordable = u128::from(b.budget).checked_div(per_slot).unwrap_or(u128::MAX);
+                let w = u32::try_from(affordable).unwrap_or(u32::MAX).min(b.want);
+                if w == 0 || w < b.min {
+                    (0, u32::MAX)
+                } else {
+                    (w, b.min)
+                }
+            })
+            .collect();
+        let shortest = bids.iter().map(|b| b.hours).min().unwrap_or(0);
+        let longest = bids.iter().map(|b| b.hours).max().unwrap_or(0);
         let mut want = Vec::with_capacity(bids.len() + 1);
         let mut hours = Vec::with_capacity(bids.len() + 1);
         want.push(0u128);
         hours.push(0u128);
-        for b in bids {
-            want.push(want[want.len() - 1] + u128::from(b.want));
-            hours.push(hours[hours.len() - 1] + u128::from(b.want) * u128::from(b.hours));
+        for (b, (w, _)) in bids.iter().zip(&counted) {
+            want.push(want[want.len() - 1] + u128::from(*w));
+            hours.push(hours[hours.len() - 1] + u128::from(*w) * u128::from(b.hours));
         }
         let mut supply = Vec::with_capacity(offers.len() + 1);
         supply.push(0u128);
         for o in offers {
-            supply.push(supply[supply.len() - 1] + u128::from(o.free));
+            let servable = o.min_hours <= longest && shortest <= o.max_hours;
+            supply.push(supply[supply.len() - 1] + if servable { u128::from(o.free) } else { 0 });
         }
         let size = bids.len().next_power_of_two();
         let mut mins = vec![u32::MAX; 2 * size];
-        for (i, b) in bids.iter().enumerate() {
-            mins[size + i] = b.min;
+        for (i, (_, m)) in counted.iter().enumerate() {
+            mins[size + i] = *m;
         }
         for i in (1..size).rev() {
             mins[i] = mins[2 * i].min(mins[2 * i + 1]);

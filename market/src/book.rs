@@ -431,6 +431,14 @@ impl Book {
         self.markets.get_mut(market)?.offers.iter_mut().find(|r| &r.order.id == offer)
     }
 
+    /// The reserve price of a resting offer.
+    pub fn offer_reserve(&self, offer: &Hash) -> Option<u64> {
+        match &self.get(offer)?.order.order {
+            Order::Offer(o) => Some(o.reserve),
+            Order::Bid(_) => None,
+        }
+    }
+
     /// Ends a lease's hold on its offer's slots at `end_ms` (an early termination). Returns
     /// whether the allocation was found (an expired offer no longer holds any).
     pub fn end_allocation(&mut self, offer: &Hash, bid: &Hash, start_ms: u64, end_ms: u64) -> bool {

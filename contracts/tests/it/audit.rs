@@ -78,9 +78,10 @@ fn a_clean_ledger_replays_and_a_tampered_block_is_caught_at_its_height() {
     let mut bad = blocks.clone();
     let fill_pos =
         bad[1].entries.iter().position(|e| e.kind == surplus_ledger::EntryKind::FILL).unwrap();
-    let mut fill = surplus_contracts::decode_fill(&bad[1].entries[fill_pos].payload).unwrap();
+    let (mut fill, fill_height) =
+        surplus_contracts::decode_fill(&bad[1].entries[fill_pos].payload).unwrap();
     fill.price += 1;
-    bad[1].entries[fill_pos].payload = surplus_contracts::encode_fill(&fill);
+    bad[1].entries[fill_pos].payload = surplus_contracts::encode_fill(&fill, fill_height);
     let bad = reseal(bad);
     let f = surplus_ledger::verify(
         &mut surplus_ledger::VecSource::new(bad.clone()),

@@ -57,7 +57,7 @@ fn compute() -> Value {
         "description": "Surplus contracts v1 vectors; see docs/contracts.md. Keys: ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index).",
         "chain_id": CHAIN,
         "transactions": [tx_json(&transfer), tx_json(&terminate), tx_json(&renew), tx_json(&grant)],
-        "fill": { "fill": lease.fill, "payload": hex::encode(encode_fill(&lease.fill)), "lease_id": hex::encode(lease.id) },
+        "fill": { "fill": lease.fill, "payload": hex::encode(encode_fill(&lease.fill, lease.height)), "lease_id": hex::encode(lease.id) },
         "settlement": { "settlement": settlement, "payload": hex::encode(settlement.encode()) },
         "revocation": hex::encode(encode_revocation(&lease.id, &[RevocationId(vec![1, 2, 3])])),
         "state_root_after_block_1": hex::encode(applied.state_root),

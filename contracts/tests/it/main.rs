@@ -6,4 +6,5 @@ mod credentials;
 mod golden;
 mod helpers;
 mod model;
+mod regressions;
 mod transitions;

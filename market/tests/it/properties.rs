@@ -32,6 +32,12 @@ fn reference_price(book: &Book, market: &Market, now: u64) -> Option<(u64, u128)
         Order::Bid(b) => b.limit,
         Order::Offer(o) => o.reserve,
     };
+    let hours = |r: &&Resting| match &r.order.order {
+        Order::Bid(b) => u64::from(b.hours),
+        Order::Offer(_) => 0,
+    };
+    let shortest = active_bids.iter().map(hours).min()?;
+    let longest = active_bids.iter().map(hours).max()?;
     let lo = active_offers.iter().map(|r| limit(r)).min()?;
     let hi = active_bids.iter().map(|r| limit(r)).max()?;
     let mut volumes = Vec::new();
@@ -44,10 +50,12 @@ fn reference_price(book: &Book, market: &Market, now: u64) -> Option<(u64, u128)
                 FillRule::AllOrNone => r.remaining,
                 FillRule::AtLeast(m) => m.min(r.remaining),
             };
+            // Offers count only if some active bid's duration fits them.
             let fits: Vec<usize> = (0..active_offers.len())
                 .filter(|&i| {
                     let Order::Offer(o) = &active_offers[i].order.order else { unreachable!() };
-                    o.reserve <= p
+                    let max_hours = (o.until_ms - now) / HOUR_MS;
+                    o.reserve <= p && u64::from(o.min_hours) <= longest && shortest <= max_hours
                 })
                 .collect();
             let available: u32 = fits.iter().map(|&i| free[i]).sum();
