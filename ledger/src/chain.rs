@@ -278,7 +278,7 @@ fn advance_merkle(frontier: &Frontier, block: &Block) -> Result<Advance, Failure
     let mut f = frontier.clone();
     let mut nodes = Vec::with_capacity(block.entries.len() * 2);
     for e in &block.entries {
-        f.push::<Blake3>(leaf_hash(e), &mut nodes);
+        f.push::<Blake3>(e.leaf_hash(), &mut nodes);
     }
     let root = f.root::<Blake3>();
     if root != h.merkle_root {
@@ -293,11 +293,6 @@ fn advance_merkle(frontier: &Frontier, block: &Block) -> Result<Advance, Failure
         ));
     }
     Ok(Advance { hash: [0; 32], frontier: f, nodes, signatures: 0 })
-}
-
-/// The Merkle leaf hash of an entry.
-pub fn leaf_hash(e: &Entry) -> Hash {
-    e.leaf_hash()
 }
 
 fn verify_entries(

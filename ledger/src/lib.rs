@@ -21,7 +21,7 @@
 //! let report = store.audit(&verify::Options::default(), &mut NoHook, &mut |_| {}).unwrap();
 //! assert_eq!(report.entries, 30 + 9); // 30 orders; genesis holds validators and 8 allocations
 //! let proof = store.prove_inclusion(12, None).unwrap();
-//! let leaf = surplus_ledger::leaf_hash(&store.entry(12).unwrap());
+//! let leaf = store.entry(12).unwrap().leaf_hash();
 //! surplus_ledger::verify_inclusion::<surplus_ledger::Blake3>(&leaf, &proof, &report.merkle_root).unwrap();
 //! ```
 #![warn(clippy::unwrap_used)]
@@ -46,7 +46,7 @@ pub use block::{
     CommitSig, Entry, EntryKind, Header, ValidatorSet, VoteKind, HEADER_VERSION, MAX_BLOCK_ENTRIES,
     MAX_ENTRY_PAYLOAD, MAX_VALIDATORS,
 };
-pub use chain::{genesis_validators, leaf_hash, Advance, ChainState, Checks, Failure};
+pub use chain::{genesis_validators, Advance, ChainState, Checks, Failure};
 pub use checkpoint::{Checkpoint, Conflict, SignedCheckpoint};
 pub use crypto::{
     parse_hex, verify_strict, verify_vote, BatchVerifier, PublicKey, SecretKey, Signature,

@@ -318,10 +318,7 @@ impl Store {
                 ),
             )));
         }
-        let (header, _) = self.read_head(ack.height).map_err(|e| match e {
-            Error::Rejected(f) => Error::Damaged(f),
-            other => other,
-        })?;
+        let (header, _) = self.read_head(ack.height)?;
         if header.hash() != ack.hash || header.tree_size != ack.tree_size {
             return Err(Error::Damaged(Failure::block(
                 ack.height,
@@ -360,7 +357,7 @@ impl Store {
             if let Some(r) = store.backend.range(b"H", b"I").next() {
                 let (k, _) = r?;
                 return Err(Error::Damaged(Failure::block(
-                    key_height(&k),
+                    key_number(&k),
                     "meta/head",
                     "blocks are stored but the head record is missing",
                 )));
@@ -373,15 +370,9 @@ impl Store {
             Error::Damaged(Failure::block(head.height, field, reason))
         };
 
-        let genesis = store.read_block(0).map_err(|e| match e {
-            Error::Rejected(f) => Error::Damaged(f),
-            other => other,
-        })?;
+        let genesis = store.read_block(0)?;
         let validators = crate::chain::genesis_validators(&genesis).map_err(Error::Damaged)?;
-        let (header, _) = store.read_head(head.height).map_err(|e| match e {
-            Error::Rejected(f) => Error::Damaged(f),
-            other => other,
-        })?;
+        let (header, _) = store.read_head(head.height)?;
         let hash = header.hash();
         if hash != head.hash {
             return Err(damaged(
@@ -565,12 +556,12 @@ impl Store {
     /// Header and certificate at `height`.
     pub fn read_head(&self, height: u64) -> Result<(Header, crate::Certificate), Error> {
         let raw = self.backend.get(&header_key(height))?.ok_or_else(|| {
-            Error::Rejected(Failure::block(height, "header", "no header is stored at this height"))
+            Error::Damaged(Failure::block(height, "header", "no header is stored at this height"))
         })?;
         let (header, cert) = decode_head(&raw)
-            .map_err(|e| Error::Rejected(Failure::block(height, "header", e.to_string())))?;
+            .map_err(|e| Error::Damaged(Failure::block(height, "header", e.to_string())))?;
         if header.height != height {
-            return Err(Error::Rejected(Failure::block(
+            return Err(Error::Damaged(Failure::block(
                 height,
                 "header.height",
                 format!("the header stored at height {height} says {}", header.height),
@@ -582,10 +573,7 @@ impl Store {
     /// The block at `height`.
     pub fn block(&self, height: u64) -> Result<Block, Error> {
         self.check_height(height)?;
-        self.read_block(height).map_err(|e| match e {
-            Error::Rejected(f) => Error::Damaged(f),
-            other => other,
-        })
+        self.read_block(height)
     }
 
     fn read_block(&self, height: u64) -> Result<Block, Error> {
@@ -597,7 +585,7 @@ impl Store {
 
     fn read_entries(&self, height: u64, first: u64, end: u64) -> Result<Vec<Entry>, Error> {
         if end < first {
-            return Err(Error::Rejected(Failure::block(
+            return Err(Error::Damaged(Failure::block(
                 height,
                 "header.tree_size",
                 format!("{end} is below the previous block's {first}"),
@@ -608,9 +596,9 @@ impl Store {
         let mut expected = first;
         for r in self.backend.range(&entry_key(first), &entry_key(end)) {
             let (k, v) = r?;
-            let index = key_index(&k);
+            let index = key_number(&k);
             if index != expected {
-                return Err(Error::Rejected(Failure::entry(
+                return Err(Error::Damaged(Failure::entry(
                     height,
                     expected,
                     "entry",
@@ -618,13 +606,13 @@ impl Store {
                 )));
             }
             let e = Entry::decode(&v).map_err(|e| {
-                Error::Rejected(Failure::entry(height, index, "entry", e.to_string()))
+                Error::Damaged(Failure::entry(height, index, "entry", e.to_string()))
             })?;
             entries.push(e);
             expected += 1;
         }
         if expected != end {
-            return Err(Error::Rejected(Failure::entry(
+            return Err(Error::Damaged(Failure::entry(
                 height,
                 expected,
                 "entry",
@@ -775,11 +763,9 @@ impl Store {
     }
 }
 
-fn key_height(k: &[u8]) -> u64 {
+/// The height or index after a key's one-byte prefix.
+fn key_number(k: &[u8]) -> u64 {
     k.get(1..9).and_then(|b| <[u8; 8]>::try_from(b).ok()).map_or(0, u64::from_be_bytes)
-}
-fn key_index(k: &[u8]) -> u64 {
-    key_height(k)
 }
 
 /// Error of the stored-node source.
@@ -873,7 +859,7 @@ impl BlockSource for StoreSource<'_> {
             Ok(Block { header, entries, certificate })
         })();
         Some(result.map_err(|e| match e {
-            Error::Rejected(f) | Error::Damaged(f) => f,
+            Error::Damaged(f) => f,
             other => Failure::block(height, "store", other.to_string()),
         }))
     }

@@ -4,7 +4,6 @@ use crate::block::{
     vote_bytes, Block, Certificate, CommitSig, Entry, EntryKind, Header, ValidatorSet, VoteKind,
     HEADER_VERSION,
 };
-use crate::chain::leaf_hash;
 use crate::crypto::SecretKey;
 use crate::merkle::{Blake3, Frontier};
 use crate::Hash;
@@ -102,7 +101,7 @@ impl TestChain {
         self.next_height += 1;
         let mut nodes = Vec::new();
         for e in &entries {
-            self.frontier.push::<Blake3>(leaf_hash(e), &mut nodes);
+            self.frontier.push::<Blake3>(e.leaf_hash(), &mut nodes);
         }
         let mut state_root = [0u8; 32];
         state_root[..8].copy_from_slice(&height.to_be_bytes());

@@ -170,14 +170,13 @@ fn inclusion_and_consistency_proofs_verify_against_checkpoints() {
     let head = s.checkpoint(None).unwrap();
     for index in [0, 1, 9, 50, head.tree_size - 1] {
         let p = s.prove_inclusion(index, None).unwrap();
-        let leaf = surplus_ledger::leaf_hash(&s.entry(index).unwrap());
+        let leaf = s.entry(index).unwrap().leaf_hash();
         verify_inclusion::<Blake3>(&leaf, &p, &head.root).unwrap();
     }
     // Against an older checkpoint.
     let old = s.checkpoint(Some(3)).unwrap();
     let p = s.prove_inclusion(5, Some(old.tree_size)).unwrap();
-    verify_inclusion::<Blake3>(&surplus_ledger::leaf_hash(&s.entry(5).unwrap()), &p, &old.root)
-        .unwrap();
+    verify_inclusion::<Blake3>(&s.entry(5).unwrap().leaf_hash(), &p, &old.root).unwrap();
     let c = s.prove_consistency(old.tree_size, None).unwrap();
     verify_consistency::<Blake3>(&old.root, &head.root, &c).unwrap();
     old.check_consistent(&head, Some(&c)).unwrap();
