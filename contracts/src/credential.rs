@@ -241,14 +241,8 @@ pub fn attenuate<R: RngCore + CryptoRng>(
     finish(&narrowed)
 }
 
-/// Verifies a token for a request: signatures under the provider's key, revocation, the lease
-/// and its window, then every check of every block.
-pub fn verify(
-    token: &[u8],
-    provider: &PublicKey,
-    request: &Request,
-    is_revoked: &dyn Fn(&[u8]) -> bool,
-) -> Result<Scope, Refusal> {
+/// Checks a token's signatures under the provider's key and that its bytes are canonical.
+fn parse(token: &[u8], provider: &PublicKey) -> Result<Biscuit, Refusal> {
     let key = biscuit_key(provider)?;
     let biscuit = Biscuit::from(token, key).map_err(|e| match e {
         biscuit_auth::error::Token::Format(biscuit_auth::error::Format::Signature(_)) => {
@@ -266,6 +260,40 @@ pub fn verify(
             "the token's bytes are not its canonical encoding (altered)".into(),
         ));
     }
+    Ok(biscuit)
+}
+
+/// An authorizer for `biscuit` with `code`. The library's default time limit (1 ms) would refuse
+/// honest tokens on a busy gateway; the token's size bounds the work instead.
+fn authorizer(biscuit: &Biscuit, code: &str) -> Result<biscuit_auth::Authorizer, Refusal> {
+    AuthorizerBuilder::new()
+        .code(code)
+        .map(|b| {
+            b.set_limits(biscuit_auth::AuthorizerLimits {
+                max_time: std::time::Duration::from_millis(200),
+                ..Default::default()
+            })
+        })
+        .and_then(|b| b.build(biscuit))
+        .map_err(|e| Refusal::Malformed(e.to_string()))
+}
+
+/// Checks a token's signatures and encoding and reads the scope its authority block grants,
+/// authorizing no request (neither revocation nor time is checked).
+pub fn inspect(token: &[u8], provider: &PublicKey) -> Result<Scope, Refusal> {
+    let biscuit = parse(token, provider)?;
+    read_scope(&mut authorizer(&biscuit, "")?, biscuit.block_count())
+}
+
+/// Verifies a token for a request: signatures under the provider's key, revocation, the lease
+/// and its window, then every check of every block.
+pub fn verify(
+    token: &[u8],
+    provider: &PublicKey,
+    request: &Request,
+    is_revoked: &dyn Fn(&[u8]) -> bool,
+) -> Result<Scope, Refusal> {
+    let biscuit = parse(token, provider)?;
     if biscuit.revocation_identifiers().iter().any(|id| is_revoked(id)) {
         return Err(Refusal::Revoked);
     }
@@ -273,22 +301,14 @@ pub fn verify(
     if check_op(op).is_err() {
         return Err(Refusal::NotAllowed(format!("operation {op:?} is not a valid operation name")));
     }
-    let mut authorizer = AuthorizerBuilder::new()
-        .code(format!(
+    let mut authorizer = authorizer(
+        &biscuit,
+        &format!(
             "time_ms({now});\nrequested_lease(\"{lease}\");\noperation(\"{op}\");\nallow if operation($op), right($op);\n",
             now = ms(request.now_ms),
             lease = hex::encode(request.lease),
-        ))
-        // The library's default time limit (1 ms) would refuse honest tokens on a busy
-        // gateway; the token's size bounds the work instead.
-        .map(|b| {
-            b.set_limits(biscuit_auth::AuthorizerLimits {
-                max_time: std::time::Duration::from_millis(200),
-                ..Default::default()
-            })
-        })
-        .and_then(|b| b.build(&biscuit))
-        .map_err(|e| Refusal::Malformed(e.to_string()))?;
+        ),
+    )?;
     let scope = read_scope(&mut authorizer, biscuit.block_count())?;
     if scope.lease != hex::encode(request.lease) {
         return Err(Refusal::WrongLease {

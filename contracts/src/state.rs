@@ -308,7 +308,8 @@ impl State {
         let mut batch = Batch { height, now_ms, orders: Vec::new(), cancels: Vec::new() };
         // Orders and cancels go into the block in their place; which ones the auction refused is
         // known only after it runs.
-        let mut order_slots: Vec<(usize, Hash)> = Vec::new();
+        // (position in `entries`, index in `user`, order or cancel id)
+        let mut order_slots: Vec<(usize, usize, Hash)> = Vec::new();
         for (i, e) in user.iter().enumerate() {
             let result = if !seen.insert(e.id()) {
                 Err(Refusal::Malformed("the same entry appears twice in the block".into()))
@@ -323,7 +324,7 @@ impl State {
                     entries.extend(consequences);
                 }
                 Ok(UserEffect::Market(id)) => {
-                    order_slots.push((entries.len(), id));
+                    order_slots.push((entries.len(), i, id));
                     entries.push(e.clone());
                 }
                 Err(r) => match mode {
@@ -344,9 +345,8 @@ impl State {
             let rejected: BTreeMap<Hash, &surplus_market::Rejection> =
                 outcome.rejected.iter().map(|r| (r.id, &r.reason)).collect();
             let mut drop = BTreeSet::new();
-            for (pos, id) in &order_slots {
-                if let Some(reason) = rejected.get(id) {
-                    let index = user.iter().position(|e| &e.id() == id).unwrap_or(0);
+            for &(pos, index, id) in &order_slots {
+                if let Some(reason) = rejected.get(&id) {
                     match mode {
                         Mode::Validate => {
                             return Err(Error::Refused {
@@ -356,7 +356,7 @@ impl State {
                         }
                         Mode::Propose => {
                             refused.push((index, Refusal::Market((*reason).clone())));
-                            drop.insert(*pos);
+                            drop.insert(pos);
                         }
                     }
                 }

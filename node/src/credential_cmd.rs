@@ -169,15 +169,8 @@ pub fn credential(c: CredentialCommand) -> Result<ExitCode> {
     }
 }
 
-/// The lease a token names, read by verifying it against the provider key for its own lease.
+/// The lease a token names (its signatures checked under the provider key).
 fn token_lease(token: &[u8], provider: &PublicKey) -> Result<surplus_ledger::Hash> {
-    // A request for an impossible lease fails with WrongLease, which names the token's lease.
-    let probe = Request { lease: [0; 32], operation: "read".into(), now_ms: 0 };
-    match verify(token, provider, &probe, &|_| false) {
-        Err(surplus_contracts::credential::Refusal::WrongLease { token_lease, .. }) => {
-            parse_hex::<32>(&token_lease, "the token's lease").map_err(anyhow::Error::msg)
-        }
-        Err(other) => bail!("{other}"),
-        Ok(_) => bail!("the token names the zero lease"),
-    }
+    let scope = surplus_contracts::credential::inspect(token, provider)?;
+    parse_hex::<32>(&scope.lease, "the token's lease").map_err(anyhow::Error::msg)
 }
