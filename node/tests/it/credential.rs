@@ -16,6 +16,13 @@ fn surplus(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_surplus")).args(args).output().unwrap()
 }
 
+/// `surplus credential verify --token TOKEN --provider-key KEY` and `extra` arguments.
+fn verify_token(token: &str, key: &str, extra: &[&str]) -> std::process::Output {
+    let mut args = vec!["credential", "verify", "--token", token, "--provider-key", key];
+    args.extend_from_slice(extra);
+    surplus(&args)
+}
+
 fn text(o: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
 }
@@ -120,58 +127,16 @@ fn verify_attenuate_and_revocation_from_the_ledger() {
     let d = dir.path().to_str().unwrap();
     let t = token.to_str().unwrap();
 
-    let o = surplus(&[
-        "credential",
-        "verify",
-        "--token",
-        t,
-        "--provider-key",
-        &pk,
-        "--at-ms",
-        &at,
-        "--revoked-from",
-        d,
-    ]);
+    let o = verify_token(t, &pk, &["--at-ms", &at, "--revoked-from", d]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains(&hex::encode(lease)), "{}", text(&o));
-    let o = surplus(&[
-        "credential",
-        "verify",
-        "--token",
-        t,
-        "--provider-key",
-        &pk,
-        "--at-ms",
-        &at,
-        "--operation",
-        "manage",
-    ]);
+    let o = verify_token(t, &pk, &["--at-ms", &at, "--operation", "manage"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    let o = surplus(&[
-        "credential",
-        "verify",
-        "--token",
-        t,
-        "--provider-key",
-        &pk,
-        "--at-ms",
-        &(T0 + 30 * HOUR_MS).to_string(),
-    ]);
+    let o = verify_token(t, &pk, &["--at-ms", &(T0 + 30 * HOUR_MS).to_string()]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("ended"), "{}", text(&o));
     let other = key("provider", 1).public().to_string();
-    let o = surplus(&[
-        "credential",
-        "verify",
-        "--token",
-        t,
-        "--provider-key",
-        &other,
-        "--at-ms",
-        &at,
-        "--lease",
-        &hex::encode(lease),
-    ]);
+    let o = verify_token(t, &other, &["--at-ms", &at, "--lease", &hex::encode(lease)]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
 
     // Attenuate to read-only: read passes, write is refused.
@@ -190,35 +155,14 @@ fn verify_attenuate_and_revocation_from_the_ledger() {
         n,
     ]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = surplus(&[
-        "credential",
-        "verify",
-        "--token",
-        n,
-        "--provider-key",
-        &pk,
-        "--at-ms",
-        &at,
-        "--json",
-    ]);
+    let o = verify_token(n, &pk, &["--at-ms", &at, "--json"]);
     assert!(o.status.success(), "{}", text(&o));
-    let o = surplus(&[
-        "credential",
-        "verify",
-        "--token",
-        n,
-        "--provider-key",
-        &pk,
-        "--at-ms",
-        &at,
-        "--operation",
-        "write",
-    ]);
+    let o = verify_token(n, &pk, &["--at-ms", &at, "--operation", "write"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     // Bad input.
-    let o = surplus(&["credential", "verify", "--token", d, "--provider-key", &pk]);
+    let o = verify_token(d, &pk, &[]);
     assert_eq!(o.status.code(), Some(2));
-    let o = surplus(&["credential", "verify", "--token", t, "--provider-key", "xyz"]);
+    let o = verify_token(t, "xyz", &[]);
     assert_eq!(o.status.code(), Some(2));
     assert!(text(&o).contains("--provider-key"), "{}", text(&o));
 
@@ -238,30 +182,10 @@ fn a_terminated_lease_revokes_its_token_on_the_ledger() {
     let at = (T0 + HOUR_MS + 1).to_string();
     let d = dir.path().to_str().unwrap();
     // Without the ledger the token still looks valid at a time inside its window...
-    let o = surplus(&[
-        "credential",
-        "verify",
-        "--token",
-        token.to_str().unwrap(),
-        "--provider-key",
-        &pk,
-        "--at-ms",
-        &at,
-    ]);
+    let o = verify_token(token.to_str().unwrap(), &pk, &["--at-ms", &at]);
     assert!(o.status.success(), "{}", text(&o));
     // ...with it, it is revoked.
-    let o = surplus(&[
-        "credential",
-        "verify",
-        "--token",
-        token.to_str().unwrap(),
-        "--provider-key",
-        &pk,
-        "--at-ms",
-        &at,
-        "--revoked-from",
-        d,
-    ]);
+    let o = verify_token(token.to_str().unwrap(), &pk, &["--at-ms", &at, "--revoked-from", d]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("revoked"), "{}", text(&o));
 }
