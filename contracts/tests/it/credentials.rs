@@ -11,26 +11,13 @@ use surplus_market::HOUR_MS;
 
 use crate::helpers::*;
 
-fn setup() -> (surplus_contracts::State, surplus_contracts::Lease) {
-    let mut s = state(0, 0);
-    s.apply_block(
-        1,
-        T0,
-        &[offer(&provider(1), 2, 10, 100, 1, T0), bid(&buyer(2), 1, 24, 10, 1, T0)],
-        Mode::Validate,
-    )
-    .unwrap();
-    let lease = s.leases().next().unwrap().clone();
-    (s, lease)
-}
-
 fn req(lease: &surplus_contracts::Lease, op: &str, now_ms: u64) -> Request {
     Request { lease: lease.id, operation: op.into(), now_ms }
 }
 
 #[test]
 fn a_valid_token_grants_its_scope() {
-    let (_, lease) = setup();
+    let (_, lease) = one_lease();
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let c = mint(&lease, &provider(1), &OPERATIONS, &mut rng).unwrap();
     assert_eq!(c.token_hash, *blake3::hash(&c.token).as_bytes());
@@ -48,7 +35,7 @@ fn a_valid_token_grants_its_scope() {
 
 #[test]
 fn expired_revoked_wrong_lease_forged_and_tampered_tokens_are_refused() {
-    let (mut s, lease) = setup();
+    let (mut s, lease) = one_lease();
     let mut rng = ChaCha20Rng::seed_from_u64(2);
     let c = mint(&lease, &provider(1), &OPERATIONS, &mut rng).unwrap();
     let pk = provider(1).public();
@@ -129,7 +116,7 @@ fn expired_revoked_wrong_lease_forged_and_tampered_tokens_are_refused() {
 
 #[test]
 fn an_attenuated_token_is_honoured_only_within_its_narrower_scope() {
-    let (_, lease) = setup();
+    let (_, lease) = one_lease();
     let mut rng = ChaCha20Rng::seed_from_u64(3);
     let pk = provider(1).public();
     let c = mint(&lease, &provider(1), &OPERATIONS, &mut rng).unwrap();

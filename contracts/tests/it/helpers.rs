@@ -78,3 +78,17 @@ pub fn tx(author: &SecretKey, t: Tx) -> Entry {
 pub fn transition_kind() -> EntryKind {
     EntryKind::LEASE_TRANSITION
 }
+
+/// A state with one lease at T0: provider 1 sells buyer 2 one slot for 24 hours at price 10.
+pub fn one_lease() -> (surplus_contracts::State, surplus_contracts::Lease) {
+    let mut s = state(0, 0);
+    s.apply_block(
+        1,
+        T0,
+        &[offer(&provider(1), 2, 10, 100, 1, T0), bid(&buyer(2), 1, 24, 10, 1, T0)],
+        surplus_contracts::Mode::Validate,
+    )
+    .unwrap();
+    let lease = s.leases().next().unwrap().clone();
+    (s, lease)
+}

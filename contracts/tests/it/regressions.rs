@@ -122,15 +122,7 @@ fn an_unfunded_bid_does_not_freeze_the_market() {
 /// credential by ending its own lease. An id already used is now refused.
 #[test]
 fn a_grant_cannot_reuse_another_credentials_revocation_ids() {
-    let mut s = state(0, 0);
-    s.apply_block(
-        1,
-        T0,
-        &[offer(&provider(1), 2, 10, 100, 1, T0), bid(&buyer(2), 1, 24, 10, 1, T0)],
-        Mode::Validate,
-    )
-    .unwrap();
-    let victim = s.leases().next().unwrap().clone();
+    let (mut s, victim) = one_lease();
     let c = mint(&victim, &provider(1), &OPERATIONS, &mut ChaCha20Rng::seed_from_u64(1)).unwrap();
     let grant = Tx::Grant {
         lease: victim.id,
@@ -163,15 +155,7 @@ fn a_grant_cannot_reuse_another_credentials_revocation_ids() {
 /// valid. A new grant now replaces the old (revoking it), and termination revokes the new one.
 #[test]
 fn a_renewed_leases_new_token_is_revoked_at_termination() {
-    let mut s = state(0, 0);
-    s.apply_block(
-        1,
-        T0,
-        &[offer(&provider(1), 2, 10, 100, 1, T0), bid(&buyer(2), 1, 24, 10, 1, T0)],
-        Mode::Validate,
-    )
-    .unwrap();
-    let lease = s.leases().next().unwrap().clone();
+    let (mut s, lease) = one_lease();
     let mut rng = ChaCha20Rng::seed_from_u64(1);
     let c1 = mint(&lease, &provider(1), &OPERATIONS, &mut rng).unwrap();
     s.apply_block(
