@@ -263,7 +263,7 @@ fn report(json: bool, source: &str, result: Result<Report, Failure>, replayed: b
     }
 }
 
-fn read_key(path: &Path) -> Result<SecretKey> {
+pub(crate) fn read_key(path: &Path) -> Result<SecretKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the key file {}", path.display()))?;
     SecretKey::from_file_contents(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
