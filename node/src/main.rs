@@ -1,5 +1,6 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
+mod consensus;
 mod credential_cmd;
 mod ledger_cmd;
 mod market_cmd;

@@ -1,0 +1,451 @@
+//! The application loop: answers the engine's 12 messages from our chain.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Result};
+use bytes::Bytes;
+use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
+use malachitebft_app_channel::app::streaming::StreamContent;
+use malachitebft_app_channel::app::types::core::{
+    CommitCertificate, ExtendedCommitCertificate, ExtendedCommitSignature, Round, Validity,
+};
+use malachitebft_app_channel::app::types::streaming::{StreamId, StreamMessage};
+use malachitebft_app_channel::app::types::sync::RawDecidedValue;
+use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
+use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
+use malachitebft_signing_ed25519::Signature;
+use tokio::sync::mpsc;
+
+use super::chain::{Chain, Checked};
+use super::context::{Address, Ctx, Height, ProposalPart, Value, ValueId};
+use super::{Committed, Pool, Settings};
+
+/// Most proposal parts kept for heights we have not reached.
+const MAX_FUTURE_PARTS: usize = 256;
+/// How far ahead a proposal part may be and still be kept.
+const MAX_FUTURE_HEIGHTS: u64 = 8;
+
+/// A live view of the engine for the node's status endpoint.
+#[derive(Debug, Default)]
+pub struct Status {
+    height: AtomicU64,
+    round: AtomicU64,
+    invalid_proposals: AtomicUsize,
+}
+
+impl Status {
+    /// Committed height.
+    pub fn height(&self) -> u64 {
+        self.height.load(Ordering::Relaxed)
+    }
+    pub(super) fn set_height(&self, h: u64) {
+        self.height.store(h, Ordering::Relaxed);
+    }
+    /// Round of the height in progress.
+    pub fn round(&self) -> u64 {
+        self.round.load(Ordering::Relaxed)
+    }
+    /// Proposals this node voted invalid since start.
+    pub fn invalid_proposals(&self) -> usize {
+        self.invalid_proposals.load(Ordering::Relaxed)
+    }
+}
+
+pub(super) struct App {
+    chain: Chain,
+    settings: Settings,
+    address: Address,
+    pool: Arc<dyn Pool>,
+    commits: mpsc::UnboundedSender<Committed>,
+    status: Arc<Status>,
+    /// Parts for heights above ours, by height.
+    future: BTreeMap<u64, Vec<ProposalPart>>,
+    last_commit: Instant,
+}
+
+pub(super) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+impl App {
+    pub(super) fn new(
+        chain: Chain,
+        settings: Settings,
+        address: Address,
+        pool: Arc<dyn Pool>,
+        commits: mpsc::UnboundedSender<Committed>,
+        status: Arc<Status>,
+    ) -> Self {
+        Self {
+            chain,
+            settings,
+            address,
+            pool,
+            commits,
+            status,
+            future: BTreeMap::new(),
+            last_commit: Instant::now(),
+        }
+    }
+
+    fn params(&self) -> HeightParams<Ctx> {
+        HeightParams::new(self.chain.validators.clone(), self.settings.timeouts, None)
+    }
+
+    fn next_height(&self) -> Height {
+        Height(self.chain.height() + 1)
+    }
+
+    /// Whether time alone calls for a block: a lease has ended or an hour of one has elapsed.
+    fn time_work(&self, now: u64) -> bool {
+        self.chain.state().leases().any(|l| {
+            l.status == surplus_contracts::LeaseStatus::Active && {
+                let hour = 3_600_000u64;
+                let end = l.fill.start_ms.saturating_add(u64::from(l.hours) * hour);
+                let next_settle =
+                    l.fill.start_ms.saturating_add(u64::from(l.hours_paid + 1) * hour);
+                now >= end || now >= next_settle
+            }
+        })
+    }
+
+    pub(super) async fn run(mut self, mut channels: Channels<Ctx>) -> Result<()> {
+        while let Some(msg) = channels.consensus.recv().await {
+            if let Err(e) = self.handle(msg, &mut channels).await {
+                tracing::error!(error = %format!("{e:#}"), "consensus application error");
+                return Err(e);
+            }
+        }
+        Err(anyhow!("the consensus engine stopped"))
+    }
+
+    async fn handle(&mut self, msg: AppMsg<Ctx>, channels: &mut Channels<Ctx>) -> Result<()> {
+        match msg {
+            AppMsg::ConsensusReady { reply } => {
+                let h = self.next_height();
+                tracing::info!(height = h.0, "consensus ready");
+                let _ = reply.send((h, self.params()));
+            }
+            AppMsg::StartedRound { height, round, reply_value, .. } => {
+                self.status.round.store(round.as_i64().max(0) as u64, Ordering::Relaxed);
+                self.take_future_parts(height.0);
+                let mut values = Vec::new();
+                for (id, _, proposer, valid, _) in
+                    self.chain.undecided_at(height.0, Some(round.as_i64()))?
+                {
+                    values.push(ProposedValue {
+                        height,
+                        round,
+                        valid_round: Round::Nil,
+                        proposer,
+                        value: Value(id.0),
+                        validity: Validity::from_bool(valid),
+                    });
+                }
+                let _ = reply_value.send(values);
+            }
+            AppMsg::GetValue { height, round, timeout, reply } => {
+                let checked = self.value_to_propose(height, round, timeout).await?;
+                let id = ValueId(checked.block.header.hash());
+                let bytes = Bytes::from(checked.block.encode());
+                self.chain.store_undecided(
+                    height.0,
+                    round.as_i64(),
+                    id,
+                    self.address,
+                    true,
+                    &bytes,
+                )?;
+                self.chain.store_own(height.0, round.as_i64(), id)?;
+                let _ = reply.send(LocallyProposedValue::new(height, round, Value(id.0)));
+                self.publish(channels, height, round, bytes).await?;
+            }
+            AppMsg::ReceivedProposalPart { part, reply, .. } => {
+                let value = match part.content {
+                    StreamContent::Data(p) => self.received_part(p)?,
+                    StreamContent::Fin => None,
+                };
+                let _ = reply.send(value);
+            }
+            AppMsg::RestreamProposal { height, round, value_id, .. } => {
+                if let Some(bytes) = self.chain.undecided_block(height.0, &value_id)? {
+                    self.publish(channels, height, round, Bytes::from(bytes)).await?;
+                }
+            }
+            AppMsg::Decided { certificate, reply, .. } => {
+                self.decided(&certificate)?;
+                let _ = reply.send(());
+            }
+            AppMsg::Finalized { certificate, reply, .. } => {
+                let next = certificate.height.0 + 1;
+                if self.chain.height() + 1 != next {
+                    // The decision did not commit (should not happen: Decided commits or fails).
+                    let _ = reply
+                        .send(Next::Restart(self.next_height(), self.params()));
+                    return Ok(());
+                }
+                self.wait_then_start(Height(next), reply);
+            }
+            AppMsg::GetDecidedValues { range, reply } => {
+                let from = range.start().0.max(1);
+                let to = range.end().0.min(self.chain.height()).min(from.saturating_add(64));
+                let mut values = Vec::new();
+                for h in from..=to {
+                    let Some(block) = self.chain.decided(h)? else { break };
+                    values.push(self.raw_decided(block));
+                }
+                let _ = reply.send(values);
+            }
+            AppMsg::GetHistoryMinHeight { reply } => {
+                let _ = reply.send(Height(1));
+            }
+            AppMsg::ProcessSyncedValue { height, round, proposer, value_bytes, reply } => {
+                let outcome = self.synced(height, round, proposer, &value_bytes)?;
+                let _ = reply.send(outcome);
+            }
+            AppMsg::ExtendVote { reply, .. } => {
+                let _ = reply.send(None);
+            }
+            AppMsg::VerifyVoteExtensions { extensions, reply, .. } => {
+                let _ = reply.send(extensions.into_iter().map(|(a, _)| (a, Ok(()))).collect());
+            }
+        }
+        Ok(())
+    }
+
+    /// The block to propose: the same one again after a restart, else a fresh one built from
+    /// the pool once the batch interval has passed.
+    async fn value_to_propose(
+        &mut self,
+        height: Height,
+        round: Round,
+        timeout: Duration,
+    ) -> Result<Checked> {
+        if let Some(id) = self.chain.own_at(height.0)? {
+            if let Some(bytes) = self.chain.undecided_block(height.0, &id)? {
+                if let Ok(c) = self.chain.check(&bytes, None) {
+                    return Ok(c);
+                }
+            }
+        }
+        // Wait for the batch to fill, but never past half the time the engine gives us.
+        let deadline = Instant::now() + timeout / 2;
+        let ready_at = self.last_commit + self.settings.batch_interval;
+        let wait_until = ready_at.min(deadline);
+        if Instant::now() < wait_until {
+            tokio::time::sleep_until(wait_until.into()).await;
+        }
+        let user = self.pool.pending(self.settings.max_block_entries, self.settings.max_block_bytes);
+        self.chain.build(&user, now_ms(), self.address)
+    }
+
+    async fn publish(
+        &self,
+        channels: &mut Channels<Ctx>,
+        height: Height,
+        round: Round,
+        block: Bytes,
+    ) -> Result<()> {
+        let mut id = Vec::with_capacity(44);
+        id.extend_from_slice(&height.0.to_be_bytes());
+        id.extend_from_slice(&(round.as_i64() as u32).to_be_bytes());
+        id.extend_from_slice(&self.address.0 .0[..8]);
+        let stream_id = StreamId::new(Bytes::from(id));
+        let part = ProposalPart { height, round, proposer: self.address, block };
+        for msg in [
+            StreamMessage::new(stream_id.clone(), 0, StreamContent::Data(part)),
+            StreamMessage::new(stream_id, 1, StreamContent::Fin),
+        ] {
+            channels
+                .network
+                .send(NetworkMsg::PublishProposalPart(msg))
+                .await
+                .map_err(|_| anyhow!("the consensus network stopped"))?;
+        }
+        Ok(())
+    }
+
+    fn take_future_parts(&mut self, height: u64) {
+        let stale: Vec<u64> = self.future.range(..height).map(|(h, _)| *h).collect();
+        for h in stale {
+            self.future.remove(&h);
+        }
+        if let Some(parts) = self.future.remove(&height) {
+            for p in parts {
+                if let Err(e) = self.received_part(p) {
+                    tracing::warn!(error = %e, "a buffered proposal part failed");
+                }
+            }
+        }
+    }
+
+    /// Checks a proposal part's block; a complete value is returned to the engine.
+    fn received_part(&mut self, part: ProposalPart) -> Result<Option<ProposedValue<Ctx>>> {
+        let next = self.chain.height() + 1;
+        if part.height.0 > next {
+            if part.height.0 <= next + MAX_FUTURE_HEIGHTS
+                && self.future.values().map(Vec::len).sum::<usize>() < MAX_FUTURE_PARTS
+            {
+                self.future.entry(part.height.0).or_default().push(part);
+            }
+            return Ok(None);
+        }
+        if part.height.0 < next {
+            return Ok(None);
+        }
+        let (id, valid) = match self.chain.check(&part.block, Some(now_ms())) {
+            Ok(c) => {
+                if c.block.header.proposer != part.proposer.0 {
+                    tracing::warn!(height = next, "proposal part names another proposer");
+                    return Ok(None);
+                }
+                (ValueId(c.block.header.hash()), true)
+            }
+            Err(e) => {
+                tracing::warn!(height = next, round = %part.round, error = %e,
+                    "invalid proposal: voting against it");
+                self.status.invalid_proposals.fetch_add(1, Ordering::Relaxed);
+                match surplus_ledger::Block::decode(&part.block) {
+                    Ok(b) => (ValueId(b.header.hash()), false),
+                    Err(_) => return Ok(None),
+                }
+            }
+        };
+        self.chain.store_undecided(
+            next,
+            part.round.as_i64(),
+            id,
+            part.proposer,
+            valid,
+            &part.block,
+        )?;
+        Ok(Some(ProposedValue {
+            height: part.height,
+            round: part.round,
+            valid_round: Round::Nil,
+            proposer: part.proposer,
+            value: Value(id.0),
+            validity: Validity::from_bool(valid),
+        }))
+    }
+
+    fn decided(&mut self, cert: &CommitCertificate<Ctx>) -> Result<()> {
+        let height = cert.height.0;
+        if height <= self.chain.height() {
+            return Ok(());
+        }
+        let sigs: Vec<(Address, [u8; 64])> =
+            cert.commit_signatures.iter().map(|s| (s.address, s.signature.to_bytes())).collect();
+        let round = cert.round.as_u32().unwrap_or(0);
+        let checked = self.chain.commit(height, cert.value_id, round, &sigs)?;
+        self.last_commit = Instant::now();
+        self.status.set_height(height);
+        tracing::info!(
+            height,
+            entries = checked.block.entries.len(),
+            hash = %hex::encode(&checked.block.header.hash()[..6]),
+            "committed"
+        );
+        let _ = self.commits.send(Committed {
+            block: checked.block,
+            state: Arc::new(checked.maker.state),
+            applied: Some(checked.applied),
+            committed_ms: now_ms(),
+        });
+        Ok(())
+    }
+
+    /// Replies `Start(next)` once there is work and the batch interval has passed, or the idle
+    /// heartbeat is due, without holding up the loop (sync must keep being served).
+    fn wait_then_start(
+        &self,
+        next: Height,
+        reply: malachitebft_app_channel::Reply<Next<Ctx>>,
+    ) {
+        let pool = self.pool.clone();
+        let params = self.params();
+        let batch = self.settings.batch_interval;
+        let heartbeat = self.settings.idle_heartbeat;
+        let since = self.last_commit;
+        let time_work = self.time_work(now_ms());
+        tokio::spawn(async move {
+            let notify = pool.notify();
+            loop {
+                let waited = since.elapsed();
+                if waited >= heartbeat || ((pool.has_work() || time_work) && waited >= batch) {
+                    break;
+                }
+                let nap = if pool.has_work() || time_work {
+                    batch.saturating_sub(waited)
+                } else {
+                    heartbeat.saturating_sub(waited).min(Duration::from_millis(250))
+                };
+                let _ = tokio::time::timeout(nap.max(Duration::from_millis(1)), notify.notified())
+                    .await;
+            }
+            let _ = reply.send(Next::Start(next, params));
+        });
+    }
+
+    fn raw_decided(&self, block: surplus_ledger::Block) -> RawDecidedValue<Ctx> {
+        let height = Height(block.header.height);
+        let id = ValueId(block.header.hash());
+        let round = Round::new(block.certificate.round);
+        let commit_signatures = block
+            .certificate
+            .signatures
+            .iter()
+            .filter_map(|s| {
+                self.chain.validators.validators.get(usize::from(s.validator)).map(|v| {
+                    ExtendedCommitSignature {
+                        address: v.address,
+                        signature: Signature::from_bytes(s.signature.0),
+                        extension: None,
+                    }
+                })
+            })
+            .collect();
+        let cert = ExtendedCommitCertificate { height, round, value_id: id, commit_signatures };
+        let mut body = block;
+        body.certificate = Default::default();
+        RawDecidedValue::new(Bytes::from(body.encode()), cert)
+    }
+
+    fn synced(
+        &mut self,
+        height: Height,
+        round: Round,
+        proposer: Address,
+        bytes: &[u8],
+    ) -> Result<SyncedValueOutcome<Ctx>> {
+        if height.0 != self.chain.height() + 1 {
+            return Ok(SyncedValueOutcome::LocalTransientError);
+        }
+        let (id, valid) = match self.chain.check(bytes, None) {
+            Ok(c) => (ValueId(c.block.header.hash()), true),
+            Err(super::chain::Invalid::Decode(e)) => {
+                tracing::warn!(height = height.0, error = %e, "undecodable synced block");
+                return Ok(SyncedValueOutcome::PeerFault);
+            }
+            Err(e) => {
+                tracing::warn!(height = height.0, error = %e, "synced block does not re-execute");
+                return Ok(SyncedValueOutcome::PeerFault);
+            }
+        };
+        self.chain.store_undecided(height.0, round.as_i64(), id, proposer, valid, bytes)?;
+        Ok(SyncedValueOutcome::Verdict(ProposedValue {
+            height,
+            round,
+            valid_round: Round::Nil,
+            proposer,
+            value: Value(id.0),
+            validity: Validity::from_bool(valid),
+        }))
+    }
+}
