@@ -597,7 +597,7 @@ mod tests {
         );
         roundtrip(response);
         roundtrip(Status::<Ctx> {
-            peer_id: PeerId::random(),
+            peer_id: PeerId::from_bytes(&libp2p::PeerId::random().to_bytes()).unwrap(),
             tip_height: Height(10),
             history_min_height: Height(1),
         });

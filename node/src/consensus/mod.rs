@@ -108,8 +108,19 @@ pub struct Running {
     pub validator: bool,
     /// Live view of the engine (peers, height).
     pub status: Arc<app::Status>,
-    /// The engine's task; ends when the engine stops.
+    /// The application task; ends with an error if the engine stops.
     pub task: tokio::task::JoinHandle<Result<()>>,
+    engine: malachitebft_app_channel::EngineHandle,
+}
+
+impl Running {
+    /// Stops the engine and the application, releasing the WAL and the stores.
+    pub async fn stop(self) {
+        self.task.abort();
+        let _ = self.task.await;
+        self.engine.actor.stop(None);
+        let _ = self.engine.handle.await;
+    }
 }
 
 pub use app::Status;
@@ -218,14 +229,150 @@ pub async fn start(
     let status = Arc::new(app::Status::default());
     status.set_height(head.height);
     let app = app::App::new(chain, settings, address, pool, tx, status.clone());
-    let task = tokio::spawn(async move {
-        let r = app.run(channels).await;
-        engine.actor.stop(None);
-        r
-    });
-    Ok(Running { head, state, commits: rx, validator, status, task })
+    let task = tokio::spawn(app.run(channels));
+    Ok(Running { head, state, commits: rx, validator, status, task, engine })
 }
 
 fn bytesize_mib(n: u64) -> bytesize::ByteSize {
     bytesize::ByteSize::mib(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use surplus_contracts::{Genesis, Params};
+    use surplus_ledger::{EntryKind, SecretKey};
+    use surplus_market::Catalogue;
+
+    use super::*;
+
+    /// A pool over a plain list (the node's real mempool is tested on its own).
+    #[derive(Default)]
+    struct ListPool {
+        entries: Mutex<Vec<Entry>>,
+        notify: Arc<Notify>,
+    }
+
+    impl Pool for ListPool {
+        fn pending(&self, max_entries: usize, _max_bytes: usize) -> Vec<Entry> {
+            let mut e = self.entries.lock().unwrap();
+            let n = e.len().min(max_entries);
+            e.drain(..n).collect()
+        }
+        fn has_work(&self) -> bool {
+            !self.entries.lock().unwrap().is_empty()
+        }
+        fn notify(&self) -> Arc<Notify> {
+            self.notify.clone()
+        }
+    }
+
+    fn free_port() -> u16 {
+        std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    }
+
+    fn genesis(keys: &[SecretKey], buyer: &SecretKey) -> (Block, surplus_contracts::BlockMaker) {
+        let g = Genesis {
+            validators: keys.iter().map(|k| k.public()).collect(),
+            params: Params {
+                catalogue: Catalogue::sample(),
+                treasury: keys[0].public(),
+                fee_bps: 0,
+                penalty_bps: 0,
+            },
+            allocations: vec![surplus_contracts::Allocation {
+                account: buyer.public(),
+                amount: 1_000_000_000,
+            }],
+        };
+        surplus_contracts::BlockMaker::genesis("consensus-test", &g, 1_700_000_000_000).unwrap()
+    }
+
+    async fn node(
+        i: usize,
+        dirs: &[tempfile::TempDir],
+        ports: &[u16],
+        keys: &[SecretKey],
+        buyer: &SecretKey,
+        pool: Arc<ListPool>,
+    ) -> Running {
+        let settings = Settings {
+            data_dir: dirs[i].path().to_owned(),
+            moniker: format!("n{i}"),
+            listen: format!("/ip4/127.0.0.1/tcp/{}", ports[i]).parse().unwrap(),
+            peers: (0..ports.len())
+                .filter(|&j| j != i)
+                .map(|j| format!("/ip4/127.0.0.1/tcp/{}", ports[j]).parse().unwrap())
+                .collect(),
+            timeouts: default_timeouts(),
+            batch_interval: Duration::from_millis(50),
+            idle_heartbeat: Duration::from_millis(200),
+            max_block_entries: 1000,
+            max_block_bytes: 1 << 20,
+            sync_status_interval: Duration::from_millis(500),
+        };
+        start(settings, keys[i].seed(), genesis(keys, buyer), pool).await.unwrap()
+    }
+
+    /// Four validators on loopback agree on blocks; a transfer submitted to one node's pool is
+    /// in the same block on all; a stopped validator restarts from its data dir and catches up.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn four_validators_agree_and_a_restarted_one_catches_up() {
+        let keys: Vec<SecretKey> = (0..4).map(|i| SecretKey::from_seed([i as u8 + 1; 32])).collect();
+        let buyer = SecretKey::from_seed([77; 32]);
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+        let pools: Vec<Arc<ListPool>> = (0..4).map(|_| Arc::default()).collect();
+        let mut nodes = Vec::new();
+        for i in 0..4 {
+            nodes.push(Some(node(i, &dirs, &ports, &keys, &buyer, pools[i].clone()).await));
+        }
+        let tx = surplus_contracts::Tx::Transfer { to: keys[1].public(), amount: 5, seq: 0 };
+        let entry = Entry::signed("consensus-test", tx.kind(), tx.encode(), &buyer);
+        assert_eq!(entry.kind, EntryKind::TRANSFER);
+        for p in &pools {
+            p.entries.lock().unwrap().push(entry.clone());
+            p.notify.notify_one();
+        }
+        // Wait (bounded) until every node committed the transfer and 5 more blocks.
+        let mut heads: Vec<Vec<Committed>> = vec![Vec::new(); 4];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            for (i, n) in nodes.iter_mut().enumerate() {
+                while let Ok(c) = n.as_mut().unwrap().commits.try_recv() {
+                    heads[i].push(c);
+                }
+            }
+            if heads.iter().all(|h| h.len() >= 6) {
+                break;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "no progress: {:?}",
+                heads.iter().map(Vec::len).collect::<Vec<_>>());
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        for i in 1..4 {
+            for (a, b) in heads[0].iter().zip(&heads[i]) {
+                assert_eq!(a.block.header, b.block.header, "node {i} differs");
+            }
+        }
+        let with_tx = heads[0].iter().find(|c| c.block.entries.contains(&entry)).expect("tx in a block");
+        assert_eq!(with_tx.state.account(&keys[1].public()).balance, 5);
+
+        // Stop node 3, let the others go on, restart it: it catches up to the same head.
+        nodes[3].take().unwrap().stop().await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let target = nodes[0].as_ref().unwrap().status.height() + 3;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while nodes[0].as_ref().unwrap().status.height() < target {
+            assert!(tokio::time::Instant::now() < deadline, "three validators stalled");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let restarted = node(3, &dirs, &ports, &keys, &buyer, pools[3].clone()).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while restarted.status.height() < target {
+            assert!(tokio::time::Instant::now() < deadline, "restarted node did not catch up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
 }
