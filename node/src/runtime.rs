@@ -1,0 +1,553 @@
+//! `surplus node`: one datacenter's node — order gossip, consensus, the HTTP API, inventory
+//! offers, provisioning and credentials, wired together.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use libp2p::PeerId;
+use surplus_contracts::{Lease, LeaseStatus, State, Tx};
+use surplus_ledger::{Entry, EntryKind, Hash, Header, PublicKey, SecretKey, SignedCheckpoint};
+use tokio::sync::Notify;
+
+use crate::admission;
+use crate::config::Config;
+use crate::consensus::{self, Committed, Pool};
+use crate::genesis_cmd::GenesisFile;
+use crate::inventory::{self, Inventory};
+use crate::mempool::{Inserted, Mempool, MempoolError};
+use crate::p2p::{self, Gossip, Topic, Verdict};
+use crate::provision::{self, Event, Hook, LeaseEvent, ProvisionLog};
+
+/// Arguments of `surplus node`.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// The node's data dir (made by `surplus init`): node.key, config.toml, the ledger.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Config file (default DATA_DIR/config.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log filter (default: info for surplus, warn for the engine and libp2p).
+    #[arg(long, env = "SURPLUS_LOG")]
+    pub log: Option<String>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    provision::now_ms()
+}
+
+/// What the HTTP API and the gossip validator share with the rest of the node.
+pub struct Shared {
+    chain_id: String,
+    name: String,
+    key: SecretKey,
+    state: RwLock<Arc<State>>,
+    head: RwLock<Header>,
+    mempool: Mutex<Mempool>,
+    notify: Arc<Notify>,
+    gossip: OnceLock<Gossip>,
+    consensus: OnceLock<Arc<consensus::Status>>,
+    validator: bool,
+    provisioning: ProvisionLog,
+    credentials_dir: PathBuf,
+    /// Next sequence number for transactions this node signs (grants).
+    next_seq: Mutex<u64>,
+    validators: Vec<PublicKey>,
+}
+
+impl Shared {
+    fn state(&self) -> Arc<State> {
+        self.state.read().map(|s| s.clone()).unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Admits an entry into the mempool (from the API, gossip or the node itself).
+    fn admit(&self, entry: Entry) -> Result<(Hash, bool), surplus_web::Refusal> {
+        let state = self.state();
+        let admitted = admission::check(&entry, &state, now_ms())
+            .map_err(|e| surplus_web::Refusal::new(e.code(), e.to_string()))?;
+        let id = admitted.id;
+        let inserted = {
+            let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.insert(entry, &admitted, now_ms())
+        };
+        match inserted {
+            Ok(Inserted::Added) => {
+                self.notify.notify_waiters();
+                Ok((id, true))
+            }
+            Ok(Inserted::Duplicate) => Ok((id, false)),
+            Err(e @ MempoolError::Full { .. }) => {
+                Err(surplus_web::Refusal::new(surplus_web::Refusal::MEMPOOL_FULL, e.to_string()))
+            }
+            Err(e) => Err(surplus_web::Refusal::new(mempool_code(&e), e.to_string())),
+        }
+    }
+
+    fn token_path(&self, lease: &Hash) -> PathBuf {
+        self.credentials_dir.join(format!("{}.token", hex::encode(lease)))
+    }
+}
+
+fn mempool_code(e: &MempoolError) -> &'static str {
+    match e {
+        MempoolError::Full { .. } => surplus_web::Refusal::MEMPOOL_FULL,
+        MempoolError::Expired { .. } => "expired",
+        MempoolError::TooLarge { .. } => "too_large",
+        _ => surplus_web::Refusal::REPLAYED_NONCE,
+    }
+}
+
+struct GossipCheck(Arc<Shared>);
+
+impl p2p::Validator for GossipCheck {
+    fn validate(&self, topic: Topic, data: &[u8], from: &PeerId) -> Verdict {
+        match topic {
+            Topic::Orders => {
+                let entry = match Entry::decode(data) {
+                    Ok(e) => e,
+                    Err(e) => return Verdict::Reject(format!("undecodable entry: {e}")),
+                };
+                match self.0.admit(entry) {
+                    Ok((_, true)) => Verdict::Accept,
+                    Ok((_, false)) => Verdict::Ignore,
+                    Err(r) => match r.code.as_str() {
+                        // Not the sender's fault: we are full, or it raced a block.
+                        surplus_web::Refusal::MEMPOOL_FULL | "replay" | "stale_seq" | "expired" => {
+                            Verdict::Ignore
+                        }
+                        _ => {
+                            tracing::debug!(%from, code = %r.code, "rejected gossip");
+                            Verdict::Reject(r.message)
+                        }
+                    },
+                }
+            }
+            Topic::Checkpoints => match SignedCheckpoint::decode(data) {
+                Err(e) => Verdict::Reject(format!("undecodable checkpoint: {e}")),
+                Ok(c) => {
+                    if !self.0.validators.contains(&c.signer) {
+                        return Verdict::Reject("checkpoint not signed by a validator".into());
+                    }
+                    if c.verify().is_err() {
+                        return Verdict::Reject("checkpoint signature does not verify".into());
+                    }
+                    let head = self.0.head.read().map(|h| h.clone()).ok();
+                    if let Some(h) = head.filter(|h| h.height == c.checkpoint.height) {
+                        if h.merkle_root != c.checkpoint.root {
+                            tracing::error!(height = h.height, signer = %c.signer,
+                                "a validator signed a checkpoint that differs from our ledger");
+                            return Verdict::Reject("conflicting checkpoint".into());
+                        }
+                    }
+                    Verdict::Accept
+                }
+            },
+        }
+    }
+}
+
+struct SharedPool(Arc<Shared>);
+
+impl Pool for SharedPool {
+    fn pending(&self, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
+        let pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.pending(max_entries, max_bytes)
+    }
+    fn has_work(&self) -> bool {
+        !self.0.mempool.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+    fn notify(&self) -> Arc<Notify> {
+        self.0.notify.clone()
+    }
+}
+
+struct Api(Arc<Shared>);
+
+#[async_trait::async_trait]
+impl surplus_web::Node for Api {
+    fn state(&self) -> Arc<State> {
+        self.0.state()
+    }
+
+    fn status(&self) -> surplus_web::Status {
+        let head = self.0.head.read().map(|h| h.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        surplus_web::Status {
+            chain_id: self.0.chain_id.clone(),
+            node: self.0.name.clone(),
+            public_key: self.0.key.public(),
+            height: head.height,
+            head_hash: head.hash(),
+            peers: self.0.gossip.get().map_or(0, Gossip::peers),
+            validator: self.0.validator,
+            mempool: self.0.mempool.lock().map(|m| m.len()).unwrap_or(0),
+            synced: now_ms().saturating_sub(head.timestamp_ms) < 120_000,
+        }
+    }
+
+    async fn submit(&self, entry: Entry) -> Result<Hash, surplus_web::Refusal> {
+        let bytes = entry.encode();
+        let (id, fresh) = self.0.admit(entry)?;
+        if fresh {
+            if let Some(g) = self.0.gossip.get() {
+                if let Err(e) = g.publish(Topic::Orders, bytes).await {
+                    tracing::warn!(error = %e, "could not gossip an accepted entry");
+                }
+            }
+        }
+        Ok(id)
+    }
+
+    fn provisioning(&self, lease: &Hash) -> Option<serde_json::Value> {
+        let p = self.0.provisioning.get(&hex::encode(lease)).ok().flatten()?;
+        serde_json::to_value(p).ok()
+    }
+
+    fn credential(&self, lease: &Hash) -> Option<Vec<u8>> {
+        std::fs::read(self.0.token_path(lease)).ok()
+    }
+
+    fn access(&self, lease: &Hash) -> Option<serde_json::Value> {
+        let p = self.0.provisioning.get(&hex::encode(lease)).ok().flatten()?;
+        p.start.and_then(|o| if o.ok { o.access } else { None })
+    }
+}
+
+/// Runs `surplus node` until Ctrl-C or SIGTERM.
+pub fn node(args: NodeArgs) -> Result<ExitCode> {
+    init_logging(args.log.as_deref());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("surplus")
+        .build()
+        .context("cannot start the async runtime")?;
+    rt.block_on(run(args))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_logging(filter: Option<&str>) {
+    let filter = filter.unwrap_or(
+        "info,arc_malachitebft=warn,malachitebft=warn,libp2p=warn,libp2p_gossipsub=error,ractor=warn,sled=warn",
+    );
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_target(false)
+        .try_init();
+}
+
+fn seconds(ms: u64) -> Duration {
+    Duration::from_millis(ms)
+}
+
+async fn run(args: NodeArgs) -> Result<()> {
+    let dir = args.data_dir;
+    let config_path = args.config.unwrap_or_else(|| dir.join("config.toml"));
+    let config = Config::load(&config_path)?;
+    let key = crate::ledger_cmd::read_key(&dir.join("node.key"))?;
+    let genesis = GenesisFile::load(&config.genesis_path(&dir))?;
+    let (gblock, gmaker) = genesis.block().context("the genesis file does not build a block")?;
+    let chain_id = gblock.header.chain_id.clone();
+    let validators = genesis.genesis().validators;
+    let inventory = match config.inventory_path(&dir) {
+        Some(p) => Some(Inventory::load(&p, &gmaker.state.params.catalogue)?),
+        None => None,
+    };
+    let provisioning = ProvisionLog::open(&dir)?;
+    let credentials_dir = dir.join("credentials");
+    std::fs::create_dir_all(&credentials_dir)
+        .with_context(|| format!("cannot create {}", credentials_dir.display()))?;
+
+    let c = &config.consensus;
+    let settings = consensus::Settings {
+        data_dir: dir.clone(),
+        moniker: config.name.clone(),
+        listen: config.consensus.listen_addr().context("consensus.listen")?,
+        peers: config.consensus.peer_addrs(),
+        timeouts: malachitebft_app_channel::app::types::core::LinearTimeouts {
+            propose: seconds(c.timeout_propose_ms),
+            propose_delta: seconds(c.timeout_propose_delta_ms),
+            prevote: seconds(c.timeout_prevote_ms),
+            prevote_delta: seconds(c.timeout_propose_delta_ms),
+            precommit: seconds(c.timeout_precommit_ms),
+            precommit_delta: seconds(c.timeout_propose_delta_ms),
+            rebroadcast: seconds(c.timeout_rebroadcast_ms),
+            max_timeout: Duration::from_secs(10),
+        },
+        batch_interval: seconds(c.batch_interval_ms),
+        idle_heartbeat: seconds(c.idle_heartbeat_ms),
+        max_block_entries: c.max_block_entries as usize,
+        max_block_bytes: c.max_block_bytes as usize,
+        sync_status_interval: Duration::from_secs(1),
+    };
+
+    let shared = Arc::new(Shared {
+        chain_id: chain_id.clone(),
+        name: config.name.clone(),
+        key: key.clone(),
+        state: RwLock::new(Arc::new(gmaker.state.clone())),
+        head: RwLock::new(gblock.header.clone()),
+        mempool: Mutex::new(Mempool::new(
+            config.mempool.capacity as usize,
+            config.mempool.max_bytes as usize,
+        )),
+        notify: Arc::new(Notify::new()),
+        gossip: OnceLock::new(),
+        consensus: OnceLock::new(),
+        validator: validators.contains(&key.public()),
+        provisioning,
+        credentials_dir,
+        next_seq: Mutex::new(0),
+        validators,
+    });
+
+    let mut running = consensus::start(
+        settings,
+        key.seed(),
+        (gblock, gmaker),
+        Arc::new(SharedPool(shared.clone())),
+    )
+    .await?;
+    *shared.state.write().unwrap_or_else(|e| e.into_inner()) = running.state.clone();
+    *shared.head.write().unwrap_or_else(|e| e.into_inner()) = running.head.clone();
+    let _ = shared.consensus.set(running.status.clone());
+
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.seed())
+        .context("node key as a libp2p identity")?;
+    let net = p2p::NetConfig {
+        listen: config.p2p.listen_addrs(),
+        bootstrap: config.p2p.bootstrap_addrs(),
+        mdns: config.p2p.mdns,
+        max_connections: config.p2p.max_connections,
+        max_message_bytes: config.p2p.max_message_bytes as usize,
+        peer_msgs_per_sec: config.p2p.peer_msgs_per_sec,
+        peer_burst: config.p2p.peer_burst,
+    };
+    let gossip = p2p::start(net, keypair, &chain_id, Arc::new(GossipCheck(shared.clone())))
+        .await
+        .context("cannot start the order gossip network")?;
+    let _ = shared.gossip.set(gossip);
+
+    let http_addr = config.http.listen_addr().context("http.listen")?;
+    let limits = surplus_web::Limits {
+        max_body_bytes: config.http.max_body_bytes as usize,
+        ..surplus_web::Limits::default()
+    };
+    let (server, bound) = surplus_web::serve(http_addr, Arc::new(Api(shared.clone())), limits)
+        .await
+        .context("cannot start the HTTP API")?;
+    let server_handle = server.handle();
+    let server_task = tokio::spawn(server);
+    tracing::info!(
+        node = %config.name,
+        chain = %chain_id,
+        height = running.head.height,
+        validator = shared.validator,
+        http = %format!("http://{bound}"),
+        "node started"
+    );
+    println!("surplus node {} listening: http://{bound}", config.name);
+
+    let hook = Hook::from_config(&config.provisioning);
+    let me = key.public();
+    plan_inventory(&shared, inventory.as_ref()).await;
+
+    let mut prev = running.state.clone();
+    let mut stop = Box::pin(shutdown_signal());
+    loop {
+        tokio::select! {
+            _ = &mut stop => break,
+            c = running.commits.recv() => {
+                let Some(c) = c else { break };
+                on_commit(&shared, &c, &prev, &hook, &me).await;
+                prev = c.state.clone();
+                plan_inventory(&shared, inventory.as_ref()).await;
+            }
+            r = &mut running.task => {
+                match r {
+                    Ok(Err(e)) => return Err(e.context("consensus stopped")),
+                    _ => anyhow::bail!("consensus stopped"),
+                }
+            }
+        }
+    }
+    tracing::info!("stopping");
+    server_handle.stop(true).await;
+    let _ = server_task.await;
+    if let Some(g) = Arc::try_unwrap(shared).ok().and_then(|s| s.gossip.into_inner()) {
+        g.shutdown().await;
+    }
+    running.stop().await;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// After a block: update the shared view, clean the mempool, provision leases that started or
+/// ended on this node, and publish a checkpoint.
+async fn on_commit(
+    shared: &Arc<Shared>,
+    c: &Committed,
+    prev: &Arc<State>,
+    hook: &Hook,
+    me: &PublicKey,
+) {
+    *shared.state.write().unwrap_or_else(|e| e.into_inner()) = c.state.clone();
+    *shared.head.write().unwrap_or_else(|e| e.into_inner()) = c.block.header.clone();
+    {
+        let ids: Vec<Hash> = c.block.entries.iter().map(Entry::id).collect();
+        let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.remove_committed(&ids);
+        pool.evict_expired(now_ms());
+        if pool.len() <= 2_000 {
+            let now = now_ms();
+            pool.retain(|e| admission::check(e, &c.state, now).is_ok());
+        }
+    }
+    {
+        let mut seq = shared.next_seq.lock().unwrap_or_else(|e| e.into_inner());
+        *seq = (*seq).max(c.state.account(me).seq);
+    }
+    for lease in c.state.leases().filter(|l| l.fill.provider == *me) {
+        let before = prev.lease(&lease.id).map(|l| l.status);
+        let started = before.is_none() && lease.status == LeaseStatus::Active;
+        let ended = lease.status != LeaseStatus::Active && before != Some(lease.status);
+        if started {
+            start_lease(shared, lease.clone(), hook.clone());
+        }
+        if ended {
+            end_lease(shared, lease.clone(), hook.clone());
+        }
+    }
+    if shared.validator {
+        let checkpoint = surplus_ledger::Checkpoint {
+            chain_id: shared.chain_id.clone(),
+            height: c.block.header.height,
+            tree_size: c.block.header.tree_size,
+            root: c.block.header.merkle_root,
+            header_hash: c.block.header.hash(),
+        };
+        let signed = checkpoint.sign(&shared.key);
+        if let Some(g) = shared.gossip.get() {
+            if let Err(e) = g.publish(Topic::Checkpoints, signed.encode()).await {
+                tracing::debug!(error = %e, "checkpoint not gossiped");
+            }
+        }
+    }
+}
+
+/// Runs the start hook, mints the credential and records the grant on the ledger.
+fn start_lease(shared: &Arc<Shared>, lease: Lease, hook: Hook) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let id = hex::encode(lease.id);
+        let outcome = hook.run(&LeaseEvent::new(Event::Start, &lease, &shared.chain_id)).await;
+        if !outcome.ok {
+            tracing::warn!(lease = %id, error = ?outcome.error, "provisioning failed");
+        }
+        if let Err(e) = shared.provisioning.record(&id, Event::Start, &outcome) {
+            tracing::error!(lease = %id, error = %e, "cannot record provisioning");
+        }
+        let minted = surplus_contracts::credential::mint(
+            &lease,
+            &shared.key,
+            &["read", "write", "manage"],
+            &mut rand_core::OsRng,
+        );
+        let credential = match minted {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(lease = %id, error = %e, "cannot mint the credential");
+                return;
+            }
+        };
+        if let Err(e) = crate::config::write_atomic(&shared.token_path(&lease.id), &credential.token)
+        {
+            tracing::error!(lease = %id, error = %e, "cannot store the credential");
+            return;
+        }
+        let seq = {
+            let mut s = shared.next_seq.lock().unwrap_or_else(|e| e.into_inner());
+            let v = *s;
+            *s += 1;
+            v
+        };
+        let tx = Tx::Grant {
+            lease: lease.id,
+            token_hash: credential.token_hash,
+            revocation_ids: credential.revocation_ids,
+            seq,
+        };
+        let entry = Entry::signed(&shared.chain_id, tx.kind(), tx.encode(), &shared.key);
+        submit_own(&shared, entry).await;
+    });
+}
+
+fn end_lease(shared: &Arc<Shared>, lease: Lease, hook: Hook) {
+    let shared = shared.clone();
+    tokio::spawn(async move {
+        let id = hex::encode(lease.id);
+        let outcome = hook.run(&LeaseEvent::new(Event::End, &lease, &shared.chain_id)).await;
+        if let Err(e) = shared.provisioning.record(&id, Event::End, &outcome) {
+            tracing::error!(lease = %id, error = %e, "cannot record provisioning");
+        }
+    });
+}
+
+async fn submit_own(shared: &Arc<Shared>, entry: Entry) {
+    let bytes = entry.encode();
+    let kind = entry.kind;
+    match shared.admit(entry) {
+        Ok(_) => {
+            if let Some(g) = shared.gossip.get() {
+                let _ = g.publish(Topic::Orders, bytes).await;
+            }
+        }
+        Err(r) => tracing::warn!(kind = kind.name(), code = %r.code, "own entry refused: {}", r.message),
+    }
+}
+
+/// Keeps the inventory's offers in step with the book and the leases.
+async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
+    let Some(inv) = inv else { return };
+    let state = shared.state();
+    let me = shared.key.public();
+    let pending: Vec<surplus_market::Offer> = {
+        let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
+        pool.pending(usize::MAX, usize::MAX)
+            .iter()
+            .filter(|e| e.kind == EntryKind::ORDER)
+            .filter_map(|e| surplus_market::SignedOrder::from_entry(e).ok())
+            .filter(|o| o.author == me)
+            .filter_map(|o| match o.order {
+                surplus_market::Order::Offer(offer) => Some(offer),
+                surplus_market::Order::Bid(_) => None,
+            })
+            .collect()
+    };
+    let plan = inventory::plan(inv, &state, &me, &pending, now_ms());
+    for entry in plan.entries(&shared.chain_id, &shared.key) {
+        submit_own(shared, entry).await;
+    }
+}
+
+/// The node's data dir layout, for other commands.
+pub fn key_path(dir: &Path) -> PathBuf {
+    dir.join("node.key")
+}
