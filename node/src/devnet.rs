@@ -1,0 +1,392 @@
+//! `surplus devnet`: a whole local consortium on loopback — N validator nodes as separate
+//! processes, a sample catalogue, an inventory per datacenter, funded buyer keys, and the web UI.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use rand_core::{OsRng, RngCore};
+use serde::{Deserialize, Serialize};
+use surplus_contracts::{Allocation, Params};
+use surplus_ledger::{PublicKey, SecretKey};
+use surplus_market::{Catalogue, Market};
+
+use crate::config::{self, Config, HookKind};
+use crate::genesis_cmd::{GenesisFile, Validator};
+use crate::inventory::Inventory;
+
+/// Devnet's chain id.
+pub const CHAIN_ID: &str = "surplus-devnet";
+/// Credits given to every sample buyer (units).
+pub const BUYER_FUNDS: u64 = 1_000_000 * 1_000_000;
+/// How long nodes get to answer on their API after start.
+const START_TIMEOUT: Duration = Duration::from_secs(90);
+
+/// Arguments of `surplus devnet`.
+#[derive(Debug, clap::Args)]
+pub struct DevnetArgs {
+    /// Number of validator nodes (1 to 16).
+    #[arg(long, default_value_t = 4)]
+    pub nodes: usize,
+    /// Where every node's data dir, the buyer keys and devnet.json go.
+    #[arg(long, default_value = "devnet")]
+    pub data_dir: PathBuf,
+    /// Keep sample bids flowing so the market visibly moves.
+    #[arg(long)]
+    pub demo: bool,
+    /// Stop the demo after this many orders.
+    #[arg(long, default_value_t = 100_000)]
+    pub demo_orders: u64,
+    /// First port: node i uses BASE+10i (p2p TCP and QUIC), +1 (consensus), +2 (HTTP).
+    #[arg(long, default_value_t = 7700)]
+    pub base_port: u16,
+    /// Number of sample buyer keys.
+    #[arg(long, default_value_t = 3)]
+    pub buyers: usize,
+    /// Write the devnet (keys, configs, genesis) and exit without starting it.
+    #[arg(long)]
+    pub init_only: bool,
+    /// Batch interval of the nodes, ms.
+    #[arg(long, default_value_t = 500)]
+    pub batch_interval_ms: u64,
+}
+
+/// One node in devnet.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DevnetNode {
+    /// Its name.
+    pub name: String,
+    /// Its public key.
+    pub public_key: PublicKey,
+    /// HTTP API (and web UI) URL.
+    pub api: String,
+    /// Order-gossip address with peer id.
+    pub p2p: String,
+    /// Consensus address.
+    pub consensus: String,
+    /// Data dir.
+    pub data_dir: PathBuf,
+    /// Process id while running (0 when stopped).
+    pub pid: u32,
+}
+
+/// A sample buyer.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DevnetBuyer {
+    /// Key file.
+    pub key_file: PathBuf,
+    /// Public key.
+    pub public_key: PublicKey,
+}
+
+/// DIR/devnet.json.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DevnetFile {
+    /// Chain id.
+    pub chain_id: String,
+    /// Nodes.
+    pub nodes: Vec<DevnetNode>,
+    /// Funded buyer keys.
+    pub buyers: Vec<DevnetBuyer>,
+    /// Where the web UI is.
+    pub web_ui: String,
+}
+
+fn markets_for(i: usize, catalogue: &Catalogue) -> Vec<(Market, u32, u64)> {
+    let markets = catalogue.markets();
+    // Each datacenter sells in one region, a few classes, at reserves that differ a little.
+    let region = &catalogue.regions[i % catalogue.regions.len()].id;
+    markets
+        .into_iter()
+        .filter(|m| &m.region == region)
+        .enumerate()
+        .map(|(k, m)| {
+            let base = if m.class.starts_with("gpu") { 2_000_000 } else { 40_000 * (k as u64 + 1) };
+            (m, 8 + 4 * (i as u32 % 3), base + 1_000 * i as u64)
+        })
+        .collect()
+}
+
+fn write(path: &Path, text: &str) -> Result<()> {
+    config::write_atomic(path, text.as_bytes())?;
+    Ok(())
+}
+
+fn write_key(path: &Path, key: &SecretKey) -> Result<()> {
+    write(path, &key.to_file_contents())?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))?;
+    }
+    Ok(())
+}
+
+/// Creates the devnet's files in `dir`.
+pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
+    if a.nodes == 0 || a.nodes > 16 {
+        bail!("--nodes must be 1 to 16, got {}", a.nodes);
+    }
+    if usize::from(a.base_port) + 10 * a.nodes + 3 > usize::from(u16::MAX) {
+        bail!("--base-port {} leaves no room for {} nodes", a.base_port, a.nodes);
+    }
+    let dir = &a.data_dir;
+    std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    let exe = std::env::current_exe().context("cannot find the surplus binary")?;
+    let catalogue = Catalogue::sample();
+    let keys: Vec<SecretKey> = (0..a.nodes).map(|_| SecretKey::generate(&mut OsRng)).collect();
+    let port = |i: usize, k: u16| a.base_port + 10 * i as u16 + k;
+    let p2p_addr = |i: usize| -> Result<String> {
+        Ok(format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", port(i, 0), config::peer_id(&keys[i])?))
+    };
+    let buyers: Vec<(PathBuf, SecretKey)> = (0..a.buyers)
+        .map(|j| (dir.join("buyers").join(format!("buyer{j}.key")), SecretKey::generate(&mut OsRng)))
+        .collect();
+    std::fs::create_dir_all(dir.join("buyers"))?;
+    for (path, key) in &buyers {
+        write_key(path, key)?;
+    }
+    let mut allocations: Vec<Allocation> =
+        buyers.iter().map(|(_, k)| Allocation { account: k.public(), amount: BUYER_FUNDS }).collect();
+    allocations.extend(keys.iter().map(|k| Allocation { account: k.public(), amount: BUYER_FUNDS / 10 }));
+    let genesis = GenesisFile {
+        chain_id: CHAIN_ID.into(),
+        genesis_time_ms: crate::runtime::now_ms(),
+        validators: keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| Validator { name: format!("dc{}", i + 1), public_key: k.public() })
+            .collect(),
+        params: Params {
+            catalogue: catalogue.clone(),
+            treasury: keys[0].public(),
+            fee_bps: 100,
+            penalty_bps: 500,
+        },
+        allocations,
+    };
+    let genesis_json = genesis.to_json();
+    let mut nodes = Vec::new();
+    for (i, key) in keys.iter().enumerate() {
+        let name = format!("dc{}", i + 1);
+        let node_dir = dir.join(&name);
+        std::fs::create_dir_all(&node_dir)?;
+        write_key(&node_dir.join("node.key"), key)?;
+        write(&node_dir.join("genesis.json"), &genesis_json)?;
+        write(&node_dir.join("inventory.toml"), &Inventory::sample(&markets_for(i, &catalogue)))?;
+        let mut c = Config { name: name.clone(), ..Config::default() };
+        c.p2p.listen = vec![
+            format!("/ip4/127.0.0.1/tcp/{}", port(i, 0)),
+            format!("/ip4/127.0.0.1/udp/{}/quic-v1", port(i, 0)),
+        ];
+        c.p2p.bootstrap =
+            (0..a.nodes).filter(|&j| j != i).map(p2p_addr).collect::<Result<Vec<_>>>()?;
+        c.consensus.listen = format!("/ip4/127.0.0.1/tcp/{}", port(i, 1));
+        c.consensus.peers = (0..a.nodes)
+            .filter(|&j| j != i)
+            .map(|j| format!("/ip4/127.0.0.1/tcp/{}", port(j, 1)))
+            .collect();
+        c.consensus.batch_interval_ms = a.batch_interval_ms;
+        c.http.listen = format!("127.0.0.1:{}", port(i, 2));
+        c.inventory = Some(config::InventoryFile { file: "inventory.toml".into() });
+        c.provisioning.kind = HookKind::Exec;
+        c.provisioning.command = vec![
+            exe.display().to_string(),
+            "hook".into(),
+            "sample".into(),
+            "--dir".into(),
+            node_dir.join("leases").display().to_string(),
+        ];
+        write(&node_dir.join("config.toml"), &c.commented())?;
+        nodes.push(DevnetNode {
+            name,
+            public_key: key.public(),
+            api: format!("http://127.0.0.1:{}", port(i, 2)),
+            p2p: p2p_addr(i)?,
+            consensus: c.consensus.listen.clone(),
+            data_dir: node_dir,
+            pid: 0,
+        });
+    }
+    let file = DevnetFile {
+        chain_id: CHAIN_ID.into(),
+        web_ui: format!("{}/", nodes[0].api),
+        nodes,
+        buyers: buyers
+            .iter()
+            .map(|(p, k)| DevnetBuyer { key_file: p.clone(), public_key: k.public() })
+            .collect(),
+    };
+    save(dir, &file)?;
+    Ok(file)
+}
+
+fn save(dir: &Path, file: &DevnetFile) -> Result<()> {
+    write(&dir.join("devnet.json"), &serde_json::to_string_pretty(file)?)
+}
+
+/// Reads DIR/devnet.json.
+pub fn load(dir: &Path) -> Result<DevnetFile> {
+    let path = dir.join("devnet.json");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{} is not a devnet file", path.display()))
+}
+
+fn spawn(exe: &Path, node: &DevnetNode) -> Result<Child> {
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(node.data_dir.join("node.log"))
+        .with_context(|| format!("cannot open {}/node.log", node.data_dir.display()))?;
+    Command::new(exe)
+        .arg("node")
+        .arg("--data-dir")
+        .arg(&node.data_dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log)
+        .spawn()
+        .with_context(|| format!("cannot start node {}", node.name))
+}
+
+fn api_up(api: &str) -> bool {
+    ureq::get(&format!("{api}/api/v1/status")).timeout(Duration::from_secs(2)).call().is_ok()
+}
+
+/// Sends SIGTERM so the node shuts down cleanly (flushes, releases its WAL).
+fn terminate(child: &Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+}
+
+/// Runs `surplus devnet`.
+pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
+    let dir = a.data_dir.clone();
+    let mut file = if dir.join("devnet.json").exists() {
+        let f = load(&dir)?;
+        if f.nodes.len() != a.nodes {
+            bail!(
+                "{} holds a devnet of {} nodes, not {}: pass --nodes {} to resume it, or use \
+                 another --data-dir",
+                dir.display(),
+                f.nodes.len(),
+                a.nodes,
+                f.nodes.len()
+            );
+        }
+        println!("resuming the devnet in {}", dir.display());
+        f
+    } else {
+        println!("creating a devnet of {} nodes in {}", a.nodes, dir.display());
+        create(&a)?
+    };
+    if a.init_only {
+        println!("wrote {}", dir.join("devnet.json").display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let exe = std::env::current_exe().context("cannot find the surplus binary")?;
+    let mut children = Vec::new();
+    for n in &mut file.nodes {
+        let child = spawn(&exe, n)?;
+        n.pid = child.id();
+        children.push(child);
+    }
+    save(&dir, &file)?;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        ctrlc_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst))?;
+    }
+    let started = Instant::now();
+    for n in &file.nodes {
+        while !api_up(&n.api) {
+            if started.elapsed() > START_TIMEOUT || stop.load(std::sync::atomic::Ordering::SeqCst) {
+                shutdown(&mut children, &mut file, &dir);
+                bail!(
+                    "node {} did not answer on {} within {} s: see {}/node.log",
+                    n.name,
+                    n.api,
+                    START_TIMEOUT.as_secs(),
+                    n.data_dir.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+    println!("\nSurplus devnet `{}` is running: {} validators on 127.0.0.1", file.chain_id, file.nodes.len());
+    for n in &file.nodes {
+        println!("  {:<5} {}  (data {}, pid {})", n.name, n.api, n.data_dir.display(), n.pid);
+    }
+    println!("  buyer keys: {}", dir.join("buyers").display());
+    println!("\nWeb UI: {}", file.web_ui);
+    println!("Try:    surplus status --node {}", file.nodes[0].api);
+    println!("Stop:   Ctrl-C (running `surplus devnet` again resumes the same chain)\n");
+
+    let mut demo = a.demo.then(|| crate::demo::Demo::new(&file));
+    let mut sent = 0u64;
+    while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+        for (child, n) in children.iter_mut().zip(&file.nodes) {
+            if let Ok(Some(status)) = child.try_wait() {
+                eprintln!("node {} exited ({status}): see {}/node.log", n.name, n.data_dir.display());
+                stop.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        if let Some(d) = demo.as_mut().filter(|_| sent < a.demo_orders) {
+            match d.step() {
+                Ok(n) => sent += n,
+                Err(e) => eprintln!("demo: {e:#}"),
+            }
+        }
+        std::thread::sleep(Duration::from_millis(if demo.is_some() { 700 } else { 200 }));
+    }
+    println!("stopping the devnet…");
+    shutdown(&mut children, &mut file, &dir);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn shutdown(children: &mut [Child], file: &mut DevnetFile, dir: &Path) {
+    for c in children.iter() {
+        terminate(c);
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for c in children.iter_mut() {
+        loop {
+            match c.try_wait() {
+                Ok(Some(_)) | Err(_) => break,
+                Ok(None) if Instant::now() > deadline => {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                    break;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(100)),
+            }
+        }
+    }
+    for n in &mut file.nodes {
+        n.pid = 0;
+    }
+    let _ = save(dir, file);
+}
+
+/// Calls `f` on Ctrl-C or SIGTERM (a small tokio runtime on its own thread).
+fn ctrlc_handler(f: impl FnOnce() + Send + 'static) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    std::thread::spawn(move || {
+        rt.block_on(async {
+            let mut term =
+                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+            }
+        });
+        f();
+    });
+    Ok(())
+}
+
+/// A random u64 (order nonces).
+pub fn nonce() -> u64 {
+    OsRng.next_u64()
+}
