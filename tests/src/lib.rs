@@ -1,2 +1,242 @@
-//! Surplus integration tests across crates and processes: multi-node, fault and browser tests.
-//! Built by the node, web and faults issues; nothing here yet.
+//! Surplus integration tests across crates and processes: a cluster helper that runs real
+//! `surplus` node processes on loopback, talks to their HTTP APIs, and compares their ledgers.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context as _, Result};
+use serde_json::Value;
+use surplus_ledger::{Entry, Hash, PublicKey, SecretKey};
+
+/// The `surplus` binary built beside this test binary (`cargo test --workspace` builds it).
+pub fn surplus_bin() -> PathBuf {
+    if let Ok(p) = std::env::var("SURPLUS_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test binary path");
+    // target/<profile>/deps/<test> → target/<profile>/surplus
+    let dir = exe.parent().and_then(Path::parent).expect("target dir");
+    dir.join(format!("surplus{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// Runs `surplus ARGS` to completion.
+pub fn surplus(args: &[&str]) -> Output {
+    Command::new(surplus_bin()).args(args).output().expect("run surplus")
+}
+
+/// A free TCP port base with `n` consecutive ports (best effort: bound then released).
+pub fn free_base(span: u16) -> u16 {
+    for _ in 0..200 {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let base = l.local_addr().expect("addr").port();
+        drop(l);
+        if base < 20_000 || u32::from(base) + u32::from(span) > 60_000 {
+            continue;
+        }
+        let ok = (0..span).all(|k| {
+            std::net::TcpListener::bind(("127.0.0.1", base + k)).is_ok()
+                && std::net::UdpSocket::bind(("127.0.0.1", base + k)).is_ok()
+        });
+        if ok {
+            return base;
+        }
+    }
+    panic!("no free port range");
+}
+
+/// GET a JSON document.
+pub fn get(url: &str) -> Result<Value> {
+    match ureq::get(url).timeout(Duration::from_secs(10)).call() {
+        Ok(r) => Ok(r.into_json()?),
+        Err(ureq::Error::Status(code, r)) => {
+            bail!("GET {url}: {code} {}", r.into_string().unwrap_or_default())
+        }
+        Err(e) => Err(anyhow!("GET {url}: {e}")),
+    }
+}
+
+/// POST JSON; returns (status, body).
+pub fn post(url: &str, body: &Value) -> Result<(u16, Value)> {
+    match ureq::post(url).timeout(Duration::from_secs(10)).send_json(body.clone()) {
+        Ok(r) => {
+            let code = r.status();
+            Ok((code, r.into_json().unwrap_or(Value::Null)))
+        }
+        Err(ureq::Error::Status(code, r)) => Ok((code, r.into_json().unwrap_or(Value::Null))),
+        Err(e) => Err(anyhow!("POST {url}: {e}")),
+    }
+}
+
+/// Waits (bounded) until `f` gives `Some`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < timeout, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A node's API.
+#[derive(Clone, Debug)]
+pub struct Api(pub String);
+
+impl Api {
+    /// `/api/v1/status`.
+    pub fn status(&self) -> Result<Value> {
+        get(&format!("{}/api/v1/status", self.0))
+    }
+    /// Height and head hash.
+    pub fn head(&self) -> Option<(u64, String)> {
+        let s = self.status().ok()?;
+        Some((s["height"].as_u64()?, s["head_hash"].as_str()?.to_owned()))
+    }
+    /// Submits a signed entry; the node's JSON answer.
+    pub fn submit(&self, entry: &Entry) -> Result<(u16, Value)> {
+        post(
+            &format!("{}/api/v1/entries", self.0),
+            &serde_json::json!({ "entry": hex::encode(entry.encode()) }),
+        )
+    }
+    /// Leases where `account` is buyer or provider.
+    pub fn leases(&self, account: &PublicKey) -> Result<Vec<Value>> {
+        let v = get(&format!("{}/api/v1/leases?account={}", self.0, hex::encode(account.0)))?;
+        let list = v.get("leases").cloned().unwrap_or(v);
+        Ok(list.as_array().cloned().unwrap_or_default())
+    }
+    /// One lease.
+    pub fn lease(&self, id: &str) -> Result<Value> {
+        get(&format!("{}/api/v1/leases/{id}", self.0))
+    }
+    /// An account's balance and sequence number.
+    pub fn account(&self, key: &PublicKey) -> Result<(u64, u64)> {
+        let v = get(&format!("{}/api/v1/accounts/{}", self.0, hex::encode(key.0)))?;
+        Ok((v["balance"].as_u64().unwrap_or(0), v["seq"].as_u64().unwrap_or(0)))
+    }
+    /// Fetches a lease's credential by signing the node's challenge with `key`.
+    pub fn fetch_credential(&self, chain_id: &str, lease: &Hash, key: &SecretKey) -> Result<(u16, Value)> {
+        let id = hex::encode(lease);
+        let (code, c) = post(&format!("{}/api/v1/leases/{id}/challenge", self.0), &Value::Null)?;
+        if code != 200 {
+            bail!("challenge refused: {code} {c}");
+        }
+        let challenge = c["challenge"].as_str().context("challenge")?.to_owned();
+        let bytes = hex::decode(&challenge)?;
+        let _ = chain_id;
+        let sig = key.sign(&bytes);
+        post(
+            &format!("{}/api/v1/leases/{id}/credential", self.0),
+            &serde_json::json!({ "challenge": challenge, "signature": hex::encode(sig.0) }),
+        )
+    }
+    /// Presents a token to the node's gateway.
+    pub fn gateway(&self, token: &str) -> Result<(u16, Value)> {
+        post(
+            &format!("{}/api/v1/gateway", self.0),
+            &serde_json::json!({ "token": token, "operation": "read" }),
+        )
+    }
+}
+
+/// A node process we started.
+pub struct NodeProc {
+    /// Its data dir.
+    pub dir: PathBuf,
+    /// Its API.
+    pub api: Api,
+    /// The process.
+    pub child: Option<Child>,
+}
+
+impl NodeProc {
+    /// Starts `surplus node --data-dir DIR`, logging to DIR/node.log.
+    pub fn start(dir: &Path, api: &str) -> Self {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("node.log"))
+            .expect("node log");
+        let child = Command::new(surplus_bin())
+            .arg("node")
+            .arg("--data-dir")
+            .arg(dir)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("spawn node");
+        Self { dir: dir.to_owned(), api: Api(api.to_owned()), child: Some(child) }
+    }
+
+    /// Waits until the API answers.
+    pub fn wait_up(&self) {
+        wait_for(&format!("{} to answer", self.api.0), Duration::from_secs(90), || {
+            self.api.status().ok()
+        });
+    }
+
+    /// SIGTERM and wait (a clean stop).
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = Command::new("kill").arg("-TERM").arg(c.id().to_string()).status();
+            let start = Instant::now();
+            while c.try_wait().ok().flatten().is_none() {
+                if start.elapsed() > Duration::from_secs(30) {
+                    let _ = c.kill();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = c.wait();
+        }
+    }
+
+    /// SIGKILL (a crash).
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The last lines of its log (for failure messages).
+    pub fn log_tail(&self) -> String {
+        let text = std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+}
+
+impl Drop for NodeProc {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Waits until every API reports the same height and head hash, at least `min_height`.
+pub fn wait_converged(apis: &[&Api], min_height: u64, timeout: Duration) -> (u64, String) {
+    wait_for("all heads to be equal", timeout, || {
+        let heads: Vec<_> = apis.iter().map(|a| a.head()).collect::<Option<Vec<_>>>()?;
+        let first = heads[0].clone();
+        (first.0 >= min_height && heads.iter().all(|h| *h == first)).then_some(first)
+    })
+}
+
+/// `surplus audit --data-dir DIR --json`: Ok with the report, or the failure text.
+pub fn audit(dir: &Path) -> Result<Value> {
+    let out = surplus(&["audit", "--data-dir", &dir.display().to_string(), "--json"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("audit of {} failed: {text} {}", dir.display(), String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+/// Reads a key file.
+pub fn read_key(path: &Path) -> SecretKey {
+    let text = std::fs::read_to_string(path).expect("key file");
+    SecretKey::from_file_contents(&text).expect("key")
+}

@@ -1,0 +1,283 @@
+//! The node issue's multi-node properties, on real `surplus` processes on loopback.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use serde_json::Value;
+use surplus_contracts::Tx;
+use surplus_ledger::{Entry, Hash};
+use surplus_market::{Bid, FillRule, Market, Order, SignedOrder};
+use surplus_tests::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
+}
+
+fn devnet_file(dir: &Path) -> Option<Value> {
+    let text = std::fs::read_to_string(dir.join("devnet.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn lease_hash(id: &str) -> Hash {
+    hex::decode(id).unwrap().try_into().unwrap()
+}
+
+fn lease_status(api: &Api, id: &str) -> Option<String> {
+    let v = api.lease(id).ok()?;
+    let lease = v.get("lease").unwrap_or(&v);
+    lease["status"].as_str().map(str::to_owned)
+}
+
+/// Four nodes started by `surplus devnet`: a bid sent to one node fills against a provider's
+/// inventory offer on another, and every node ends with the same lease and head; the provider's
+/// hook runs at lease start and end; only the buyer can fetch the credential, which the gateway
+/// accepts until the lease ends; every node's ledger audits clean; the devnet resumes.
+#[test]
+fn four_nodes_trade_provision_grant_and_audit() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let base = free_base(40);
+    let log = std::fs::File::create(tmp.path().join("devnet.log")).unwrap();
+    let mut devnet = Command::new(surplus_bin())
+        .args(["devnet", "--nodes", "4", "--batch-interval-ms", "200", "--base-port"])
+        .arg(base.to_string())
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let file = wait_for("devnet.json with running nodes", 2 * MINUTE, || {
+        let f = devnet_file(&dir)?;
+        f["nodes"].as_array()?.iter().all(|n| n["pid"].as_u64() > Some(0)).then_some(f)
+    });
+    let apis: Vec<Api> = file["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| Api(n["api"].as_str().unwrap().to_owned()))
+        .collect();
+    for a in &apis {
+        wait_for("node API", 2 * MINUTE, || a.status().ok());
+    }
+    let chain_id = file["chain_id"].as_str().unwrap().to_owned();
+    let buyer = read_key(Path::new(file["buyers"][0]["key_file"].as_str().unwrap()));
+    let other = read_key(Path::new(file["buyers"][1]["key_file"].as_str().unwrap()));
+    let provider_key = file["nodes"][0]["public_key"].as_str().unwrap().to_owned();
+
+    // dc1 sells in eu-west-a from its inventory: wait for its offer in the book.
+    let market = Market::new("vm.2c8g", "eu-west-a");
+    let url = format!("{}/api/v1/book?market={market}", apis[2].0);
+    wait_for("dc1's inventory offer in the book", 2 * MINUTE, || {
+        let book = get(&url).ok()?;
+        let text = book.to_string();
+        text.contains(&provider_key).then_some(())
+    });
+
+    // A buyer bids through dc3.
+    let now = now_ms();
+    let bid = Bid {
+        market: market.clone(),
+        slots: 1,
+        hours: 1,
+        limit: 5_000_000,
+        earliest_ms: now,
+        latest_ms: now + 3_600_000,
+        fill: FillRule::AtLeast(1),
+        expiry_ms: now + 600_000,
+        nonce: now,
+    };
+    let (entry, _) = SignedOrder::sign(&chain_id, Order::Bid(bid), &buyer);
+    let (code, body) = apis[2].submit(&entry).unwrap();
+    assert_eq!(code, 202, "bid refused: {body}");
+
+    // The same lease on every node.
+    let ids: Vec<String> = apis
+        .iter()
+        .map(|a| {
+            wait_for("the lease on every node", 2 * MINUTE, || {
+                let l = a.leases(&buyer.public()).ok()?;
+                let id = l.first()?["id"].as_str()?.to_owned();
+                Some(id)
+            })
+        })
+        .collect();
+    assert!(ids.iter().all(|i| *i == ids[0]), "leases differ: {ids:?}");
+    let lease_id = ids[0].clone();
+    let lease = lease_hash(&lease_id);
+
+    // The provider's start hook made the lease's directory; its record says so.
+    let access = dir.join("dc1").join("leases").join(&lease_id).join("access.json");
+    wait_for("the start hook's access file", MINUTE, || access.exists().then_some(()));
+
+    // The buyer fetches the credential (once the provider minted it); anyone else is refused.
+    let token = wait_for("the credential", MINUTE, || {
+        let (code, v) = apis[0].fetch_credential(&chain_id, &lease, &buyer).ok()?;
+        (code == 200).then(|| v["token"].as_str().map(str::to_owned)).flatten()
+    });
+    let (code, v) = apis[0].fetch_credential(&chain_id, &lease, &other).unwrap();
+    assert_eq!(code, 403, "another key got the credential: {v}");
+    let (code, v) = apis[0].gateway(&token).unwrap();
+    assert_eq!(code, 200, "gateway refused a live lease's token: {v}");
+    assert!(v.to_string().contains("devnet sample") || v["access"].is_object(), "{v}");
+
+    // The buyer ends the lease (through dc2); the gateway then refuses; the end hook runs.
+    let (_, seq) = apis[1].account(&buyer.public()).unwrap();
+    let tx = Tx::Terminate { lease, seq };
+    let end = Entry::signed(&chain_id, tx.kind(), tx.encode(), &buyer);
+    let (code, body) = apis[1].submit(&end).unwrap();
+    assert_eq!(code, 202, "terminate refused: {body}");
+    for a in &apis {
+        wait_for("the lease to end everywhere", 2 * MINUTE, || {
+            (lease_status(a, &lease_id)? != "active").then_some(())
+        });
+    }
+    wait_for("the gateway to refuse the ended lease", MINUTE, || {
+        let (code, _) = apis[0].gateway(&token).ok()?;
+        (code == 403).then_some(())
+    });
+    wait_for("the end hook", MINUTE, || {
+        let v = apis[0].lease(&lease_id).ok()?;
+        v.to_string().contains("\"end\":{").then_some(())
+    });
+
+    let refs: Vec<&Api> = apis.iter().collect();
+    let (height, head) = wait_converged(&refs, 2, 2 * MINUTE);
+
+    // Ctrl-C (SIGINT) stops every node cleanly.
+    let _ = Command::new("kill").arg("-INT").arg(devnet.id().to_string()).status();
+    let status = wait_for("devnet to exit", 2 * MINUTE, || devnet.try_wait().ok().flatten());
+    assert!(status.success(), "devnet exited with {status}");
+    let mut heads = Vec::new();
+    for i in 1..=4 {
+        let report = audit(&dir.join(format!("dc{i}"))).unwrap();
+        heads.push(report.to_string());
+    }
+    assert!(height >= 2 && !head.is_empty());
+
+    // Running it again resumes the same chain.
+    let log = std::fs::File::create(tmp.path().join("devnet2.log")).unwrap();
+    let mut again = Command::new(surplus_bin())
+        .args(["devnet", "--nodes", "4", "--base-port"])
+        .arg(base.to_string())
+        .arg("--data-dir")
+        .arg(&dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let resumed = wait_for("the resumed devnet at the old height", 2 * MINUTE, || {
+        let (h, _) = apis[0].head()?;
+        (h >= height).then_some(h)
+    });
+    assert!(resumed >= height);
+    let _ = Command::new("kill").arg("-INT").arg(again.id().to_string()).status();
+    wait_for("devnet to exit", 2 * MINUTE, || again.try_wait().ok().flatten());
+}
+
+fn set(config: &Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(config).unwrap();
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with(&format!("{key} =")) {
+                format!("{key} = {value}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(config, out.join("\n") + "\n").unwrap();
+}
+
+/// A validator stopped and restarted catches up to the same head; a fifth, non-validator node
+/// started after 100 blocks syncs to the same head.
+#[test]
+fn restarted_validator_and_late_joiner_reach_the_same_head() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let base = free_base(60);
+    let out = Command::new(surplus_bin())
+        .args(["devnet", "--init-only", "--nodes", "4", "--batch-interval-ms", "50"])
+        .args(["--heartbeat-ms", "100", "--base-port", &base.to_string()])
+        .arg("--data-dir")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let file = devnet_file(&dir).unwrap();
+    let mut nodes: Vec<NodeProc> = (0..4)
+        .map(|i| {
+            let n = &file["nodes"][i];
+            NodeProc::start(Path::new(n["data_dir"].as_str().unwrap()), n["api"].as_str().unwrap())
+        })
+        .collect();
+    for n in &nodes {
+        n.wait_up();
+    }
+    let apis: Vec<Api> = nodes.iter().map(|n| n.api.clone()).collect();
+    let refs: Vec<&Api> = apis.iter().collect();
+    wait_converged(&refs, 5, 2 * MINUTE);
+
+    // Stop dc4; the other three go on; restart it; it catches up.
+    nodes[3].stop();
+    let h = apis[0].head().unwrap().0;
+    wait_for("three validators to go on", MINUTE, || {
+        (apis[0].head()?.0 >= h + 10).then_some(())
+    });
+    let d4 = nodes[3].dir.clone();
+    nodes[3] = NodeProc::start(&d4, &apis[3].0);
+    nodes[3].wait_up();
+    let h = apis[0].head().unwrap().0;
+    wait_for("the restarted validator to catch up", 2 * MINUTE, || {
+        let (h3, hash3) = apis[3].head()?;
+        (h3 >= h && apis[0].status().ok().is_some() && !hash3.is_empty()).then_some(())
+    });
+
+    // After 100 blocks a fifth node joins as a non-validator.
+    wait_for("100 blocks", 3 * MINUTE, || (apis[0].head()?.0 >= 100).then_some(()));
+    let d5 = tmp.path().join("dc5");
+    let p = base + 50;
+    let out = surplus(&[
+        "init",
+        "--data-dir",
+        &d5.display().to_string(),
+        "--name",
+        "dc5",
+        "--p2p-port",
+        &p.to_string(),
+        "--consensus-port",
+        &(p + 1).to_string(),
+        "--http-port",
+        &(p + 2).to_string(),
+    ]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::copy(dir.join("dc1").join("genesis.json"), d5.join("genesis.json")).unwrap();
+    let config = d5.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap().replace("0.0.0.0", "127.0.0.1");
+    std::fs::write(&config, text).unwrap();
+    let boot: Vec<String> =
+        (0..4).map(|i| format!("{:?}", file["nodes"][i]["p2p"].as_str().unwrap())).collect();
+    let peers: Vec<String> =
+        (0..4).map(|i| format!("{:?}", file["nodes"][i]["consensus"].as_str().unwrap())).collect();
+    set(&config, "bootstrap", &format!("[{}]", boot.join(", ")));
+    set(&config, "peers", &format!("[{}]", peers.join(", ")));
+    let mut n5 = NodeProc::start(&d5, &format!("http://127.0.0.1:{}", p + 2));
+    n5.wait_up();
+    assert_eq!(n5.api.status().unwrap()["validator"], Value::Bool(false));
+    let all: Vec<&Api> = apis.iter().chain(std::iter::once(&n5.api)).collect();
+    let (height, _) = wait_converged(&all, 100, 3 * MINUTE);
+    assert!(height >= 100);
+
+    for n in nodes.iter_mut().chain(std::iter::once(&mut n5)) {
+        n.stop();
+    }
+    for d in [&d4, &d5] {
+        audit(d).unwrap_or_else(|e| panic!("{e}"));
+    }
+}
