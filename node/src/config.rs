@@ -464,6 +464,12 @@ impl Config {
         ] {
             nonzero(field, v)?;
         }
+        if c.max_block_entries as usize > surplus_ledger::MAX_BLOCK_ENTRIES {
+            return Err(bad(
+                "consensus.max_block_entries",
+                format!("at most {} (the ledger's limit)", surplus_ledger::MAX_BLOCK_ENTRIES),
+            ));
+        }
         if c.idle_heartbeat_ms < c.batch_interval_ms {
             return Err(bad(
                 "consensus.idle_heartbeat_ms",
@@ -919,12 +925,14 @@ mod tests {
             }
         }
         // Non-default values render and round-trip too.
-        let mut c = Config::default();
-        c.inventory = Some(InventoryFile { file: "inv/dc \"a\".toml".into() });
-        c.provisioning = Provisioning {
-            kind: HookKind::Exec,
-            command: vec!["/bin/provision".into(), "--x=\"y\"".into()],
-            ..Provisioning::default()
+        let mut c = Config {
+            inventory: Some(InventoryFile { file: "inv/dc \"a\".toml".into() }),
+            provisioning: Provisioning {
+                kind: HookKind::Exec,
+                command: vec!["/bin/provision".into(), "--x=\"y\"".into()],
+                ..Provisioning::default()
+            },
+            ..Config::default()
         };
         c.consensus.peers = vec!["/ip4/10.0.0.2/tcp/7100".into()];
         assert_eq!(parse(&c.commented()).unwrap(), c);
@@ -946,6 +954,8 @@ mod tests {
         assert!(e.contains("http.listen: `localhost` is not a socket address"), "{e}");
         let e = err("[mempool]\ncapacity = 0\n");
         assert!(e.contains("config.toml:2: mempool.capacity: must be at least 1"), "{e}");
+        let e = err("[consensus]\nmax_block_entries = 1000000\n");
+        assert!(e.contains("consensus.max_block_entries: at most 100000"), "{e}");
         let e = err("[consensus]\npeers = [\"nope\"]\n");
         assert!(e.contains("consensus.peers[0]"), "{e}");
         let e = err("[p2p]\nbootstrap = [\"/ip4/10.0.0.2/tcp/7000\"]\n");

@@ -499,15 +499,17 @@ pub fn sample_hook(dir: &Path, ev: &LeaseEvent) -> Result<Value> {
             std::fs::create_dir_all(&lease_dir)
                 .with_context(|| format!("cannot create {}", lease_dir.display()))?;
             let path = std::fs::canonicalize(&lease_dir).unwrap_or(lease_dir.clone());
-            let access = serde_json::json!({
+            let mut access = serde_json::json!({
                 "host": "127.0.0.1",
                 "path": path,
                 "user": format!("lease-{}", &ev.lease_id[..8]),
                 "lease_id": ev.lease_id,
                 "chain_id": ev.chain_id,
-                "buyer": ev.lease.pointer("/fill/buyer"),
                 "note": "devnet sample",
             });
+            if let Some(buyer) = ev.lease.pointer("/fill/buyer") {
+                access["buyer"] = buyer.clone();
+            }
             let text = serde_json::to_string_pretty(&access)? + "\n";
             write_atomic(&lease_dir.join("access.json"), text.as_bytes())?;
             Ok(access)
