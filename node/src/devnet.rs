@@ -50,6 +50,9 @@ pub struct DevnetArgs {
     /// Batch interval of the nodes, ms.
     #[arg(long, default_value_t = 500)]
     pub batch_interval_ms: u64,
+    /// With nothing to do, the nodes still make a block this often, ms.
+    #[arg(long, default_value_t = 30_000)]
+    pub heartbeat_ms: u64,
 }
 
 /// One node in devnet.json.
@@ -188,6 +191,7 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
             .map(|j| format!("/ip4/127.0.0.1/tcp/{}", port(j, 1)))
             .collect();
         c.consensus.batch_interval_ms = a.batch_interval_ms;
+        c.consensus.idle_heartbeat_ms = a.heartbeat_ms;
         c.http.listen = format!("127.0.0.1:{}", port(i, 2));
         c.inventory = Some(config::InventoryFile { file: "inventory.toml".into() });
         c.provisioning.kind = HookKind::Exec;

@@ -413,7 +413,7 @@ pub fn key(c: KeyCommand) -> Result<ExitCode> {
 }
 
 /// Creates `path` with mode 0600, refusing to overwrite.
-fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
+pub(crate) fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

@@ -1,9 +1,13 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
+mod config;
 mod consensus;
 mod credential_cmd;
+mod genesis_cmd;
+mod inventory;
 mod ledger_cmd;
 mod market_cmd;
+mod provision;
 
 use std::process::ExitCode;
 
@@ -33,6 +37,13 @@ enum Command {
     /// Create and inspect ed25519 key files.
     #[command(subcommand)]
     Key(ledger_cmd::KeyCommand),
+    /// Create a node's data directory: its key (node.key) and a commented config.toml.
+    Init(config::InitArgs),
+    /// Write the consortium's genesis file from validator keys, catalogue and balances.
+    Genesis(genesis_cmd::GenesisArgs),
+    /// Provisioning hooks: the sample hook devnet uses.
+    #[command(subcommand)]
+    Hook(provision::HookCommand),
     /// Run a whole local consortium (not built yet).
     Devnet,
 }
@@ -45,6 +56,9 @@ fn main() -> ExitCode {
         Command::Key(c) => ledger_cmd::key(c),
         Command::Market(c) => market_cmd::market(c),
         Command::Credential(c) => credential_cmd::credential(c),
+        Command::Init(a) => config::init(a),
+        Command::Genesis(a) => genesis_cmd::genesis(a),
+        Command::Hook(c) => provision::hook(c),
         Command::Devnet => Err(anyhow::anyhow!(
             "`surplus devnet` is not built yet: the node (consensus, gossip, HTTP API) comes with \
              the node issue; today `surplus` offers `audit`, `ledger` and `key`"

@@ -1,8 +1,9 @@
 //! The `surplus` command line, run as a real process: audit, export, proofs, keys, market
-//! replay, bad input.
+//! replay, operator commands (init, genesis, the sample hook), bad input.
 
 mod credential;
 mod market;
+mod ops;
 
 use std::path::Path;
 use std::process::{Command, Output};
