@@ -1,8 +1,14 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
+// The node's gossip, mempool and admission are wired in by `surplus node`; until then only their
+// tests use them.
+#[allow(dead_code)]
+mod admission;
 mod credential_cmd;
 mod ledger_cmd;
 mod market_cmd;
+#[allow(dead_code)]
+mod mempool;
 
 use std::process::ExitCode;
 
