@@ -9,6 +9,8 @@ mod ledger_cmd;
 mod market_cmd;
 #[allow(dead_code)]
 mod mempool;
+#[allow(dead_code)]
+mod p2p;
 
 use std::process::ExitCode;
 
