@@ -1,13 +1,19 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
+mod admission;
 mod config;
 mod consensus;
 mod credential_cmd;
+mod demo;
+mod devnet;
 mod genesis_cmd;
 mod inventory;
 mod ledger_cmd;
 mod market_cmd;
+mod mempool;
+mod p2p;
 mod provision;
+mod runtime;
 
 use std::process::ExitCode;
 
@@ -44,8 +50,10 @@ enum Command {
     /// Provisioning hooks: the sample hook devnet uses.
     #[command(subcommand)]
     Hook(provision::HookCommand),
-    /// Run a whole local consortium (not built yet).
-    Devnet,
+    /// Run a node: order gossip, consensus, the HTTP API, inventory and provisioning.
+    Node(runtime::NodeArgs),
+    /// Run a whole local consortium on this machine: nodes, sample data and the web UI.
+    Devnet(devnet::DevnetArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,10 +67,8 @@ fn main() -> ExitCode {
         Command::Init(a) => config::init(a),
         Command::Genesis(a) => genesis_cmd::genesis(a),
         Command::Hook(c) => provision::hook(c),
-        Command::Devnet => Err(anyhow::anyhow!(
-            "`surplus devnet` is not built yet: the node (consensus, gossip, HTTP API) comes with \
-             the node issue; today `surplus` offers `audit`, `ledger` and `key`"
-        )),
+        Command::Node(a) => runtime::node(a),
+        Command::Devnet(a) => devnet::devnet(a),
     };
     match result {
         Ok(code) => code,

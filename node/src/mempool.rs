@@ -1,0 +1,433 @@
+//! The mempool: admitted user entries waiting for a block, bounded in count and bytes.
+//!
+//! Entries leave in arrival order (what a proposer puts in a block). Every operation but
+//! [`Mempool::retain`] is O(log n): a map by id, an arrival-ordered map, an expiry-ordered set
+//! and the set of pending (author, nonce) pairs. Nothing depends on hash-map iteration order, so
+//! two nodes that saw the same arrivals propose the same block.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use surplus_ledger::{Entry, Hash, PublicKey};
+
+use crate::admission::Admitted;
+
+/// Why an entry was not taken in.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum MempoolError {
+    /// Full of entries that have not expired.
+    #[error(
+        "the mempool is full ({capacity} entries, {capacity_bytes} bytes) of entries that have \
+         not expired: try again after the next block"
+    )]
+    Full {
+        /// Most entries held.
+        capacity: usize,
+        /// Most bytes held.
+        capacity_bytes: usize,
+    },
+    /// One entry larger than the whole mempool.
+    #[error("the entry is {bytes} bytes, more than the mempool's {capacity_bytes}")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The mempool's byte capacity.
+        capacity_bytes: usize,
+    },
+    /// Another pending order of this author uses the nonce.
+    #[error(
+        "another pending order of this author uses nonce {nonce}: sign the order with a fresh nonce"
+    )]
+    NonceInUse {
+        /// The nonce.
+        nonce: u64,
+    },
+    /// Expired already.
+    #[error("the entry expired at {expiry_ms} (now {now_ms})")]
+    Expired {
+        /// Its expiry.
+        expiry_ms: u64,
+        /// The time of the insert.
+        now_ms: u64,
+    },
+}
+
+/// What [`Mempool::insert`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Inserted {
+    /// Taken in; `evicted` expired entries were dropped to make room.
+    New {
+        /// Expired entries dropped first.
+        evicted: usize,
+    },
+    /// Already held (same id): nothing changed.
+    Duplicate,
+}
+
+struct Slot {
+    entry: Entry,
+    arrival: u64,
+    bytes: usize,
+    expiry_ms: Option<u64>,
+    nonce: Option<(PublicKey, u64)>,
+}
+
+/// A bounded pool of admitted entries.
+pub struct Mempool {
+    capacity_entries: usize,
+    capacity_bytes: usize,
+    slots: HashMap<Hash, Slot>,
+    by_arrival: BTreeMap<u64, Hash>,
+    by_expiry: BTreeSet<(u64, u64)>,
+    nonces: HashMap<(PublicKey, u64), Hash>,
+    bytes: usize,
+    next_arrival: u64,
+}
+
+impl Mempool {
+    /// An empty mempool holding at most `capacity_entries` entries and `capacity_bytes` bytes.
+    pub fn new(capacity_entries: usize, capacity_bytes: usize) -> Self {
+        Self {
+            capacity_entries,
+            capacity_bytes,
+            slots: HashMap::new(),
+            by_arrival: BTreeMap::new(),
+            by_expiry: BTreeSet::new(),
+            nonces: HashMap::new(),
+            bytes: 0,
+            next_arrival: 0,
+        }
+    }
+
+    /// Takes in an entry that passed admission (`admitted` describes it). Drops expired entries
+    /// first when full; refuses when still full.
+    pub fn insert(
+        &mut self,
+        entry: Entry,
+        admitted: &Admitted,
+        now_ms: u64,
+    ) -> Result<Inserted, MempoolError> {
+        if self.slots.contains_key(&admitted.id) {
+            return Ok(Inserted::Duplicate);
+        }
+        if let Some(expiry_ms) = admitted.expiry_ms.filter(|e| *e <= now_ms) {
+            return Err(MempoolError::Expired { expiry_ms, now_ms });
+        }
+        let nonce = admitted.nonce.map(|n| (admitted.author, n));
+        if let Some(key) = nonce.filter(|k| self.nonces.contains_key(k)) {
+            return Err(MempoolError::NonceInUse { nonce: key.1 });
+        }
+        let bytes = admitted.bytes;
+        if bytes > self.capacity_bytes {
+            return Err(MempoolError::TooLarge { bytes, capacity_bytes: self.capacity_bytes });
+        }
+        let mut evicted = 0;
+        if !self.fits(bytes) {
+            evicted = self.evict_expired(now_ms);
+            if !self.fits(bytes) {
+                return Err(MempoolError::Full {
+                    capacity: self.capacity_entries,
+                    capacity_bytes: self.capacity_bytes,
+                });
+            }
+        }
+        let arrival = self.next_arrival;
+        self.next_arrival += 1;
+        self.by_arrival.insert(arrival, admitted.id);
+        if let Some(e) = admitted.expiry_ms {
+            self.by_expiry.insert((e, arrival));
+        }
+        if let Some(k) = nonce {
+            self.nonces.insert(k, admitted.id);
+        }
+        self.bytes += bytes;
+        self.slots.insert(
+            admitted.id,
+            Slot { entry, arrival, bytes, expiry_ms: admitted.expiry_ms, nonce },
+        );
+        Ok(Inserted::New { evicted })
+    }
+
+    fn fits(&self, bytes: usize) -> bool {
+        self.slots.len() < self.capacity_entries && self.bytes + bytes <= self.capacity_bytes
+    }
+
+    /// Up to `max_entries` entries and `max_bytes` bytes, oldest first, stopping at the first
+    /// that does not fit (so that no entry is overtaken for being large).
+    pub fn pending(&self, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        let mut bytes = 0;
+        for id in self.by_arrival.values() {
+            let Some(slot) = self.slots.get(id) else { continue };
+            if out.len() >= max_entries || bytes + slot.bytes > max_bytes {
+                break;
+            }
+            bytes += slot.bytes;
+            out.push(slot.entry.clone());
+        }
+        out
+    }
+
+    /// Drops the entries a block committed (ids not held are skipped); returns how many.
+    pub fn remove_committed(&mut self, ids: &[Hash]) -> usize {
+        ids.iter().filter(|id| self.remove(id)).count()
+    }
+
+    /// Drops every entry whose expiry is at or before `now_ms`; returns how many.
+    pub fn evict_expired(&mut self, now_ms: u64) -> usize {
+        let mut n = 0;
+        while let Some(&(expiry, arrival)) = self.by_expiry.first() {
+            if expiry > now_ms {
+                break;
+            }
+            match self.by_arrival.get(&arrival).copied() {
+                Some(id) => {
+                    self.remove(&id);
+                }
+                None => {
+                    self.by_expiry.remove(&(expiry, arrival));
+                }
+            }
+            n += 1;
+        }
+        n
+    }
+
+    /// Keeps only the entries `keep` accepts (for example those that still pass admission after
+    /// a block); returns how many were dropped.
+    pub fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) -> usize {
+        let drop: Vec<Hash> = self
+            .by_arrival
+            .values()
+            .filter(|id| !self.slots.get(*id).is_some_and(|s| keep(&s.entry)))
+            .copied()
+            .collect();
+        for id in &drop {
+            self.remove(id);
+        }
+        drop.len()
+    }
+
+    fn remove(&mut self, id: &Hash) -> bool {
+        let Some(slot) = self.slots.remove(id) else { return false };
+        self.by_arrival.remove(&slot.arrival);
+        if let Some(e) = slot.expiry_ms {
+            self.by_expiry.remove(&(e, slot.arrival));
+        }
+        if let Some(k) = slot.nonce {
+            self.nonces.remove(&k);
+        }
+        self.bytes -= slot.bytes;
+        true
+    }
+
+    /// Number of entries held.
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+
+    /// Whether nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.slots.is_empty()
+    }
+
+    /// Bytes held (sum of the admitted sizes).
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    /// Whether the entry with this id is held.
+    pub fn contains(&self, id: &Hash) -> bool {
+        self.slots.contains_key(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use surplus_ledger::testutil::key;
+    use surplus_ledger::EntryKind;
+
+    /// A distinct entry and its admission facts (orders carry a nonce).
+    fn item(i: u64, author: u64, expiry: Option<u64>, nonce: Option<u64>) -> (Entry, Admitted) {
+        let k = key("author", author);
+        let e = Entry::signed("mempool-test", EntryKind::ORDER, i.to_be_bytes().to_vec(), &k);
+        let a = Admitted {
+            id: e.id(),
+            kind: e.kind,
+            expiry_ms: expiry,
+            author: k.public(),
+            nonce,
+            bytes: e.encode().len(),
+        };
+        (e, a)
+    }
+
+    #[test]
+    fn arrival_order_dedupe_and_removal() {
+        let mut m = Mempool::new(10, 1 << 20);
+        let items: Vec<_> = (0..5).map(|i| item(i, 0, Some(100 + i), Some(i))).collect();
+        for (e, a) in &items {
+            assert_eq!(m.insert(e.clone(), a, 0), Ok(Inserted::New { evicted: 0 }));
+        }
+        assert_eq!(m.insert(items[2].0.clone(), &items[2].1, 0), Ok(Inserted::Duplicate));
+        assert_eq!(m.len(), 5);
+        let size = items[0].1.bytes;
+        assert_eq!(m.bytes(), 5 * size);
+        let all: Vec<Entry> = items.iter().map(|(e, _)| e.clone()).collect();
+        assert_eq!(m.pending(100, usize::MAX), all);
+        assert_eq!(m.pending(2, usize::MAX), all[..2]);
+        assert_eq!(m.pending(100, 3 * size + 1), all[..3]);
+
+        assert_eq!(m.remove_committed(&[items[0].1.id, items[3].1.id, [9; 32]]), 2);
+        assert!(!m.contains(&items[0].1.id) && m.contains(&items[1].1.id));
+        assert_eq!(
+            m.pending(100, usize::MAX),
+            vec![all[1].clone(), all[2].clone(), all[4].clone()]
+        );
+        assert_eq!(m.bytes(), 3 * size);
+
+        // A removed order's nonce is free again.
+        let (e, mut a) = item(50, 0, Some(500), Some(0));
+        a.nonce = Some(0);
+        assert!(m.insert(e, &a, 0).is_ok());
+
+        assert_eq!(m.retain(|e| e.payload != 2u64.to_be_bytes()), 1);
+        assert_eq!(m.len(), 3);
+    }
+
+    #[test]
+    fn pending_nonces_are_refused() {
+        let mut m = Mempool::new(10, 1 << 20);
+        let (e, a) = item(1, 0, Some(10), Some(7));
+        m.insert(e, &a, 0).unwrap();
+        let (e, a) = item(2, 0, Some(10), Some(7));
+        let err = m.insert(e.clone(), &a, 0).unwrap_err();
+        assert_eq!(err, MempoolError::NonceInUse { nonce: 7 });
+        assert!(err.to_string().contains("fresh nonce"));
+        // Another author may use it.
+        let (e, a) = item(3, 1, Some(10), Some(7));
+        assert!(m.insert(e, &a, 0).is_ok());
+    }
+
+    #[test]
+    fn full_evicts_the_expired_then_refuses() {
+        let mut m = Mempool::new(3, 1 << 20);
+        m.insert(item(0, 0, Some(10), None).0, &item(0, 0, Some(10), None).1, 0).unwrap();
+        let (e, a) = item(1, 0, None, None);
+        m.insert(e, &a, 0).unwrap();
+        let (e, a) = item(2, 0, Some(50), None);
+        m.insert(e, &a, 0).unwrap();
+
+        let (e, a) = item(3, 0, Some(100), None);
+        assert_eq!(m.insert(e.clone(), &a, 20), Ok(Inserted::New { evicted: 1 }));
+        assert_eq!(m.len(), 3);
+        let (e4, a4) = item(4, 0, Some(100), None);
+        let err = m.insert(e4, &a4, 20).unwrap_err();
+        assert_eq!(err, MempoolError::Full { capacity: 3, capacity_bytes: 1 << 20 });
+        assert!(err.to_string().contains("full"), "{err}");
+
+        // Already expired on arrival.
+        let mut m2 = Mempool::new(3, 1 << 20);
+        let (e, a) = item(9, 0, Some(5), None);
+        assert_eq!(m2.insert(e, &a, 5), Err(MempoolError::Expired { expiry_ms: 5, now_ms: 5 }));
+
+        // Byte capacity.
+        let size = a.bytes;
+        let mut m3 = Mempool::new(100, 2 * size);
+        for i in 0..2 {
+            let (e, a) = item(i, 0, None, None);
+            m3.insert(e, &a, 0).unwrap();
+        }
+        let (e, a) = item(7, 0, None, None);
+        assert!(matches!(m3.insert(e, &a, 0), Err(MempoolError::Full { .. })));
+        let mut m4 = Mempool::new(100, size - 1);
+        let (e, a) = item(7, 0, None, None);
+        assert!(matches!(m4.insert(e, &a, 0), Err(MempoolError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn evict_expired_drops_exactly_the_expired() {
+        let mut m = Mempool::new(10, 1 << 20);
+        for i in 0..6 {
+            let (e, a) = item(i, 0, if i % 2 == 0 { Some(i * 10) } else { None }, None);
+            let _ = m.insert(e, &a, 0);
+        }
+        // Entry 0 expired at 0 was refused; 2 and 4 expire at 20 and 40.
+        assert_eq!(m.len(), 5);
+        assert_eq!(m.evict_expired(20), 1);
+        assert_eq!(m.evict_expired(20), 0);
+        assert_eq!(m.evict_expired(1000), 1);
+        assert_eq!(m.len(), 3);
+    }
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert { i: u64, author: u64, expiry: Option<u64>, nonce: Option<u64> },
+        Evict,
+        Commit(usize),
+        Retain(u64),
+        Advance(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (0..200u64, 0..3u64, proptest::option::of(0..400u64), proptest::option::of(0..20u64))
+                .prop_map(|(i, author, expiry, nonce)| Op::Insert { i, author, expiry, nonce }),
+            1 => Just(Op::Evict),
+            1 => (0..10usize).prop_map(Op::Commit),
+            1 => (2..5u64).prop_map(Op::Retain),
+            2 => (0..40u64).prop_map(Op::Advance),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(64))]
+        #[test]
+        fn capacity_holds_and_evict_leaves_nothing_expired(
+            ops in proptest::collection::vec(op(), 1..120),
+            cap in 1..12usize,
+            cap_items in 2..12usize,
+        ) {
+            let size = item(0, 0, None, None).1.bytes;
+            let mut m = Mempool::new(cap, cap_items * size);
+            let mut now = 0u64;
+            let mut held: BTreeMap<Hash, (Option<u64>, Entry)> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert { i, author, expiry, nonce } => {
+                        let (e, a) = item(i, author, expiry, nonce);
+                        if let Ok(Inserted::New { .. }) = m.insert(e.clone(), &a, now) {
+                            held.insert(a.id, (expiry, e));
+                        }
+                    }
+                    Op::Evict => {
+                        m.evict_expired(now);
+                        let pending = m.pending(usize::MAX, usize::MAX);
+                        for e in &pending {
+                            let exp = held.get(&e.id()).and_then(|h| h.0);
+                            prop_assert!(exp.is_none_or(|x| x > now), "expired entry left");
+                        }
+                    }
+                    Op::Commit(k) => {
+                        let ids: Vec<Hash> =
+                            m.pending(k, usize::MAX).iter().map(Entry::id).collect();
+                        prop_assert_eq!(m.remove_committed(&ids), ids.len());
+                    }
+                    Op::Retain(d) => {
+                        m.retain(|e| e.payload.last().is_some_and(|b| u64::from(*b) % d != 0));
+                    }
+                    Op::Advance(t) => now += t,
+                }
+                prop_assert!(m.len() <= cap);
+                prop_assert!(m.bytes() <= cap_items * size);
+                let pending = m.pending(usize::MAX, usize::MAX);
+                prop_assert_eq!(pending.len(), m.len());
+                prop_assert_eq!(pending.iter().map(|e| e.encode().len()).sum::<usize>(), m.bytes());
+                for e in &pending {
+                    prop_assert!(m.contains(&e.id()));
+                }
+            }
+        }
+    }
+}

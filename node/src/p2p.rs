@@ -1,0 +1,1099 @@
+//! The node's application gossip: orders, cancels and transactions, and checkpoints, over our
+//! own libp2p swarm (the consensus engine runs its own).
+//!
+//! TCP and QUIC, noise, yamux; identify, ping, Kademlia (bootstrap peers are also dialled
+//! directly and redialled when lost), optional mDNS, connection limits, and gossipsub in
+//! explicit validation mode: nothing is relayed before the node's [`Validator`] accepts it.
+//! Before the validator sees a message the network task drops, and reports as invalid, messages
+//! larger than [`NetConfig::max_message_bytes`] and messages beyond the forwarding peer's token
+//! bucket ([`NetConfig::peer_msgs_per_sec`], [`NetConfig::peer_burst`]). Rejections lower the
+//! sender's gossipsub score (P₄, invalid message deliveries); a peer that keeps sending invalid
+//! messages falls below the graylist threshold and is ignored until its score decays.
+//!
+//! Message ids are blake3 of the data, so the same entry published by two nodes is one message.
+//!
+//! One task owns the [`Swarm`]; [`Gossip`] talks to it through a bounded command channel.
+//! Validation runs on one worker thread fed by a bounded queue, so a slow validator never stalls
+//! the swarm: when the queue is full the message is ignored (dropped without penalty).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
+use libp2p::multiaddr::Protocol;
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    connection_limits, identify, identity, kad, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId,
+    StreamProtocol, Swarm,
+};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+/// Room around a message's data in one gossipsub frame: topic, source, sequence number and
+/// signature of the message, and control messages batched with it.
+const FRAME_SLACK: usize = 4 * 1024;
+/// Commands waiting for the network task.
+const COMMAND_QUEUE: usize = 256;
+/// Messages waiting for the validator; beyond this they are ignored.
+const VALIDATION_QUEUE: usize = 4096;
+/// How often lost bootstrap peers are dialled again.
+const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// How long [`start`] waits for the listeners to bind.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Network settings of a node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetConfig {
+    /// Addresses to listen on: `/ip4/A/tcp/N` and `/ip4/A/udp/N/quic-v1` (port 0: any).
+    pub listen: Vec<Multiaddr>,
+    /// Peers to join through, each ending in `/p2p/<peer id>`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Most established connections, inbound and outbound together.
+    pub max_connections: u32,
+    /// Largest message data accepted or published, bytes.
+    pub max_message_bytes: usize,
+    /// Messages per second a peer may forward to us; the excess is rejected. Every message of
+    /// the network may reach us through one peer, so this bounds the network's rate too.
+    pub peer_msgs_per_sec: u32,
+    /// Messages a peer may send at once above its rate.
+    pub peer_burst: u32,
+}
+
+impl Default for NetConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4701".parse().unwrap_or_else(|_| Multiaddr::empty()),
+                "/ip4/0.0.0.0/udp/4701/quic-v1".parse().unwrap_or_else(|_| Multiaddr::empty()),
+            ],
+            bootstrap: Vec::new(),
+            mdns: false,
+            max_connections: 64,
+            max_message_bytes: 64 * 1024,
+            peer_msgs_per_sec: 2_000,
+            peer_burst: 4_000,
+        }
+    }
+}
+
+impl NetConfig {
+    /// Checks the settings, naming the one that is wrong.
+    pub fn validate(&self) -> Result<(), NetError> {
+        let bad = |what: &str| Err(NetError::Config(what.to_owned()));
+        if self.listen.is_empty() {
+            return bad("listen: give at least one address, e.g. /ip4/0.0.0.0/tcp/4701");
+        }
+        if self.max_connections == 0 {
+            return bad("max_connections must be at least 1");
+        }
+        if self.max_message_bytes == 0 {
+            return bad("max_message_bytes must be at least 1");
+        }
+        if self.peer_msgs_per_sec == 0 || self.peer_burst == 0 {
+            return bad("peer_msgs_per_sec and peer_burst must be at least 1");
+        }
+        for addr in &self.bootstrap {
+            bootstrap_peer(addr)?;
+        }
+        Ok(())
+    }
+}
+
+/// A gossip topic.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Topic {
+    /// `surplus/<chain id>/orders/v1`: the canonical encoding of an order, cancel or transaction
+    /// entry.
+    Orders,
+    /// `surplus/<chain id>/checkpoints/v1`: signed checkpoints (opaque to this module).
+    Checkpoints,
+}
+
+impl Topic {
+    /// The gossipsub topic name on chain `chain_id`.
+    pub fn name(self, chain_id: &str) -> String {
+        match self {
+            Topic::Orders => format!("surplus/{chain_id}/orders/v1"),
+            Topic::Checkpoints => format!("surplus/{chain_id}/checkpoints/v1"),
+        }
+    }
+}
+
+/// What the node decided about a received message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: relay it.
+    Accept,
+    /// A duplicate or stale message: drop it without penalising the sender.
+    Ignore,
+    /// Invalid: drop it and penalise the peer that sent it.
+    Reject(String),
+}
+
+/// Decides about each received message before it is relayed. The node's implementation admits
+/// an accepted entry into its mempool before returning [`Verdict::Accept`].
+pub trait Validator: Send + Sync + 'static {
+    /// The verdict on `data`, received on `topic` from peer `from` (the peer that forwarded it).
+    fn validate(&self, topic: Topic, data: &[u8], from: &PeerId) -> Verdict;
+}
+
+/// Counters of received messages, by what happened to them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Accepted by the validator (and relayed).
+    pub accepted: u64,
+    /// Rejected by the validator (sender penalised).
+    pub rejected: u64,
+    /// Ignored: by the validator, or because the validation queue was full.
+    pub ignored: u64,
+    /// Beyond the sending peer's rate (rejected, sender penalised).
+    pub rate_limited: u64,
+    /// Larger than `max_message_bytes` (rejected, sender penalised).
+    pub oversized: u64,
+}
+
+/// Why the network could not start or do what was asked.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// A setting is wrong.
+    #[error("network configuration: {0}")]
+    Config(String),
+    /// The transport or a behaviour could not be built.
+    #[error("could not build the network: {0}")]
+    Build(String),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {reason} (is the port in use, or the address not local?)")]
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// A message larger than allowed.
+    #[error("the message is {bytes} bytes, more than max_message_bytes {max}")]
+    TooLarge {
+        /// Its size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Every peer's send queue is full: try again shortly.
+    #[error("the network is congested: every peer's send queue is full, try again shortly")]
+    Congested,
+    /// Publishing failed otherwise.
+    #[error("publish failed: {0}")]
+    Publish(String),
+    /// The network task has stopped.
+    #[error("the network has stopped")]
+    Stopped,
+}
+
+/// A handle to the running network. Cloning it gives another handle to the same network.
+#[derive(Clone)]
+pub struct Gossip {
+    commands: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+    local_peer_id: PeerId,
+    task: Arc<Mutex<Option<tokio::task::JoinHandle<()>>>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    peers: AtomicUsize,
+    listen_addrs: Mutex<Vec<Multiaddr>>,
+    accepted: AtomicU64,
+    rejected: AtomicU64,
+    ignored: AtomicU64,
+    rate_limited: AtomicU64,
+    oversized: AtomicU64,
+}
+
+enum Command {
+    Publish { topic: Topic, data: Vec<u8>, reply: oneshot::Sender<Result<(), NetError>> },
+    PeerScore { peer: PeerId, reply: oneshot::Sender<Option<f64>> },
+    Shutdown,
+}
+
+impl Gossip {
+    /// Publishes `data` on `topic`. Having no peer yet is not an error (the message is simply
+    /// not sent; the node's own mempool still holds it), nor is publishing data the network
+    /// has already seen.
+    pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), NetError> {
+        let (reply, answer) = oneshot::channel();
+        self.commands
+            .send(Command::Publish { topic, data, reply })
+            .await
+            .map_err(|_| NetError::Stopped)?;
+        answer.await.map_err(|_| NetError::Stopped)?
+    }
+
+    /// The gossipsub score this node gives `peer` (negative after invalid messages; below
+    /// −80 the peer is ignored), or `None` if the peer is unknown or the network stopped.
+    pub async fn peer_score(&self, peer: PeerId) -> Option<f64> {
+        let (reply, answer) = oneshot::channel();
+        self.commands.send(Command::PeerScore { peer, reply }).await.ok()?;
+        answer.await.ok().flatten()
+    }
+
+    /// Number of connected peers.
+    pub fn peers(&self) -> usize {
+        self.shared.peers.load(Ordering::Relaxed)
+    }
+
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        self.local_peer_id
+    }
+
+    /// The addresses actually bound (a port 0 resolved).
+    pub fn listen_addrs(&self) -> Vec<Multiaddr> {
+        self.shared.listen_addrs.lock().map(|a| a.clone()).unwrap_or_default()
+    }
+
+    /// Message counters since start.
+    pub fn stats(&self) -> NetStats {
+        let s = &self.shared;
+        NetStats {
+            accepted: s.accepted.load(Ordering::Relaxed),
+            rejected: s.rejected.load(Ordering::Relaxed),
+            ignored: s.ignored.load(Ordering::Relaxed),
+            rate_limited: s.rate_limited.load(Ordering::Relaxed),
+            oversized: s.oversized.load(Ordering::Relaxed),
+        }
+    }
+
+    /// Stops the network and waits for its task to end (other handles then get
+    /// [`NetError::Stopped`]).
+    pub async fn shutdown(self) {
+        let _ = self.commands.send(Command::Shutdown).await;
+        let task = self.task.lock().ok().and_then(|mut t| t.take());
+        if let Some(task) = task {
+            let _ = task.await;
+        }
+    }
+}
+
+#[derive(NetworkBehaviour)]
+struct Behaviour {
+    limits: connection_limits::Behaviour,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    kad: kad::Behaviour<kad::store::MemoryStore>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+    gossipsub: gossipsub::Behaviour,
+}
+
+/// The peer id at the end of a bootstrap address.
+fn bootstrap_peer(addr: &Multiaddr) -> Result<PeerId, NetError> {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => Ok(peer),
+        _ => Err(NetError::Config(format!(
+            "bootstrap address {addr} must end in /p2p/<peer id>, e.g. \
+             /ip4/10.0.0.1/tcp/4701/p2p/12D3KooW..."
+        ))),
+    }
+}
+
+fn score_params(topics: &[TopicHash]) -> gossipsub::PeerScoreParams {
+    let topic = gossipsub::TopicScoreParams {
+        topic_weight: 1.0,
+        // A little credit for time in the mesh and first deliveries, capped well below what a
+        // few invalid messages cost.
+        time_in_mesh_weight: 0.01,
+        time_in_mesh_quantum: Duration::from_secs(1),
+        time_in_mesh_cap: 1000.0,
+        first_message_deliveries_weight: 0.1,
+        first_message_deliveries_decay: 0.9,
+        first_message_deliveries_cap: 100.0,
+        // Order flow is bursty and often idle: no penalty for mesh peers that deliver little.
+        mesh_message_deliveries_weight: 0.0,
+        mesh_failure_penalty_weight: 0.0,
+        // P₄: counter² × weight. One invalid message costs 10 (the gossip threshold), three
+        // put the peer below the graylist threshold (−80); the counter decays ×0.9 a second.
+        invalid_message_deliveries_weight: -10.0,
+        invalid_message_deliveries_decay: 0.9,
+        ..Default::default()
+    };
+    let mut params = gossipsub::PeerScoreParams::default();
+    for t in topics {
+        params.topics.insert(t.clone(), topic.clone());
+    }
+    params
+}
+
+fn build_behaviour(
+    key: &identity::Keypair,
+    cfg: &NetConfig,
+    chain_id: &str,
+    topics: &[TopicHash],
+) -> Result<Behaviour, NetError> {
+    let peer_id = key.public().to_peer_id();
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established(Some(cfg.max_connections))
+        .with_max_pending_incoming(Some(cfg.max_connections))
+        .with_max_pending_outgoing(Some(cfg.max_connections))
+        // Two: a simultaneous dial by both sides must not be refused.
+        .with_max_established_per_peer(Some(2));
+    let identify = identify::Behaviour::new(
+        identify::Config::new(format!("/surplus/{chain_id}/1.0.0"), key.public())
+            .with_agent_version(format!("surplus/{}", env!("CARGO_PKG_VERSION"))),
+    );
+    let kad_protocol = StreamProtocol::try_from_owned(format!("/surplus/{chain_id}/kad/1.0.0"))
+        .map_err(|e| NetError::Config(format!("chain id {chain_id:?}: {e}")))?;
+    let mut kad_config = kad::Config::new(kad_protocol);
+    kad_config.set_query_timeout(Duration::from_secs(30));
+    let mut kad =
+        kad::Behaviour::with_config(peer_id, kad::store::MemoryStore::new(peer_id), kad_config);
+    // Consortium nodes are servers; without this, Kademlia waits for a confirmed external
+    // address, which a node on a private network may never get.
+    kad.set_mode(Some(kad::Mode::Server));
+    let mdns = if cfg.mdns {
+        Some(
+            mdns::tokio::Behaviour::new(mdns::Config::default(), peer_id)
+                .map_err(|e| NetError::Build(format!("mDNS: {e}")))?,
+        )
+    } else {
+        None
+    };
+    let gossip_config = gossipsub::ConfigBuilder::default()
+        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validate_messages()
+        .message_id_fn(|m: &gossipsub::Message| {
+            MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+        })
+        .max_transmit_size(cfg.max_message_bytes.saturating_add(FRAME_SLACK))
+        .heartbeat_interval(Duration::from_millis(500))
+        .duplicate_cache_time(Duration::from_secs(120))
+        .build()
+        .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
+    let mut gossipsub = gossipsub::Behaviour::new(
+        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossip_config,
+    )
+    .map_err(|e| NetError::Build(format!("gossipsub: {e}")))?;
+    gossipsub
+        .with_peer_score(score_params(topics), gossipsub::PeerScoreThresholds::default())
+        .map_err(|e| NetError::Build(format!("gossipsub scoring: {e}")))?;
+    Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        identify,
+        ping: ping::Behaviour::new(ping::Config::new()),
+        kad,
+        mdns: Toggle::from(mdns),
+        gossipsub,
+    })
+}
+
+/// Starts the network: binds every listen address (returning once each is bound), dials the
+/// bootstrap peers and subscribes to both topics of `chain_id`. Received messages go to
+/// `validator`; only those it accepts are relayed.
+pub async fn start(
+    cfg: NetConfig,
+    keypair: identity::Keypair,
+    chain_id: &str,
+    validator: Arc<dyn Validator>,
+) -> Result<Gossip, NetError> {
+    cfg.validate()?;
+    let orders = IdentTopic::new(Topic::Orders.name(chain_id));
+    let checkpoints = IdentTopic::new(Topic::Checkpoints.name(chain_id));
+    let topic_hashes = [orders.hash(), checkpoints.hash()];
+    let local_peer_id = keypair.public().to_peer_id();
+
+    let behaviour = build_behaviour(&keypair, &cfg, chain_id, &topic_hashes)?;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
+        .with_tokio()
+        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetError::Build(format!("TCP transport: {e}")))?
+        .with_quic()
+        .with_behaviour(move |_| behaviour)
+        .map_err(|e| NetError::Build(e.to_string()))?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+
+    for topic in [&orders, &checkpoints] {
+        swarm
+            .behaviour_mut()
+            .gossipsub
+            .subscribe(topic)
+            .map_err(|e| NetError::Build(format!("subscribe to {topic}: {e}")))?;
+    }
+
+    let shared = Arc::new(Shared::default());
+    let mut pending = HashMap::new();
+    for addr in &cfg.listen {
+        let id = swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NetError::Listen { addr: addr.clone(), reason: e.to_string() })?;
+        pending.insert(id, addr.clone());
+    }
+    // Drive the swarm until every listener has reported an address, so that callers (and
+    // tests using port 0) can hand out real addresses at once.
+    let deadline = Instant::now() + LISTEN_TIMEOUT;
+    while !pending.is_empty() {
+        let event = tokio::time::timeout_at(deadline, swarm.select_next_some()).await;
+        let Ok(event) = event else {
+            let addr = pending.into_values().next().unwrap_or_else(Multiaddr::empty);
+            return Err(NetError::Listen { addr, reason: "timed out waiting to bind".into() });
+        };
+        match event {
+            SwarmEvent::NewListenAddr { listener_id, address } => {
+                pending.remove(&listener_id);
+                if let Ok(mut a) = shared.listen_addrs.lock() {
+                    a.push(address);
+                }
+            }
+            SwarmEvent::ListenerClosed { listener_id, reason, .. } => {
+                if let Some(addr) = pending.remove(&listener_id) {
+                    let reason = match reason {
+                        Ok(()) => "closed".to_owned(),
+                        Err(e) => e.to_string(),
+                    };
+                    return Err(NetError::Listen { addr, reason });
+                }
+            }
+            SwarmEvent::ListenerError { listener_id, error } => {
+                if let Some(addr) = pending.remove(&listener_id) {
+                    return Err(NetError::Listen { addr, reason: error.to_string() });
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut bootstrap = Vec::new();
+    for addr in &cfg.bootstrap {
+        let peer = bootstrap_peer(addr)?;
+        if peer == local_peer_id {
+            continue;
+        }
+        let transport_addr: Multiaddr =
+            addr.iter().filter(|p| !matches!(p, Protocol::P2p(_))).collect();
+        swarm.behaviour_mut().kad.add_address(&peer, transport_addr.clone());
+        bootstrap.push((peer, transport_addr));
+    }
+
+    let (commands, command_rx) = mpsc::channel(COMMAND_QUEUE);
+    let (jobs, job_rx) = mpsc::channel::<Job>(VALIDATION_QUEUE);
+    // Bounded too: the validation worker waits for the network task, which drains this channel
+    // in every turn of its loop and never waits for the worker.
+    let (verdict_tx, verdicts) = mpsc::channel::<Done>(VALIDATION_QUEUE);
+    spawn_validation_worker(validator, job_rx, verdict_tx)?;
+
+    let task = Task {
+        swarm,
+        topics: Topics {
+            orders: orders.hash(),
+            checkpoints: checkpoints.hash(),
+            orders_topic: orders,
+            checkpoints_topic: checkpoints,
+        },
+        shared: shared.clone(),
+        limiter: RateLimiter::new(cfg.peer_msgs_per_sec, cfg.peer_burst),
+        max_message_bytes: cfg.max_message_bytes,
+        bootstrap,
+        bootstrapped: false,
+        jobs,
+    };
+    let handle = tokio::spawn(task.run(command_rx, verdicts));
+    Ok(Gossip { commands, shared, local_peer_id, task: Arc::new(Mutex::new(Some(handle))) })
+}
+
+/// A message waiting for the validator.
+struct Job {
+    topic: Topic,
+    data: Vec<u8>,
+    from: PeerId,
+    id: MessageId,
+}
+
+/// The validator's verdict on a [`Job`].
+struct Done {
+    id: MessageId,
+    from: PeerId,
+    verdict: Verdict,
+}
+
+fn spawn_validation_worker(
+    validator: Arc<dyn Validator>,
+    mut jobs: mpsc::Receiver<Job>,
+    verdicts: mpsc::Sender<Done>,
+) -> Result<(), NetError> {
+    // One thread keeps verdicts in arrival order (an order is validated before its cancel).
+    std::thread::Builder::new()
+        .name("gossip-validate".into())
+        .spawn(move || {
+            while let Some(job) = jobs.blocking_recv() {
+                let verdict = validator.validate(job.topic, &job.data, &job.from);
+                if verdicts.blocking_send(Done { id: job.id, from: job.from, verdict }).is_err() {
+                    break;
+                }
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| NetError::Build(format!("validation thread: {e}")))
+}
+
+struct Topics {
+    orders: TopicHash,
+    checkpoints: TopicHash,
+    orders_topic: IdentTopic,
+    checkpoints_topic: IdentTopic,
+}
+
+struct Task {
+    swarm: Swarm<Behaviour>,
+    topics: Topics,
+    shared: Arc<Shared>,
+    limiter: RateLimiter,
+    max_message_bytes: usize,
+    bootstrap: Vec<(PeerId, Multiaddr)>,
+    bootstrapped: bool,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Task {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut verdicts: mpsc::Receiver<Done>,
+    ) {
+        self.dial_bootstrap();
+        let mut redial = tokio::time::interval(REDIAL_INTERVAL);
+        redial.tick().await;
+        loop {
+            tokio::select! {
+                command = commands.recv() => match command {
+                    Some(Command::Publish { topic, data, reply }) => {
+                        let _ = reply.send(self.publish(topic, data));
+                    }
+                    Some(Command::PeerScore { peer, reply }) => {
+                        let _ = reply.send(self.swarm.behaviour().gossipsub.peer_score(&peer));
+                    }
+                    Some(Command::Shutdown) | None => break,
+                },
+                Some(done) = verdicts.recv() => self.report(done),
+                event = self.swarm.select_next_some() => self.on_event(event),
+                _ = redial.tick() => self.dial_bootstrap(),
+            }
+        }
+        tracing::debug!("gossip network stopped");
+    }
+
+    fn dial_bootstrap(&mut self) {
+        for (peer, addr) in &self.bootstrap {
+            if self.swarm.is_connected(peer) {
+                continue;
+            }
+            let opts = DialOpts::peer_id(*peer)
+                .addresses(vec![addr.clone()])
+                .condition(PeerCondition::DisconnectedAndNotDialing)
+                .build();
+            if let Err(e) = self.swarm.dial(opts) {
+                tracing::debug!(%peer, %addr, "bootstrap dial not started: {e}");
+            }
+        }
+    }
+
+    fn publish(&mut self, topic: Topic, data: Vec<u8>) -> Result<(), NetError> {
+        if data.len() > self.max_message_bytes {
+            return Err(NetError::TooLarge { bytes: data.len(), max: self.max_message_bytes });
+        }
+        let t = match topic {
+            Topic::Orders => self.topics.orders_topic.clone(),
+            Topic::Checkpoints => self.topics.checkpoints_topic.clone(),
+        };
+        match self.swarm.behaviour_mut().gossipsub.publish(t, data) {
+            Ok(_) => Ok(()),
+            Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
+                tracing::debug!(?topic, "published with no peer subscribed yet");
+                Ok(())
+            }
+            Err(gossipsub::PublishError::Duplicate) => {
+                tracing::debug!(?topic, "the network has already seen this message");
+                Ok(())
+            }
+            Err(gossipsub::PublishError::MessageTooLarge) => {
+                Err(NetError::Publish("the message does not fit one gossipsub frame".into()))
+            }
+            Err(gossipsub::PublishError::AllQueuesFull(_)) => Err(NetError::Congested),
+            Err(e) => Err(NetError::Publish(e.to_string())),
+        }
+    }
+
+    fn report(&mut self, done: Done) {
+        let s = &self.shared;
+        let acceptance = match done.verdict {
+            Verdict::Accept => {
+                s.accepted.fetch_add(1, Ordering::Relaxed);
+                MessageAcceptance::Accept
+            }
+            Verdict::Ignore => {
+                s.ignored.fetch_add(1, Ordering::Relaxed);
+                MessageAcceptance::Ignore
+            }
+            Verdict::Reject(why) => {
+                tracing::debug!(peer = %done.from, "rejected gossip: {why}");
+                s.rejected.fetch_add(1, Ordering::Relaxed);
+                MessageAcceptance::Reject
+            }
+        };
+        self.swarm
+            .behaviour_mut()
+            .gossipsub
+            .report_message_validation_result(&done.id, &done.from, acceptance);
+    }
+
+    fn on_message(&mut self, from: PeerId, id: MessageId, message: gossipsub::Message) {
+        let topic = if message.topic == self.topics.orders {
+            Topic::Orders
+        } else if message.topic == self.topics.checkpoints {
+            Topic::Checkpoints
+        } else {
+            // Not a topic we subscribe to; gossipsub does not deliver those.
+            return;
+        };
+        let early = if message.data.len() > self.max_message_bytes {
+            self.shared.oversized.fetch_add(1, Ordering::Relaxed);
+            Some(MessageAcceptance::Reject)
+        } else if !self.limiter.allow(from, Instant::now()) {
+            self.shared.rate_limited.fetch_add(1, Ordering::Relaxed);
+            Some(MessageAcceptance::Reject)
+        } else {
+            let job = Job { topic, data: message.data, from, id: id.clone() };
+            match self.jobs.try_send(job) {
+                Ok(()) => None,
+                Err(_) => {
+                    tracing::warn!("validation queue full: ignoring a gossip message");
+                    self.shared.ignored.fetch_add(1, Ordering::Relaxed);
+                    Some(MessageAcceptance::Ignore)
+                }
+            }
+        };
+        if let Some(acceptance) = early {
+            self.swarm
+                .behaviour_mut()
+                .gossipsub
+                .report_message_validation_result(&id, &from, acceptance);
+        }
+    }
+
+    fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            })) => self.on_message(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let kad = &mut self.swarm.behaviour_mut().kad;
+                if info.protocols.iter().any(|p| kad.protocol_names().contains(p)) {
+                    for addr in info.listen_addrs {
+                        kad.add_address(&peer_id, addr);
+                    }
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Mdns(mdns::Event::Discovered(found))) => {
+                for (peer, addr) in found {
+                    self.swarm.behaviour_mut().kad.add_address(&peer, addr.clone());
+                    let opts = DialOpts::peer_id(peer)
+                        .addresses(vec![addr])
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    if let Err(e) = self.swarm.dial(opts) {
+                        tracing::debug!(%peer, "mDNS dial not started: {e}");
+                    }
+                }
+            }
+            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+                self.shared.peers.store(self.swarm.connected_peers().count(), Ordering::Relaxed);
+                if !self.bootstrapped && self.bootstrap.iter().any(|(p, _)| *p == peer_id) {
+                    self.bootstrapped = true;
+                    if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
+                        tracing::debug!("kademlia bootstrap not started: {e}");
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed { peer_id, num_established, .. } => {
+                self.shared.peers.store(self.swarm.connected_peers().count(), Ordering::Relaxed);
+                if num_established == 0 {
+                    self.limiter.forget(&peer_id);
+                }
+            }
+            SwarmEvent::NewListenAddr { address, .. } => {
+                if let Ok(mut a) = self.shared.listen_addrs.lock() {
+                    if !a.contains(&address) {
+                        a.push(address);
+                    }
+                }
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } => {
+                if let Ok(mut a) = self.shared.listen_addrs.lock() {
+                    a.retain(|x| x != &address);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                tracing::debug!(?peer_id, "dial failed: {error}");
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Per-peer token buckets: `rate` tokens a second, at most `burst` saved up.
+struct RateLimiter {
+    rate: f64,
+    burst: f64,
+    peers: HashMap<PeerId, Bucket>,
+}
+
+struct Bucket {
+    tokens: f64,
+    last: Instant,
+}
+
+impl RateLimiter {
+    fn new(per_sec: u32, burst: u32) -> Self {
+        Self { rate: f64::from(per_sec), burst: f64::from(burst.max(1)), peers: HashMap::new() }
+    }
+
+    /// Takes a token from `peer`'s bucket at time `now`; false when it is empty.
+    fn allow(&mut self, peer: PeerId, now: Instant) -> bool {
+        let burst = self.burst;
+        let b = self.peers.entry(peer).or_insert(Bucket { tokens: burst, last: now });
+        let elapsed = now.saturating_duration_since(b.last).as_secs_f64();
+        b.tokens = (b.tokens + elapsed * self.rate).min(burst);
+        b.last = now;
+        if b.tokens >= 1.0 {
+            b.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Drops a disconnected peer's bucket (the map stays bounded by the connection limit).
+    fn forget(&mut self, peer: &PeerId) {
+        self.peers.remove(peer);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHAIN: &str = "p2p-test";
+    /// Bounded waits: at most this many polls of [`POLL`] each.
+    const POLLS: usize = 600;
+    const POLL: Duration = Duration::from_millis(50);
+
+    /// Records every message it is asked about; rejects data starting with `reject`, ignores
+    /// data starting with `ignore`.
+    struct Recorder {
+        reject: Option<&'static [u8]>,
+        seen: Mutex<Vec<(Topic, Vec<u8>, PeerId)>>,
+    }
+
+    impl Recorder {
+        fn new(reject: Option<&'static [u8]>) -> Arc<Self> {
+            Arc::new(Self { reject, seen: Mutex::new(Vec::new()) })
+        }
+        fn count(&self, data: &[u8]) -> usize {
+            self.seen.lock().unwrap().iter().filter(|(_, d, _)| d == data).count()
+        }
+        fn count_prefix(&self, prefix: &[u8]) -> usize {
+            self.seen.lock().unwrap().iter().filter(|(_, d, _)| d.starts_with(prefix)).count()
+        }
+        fn sender_of(&self, data: &[u8]) -> Option<(Topic, PeerId)> {
+            self.seen.lock().unwrap().iter().find(|(_, d, _)| d == data).map(|(t, _, p)| (*t, *p))
+        }
+    }
+
+    impl Validator for Recorder {
+        fn validate(&self, topic: Topic, data: &[u8], from: &PeerId) -> Verdict {
+            self.seen.lock().unwrap().push((topic, data.to_vec(), *from));
+            if self.reject.is_some_and(|r| data.starts_with(r)) {
+                Verdict::Reject("test validator refuses it".into())
+            } else if data.starts_with(b"ignore") {
+                Verdict::Ignore
+            } else {
+                Verdict::Accept
+            }
+        }
+    }
+
+    fn listen(quic: bool) -> Vec<Multiaddr> {
+        let a = if quic { "/ip4/127.0.0.1/udp/0/quic-v1" } else { "/ip4/127.0.0.1/tcp/0" };
+        vec![a.parse().unwrap()]
+    }
+
+    struct Node {
+        net: Gossip,
+        seen: Arc<Recorder>,
+    }
+
+    async fn node(
+        quic: bool,
+        bootstrap: Vec<Multiaddr>,
+        max_connections: u32,
+        max_message_bytes: usize,
+        rate: (u32, u32),
+        reject: Option<&'static [u8]>,
+    ) -> Node {
+        let seen = Recorder::new(reject);
+        let cfg = NetConfig {
+            listen: listen(quic),
+            bootstrap,
+            mdns: false,
+            max_connections,
+            max_message_bytes,
+            peer_msgs_per_sec: rate.0,
+            peer_burst: rate.1,
+        };
+        let net =
+            start(cfg, identity::Keypair::generate_ed25519(), CHAIN, seen.clone()).await.unwrap();
+        Node { net, seen }
+    }
+
+    /// A dialable address of `g`: its bound address with `/p2p/<id>`.
+    fn addr(g: &Gossip) -> Multiaddr {
+        let a = g.listen_addrs().into_iter().next().expect("a bound address");
+        assert!(!a.to_string().ends_with("/0") && !a.to_string().contains("/0/"), "{a}");
+        a.with(Protocol::P2p(g.local_peer_id()))
+    }
+
+    async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+        for _ in 0..POLLS {
+            if done() {
+                return;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        panic!("gave up waiting for {what}");
+    }
+
+    /// Publishes probes from `from` until `to`'s validator has seen one (the mesh is formed).
+    async fn mesh_ready(from: &Node, to: &Node) {
+        for i in 0..100 {
+            from.net.publish(Topic::Orders, format!("probe-{i}").into_bytes()).await.unwrap();
+            for _ in 0..6 {
+                tokio::time::sleep(POLL).await;
+                if to.seen.count_prefix(b"probe-") > 0 {
+                    return;
+                }
+            }
+        }
+        panic!("the gossip mesh never formed");
+    }
+
+    /// A–B–C, bootstrap B. A and C allow one connection each, so Kademlia cannot join them
+    /// directly: everything between them passes through B.
+    async fn line(quic: bool) -> (Node, Node, Node) {
+        let b = node(quic, vec![], 8, 1024, (1000, 1000), Some(b"bad")).await;
+        let a = node(quic, vec![addr(&b.net)], 1, 64 * 1024, (1000, 1000), None).await;
+        let c = node(quic, vec![addr(&b.net)], 1, 64 * 1024, (1000, 1000), None).await;
+        wait_for("A and C connected to B", || {
+            a.net.peers() == 1 && c.net.peers() == 1 && b.net.peers() == 2
+        })
+        .await;
+        mesh_ready(&a, &c).await;
+        (a, b, c)
+    }
+
+    async fn line_scenario(quic: bool) {
+        let (a, b, c) = line(quic).await;
+
+        // Reaches C through B, on the topic it was sent on; C learns it from B.
+        a.net.publish(Topic::Checkpoints, b"checkpoint-1".to_vec()).await.unwrap();
+        a.net.publish(Topic::Orders, b"order-1".to_vec()).await.unwrap();
+        wait_for("order-1 at C", || c.seen.count(b"order-1") == 1).await;
+        assert_eq!(c.seen.sender_of(b"order-1"), Some((Topic::Orders, b.net.local_peer_id())));
+        wait_for("checkpoint-1 at C", || c.seen.count(b"checkpoint-1") == 1).await;
+        assert_eq!(c.seen.sender_of(b"checkpoint-1").unwrap().0, Topic::Checkpoints);
+
+        // Rejected by B: not relayed to C, counted at B. Validation is in arrival order, so
+        // once C has the marker sent after it, B has judged it.
+        let before = b.net.stats();
+        let score = b.net.peer_score(a.net.local_peer_id()).await.unwrap();
+        a.net.publish(Topic::Orders, b"bad-1".to_vec()).await.unwrap();
+        a.net.publish(Topic::Orders, b"marker-1".to_vec()).await.unwrap();
+        wait_for("marker-1 at C", || c.seen.count(b"marker-1") == 1).await;
+        assert_eq!(b.seen.count(b"bad-1"), 1);
+        assert_eq!(c.seen.count(b"bad-1"), 0, "a rejected message was relayed");
+        assert_eq!(b.net.stats().rejected, before.rejected + 1);
+        // B's score of A fell by about one invalid delivery (10).
+        let after = b.net.peer_score(a.net.local_peer_id()).await.unwrap();
+        assert!(after < score - 5.0, "score {score} -> {after}");
+
+        // Ignored by B: dropped, not relayed, counted as ignored.
+        a.net.publish(Topic::Orders, b"ignore-1".to_vec()).await.unwrap();
+        a.net.publish(Topic::Orders, b"marker-2".to_vec()).await.unwrap();
+        wait_for("marker-2 at C", || c.seen.count(b"marker-2") == 1).await;
+        assert_eq!(c.seen.count(b"ignore-1"), 0);
+        assert_eq!(b.net.stats().ignored, before.ignored + 1);
+
+        // Larger than B's 1 KiB limit (within A's): dropped at B before its validator.
+        a.net.publish(Topic::Orders, vec![b'x'; 2000]).await.unwrap();
+        a.net.publish(Topic::Orders, b"marker-3".to_vec()).await.unwrap();
+        wait_for("marker-3 at C", || c.seen.count(b"marker-3") == 1).await;
+        wait_for("B counts the oversized message", || b.net.stats().oversized == 1).await;
+        assert_eq!(b.seen.count_prefix(b"xx"), 0);
+        assert_eq!(c.seen.count_prefix(b"xx"), 0);
+        // Larger than A's own limit: refused locally.
+        let err = a.net.publish(Topic::Orders, vec![0; 64 * 1024 + 1]).await.unwrap_err();
+        assert!(matches!(err, NetError::TooLarge { bytes: 65537, max: 65536 }), "{err}");
+
+        // The same bytes published by A and by C (separately signed gossip messages): one
+        // message id, validated once by each node.
+        a.net.publish(Topic::Orders, b"dup-1".to_vec()).await.unwrap();
+        c.net.publish(Topic::Orders, b"dup-1".to_vec()).await.unwrap();
+        // Publishing it again is not an error, and sends nothing new.
+        a.net.publish(Topic::Orders, b"dup-1".to_vec()).await.unwrap();
+        a.net.publish(Topic::Orders, b"marker-4".to_vec()).await.unwrap();
+        c.net.publish(Topic::Orders, b"marker-5".to_vec()).await.unwrap();
+        wait_for("markers", || c.seen.count(b"marker-4") == 1 && a.seen.count(b"marker-5") == 1)
+            .await;
+        assert_eq!(b.seen.count(b"dup-1"), 1);
+        assert!(a.seen.count(b"dup-1") <= 1 && c.seen.count(b"dup-1") <= 1);
+
+        // A's messages never reached its own validator; accepted counters add up.
+        assert_eq!(a.seen.count(b"order-1"), 0);
+        assert!(c.net.stats().accepted >= 6, "{:?}", c.net.stats());
+
+        for n in [a, b, c] {
+            let handle = n.net.clone();
+            n.net.shutdown().await;
+            assert!(matches!(
+                handle.publish(Topic::Orders, b"late".to_vec()).await,
+                Err(NetError::Stopped)
+            ));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn line_over_tcp() {
+        line_scenario(false).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn line_over_quic() {
+        line_scenario(true).await;
+    }
+
+    /// A hub with two spokes: F floods over QUIC, D sends a few over TCP. F's excess is
+    /// rejected at the hub; D's messages all get through.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_flooding_peer_is_rate_limited_and_others_get_through() {
+        let seen = Recorder::new(None);
+        let cfg = NetConfig {
+            listen: vec![
+                "/ip4/127.0.0.1/tcp/0".parse().unwrap(),
+                "/ip4/127.0.0.1/udp/0/quic-v1".parse().unwrap(),
+            ],
+            bootstrap: vec![],
+            mdns: false,
+            max_connections: 8,
+            max_message_bytes: 1024,
+            peer_msgs_per_sec: 5,
+            peer_burst: 10,
+        };
+        let hub =
+            start(cfg, identity::Keypair::generate_ed25519(), CHAIN, seen.clone()).await.unwrap();
+        let hub = Node { net: hub, seen };
+        let addrs = hub.net.listen_addrs();
+        assert_eq!(addrs.len(), 2);
+        let with_id = |quic: bool| {
+            let a = addrs.iter().find(|a| a.to_string().contains("quic") == quic).unwrap();
+            a.clone().with(Protocol::P2p(hub.net.local_peer_id()))
+        };
+        let flooder = node(true, vec![with_id(true)], 1, 1024, (1000, 1000), None).await;
+        let honest = node(false, vec![with_id(false)], 1, 1024, (1000, 1000), None).await;
+        wait_for("spokes connected", || hub.net.peers() == 2).await;
+        mesh_ready(&flooder, &hub).await;
+        mesh_ready(&honest, &hub).await;
+
+        for i in 0..200 {
+            flooder.net.publish(Topic::Orders, format!("flood-{i}").into_bytes()).await.unwrap();
+        }
+        for i in 0..3 {
+            honest.net.publish(Topic::Orders, format!("honest-{i}").into_bytes()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        wait_for("honest messages at the hub", || hub.seen.count_prefix(b"honest-") == 3).await;
+        wait_for("flood rate-limited", || hub.net.stats().rate_limited > 0).await;
+        // At most the burst and what the rate refilled got through; never the whole flood.
+        assert!(hub.seen.count_prefix(b"flood-") < 100, "{}", hub.seen.count_prefix(b"flood-"));
+        // The rejected excess sank the flooder's score (three put it below the graylist
+        // threshold, −80, after which the hub ignored it; the counter has decayed a little
+        // since); the honest peer keeps a good score.
+        let flooder_score = hub.net.peer_score(flooder.net.local_peer_id()).await.unwrap();
+        assert!(flooder_score < -50.0, "{flooder_score}");
+        assert!(hub.net.peer_score(honest.net.local_peer_id()).await.unwrap() >= 0.0);
+        // The flood was not relayed to the honest spoke beyond what the hub accepted.
+        assert!(honest.seen.count_prefix(b"flood-") <= hub.seen.count_prefix(b"flood-"));
+        for n in [flooder, honest, hub] {
+            n.net.shutdown().await;
+        }
+    }
+
+    #[test]
+    fn token_bucket() {
+        let mut l = RateLimiter::new(10, 3);
+        let (p, q) = (PeerId::random(), PeerId::random());
+        let t = Instant::now();
+        assert!((0..3).all(|_| l.allow(p, t)));
+        assert!(!l.allow(p, t));
+        // Another peer has its own bucket.
+        assert!(l.allow(q, t));
+        // 100 ms at 10/s refills one token; the bucket never holds more than the burst.
+        assert!(l.allow(p, t + Duration::from_millis(100)));
+        assert!(!l.allow(p, t + Duration::from_millis(100)));
+        let later = t + Duration::from_secs(60);
+        assert_eq!((0..10).filter(|_| l.allow(p, later)).count(), 3);
+        l.forget(&p);
+        assert!(l.allow(p, later));
+    }
+
+    #[tokio::test]
+    async fn bad_configuration_is_named() {
+        let base = NetConfig { listen: listen(false), ..NetConfig::default() };
+        let key = identity::Keypair::generate_ed25519;
+        let cases = [
+            (
+                NetConfig {
+                    bootstrap: vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()],
+                    ..base.clone()
+                },
+                "/p2p/",
+            ),
+            (NetConfig { max_connections: 0, ..base.clone() }, "max_connections"),
+            (NetConfig { peer_burst: 0, ..base.clone() }, "peer_burst"),
+            (NetConfig { listen: vec![], ..base.clone() }, "listen"),
+        ];
+        for (cfg, needle) in cases {
+            let err = start(cfg, key(), CHAIN, Recorder::new(None)).await.err().unwrap();
+            assert!(err.to_string().contains(needle), "{err}");
+        }
+        // An address that is not this machine's (TEST-NET-1).
+        let cfg = NetConfig { listen: vec!["/ip4/192.0.2.1/tcp/0".parse().unwrap()], ..base };
+        let err = start(cfg, key(), CHAIN, Recorder::new(None)).await.err().unwrap();
+        assert!(matches!(err, NetError::Listen { .. }), "{err}");
+    }
+
+    #[test]
+    fn topic_names() {
+        assert_eq!(Topic::Orders.name("c1"), "surplus/c1/orders/v1");
+        assert_eq!(Topic::Checkpoints.name("c1"), "surplus/c1/checkpoints/v1");
+        assert!(NetConfig::default().validate().is_ok());
+    }
+}
