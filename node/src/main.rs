@@ -1,5 +1,6 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
+mod client;
 mod credential_cmd;
 mod ledger_cmd;
 mod market_cmd;
@@ -34,6 +35,8 @@ enum Command {
     Key(ledger_cmd::KeyCommand),
     /// Run a whole local consortium (not built yet).
     Devnet,
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Key(c) => ledger_cmd::key(c),
         Command::Market(c) => market_cmd::market(c),
         Command::Credential(c) => credential_cmd::credential(c),
+        Command::Client(c) => client::run(c),
         Command::Devnet => Err(anyhow::anyhow!(
             "`surplus devnet` is not built yet: the node (consensus, gossip, HTTP API) comes with \
              the node issue; today `surplus` offers `audit`, `ledger` and `key`"
