@@ -303,7 +303,7 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
         ctrlc_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst))?;
     }
     let started = Instant::now();
-    for n in &file.nodes {
+    for n in file.nodes.clone() {
         while !api_up(&n.api) {
             if started.elapsed() > START_TIMEOUT || stop.load(std::sync::atomic::Ordering::SeqCst) {
                 shutdown(&mut children, &mut file, &dir);

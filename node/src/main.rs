@@ -1,6 +1,7 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
 mod admission;
+mod client;
 mod config;
 mod consensus;
 mod credential_cmd;
@@ -54,6 +55,8 @@ enum Command {
     Node(runtime::NodeArgs),
     /// Run a whole local consortium on this machine: nodes, sample data and the web UI.
     Devnet(devnet::DevnetArgs),
+    #[command(flatten)]
+    Client(client::ClientCommand),
 }
 
 fn main() -> ExitCode {
@@ -69,6 +72,7 @@ fn main() -> ExitCode {
         Command::Hook(c) => provision::hook(c),
         Command::Node(a) => runtime::node(a),
         Command::Devnet(a) => devnet::devnet(a),
+        Command::Client(c) => client::run(c),
     };
     match result {
         Ok(code) => code,

@@ -31,7 +31,7 @@ pub struct NodeArgs {
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Log filter (default: info for surplus, warn for the engine and libp2p).
-    #[arg(long, env = "SURPLUS_LOG")]
+    #[arg(long)]
     pub log: Option<String>,
 }
 
@@ -75,7 +75,7 @@ impl Shared {
             pool.insert(entry, &admitted, now_ms())
         };
         match inserted {
-            Ok(Inserted::Added) => {
+            Ok(Inserted::New { .. }) => {
                 self.notify.notify_waiters();
                 Ok((id, true))
             }

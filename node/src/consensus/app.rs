@@ -224,7 +224,7 @@ impl App {
     async fn value_to_propose(
         &mut self,
         height: Height,
-        round: Round,
+        _round: Round,
         timeout: Duration,
     ) -> Result<Checked> {
         if let Some(id) = self.chain.own_at(height.0)? {

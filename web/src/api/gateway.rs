@@ -1,0 +1,121 @@
+//! `POST /api/v1/gateway`: the provider's gateway checks a presented token and answers with the
+//! lease's access details.
+
+use actix_web::{web, HttpResponse};
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use surplus_contracts::credential::{self, Refusal, Request, Scope};
+use surplus_contracts::LeaseStatus;
+use surplus_ledger::Hash;
+
+use super::{now_ms, parse_hash, Ctx};
+use crate::error::{ApiError, ApiResult};
+
+fn read() -> String {
+    "read".into()
+}
+
+/// A request at the gateway.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GatewayRequest {
+    /// The token, base64 (url-safe or standard, padded or not).
+    pub token: String,
+    /// The operation asked for (default `read`).
+    #[serde(default = "read")]
+    pub operation: String,
+    /// The lease (hex); without it, the lease the token names, which must then be one of this
+    /// node's (the token is read under this node's key).
+    #[serde(default)]
+    pub lease: Option<String>,
+}
+
+/// What an accepted token grants.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct GatewayAnswer {
+    /// The lease.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub lease: Hash,
+    /// Access details from the start hook (none if this node did not provision the lease).
+    pub access: Option<serde_json::Value>,
+    /// The token's scope.
+    pub scope: Scope,
+}
+
+fn decode_token(s: &str) -> ApiResult<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let s = s.trim();
+    [URL_SAFE, URL_SAFE_NO_PAD, STANDARD, STANDARD_NO_PAD]
+        .iter()
+        .find_map(|e| e.decode(s).ok())
+        .ok_or_else(|| ApiError::bad_request("bad_token", "the token is not base64"))
+}
+
+fn refused(r: Refusal) -> ApiError {
+    let code = match r {
+        Refusal::Malformed(_) => "token_malformed",
+        Refusal::Forged => "token_forged",
+        Refusal::Revoked => "token_revoked",
+        Refusal::NotYetValid { .. } => "token_not_yet_valid",
+        Refusal::Expired { .. } => "token_expired",
+        Refusal::WrongLease { .. } => "token_wrong_lease",
+        Refusal::NotAllowed(_) => "operation_not_allowed",
+    };
+    ApiError::forbidden(code, r.to_string())
+}
+
+/// Verifies the token against the committed state (lease, provider key, revocations) at the
+/// wall-clock time.
+pub(crate) async fn gateway(
+    ctx: web::Data<Ctx>,
+    body: web::Json<GatewayRequest>,
+) -> ApiResult<HttpResponse> {
+    let token = decode_token(&body.token)?;
+    let state = ctx.node.state();
+    let lease_id = match &body.lease {
+        Some(h) => parse_hash(h, "lease")?,
+        None => {
+            let me = ctx.node.status().public_key;
+            let scope = credential::inspect(&token, &me).map_err(|r| match r {
+                Refusal::Forged => ApiError::forbidden(
+                    "token_not_ours",
+                    format!(
+                        "the token is not rooted in this node's key {me}; present it to the \
+                         gateway of the lease's provider, or name the lease"
+                    ),
+                ),
+                other => refused(other),
+            })?;
+            parse_hash(&scope.lease, "the token's lease").map_err(|_| {
+                refused(Refusal::Malformed("the token's lease is not a hash".into()))
+            })?
+        }
+    };
+    let lease = state.lease(&lease_id).ok_or_else(|| {
+        ApiError::forbidden(
+            "unknown_lease",
+            format!("no lease {} on this chain", hex::encode(lease_id)),
+        )
+    })?;
+    let ended = match lease.status {
+        LeaseStatus::Active => None,
+        LeaseStatus::Completed => Some("ran to its end"),
+        LeaseStatus::TerminatedByBuyer => Some("was terminated by its buyer"),
+        LeaseStatus::TerminatedByProvider => Some("was terminated by its provider"),
+    };
+    if let Some(how) = ended {
+        return Err(ApiError::forbidden(
+            "lease_ended",
+            format!("the lease {how}; its credential no longer grants access"),
+        ));
+    }
+    let request = Request { lease: lease_id, operation: body.operation.clone(), now_ms: now_ms() };
+    let scope =
+        credential::verify(&token, &lease.fill.provider, &request, &|id| state.is_revoked(id))
+            .map_err(refused)?;
+    Ok(HttpResponse::Ok().json(GatewayAnswer {
+        lease: lease_id,
+        access: ctx.node.access(&lease_id),
+        scope,
+    }))
+}

@@ -1,0 +1,67 @@
+//! `GET /api/v1/leases[?account=KEY&limit=N]` and `GET /api/v1/leases/{id}`.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use surplus_contracts::Lease;
+
+use super::{parse_hash, parse_key, Ctx};
+use crate::error::{ApiError, ApiResult};
+
+/// Leases listed when no `limit` is given.
+pub const DEFAULT_LEASES: usize = 100;
+/// Most leases one list answers with.
+pub const MAX_LEASES: usize = 1000;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    account: Option<String>,
+    limit: Option<usize>,
+}
+
+/// Leases, in id order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseList {
+    /// The leases.
+    pub leases: Vec<Lease>,
+    /// Whether more matched than `limit`.
+    pub truncated: bool,
+}
+
+/// One lease and what its provisioning hooks reported.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LeaseView {
+    /// The lease.
+    pub lease: Lease,
+    /// Hook outcomes (start, end), if this node provisioned the lease.
+    pub provisioning: Option<serde_json::Value>,
+}
+
+/// Leases where `account` is buyer or provider (all leases without it), at most `limit`.
+pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
+    let limit = q.limit.unwrap_or(DEFAULT_LEASES);
+    if limit == 0 || limit > MAX_LEASES {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit is {limit}, it must be 1 to {MAX_LEASES}"),
+        ));
+    }
+    let account = q.account.as_deref().map(|k| parse_key(k, "account")).transpose()?;
+    let state = ctx.node.state();
+    let mut matching = state
+        .leases()
+        .filter(|l| account.is_none_or(|k| l.fill.buyer == k || l.fill.provider == k));
+    let leases: Vec<Lease> = matching.by_ref().take(limit).cloned().collect();
+    let truncated = matching.next().is_some();
+    Ok(HttpResponse::Ok().json(LeaseList { leases, truncated }))
+}
+
+/// One lease with its provisioning.
+pub(crate) async fn one(ctx: web::Data<Ctx>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_hash(&id, "lease id")?;
+    let state = ctx.node.state();
+    let lease = state.lease(&id).cloned().ok_or_else(|| {
+        ApiError::not_found("unknown_lease", format!("no lease {} on this chain", hex::encode(id)))
+    })?;
+    Ok(HttpResponse::Ok().json(LeaseView { lease, provisioning: ctx.node.provisioning(&id) }))
+}

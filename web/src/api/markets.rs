@@ -1,0 +1,199 @@
+//! `GET /api/v1/markets` and `GET /api/v1/book?market=class@region[&limit=N]`.
+
+use std::collections::BTreeMap;
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use surplus_ledger::{Hash, PublicKey};
+use surplus_market::{Market, Order, Resting};
+
+use super::Ctx;
+use crate::error::{ApiError, ApiResult};
+
+/// Most individual orders listed per side of a book (the depth always covers every order).
+pub const MAX_BOOK_ORDERS: usize = 1000;
+const DEFAULT_BOOK_ORDERS: usize = 100;
+
+/// One market of the catalogue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MarketSummary {
+    /// `class@region`.
+    pub market: Market,
+    /// The resource class.
+    pub class: String,
+    /// What the class is.
+    pub description: String,
+    /// The region.
+    pub region: String,
+    /// The last clearing price, units per slot-hour (none before the first trade).
+    pub last_price: Option<u64>,
+    /// Resting offers.
+    pub offers: usize,
+    /// Resting bids.
+    pub bids: usize,
+}
+
+/// Every market of the catalogue.
+pub(crate) async fn markets(ctx: web::Data<Ctx>) -> HttpResponse {
+    let state = ctx.node.state();
+    let catalogue = &state.params.catalogue;
+    let out: Vec<MarketSummary> = catalogue
+        .markets()
+        .into_iter()
+        .map(|m| {
+            let (bids, offers) = state.book.market(&m);
+            let description = catalogue
+                .classes
+                .iter()
+                .find(|c| c.id == m.class)
+                .map(|c| c.description.clone())
+                .unwrap_or_default();
+            MarketSummary {
+                class: m.class.clone(),
+                region: m.region.clone(),
+                description,
+                last_price: state.last_price(&m),
+                offers: offers.len(),
+                bids: bids.len(),
+                market: m,
+            }
+        })
+        .collect();
+    HttpResponse::Ok().json(out)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BookQuery {
+    market: String,
+    limit: Option<usize>,
+}
+
+/// The resting book of one market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookView {
+    /// The market.
+    pub market: Market,
+    /// The book's time (the last block's), ms.
+    pub now_ms: u64,
+    /// The last clearing price.
+    pub last_price: Option<u64>,
+    /// Sell side: depth from the lowest reserve up.
+    pub offers: BookSide,
+    /// Buy side: depth from the highest limit down.
+    pub bids: BookSide,
+}
+
+/// One side of a book.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookSide {
+    /// Slots by price, best price first (offers: free slots now; bids: slots still wanted).
+    pub depth: Vec<Level>,
+    /// The orders, in priority order, at most `limit`.
+    pub orders: Vec<BookOrder>,
+    /// Whether more orders rest than are listed.
+    pub truncated: bool,
+}
+
+/// Slots at one price.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Level {
+    /// Units per slot-hour.
+    pub price: u64,
+    /// Slots.
+    pub slots: u64,
+    /// Orders at this price.
+    pub orders: usize,
+}
+
+/// A resting order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BookOrder {
+    /// The order id.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub id: Hash,
+    /// Its author (provider of an offer, buyer of a bid).
+    pub author: PublicKey,
+    /// Offers: the offer's slots. Bids: slots still wanted.
+    pub slots: u32,
+    /// Offers: slots not leased at the book's time. Bids: as `slots`.
+    pub free: u32,
+    /// Offers: the reserve. Bids: the limit. Units per slot-hour.
+    pub price: u64,
+    /// Offers: the shortest lease accepted. Bids: the lease duration. Hours.
+    pub hours: u32,
+    /// Offers: start of availability. Bids: earliest start. ms.
+    pub window_start_ms: u64,
+    /// Offers: end of availability. Bids: latest start. ms.
+    pub window_end_ms: u64,
+    /// When it leaves the book, ms.
+    pub expiry_ms: u64,
+    /// Height of the block that brought it.
+    pub height: u64,
+}
+
+fn view(r: &Resting, now_ms: u64) -> BookOrder {
+    let (price, hours, start, end, free) = match &r.order.order {
+        Order::Offer(o) => (o.reserve, o.min_hours, o.from_ms, o.until_ms, r.free_at(now_ms)),
+        Order::Bid(b) => (b.limit, b.hours, b.earliest_ms, b.latest_ms, r.remaining),
+    };
+    BookOrder {
+        id: r.order.id,
+        author: r.order.author,
+        slots: r.remaining,
+        free,
+        price,
+        hours,
+        window_start_ms: start,
+        window_end_ms: end,
+        expiry_ms: r.order.order.expiry_ms(),
+        height: r.height,
+    }
+}
+
+fn side(orders: &[Resting], now_ms: u64, limit: usize, best_high: bool) -> BookSide {
+    let all: Vec<BookOrder> = orders.iter().map(|r| view(r, now_ms)).collect();
+    let mut levels: BTreeMap<u64, Level> = BTreeMap::new();
+    for o in &all {
+        let l = levels.entry(o.price).or_insert(Level { price: o.price, slots: 0, orders: 0 });
+        l.slots += u64::from(o.free);
+        l.orders += 1;
+    }
+    let mut depth: Vec<Level> = levels.into_values().collect();
+    if best_high {
+        depth.reverse();
+    }
+    let truncated = all.len() > limit;
+    BookSide { depth, orders: all.into_iter().take(limit).collect(), truncated }
+}
+
+/// The book of `market`.
+pub(crate) async fn book(ctx: web::Data<Ctx>, q: web::Query<BookQuery>) -> ApiResult<HttpResponse> {
+    let market: Market =
+        q.market.parse().map_err(|e: String| ApiError::bad_request("bad_market", e))?;
+    let limit = q.limit.unwrap_or(DEFAULT_BOOK_ORDERS);
+    if limit == 0 || limit > MAX_BOOK_ORDERS {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit is {limit}, it must be 1 to {MAX_BOOK_ORDERS}"),
+        ));
+    }
+    let state = ctx.node.state();
+    if !state.params.catalogue.has_market(&market) {
+        return Err(ApiError::not_found(
+            "unknown_market",
+            format!(
+                "{market} is not in the consortium's catalogue; GET /api/v1/markets lists them"
+            ),
+        ));
+    }
+    let now_ms = state.book.now_ms();
+    let (bids, offers) = state.book.market(&market);
+    Ok(HttpResponse::Ok().json(BookView {
+        last_price: state.last_price(&market),
+        now_ms,
+        offers: side(offers, now_ms, limit, false),
+        bids: side(bids, now_ms, limit, true),
+        market,
+    }))
+}

@@ -1,0 +1,156 @@
+//! Fetching a lease's credential by signing a challenge, and the gateway.
+
+use actix_web::http::StatusCode;
+use actix_web::test::TestRequest;
+use base64::Engine as _;
+use serde_json::json;
+use surplus_contracts::Tx;
+use surplus_ledger::{parse_hex, Entry, Hash, SecretKey};
+use surplus_web::testnode::{TestNode, CHAIN};
+use surplus_web::{challenge_bytes, Node};
+
+use crate::{app, call, lease, roomy, submit_req, world};
+
+fn challenge_uri(lease: &Hash) -> String {
+    format!("/api/v1/leases/{}/challenge", hex::encode(lease))
+}
+fn credential_uri(lease: &Hash) -> String {
+    format!("/api/v1/leases/{}/credential", hex::encode(lease))
+}
+
+/// The answer `key` gives to a challenge `v` for `lease`.
+fn answer(v: &serde_json::Value, lease: &Hash, key: &SecretKey) -> serde_json::Value {
+    let nonce = parse_hex::<32>(v["challenge"].as_str().unwrap(), "challenge").unwrap();
+    let expires = v["expires_ms"].as_u64().unwrap();
+    assert_eq!(v["chain_id"], CHAIN);
+    let sig = key.sign(&challenge_bytes(CHAIN, lease, &nonce, expires));
+    json!({"challenge": v["challenge"], "signature": sig.to_string()})
+}
+
+#[actix_web::test]
+async fn only_the_buyer_gets_the_token_and_a_challenge_is_used_once() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    let id = lease!(app, w.node, &w.provider, &w.buyer);
+
+    let (s, c) = call!(app, TestRequest::post().uri(&challenge_uri(&id)));
+    assert_eq!(s, StatusCode::OK, "{c}");
+    assert_eq!(c["challenge"].as_str().unwrap().len(), 64);
+    assert_eq!(c["lease"], hex::encode(id));
+    let body = answer(&c, &id, &w.buyer);
+    let (s, v) = call!(app, TestRequest::post().uri(&credential_uri(&id)).set_json(&body));
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let token =
+        base64::engine::general_purpose::URL_SAFE.decode(v["token"].as_str().unwrap()).unwrap();
+    assert_eq!(Some(token), w.node.credential(&id));
+
+    // The same challenge again: refused.
+    let (s, v) = call!(app, TestRequest::post().uri(&credential_uri(&id)).set_json(&body));
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "challenge_unknown");
+
+    // Someone else signing: refused, and the challenge is spent.
+    let (_, c) = call!(app, TestRequest::post().uri(&challenge_uri(&id)));
+    let stolen = answer(&c, &id, &w.other);
+    let (s, v) = call!(app, TestRequest::post().uri(&credential_uri(&id)).set_json(&stolen));
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "not_buyer");
+    assert!(v["error"]["message"].as_str().unwrap().contains(&w.buyer.public().to_string()));
+    let honest = answer(&c, &id, &w.buyer);
+    let (s, v) = call!(app, TestRequest::post().uri(&credential_uri(&id)).set_json(&honest));
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "challenge_unknown");
+
+    // A challenge of one lease does not open another.
+    let other_lease = lease!(app, w.node, &w.provider, &w.buyer);
+    let (_, c) = call!(app, TestRequest::post().uri(&challenge_uri(&id)));
+    let body = answer(&c, &other_lease, &w.buyer);
+    let (s, v) = call!(app, TestRequest::post().uri(&credential_uri(&other_lease)).set_json(&body));
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "challenge_wrong_lease");
+
+    // Bad input and unknown leases.
+    let (s, v) = call!(
+        app,
+        TestRequest::post()
+            .uri(&credential_uri(&id))
+            .set_json(json!({"challenge": "xyz", "signature": "00"}))
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["code"], "bad_challenge");
+    let (s, v) = call!(app, TestRequest::post().uri(&challenge_uri(&[4; 32])));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "unknown_lease");
+}
+
+#[actix_web::test]
+async fn a_node_that_is_not_the_provider_says_so() {
+    let w = world();
+    // A lease whose provider is another key than the node's.
+    let third = SecretKey::from_seed([9; 32]);
+    let app = app!(w.node, roomy());
+    let id = lease!(app, w.node, &third, &w.buyer);
+    let (s, v) = call!(app, TestRequest::post().uri(&challenge_uri(&id)));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "not_provider");
+    assert!(v["error"]["message"].as_str().unwrap().contains(&third.public().to_string()));
+}
+
+async fn fetch_token(node: &std::sync::Arc<TestNode>, id: &Hash, buyer: &SecretKey) -> String {
+    let app = app!(node, roomy());
+    let (_, c) = call!(app, TestRequest::post().uri(&challenge_uri(id)));
+    let (s, v) =
+        call!(app, TestRequest::post().uri(&credential_uri(id)).set_json(answer(&c, id, buyer)));
+    assert_eq!(s, StatusCode::OK, "{v}");
+    v["token"].as_str().unwrap().to_owned()
+}
+
+#[actix_web::test]
+async fn gateway_accepts_until_revoked_or_ended() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    let id = lease!(app, w.node, &w.provider, &w.buyer);
+    let token = fetch_token(&w.node, &id, &w.buyer).await;
+    let gw = |body: serde_json::Value| TestRequest::post().uri("/api/v1/gateway").set_json(body);
+
+    let (s, v) = call!(app, gw(json!({"token": token, "operation": "read"})));
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["lease"], hex::encode(id));
+    assert_eq!(v["access"]["host"], "127.0.0.1");
+    assert_eq!(v["scope"]["buyer"], w.buyer.public().to_string());
+    // Naming the lease gives the same; the default operation is read.
+    let (s, _) = call!(app, gw(json!({"token": token, "lease": hex::encode(id)})));
+    assert_eq!(s, StatusCode::OK);
+    // Outside the token's scope, garbage, another provider's token.
+    let (s, v) = call!(app, gw(json!({"token": token, "operation": "launch-missiles"})));
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "operation_not_allowed");
+    let (s, v) = call!(app, gw(json!({"token": "!!!"})));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["code"], "bad_token");
+    let junk = base64::engine::general_purpose::URL_SAFE.encode(b"not a token");
+    let (s, v) = call!(app, gw(json!({"token": junk})));
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "token_malformed");
+    let (s, v) = call!(app, gw(json!({"token": token, "lease": hex::encode([8u8; 32])})));
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "unknown_lease");
+
+    // The provider replaces the token: the old one is revoked on the ledger.
+    w.node.regrant(&id).unwrap();
+    let (s, v) = call!(app, gw(json!({"token": token})));
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "token_revoked");
+    let fresh = fetch_token(&w.node, &id, &w.buyer).await;
+    let (s, _) = call!(app, gw(json!({"token": fresh})));
+    assert_eq!(s, StatusCode::OK);
+
+    // The buyer terminates the lease: the gateway refuses from then on.
+    let t = Tx::Terminate { lease: id, seq: w.node.state().account(&w.buyer.public()).seq };
+    let (s, v) = call!(app, submit_req(&Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer)));
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let (s, v) = call!(app, gw(json!({"token": fresh})));
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "lease_ended");
+    assert!(v["error"]["message"].as_str().unwrap().contains("terminated by its buyer"));
+}
