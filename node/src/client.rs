@@ -528,8 +528,7 @@ fn execute(cmd: ClientCommand) -> Result<()> {
             let api = Api::new(&conn)?;
             let c: ChallengeView =
                 typed(api.post(&format!("/leases/{}/challenge", hex::encode(lease)), &json!({}))?)?;
-            let nonce =
-                parse_hex::<32>(&c.challenge, "challenge").map_err(|e| Remote::Unexpected(e))?;
+            let nonce = parse_hex::<32>(&c.challenge, "challenge").map_err(Remote::Unexpected)?;
             if c.lease != lease {
                 return Err(Remote::Unexpected("the challenge names another lease".into()).into());
             }

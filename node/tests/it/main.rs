@@ -1,6 +1,7 @@
 //! The `surplus` command line, run as a real process: audit, export, proofs, keys, market
 //! replay, operator commands (init, genesis, the sample hook), bad input.
 
+mod client;
 mod credential;
 mod market;
 mod ops;

@@ -1,0 +1,261 @@
+//! The client commands as real processes against the real HTTP API (`surplus_web::serve` on
+//! 127.0.0.1:0 in this process). The node behind the API is `surplus_web::testnode::TestNode`,
+//! a stand-in for the real node at the `Node` boundary: each entry is applied at once as a
+//! block; it mints and grants the credential of each lease it provides.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Arc;
+use std::time::Duration;
+
+use surplus_ledger::SecretKey;
+use surplus_web::testnode::TestNode;
+use surplus_web::{Limits, Node};
+
+use crate::text;
+
+struct Server {
+    url: String,
+    handle: actix_web::dev::ServerHandle,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Server {
+    fn start(node: Arc<TestNode>) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            actix_web::rt::System::new().block_on(async move {
+                let node: Arc<dyn Node> = node;
+                let limits = Limits { per_ip_per_sec: 0, workers: 1, ..Limits::default() };
+                let (server, addr) =
+                    surplus_web::serve("127.0.0.1:0".parse().unwrap(), node, limits).await.unwrap();
+                tx.send((addr, server.handle())).unwrap();
+                server.await.unwrap();
+            })
+        });
+        let (addr, handle) = rx.recv_timeout(Duration::from_secs(30)).expect("the server starts");
+        Self { url: format!("http://{addr}"), handle, thread: Some(thread) }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        futures::executor::block_on(self.handle.stop(true));
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn key_file(dir: &Path, name: &str, key: &SecretKey) -> PathBuf {
+    let path = dir.join(name);
+    std::fs::write(&path, key.to_file_contents()).unwrap();
+    path
+}
+
+/// `surplus ARGS --node URL`.
+fn cli(url: &str, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_surplus"))
+        .args(args)
+        .args(["--node", url])
+        .env_remove("SURPLUS_NODE")
+        .output()
+        .unwrap()
+}
+
+fn json(o: &Output) -> serde_json::Value {
+    assert!(o.status.success(), "{}", text(o));
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+#[test]
+fn trade_fetch_credential_transfer_and_terminate_through_the_cli() {
+    let provider = SecretKey::from_seed([11; 32]);
+    let buyer = SecretKey::from_seed([12; 32]);
+    let other = SecretKey::from_seed([13; 32]);
+    let node = Arc::new(TestNode::new(provider.clone(), &[(buyer.public(), 50_000_000)]));
+    let server = Server::start(node.clone());
+    let url = server.url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let pk = key_file(dir.path(), "provider.key", &provider);
+    let bk = key_file(dir.path(), "buyer.key", &buyer);
+    let ok = key_file(dir.path(), "other.key", &other);
+    let (pk, bk, ok) = (pk.to_str().unwrap(), bk.to_str().unwrap(), ok.to_str().unwrap());
+    let m = "gpu.a100@us-east-b";
+
+    let v = json(&cli(url, &["status", "--json"]));
+    assert_eq!(v["chain_id"], surplus_web::testnode::CHAIN);
+    let o = cli(url, &["status"]);
+    assert!(text(&o).contains("validator  yes"), "{}", text(&o));
+
+    let o = cli(url, &["offer", "--key", pk, "--market", m, "--slots", "2", "--reserve", "100"]);
+    assert_eq!(o.status.code(), Some(2), "--hours-window is required: {}", text(&o));
+    let o = cli(
+        url,
+        &[
+            "offer",
+            "--key",
+            pk,
+            "--market",
+            m,
+            "--slots",
+            "2",
+            "--reserve",
+            "100",
+            "--hours-window",
+            "48",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("offer "), "{}", text(&o));
+    let o = cli(url, &["book", "--market", m]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("100"), "{}", text(&o));
+
+    // A bid below the reserve rests, and is cancelled.
+    let low = json(&cli(
+        url,
+        &[
+            "bid", "--key", bk, "--market", m, "--slots", "1", "--hours", "24", "--limit", "10",
+            "--json",
+        ],
+    ));
+    let low_id = low["id"].as_str().unwrap().to_owned();
+    let book = json(&cli(url, &["book", "--market", m, "--json"]));
+    assert_eq!(book["bids"]["orders"][0]["id"], low_id);
+    json(&cli(url, &["cancel", &low_id, "--key", bk, "--json"]));
+    let book = json(&cli(url, &["book", "--market", m, "--json"]));
+    assert_eq!(book["bids"]["orders"].as_array().unwrap().len(), 0, "{book}");
+
+    // A crossing bid makes a lease.
+    let o = cli(
+        url,
+        &[
+            "bid",
+            "--key",
+            bk,
+            "--market",
+            m,
+            "--slots",
+            "1",
+            "--hours",
+            "24",
+            "--limit",
+            "150",
+            "--all-or-none",
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o));
+    let leases = json(&cli(url, &["leases", "--key", bk, "--json"]));
+    let lease = leases["leases"][0]["id"].as_str().unwrap().to_owned();
+    assert_eq!(leases["leases"][0]["status"], "active");
+    let o = cli(url, &["leases", "--account", &provider.public().to_string()]);
+    assert!(text(&o).contains(&lease) && text(&o).contains("seller"), "{}", text(&o));
+
+    // The buyer fetches the credential; it verifies offline; nobody else gets it.
+    let token = dir.path().join("token");
+    let o =
+        cli(url, &["lease", "credential", &lease, "--key", bk, "--out", token.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_surplus"))
+        .args(["credential", "verify", "--token", token.to_str().unwrap()])
+        .args(["--provider-key", &provider.public().to_string()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(url, &["lease", "credential", &lease, "--key", ok]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not_buyer"), "{}", text(&o));
+    let o = cli(url, &["lease", "credential", &lease, "--key", bk]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout).trim(),
+        std::fs::read_to_string(&token).unwrap().trim()
+    );
+
+    // Balances and a transfer (the sequence number comes from the node).
+    let before = json(&cli(url, &["balance", "--key", bk, "--json"]))["balance"].as_u64().unwrap();
+    assert!(before < 50_000_000, "escrow left the balance");
+    let to = other.public().to_string();
+    let o = cli(url, &["transfer", "--to", &to, "--amount", "7", "--key", bk]);
+    assert!(o.status.success(), "{}", text(&o));
+    let o = cli(url, &["balance", &to]);
+    assert!(text(&o).contains("balance 7"), "{}", text(&o));
+
+    // The buyer ends the lease.
+    let o = cli(url, &["terminate", &lease, "--key", bk]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v = json(&cli(url, &["leases", "--key", bk, "--json"]));
+    assert_eq!(v["leases"][0]["status"], "terminated_by_buyer");
+    // Again: the node refuses, exit 1 with its message.
+    let o = cli(url, &["terminate", &lease, "--key", bk]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("not active"), "{}", text(&o));
+    drop(server);
+}
+
+#[test]
+fn errors_local_remote_and_unreachable() {
+    let provider = SecretKey::from_seed([21; 32]);
+    let node = Arc::new(TestNode::new(provider.clone(), &[]));
+    let server = Server::start(node);
+    let url = server.url.clone();
+    let url = url.as_str();
+    let dir = tempfile::tempdir().unwrap();
+    let pk = key_file(dir.path(), "p.key", &provider);
+    let pk = pk.to_str().unwrap();
+
+    // Bad input here: exit 2, nothing sent.
+    let o = cli(url, &["book", "--market", "gpu.a100"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("class@region"), "{}", text(&o));
+    let o = cli(url, &["balance", "abc"]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = cli(url, &["cancel", "00", "--key", pk]);
+    assert_eq!(o.status.code(), Some(2));
+    let o = cli(
+        url,
+        &[
+            "offer",
+            "--key",
+            "/nonexistent",
+            "--market",
+            "gpu.a100@us-east-b",
+            "--slots",
+            "1",
+            "--reserve",
+            "1",
+            "--hours-window",
+            "2",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("/nonexistent"), "{}", text(&o));
+    let o = cli("https://127.0.0.1:1", &["status"]);
+    assert_eq!(o.status.code(), Some(2));
+
+    // The node says no: exit 1 with its message.
+    let o = cli(url, &["book", "--market", "gpu.h100@us-east-b"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("not in the consortium's catalogue"), "{}", text(&o));
+    let o = cli(url, &["transfer", "--to", &"ab".repeat(32), "--amount", "5", "--key", pk]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("balance 0 is less than 5"), "{}", text(&o));
+    let o = cli(url, &["cancel", &"cd".repeat(32), "--key", pk, "--json"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o).contains("no resting order"), "{}", text(&o));
+
+    // SURPLUS_NODE names the node when --node is absent.
+    let o = Command::new(env!("CARGO_BIN_EXE_surplus"))
+        .args(["status", "--json"])
+        .env("SURPLUS_NODE", url)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+
+    // Nothing listens: exit 1, saying where it tried.
+    drop(server);
+    let o = cli(url, &["status"]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("cannot reach the node"), "{}", text(&o));
+}
