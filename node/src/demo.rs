@@ -21,7 +21,9 @@ pub struct Demo {
 /// Submits a signed entry to a node's API; the node's JSON error on refusal.
 pub fn submit(api: &str, entry: &surplus_ledger::Entry) -> Result<String> {
     let body = serde_json::json!({ "entry": hex::encode(entry.encode()) });
-    match ureq::post(&format!("{api}/api/v1/entries")).timeout(Duration::from_secs(5)).send_json(body)
+    match ureq::post(&format!("{api}/api/v1/entries"))
+        .timeout(Duration::from_secs(5))
+        .send_json(body)
     {
         Ok(r) => {
             let v: serde_json::Value = r.into_json()?;

@@ -144,15 +144,20 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
         Ok(format!("/ip4/127.0.0.1/tcp/{}/p2p/{}", port(i, 0), config::peer_id(&keys[i])?))
     };
     let buyers: Vec<(PathBuf, SecretKey)> = (0..a.buyers)
-        .map(|j| (dir.join("buyers").join(format!("buyer{j}.key")), SecretKey::generate(&mut OsRng)))
+        .map(|j| {
+            (dir.join("buyers").join(format!("buyer{j}.key")), SecretKey::generate(&mut OsRng))
+        })
         .collect();
     std::fs::create_dir_all(dir.join("buyers"))?;
     for (path, key) in &buyers {
         write_key(path, key)?;
     }
-    let mut allocations: Vec<Allocation> =
-        buyers.iter().map(|(_, k)| Allocation { account: k.public(), amount: BUYER_FUNDS }).collect();
-    allocations.extend(keys.iter().map(|k| Allocation { account: k.public(), amount: BUYER_FUNDS / 10 }));
+    let mut allocations: Vec<Allocation> = buyers
+        .iter()
+        .map(|(_, k)| Allocation { account: k.public(), amount: BUYER_FUNDS })
+        .collect();
+    allocations
+        .extend(keys.iter().map(|k| Allocation { account: k.public(), amount: BUYER_FUNDS / 10 }));
     let genesis = GenesisFile {
         chain_id: CHAIN_ID.into(),
         genesis_time_ms: crate::runtime::now_ms(),
@@ -233,8 +238,8 @@ fn save(dir: &Path, file: &DevnetFile) -> Result<()> {
 /// Reads DIR/devnet.json.
 pub fn load(dir: &Path) -> Result<DevnetFile> {
     let path = dir.join("devnet.json");
-    let text =
-        std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| format!("{} is not a devnet file", path.display()))
 }
 
@@ -318,7 +323,11 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
             std::thread::sleep(Duration::from_millis(200));
         }
     }
-    println!("\nSurplus devnet `{}` is running: {} validators on 127.0.0.1", file.chain_id, file.nodes.len());
+    println!(
+        "\nSurplus devnet `{}` is running: {} validators on 127.0.0.1",
+        file.chain_id,
+        file.nodes.len()
+    );
     for n in &file.nodes {
         println!("  {:<5} {}  (data {}, pid {})", n.name, n.api, n.data_dir.display(), n.pid);
     }
@@ -332,7 +341,11 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
         for (child, n) in children.iter_mut().zip(&file.nodes) {
             if let Ok(Some(status)) = child.try_wait() {
-                eprintln!("node {} exited ({status}): see {}/node.log", n.name, n.data_dir.display());
+                eprintln!(
+                    "node {} exited ({status}): see {}/node.log",
+                    n.name,
+                    n.data_dir.display()
+                );
                 stop.store(true, std::sync::atomic::Ordering::SeqCst);
             }
         }

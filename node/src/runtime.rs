@@ -57,9 +57,22 @@ pub struct Shared {
     /// Next sequence number for transactions this node signs (grants).
     next_seq: Mutex<u64>,
     validators: Vec<PublicKey>,
+    /// Headers of recent blocks, by height (the API serves them).
+    recent: Mutex<std::collections::BTreeMap<u64, Header>>,
 }
 
+/// How many recent headers the node keeps at hand.
+const RECENT_HEADERS: usize = 10_000;
+
 impl Shared {
+    fn remember(&self, header: &Header) {
+        let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        r.insert(header.height, header.clone());
+        while r.len() > RECENT_HEADERS {
+            r.pop_first();
+        }
+    }
+
     fn state(&self) -> Arc<State> {
         self.state.read().map(|s| s.clone()).unwrap_or_else(|e| e.into_inner().clone())
     }
@@ -214,6 +227,10 @@ impl surplus_web::Node for Api {
         let p = self.0.provisioning.get(&hex::encode(lease)).ok().flatten()?;
         p.start.and_then(|o| if o.ok { o.access } else { None })
     }
+
+    fn header(&self, height: u64) -> Option<Header> {
+        self.0.recent.lock().ok()?.get(&height).cloned()
+    }
 }
 
 /// Runs `surplus node` until Ctrl-C or SIGTERM.
@@ -301,6 +318,7 @@ async fn run(args: NodeArgs) -> Result<()> {
         credentials_dir,
         next_seq: Mutex::new(0),
         validators,
+        recent: Mutex::new(Default::default()),
     });
 
     let mut running = consensus::start(
@@ -312,6 +330,7 @@ async fn run(args: NodeArgs) -> Result<()> {
     .await?;
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = running.state.clone();
     *shared.head.write().unwrap_or_else(|e| e.into_inner()) = running.head.clone();
+    shared.remember(&running.head);
     let _ = shared.consensus.set(running.status.clone());
 
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.seed())
@@ -410,6 +429,7 @@ async fn on_commit(
 ) {
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = c.state.clone();
     *shared.head.write().unwrap_or_else(|e| e.into_inner()) = c.block.header.clone();
+    shared.remember(&c.block.header);
     {
         let ids: Vec<Hash> = c.block.entries.iter().map(Entry::id).collect();
         let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
@@ -477,7 +497,8 @@ fn start_lease(shared: &Arc<Shared>, lease: Lease, hook: Hook) {
                 return;
             }
         };
-        if let Err(e) = crate::config::write_atomic(&shared.token_path(&lease.id), &credential.token)
+        if let Err(e) =
+            crate::config::write_atomic(&shared.token_path(&lease.id), &credential.token)
         {
             tracing::error!(lease = %id, error = %e, "cannot store the credential");
             return;
@@ -519,7 +540,9 @@ async fn submit_own(shared: &Arc<Shared>, entry: Entry) {
                 let _ = g.publish(Topic::Orders, bytes).await;
             }
         }
-        Err(r) => tracing::warn!(kind = kind.name(), code = %r.code, "own entry refused: {}", r.message),
+        Err(r) => {
+            tracing::warn!(kind = kind.name(), code = %r.code, "own entry refused: {}", r.message)
+        }
     }
 }
 

@@ -117,7 +117,12 @@ impl Api {
         Ok((v["balance"].as_u64().unwrap_or(0), v["seq"].as_u64().unwrap_or(0)))
     }
     /// Fetches a lease's credential by signing the node's challenge with `key`.
-    pub fn fetch_credential(&self, chain_id: &str, lease: &Hash, key: &SecretKey) -> Result<(u16, Value)> {
+    pub fn fetch_credential(
+        &self,
+        chain_id: &str,
+        lease: &Hash,
+        key: &SecretKey,
+    ) -> Result<(u16, Value)> {
         let id = hex::encode(lease);
         let (code, c) = post(&format!("{}/api/v1/leases/{id}/challenge", self.0), &Value::Null)?;
         if code != 200 {
@@ -216,13 +221,27 @@ impl Drop for NodeProc {
     }
 }
 
-/// Waits until every API reports the same height and head hash, at least `min_height`.
+impl Api {
+    /// The hash of the block at `height`, once the node has it.
+    pub fn block_hash(&self, height: u64) -> Option<String> {
+        let v = get(&format!("{}/api/v1/blocks/{height}", self.0)).ok()?;
+        v["hash"].as_str().map(str::to_owned)
+    }
+}
+
+/// Waits until every node holds the same block at a common height of at least `min_height`
+/// (the first node's head once it reaches it); returns that height and hash.
 pub fn wait_converged(apis: &[&Api], min_height: u64, timeout: Duration) -> (u64, String) {
-    wait_for("all heads to be equal", timeout, || {
-        let heads: Vec<_> = apis.iter().map(|a| a.head()).collect::<Option<Vec<_>>>()?;
-        let first = heads[0].clone();
-        (first.0 >= min_height && heads.iter().all(|h| *h == first)).then_some(first)
-    })
+    let (height, hash) = wait_for("the first node to reach the height", timeout, || {
+        apis[0].head().filter(|(h, _)| *h >= min_height)
+    });
+    for a in &apis[1..] {
+        let other = wait_for(&format!("{} to reach height {height}", a.0), timeout, || {
+            a.block_hash(height)
+        });
+        assert_eq!(other, hash, "{} holds a different block at height {height}", a.0);
+    }
+    (height, hash)
 }
 
 /// `surplus audit --data-dir DIR --json`: Ok with the report, or the failure text.

@@ -69,8 +69,16 @@ fn four_nodes_trade_provision_grant_and_audit() {
     let other = read_key(Path::new(file["buyers"][1]["key_file"].as_str().unwrap()));
     let provider_key = file["nodes"][0]["public_key"].as_str().unwrap().to_owned();
 
-    // dc1 sells in eu-west-a from its inventory: wait for its offer in the book.
-    let market = Market::new("vm.2c8g", "eu-west-a");
+    // dc1 sells what its inventory lists: wait for its first pool's offer in the book.
+    let inventory = std::fs::read_to_string(dir.join("dc1").join("inventory.toml")).unwrap();
+    let field = |key: &str| {
+        inventory
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap()
+    };
+    let market = Market::new(&field("class"), &field("region"));
     let url = format!("{}/api/v1/book?market={market}", apis[2].0);
     wait_for("dc1's inventory offer in the book", 2 * MINUTE, || {
         let book = get(&url).ok()?;
@@ -227,9 +235,7 @@ fn restarted_validator_and_late_joiner_reach_the_same_head() {
     // Stop dc4; the other three go on; restart it; it catches up.
     nodes[3].stop();
     let h = apis[0].head().unwrap().0;
-    wait_for("three validators to go on", MINUTE, || {
-        (apis[0].head()?.0 >= h + 10).then_some(())
-    });
+    wait_for("three validators to go on", MINUTE, || (apis[0].head()?.0 >= h + 10).then_some(()));
     let d4 = nodes[3].dir.clone();
     nodes[3] = NodeProc::start(&d4, &apis[3].0);
     nodes[3].wait_up();

@@ -60,9 +60,10 @@ pub async fn serve(
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("HTTP limits: {e}"))
     })?;
     let workers = limits.workers;
+    let shared = api::Shared::new(node, &limits);
     let server = HttpServer::new(move || {
-        let (node, limits) = (node.clone(), limits.clone());
-        App::new().configure(move |cfg| configure(cfg, node, limits))
+        let (shared, limits) = (shared.clone(), limits.clone());
+        App::new().configure(move |cfg| api::configure_shared(cfg, &shared, &limits))
     })
     .workers(workers)
     .disable_signals()

@@ -23,6 +23,12 @@ pub trait Node: Send + Sync + 'static {
     fn credential(&self, lease: &Hash) -> Option<Vec<u8>>;
     /// Access details that the start hook printed for the lease.
     fn access(&self, lease: &Hash) -> Option<serde_json::Value>;
+
+    /// The committed header at `height`, if the node keeps it at hand (recent blocks).
+    fn header(&self, height: u64) -> Option<surplus_ledger::Header> {
+        let _ = height;
+        None
+    }
 }
 
 /// The node's status, as `GET /api/v1/status` shows it.

@@ -64,6 +64,10 @@ pub(super) struct App {
     /// Parts for heights above ours, by height.
     future: BTreeMap<u64, Vec<ProposalPart>>,
     last_commit: Instant,
+    /// Heights whose value came from sync: the node is catching up and must not wait.
+    synced_heights: std::collections::BTreeSet<u64>,
+    /// Whether this node votes (a follower never needs to wait before a height).
+    validator: bool,
 }
 
 pub(super) fn now_ms() -> u64 {
@@ -91,7 +95,13 @@ impl App {
             status,
             future: BTreeMap::new(),
             last_commit: Instant::now(),
+            synced_heights: Default::default(),
+            validator: false,
         }
+    }
+
+    pub(super) fn set_validator(&mut self, v: bool) {
+        self.validator = v;
     }
 
     fn params(&self) -> HeightParams<Ctx> {
@@ -184,13 +194,23 @@ impl App {
             }
             AppMsg::Finalized { certificate, reply, .. } => {
                 let next = certificate.height.0 + 1;
+                tracing::debug!(
+                    height = certificate.height.0,
+                    ours = self.chain.height(),
+                    "finalized"
+                );
                 if self.chain.height() + 1 != next {
                     // The decision did not commit (should not happen: Decided commits or fails).
-                    let _ = reply
-                        .send(Next::Restart(self.next_height(), self.params()));
+                    let _ = reply.send(Next::Restart(self.next_height(), self.params()));
                     return Ok(());
                 }
-                self.wait_then_start(Height(next), reply);
+                let catching_up = self.synced_heights.remove(&certificate.height.0);
+                self.synced_heights.retain(|h| *h > certificate.height.0);
+                if catching_up || !self.validator {
+                    let _ = reply.send(Next::Start(Height(next), self.params()));
+                } else {
+                    self.wait_then_start(Height(next), reply);
+                }
             }
             AppMsg::GetDecidedValues { range, reply } => {
                 let from = range.start().0.max(1);
@@ -241,7 +261,8 @@ impl App {
         if Instant::now() < wait_until {
             tokio::time::sleep_until(wait_until.into()).await;
         }
-        let user = self.pool.pending(self.settings.max_block_entries, self.settings.max_block_bytes);
+        let user =
+            self.pool.pending(self.settings.max_block_entries, self.settings.max_block_bytes);
         self.chain.build(&user, now_ms(), self.address)
     }
 
@@ -363,11 +384,7 @@ impl App {
 
     /// Replies `Start(next)` once there is work and the batch interval has passed, or the idle
     /// heartbeat is due, without holding up the loop (sync must keep being served).
-    fn wait_then_start(
-        &self,
-        next: Height,
-        reply: malachitebft_app_channel::Reply<Next<Ctx>>,
-    ) {
+    fn wait_then_start(&self, next: Height, reply: malachitebft_app_channel::Reply<Next<Ctx>>) {
         let pool = self.pool.clone();
         let params = self.params();
         let batch = self.settings.batch_interval;
@@ -389,7 +406,8 @@ impl App {
                 let _ = tokio::time::timeout(nap.max(Duration::from_millis(1)), notify.notified())
                     .await;
             }
-            let _ = reply.send(Next::Start(next, params));
+            let sent = reply.send(Next::Start(next, params)).is_ok();
+            tracing::debug!(height = next.0, sent, "starting the next height");
         });
     }
 
@@ -439,6 +457,7 @@ impl App {
             }
         };
         self.chain.store_undecided(height.0, round.as_i64(), id, proposer, valid, bytes)?;
+        self.synced_heights.insert(height.0);
         Ok(SyncedValueOutcome::Verdict(ProposedValue {
             height,
             round,

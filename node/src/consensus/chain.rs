@@ -87,8 +87,10 @@ impl Chain {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self> {
         let checks = Checks { certificates: true, entry_signatures: false };
-        let mut store = Store::open(&dir.join("ledger"), StoreConfig { checks })
-            .with_context(|| format!("cannot open the ledger in {}", dir.join("ledger").display()))?;
+        let mut store =
+            Store::open(&dir.join("ledger"), StoreConfig { checks }).with_context(|| {
+                format!("cannot open the ledger in {}", dir.join("ledger").display())
+            })?;
         match store.height() {
             None => {
                 store.append(genesis).context("cannot write the genesis block")?;
@@ -164,8 +166,7 @@ impl Chain {
         let mut maker = self.maker.clone();
         let timestamp = now_ms.max(self.head.timestamp_ms);
         let (block, applied) = maker.next(user, timestamp, proposer.0)?;
-        let checked =
-            Checked { block: Arc::new(block), maker, applied: Arc::new(applied) };
+        let checked = Checked { block: Arc::new(block), maker, applied: Arc::new(applied) };
         self.checked.insert(ValueId(checked.block.header.hash()), checked.clone());
         Ok(checked)
     }
@@ -188,7 +189,10 @@ impl Chain {
         let h = &block.header;
         let next = self.head.height + 1;
         if h.height != next {
-            return Err(Invalid::Header(format!("height {} is not the next height {next}", h.height)));
+            return Err(Invalid::Header(format!(
+                "height {} is not the next height {next}",
+                h.height
+            )));
         }
         if h.prev_hash != self.head.hash() {
             return Err(Invalid::Header("prev_hash is not our head".into()));
@@ -349,8 +353,7 @@ impl Chain {
     fn prune(&self, height: u64) -> Result<()> {
         let end = (height + 1).to_be_bytes();
         for tree in [&self.undecided, &self.own] {
-            let keys: Vec<_> =
-                tree.range(..end.to_vec()).keys().collect::<Result<Vec<_>, _>>()?;
+            let keys: Vec<_> = tree.range(..end.to_vec()).keys().collect::<Result<Vec<_>, _>>()?;
             for k in keys {
                 tree.remove(k)?;
             }
@@ -366,7 +369,6 @@ impl Chain {
         Ok(Some(self.store.block(height)?))
     }
 }
-
 
 fn store_validators(store: &Store) -> Result<Vec<surplus_ledger::PublicKey>> {
     let state = store.state().context("the store has no genesis")?;

@@ -60,7 +60,9 @@ fn open(bytes: &[u8]) -> Result<Reader<'_>, CodecError> {
     let mut r = Reader::new(bytes);
     let v = r.u8("version")?;
     if v != VERSION {
-        return Err(CodecError(format!("version {v} is not supported (this node speaks {VERSION})")));
+        return Err(CodecError(format!(
+            "version {v} is not supported (this node speaks {VERSION})"
+        )));
     }
     Ok(r)
 }
@@ -174,7 +176,12 @@ fn get_proposal(r: &mut Reader<'_>) -> Result<Proposal, CodecError> {
     })
 }
 
-fn count(r: &mut Reader<'_>, field: &'static str, max: usize, min_size: usize) -> Result<usize, CodecError> {
+fn count(
+    r: &mut Reader<'_>,
+    field: &'static str,
+    max: usize,
+    min_size: usize,
+) -> Result<usize, CodecError> {
     let n = r.u32(field)? as usize;
     if n > max || n.saturating_mul(min_size) > r.remaining() {
         return Err(CodecError(format!("{field}: {n} items do not fit the message")));
@@ -236,7 +243,12 @@ fn get_round_cert(r: &mut Reader<'_>) -> Result<RoundCertificate<Ctx>, CodecErro
         let vote_type = get_vote_type(r)?;
         let value_id = get_nil_or(r)?;
         let address = get_addr(r)?;
-        round_signatures.push(RoundSignature { vote_type, value_id, address, signature: get_sig(r)? });
+        round_signatures.push(RoundSignature {
+            vote_type,
+            value_id,
+            address,
+            signature: get_sig(r)?,
+        });
     }
     Ok(RoundCertificate { height, round, cert_type, round_signatures })
 }
@@ -449,7 +461,10 @@ impl HasEncodedLen<Response<Ctx>> for WireCodec {
                 .iter()
                 .map(|d| {
                     4 + d.value_bytes.len()
-                        + 8 + 8 + 32 + 4
+                        + 8
+                        + 8
+                        + 32
+                        + 4
                         + d.certificate
                             .commit_signatures
                             .iter()

@@ -228,7 +228,8 @@ pub async fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let status = Arc::new(app::Status::default());
     status.set_height(head.height);
-    let app = app::App::new(chain, settings, address, pool, tx, status.clone());
+    let mut app = app::App::new(chain, settings, address, pool, tx, status.clone());
+    app.set_validator(validator);
     let task = tokio::spawn(app.run(channels));
     Ok(Running { head, state, commits: rx, validator, status, task, engine })
 }
@@ -319,7 +320,8 @@ mod tests {
     /// in the same block on all; a stopped validator restarts from its data dir and catches up.
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn four_validators_agree_and_a_restarted_one_catches_up() {
-        let keys: Vec<SecretKey> = (0..4).map(|i| SecretKey::from_seed([i as u8 + 1; 32])).collect();
+        let keys: Vec<SecretKey> =
+            (0..4).map(|i| SecretKey::from_seed([i as u8 + 1; 32])).collect();
         let buyer = SecretKey::from_seed([77; 32]);
         let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
         let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
@@ -347,8 +349,11 @@ mod tests {
             if heads.iter().all(|h| h.len() >= 6) {
                 break;
             }
-            assert!(tokio::time::Instant::now() < deadline, "no progress: {:?}",
-                heads.iter().map(Vec::len).collect::<Vec<_>>());
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no progress: {:?}",
+                heads.iter().map(Vec::len).collect::<Vec<_>>()
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         for i in 1..4 {
@@ -356,7 +361,8 @@ mod tests {
                 assert_eq!(a.block.header, b.block.header, "node {i} differs");
             }
         }
-        let with_tx = heads[0].iter().find(|c| c.block.entries.contains(&entry)).expect("tx in a block");
+        let with_tx =
+            heads[0].iter().find(|c| c.block.entries.contains(&entry)).expect("tx in a block");
         assert_eq!(with_tx.state.account(&keys[1].public()).balance, 5);
 
         // Stop node 3, let the others go on, restart it: it catches up to the same head.

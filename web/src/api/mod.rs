@@ -2,6 +2,7 @@
 //! amounts integers in units, errors `{"error": {"code", "message"}}` ([`crate::ErrorBody`]).
 
 mod accounts;
+mod blocks;
 mod credentials;
 mod entries;
 mod gateway;
@@ -39,9 +40,31 @@ pub(crate) struct Ctx {
 
 /// Registers the API, `/healthz`, the limits and the JSON error handlers on `cfg`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Arc<dyn Node>, limits: Limits) {
+    configure_shared(cfg, &Shared::new(node, &limits), &limits);
+}
+
+/// State every HTTP worker shares: issued challenges and rate-limit buckets must be one set
+/// per node, not one per worker thread.
+#[derive(Clone)]
+pub(crate) struct Shared {
+    ctx: web::Data<Ctx>,
+    limiter: web::Data<RateLimiter>,
+}
+
+impl Shared {
+    pub(crate) fn new(node: Arc<dyn Node>, limits: &Limits) -> Self {
+        Self {
+            ctx: web::Data::new(Ctx { node, challenges: Challenges::default() }),
+            limiter: web::Data::new(RateLimiter::new(limits)),
+        }
+    }
+}
+
+/// Registers the API on `cfg` with state shared across workers.
+pub(crate) fn configure_shared(cfg: &mut web::ServiceConfig, shared: &Shared, limits: &Limits) {
     let max_body = limits.max_body_bytes;
-    cfg.app_data(web::Data::new(Ctx { node, challenges: Challenges::default() }))
-        .app_data(web::Data::new(RateLimiter::new(&limits)))
+    cfg.app_data(shared.ctx.clone())
+        .app_data(shared.limiter.clone())
         .app_data(
             web::JsonConfig::default()
                 .limit(max_body)
@@ -55,6 +78,7 @@ pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Arc<dyn Node>, limit
                 .wrap(ErrorHandlers::new().default_handler(json_errors))
                 .wrap(from_fn(rate_limit))
                 .service(web::resource("/status").route(web::get().to(status::status)))
+                .service(web::resource("/blocks/{height}").route(web::get().to(blocks::block)))
                 .service(web::resource("/entries").route(web::post().to(entries::submit)))
                 .service(web::resource("/markets").route(web::get().to(markets::markets)))
                 .service(web::resource("/book").route(web::get().to(markets::book)))
