@@ -58,16 +58,29 @@ pub struct Shared {
     next_seq: Mutex<u64>,
     validators: Vec<PublicKey>,
     /// Headers of recent blocks, by height (the API serves them).
-    recent: Mutex<std::collections::BTreeMap<u64, Header>>,
+    recent: Mutex<std::collections::BTreeMap<u64, surplus_web::RecentBlock>>,
 }
 
 /// How many recent headers the node keeps at hand.
 const RECENT_HEADERS: usize = 10_000;
 
 impl Shared {
-    fn remember(&self, header: &Header) {
+    fn remember(&self, block: &surplus_ledger::Block, committed_ms: u64) {
+        let filled_bids = block
+            .entries
+            .iter()
+            .filter(|e| e.kind == EntryKind::FILL)
+            .filter_map(|e| surplus_contracts::decode_fill(&e.payload).ok())
+            .map(|(f, _)| hex::encode(f.bid))
+            .collect();
+        let summary = surplus_web::RecentBlock {
+            header: block.header.clone(),
+            committed_ms,
+            filled_bids,
+            entries: block.entries.len(),
+        };
         let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
-        r.insert(header.height, header.clone());
+        r.insert(block.header.height, summary);
         while r.len() > RECENT_HEADERS {
             r.pop_first();
         }
@@ -228,7 +241,7 @@ impl surplus_web::Node for Api {
         p.start.and_then(|o| if o.ok { o.access } else { None })
     }
 
-    fn header(&self, height: u64) -> Option<Header> {
+    fn block(&self, height: u64) -> Option<surplus_web::RecentBlock> {
         self.0.recent.lock().ok()?.get(&height).cloned()
     }
 }
@@ -330,7 +343,14 @@ async fn run(args: NodeArgs) -> Result<()> {
     .await?;
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = running.state.clone();
     *shared.head.write().unwrap_or_else(|e| e.into_inner()) = running.head.clone();
-    shared.remember(&running.head);
+    shared.remember(
+        &surplus_ledger::Block {
+            header: running.head.clone(),
+            entries: Vec::new(),
+            certificate: Default::default(),
+        },
+        running.head.timestamp_ms,
+    );
     let _ = shared.consensus.set(running.status.clone());
 
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.seed())
@@ -429,7 +449,7 @@ async fn on_commit(
 ) {
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = c.state.clone();
     *shared.head.write().unwrap_or_else(|e| e.into_inner()) = c.block.header.clone();
-    shared.remember(&c.block.header);
+    shared.remember(&c.block, c.committed_ms);
     {
         let ids: Vec<Hash> = c.block.entries.iter().map(Entry::id).collect();
         let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());

@@ -129,9 +129,11 @@ impl Api {
             bail!("challenge refused: {code} {c}");
         }
         let challenge = c["challenge"].as_str().context("challenge")?.to_owned();
-        let bytes = hex::decode(&challenge)?;
-        let _ = chain_id;
-        let sig = key.sign(&bytes);
+        let nonce: [u8; 32] = hex::decode(&challenge)?
+            .try_into()
+            .map_err(|_| anyhow!("the challenge is not 32 bytes"))?;
+        let expires = c["expires_ms"].as_u64().context("expires_ms")?;
+        let sig = key.sign(&surplus_web::challenge_bytes(chain_id, lease, &nonce, expires));
         post(
             &format!("{}/api/v1/leases/{id}/credential", self.0),
             &serde_json::json!({ "challenge": challenge, "signature": hex::encode(sig.0) }),

@@ -184,6 +184,7 @@ fn four_nodes_trade_provision_grant_and_audit() {
         (h >= height).then_some(h)
     });
     assert!(resumed >= height);
+    eprintln!("lease {lease_id}: granted, ended; heads equal at {height}; resumed at {resumed}");
     let _ = Command::new("kill").arg("-INT").arg(again.id().to_string()).status();
     wait_for("devnet to exit", 2 * MINUTE, || again.try_wait().ok().flatten());
 }

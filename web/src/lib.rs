@@ -40,7 +40,7 @@ use actix_web::{web, App, HttpServer};
 pub use challenge::{challenge_bytes, CHALLENGE_TAG, CHALLENGE_VALIDITY_MS, MAX_CHALLENGES};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 pub use limits::{Limits, MAX_TRACKED_CLIENTS};
-pub use node::{Node, Refusal, Status};
+pub use node::{Node, RecentBlock, Refusal, Status};
 
 /// Registers the API, `/healthz` and the JSON error handling on an app:
 /// `App::new().configure(|cfg| surplus_web::configure(cfg, node, limits))`.

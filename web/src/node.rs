@@ -24,8 +24,8 @@ pub trait Node: Send + Sync + 'static {
     /// Access details that the start hook printed for the lease.
     fn access(&self, lease: &Hash) -> Option<serde_json::Value>;
 
-    /// The committed header at `height`, if the node keeps it at hand (recent blocks).
-    fn header(&self, height: u64) -> Option<surplus_ledger::Header> {
+    /// A recent committed block's summary, if the node keeps it at hand.
+    fn block(&self, height: u64) -> Option<RecentBlock> {
         let _ = height;
         None
     }
@@ -93,4 +93,17 @@ impl Refusal {
             _ => 400,
         }
     }
+}
+
+/// What a node keeps at hand about a recent block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecentBlock {
+    /// The header.
+    pub header: surplus_ledger::Header,
+    /// When this node committed it, ms since the epoch.
+    pub committed_ms: u64,
+    /// Ids of the bids that filled in it.
+    pub filled_bids: Vec<String>,
+    /// Entries in the block.
+    pub entries: usize,
 }
