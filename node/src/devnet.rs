@@ -6,7 +6,7 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
-use rand_core::{OsRng, RngCore};
+use rand_core::OsRng;
 use serde::{Deserialize, Serialize};
 use surplus_contracts::{Allocation, Params};
 use surplus_ledger::{PublicKey, SecretKey};
@@ -401,9 +401,4 @@ fn ctrlc_handler(f: impl FnOnce() + Send + 'static) -> Result<()> {
         f();
     });
     Ok(())
-}
-
-/// A random u64 (order nonces).
-pub fn nonce() -> u64 {
-    OsRng.next_u64()
 }

@@ -216,8 +216,16 @@ struct Shared {
 }
 
 enum Command {
-    Publish { topic: Topic, data: Vec<u8>, reply: oneshot::Sender<Result<(), NetError>> },
-    PeerScore { peer: PeerId, reply: oneshot::Sender<Option<f64>> },
+    Publish {
+        topic: Topic,
+        data: Vec<u8>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    #[cfg_attr(not(test), allow(dead_code))] // asked by tests; operators read the logs
+    PeerScore {
+        peer: PeerId,
+        reply: oneshot::Sender<Option<f64>>,
+    },
     Shutdown,
 }
 
@@ -236,6 +244,7 @@ impl Gossip {
 
     /// The gossipsub score this node gives `peer` (negative after invalid messages; below
     /// −80 the peer is ignored), or `None` if the peer is unknown or the network stopped.
+    #[cfg_attr(not(test), allow(dead_code))]
     pub async fn peer_score(&self, peer: PeerId) -> Option<f64> {
         let (reply, answer) = oneshot::channel();
         self.commands.send(Command::PeerScore { peer, reply }).await.ok()?;

@@ -1,7 +1,7 @@
 //! `surplus node`: one datacenter's node — order gossip, consensus, the HTTP API, inventory
 //! offers, provisioning and credentials, wired together.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
@@ -388,6 +388,9 @@ async fn run(args: NodeArgs) -> Result<()> {
         "node started"
     );
     println!("surplus node {} listening: http://{bound}", config.name);
+    if let Some(g) = shared.gossip.get() {
+        tracing::info!(peer_id = %g.local_peer_id(), listen = ?g.listen_addrs(), "order gossip up");
+    }
 
     let hook = Hook::from_config(&config.provisioning);
     let me = key.public();
@@ -395,9 +398,11 @@ async fn run(args: NodeArgs) -> Result<()> {
 
     let mut prev = running.state.clone();
     let mut stop = Box::pin(shutdown_signal());
+    let mut health = tokio::time::interval(Duration::from_secs(60));
     loop {
         tokio::select! {
             _ = &mut stop => break,
+            _ = health.tick() => log_health(&shared),
             c = running.commits.recv() => {
                 let Some(c) = c else { break };
                 on_commit(&shared, &c, &prev, &hook, &me).await;
@@ -420,6 +425,24 @@ async fn run(args: NodeArgs) -> Result<()> {
     }
     running.stop().await;
     Ok(())
+}
+
+/// One line a minute for the operator: height, round, mempool, gossip.
+fn log_health(shared: &Shared) {
+    let height = shared.head.read().map(|h| h.height).unwrap_or(0);
+    let (round, invalid) = shared.consensus.get().map_or((0, 0), |s| s.round_and_invalid());
+    let (pending, bytes) = shared.mempool.lock().map(|m| (m.len(), m.bytes())).unwrap_or((0, 0));
+    let net = shared.gossip.get().map(|g| (g.peers(), g.stats()));
+    tracing::info!(
+        height,
+        round,
+        invalid_proposals = invalid,
+        mempool = pending,
+        mempool_bytes = bytes,
+        peers = net.as_ref().map_or(0, |n| n.0),
+        gossip = ?net.map(|n| n.1),
+        "health"
+    );
 }
 
 async fn shutdown_signal() {
@@ -588,9 +611,4 @@ async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
     for entry in plan.entries(&shared.chain_id, &shared.key) {
         submit_own(shared, entry).await;
     }
-}
-
-/// The node's data dir layout, for other commands.
-pub fn key_path(dir: &Path) -> PathBuf {
-    dir.join("node.key")
 }

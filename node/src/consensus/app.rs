@@ -38,19 +38,16 @@ pub struct Status {
 
 impl Status {
     /// Committed height.
+    #[cfg(test)]
     pub fn height(&self) -> u64 {
         self.height.load(Ordering::Relaxed)
     }
     pub(super) fn set_height(&self, h: u64) {
         self.height.store(h, Ordering::Relaxed);
     }
-    /// Round of the height in progress.
-    pub fn round(&self) -> u64 {
-        self.round.load(Ordering::Relaxed)
-    }
-    /// Proposals this node voted invalid since start.
-    pub fn invalid_proposals(&self) -> usize {
-        self.invalid_proposals.load(Ordering::Relaxed)
+    /// Round of the height in progress, and proposals voted invalid since start.
+    pub fn round_and_invalid(&self) -> (u64, usize) {
+        (self.round.load(Ordering::Relaxed), self.invalid_proposals.load(Ordering::Relaxed))
     }
 }
 
@@ -376,7 +373,6 @@ impl App {
         let _ = self.commits.send(Committed {
             block: checked.block,
             state: Arc::new(checked.maker.state),
-            applied: Some(checked.applied),
             committed_ms: now_ms(),
         });
         Ok(())

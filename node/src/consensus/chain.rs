@@ -19,6 +19,9 @@ use super::context::{Address, ValidatorSet, ValueId};
 /// How far ahead of our clock a proposed block time may be.
 pub const MAX_CLOCK_DRIFT_MS: u64 = 2_000;
 
+/// An undecided value on disk: id, round, proposer, validity, block bytes.
+pub type Undecided = (ValueId, i64, Address, bool, Vec<u8>);
+
 /// A block that re-executed cleanly, with the state after it.
 #[derive(Clone)]
 pub struct Checked {
@@ -261,12 +264,8 @@ impl Chain {
         Ok(())
     }
 
-    /// Undecided values stored for `height` and `round`: (id, proposer, valid, block bytes).
-    pub fn undecided_at(
-        &self,
-        height: u64,
-        round: Option<i64>,
-    ) -> Result<Vec<(ValueId, i64, Address, bool, Vec<u8>)>> {
+    /// Undecided values stored for `height` (and `round`, if given).
+    pub fn undecided_at(&self, height: u64, round: Option<i64>) -> Result<Vec<Undecided>> {
         let prefix: Vec<u8> = match round {
             Some(r) => key_hr(height, r).to_vec(),
             None => height.to_be_bytes().to_vec(),

@@ -12,9 +12,9 @@ use malachitebft_app_channel::app::consensus::LivenessMsg;
 use malachitebft_app_channel::app::streaming::StreamContent;
 use malachitebft_app_channel::app::types::codec::{Codec, HasEncodedLen};
 use malachitebft_app_channel::app::types::core::{
-    CommitCertificate, CommitSignature, ExtendedCommitCertificate, ExtendedCommitSignature,
-    NilOrVal, PolkaCertificate, PolkaSignature, Round, RoundCertificate, RoundCertificateType,
-    RoundSignature, SignedMessage, ValidatorProof, Validity, VoteType,
+    ExtendedCommitCertificate, ExtendedCommitSignature, NilOrVal, PolkaCertificate, PolkaSignature,
+    Round, RoundCertificate, RoundCertificateType, RoundSignature, SignedMessage, ValidatorProof,
+    Validity, VoteType,
 };
 use malachitebft_app_channel::app::types::streaming::{StreamId, StreamMessage};
 use malachitebft_app_channel::app::types::sync::{RawDecidedValue, Request, Response, Status};
@@ -308,11 +308,6 @@ fn get_extended_cert(r: &mut Reader<'_>) -> Result<ExtendedCommitCertificate<Ctx
         commit_signatures.push(ExtendedCommitSignature { address, signature, extension });
     }
     Ok(ExtendedCommitCertificate { height, round, value_id, commit_signatures })
-}
-
-/// Encodes an engine commit certificate (for tests and the app's own use).
-pub fn commit_certificate_signatures(c: &CommitCertificate<Ctx>) -> Vec<(Address, Signature)> {
-    c.commit_signatures.iter().map(|s: &CommitSignature<Ctx>| (s.address, s.signature)).collect()
 }
 
 fn put_peer(w: &mut Writer, p: &PeerId) {

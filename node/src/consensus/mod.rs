@@ -24,7 +24,7 @@ use malachitebft_app_channel::app::types::Keypair;
 use malachitebft_app_channel::{
     ConsensusContext, NetworkContext, NetworkIdentity, RequestContext, SyncContext, WalContext,
 };
-use surplus_contracts::{Applied, State};
+use surplus_contracts::State;
 use surplus_ledger::{Block, Entry, Header};
 use tokio::sync::{mpsc, Notify};
 
@@ -50,8 +50,6 @@ pub struct Committed {
     pub block: Arc<Block>,
     /// The contract state after it.
     pub state: Arc<State>,
-    /// What the state machine produced (fills, refusals).
-    pub applied: Option<Arc<Applied>>,
     /// When this node committed it (ms since the epoch).
     pub committed_ms: u64,
 }
@@ -83,6 +81,7 @@ pub struct Settings {
 }
 
 /// Timeouts tuned for a datacenter network: one dead validator costs a round of ~0.7 s.
+#[cfg(test)]
 pub fn default_timeouts() -> LinearTimeouts {
     LinearTimeouts {
         propose: Duration::from_millis(300),
@@ -104,8 +103,6 @@ pub struct Running {
     pub state: Arc<State>,
     /// Committed blocks, in order.
     pub commits: mpsc::UnboundedReceiver<Committed>,
-    /// Whether this node votes.
-    pub validator: bool,
     /// Live view of the engine (peers, height).
     pub status: Arc<app::Status>,
     /// The application task; ends with an error if the engine stops.
@@ -231,7 +228,7 @@ pub async fn start(
     let mut app = app::App::new(chain, settings, address, pool, tx, status.clone());
     app.set_validator(validator);
     let task = tokio::spawn(app.run(channels));
-    Ok(Running { head, state, commits: rx, validator, status, task, engine })
+    Ok(Running { head, state, commits: rx, status, task, engine })
 }
 
 fn bytesize_mib(n: u64) -> bytesize::ByteSize {
@@ -327,8 +324,8 @@ mod tests {
         let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
         let pools: Vec<Arc<ListPool>> = (0..4).map(|_| Arc::default()).collect();
         let mut nodes = Vec::new();
-        for i in 0..4 {
-            nodes.push(Some(node(i, &dirs, &ports, &keys, &buyer, pools[i].clone()).await));
+        for (i, pool) in pools.iter().enumerate() {
+            nodes.push(Some(node(i, &dirs, &ports, &keys, &buyer, pool.clone()).await));
         }
         let tx = surplus_contracts::Tx::Transfer { to: keys[1].public(), amount: 5, seq: 0 };
         let entry = Entry::signed("consensus-test", tx.kind(), tx.encode(), &buyer);
