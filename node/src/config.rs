@@ -231,6 +231,10 @@ pub struct Http {
     pub listen: String,
     /// Largest request body, bytes.
     pub max_body_bytes: u64,
+    /// Requests per second each client IP may make (0: no limit).
+    pub per_ip_per_sec: u32,
+    /// Requests a client IP may burst above its rate.
+    pub per_ip_burst: u32,
 }
 
 /// `[mempool]`: pending orders.
@@ -305,8 +309,9 @@ impl Default for P2p {
             mdns: false,
             max_connections: 128,
             max_message_bytes: 65_536,
-            peer_msgs_per_sec: 200,
-            peer_burst: 400,
+            // Every order crosses each link once, so this caps the consortium's order rate.
+            peer_msgs_per_sec: 5_000,
+            peer_burst: 10_000,
         }
     }
 }
@@ -331,7 +336,12 @@ impl Default for Consensus {
 
 impl Default for Http {
     fn default() -> Self {
-        Self { listen: "127.0.0.1:8080".into(), max_body_bytes: 65_536 }
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            max_body_bytes: 65_536,
+            per_ip_per_sec: 100,
+            per_ip_burst: 200,
+        }
     }
 }
 
@@ -588,6 +598,9 @@ impl Config {
         w(format!("listen = {}", s(&h.listen)));
         w("# Largest request body.".into());
         w(format!("max_body_bytes = {}", h.max_body_bytes));
+        w("# Requests per second, and burst, each client IP may make (0: no limit).".into());
+        w(format!("per_ip_per_sec = {}", h.per_ip_per_sec));
+        w(format!("per_ip_burst = {}", h.per_ip_burst));
         w(String::new());
         w("[mempool]".into());
         w("# Most pending orders, and most bytes of them; when full, new ones are refused.".into());

@@ -20,8 +20,8 @@ use crate::inventory::Inventory;
 pub const CHAIN_ID: &str = "surplus-devnet";
 /// Credits given to every sample buyer (units).
 pub const BUYER_FUNDS: u64 = 1_000_000 * 1_000_000;
-/// How long nodes get to answer on their API after start.
-const START_TIMEOUT: Duration = Duration::from_secs(90);
+/// How long running nodes get to answer on their API after start (replaying a long ledger).
+const START_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Arguments of `surplus devnet`.
 #[derive(Debug, clap::Args)]
@@ -198,6 +198,11 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
         c.consensus.batch_interval_ms = a.batch_interval_ms;
         c.consensus.idle_heartbeat_ms = a.heartbeat_ms;
         c.http.listen = format!("127.0.0.1:{}", port(i, 2));
+        // Everyone on a devnet is one loopback client: the demo, the web UI, load tools.
+        c.http.per_ip_per_sec = 20_000;
+        c.http.per_ip_burst = 40_000;
+        c.p2p.peer_msgs_per_sec = 20_000;
+        c.p2p.peer_burst = 40_000;
         c.inventory = Some(config::InventoryFile { file: "inventory.toml".into() });
         c.provisioning.kind = HookKind::Exec;
         c.provisioning.command = vec![
@@ -308,15 +313,19 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
         ctrlc_handler(move || stop.store(true, std::sync::atomic::Ordering::SeqCst))?;
     }
     let started = Instant::now();
-    for n in file.nodes.clone() {
+    for (i, n) in file.nodes.clone().into_iter().enumerate() {
         while !api_up(&n.api) {
-            if started.elapsed() > START_TIMEOUT || stop.load(std::sync::atomic::Ordering::SeqCst) {
+            // A node replays its ledger before it serves: wait while it runs, not a fixed time.
+            let exited = children[i].try_wait().ok().flatten().is_some();
+            if exited
+                || started.elapsed() > START_TIMEOUT
+                || stop.load(std::sync::atomic::Ordering::SeqCst)
+            {
                 shutdown(&mut children, &mut file, &dir);
                 bail!(
-                    "node {} did not answer on {} within {} s: see {}/node.log",
+                    "node {} did not come up on {}: see {}/node.log",
                     n.name,
                     n.api,
-                    START_TIMEOUT.as_secs(),
                     n.data_dir.display()
                 );
             }

@@ -10,6 +10,7 @@ mod devnet;
 mod genesis_cmd;
 mod inventory;
 mod ledger_cmd;
+mod load;
 mod market_cmd;
 mod mempool;
 mod p2p;
@@ -55,6 +56,8 @@ enum Command {
     Node(runtime::NodeArgs),
     /// Run a whole local consortium on this machine: nodes, sample data and the web UI.
     Devnet(devnet::DevnetArgs),
+    /// Drive signed orders into a running devnet and measure order → lease latency.
+    Load(load::LoadArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
 }
@@ -72,6 +75,7 @@ fn main() -> ExitCode {
         Command::Hook(c) => provision::hook(c),
         Command::Node(a) => runtime::node(a),
         Command::Devnet(a) => devnet::devnet(a),
+        Command::Load(a) => load::load(a),
         Command::Client(c) => client::run(c),
     };
     match result {

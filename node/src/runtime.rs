@@ -54,8 +54,10 @@ pub struct Shared {
     validator: bool,
     provisioning: ProvisionLog,
     credentials_dir: PathBuf,
-    /// Next sequence number for transactions this node signs (grants).
-    next_seq: Mutex<u64>,
+    /// Provisioning steps running now, by lease.
+    inflight: Mutex<std::collections::HashSet<(Hash, Step)>>,
+    /// Grants are signed one at a time (sequence numbers).
+    grant_lock: tokio::sync::Mutex<()>,
     validators: Vec<PublicKey>,
     /// Headers of recent blocks, by height (the API serves them).
     recent: Mutex<std::collections::BTreeMap<u64, surplus_web::RecentBlock>>,
@@ -188,6 +190,9 @@ impl Pool for SharedPool {
     }
     fn notify(&self) -> Arc<Notify> {
         self.0.notify.clone()
+    }
+    fn refused(&self, ids: &[Hash]) {
+        self.0.mempool.lock().unwrap_or_else(|e| e.into_inner()).remove_committed(ids);
     }
 }
 
@@ -329,7 +334,8 @@ async fn run(args: NodeArgs) -> Result<()> {
         validator: validators.contains(&key.public()),
         provisioning,
         credentials_dir,
-        next_seq: Mutex::new(0),
+        inflight: Mutex::new(Default::default()),
+        grant_lock: tokio::sync::Mutex::new(()),
         validators,
         recent: Mutex::new(Default::default()),
     });
@@ -372,6 +378,8 @@ async fn run(args: NodeArgs) -> Result<()> {
     let http_addr = config.http.listen_addr().context("http.listen")?;
     let limits = surplus_web::Limits {
         max_body_bytes: config.http.max_body_bytes as usize,
+        per_ip_per_sec: config.http.per_ip_per_sec,
+        burst: config.http.per_ip_burst.max(1),
         ..surplus_web::Limits::default()
     };
     let (server, bound) = surplus_web::serve(http_addr, Arc::new(Api(shared.clone())), limits)
@@ -395,8 +403,9 @@ async fn run(args: NodeArgs) -> Result<()> {
     let hook = Hook::from_config(&config.provisioning);
     let me = key.public();
     plan_inventory(&shared, inventory.as_ref()).await;
+    // Leases that started or ended while the node was down are provisioned now.
+    reconcile_leases(&shared, &running.state, &hook, &me);
 
-    let mut prev = running.state.clone();
     let mut stop = Box::pin(shutdown_signal());
     let mut health = tokio::time::interval(Duration::from_secs(60));
     loop {
@@ -405,8 +414,7 @@ async fn run(args: NodeArgs) -> Result<()> {
             _ = health.tick() => log_health(&shared),
             c = running.commits.recv() => {
                 let Some(c) = c else { break };
-                on_commit(&shared, &c, &prev, &hook, &me).await;
-                prev = c.state.clone();
+                on_commit(&shared, &c, &hook, &me).await;
                 plan_inventory(&shared, inventory.as_ref()).await;
             }
             r = &mut running.task => {
@@ -463,13 +471,7 @@ async fn shutdown_signal() {
 
 /// After a block: update the shared view, clean the mempool, provision leases that started or
 /// ended on this node, and publish a checkpoint.
-async fn on_commit(
-    shared: &Arc<Shared>,
-    c: &Committed,
-    prev: &Arc<State>,
-    hook: &Hook,
-    me: &PublicKey,
-) {
+async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &PublicKey) {
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = c.state.clone();
     *shared.head.write().unwrap_or_else(|e| e.into_inner()) = c.block.header.clone();
     shared.remember(&c.block, c.committed_ms);
@@ -483,21 +485,7 @@ async fn on_commit(
             pool.retain(|e| admission::check(e, &c.state, now).is_ok());
         }
     }
-    {
-        let mut seq = shared.next_seq.lock().unwrap_or_else(|e| e.into_inner());
-        *seq = (*seq).max(c.state.account(me).seq);
-    }
-    for lease in c.state.leases().filter(|l| l.fill.provider == *me) {
-        let before = prev.lease(&lease.id).map(|l| l.status);
-        let started = before.is_none() && lease.status == LeaseStatus::Active;
-        let ended = lease.status != LeaseStatus::Active && before != Some(lease.status);
-        if started {
-            start_lease(shared, lease.clone(), hook.clone());
-        }
-        if ended {
-            end_lease(shared, lease.clone(), hook.clone());
-        }
-    }
+    reconcile_leases(shared, &c.state, hook, me);
     if shared.validator {
         let checkpoint = surplus_ledger::Checkpoint {
             chain_id: shared.chain_id.clone(),
@@ -515,63 +503,122 @@ async fn on_commit(
     }
 }
 
-/// Runs the start hook, mints the credential and records the grant on the ledger.
-fn start_lease(shared: &Arc<Shared>, lease: Lease, hook: Hook) {
-    let shared = shared.clone();
-    tokio::spawn(async move {
+/// Brings this provider's leases in step with the ledger, from state rather than from edges, so
+/// a crash or a catch-up never skips one: an active lease without a start record gets its start
+/// hook; one without a grant on the ledger (and none pending) gets its credential minted and
+/// granted; an ended lease that was started gets its end hook. One task per lease and step.
+fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &PublicKey) {
+    for lease in state.leases().filter(|l| l.fill.provider == *me) {
         let id = hex::encode(lease.id);
-        let outcome = hook.run(&LeaseEvent::new(Event::Start, &lease, &shared.chain_id)).await;
-        if !outcome.ok {
-            tracing::warn!(lease = %id, error = ?outcome.error, "provisioning failed");
-        }
-        if let Err(e) = shared.provisioning.record(&id, Event::Start, &outcome) {
-            tracing::error!(lease = %id, error = %e, "cannot record provisioning");
-        }
-        let minted = surplus_contracts::credential::mint(
-            &lease,
-            &shared.key,
-            &["read", "write", "manage"],
-            &mut rand_core::OsRng,
-        );
-        let credential = match minted {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::error!(lease = %id, error = %e, "cannot mint the credential");
-                return;
+        let record = shared.provisioning.get(&id).ok().flatten();
+        let started = record.as_ref().is_some_and(|r| r.start.is_some());
+        let ended = record.as_ref().is_some_and(|r| r.end.is_some());
+        if lease.status == LeaseStatus::Active {
+            if !started {
+                spawn_step(shared, lease, Step::Start, hook);
             }
-        };
-        if let Err(e) =
-            crate::config::write_atomic(&shared.token_path(&lease.id), &credential.token)
-        {
-            tracing::error!(lease = %id, error = %e, "cannot store the credential");
+            if lease.grant.is_none() {
+                spawn_step(shared, lease, Step::Grant, hook);
+            }
+        } else if started && !ended && !shared.busy(&lease.id, Step::Start) {
+            spawn_step(shared, lease, Step::End, hook);
+        }
+    }
+}
+
+/// One provisioning step of a lease.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+enum Step {
+    Start,
+    Grant,
+    End,
+}
+
+impl Shared {
+    fn busy(&self, lease: &Hash, step: Step) -> bool {
+        self.inflight.lock().map(|s| s.contains(&(*lease, step))).unwrap_or(true)
+    }
+}
+
+fn spawn_step(shared: &Arc<Shared>, lease: &Lease, step: Step, hook: &Hook) {
+    {
+        let mut inflight = shared.inflight.lock().unwrap_or_else(|e| e.into_inner());
+        if !inflight.insert((lease.id, step)) {
             return;
         }
-        let seq = {
-            let mut s = shared.next_seq.lock().unwrap_or_else(|e| e.into_inner());
-            let v = *s;
-            *s += 1;
-            v
-        };
-        let tx = Tx::Grant {
-            lease: lease.id,
-            token_hash: credential.token_hash,
-            revocation_ids: credential.revocation_ids,
-            seq,
-        };
-        let entry = Entry::signed(&shared.chain_id, tx.kind(), tx.encode(), &shared.key);
-        submit_own(&shared, entry).await;
+    }
+    let (shared, lease, hook) = (shared.clone(), lease.clone(), hook.clone());
+    tokio::spawn(async move {
+        let id = hex::encode(lease.id);
+        match step {
+            Step::Start | Step::End => {
+                let event = if step == Step::Start { Event::Start } else { Event::End };
+                let outcome = hook.run(&LeaseEvent::new(event, &lease, &shared.chain_id)).await;
+                if !outcome.ok {
+                    tracing::warn!(lease = %id, ?event, error = ?outcome.error, "provisioning failed");
+                }
+                if let Err(e) = shared.provisioning.record(&id, event, &outcome) {
+                    tracing::error!(lease = %id, error = %e, "cannot record provisioning");
+                }
+            }
+            Step::Grant => grant(&shared, &lease).await,
+        }
+        shared.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&(lease.id, step));
     });
 }
 
-fn end_lease(shared: &Arc<Shared>, lease: Lease, hook: Hook) {
-    let shared = shared.clone();
-    tokio::spawn(async move {
-        let id = hex::encode(lease.id);
-        let outcome = hook.run(&LeaseEvent::new(Event::End, &lease, &shared.chain_id)).await;
-        if let Err(e) = shared.provisioning.record(&id, Event::End, &outcome) {
-            tracing::error!(lease = %id, error = %e, "cannot record provisioning");
+/// Mints the lease's credential, stores it, and submits the grant — one grant at a time, with
+/// the sequence number after the provider's committed and pending transactions.
+async fn grant(shared: &Arc<Shared>, lease: &Lease) {
+    let _one_at_a_time = shared.grant_lock.lock().await;
+    let id = hex::encode(lease.id);
+    let state = shared.state();
+    let me = shared.key.public();
+    if state.lease(&lease.id).is_none_or(|l| l.status != LeaseStatus::Active || l.grant.is_some()) {
+        return;
+    }
+    let (pending_txs, already) = {
+        let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
+        let mine: Vec<Tx> = pool
+            .pending(usize::MAX, usize::MAX)
+            .iter()
+            .filter(
+                |e| matches!(e.auth, surplus_ledger::Auth::Signed { author, .. } if author == me),
+            )
+            .filter_map(|e| Tx::decode(e.kind, &e.payload).ok())
+            .collect();
+        let already =
+            mine.iter().any(|t| matches!(t, Tx::Grant { lease: l, .. } if *l == lease.id));
+        (mine.len() as u64, already)
+    };
+    if already {
+        return;
+    }
+    let minted = surplus_contracts::credential::mint(
+        lease,
+        &shared.key,
+        &["read", "write", "manage"],
+        &mut rand_core::OsRng,
+    );
+    let credential = match minted {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(lease = %id, error = %e, "cannot mint the credential");
+            return;
         }
-    });
+    };
+    if let Err(e) = crate::config::write_atomic(&shared.token_path(&lease.id), &credential.token) {
+        tracing::error!(lease = %id, error = %e, "cannot store the credential");
+        return;
+    }
+    let tx = Tx::Grant {
+        lease: lease.id,
+        token_hash: credential.token_hash,
+        revocation_ids: credential.revocation_ids,
+        seq: state.account(&me).seq + pending_txs,
+    };
+    let entry = Entry::signed(&shared.chain_id, tx.kind(), tx.encode(), &shared.key);
+    submit_own(shared, entry).await;
 }
 
 async fn submit_own(shared: &Arc<Shared>, entry: Entry) {

@@ -14,7 +14,7 @@ use malachitebft_app_channel::app::types::core::{
 };
 use malachitebft_app_channel::app::types::streaming::{StreamId, StreamMessage};
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
-use malachitebft_app_channel::app::types::{LocallyProposedValue, ProposedValue};
+use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use malachitebft_signing_ed25519::Signature;
 use tokio::sync::mpsc;
@@ -58,8 +58,10 @@ pub(super) struct App {
     pool: Arc<dyn Pool>,
     commits: mpsc::UnboundedSender<Committed>,
     status: Arc<Status>,
-    /// Parts for heights above ours, by height.
-    future: BTreeMap<u64, Vec<ProposalPart>>,
+    /// Parts for heights above ours, by height, with their publisher.
+    future: BTreeMap<u64, Vec<(ProposalPart, PeerId)>>,
+    /// The consensus peer id of each validator (parts are only taken from validators).
+    validator_peers: std::collections::HashMap<PeerId, Address>,
     last_commit: Instant,
     /// Heights whose value came from sync: the node is catching up and must not wait.
     synced_heights: std::collections::BTreeSet<u64>,
@@ -91,6 +93,7 @@ impl App {
             commits,
             status,
             future: BTreeMap::new(),
+            validator_peers: Default::default(),
             last_commit: Instant::now(),
             synced_heights: Default::default(),
             validator: false,
@@ -99,6 +102,18 @@ impl App {
 
     pub(super) fn set_validator(&mut self, v: bool) {
         self.validator = v;
+        self.validator_peers = self
+            .chain
+            .validators
+            .validators
+            .iter()
+            .filter_map(|v| {
+                let key =
+                    libp2p::identity::ed25519::PublicKey::try_from_bytes(&v.address.0 .0).ok()?;
+                let id = libp2p::identity::PublicKey::from(key).to_peer_id();
+                Some((PeerId::from_bytes(&id.to_bytes()).ok()?, v.address))
+            })
+            .collect();
     }
 
     fn params(&self) -> HeightParams<Ctx> {
@@ -171,18 +186,25 @@ impl App {
                 )?;
                 self.chain.store_own(height.0, round.as_i64(), id)?;
                 let _ = reply.send(LocallyProposedValue::new(height, round, Value(id.0)));
-                self.publish(channels, height, round, bytes).await?;
+                self.publish(channels, height, round, self.address, bytes).await?;
             }
-            AppMsg::ReceivedProposalPart { part, reply, .. } => {
+            AppMsg::ReceivedProposalPart { from, published_by, part, reply } => {
                 let value = match part.content {
-                    StreamContent::Data(p) => self.received_part(p)?,
+                    StreamContent::Data(p) => {
+                        self.received_part(p, published_by.unwrap_or(from))?
+                    }
                     StreamContent::Fin => None,
                 };
                 let _ = reply.send(value);
             }
-            AppMsg::RestreamProposal { height, round, value_id, .. } => {
-                if let Some(bytes) = self.chain.undecided_block(height.0, &value_id)? {
-                    self.publish(channels, height, round, Bytes::from(bytes)).await?;
+            AppMsg::RestreamProposal { height, value_id, .. } => {
+                // Replay the parts as first streamed: their round and proposer, as upstream does.
+                let stored = self.chain.undecided_at(height.0, None)?;
+                if let Some((_, round, proposer, true, bytes)) =
+                    stored.into_iter().find(|v| v.0 == value_id && v.3)
+                {
+                    let round = u32::try_from(round).map_or(Round::Nil, Round::new);
+                    self.publish(channels, height, round, proposer, Bytes::from(bytes)).await?;
                 }
             }
             AppMsg::Decided { certificate, reply, .. } => {
@@ -211,11 +233,17 @@ impl App {
             }
             AppMsg::GetDecidedValues { range, reply } => {
                 let from = range.start().0.max(1);
-                let to = range.end().0.min(self.chain.height()).min(from.saturating_add(64));
+                let to = range.end().0.min(self.chain.height()).min(from.saturating_add(15));
                 let mut values = Vec::new();
                 for h in from..=to {
-                    let Some(block) = self.chain.decided(h)? else { break };
-                    values.push(self.raw_decided(block));
+                    match tokio::task::block_in_place(|| self.chain.decided(h)) {
+                        Ok(Some(block)) => values.push(self.raw_decided(block)),
+                        Ok(None) => break,
+                        Err(e) => {
+                            tracing::error!(height = h, error = %e, "cannot serve a stored block");
+                            break;
+                        }
+                    }
                 }
                 let _ = reply.send(values);
             }
@@ -246,7 +274,7 @@ impl App {
     ) -> Result<Checked> {
         if let Some(id) = self.chain.own_at(height.0)? {
             if let Some(bytes) = self.chain.undecided_block(height.0, &id)? {
-                if let Ok(c) = self.chain.check(&bytes, None) {
+                if let Ok(c) = tokio::task::block_in_place(|| self.chain.check(&bytes, None)) {
                     return Ok(c);
                 }
             }
@@ -260,7 +288,21 @@ impl App {
         }
         let user =
             self.pool.pending(self.settings.max_block_entries, self.settings.max_block_bytes);
-        self.chain.build(&user, now_ms(), self.address)
+        let built =
+            tokio::task::block_in_place(|| self.chain.build(&user, now_ms(), self.address))?;
+        // Entries the state machine refused will never be included: drop them from the pool.
+        let refused: Vec<surplus_ledger::Hash> = built
+            .applied
+            .refused
+            .iter()
+            .filter_map(|(i, _)| user.get(*i))
+            .map(|e| e.id())
+            .collect();
+        if !refused.is_empty() {
+            tracing::info!(count = refused.len(), "dropping entries the state machine refused");
+            self.pool.refused(&refused);
+        }
+        Ok(built)
     }
 
     async fn publish(
@@ -268,14 +310,16 @@ impl App {
         channels: &mut Channels<Ctx>,
         height: Height,
         round: Round,
+        proposer: Address,
         block: Bytes,
     ) -> Result<()> {
         let mut id = Vec::with_capacity(44);
         id.extend_from_slice(&height.0.to_be_bytes());
         id.extend_from_slice(&(round.as_i64() as u32).to_be_bytes());
         id.extend_from_slice(&self.address.0 .0[..8]);
+        id.extend_from_slice(&proposer.0 .0[..8]);
         let stream_id = StreamId::new(Bytes::from(id));
-        let part = ProposalPart { height, round, proposer: self.address, block };
+        let part = ProposalPart { height, round, proposer, block };
         for msg in [
             StreamMessage::new(stream_id.clone(), 0, StreamContent::Data(part)),
             StreamMessage::new(stream_id, 1, StreamContent::Fin),
@@ -295,8 +339,8 @@ impl App {
             self.future.remove(&h);
         }
         if let Some(parts) = self.future.remove(&height) {
-            for p in parts {
-                if let Err(e) = self.received_part(p) {
+            for (p, publisher) in parts {
+                if let Err(e) = self.received_part(p, publisher) {
                     tracing::warn!(error = %e, "a buffered proposal part failed");
                 }
             }
@@ -304,45 +348,58 @@ impl App {
     }
 
     /// Checks a proposal part's block; a complete value is returned to the engine.
-    fn received_part(&mut self, part: ProposalPart) -> Result<Option<ProposedValue<Ctx>>> {
+    ///
+    /// Parts are taken only from validators. A block that re-executes is stored in its canonical
+    /// encoding; one that does not is voted invalid only when its own proposer published it (a
+    /// relayed or tampered copy of a good header must not poison that header's id).
+    fn received_part(
+        &mut self,
+        part: ProposalPart,
+        publisher: PeerId,
+    ) -> Result<Option<ProposedValue<Ctx>>> {
+        let Some(publisher_addr) = self.validator_peers.get(&publisher).copied() else {
+            tracing::debug!(%publisher, "proposal part from a non-validator: ignored");
+            return Ok(None);
+        };
         let next = self.chain.height() + 1;
         if part.height.0 > next {
+            let queued: usize = self.future.values().map(Vec::len).sum();
+            let from_this: usize =
+                self.future.values().flatten().filter(|(_, p)| *p == publisher).count();
             if part.height.0 <= next + MAX_FUTURE_HEIGHTS
-                && self.future.values().map(Vec::len).sum::<usize>() < MAX_FUTURE_PARTS
+                && queued < MAX_FUTURE_PARTS
+                && from_this < MAX_FUTURE_PARTS / self.validator_peers.len().max(1)
             {
-                self.future.entry(part.height.0).or_default().push(part);
+                self.future.entry(part.height.0).or_default().push((part, publisher));
             }
             return Ok(None);
         }
         if part.height.0 < next {
             return Ok(None);
         }
-        let (id, valid) = match self.chain.check(&part.block, Some(now_ms())) {
+        let checked = tokio::task::block_in_place(|| self.chain.check(&part.block, Some(now_ms())));
+        let (id, valid, bytes) = match checked {
             Ok(c) => {
                 if c.block.header.proposer != part.proposer.0 {
                     tracing::warn!(height = next, "proposal part names another proposer");
                     return Ok(None);
                 }
-                (ValueId(c.block.header.hash()), true)
+                (ValueId(c.block.header.hash()), true, Bytes::from(c.block.encode()))
             }
+            Err(super::chain::Invalid::Decode(_)) => return Ok(None),
             Err(e) => {
+                let Ok(b) = surplus_ledger::Block::decode(&part.block) else { return Ok(None) };
+                if b.header.proposer != part.proposer.0 || publisher_addr != part.proposer {
+                    tracing::debug!(height = next, error = %e, "relayed block fails: ignored");
+                    return Ok(None);
+                }
                 tracing::warn!(height = next, round = %part.round, error = %e,
                     "invalid proposal: voting against it");
                 self.status.invalid_proposals.fetch_add(1, Ordering::Relaxed);
-                match surplus_ledger::Block::decode(&part.block) {
-                    Ok(b) => (ValueId(b.header.hash()), false),
-                    Err(_) => return Ok(None),
-                }
+                (ValueId(b.header.hash()), false, part.block.clone())
             }
         };
-        self.chain.store_undecided(
-            next,
-            part.round.as_i64(),
-            id,
-            part.proposer,
-            valid,
-            &part.block,
-        )?;
+        self.chain.store_undecided(next, part.round.as_i64(), id, part.proposer, valid, &bytes)?;
         Ok(Some(ProposedValue {
             height: part.height,
             round: part.round,
@@ -441,7 +498,7 @@ impl App {
         if height.0 != self.chain.height() + 1 {
             return Ok(SyncedValueOutcome::LocalTransientError);
         }
-        let (id, valid) = match self.chain.check(bytes, None) {
+        let (id, valid) = match tokio::task::block_in_place(|| self.chain.check(bytes, None)) {
             Ok(c) => (ValueId(c.block.header.hash()), true),
             Err(super::chain::Invalid::Decode(e)) => {
                 tracing::warn!(height = height.0, error = %e, "undecodable synced block");

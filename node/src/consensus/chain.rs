@@ -16,6 +16,9 @@ use surplus_ledger::{Auth, Block, Certificate, Checks, CommitSig, Entry, Header}
 
 use super::context::{Address, ValidatorSet, ValueId};
 
+/// Most checked blocks (each with a state copy) kept for the height in progress.
+const MAX_CHECKED: usize = 16;
+
 /// How far ahead of our clock a proposed block time may be.
 pub const MAX_CLOCK_DRIFT_MS: u64 = 2_000;
 
@@ -170,14 +173,15 @@ impl Chain {
         let timestamp = now_ms.max(self.head.timestamp_ms);
         let (block, applied) = maker.next(user, timestamp, proposer.0)?;
         let checked = Checked { block: Arc::new(block), maker, applied: Arc::new(applied) };
-        self.checked.insert(ValueId(checked.block.header.hash()), checked.clone());
+        self.cache(ValueId(checked.block.header.hash()), checked.clone());
         Ok(checked)
     }
 
     /// Checks a proposed block (encoded) for the next height by re-executing it.
     /// `now_ms` bounds the block time, unless `None` (a decided block: the quorum vouched).
     pub fn check(&mut self, bytes: &[u8], now_ms: Option<u64>) -> Result<Checked, Invalid> {
-        if bytes.len() > self.max_block_bytes + 1024 {
+        // Size limits bind live proposals; a decided block was accepted by a quorum already.
+        if now_ms.is_some() && bytes.len() > self.max_block_bytes.saturating_mul(2) + 65_536 {
             return Err(Invalid::Header(format!(
                 "block of {} bytes exceeds the limit {}",
                 bytes.len(),
@@ -187,7 +191,11 @@ impl Chain {
         let block = Block::decode(bytes).map_err(|e| Invalid::Decode(e.to_string()))?;
         let id = ValueId(block.header.hash());
         if let Some(c) = self.checked.get(&id) {
-            return Ok(c.clone());
+            // Same header is not enough: the entries must be the ones that were checked.
+            if c.block.entries == block.entries {
+                return Ok(c.clone());
+            }
+            return Err(Invalid::Execution("entries differ from the checked block".into()));
         }
         let h = &block.header;
         let next = self.head.height + 1;
@@ -213,11 +221,8 @@ impl Chain {
         if self.validators.index_of(&Address(h.proposer)).is_none() {
             return Err(Invalid::Header("the proposer is not a validator".into()));
         }
-        if block.entries.len() > self.max_block_entries * 4 + 64 {
-            return Err(Invalid::Header(format!("{} entries is too many", block.entries.len())));
-        }
         let user = user_entries(&block);
-        if user.len() > self.max_block_entries {
+        if now_ms.is_some() && user.len() > self.max_block_entries {
             return Err(Invalid::Header(format!(
                 "{} user entries exceed the limit {}",
                 user.len(),
@@ -239,8 +244,17 @@ impl Chain {
             return Err(Invalid::Execution("the header differs (roots or size)".into()));
         }
         let checked = Checked { block: Arc::new(block), maker, applied: Arc::new(applied) };
-        self.checked.insert(id, checked.clone());
+        self.cache(id, checked.clone());
         Ok(checked)
+    }
+
+    /// Keeps a checked block (with its state) until the height is decided; a stalled height
+    /// cannot pile up states without bound.
+    fn cache(&mut self, id: ValueId, checked: Checked) {
+        if self.checked.len() >= MAX_CHECKED {
+            self.checked.clear();
+        }
+        self.checked.insert(id, checked);
     }
 
     /// Persists an undecided value so that a restart can answer for it.

@@ -41,6 +41,10 @@ pub trait Pool: Send + Sync + 'static {
     fn has_work(&self) -> bool;
     /// Signalled whenever an entry arrives.
     fn notify(&self) -> Arc<Notify>;
+    /// Entries the state machine refused while building a block: they will never fit.
+    fn refused(&self, ids: &[surplus_ledger::Hash]) {
+        let _ = ids;
+    }
 }
 
 /// A block that is now durable in the ledger, with the state after it.

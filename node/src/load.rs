@@ -1,0 +1,294 @@
+//! `surplus load`: drives signed orders into a running devnet at a steady rate and measures how
+//! long each takes from acceptance by a node to its lease being committed on every node.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context as _, Result};
+use rand::Rng;
+use serde::Serialize;
+use surplus_ledger::SecretKey;
+use surplus_market::{Bid, FillRule, Market, Offer, Order, SignedOrder};
+
+use crate::devnet::DevnetFile;
+
+/// Arguments of `surplus load`.
+#[derive(Debug, clap::Args)]
+pub struct LoadArgs {
+    /// The devnet's directory (its devnet.json names the nodes and buyer keys).
+    #[arg(long, default_value = "devnet")]
+    pub devnet: PathBuf,
+    /// Orders per second to send (spread over the nodes).
+    #[arg(long, default_value_t = 200)]
+    pub rate: u32,
+    /// How long to send, seconds (at most 600).
+    #[arg(long, default_value_t = 10)]
+    pub seconds: u32,
+    /// Sending threads.
+    #[arg(long, default_value_t = 4)]
+    pub threads: u32,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What a run measured.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Orders per second asked for.
+    pub target_rate: u32,
+    /// Orders per second actually accepted.
+    pub accepted_rate: f64,
+    /// Orders sent.
+    pub sent: u64,
+    /// Orders the nodes accepted (HTTP 202).
+    pub accepted: u64,
+    /// Refusals by code.
+    pub refused: HashMap<String, u64>,
+    /// Accepted orders whose lease was committed on every node.
+    pub leased_everywhere: u64,
+    /// Accept → lease committed on every node, ms: p50, p90, p99, max.
+    pub latency_ms: [u64; 4],
+    /// Accept → lease committed on the first node, ms: p50, p99.
+    pub first_node_ms: [u64; 2],
+    /// Blocks the run spanned, and their mean user entries.
+    pub blocks: u64,
+    /// Mean entries per block.
+    pub mean_block_entries: f64,
+    /// Raw ed25519 (strict) verifications per second on one core of this machine.
+    pub ed25519_verify_per_sec: f64,
+    /// Accepted rate as a fraction of that limit.
+    pub ratio_to_ed25519: f64,
+}
+
+fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+/// Raw single-core strict ed25519 verification rate of this machine.
+pub fn ed25519_rate() -> f64 {
+    let key = SecretKey::from_seed([7; 32]);
+    let msg = [42u8; 200];
+    let sig = key.sign(&msg);
+    let public = key.public();
+    let n = 3_000;
+    let start = Instant::now();
+    for _ in 0..n {
+        let _ = surplus_ledger::verify_strict(&public, &msg, &sig);
+    }
+    n as f64 / start.elapsed().as_secs_f64()
+}
+
+fn get(agent: &ureq::Agent, url: &str) -> Result<serde_json::Value> {
+    Ok(agent.get(url).timeout(Duration::from_secs(10)).call()?.into_json()?)
+}
+
+/// Runs `surplus load`.
+pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
+    if a.rate == 0 || a.seconds == 0 || a.seconds > 600 || a.threads == 0 || a.threads > 64 {
+        bail!("--rate and --threads must be positive (threads ≤ 64), --seconds 1 to 600");
+    }
+    let file: DevnetFile = crate::devnet::load(&a.devnet)?;
+    if file.buyers.len() < 2 {
+        bail!("the devnet needs at least 2 buyer keys (one sells, the others buy)");
+    }
+    let keys: Vec<SecretKey> = file
+        .buyers
+        .iter()
+        .map(|b| crate::ledger_cmd::read_key(&b.key_file))
+        .collect::<Result<_>>()?;
+    let apis: Vec<String> = file.nodes.iter().map(|n| n.api.clone()).collect();
+    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+    let chain = file.chain_id.clone();
+    let market = Market::new("vm.16c64g", &surplus_market::Catalogue::sample().regions[0].id);
+
+    // One provider offer big enough for every bid of the run.
+    let now = crate::runtime::now_ms();
+    let offer = Offer {
+        market: market.clone(),
+        slots: 1_000_000,
+        from_ms: now,
+        until_ms: now + 48 * 3_600_000,
+        reserve: 1_000,
+        min_hours: 1,
+        expiry_ms: now + 24 * 3_600_000,
+        nonce: rand::thread_rng().gen(),
+    };
+    let (entry, _) = SignedOrder::sign(&chain, Order::Offer(offer), &keys[0]);
+    let offer_id = crate::demo::submit(&apis[0], &entry).context("the load's offer")?;
+    let book = format!("{}/api/v1/book?market={market}", apis[0]);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !get(&agent, &book)?.to_string().contains(&offer_id) {
+        if Instant::now() > deadline {
+            bail!("the load's offer did not reach the book within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let start_height =
+        get(&agent, &format!("{}/api/v1/status", apis[0]))?["height"].as_u64().unwrap_or(0);
+
+    // Send bids at the asked rate from several threads.
+    let accepted: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
+    let refused: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let total = u64::from(a.rate) * u64::from(a.seconds);
+    let t0 = Instant::now();
+    let buyers = Arc::new(keys[1..].to_vec());
+    std::thread::scope(|s| {
+        for t in 0..u64::from(a.threads) {
+            let (accepted, refused, buyers) = (accepted.clone(), refused.clone(), buyers.clone());
+            let (apis, market, chain) = (apis.clone(), market.clone(), chain.clone());
+            let agent = agent.clone();
+            let (rate, threads) = (a.rate, u64::from(a.threads));
+            s.spawn(move || {
+                let mut rng = rand::thread_rng();
+                let mut k = t;
+                while k < total {
+                    let due = t0 + Duration::from_secs_f64(k as f64 / f64::from(rate));
+                    if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let now = crate::runtime::now_ms();
+                    let bid = Bid {
+                        market: market.clone(),
+                        slots: 1,
+                        hours: 1,
+                        limit: 2_000,
+                        earliest_ms: now,
+                        latest_ms: now + 3_600_000,
+                        fill: FillRule::AtLeast(1),
+                        expiry_ms: now + 600_000,
+                        nonce: rng.gen(),
+                    };
+                    let buyer = &buyers[(k as usize) % buyers.len()];
+                    let (entry, _) = SignedOrder::sign(&chain, Order::Bid(bid), buyer);
+                    let api = &apis[(k as usize) % apis.len()];
+                    let body = serde_json::json!({ "entry": hex::encode(entry.encode()) });
+                    match agent.post(&format!("{api}/api/v1/entries")).send_json(body) {
+                        Ok(_) => {
+                            let at = crate::runtime::now_ms();
+                            if let Ok(mut v) = accepted.lock() {
+                                v.push((hex::encode(entry.id()), at));
+                            }
+                        }
+                        Err(ureq::Error::Status(_, r)) => {
+                            let v: serde_json::Value = r.into_json().unwrap_or_default();
+                            let code = v["error"]["code"].as_str().unwrap_or("?").to_owned();
+                            if let Ok(mut m) = refused.lock() {
+                                *m.entry(code).or_default() += 1;
+                            }
+                        }
+                        Err(e) => {
+                            if let Ok(mut m) = refused.lock() {
+                                *m.entry(format!("transport: {e}")).or_default() += 1;
+                            }
+                        }
+                    }
+                    k += threads;
+                }
+            });
+        }
+    });
+    let send_secs = t0.elapsed().as_secs_f64();
+    let accepted = std::mem::take(&mut *accepted.lock().map_err(|_| anyhow::anyhow!("lock"))?);
+    let refused = std::mem::take(&mut *refused.lock().map_err(|_| anyhow::anyhow!("lock"))?);
+
+    // Collect, per node, when each bid's fill was committed (bounded wait for the tail).
+    let wanted: HashMap<&str, u64> = accepted.iter().map(|(id, at)| (id.as_str(), *at)).collect();
+    let mut commit: Vec<HashMap<String, u64>> = vec![HashMap::new(); apis.len()];
+    let mut entries_total = 0u64;
+    let mut last_height = start_height;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut next: Vec<u64> = vec![start_height + 1; apis.len()];
+    loop {
+        for (n, api) in apis.iter().enumerate() {
+            while let Ok(b) = get(&agent, &format!("{api}/api/v1/blocks/{}", next[n])) {
+                let ms = b["committed_ms"].as_u64().unwrap_or(0);
+                for bid in b["filled_bids"].as_array().into_iter().flatten() {
+                    if let Some(id) = bid.as_str().filter(|id| wanted.contains_key(id)) {
+                        commit[n].entry(id.to_owned()).or_insert(ms);
+                    }
+                }
+                if n == 0 {
+                    entries_total += b["entries"].as_u64().unwrap_or(0);
+                    last_height = next[0];
+                }
+                next[n] += 1;
+            }
+        }
+        let done = commit.iter().all(|c| c.len() >= wanted.len());
+        if done || Instant::now() > deadline {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut all = Vec::new();
+    let mut first = Vec::new();
+    for (id, at) in &accepted {
+        let times: Vec<u64> = commit.iter().filter_map(|c| c.get(id).copied()).collect();
+        if let Some(min) = times.iter().min() {
+            first.push(min.saturating_sub(*at));
+        }
+        if times.len() == apis.len() {
+            all.push(times.iter().max().copied().unwrap_or(0).saturating_sub(*at));
+        }
+    }
+    all.sort_unstable();
+    first.sort_unstable();
+    let verify = ed25519_rate();
+    let accepted_rate = accepted.len() as f64 / send_secs.max(1e-9);
+    let blocks = last_height.saturating_sub(start_height);
+    let report = Report {
+        target_rate: a.rate,
+        accepted_rate,
+        sent: total,
+        accepted: accepted.len() as u64,
+        refused,
+        leased_everywhere: all.len() as u64,
+        latency_ms: [
+            percentile(&all, 0.5),
+            percentile(&all, 0.9),
+            percentile(&all, 0.99),
+            all.last().copied().unwrap_or(0),
+        ],
+        first_node_ms: [percentile(&first, 0.5), percentile(&first, 0.99)],
+        blocks,
+        mean_block_entries: entries_total as f64 / blocks.max(1) as f64,
+        ed25519_verify_per_sec: verify,
+        ratio_to_ed25519: accepted_rate / verify,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "sent {} orders at {} /s: {} accepted ({:.0} /s), {} leased on every node, refused {:?}",
+            report.sent,
+            a.rate,
+            report.accepted,
+            report.accepted_rate,
+            report.leased_everywhere,
+            report.refused
+        );
+        println!(
+            "accept → lease on every node: p50 {} ms, p90 {} ms, p99 {} ms, max {} ms \
+             (first node p50 {} ms, p99 {} ms)",
+            report.latency_ms[0],
+            report.latency_ms[1],
+            report.latency_ms[2],
+            report.latency_ms[3],
+            report.first_node_ms[0],
+            report.first_node_ms[1]
+        );
+        println!(
+            "{} blocks, {:.1} entries each; raw ed25519 verify {:.0} /s per core; accepted rate \
+             = {:.3} of it",
+            report.blocks, report.mean_block_entries, verify, report.ratio_to_ed25519
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
