@@ -26,6 +26,17 @@ async fn status_healthz_and_unknown_routes() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(actix_web::test::read_body(resp).await, "ok");
 
+    // The home page names the node and chain; a block the node does not hold is a JSON 404.
+    let resp = actix_web::test::call_service(&app, TestRequest::get().uri("/").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let page = actix_web::test::read_body(resp).await;
+    assert!(String::from_utf8_lossy(&page).contains(CHAIN));
+    let (s, v) = call!(app, TestRequest::get().uri("/api/v1/blocks/1"));
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    assert_eq!(v["error"]["code"], "unknown_block");
+    let (s, _) = call!(app, TestRequest::get().uri("/api/v1/blocks/x"));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+
     let (s, v) = call!(app, TestRequest::get().uri("/api/v1/nope"));
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["error"]["code"], "no_route");
