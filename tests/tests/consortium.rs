@@ -12,6 +12,13 @@ use surplus_tests::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
 
+/// The clusters run one at a time: each is four nodes on a 2-core CI machine.
+static ONE_CLUSTER: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_cluster() -> std::sync::MutexGuard<'static, ()> {
+    ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn now_ms() -> u64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
@@ -37,6 +44,7 @@ fn lease_status(api: &Api, id: &str) -> Option<String> {
 /// accepts until the lease ends; every node's ledger audits clean; the devnet resumes.
 #[test]
 fn four_nodes_trade_provision_grant_and_audit() {
+    let _one = one_cluster();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     let base = free_base(40);
@@ -208,6 +216,7 @@ fn set(config: &Path, key: &str, value: &str) {
 /// started after 100 blocks syncs to the same head.
 #[test]
 fn restarted_validator_and_late_joiner_reach_the_same_head() {
+    let _one = one_cluster();
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     let base = free_base(60);
