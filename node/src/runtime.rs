@@ -144,7 +144,7 @@ impl p2p::Validator for GossipCheck {
                     Ok((_, false)) => Verdict::Ignore,
                     Err(r) => match r.code.as_str() {
                         // Not the sender's fault: we are full, or it raced a block.
-                        surplus_web::Refusal::MEMPOOL_FULL | "replay" | "stale_seq" | "expired" => {
+                        surplus_web::Refusal::MEMPOOL_FULL | "stale_seq" | "expired" => {
                             Verdict::Ignore
                         }
                         _ => {
