@@ -124,17 +124,20 @@ impl App {
         Height(self.chain.height() + 1)
     }
 
-    /// Whether time alone calls for a block: a lease has ended or an hour of one has elapsed.
-    fn time_work(&self, now: u64) -> bool {
-        self.chain.state().leases().any(|l| {
-            l.status == surplus_contracts::LeaseStatus::Active && {
-                let hour = 3_600_000u64;
+    /// When time alone next calls for a block: the earliest end or hourly settlement of an
+    /// active lease (ms since the epoch).
+    fn next_due_ms(&self) -> Option<u64> {
+        let hour = 3_600_000u64;
+        self.chain
+            .state()
+            .leases()
+            .filter(|l| l.status == surplus_contracts::LeaseStatus::Active)
+            .map(|l| {
                 let end = l.fill.start_ms.saturating_add(u64::from(l.hours) * hour);
-                let next_settle =
-                    l.fill.start_ms.saturating_add(u64::from(l.hours_paid + 1) * hour);
-                now >= end || now >= next_settle
-            }
-        })
+                let settle = l.fill.start_ms.saturating_add(u64::from(l.hours_paid + 1) * hour);
+                end.min(settle)
+            })
+            .min()
     }
 
     pub(super) async fn run(mut self, mut channels: Channels<Ctx>) -> Result<()> {
@@ -443,10 +446,11 @@ impl App {
         let batch = self.settings.batch_interval;
         let heartbeat = self.settings.idle_heartbeat;
         let since = self.last_commit;
-        let time_work = self.time_work(now_ms());
+        let due = self.next_due_ms();
         tokio::spawn(async move {
             let notify = pool.notify();
             loop {
+                let time_work = due.is_some_and(|d| now_ms() >= d);
                 let waited = since.elapsed();
                 if waited >= heartbeat || ((pool.has_work() || time_work) && waited >= batch) {
                     break;
