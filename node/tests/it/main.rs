@@ -230,8 +230,26 @@ fn a_damaged_store_is_an_audit_failure_naming_the_height() {
 }
 
 #[test]
-fn devnet_says_plainly_that_it_is_not_built_yet() {
-    let o = surplus(&["devnet"]);
+fn devnet_refuses_bad_arguments_and_writes_a_consortium_with_init_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().join("net");
+    let o = surplus(&["devnet", "--nodes", "0", "--data-dir", &d.display().to_string()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("not built yet"));
+    assert!(text(&o).contains("--nodes must be 1 to 16"), "{}", text(&o));
+    let o =
+        surplus(&["devnet", "--init-only", "--nodes", "2", "--data-dir", &d.display().to_string()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(d.join("devnet.json")).unwrap()).unwrap();
+    assert_eq!(file["nodes"].as_array().unwrap().len(), 2);
+    for n in ["dc1", "dc2"] {
+        for f in ["node.key", "config.toml", "genesis.json", "inventory.toml"] {
+            assert!(d.join(n).join(f).exists(), "{n}/{f} missing");
+        }
+    }
+    // Resuming with another node count is refused with the way out.
+    let o =
+        surplus(&["devnet", "--init-only", "--nodes", "3", "--data-dir", &d.display().to_string()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(text(&o).contains("pass --nodes 2"), "{}", text(&o));
 }
