@@ -480,10 +480,9 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
         let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
         pool.remove_committed(&ids);
         pool.evict_expired(now_ms());
-        if pool.len() <= 2_000 {
-            let now = now_ms();
-            pool.retain(|e| admission::check(e, &c.state, now).is_ok());
-        }
+        // Signatures were verified on admission; only what the block changed is checked again.
+        let now = now_ms();
+        pool.retain(|e| admission::recheck(e, &c.state, now).is_ok());
     }
     reconcile_leases(shared, &c.state, hook, me);
     if shared.validator {
