@@ -261,3 +261,73 @@ pub fn read_key(path: &Path) -> SecretKey {
     let text = std::fs::read_to_string(path).expect("key file");
     SecretKey::from_file_contents(&text).expect("key")
 }
+
+/// A devnet written by `surplus devnet --init-only` whose nodes the test starts itself.
+pub struct Devnet {
+    /// Its directory.
+    pub dir: PathBuf,
+    /// devnet.json.
+    pub file: Value,
+}
+
+impl Devnet {
+    /// Writes a devnet of `nodes` validators under `root` with fast blocks (50 ms batches, a
+    /// 100 ms heartbeat) so tests reach many heights quickly.
+    pub fn init(root: &Path, nodes: usize, base: u16) -> Self {
+        let dir = root.join("net");
+        let out = Command::new(surplus_bin())
+            .args(["devnet", "--init-only", "--nodes", &nodes.to_string()])
+            .args(["--batch-interval-ms", "50", "--heartbeat-ms", "100"])
+            .args(["--base-port", &base.to_string()])
+            .arg("--data-dir")
+            .arg(&dir)
+            .output()
+            .expect("run surplus devnet --init-only");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = std::fs::read_to_string(dir.join("devnet.json")).expect("devnet.json");
+        Self { dir, file: serde_json::from_str(&text).expect("devnet.json is JSON") }
+    }
+
+    /// Starts every node and waits until each answers.
+    pub fn start_all(&self) -> Vec<NodeProc> {
+        let nodes: Vec<NodeProc> = self.file["nodes"]
+            .as_array()
+            .expect("nodes")
+            .iter()
+            .map(|n| {
+                let dir = Path::new(n["data_dir"].as_str().expect("data_dir"));
+                NodeProc::start(dir, n["api"].as_str().expect("api"))
+            })
+            .collect();
+        for n in &nodes {
+            n.wait_up();
+        }
+        nodes
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> &str {
+        self.file["chain_id"].as_str().expect("chain_id")
+    }
+
+    /// Sample buyer `i`'s key.
+    pub fn buyer(&self, i: usize) -> SecretKey {
+        read_key(Path::new(self.file["buyers"][i]["key_file"].as_str().expect("key_file")))
+    }
+}
+
+/// Starts `surplus devnet ARGS --base-port BASE --data-dir DIR`, logging to `log`.
+pub fn spawn_devnet(dir: &Path, base: u16, args: &[&str], log: &Path) -> Child {
+    let log = std::fs::File::create(log).expect("devnet log");
+    Command::new(surplus_bin())
+        .arg("devnet")
+        .args(args)
+        .args(["--base-port", &base.to_string()])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log"))
+        .stderr(log)
+        .spawn()
+        .expect("spawn surplus devnet")
+}

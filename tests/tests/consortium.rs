@@ -1,7 +1,7 @@
 //! The node issue's multi-node properties, on real `surplus` processes on loopback.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -48,17 +48,8 @@ fn four_nodes_trade_provision_grant_and_audit() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("net");
     let base = free_base(40);
-    let log = std::fs::File::create(tmp.path().join("devnet.log")).unwrap();
-    let mut devnet = Command::new(surplus_bin())
-        .args(["devnet", "--nodes", "4", "--batch-interval-ms", "200", "--base-port"])
-        .arg(base.to_string())
-        .arg("--data-dir")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let args = ["--nodes", "4", "--batch-interval-ms", "200"];
+    let mut devnet = spawn_devnet(&dir, base, &args, &tmp.path().join("devnet.log"));
     let file = wait_for("devnet.json with running nodes", 2 * MINUTE, || {
         let f = devnet_file(&dir)?;
         f["nodes"].as_array()?.iter().all(|n| n["pid"].as_u64() > Some(0)).then_some(f)
@@ -176,17 +167,7 @@ fn four_nodes_trade_provision_grant_and_audit() {
     assert!(height >= 2 && !head.is_empty());
 
     // Running it again resumes the same chain.
-    let log = std::fs::File::create(tmp.path().join("devnet2.log")).unwrap();
-    let mut again = Command::new(surplus_bin())
-        .args(["devnet", "--nodes", "4", "--base-port"])
-        .arg(base.to_string())
-        .arg("--data-dir")
-        .arg(&dir)
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().unwrap())
-        .stderr(log)
-        .spawn()
-        .unwrap();
+    let mut again = spawn_devnet(&dir, base, &["--nodes", "4"], &tmp.path().join("devnet2.log"));
     let resumed = wait_for("the resumed devnet at the old height", 2 * MINUTE, || {
         let (h, _) = apis[0].head()?;
         (h >= height).then_some(h)
@@ -218,26 +199,10 @@ fn set(config: &Path, key: &str, value: &str) {
 fn restarted_validator_and_late_joiner_reach_the_same_head() {
     let _one = one_cluster();
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("net");
     let base = free_base(60);
-    let out = Command::new(surplus_bin())
-        .args(["devnet", "--init-only", "--nodes", "4", "--batch-interval-ms", "50"])
-        .args(["--heartbeat-ms", "100", "--base-port", &base.to_string()])
-        .arg("--data-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let file = devnet_file(&dir).unwrap();
-    let mut nodes: Vec<NodeProc> = (0..4)
-        .map(|i| {
-            let n = &file["nodes"][i];
-            NodeProc::start(Path::new(n["data_dir"].as_str().unwrap()), n["api"].as_str().unwrap())
-        })
-        .collect();
-    for n in &nodes {
-        n.wait_up();
-    }
+    let net = Devnet::init(tmp.path(), 4, base);
+    let (dir, file) = (&net.dir, &net.file);
+    let mut nodes = net.start_all();
     let apis: Vec<Api> = nodes.iter().map(|n| n.api.clone()).collect();
     let refs: Vec<&Api> = apis.iter().collect();
     wait_converged(&refs, 5, 2 * MINUTE);

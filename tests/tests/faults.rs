@@ -1,11 +1,8 @@
 //! Fault behaviour of a real 4-validator consortium on loopback (the start of the faults
 //! harness): safety over liveness when a quorum is missing.
 
-use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
-use serde_json::Value;
 use surplus_contracts::Tx;
 use surplus_ledger::Entry;
 use surplus_tests::*;
@@ -17,27 +14,8 @@ const MINUTE: Duration = Duration::from_secs(60);
 #[test]
 fn two_of_four_down_commits_nothing_and_one_returning_resumes_the_chain() {
     let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().join("net");
-    let base = free_base(40);
-    let out = Command::new(surplus_bin())
-        .args(["devnet", "--init-only", "--nodes", "4", "--batch-interval-ms", "50"])
-        .args(["--heartbeat-ms", "100", "--base-port", &base.to_string()])
-        .arg("--data-dir")
-        .arg(&dir)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let file: Value =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("devnet.json")).unwrap()).unwrap();
-    let mut nodes: Vec<NodeProc> = (0..4)
-        .map(|i| {
-            let n = &file["nodes"][i];
-            NodeProc::start(Path::new(n["data_dir"].as_str().unwrap()), n["api"].as_str().unwrap())
-        })
-        .collect();
-    for n in &nodes {
-        n.wait_up();
-    }
+    let net = Devnet::init(tmp.path(), 4, free_base(40));
+    let mut nodes = net.start_all();
     let apis: Vec<Api> = nodes.iter().map(|n| n.api.clone()).collect();
     let all: Vec<&Api> = apis.iter().collect();
     wait_converged(&all, 3, 2 * MINUTE);
@@ -49,9 +27,9 @@ fn two_of_four_down_commits_nothing_and_one_returning_resumes_the_chain() {
     let stalled = apis[0].head().unwrap().0;
 
     // Work arrives and is accepted into the mempool, but nothing commits.
-    let chain_id = file["chain_id"].as_str().unwrap();
-    let buyer = read_key(Path::new(file["buyers"][0]["key_file"].as_str().unwrap()));
-    let to = read_key(Path::new(file["buyers"][1]["key_file"].as_str().unwrap())).public();
+    let chain_id = net.chain_id();
+    let buyer = net.buyer(0);
+    let to = net.buyer(1).public();
     let before = apis[0].account(&to).unwrap().0;
     let seq = apis[0].account(&buyer.public()).unwrap().1;
     let tx = Tx::Transfer { to, amount: 1_234, seq };
@@ -87,6 +65,6 @@ fn two_of_four_down_commits_nothing_and_one_returning_resumes_the_chain() {
         n.stop();
     }
     for i in 1..=4 {
-        audit(&dir.join(format!("dc{i}"))).unwrap_or_else(|e| panic!("{e}"));
+        audit(&net.dir.join(format!("dc{i}"))).unwrap_or_else(|e| panic!("{e}"));
     }
 }

@@ -103,44 +103,6 @@ impl ChainSigner {
 }
 
 #[async_trait]
-impl Verifier<Ctx> for ChainSigner {
-    async fn verify_signed_vote(
-        &self,
-        vote: &Vote,
-        signature: &Signature,
-        public_key: &PublicKey,
-    ) -> Result<VerificationResult, Error> {
-        self.verifier.verify_signed_vote(vote, signature, public_key).await
-    }
-
-    async fn verify_signed_proposal(
-        &self,
-        proposal: &Proposal,
-        signature: &Signature,
-        public_key: &PublicKey,
-    ) -> Result<VerificationResult, Error> {
-        self.verifier.verify_signed_proposal(proposal, signature, public_key).await
-    }
-
-    async fn verify_signed_vote_extension(
-        &self,
-        scope: &VoteExtensionScope<Ctx>,
-        extension: &Bytes,
-        signature: &Signature,
-        public_key: &PublicKey,
-    ) -> Result<VerificationResult, Error> {
-        self.verifier.verify_signed_vote_extension(scope, extension, signature, public_key).await
-    }
-
-    async fn verify_validator_proof(
-        &self,
-        proof: &ValidatorProof<Ctx>,
-    ) -> Result<VerificationResult, Error> {
-        self.verifier.verify_validator_proof(proof).await
-    }
-}
-
-#[async_trait]
 impl Signer<Ctx> for ChainSigner {
     async fn sign_vote(&self, vote: Vote) -> Result<SignedMessage<Ctx, Vote>, Error> {
         let signature = self.key.sign(&vote.sign_bytes(&self.verifier.chain_id));
