@@ -236,7 +236,6 @@ impl Mempool {
     }
 
     /// Whether the entry with this id is held.
-    #[cfg_attr(not(test), allow(dead_code))]
     pub fn contains(&self, id: &Hash) -> bool {
         self.slots.contains_key(id)
     }

@@ -58,6 +58,10 @@ pub struct Shared {
     inflight: Mutex<std::collections::HashSet<(Hash, Step)>>,
     /// Grants are signed one at a time (sequence numbers).
     grant_lock: tokio::sync::Mutex<()>,
+    /// Entries acknowledged to API clients and not yet in a block, durable before the
+    /// acknowledgement (`DIR/mempool`): a crash never loses what a client was told was accepted.
+    journal: sled::Tree,
+    _journal_db: sled::Db,
     validators: Vec<PublicKey>,
     /// Headers of recent blocks, by height (the API serves them).
     recent: Mutex<std::collections::BTreeMap<u64, surplus_web::RecentBlock>>,
@@ -223,6 +227,18 @@ impl surplus_web::Node for Api {
         let bytes = entry.encode();
         let (id, fresh) = self.0.admit(entry)?;
         if fresh {
+            let durable = match self.0.journal.insert(id, bytes.as_slice()) {
+                Ok(_) => self.0.journal.flush_async().await.map(|_| ()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = durable {
+                tracing::error!(error = %e, "cannot journal an accepted entry");
+                self.0.mempool.lock().unwrap_or_else(|e| e.into_inner()).remove_committed(&[id]);
+                return Err(surplus_web::Refusal::new(
+                    "unavailable",
+                    "the node cannot store the entry durably right now; retry later",
+                ));
+            }
             if let Some(g) = self.0.gossip.get() {
                 if let Err(e) = g.publish(Topic::Orders, bytes).await {
                     tracing::warn!(error = %e, "could not gossip an accepted entry");
@@ -291,6 +307,9 @@ async fn run(args: NodeArgs) -> Result<()> {
         None => None,
     };
     let provisioning = ProvisionLog::open(&dir)?;
+    let journal_db = sled::open(dir.join("mempool"))
+        .with_context(|| format!("cannot open the mempool journal in {}", dir.display()))?;
+    let journal = journal_db.open_tree("accepted")?;
     let credentials_dir = dir.join("credentials");
     std::fs::create_dir_all(&credentials_dir)
         .with_context(|| format!("cannot create {}", credentials_dir.display()))?;
@@ -336,6 +355,8 @@ async fn run(args: NodeArgs) -> Result<()> {
         credentials_dir,
         inflight: Mutex::new(Default::default()),
         grant_lock: tokio::sync::Mutex::new(()),
+        journal,
+        _journal_db: journal_db,
         validators,
         recent: Mutex::new(Default::default()),
     });
@@ -403,6 +424,7 @@ async fn run(args: NodeArgs) -> Result<()> {
     let hook = Hook::from_config(&config.provisioning);
     let me = key.public();
     plan_inventory(&shared, inventory.as_ref()).await;
+    replay_journal(&shared).await;
     // Leases that started or ended while the node was down are provisioned now.
     reconcile_leases(&shared, &running.state, &hook, &me);
 
@@ -435,8 +457,53 @@ async fn run(args: NodeArgs) -> Result<()> {
     Ok(())
 }
 
+/// Re-admits and re-gossips the entries acknowledged before a stop or crash that no block holds
+/// yet; those the ledger has since used (or that expired) are dropped from the journal.
+async fn replay_journal(shared: &Arc<Shared>) {
+    let mut kept = 0usize;
+    let mut dropped = 0usize;
+    for kv in shared.journal.iter() {
+        let Ok((k, v)) = kv else { continue };
+        let entry = match Entry::decode(&v) {
+            Ok(e) => e,
+            Err(_) => {
+                let _ = shared.journal.remove(k);
+                dropped += 1;
+                continue;
+            }
+        };
+        match shared.admit(entry) {
+            Ok(_) => {
+                kept += 1;
+                if let Some(g) = shared.gossip.get() {
+                    let _ = g.publish(Topic::Orders, v.to_vec()).await;
+                }
+            }
+            Err(_) => {
+                let _ = shared.journal.remove(k);
+                dropped += 1;
+            }
+        }
+    }
+    if kept + dropped > 0 {
+        tracing::info!(kept, dropped, "replayed the journal of acknowledged entries");
+    }
+}
+
+/// Drops journal entries that are neither pending nor needed (expired or refused since).
+fn prune_journal(shared: &Shared) {
+    let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
+    for k in shared.journal.iter().keys().flatten() {
+        let pending = <[u8; 32]>::try_from(&k[..]).is_ok_and(|id| pool.contains(&id));
+        if !pending {
+            let _ = shared.journal.remove(k);
+        }
+    }
+}
+
 /// One line a minute for the operator: height, round, mempool, gossip.
 fn log_health(shared: &Shared) {
+    prune_journal(shared);
     let height = shared.head.read().map(|h| h.height).unwrap_or(0);
     let (round, invalid) = shared.consensus.get().map_or((0, 0), |s| s.round_and_invalid());
     let (pending, bytes) = shared.mempool.lock().map(|m| (m.len(), m.bytes())).unwrap_or((0, 0));
@@ -477,6 +544,9 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
     shared.remember(&c.block, c.committed_ms);
     {
         let ids: Vec<Hash> = c.block.entries.iter().map(Entry::id).collect();
+        for id in &ids {
+            let _ = shared.journal.remove(id);
+        }
         let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
         pool.remove_committed(&ids);
         pool.evict_expired(now_ms());

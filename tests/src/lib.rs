@@ -274,10 +274,22 @@ impl Devnet {
     /// Writes a devnet of `nodes` validators under `root` with fast blocks (50 ms batches, a
     /// 100 ms heartbeat) so tests reach many heights quickly.
     pub fn init(root: &Path, nodes: usize, base: u16) -> Self {
+        Self::init_with(root, nodes, base, 50, 100)
+    }
+
+    /// [`Devnet::init`] with a given batch interval and idle heartbeat, ms.
+    pub fn init_with(
+        root: &Path,
+        nodes: usize,
+        base: u16,
+        batch_ms: u64,
+        heartbeat_ms: u64,
+    ) -> Self {
         let dir = root.join("net");
         let out = Command::new(surplus_bin())
             .args(["devnet", "--init-only", "--nodes", &nodes.to_string()])
-            .args(["--batch-interval-ms", "50", "--heartbeat-ms", "100"])
+            .args(["--batch-interval-ms", &batch_ms.to_string()])
+            .args(["--heartbeat-ms", &heartbeat_ms.to_string()])
             .args(["--base-port", &base.to_string()])
             .arg("--data-dir")
             .arg(&dir)

@@ -68,3 +68,34 @@ fn two_of_four_down_commits_nothing_and_one_returning_resumes_the_chain() {
         audit(&net.dir.join(format!("dc{i}"))).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// An entry the node acknowledged (HTTP 202) survives a SIGKILL before any block holds it: the
+/// node journals it durably before answering and re-admits it at restart. One node, so no peer
+/// holds a gossiped copy; a long batch interval, so the kill comes before the block.
+#[test]
+fn an_acknowledged_entry_survives_a_crash_before_its_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Devnet::init_with(tmp.path(), 1, free_base(10), 5_000, 60_000);
+    let mut nodes = net.start_all();
+    let api = nodes[0].api.clone();
+    wait_for("the first block", MINUTE, || (api.head()?.0 >= 1).then_some(()));
+    let buyer = net.buyer(0);
+    let to = net.buyer(1).public();
+    let before = api.account(&to).unwrap().0;
+    let seq = api.account(&buyer.public()).unwrap().1;
+    let tx = Tx::Transfer { to, amount: 777, seq };
+    let entry = Entry::signed(net.chain_id(), tx.kind(), tx.encode(), &buyer);
+    let height = api.head().unwrap().0;
+    let (code, body) = api.submit(&entry).unwrap();
+    assert_eq!(code, 202, "{body}");
+    nodes[0].kill();
+    let dir = nodes[0].dir.clone();
+    nodes[0] = NodeProc::start(&dir, &api.0);
+    nodes[0].wait_up();
+    wait_for("the acknowledged transfer to commit after the crash", 2 * MINUTE, || {
+        (api.account(&to).ok()?.0 == before + 777).then_some(())
+    });
+    assert!(api.head().unwrap().0 > height);
+    nodes[0].stop();
+    audit(&dir).unwrap_or_else(|e| panic!("{e}"));
+}
