@@ -220,6 +220,15 @@ impl NodeProc {
 impl Drop for NodeProc {
     fn drop(&mut self) {
         self.kill();
+        // A failing test shows what each of its nodes said last.
+        if std::thread::panicking() {
+            eprintln!(
+                "--- {} ({}) log tail ---\n{}",
+                self.api.0,
+                self.dir.display(),
+                self.log_tail()
+            );
+        }
     }
 }
 
