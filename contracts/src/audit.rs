@@ -39,7 +39,7 @@ impl Hook for Replay {
                 Genesis::from_block(block).map_err(|e| failure(None, "genesis", e.to_string()))?;
             let state = State::genesis(&h.chain_id, &genesis, h.timestamp_ms)
                 .map_err(|e| failure(None, "genesis", e.to_string()))?;
-            check_root(&state, h)?;
+            check_root(state.root(), h)?;
             self.state = Some(state);
             return Ok(());
         }
@@ -82,12 +82,12 @@ impl Hook for Replay {
                 ),
             ));
         }
-        check_root(state, h)
+        // `apply_block` already computed the root after the block: no second full hash.
+        check_root(applied.state_root, h)
     }
 }
 
-fn check_root(state: &State, h: &Header) -> Result<(), HookFailure> {
-    let root = state.root();
+fn check_root(root: Hash, h: &Header) -> Result<(), HookFailure> {
     if root != h.state_root {
         return Err(failure(
             None,

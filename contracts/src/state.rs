@@ -334,9 +334,9 @@ impl State {
             }
         }
 
-        let balances: BTreeMap<PublicKey, u64> =
-            self.accounts.iter().map(|(k, a)| (*k, a.balance)).collect();
-        let budget = move |k: &PublicKey| balances.get(k).copied().unwrap_or(0);
+        // Budgets read the balances in place (the book and the accounts are separate fields).
+        let accounts = &self.accounts;
+        let budget = |k: &PublicKey| accounts.get(k).map_or(0, |a| a.balance);
         let outcome = self
             .book
             .clear(&self.params.catalogue, &batch, &budget)

@@ -232,13 +232,17 @@ fn check_with(
             .map_err(|e| Refused::BadSignature(e.to_string()))?;
     }
 
+    let encoded = entry.encode();
     let mut admitted = Admitted {
-        id: entry.id(),
+        id: surplus_ledger::encoding::tagged_hash(
+            surplus_ledger::encoding::domain::ENTRY_ID,
+            &encoded,
+        ),
         kind,
         expiry_ms: None,
         author,
         nonce: None,
-        bytes: entry.encode().len(),
+        bytes: encoded.len(),
     };
     match decoded {
         Decoded::Order(o) => {

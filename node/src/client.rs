@@ -9,6 +9,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use crate::now_ms;
 use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use serde::de::DeserializeOwned;
@@ -296,12 +297,6 @@ impl Api {
 
 fn typed<T: DeserializeOwned>(v: Value) -> Result<T> {
     serde_json::from_value(v).map_err(|e| Remote::Unexpected(e.to_string()).into())
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn market(s: &str) -> Result<Market> {

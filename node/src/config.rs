@@ -812,7 +812,7 @@ pub fn init(a: InitArgs) -> Result<ExitCode> {
 
     let mut backup = None;
     if key_path.exists() {
-        let ms = crate::provision::now_ms();
+        let ms = crate::now_ms();
         let to = a.data_dir.join(format!("{KEY_FILE}.replaced-{ms}"));
         std::fs::rename(&key_path, &to)
             .with_context(|| format!("cannot move the old key to {}", to.display()))?;

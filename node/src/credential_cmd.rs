@@ -4,6 +4,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use crate::now_ms;
 use anyhow::{bail, Context, Result};
 use clap::Subcommand;
 use surplus_contracts::credential::{attenuate, verify, Request, Restriction};
@@ -83,13 +84,6 @@ fn revoked_ids(data_dir: &Path) -> Result<BTreeSet<Vec<u8>>> {
         }
     }
     Ok(out)
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 /// Runs `surplus credential …`.

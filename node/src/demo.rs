@@ -65,7 +65,7 @@ impl Demo {
         if self.buyers.is_empty() || self.markets.is_empty() {
             anyhow::bail!("the devnet has no buyer keys or no markets");
         }
-        let now = crate::runtime::now_ms();
+        let now = crate::now_ms();
         let mut sent = 0;
         for _ in 0..self.rng.gen_range(1..=3) {
             let market = self.markets[self.rng.gen_range(0..self.markets.len())].clone();

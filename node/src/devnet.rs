@@ -160,7 +160,7 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
         .extend(keys.iter().map(|k| Allocation { account: k.public(), amount: BUYER_FUNDS / 10 }));
     let genesis = GenesisFile {
         chain_id: CHAIN_ID.into(),
-        genesis_time_ms: crate::runtime::now_ms(),
+        genesis_time_ms: crate::now_ms(),
         validators: keys
             .iter()
             .enumerate()
@@ -399,14 +399,7 @@ fn shutdown(children: &mut [Child], file: &mut DevnetFile, dir: &Path) {
 fn ctrlc_handler(f: impl FnOnce() + Send + 'static) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::spawn(move || {
-        rt.block_on(async {
-            let mut term =
-                tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-            }
-        });
+        rt.block_on(crate::runtime::shutdown_signal());
         f();
     });
     Ok(())

@@ -362,7 +362,7 @@ pub fn genesis(a: GenesisArgs) -> Result<ExitCode> {
     }
     let file = GenesisFile {
         chain_id: a.chain_id.clone(),
-        genesis_time_ms: a.time_ms.unwrap_or_else(crate::provision::now_ms),
+        genesis_time_ms: a.time_ms.unwrap_or_else(crate::now_ms),
         validators,
         params: Params { catalogue, treasury, fee_bps: a.fee_bps, penalty_bps: a.penalty_bps },
         allocations,

@@ -111,7 +111,7 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     let market = Market::new("vm.16c64g", &surplus_market::Catalogue::sample().regions[0].id);
 
     // One provider offer big enough for every bid of the run.
-    let now = crate::runtime::now_ms();
+    let now = crate::now_ms();
     let offer = Offer {
         market: market.clone(),
         slots: 1_000_000,
@@ -155,7 +155,7 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
                     if let Some(wait) = due.checked_duration_since(Instant::now()) {
                         std::thread::sleep(wait);
                     }
-                    let now = crate::runtime::now_ms();
+                    let now = crate::now_ms();
                     let bid = Bid {
                         market: market.clone(),
                         slots: 1,
@@ -173,7 +173,7 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
                     let body = serde_json::json!({ "entry": hex::encode(entry.encode()) });
                     match agent.post(&format!("{api}/api/v1/entries")).send_json(body) {
                         Ok(_) => {
-                            let at = crate::runtime::now_ms();
+                            let at = crate::now_ms();
                             if let Ok(mut v) = accepted.lock() {
                                 v.push((hex::encode(entry.id()), at));
                             }

@@ -62,6 +62,13 @@ enum Command {
     Client(client::ClientCommand),
 }
 
+/// Milliseconds since the Unix epoch, by this machine's clock (the node's one clock reading).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {

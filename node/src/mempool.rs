@@ -167,6 +167,11 @@ impl Mempool {
         out
     }
 
+    /// Every pending entry, oldest first, without copying.
+    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+        self.by_arrival.values().filter_map(|id| self.slots.get(id).map(|s| &s.entry))
+    }
+
     /// Drops the entries a block committed (ids not held are skipped); returns how many.
     pub fn remove_committed(&mut self, ids: &[Hash]) -> usize {
         ids.iter().filter(|id| self.remove(id)).count()

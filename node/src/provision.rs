@@ -22,6 +22,7 @@ use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{write_atomic, HookKind, Provisioning};
+use crate::now_ms;
 
 /// Largest hook answer read (stdout or HTTP body); more is a failure.
 pub const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
@@ -29,13 +30,6 @@ pub const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
 /// How much of a failing command's stderr (or a failing webhook's body) an error quotes.
 const EXCERPT_BYTES: usize = 500;
-
-/// Milliseconds since the Unix epoch, by this machine's clock.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// Which moment of a lease's life a hook is told about.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -18,8 +18,9 @@ use crate::consensus::{self, Committed, Pool};
 use crate::genesis_cmd::GenesisFile;
 use crate::inventory::{self, Inventory};
 use crate::mempool::{Inserted, Mempool, MempoolError};
+use crate::now_ms;
 use crate::p2p::{self, Gossip, Topic, Verdict};
-use crate::provision::{self, Event, Hook, LeaseEvent, ProvisionLog};
+use crate::provision::{Event, Hook, LeaseEvent, ProvisionLog};
 
 /// Arguments of `surplus node`.
 #[derive(Debug, clap::Args)]
@@ -33,11 +34,6 @@ pub struct NodeArgs {
     /// Log filter (default: info for surplus, warn for the engine and libp2p).
     #[arg(long)]
     pub log: Option<String>,
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    provision::now_ms()
 }
 
 /// What the HTTP API and the gossip validator share with the rest of the node.
@@ -520,7 +516,8 @@ fn log_health(shared: &Shared) {
     );
 }
 
-async fn shutdown_signal() {
+/// Resolves on Ctrl-C or SIGTERM.
+pub(crate) async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term =
@@ -649,7 +646,6 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
     let (pending_txs, already) = {
         let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
         let mine: Vec<Tx> = pool
-            .pending(usize::MAX, usize::MAX)
             .iter()
             .filter(
                 |e| matches!(e.auth, surplus_ledger::Auth::Signed { author, .. } if author == me),
@@ -712,8 +708,7 @@ async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
     let me = shared.key.public();
     let pending: Vec<surplus_market::Offer> = {
         let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-        pool.pending(usize::MAX, usize::MAX)
-            .iter()
+        pool.iter()
             .filter(|e| e.kind == EntryKind::ORDER)
             .filter_map(|e| surplus_market::SignedOrder::from_entry(e).ok())
             .filter(|o| o.author == me)

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::now_ms;
 use anyhow::{anyhow, Result};
 use bytes::Bytes;
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
@@ -69,11 +70,22 @@ pub(super) struct App {
     validator: bool,
 }
 
-pub(super) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
+/// A value for the engine, named by the block's header hash.
+fn proposed(
+    height: Height,
+    round: Round,
+    proposer: Address,
+    id: ValueId,
+    valid: bool,
+) -> ProposedValue<Ctx> {
+    ProposedValue {
+        height,
+        round,
+        valid_round: Round::Nil,
+        proposer,
+        value: Value(id.0),
+        validity: Validity::from_bool(valid),
+    }
 }
 
 impl App {
@@ -85,25 +97,7 @@ impl App {
         commits: mpsc::UnboundedSender<Committed>,
         status: Arc<Status>,
     ) -> Self {
-        Self {
-            chain,
-            settings,
-            address,
-            pool,
-            commits,
-            status,
-            future: BTreeMap::new(),
-            validator_peers: Default::default(),
-            last_commit: Instant::now(),
-            synced_heights: Default::default(),
-            validator: false,
-        }
-    }
-
-    pub(super) fn set_validator(&mut self, v: bool) {
-        self.validator = v;
-        self.validator_peers = self
-            .chain
+        let validator_peers = chain
             .validators
             .validators
             .iter()
@@ -114,6 +108,20 @@ impl App {
                 Some((PeerId::from_bytes(&id.to_bytes()).ok()?, v.address))
             })
             .collect();
+        let validator = chain.validators.index_of(&address).is_some();
+        Self {
+            chain,
+            settings,
+            address,
+            pool,
+            commits,
+            status,
+            future: BTreeMap::new(),
+            validator_peers,
+            last_commit: Instant::now(),
+            synced_heights: Default::default(),
+            validator,
+        }
     }
 
     fn params(&self) -> HeightParams<Ctx> {
@@ -164,14 +172,7 @@ impl App {
                 for (id, _, proposer, valid, _) in
                     self.chain.undecided_at(height.0, Some(round.as_i64()))?
                 {
-                    values.push(ProposedValue {
-                        height,
-                        round,
-                        valid_round: Round::Nil,
-                        proposer,
-                        value: Value(id.0),
-                        validity: Validity::from_bool(valid),
-                    });
+                    values.push(proposed(height, round, proposer, id, valid));
                 }
                 let _ = reply_value.send(values);
             }
@@ -202,10 +203,8 @@ impl App {
             }
             AppMsg::RestreamProposal { height, value_id, .. } => {
                 // Replay the parts as first streamed: their round and proposer, as upstream does.
-                let stored = self.chain.undecided_at(height.0, None)?;
-                if let Some((_, round, proposer, true, bytes)) =
-                    stored.into_iter().find(|v| v.0 == value_id && v.3)
-                {
+                let stored = self.chain.undecided_with(height.0, &value_id)?;
+                if let Some((_, round, proposer, true, bytes)) = stored.into_iter().find(|v| v.3) {
                     let round = u32::try_from(round).map_or(Round::Nil, Round::new);
                     self.publish(channels, height, round, proposer, Bytes::from(bytes)).await?;
                 }
@@ -403,14 +402,7 @@ impl App {
             }
         };
         self.chain.store_undecided(next, part.round.as_i64(), id, part.proposer, valid, &bytes)?;
-        Ok(Some(ProposedValue {
-            height: part.height,
-            round: part.round,
-            valid_round: Round::Nil,
-            proposer: part.proposer,
-            value: Value(id.0),
-            validity: Validity::from_bool(valid),
-        }))
+        Ok(Some(proposed(part.height, part.round, part.proposer, id, valid)))
     }
 
     fn decided(&mut self, cert: &CommitCertificate<Ctx>) -> Result<()> {
@@ -515,13 +507,6 @@ impl App {
         };
         self.chain.store_undecided(height.0, round.as_i64(), id, proposer, valid, bytes)?;
         self.synced_heights.insert(height.0);
-        Ok(SyncedValueOutcome::Verdict(ProposedValue {
-            height,
-            round,
-            valid_round: Round::Nil,
-            proposer,
-            value: Value(id.0),
-            validity: Validity::from_bool(valid),
-        }))
+        Ok(SyncedValueOutcome::Verdict(proposed(height, round, proposer, id, valid)))
     }
 }

@@ -284,10 +284,20 @@ impl Chain {
             Some(r) => key_hr(height, r).to_vec(),
             None => height.to_be_bytes().to_vec(),
         };
+        self.scan_undecided(prefix, None)
+    }
+
+    /// The undecided values stored for `height` under `id` (any round).
+    pub fn undecided_with(&self, height: u64, id: &ValueId) -> Result<Vec<Undecided>> {
+        self.scan_undecided(height.to_be_bytes().to_vec(), Some(id))
+    }
+
+    /// Values under `prefix`, only those named `id` if given (others are never copied).
+    fn scan_undecided(&self, prefix: Vec<u8>, id: Option<&ValueId>) -> Result<Vec<Undecided>> {
         let mut out = Vec::new();
         for kv in self.undecided.scan_prefix(prefix) {
             let (k, v) = kv?;
-            if k.len() != 48 || v.len() < 33 {
+            if k.len() != 48 || v.len() < 33 || id.is_some_and(|id| k[16..48] != id.0) {
                 continue;
             }
             let round = u64::from_be_bytes(k[8..16].try_into()?) as i64;
@@ -300,7 +310,7 @@ impl Chain {
 
     /// The block bytes of an undecided value, found by id at `height`.
     pub fn undecided_block(&self, height: u64, id: &ValueId) -> Result<Option<Vec<u8>>> {
-        Ok(self.undecided_at(height, None)?.into_iter().find(|v| v.0 == *id).map(|v| v.4))
+        Ok(self.undecided_with(height, id)?.into_iter().next().map(|v| v.4))
     }
 
     /// Remembers the value we proposed at `height` and `round`.

@@ -229,8 +229,7 @@ pub async fn start(
     let (tx, rx) = mpsc::unbounded_channel();
     let status = Arc::new(app::Status::default());
     status.set_height(head.height);
-    let mut app = app::App::new(chain, settings, address, pool, tx, status.clone());
-    app.set_validator(validator);
+    let app = app::App::new(chain, settings, address, pool, tx, status.clone());
     let task = tokio::spawn(app.run(channels));
     Ok(Running { head, state, commits: rx, status, task, engine })
 }
