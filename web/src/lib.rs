@@ -28,9 +28,11 @@ pub mod api;
 mod challenge;
 mod error;
 mod limits;
+pub mod metrics;
 mod node;
 #[cfg(feature = "test-utils")]
 pub mod testnode;
+mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -40,7 +42,11 @@ use actix_web::{web, App, HttpServer};
 pub use challenge::{challenge_bytes, CHALLENGE_TAG, CHALLENGE_VALIDITY_MS, MAX_CHALLENGES};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 pub use limits::{Limits, MAX_TRACKED_CLIENTS};
-pub use node::{Node, RecentBlock, Refusal, Status};
+pub use metrics::{Histogram, Metrics};
+pub use node::{
+    CapacityPoint, Event, FaucetGrant, Node, Operator, Peer, PricePoint, RecentBlock, Refusal,
+    Status,
+};
 
 /// Registers the API, `/healthz` and the JSON error handling on an app:
 /// `App::new().configure(|cfg| surplus_web::configure(cfg, node, limits))`.

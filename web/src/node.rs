@@ -3,8 +3,12 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use surplus_contracts::State;
-use surplus_ledger::{Entry, Hash, PublicKey};
+use surplus_contracts::{Lease, State};
+use surplus_ledger::bundle::ProofBundle;
+use surplus_ledger::{Block, Entry, Hash, PublicKey, SignedCheckpoint};
+use surplus_market::{Fill, Market};
+
+use crate::metrics::Metrics;
 
 /// What the API asks of the node. The node implements it; tests implement it with a stand-in
 /// (`testnode::TestNode`, feature `test-utils`).
@@ -29,6 +33,187 @@ pub trait Node: Send + Sync + 'static {
         let _ = height;
         None
     }
+
+    // ---- The ledger (auditor) ----
+
+    /// The whole committed block at `height` from the ledger store (header, certificate,
+    /// entries); `Ok(None)` above the head. `Err` is a storage failure (an opaque 500).
+    fn ledger_block(&self, height: u64) -> Result<Option<Block>, String> {
+        let _ = height;
+        Err(NOT_SERVED.into())
+    }
+
+    /// The entry with global index `index` and the height of its block; `Ok(None)` past the
+    /// end of the ledger.
+    fn ledger_entry(&self, index: u64) -> Result<Option<(u64, Entry)>, String> {
+        let _ = index;
+        Err(NOT_SERVED.into())
+    }
+
+    /// The inclusion proof of the entry that created `lease` (its fill, whose id is the lease
+    /// id), against this node's latest signed checkpoint; `Ok(None)` for an unknown lease.
+    fn lease_proof(&self, lease: &Hash) -> Result<Option<ProofBundle>, String> {
+        let _ = lease;
+        Err(NOT_SERVED.into())
+    }
+
+    /// The latest signed checkpoint this node holds from each signer (its own first).
+    fn checkpoints(&self) -> Vec<SignedCheckpoint> {
+        Vec::new()
+    }
+
+    /// The genesis validator set, in genesis order.
+    fn validators(&self) -> Vec<PublicKey> {
+        Vec::new()
+    }
+
+    /// Writes (or reuses) an export of the whole ledger at the current head in the format of
+    /// `surplus ledger export`, and returns its path and height.
+    async fn export(&self) -> Result<(std::path::PathBuf, u64), String> {
+        Err(NOT_SERVED.into())
+    }
+
+    // ---- Markets (buyer) ----
+
+    /// Clearing prices of `market`, oldest first, at most `limit` of the latest.
+    fn price_history(&self, market: &Market, limit: usize) -> Vec<PricePoint> {
+        let _ = (market, limit);
+        Vec::new()
+    }
+
+    // ---- Live updates, metrics, operator ----
+
+    /// A receiver of what each committed block changed; `None` if the node publishes nothing.
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Event>> {
+        None
+    }
+
+    /// Counters and gauges for `/metrics`.
+    fn metrics(&self) -> Metrics {
+        Metrics::default()
+    }
+
+    /// What the node knows of its own business beyond the state: inventory, leased capacity
+    /// over time, peers.
+    fn operator(&self) -> Operator {
+        Operator::default()
+    }
+
+    /// Devnet only: funds `account` with sample credits from the node's faucet key. The
+    /// default, and every node not started by `surplus devnet`, refuses with
+    /// [`Refusal::FAUCET_DISABLED`].
+    async fn faucet(&self, account: PublicKey) -> Result<FaucetGrant, Refusal> {
+        let _ = account;
+        Err(Refusal::new(Refusal::FAUCET_DISABLED, "this node has no faucet (devnet only)"))
+    }
+}
+
+const NOT_SERVED: &str = "this node does not serve the ledger";
+
+/// One clearing of a market: the block, its time, the uniform price and the slots it filled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PricePoint {
+    /// Height of the block.
+    pub height: u64,
+    /// Its timestamp, ms since the epoch.
+    pub time_ms: u64,
+    /// The clearing price, units per slot-hour.
+    pub price: u64,
+    /// Slots filled at that price.
+    pub slots: u64,
+}
+
+/// What a committed block changed, as `GET /api/v1/events` streams it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Event {
+    /// A block was committed.
+    Block {
+        /// Height.
+        height: u64,
+        /// Header hash (hex).
+        #[serde(with = "surplus_ledger::hex_hash")]
+        hash: Hash,
+        /// Block time, ms.
+        time_ms: u64,
+        /// Entries in the block.
+        entries: usize,
+        /// Entries in the ledger after it.
+        tree_size: u64,
+    },
+    /// A bid filled against an offer; `lease` is the new lease's id.
+    Fill {
+        /// The new lease (the fill entry's id).
+        #[serde(with = "surplus_ledger::hex_hash")]
+        lease: Hash,
+        /// Height of the block.
+        height: u64,
+        /// The fill.
+        fill: Fill,
+    },
+    /// A lease was created or changed (grant, renewal, settlement, end).
+    Lease {
+        /// Height of the block.
+        height: u64,
+        /// The lease as it is after the block.
+        lease: Lease,
+    },
+}
+
+impl Event {
+    /// Whether `account` is a party of the event (blocks concern everyone).
+    pub fn concerns(&self, account: &PublicKey) -> bool {
+        match self {
+            Event::Block { .. } => true,
+            Event::Fill { fill, .. } => fill.buyer == *account || fill.provider == *account,
+            Event::Lease { lease, .. } => {
+                lease.fill.buyer == *account || lease.fill.provider == *account
+            }
+        }
+    }
+}
+
+/// The node's own business, for the operator page.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Operator {
+    /// The inventory file as the node read it (pools, slots, reserve prices), if any.
+    pub inventory: Option<serde_json::Value>,
+    /// Slots this node's provider account had leased, sampled per block, oldest first.
+    pub leased: Vec<CapacityPoint>,
+    /// Connected peers (peer id and address).
+    pub peers: Vec<Peer>,
+}
+
+/// Leased capacity at one block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CapacityPoint {
+    /// Height.
+    pub height: u64,
+    /// Block time, ms.
+    pub time_ms: u64,
+    /// Slots in active leases of this provider.
+    pub slots: u64,
+}
+
+/// A connected peer.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Peer {
+    /// libp2p peer id.
+    pub id: String,
+    /// The address it is connected at.
+    pub address: String,
+}
+
+/// What the faucet gave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FaucetGrant {
+    /// The funded account.
+    pub account: PublicKey,
+    /// Units transferred.
+    pub amount: u64,
+    /// Id of the transfer entry (pending until its block commits).
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub entry: Hash,
 }
 
 /// The node's status, as `GET /api/v1/status` shows it.
@@ -76,6 +261,10 @@ impl Refusal {
     pub const REPLAYED_NONCE: &'static str = "replayed_nonce";
     /// The transaction's sequence number is not the account's next one (HTTP 409).
     pub const BAD_SEQUENCE: &'static str = "bad_sequence";
+    /// The node has no faucet (HTTP 404): only devnet nodes have one.
+    pub const FAUCET_DISABLED: &'static str = "faucet_disabled";
+    /// The faucet already funded this account, or is out of credits (HTTP 409).
+    pub const FAUCET_SPENT: &'static str = "faucet_spent";
 
     /// A refusal with `code` and `message`.
     pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
@@ -89,7 +278,8 @@ impl Refusal {
         match self.code.as_str() {
             Self::MEMPOOL_FULL => 503,
             Self::RATE_LIMITED => 429,
-            Self::DUPLICATE | Self::REPLAYED_NONCE | Self::BAD_SEQUENCE => 409,
+            Self::FAUCET_DISABLED => 404,
+            Self::DUPLICATE | Self::REPLAYED_NONCE | Self::BAD_SEQUENCE | Self::FAUCET_SPENT => 409,
             _ => 400,
         }
     }

@@ -73,7 +73,7 @@ pub(crate) fn configure_shared(cfg: &mut web::ServiceConfig, shared: &Shared, li
         .app_data(web::PathConfig::default().error_handler(|e, req| path_error(e, req).into()))
         .app_data(web::QueryConfig::default().error_handler(|e, req| query_error(e, req).into()))
         .route("/healthz", web::get().to(status::healthz))
-        .route("/", web::get().to(status::home))
+        .configure(crate::ui::configure)
         .service(
             web::scope("/api/v1")
                 .wrap(ErrorHandlers::new().default_handler(json_errors))

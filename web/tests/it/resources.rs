@@ -26,11 +26,13 @@ async fn status_healthz_and_unknown_routes() {
     assert_eq!(resp.status(), StatusCode::OK);
     assert_eq!(actix_web::test::read_body(resp).await, "ok");
 
-    // The home page names the node and chain; a block the node does not hold is a JSON 404.
+    // The home page is the UI, served by the node itself; a block the node does not hold is a
+    // JSON 404.
     let resp = actix_web::test::call_service(&app, TestRequest::get().uri("/").to_request()).await;
     assert_eq!(resp.status(), StatusCode::OK);
+    assert!(resp.headers().get("content-security-policy").is_some());
     let page = actix_web::test::read_body(resp).await;
-    assert!(String::from_utf8_lossy(&page).contains(CHAIN));
+    assert!(String::from_utf8_lossy(&page).contains("/ui/app.js"));
     let (s, v) = call!(app, TestRequest::get().uri("/api/v1/blocks/1"));
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["error"]["code"], "unknown_block");
