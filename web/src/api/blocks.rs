@@ -82,6 +82,12 @@ pub(crate) struct ListQuery {
     limit: Option<u64>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct BlockQuery {
+    entries: Option<bool>,
+}
+
 fn summary(header: &Header, entries: usize) -> BlockSummary {
     BlockSummary {
         height: header.height,
@@ -121,7 +127,12 @@ pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiRe
     Ok(HttpResponse::Ok().json(out))
 }
 
-fn full(block: Block, recent: Option<RecentBlock>, validators: &[PublicKey]) -> BlockView {
+fn full(
+    block: Block,
+    recent: Option<RecentBlock>,
+    validators: &[PublicKey],
+    with_entries: bool,
+) -> BlockView {
     let Block { header, entries, certificate } = block;
     let Certificate { round, signatures } = certificate;
     let first = header.tree_size.saturating_sub(entries.len() as u64);
@@ -140,9 +151,9 @@ fn full(block: Block, recent: Option<RecentBlock>, validators: &[PublicKey]) -> 
                 .collect(),
         }),
         entry_count: entries.len(),
-        entries: Some(
-            entries.iter().enumerate().map(|(i, e)| EntryView::new(first + i as u64, e)).collect(),
-        ),
+        entries: with_entries.then(|| {
+            entries.iter().enumerate().map(|(i, e)| EntryView::new(first + i as u64, e)).collect()
+        }),
         committed_ms: recent.as_ref().map(|r| r.committed_ms),
         filled_bids: recent.map(|r| r.filled_bids),
         header,
@@ -150,11 +161,17 @@ fn full(block: Block, recent: Option<RecentBlock>, validators: &[PublicKey]) -> 
 }
 
 /// The block at `height`: from the ledger, with the recent window's commit time when held.
-pub(crate) async fn block(ctx: web::Data<Ctx>, height: web::Path<u64>) -> ApiResult<HttpResponse> {
+/// `?entries=false` leaves the entries out (`entries` is then null): what a client polling
+/// every block for its commit time and fills needs.
+pub(crate) async fn block(
+    ctx: web::Data<Ctx>,
+    height: web::Path<u64>,
+    q: web::Query<BlockQuery>,
+) -> ApiResult<HttpResponse> {
     let height = height.into_inner();
     let recent = ctx.node.block(height);
     let view = match ctx.node.ledger_block(height) {
-        Ok(Some(b)) => full(b, recent, &ctx.node.validators()),
+        Ok(Some(b)) => full(b, recent, &ctx.node.validators(), q.entries.unwrap_or(true)),
         Ok(None) => None.ok_or_else(|| unknown(height, &ctx))?,
         Err(e) if e == crate::node::NOT_SERVED => {
             let r = recent.ok_or_else(|| unknown(height, &ctx))?;

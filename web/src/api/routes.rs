@@ -191,7 +191,10 @@ pub(crate) fn routes() -> Vec<Route> {
             method: get.clone(),
             path: "/api/v1/blocks/{height}",
             summary: "A whole block: header, certificate, decoded entries, commit time here.",
-            params: vec![path("height", "integer", "block height")],
+            params: vec![
+                path("height", "integer", "block height"),
+                query("entries", "boolean", "false leaves the entries out (default true)"),
+            ],
             body: None,
             answer: json(200, "Block", "The block"),
             errors: &[400, 404],
