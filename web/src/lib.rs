@@ -26,6 +26,8 @@
 //! # }
 //! ```
 #![warn(clippy::unwrap_used)]
+// The OpenAPI document is one large `serde_json::json!` literal.
+#![recursion_limit = "512"]
 
 pub mod api;
 mod challenge;

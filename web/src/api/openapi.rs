@@ -21,6 +21,10 @@ fn any(description: &str) -> Value {
     json!({"type": "object", "description": description})
 }
 
+fn nullable(schema: Value) -> Value {
+    json!({"oneOf": [schema, {"type": "null"}]})
+}
+
 fn array_of(description: &str, items: Value) -> Value {
     json!({"type": "array", "description": description, "items": items})
 }
@@ -56,7 +60,55 @@ fn components() -> Value {
         json!({"height": int, "time_ms": int, "price": int, "slots": int}),
         &["height", "time_ms", "price", "slots"],
     );
-    let checkpoint = any("A signed checkpoint: {checkpoint: {chain_id, height, tree_size, root, header_hash}, signer, signature}");
+    let checkpoint_body = object(
+        "A node's statement of its ledger at a height",
+        json!({"chain_id": {"type": "string"}, "height": int, "tree_size": int, "root": hash,
+               "header_hash": hash}),
+        &["chain_id", "height", "tree_size", "root", "header_hash"],
+    );
+    let checkpoint = object(
+        "A checkpoint and its signer's signature",
+        json!({"checkpoint": {"$ref": "#/components/schemas/Checkpoint"}, "signer": key,
+               "signature": hex("ed25519 signature")}),
+        &["checkpoint", "signer", "signature"],
+    );
+    let checkpoint_ref = json!({"$ref": "#/components/schemas/SignedCheckpoint"});
+    let book_order = object(
+        "A resting order",
+        json!({"id": hash, "author": key, "slots": int, "free": int, "price": int,
+               "hours": int, "window_start_ms": int, "window_end_ms": int, "expiry_ms": int,
+               "height": int}),
+        &["id", "author", "slots", "free", "price", "hours", "expiry_ms", "height"],
+    );
+    let side = object(
+        "One side of a book",
+        json!({"depth": array_of("best price first", object("Slots at one price",
+                   json!({"price": int, "slots": int, "orders": int}),
+                   &["price", "slots", "orders"])),
+               "orders": array_of("priority order", json!({"$ref": "#/components/schemas/BookOrder"})),
+               "truncated": {"type": "boolean"}}),
+        &["depth", "orders", "truncated"],
+    );
+    let order = json!({"allOf": [{"$ref": "#/components/schemas/BookOrder"}, object("", json!({
+        "side": {"enum": ["offer", "bid"]}, "market": {"type": "string"}}), &["side", "market"])]});
+    let order_ref = order.clone();
+    let fill = object(
+        "A trade",
+        json!({"bid": hash, "offer": hash, "buyer": key, "provider": key,
+               "market": {"type": "string"}, "slots": int, "start_ms": int, "end_ms": int,
+               "price": int}),
+        &["bid", "offer", "buyer", "provider", "market", "slots", "start_ms", "end_ms", "price"],
+    );
+    let lease = object(
+        "A lease",
+        json!({"id": hash, "fill": {"$ref": "#/components/schemas/Fill"}, "height": int,
+               "hours": int, "segments": array_of("priced stretches", any("{hours, price}")),
+               "hours_paid": int, "escrow": int,
+               "status": {"type": "string", "description": "active, completed, terminated_by_buyer, terminated_by_provider"},
+               "grant": {"description": "the recorded credential (token hash, revocation ids), or null"}}),
+        &["id", "fill", "height", "hours", "hours_paid", "escrow", "status"],
+    );
+    let lease_ref = json!({"$ref": "#/components/schemas/Lease"});
     json!({
         "Error": error,
         "Status": object("The node's status", json!({
@@ -82,17 +134,38 @@ fn components() -> Value {
             "entries": array_of("The entries", entry), "entry_count": int,
             "committed_ms": int, "filled_bids": array_of("bid ids", hash.clone())}),
             &["height", "hash", "header", "entry_count"]),
-        "Markets": array_of("The catalogue's markets", any("{market, class, description, region, last_price, offers, bids}")),
+        "Markets": array_of("The catalogue's markets", object("A market", json!({
+            "market": {"type": "string", "description": "class@region"},
+            "class": {"type": "string"}, "description": {"type": "string"},
+            "region": {"type": "string"}, "last_price": nullable(int.clone()),
+            "offers": int, "bids": int}), &["market", "class", "region", "offers", "bids"])),
         "PriceHistory": array_of("Oldest first", price),
-        "Book": any("{market, now_ms, last_price, offers: BookSide, bids: BookSide}; a side is {depth: [{price, slots, orders}], orders: [...], truncated}"),
-        "Orders": array_of("Resting orders", any("{side, market, id, author, slots, free, price, hours, window_start_ms, window_end_ms, expiry_ms, height}")),
+        "BookOrder": book_order.clone(),
+        "Book": object("A market's resting book", json!({
+            "market": {"type": "string"}, "now_ms": int, "last_price": nullable(int.clone()),
+            "offers": side.clone(), "bids": side}),
+            &["market", "now_ms", "offers", "bids"]),
+        "Orders": array_of("Resting orders, oldest first", order),
         "Account": object("An account", json!({"account": key, "balance": int, "seq": int}),
             &["account", "balance", "seq"]),
-        "LeaseList": object("Leases", json!({"leases": array_of("", any("A lease")),
+        "Fill": fill,
+        "Lease": lease.clone(),
+        "LeaseList": object("Leases", json!({"leases": array_of("In id order", lease_ref.clone()),
             "truncated": {"type": "boolean"}}), &["leases", "truncated"]),
-        "LeaseView": object("A lease", json!({"lease": any("The lease"),
+        "LeaseView": object("A lease", json!({"lease": lease_ref.clone(),
             "provisioning": {"description": "hook outcomes"}}), &["lease"]),
-        "ProofBundle": any("surplus-inclusion-proof/v1: {format, entry_index, entry_height, entry, tree_size, path, checkpoint, signer, signature, header, certificate}"),
+        "Checkpoint": checkpoint_body,
+        "SignedCheckpoint": checkpoint.clone(),
+        "ProofBundle": object("A self-contained inclusion proof", json!({
+            "format": {"const": "surplus-inclusion-proof/v1"}, "entry_index": int,
+            "entry_height": int, "entry": hex("Entry::encode(), hex"), "tree_size": int,
+            "path": array_of("audit path, leaf to root", hash.clone()),
+            "checkpoint": {"$ref": "#/components/schemas/Checkpoint"},
+            "signer": nullable(key.clone()), "signature": nullable(hex("signature")),
+            "header": any("The checkpoint block's header"),
+            "certificate": any("Its commit certificate")}),
+            &["format", "entry_index", "entry_height", "entry", "tree_size", "path",
+              "checkpoint", "header", "certificate"]),
         "Challenge": any("{challenge, expires_ms, ...}: what the buyer signs"),
         "CredentialRequest": object("A signed challenge", json!({
             "challenge": hex("the challenge as issued"),
@@ -104,12 +177,35 @@ fn components() -> Value {
             "operation": {"type": "string", "default": "read"},
             "lease": hash}), &["token"]),
         "GatewayAnswer": any("What the token grants"),
-        "Checkpoints": array_of("This node's first", checkpoint),
-        "Operator": any("{status, inventory, offers, leases, active_leases, leased, earnings: {balance, paid, escrow}, peers, checkpoints}"),
+        "Checkpoints": array_of("This node's first", checkpoint_ref.clone()),
+        "Operator": object("The operator's view", json!({
+            "status": {"$ref": "#/components/schemas/Status"},
+            "inventory": {"description": "the inventory file as the node read it, or null"},
+            "offers": array_of("its provider's resting offers", order_ref),
+            "leases": array_of("leases as provider, newest first", lease_ref),
+            "active_leases": int,
+            "leased": array_of("slots leased per block, oldest first", object("", json!({
+                "height": int, "time_ms": int, "slots": int}), &["height", "time_ms", "slots"])),
+            "earnings": object("Earnings", json!({"balance": int, "paid": int, "escrow": int}),
+                &["balance", "paid", "escrow"]),
+            "peers": array_of("connected peers", object("", json!({
+                "id": {"type": "string"}, "address": {"type": "string"}}), &["id", "address"])),
+            "checkpoints": array_of("", checkpoint_ref)}),
+            &["status", "offers", "leases", "earnings", "peers", "checkpoints"]),
         "FaucetRequest": object("The account to fund", json!({"account": key}), &["account"]),
         "FaucetGrant": object("A grant", json!({"account": key, "amount": int, "entry": hash}),
             &["account", "amount", "entry"]),
-        "Event": any("{type: block|fill|lease, ...}: what a committed block changed"),
+        "Event": {"description": "What a committed block changed (the data of an SSE frame)",
+            "oneOf": [
+                object("event: block", json!({"type": {"const": "block"}, "height": int,
+                    "hash": hash.clone(), "time_ms": int, "entries": int, "tree_size": int}),
+                    &["type", "height", "hash"]),
+                object("event: fill", json!({"type": {"const": "fill"}, "lease": hash.clone(),
+                    "height": int, "fill": {"$ref": "#/components/schemas/Fill"}}),
+                    &["type", "lease", "height", "fill"]),
+                object("event: lease", json!({"type": {"const": "lease"}, "height": int,
+                    "lease": {"$ref": "#/components/schemas/Lease"}}), &["type", "height", "lease"]),
+            ]},
     })
 }
 

@@ -278,6 +278,27 @@ async fn openapi_documents_every_route_and_every_documented_route_answers() {
         }
     }
     assert_eq!(n, 27);
+
+    // Every reference resolves.
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 30);
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").expect(r);
+        assert!(doc["components"]["schemas"].get(name).is_some(), "{r} does not resolve");
+    }
 }
 
 #[actix_web::test]
