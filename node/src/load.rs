@@ -209,7 +209,8 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     let mut next: Vec<u64> = vec![start_height + 1; apis.len()];
     loop {
         for (n, api) in apis.iter().enumerate() {
-            while let Ok(b) = get(&agent, &format!("{api}/api/v1/blocks/{}", next[n])) {
+            while let Ok(b) = get(&agent, &format!("{api}/api/v1/blocks/{}?entries=false", next[n]))
+            {
                 let ms = b["committed_ms"].as_u64().unwrap_or(0);
                 for bid in b["filled_bids"].as_array().into_iter().flatten() {
                     if let Some(id) = bid.as_str().filter(|id| wanted.contains_key(id)) {
@@ -217,7 +218,7 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
                     }
                 }
                 if n == 0 {
-                    entries_total += b["entries"].as_u64().unwrap_or(0);
+                    entries_total += b["entry_count"].as_u64().unwrap_or(0);
                     last_height = next[0];
                 }
                 next[n] += 1;
