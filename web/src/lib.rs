@@ -1,4 +1,4 @@
-//! Surplus web: the JSON HTTP API every node serves (the web UI comes later).
+//! Surplus web: the JSON HTTP API every node serves, and the web UI.
 //!
 //! - [`Node`]: what the API asks of the node (state, status, submission, provisioning,
 //!   credentials); the node implements it.
@@ -8,10 +8,13 @@
 //! - [`api`]: the request and response types of each resource, for clients.
 //! - [`challenge_bytes`]: what a buyer signs to fetch a lease's credential.
 //!
-//! Routes: `GET /healthz`, and under `/api/v1`: `GET status`, `POST entries`, `GET markets`,
-//! `GET book?market=class@region`, `GET accounts/{key}`, `GET leases[?account=KEY&limit=N]`,
-//! `GET leases/{id}`, `POST leases/{id}/challenge`, `POST leases/{id}/credential`,
-//! `POST gateway`.
+//! Routes: `GET /healthz`, `GET /metrics` (Prometheus text), `GET /openapi.json` (the
+//! reference of every route), the UI at `/`, and under `/api/v1`: `status`, `chain`,
+//! `entries` (POST) and `entries/{index}`, `blocks` and `blocks/{height}`, `markets`,
+//! `markets/{market}/history`, `book`, `orders`, `accounts/{key}`, `leases`, `leases/{id}`,
+//! `leases/{id}/proof`, `leases/{id}/challenge` and `credential` (POST), `gateway` (POST),
+//! `checkpoints`, `export`, `events` (server-sent events), `operator`, `faucet` (POST).
+//! `docs/api.md` is the overview.
 //!
 //! ```no_run
 //! # async fn run(node: std::sync::Arc<dyn surplus_web::Node>) -> std::io::Result<()> {
@@ -23,6 +26,8 @@
 //! # }
 //! ```
 #![warn(clippy::unwrap_used)]
+// The OpenAPI document is one large `serde_json::json!` literal.
+#![recursion_limit = "512"]
 
 pub mod api;
 mod challenge;

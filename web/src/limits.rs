@@ -28,11 +28,19 @@ pub struct Limits {
     pub burst: u32,
     /// HTTP worker threads.
     pub workers: usize,
+    /// `GET /api/v1/events` streams open at once at most (503 beyond).
+    pub max_event_streams: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 256 * 1024, per_ip_per_sec: 50, burst: 100, workers: 2 }
+        Self {
+            max_body_bytes: 256 * 1024,
+            per_ip_per_sec: 50,
+            burst: 100,
+            workers: 2,
+            max_event_streams: 64,
+        }
     }
 }
 
@@ -51,6 +59,12 @@ impl Limits {
         }
         if self.workers == 0 || self.workers > 256 {
             return Err(format!("workers is {}, it must be 1 to 256", self.workers));
+        }
+        if self.max_event_streams == 0 || self.max_event_streams > 100_000 {
+            return Err(format!(
+                "max_event_streams is {}, it must be 1 to 100000",
+                self.max_event_streams
+            ));
         }
         Ok(())
     }
@@ -101,16 +115,22 @@ impl RateLimiter {
         }
     }
 
-    /// Drops clients whose bucket has refilled (forgetting them changes nothing); if none has,
-    /// the one seen longest ago.
+    /// Drops clients whose bucket has refilled (forgetting them changes nothing); if that
+    /// frees less than a tenth of the map, the tenth seen longest ago too, so that a stream of
+    /// new addresses costs one scan per many clients, not one per request.
     fn forget_idle(&self, buckets: &mut HashMap<Option<IpAddr>, Bucket>, now: Instant) {
         let (rate, burst) = (self.rate, self.burst);
         buckets.retain(|_, b| {
             b.tokens + now.saturating_duration_since(b.last).as_secs_f64() * rate < burst
         });
-        if buckets.len() >= MAX_TRACKED_CLIENTS {
-            if let Some(oldest) = buckets.iter().min_by_key(|(_, b)| b.last).map(|(k, _)| *k) {
-                buckets.remove(&oldest);
+        let target = MAX_TRACKED_CLIENTS - MAX_TRACKED_CLIENTS / 10;
+        if buckets.len() > target {
+            let mut by_age: Vec<(Instant, Option<IpAddr>)> =
+                buckets.iter().map(|(k, b)| (b.last, *k)).collect();
+            let excess = buckets.len() - target;
+            by_age.select_nth_unstable_by_key(excess - 1, |(last, _)| *last);
+            for (_, k) in &by_age[..excess] {
+                buckets.remove(k);
             }
         }
     }
@@ -170,6 +190,27 @@ mod tests {
             let _ = l.check(Some(IpAddr::from(i.to_be_bytes())), t0);
         }
         assert!(l.buckets.lock().unwrap().len() <= MAX_TRACKED_CLIENTS);
+    }
+
+    #[test]
+    fn a_full_map_forgets_the_oldest_tenth_at_once() {
+        let l = RateLimiter::new(&Limits { per_ip_per_sec: 1, burst: 1, ..Limits::default() });
+        let t0 = Instant::now();
+        let ip = |i: u32| Some(IpAddr::from(i.to_be_bytes()));
+        for i in 0..MAX_TRACKED_CLIENTS as u32 {
+            let at = t0 + std::time::Duration::from_micros(u64::from(i));
+            assert_eq!(l.check(ip(i), at), Ok(()));
+        }
+        // Every bucket is empty (burst 1, spent): none is idle, so the oldest tenth goes.
+        let at = t0 + std::time::Duration::from_millis(20);
+        assert_eq!(l.check(ip(u32::MAX), at), Ok(()));
+        let buckets = l.buckets.lock().unwrap();
+        assert_eq!(buckets.len(), MAX_TRACKED_CLIENTS - MAX_TRACKED_CLIENTS / 10 + 1);
+        assert!(!buckets.contains_key(&ip(0)));
+        assert!(buckets.contains_key(&ip(MAX_TRACKED_CLIENTS as u32 - 1)));
+        drop(buckets);
+        // The newest clients are still limited.
+        assert!(l.check(ip(MAX_TRACKED_CLIENTS as u32 - 1), at).is_err());
     }
 
     #[test]

@@ -2,8 +2,12 @@
 //! `testnode::TestNode`, a stand-in for the real node at the `Node` boundary: it applies each
 //! submitted entry as a block of its own (no mempool, gossip or consensus).
 
+mod bare;
+mod business;
 mod credentials;
+mod ledger;
 mod limits;
+mod live;
 mod resources;
 
 use std::sync::Arc;

@@ -1,0 +1,323 @@
+//! Server-sent events, `/metrics`, `/openapi.json` and the rate limit on the new routes.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::http::{header, Method, StatusCode};
+use actix_web::test::TestRequest;
+use surplus_web::{Event, Limits, Node};
+
+use crate::{app, call, lease, next_nonce, offer, roomy, submit_req, world};
+
+/// The next chunk of a streamed body, within a bounded time.
+async fn chunk<B: MessageBody>(body: &mut Pin<Box<B>>) -> String {
+    let next = futures::future::poll_fn(|cx| body.as_mut().poll_next(cx));
+    let bytes = tokio::time::timeout(Duration::from_secs(5), next)
+        .await
+        .expect("a chunk within 5 s")
+        .expect("the stream is open")
+        .map_err(Into::into)
+        .expect("no body error");
+    String::from_utf8(bytes.to_vec()).unwrap()
+}
+
+/// Frames up to and including the first `event: {name}` one (at most 50 frames).
+async fn until<B: MessageBody>(body: &mut Pin<Box<B>>, name: &str) -> (Vec<String>, String) {
+    let mut seen = Vec::new();
+    for _ in 0..50 {
+        let c = chunk(body).await;
+        if c.starts_with(&format!("event: {name}\n")) {
+            return (seen, c);
+        }
+        seen.push(c);
+    }
+    panic!("no {name} event in {seen:?}");
+}
+
+fn data(frame: &str) -> serde_json::Value {
+    let line = frame.lines().find_map(|l| l.strip_prefix("data: ")).expect("a data line");
+    assert!(frame.ends_with("\n\n"), "{frame:?}");
+    serde_json::from_str(line).unwrap()
+}
+
+#[actix_web::test]
+async fn events_stream_blocks_fills_and_leases() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    let resp =
+        actix_web::test::call_service(&app, TestRequest::get().uri("/api/v1/events").to_request())
+            .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers().get(header::CONTENT_TYPE).unwrap(), "text/event-stream");
+    assert_eq!(resp.headers().get(header::CACHE_CONTROL).unwrap(), "no-cache");
+    let mut body = Box::pin(resp.into_body());
+    assert!(chunk(&mut body).await.contains(": connected"));
+
+    let id = lease!(app, w.node, &w.provider, &w.buyer);
+    let (_, block) = until(&mut body, "block").await;
+    let v = data(&block);
+    assert_eq!(v["type"], "block");
+    assert_eq!(v["height"], 1);
+    let (_, fill) = until(&mut body, "fill").await;
+    let v = data(&fill);
+    assert_eq!(v["lease"], hex::encode(id));
+    assert_eq!(v["fill"]["buyer"], w.buyer.public().to_string());
+    let (_, lease) = until(&mut body, "lease").await;
+    assert_eq!(data(&lease)["lease"]["id"], hex::encode(id));
+}
+
+#[actix_web::test]
+async fn events_filtered_by_account_and_lagging_clients_told() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    let open = |q: String| TestRequest::get().uri(&format!("/api/v1/events{q}")).to_request();
+    let other =
+        actix_web::test::call_service(&app, open(format!("?account={}", w.other.public()))).await;
+    assert_eq!(other.status(), StatusCode::OK);
+    let mut other = Box::pin(other.into_body());
+    let buyer =
+        actix_web::test::call_service(&app, open(format!("?account={}", w.buyer.public()))).await;
+    let mut buyer = Box::pin(buyer.into_body());
+    lease!(app, w.node, &w.provider, &w.buyer);
+    // A marker block after the lease: everything before it has been delivered by then.
+    let (s, _) = call!(app, submit_req(&offer(&w.provider, 1, 100, next_nonce())));
+    assert_eq!(s, StatusCode::ACCEPTED);
+    let marker = w.node.status().height;
+    let mut seen = Vec::new();
+    loop {
+        let (before, b) = until(&mut other, "block").await;
+        seen.extend(before);
+        if data(&b)["height"] == marker {
+            break;
+        }
+    }
+    assert!(
+        seen.iter().all(|f| !f.starts_with("event: fill") && !f.starts_with("event: lease")),
+        "{seen:?}"
+    );
+    let (_, f) = until(&mut buyer, "fill").await;
+    assert_eq!(data(&f)["fill"]["buyer"], w.buyer.public().to_string());
+
+    // A client that falls behind the node's buffer is told so, then gets the newest events.
+    let resp = actix_web::test::call_service(&app, open(String::new())).await;
+    let mut slow = Box::pin(resp.into_body());
+    for h in 0..(surplus_web::testnode::EVENT_CAPACITY as u64 + 10) {
+        w.node.publish(Event::Block {
+            height: 1000 + h,
+            hash: [0; 32],
+            time_ms: 0,
+            entries: 0,
+            tree_size: 0,
+        });
+    }
+    let (_, lagged) = until(&mut slow, "lagged").await;
+    assert!(data(&lagged)["missed"].as_u64().unwrap() >= 10);
+    let (_, b) = until(&mut slow, "block").await;
+    assert!(data(&b)["height"].as_u64().unwrap() >= 1010);
+
+    let (s, v) = call!(app, TestRequest::get().uri("/api/v1/events?account=nope"));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["code"], "bad_key");
+    let (s, v) = call!(app, TestRequest::get().uri("/api/v1/events?from=3"));
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    assert_eq!(v["error"]["code"], "bad_query");
+}
+
+#[actix_web::test]
+async fn event_streams_are_bounded_and_need_a_publishing_node() {
+    let w = world();
+    let app = app!(w.node, Limits { max_event_streams: 1, ..roomy() });
+    let open = || TestRequest::get().uri("/api/v1/events").to_request();
+    let first = actix_web::test::call_service(&app, open()).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let (s, v) = call!(app, TestRequest::get().uri("/api/v1/events"));
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"]["code"], "too_many_streams");
+    // Closing a stream frees its place.
+    drop(first);
+    let again = actix_web::test::call_service(&app, open()).await;
+    assert_eq!(again.status(), StatusCode::OK);
+    drop(again);
+
+    w.node.set_publishing(false);
+    let (s, v) = call!(app, TestRequest::get().uri("/api/v1/events"));
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"]["code"], "events_not_served");
+    let bad = Limits { max_event_streams: 0, ..Limits::default() };
+    assert!(bad.validate().unwrap_err().contains("max_event_streams"));
+}
+
+#[actix_web::test]
+async fn metrics_in_prometheus_text() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    lease!(app, w.node, &w.provider, &w.buyer);
+    let resp =
+        actix_web::test::call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let ctype = resp.headers().get(header::CONTENT_TYPE).unwrap().to_str().unwrap().to_owned();
+    assert!(ctype.starts_with("text/plain; version=0.0.4"), "{ctype}");
+    let text = String::from_utf8(actix_web::test::read_body(resp).await.to_vec()).unwrap();
+    let height = w.node.status().height;
+    for line in [
+        format!("surplus_height {height}"),
+        format!("surplus_blocks_committed_total {height}"),
+        "# TYPE surplus_entries_committed_total counter".into(),
+        "surplus_orders_accepted_total 2".into(),
+        "surplus_entries_refused_total 0".into(),
+        "# TYPE surplus_orders_per_second gauge".into(),
+        "surplus_mempool_entries 0".into(),
+        "surplus_peers 0".into(),
+        "surplus_order_to_lease_seconds_bucket{le=\"0.05\"} 1".into(),
+        "surplus_order_to_lease_seconds_bucket{le=\"+Inf\"} 1".into(),
+        "surplus_order_to_lease_seconds_count 1".into(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+    }
+    let (s, v) = call!(app, TestRequest::post().uri("/metrics"));
+    assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+}
+
+/// A concrete path for a documented one.
+fn fill(path: &str, key: &str) -> String {
+    path.replace("{market}", "gpu.a100@us-east-b")
+        .replace("{height}", "0")
+        .replace("{index}", "0")
+        .replace("{id}", &"ab".repeat(32))
+        .replace("{key}", key)
+        .replace("{file}", "app.js")
+}
+
+#[actix_web::test]
+async fn openapi_documents_every_route_and_every_documented_route_answers() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    let (s, doc) = call!(app, TestRequest::get().uri("/openapi.json"));
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(doc["openapi"], "3.1.0");
+    let error = &doc["components"]["schemas"]["Error"];
+    assert_eq!(error["required"], serde_json::json!(["error"]));
+    let paths = doc["paths"].as_object().unwrap();
+    // The contract, every route of it.
+    for (method, path) in [
+        ("get", "/healthz"),
+        ("get", "/metrics"),
+        ("get", "/openapi.json"),
+        ("get", "/api/v1/status"),
+        ("post", "/api/v1/entries"),
+        ("get", "/api/v1/markets"),
+        ("get", "/api/v1/book"),
+        ("get", "/api/v1/accounts/{key}"),
+        ("get", "/api/v1/leases"),
+        ("get", "/api/v1/leases/{id}"),
+        ("post", "/api/v1/leases/{id}/challenge"),
+        ("post", "/api/v1/leases/{id}/credential"),
+        ("post", "/api/v1/gateway"),
+        ("get", "/api/v1/blocks/{height}"),
+        ("get", "/api/v1/markets/{market}/history"),
+        ("get", "/api/v1/orders"),
+        ("get", "/api/v1/chain"),
+        ("get", "/api/v1/blocks"),
+        ("get", "/api/v1/entries/{index}"),
+        ("get", "/api/v1/leases/{id}/proof"),
+        ("get", "/api/v1/checkpoints"),
+        ("get", "/api/v1/export"),
+        ("get", "/api/v1/events"),
+        ("get", "/api/v1/operator"),
+        ("post", "/api/v1/faucet"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} undocumented"
+        );
+    }
+    let key = w.buyer.public().to_string();
+    let mut n = 0;
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            n += 1;
+            assert!(op["summary"].is_string(), "{method} {path}");
+            assert!(op["responses"].as_object().is_some_and(|r| !r.is_empty()));
+            if path.starts_with("/api/v1") {
+                assert!(op["responses"]["429"].is_object(), "{method} {path}");
+            }
+            for p in op["parameters"].as_array().unwrap() {
+                if p["in"] == "path" {
+                    assert!(path.contains(&format!("{{{}}}", p["name"].as_str().unwrap())));
+                }
+            }
+            let mut uri = fill(path, &key);
+            if path == "/api/v1/book" {
+                uri.push_str("?market=gpu.a100@us-east-b");
+            }
+            if path == "/api/v1/orders" {
+                uri.push_str(&format!("?account={key}"));
+            }
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let mut req = TestRequest::default().method(m).uri(&uri);
+            if op.get("requestBody").is_some() {
+                req = req.set_json(serde_json::json!({}));
+            }
+            let resp = actix_web::test::call_service(&app, req.to_request()).await;
+            let status = resp.status();
+            assert_ne!(status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
+            if path == "/api/v1/events" {
+                assert_eq!(status, StatusCode::OK);
+                continue;
+            }
+            let body = actix_web::test::read_body(resp).await;
+            let v: serde_json::Value = serde_json::from_slice(&body).unwrap_or_default();
+            assert_ne!(v["error"]["code"], "no_route", "{method} {uri}");
+            let documented = op["responses"].as_object().unwrap();
+            assert!(
+                documented.contains_key(status.as_str()),
+                "{method} {uri} answered {status}, undocumented: {v}"
+            );
+        }
+    }
+    assert_eq!(n, 27);
+
+    // Every reference resolves.
+    fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if let Some(r) = m.get("$ref").and_then(|r| r.as_str()) {
+                    out.push(r);
+                }
+                m.values().for_each(|v| refs(v, out));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| refs(v, out)),
+            _ => {}
+        }
+    }
+    let mut all = Vec::new();
+    refs(&doc, &mut all);
+    assert!(all.len() > 30);
+    for r in all {
+        let name = r.strip_prefix("#/components/schemas/").expect(r);
+        assert!(doc["components"]["schemas"].get(name).is_some(), "{r} does not resolve");
+    }
+}
+
+#[actix_web::test]
+async fn new_routes_are_rate_limited_but_metrics_are_not() {
+    let w = world();
+    let app = app!(w.node, Limits { per_ip_per_sec: 1, burst: 2, ..Limits::default() });
+    for _ in 0..2 {
+        let (s, _) = call!(app, TestRequest::get().uri("/api/v1/chain"));
+        assert_eq!(s, StatusCode::OK);
+    }
+    let resp = actix_web::test::call_service(
+        &app,
+        TestRequest::get().uri("/api/v1/markets/gpu.a100@us-east-b/history").to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert!(resp.headers().get(header::RETRY_AFTER).is_some());
+    for _ in 0..5 {
+        let (s, _) = call!(app, TestRequest::get().uri("/metrics"));
+        assert_eq!(s, StatusCode::OK);
+    }
+}
