@@ -1,5 +1,7 @@
 //! `surplus load`: drives signed orders into a running devnet at a steady rate and measures how
-//! long each takes from acceptance by a node to its lease being committed on every node.
+//! long each takes from acceptance by a node to its lease being committed on every node. With
+//! `--submit-only` it measures instead how many signed orders one node accepts per second at
+//! saturation, against this machine's raw ed25519 verification rate.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,6 +34,42 @@ pub struct LoadArgs {
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Saturation mode: pre-sign `--count` bids, then send them to one node (`--node`) as fast as
+    /// `--threads` keep-alive clients can, and report accepted orders per second (no lease
+    /// tracking; `--rate` and `--seconds` are not used).
+    #[arg(long)]
+    pub submit_only: bool,
+    /// Bids to pre-sign for `--submit-only`.
+    #[arg(long, default_value_t = 20_000)]
+    pub count: u32,
+    /// Which node (index in devnet.json) `--submit-only` sends to.
+    #[arg(long, default_value_t = 0)]
+    pub node: usize,
+}
+
+/// What a `--submit-only` run measured.
+#[derive(Debug, Serialize)]
+pub struct SubmitReport {
+    /// The node's API.
+    pub node: String,
+    /// Concurrent keep-alive clients.
+    pub clients: u32,
+    /// Bids sent.
+    pub sent: u64,
+    /// Bids the node accepted (HTTP 202).
+    pub accepted: u64,
+    /// Refusals by code.
+    pub refused: HashMap<String, u64>,
+    /// Seconds from the first request to the last answer.
+    pub seconds: f64,
+    /// Accepted bids per second.
+    pub accepted_per_sec: f64,
+    /// Request latency, ms: p50, p99, max.
+    pub latency_ms: [f64; 3],
+    /// Raw ed25519 (strict) verifications per second on one core of this machine.
+    pub ed25519_verify_per_sec: f64,
+    /// Accepted rate as a fraction of that single-core rate.
+    pub ratio_to_ed25519: f64,
 }
 
 /// What a run measured.
@@ -91,6 +129,9 @@ fn get(agent: &ureq::Agent, url: &str) -> Result<serde_json::Value> {
 
 /// Runs `surplus load`.
 pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
+    if a.submit_only {
+        return submit_only(&a);
+    }
     if a.rate == 0 || a.seconds == 0 || a.seconds > 600 || a.threads == 0 || a.threads > 64 {
         bail!("--rate and --threads must be positive (threads ≤ 64), --seconds 1 to 600");
     }
@@ -290,6 +331,143 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
             "{} blocks, {:.1} entries each; raw ed25519 verify {:.0} /s per core; accepted rate \
              = {:.3} of it",
             report.blocks, report.mean_block_entries, verify, report.ratio_to_ed25519
+        );
+    }
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `surplus load --submit-only`: one node's admission throughput at saturation.
+fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
+    if a.count == 0 || a.threads == 0 || a.threads > 256 {
+        bail!("--count must be positive and --threads 1 to 256");
+    }
+    let file: DevnetFile = crate::devnet::load(&a.devnet)?;
+    let Some(node) = file.nodes.get(a.node) else {
+        bail!(
+            "--node {} is not in {} (it has {} nodes)",
+            a.node,
+            a.devnet.display(),
+            file.nodes.len()
+        );
+    };
+    if file.buyers.is_empty() {
+        bail!("the devnet has no buyer keys to sign bids with");
+    }
+    let verify = ed25519_rate();
+    let keys: Vec<SecretKey> = file
+        .buyers
+        .iter()
+        .map(|b| crate::ledger_cmd::read_key(&b.key_file))
+        .collect::<Result<_>>()?;
+    let market = Market::new("vm.16c64g", &surplus_market::Catalogue::sample().regions[0].id);
+    // Sign and encode every request body before the clock starts: the run measures the node.
+    let now = crate::now_ms();
+    let mut rng = rand::thread_rng();
+    let bodies: Vec<String> = (0..a.count as usize)
+        .map(|k| {
+            let bid = Bid {
+                market: market.clone(),
+                slots: 1,
+                hours: 1,
+                // Below every sample reserve: the bids rest in the book, none fills.
+                limit: 1,
+                earliest_ms: now,
+                latest_ms: now + 3_600_000,
+                fill: FillRule::AtLeast(1),
+                expiry_ms: now + 600_000,
+                nonce: rng.gen(),
+            };
+            let (entry, _) =
+                SignedOrder::sign(&file.chain_id, Order::Bid(bid), &keys[k % keys.len()]);
+            format!("{{\"entry\":\"{}\"}}", hex::encode(entry.encode()))
+        })
+        .collect();
+    let url = format!("{}/api/v1/entries", node.api);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let latencies: Mutex<Vec<f64>> = Mutex::new(Vec::with_capacity(bodies.len()));
+    let refused: Mutex<HashMap<String, u64>> = Mutex::default();
+    let accepted = std::sync::atomic::AtomicU64::new(0);
+    let t0 = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..a.threads {
+            s.spawn(|| {
+                // One agent per client: its own keep-alive connection.
+                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+                let mut mine = Vec::new();
+                let mut refusals: HashMap<String, u64> = HashMap::new();
+                loop {
+                    let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(body) = bodies.get(k) else { break };
+                    let sent = Instant::now();
+                    let r =
+                        agent.post(&url).set("content-type", "application/json").send_string(body);
+                    mine.push(sent.elapsed().as_secs_f64() * 1e3);
+                    match r {
+                        Ok(_) => {
+                            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        }
+                        Err(ureq::Error::Status(_, r)) => {
+                            let v: serde_json::Value = r.into_json().unwrap_or_default();
+                            let code = v["error"]["code"].as_str().unwrap_or("?").to_owned();
+                            *refusals.entry(code).or_default() += 1;
+                        }
+                        Err(e) => *refusals.entry(format!("transport: {e}")).or_default() += 1,
+                    }
+                }
+                if let Ok(mut l) = latencies.lock() {
+                    l.extend(mine);
+                }
+                if let Ok(mut m) = refused.lock() {
+                    for (c, n) in refusals {
+                        *m.entry(c).or_default() += n;
+                    }
+                }
+            });
+        }
+    });
+    let seconds = t0.elapsed().as_secs_f64();
+    let mut lat = latencies.into_inner().map_err(|_| anyhow::anyhow!("lock"))?;
+    lat.sort_unstable_by(f64::total_cmp);
+    let pick = |p: f64| {
+        let i = ((lat.len() as f64 - 1.0) * p).round() as usize;
+        lat.get(i.min(lat.len().saturating_sub(1))).copied().unwrap_or(0.0)
+    };
+    let accepted = accepted.into_inner();
+    let accepted_per_sec = accepted as f64 / seconds.max(1e-9);
+    let report = SubmitReport {
+        node: node.api.clone(),
+        clients: a.threads,
+        sent: bodies.len() as u64,
+        accepted,
+        refused: refused.into_inner().map_err(|_| anyhow::anyhow!("lock"))?,
+        seconds,
+        accepted_per_sec,
+        latency_ms: [pick(0.5), pick(0.99), lat.last().copied().unwrap_or(0.0)],
+        ed25519_verify_per_sec: verify,
+        ratio_to_ed25519: accepted_per_sec / verify,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        println!(
+            "sent {} pre-signed bids to {} from {} keep-alive clients in {:.2} s: {} accepted \
+             ({:.0} /s), refused {:?}",
+            report.sent,
+            report.node,
+            report.clients,
+            report.seconds,
+            report.accepted,
+            report.accepted_per_sec,
+            report.refused
+        );
+        println!(
+            "request latency p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms; raw ed25519 verify {:.0} /s \
+             per core; accepted rate = {:.3} of it",
+            report.latency_ms[0],
+            report.latency_ms[1],
+            report.latency_ms[2],
+            verify,
+            report.ratio_to_ed25519
         );
     }
     Ok(std::process::ExitCode::SUCCESS)

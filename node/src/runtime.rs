@@ -223,9 +223,19 @@ impl surplus_web::Node for Api {
         let bytes = entry.encode();
         let (id, fresh) = self.0.admit(entry)?;
         if fresh {
+            // A blocking flush on tokio's blocking pool, not `flush_async`: sled 0.34's
+            // `flush_async` runs on sled's own small I/O pool, and concurrent calls fill it with
+            // flushes that wait for writes only that pool can do, wedging every tree of the
+            // process, consensus included (spacejam/sled#1308; seen with 32 concurrent clients).
             let durable = match self.0.journal.insert(id, bytes.as_slice()) {
-                Ok(_) => self.0.journal.flush_async().await.map(|_| ()),
-                Err(e) => Err(e),
+                Ok(_) => {
+                    let journal = self.0.journal.clone();
+                    match tokio::task::spawn_blocking(move || journal.flush()).await {
+                        Ok(flushed) => flushed.map(|_| ()).map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    }
+                }
+                Err(e) => Err(e.to_string()),
             };
             if let Err(e) = durable {
                 tracing::error!(error = %e, "cannot journal an accepted entry");

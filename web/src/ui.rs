@@ -11,9 +11,17 @@ const FILES: &[(&str, &str, &str)] = &[
     ("app.js", "text/javascript; charset=utf-8", include_str!("../ui/app.js")),
 ];
 
-/// Registers `GET /` and `GET /ui/{file}`.
+/// Registers `GET /`, `GET /ui/{file}` and `GET /favicon.ico`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(index)).route("/ui/{file}", web::get().to(asset));
+    cfg.route("/", web::get().to(index))
+        .route("/ui/{file}", web::get().to(asset))
+        .route("/favicon.ico", web::get().to(favicon));
+}
+
+/// Browsers ask for /favicon.ico whatever the page says; "no icon" (204) keeps a 404 out of the
+/// console, and they remember it for a day.
+async fn favicon() -> HttpResponse {
+    HttpResponse::NoContent().insert_header((header::CACHE_CONTROL, "max-age=86400")).finish()
 }
 
 fn serve(name: &str) -> Option<HttpResponse> {
@@ -42,4 +50,21 @@ async fn asset(name: web::Path<String>) -> HttpResponse {
         crate::ApiError::not_found("no_such_file", format!("the UI has no file {name}"))
             .error_response()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use actix_web::http::StatusCode;
+    use actix_web::test::{call_service, init_service, TestRequest};
+    use actix_web::App;
+
+    #[actix_web::test]
+    async fn favicon_is_no_content_not_an_error() {
+        let app = init_service(App::new().configure(super::configure)).await;
+        let resp = call_service(&app, TestRequest::get().uri("/favicon.ico").to_request()).await;
+        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let resp = call_service(&app, TestRequest::get().uri("/ui/app.js").to_request()).await;
+        assert_eq!(resp.status(), StatusCode::OK);
+        assert!(resp.headers().get("content-security-policy").is_some());
+    }
 }
