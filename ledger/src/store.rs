@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::block::{decode_head, Block, Entry, Header};
 use crate::chain::{Advance, ChainState, Checks, Failure};
@@ -157,6 +157,9 @@ pub enum Error {
     /// The store holds no block yet.
     #[error("the ledger is empty: it holds no genesis block")]
     Empty,
+    /// An append through a read-only view ([`Store::view`]).
+    #[error("this is a read-only view of the ledger; append through the store itself")]
+    ReadOnly,
     /// A height, entry or tree size beyond what the store holds.
     #[error("{what} {value} is beyond the ledger (it holds {limit})")]
     OutOfRange {
@@ -250,12 +253,14 @@ impl HeadRecord {
 
 /// The ledger store.
 pub struct Store {
-    backend: Box<dyn Backend>,
+    backend: Arc<dyn Backend>,
     config: Config,
+    /// A view from [`Store::view`]: reads only.
+    read_only: bool,
     state: Option<ChainState>,
     /// Merkle nodes of the upper levels, read once from the backend and kept: proofs touch
     /// them most, and there are few (one per 2^CACHED_LEVEL entries and level).
-    upper_nodes: RwLock<HashMap<(u8, u64), Hash>>,
+    upper_nodes: Arc<RwLock<HashMap<(u8, u64), Hash>>>,
     /// The acknowledged head, recorded outside the engine (stores opened from a directory).
     head_file: Option<HeadFile>,
 }
@@ -350,8 +355,25 @@ impl Store {
     /// Opens a store on any backend and checks its head: the head record, the head header's
     /// hash, the entry count and the Merkle root rebuilt from stored nodes must all agree.
     pub fn with_backend(backend: Box<dyn Backend>, config: Config) -> Result<Self, Error> {
+        Self::on_backend(Arc::from(backend), config, Arc::default(), false)
+    }
+
+    /// A second, read-only handle on the same storage, at the head stored now: it serves
+    /// blocks, entries, proofs and exports while this store goes on appending (a reader, such
+    /// as an HTTP server, opens a new view to see later blocks). Appending through it fails
+    /// with [`Error::ReadOnly`]. Opening costs a few reads (genesis, head, the Merkle frontier).
+    pub fn view(&self) -> Result<Store, Error> {
+        Self::on_backend(self.backend.clone(), self.config, self.upper_nodes.clone(), true)
+    }
+
+    fn on_backend(
+        backend: Arc<dyn Backend>,
+        config: Config,
+        upper_nodes: Arc<RwLock<HashMap<(u8, u64), Hash>>>,
+        read_only: bool,
+    ) -> Result<Self, Error> {
         let mut store =
-            Self { backend, config, state: None, upper_nodes: RwLock::default(), head_file: None };
+            Self { backend, config, read_only, state: None, upper_nodes, head_file: None };
         let Some(raw) = store.backend.get(HEAD_KEY)? else {
             // An empty store must be empty: no block without a head record.
             if let Some(r) = store.backend.range(b"H", b"I").next() {
@@ -502,6 +524,9 @@ impl Store {
     /// Checks and applies one block without waiting for the disk. Not durable until
     /// [`Store::flush`]: use for a group of blocks, then flush.
     pub fn append_deferred(&mut self, block: &Block) -> Result<Appended, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         let (adv, next_state) = match &self.state {
             None => {
                 let (state, adv) = ChainState::genesis(block).map_err(Error::Rejected)?;

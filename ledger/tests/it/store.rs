@@ -3,7 +3,7 @@
 use surplus_ledger::testutil::{certificate, TestChain};
 use surplus_ledger::{
     store, verify_consistency, verify_inclusion, Blake3, Block, Checkpoint, Conflict, Entry,
-    EntryKind, Error, Store,
+    EntryKind, Error, Hasher as _, Store,
 };
 
 fn open(dir: &std::path::Path) -> Store {
@@ -258,4 +258,41 @@ fn acknowledged_blocks_missing_from_the_engine_are_reported() {
     // Without its head record the store is refused too.
     std::fs::remove_file(db.join(store::HEAD_FILE)).unwrap();
     assert!(matches!(Store::open(&db, store::Config::default()), Err(Error::Damaged(_))));
+}
+
+#[test]
+fn a_view_reads_the_head_it_opened_at_while_the_store_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut chain = TestChain::build("test-chain", 3, 4);
+    let mut s = open(dir.path());
+    for b in &chain.blocks {
+        s.append(b).unwrap();
+    }
+    let old = s.view().unwrap();
+    assert_eq!(old.height(), Some(3));
+
+    let entries = chain.signed_entries(5, 40);
+    let next = chain.push_block(entries);
+    s.append(&next).unwrap();
+
+    // The old view stays at its head: whole blocks only, and proofs against its own tree.
+    assert_eq!(old.height(), Some(3));
+    assert!(matches!(old.block(4), Err(Error::OutOfRange { .. })));
+    let size = old.tree_size();
+    let proof = old.prove_inclusion(size - 1, None).unwrap();
+    let leaf = Blake3::leaf(&old.entry(size - 1).unwrap().encode());
+    verify_inclusion::<Blake3>(&leaf, &proof, &old.checkpoint(None).unwrap().root).unwrap();
+
+    // A new view sees the new block, identical to what was appended.
+    let mut new = s.view().unwrap();
+    assert_eq!(new.height(), Some(4));
+    assert_eq!(new.block(4).unwrap(), next);
+    assert_eq!(new.checkpoint(None).unwrap(), s.checkpoint(None).unwrap());
+
+    // Nothing is appended through a view, and the store is unchanged by the attempt.
+    let another = chain.push_block(Vec::new());
+    assert!(matches!(new.append(&another), Err(Error::ReadOnly)));
+    assert_eq!(s.height(), Some(4));
+    s.append(&another).unwrap();
+    assert_eq!(s.view().unwrap().height(), Some(5));
 }
