@@ -173,6 +173,21 @@ pub struct Config {
     pub inventory: Option<InventoryFile>,
     /// What runs when a lease starts and ends.
     pub provisioning: Provisioning,
+    /// Devnet only: a key whose credits the web UI hands to new browser keys.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub faucet: Option<Faucet>,
+}
+
+/// `[faucet]`: devnet only. `surplus devnet` funds one faucet key per node in its genesis and
+/// writes this section; `surplus genesis` never funds one, and a real consortium's nodes must not
+/// have it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Faucet {
+    /// The faucet's key file, relative to the data directory unless absolute.
+    pub key: PathBuf,
+    /// Units given to each new account.
+    pub amount: u64,
 }
 
 /// `[p2p]`: the libp2p swarm that carries orders, checkpoints and sync.
@@ -297,6 +312,7 @@ impl Default for Config {
             mempool: Mempool::default(),
             inventory: None,
             provisioning: Provisioning::default(),
+            faucet: None,
         }
     }
 }
@@ -418,6 +434,20 @@ impl Config {
 
     fn validate(&self) -> Result<(), Bad> {
         validate_name(&self.name).map_err(|e| bad("name", e))?;
+        if let Some(f) = &self.faucet {
+            if f.amount == 0 {
+                return Err(bad(
+                    "faucet.amount",
+                    "must be above 0, e.g. 1000000000 (1,000 credits)",
+                ));
+            }
+            if f.key.as_os_str().is_empty() {
+                return Err(bad(
+                    "faucet.key",
+                    "must name the faucet's key file, e.g. \"faucet.key\"",
+                ));
+            }
+        }
         if self.genesis.as_os_str().is_empty() {
             return Err(bad("genesis", "must name the genesis file, e.g. \"genesis.json\""));
         }
@@ -518,6 +548,11 @@ impl Config {
     /// The inventory file's path, resolved against the data directory, if one is configured.
     pub fn inventory_path(&self, data_dir: &Path) -> Option<PathBuf> {
         self.inventory.as_ref().map(|i| data_dir.join(&i.file))
+    }
+
+    /// The faucet's key file and amount, if this is a devnet node with a faucet.
+    pub fn faucet(&self, data_dir: &Path) -> Option<(PathBuf, u64)> {
+        self.faucet.as_ref().map(|f| (data_dir.join(&f.key), f.amount))
     }
 
     /// The configuration `init` writes for `name`, with every key commented.
@@ -624,6 +659,16 @@ impl Config {
             }
         }
         w(String::new());
+        if let Some(f) = &self.faucet {
+            w("# Devnet only: the web UI's \"Get sample credits\" button funds each new account"
+                .into());
+            w("# once with `amount` units from this key. Never configure it on a real consortium."
+                .into());
+            w("[faucet]".into());
+            w(format!("key = {}", path(&f.key)));
+            w(format!("amount = {}", f.amount));
+            w(String::new());
+        }
         w("[provisioning]".into());
         w("# What runs when a lease starts and ends: \"none\", \"exec\" or \"http\".".into());
         w("# exec: `command` receives the lease event as JSON on stdin and prints access details"

@@ -20,6 +20,10 @@ use crate::inventory::Inventory;
 pub const CHAIN_ID: &str = "surplus-devnet";
 /// Credits given to every sample buyer (units).
 pub const BUYER_FUNDS: u64 = 1_000_000 * 1_000_000;
+/// Credits each node's faucet starts with (units).
+pub const FAUCET_FUNDS: u64 = 1_000_000 * 1_000_000;
+/// Credits the faucet gives a new browser key (units): 1,000 credits.
+pub const FAUCET_GRANT: u64 = 1_000 * 1_000_000;
 /// How long running nodes get to answer on their API after start (replaying a long ledger).
 const START_TIMEOUT: Duration = Duration::from_secs(600);
 
@@ -158,6 +162,11 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
         .collect();
     allocations
         .extend(keys.iter().map(|k| Allocation { account: k.public(), amount: BUYER_FUNDS / 10 }));
+    // One faucet per node, so that faucet transfers of different nodes never race for one
+    // account's sequence numbers. Only devnet's genesis funds faucets.
+    let faucets: Vec<SecretKey> = (0..a.nodes).map(|_| SecretKey::generate(&mut OsRng)).collect();
+    allocations
+        .extend(faucets.iter().map(|k| Allocation { account: k.public(), amount: FAUCET_FUNDS }));
     let genesis = GenesisFile {
         chain_id: CHAIN_ID.into(),
         genesis_time_ms: crate::now_ms(),
@@ -181,6 +190,7 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
         let node_dir = dir.join(&name);
         std::fs::create_dir_all(&node_dir)?;
         write_key(&node_dir.join("node.key"), key)?;
+        write_key(&node_dir.join("faucet.key"), &faucets[i])?;
         write(&node_dir.join("genesis.json"), &genesis_json)?;
         write(&node_dir.join("inventory.toml"), &Inventory::sample(&markets_for(i, &catalogue)))?;
         let mut c = Config { name: name.clone(), ..Config::default() };
@@ -204,6 +214,7 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
         c.p2p.peer_msgs_per_sec = 20_000;
         c.p2p.peer_burst = 40_000;
         c.inventory = Some(config::InventoryFile { file: "inventory.toml".into() });
+        c.faucet = Some(config::Faucet { key: "faucet.key".into(), amount: FAUCET_GRANT });
         c.provisioning.kind = HookKind::Exec;
         c.provisioning.command = vec![
             exe.display().to_string(),

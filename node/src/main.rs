@@ -16,6 +16,7 @@ mod mempool;
 mod p2p;
 mod provision;
 mod runtime;
+mod webdata;
 
 use std::process::ExitCode;
 

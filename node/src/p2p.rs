@@ -207,6 +207,9 @@ pub struct Gossip {
 #[derive(Default)]
 struct Shared {
     peers: AtomicUsize,
+    /// Connected peers and the remote address of their first connection (bounded by the
+    /// connection limit).
+    peer_addrs: Mutex<std::collections::BTreeMap<PeerId, Multiaddr>>,
     listen_addrs: Mutex<Vec<Multiaddr>>,
     accepted: AtomicU64,
     rejected: AtomicU64,
@@ -254,6 +257,15 @@ impl Gossip {
     /// Number of connected peers.
     pub fn peers(&self) -> usize {
         self.shared.peers.load(Ordering::Relaxed)
+    }
+
+    /// Connected peers, each with the address of its first connection.
+    pub fn peer_list(&self) -> Vec<(PeerId, Multiaddr)> {
+        self.shared
+            .peer_addrs
+            .lock()
+            .map(|p| p.iter().map(|(id, a)| (*id, a.clone())).collect())
+            .unwrap_or_default()
     }
 
     /// This node's peer id.
@@ -724,8 +736,11 @@ impl Task {
                     }
                 }
             }
-            SwarmEvent::ConnectionEstablished { peer_id, .. } => {
+            SwarmEvent::ConnectionEstablished { peer_id, endpoint, .. } => {
                 self.shared.peers.store(self.swarm.connected_peers().count(), Ordering::Relaxed);
+                if let Ok(mut p) = self.shared.peer_addrs.lock() {
+                    p.entry(peer_id).or_insert_with(|| endpoint.get_remote_address().clone());
+                }
                 if !self.bootstrapped && self.bootstrap.iter().any(|(p, _)| *p == peer_id) {
                     self.bootstrapped = true;
                     if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
@@ -737,6 +752,9 @@ impl Task {
                 self.shared.peers.store(self.swarm.connected_peers().count(), Ordering::Relaxed);
                 if num_established == 0 {
                     self.limiter.forget(&peer_id);
+                    if let Ok(mut p) = self.shared.peer_addrs.lock() {
+                        p.remove(&peer_id);
+                    }
                 }
             }
             SwarmEvent::NewListenAddr { address, .. } => {

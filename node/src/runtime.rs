@@ -21,6 +21,7 @@ use crate::mempool::{Inserted, Mempool, MempoolError};
 use crate::now_ms;
 use crate::p2p::{self, Gossip, Topic, Verdict};
 use crate::provision::{Event, Hook, LeaseEvent, ProvisionLog};
+use crate::webdata::WebData;
 
 /// Arguments of `surplus node`.
 #[derive(Debug, clap::Args)]
@@ -59,6 +60,14 @@ pub struct Shared {
     journal: sled::Tree,
     _journal_db: sled::Db,
     validators: Vec<PublicKey>,
+    /// What the web API serves beyond the state (ledger view, history, events, metrics).
+    web: Arc<WebData>,
+    /// The inventory as loaded, for the operator page.
+    inventory: Option<serde_json::Value>,
+    /// Devnet only: the faucet key and the units it gives each new account.
+    faucet: Option<(SecretKey, u64)>,
+    /// Faucet transfers are signed one at a time (sequence numbers).
+    faucet_lock: tokio::sync::Mutex<()>,
     /// Headers of recent blocks, by height (the API serves them).
     recent: Mutex<std::collections::BTreeMap<u64, surplus_web::RecentBlock>>,
 }
@@ -92,26 +101,53 @@ impl Shared {
         self.state.read().map(|s| s.clone()).unwrap_or_else(|e| e.into_inner().clone())
     }
 
+    /// Refills the recent-block window and the price history from the ledger's last blocks
+    /// (a restart keeps what the API serves).
+    fn prefill(&self, head: u64) {
+        match self.web.last_blocks(head) {
+            Ok(blocks) => {
+                for b in &blocks {
+                    self.remember(b, b.header.timestamp_ms);
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the last blocks back"),
+        }
+    }
+
+    fn height(&self) -> u64 {
+        self.head.read().map(|h| h.height).unwrap_or_else(|e| e.into_inner().height)
+    }
+
     /// Admits an entry into the mempool (from the API, gossip or the node itself).
     fn admit(&self, entry: Entry) -> Result<(Hash, bool), surplus_web::Refusal> {
+        let refused = |r: surplus_web::Refusal| {
+            self.web.entries_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            r
+        };
         let state = self.state();
         let admitted = admission::check(&entry, &state, now_ms())
-            .map_err(|e| surplus_web::Refusal::new(e.code(), e.to_string()))?;
+            .map_err(|e| refused(surplus_web::Refusal::new(e.code(), e.to_string())))?;
         let id = admitted.id;
+        let (kind, now) = (entry.kind, now_ms());
+        let counted = (kind == EntryKind::ORDER || kind == EntryKind::CANCEL).then_some(kind);
         let inserted = {
             let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.insert(entry, &admitted, now_ms())
+            pool.insert(entry, &admitted, now)
         };
         match inserted {
             Ok(Inserted::New { .. }) => {
+                if let Some(kind) = counted {
+                    self.web.admitted(kind, now);
+                }
                 self.notify.notify_waiters();
                 Ok((id, true))
             }
             Ok(Inserted::Duplicate) => Ok((id, false)),
-            Err(e @ MempoolError::Full { .. }) => {
-                Err(surplus_web::Refusal::new(surplus_web::Refusal::MEMPOOL_FULL, e.to_string()))
-            }
-            Err(e) => Err(surplus_web::Refusal::new(mempool_code(&e), e.to_string())),
+            Err(e @ MempoolError::Full { .. }) => Err(refused(surplus_web::Refusal::new(
+                surplus_web::Refusal::MEMPOOL_FULL,
+                e.to_string(),
+            ))),
+            Err(e) => Err(refused(surplus_web::Refusal::new(mempool_code(&e), e.to_string()))),
         }
     }
 
@@ -171,6 +207,7 @@ impl p2p::Validator for GossipCheck {
                             return Verdict::Reject("conflicting checkpoint".into());
                         }
                     }
+                    self.0.web.peer_checkpoint(&c);
                     Verdict::Accept
                 }
             },
@@ -221,8 +258,10 @@ impl surplus_web::Node for Api {
 
     async fn submit(&self, entry: Entry) -> Result<Hash, surplus_web::Refusal> {
         let bytes = entry.encode();
+        let kind = entry.kind;
         let (id, fresh) = self.0.admit(entry)?;
         if fresh {
+            self.0.web.accepted_from_api(kind, id, now_ms());
             // A blocking flush on tokio's blocking pool, not `flush_async`: sled 0.34's
             // `flush_async` runs on sled's own small I/O pool, and concurrent calls fill it with
             // flushes that wait for writes only that pool can do, wedging every tree of the
@@ -271,6 +310,135 @@ impl surplus_web::Node for Api {
     fn block(&self, height: u64) -> Option<surplus_web::RecentBlock> {
         self.0.recent.lock().ok()?.get(&height).cloned()
     }
+
+    fn ledger_block(&self, height: u64) -> Result<Option<surplus_ledger::Block>, String> {
+        if height > self.0.height() {
+            return Ok(None);
+        }
+        self.0.web.with_ledger(height, |s| s.block(height)).map(Some)
+    }
+
+    fn ledger_entry(&self, index: u64) -> Result<Option<(u64, Entry)>, String> {
+        let head = self.0.head.read().map(|h| h.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        if index >= head.tree_size {
+            return Ok(None);
+        }
+        self.0
+            .web
+            .with_ledger(head.height, |s| Ok((s.height_of_entry(index)?, s.entry(index)?)))
+            .map(Some)
+    }
+
+    fn lease_proof(
+        &self,
+        lease: &Hash,
+    ) -> Result<Option<surplus_ledger::bundle::ProofBundle>, String> {
+        let Some(height) = self.0.state().lease(lease).map(|l| l.height) else {
+            return Ok(None);
+        };
+        self.0.web.lease_proof(lease, height).map(Some)
+    }
+
+    fn checkpoints(&self) -> Vec<SignedCheckpoint> {
+        self.0.web.checkpoints()
+    }
+
+    fn validators(&self) -> Vec<PublicKey> {
+        self.0.validators.clone()
+    }
+
+    async fn export(&self) -> Result<(PathBuf, u64), String> {
+        self.0.web.export(self.0.height()).await
+    }
+
+    fn price_history(
+        &self,
+        market: &surplus_market::Market,
+        limit: usize,
+    ) -> Vec<surplus_web::PricePoint> {
+        self.0.web.price_history(market, limit)
+    }
+
+    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<surplus_web::Event>> {
+        Some(self.0.web.subscribe())
+    }
+
+    fn metrics(&self) -> surplus_web::Metrics {
+        let w = &self.0.web;
+        let get = |a: &std::sync::atomic::AtomicU64| a.load(std::sync::atomic::Ordering::Relaxed);
+        surplus_web::Metrics {
+            height: self.0.height(),
+            blocks_committed: get(&w.blocks_committed),
+            entries_committed: get(&w.entries_committed),
+            orders_accepted: get(&w.orders_accepted),
+            entries_refused: get(&w.entries_refused),
+            orders_per_second: w.orders_per_second(now_ms()),
+            mempool: self.0.mempool.lock().map(|m| m.len()).unwrap_or(0),
+            peers: self.0.gossip.get().map_or(0, Gossip::peers),
+            order_to_lease_ms: w.latency(),
+        }
+    }
+
+    fn operator(&self) -> surplus_web::Operator {
+        surplus_web::Operator {
+            inventory: self.0.inventory.clone(),
+            leased: self.0.web.leased(),
+            peers: self.0.gossip.get().map_or_else(Vec::new, |g| {
+                g.peer_list()
+                    .into_iter()
+                    .map(|(id, a)| surplus_web::Peer { id: id.to_string(), address: a.to_string() })
+                    .collect()
+            }),
+        }
+    }
+
+    async fn faucet(
+        &self,
+        account: PublicKey,
+    ) -> Result<surplus_web::FaucetGrant, surplus_web::Refusal> {
+        use surplus_web::Refusal;
+        let Some((key, amount)) = self.0.faucet.as_ref() else {
+            return Err(Refusal::new(
+                Refusal::FAUCET_DISABLED,
+                "this node has no faucet (devnet only)",
+            ));
+        };
+        let _one_at_a_time = self.0.faucet_lock.lock().await;
+        let state = self.0.state();
+        let known = state.account(&account);
+        if known.balance > 0 || known.seq > 0 {
+            return Err(Refusal::new(
+                Refusal::FAUCET_SPENT,
+                "the faucet funds only new accounts, and this one already has credits or history",
+            ));
+        }
+        let me = key.public();
+        let (pending, already) = {
+            let pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            let mine: Vec<Tx> = pool
+                .iter()
+                .filter(|e| matches!(e.auth, surplus_ledger::Auth::Signed { author, .. } if author == me))
+                .filter_map(|e| Tx::decode(e.kind, &e.payload).ok())
+                .collect();
+            let already =
+                mine.iter().any(|t| matches!(t, Tx::Transfer { to, .. } if *to == account));
+            (mine.len() as u64, already)
+        };
+        if already {
+            return Err(Refusal::new(
+                Refusal::FAUCET_SPENT,
+                "the faucet already sent this account its credits; they arrive with the next block",
+            ));
+        }
+        if state.account(&me).balance < *amount {
+            return Err(Refusal::new(Refusal::FAUCET_SPENT, "the faucet has run dry"));
+        }
+        let tx =
+            Tx::Transfer { to: account, amount: *amount, seq: state.account(&me).seq + pending };
+        let entry = Entry::signed(&self.0.chain_id, tx.kind(), tx.encode(), key);
+        let id = self.submit(entry).await?;
+        Ok(surplus_web::FaucetGrant { account, amount: *amount, entry: id })
+    }
 }
 
 /// Runs `surplus node` until Ctrl-C or SIGTERM.
@@ -316,6 +484,14 @@ async fn run(args: NodeArgs) -> Result<()> {
     let journal_db = sled::open(dir.join("mempool"))
         .with_context(|| format!("cannot open the mempool journal in {}", dir.display()))?;
     let journal = journal_db.open_tree("accepted")?;
+    let faucet = match config.faucet(&dir) {
+        Some((path, amount)) => {
+            tracing::warn!(key = %path.display(), amount,
+                "a faucet is configured: this node gives credits to any new account (devnet only)");
+            Some((crate::ledger_cmd::read_key(&path)?, amount))
+        }
+        None => None,
+    };
     let credentials_dir = dir.join("credentials");
     std::fs::create_dir_all(&credentials_dir)
         .with_context(|| format!("cannot create {}", credentials_dir.display()))?;
@@ -364,6 +540,10 @@ async fn run(args: NodeArgs) -> Result<()> {
         journal,
         _journal_db: journal_db,
         validators,
+        web: Arc::new(WebData::new(dir.join("exports"))),
+        inventory: inventory.as_ref().and_then(|i| serde_json::to_value(i).ok()),
+        faucet,
+        faucet_lock: tokio::sync::Mutex::new(()),
         recent: Mutex::new(Default::default()),
     });
 
@@ -376,14 +556,9 @@ async fn run(args: NodeArgs) -> Result<()> {
     .await?;
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = running.state.clone();
     *shared.head.write().unwrap_or_else(|e| e.into_inner()) = running.head.clone();
-    shared.remember(
-        &surplus_ledger::Block {
-            header: running.head.clone(),
-            entries: Vec::new(),
-            certificate: Default::default(),
-        },
-        running.head.timestamp_ms,
-    );
+    let view = running.ledger.view().context("cannot open a read-only view of the ledger")?;
+    shared.web.attach(view);
+    shared.prefill(running.head.height);
     let _ = shared.consensus.set(running.status.clone());
 
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.seed())
@@ -562,15 +737,10 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
         pool.retain(|e| admission::recheck(e, &c.state, now).is_ok());
     }
     reconcile_leases(shared, &c.state, hook, me);
+    shared.web.on_block(&c.block, &c.state, me, now_ms());
+    // Every node signs its checkpoint (its proofs are served against it); validators gossip it.
+    let signed = shared.web.sign_checkpoint(&c.block, &shared.key);
     if shared.validator {
-        let checkpoint = surplus_ledger::Checkpoint {
-            chain_id: shared.chain_id.clone(),
-            height: c.block.header.height,
-            tree_size: c.block.header.tree_size,
-            root: c.block.header.merkle_root,
-            header_hash: c.block.header.hash(),
-        };
-        let signed = checkpoint.sign(&shared.key);
         if let Some(g) = shared.gossip.get() {
             if let Err(e) = g.publish(Topic::Checkpoints, signed.encode()).await {
                 tracing::debug!(error = %e, "checkpoint not gossiped");

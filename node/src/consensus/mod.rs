@@ -109,6 +109,9 @@ pub struct Running {
     pub commits: mpsc::UnboundedReceiver<Committed>,
     /// Live view of the engine (peers, height).
     pub status: Arc<app::Status>,
+    /// A read-only view of the ledger store at start ([`surplus_ledger::Store::view`]); call
+    /// `view()` on it for later heads.
+    pub ledger: surplus_ledger::Store,
     /// The application task; ends with an error if the engine stops.
     pub task: tokio::task::JoinHandle<Result<()>>,
     engine: malachitebft_app_channel::EngineHandle,
@@ -226,12 +229,13 @@ pub async fn start(
 
     let head = chain.head.clone();
     let state = Arc::new(chain.state().clone());
+    let ledger = chain.store.view().context("cannot open a read-only view of the ledger")?;
     let (tx, rx) = mpsc::unbounded_channel();
     let status = Arc::new(app::Status::default());
     status.set_height(head.height);
     let app = app::App::new(chain, settings, address, pool, tx, status.clone());
     let task = tokio::spawn(app.run(channels));
-    Ok(Running { head, state, commits: rx, status, task, engine })
+    Ok(Running { head, state, commits: rx, status, ledger, task, engine })
 }
 
 fn bytesize_mib(n: u64) -> bytesize::ByteSize {

@@ -1,0 +1,387 @@
+//! What the node keeps for its web API beyond the state: a read-only view of the ledger,
+//! signed checkpoints, market price history, leased capacity over time, live events, metrics
+//! and the ledger export. Filled from each committed block (and, for the history, from the
+//! ledger's last blocks at start, so a restart keeps it).
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use surplus_contracts::{decode_fill, decode_revocation, LeaseStatus, Settlement, State, Tx};
+use surplus_ledger::bundle::ProofBundle;
+use surplus_ledger::{
+    Block, Entry, EntryKind, Hash, PublicKey, SecretKey, SignedCheckpoint, Store,
+};
+use surplus_market::Market;
+use surplus_web::{CapacityPoint, Event, Histogram, PricePoint};
+use tokio::sync::broadcast;
+
+/// Price points kept per market, and leased-capacity samples kept.
+const HISTORY: usize = 10_000;
+/// Blocks read back from the ledger at start to rebuild the history.
+const HISTORY_BLOCKS: u64 = 2_000;
+/// Bids whose acceptance time is remembered for the latency histogram.
+const TRACKED_BIDS: usize = 100_000;
+/// Events a slow subscriber may fall behind by before it is told it lagged.
+const EVENT_CAPACITY: usize = 1024;
+/// Seconds over which orders/s is averaged.
+const RATE_WINDOW_S: u64 = 10;
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The node's web-facing records.
+pub(crate) struct WebData {
+    /// A read-only view of the ledger (from consensus start on), reopened when the head moved
+    /// past it.
+    ledger: Mutex<Option<Store>>,
+    /// This node's latest signed checkpoint, and each other validator's latest valid one.
+    own_checkpoint: Mutex<Option<SignedCheckpoint>>,
+    peer_checkpoints: Mutex<BTreeMap<PublicKey, SignedCheckpoint>>,
+    prices: Mutex<HashMap<Market, VecDeque<PricePoint>>>,
+    leased: Mutex<VecDeque<CapacityPoint>>,
+    events: broadcast::Sender<Event>,
+    pub(crate) blocks_committed: AtomicU64,
+    pub(crate) entries_committed: AtomicU64,
+    pub(crate) orders_accepted: AtomicU64,
+    pub(crate) entries_refused: AtomicU64,
+    /// Orders admitted per wall-clock second, the last few seconds.
+    rate: Mutex<VecDeque<(u64, u64)>>,
+    /// Acceptance time of bids this node took from its API, oldest first.
+    accepted: Mutex<(HashMap<Hash, u64>, VecDeque<Hash>)>,
+    latency: Mutex<Histogram>,
+    /// The latest export (path, height); one export is written at a time.
+    export: tokio::sync::Mutex<Option<(PathBuf, u64)>>,
+    exports_dir: PathBuf,
+}
+
+impl WebData {
+    pub(crate) fn new(exports_dir: PathBuf) -> Self {
+        Self {
+            ledger: Mutex::new(None),
+            own_checkpoint: Mutex::default(),
+            peer_checkpoints: Mutex::default(),
+            prices: Mutex::default(),
+            leased: Mutex::default(),
+            events: broadcast::channel(EVENT_CAPACITY).0,
+            blocks_committed: AtomicU64::new(0),
+            entries_committed: AtomicU64::new(0),
+            orders_accepted: AtomicU64::new(0),
+            entries_refused: AtomicU64::new(0),
+            rate: Mutex::default(),
+            accepted: Mutex::default(),
+            latency: Mutex::default(),
+            export: tokio::sync::Mutex::new(None),
+            exports_dir,
+        }
+    }
+
+    /// Runs `f` on a view of the ledger at least at `height` (reopened if it is older).
+    pub(crate) fn with_ledger<T>(
+        &self,
+        height: u64,
+        f: impl FnOnce(&Store) -> Result<T, surplus_ledger::Error>,
+    ) -> Result<T, String> {
+        let mut guard = lock(&self.ledger);
+        let view = guard.as_mut().ok_or("the ledger is not open yet; retry in a moment")?;
+        if view.height().is_none_or(|h| h < height) {
+            *view = view.view().map_err(|e| format!("cannot read the ledger: {e}"))?;
+        }
+        f(view).map_err(|e| e.to_string())
+    }
+
+    /// Starts serving from `view` (a read-only view of the node's ledger).
+    pub(crate) fn attach(&self, view: Store) {
+        *lock(&self.ledger) = Some(view);
+    }
+
+    /// The ledger's blocks from `head - HISTORY_BLOCKS` to `head`, for rebuilding what the
+    /// node keeps at hand after a restart; their prices are recorded.
+    pub(crate) fn last_blocks(&self, head: u64) -> Result<Vec<Block>, String> {
+        let from = head.saturating_sub(HISTORY_BLOCKS);
+        let blocks: Vec<Block> =
+            self.with_ledger(head, |s| (from..=head).map(|h| s.block(h)).collect())?;
+        for b in &blocks {
+            self.record_prices(b);
+        }
+        Ok(blocks)
+    }
+
+    /// Records what a committed block changed, and publishes it to subscribers.
+    pub(crate) fn on_block(&self, block: &Block, state: &State, me: &PublicKey, now_ms: u64) {
+        let h = &block.header;
+        self.blocks_committed.fetch_add(1, Ordering::Relaxed);
+        self.entries_committed.fetch_add(block.entries.len() as u64, Ordering::Relaxed);
+        self.record_prices(block);
+        let slots: u64 = state
+            .leases()
+            .filter(|l| l.fill.provider == *me && l.status == LeaseStatus::Active)
+            .map(|l| u64::from(l.fill.slots))
+            .sum();
+        {
+            let mut leased = lock(&self.leased);
+            leased.push_back(CapacityPoint { height: h.height, time_ms: h.timestamp_ms, slots });
+            while leased.len() > HISTORY {
+                leased.pop_front();
+            }
+        }
+        // Order-to-lease latency of the bids this node accepted.
+        {
+            let mut accepted = lock(&self.accepted);
+            let mut latency = lock(&self.latency);
+            for e in block.entries.iter().filter(|e| e.kind == EntryKind::FILL) {
+                if let Ok((fill, _)) = decode_fill(&e.payload) {
+                    if let Some(at) = accepted.0.remove(&fill.bid) {
+                        latency.observe(now_ms.saturating_sub(at));
+                    }
+                }
+            }
+        }
+        // Nobody listening is not an error: events are only for live subscribers.
+        let _ = self.events.send(Event::Block {
+            height: h.height,
+            hash: h.hash(),
+            time_ms: h.timestamp_ms,
+            entries: block.entries.len(),
+            tree_size: h.tree_size,
+        });
+        let mut touched: Vec<Hash> = Vec::new();
+        for e in &block.entries {
+            if e.kind == EntryKind::FILL {
+                if let Ok((fill, _)) = decode_fill(&e.payload) {
+                    let _ = self.events.send(Event::Fill { lease: e.id(), height: h.height, fill });
+                }
+            }
+            if let Some(lease) = lease_of(e) {
+                if !touched.contains(&lease) {
+                    touched.push(lease);
+                }
+            }
+        }
+        for id in touched {
+            if let Some(lease) = state.lease(&id) {
+                let _ = self.events.send(Event::Lease { height: h.height, lease: lease.clone() });
+            }
+        }
+    }
+
+    fn record_prices(&self, block: &Block) {
+        let mut per_market: BTreeMap<Market, (u64, u64)> = BTreeMap::new();
+        for e in block.entries.iter().filter(|e| e.kind == EntryKind::FILL) {
+            if let Ok((fill, _)) = decode_fill(&e.payload) {
+                let p = per_market.entry(fill.market.clone()).or_insert((fill.price, 0));
+                p.1 += u64::from(fill.slots);
+            }
+        }
+        if per_market.is_empty() {
+            return;
+        }
+        let h = &block.header;
+        let mut prices = lock(&self.prices);
+        for (market, (price, slots)) in per_market {
+            let points = prices.entry(market).or_default();
+            if points.back().is_some_and(|p| p.height >= h.height) {
+                continue; // already recorded (prefill overlapping the first commits)
+            }
+            points.push_back(PricePoint {
+                height: h.height,
+                time_ms: h.timestamp_ms,
+                price,
+                slots,
+            });
+            while points.len() > HISTORY {
+                points.pop_front();
+            }
+        }
+    }
+
+    pub(crate) fn price_history(&self, market: &Market, limit: usize) -> Vec<PricePoint> {
+        let prices = lock(&self.prices);
+        let Some(points) = prices.get(market) else { return Vec::new() };
+        points.iter().skip(points.len().saturating_sub(limit)).cloned().collect()
+    }
+
+    pub(crate) fn leased(&self) -> Vec<CapacityPoint> {
+        lock(&self.leased).iter().cloned().collect()
+    }
+
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Counts an entry newly admitted into the mempool (orders and cancels only).
+    pub(crate) fn admitted(&self, kind: EntryKind, now_ms: u64) {
+        if kind != EntryKind::ORDER && kind != EntryKind::CANCEL {
+            return;
+        }
+        self.orders_accepted.fetch_add(1, Ordering::Relaxed);
+        {
+            let sec = now_ms / 1000;
+            let mut rate = lock(&self.rate);
+            match rate.back_mut() {
+                Some((s, n)) if *s == sec => *n += 1,
+                _ => rate.push_back((sec, 1)),
+            }
+            while rate.front().is_some_and(|(s, _)| *s + RATE_WINDOW_S < sec) {
+                rate.pop_front();
+            }
+        }
+    }
+
+    /// Remembers when this node's API accepted an order, for the order-to-lease latency.
+    pub(crate) fn accepted_from_api(&self, kind: EntryKind, id: Hash, now_ms: u64) {
+        if kind == EntryKind::ORDER {
+            let mut accepted = lock(&self.accepted);
+            if accepted.0.insert(id, now_ms).is_none() {
+                accepted.1.push_back(id);
+            }
+            while accepted.1.len() > TRACKED_BIDS {
+                if let Some(old) = accepted.1.pop_front() {
+                    accepted.0.remove(&old);
+                }
+            }
+        }
+    }
+
+    /// Orders admitted per second over the last complete seconds of the window.
+    pub(crate) fn orders_per_second(&self, now_ms: u64) -> f64 {
+        let now = now_ms / 1000;
+        let rate = lock(&self.rate);
+        let n: u64 = rate
+            .iter()
+            .filter(|(s, _)| *s < now && *s + RATE_WINDOW_S >= now)
+            .map(|(_, n)| n)
+            .sum();
+        n as f64 / RATE_WINDOW_S as f64
+    }
+
+    pub(crate) fn latency(&self) -> Histogram {
+        lock(&self.latency).clone()
+    }
+
+    /// Signs this node's checkpoint of `block` and keeps it as the latest.
+    pub(crate) fn sign_checkpoint(&self, block: &Block, key: &SecretKey) -> SignedCheckpoint {
+        let h = &block.header;
+        let signed = surplus_ledger::Checkpoint {
+            chain_id: h.chain_id.clone(),
+            height: h.height,
+            tree_size: h.tree_size,
+            root: h.merkle_root,
+            header_hash: h.hash(),
+        }
+        .sign(key);
+        *lock(&self.own_checkpoint) = Some(signed.clone());
+        signed
+    }
+
+    /// Keeps another validator's checkpoint (already verified) if it is its latest.
+    pub(crate) fn peer_checkpoint(&self, c: &SignedCheckpoint) {
+        let mut all = lock(&self.peer_checkpoints);
+        let newer =
+            all.get(&c.signer).is_none_or(|old| old.checkpoint.height < c.checkpoint.height);
+        if newer {
+            all.insert(c.signer, c.clone());
+        }
+    }
+
+    /// This node's latest checkpoint first, then the other validators'.
+    pub(crate) fn checkpoints(&self) -> Vec<SignedCheckpoint> {
+        let own = lock(&self.own_checkpoint).clone();
+        let me = own.as_ref().map(|c| c.signer);
+        own.into_iter()
+            .chain(lock(&self.peer_checkpoints).values().filter(|c| Some(c.signer) != me).cloned())
+            .collect()
+    }
+
+    /// The inclusion proof of the fill that created `lease` (created at `height`), against this
+    /// node's latest signed checkpoint.
+    pub(crate) fn lease_proof(&self, lease: &Hash, height: u64) -> Result<ProofBundle, String> {
+        let signed = lock(&self.own_checkpoint)
+            .clone()
+            .ok_or("this node has signed no checkpoint yet; retry after the next block")?;
+        let cp_height = signed.checkpoint.height;
+        if height > cp_height {
+            return Err(format!(
+                "the lease is in block {height}, after this node's latest checkpoint {cp_height}; \
+                 retry after the next block"
+            ));
+        }
+        self.with_ledger(cp_height, |s| {
+            let block = s.block(height)?;
+            let first = if height == 0 { 0 } else { s.read_head(height - 1)?.0.tree_size };
+            let pos = block.entries.iter().position(|e| e.id() == *lease).ok_or_else(|| {
+                surplus_ledger::Error::Proof(format!(
+                    "block {height} holds no entry {}",
+                    hex::encode(lease)
+                ))
+            })?;
+            let index = first + pos as u64;
+            let proof = s.prove_inclusion(index, Some(signed.checkpoint.tree_size))?;
+            let (header, certificate) = s.read_head(cp_height)?;
+            Ok(ProofBundle::new(
+                height,
+                &block.entries[pos],
+                &proof,
+                signed.checkpoint.clone(),
+                Some(&signed),
+                header,
+                certificate,
+            ))
+        })
+    }
+
+    /// An export of the whole ledger at `height` or later: the latest one if it is recent
+    /// enough, otherwise a new one (written beside, then renamed; older ones are removed).
+    pub(crate) async fn export(self: &Arc<Self>, height: u64) -> Result<(PathBuf, u64), String> {
+        let mut latest = self.export.lock().await;
+        if let Some((path, h)) = latest.as_ref() {
+            if *h >= height && path.exists() {
+                return Ok((path.clone(), *h));
+            }
+        }
+        let me = self.clone();
+        let (path, h) = tokio::task::spawn_blocking(move || me.write_export(height))
+            .await
+            .map_err(|e| format!("the export task failed: {e}"))??;
+        if let Some((old, _)) = latest.replace((path.clone(), h)) {
+            if old != path {
+                let _ = std::fs::remove_file(old);
+            }
+        }
+        Ok((path, h))
+    }
+
+    fn write_export(&self, height: u64) -> Result<(PathBuf, u64), String> {
+        std::fs::create_dir_all(&self.exports_dir)
+            .map_err(|e| format!("cannot create {}: {e}", self.exports_dir.display()))?;
+        let view = self.with_ledger(height, |s| s.view())?;
+        let h = view.height().unwrap_or(0);
+        let path = export_path(&self.exports_dir, h);
+        view.export(&path, &mut |_, _| {}).map_err(|e| format!("cannot export the ledger: {e}"))?;
+        Ok((path, h))
+    }
+}
+
+fn export_path(dir: &Path, height: u64) -> PathBuf {
+    dir.join(format!("ledger-{height}.surplus"))
+}
+
+/// The lease an entry creates or changes, if any.
+fn lease_of(e: &Entry) -> Option<Hash> {
+    match e.kind {
+        EntryKind::FILL => Some(e.id()),
+        EntryKind::SETTLEMENT => Settlement::decode(&e.payload).ok().map(|s| s.lease),
+        EntryKind::REVOCATION => decode_revocation(&e.payload).ok().map(|(l, _)| l),
+        EntryKind::LEASE_TRANSITION | EntryKind::CREDENTIAL_GRANT => {
+            match Tx::decode(e.kind, &e.payload).ok()? {
+                Tx::Terminate { lease, .. } | Tx::Renew { lease, .. } | Tx::Grant { lease, .. } => {
+                    Some(lease)
+                }
+                Tx::Transfer { .. } => None,
+            }
+        }
+        _ => None,
+    }
+}
