@@ -5,6 +5,7 @@
 mod credentials;
 mod limits;
 mod resources;
+mod ui_fixture;
 
 use std::sync::Arc;
 
