@@ -28,11 +28,19 @@ pub struct Limits {
     pub burst: u32,
     /// HTTP worker threads.
     pub workers: usize,
+    /// `GET /api/v1/events` streams open at once at most (503 beyond).
+    pub max_event_streams: usize,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_body_bytes: 256 * 1024, per_ip_per_sec: 50, burst: 100, workers: 2 }
+        Self {
+            max_body_bytes: 256 * 1024,
+            per_ip_per_sec: 50,
+            burst: 100,
+            workers: 2,
+            max_event_streams: 64,
+        }
     }
 }
 
@@ -51,6 +59,12 @@ impl Limits {
         }
         if self.workers == 0 || self.workers > 256 {
             return Err(format!("workers is {}, it must be 1 to 256", self.workers));
+        }
+        if self.max_event_streams == 0 || self.max_event_streams > 100_000 {
+            return Err(format!(
+                "max_event_streams is {}, it must be 1 to 100000",
+                self.max_event_streams
+            ));
         }
         Ok(())
     }

@@ -67,3 +67,184 @@ pub struct Metrics {
     /// From a bid's acceptance by this node to its lease being committed, ms.
     pub order_to_lease_ms: Histogram,
 }
+
+/// The content type of [`Metrics::to_prometheus`].
+pub const PROMETHEUS_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Histogram {
+    /// Cumulative counts per bound, as Prometheus `_bucket{le=...}` reads them, the last for
+    /// `+Inf` (equal to [`Histogram::count`]).
+    pub fn cumulative(&self) -> Vec<u64> {
+        self.counts
+            .iter()
+            .scan(0u64, |total, c| {
+                *total = total.saturating_add(*c);
+                Some(*total)
+            })
+            .collect()
+    }
+}
+
+fn seconds(ms: u64) -> String {
+    // Exact for every ms value: integer seconds and three decimals, trailing zeros dropped.
+    let (s, frac) = (ms / 1000, ms % 1000);
+    if frac == 0 {
+        s.to_string()
+    } else {
+        format!("{s}.{frac:03}").trim_end_matches('0').to_owned()
+    }
+}
+
+impl Metrics {
+    /// The Prometheus text exposition (format 0.0.4), every name prefixed `surplus_`.
+    pub fn to_prometheus(&self) -> String {
+        use std::fmt::Write;
+        let mut out = String::with_capacity(2048);
+        let mut one = |name: &str, kind: &str, help: &str, value: String| {
+            let _ = write!(
+                out,
+                "# HELP surplus_{name} {help}\n# TYPE surplus_{name} {kind}\nsurplus_{name} {value}\n"
+            );
+        };
+        one("height", "gauge", "Height of the last committed block.", self.height.to_string());
+        one(
+            "blocks_committed_total",
+            "counter",
+            "Blocks committed since the node started.",
+            self.blocks_committed.to_string(),
+        );
+        one(
+            "entries_committed_total",
+            "counter",
+            "Entries in the blocks committed since the node started.",
+            self.entries_committed.to_string(),
+        );
+        one(
+            "orders_accepted_total",
+            "counter",
+            "Orders and cancels this node admitted since it started (API and gossip).",
+            self.orders_accepted.to_string(),
+        );
+        one(
+            "entries_refused_total",
+            "counter",
+            "Entries this node refused since it started.",
+            self.entries_refused.to_string(),
+        );
+        let ops = if self.orders_per_second.is_finite() { self.orders_per_second } else { 0.0 };
+        one(
+            "orders_per_second",
+            "gauge",
+            "Orders admitted per second over the last few seconds.",
+            format!("{ops}"),
+        );
+        one(
+            "mempool_entries",
+            "gauge",
+            "Entries waiting in the mempool.",
+            self.mempool.to_string(),
+        );
+        one("peers", "gauge", "Connected peers.", self.peers.to_string());
+
+        let h = &self.order_to_lease_ms;
+        let name = "surplus_order_to_lease_seconds";
+        let _ = write!(
+            out,
+            "# HELP {name} From a bid's acceptance by this node to its lease being committed.\n\
+             # TYPE {name} histogram\n"
+        );
+        let cumulative = h.cumulative();
+        for (bound, c) in h.bounds_ms.iter().zip(&cumulative) {
+            let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {c}", seconds(*bound));
+        }
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
+        let _ = writeln!(out, "{name}_sum {}", seconds(h.sum_ms));
+        let _ = writeln!(out, "{name}_count {}", h.count());
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn observations_land_in_the_first_bucket_whose_bound_is_not_below() {
+        let mut h = Histogram::new(&[10, 100]);
+        for ms in [0, 10, 11, 100, 101, 5_000] {
+            h.observe(ms);
+        }
+        // <= 10: 0 and 10; <= 100: 11 and 100; beyond: 101 and 5000.
+        assert_eq!(h.counts, vec![2, 2, 2]);
+        assert_eq!(h.count(), 6);
+        assert_eq!(h.sum_ms, 5_222);
+        assert_eq!(h.cumulative(), vec![2, 4, 6]);
+    }
+
+    #[test]
+    fn default_has_the_latency_bounds_and_an_overflow_bucket() {
+        let h = Histogram::default();
+        assert_eq!(h.bounds_ms, LATENCY_BOUNDS_MS.to_vec());
+        assert_eq!(h.counts.len(), LATENCY_BOUNDS_MS.len() + 1);
+        assert_eq!(h.count(), 0);
+        assert_eq!(h.cumulative().last(), Some(&0));
+    }
+
+    #[test]
+    fn sum_saturates_instead_of_overflowing() {
+        let mut h = Histogram::new(&[1]);
+        h.observe(u64::MAX);
+        h.observe(5);
+        assert_eq!(h.sum_ms, u64::MAX);
+        assert_eq!(h.counts, vec![0, 2]);
+    }
+
+    #[test]
+    fn seconds_are_exact() {
+        assert_eq!(seconds(0), "0");
+        assert_eq!(seconds(50), "0.05");
+        assert_eq!(seconds(1_500), "1.5");
+        assert_eq!(seconds(60_000), "60");
+        assert_eq!(seconds(1_001), "1.001");
+    }
+
+    #[test]
+    fn exposition_has_help_type_and_cumulative_buckets() {
+        let mut m = Metrics {
+            height: 7,
+            blocks_committed: 3,
+            orders_per_second: 2.5,
+            ..Default::default()
+        };
+        m.order_to_lease_ms = Histogram::new(&[100, 1_000]);
+        for ms in [50, 150, 2_000] {
+            m.order_to_lease_ms.observe(ms);
+        }
+        let text = m.to_prometheus();
+        for line in [
+            "# HELP surplus_height ",
+            "# TYPE surplus_height gauge",
+            "surplus_height 7",
+            "# TYPE surplus_blocks_committed_total counter",
+            "surplus_blocks_committed_total 3",
+            "surplus_orders_per_second 2.5",
+            "surplus_mempool_entries 0",
+            "surplus_peers 0",
+            "# TYPE surplus_order_to_lease_seconds histogram",
+            "surplus_order_to_lease_seconds_bucket{le=\"0.1\"} 1",
+            "surplus_order_to_lease_seconds_bucket{le=\"1\"} 2",
+            "surplus_order_to_lease_seconds_bucket{le=\"+Inf\"} 3",
+            "surplus_order_to_lease_seconds_sum 2.2",
+            "surplus_order_to_lease_seconds_count 3",
+        ] {
+            assert!(text.lines().any(|l| l.starts_with(line)), "missing {line:?} in\n{text}");
+        }
+        // Every sample line is `name[{labels}] value`, and every name has HELP and TYPE.
+        for l in text.lines().filter(|l| !l.starts_with('#')) {
+            let (name, value) = l.rsplit_once(' ').unwrap();
+            assert!(name.starts_with("surplus_"), "{l}");
+            assert!(value.parse::<f64>().is_ok(), "{l}");
+        }
+        assert!(text.ends_with('\n'));
+    }
+}

@@ -108,7 +108,7 @@ pub trait Node: Send + Sync + 'static {
     }
 }
 
-const NOT_SERVED: &str = "this node does not serve the ledger";
+pub(crate) const NOT_SERVED: &str = "this node does not serve the ledger";
 
 /// One clearing of a market: the block, its time, the uniform price and the slots it filled.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

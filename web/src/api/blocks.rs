@@ -1,33 +1,185 @@
-//! `GET /api/v1/blocks/{height}`: a recent committed block's header, hash, commit time on this
-//! node and the bids that filled in it.
+//! `GET /api/v1/blocks?before=H&limit=N` (newest first) and `GET /api/v1/blocks/{height}` (the
+//! whole block from the ledger, entries decoded).
 
 use actix_web::{web, HttpResponse};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+use surplus_ledger::{Block, Certificate, Header, PublicKey, Signature};
 
-use super::Ctx;
+use super::decode::EntryView;
+use super::{ledger_error, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::node::RecentBlock;
 
-/// A block as served.
-#[derive(Debug, Serialize)]
+/// Blocks listed when no `limit` is given.
+pub const DEFAULT_BLOCKS: u64 = 20;
+/// Most blocks one list answers with.
+pub const MAX_BLOCKS: u64 = 100;
+
+/// A block's header in brief.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockSummary {
+    /// Height.
+    pub height: u64,
+    /// Header hash (hex).
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub hash: surplus_ledger::Hash,
+    /// Block time, ms since the epoch.
+    pub time_ms: u64,
+    /// Entries in the block.
+    pub entries: usize,
+    /// The validator that proposed it.
+    pub proposer: PublicKey,
+    /// Entries in the ledger after it.
+    pub tree_size: u64,
+}
+
+/// One signature of a commit certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CommitView {
+    /// Index of the validator in the genesis set.
+    pub validator: u16,
+    /// Its key (none if the node does not know the set).
+    pub signer: Option<PublicKey>,
+    /// Its precommit signature.
+    pub signature: Signature,
+}
+
+/// A block's commit certificate.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertificateView {
+    /// The round that decided the block.
+    pub round: u32,
+    /// The precommit signatures.
+    pub signatures: Vec<CommitView>,
+}
+
+/// A whole block as served.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BlockView {
     /// Height.
     pub height: u64,
     /// Header hash (hex).
-    pub hash: String,
-    /// The summary.
-    #[serde(flatten)]
-    pub block: RecentBlock,
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub hash: surplus_ledger::Hash,
+    /// The header.
+    pub header: Header,
+    /// The commit certificate (none when the node serves only its recent window).
+    pub certificate: Option<CertificateView>,
+    /// The entries, decoded (none when the node serves only its recent window).
+    pub entries: Option<Vec<EntryView>>,
+    /// Entries in the block.
+    pub entry_count: usize,
+    /// When this node committed it, ms (recent blocks only).
+    pub committed_ms: Option<u64>,
+    /// Ids of the bids that filled in it (recent blocks only).
+    pub filled_bids: Option<Vec<String>>,
 }
 
-/// The block at `height`, if the node still holds it in its recent window.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ListQuery {
+    before: Option<u64>,
+    limit: Option<u64>,
+}
+
+fn summary(header: &Header, entries: usize) -> BlockSummary {
+    BlockSummary {
+        height: header.height,
+        hash: header.hash(),
+        time_ms: header.timestamp_ms,
+        entries,
+        proposer: header.proposer,
+        tree_size: header.tree_size,
+    }
+}
+
+/// Blocks below `before` (the head's and older without it), newest first, at most `limit`.
+pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
+    let limit = q.limit.unwrap_or(DEFAULT_BLOCKS);
+    if limit == 0 || limit > MAX_BLOCKS {
+        return Err(ApiError::bad_request(
+            "bad_limit",
+            format!("limit is {limit}, it must be 1 to {MAX_BLOCKS}"),
+        ));
+    }
+    let head = ctx.node.status().height;
+    let top = q.before.unwrap_or(head.saturating_add(1)).min(head.saturating_add(1));
+    let mut out = Vec::new();
+    for height in (top.saturating_sub(limit)..top).rev() {
+        if let Some(r) = ctx.node.block(height) {
+            out.push(summary(&r.header, r.entries));
+            continue;
+        }
+        match ctx.node.ledger_block(height) {
+            Ok(Some(b)) => out.push(summary(&b.header, b.entries.len())),
+            Ok(None) => {}
+            // A node without a ledger lists its recent window only.
+            Err(e) if e == crate::node::NOT_SERVED => break,
+            Err(e) => return Err(ApiError::Internal(format!("reading block {height}: {e}"))),
+        }
+    }
+    Ok(HttpResponse::Ok().json(out))
+}
+
+fn full(block: Block, recent: Option<RecentBlock>, validators: &[PublicKey]) -> BlockView {
+    let Block { header, entries, certificate } = block;
+    let Certificate { round, signatures } = certificate;
+    let first = header.tree_size.saturating_sub(entries.len() as u64);
+    BlockView {
+        height: header.height,
+        hash: header.hash(),
+        certificate: Some(CertificateView {
+            round,
+            signatures: signatures
+                .into_iter()
+                .map(|s| CommitView {
+                    validator: s.validator,
+                    signer: validators.get(usize::from(s.validator)).copied(),
+                    signature: s.signature,
+                })
+                .collect(),
+        }),
+        entry_count: entries.len(),
+        entries: Some(
+            entries.iter().enumerate().map(|(i, e)| EntryView::new(first + i as u64, e)).collect(),
+        ),
+        committed_ms: recent.as_ref().map(|r| r.committed_ms),
+        filled_bids: recent.map(|r| r.filled_bids),
+        header,
+    }
+}
+
+/// The block at `height`: from the ledger, with the recent window's commit time when held.
 pub(crate) async fn block(ctx: web::Data<Ctx>, height: web::Path<u64>) -> ApiResult<HttpResponse> {
     let height = height.into_inner();
-    let block = ctx.node.block(height).ok_or_else(|| {
-        ApiError::not_found(
-            "unknown_block",
-            format!("this node has no block {height} in its recent window (or not yet)"),
-        )
-    })?;
-    Ok(HttpResponse::Ok().json(BlockView { height, hash: hex::encode(block.header.hash()), block }))
+    let recent = ctx.node.block(height);
+    let view = match ctx.node.ledger_block(height) {
+        Ok(Some(b)) => full(b, recent, &ctx.node.validators()),
+        Ok(None) => None.ok_or_else(|| unknown(height, &ctx))?,
+        Err(e) if e == crate::node::NOT_SERVED => {
+            let r = recent.ok_or_else(|| unknown(height, &ctx))?;
+            BlockView {
+                height,
+                hash: r.header.hash(),
+                header: r.header,
+                certificate: None,
+                entries: None,
+                entry_count: r.entries,
+                committed_ms: Some(r.committed_ms),
+                filled_bids: Some(r.filled_bids),
+            }
+        }
+        Err(e) => return Err(ledger_error(format!("reading block {height}: {e}"))),
+    };
+    Ok(HttpResponse::Ok().json(view))
+}
+
+fn unknown(height: u64, ctx: &Ctx) -> ApiError {
+    ApiError::not_found(
+        "unknown_block",
+        format!(
+            "this node has no block {height}; its head is at height {}",
+            ctx.node.status().height
+        ),
+    )
 }

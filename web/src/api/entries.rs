@@ -36,3 +36,48 @@ pub(crate) async fn submit(
     let id = ctx.node.submit(entry).await.map_err(ApiError::Refused)?;
     Ok(HttpResponse::Accepted().json(Submitted { id }))
 }
+
+/// One committed entry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntryAt {
+    /// Global index in the ledger.
+    pub index: u64,
+    /// Height of its block.
+    pub height: u64,
+    /// The entry id (hex).
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub id: Hash,
+    /// Kind name.
+    pub kind: String,
+    /// The entry's canonical encoding, hex (what `POST /api/v1/entries` takes).
+    pub entry: String,
+    /// The entry in parts, its payload decoded.
+    pub view: super::decode::EntryView,
+    /// The payload decoded, when it decodes (as `view.decoded`).
+    pub decoded: Option<serde_json::Value>,
+}
+
+/// The entry at global index `index`.
+pub(crate) async fn one(ctx: web::Data<Ctx>, index: web::Path<u64>) -> ApiResult<HttpResponse> {
+    let index = index.into_inner();
+    let (height, entry) = ctx
+        .node
+        .ledger_entry(index)
+        .map_err(|e| super::ledger_error(format!("reading entry {index}: {e}")))?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_entry",
+                format!("the ledger has no entry {index} (yet); GET /api/v1/status shows the head"),
+            )
+        })?;
+    let view = super::decode::EntryView::new(index, &entry);
+    Ok(HttpResponse::Ok().json(EntryAt {
+        index,
+        height,
+        id: view.id,
+        kind: view.kind.clone(),
+        entry: hex::encode(entry.encode()),
+        decoded: view.decoded.clone(),
+        view,
+    }))
+}

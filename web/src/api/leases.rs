@@ -65,3 +65,20 @@ pub(crate) async fn one(ctx: web::Data<Ctx>, id: web::Path<String>) -> ApiResult
     })?;
     Ok(HttpResponse::Ok().json(LeaseView { lease, provisioning: ctx.node.provisioning(&id) }))
 }
+
+/// The inclusion proof of the lease's fill against this node's signed checkpoint
+/// ([`surplus_ledger::bundle::ProofBundle`]), to verify offline.
+pub(crate) async fn proof(ctx: web::Data<Ctx>, id: web::Path<String>) -> ApiResult<HttpResponse> {
+    let id = parse_hash(&id, "lease id")?;
+    let bundle = ctx
+        .node
+        .lease_proof(&id)
+        .map_err(|e| super::ledger_error(format!("proving lease {}: {e}", hex::encode(id))))?
+        .ok_or_else(|| {
+            ApiError::not_found(
+                "unknown_lease",
+                format!("no lease {} on this chain", hex::encode(id)),
+            )
+        })?;
+    Ok(HttpResponse::Ok().json(bundle))
+}

@@ -3,11 +3,22 @@
 
 mod accounts;
 mod blocks;
+mod chain;
+mod checkpoints;
 mod credentials;
+mod decode;
 mod entries;
+mod events;
+mod export;
+mod faucet;
 mod gateway;
 mod leases;
 mod markets;
+mod metrics;
+pub mod openapi;
+mod operator;
+mod orders;
+pub(crate) mod routes;
 mod status;
 
 use std::sync::Arc;
@@ -21,11 +32,24 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use surplus_ledger::{parse_hex, Hash, PublicKey};
 
 pub use accounts::AccountView;
+pub use blocks::{
+    BlockSummary, BlockView, CertificateView, CommitView, DEFAULT_BLOCKS, MAX_BLOCKS,
+};
+pub use chain::ChainView;
 pub use credentials::{ChallengeView, CredentialRequest, CredentialToken};
+pub use decode::{decode, EntryView};
+pub use entries::EntryAt;
 pub use entries::{Submit, Submitted};
+pub use events::{frame as event_frame, KEEP_ALIVE};
+pub use faucet::FaucetRequest;
 pub use gateway::{GatewayAnswer, GatewayRequest};
 pub use leases::{LeaseList, LeaseView, DEFAULT_LEASES, MAX_LEASES};
-pub use markets::{BookOrder, BookSide, BookView, Level, MarketSummary, MAX_BOOK_ORDERS};
+pub use markets::{
+    BookOrder, BookSide, BookView, Level, MarketSummary, DEFAULT_HISTORY, MAX_BOOK_ORDERS,
+    MAX_HISTORY,
+};
+pub use operator::{Earnings, OperatorView, MAX_OPERATOR_LEASES};
+pub use orders::OrderView;
 
 use crate::challenge::Challenges;
 use crate::error::{ApiError, ApiResult};
@@ -36,6 +60,8 @@ use crate::node::Node;
 pub(crate) struct Ctx {
     pub(crate) node: Arc<dyn Node>,
     pub(crate) challenges: Challenges,
+    pub(crate) cache: markets::AnswerCache,
+    pub(crate) streams: events::Streams,
 }
 
 /// Registers the API, `/healthz`, the limits and the JSON error handlers on `cfg`.
@@ -54,7 +80,12 @@ pub(crate) struct Shared {
 impl Shared {
     pub(crate) fn new(node: Arc<dyn Node>, limits: &Limits) -> Self {
         Self {
-            ctx: web::Data::new(Ctx { node, challenges: Challenges::default() }),
+            ctx: web::Data::new(Ctx {
+                node,
+                challenges: Challenges::default(),
+                cache: markets::AnswerCache::default(),
+                streams: events::Streams::new(limits.max_event_streams),
+            }),
             limiter: web::Data::new(RateLimiter::new(limits)),
         }
     }
@@ -72,32 +103,33 @@ pub(crate) fn configure_shared(cfg: &mut web::ServiceConfig, shared: &Shared, li
         )
         .app_data(web::PathConfig::default().error_handler(|e, req| path_error(e, req).into()))
         .app_data(web::QueryConfig::default().error_handler(|e, req| query_error(e, req).into()))
-        .route("/healthz", web::get().to(status::healthz))
-        .configure(crate::ui::configure)
-        .service(
-            web::scope("/api/v1")
-                .wrap(ErrorHandlers::new().default_handler(json_errors))
-                .wrap(from_fn(rate_limit))
-                .service(web::resource("/status").route(web::get().to(status::status)))
-                .service(web::resource("/blocks/{height}").route(web::get().to(blocks::block)))
-                .service(web::resource("/entries").route(web::post().to(entries::submit)))
-                .service(web::resource("/markets").route(web::get().to(markets::markets)))
-                .service(web::resource("/book").route(web::get().to(markets::book)))
-                .service(web::resource("/accounts/{key}").route(web::get().to(accounts::account)))
-                .service(web::resource("/leases").route(web::get().to(leases::list)))
-                .service(web::resource("/leases/{id}").route(web::get().to(leases::one)))
-                .service(
-                    web::resource("/leases/{id}/challenge")
-                        .route(web::post().to(credentials::challenge)),
-                )
-                .service(
-                    web::resource("/leases/{id}/credential")
-                        .route(web::post().to(credentials::credential)),
-                )
-                .service(web::resource("/gateway").route(web::post().to(gateway::gateway)))
-                .default_service(web::to(not_found)),
-        )
-        .default_service(web::to(not_found));
+        .configure(crate::ui::configure);
+    let mut scope = web::scope(routes::API)
+        .wrap(ErrorHandlers::new().default_handler(json_errors))
+        .wrap(from_fn(rate_limit));
+    // One resource per path, with a route per method.
+    let mut paths: Vec<&'static str> = Vec::new();
+    let all = routes::routes();
+    for r in &all {
+        if r.handler.is_some() && !paths.contains(&r.path) {
+            paths.push(r.path);
+        }
+    }
+    for path in paths {
+        let mut resource = web::resource(path.strip_prefix(routes::API).unwrap_or(path))
+            .default_service(web::to(method_not_allowed));
+        for r in all.iter().filter(|r| r.path == path) {
+            if let Some(handler) = r.handler {
+                resource = resource.route(handler().method(r.method.clone()));
+            }
+        }
+        if path.starts_with(routes::API) {
+            scope = scope.service(resource);
+        } else {
+            cfg.service(resource);
+        }
+    }
+    cfg.service(scope.default_service(web::to(not_found))).default_service(web::to(not_found));
 }
 
 /// Any path nothing serves.
@@ -105,13 +137,19 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
     ApiError::not_found(
         "no_route",
         format!(
-            "nothing is served at {} {}; the API lives under /api/v1 (status, entries, markets, \
-             book, accounts, leases, gateway)",
+            "nothing is served at {} {}; the API lives under /api/v1; GET /openapi.json lists \
+             every route",
             req.method(),
             req.path()
         ),
     )
     .error_response()
+}
+
+/// A method a path does not serve.
+async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
+    ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.path().to_owned() }
+        .error_response()
 }
 
 /// Turns error responses that are not JSON yet (a method a route does not serve) into JSON.
@@ -163,6 +201,16 @@ fn path_error(e: PathError, req: &HttpRequest) -> ApiError {
 
 fn query_error(e: QueryPayloadError, req: &HttpRequest) -> ApiError {
     ApiError::bad_request("bad_query", format!("the query of {} is not valid: {e}", req.path()))
+}
+
+/// A failure of the node's ledger: 404 `ledger_not_served` from a node that serves no ledger,
+/// otherwise an opaque 500 (the detail is logged).
+pub(crate) fn ledger_error(detail: String) -> ApiError {
+    if detail.ends_with(crate::node::NOT_SERVED) {
+        ApiError::not_found("ledger_not_served", crate::node::NOT_SERVED)
+    } else {
+        ApiError::Internal(detail)
+    }
 }
 
 /// Parses a 32-byte hash in hex, naming `what` in the 400.

@@ -1,0 +1,135 @@
+//! `GET /api/v1/events[?account=KEY]`: what each committed block changed, as server-sent
+//! events (`event: block|fill|lease`, `data: <Event JSON>`), with a keep-alive comment every
+//! [`KEEP_ALIVE`] and `event: lagged` when this client fell behind and missed events.
+
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::http::header;
+use actix_web::web::Bytes;
+use actix_web::{web, HttpResponse};
+use serde::Deserialize;
+use surplus_ledger::PublicKey;
+use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::Receiver;
+
+use super::{parse_key, Ctx};
+use crate::error::{ApiError, ApiResult};
+use crate::node::Event;
+
+/// Time between keep-alive comments on an idle stream.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct EventsQuery {
+    account: Option<String>,
+}
+
+/// Open event streams, bounded.
+#[derive(Debug)]
+pub(crate) struct Streams {
+    open: Arc<AtomicUsize>,
+    max: usize,
+}
+
+impl Streams {
+    pub(crate) fn new(max: usize) -> Self {
+        Self { open: Arc::new(AtomicUsize::new(0)), max }
+    }
+
+    /// A slot for one more stream, if fewer than the maximum are open.
+    fn acquire(&self) -> Option<Slot> {
+        self.open
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
+            .ok()
+            .map(|_| Slot(self.open.clone()))
+    }
+}
+
+/// One open stream; closing it (the client went away) frees the slot.
+struct Slot(Arc<AtomicUsize>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+struct Stream {
+    rx: Receiver<Event>,
+    account: Option<PublicKey>,
+    keep_alive: tokio::time::Interval,
+    opened: bool,
+    _slot: Slot,
+}
+
+/// The frame of one event.
+pub fn frame(event: &Event) -> Bytes {
+    let name = match event {
+        Event::Block { .. } => "block",
+        Event::Fill { .. } => "fill",
+        Event::Lease { .. } => "lease",
+    };
+    // An event is plain data; serializing it cannot fail, and JSON holds no raw newline.
+    let data = serde_json::to_string(event).unwrap_or_else(|_| "null".into());
+    Bytes::from(format!("event: {name}\ndata: {data}\n\n"))
+}
+
+async fn next(mut s: Stream) -> Option<(Result<Bytes, Infallible>, Stream)> {
+    if !s.opened {
+        s.opened = true;
+        return Some((Ok(Bytes::from_static(b"retry: 3000\n: connected\n\n")), s));
+    }
+    loop {
+        tokio::select! {
+            r = s.rx.recv() => match r {
+                Ok(ev) if s.account.is_none_or(|a| ev.concerns(&a)) => {
+                    return Some((Ok(frame(&ev)), s));
+                }
+                Ok(_) => {}
+                Err(RecvError::Lagged(n)) => {
+                    let b = format!("event: lagged\ndata: {{\"missed\":{n}}}\n\n");
+                    return Some((Ok(Bytes::from(b)), s));
+                }
+                Err(RecvError::Closed) => return None,
+            },
+            _ = s.keep_alive.tick() => {
+                return Some((Ok(Bytes::from_static(b": keep-alive\n\n")), s));
+            }
+        }
+    }
+}
+
+/// Opens a stream: 404 if the node publishes no events, 503 when too many streams are open.
+pub(crate) async fn events(
+    ctx: web::Data<Ctx>,
+    q: web::Query<EventsQuery>,
+) -> ApiResult<HttpResponse> {
+    let account = q.account.as_deref().map(|k| parse_key(k, "account")).transpose()?;
+    let rx = ctx.node.subscribe().ok_or_else(|| {
+        ApiError::not_found("events_not_served", "this node does not publish events")
+    })?;
+    let slot = ctx.streams.acquire().ok_or_else(|| ApiError::Unavailable {
+        code: "too_many_streams",
+        message: format!(
+            "this node serves {} event streams at most and all are open; retry later",
+            ctx.streams.max
+        ),
+    })?;
+    let start = tokio::time::Instant::now() + KEEP_ALIVE;
+    let state = Stream {
+        rx,
+        account,
+        keep_alive: tokio::time::interval_at(start, KEEP_ALIVE),
+        opened: false,
+        _slot: slot,
+    };
+    Ok(HttpResponse::Ok()
+        .content_type("text/event-stream")
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .insert_header(("X-Accel-Buffering", "no"))
+        .streaming(futures::stream::unfold(state, next)))
+}

@@ -1,0 +1,51 @@
+//! `GET /api/v1/orders?account=KEY`: an account's resting orders, from the committed book.
+
+use actix_web::{web, HttpResponse};
+use serde::{Deserialize, Serialize};
+use surplus_market::{Market, Order};
+
+use super::markets::{view, BookOrder};
+use super::{parse_key, Ctx};
+use crate::error::ApiResult;
+
+/// A resting order of the account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OrderView {
+    /// `offer` or `bid`.
+    pub side: String,
+    /// The market.
+    pub market: Market,
+    /// The order as the book shows it.
+    #[serde(flatten)]
+    pub order: BookOrder,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct OrdersQuery {
+    account: String,
+}
+
+/// The account's resting orders, oldest first.
+pub(crate) async fn list(
+    ctx: web::Data<Ctx>,
+    q: web::Query<OrdersQuery>,
+) -> ApiResult<HttpResponse> {
+    let account = parse_key(&q.account, "account")?;
+    let state = ctx.node.state();
+    let now_ms = state.book.now_ms();
+    let mut out: Vec<OrderView> = state
+        .book
+        .orders()
+        .filter(|r| r.order.author == account)
+        .map(|r| {
+            let (side, market) = match &r.order.order {
+                Order::Offer(o) => ("offer", o.market.clone()),
+                Order::Bid(b) => ("bid", b.market.clone()),
+            };
+            OrderView { side: side.into(), market, order: view(r, now_ms) }
+        })
+        .collect();
+    out.sort_by_key(|o| (o.order.height, o.order.id));
+    Ok(HttpResponse::Ok().json(out))
+}

@@ -1,0 +1,368 @@
+//! The one list of routes: each is registered from it and documented from it in
+//! `/openapi.json`, so the two cannot drift apart.
+
+use actix_web::http::Method;
+use actix_web::web;
+
+use super::{
+    accounts, blocks, chain, checkpoints, credentials, entries, events, export, faucet, gateway,
+    leases, markets, metrics, openapi, operator, orders, status,
+};
+
+/// Where a parameter is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum In {
+    Path,
+    Query,
+}
+
+/// A parameter of a route.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Param {
+    pub(crate) name: &'static str,
+    pub(crate) location: In,
+    pub(crate) required: bool,
+    /// JSON schema type: `string` or `integer`.
+    pub(crate) kind: &'static str,
+    pub(crate) description: &'static str,
+}
+
+const fn path(name: &'static str, kind: &'static str, description: &'static str) -> Param {
+    Param { name, location: In::Path, required: true, kind, description }
+}
+
+const fn query(name: &'static str, kind: &'static str, description: &'static str) -> Param {
+    Param { name, location: In::Query, required: false, kind, description }
+}
+
+const fn required(p: Param) -> Param {
+    Param { required: true, ..p }
+}
+
+/// The main answer of a route.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) content_type: &'static str,
+    /// Name of a schema in the document's components (JSON answers).
+    pub(crate) schema: Option<&'static str>,
+    pub(crate) description: &'static str,
+}
+
+const fn json(status: u16, schema: &'static str, description: &'static str) -> Answer {
+    Answer { status, content_type: "application/json", schema: Some(schema), description }
+}
+
+const fn other(content_type: &'static str, description: &'static str) -> Answer {
+    Answer { status: 200, content_type, schema: None, description }
+}
+
+/// One route.
+pub(crate) struct Route {
+    pub(crate) method: Method,
+    /// The full path, parameters in braces (as OpenAPI and actix both write them).
+    pub(crate) path: &'static str,
+    pub(crate) summary: &'static str,
+    pub(crate) params: Vec<Param>,
+    /// Schema name of the JSON body.
+    pub(crate) body: Option<&'static str>,
+    pub(crate) answer: Answer,
+    /// Error statuses besides 429 and 500, which every API route may answer.
+    pub(crate) errors: &'static [u16],
+    /// The handler; `None` for routes registered by another module (the UI's).
+    pub(crate) handler: Option<fn() -> actix_web::Route>,
+}
+
+/// The prefix of the JSON API.
+pub(crate) const API: &str = "/api/v1";
+
+const KEY: &str = "a public key, 64 hex digits";
+const LIMIT: &str = "most items in the answer";
+
+/// Every route the node serves.
+pub(crate) fn routes() -> Vec<Route> {
+    let get = Method::GET;
+    let post = Method::POST;
+    vec![
+        Route {
+            method: get.clone(),
+            path: "/healthz",
+            summary: "Liveness: `ok` while the HTTP server runs.",
+            params: vec![],
+            body: None,
+            answer: other("text/plain", "ok"),
+            errors: &[],
+            handler: Some(|| web::to(status::healthz)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/metrics",
+            summary: "Counters, gauges and the order-to-lease histogram, Prometheus text 0.0.4.",
+            params: vec![],
+            body: None,
+            answer: other(crate::metrics::PROMETHEUS_CONTENT_TYPE, "The exposition"),
+            errors: &[],
+            handler: Some(|| web::to(metrics::metrics)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/openapi.json",
+            summary: "This document.",
+            params: vec![],
+            body: None,
+            answer: other("application/json", "The OpenAPI 3.1 document"),
+            errors: &[],
+            handler: Some(|| web::to(openapi::openapi)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/",
+            summary: "The web UI's page.",
+            params: vec![],
+            body: None,
+            answer: other("text/html", "The page"),
+            errors: &[],
+            handler: None,
+        },
+        Route {
+            method: get.clone(),
+            path: "/ui/{file}",
+            summary: "A file of the web UI (`app.js`, `style.css`, `index.html`).",
+            params: vec![path("file", "string", "file name")],
+            body: None,
+            answer: other("text/javascript", "The file"),
+            errors: &[404],
+            handler: None,
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/status",
+            summary: "The node's status: chain id, key, head, peers, mempool.",
+            params: vec![],
+            body: None,
+            answer: json(200, "Status", "The status"),
+            errors: &[],
+            handler: Some(|| web::to(status::status)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/chain",
+            summary: "The chain id, the genesis validators and the quorum.",
+            params: vec![],
+            body: None,
+            answer: json(200, "Chain", "The chain"),
+            errors: &[],
+            handler: Some(|| web::to(chain::chain)),
+        },
+        Route {
+            method: post.clone(),
+            path: "/api/v1/entries",
+            summary: "Submits a signed entry (order, cancel, transfer, lease transition).",
+            params: vec![],
+            body: Some("Submit"),
+            answer: json(202, "Submitted", "Admitted to the mempool; the id"),
+            errors: &[400, 409, 413, 415, 503],
+            handler: Some(|| web::to(entries::submit)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/entries/{index}",
+            summary: "The committed entry at a global index, decoded.",
+            params: vec![path("index", "integer", "global index of the entry in the ledger")],
+            body: None,
+            answer: json(200, "EntryAt", "The entry"),
+            errors: &[400, 404],
+            handler: Some(|| web::to(entries::one)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/blocks",
+            summary: "Block summaries, newest first.",
+            params: vec![
+                query("before", "integer", "only blocks below this height (default: all)"),
+                query("limit", "integer", "most blocks, 1 to 100 (default 20)"),
+            ],
+            body: None,
+            answer: json(200, "BlockSummaries", "The blocks"),
+            errors: &[400],
+            handler: Some(|| web::to(blocks::list)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/blocks/{height}",
+            summary: "A whole block: header, certificate, decoded entries, commit time here.",
+            params: vec![path("height", "integer", "block height")],
+            body: None,
+            answer: json(200, "Block", "The block"),
+            errors: &[400, 404],
+            handler: Some(|| web::to(blocks::block)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/markets",
+            summary: "Every market of the catalogue with its last price and resting orders.",
+            params: vec![],
+            body: None,
+            answer: json(200, "Markets", "The markets"),
+            errors: &[],
+            handler: Some(|| web::to(markets::markets)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/markets/{market}/history",
+            summary: "Clearing prices of a market, oldest first.",
+            params: vec![
+                path("market", "string", "class@region"),
+                query("limit", "integer", "most prices, 1 to 1000 (default 100)"),
+            ],
+            body: None,
+            answer: json(200, "PriceHistory", "The prices"),
+            errors: &[400, 404],
+            handler: Some(|| web::to(markets::history)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/book",
+            summary: "The resting book of a market: depth by price and orders by priority.",
+            params: vec![
+                required(query("market", "string", "class@region")),
+                query("limit", "integer", "orders listed per side, 1 to 1000 (default 100)"),
+            ],
+            body: None,
+            answer: json(200, "Book", "The book"),
+            errors: &[400, 404],
+            handler: Some(|| web::to(markets::book)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/orders",
+            summary: "An account's resting orders.",
+            params: vec![required(query("account", "string", KEY))],
+            body: None,
+            answer: json(200, "Orders", "The orders, oldest first"),
+            errors: &[400],
+            handler: Some(|| web::to(orders::list)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/accounts/{key}",
+            summary: "An account's balance and next sequence number.",
+            params: vec![path("key", "string", KEY)],
+            body: None,
+            answer: json(200, "Account", "The account"),
+            errors: &[400],
+            handler: Some(|| web::to(accounts::account)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/leases",
+            summary: "Leases, all or of one account (buyer or provider), in id order.",
+            params: vec![query("account", "string", KEY), query("limit", "integer", LIMIT)],
+            body: None,
+            answer: json(200, "LeaseList", "The leases"),
+            errors: &[400],
+            handler: Some(|| web::to(leases::list)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/leases/{id}",
+            summary: "One lease and its provisioning.",
+            params: vec![path("id", "string", "lease id, 64 hex digits")],
+            body: None,
+            answer: json(200, "LeaseView", "The lease"),
+            errors: &[400, 404],
+            handler: Some(|| web::to(leases::one)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/leases/{id}/proof",
+            summary: "Inclusion proof of the lease's fill against this node's signed checkpoint.",
+            params: vec![path("id", "string", "lease id, 64 hex digits")],
+            body: None,
+            answer: json(200, "ProofBundle", "The proof, verifiable offline"),
+            errors: &[400, 404],
+            handler: Some(|| web::to(leases::proof)),
+        },
+        Route {
+            method: post.clone(),
+            path: "/api/v1/leases/{id}/challenge",
+            summary: "A fresh challenge the lease's buyer signs to fetch its credential.",
+            params: vec![path("id", "string", "lease id, 64 hex digits")],
+            body: None,
+            answer: json(200, "Challenge", "The challenge"),
+            errors: &[400, 403, 404, 503],
+            handler: Some(|| web::to(credentials::challenge)),
+        },
+        Route {
+            method: post.clone(),
+            path: "/api/v1/leases/{id}/credential",
+            summary: "The lease's credential, for the buyer's signature over a challenge.",
+            params: vec![path("id", "string", "lease id, 64 hex digits")],
+            body: Some("CredentialRequest"),
+            answer: json(200, "Credential", "The credential"),
+            errors: &[400, 403, 404, 413, 415],
+            handler: Some(|| web::to(credentials::credential)),
+        },
+        Route {
+            method: post.clone(),
+            path: "/api/v1/gateway",
+            summary: "Checks a credential presented to the provider's gateway.",
+            params: vec![],
+            body: Some("GatewayRequest"),
+            answer: json(200, "GatewayAnswer", "The verdict"),
+            errors: &[400, 403, 413, 415],
+            handler: Some(|| web::to(gateway::gateway)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/checkpoints",
+            summary: "The latest signed checkpoint this node holds from each signer.",
+            params: vec![],
+            body: None,
+            answer: json(200, "Checkpoints", "The checkpoints, this node's first"),
+            errors: &[],
+            handler: Some(|| web::to(checkpoints::list)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/export",
+            summary: "The whole ledger in the format of `surplus ledger export`.",
+            params: vec![],
+            body: None,
+            answer: other("application/octet-stream", "The export file (attachment)"),
+            errors: &[404],
+            handler: Some(|| web::to(export::export)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/events",
+            summary: "Server-sent events of each committed block: `block`, `fill`, `lease` \
+                      (`lagged` when events were missed), keep-alive comments every 15 s.",
+            params: vec![query("account", "string", "only events this account is a party of")],
+            body: None,
+            answer: other("text/event-stream", "The stream; each `data` is an Event"),
+            errors: &[400, 404, 503],
+            handler: Some(|| web::to(events::events)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/operator",
+            summary: "This node's business: offers, leases as provider, earnings, capacity, peers.",
+            params: vec![],
+            body: None,
+            answer: json(200, "Operator", "The operator's view"),
+            errors: &[],
+            handler: Some(|| web::to(operator::operator)),
+        },
+        Route {
+            method: post,
+            path: "/api/v1/faucet",
+            summary: "Devnet only: funds an account with sample credits, once.",
+            params: vec![],
+            body: Some("FaucetRequest"),
+            answer: json(202, "FaucetGrant", "The transfer, pending until its block"),
+            errors: &[400, 404, 409, 413, 415],
+            handler: Some(|| web::to(faucet::faucet)),
+        },
+    ]
+}
