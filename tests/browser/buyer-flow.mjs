@@ -6,10 +6,11 @@
 //
 // Environment (scripts/browser-test sets it): SURPLUS_UI (node 0's base URL), SURPLUS_NODES
 // (JSON array of every node's API base URL, unused here but accepted), CHROMIUM (the browser
-// executable), ARTIFACTS (directory for screenshots), NODE_PATH (holding playwright-core).
+// executable), ARTIFACTS (directory for screenshots), NODE_PATH (holding playwright-core);
+// optionally SURPLUS_BUYER_KEY (a funded key file to import instead of using the faucet).
 // Every wait is bounded; the whole run too. Exit status 0 on success, 1 with a message otherwise.
 
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 
@@ -70,8 +71,9 @@ async function pickMarket() {
   for (const m of markets) {
     const book = await nodeApi(`book?market=${encodeURIComponent(m.market)}&limit=100`);
     for (const o of book.offers.orders) {
-      if (o.author === me && o.free >= 1 && (!best || o.price < best.reserve)) {
-        best = { market: m.market, reserve: o.price, provider: me };
+      const reserve = BigInt(o.price);
+      if (o.author === me && o.free >= 1 && (!best || reserve < best.reserve)) {
+        best = { market: m.market, reserve, provider: me };
       }
     }
   }
@@ -121,18 +123,27 @@ try {
   await tid("key-generate").waitFor();
   await shot("open");
 
-  // 2. Creates a key.
-  await tid("key-generate").click();
+  // 2. Creates a key (or, with SURPLUS_BUYER_KEY, imports that funded key file instead of
+  //    creating one and asking the faucet: for nodes without a faucet).
+  const keyFile = process.env.SURPLUS_BUYER_KEY;
+  if (keyFile) {
+    await tid("key-import-text").fill(readFileSync(keyFile, "utf8"));
+    await tid("key-import").click();
+  } else {
+    await tid("key-generate").click();
+  }
   const account = (await tid("key-public").textContent()).trim();
   if (!/^[0-9a-f]{64}$/.test(account)) throw new Error(`the UI shows no public key (got "${account}")`);
   await shot("key");
 
   // 3. Is funded by the faucet.
-  await tid("faucet").click();
-  await until("the faucet's answer", async () => (await tid("faucet-status").textContent()).trim());
-  const faucetText = await tid("faucet-status").textContent();
-  if (!/Granted/.test(faucetText)) throw new Error(`the faucet refused: ${faucetText}`);
-  const funds = await until("the faucet's credits on the balance", async () => {
+  if (!keyFile) {
+    await tid("faucet").click();
+    await until("the faucet's answer", async () => (await tid("faucet-status").textContent()).trim());
+    const faucetText = await tid("faucet-status").textContent();
+    if (!/Granted/.test(faucetText)) throw new Error(`the faucet refused: ${faucetText}`);
+  }
+  const funds = await until("credits on the balance", async () => {
     const units = await tid("balance").getAttribute("data-units");
     return units && BigInt(units) > 0n ? BigInt(units) : null;
   }, 90_000);

@@ -104,7 +104,7 @@ function table(testid, headers, rows, emptyText = "none") {
   if (!rows.length) return h("p", { class: "empty", "data-testid": testid }, emptyText);
   return h("table", { "data-testid": testid },
     h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
-    h("tbody", {}, rows));
+    rows[0].tagName === "TBODY" ? rows : h("tbody", {}, rows));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -474,15 +474,17 @@ async function renderBuyer(root) {
         credentialBoxes.set(l.id, out);
       }
       const mine = l.fill.buyer === k;
-      return h("tr", { "data-testid": "lease-row", "data-lease": l.id, "data-status": l.status },
-        h("td", {}, short(l.id)), h("td", {}, mine ? "buyer" : "provider"), h("td", {}, l.fill.market),
-        h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
-        h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, String(l.status)),
-        h("td", {},
-          mine ? h("button", { type: "button", class: "small", "data-testid": "lease-credential",
-            onclick: () => fetchCredential(l, out) }, "Get credential") : "",
-          " ", h("a", { href: `#/auditor/verify/${l.id}`, "data-testid": "lease-verify" }, "Verify proof"),
-          out));
+      // One tbody per lease: its row, then a full-width row for its credential.
+      return h("tbody", { "data-testid": "lease-row", "data-lease": l.id, "data-status": l.status },
+        h("tr", {},
+          h("td", {}, short(l.id)), h("td", {}, mine ? "buyer" : "provider"), h("td", {}, l.fill.market),
+          h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
+          h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, String(l.status)),
+          h("td", { class: "actions" },
+            mine ? h("button", { type: "button", class: "small", "data-testid": "lease-credential",
+              onclick: () => fetchCredential(l, out) }, "Get credential") : "",
+            " ", h("a", { href: `#/auditor/verify/${l.id}`, "data-testid": "lease-verify" }, "Verify proof"))),
+        h("tr", { class: "detail" }, h("td", { colspan: 8 }, out)));
     });
     leasesBox.replaceChildren(leasesBox.firstChild, leasesBox.children[1],
       leases.error ? h("p", { class: "msg error" }, `Leases unavailable: ${leases.error.message}`)
@@ -516,8 +518,9 @@ async function renderBuyer(root) {
     });
   }
 
-  left.append(keyBox, bidBox, ordersBox, leasesBox);
+  left.append(keyBox, bidBox);
   right.append(marketsBox, chartsBox);
+  root.append(ordersBox, leasesBox);
   await keyBox.render();
   startEvents();
   await Promise.all([refreshMine(), drawCharts()]);
@@ -594,8 +597,16 @@ async function renderOperator(root) {
         lineChart(leased, { title: "leased slots over time", formatX: clock, formatY: (v) => v.toFixed(0),
           yLabel: "slots leased", step: true, empty: "nothing leased yet" }))));
     boxes.push(section("Inventory", "operator-inventory", genericTable("inventory-table", op.inventory, "no inventory")));
-    boxes.push(section("Live offers", "operator-offers", genericTable("operator-offers-table", op.offers, "no live offers")));
-    boxes.push(section("Leases as provider", "operator-leases", genericTable("operator-leases-table", op.leases, "no leases")));
+    boxes.push(section("Live offers", "operator-offers", table("operator-offers-table",
+      ["Order", "Market", "Free / slots", "Reserve", "Min hours", "Available until"],
+      (op.offers ?? []).map((o) => h("tr", {}, h("td", {}, short(o.id)), h("td", {}, o.market),
+        h("td", { class: "num" }, `${o.free} / ${o.slots}`), h("td", { class: "num" }, credits(o.price)),
+        h("td", { class: "num" }, o.hours), h("td", {}, time(o.window_end_ms)))), "no live offers")));
+    boxes.push(section(`Leases as provider (${op.active_leases ?? 0} active)`, "operator-leases", table("operator-leases-table",
+      ["Lease", "Buyer", "Market", "Slots", "Price", "Period", "Status"],
+      (op.leases ?? []).map((l) => h("tr", {}, h("td", {}, short(l.id)), h("td", {}, short(l.fill.buyer)),
+        h("td", {}, l.fill.market), h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
+        h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, String(l.status)))), "no leases")));
     boxes.push(section("Peers", "operator-peers", genericTable("peers-table", op.peers, "no peers")));
   }
   const cpList = cps.error ? null : (Array.isArray(cps) ? cps : cps.checkpoints ?? []);
