@@ -24,7 +24,7 @@ function h(tag, attrs = {}, ...children) {
     else if (k === "class") e.className = v;
     else e.setAttribute(k, v === true ? "" : String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === undefined || c === null || c === false) continue;
     e.append(c instanceof Node ? c : String(c));
   }
@@ -789,6 +789,12 @@ async function route() {
   root.dataset.ready = "true";
 }
 
+// After a navigation (not the first load), focus moves to the new page for keyboard users.
+async function navigate() {
+  await route();
+  document.getElementById("app").focus({ preventScroll: true });
+}
+
 async function start() {
   try {
     app.key = await KeyPair.load();
@@ -799,7 +805,7 @@ async function start() {
   }
   await refreshStatus();
   setInterval(refreshStatus, 5000);
-  window.addEventListener("hashchange", route);
+  window.addEventListener("hashchange", navigate);
   await route();
 }
 
