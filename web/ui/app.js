@@ -5,9 +5,9 @@
 import { depthChart, lineChart } from "./charts.js";
 import {
   challengeBytes, decodeEntry, decodeOrder, encodeCancel, encodeEntry, encodeOrder, formatCredits,
-  KIND, kindName, parseCredits, signingBytes, toHex,
+  fromHex, headerHash, KIND, kindName, parseCredits, PRECOMMIT, signingBytes, toHex, voteBytes,
 } from "./encoding.js";
-import { KeyPair } from "./keys.js";
+import { KeyPair, verifySignature } from "./keys.js";
 import { verifyBundle } from "./verify.js";
 
 const HOUR_MS = 3_600_000;
@@ -554,7 +554,7 @@ function kv(obj) {
 function listOf(value) {
   if (Array.isArray(value)) return value;
   if (value && typeof value === "object") {
-    for (const k of ["items", "offers", "leases", "markets"]) if (Array.isArray(value[k])) return value[k];
+    for (const k of ["pools", "items", "offers", "leases", "markets"]) if (Array.isArray(value[k])) return value[k];
   }
   return null;
 }
@@ -594,7 +594,7 @@ async function renderOperator(root) {
     const leased = (op.leased ?? []).map((p) => ({ x: Number(p.time_ms), y: Number(p.slots) }));
     boxes.push(section("Leased capacity over time", "operator-leased",
       h("figure", { "data-testid": "leased-chart" },
-        lineChart(leased, { title: "leased slots over time", formatX: clock, formatY: (v) => v.toFixed(0),
+        lineChart(leased, { title: "leased slots over time", formatX: clock, formatY: (v) => String(Number(v.toPrecision(3))),
           yLabel: "slots leased", step: true, empty: "nothing leased yet" }))));
     boxes.push(section("Inventory", "operator-inventory", genericTable("inventory-table", op.inventory, "no inventory")));
     boxes.push(section("Live offers", "operator-offers", table("operator-offers-table",
@@ -706,26 +706,55 @@ async function renderBlock(root, height) {
   const header = b.header ?? b;
   const sigs = b.certificate?.signatures ?? [];
   const hgt = Number(header.height);
+  // Each certificate signature is checked here against the chain's validator set.
+  const sigChecks = await checkCertificateSignatures(header, b.hash, b.certificate);
   root.replaceChildren(h("div", { class: "stack", "data-testid": "block-detail" },
     h("nav", { class: "row" },
       h("a", { href: "#/auditor" }, "All blocks"),
       hgt > 0 ? h("a", { href: `#/auditor/block/${hgt - 1}` }, `← Block ${hgt - 1}`) : "",
       h("a", { href: `#/auditor/block/${hgt + 1}` }, `Block ${hgt + 1} →`)),
-    section(`Block ${hgt}`, "block-header", kv({ hash: b.hash, ...header })),
+    section(`Block ${hgt}`, "block-header", kv({ hash: b.hash, time: time(header.timestamp_ms), ...header })),
     section("Commit certificate", "block-certificate",
       h("p", {}, `Round ${b.certificate?.round ?? "—"}; ${sigs.length} precommit signatures over the header hash.`),
-      table("certificate-table", ["Validator", "Key", "Signature"], sigs.map((s) => h("tr", {},
+      sigChecks.note ? h("p", { class: "msg" }, sigChecks.note) : "",
+      table("certificate-table", ["Validator", "Key", "Signature", "Checked in this browser"], sigs.map((s, i) => h("tr", {},
         h("td", { class: "num" }, s.validator), h("td", {}, short(s.signer ?? s.key ?? "")),
-        h("td", {}, short(s.signature, 16)))), hgt === 0 ? "genesis has no certificate" : "none")),
+        h("td", {}, short(s.signature, 16)),
+        h("td", { class: sigChecks.results[i] === true ? "ok" : sigChecks.results[i] === false ? "error" : "",
+          "data-testid": "signature-check" },
+          sigChecks.results[i] === true ? "✔ valid precommit" : sigChecks.results[i] === false ? "✘ invalid" : "—"))),
+        hgt === 0 ? "genesis has no certificate" : "none")),
     section("Entries", "block-entries", table("entries-table", ["Index", "Kind", "Author", "Id", "Payload"],
       (b.entries ?? []).map((e) => {
         const dec = decodedPayload(e);
         return h("tr", { "data-testid": "entry-row" },
           h("td", { class: "num" }, e.index ?? ""), h("td", {}, e.kind_name ?? (typeof e.kind === "number" ? kindName(e.kind) : e.kind)),
-          h("td", {}, e.author ? short(e.author) : "system"), h("td", {}, short(e.id)),
+          h("td", {}, e.author ? short(e.author) : "system"),
+          h("td", {}, short(e.id), e.kind === "fill" || e.kind_code === KIND.FILL
+            ? [" ", h("a", { href: `#/auditor/verify/${e.id}` }, "verify lease")] : ""),
           h("td", {}, dec ? h("details", {}, h("summary", {}, "decoded"), h("pre", {}, JSON.stringify(dec, null, 1)))
             : h("code", { class: "hex" }, (e.payload ?? "").slice(0, 64))));
       }), "no entries"))));
+}
+
+async function checkCertificateSignatures(header, hash, cert) {
+  const sigs = cert?.signatures ?? [];
+  if (!sigs.length) return { results: [] };
+  try {
+    const chain = await api("chain");
+    if (headerHash(header) && toHex(headerHash(header)) !== hash) {
+      return { results: sigs.map(() => false), note: "The header does not hash to the block hash the node gave." };
+    }
+    const msg = voteBytes(header.chain_id, header.height, cert.round, PRECOMMIT, headerHash(header));
+    const results = await Promise.all(sigs.map((s) => {
+      const key = chain.validators[s.validator];
+      return key ? verifySignature(fromHex(key), msg, fromHex(s.signature)) : false;
+    }));
+    const valid = results.filter(Boolean).length;
+    return { results, note: `${valid} valid of a quorum of ${chain.quorum} needed (${chain.validators.length} validators).` };
+  } catch (e) {
+    return { results: [], note: `Signatures not checked: ${e.message}` };
+  }
 }
 
 async function runVerify(lease, result) {
