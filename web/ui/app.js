@@ -147,6 +147,10 @@ function keyPanel(onChange) {
   const render = async () => {
     box.replaceChildren(box.firstChild);
     if (!app.key) {
+      if (!globalThis.crypto?.subtle) {
+        box.append(h("p", { class: "msg error" }, "This browser offers no WebCrypto here: pages served over plain HTTP from another machine are not a secure context. Open the UI over HTTPS, or on this machine through 127.0.0.1 (an SSH tunnel works)."));
+        return;
+      }
       const text = h("textarea", { id: "key-import-text", rows: 2, "data-testid": "key-import-text",
         spellcheck: "false", autocomplete: "off", placeholder: "64 hex digits" });
       const msg = h("p", { class: "msg", role: "status", "aria-live": "polite" });
