@@ -137,3 +137,28 @@ fn ui_proof_bundle_fixture_is_current_and_verifies() {
     let check = bundle.verify(None, Some(&set)).expect("the committed bundle verifies");
     assert_eq!(hex::encode(check.entry.id()), have["lease"].as_str().expect("lease id"));
 }
+
+#[actix_web::test]
+async fn every_ui_module_is_served_with_the_policy() {
+    use actix_web::test::{call_service, read_body, TestRequest};
+    let w = crate::world();
+    let app = crate::app!(w.node, crate::roomy());
+    // Every module app.js imports, and the modules they import.
+    for file in ["app.js", "blake3.js", "encoding.js", "keys.js", "verify.js", "charts.js"] {
+        let resp =
+            call_service(&app, TestRequest::get().uri(&format!("/ui/{file}")).to_request()).await;
+        assert_eq!(resp.status(), actix_web::http::StatusCode::OK, "{file}");
+        let ctype = resp.headers().get("content-type").expect("a content type").clone();
+        assert!(ctype.to_str().unwrap_or("").starts_with("text/javascript"), "{file}: {ctype:?}");
+        let csp = resp.headers().get("content-security-policy").expect("a policy").clone();
+        assert!(csp.to_str().unwrap_or("").contains("default-src 'self'"), "{file}");
+        let body = String::from_utf8(read_body(resp).await.to_vec()).expect("utf-8");
+        for import in body.lines().filter_map(|l| l.split("from \"./").nth(1)) {
+            let name = import.trim_end_matches("\";");
+            assert!(
+                ["blake3.js", "encoding.js", "keys.js", "verify.js", "charts.js"].contains(&name),
+                "{file} imports ./{name}, which is not served"
+            );
+        }
+    }
+}
