@@ -9,6 +9,11 @@ const FILES: &[(&str, &str, &str)] = &[
     ("index.html", "text/html; charset=utf-8", include_str!("../ui/index.html")),
     ("style.css", "text/css; charset=utf-8", include_str!("../ui/style.css")),
     ("app.js", "text/javascript; charset=utf-8", include_str!("../ui/app.js")),
+    ("blake3.js", "text/javascript; charset=utf-8", include_str!("../ui/blake3.js")),
+    ("encoding.js", "text/javascript; charset=utf-8", include_str!("../ui/encoding.js")),
+    ("keys.js", "text/javascript; charset=utf-8", include_str!("../ui/keys.js")),
+    ("verify.js", "text/javascript; charset=utf-8", include_str!("../ui/verify.js")),
+    ("charts.js", "text/javascript; charset=utf-8", include_str!("../ui/charts.js")),
 ];
 
 /// Registers `GET /`, `GET /ui/{file}` and `GET /favicon.ico`.

@@ -1,1 +1,845 @@
-document.getElementById("app").textContent = "Surplus";
+// The Surplus web UI: one page, hash routes (#/buyer, #/operator, #/auditor, #/auditor/block/H,
+// #/auditor/verify/LEASE). Everything it loads comes from this node; the private key stays in
+// this browser (keys.js) and signs orders, cancels and credential challenges locally.
+
+import { depthChart, lineChart } from "./charts.js";
+import {
+  challengeBytes, decodeEntry, decodeOrder, encodeCancel, encodeEntry, encodeOrder, formatCredits,
+  fromHex, headerHash, KIND, kindName, parseCredits, PRECOMMIT, signingBytes, toHex, voteBytes,
+} from "./encoding.js";
+import { KeyPair, verifySignature } from "./keys.js";
+import { verifyBundle } from "./verify.js";
+
+const HOUR_MS = 3_600_000;
+
+// ---------------------------------------------------------------------------------------------
+// Small helpers
+
+/** Builds an element: h("button", {onclick, "data-testid": "x"}, "text", child, ...). */
+function h(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs ?? {})) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
+    else if (k === "class") e.className = v;
+    else e.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat(Infinity)) {
+    if (c === undefined || c === null || c === false) continue;
+    e.append(c instanceof Node ? c : String(c));
+  }
+  return e;
+}
+
+/** A hex value shown short, full in its title and selectable. */
+const short = (hex, n = 10) =>
+  hex ? h("code", { title: hex, class: "hex" }, hex.length > 2 * n ? `${hex.slice(0, n)}…${hex.slice(-4)}` : hex) : "—";
+
+const credits = (units) => (units === null || units === undefined ? "—" : `${formatCredits(units)} cr`);
+const time = (ms) => (ms ? new Date(Number(ms)).toLocaleString() : "—");
+const clock = (ms) => new Date(Number(ms)).toLocaleTimeString();
+
+class ApiError extends Error {
+  constructor(status, code, message) {
+    super(message);
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** A JSON request to this node's API; throws ApiError with the API's message. */
+async function api(path, { method = "GET", body } = {}) {
+  const init = { method, headers: { accept: "application/json" } };
+  if (body !== undefined) {
+    init.headers["content-type"] = "application/json";
+    init.body = JSON.stringify(body);
+  }
+  let resp;
+  try {
+    resp = await fetch(`/api/v1/${path}`, init);
+  } catch (e) {
+    throw new ApiError(0, "unreachable", `the node did not answer (${e.message})`);
+  }
+  const text = await resp.text();
+  let json = null;
+  try {
+    json = text ? JSON.parse(text) : null;
+  } catch {
+    json = null;
+  }
+  if (!resp.ok) {
+    const err = json?.error ?? {};
+    throw new ApiError(resp.status, err.code ?? `http_${resp.status}`,
+      err.message ?? `${method} ${path} answered ${resp.status}`);
+  }
+  return json;
+}
+
+function copyButton(getText, testid, label = "Copy") {
+  const b = h("button", { type: "button", "data-testid": testid, class: "small" }, label);
+  b.addEventListener("click", async () => {
+    try {
+      await navigator.clipboard.writeText(getText());
+      b.textContent = "Copied";
+    } catch {
+      // No clipboard permission: select the text for the person to copy.
+      b.textContent = "Select and copy by hand";
+    }
+    setTimeout(() => (b.textContent = label), 2000);
+  });
+  return b;
+}
+
+function message(el, text, kind = "info") {
+  el.textContent = text;
+  el.className = `msg ${kind}`;
+}
+
+function section(title, testid, ...children) {
+  return h("section", { class: "panel", "data-testid": testid, "aria-labelledby": `${testid}-h` },
+    h("h2", { id: `${testid}-h` }, title), ...children);
+}
+
+function table(testid, headers, rows, emptyText = "none") {
+  if (!rows.length) return h("p", { class: "empty", "data-testid": testid }, emptyText);
+  return h("table", { "data-testid": testid },
+    h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
+    rows[0].tagName === "TBODY" ? rows : h("tbody", {}, rows));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Shared state
+
+const app = {
+  key: null,
+  status: null,
+  events: null,
+  timers: [],
+  route: "",
+};
+
+function clearTimers() {
+  for (const t of app.timers) clearInterval(t);
+  app.timers = [];
+  if (app.events) {
+    app.events.close();
+    app.events = null;
+  }
+}
+
+async function refreshStatus() {
+  try {
+    app.status = await api("status");
+    const s = app.status;
+    document.getElementById("node-status").textContent =
+      `chain ${s.chain_id} · height ${s.height} · ${s.peers} peers${s.synced ? "" : " · syncing"}`;
+  } catch (e) {
+    document.getElementById("node-status").textContent = `node unreachable: ${e.message}`;
+  }
+  return app.status;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Buyer
+
+function keyPanel(onChange) {
+  const box = section("Your key", "key-panel");
+  const render = async () => {
+    box.replaceChildren(box.firstChild);
+    if (!app.key) {
+      if (!globalThis.crypto?.subtle) {
+        box.append(h("p", { class: "msg error" }, "This browser offers no WebCrypto here: pages served over plain HTTP from another machine are not a secure context. Open the UI over HTTPS, or on this machine through 127.0.0.1 (an SSH tunnel works)."));
+        return;
+      }
+      const text = h("textarea", { id: "key-import-text", rows: 2, "data-testid": "key-import-text",
+        spellcheck: "false", autocomplete: "off", placeholder: "64 hex digits" });
+      const msg = h("p", { class: "msg", role: "status", "aria-live": "polite" });
+      box.append(
+        h("p", {}, "A key signs your orders in this browser. It is stored here (localStorage) and never sent to the node."),
+        h("button", { type: "button", "data-testid": "key-generate", onclick: async () => {
+          try {
+            app.key = await KeyPair.generate();
+            await app.key.save();
+            onChange();
+          } catch (e) {
+            message(msg, `cannot create a key: ${e.message} (this browser needs WebCrypto Ed25519)`, "error");
+          }
+        } }, "Create a new key"),
+        h("div", { class: "field" },
+          h("label", { for: "key-import-text" }, "Or import a key (the seed in hex, or the contents of a file written by surplus key generate)"),
+          text),
+        h("button", { type: "button", "data-testid": "key-import", onclick: async () => {
+          try {
+            app.key = await KeyPair.fromText(text.value);
+            await app.key.save();
+            onChange();
+          } catch (e) {
+            message(msg, e.message, "error");
+          }
+        } }, "Import key"),
+        msg);
+      return;
+    }
+    const balance = h("strong", { "data-testid": "balance" }, "…");
+    const faucetMsg = h("p", { class: "msg", role: "status", "aria-live": "polite", "data-testid": "faucet-status" });
+    const faucet = h("button", { type: "button", "data-testid": "faucet" }, "Get sample credits");
+    faucet.addEventListener("click", async () => {
+      faucet.disabled = true;
+      try {
+        const g = await api("faucet", { method: "POST", body: { account: app.key.publicHex } });
+        message(faucetMsg, `Granted ${credits(g.amount)}; they arrive with the next block.`, "ok");
+        setTimeout(updateBalance, 1500);
+      } catch (e) {
+        if (e.code === "faucet_disabled" || e.status === 404) {
+          message(faucetMsg, "This node has no faucet (only devnets give sample credits). Ask someone with credits for a transfer.", "info");
+          faucet.hidden = true;
+        } else {
+          message(faucetMsg, e.message, "error");
+          faucet.disabled = false;
+        }
+      }
+    });
+    const keyFile = () => {
+      const a = h("a", { download: "surplus-key.txt",
+        href: URL.createObjectURL(new Blob([app.key.toFileContents()], { type: "text/plain" })) });
+      document.body.append(a);
+      a.click();
+      a.remove();
+    };
+    async function updateBalance() {
+      try {
+        const a = await api(`accounts/${app.key.publicHex}`);
+        balance.textContent = credits(a.balance);
+        balance.dataset.units = String(a.balance);
+      } catch (e) {
+        balance.textContent = `unknown (${e.message})`;
+      }
+    }
+    box.updateBalance = updateBalance;
+    box.append(
+      h("dl", {},
+        h("dt", {}, "Public key (your account)"),
+        h("dd", {}, h("code", { "data-testid": "key-public", class: "hex wrap" }, app.key.publicHex), " ",
+          copyButton(() => app.key.publicHex, "key-copy")),
+        h("dt", {}, "Balance"), h("dd", {}, balance)),
+      h("div", { class: "row" },
+        faucet,
+        h("button", { type: "button", onclick: keyFile, "data-testid": "key-download" }, "Download key file"),
+        h("button", { type: "button", class: "danger", "data-testid": "key-forget", onclick: () => {
+          if (confirm("Forget this key? Without a copy of the key file, its credits and leases are lost to you.")) {
+            KeyPair.forget();
+            app.key = null;
+            onChange();
+          }
+        } }, "Forget key")),
+      faucetMsg);
+    await updateBalance();
+  };
+  box.render = render;
+  return box;
+}
+
+function bidForm(markets, selected, onPlaced) {
+  const form = h("form", { "data-testid": "bid-form", class: "form" });
+  const market = h("select", { id: "bid-market", "data-testid": "bid-market" },
+    markets.map((m) => h("option", { value: m.market, selected: m.market === selected }, m.market)));
+  const slots = h("input", { id: "bid-slots", "data-testid": "bid-slots", type: "number", min: 1, value: 1, required: true });
+  const hours = h("input", { id: "bid-hours", "data-testid": "bid-hours", type: "number", min: 1, max: 43800, value: 1, required: true });
+  const limit = h("input", { id: "bid-limit", "data-testid": "bid-limit", inputmode: "decimal", value: "1", required: true,
+    "aria-describedby": "bid-limit-help" });
+  const fill = h("select", { id: "bid-fill", "data-testid": "bid-fill" },
+    h("option", { value: "all_or_none" }, "All or none"),
+    h("option", { value: "at_least" }, "At least …"));
+  const minSlots = h("input", { id: "bid-min-slots", "data-testid": "bid-min-slots", type: "number", min: 1, value: 1 });
+  const minField = h("div", { class: "field", hidden: true },
+    h("label", { for: "bid-min-slots" }, "Minimum slots per fill"), minSlots);
+  const total = h("output", { "data-testid": "bid-total", for: "bid-slots bid-hours bid-limit" });
+  const submit = h("button", { type: "submit", "data-testid": "bid-submit" }, "Sign and place bid");
+  const status = h("p", { class: "msg", role: "status", "aria-live": "polite", "data-testid": "bid-status" });
+
+  const read = () => {
+    const s = Number(slots.value);
+    const hr = Number(hours.value);
+    if (!Number.isInteger(s) || s < 1) throw new Error("slots must be a whole number of at least 1");
+    if (!Number.isInteger(hr) || hr < 1 || hr > 43800) throw new Error("hours must be 1 to 43,800");
+    const lim = parseCredits(limit.value);
+    if (lim < 1n) throw new Error("the limit price must be above 0");
+    const f = fill.value === "all_or_none" ? "all_or_none" : { at_least: Number(minSlots.value) };
+    if (f !== "all_or_none" && !(f.at_least >= 1 && f.at_least <= s)) {
+      throw new Error("the minimum slots must be 1 to the slots wanted");
+    }
+    return { market: market.value, slots: s, hours: hr, limit: lim, fill: f,
+      cost: BigInt(s) * BigInt(hr) * lim };
+  };
+  const update = () => {
+    minField.hidden = fill.value !== "at_least";
+    try {
+      const b = read();
+      total.textContent = `${credits(b.cost)} at most (${b.slots} slots × ${b.hours} h × ${formatCredits(b.limit)} cr)`;
+      total.dataset.units = String(b.cost);
+      submit.disabled = !app.key;
+      submit.textContent = `Sign and place bid (up to ${credits(b.cost)})`;
+    } catch (e) {
+      total.textContent = e.message;
+      delete total.dataset.units;
+      submit.disabled = true;
+    }
+  };
+  for (const x of [market, slots, hours, limit, fill, minSlots]) x.addEventListener("input", update);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    if (!app.key) return message(status, "Create or import a key first.", "error");
+    let b;
+    try {
+      b = read();
+    } catch (e) {
+      return message(status, e.message, "error");
+    }
+    submit.disabled = true;
+    try {
+      const st = app.status ?? (await refreshStatus());
+      const now = Date.now();
+      const nonce = new DataView(crypto.getRandomValues(new Uint8Array(8)).buffer).getBigUint64(0);
+      const order = { side: "bid", market: b.market, slots: b.slots, limit: b.limit, hours: b.hours,
+        expiry_ms: now + HOUR_MS, nonce, earliest_ms: now, latest_ms: now + HOUR_MS, fill: b.fill };
+      const id = await submitSigned(st.chain_id, KIND.ORDER, encodeOrder(order));
+      message(status, `Bid placed (order ${id.slice(0, 12)}…). It is matched in the next block's auction.`, "ok");
+      status.dataset.order = id;
+      onPlaced();
+    } catch (e) {
+      message(status, `The bid was not placed: ${e.message}`, "error");
+    } finally {
+      update();
+    }
+  });
+  form.select = (m) => {
+    market.value = m;
+    update();
+  };
+  form.append(
+    h("div", { class: "grid" },
+      h("div", { class: "field" }, h("label", { for: "bid-market" }, "Market"), market),
+      h("div", { class: "field" }, h("label", { for: "bid-slots" }, "Slots"), slots),
+      h("div", { class: "field" }, h("label", { for: "bid-hours" }, "Hours"), hours),
+      h("div", { class: "field" }, h("label", { for: "bid-limit" }, "Limit price (credits per slot-hour)"), limit,
+        h("small", { id: "bid-limit-help" }, "The most you pay; you pay the clearing price.")),
+      h("div", { class: "field" }, h("label", { for: "bid-fill" }, "Fill rule"), fill),
+      minField),
+    h("p", {}, "Total cost: ", total),
+    submit, status);
+  update();
+  return form;
+}
+
+/** Signs `payload` of `kind` with the key and submits it; the entry id (hex). */
+async function submitSigned(chainId, kind, payload) {
+  const sb = signingBytes(chainId, kind, app.key.publicKey, payload);
+  const signature = await app.key.sign(sb);
+  const entry = encodeEntry({ kind, author: app.key.publicKey, signature, payload });
+  const r = await api("entries", { method: "POST", body: { entry: toHex(entry) } });
+  return r.id;
+}
+
+async function fetchCredential(lease, out) {
+  out.replaceChildren(h("span", {}, "Asking the provider's node for a challenge…"));
+  try {
+    const c = await api(`leases/${lease.id}/challenge`, { method: "POST" });
+    const sig = await app.key.sign(challengeBytes(c.chain_id, c.lease, c.challenge, c.expires_ms));
+    const r = await api(`leases/${lease.id}/credential`, { method: "POST",
+      body: { challenge: c.challenge, signature: toHex(sig) } });
+    const token = h("code", { class: "hex wrap token", "data-testid": "credential-token" }, r.token);
+    out.replaceChildren(h("p", {}, "Credential (keep it secret; present it to the provider's gateway):"),
+      token, " ", copyButton(() => r.token, "credential-copy"));
+  } catch (e) {
+    const hint = e.code === "not_provider"
+      ? " Open the UI of the provider's node to fetch it."
+      : e.code === "not_minted" ? " Try again after the next block." : "";
+    out.replaceChildren(h("p", { class: "msg error", "data-testid": "credential-error" }, `${e.message}${hint}`));
+  }
+}
+
+async function renderBuyer(root) {
+  const main = h("div", { class: "columns" });
+  const left = h("div", {});
+  const right = h("div", {});
+  main.append(left, right);
+  root.replaceChildren(main);
+
+  let markets = [];
+  try {
+    markets = await api("markets");
+  } catch (e) {
+    left.append(h("p", { class: "msg error" }, `Markets unavailable: ${e.message}`));
+  }
+  let selected = new URLSearchParams(location.hash.split("?")[1] ?? "").get("market")
+    ?? markets.find((m) => m.last_price != null)?.market ?? markets[0]?.market;
+
+  const marketRows = () => markets.map((m) =>
+    h("tr", { "data-testid": "market-row", "data-market": m.market, class: m.market === selected ? "selected" : "" },
+      h("th", { scope: "row" }, h("button", { type: "button", class: "link", "data-testid": "market-select",
+        "aria-pressed": m.market === selected ? "true" : "false",
+        onclick: () => selectMarket(m.market) }, m.market)),
+      h("td", {}, m.description ?? ""),
+      h("td", { class: "num", "data-testid": "market-last-price" }, m.last_price == null ? "—" : credits(m.last_price)),
+      h("td", { class: "num" }, m.offers), h("td", { class: "num" }, m.bids)));
+  const marketsBox = section("Markets", "markets",
+    h("p", {}, "Prices are in credits per slot-hour. Select a market for its charts."),
+    table("markets-table", ["Market", "Resource", "Last price", "Offers", "Bids"], marketRows(), "no markets"));
+  const chartsBox = section("Selected market", "market-charts");
+  const form = bidForm(markets, selected, () => refreshMine());
+  const bidBox = section("Place a bid", "bid", form);
+
+  async function drawCharts() {
+    if (!selected) return;
+    const m = encodeURIComponent(selected);
+    const [hist, book] = await Promise.all([
+      api(`markets/${m}/history?limit=200`).catch((e) => ({ error: e })),
+      api(`book?market=${m}&limit=20`).catch((e) => ({ error: e })),
+    ]);
+    const histBox = h("figure", { "data-testid": "history-chart" },
+      h("figcaption", {}, `Clearing price history, ${selected}`),
+      hist.error ? h("p", { class: "msg error" }, hist.error.message)
+        : lineChart(hist.map((p) => ({ x: Number(p.time_ms), y: Number(p.price) / 1e6 })), {
+          title: `clearing price of ${selected}`, formatX: (v) => clock(v), formatY: (v) => v.toFixed(3),
+          yLabel: "credits / slot-hour", empty: "no trade yet" }));
+    const depthBox = h("figure", { "data-testid": "depth-chart" },
+      h("figcaption", {}, `Order book depth, ${selected}`),
+      book.error ? h("p", { class: "msg error" }, book.error.message)
+        : depthChart(
+          book.bids.depth.map((l) => ({ price: Number(l.price) / 1e6, slots: l.slots })),
+          book.offers.depth.map((l) => ({ price: Number(l.price) / 1e6, slots: l.slots })),
+          { title: `depth of ${selected}`, formatPrice: (v) => v.toFixed(3), xLabel: "credits / slot-hour" }));
+    const offers = book.error ? [] : book.offers.orders.map((o) =>
+      h("tr", { "data-testid": "offer-row" },
+        h("td", { class: "num" }, credits(o.price)), h("td", { class: "num" }, `${o.free} / ${o.slots}`),
+        h("td", { class: "num" }, o.hours), h("td", {}, time(o.window_end_ms)), h("td", {}, short(o.author))));
+    chartsBox.replaceChildren(chartsBox.firstChild,
+      h("div", { class: "charts" }, histBox, depthBox),
+      h("h3", {}, "Offers"),
+      table("offers-table", ["Reserve", "Free / slots", "Min hours", "Available until", "Provider"], offers, "no offers"));
+  }
+
+  function selectMarket(m) {
+    selected = m;
+    marketsBox.querySelector("table tbody")?.replaceChildren(...marketRows());
+    form.select(m);
+    drawCharts();
+  }
+
+  const keyBox = keyPanel(() => {
+    keyBox.render();
+    startEvents();
+    refreshMine();
+    form.select(selected);
+  });
+  const ordersBox = section("My orders", "my-orders");
+  const leasesBox = section("My leases", "my-leases",
+    h("p", { "data-testid": "events-status", class: "live" }, "not connected"));
+  const credentialBoxes = new Map();
+
+  async function refreshMine() {
+    keyBox.updateBalance?.();
+    if (!app.key) {
+      ordersBox.replaceChildren(ordersBox.firstChild, h("p", {}, "Create or import a key to see your orders."));
+      leasesBox.replaceChildren(leasesBox.firstChild, leasesBox.children[1], h("p", {}, "Create or import a key to see your leases."));
+      return;
+    }
+    const k = app.key.publicHex;
+    const [orders, leases] = await Promise.all([
+      api(`orders?account=${k}`).catch((e) => ({ error: e })),
+      api(`leases?account=${k}&limit=100`).catch((e) => ({ error: e })),
+    ]);
+    const orderList = orders.error ? [] : (Array.isArray(orders) ? orders : orders.orders ?? []);
+    ordersBox.replaceChildren(ordersBox.firstChild,
+      orders.error ? h("p", { class: "msg error" }, `Orders unavailable: ${orders.error.message}`)
+        : table("orders-table", ["Order", "Side", "Market", "Slots", "Price", "Expires", ""],
+          orderList.map((o) => {
+            const msg = h("span", { class: "msg", role: "status" });
+            return h("tr", { "data-testid": "order-row", "data-order": o.id },
+              h("td", {}, short(o.id)), h("td", {}, o.side), h("td", {}, o.market),
+              h("td", { class: "num" }, o.slots), h("td", { class: "num" }, credits(o.price ?? o.limit ?? o.reserve)),
+              h("td", {}, time(o.expiry_ms)),
+              h("td", {}, h("button", { type: "button", class: "small", "data-testid": "order-cancel",
+                onclick: async (ev) => {
+                  ev.currentTarget.disabled = true;
+                  try {
+                    await submitSigned(app.status.chain_id, KIND.CANCEL, encodeCancel(o.id));
+                    message(msg, "cancel sent", "ok");
+                  } catch (e) {
+                    message(msg, e.message, "error");
+                  }
+                } }, "Cancel"), msg));
+          }), "no resting orders"));
+    const leaseList = leases.error ? [] : leases.leases;
+    const rows = leaseList.map((l) => {
+      let out = credentialBoxes.get(l.id);
+      if (!out) {
+        out = h("div", { class: "credential" });
+        credentialBoxes.set(l.id, out);
+      }
+      const mine = l.fill.buyer === k;
+      // One tbody per lease: its row, then a full-width row for its credential.
+      return h("tbody", { "data-testid": "lease-row", "data-lease": l.id, "data-status": l.status },
+        h("tr", {},
+          h("td", {}, short(l.id)), h("td", {}, mine ? "buyer" : "provider"), h("td", {}, l.fill.market),
+          h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
+          h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, String(l.status)),
+          h("td", { class: "actions" },
+            mine ? h("button", { type: "button", class: "small", "data-testid": "lease-credential",
+              onclick: () => fetchCredential(l, out) }, "Get credential") : "",
+            " ", h("a", { href: `#/auditor/verify/${l.id}`, "data-testid": "lease-verify" }, "Verify proof"))),
+        h("tr", { class: "detail" }, h("td", { colspan: 8 }, out)));
+    });
+    leasesBox.replaceChildren(leasesBox.firstChild, leasesBox.children[1],
+      leases.error ? h("p", { class: "msg error" }, `Leases unavailable: ${leases.error.message}`)
+        : table("leases-table", ["Lease", "Role", "Market", "Slots", "Price", "Period", "Status", ""], rows,
+          "no leases yet"));
+  }
+
+  function startEvents() {
+    if (app.events) app.events.close();
+    app.events = null;
+    if (!app.key) return;
+    const indicator = leasesBox.querySelector("[data-testid=events-status]");
+    const es = new EventSource(`/api/v1/events?account=${app.key.publicHex}`);
+    app.events = es;
+    es.onopen = () => {
+      indicator.textContent = "live";
+      indicator.dataset.state = "live";
+    };
+    es.onerror = () => {
+      indicator.textContent = "reconnecting… (updates every few seconds meanwhile)";
+      indicator.dataset.state = "retrying";
+    };
+    const onChange = (ev) => {
+      indicator.textContent = `live · last ${ev.type} event at ${new Date().toLocaleTimeString()}`;
+      refreshMine();
+    };
+    es.addEventListener("fill", onChange);
+    es.addEventListener("lease", onChange);
+    es.addEventListener("block", () => {
+      keyBox.updateBalance?.();
+    });
+  }
+
+  left.append(keyBox, bidBox);
+  right.append(marketsBox, chartsBox);
+  root.append(ordersBox, leasesBox);
+  await keyBox.render();
+  startEvents();
+  await Promise.all([refreshMine(), drawCharts()]);
+  // A slow fallback when the event stream is down, and the market view follows new blocks.
+  app.timers.push(setInterval(() => {
+    if (app.events?.readyState !== EventSource.OPEN) refreshMine();
+  }, 4000));
+  app.timers.push(setInterval(async () => {
+    try {
+      markets = await api("markets");
+      marketsBox.querySelector("table tbody")?.replaceChildren(...marketRows());
+      await drawCharts();
+    } catch {
+      // Shown on the next successful refresh; the status line says when the node is away.
+    }
+  }, 10_000));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Operator
+
+function kv(obj) {
+  if (obj === null || obj === undefined) return h("p", { class: "empty" }, "none");
+  if (typeof obj !== "object") return h("span", {}, String(obj));
+  return h("dl", { class: "kv" }, Object.entries(obj).map(([k, v]) => [
+    h("dt", {}, k.replaceAll("_", " ")),
+    h("dd", {}, typeof v === "object" && v !== null ? h("pre", {}, JSON.stringify(v, null, 1)) : String(v)),
+  ]));
+}
+
+function listOf(value) {
+  if (Array.isArray(value)) return value;
+  if (value && typeof value === "object") {
+    for (const k of ["pools", "items", "offers", "leases", "markets"]) if (Array.isArray(value[k])) return value[k];
+  }
+  return null;
+}
+
+function genericTable(testid, rows, emptyText) {
+  const list = listOf(rows);
+  if (!list) return rows == null ? h("p", { class: "empty", "data-testid": testid }, emptyText) : kv(rows);
+  if (!list.length) return h("p", { class: "empty", "data-testid": testid }, emptyText);
+  const cols = [...new Set(list.flatMap((r) => Object.keys(r ?? {})))].slice(0, 9);
+  return table(testid, cols.map((c) => c.replaceAll("_", " ")), list.map((r) => h("tr", {},
+    cols.map((c) => {
+      const v = r?.[c];
+      if (typeof v === "string" && /^[0-9a-f]{64,}$/.test(v)) return h("td", {}, short(v));
+      if (typeof v === "object" && v !== null) return h("td", {}, h("code", {}, JSON.stringify(v).slice(0, 120)));
+      return h("td", {}, v === undefined ? "" : String(v));
+    }))), emptyText);
+}
+
+async function renderOperator(root) {
+  const [op, status, cps] = await Promise.all([
+    api("operator").catch((e) => ({ error: e })),
+    api("status").catch((e) => ({ error: e })),
+    api("checkpoints").catch((e) => ({ error: e })),
+  ]);
+  const err = (x) => h("p", { class: "msg error" }, x.error.message);
+  const statusBox = section("This node", "operator-status", status.error ? err(status) : kv(status));
+  const boxes = [statusBox];
+  if (op.error) {
+    boxes.push(section("Operator", "operator", err(op)));
+  } else {
+    const earnings = op.earnings ?? null;
+    boxes.push(section("Earnings", "operator-earnings", earnings
+      ? h("dl", { class: "kv" }, Object.entries(earnings).map(([k, v]) => [
+        h("dt", {}, k.replaceAll("_", " ")),
+        h("dd", {}, typeof v === "number" ? credits(v) : String(v))]))
+      : h("p", { class: "empty" }, "not reported by this node")));
+    const leased = (op.leased ?? []).map((p) => ({ x: Number(p.time_ms), y: Number(p.slots) }));
+    boxes.push(section("Leased capacity over time", "operator-leased",
+      h("figure", { "data-testid": "leased-chart" },
+        lineChart(leased, { title: "leased slots over time", formatX: clock, formatY: (v) => String(Number(v.toPrecision(3))),
+          yLabel: "slots leased", step: true, empty: "nothing leased yet" }))));
+    boxes.push(section("Inventory", "operator-inventory", genericTable("inventory-table", op.inventory, "no inventory")));
+    boxes.push(section("Live offers", "operator-offers", table("operator-offers-table",
+      ["Order", "Market", "Free / slots", "Reserve", "Min hours", "Available until"],
+      (op.offers ?? []).map((o) => h("tr", {}, h("td", {}, short(o.id)), h("td", {}, o.market),
+        h("td", { class: "num" }, `${o.free} / ${o.slots}`), h("td", { class: "num" }, credits(o.price)),
+        h("td", { class: "num" }, o.hours), h("td", {}, time(o.window_end_ms)))), "no live offers")));
+    boxes.push(section(`Leases as provider (${op.active_leases ?? 0} active)`, "operator-leases", table("operator-leases-table",
+      ["Lease", "Buyer", "Market", "Slots", "Price", "Period", "Status"],
+      (op.leases ?? []).map((l) => h("tr", {}, h("td", {}, short(l.id)), h("td", {}, short(l.fill.buyer)),
+        h("td", {}, l.fill.market), h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
+        h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, String(l.status)))), "no leases")));
+    boxes.push(section("Peers", "operator-peers", genericTable("peers-table", op.peers, "no peers")));
+  }
+  const cpList = cps.error ? null : (Array.isArray(cps) ? cps : cps.checkpoints ?? []);
+  boxes.push(section("Consensus health: checkpoints", "operator-checkpoints",
+    cps.error ? err(cps) : table("checkpoints-table", ["Signer", "Height", "Tree size", "Root", "Header hash"],
+      cpList.map((c) => h("tr", {}, h("td", {}, short(c.signer)), h("td", { class: "num" }, c.checkpoint.height),
+        h("td", { class: "num" }, c.checkpoint.tree_size), h("td", {}, short(c.checkpoint.root)),
+        h("td", {}, short(c.checkpoint.header_hash)))), "no checkpoints received yet"),
+    h("p", {}, "Checkpoints are signed statements of the ledger each node holds; two different header hashes at one height would show a fork.")));
+  root.replaceChildren(h("div", { class: "stack" }, boxes));
+  app.timers.push(setInterval(() => {
+    if (app.route.startsWith("#/operator")) renderOperator(root).catch(() => {});
+  }, 10_000));
+  clearIntervalExceptLast();
+}
+
+// Each operator refresh pushes one timer; keep only the newest.
+function clearIntervalExceptLast() {
+  while (app.timers.length > 1) clearInterval(app.timers.shift());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Auditor
+
+async function renderAuditor(root, rest) {
+  const [what, arg] = rest;
+  if (what === "block") return renderBlock(root, arg);
+  const verifyBox = section("Verify a lease's inclusion proof", "verify");
+  const input = h("input", { id: "verify-lease", "data-testid": "verify-lease", value: what === "verify" ? arg ?? "" : "",
+    size: 70, spellcheck: "false", autocomplete: "off", placeholder: "lease id (64 hex digits)" });
+  const result = h("div", { "data-testid": "verify-result", "aria-live": "polite" });
+  const form = h("form", { class: "row" },
+    h("label", { for: "verify-lease" }, "Lease id"), input,
+    h("button", { type: "submit", "data-testid": "verify-run" }, "Verify in this browser"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    runVerify(input.value.trim().toLowerCase(), result);
+  });
+  verifyBox.append(
+    h("p", {}, "Fetches the lease's proof bundle and the chain's validator set from this node, then checks everything here, without trusting the node: the Merkle path to the checkpoint root, the block header hash, the node's checkpoint signature and the validators' commit certificate."),
+    form, result);
+  const exportBox = section("Export the ledger", "export",
+    h("p", {}, "The whole ledger as one file, to audit offline with ", h("code", {}, "surplus ledger verify"), "."),
+    h("a", { href: "/api/v1/export", download: "surplus-ledger.export", "data-testid": "export-link", class: "button" },
+      "Download the exported ledger"));
+  const blocksBox = section("Blocks", "blocks");
+  root.replaceChildren(h("div", { class: "stack" }, verifyBox, blocksBox, exportBox));
+  await renderBlockList(blocksBox, null);
+  if (what === "verify" && arg) runVerify(arg.toLowerCase(), result);
+}
+
+async function renderBlockList(box, before) {
+  const q = before == null ? "limit=20" : `before=${before}&limit=20`;
+  let list;
+  try {
+    const r = await api(`blocks?${q}`);
+    list = Array.isArray(r) ? r : r.blocks ?? [];
+  } catch (e) {
+    box.replaceChildren(box.firstChild, h("p", { class: "msg error" }, `Blocks unavailable: ${e.message}`));
+    return;
+  }
+  const rows = list.map((b) => h("tr", { "data-testid": "block-row", "data-height": b.height },
+    h("th", { scope: "row" }, h("a", { href: `#/auditor/block/${b.height}` }, b.height)),
+    h("td", {}, time(b.time_ms ?? b.timestamp_ms)), h("td", { class: "num" }, b.entries),
+    h("td", { class: "num" }, b.tree_size), h("td", {}, short(b.hash)), h("td", {}, short(b.proposer))));
+  const last = list.at(-1);
+  box.replaceChildren(box.firstChild,
+    table("blocks-table", ["Height", "Time", "Entries", "Tree size", "Hash", "Proposer"], rows, "no blocks"),
+    h("div", { class: "row" },
+      before != null ? h("button", { type: "button", onclick: () => renderBlockList(box, null) }, "Newest") : "",
+      last && Number(last.height) > 0
+        ? h("button", { type: "button", "data-testid": "blocks-older", onclick: () => renderBlockList(box, last.height) }, "Older blocks")
+        : ""));
+}
+
+function decodedPayload(e) {
+  if (e.decoded !== undefined && e.decoded !== null) return e.decoded;
+  try {
+    const bytes = Uint8Array.from((e.payload ?? "").match(/../g) ?? [], (x) => parseInt(x, 16));
+    if (e.kind === KIND.ORDER || e.kind === "order") return decodeOrder(bytes);
+    if (e.kind === KIND.CANCEL || e.kind === "cancel") return { cancels: toHex(bytes) };
+  } catch {
+    return null;
+  }
+  return null;
+}
+
+async function renderBlock(root, height) {
+  let b;
+  try {
+    b = await api(`blocks/${encodeURIComponent(height)}`);
+  } catch (e) {
+    root.replaceChildren(h("p", { class: "msg error" }, `Block ${height}: ${e.message}`),
+      h("a", { href: "#/auditor" }, "Back to the auditor page"));
+    return;
+  }
+  const header = b.header ?? b;
+  const sigs = b.certificate?.signatures ?? [];
+  const hgt = Number(header.height);
+  // Each certificate signature is checked here against the chain's validator set.
+  const sigChecks = await checkCertificateSignatures(header, b.hash, b.certificate);
+  root.replaceChildren(h("div", { class: "stack", "data-testid": "block-detail" },
+    h("nav", { class: "row" },
+      h("a", { href: "#/auditor" }, "All blocks"),
+      hgt > 0 ? h("a", { href: `#/auditor/block/${hgt - 1}` }, `← Block ${hgt - 1}`) : "",
+      h("a", { href: `#/auditor/block/${hgt + 1}` }, `Block ${hgt + 1} →`)),
+    section(`Block ${hgt}`, "block-header", kv({ hash: b.hash, time: time(header.timestamp_ms), ...header })),
+    section("Commit certificate", "block-certificate",
+      h("p", {}, `Round ${b.certificate?.round ?? "—"}; ${sigs.length} precommit signatures over the header hash.`),
+      sigChecks.note ? h("p", { class: "msg" }, sigChecks.note) : "",
+      table("certificate-table", ["Validator", "Key", "Signature", "Checked in this browser"], sigs.map((s, i) => h("tr", {},
+        h("td", { class: "num" }, s.validator), h("td", {}, short(s.signer ?? s.key ?? "")),
+        h("td", {}, short(s.signature, 16)),
+        h("td", { class: sigChecks.results[i] === true ? "ok" : sigChecks.results[i] === false ? "error" : "",
+          "data-testid": "signature-check" },
+          sigChecks.results[i] === true ? "✔ valid precommit" : sigChecks.results[i] === false ? "✘ invalid" : "—"))),
+        hgt === 0 ? "genesis has no certificate" : "none")),
+    section("Entries", "block-entries", table("entries-table", ["Index", "Kind", "Author", "Id", "Payload"],
+      (b.entries ?? []).map((e) => {
+        const dec = decodedPayload(e);
+        return h("tr", { "data-testid": "entry-row" },
+          h("td", { class: "num" }, e.index ?? ""), h("td", {}, e.kind_name ?? (typeof e.kind === "number" ? kindName(e.kind) : e.kind)),
+          h("td", {}, e.author ? short(e.author) : "system"),
+          h("td", {}, short(e.id), e.kind === "fill" || e.kind_code === KIND.FILL
+            ? [" ", h("a", { href: `#/auditor/verify/${e.id}` }, "verify lease")] : ""),
+          h("td", {}, dec ? h("details", {}, h("summary", {}, "decoded"), h("pre", {}, JSON.stringify(dec, null, 1)))
+            : h("code", { class: "hex" }, (e.payload ?? "").slice(0, 64))));
+      }), "no entries"))));
+}
+
+async function checkCertificateSignatures(header, hash, cert) {
+  const sigs = cert?.signatures ?? [];
+  if (!sigs.length) return { results: [] };
+  try {
+    const chain = await api("chain");
+    if (headerHash(header) && toHex(headerHash(header)) !== hash) {
+      return { results: sigs.map(() => false), note: "The header does not hash to the block hash the node gave." };
+    }
+    const msg = voteBytes(header.chain_id, header.height, cert.round, PRECOMMIT, headerHash(header));
+    const results = await Promise.all(sigs.map((s) => {
+      const key = chain.validators[s.validator];
+      return key ? verifySignature(fromHex(key), msg, fromHex(s.signature)) : false;
+    }));
+    const valid = results.filter(Boolean).length;
+    return { results, note: `${valid} valid of a quorum of ${chain.quorum} needed (${chain.validators.length} validators).` };
+  } catch (e) {
+    return { results: [], note: `Signatures not checked: ${e.message}` };
+  }
+}
+
+async function runVerify(lease, result) {
+  if (!/^[0-9a-f]{64}$/.test(lease)) {
+    result.dataset.result = "fail";
+    result.replaceChildren(h("p", { class: "msg error" }, "A lease id is 64 hex digits."));
+    return;
+  }
+  result.dataset.result = "running";
+  result.replaceChildren(h("p", {}, "Fetching the proof and the validator set…"));
+  let bundle;
+  let chain;
+  try {
+    [bundle, chain] = await Promise.all([api(`leases/${lease}/proof`), api("chain")]);
+  } catch (e) {
+    result.dataset.result = "fail";
+    result.replaceChildren(h("p", { class: "msg error" }, `Cannot fetch what to verify: ${e.message}`));
+    return;
+  }
+  const r = await verifyBundle(bundle, { validators: chain.validators, leaseId: lease });
+  let entryText = "";
+  try {
+    const e = decodeEntry(Uint8Array.from(bundle.entry.match(/../g), (x) => parseInt(x, 16)));
+    entryText = `${kindName(e.kind)} entry ${bundle.entry_index} in block ${bundle.entry_height}`;
+  } catch {
+    entryText = "";
+  }
+  result.dataset.result = r.ok ? "pass" : "fail";
+  result.replaceChildren(
+    h("p", { class: `verdict ${r.ok ? "ok" : "error"}`, "data-testid": "verify-verdict" },
+      r.ok ? `PASS: lease ${lease.slice(0, 12)}… is in the ledger (${entryText}), certified by ${chain.quorum ?? "a quorum of"} of ${chain.validators.length} validators or more.`
+        : "FAIL: the proof does not hold; see the failed check below."),
+    h("ul", { class: "checks" }, r.checks.map((c) =>
+      h("li", { class: c.ok ? "ok" : "error", "data-check": c.name, "data-ok": c.ok ? "true" : "false" },
+        h("strong", {}, `${c.ok ? "✔" : "✘"} ${c.name}: `), c.detail))),
+    h("details", {}, h("summary", {}, "The proof bundle"), h("pre", {}, JSON.stringify(bundle, null, 1))));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routing
+
+const ROUTES = { buyer: renderBuyer, operator: renderOperator, auditor: renderAuditor };
+
+async function route() {
+  clearTimers();
+  app.route = location.hash || "#/buyer";
+  const [page, ...rest] = app.route.replace(/^#\/?/, "").split("?")[0].split("/");
+  const name = ROUTES[page] ? page : "buyer";
+  for (const a of document.querySelectorAll("nav.main a")) {
+    if (a.dataset.page === name) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
+  const root = document.getElementById("app");
+  root.dataset.page = name;
+  root.replaceChildren(h("p", {}, "Loading…"));
+  try {
+    await ROUTES[name](root, rest);
+  } catch (e) {
+    root.replaceChildren(h("p", { class: "msg error" }, `This page failed: ${e.message}`));
+  }
+  root.dataset.ready = "true";
+}
+
+// After a navigation (not the first load), focus moves to the new page for keyboard users.
+async function navigate() {
+  await route();
+  document.getElementById("app").focus({ preventScroll: true });
+}
+
+async function start() {
+  try {
+    app.key = await KeyPair.load();
+  } catch (e) {
+    app.key = null;
+    KeyPair.forget();
+    document.getElementById("app").before(h("p", { class: "msg error" }, e.message));
+  }
+  await refreshStatus();
+  setInterval(refreshStatus, 5000);
+  window.addEventListener("hashchange", navigate);
+  await route();
+}
+
+start();

@@ -9,6 +9,7 @@ mod ledger;
 mod limits;
 mod live;
 mod resources;
+mod ui_fixture;
 
 use std::sync::Arc;
 

@@ -1,0 +1,227 @@
+// Browser flow of a new buyer, driven through Chromium with playwright-core:
+//   open the UI → create a key → get sample credits from the faucet → bid on a market where
+//   node 0 (the UI's node) offers capacity → the lease appears live → fetch its credential →
+//   the auditor page verifies the lease's inclusion proof in the browser.
+// It also checks that no request leaves the node's origin and that the page logs no error.
+//
+// Environment (scripts/browser-test sets it): SURPLUS_UI (node 0's base URL), SURPLUS_NODES
+// (JSON array of every node's API base URL, unused here but accepted), CHROMIUM (the browser
+// executable), ARTIFACTS (directory for screenshots), NODE_PATH (holding playwright-core);
+// optionally SURPLUS_BUYER_KEY (a funded key file to import instead of using the faucet).
+// Every wait is bounded; the whole run too. Exit status 0 on success, 1 with a message otherwise.
+
+import { mkdirSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import path from "node:path";
+
+const STEP_MS = 60_000;
+const TOTAL_MS = 270_000; // under scripts/browser-test's 300 s per test, so this message comes first
+
+const require = createRequire(import.meta.url);
+let chromium;
+try {
+  ({ chromium } = require("playwright-core"));
+} catch {
+  fail("cannot load playwright-core: npm install --prefix DIR playwright-core, then set NODE_PATH=DIR/node_modules");
+}
+
+const UI = process.env.SURPLUS_UI;
+if (!UI) fail("SURPLUS_UI is not set: the base URL of node 0's web UI, e.g. http://127.0.0.1:7702/");
+const origin = new URL(UI).origin;
+const ARTIFACTS = process.env.ARTIFACTS ?? path.resolve("target/browser-artifacts");
+mkdirSync(ARTIFACTS, { recursive: true });
+const CHROMIUM = process.env.CHROMIUM ?? "/usr/bin/chromium";
+
+function fail(message) {
+  console.error(`buyer-flow: FAIL: ${message}`);
+  process.exit(1);
+}
+
+const log = (m) => console.log(`buyer-flow: ${m}`);
+
+/** JSON from node 0's API (from this test process, not the browser). */
+async function nodeApi(p) {
+  const r = await fetch(new URL(`/api/v1/${p}`, origin), { signal: AbortSignal.timeout(10_000) });
+  if (!r.ok) throw new Error(`GET /api/v1/${p} answered ${r.status}: ${await r.text()}`);
+  return r.json();
+}
+
+/** Polls `probe` until it returns a truthy value; throws `what` after `ms`. */
+async function until(what, probe, ms = STEP_MS, every = 500) {
+  const end = Date.now() + ms;
+  let last;
+  while (Date.now() < end) {
+    try {
+      const v = await probe();
+      if (v) return v;
+    } catch (e) {
+      if (e.fatal) throw e;
+      last = e;
+    }
+    await new Promise((r) => setTimeout(r, every));
+  }
+  throw new Error(`timed out after ${ms / 1000} s waiting for ${what}${last ? ` (last error: ${last.message})` : ""}`);
+}
+
+/** The cheapest market where node 0 offers at least one free slot, with its reserve. */
+async function pickMarket() {
+  const me = (await nodeApi("status")).public_key;
+  const markets = await nodeApi("markets");
+  let best = null;
+  for (const m of markets) {
+    const book = await nodeApi(`book?market=${encodeURIComponent(m.market)}&limit=100`);
+    for (const o of book.offers.orders) {
+      const reserve = BigInt(o.price);
+      if (o.author === me && o.free >= 1 && (!best || reserve < best.reserve)) {
+        best = { market: m.market, reserve, provider: me };
+      }
+    }
+  }
+  return best;
+}
+
+const watchdog = setTimeout(() => fail(`the flow took longer than ${TOTAL_MS / 1000} s`), TOTAL_MS);
+watchdog.unref();
+
+const browser = await chromium.launch({
+  executablePath: CHROMIUM,
+  args: ["--no-sandbox", "--disable-gpu"],
+  timeout: STEP_MS,
+});
+let step = 0;
+let page;
+const foreign = [];
+const errors = [];
+try {
+  const context = await browser.newContext({ viewport: { width: 1440, height: 900 } });
+  await context.grantPermissions(["clipboard-read", "clipboard-write"], { origin });
+  page = await context.newPage();
+  page.setDefaultTimeout(STEP_MS);
+  page.on("request", (r) => {
+    const u = new URL(r.url());
+    if (u.origin !== origin && !["data:", "blob:"].includes(u.protocol)) foreign.push(r.url());
+  });
+  page.on("pageerror", (e) => errors.push(`page error: ${e.message}`));
+  page.on("console", (m) => {
+    // A 4xx answer the UI handles (e.g. a credential not minted yet) is logged by Chromium as a
+    // failed resource load; server errors are caught below from the responses themselves.
+    if (m.type() === "error" && !/status of 4\d\d/.test(m.text())) errors.push(`console: ${m.text()}`);
+  });
+  page.on("response", (r) => {
+    if (r.status() >= 500) errors.push(`${r.request().method()} ${r.url()} answered ${r.status()}`);
+  });
+  const shot = async (name) => {
+    step += 1;
+    const file = path.join(ARTIFACTS, `buyer-flow-${String(step).padStart(2, "0")}-${name}.png`);
+    await page.screenshot({ path: file, fullPage: true });
+    log(`step ${step}: ${name} (${file})`);
+  };
+  const tid = (id) => page.locator(`[data-testid="${id}"]`);
+
+  // 1. A new buyer opens the UI.
+  await page.goto(UI, { waitUntil: "load" });
+  await tid("key-generate").waitFor();
+  await shot("open");
+
+  // 2. Creates a key (or, with SURPLUS_BUYER_KEY, imports that funded key file instead of
+  //    creating one and asking the faucet: for nodes without a faucet).
+  const keyFile = process.env.SURPLUS_BUYER_KEY;
+  if (keyFile) {
+    await tid("key-import-text").fill(readFileSync(keyFile, "utf8"));
+    await tid("key-import").click();
+  } else {
+    await tid("key-generate").click();
+  }
+  const account = (await tid("key-public").textContent()).trim();
+  if (!/^[0-9a-f]{64}$/.test(account)) throw new Error(`the UI shows no public key (got "${account}")`);
+  await shot("key");
+
+  // 3. Is funded by the faucet.
+  if (!keyFile) {
+    await tid("faucet").click();
+    await until("the faucet's answer", async () => (await tid("faucet-status").textContent()).trim());
+    const faucetText = await tid("faucet-status").textContent();
+    if (!/Granted/.test(faucetText)) throw new Error(`the faucet refused: ${faucetText}`);
+  }
+  const funds = await until("credits on the balance", async () => {
+    const units = await tid("balance").getAttribute("data-units");
+    return units && BigInt(units) > 0n ? BigInt(units) : null;
+  }, 90_000);
+  await shot("funded");
+
+  // 4. Places a bid that matches an offer of node 0.
+  const pick = await until("an offer of node 0 in the book", pickMarket);
+  const limit = (pick.reserve * 5n) / 4n;
+  if (limit > funds) throw new Error(`the faucet's ${funds} units do not pay 1 slot-hour at ${limit}`);
+  log(`bidding on ${pick.market}: 1 slot for 1 hour at up to ${limit} units (reserve ${pick.reserve})`);
+  await page.locator(`[data-testid="market-row"][data-market="${pick.market}"] [data-testid="market-select"]`).click();
+  await tid("history-chart").waitFor();
+  await tid("depth-chart").waitFor();
+  await tid("bid-market").selectOption(pick.market);
+  await tid("bid-slots").fill("1");
+  await tid("bid-hours").fill("1");
+  const credits = `${limit / 1_000_000n}.${(limit % 1_000_000n).toString().padStart(6, "0")}`;
+  await tid("bid-limit").fill(credits);
+  await tid("bid-fill").selectOption("all_or_none");
+  const total = await tid("bid-total").getAttribute("data-units");
+  if (total !== String(limit)) throw new Error(`the form shows a total of ${total} units, ${limit} expected`);
+  await until("the live event stream", async () => (await tid("events-status").getAttribute("data-state")) === "live");
+  await shot("bid-form");
+  await tid("bid-submit").click();
+  await until("the bid's acceptance", async () => /Bid placed|not placed/.test(await tid("bid-status").textContent()));
+  const bidText = await tid("bid-status").textContent();
+  if (!/Bid placed/.test(bidText)) throw new Error(bidText);
+  await shot("bid-placed");
+
+  // 5. Sees the lease appear live (pushed by the event stream; no reload).
+  const row = page.locator('[data-testid="lease-row"]').first();
+  await row.waitFor({ timeout: 90_000 });
+  const lease = await row.getAttribute("data-lease");
+  log(`lease ${lease}`);
+  await shot("lease");
+
+  // 6. Fetches its credential (retrying while the provider has not minted it yet).
+  const token = await until("the lease's credential", async () => {
+    await row.locator('[data-testid="lease-credential"]').click();
+    const got = row.locator('[data-testid="credential-token"], [data-testid="credential-error"]');
+    await got.first().waitFor({ timeout: 15_000 });
+    if (await row.locator('[data-testid="credential-token"]').count()) {
+      return (await row.locator('[data-testid="credential-token"]').textContent()).trim();
+    }
+    const err = await row.locator('[data-testid="credential-error"]').textContent();
+    if (!/not minted|next block/i.test(err)) throw Object.assign(new Error(err), { fatal: true });
+    return null;
+  }, 60_000, 2000);
+  if (!/^[A-Za-z0-9_=-]{16,}$/.test(token)) throw new Error(`the credential does not look like a token: ${token}`);
+  await row.locator('[data-testid="credential-copy"]').click();
+  await shot("credential");
+
+  // 7. The auditor page verifies the lease's inclusion proof in the browser.
+  await row.locator('[data-testid="lease-verify"]').click();
+  const result = tid("verify-result");
+  await until("the proof verification", async () =>
+    ["pass", "fail"].includes(await result.getAttribute("data-result")), 60_000);
+  await shot("verified");
+  if ((await result.getAttribute("data-result")) !== "pass") {
+    throw new Error(`the proof of lease ${lease} did not verify: ${await result.innerText()}`);
+  }
+  const checks = await page.locator("ul.checks li").evaluateAll((li) => li.map((x) => x.dataset.check));
+  for (const c of ["inclusion", "header", "checkpoint signature", "certificate"]) {
+    if (!checks.includes(c)) throw new Error(`the verification did not check ${c} (checked: ${checks})`);
+  }
+
+  // 8. Everything stayed on the node's origin, and nothing went wrong in the page.
+  if (foreign.length) throw new Error(`requests left ${origin}: ${foreign.join(", ")}`);
+  if (errors.length) throw new Error(`the page reported errors:\n  ${errors.join("\n  ")}`);
+  log(`PASS (account ${account}, lease ${lease}, ${step} screenshots in ${ARTIFACTS})`);
+} catch (e) {
+  if (page) {
+    await page.screenshot({ path: path.join(ARTIFACTS, "buyer-flow-failure.png"), fullPage: true })
+      .catch(() => {});
+  }
+  await browser.close().catch(() => {});
+  const extra = errors.length ? `\npage errors:\n  ${errors.join("\n  ")}` : "";
+  fail(`${e.message}${extra}`);
+}
+await browser.close();
+process.exit(0);

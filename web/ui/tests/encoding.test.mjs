@@ -1,0 +1,80 @@
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
+import {
+  challengeBytes, decodeEntry, decodeOrder, encodeCancel, encodeEntry, encodeOrder, entryId,
+  formatCredits, fromHex, parseCredits, signingBytes, toHex,
+} from "../encoding.js";
+import { KeyPair, verifySignature } from "../keys.js";
+
+const doc = JSON.parse(
+  readFileSync(new URL("../../../docs/vectors/order-v1.json", import.meta.url), "utf8"),
+);
+const seedOf = (pub) => doc.keys.find((k) => k.public === pub).seed;
+
+for (const v of doc.vectors) {
+  test(`vector ${v.name}: payload, signing bytes, signature, entry and id`, async () => {
+    const payload = v.order ? encodeOrder(v.order) : encodeCancel(v.cancel.order);
+    assert.equal(toHex(payload), v.payload);
+    if (v.order) assert.deepEqual(decodeOrder(payload), v.order);
+    const key = await KeyPair.fromText(seedOf(v.author));
+    assert.equal(key.publicHex, v.author);
+    const sb = signingBytes(doc.chain_id, v.kind, key.publicKey, payload);
+    assert.equal(toHex(sb), v.signing_bytes);
+    const sig = await key.sign(sb);
+    assert.equal(toHex(sig), v.signature, "Ed25519 is deterministic");
+    assert.ok(await verifySignature(key.publicKey, sb, sig));
+    const entry = encodeEntry({ kind: v.kind, author: key.publicKey, signature: sig, payload });
+    assert.equal(toHex(entry), v.entry);
+    assert.equal(toHex(entryId(entry)), v.id);
+    const back = decodeEntry(entry);
+    assert.equal(back.kind, v.kind);
+    assert.equal(toHex(back.payload), v.payload);
+  });
+}
+
+test("a tampered signature does not verify", async () => {
+  const v = doc.vectors[0];
+  const sig = fromHex(v.signature);
+  sig[0] ^= 1;
+  assert.equal(await verifySignature(fromHex(v.author), fromHex(v.signing_bytes), sig), false);
+});
+
+test("key file format round-trips and generated keys sign", async () => {
+  const k = await KeyPair.generate();
+  const again = await KeyPair.fromText(k.toFileContents());
+  assert.equal(again.publicHex, k.publicHex);
+  assert.match(k.toFileContents(), /^[0-9a-f]{64}\n$/);
+  const msg = new Uint8Array([1, 2, 3]);
+  assert.ok(await verifySignature(k.publicKey, msg, await again.sign(msg)));
+  await assert.rejects(KeyPair.fromText("not a key"), /64 hex digits/);
+});
+
+test("keys persist through a storage", async () => {
+  const store = new Map();
+  const storage = { setItem: (a, b) => store.set(a, b), getItem: (a) => store.get(a) ?? null,
+    removeItem: (a) => store.delete(a) };
+  const k = await KeyPair.generate();
+  await k.save(storage);
+  assert.ok(!store.values().next().value.includes(k.publicHex), "stored as a JWK, not hex");
+  assert.equal((await KeyPair.load(storage)).publicHex, k.publicHex);
+  KeyPair.forget(storage);
+  assert.equal(await KeyPair.load(storage), null);
+});
+
+test("challenge bytes follow web/src/challenge.rs", () => {
+  const b = challengeBytes("chain", "01".repeat(32), "02".repeat(32), 0x0102);
+  const want = [...new TextEncoder().encode("surplus/credential-challenge/v1"), 5,
+    ...new TextEncoder().encode("chain"), ...Array(32).fill(1), ...Array(32).fill(2),
+    0, 0, 0, 0, 0, 0, 1, 2];
+  assert.deepEqual([...b], want);
+});
+
+test("credits format and parse", () => {
+  assert.equal(formatCredits(2_500_000n), "2.5");
+  assert.equal(formatCredits(3_000_000), "3");
+  assert.equal(parseCredits("2.5"), 2_500_000n);
+  assert.equal(parseCredits("0.000001"), 1n);
+  assert.throws(() => parseCredits("1.0000001"), /6 decimals/);
+  assert.throws(() => encodeOrder({ side: "bid", market: "BAD", slots: 1 }), /class@region/);
+});
