@@ -9,6 +9,7 @@ mod demo;
 mod devnet;
 mod genesis_cmd;
 mod inventory;
+mod journal;
 mod ledger_cmd;
 mod load;
 mod market_cmd;

@@ -17,6 +17,7 @@ use crate::config::Config;
 use crate::consensus::{self, Committed, Pool};
 use crate::genesis_cmd::GenesisFile;
 use crate::inventory::{self, Inventory};
+use crate::journal::Journal;
 use crate::mempool::{Inserted, Mempool, MempoolError};
 use crate::now_ms;
 use crate::p2p::{self, Gossip, Topic, Verdict};
@@ -57,7 +58,7 @@ pub struct Shared {
     grant_lock: tokio::sync::Mutex<()>,
     /// Entries acknowledged to API clients and not yet in a block, durable before the
     /// acknowledgement (`DIR/mempool`): a crash never loses what a client was told was accepted.
-    journal: sled::Tree,
+    journal: Journal,
     _journal_db: sled::Db,
     validators: Vec<PublicKey>,
     /// What the web API serves beyond the state (ledger view, history, events, metrics).
@@ -262,21 +263,7 @@ impl surplus_web::Node for Api {
         let (id, fresh) = self.0.admit(entry)?;
         if fresh {
             self.0.web.accepted_from_api(kind, id, now_ms());
-            // A blocking flush on tokio's blocking pool, not `flush_async`: sled 0.34's
-            // `flush_async` runs on sled's own small I/O pool, and concurrent calls fill it with
-            // flushes that wait for writes only that pool can do, wedging every tree of the
-            // process, consensus included (spacejam/sled#1308; seen with 32 concurrent clients).
-            let durable = match self.0.journal.insert(id, bytes.as_slice()) {
-                Ok(_) => {
-                    let journal = self.0.journal.clone();
-                    match tokio::task::spawn_blocking(move || journal.flush()).await {
-                        Ok(flushed) => flushed.map(|_| ()).map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    }
-                }
-                Err(e) => Err(e.to_string()),
-            };
-            if let Err(e) = durable {
+            if let Err(e) = self.0.journal.insert_durable(&id, &bytes).await {
                 tracing::error!(error = %e, "cannot journal an accepted entry");
                 self.0.mempool.lock().unwrap_or_else(|e| e.into_inner()).remove_committed(&[id]);
                 return Err(surplus_web::Refusal::new(
@@ -537,7 +524,7 @@ async fn run(args: NodeArgs) -> Result<()> {
         credentials_dir,
         inflight: Mutex::new(Default::default()),
         grant_lock: tokio::sync::Mutex::new(()),
-        journal,
+        journal: Journal::new(journal),
         _journal_db: journal_db,
         validators,
         web: Arc::new(WebData::new(dir.join("exports"))),
@@ -643,12 +630,12 @@ async fn run(args: NodeArgs) -> Result<()> {
 async fn replay_journal(shared: &Arc<Shared>) {
     let mut kept = 0usize;
     let mut dropped = 0usize;
-    for kv in shared.journal.iter() {
+    for kv in shared.journal.tree().iter() {
         let Ok((k, v)) = kv else { continue };
         let entry = match Entry::decode(&v) {
             Ok(e) => e,
             Err(_) => {
-                let _ = shared.journal.remove(k);
+                let _ = shared.journal.tree().remove(k);
                 dropped += 1;
                 continue;
             }
@@ -661,7 +648,7 @@ async fn replay_journal(shared: &Arc<Shared>) {
                 }
             }
             Err(_) => {
-                let _ = shared.journal.remove(k);
+                let _ = shared.journal.tree().remove(k);
                 dropped += 1;
             }
         }
@@ -674,10 +661,10 @@ async fn replay_journal(shared: &Arc<Shared>) {
 /// Drops journal entries that are neither pending nor needed (expired or refused since).
 fn prune_journal(shared: &Shared) {
     let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-    for k in shared.journal.iter().keys().flatten() {
+    for k in shared.journal.tree().iter().keys().flatten() {
         let pending = <[u8; 32]>::try_from(&k[..]).is_ok_and(|id| pool.contains(&id));
         if !pending {
-            let _ = shared.journal.remove(k);
+            let _ = shared.journal.tree().remove(k);
         }
     }
 }
@@ -695,6 +682,7 @@ fn log_health(shared: &Shared) {
         invalid_proposals = invalid,
         mempool = pending,
         mempool_bytes = bytes,
+        journal_flushes = shared.journal.flushes(),
         peers = net.as_ref().map_or(0, |n| n.0),
         gossip = ?net.map(|n| n.1),
         "health"
@@ -727,7 +715,7 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
     {
         let ids: Vec<Hash> = c.block.entries.iter().map(Entry::id).collect();
         for id in &ids {
-            let _ = shared.journal.remove(id);
+            let _ = shared.journal.tree().remove(id);
         }
         let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
         pool.remove_committed(&ids);
