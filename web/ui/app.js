@@ -275,7 +275,7 @@ function bidForm(markets, selected, onPlaced) {
     minField.hidden = fill.value !== "at_least";
     try {
       const b = read();
-      total.textContent = `${credits(b.cost)} at most (${b.slots} slots × ${b.hours} h × ${formatCredits(b.limit)} cr)`;
+      total.textContent = `${credits(b.cost)} at most (${b.slots} slot${b.slots === 1 ? "" : "s"} × ${b.hours} h × ${formatCredits(b.limit)} cr)`;
       total.dataset.units = String(b.cost);
       submit.disabled = !app.key;
       submit.textContent = `Sign and place bid (up to ${credits(b.cost)})`;
@@ -519,6 +519,7 @@ async function renderBuyer(root) {
     es.addEventListener("lease", onChange);
     es.addEventListener("block", () => {
       keyBox.updateBalance?.();
+      refreshStatus();
     });
   }
 
@@ -653,7 +654,7 @@ async function renderAuditor(root, rest) {
     h("p", {}, "Fetches the lease's proof bundle and the chain's validator set from this node, then checks everything here, without trusting the node: the Merkle path to the checkpoint root, the block header hash, the node's checkpoint signature and the validators' commit certificate."),
     form, result);
   const exportBox = section("Export the ledger", "export",
-    h("p", {}, "The whole ledger as one file, to audit offline with ", h("code", {}, "surplus ledger verify"), "."),
+    h("p", {}, "The whole ledger as one file, to audit offline with ", h("code", {}, "surplus audit FILE"), "."),
     h("a", { href: "/api/v1/export", download: "surplus-ledger.export", "data-testid": "export-link", class: "button" },
       "Download the exported ledger"));
   const blocksBox = section("Blocks", "blocks");
