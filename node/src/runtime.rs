@@ -263,26 +263,49 @@ impl surplus_web::Node for Api {
         let (id, fresh) = self.0.admit(entry)?;
         if fresh {
             self.0.web.accepted_from_api(kind, id, now_ms());
-            if let Err(e) = self.0.journal.insert_durable(&id, &bytes).await {
+        }
+        // A duplicate is journaled and gossiped too: the first copy may have come by gossip
+        // (never journaled here), or its request may still be waiting for its flush. The work
+        // runs in its own task so that a client hanging up cannot stop it half way.
+        let shared = self.0.clone();
+        let stored = tokio::spawn(async move {
+            if let Err(e) = shared.journal.insert_durable(&id, &bytes).await {
                 tracing::error!(error = %e, "cannot journal an accepted entry");
-                self.0.mempool.lock().unwrap_or_else(|e| e.into_inner()).remove_committed(&[id]);
-                return Err(surplus_web::Refusal::new(
-                    "unavailable",
-                    "the node cannot store the entry durably right now; retry later",
-                ));
+                if fresh {
+                    let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
+                    pool.remove_committed(&[id]);
+                }
+                return false;
             }
-            if let Some(g) = self.0.gossip.get() {
+            if let Some(g) = shared.gossip.get() {
                 if let Err(e) = g.publish(Topic::Orders, bytes).await {
                     tracing::warn!(error = %e, "could not gossip an accepted entry");
                 }
             }
+            true
+        })
+        .await
+        .unwrap_or(false);
+        if !stored {
+            return Err(surplus_web::Refusal::new(
+                surplus_web::Refusal::UNAVAILABLE,
+                "the node cannot store the entry durably right now; retry later",
+            ));
         }
         Ok(id)
     }
 
     fn provisioning(&self, lease: &Hash) -> Option<serde_json::Value> {
         let p = self.0.provisioning.get(&hex::encode(lease)).ok().flatten()?;
-        serde_json::to_value(p).ok()
+        let mut v = serde_json::to_value(p).ok()?;
+        // Lease ids are public; the access details are for the credential's holder only, who
+        // gets them from the gateway.
+        for step in ["start", "end"] {
+            if let Some(o) = v.get_mut(step).and_then(|o| o.as_object_mut()) {
+                o.remove("access");
+            }
+        }
+        Some(v)
     }
 
     fn credential(&self, lease: &Hash) -> Option<Vec<u8>> {
@@ -402,14 +425,13 @@ impl surplus_web::Node for Api {
         let me = key.public();
         let (pending, already) = {
             let pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            let mine: Vec<Tx> = pool
-                .iter()
-                .filter(|e| matches!(e.auth, surplus_ledger::Auth::Signed { author, .. } if author == me))
-                .filter_map(|e| Tx::decode(e.kind, &e.payload).ok())
-                .collect();
-            let already =
-                mine.iter().any(|t| matches!(t, Tx::Transfer { to, .. } if *to == account));
-            (mine.len() as u64, already)
+            let signed_by = |e: &Entry, k: &PublicKey| matches!(e.auth, surplus_ledger::Auth::Signed { author, .. } if author == *k);
+            let mine = pool.iter().filter(|e| signed_by(e, &me)).count() as u64;
+            // Any pending transfer to the account (another node's faucet too) counts.
+            let already = pool.iter().filter(|e| e.kind == EntryKind::TRANSFER).any(|e| {
+                matches!(Tx::decode(e.kind, &e.payload), Ok(Tx::Transfer { to, .. }) if to == account)
+            });
+            (mine, already)
         };
         if already {
             return Err(Refusal::new(
@@ -472,10 +494,22 @@ async fn run(args: NodeArgs) -> Result<()> {
         .with_context(|| format!("cannot open the mempool journal in {}", dir.display()))?;
     let journal = journal_db.open_tree("accepted")?;
     let faucet = match config.faucet(&dir) {
+        Some(_) if gblock.header.chain_id != crate::devnet::CHAIN_ID => anyhow::bail!(
+            "{}: [faucet] is for devnets only (chain {:?}, not {:?}); remove the section",
+            config_path.display(),
+            gblock.header.chain_id,
+            crate::devnet::CHAIN_ID
+        ),
         Some((path, amount)) => {
             tracing::warn!(key = %path.display(), amount,
                 "a faucet is configured: this node gives credits to any new account (devnet only)");
-            Some((crate::ledger_cmd::read_key(&path)?, amount))
+            let faucet_key = crate::ledger_cmd::read_key(&path)?;
+            anyhow::ensure!(
+                faucet_key.public() != key.public(),
+                "{}: [faucet] key must not be the node key",
+                config_path.display()
+            );
+            Some((faucet_key, amount))
         }
         None => None,
     };
@@ -546,6 +580,8 @@ async fn run(args: NodeArgs) -> Result<()> {
     let view = running.ledger.view().context("cannot open a read-only view of the ledger")?;
     shared.web.attach(view);
     shared.prefill(running.head.height);
+    // Proofs are served against this node's checkpoint from the start, not from the next block.
+    shared.web.sign_checkpoint(&running.head, &key);
     let _ = shared.consensus.set(running.status.clone());
 
     let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.seed())
@@ -709,6 +745,8 @@ pub(crate) async fn shutdown_signal() {
 /// After a block: update the shared view, clean the mempool, provision leases that started or
 /// ended on this node, and publish a checkpoint.
 async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &PublicKey) {
+    // The checkpoint first: a client that sees the new state or an event can get its proofs.
+    let signed = shared.web.sign_checkpoint(&c.block.header, &shared.key);
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = c.state.clone();
     *shared.head.write().unwrap_or_else(|e| e.into_inner()) = c.block.header.clone();
     shared.remember(&c.block, c.committed_ms);
@@ -727,7 +765,6 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
     reconcile_leases(shared, &c.state, hook, me);
     shared.web.on_block(&c.block, &c.state, me, now_ms());
     // Every node signs its checkpoint (its proofs are served against it); validators gossip it.
-    let signed = shared.web.sign_checkpoint(&c.block, &shared.key);
     if shared.validator {
         if let Some(g) = shared.gossip.get() {
             if let Err(e) = g.publish(Topic::Checkpoints, signed.encode()).await {

@@ -53,7 +53,7 @@ pub(crate) struct WebData {
     accepted: Mutex<(HashMap<Hash, u64>, VecDeque<Hash>)>,
     latency: Mutex<Histogram>,
     /// The latest export (path, height); one export is written at a time.
-    export: tokio::sync::Mutex<Option<(PathBuf, u64)>>,
+    export: tokio::sync::Mutex<Option<(PathBuf, u64, std::time::Instant)>>,
     exports_dir: PathBuf,
 }
 
@@ -262,8 +262,11 @@ impl WebData {
     }
 
     /// Signs this node's checkpoint of `block` and keeps it as the latest.
-    pub(crate) fn sign_checkpoint(&self, block: &Block, key: &SecretKey) -> SignedCheckpoint {
-        let h = &block.header;
+    pub(crate) fn sign_checkpoint(
+        &self,
+        h: &surplus_ledger::Header,
+        key: &SecretKey,
+    ) -> SignedCheckpoint {
         let signed = surplus_ledger::Checkpoint {
             chain_id: h.chain_id.clone(),
             height: h.height,
@@ -332,12 +335,14 @@ impl WebData {
         })
     }
 
-    /// An export of the whole ledger at `height` or later: the latest one if it is recent
-    /// enough, otherwise a new one (written beside, then renamed; older ones are removed).
+    /// An export of the whole ledger: the latest one while it is younger than
+    /// [`EXPORT_REUSE`] (so clients cannot make the node rewrite its ledger every block), else a
+    /// new one at the head (written beside, then renamed). The previous export is kept until
+    /// the next one replaces it, so a download that just got its path can still open it.
     pub(crate) async fn export(self: &Arc<Self>, height: u64) -> Result<(PathBuf, u64), String> {
         let mut latest = self.export.lock().await;
-        if let Some((path, h)) = latest.as_ref() {
-            if *h >= height && path.exists() {
+        if let Some((path, h, made)) = latest.as_ref() {
+            if (*h >= height || made.elapsed() < EXPORT_REUSE) && path.exists() {
                 return Ok((path.clone(), *h));
             }
         }
@@ -345,9 +350,21 @@ impl WebData {
         let (path, h) = tokio::task::spawn_blocking(move || me.write_export(height))
             .await
             .map_err(|e| format!("the export task failed: {e}"))??;
-        if let Some((old, _)) = latest.replace((path.clone(), h)) {
-            if old != path {
-                let _ = std::fs::remove_file(old);
+        *latest = Some((path.clone(), h, std::time::Instant::now()));
+        // Keep this export and the one before it; remove older ones (and leftovers of
+        // interrupted runs from before a restart).
+        if let Ok(dir) = std::fs::read_dir(&self.exports_dir) {
+            let mut files: Vec<(u64, PathBuf)> = dir
+                .flatten()
+                .map(|e| e.path())
+                .map(|p| (export_height(&p).unwrap_or(0), p))
+                .collect();
+            files.sort();
+            let keep = files.len().saturating_sub(2);
+            for (_, old) in files.into_iter().take(keep) {
+                if old != path {
+                    let _ = std::fs::remove_file(old);
+                }
             }
         }
         Ok((path, h))
@@ -362,6 +379,14 @@ impl WebData {
         view.export(&path, &mut |_, _| {}).map_err(|e| format!("cannot export the ledger: {e}"))?;
         Ok((path, h))
     }
+}
+
+/// How long an export is served before a request makes a new one.
+const EXPORT_REUSE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// The height in an export's file name (`ledger-<height>.surplus`).
+fn export_height(path: &Path) -> Option<u64> {
+    path.file_name()?.to_str()?.strip_prefix("ledger-")?.strip_suffix(".surplus")?.parse().ok()
 }
 
 fn export_path(dir: &Path, height: u64) -> PathBuf {

@@ -141,6 +141,15 @@ fn faucet_events_proofs_blocks_metrics_and_export_on_a_devnet() {
     let lease = wait_for("the lease on dc3", MINUTE, || apis[2].lease(&lease_id).ok());
     let lease_height = lease["lease"]["height"].as_u64().unwrap();
 
+    // The provider's node shows the lease's provisioning outcome, but not its access details:
+    // lease ids are public, access is for the credential's holder (through the gateway).
+    let provisioned = wait_for("dc1's start hook record", MINUTE, || {
+        let v = apis[0].lease(&lease_id).ok()?;
+        v["provisioning"]["start"].is_object().then_some(v)
+    });
+    assert_eq!(provisioned["provisioning"]["start"]["ok"], true, "{provisioned}");
+    assert!(!provisioned.to_string().contains("\"access\""), "{provisioned}");
+
     // dc3 proves the lease's fill against its own signed checkpoint; it verifies offline
     // against the genesis validators, and a tampered copy does not.
     let chain = get(&format!("{}/api/v1/chain", apis[2].0)).unwrap();

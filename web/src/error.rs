@@ -73,6 +73,15 @@ pub enum ApiError {
         /// Seconds until a request will be accepted.
         retry_after_secs: u64,
     },
+    /// The client holds too much of a resource already (429, no `Retry-After`: it must release
+    /// some first).
+    #[error("{message}")]
+    TooMany {
+        /// Stable code.
+        code: &'static str,
+        /// What the client holds and what to do.
+        message: String,
+    },
     /// The node cannot serve this now (503): a resource is exhausted; retry later.
     #[error("{message}")]
     Unavailable {
@@ -109,7 +118,8 @@ impl ApiError {
             Self::BadRequest { code, .. }
             | Self::Forbidden { code, .. }
             | Self::NotFound { code, .. }
-            | Self::Unavailable { code, .. } => code,
+            | Self::Unavailable { code, .. }
+            | Self::TooMany { code, .. } => code,
             Self::MethodNotAllowed { .. } => "method_not_allowed",
             Self::PayloadTooLarge { .. } => "payload_too_large",
             Self::UnsupportedMediaType => "unsupported_media_type",
@@ -138,7 +148,7 @@ impl ResponseError for ApiError {
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::RateLimited { .. } | Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             Self::Refused(r) => {
                 StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::BAD_REQUEST)

@@ -261,6 +261,8 @@ impl Refusal {
     pub const REPLAYED_NONCE: &'static str = "replayed_nonce";
     /// The transaction's sequence number is not the account's next one (HTTP 409).
     pub const BAD_SEQUENCE: &'static str = "bad_sequence";
+    /// The node cannot take the entry now, through no fault of the client (HTTP 503).
+    pub const UNAVAILABLE: &'static str = "unavailable";
     /// The node has no faucet (HTTP 404): only devnet nodes have one.
     pub const FAUCET_DISABLED: &'static str = "faucet_disabled";
     /// The faucet already funded this account, or is out of credits (HTTP 409).
@@ -276,7 +278,7 @@ impl Refusal {
     /// itself is wrong).
     pub fn http_status(&self) -> u16 {
         match self.code.as_str() {
-            Self::MEMPOOL_FULL => 503,
+            Self::MEMPOOL_FULL | Self::UNAVAILABLE => 503,
             Self::RATE_LIMITED => 429,
             Self::FAUCET_DISABLED => 404,
             Self::DUPLICATE | Self::REPLAYED_NONCE | Self::BAD_SEQUENCE | Self::FAUCET_SPENT => 409,

@@ -40,7 +40,7 @@ fn serve(name: &str) -> Option<HttpResponse> {
             .insert_header((
                 header::CONTENT_SECURITY_POLICY,
                 "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; \
-                 frame-ancestors 'none'",
+                 frame-ancestors 'none'; form-action 'self'",
             ))
             .body(*body),
     )

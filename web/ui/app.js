@@ -8,7 +8,7 @@ import {
   fromHex, headerHash, KIND, kindName, parseCredits, PRECOMMIT, signingBytes, toHex, voteBytes,
 } from "./encoding.js";
 import { KeyPair, verifySignature } from "./keys.js";
-import { verifyBundle } from "./verify.js";
+import { quorumOf, verifyBundle } from "./verify.js";
 
 const HOUR_MS = 3_600_000;
 
@@ -260,7 +260,7 @@ function bidForm(markets, selected, onPlaced) {
   const read = () => {
     const s = Number(slots.value);
     const hr = Number(hours.value);
-    if (!Number.isInteger(s) || s < 1) throw new Error("slots must be a whole number of at least 1");
+    if (!Number.isInteger(s) || s < 1 || s > 0xffffffff) throw new Error("slots must be a whole number from 1 to 4,294,967,295");
     if (!Number.isInteger(hr) || hr < 1 || hr > 43800) throw new Error("hours must be 1 to 43,800");
     const lim = parseCredits(limit.value);
     if (lim < 1n) throw new Error("the limit price must be above 0");
@@ -344,6 +344,9 @@ async function fetchCredential(lease, out) {
   out.replaceChildren(h("span", {}, "Asking the provider's node for a challenge…"));
   try {
     const c = await api(`leases/${lease.id}/challenge`, { method: "POST" });
+    if (c.lease !== lease.id || (app.status && c.chain_id !== app.status.chain_id)) {
+      throw new Error("the node's challenge names another lease or chain; nothing was signed");
+    }
     const sig = await app.key.sign(challengeBytes(c.chain_id, c.lease, c.challenge, c.expires_ms));
     const r = await api(`leases/${lease.id}/credential`, { method: "POST",
       body: { challenge: c.challenge, signature: toHex(sig) } });
@@ -359,6 +362,7 @@ async function fetchCredential(lease, out) {
 }
 
 async function renderBuyer(root) {
+  const gen = app.gen;
   const main = h("div", { class: "columns" });
   const left = h("div", {});
   const right = h("div", {});
@@ -517,6 +521,8 @@ async function renderBuyer(root) {
     };
     es.addEventListener("fill", onChange);
     es.addEventListener("lease", onChange);
+    // Events were dropped for this client: read the current state instead.
+    es.addEventListener("lagged", onChange);
     es.addEventListener("block", () => {
       keyBox.updateBalance?.();
       refreshStatus();
@@ -527,8 +533,10 @@ async function renderBuyer(root) {
   right.append(marketsBox, chartsBox);
   root.append(ordersBox, leasesBox);
   await keyBox.render();
+  if (stale(gen)) return;
   startEvents();
   await Promise.all([refreshMine(), drawCharts()]);
+  if (stale(gen)) return;
   // A slow fallback when the event stream is down, and the market view follows new blocks.
   app.timers.push(setInterval(() => {
     if (app.events?.readyState !== EventSource.OPEN) refreshMine();
@@ -579,11 +587,13 @@ function genericTable(testid, rows, emptyText) {
 }
 
 async function renderOperator(root) {
+  const gen = app.gen;
   const [op, status, cps] = await Promise.all([
     api("operator").catch((e) => ({ error: e })),
     api("status").catch((e) => ({ error: e })),
     api("checkpoints").catch((e) => ({ error: e })),
   ]);
+  if (stale(gen)) return;
   const err = (x) => h("p", { class: "msg error" }, x.error.message);
   const statusBox = section("This node", "operator-status", status.error ? err(status) : kv(status));
   const boxes = [statusBox];
@@ -651,7 +661,7 @@ async function renderAuditor(root, rest) {
     runVerify(input.value.trim().toLowerCase(), result);
   });
   verifyBox.append(
-    h("p", {}, "Fetches the lease's proof bundle and the chain's validator set from this node, then checks everything here, without trusting the node: the Merkle path to the checkpoint root, the block header hash, the node's checkpoint signature and the validators' commit certificate."),
+    h("p", {}, "Fetches the lease's proof bundle and the chain's validator set from this node, then checks everything here: the Merkle path to the checkpoint root, the block header hash, the node's checkpoint signature and the validators' commit certificate. The validator set comes from this node (shown with the result): compare its keys with your consortium's genesis file before trusting a PASS."),
     form, result);
   const exportBox = section("Export the ledger", "export",
     h("p", {}, "The whole ledger as one file, to audit offline with ", h("code", {}, "surplus audit FILE"), "."),
@@ -700,10 +710,12 @@ function decodedPayload(e) {
 }
 
 async function renderBlock(root, height) {
+  const gen = app.gen;
   let b;
   try {
     b = await api(`blocks/${encodeURIComponent(height)}`);
   } catch (e) {
+    if (stale(gen)) return;
     root.replaceChildren(h("p", { class: "msg error" }, `Block ${height}: ${e.message}`),
       h("a", { href: "#/auditor" }, "Back to the auditor page"));
     return;
@@ -713,6 +725,7 @@ async function renderBlock(root, height) {
   const hgt = Number(header.height);
   // Each certificate signature is checked here against the chain's validator set.
   const sigChecks = await checkCertificateSignatures(header, b.hash, b.certificate);
+  if (stale(gen)) return;
   root.replaceChildren(h("div", { class: "stack", "data-testid": "block-detail" },
     h("nav", { class: "row" },
       h("a", { href: "#/auditor" }, "All blocks"),
@@ -751,12 +764,17 @@ async function checkCertificateSignatures(header, hash, cert) {
       return { results: sigs.map(() => false), note: "The header does not hash to the block hash the node gave." };
     }
     const msg = voteBytes(header.chain_id, header.height, cert.round, PRECOMMIT, headerHash(header));
+    // A validator counts once, and only an index inside the set counts (as in the ledger's check).
+    const seen = new Set();
     const results = await Promise.all(sigs.map((s) => {
-      const key = chain.validators[s.validator];
-      return key ? verifySignature(fromHex(key), msg, fromHex(s.signature)) : false;
+      const key = Number.isInteger(s.validator) ? chain.validators[s.validator] : undefined;
+      if (!key || seen.has(s.validator)) return false;
+      seen.add(s.validator);
+      return verifySignature(fromHex(key), msg, fromHex(s.signature));
     }));
     const valid = results.filter(Boolean).length;
-    return { results, note: `${valid} valid of a quorum of ${chain.quorum} needed (${chain.validators.length} validators).` };
+    const needed = quorumOf(chain.validators.length);
+    return { results, note: `${valid} valid of a quorum of ${needed} needed (${chain.validators.length} validators, as this node lists them).` };
   } catch (e) {
     return { results: [], note: `Signatures not checked: ${e.message}` };
   }
@@ -803,7 +821,12 @@ async function runVerify(lease, result) {
 
 const ROUTES = { buyer: renderBuyer, operator: renderOperator, auditor: renderAuditor };
 
+// Each navigation starts a new generation; a render still awaiting something from an earlier
+// one must not touch the page, its timers or its event stream.
+const stale = (gen) => gen !== app.gen;
+
 async function route() {
+  app.gen = (app.gen ?? 0) + 1;
   clearTimers();
   app.route = location.hash || "#/buyer";
   const [page, ...rest] = app.route.replace(/^#\/?/, "").split("?")[0].split("/");

@@ -94,8 +94,11 @@ export class Writer {
     return this.raw(b);
   }
   u32(v) {
+    const n = Number(v);
+    // DataView would wrap silently: a bid for 2^32 + 1 slots must not be signed as 1 slot.
+    if (!Number.isInteger(n) || n < 0 || n > 0xffffffff) throw new RangeError(`${v} is not a u32`);
     const b = new Uint8Array(4);
-    new DataView(b.buffer).setUint32(0, Number(v));
+    new DataView(b.buffer).setUint32(0, n);
     return this.raw(b);
   }
   u64(v) {

@@ -28,33 +28,74 @@ pub(crate) struct EventsQuery {
     account: Option<String>,
 }
 
-/// Open event streams, bounded.
+/// Event streams one client IP may hold open at once, so that one client cannot take every
+/// stream of the node.
+pub const MAX_STREAMS_PER_IP: usize = 4;
+
+type PerIp = Arc<std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>>;
+
+/// Open event streams, bounded in all and per client IP.
 #[derive(Debug)]
 pub(crate) struct Streams {
     open: Arc<AtomicUsize>,
+    per_ip: PerIp,
     max: usize,
 }
 
 impl Streams {
     pub(crate) fn new(max: usize) -> Self {
-        Self { open: Arc::new(AtomicUsize::new(0)), max }
+        Self { open: Arc::new(AtomicUsize::new(0)), per_ip: PerIp::default(), max }
     }
 
-    /// A slot for one more stream, if fewer than the maximum are open.
-    fn acquire(&self) -> Option<Slot> {
+    /// A slot for one more stream, if fewer than the maximum are open in all and from `ip`.
+    fn acquire(&self, ip: Option<std::net::IpAddr>) -> Result<Slot, ApiError> {
+        let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(ip) = ip {
+            if per_ip.get(&ip).copied().unwrap_or(0) >= MAX_STREAMS_PER_IP {
+                return Err(ApiError::TooMany {
+                    code: "too_many_streams",
+                    message: format!(
+                        "{ip} already holds {MAX_STREAMS_PER_IP} event streams open; close one \
+                         first (one stream carries every event of an account)"
+                    ),
+                });
+            }
+        }
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
-            .ok()
-            .map(|_| Slot(self.open.clone()))
+            .map_err(|_| ApiError::Unavailable {
+                code: "too_many_streams",
+                message: format!(
+                    "this node serves {} event streams at most and all are open; retry later",
+                    self.max
+                ),
+            })?;
+        if let Some(ip) = ip {
+            *per_ip.entry(ip).or_insert(0) += 1;
+        }
+        Ok(Slot { open: self.open.clone(), per_ip: self.per_ip.clone(), ip })
     }
 }
 
 /// One open stream; closing it (the client went away) frees the slot.
-struct Slot(Arc<AtomicUsize>);
+struct Slot {
+    open: Arc<AtomicUsize>,
+    per_ip: PerIp,
+    ip: Option<std::net::IpAddr>,
+}
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::AcqRel);
+        self.open.fetch_sub(1, Ordering::AcqRel);
+        if let Some(ip) = self.ip {
+            let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(n) = per_ip.get_mut(&ip) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    per_ip.remove(&ip);
+                }
+            }
+        }
     }
 }
 
@@ -105,6 +146,7 @@ async fn next(mut s: Stream) -> Option<(Result<Bytes, Infallible>, Stream)> {
 
 /// Opens a stream: 404 if the node publishes no events, 503 when too many streams are open.
 pub(crate) async fn events(
+    req: actix_web::HttpRequest,
     ctx: web::Data<Ctx>,
     q: web::Query<EventsQuery>,
 ) -> ApiResult<HttpResponse> {
@@ -112,13 +154,7 @@ pub(crate) async fn events(
     let rx = ctx.node.subscribe().ok_or_else(|| {
         ApiError::not_found("events_not_served", "this node does not publish events")
     })?;
-    let slot = ctx.streams.acquire().ok_or_else(|| ApiError::Unavailable {
-        code: "too_many_streams",
-        message: format!(
-            "this node serves {} event streams at most and all are open; retry later",
-            ctx.streams.max
-        ),
-    })?;
+    let slot = ctx.streams.acquire(req.peer_addr().map(|a| a.ip()))?;
     let start = tokio::time::Instant::now() + KEEP_ALIVE;
     let state = Stream {
         rx,

@@ -40,7 +40,7 @@ pub use credentials::{ChallengeView, CredentialRequest, CredentialToken};
 pub use decode::{decode, EntryView};
 pub use entries::EntryAt;
 pub use entries::{Submit, Submitted};
-pub use events::{frame as event_frame, KEEP_ALIVE};
+pub use events::{frame as event_frame, KEEP_ALIVE, MAX_STREAMS_PER_IP};
 pub use faucet::FaucetRequest;
 pub use gateway::{GatewayAnswer, GatewayRequest};
 pub use leases::{LeaseList, LeaseView, DEFAULT_LEASES, MAX_LEASES};

@@ -321,3 +321,31 @@ async fn new_routes_are_rate_limited_but_metrics_are_not() {
         assert_eq!(s, StatusCode::OK);
     }
 }
+
+#[actix_web::test]
+async fn one_client_ip_cannot_hold_every_event_stream() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    let from = |ip: &str| {
+        TestRequest::get()
+            .uri("/api/v1/events")
+            .peer_addr(format!("{ip}:4000").parse().unwrap())
+            .to_request()
+    };
+    let mut held = Vec::new();
+    for _ in 0..surplus_web::api::MAX_STREAMS_PER_IP {
+        let r = actix_web::test::call_service(&app, from("10.0.0.1")).await;
+        assert_eq!(r.status(), StatusCode::OK);
+        held.push(r);
+    }
+    let r = actix_web::test::call_service(&app, from("10.0.0.1")).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let v: serde_json::Value = actix_web::test::read_body_json(r).await;
+    assert_eq!(v["error"]["code"], "too_many_streams");
+    // Another client still gets one, and the first gets one back once it closes one.
+    let other = actix_web::test::call_service(&app, from("10.0.0.2")).await;
+    assert_eq!(other.status(), StatusCode::OK);
+    held.pop();
+    let back = actix_web::test::call_service(&app, from("10.0.0.1")).await;
+    assert_eq!(back.status(), StatusCode::OK);
+}

@@ -3,7 +3,7 @@ import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
 import {
   challengeBytes, decodeEntry, decodeOrder, encodeCancel, encodeEntry, encodeOrder, entryId,
-  formatCredits, fromHex, parseCredits, signingBytes, toHex,
+  formatCredits, fromHex, parseCredits, signingBytes, toHex, Writer,
 } from "../encoding.js";
 import { KeyPair, verifySignature } from "../keys.js";
 
@@ -77,4 +77,12 @@ test("credits format and parse", () => {
   assert.equal(parseCredits("0.000001"), 1n);
   assert.throws(() => parseCredits("1.0000001"), /6 decimals/);
   assert.throws(() => encodeOrder({ side: "bid", market: "BAD", slots: 1 }), /class@region/);
+});
+
+test("a u32 field out of range is refused, never wrapped (a bid for 2^32 + 1 slots is not 1 slot)", () => {
+  const w = new Writer();
+  assert.throws(() => w.u32(2 ** 32 + 1), RangeError);
+  assert.throws(() => w.u32(-1), RangeError);
+  assert.throws(() => w.u32(1.5), RangeError);
+  assert.equal(toHex(new Writer().u32(0xffffffff).finish()), "ffffffff");
 });
