@@ -5,9 +5,6 @@
 import { fromHex, toHex } from "./encoding.js";
 
 const ALG = { name: "Ed25519" };
-// PKCS#8 wrapping of a raw Ed25519 seed (RFC 8410): SEQUENCE, version 0, algorithm 1.3.101.112,
-// OCTET STRING holding OCTET STRING of 32 bytes.
-const PKCS8_PREFIX = fromHex("302e020100300506032b657004220420");
 const STORAGE_KEY = "surplus.key.v1";
 
 const b64urlToBytes = (s) => {
@@ -15,6 +12,64 @@ const b64urlToBytes = (s) => {
   const bin = atob(b64 + "=".repeat((4 - (b64.length % 4)) % 4));
   return Uint8Array.from(bin, (c) => c.charCodeAt(0));
 };
+
+const bytesToB64url = (b) =>
+  btoa(String.fromCharCode(...b)).replaceAll("+", "-").replaceAll("/", "_").replace(/=+$/, "");
+
+// The public key of a seed (RFC 8032, section 5.1.5), computed here because WebCrypto has no
+// way to derive it that every browser supports: Chromium exports the public half of an
+// imported private key as a JWK, Firefox refuses to import a private JWK without it.
+const P = 2n ** 255n - 19n;
+const L_MOD = (a) => ((a % P) + P) % P;
+function powMod(b, e) {
+  let r = 1n;
+  b = L_MOD(b);
+  for (; e > 0n; e >>= 1n) {
+    if (e & 1n) r = (r * b) % P;
+    b = (b * b) % P;
+  }
+  return r;
+}
+const inv = (a) => powMod(a, P - 2n);
+const D = L_MOD(-121665n * inv(121666n));
+const BASE = (() => {
+  const x = 15112221349535400772501151409588531511454012693041857206046113283949847762202n;
+  const y = 46316835694926478169428394003475163141307993866256225615783033603165251855960n;
+  return [x, y, 1n, (x * y) % P];
+})();
+// Point addition in extended coordinates on -x^2 + y^2 = 1 + d x^2 y^2 (add-2008-hwcd-3).
+function add([x1, y1, z1, t1], [x2, y2, z2, t2]) {
+  const a = L_MOD((y1 - x1) * (y2 - x2));
+  const b = L_MOD((y1 + x1) * (y2 + x2));
+  const c = L_MOD(2n * D * t1 * t2);
+  const d = L_MOD(2n * z1 * z2);
+  const e = b - a, f = d - c, g = d + c, h = b + a;
+  return [L_MOD(e * f), L_MOD(g * h), L_MOD(f * g), L_MOD(e * h)];
+}
+
+/** The Ed25519 public key (32 bytes) of a 32-byte seed. */
+export async function publicFromSeed(seed) {
+  const h = new Uint8Array(await crypto.subtle.digest("SHA-512", seed));
+  const a = h.slice(0, 32);
+  a[0] &= 248;
+  a[31] &= 127;
+  a[31] |= 64;
+  let scalar = 0n;
+  for (let i = 31; i >= 0; i--) scalar = (scalar << 8n) | BigInt(a[i]);
+  let acc = [0n, 1n, 1n, 0n];
+  let q = BASE;
+  for (; scalar > 0n; scalar >>= 1n) {
+    if (scalar & 1n) acc = add(acc, q);
+    q = add(q, q);
+  }
+  const zi = inv(acc[2]);
+  const x = (acc[0] * zi) % P;
+  let y = (acc[1] * zi) % P;
+  const out = new Uint8Array(32);
+  for (let i = 0; i < 32; i++, y >>= 8n) out[i] = Number(y & 255n);
+  out[31] |= Number(x & 1n) << 7;
+  return out;
+}
 
 /** A key pair: `seed` and `publicKey` (bytes), `publicHex`, and CryptoKeys for WebCrypto. */
 export class KeyPair {
@@ -30,19 +85,15 @@ export class KeyPair {
     if (!(seed instanceof Uint8Array) || seed.length !== 32) {
       throw new Error("an Ed25519 seed is 32 bytes");
     }
-    const pkcs8 = new Uint8Array(PKCS8_PREFIX.length + 32);
-    pkcs8.set(PKCS8_PREFIX);
-    pkcs8.set(seed, PKCS8_PREFIX.length);
-    const privateKey = await crypto.subtle.importKey("pkcs8", pkcs8, ALG, true, ["sign"]);
-    const jwk = await crypto.subtle.exportKey("jwk", privateKey);
-    return new KeyPair(Uint8Array.from(seed), b64urlToBytes(jwk.x), privateKey);
+    const publicKey = await publicFromSeed(seed);
+    const jwk = { kty: "OKP", crv: "Ed25519", d: bytesToB64url(seed), x: bytesToB64url(publicKey) };
+    const privateKey = await crypto.subtle.importKey("jwk", jwk, ALG, true, ["sign"]);
+    return new KeyPair(Uint8Array.from(seed), publicKey, privateKey);
   }
 
-  /** A new random key pair. */
+  /** A new random key pair (the seed from the browser's CSPRNG). */
   static async generate() {
-    const pair = await crypto.subtle.generateKey(ALG, true, ["sign", "verify"]);
-    const pkcs8 = new Uint8Array(await crypto.subtle.exportKey("pkcs8", pair.privateKey));
-    return KeyPair.fromSeed(pkcs8.slice(pkcs8.length - 32));
+    return KeyPair.fromSeed(crypto.getRandomValues(new Uint8Array(32)));
   }
 
   /**

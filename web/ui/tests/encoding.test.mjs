@@ -86,3 +86,16 @@ test("a u32 field out of range is refused, never wrapped (a bid for 2^32 + 1 slo
   assert.throws(() => w.u32(1.5), RangeError);
   assert.equal(toHex(new Writer().u32(0xffffffff).finish()), "ffffffff");
 });
+
+test("public keys are derived from seeds as RFC 8032 says (its test 1 and test 2)", async () => {
+  const { publicFromSeed } = await import("../keys.js");
+  const cases = [
+    ["9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60",
+      "d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a"],
+    ["4ccd089b28ff96da9db6c346ec114e0f5b8a319f35aba624da8cf6ed4fb8a6fb",
+      "3d4017c3e843895a92b70aa74d1b7ebc9c982ccf2ec4968cc0cd55f12af4660c"],
+  ];
+  for (const [seed, pub] of cases) {
+    assert.equal(toHex(await publicFromSeed(fromHex(seed, 32))), pub);
+  }
+});
