@@ -17,6 +17,8 @@ import { mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 
+import { nodeApi as apiOf, pickMarket as pickMarketOf, until as untilOf } from "./lib/node-api.mjs";
+
 const STEP_MS = 45_000;
 const TOTAL_MS = 200_000; // under scripts/browser-test's 300 s per test, so this message comes first
 
@@ -47,46 +49,9 @@ const ARTIFACTS = process.env.ARTIFACTS ?? path.resolve("target/browser-artifact
 mkdirSync(ARTIFACTS, { recursive: true });
 const FIREFOX = process.env.FIREFOX ?? "/usr/bin/firefox-esr";
 
-/** JSON from the UI's node's API (from this test process, not the browser). */
-async function nodeApi(p) {
-  const r = await fetch(new URL(`/api/v1/${p}`, origin), { signal: AbortSignal.timeout(10_000) });
-  if (!r.ok) throw new Error(`GET /api/v1/${p} answered ${r.status}: ${await r.text()}`);
-  return r.json();
-}
-
-/** Polls `probe` until it returns a truthy value; throws `what` after `ms`. */
-async function until(what, probe, ms = STEP_MS, every = 500) {
-  const end = Date.now() + ms;
-  let last;
-  while (Date.now() < end) {
-    try {
-      const v = await probe();
-      if (v) return v;
-    } catch (e) {
-      if (e.fatal) throw e;
-      last = e;
-    }
-    await new Promise((r) => setTimeout(r, every));
-  }
-  throw new Error(`timed out after ${ms / 1000} s waiting for ${what}${last ? ` (last error: ${last.message})` : ""}`);
-}
-
-/** The cheapest market where the UI's node offers at least one free slot, with its reserve. */
-async function pickMarket() {
-  const me = (await nodeApi("status")).public_key;
-  const markets = await nodeApi("markets");
-  let best = null;
-  for (const m of markets) {
-    const book = await nodeApi(`book?market=${encodeURIComponent(m.market)}&limit=100`);
-    for (const o of book.offers.orders) {
-      const reserve = BigInt(o.price);
-      if (o.author === me && o.free >= 1 && (!best || reserve < best.reserve)) {
-        best = { market: m.market, reserve };
-      }
-    }
-  }
-  return best;
-}
+const nodeApi = (p) => apiOf(origin, p);
+const until = (what, probe, ms = STEP_MS, every = 500) => untilOf(what, probe, ms, every);
+const pickMarket = () => pickMarketOf(origin);
 
 const watchdog = setTimeout(() => fail(`the flow took longer than ${TOTAL_MS / 1000} s`), TOTAL_MS);
 watchdog.unref();

@@ -110,20 +110,24 @@ pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiRe
     }
     let head = ctx.node.status().height;
     let top = q.before.unwrap_or(head.saturating_add(1)).min(head.saturating_add(1));
-    let mut out = Vec::new();
-    for height in (top.saturating_sub(limit)..top).rev() {
-        if let Some(r) = ctx.node.block(height) {
-            out.push(summary(&r.header, r.entries));
-            continue;
+    let out = super::off_worker(&ctx, move |node| {
+        let mut out = Vec::new();
+        for height in (top.saturating_sub(limit)..top).rev() {
+            if let Some(r) = node.block(height) {
+                out.push(summary(&r.header, r.entries));
+                continue;
+            }
+            match node.ledger_block(height) {
+                Ok(Some(b)) => out.push(summary(&b.header, b.entries.len())),
+                Ok(None) => {}
+                // A node without a ledger lists its recent window only.
+                Err(e) if e == crate::node::NOT_SERVED => break,
+                Err(e) => return Err(ApiError::Internal(format!("reading block {height}: {e}"))),
+            }
         }
-        match ctx.node.ledger_block(height) {
-            Ok(Some(b)) => out.push(summary(&b.header, b.entries.len())),
-            Ok(None) => {}
-            // A node without a ledger lists its recent window only.
-            Err(e) if e == crate::node::NOT_SERVED => break,
-            Err(e) => return Err(ApiError::Internal(format!("reading block {height}: {e}"))),
-        }
-    }
+        Ok(out)
+    })
+    .await??;
     Ok(HttpResponse::Ok().json(out))
 }
 
@@ -170,7 +174,7 @@ pub(crate) async fn block(
 ) -> ApiResult<HttpResponse> {
     let height = height.into_inner();
     let recent = ctx.node.block(height);
-    let view = match ctx.node.ledger_block(height) {
+    let view = match super::off_worker(&ctx, move |n| n.ledger_block(height)).await? {
         Ok(Some(b)) => full(b, recent, &ctx.node.validators(), q.entries.unwrap_or(true)),
         Ok(None) => None.ok_or_else(|| unknown(height, &ctx))?,
         Err(e) if e == crate::node::NOT_SERVED => {

@@ -60,9 +60,8 @@ pub struct EntryAt {
 /// The entry at global index `index`.
 pub(crate) async fn one(ctx: web::Data<Ctx>, index: web::Path<u64>) -> ApiResult<HttpResponse> {
     let index = index.into_inner();
-    let (height, entry) = ctx
-        .node
-        .ledger_entry(index)
+    let (height, entry) = super::off_worker(&ctx, move |n| n.ledger_entry(index))
+        .await?
         .map_err(|e| super::ledger_error(format!("reading entry {index}: {e}")))?
         .ok_or_else(|| {
             ApiError::not_found(

@@ -70,9 +70,8 @@ pub(crate) async fn one(ctx: web::Data<Ctx>, id: web::Path<String>) -> ApiResult
 /// ([`surplus_ledger::bundle::ProofBundle`]), to verify offline.
 pub(crate) async fn proof(ctx: web::Data<Ctx>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_hash(&id, "lease id")?;
-    let bundle = ctx
-        .node
-        .lease_proof(&id)
+    let bundle = super::off_worker(&ctx, move |n| n.lease_proof(&id))
+        .await?
         .map_err(|e| super::ledger_error(format!("proving lease {}: {e}", hex::encode(id))))?
         .ok_or_else(|| {
             ApiError::not_found(

@@ -203,6 +203,18 @@ fn query_error(e: QueryPayloadError, req: &HttpRequest) -> ApiError {
     ApiError::bad_request("bad_query", format!("the query of {} is not valid: {e}", req.path()))
 }
 
+/// Runs `f` on the node off the HTTP workers: ledger reads touch the disk, and the workers are
+/// few.
+pub(crate) async fn off_worker<T: Send + 'static>(
+    ctx: &Ctx,
+    f: impl FnOnce(&dyn Node) -> T + Send + 'static,
+) -> ApiResult<T> {
+    let node = ctx.node.clone();
+    web::block(move || f(&*node))
+        .await
+        .map_err(|e| ApiError::Internal(format!("a blocking task failed: {e}")))
+}
+
 /// A failure of the node's ledger: 404 `ledger_not_served` from a node that serves no ledger,
 /// otherwise an opaque 500 (the detail is logged).
 pub(crate) fn ledger_error(detail: String) -> ApiError {
