@@ -352,3 +352,51 @@ pub fn spawn_devnet(dir: &Path, base: u16, args: &[&str], log: &Path) -> Child {
         .spawn()
         .expect("spawn surplus devnet")
 }
+
+/// The first pool of a node's inventory file (`DATA_DIR/inventory.toml`): its market and
+/// reserve price.
+pub fn first_pool(data_dir: &Path) -> (surplus_market::Market, u64) {
+    let inventory =
+        std::fs::read_to_string(data_dir.join("inventory.toml")).expect("the inventory file");
+    let field = |key: &str| {
+        inventory
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
+            .map(|v| v.trim_matches('"').to_owned())
+            .unwrap_or_else(|| panic!("no {key} in the inventory"))
+    };
+    let market = surplus_market::Market::new(&field("class"), &field("region"));
+    (market, field("reserve").parse().expect("a numeric reserve"))
+}
+
+/// Waits until the book of `market` on `api` holds an offer of `provider` (hex key).
+pub fn wait_for_offer(api: &Api, market: &surplus_market::Market, provider: &str) {
+    wait_for("the provider's inventory offer in the book", Duration::from_secs(120), || {
+        let book = get(&format!("{}/api/v1/book?market={market}", api.0)).ok()?;
+        book["offers"].to_string().contains(provider).then_some(())
+    });
+}
+
+/// A bid for 1 slot for 1 hour, starting now, at up to `limit` units a slot-hour, expiring
+/// after `ttl_ms`.
+pub fn one_slot_bid(
+    market: &surplus_market::Market,
+    limit: u64,
+    nonce: u64,
+    ttl_ms: u64,
+) -> surplus_market::Bid {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    surplus_market::Bid {
+        market: market.clone(),
+        slots: 1,
+        hours: 1,
+        limit,
+        earliest_ms: now,
+        latest_ms: now + 3_600_000,
+        fill: surplus_market::FillRule::AtLeast(1),
+        expiry_ms: now + ttl_ms,
+        nonce,
+    }
+}

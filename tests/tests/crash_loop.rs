@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use surplus_ledger::store::{Config, Store};
 use surplus_ledger::EntryKind;
-use surplus_market::{Bid, FillRule, Market, Order, SignedOrder};
+use surplus_market::{Market, Order, SignedOrder};
 use surplus_tests::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -27,10 +27,6 @@ fn wait_for_or_none<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Opt
         std::thread::sleep(Duration::from_millis(200));
     }
     None
-}
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
 }
 
 /// A small deterministic generator (xorshift64*), so a failing run can be replayed by seed.
@@ -89,18 +85,12 @@ fn twenty_sigkills_under_load_lose_no_acknowledged_order_and_fork_nothing() {
             let started = Instant::now();
             let mut sent = 0u64;
             while !stop.load(Ordering::Relaxed) && sent < 20_000 && started.elapsed() < 5 * MINUTE {
-                let now = now_ms();
-                let bid = Bid {
-                    market: market.clone(),
-                    slots: 1,
-                    hours: 1,
-                    limit: 1,
-                    earliest_ms: now,
-                    latest_ms: now + 3_600_000,
-                    fill: FillRule::AtLeast(1),
-                    expiry_ms: now + 3_600_000,
-                    nonce: seed.wrapping_mul(1_000_000).wrapping_add(sent),
-                };
+                let bid = one_slot_bid(
+                    &market,
+                    1,
+                    seed.wrapping_mul(1_000_000).wrapping_add(sent),
+                    3_600_000,
+                );
                 let key = &buyers[(sent % 3) as usize];
                 let (entry, _) = SignedOrder::sign(&chain_id, Order::Bid(bid), key);
                 let which = rng.below(apis.len() as u64) as usize;

@@ -9,14 +9,10 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use surplus_ledger::{Entry, EntryKind, Signature};
-use surplus_market::{Bid, FillRule, Market, Order, SignedOrder};
+use surplus_market::{Order, SignedOrder};
 use surplus_tests::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
 
 /// A raw HTTP/1.1 exchange: sends `request`, reads until the server closes or 30 s pass.
 fn raw(addr: &str, request: &[u8]) -> (Option<u16>, String) {
@@ -66,37 +62,11 @@ fn hostile_requests_get_clear_4xx_or_are_cut_off_and_change_nothing() {
     let addr = apis[1].0.trim_start_matches("http://").to_owned();
 
     // A real lease of the buyer, for the credential attempts.
-    let inventory = std::fs::read_to_string(
-        Path::new(net.file["nodes"][0]["data_dir"].as_str().unwrap()).join("inventory.toml"),
-    )
-    .unwrap();
-    let field = |key: &str| {
-        inventory
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
-            .map(|v| v.trim_matches('"').to_owned())
-            .unwrap()
-    };
-    let market = Market::new(&field("class"), &field("region"));
-    let reserve: u64 = field("reserve").parse().unwrap();
-    let provider = net.file["nodes"][0]["public_key"].as_str().unwrap().to_owned();
-    wait_for("dc1's offer in the book", 2 * MINUTE, || {
-        let book = get(&format!("{}/api/v1/book?market={market}", apis[0].0)).ok()?;
-        book["offers"].to_string().contains(&provider).then_some(())
-    });
-    let now = now_ms();
-    let bid = Bid {
-        market,
-        slots: 1,
-        hours: 1,
-        limit: reserve * 2,
-        earliest_ms: now,
-        latest_ms: now + 3_600_000,
-        fill: FillRule::AtLeast(1),
-        expiry_ms: now + 600_000,
-        nonce: now,
-    };
-    let (entry, _) = SignedOrder::sign(&chain_id, Order::Bid(bid.clone()), &buyer);
+    let (market, reserve) =
+        first_pool(Path::new(net.file["nodes"][0]["data_dir"].as_str().unwrap()));
+    wait_for_offer(&apis[0], &market, net.file["nodes"][0]["public_key"].as_str().unwrap());
+    let bid = one_slot_bid(&market, reserve * 2, 1, 600_000);
+    let (entry, _) = SignedOrder::sign(&chain_id, Order::Bid(bid), &buyer);
     assert_eq!(apis[0].submit(&entry).unwrap().0, 202);
     let lease_id = wait_for("the buyer's lease, granted", 2 * MINUTE, || {
         let l = apis[0].leases(&buyer.public()).ok()?;

@@ -5,14 +5,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use surplus_market::{Bid, FillRule, Market, Order, SignedOrder};
+use surplus_market::{Market, Order, SignedOrder};
 use surplus_tests::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
 
 /// Resident memory of a process, bytes (Linux `/proc`).
 fn rss(pid: u32) -> u64 {
@@ -73,18 +69,7 @@ fn steady_load_soak_records_memory_and_disk_growth_per_thousand_blocks() {
     // About 40 bids a second, resting under every reserve and expiring after 20 s, so the book
     // holds a steady few hundred.
     while started.elapsed() < Duration::from_secs(seconds) && sent < 1_000_000 {
-        let now = now_ms();
-        let bid = Bid {
-            market: market.clone(),
-            slots: 1,
-            hours: 1,
-            limit: 1,
-            earliest_ms: now,
-            latest_ms: now + 3_600_000,
-            fill: FillRule::AtLeast(1),
-            expiry_ms: now + 20_000,
-            nonce: sent,
-        };
+        let bid = one_slot_bid(&market, 1, sent, 20_000);
         let (entry, _) =
             SignedOrder::sign(&chain_id, Order::Bid(bid), &buyers[(sent % 3) as usize]);
         let api = &apis[(sent % 4) as usize].0;

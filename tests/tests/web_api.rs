@@ -10,14 +10,10 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use surplus_ledger::bundle::ProofBundle;
 use surplus_ledger::{PublicKey, SecretKey, ValidatorSet};
-use surplus_market::{Bid, FillRule, Market, Order, SignedOrder};
+use surplus_market::{Order, SignedOrder};
 use surplus_tests::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
-
-fn now_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64
-}
 
 fn key_hex(v: &Value) -> PublicKey {
     PublicKey(surplus_ledger::parse_hex::<32>(v.as_str().unwrap(), "key").unwrap())
@@ -82,36 +78,10 @@ fn faucet_events_proofs_blocks_metrics_and_export_on_a_devnet() {
     );
 
     // The buyer bids, with the faucet's credits, on dc1's first inventory pool.
-    let inventory = std::fs::read_to_string(
-        Path::new(net.file["nodes"][0]["data_dir"].as_str().unwrap()).join("inventory.toml"),
-    )
-    .unwrap();
-    let field = |key: &str| {
-        inventory
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("{key} = ")))
-            .map(|v| v.trim_matches('"').to_owned())
-            .unwrap()
-    };
-    let market = Market::new(&field("class"), &field("region"));
-    let reserve: u64 = field("reserve").parse().unwrap();
-    wait_for("dc1's offer in the book", 2 * MINUTE, || {
-        let book = get(&format!("{}/api/v1/book?market={market}", apis[0].0)).ok()?;
-        let provider = net.file["nodes"][0]["public_key"].as_str()?;
-        book["offers"].to_string().contains(provider).then_some(())
-    });
-    let now = now_ms();
-    let bid = Bid {
-        market: market.clone(),
-        slots: 1,
-        hours: 1,
-        limit: reserve * 2,
-        earliest_ms: now,
-        latest_ms: now + 3_600_000,
-        fill: FillRule::AtLeast(1),
-        expiry_ms: now + 600_000,
-        nonce: now,
-    };
+    let (market, reserve) =
+        first_pool(Path::new(net.file["nodes"][0]["data_dir"].as_str().unwrap()));
+    wait_for_offer(&apis[0], &market, net.file["nodes"][0]["public_key"].as_str().unwrap());
+    let bid = one_slot_bid(&market, reserve * 2, 1, 600_000);
     assert!(reserve * 2 <= amount, "the faucet's grant must pay for the test's bid");
     let (entry, _) = SignedOrder::sign(&chain_id, Order::Bid(bid), &buyer);
     let (code, body) = apis[0].submit(&entry).unwrap();
