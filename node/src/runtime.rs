@@ -22,7 +22,8 @@ use crate::mempool::{Inserted, Mempool, MempoolError};
 use crate::now_ms;
 use crate::p2p::{self, Gossip, Topic, Verdict};
 use crate::provision::{Event, Hook, LeaseEvent, ProvisionLog};
-use crate::webdata::WebData;
+use crate::webdata::{fills_of, WebData};
+use surplus_market::Fill;
 
 /// Arguments of `surplus node`.
 #[derive(Debug, clap::Args)]
@@ -77,14 +78,8 @@ pub struct Shared {
 const RECENT_HEADERS: usize = 10_000;
 
 impl Shared {
-    fn remember(&self, block: &surplus_ledger::Block, committed_ms: u64) {
-        let filled_bids = block
-            .entries
-            .iter()
-            .filter(|e| e.kind == EntryKind::FILL)
-            .filter_map(|e| surplus_contracts::decode_fill(&e.payload).ok())
-            .map(|(f, _)| hex::encode(f.bid))
-            .collect();
+    fn remember(&self, block: &surplus_ledger::Block, fills: &[(Hash, Fill)], committed_ms: u64) {
+        let filled_bids = fills.iter().map(|(_, f)| hex::encode(f.bid)).collect();
         let summary = surplus_web::RecentBlock {
             header: block.header.clone(),
             committed_ms,
@@ -108,7 +103,7 @@ impl Shared {
         match self.web.last_blocks(head) {
             Ok(blocks) => {
                 for b in &blocks {
-                    self.remember(b, b.header.timestamp_ms);
+                    self.remember(b, &fills_of(b), b.header.timestamp_ms);
                 }
             }
             Err(e) => tracing::warn!(error = %e, "cannot read the last blocks back"),
@@ -425,8 +420,7 @@ impl surplus_web::Node for Api {
         let me = key.public();
         let (pending, already) = {
             let pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            let signed_by = |e: &Entry, k: &PublicKey| matches!(e.auth, surplus_ledger::Auth::Signed { author, .. } if author == *k);
-            let mine = pool.iter().filter(|e| signed_by(e, &me)).count() as u64;
+            let mine = pending_of(&pool, &me).len() as u64;
             // Any pending transfer to the account (another node's faucet too) counts.
             let already = pool.iter().filter(|e| e.kind == EntryKind::TRANSFER).any(|e| {
                 matches!(Tx::decode(e.kind, &e.payload), Ok(Tx::Transfer { to, .. }) if to == account)
@@ -749,7 +743,8 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
     let signed = shared.web.sign_checkpoint(&c.block.header, &shared.key);
     *shared.state.write().unwrap_or_else(|e| e.into_inner()) = c.state.clone();
     *shared.head.write().unwrap_or_else(|e| e.into_inner()) = c.block.header.clone();
-    shared.remember(&c.block, c.committed_ms);
+    let fills = fills_of(&c.block);
+    shared.remember(&c.block, &fills, c.committed_ms);
     {
         let ids: Vec<Hash> = c.block.entries.iter().map(Entry::id).collect();
         for id in &ids {
@@ -762,8 +757,8 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
         let now = now_ms();
         pool.retain(|e| admission::recheck(e, &c.state, now).is_ok());
     }
-    reconcile_leases(shared, &c.state, hook, me);
-    shared.web.on_block(&c.block, &c.state, me, now_ms());
+    let leased_slots = reconcile_leases(shared, &c.state, hook, me);
+    shared.web.on_block(&c.block, &fills, &c.state, leased_slots, now_ms());
     // Every node signs its checkpoint (its proofs are served against it); validators gossip it.
     if shared.validator {
         if let Some(g) = shared.gossip.get() {
@@ -778,13 +773,16 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
 /// a crash or a catch-up never skips one: an active lease without a start record gets its start
 /// hook; one without a grant on the ledger (and none pending) gets its credential minted and
 /// granted; an ended lease that was started gets its end hook. One task per lease and step.
-fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &PublicKey) {
+/// Returns the slots of this provider's active leases (the operator's leased capacity).
+fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &PublicKey) -> u64 {
+    let mut leased_slots = 0;
     for lease in state.leases().filter(|l| l.fill.provider == *me) {
         let id = hex::encode(lease.id);
         let record = shared.provisioning.get(&id).ok().flatten();
         let started = record.as_ref().is_some_and(|r| r.start.is_some());
         let ended = record.as_ref().is_some_and(|r| r.end.is_some());
         if lease.status == LeaseStatus::Active {
+            leased_slots += u64::from(lease.fill.slots);
             if !started {
                 spawn_step(shared, lease, Step::Start, hook);
             }
@@ -795,6 +793,7 @@ fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &
             spawn_step(shared, lease, Step::End, hook);
         }
     }
+    leased_slots
 }
 
 /// One provisioning step of a lease.
@@ -850,13 +849,7 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
     }
     let (pending_txs, already) = {
         let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-        let mine: Vec<Tx> = pool
-            .iter()
-            .filter(
-                |e| matches!(e.auth, surplus_ledger::Auth::Signed { author, .. } if author == me),
-            )
-            .filter_map(|e| Tx::decode(e.kind, &e.payload).ok())
-            .collect();
+        let mine = pending_of(&pool, &me);
         let already =
             mine.iter().any(|t| matches!(t, Tx::Grant { lease: l, .. } if *l == lease.id));
         (mine.len() as u64, already)
@@ -889,6 +882,15 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
     };
     let entry = Entry::signed(&shared.chain_id, tx.kind(), tx.encode(), &shared.key);
     submit_own(shared, entry).await;
+}
+
+/// The transactions `key` has waiting in the mempool (their count is how far its next
+/// sequence number is ahead of the committed one).
+fn pending_of(pool: &Mempool, key: &PublicKey) -> Vec<Tx> {
+    pool.iter()
+        .filter(|e| matches!(e.auth, surplus_ledger::Auth::Signed { author, .. } if author == *key))
+        .filter_map(|e| Tx::decode(e.kind, &e.payload).ok())
+        .collect()
 }
 
 async fn submit_own(shared: &Arc<Shared>, entry: Entry) {

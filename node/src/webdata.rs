@@ -8,12 +8,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use surplus_contracts::{decode_fill, decode_revocation, LeaseStatus, Settlement, State, Tx};
+use surplus_contracts::{decode_fill, decode_revocation, Settlement, State, Tx};
 use surplus_ledger::bundle::ProofBundle;
 use surplus_ledger::{
     Block, Entry, EntryKind, Hash, PublicKey, SecretKey, SignedCheckpoint, Store,
 };
-use surplus_market::Market;
+use surplus_market::{Fill, Market};
 use surplus_web::{CapacityPoint, Event, Histogram, PricePoint};
 use tokio::sync::broadcast;
 
@@ -104,25 +104,29 @@ impl WebData {
         let blocks: Vec<Block> =
             self.with_ledger(head, |s| (from..=head).map(|h| s.block(h)).collect())?;
         for b in &blocks {
-            self.record_prices(b);
+            self.record_prices(&b.header, &fills_of(b));
         }
         Ok(blocks)
     }
 
     /// Records what a committed block changed, and publishes it to subscribers.
-    pub(crate) fn on_block(&self, block: &Block, state: &State, me: &PublicKey, now_ms: u64) {
+    pub(crate) fn on_block(
+        &self,
+        block: &Block,
+        fills: &[(Hash, Fill)],
+        state: &State,
+        leased_slots: u64,
+        now_ms: u64,
+    ) {
         let h = &block.header;
         self.blocks_committed.fetch_add(1, Ordering::Relaxed);
         self.entries_committed.fetch_add(block.entries.len() as u64, Ordering::Relaxed);
-        self.record_prices(block);
-        let slots: u64 = state
-            .leases()
-            .filter(|l| l.fill.provider == *me && l.status == LeaseStatus::Active)
-            .map(|l| u64::from(l.fill.slots))
-            .sum();
+        self.record_prices(h, fills);
         {
             let mut leased = lock(&self.leased);
-            leased.push_back(CapacityPoint { height: h.height, time_ms: h.timestamp_ms, slots });
+            let point =
+                CapacityPoint { height: h.height, time_ms: h.timestamp_ms, slots: leased_slots };
+            leased.push_back(point);
             while leased.len() > HISTORY {
                 leased.pop_front();
             }
@@ -131,11 +135,9 @@ impl WebData {
         {
             let mut accepted = lock(&self.accepted);
             let mut latency = lock(&self.latency);
-            for e in block.entries.iter().filter(|e| e.kind == EntryKind::FILL) {
-                if let Ok((fill, _)) = decode_fill(&e.payload) {
-                    if let Some(at) = accepted.0.remove(&fill.bid) {
-                        latency.observe(now_ms.saturating_sub(at));
-                    }
+            for (_, fill) in fills {
+                if let Some(at) = accepted.0.remove(&fill.bid) {
+                    latency.observe(now_ms.saturating_sub(at));
                 }
             }
         }
@@ -147,13 +149,15 @@ impl WebData {
             entries: block.entries.len(),
             tree_size: h.tree_size,
         });
+        for (lease, fill) in fills {
+            let _ = self.events.send(Event::Fill {
+                lease: *lease,
+                height: h.height,
+                fill: fill.clone(),
+            });
+        }
         let mut touched: Vec<Hash> = Vec::new();
         for e in &block.entries {
-            if e.kind == EntryKind::FILL {
-                if let Ok((fill, _)) = decode_fill(&e.payload) {
-                    let _ = self.events.send(Event::Fill { lease: e.id(), height: h.height, fill });
-                }
-            }
             if let Some(lease) = lease_of(e) {
                 if !touched.contains(&lease) {
                     touched.push(lease);
@@ -167,21 +171,14 @@ impl WebData {
         }
     }
 
-    fn record_prices(&self, block: &Block) {
-        let mut per_market: BTreeMap<Market, (u64, u64)> = BTreeMap::new();
-        for e in block.entries.iter().filter(|e| e.kind == EntryKind::FILL) {
-            if let Ok((fill, _)) = decode_fill(&e.payload) {
-                let p = per_market.entry(fill.market.clone()).or_insert((fill.price, 0));
-                p.1 += u64::from(fill.slots);
-            }
+    fn record_prices(&self, h: &surplus_ledger::Header, fills: &[(Hash, Fill)]) {
+        let mut per_market: BTreeMap<&Market, (u64, u64)> = BTreeMap::new();
+        for (_, fill) in fills {
+            per_market.entry(&fill.market).or_insert((fill.price, 0)).1 += u64::from(fill.slots);
         }
-        if per_market.is_empty() {
-            return;
-        }
-        let h = &block.header;
         let mut prices = lock(&self.prices);
         for (market, (price, slots)) in per_market {
-            let points = prices.entry(market).or_default();
+            let points = prices.entry(market.clone()).or_default();
             if points.back().is_some_and(|p| p.height >= h.height) {
                 continue; // already recorded (prefill overlapping the first commits)
             }
@@ -391,6 +388,16 @@ fn export_height(path: &Path) -> Option<u64> {
 
 fn export_path(dir: &Path, height: u64) -> PathBuf {
     dir.join(format!("ledger-{height}.surplus"))
+}
+
+/// The fills of a block, each with its entry's id (the lease it creates), decoded once.
+pub(crate) fn fills_of(block: &Block) -> Vec<(Hash, Fill)> {
+    block
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::FILL)
+        .filter_map(|e| decode_fill(&e.payload).ok().map(|(f, _)| (e.id(), f)))
+        .collect()
 }
 
 /// The lease an entry creates or changes, if any.
