@@ -3,7 +3,6 @@
 mod admission;
 mod client;
 mod config;
-mod consensus;
 mod credential_cmd;
 mod demo;
 mod devnet;
@@ -14,12 +13,13 @@ mod ledger_cmd;
 mod load;
 mod market_cmd;
 mod mempool;
-mod p2p;
 mod provision;
 mod runtime;
 mod webdata;
 
 use std::process::ExitCode;
+
+use surplus_node::{consensus, now_ms, p2p};
 
 use clap::{Parser, Subcommand};
 
@@ -62,13 +62,6 @@ enum Command {
     Load(load::LoadArgs),
     #[command(flatten)]
     Client(client::ClientCommand),
-}
-
-/// Milliseconds since the Unix epoch, by this machine's clock (the node's one clock reading).
-pub(crate) fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 fn main() -> ExitCode {
