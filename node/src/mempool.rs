@@ -66,6 +66,8 @@ pub enum Inserted {
 struct Slot {
     entry: Entry,
     arrival: u64,
+    /// When it was admitted or last gossiped again, ms.
+    gossiped_ms: u64,
     bytes: usize,
     expiry_ms: Option<u64>,
     nonce: Option<(PublicKey, u64)>,
@@ -142,7 +144,14 @@ impl Mempool {
         self.bytes += bytes;
         self.slots.insert(
             admitted.id,
-            Slot { entry, arrival, bytes, expiry_ms: admitted.expiry_ms, nonce },
+            Slot {
+                entry,
+                arrival,
+                gossiped_ms: now_ms,
+                bytes,
+                expiry_ms: admitted.expiry_ms,
+                nonce,
+            },
         );
         Ok(Inserted::New { evicted })
     }
@@ -163,6 +172,25 @@ impl Mempool {
             }
             bytes += slot.bytes;
             out.push(slot.entry.clone());
+        }
+        out
+    }
+
+    /// Entries admitted or last gossiped at least `age_ms` before `now_ms`, oldest first, at
+    /// most `max`; they count as gossiped now. The node publishes them again, so that an entry
+    /// that reached no peer when it was admitted (its node was cut off) reaches them once the
+    /// network is back, instead of waiting for this node's own turn to propose.
+    pub fn due_for_gossip(&mut self, now_ms: u64, age_ms: u64, max: usize) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for id in self.by_arrival.values() {
+            if out.len() >= max {
+                break;
+            }
+            let Some(slot) = self.slots.get_mut(id) else { continue };
+            if slot.gossiped_ms.saturating_add(age_ms) <= now_ms {
+                slot.gossiped_ms = now_ms;
+                out.push(slot.entry.clone());
+            }
         }
         out
     }
@@ -266,6 +294,31 @@ mod tests {
             bytes: e.encode().len(),
         };
         (e, a)
+    }
+
+    /// Found by the partition test: orders a cut-off node acknowledged reached no peer, and
+    /// waited for that node's own turn to propose. They are now gossiped again once old.
+    #[test]
+    fn partition_orders_acknowledged_while_cut_off_are_due_for_gossip_again() {
+        let mut m = Mempool::new(10, 1 << 20);
+        let items: Vec<_> = (0..4).map(|i| item(i, 0, None, Some(i))).collect();
+        for (i, (e, a)) in items.iter().enumerate() {
+            m.insert(e.clone(), a, 1_000 * i as u64).unwrap();
+        }
+        // Admitted at 0, 1000, 2000, 3000 ms; due once 30 s old, oldest first, at most `max`.
+        assert!(m.due_for_gossip(29_999, 30_000, 10).is_empty());
+        assert_eq!(
+            m.due_for_gossip(31_000, 30_000, 10),
+            vec![items[0].0.clone(), items[1].0.clone()]
+        );
+        assert_eq!(m.due_for_gossip(40_000, 30_000, 1), vec![items[2].0.clone()]);
+        // Gossiped again just now: not due until another 30 s have passed.
+        assert_eq!(m.due_for_gossip(40_000, 30_000, 10), vec![items[3].0.clone()]);
+        assert!(m.due_for_gossip(60_000, 30_000, 10).is_empty());
+        assert_eq!(m.due_for_gossip(70_000, 30_000, 10).len(), 4);
+        // Committed entries are gone from the pool, so never gossiped again.
+        m.remove_committed(&[items[0].1.id]);
+        assert_eq!(m.due_for_gossip(200_000, 30_000, 10).len(), 3);
     }
 
     #[test]

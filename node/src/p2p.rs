@@ -43,6 +43,18 @@ const COMMAND_QUEUE: usize = 256;
 const VALIDATION_QUEUE: usize = 4096;
 /// How often lost bootstrap peers are dialled again.
 const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
+/// Ping interval and timeout. A failed ping closes the connection: across a partition both
+/// sides then drop it, and the connection made after healing is each side's first to the
+/// other, over which gossipsub exchanges subscriptions.
+const PING_INTERVAL: Duration = Duration::from_secs(5);
+const PING_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connected peer may stay without a known subscription to the orders topic before
+/// it is disconnected. Gossipsub sends its subscriptions only over a peer's first connection;
+/// if the other side still held an old connection when this one was made (a healed
+/// partition), they never come, and without them nothing is gossiped to the peer.
+const SUBSCRIPTION_GRACE: Duration = Duration::from_secs(10);
+/// How often the connected peers' scores are copied out for [`Gossip::peer_list`].
+const SCORE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long [`start`] waits for the listeners to bind.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -211,6 +223,8 @@ struct Shared {
     /// connection limit).
     peer_addrs: Mutex<std::collections::BTreeMap<PeerId, Multiaddr>>,
     listen_addrs: Mutex<Vec<Multiaddr>>,
+    /// Gossipsub scores of the connected peers, refreshed every [`SCORE_INTERVAL`].
+    scores: Mutex<HashMap<PeerId, f64>>,
     accepted: AtomicU64,
     rejected: AtomicU64,
     ignored: AtomicU64,
@@ -259,12 +273,14 @@ impl Gossip {
         self.shared.peers.load(Ordering::Relaxed)
     }
 
-    /// Connected peers, each with the address of its first connection.
-    pub fn peer_list(&self) -> Vec<(PeerId, Multiaddr)> {
+    /// Connected peers, each with the address of its first connection and its gossipsub
+    /// score (as of at most a second ago; `None` before the first reading).
+    pub fn peer_list(&self) -> Vec<(PeerId, Multiaddr, Option<f64>)> {
+        let scores = self.shared.scores.lock().map(|s| s.clone()).unwrap_or_default();
         self.shared
             .peer_addrs
             .lock()
-            .map(|p| p.iter().map(|(id, a)| (*id, a.clone())).collect())
+            .map(|p| p.iter().map(|(id, a)| (*id, a.clone(), scores.get(id).copied())).collect())
             .unwrap_or_default()
     }
 
@@ -391,7 +407,8 @@ fn build_behaviour(
         })
         .max_transmit_size(cfg.max_message_bytes.saturating_add(FRAME_SLACK))
         .heartbeat_interval(Duration::from_millis(500))
-        .duplicate_cache_time(Duration::from_secs(120))
+        // Shorter than the node's wait before it gossips a pending entry again.
+        .duplicate_cache_time(Duration::from_secs(30))
         .build()
         .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
     let mut gossipsub = gossipsub::Behaviour::new(
@@ -405,7 +422,9 @@ fn build_behaviour(
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
         identify,
-        ping: ping::Behaviour::new(ping::Config::new()),
+        ping: ping::Behaviour::new(
+            ping::Config::new().with_interval(PING_INTERVAL).with_timeout(PING_TIMEOUT),
+        ),
         kad,
         mdns: Toggle::from(mdns),
         gossipsub,
@@ -521,6 +540,7 @@ pub async fn start(
         bootstrap,
         bootstrapped: false,
         jobs,
+        unsubscribed: SubscriptionWatch::new(SUBSCRIPTION_GRACE),
     };
     let handle = tokio::spawn(task.run(command_rx, verdicts));
     Ok(Gossip { commands, shared, local_peer_id, task: Arc::new(Mutex::new(Some(handle))) })
@@ -577,6 +597,35 @@ struct Task {
     bootstrap: Vec<(PeerId, Multiaddr)>,
     bootstrapped: bool,
     jobs: mpsc::Sender<Job>,
+    unsubscribed: SubscriptionWatch,
+}
+
+/// Connected peers without a known subscription, and since when.
+struct SubscriptionWatch {
+    grace: Duration,
+    since: HashMap<PeerId, Instant>,
+}
+
+impl SubscriptionWatch {
+    fn new(grace: Duration) -> Self {
+        Self { grace, since: HashMap::new() }
+    }
+
+    /// Given the connected peers now lacking a subscription, those that have lacked one for
+    /// the whole grace period (each returned once; its clock starts again).
+    fn stale(&mut self, now: Instant, lacking: impl Iterator<Item = PeerId>) -> Vec<PeerId> {
+        let lacking: std::collections::HashSet<PeerId> = lacking.collect();
+        self.since.retain(|p, _| lacking.contains(p));
+        let mut out = Vec::new();
+        for p in lacking {
+            let since = *self.since.entry(p).or_insert(now);
+            if now.duration_since(since) >= self.grace {
+                out.push(p);
+                self.since.remove(&p);
+            }
+        }
+        out
+    }
 }
 
 impl Task {
@@ -588,6 +637,7 @@ impl Task {
         self.dial_bootstrap();
         let mut redial = tokio::time::interval(REDIAL_INTERVAL);
         redial.tick().await;
+        let mut scores = tokio::time::interval(SCORE_INTERVAL);
         loop {
             tokio::select! {
                 command = commands.recv() => match command {
@@ -602,9 +652,37 @@ impl Task {
                 Some(done) = verdicts.recv() => self.report(done),
                 event = self.swarm.select_next_some() => self.on_event(event),
                 _ = redial.tick() => self.dial_bootstrap(),
+                _ = scores.tick() => self.copy_scores(),
             }
         }
         tracing::debug!("gossip network stopped");
+    }
+
+    /// Copies the peers' scores out, and disconnects peers whose subscriptions stayed unknown
+    /// for [`SUBSCRIPTION_GRACE`].
+    fn copy_scores(&mut self) {
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let now: HashMap<PeerId, f64> = self
+            .swarm
+            .connected_peers()
+            .filter_map(|p| Some((*p, gossipsub.peer_score(p)?)))
+            .collect();
+        if let Ok(mut s) = self.shared.scores.lock() {
+            *s = now;
+        }
+        let subscribed: std::collections::HashSet<PeerId> = gossipsub
+            .all_peers()
+            .filter(|(_, topics)| topics.contains(&&self.topics.orders))
+            .map(|(p, _)| *p)
+            .collect();
+        let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        for peer in self
+            .unsubscribed
+            .stale(Instant::now(), connected.into_iter().filter(|p| !subscribed.contains(p)))
+        {
+            tracing::info!(%peer, "no subscription known from a connected peer: reconnecting");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     fn dial_bootstrap(&mut self) {
@@ -712,6 +790,14 @@ impl Task {
                 message_id,
                 message,
             })) => self.on_message(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
+                peer,
+                connection,
+                result: Err(e),
+            })) => {
+                tracing::debug!(%peer, "ping failed, closing the connection: {e}");
+                self.swarm.close_connection(connection);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
                 info,
@@ -1122,5 +1208,23 @@ mod tests {
         assert_eq!(Topic::Orders.name("c1"), "surplus/c1/orders/v1");
         assert_eq!(Topic::Checkpoints.name("c1"), "surplus/c1/checkpoints/v1");
         assert!(NetConfig::default().validate().is_ok());
+    }
+
+    /// Found by the partition test: after a partition healed, a peer that had kept its old
+    /// connection never re-sent its subscriptions, so orders acknowledged by the cut-off node
+    /// were never gossiped. Such a peer is now disconnected after the grace period, once.
+    #[test]
+    fn partition_heal_peer_without_subscription_is_reconnected_after_grace() {
+        let grace = Duration::from_secs(10);
+        let mut watch = SubscriptionWatch::new(grace);
+        let (a, b) = (PeerId::random(), PeerId::random());
+        let t0 = Instant::now();
+        assert!(watch.stale(t0, [a, b].into_iter()).is_empty());
+        // b's subscription arrives: its clock stops.
+        assert!(watch.stale(t0 + Duration::from_secs(5), [a].into_iter()).is_empty());
+        assert_eq!(watch.stale(t0 + grace, [a].into_iter()), vec![a]);
+        // a is reported once, then its clock starts again; b lacking again starts from now.
+        assert!(watch.stale(t0 + grace, [a, b].into_iter()).is_empty());
+        assert_eq!(watch.stale(t0 + 2 * grace, [a, b].into_iter()).len(), 2);
     }
 }

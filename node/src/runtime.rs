@@ -175,8 +175,9 @@ impl p2p::Validator for GossipCheck {
                     Ok((_, true)) => Verdict::Accept,
                     Ok((_, false)) => Verdict::Ignore,
                     Err(r) => match r.code.as_str() {
-                        // Not the sender's fault: we are full, or it raced a block.
-                        surplus_web::Refusal::MEMPOOL_FULL | "stale_seq" | "expired" => {
+                        // Not the sender's fault: we are full, or it raced a block (an order
+                        // the ledger already holds arrives late or gossiped again).
+                        surplus_web::Refusal::MEMPOOL_FULL | "stale_seq" | "expired" | "replay" => {
                             Verdict::Ignore
                         }
                         _ => {
@@ -381,6 +382,16 @@ impl surplus_web::Node for Api {
             mempool: self.0.mempool.lock().map(|m| m.len()).unwrap_or(0),
             peers: self.0.gossip.get().map_or(0, Gossip::peers),
             order_to_lease_ms: w.latency(),
+            gossip: self.0.gossip.get().map_or_else(Default::default, |g| {
+                let s = g.stats();
+                surplus_web::GossipCounts {
+                    accepted: s.accepted,
+                    rejected: s.rejected,
+                    ignored: s.ignored,
+                    rate_limited: s.rate_limited,
+                    oversized: s.oversized,
+                }
+            }),
         }
     }
 
@@ -391,7 +402,11 @@ impl surplus_web::Node for Api {
             peers: self.0.gossip.get().map_or_else(Vec::new, |g| {
                 g.peer_list()
                     .into_iter()
-                    .map(|(id, a)| surplus_web::Peer { id: id.to_string(), address: a.to_string() })
+                    .map(|(id, a, score)| surplus_web::Peer {
+                        id: id.to_string(),
+                        address: a.to_string(),
+                        score,
+                    })
                     .collect()
             }),
         }
@@ -484,7 +499,11 @@ async fn run(args: NodeArgs) -> Result<()> {
         None => None,
     };
     let provisioning = ProvisionLog::open(&dir)?;
-    let journal_db = sled::open(dir.join("mempool"))
+    // The journal holds only entries waiting for a block: a small cache does.
+    let journal_db = sled::Config::new()
+        .path(dir.join("mempool"))
+        .cache_capacity(16 * 1024 * 1024)
+        .open()
         .with_context(|| format!("cannot open the mempool journal in {}", dir.display()))?;
     let journal = journal_db.open_tree("accepted")?;
     let faucet = match config.faucet(&dir) {
@@ -628,10 +647,12 @@ async fn run(args: NodeArgs) -> Result<()> {
 
     let mut stop = Box::pin(shutdown_signal());
     let mut health = tokio::time::interval(Duration::from_secs(60));
+    let mut again = tokio::time::interval(REGOSSIP_EVERY);
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = health.tick() => log_health(&shared),
+            _ = again.tick() => regossip(&shared).await,
             c = running.commits.recv() => {
                 let Some(c) = c else { break };
                 on_commit(&shared, &c, &hook, &me).await;
@@ -653,6 +674,41 @@ async fn run(args: NodeArgs) -> Result<()> {
     }
     running.stop().await;
     Ok(())
+}
+
+/// How often pending entries are looked at for [`regossip`].
+const REGOSSIP_EVERY: Duration = Duration::from_secs(10);
+/// How long an entry waits in the mempool (since admitted or last gossiped) before it is
+/// gossiped again; longer than gossip's duplicate window, which would drop it unsent.
+const REGOSSIP_AGE_MS: u64 = 45_000;
+/// Most entries gossiped again per round.
+const REGOSSIP_MAX: usize = 1_000;
+
+/// Gossips again the entries that have waited [`REGOSSIP_AGE_MS`] without a block taking them,
+/// while this node is in step with the chain. An entry acknowledged while the node was cut off
+/// from its peers reached none of them; this gets it to every proposer once the network is
+/// back (found by the partition test).
+async fn regossip(shared: &Arc<Shared>) {
+    let Some(g) = shared.gossip.get() else { return };
+    let now = now_ms();
+    let head_ms = shared.head.read().map(|h| h.timestamp_ms).unwrap_or(0);
+    if g.peers() == 0 || now.saturating_sub(head_ms) > 30_000 {
+        return;
+    }
+    let due = shared.mempool.lock().unwrap_or_else(|e| e.into_inner()).due_for_gossip(
+        now,
+        REGOSSIP_AGE_MS,
+        REGOSSIP_MAX,
+    );
+    if due.is_empty() {
+        return;
+    }
+    tracing::info!(count = due.len(), "gossiping pending entries again");
+    for e in due {
+        if let Err(e) = g.publish(Topic::Orders, e.encode()).await {
+            tracing::debug!(error = %e, "pending entry not gossiped again");
+        }
+    }
 }
 
 /// Re-admits and re-gossips the entries acknowledged before a stop or crash that no block holds

@@ -47,7 +47,7 @@ use actix_web::{web, App, HttpServer};
 pub use challenge::{challenge_bytes, CHALLENGE_TAG, CHALLENGE_VALIDITY_MS, MAX_CHALLENGES};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 pub use limits::{Limits, MAX_TRACKED_CLIENTS};
-pub use metrics::{Histogram, Metrics};
+pub use metrics::{GossipCounts, Histogram, Metrics};
 pub use node::{
     CapacityPoint, Event, FaucetGrant, Node, Operator, Peer, PricePoint, RecentBlock, Refusal,
     Status,

@@ -66,6 +66,23 @@ pub struct Metrics {
     pub peers: usize,
     /// From a bid's acceptance by this node to its lease being committed, ms.
     pub order_to_lease_ms: Histogram,
+    /// Gossip messages received, by what became of them.
+    pub gossip: GossipCounts,
+}
+
+/// Gossip messages received since the node started, by what became of them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GossipCounts {
+    /// Valid, relayed.
+    pub accepted: u64,
+    /// Invalid (the sender's score drops).
+    pub rejected: u64,
+    /// Duplicates, stale, or beyond the validation queue.
+    pub ignored: u64,
+    /// Beyond the sending peer's rate (rejected).
+    pub rate_limited: u64,
+    /// Larger than the message limit (rejected).
+    pub oversized: u64,
 }
 
 /// The content type of [`Metrics::to_prometheus`].
@@ -145,6 +162,21 @@ impl Metrics {
             self.mempool.to_string(),
         );
         one("peers", "gauge", "Connected peers.", self.peers.to_string());
+        let g = &self.gossip;
+        let _ = write!(
+            out,
+            "# HELP surplus_gossip_messages_total Gossip messages received, by what became of \
+             them.\n# TYPE surplus_gossip_messages_total counter\n"
+        );
+        for (result, n) in [
+            ("accepted", g.accepted),
+            ("rejected", g.rejected),
+            ("ignored", g.ignored),
+            ("rate_limited", g.rate_limited),
+            ("oversized", g.oversized),
+        ] {
+            let _ = writeln!(out, "surplus_gossip_messages_total{{result=\"{result}\"}} {n}");
+        }
 
         let h = &self.order_to_lease_ms;
         let name = "surplus_order_to_lease_seconds";
@@ -230,6 +262,9 @@ mod tests {
             "surplus_orders_per_second 2.5",
             "surplus_mempool_entries 0",
             "surplus_peers 0",
+            "# TYPE surplus_gossip_messages_total counter",
+            "surplus_gossip_messages_total{result=\"rejected\"} 0",
+            "surplus_gossip_messages_total{result=\"oversized\"} 0",
             "# TYPE surplus_order_to_lease_seconds histogram",
             "surplus_order_to_lease_seconds_bucket{le=\"0.1\"} 1",
             "surplus_order_to_lease_seconds_bucket{le=\"1\"} 2",

@@ -196,12 +196,15 @@ pub struct CapacityPoint {
 }
 
 /// A connected peer.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Peer {
     /// libp2p peer id.
     pub id: String,
     /// The address it is connected at.
     pub address: String,
+    /// This node's gossip score of the peer (negative after invalid messages; below −80 the
+    /// node ignores it), when known.
+    pub score: Option<f64>,
 }
 
 /// What the faucet gave.

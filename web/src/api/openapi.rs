@@ -189,7 +189,10 @@ fn components() -> Value {
             "earnings": object("Earnings", json!({"balance": int, "paid": int, "escrow": int}),
                 &["balance", "paid", "escrow"]),
             "peers": array_of("connected peers", object("", json!({
-                "id": {"type": "string"}, "address": {"type": "string"}}), &["id", "address"])),
+                "id": {"type": "string"}, "address": {"type": "string"},
+                "score": {"type": ["number", "null"], "description":
+                    "gossip score: negative after invalid messages, ignored below -80"}}),
+                &["id", "address", "score"])),
             "checkpoints": array_of("", checkpoint_ref)}),
             &["status", "offers", "leases", "earnings", "peers", "checkpoints"]),
         "FaucetRequest": object("The account to fund", json!({"account": key}), &["account"]),
