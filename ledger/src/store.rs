@@ -44,6 +44,11 @@ pub trait Backend: Send + Sync {
     fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a>;
 }
 
+/// sled's page cache per store. Its default (1 GiB) let a node's memory grow with its ledger:
+/// the soak test measured +2.5 to +3 MiB of RSS per 1,000 blocks, matching the growth of the
+/// data directory, well past the node's own bounded windows.
+pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// The sled engine.
 #[derive(Debug, Clone)]
 pub struct SledBackend {
@@ -55,6 +60,7 @@ impl SledBackend {
     pub fn open(dir: &Path) -> Result<Self, BackendError> {
         let config = sled::Config::new()
             .path(dir)
+            .cache_capacity(CACHE_BYTES)
             // We flush explicitly after each append; sled's timer would only add writes.
             .flush_every_ms(None);
         // sled 0.34 panics instead of failing on some damaged files (seen with single flipped
