@@ -1,13 +1,19 @@
 //! Surplus integration tests across crates and processes: a cluster helper that runs real
 //! `surplus` node processes on loopback, talks to their HTTP APIs, and compares their ledgers.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context as _, Result};
 use serde_json::Value;
 use surplus_ledger::{Entry, Hash, PublicKey, SecretKey};
+use surplus_market::{Market, Order, SignedOrder};
+
+pub mod netlab;
 
 /// The `surplus` binary built beside this test binary (`cargo test --workspace` builds it).
 pub fn surplus_bin() -> PathBuf {
@@ -161,12 +167,26 @@ pub struct NodeProc {
 impl NodeProc {
     /// Starts `surplus node --data-dir DIR`, logging to DIR/node.log.
     pub fn start(dir: &Path, api: &str) -> Self {
+        Self::start_in(dir, api, None)
+    }
+
+    /// [`NodeProc::start`] inside network namespace `netns` (`ip netns exec`, which becomes the
+    /// node process, so a kill reaches the node itself).
+    pub fn start_in(dir: &Path, api: &str, netns: Option<&str>) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(dir.join("node.log"))
             .expect("node log");
-        let child = Command::new(surplus_bin())
+        let mut command = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(surplus_bin());
+                c
+            }
+            None => Command::new(surplus_bin()),
+        };
+        let child = command
             .arg("node")
             .arg("--data-dir")
             .arg(dir)
@@ -399,4 +419,288 @@ pub fn one_slot_bid(
         expiry_ms: now + ttl_ms,
         nonce,
     }
+}
+
+/// A small deterministic generator (xorshift64*), so a failing run can be replayed by seed.
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// A number below `n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// Polls `f` every 200 ms until it returns `Some`, for at most `limit`; `None` if it never did.
+pub fn wait_for_or_none<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if let Some(v) = f() {
+            return Some(v);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    None
+}
+
+/// Ids (hex) of the order entries in a stopped node's ledger, and its block hashes by height.
+pub fn ledger_of(data_dir: &Path) -> (HashSet<String>, Vec<Hash>) {
+    use surplus_ledger::store::{Config, Store};
+    let store = Store::open(&data_dir.join("ledger"), Config::default()).expect("open the ledger");
+    let mut ids = HashSet::new();
+    let mut hashes = Vec::new();
+    for b in store.blocks(0) {
+        let b = b.expect("read a block");
+        hashes.push(b.header.hash());
+        for e in b.entries.iter().filter(|e| e.kind == surplus_ledger::EntryKind::ORDER) {
+            ids.insert(hex::encode(e.id()));
+        }
+    }
+    (ids, hashes)
+}
+
+/// An order a node acknowledged.
+#[derive(Clone, Debug)]
+pub struct Ack {
+    /// The entry id (hex).
+    pub id: String,
+    /// Index of the node that acknowledged it.
+    pub node: usize,
+    /// Seconds after the load started.
+    pub at: f64,
+    /// Bid above a provider's reserve: it fills (and leaves the book) while capacity lasts.
+    pub fills: bool,
+}
+
+/// Seeded order load: resting one-slot bids (1 unit a slot-hour, under every reserve, expiring
+/// after an hour) from the sample buyers to random nodes, one every `gap`, at most 20,000 and
+/// for at most five minutes; with [`OrderLoad::with_fills`], every 20th bid instead bids twice
+/// the reserve of one of the given pools, so it fills and becomes a lease while the pool has
+/// capacity. Every bid a node acknowledged (202) is kept.
+pub struct OrderLoad {
+    stop: Arc<AtomicBool>,
+    acknowledged: Arc<Mutex<Vec<Ack>>>,
+    thread: Option<std::thread::JoinHandle<u64>>,
+}
+
+impl OrderLoad {
+    /// Starts the load against `apis` (base URLs).
+    pub fn start(
+        net: &Devnet,
+        apis: Vec<String>,
+        market: &Market,
+        seed: u64,
+        gap: Duration,
+    ) -> Self {
+        Self::with_fills(net, apis, market, seed, gap, Vec::new())
+    }
+
+    /// [`OrderLoad::start`] with filling bids into `pools` (market, reserve).
+    pub fn with_fills(
+        net: &Devnet,
+        apis: Vec<String>,
+        market: &Market,
+        seed: u64,
+        gap: Duration,
+        pools: Vec<(Market, u64)>,
+    ) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let acknowledged = Arc::new(Mutex::new(Vec::<Ack>::new()));
+        let chain_id = net.chain_id().to_owned();
+        let buyers: Vec<SecretKey> = (0..3).map(|i| net.buyer(i)).collect();
+        let (market, stop2, acked) = (market.clone(), stop.clone(), acknowledged.clone());
+        let thread = std::thread::spawn(move || {
+            let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
+            let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+            let started = Instant::now();
+            let mut sent = 0u64;
+            while !stop2.load(Ordering::Relaxed)
+                && sent < 20_000
+                && started.elapsed() < Duration::from_secs(300)
+            {
+                let nonce = seed.wrapping_mul(1_000_000).wrapping_add(sent);
+                let fills = !pools.is_empty() && sent % 20 == 19;
+                let bid = if fills {
+                    let (m, reserve) = &pools[rng.below(pools.len() as u64) as usize];
+                    one_slot_bid(m, reserve.saturating_mul(2), nonce, 3_600_000)
+                } else {
+                    one_slot_bid(&market, 1, nonce, 3_600_000)
+                };
+                let key = &buyers[(sent % 3) as usize];
+                let (entry, _) = SignedOrder::sign(&chain_id, Order::Bid(bid), key);
+                let node = rng.below(apis.len() as u64) as usize;
+                let api = &apis[node];
+                let body = serde_json::json!({ "entry": hex::encode(entry.encode()) });
+                if let Ok(r) = agent.post(&format!("{api}/api/v1/entries")).send_json(body) {
+                    if r.status() == 202 {
+                        let ack = Ack {
+                            id: hex::encode(entry.id()),
+                            node,
+                            at: started.elapsed().as_secs_f64(),
+                            fills,
+                        };
+                        acked.lock().map(|mut a| a.push(ack)).ok();
+                    }
+                }
+                sent += 1;
+                std::thread::sleep(gap);
+            }
+            sent
+        });
+        Self { stop, acknowledged, thread: Some(thread) }
+    }
+
+    /// Acknowledged so far.
+    pub fn acknowledged(&self) -> usize {
+        self.acknowledged.lock().map_or(0, |a| a.len())
+    }
+
+    /// Stops the load; returns (orders sent, the acknowledged ones).
+    pub fn finish(mut self) -> (u64, Vec<Ack>) {
+        self.stop.store(true, Ordering::Relaxed);
+        let sent = self.thread.take().map_or(0, |t| t.join().expect("the load thread"));
+        let acked = self.acknowledged.lock().map(|a| a.clone()).unwrap_or_default();
+        (sent, acked)
+    }
+}
+
+impl Drop for OrderLoad {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Waits until every acknowledged resting bid rests in the book of every node (they bid under
+/// every reserve and do not expire for an hour; filling bids are left to the ledger check);
+/// panics naming the node that never got them.
+pub fn assert_in_every_book(net: &Devnet, apis: &[Api], acknowledged: &[Ack], limit: Duration) {
+    let buyer_keys: Vec<String> = (0..3).map(|i| hex::encode(net.buyer(i).public().0)).collect();
+    let book_of = |api: &Api| -> Option<HashSet<String>> {
+        let mut ids = HashSet::new();
+        for k in &buyer_keys {
+            let orders = get(&format!("{}/api/v1/orders?account={k}", api.0)).ok()?;
+            for o in orders.as_array()? {
+                ids.insert(o["id"].as_str()?.to_owned());
+            }
+        }
+        Some(ids)
+    };
+    for api in apis {
+        let mut missing = Vec::new();
+        let found = wait_for_or_none(limit, || {
+            let ids = book_of(api)?;
+            missing =
+                acknowledged.iter().filter(|a| !a.fills && !ids.contains(&a.id)).cloned().collect();
+            missing.is_empty().then_some(())
+        });
+        if found.is_none() {
+            let books: Vec<Option<HashSet<String>>> = apis.iter().map(book_of).collect();
+            let detail: Vec<String> = missing
+                .iter()
+                .take(10)
+                .map(|a| {
+                    let holders: Vec<usize> = books
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, b)| b.as_ref().is_some_and(|b| b.contains(&a.id)))
+                        .map(|(i, _)| i + 1)
+                        .collect();
+                    format!(
+                        "{} acknowledged by dc{} at {:.2} s, in the books of {holders:?}",
+                        a.id,
+                        a.node + 1,
+                        a.at
+                    )
+                })
+                .collect();
+            panic!(
+                "{} of {} acknowledged orders never reached the book of {}:\n{}",
+                missing.len(),
+                acknowledged.len(),
+                api.0,
+                detail.join("\n")
+            );
+        }
+    }
+}
+
+/// Checks stopped nodes' ledgers: each audits clean, reaches past `height`, holds every
+/// acknowledged order, and agrees with the others at every common height (no fork).
+pub fn assert_ledgers_agree(dirs: &[&Path], acknowledged: &[Ack], height: u64) {
+    let mut reference: Option<Vec<Hash>> = None;
+    for dir in dirs {
+        if let Err(e) = audit(dir) {
+            panic!("{e}");
+        }
+        let (ids, hashes) = ledger_of(dir);
+        assert!(hashes.len() as u64 > height, "{} stops below the common head", dir.display());
+        let missing: Vec<&Ack> = acknowledged.iter().filter(|a| !ids.contains(&a.id)).collect();
+        assert!(
+            missing.is_empty(),
+            "{} of {} acknowledged orders are not in {}'s ledger, e.g. {:?}",
+            missing.len(),
+            acknowledged.len(),
+            dir.display(),
+            missing.first()
+        );
+        match &reference {
+            None => reference = Some(hashes),
+            Some(r) => {
+                let common = r.len().min(hashes.len());
+                assert_eq!(r[..common], hashes[..common], "a fork below height {common}");
+            }
+        }
+    }
+}
+
+/// Every node lists the same leases, and every lease is kept: active, its credential granted on
+/// the ledger, and its provider's start hook run (as that provider's node reports). `keys` are
+/// the nodes' public keys (hex), in the order of `apis`. Returns how many leases there are.
+pub fn assert_leases_kept(apis: &[Api], keys: &[String], limit: Duration) -> usize {
+    let list = |api: &Api| -> Option<Vec<Value>> {
+        let v = get(&format!("{}/api/v1/leases?limit=1000", api.0)).ok()?;
+        let mut leases = v["leases"].as_array()?.clone();
+        leases.sort_by_key(|l| l["id"].as_str().unwrap_or_default().to_owned());
+        Some(leases)
+    };
+    let mut last = String::new();
+    let kept = wait_for_or_none(limit, || {
+        let leases = list(&apis[0])?;
+        for api in &apis[1..] {
+            if list(api)? != leases {
+                last = format!("{} lists other leases than {}", api.0, apis[0].0);
+                return None;
+            }
+        }
+        for l in &leases {
+            let id = l["id"].as_str()?;
+            if l["status"] != "active" || l["grant"].is_null() {
+                last = format!("lease {id} is {} with grant {}", l["status"], l["grant"]);
+                return None;
+            }
+            let provider = l["fill"]["provider"].as_str()?;
+            let Some(i) = keys.iter().position(|k| k == provider) else {
+                last = format!("lease {id} has provider {provider}, not a node");
+                return None;
+            };
+            let v = get(&format!("{}/api/v1/leases/{id}", apis[i].0)).ok()?;
+            if v["provisioning"]["start"]["ok"] != true {
+                last = format!(
+                    "lease {id}: its provider's start hook record is {}",
+                    v["provisioning"]
+                );
+                return None;
+            }
+        }
+        Some(leases.len())
+    });
+    kept.unwrap_or_else(|| panic!("leases not kept: {last}"))
 }

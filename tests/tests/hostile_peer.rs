@@ -1,0 +1,306 @@
+//! Hostile gossip peer: peers built on the node's own network stack (`surplus_node::p2p`, with
+//! a larger message limit than honest nodes keep) join a 4-node devnet and publish, one kind
+//! per peer: forged signatures, replays of committed orders, malformed bytes, oversized
+//! messages, orders for a market that does not exist; then one peer floods a mix of them while
+//! buyers trade. Honest nodes must drop every one, count them, lower each sender's gossip score
+//! (visible in `/api/v1/operator`), keep every hostile entry out of the ledger, and clear the
+//! honest orders at no less than 80% of the rate they managed without the flood.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use surplus_ledger::{Auth, Entry, SecretKey};
+use surplus_market::{Market, Order, SignedOrder};
+use surplus_node::p2p::{self, Gossip, NetConfig, Topic, Verdict};
+use surplus_tests::*;
+
+const MINUTE: Duration = Duration::from_secs(60);
+/// Honest orders per phase, one every 25 ms.
+const HONEST: usize = 400;
+
+/// A hostile peer validates nothing it receives and relays nothing.
+struct Deaf;
+
+impl p2p::Validator for Deaf {
+    fn validate(&self, _: Topic, _: &[u8], _: &PeerId) -> Verdict {
+        Verdict::Ignore
+    }
+}
+
+/// Starts a hostile peer joined to `bootstrap`, allowed to publish up to 1 MiB.
+fn hostile(rt: &tokio::runtime::Runtime, chain_id: &str, bootstrap: Vec<Multiaddr>) -> Gossip {
+    let cfg = NetConfig {
+        listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+        bootstrap,
+        mdns: false,
+        max_connections: 16,
+        max_message_bytes: 1024 * 1024,
+        peer_msgs_per_sec: 1_000_000,
+        peer_burst: 1_000_000,
+    };
+    rt.block_on(p2p::start(cfg, Keypair::generate_ed25519(), chain_id, Arc::new(Deaf)))
+        .expect("start a hostile peer")
+}
+
+/// One node's gossip counters from its `/metrics`.
+fn gossip_count(api: &Api, result: &str) -> u64 {
+    let text = ureq::get(&format!("{}/metrics", api.0))
+        .call()
+        .ok()
+        .and_then(|r| r.into_string().ok())
+        .unwrap_or_default();
+    let key = format!("surplus_gossip_messages_total{{result=\"{result}\"}} ");
+    text.lines().find_map(|l| l.strip_prefix(&key)?.trim().parse().ok()).unwrap_or(0)
+}
+
+/// The score `api`'s node gives `peer`, once it lists the peer with one.
+fn score_of(api: &Api, peer: &PeerId) -> Option<f64> {
+    let op = get(&format!("{}/api/v1/operator", api.0)).ok()?;
+    let id = peer.to_string();
+    op["peers"].as_array()?.iter().find(|p| p["id"] == id.as_str())?["score"].as_f64()
+}
+
+/// How many times each entry id (hex) occurs in a stopped node's ledger.
+fn entry_counts(dir: &std::path::Path) -> std::collections::HashMap<String, usize> {
+    use surplus_ledger::store::{Config, Store};
+    let store = Store::open(&dir.join("ledger"), Config::default()).expect("open the ledger");
+    let mut times = std::collections::HashMap::new();
+    for b in store.blocks(0) {
+        for e in &b.expect("read a block").entries {
+            *times.entry(hex::encode(e.id())).or_insert(0) += 1;
+        }
+    }
+    times
+}
+
+/// A bid entry signed by `key` (for `market`), with nonce `nonce`.
+fn bid(chain_id: &str, market: &Market, key: &SecretKey, nonce: u64) -> Entry {
+    SignedOrder::sign(chain_id, Order::Bid(one_slot_bid(market, 1, nonce, 3_600_000)), key).0
+}
+
+/// `entry` with one bit of its signature flipped.
+fn forged(mut entry: Entry) -> Entry {
+    if let Auth::Signed { signature, .. } = &mut entry.auth {
+        signature.0[7] ^= 0x10;
+    }
+    entry
+}
+
+/// Honest load of [`HONEST`] bids to random nodes; returns them once all rest in `dc1`'s book,
+/// with the seconds that took from the first submission.
+fn honest_phase(net: &Devnet, urls: &[String], apis: &[Api], seed: u64) -> (Vec<Ack>, f64) {
+    let started = Instant::now();
+    let load = OrderLoad::start(
+        net,
+        urls.to_vec(),
+        &Market::new("vm.2c8g", "eu-west-a"),
+        seed,
+        Duration::from_millis(25),
+    );
+    wait_for_or_none(MINUTE, || (load.acknowledged() >= HONEST).then_some(()));
+    let (_, mut acks) = load.finish();
+    acks.truncate(HONEST);
+    assert_eq!(acks.len(), HONEST, "the honest load was not acknowledged");
+    assert_in_every_book(net, &apis[..1], &acks, 2 * MINUTE);
+    (acks, started.elapsed().as_secs_f64())
+}
+
+#[test]
+fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Devnet::init_with(tmp.path(), 4, free_base(40), 100, 1000);
+    let mut nodes = net.start_all();
+    let urls: Vec<String> = nodes.iter().map(|n| n.api.0.clone()).collect();
+    let apis: Vec<Api> = urls.iter().map(|u| Api(u.clone())).collect();
+    let refs: Vec<&Api> = apis.iter().collect();
+    wait_converged(&refs, 2, 2 * MINUTE);
+    let chain_id = net.chain_id().to_owned();
+    let p2p_addrs: Vec<Multiaddr> = net.file["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["p2p"].as_str().unwrap().parse().unwrap())
+        .collect();
+    let dc1 = &apis[0];
+    let market = Market::new("vm.2c8g", "eu-west-a");
+    let buyer = net.buyer(0);
+    let mallory = SecretKey::from_seed([0x66; 32]);
+
+    // Normal: the honest rate with no hostile peer.
+    let (baseline, normal_secs) = honest_phase(&net, &urls, &apis, 21);
+
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let mut hostile_ids = HashSet::new();
+    let mut nonce = 9_000_000u64;
+    let mut next_nonce = || {
+        nonce += 1;
+        nonce
+    };
+
+    // One peer per kind of bad message, each joined to dc1 only: (kind, the dc1 counter that
+    // must rise, the messages).
+    let kinds: Vec<(&str, &str, Vec<Vec<u8>>)> = vec![
+        (
+            "forged signature",
+            "rejected",
+            (0..3)
+                .map(|_| forged(bid(&chain_id, &market, &buyer, next_nonce())).encode())
+                .collect(),
+        ),
+        (
+            "unknown market",
+            "rejected",
+            (0..3)
+                .map(|_| {
+                    bid(
+                        &chain_id,
+                        &Market::new("vm.nonexistent", "nowhere"),
+                        &mallory,
+                        next_nonce(),
+                    )
+                    .encode()
+                })
+                .collect(),
+        ),
+        (
+            "malformed",
+            "rejected",
+            (0..3u8).map(|i| vec![0xff, i, 0x00, 0x13, 0x37, 0x42, i, i]).collect(),
+        ),
+        ("oversized", "oversized", (0..3u8).map(|i| vec![i; 65 * 1024 + 100]).collect()),
+    ];
+    for (kind, counter, messages) in &kinds {
+        for m in messages {
+            if let Ok(e) = Entry::decode(m) {
+                hostile_ids.insert(hex::encode(e.id()));
+            }
+        }
+        let before = gossip_count(dc1, counter);
+        let peer = hostile(&rt, &chain_id, vec![p2p_addrs[0].clone()]);
+        let me = peer.local_peer_id();
+        wait_for(&format!("dc1 to list the {kind} peer"), MINUTE, || score_of(dc1, &me));
+        // Gossipsub needs a heartbeat or two to learn the peer's subscriptions.
+        std::thread::sleep(Duration::from_secs(2));
+        for m in messages {
+            rt.block_on(peer.publish(Topic::Orders, m.clone())).expect("publish");
+        }
+        let after = wait_for(&format!("dc1 to count the {kind} messages"), MINUTE, || {
+            let now = gossip_count(dc1, counter);
+            (now > before).then_some(now)
+        });
+        let score = wait_for(&format!("dc1 to lower the {kind} peer's score"), MINUTE, || {
+            score_of(dc1, &me).filter(|s| *s < 0.0)
+        });
+        eprintln!(
+            "hostile peer: {kind}: dc1 {counter} {before} → {after}, sender's score {score:.1}"
+        );
+        rt.block_on(peer.shutdown());
+    }
+
+    // Replays of committed orders, from a peer joined to every node: dropped as duplicates
+    // within gossip's duplicate window, refused as replayed nonces after it; never applied twice.
+    let replays: Vec<Entry> =
+        (0..5).map(|_| bid(&chain_id, &market, &buyer, next_nonce())).collect();
+    for e in &replays {
+        let (code, body) = apis[1].submit(e).unwrap();
+        assert_eq!(code, 202, "{body}");
+    }
+    let replay_acks: Vec<Ack> = replays
+        .iter()
+        .map(|e| Ack { id: hex::encode(e.id()), node: 1, at: 0.0, fills: false })
+        .collect();
+    assert_in_every_book(&net, &apis, &replay_acks, MINUTE);
+    let replay_peer = hostile(&rt, &chain_id, p2p_addrs.clone());
+    let me = replay_peer.local_peer_id();
+    wait_for("dc1 to list the replaying peer", MINUTE, || score_of(dc1, &me));
+    std::thread::sleep(Duration::from_secs(2));
+    for _ in 0..3 {
+        for e in &replays {
+            rt.block_on(replay_peer.publish(Topic::Orders, e.encode())).expect("publish");
+        }
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    rt.block_on(replay_peer.shutdown());
+
+    // The flood, while buyers trade: forged, unknown-market and malformed messages from one
+    // peer joined to every node, about 5,000 a second, for at most 60 s and 300,000 messages.
+    let flooder = hostile(&rt, &chain_id, p2p_addrs.clone());
+    let flooder_id = flooder.local_peer_id();
+    wait_for("dc1 to list the flooding peer", MINUTE, || score_of(dc1, &flooder_id));
+    std::thread::sleep(Duration::from_secs(2));
+    let stop = Arc::new(AtomicBool::new(false));
+    let sent = Arc::new(AtomicU64::new(0));
+    let flood = {
+        let (stop, sent, chain_id, market) =
+            (stop.clone(), sent.clone(), chain_id.clone(), market.clone());
+        let buyer = buyer.clone();
+        let mallory = mallory.clone();
+        let flooder = flooder.clone();
+        rt.spawn(async move {
+            let started = Instant::now();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 300_000 && started.elapsed() < MINUTE {
+                for _ in 0..50 {
+                    n += 1;
+                    let data = match n % 3 {
+                        0 => forged(bid(&chain_id, &market, &buyer, 20_000_000 + n)).encode(),
+                        1 => bid(&chain_id, &Market::new("vm.nonexistent", "x"), &mallory, n)
+                            .encode(),
+                        _ => n.to_le_bytes().repeat(3),
+                    };
+                    let _ = flooder.publish(Topic::Orders, data).await;
+                }
+                sent.store(n, Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+    };
+    let rejected_before = gossip_count(dc1, "rejected");
+    let (flooded, flood_secs) = honest_phase(&net, &urls, &apis, 22);
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(flood).unwrap();
+    let flood_sent = sent.load(Ordering::Relaxed);
+    let flood_score = score_of(dc1, &flooder_id);
+    let rejected = gossip_count(dc1, "rejected") - rejected_before;
+    rt.block_on(flooder.shutdown());
+
+    let ratio = normal_secs / flood_secs;
+    eprintln!(
+        "hostile peer: {HONEST} honest orders cleared in {normal_secs:.2} s normally and \
+         {flood_secs:.2} s under a flood of {flood_sent} hostile messages (throughput ratio \
+         {ratio:.2}); dc1 rejected {rejected} of them, flooder's score {flood_score:?}"
+    );
+    assert!(flood_sent >= 1_000, "the flood barely ran: {flood_sent} messages");
+    assert!(
+        flood_score.is_some_and(|s| s < -80.0),
+        "the flooder was not graylisted: score {flood_score:?}"
+    );
+    assert!(
+        ratio >= 0.8,
+        "honest throughput fell by more than 20% under the flood: {normal_secs:.2} s → \
+         {flood_secs:.2} s"
+    );
+
+    // Nothing hostile reached any ledger; every honest order did.
+    let (height, _) = wait_converged(&refs, 1, 2 * MINUTE);
+    for n in &mut nodes {
+        n.stop();
+    }
+    let honest: Vec<Ack> = baseline.into_iter().chain(flooded).collect();
+    let dirs: Vec<&std::path::Path> = nodes.iter().map(|n| n.dir.as_path()).collect();
+    assert_ledgers_agree(&dirs, &honest, height);
+    for dir in &dirs {
+        let times = entry_counts(dir);
+        for a in &replay_acks {
+            assert_eq!(times.get(&a.id), Some(&1), "replayed order {} in {}", a.id, dir.display());
+        }
+        let (ids, _) = ledger_of(dir);
+        let inside: Vec<&String> = hostile_ids.iter().filter(|id| ids.contains(*id)).collect();
+        assert!(inside.is_empty(), "hostile entries in {}: {inside:?}", dir.display());
+    }
+}
