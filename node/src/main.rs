@@ -15,6 +15,7 @@ mod market_cmd;
 mod mempool;
 mod provision;
 mod runtime;
+mod turnwatch;
 mod webdata;
 
 use std::process::ExitCode;

@@ -22,6 +22,7 @@ use crate::mempool::{Inserted, Mempool, MempoolError};
 use crate::now_ms;
 use crate::p2p::{self, Gossip, Topic, Verdict};
 use crate::provision::{Event, Hook, LeaseEvent, ProvisionLog};
+use crate::turnwatch::{self, TurnWatch};
 use crate::webdata::{fills_of, WebData};
 use surplus_market::Fill;
 
@@ -467,8 +468,31 @@ pub fn node(args: NodeArgs) -> Result<ExitCode> {
         .thread_name("surplus")
         .build()
         .context("cannot start the async runtime")?;
-    rt.block_on(run(args))?;
+    let restart = rt.block_on(run(args))?;
+    rt.shutdown_timeout(Duration::from_secs(5));
+    if restart {
+        return restart_process();
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Replaces this process with a fresh run of the same command (same pid, same output), for
+/// [`crate::turnwatch`]; the time goes along so the new process stays quiet a while.
+#[cfg(unix)]
+fn restart_process() -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe().context("cannot find this program to restart it")?;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(turnwatch::RESTARTED_ENV, now_ms().to_string())
+        .exec();
+    Err(anyhow::anyhow!("cannot restart the node: {err}"))
+}
+
+#[cfg(not(unix))]
+fn restart_process() -> Result<ExitCode> {
+    eprintln!("the node stopped to reconnect to consensus: start it again");
+    Ok(ExitCode::from(3))
 }
 
 fn init_logging(filter: Option<&str>) {
@@ -485,7 +509,8 @@ fn seconds(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
-async fn run(args: NodeArgs) -> Result<()> {
+/// Runs the node until it is stopped; true when it stopped to restart ([`crate::turnwatch`]).
+async fn run(args: NodeArgs) -> Result<bool> {
     let dir = args.data_dir;
     let config_path = args.config.unwrap_or_else(|| dir.join("config.toml"));
     let config = Config::load(&config_path)?;
@@ -648,6 +673,12 @@ async fn run(args: NodeArgs) -> Result<()> {
     let mut stop = Box::pin(shutdown_signal());
     let mut health = tokio::time::interval(Duration::from_secs(60));
     let mut again = tokio::time::interval(REGOSSIP_EVERY);
+    let mut turns = shared.validators.iter().position(|v| *v == me).map(|i| {
+        let last: u64 =
+            std::env::var(turnwatch::RESTARTED_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
+        TurnWatch::new(i, shared.validators.len(), last.saturating_add(turnwatch::QUIET_MS))
+    });
+    let mut restart = false;
     loop {
         tokio::select! {
             _ = &mut stop => break,
@@ -657,6 +688,21 @@ async fn run(args: NodeArgs) -> Result<()> {
                 let Some(c) = c else { break };
                 on_commit(&shared, &c, &hook, &me).await;
                 plan_inventory(&shared, inventory.as_ref()).await;
+                let h = &c.block.header;
+                let now = now_ms();
+                let fresh = now.saturating_sub(h.timestamp_ms) < turnwatch::FRESH_MS
+                    && shared.gossip.get().is_some_and(|g| g.peers() > 0);
+                let proposer = shared.validators.iter().position(|v| *v == h.proposer);
+                if turns.as_mut().is_some_and(|t| t.observe(h.height, proposer, fresh, now)) {
+                    tracing::error!(
+                        height = h.height,
+                        "another validator proposed each of this validator's last {} turns: its \
+                         consensus messages reach no peer; restarting to reconnect",
+                        turnwatch::MISSED_TURNS
+                    );
+                    restart = true;
+                    break;
+                }
             }
             r = &mut running.task => {
                 match r {
@@ -673,7 +719,7 @@ async fn run(args: NodeArgs) -> Result<()> {
         g.shutdown().await;
     }
     running.stop().await;
-    Ok(())
+    Ok(restart)
 }
 
 /// How often pending entries are looked at for [`regossip`].

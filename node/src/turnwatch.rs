@@ -1,0 +1,152 @@
+//! Notices a validator whose proposals no longer reach its peers, so the node can restart and
+//! reconnect.
+//!
+//! Found by the partition test: after a partition healed, the cut-off validator followed the
+//! chain (by sync, and by the votes it received) but its own messages went nowhere. Gossipsub
+//! sends a node's subscriptions only over the first connection to a peer, and its peers still
+//! held their old TCP connections when it reconnected, so it never learnt that they subscribe
+//! to the consensus topics (its log says `NoPeersSubscribedToTopic`). The consensus engine's
+//! swarm is Malachite's, not ours to change. A fresh process has no connection to reuse: its
+//! peers see every connection from it close, and the next is their first again.
+//!
+//! The signal: proposers rotate (height − 1 + round, modulo the validators, in genesis order).
+//! When a block the node sees at once (its timestamp is under [`FRESH_MS`] old) was this node's
+//! turn at round 0 but another validator proposed it, this node's proposal did not get through.
+//! The watch counts only once [`ARM_AFTER`] fresh blocks in a row show the node in step (not
+//! catching up, when the turns were never its to take). After [`MISSED_TURNS`] such turns in a
+//! row, and at most once per [`QUIET_MS`], the node restarts. By then its peers have dropped the
+//! connections it had before the partition (its new process answers them with resets), so the
+//! ones it makes after the restart are their first again.
+
+/// Consecutive missed proposal turns that mean the node is cut off from consensus gossip.
+pub const MISSED_TURNS: u32 = 8;
+/// No restart within this long of the last one, ms.
+pub const QUIET_MS: u64 = 60 * 1000;
+/// A block younger than this is seen as it is made (not caught up by sync), ms.
+pub const FRESH_MS: u64 = 2_000;
+/// Fresh blocks in a row before turns count.
+pub const ARM_AFTER: u32 = 20;
+/// The environment variable that carries the time of the last restart across it.
+pub const RESTARTED_ENV: &str = "SURPLUS_RESTARTED_AT_MS";
+
+/// This validator's proposal turns, and how many in a row went to another validator.
+#[derive(Debug)]
+pub struct TurnWatch {
+    me: u64,
+    validators: u64,
+    in_step: u32,
+    missed: u32,
+    quiet_until_ms: u64,
+}
+
+impl TurnWatch {
+    /// A watch for validator `me` (its index in genesis order) of `validators`, quiet until
+    /// `quiet_until_ms`.
+    pub fn new(me: usize, validators: usize, quiet_until_ms: u64) -> Self {
+        Self {
+            me: me as u64,
+            validators: validators.max(1) as u64,
+            in_step: 0,
+            missed: 0,
+            quiet_until_ms,
+        }
+    }
+
+    /// Takes in a committed block: its height, the index of its proposer, and whether it was
+    /// seen fresh at `now_ms`. True when the node should restart.
+    pub fn observe(
+        &mut self,
+        height: u64,
+        proposer: Option<usize>,
+        fresh: bool,
+        now_ms: u64,
+    ) -> bool {
+        if !fresh || height == 0 {
+            self.in_step = 0;
+            return false;
+        }
+        if self.in_step < ARM_AFTER {
+            self.in_step += 1;
+            return false;
+        }
+        let turn = (height - 1) % self.validators == self.me;
+        if !turn {
+            return false;
+        }
+        if proposer == Some(self.me as usize) {
+            self.missed = 0;
+            return false;
+        }
+        self.missed += 1;
+        if self.missed >= MISSED_TURNS && now_ms >= self.quiet_until_ms {
+            self.missed = 0;
+            self.quiet_until_ms = now_ms.saturating_add(QUIET_MS);
+            return true;
+        }
+        false
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Fresh blocks of other validators' turns until the watch counts.
+    fn arm(w: &mut TurnWatch) {
+        for _ in 0..ARM_AFTER {
+            assert!(!w.observe(2, Some(1), true, 0));
+        }
+    }
+
+    /// Heights whose round-0 proposer is validator `me` of 4: 1 + me, 5 + me, ...
+    fn turns(me: u64) -> impl Iterator<Item = u64> {
+        (0..).map(move |k| 1 + me + 4 * k)
+    }
+
+    #[test]
+    fn partition_heal_validator_whose_proposals_never_land_restarts_once() {
+        let mut w = TurnWatch::new(3, 4, 0);
+        arm(&mut w);
+        let mut t = turns(3);
+        // Seven missed turns, then another validator's height: no restart yet.
+        for _ in 0..7 {
+            assert!(!w.observe(t.next().unwrap(), Some(0), true, 1_000));
+        }
+        assert!(!w.observe(2, Some(1), true, 1_000));
+        // The eighth missed turn in a row restarts it.
+        assert!(w.observe(t.next().unwrap(), Some(0), true, 1_000));
+        // Not again within the quiet period, however many turns it misses.
+        for _ in 0..20 {
+            assert!(!w.observe(t.next().unwrap(), Some(1), true, 2_000));
+        }
+        assert!(w.observe(t.next().unwrap(), Some(1), true, 1_000 + QUIET_MS));
+    }
+
+    #[test]
+    fn a_turn_it_proposes_resets_and_caught_up_blocks_do_not_count() {
+        let mut w = TurnWatch::new(1, 4, 0);
+        arm(&mut w);
+        let mut t = turns(1);
+        for _ in 0..7 {
+            assert!(!w.observe(t.next().unwrap(), Some(2), true, 0));
+        }
+        assert!(!w.observe(t.next().unwrap(), Some(1), true, 0));
+        for _ in 0..7 {
+            assert!(!w.observe(t.next().unwrap(), Some(2), true, 0));
+        }
+        // Blocks caught up by sync (not fresh) are not its turns that failed, nor are the first
+        // fresh ones after them.
+        for _ in 0..50 {
+            assert!(!w.observe(t.next().unwrap(), Some(2), false, 0));
+        }
+        for _ in 0..ARM_AFTER {
+            assert!(!w.observe(t.next().unwrap(), Some(2), true, 0));
+        }
+        // A quiet period set at start (a restart just happened) holds it back.
+        let mut w = TurnWatch::new(0, 4, 10_000);
+        arm(&mut w);
+        for h in turns(0).take(20) {
+            assert!(!w.observe(h, None, true, 5_000));
+        }
+    }
+}
