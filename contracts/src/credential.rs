@@ -13,8 +13,9 @@ use rand_core::{CryptoRng, RngCore};
 use serde::{Deserialize, Serialize};
 use surplus_ledger::{Hash, PublicKey, SecretKey};
 
-use crate::state::Lease;
+use crate::state::{Lease, LeaseStatus, State};
 use crate::tx::RevocationId;
+use crate::Code;
 
 /// Operations a lease's token grants unless the provider mints fewer.
 pub const OPERATIONS: [&str; 3] = ["read", "write", "manage"];
@@ -105,6 +106,48 @@ pub enum Refusal {
     /// attenuated expiry.
     #[error("refused by the token's checks: {0}")]
     NotAllowed(String),
+    /// The chain has no such lease.
+    #[error("no lease {0} on this chain")]
+    UnknownLease(String),
+    /// The lease has ended (completed or terminated): its credential grants nothing.
+    #[error("the lease {0}; its credential no longer grants access")]
+    LeaseEnded(&'static str),
+}
+
+impl Refusal {
+    /// The stable code of the refusal.
+    pub fn code(&self) -> Code {
+        match self {
+            Refusal::Malformed(_) => Code::TokenMalformed,
+            Refusal::Forged => Code::TokenForged,
+            Refusal::Revoked => Code::TokenRevoked,
+            Refusal::NotYetValid { .. } => Code::TokenNotYetValid,
+            Refusal::Expired { .. } => Code::TokenExpired,
+            Refusal::WrongLease { .. } => Code::TokenWrongLease,
+            Refusal::NotAllowed(_) => Code::OperationNotAllowed,
+            Refusal::UnknownLease(_) => Code::UnknownLease,
+            Refusal::LeaseEnded(_) => Code::LeaseEnded,
+        }
+    }
+}
+
+/// Whether `token` grants `request` on the committed `state`: the lease exists and is active,
+/// and the token verifies under its provider's key against the state's revocations (see
+/// [`verify`]). This is the whole rule a provider's gateway applies.
+pub fn authorize(state: &State, token: &[u8], request: &Request) -> Result<Scope, Refusal> {
+    let lease = state
+        .lease(&request.lease)
+        .ok_or_else(|| Refusal::UnknownLease(hex::encode(request.lease)))?;
+    let ended = match lease.status {
+        LeaseStatus::Active => None,
+        LeaseStatus::Completed => Some("ran to its end"),
+        LeaseStatus::TerminatedByBuyer => Some("was terminated by its buyer"),
+        LeaseStatus::TerminatedByProvider => Some("was terminated by its provider"),
+    };
+    if let Some(how) = ended {
+        return Err(Refusal::LeaseEnded(how));
+    }
+    verify(token, &lease.fill.provider, request, &|id| state.is_revoked(id))
 }
 
 /// Errors minting or attenuating.

@@ -5,6 +5,9 @@
 //! - [`State::apply_block`]: settles elapsed lease hours, applies transfers, lease transitions
 //!   and credential grants ([`Tx`]), runs the market's auction, turns fills into [`Lease`]s with
 //!   escrow, and returns the block's full entry list and the state root.
+//! - [`State::precheck`]: admission of a user entry against the committed state, with the
+//!   state machine's own rules; every [`Refusal`] has a stable [`Code`] (the API's one
+//!   vocabulary of refusals, with HTTP status and what to do).
 //! - [`credential`]: mint, attenuate and verify the Biscuit token of a lease.
 //! - [`Replay`]: the audit hook that re-executes a ledger block by block; [`BlockMaker`] builds
 //!   blocks the same way a proposer does.
@@ -16,12 +19,16 @@ mod audit;
 pub mod credential;
 mod error;
 mod genesis;
+mod precheck;
+mod refusal;
 mod state;
 mod tx;
 
 pub use audit::{BlockMaker, Replay};
 pub use error::Error;
 pub use genesis::{Allocation, Genesis, Params, BPS};
+pub use precheck::{Admitted, MAX_PAYLOAD, MAX_SEQ_AHEAD};
+pub use refusal::Code;
 pub use state::{
     Account, Applied, Grant, Lease, LeaseStatus, Mode, Refusal, Segment, State, STATE_TAG,
 };

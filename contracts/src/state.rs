@@ -8,6 +8,8 @@ use surplus_ledger::{Auth, BatchVerifier, Entry, EntryKind, Hash, PublicKey};
 use surplus_market::{Batch, Book, Fill, Market, Outcome, SignedCancel, SignedOrder, HOUR_MS};
 
 use crate::genesis::{Genesis, Params, BPS};
+use crate::precheck::MAX_SEQ_AHEAD;
+use crate::refusal::Code;
 use crate::tx::{encode_fill, encode_revocation, RevocationId, Settlement, SettlementReason, Tx};
 use crate::Error;
 
@@ -98,11 +100,32 @@ impl Lease {
     }
 }
 
-/// Why a user entry was refused; the state is as if it had not been sent.
+/// Why a user entry was refused; the state is as if it had not been sent. Admission
+/// ([`State::precheck`]) and the block's execution refuse with the same values;
+/// [`Refusal::code`] is the stable code of the API ([`Code`]).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[serde(tag = "reason", content = "detail", rename_all = "snake_case")]
 pub enum Refusal {
-    /// Not a transaction, order or cancel, or malformed.
+    /// A kind users may not submit (fills, settlements, genesis records and unknown kinds).
+    #[error("entry kind {kind} ({name}) cannot be submitted by a user")]
+    NotUserEntry {
+        /// The kind found.
+        kind: u16,
+        /// Its name.
+        name: String,
+    },
+    /// The payload is larger than any valid user entry.
+    #[error("the payload is {bytes} bytes, more than the {max} a user entry may carry")]
+    TooLarge {
+        /// Payload size.
+        bytes: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The entry carries no author's signature.
+    #[error("the entry is not signed")]
+    Unsigned,
+    /// The payload does not decode as its kind.
     #[error("malformed entry: {0}")]
     Malformed(String),
     /// The signature does not verify.
@@ -116,12 +139,30 @@ pub enum Refusal {
         /// Found.
         got: u64,
     },
-    /// Not enough credits.
-    #[error("balance {balance} is less than {needed}")]
+    /// A transaction too far ahead of the account's next sequence number for admission.
+    #[error(
+        "sequence number {got} is more than {MAX_SEQ_AHEAD} ahead of the account's next, {expected}"
+    )]
+    SeqGap {
+        /// The account's next sequence number.
+        expected: u64,
+        /// The transaction's.
+        got: u64,
+    },
+    /// Not enough credits for a transfer or a renewal.
+    #[error("the balance is {balance} units, {needed} are needed")]
     InsufficientBalance {
         /// What the account holds.
         balance: u64,
         /// What is needed.
+        needed: u64,
+    },
+    /// The author's balance cannot pay for the smallest fill the bid allows at its limit.
+    #[error("the bid needs {needed} units to fill its minimum at its limit price, the balance is {balance}")]
+    Unfunded {
+        /// The author's balance, units.
+        balance: u64,
+        /// What the smallest fill costs at the bid's limit, units.
         needed: u64,
     },
     /// A transfer of nothing, or to oneself.
@@ -135,7 +176,7 @@ pub enum Refusal {
     LeaseNotActive,
     /// The author is not entitled to this transition.
     #[error("only the lease's {0} may do this")]
-    NotEntitled(&'static str),
+    NotEntitled(String),
     /// A renewal the provider's offer does not allow, or at no known price.
     #[error("renewal refused: {0}")]
     RenewalRefused(String),
@@ -143,8 +184,37 @@ pub enum Refusal {
     #[error("a revocation id of this credential is already used by another")]
     AlreadyGranted,
     /// The market refused the order or cancel.
-    #[error("market: {0}")]
+    #[error("{0}")]
     Market(surplus_market::Rejection),
+}
+
+impl Refusal {
+    /// The stable code of the refusal.
+    pub fn code(&self) -> Code {
+        match self {
+            Refusal::NotUserEntry { .. } => Code::NotUserEntry,
+            Refusal::TooLarge { .. } => Code::TooLarge,
+            Refusal::Unsigned => Code::Unsigned,
+            Refusal::Malformed(_) => Code::Malformed,
+            Refusal::BadSignature => Code::BadSignature,
+            Refusal::BadSequence { .. } => Code::BadSequence,
+            Refusal::SeqGap { .. } => Code::SeqGap,
+            Refusal::InsufficientBalance { .. } => Code::InsufficientBalance,
+            Refusal::Unfunded { .. } => Code::Unfunded,
+            Refusal::EmptyTransfer => Code::EmptyTransfer,
+            Refusal::UnknownLease(_) => Code::UnknownLease,
+            Refusal::LeaseNotActive => Code::LeaseNotActive,
+            Refusal::NotEntitled(_) => Code::NotEntitled,
+            Refusal::RenewalRefused(_) => Code::RenewalRefused,
+            Refusal::AlreadyGranted => Code::AlreadyGranted,
+            Refusal::Market(r) => Code::of_rejection(r),
+        }
+    }
+
+    /// What went wrong and what to do, for a person: the refusal, then its code's hint.
+    pub fn explain(&self) -> String {
+        format!("{self}. {}", self.code().hint())
+    }
 }
 
 /// What applying a block produced.
@@ -483,7 +553,7 @@ impl State {
 
     fn apply_user(&mut self, e: &Entry, batch: &mut Batch) -> Result<UserEffect, Refusal> {
         let Auth::Signed { author, .. } = e.auth else {
-            return Err(Refusal::Malformed("user entries must be signed".into()));
+            return Err(Refusal::Unsigned);
         };
         match e.kind {
             EntryKind::ORDER => {
@@ -509,41 +579,86 @@ impl State {
                 self.accounts.entry(author).or_default().seq += 1;
                 Ok(UserEffect::Done(out))
             }
-            other => Err(Refusal::Malformed(format!(
-                "entry kind {} ({}) cannot be sent by a user",
-                other.0,
-                other.name()
-            ))),
+            other => Err(Refusal::NotUserEntry { kind: other.0, name: other.name().into() }),
         }
     }
 
-    fn apply_tx(&mut self, author: &PublicKey, tx: Tx) -> Result<Vec<Entry>, Refusal> {
-        let now = self.now_ms;
+    /// The rules of a transaction that depend on the state alone, not on the rest of its
+    /// block: who may do it, to what, with what. Admission ([`State::precheck`]) and the
+    /// block's execution ([`State::apply_block`]) both run exactly these; execution then adds
+    /// what only it can know (the renewal's price at the block).
+    pub(crate) fn check_tx(&self, author: &PublicKey, tx: &Tx) -> Result<(), Refusal> {
+        let lease_of =
+            |id: &Hash| self.leases.get(id).ok_or_else(|| Refusal::UnknownLease(hex::encode(id)));
         match tx {
             Tx::Transfer { to, amount, .. } => {
-                if amount == 0 || to == *author {
+                if *amount == 0 || to == author {
                     return Err(Refusal::EmptyTransfer);
                 }
                 let balance = self.account(author).balance;
-                if balance < amount {
-                    return Err(Refusal::InsufficientBalance { balance, needed: amount });
+                if balance < *amount {
+                    return Err(Refusal::InsufficientBalance { balance, needed: *amount });
                 }
+            }
+            Tx::Terminate { lease, .. } => {
+                let l = lease_of(lease)?;
+                if l.status != LeaseStatus::Active {
+                    return Err(Refusal::LeaseNotActive);
+                }
+                if *author != l.fill.buyer && *author != l.fill.provider {
+                    return Err(Refusal::NotEntitled("buyer or provider".into()));
+                }
+            }
+            Tx::Renew { lease, hours, .. } => {
+                let l = lease_of(lease)?;
+                if l.status != LeaseStatus::Active {
+                    return Err(Refusal::LeaseNotActive);
+                }
+                if *author != l.fill.buyer {
+                    return Err(Refusal::NotEntitled("buyer".into()));
+                }
+                if *hours == 0 || *hours > surplus_market::MAX_HOURS {
+                    return Err(Refusal::RenewalRefused(format!(
+                        "{hours} hours is outside 1 to {}",
+                        surplus_market::MAX_HOURS
+                    )));
+                }
+            }
+            Tx::Grant { lease, revocation_ids, .. } => {
+                let l = lease_of(lease)?;
+                if *author != l.fill.provider {
+                    return Err(Refusal::NotEntitled("provider".into()));
+                }
+                if l.status != LeaseStatus::Active {
+                    return Err(Refusal::LeaseNotActive);
+                }
+                // An id names one credential: a provider may not list (and so later revoke)
+                // another lease's token.
+                let taken = |id: &RevocationId| {
+                    self.revoked.contains(id)
+                        || self.leases.values().any(|o| {
+                            o.grant.as_ref().is_some_and(|g| g.revocation_ids.contains(id))
+                        })
+                };
+                if revocation_ids.iter().any(taken) {
+                    return Err(Refusal::AlreadyGranted);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_tx(&mut self, author: &PublicKey, tx: Tx) -> Result<Vec<Entry>, Refusal> {
+        self.check_tx(author, &tx)?;
+        let now = self.now_ms;
+        match tx {
+            Tx::Transfer { to, amount, .. } => {
                 *self.balance_mut(author) -= amount;
                 *self.balance_mut(&to) += amount;
                 Ok(Vec::new())
             }
             Tx::Terminate { lease, .. } => {
-                let l = self
-                    .leases
-                    .get(&lease)
-                    .ok_or_else(|| Refusal::UnknownLease(hex::encode(lease)))?;
-                if l.status != LeaseStatus::Active {
-                    return Err(Refusal::LeaseNotActive);
-                }
-                let by_buyer = *author == l.fill.buyer;
-                if !by_buyer && *author != l.fill.provider {
-                    return Err(Refusal::NotEntitled("buyer or provider"));
-                }
+                let by_buyer = self.leases.get(&lease).is_some_and(|l| *author == l.fill.buyer);
                 Ok(self.terminate(lease, by_buyer, now))
             }
             Tx::Renew { lease, hours, .. } => {
@@ -551,18 +666,6 @@ impl State {
                     .leases
                     .get(&lease)
                     .ok_or_else(|| Refusal::UnknownLease(hex::encode(lease)))?;
-                if l.status != LeaseStatus::Active {
-                    return Err(Refusal::LeaseNotActive);
-                }
-                if *author != l.fill.buyer {
-                    return Err(Refusal::NotEntitled("buyer"));
-                }
-                if hours == 0 || hours > surplus_market::MAX_HOURS {
-                    return Err(Refusal::RenewalRefused(format!(
-                        "{hours} hours is outside 1 to {}",
-                        surplus_market::MAX_HOURS
-                    )));
-                }
                 let last = self.last_price.get(&l.fill.market).copied().ok_or_else(|| {
                     Refusal::RenewalRefused("the market has no clearing price yet".into())
                 })?;
@@ -612,27 +715,6 @@ impl State {
                 Ok(vec![Entry::system(EntryKind::SETTLEMENT, s.encode())])
             }
             Tx::Grant { lease, token_hash, revocation_ids, .. } => {
-                let l = self
-                    .leases
-                    .get(&lease)
-                    .ok_or_else(|| Refusal::UnknownLease(hex::encode(lease)))?;
-                if *author != l.fill.provider {
-                    return Err(Refusal::NotEntitled("provider"));
-                }
-                if l.status != LeaseStatus::Active {
-                    return Err(Refusal::LeaseNotActive);
-                }
-                // An id names one credential: a provider may not list (and so later revoke)
-                // another lease's token.
-                let taken = |id: &RevocationId| {
-                    self.revoked.contains(id)
-                        || self.leases.values().any(|o| {
-                            o.grant.as_ref().is_some_and(|g| g.revocation_ids.contains(id))
-                        })
-                };
-                if revocation_ids.iter().any(taken) {
-                    return Err(Refusal::AlreadyGranted);
-                }
                 let Some(l) = self.leases.get_mut(&lease) else {
                     return Err(Refusal::UnknownLease(hex::encode(lease)));
                 };

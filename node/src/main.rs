@@ -1,6 +1,5 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
-mod admission;
 mod client;
 mod config;
 mod credential_cmd;
@@ -14,6 +13,7 @@ mod load;
 mod market_cmd;
 mod mempool;
 mod provision;
+mod receipts;
 mod runtime;
 mod turnwatch;
 mod webdata;

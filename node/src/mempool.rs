@@ -4,12 +4,33 @@
 //! [`Mempool::retain`] is O(log n): a map by id, an arrival-ordered map, an expiry-ordered set
 //! and the set of pending (author, nonce) pairs. Nothing depends on hash-map iteration order, so
 //! two nodes that saw the same arrivals propose the same block.
+//!
+//! Nothing leaves silently: every entry dropped without being committed (expired, refused by a
+//! block, no longer admissible after one) goes to a bounded log of drops with its refusal code,
+//! which the node drains into its receipts (`GET /api/v1/submissions/{id}`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 
-use surplus_ledger::{Entry, Hash, PublicKey};
+use surplus_contracts::{Admitted, Code};
+use surplus_ledger::{Entry, EntryKind, Hash, PublicKey};
 
-use crate::admission::Admitted;
+/// How long a transaction ahead of its account's next sequence number waits for the ones
+/// before it, ms. Past that it is dropped with `seq_gap`.
+pub const SEQ_GAP_TTL_MS: u64 = 10 * 60 * 1000;
+
+/// Most drops the log keeps between two drains (the oldest go first).
+const DROP_LOG: usize = 16_384;
+
+/// An entry that left the mempool without being committed, and why.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// The entry's id.
+    pub id: Hash,
+    /// Why, as the API says it.
+    pub code: Code,
+    /// What happened, for a person.
+    pub message: String,
+}
 
 /// Why an entry was not taken in.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -51,6 +72,18 @@ pub enum MempoolError {
     },
 }
 
+impl MempoolError {
+    /// The refusal code the API answers with.
+    pub fn code(&self) -> Code {
+        match self {
+            MempoolError::Full { .. } => Code::MempoolFull,
+            MempoolError::TooLarge { .. } => Code::TooLarge,
+            MempoolError::NonceInUse { .. } => Code::ReplayedNonce,
+            MempoolError::Expired { .. } => Code::Expired,
+        }
+    }
+}
+
 /// What [`Mempool::insert`] did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Inserted {
@@ -71,6 +104,8 @@ struct Slot {
     bytes: usize,
     expiry_ms: Option<u64>,
     nonce: Option<(PublicKey, u64)>,
+    /// A transaction that waits for earlier sequence numbers (its expiry is its wait's end).
+    waits_for_seq: bool,
 }
 
 /// A bounded pool of admitted entries.
@@ -83,6 +118,7 @@ pub struct Mempool {
     nonces: HashMap<(PublicKey, u64), Hash>,
     bytes: usize,
     next_arrival: u64,
+    dropped: VecDeque<Dropped>,
 }
 
 impl Mempool {
@@ -97,6 +133,7 @@ impl Mempool {
             nonces: HashMap::new(),
             bytes: 0,
             next_arrival: 0,
+            dropped: VecDeque::new(),
         }
     }
 
@@ -114,6 +151,13 @@ impl Mempool {
         if let Some(expiry_ms) = admitted.expiry_ms.filter(|e| *e <= now_ms) {
             return Err(MempoolError::Expired { expiry_ms, now_ms });
         }
+        // A transaction ahead of its account's next sequence number waits a while for the ones
+        // before it (they may be in flight); then it is dropped, and says so.
+        let waits_for_seq = admitted.seq.is_some_and(|(_, ahead)| ahead);
+        let expiry_ms = match admitted.expiry_ms {
+            None if waits_for_seq => Some(now_ms.saturating_add(SEQ_GAP_TTL_MS)),
+            other => other,
+        };
         let nonce = admitted.nonce.map(|n| (admitted.author, n));
         if let Some(key) = nonce.filter(|k| self.nonces.contains_key(k)) {
             return Err(MempoolError::NonceInUse { nonce: key.1 });
@@ -135,7 +179,7 @@ impl Mempool {
         let arrival = self.next_arrival;
         self.next_arrival += 1;
         self.by_arrival.insert(arrival, admitted.id);
-        if let Some(e) = admitted.expiry_ms {
+        if let Some(e) = expiry_ms {
             self.by_expiry.insert((e, arrival));
         }
         if let Some(k) = nonce {
@@ -144,14 +188,7 @@ impl Mempool {
         self.bytes += bytes;
         self.slots.insert(
             admitted.id,
-            Slot {
-                entry,
-                arrival,
-                gossiped_ms: now_ms,
-                bytes,
-                expiry_ms: admitted.expiry_ms,
-                nonce,
-            },
+            Slot { entry, arrival, gossiped_ms: now_ms, bytes, expiry_ms, nonce, waits_for_seq },
         );
         Ok(Inserted::New { evicted })
     }
@@ -205,7 +242,8 @@ impl Mempool {
         ids.iter().filter(|id| self.remove(id)).count()
     }
 
-    /// Drops every entry whose expiry is at or before `now_ms`; returns how many.
+    /// Drops every entry whose expiry is at or before `now_ms` into the log of drops; returns
+    /// how many.
     pub fn evict_expired(&mut self, now_ms: u64) -> usize {
         let mut n = 0;
         while let Some(&(expiry, arrival)) = self.by_expiry.first() {
@@ -214,7 +252,23 @@ impl Mempool {
             }
             match self.by_arrival.get(&arrival).copied() {
                 Some(id) => {
-                    self.remove(&id);
+                    let (code, message) = match self.slots.get(&id) {
+                        Some(s) if s.waits_for_seq => (
+                            Code::SeqGap,
+                            format!(
+                                "the transactions before it did not arrive within {} minutes",
+                                SEQ_GAP_TTL_MS / 60_000
+                            ),
+                        ),
+                        Some(s) if s.entry.kind == EntryKind::CANCEL => {
+                            (Code::Expired, format!("the order it cancels expired at {expiry}"))
+                        }
+                        _ => (
+                            Code::Expired,
+                            format!("it expired at {expiry} before a block took it"),
+                        ),
+                    };
+                    self.drop_entry(&id, code, message);
                 }
                 None => {
                     self.by_expiry.remove(&(expiry, arrival));
@@ -225,19 +279,53 @@ impl Mempool {
         n
     }
 
-    /// Keeps only the entries `keep` accepts (for example those that still pass admission after
-    /// a block); returns how many were dropped.
-    pub fn retain(&mut self, mut keep: impl FnMut(&Entry) -> bool) -> usize {
-        let drop: Vec<Hash> = self
+    /// Keeps only the entries `check` accepts (for example those that still pass admission
+    /// after a block); the others go to the log of drops with the refusal `check` gave.
+    /// Returns how many were dropped.
+    pub fn retain(&mut self, mut check: impl FnMut(&Entry) -> Result<(), (Code, String)>) -> usize {
+        let drop: Vec<(Hash, Code, String)> = self
             .by_arrival
             .values()
-            .filter(|id| !self.slots.get(*id).is_some_and(|s| keep(&s.entry)))
-            .copied()
+            .filter_map(|id| {
+                let slot = self.slots.get(id)?;
+                check(&slot.entry).err().map(|(code, message)| (*id, code, message))
+            })
             .collect();
-        for id in &drop {
-            self.remove(id);
+        let n = drop.len();
+        for (id, code, message) in drop {
+            self.drop_entry(&id, code, message);
         }
-        drop.len()
+        n
+    }
+
+    /// Drops entries a proposal refused (ids not held are skipped), into the log of drops;
+    /// returns how many.
+    pub fn drop_refused(&mut self, refused: Vec<(Hash, Code, String)>) -> usize {
+        refused
+            .into_iter()
+            .filter(|(id, code, message)| self.drop_entry(id, *code, message.clone()))
+            .count()
+    }
+
+    /// The entries dropped since the last call, oldest first.
+    pub fn take_dropped(&mut self) -> Vec<Dropped> {
+        self.dropped.drain(..).collect()
+    }
+
+    /// Whether the held transaction `id` waits for earlier sequence numbers.
+    pub fn waits_for_seq(&self, id: &Hash) -> bool {
+        self.slots.get(id).is_some_and(|s| s.waits_for_seq)
+    }
+
+    fn drop_entry(&mut self, id: &Hash, code: Code, message: String) -> bool {
+        if !self.remove(id) {
+            return false;
+        }
+        if self.dropped.len() >= DROP_LOG {
+            self.dropped.pop_front();
+        }
+        self.dropped.push_back(Dropped { id: *id, code, message });
+        true
     }
 
     fn remove(&mut self, id: &Hash) -> bool {
@@ -279,7 +367,6 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
     use surplus_ledger::testutil::key;
-    use surplus_ledger::EntryKind;
 
     /// A distinct entry and its admission facts (orders carry a nonce).
     fn item(i: u64, author: u64, expiry: Option<u64>, nonce: Option<u64>) -> (Entry, Admitted) {
@@ -291,6 +378,7 @@ mod tests {
             expiry_ms: expiry,
             author: k.public(),
             nonce,
+            seq: None,
             bytes: e.encode().len(),
         };
         (e, a)
@@ -350,8 +438,39 @@ mod tests {
         a.nonce = Some(0);
         assert!(m.insert(e, &a, 0).is_ok());
 
-        assert_eq!(m.retain(|e| e.payload != 2u64.to_be_bytes()), 1);
+        let refused = || (Code::Expired, "test".to_owned());
+        assert_eq!(
+            m.retain(|e| if e.payload != 2u64.to_be_bytes() { Ok(()) } else { Err(refused()) }),
+            1
+        );
         assert_eq!(m.len(), 3);
+        // Nothing leaves silently: the drop is logged with its code, once.
+        let dropped = m.take_dropped();
+        assert_eq!(dropped.len(), 1);
+        assert_eq!(dropped[0].code, Code::Expired);
+        assert!(m.take_dropped().is_empty());
+    }
+
+    #[test]
+    fn transactions_ahead_in_sequence_wait_then_drop_with_seq_gap() {
+        let mut m = Mempool::new(10, 1 << 20);
+        let (e, mut a) = item(1, 0, None, None);
+        a.seq = Some((5, true));
+        assert!(m.insert(e.clone(), &a, 1_000).is_ok());
+        assert!(m.waits_for_seq(&a.id));
+        // Still waiting just before its time is up.
+        assert_eq!(m.evict_expired(1_000 + SEQ_GAP_TTL_MS - 1), 0);
+        assert_eq!(m.evict_expired(1_000 + SEQ_GAP_TTL_MS), 1);
+        let dropped = m.take_dropped();
+        assert_eq!((dropped[0].id, dropped[0].code), (a.id, Code::SeqGap));
+        // A transaction at the account's next number never times out.
+        let (e, mut a) = item(2, 0, None, None);
+        a.seq = Some((0, false));
+        assert!(m.insert(e, &a, 1_000).is_ok());
+        assert_eq!(m.evict_expired(u64::MAX), 0);
+        // Refused by a proposal: dropped with the proposal's code.
+        assert_eq!(m.drop_refused(vec![(a.id, Code::InsufficientBalance, "x".into())]), 1);
+        assert_eq!(m.take_dropped()[0].code, Code::InsufficientBalance);
     }
 
     #[test]
@@ -473,7 +592,13 @@ mod tests {
                         prop_assert_eq!(m.remove_committed(&ids), ids.len());
                     }
                     Op::Retain(d) => {
-                        m.retain(|e| e.payload.last().is_some_and(|b| u64::from(*b) % d != 0));
+                        m.retain(|e| {
+                            if e.payload.last().is_some_and(|b| u64::from(*b) % d != 0) {
+                                Ok(())
+                            } else {
+                                Err((Code::Expired, String::new()))
+                            }
+                        });
                     }
                     Op::Advance(t) => now += t,
                 }

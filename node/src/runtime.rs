@@ -8,23 +8,24 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use libp2p::PeerId;
-use surplus_contracts::{Lease, LeaseStatus, State, Tx};
+use surplus_contracts::{Code, Lease, LeaseStatus, State, Tx};
 use surplus_ledger::{Entry, EntryKind, Hash, Header, PublicKey, SecretKey, SignedCheckpoint};
 use tokio::sync::Notify;
 
-use crate::admission;
 use crate::config::Config;
 use crate::consensus::{self, Committed, Pool};
 use crate::genesis_cmd::GenesisFile;
 use crate::inventory::{self, Inventory};
 use crate::journal::Journal;
-use crate::mempool::{Inserted, Mempool, MempoolError};
+use crate::mempool::{self, Inserted, Mempool};
 use crate::now_ms;
 use crate::p2p::{self, Gossip, Topic, Verdict};
 use crate::provision::{Event, Hook, LeaseEvent, ProvisionLog};
+use crate::receipts::{self, Receipts};
 use crate::turnwatch::{self, TurnWatch};
 use crate::webdata::{fills_of, WebData};
 use surplus_market::Fill;
+use surplus_web::Submission;
 
 /// Arguments of `surplus node`.
 #[derive(Debug, clap::Args)]
@@ -61,6 +62,8 @@ pub struct Shared {
     /// Entries acknowledged to API clients and not yet in a block, durable before the
     /// acknowledgement (`DIR/mempool`): a crash never loses what a client was told was accepted.
     journal: Journal,
+    /// What became of each entry that left the mempool or reached a block.
+    receipts: Receipts,
     _journal_db: sled::Db,
     validators: Vec<PublicKey>,
     /// What the web API serves beyond the state (ledger view, history, events, metrics).
@@ -122,15 +125,18 @@ impl Shared {
             r
         };
         let state = self.state();
-        let admitted = admission::check(&entry, &state, now_ms())
-            .map_err(|e| refused(surplus_web::Refusal::new(e.code(), e.to_string())))?;
+        let admitted = state
+            .precheck(&entry, now_ms())
+            .map_err(|r| refused(surplus_web::Refusal::from(&r)))?;
         let id = admitted.id;
         let (kind, now) = (entry.kind, now_ms());
         let counted = (kind == EntryKind::ORDER || kind == EntryKind::CANCEL).then_some(kind);
-        let inserted = {
+        let (inserted, dropped) = {
             let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.insert(entry, &admitted, now)
+            let inserted = pool.insert(entry, &admitted, now);
+            (inserted, pool.take_dropped())
         };
+        self.record_dropped(dropped);
         match inserted {
             Ok(Inserted::New { .. }) => {
                 if let Some(kind) = counted {
@@ -140,25 +146,21 @@ impl Shared {
                 Ok((id, true))
             }
             Ok(Inserted::Duplicate) => Ok((id, false)),
-            Err(e @ MempoolError::Full { .. }) => Err(refused(surplus_web::Refusal::new(
-                surplus_web::Refusal::MEMPOOL_FULL,
-                e.to_string(),
-            ))),
-            Err(e) => Err(refused(surplus_web::Refusal::new(mempool_code(&e), e.to_string()))),
+            Err(e) => Err(refused(surplus_web::Refusal::new(e.code(), e.to_string()))),
         }
+    }
+
+    /// Records the receipts of entries the mempool dropped.
+    fn record_dropped(&self, dropped: Vec<mempool::Dropped>) {
+        let receipts: Vec<_> = dropped
+            .into_iter()
+            .map(|d| (d.id, Submission::Dropped { code: d.code, message: d.message }))
+            .collect();
+        self.receipts.record(&receipts);
     }
 
     fn token_path(&self, lease: &Hash) -> PathBuf {
         self.credentials_dir.join(format!("{}.token", hex::encode(lease)))
-    }
-}
-
-fn mempool_code(e: &MempoolError) -> &'static str {
-    match e {
-        MempoolError::Full { .. } => surplus_web::Refusal::MEMPOOL_FULL,
-        MempoolError::Expired { .. } => "expired",
-        MempoolError::TooLarge { .. } => "too_large",
-        _ => surplus_web::Refusal::REPLAYED_NONCE,
     }
 }
 
@@ -175,17 +177,14 @@ impl p2p::Validator for GossipCheck {
                 match self.0.admit(entry) {
                     Ok((_, true)) => Verdict::Accept,
                     Ok((_, false)) => Verdict::Ignore,
-                    Err(r) => match r.code.as_str() {
-                        // Not the sender's fault: we are full, or it raced a block (an order
-                        // the ledger already holds arrives late or gossiped again).
-                        surplus_web::Refusal::MEMPOOL_FULL | "stale_seq" | "expired" | "replay" => {
-                            Verdict::Ignore
-                        }
-                        _ => {
-                            tracing::debug!(%from, code = %r.code, "rejected gossip");
-                            Verdict::Reject(r.message)
-                        }
-                    },
+                    // Not the sender's fault: we are full, or it raced a block (an order the
+                    // ledger already holds arrives late or gossiped again; a grant of a lease
+                    // our state does not hold yet).
+                    Err(r) if r.code.is_circumstantial() => Verdict::Ignore,
+                    Err(r) => {
+                        tracing::debug!(%from, code = %r.code, "rejected gossip");
+                        Verdict::Reject(r.message)
+                    }
                 }
             }
             Topic::Checkpoints => match SignedCheckpoint::decode(data) {
@@ -226,8 +225,22 @@ impl Pool for SharedPool {
     fn notify(&self) -> Arc<Notify> {
         self.0.notify.clone()
     }
-    fn refused(&self, ids: &[Hash]) {
-        self.0.mempool.lock().unwrap_or_else(|e| e.into_inner()).remove_committed(ids);
+    fn refused(&self, refused: Vec<(Hash, surplus_contracts::Refusal)>) {
+        // A transaction ahead of its account's next sequence number stays: the ones before it
+        // may come. Everything else the block refused can never apply.
+        let drop = refused
+            .into_iter()
+            .filter(|(_, r)| {
+                !matches!(r, surplus_contracts::Refusal::BadSequence { expected, got } if got > expected)
+            })
+            .map(|(id, r)| (id, r.code(), r.explain()))
+            .collect();
+        let dropped = {
+            let mut pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.drop_refused(drop);
+            pool.take_dropped()
+        };
+        self.0.record_dropped(dropped);
     }
 }
 
@@ -285,11 +298,22 @@ impl surplus_web::Node for Api {
         .unwrap_or(false);
         if !stored {
             return Err(surplus_web::Refusal::new(
-                surplus_web::Refusal::UNAVAILABLE,
+                Code::Unavailable,
                 "the node cannot store the entry durably right now; retry later",
             ));
         }
         Ok(id)
+    }
+
+    fn submission(&self, id: &Hash) -> Option<Submission> {
+        let waits = {
+            let pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.contains(id).then(|| pool.waits_for_seq(id))
+        };
+        match waits {
+            Some(waits_for_seq) => Some(Submission::Pending { waits_for_seq }),
+            None => self.0.receipts.get(id),
+        }
     }
 
     fn provisioning(&self, lease: &Hash) -> Option<serde_json::Value> {
@@ -420,7 +444,7 @@ impl surplus_web::Node for Api {
         use surplus_web::Refusal;
         let Some((key, amount)) = self.0.faucet.as_ref() else {
             return Err(Refusal::new(
-                Refusal::FAUCET_DISABLED,
+                Code::FaucetDisabled,
                 "this node has no faucet (devnet only)",
             ));
         };
@@ -429,7 +453,7 @@ impl surplus_web::Node for Api {
         let known = state.account(&account);
         if known.balance > 0 || known.seq > 0 {
             return Err(Refusal::new(
-                Refusal::FAUCET_SPENT,
+                Code::FaucetSpent,
                 "the faucet funds only new accounts, and this one already has credits or history",
             ));
         }
@@ -445,12 +469,12 @@ impl surplus_web::Node for Api {
         };
         if already {
             return Err(Refusal::new(
-                Refusal::FAUCET_SPENT,
+                Code::FaucetSpent,
                 "the faucet already sent this account its credits; they arrive with the next block",
             ));
         }
         if state.account(&me).balance < *amount {
-            return Err(Refusal::new(Refusal::FAUCET_SPENT, "the faucet has run dry"));
+            return Err(Refusal::new(Code::FaucetSpent, "the faucet has run dry"));
         }
         let tx =
             Tx::Transfer { to: account, amount: *amount, seq: state.account(&me).seq + pending };
@@ -597,6 +621,8 @@ async fn run(args: NodeArgs) -> Result<bool> {
         inflight: Mutex::new(Default::default()),
         grant_lock: tokio::sync::Mutex::new(()),
         journal: Journal::new(journal),
+        receipts: Receipts::open(&journal_db, receipts::CAPACITY)
+            .with_context(|| format!("cannot open the receipts in {}", dir.display()))?,
         _journal_db: journal_db,
         validators,
         web: Arc::new(WebData::new(dir.join("exports"))),
@@ -852,12 +878,28 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
         for id in &ids {
             let _ = shared.journal.tree().remove(id);
         }
-        let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-        pool.remove_committed(&ids);
-        pool.evict_expired(now_ms());
-        // Signatures were verified on admission; only what the block changed is checked again.
-        let now = now_ms();
-        pool.retain(|e| admission::recheck(e, &c.state, now).is_ok());
+        let height = c.block.header.height;
+        let committed: Vec<(Hash, Submission)> = c
+            .block
+            .entries
+            .iter()
+            .filter(|e| matches!(e.auth, surplus_ledger::Auth::Signed { .. }))
+            .map(|e| (e.id(), Submission::Committed { height }))
+            .collect();
+        shared.receipts.record(&committed);
+        let dropped = {
+            let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.remove_committed(&ids);
+            pool.evict_expired(now_ms());
+            // Signatures were verified on admission; only what the block changed is checked
+            // again.
+            let now = now_ms();
+            pool.retain(|e| {
+                c.state.recheck(e, now).map(|_| ()).map_err(|r| (r.code(), r.explain()))
+            });
+            pool.take_dropped()
+        };
+        shared.record_dropped(dropped);
     }
     let leased_slots = reconcile_leases(shared, &c.state, hook, me);
     shared.web.on_block(&c.block, &fills, &c.state, leased_slots, now_ms());

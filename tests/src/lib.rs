@@ -14,6 +14,7 @@ use surplus_ledger::{Entry, Hash, PublicKey, SecretKey};
 use surplus_market::{Market, Order, SignedOrder};
 
 pub mod netlab;
+pub mod parity;
 
 /// The `surplus` binary built beside this test binary (`cargo test --workspace` builds it).
 pub fn surplus_bin() -> PathBuf {

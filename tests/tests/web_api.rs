@@ -45,6 +45,31 @@ fn events(url: String, limit: Duration) -> mpsc::Receiver<(String, Value)> {
     rx
 }
 
+/// Serves a `TestNode` on loopback for the length of the check, and compares its refusals with
+/// the real node's at `real`.
+fn same_refusals_as_the_test_node(real: &str, market: &surplus_market::Market) {
+    use surplus_web::testnode::TestNode;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let node = std::sync::Arc::new(TestNode::new(SecretKey::from_seed([0x11; 32]), &[]));
+    let limits = surplus_web::Limits { workers: 1, ..surplus_web::Limits::default() };
+    let (server, addr) =
+        rt.block_on(surplus_web::serve("127.0.0.1:0".parse().unwrap(), node, limits)).unwrap();
+    let handle = server.handle();
+    rt.spawn(server);
+    let test = format!("http://{addr}");
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis()
+            as u64;
+    let (compared, differ) = surplus_tests::parity::compare(real, &test, market, now).unwrap();
+    rt.block_on(handle.stop(true));
+    assert!(compared > 20);
+    assert!(
+        differ.is_empty(),
+        "the real node and the test node answer differently:\n{}",
+        differ.join("\n")
+    );
+}
+
 #[test]
 fn faucet_events_proofs_blocks_metrics_and_export_on_a_devnet() {
     let tmp = tempfile::tempdir().unwrap();
@@ -87,6 +112,16 @@ fn faucet_events_proofs_blocks_metrics_and_export_on_a_devnet() {
     let (code, body) = apis[0].submit(&entry).unwrap();
     assert_eq!(code, 202, "bid refused: {body}");
     let bid_id = hex::encode(entry.id());
+    // Its fate can be looked up on the node that acknowledged it.
+    let fate = wait_for("the bid's receipt", 2 * MINUTE, || {
+        let v = get(&format!("{}/api/v1/submissions/{bid_id}", apis[0].0)).ok()?;
+        (v["status"] == "committed").then_some(v)
+    });
+    assert!(fate["height"].as_u64().is_some(), "{fate}");
+
+    // The same bad requests get the same status and code from this real node and from the
+    // in-process test node the web tests run on.
+    same_refusals_as_the_test_node(&apis[1].0, &market);
 
     // The fill and the lease arrive as events; only the buyer's events (and blocks) come.
     let deadline = Instant::now() + 2 * MINUTE;

@@ -4,6 +4,8 @@ use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use serde::{Deserialize, Serialize};
 
+use surplus_contracts::Code;
+
 use crate::node::Refusal;
 
 /// The body of every error response.
@@ -22,110 +24,38 @@ pub struct ErrorDetail {
     pub message: String,
 }
 
-/// Why a request failed. Bad input is a 4xx with a message a user can act on; internal failures
-/// are an opaque 500 whose detail goes to the log only.
+/// Why a request failed. Every refusal carries a [`Code`] of the one vocabulary
+/// ([`surplus_contracts::Code`]), which decides the HTTP status; bad input is a 4xx with a
+/// message a user can act on; internal failures are an opaque 500 whose detail goes to the log
+/// only.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    /// The request is malformed (400).
-    #[error("{message}")]
-    BadRequest {
-        /// Stable code.
-        code: &'static str,
-        /// What is wrong.
-        message: String,
-    },
-    /// The caller may not do this (403).
-    #[error("{message}")]
-    Forbidden {
-        /// Stable code.
-        code: &'static str,
-        /// Why not.
-        message: String,
-    },
-    /// The thing asked for does not exist here (404).
-    #[error("{message}")]
-    NotFound {
-        /// Stable code.
-        code: &'static str,
-        /// What is missing.
-        message: String,
-    },
-    /// The method is not served on this path (405).
-    #[error("{method} is not allowed on {path}")]
-    MethodNotAllowed {
-        /// The method.
-        method: String,
-        /// The path.
-        path: String,
-    },
-    /// The body exceeds the limit (413).
-    #[error("the request body exceeds the limit of {limit} bytes")]
-    PayloadTooLarge {
-        /// The limit, bytes.
-        limit: usize,
-    },
-    /// The body is not JSON (415).
-    #[error("the request body must be JSON (Content-Type: application/json)")]
-    UnsupportedMediaType,
-    /// The client sends too fast (429, with `Retry-After`).
+    /// A refusal; the status is [`Code::status`] of its code.
+    #[error("{}", .0.message)]
+    Refused(Refusal),
+    /// The client sends too fast (429 `rate_limited`, with `Retry-After`).
     #[error("too many requests from this address; retry after {retry_after_secs} s")]
     RateLimited {
         /// Seconds until a request will be accepted.
         retry_after_secs: u64,
     },
-    /// The client holds too much of a resource already (429, no `Retry-After`: it must release
-    /// some first).
-    #[error("{message}")]
-    TooMany {
-        /// Stable code.
-        code: &'static str,
-        /// What the client holds and what to do.
-        message: String,
-    },
-    /// The node cannot serve this now (503): a resource is exhausted; retry later.
-    #[error("{message}")]
-    Unavailable {
-        /// Stable code.
-        code: &'static str,
-        /// What is exhausted and when to retry.
-        message: String,
-    },
-    /// The node refused an entry; the status follows [`Refusal::http_status`].
-    #[error("{}", .0.message)]
-    Refused(Refusal),
     /// A failure inside the node (500); the detail is logged, never sent.
     #[error("internal error")]
     Internal(String),
 }
 
 impl ApiError {
-    /// A 400 with `code`.
-    pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
-        Self::BadRequest { code, message: message.into() }
-    }
-    /// A 403 with `code`.
-    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
-        Self::Forbidden { code, message: message.into() }
-    }
-    /// A 404 with `code`.
-    pub fn not_found(code: &'static str, message: impl Into<String>) -> Self {
-        Self::NotFound { code, message: message.into() }
+    /// A refusal with `code` (its status follows the code).
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self::Refused(Refusal::new(code, message))
     }
 
     /// The stable code of the error.
-    pub fn code(&self) -> &str {
+    pub fn code(&self) -> Code {
         match self {
-            Self::BadRequest { code, .. }
-            | Self::Forbidden { code, .. }
-            | Self::NotFound { code, .. }
-            | Self::Unavailable { code, .. }
-            | Self::TooMany { code, .. } => code,
-            Self::MethodNotAllowed { .. } => "method_not_allowed",
-            Self::PayloadTooLarge { .. } => "payload_too_large",
-            Self::UnsupportedMediaType => "unsupported_media_type",
-            Self::RateLimited { .. } => "rate_limited",
-            Self::Refused(r) => &r.code,
-            Self::Internal(_) => "internal",
+            Self::Refused(r) => r.code,
+            Self::RateLimited { .. } => Code::RateLimited,
+            Self::Internal(_) => Code::Internal,
         }
     }
 
@@ -135,26 +65,19 @@ impl ApiError {
             Self::Internal(_) => "internal error; the node's log has the detail".to_owned(),
             other => other.to_string(),
         };
-        ErrorBody { error: ErrorDetail { code: self.code().to_owned(), message } }
+        ErrorBody { error: ErrorDetail { code: self.code().as_str().to_owned(), message } }
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        Self::Refused(r)
     }
 }
 
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
-        match self {
-            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Self::NotFound { .. } => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
-            Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::RateLimited { .. } | Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
-            Self::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-            Self::Refused(r) => {
-                StatusCode::from_u16(r.http_status()).unwrap_or(StatusCode::BAD_REQUEST)
-            }
-            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        }
+        StatusCode::from_u16(self.code().status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
     }
 
     fn error_response(&self) -> HttpResponse {

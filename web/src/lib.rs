@@ -50,7 +50,7 @@ pub use limits::{Limits, MAX_TRACKED_CLIENTS};
 pub use metrics::{GossipCounts, Histogram, Metrics};
 pub use node::{
     CapacityPoint, Event, FaucetGrant, Node, Operator, Peer, PricePoint, RecentBlock, Refusal,
-    Status,
+    Status, Submission,
 };
 
 /// Registers the API, `/healthz` and the JSON error handling on an app:

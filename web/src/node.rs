@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use surplus_contracts::{Lease, State};
+use surplus_contracts::{Code, Lease, State};
 use surplus_ledger::bundle::ProofBundle;
 use surplus_ledger::{Block, Entry, Hash, PublicKey, SignedCheckpoint};
 use surplus_market::{Fill, Market};
@@ -21,6 +21,9 @@ pub trait Node: Send + Sync + 'static {
     /// Admits an entry: validation, mempool, gossip. Returns the entry's id, or why it was
     /// refused ([`Refusal::code`] decides the HTTP status, see [`Refusal::http_status`]).
     async fn submit(&self, entry: Entry) -> Result<Hash, Refusal>;
+    /// What became of the entry `id` that this node acknowledged or saw: pending, committed,
+    /// or dropped with why; `None` when the node knows nothing of it.
+    fn submission(&self, id: &Hash) -> Option<Submission>;
     /// Outcomes of the provisioning hooks (start and end) for a lease, shown to its buyer.
     fn provisioning(&self, lease: &Hash) -> Option<serde_json::Value>;
     /// The token this node minted for the lease, if it is the lease's provider and minted one.
@@ -101,10 +104,10 @@ pub trait Node: Send + Sync + 'static {
 
     /// Devnet only: funds `account` with sample credits from the node's faucet key. The
     /// default, and every node not started by `surplus devnet`, refuses with
-    /// [`Refusal::FAUCET_DISABLED`].
+    /// [`Code::FaucetDisabled`].
     async fn faucet(&self, account: PublicKey) -> Result<FaucetGrant, Refusal> {
         let _ = account;
-        Err(Refusal::new(Refusal::FAUCET_DISABLED, "this node has no faucet (devnet only)"))
+        Err(Refusal::new(Code::FaucetDisabled, "this node has no faucet (devnet only)"))
     }
 }
 
@@ -243,51 +246,57 @@ pub struct Status {
     pub synced: bool,
 }
 
-/// Why the node refused an entry: a stable machine-readable `code` and a message for people.
+/// Why the node refused a request or an entry: a stable [`Code`] (which decides the HTTP
+/// status) and a message for people that says what is wrong and what to do.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{code}: {message}")]
 pub struct Refusal {
-    /// Stable code, such as [`Refusal::MEMPOOL_FULL`].
-    pub code: String,
+    /// Stable code.
+    pub code: Code,
     /// What is wrong and how to fix it.
     pub message: String,
 }
 
 impl Refusal {
-    /// The mempool is full: try again later (HTTP 503).
-    pub const MEMPOOL_FULL: &'static str = "mempool_full";
-    /// The client sends too fast (HTTP 429).
-    pub const RATE_LIMITED: &'static str = "rate_limited";
-    /// The same entry is already pending or committed (HTTP 409).
-    pub const DUPLICATE: &'static str = "duplicate";
-    /// The order's (author, nonce) pair was already used (HTTP 409).
-    pub const REPLAYED_NONCE: &'static str = "replayed_nonce";
-    /// The transaction's sequence number is not the account's next one (HTTP 409).
-    pub const BAD_SEQUENCE: &'static str = "bad_sequence";
-    /// The node cannot take the entry now, through no fault of the client (HTTP 503).
-    pub const UNAVAILABLE: &'static str = "unavailable";
-    /// The node has no faucet (HTTP 404): only devnet nodes have one.
-    pub const FAUCET_DISABLED: &'static str = "faucet_disabled";
-    /// The faucet already funded this account, or is out of credits (HTTP 409).
-    pub const FAUCET_SPENT: &'static str = "faucet_spent";
-
     /// A refusal with `code` and `message`.
-    pub fn new(code: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { code: code.into(), message: message.into() }
+    pub fn new(code: Code, message: impl Into<String>) -> Self {
+        Self { code, message: message.into() }
     }
 
-    /// The HTTP status the API answers with: 503 for a full mempool, 429 for a rate limit, 409
-    /// for conflicts with what the node already holds, 400 for everything else (the entry
-    /// itself is wrong).
+    /// The HTTP status the API answers with ([`Code::status`]).
     pub fn http_status(&self) -> u16 {
-        match self.code.as_str() {
-            Self::MEMPOOL_FULL | Self::UNAVAILABLE => 503,
-            Self::RATE_LIMITED => 429,
-            Self::FAUCET_DISABLED => 404,
-            Self::DUPLICATE | Self::REPLAYED_NONCE | Self::BAD_SEQUENCE | Self::FAUCET_SPENT => 409,
-            _ => 400,
-        }
+        self.code.status()
     }
+}
+
+impl From<&surplus_contracts::Refusal> for Refusal {
+    fn from(r: &surplus_contracts::Refusal) -> Self {
+        Self::new(r.code(), r.explain())
+    }
+}
+
+/// What became of a submitted entry (`GET /api/v1/submissions/{id}`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum Submission {
+    /// Waiting in the node's mempool for a block.
+    Pending {
+        /// A transaction ahead of its account's next sequence number, waiting for the ones
+        /// before it.
+        waits_for_seq: bool,
+    },
+    /// In the committed block at `height`.
+    Committed {
+        /// The block's height.
+        height: u64,
+    },
+    /// Left the mempool without being committed; it will not be.
+    Dropped {
+        /// Why, as a refusal code.
+        code: Code,
+        /// What happened, for a person.
+        message: String,
+    },
 }
 
 /// What a node keeps at hand about a recent block.

@@ -16,7 +16,8 @@ use std::sync::{Arc, Mutex};
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use surplus_contracts::{
-    credential, decode_fill, Allocation, BlockMaker, Genesis, Lease, LeaseStatus, Params, State, Tx,
+    credential, decode_fill, Allocation, BlockMaker, Code, Genesis, Lease, LeaseStatus, Params,
+    State, Tx,
 };
 use surplus_ledger::bundle::ProofBundle;
 use surplus_ledger::store::{Backend, BackendError, KvIter};
@@ -30,6 +31,7 @@ use tokio::sync::broadcast;
 use crate::metrics::Metrics;
 use crate::node::{
     CapacityPoint, Event, FaucetGrant, Node, Operator, PricePoint, RecentBlock, Refusal, Status,
+    Submission,
 };
 
 /// Events a subscriber may fall behind by before it is told it lagged.
@@ -87,6 +89,8 @@ struct Inner {
     store: Store,
     recent: Vec<RecentBlock>,
     index_of: HashMap<Hash, u64>,
+    /// What became of each entry submitted (all are committed at once, or refused).
+    submissions: HashMap<Hash, Submission>,
     events: broadcast::Sender<Event>,
     publishing: bool,
     history: Vec<(Market, PricePoint)>,
@@ -106,21 +110,6 @@ fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as u64)
-}
-
-fn refusal(r: &surplus_contracts::Refusal) -> Refusal {
-    use surplus_contracts::Refusal as R;
-    let code = match r {
-        R::BadSequence { .. } => Refusal::BAD_SEQUENCE.to_owned(),
-        R::Market(surplus_market::Rejection::ReplayedNonce { .. }) => {
-            Refusal::REPLAYED_NONCE.to_owned()
-        }
-        other => serde_json::to_value(other)
-            .ok()
-            .and_then(|v| v.get("reason").and_then(|c| c.as_str()).map(str::to_owned))
-            .unwrap_or_else(|| "refused".into()),
-    };
-    Refusal::new(code, r.to_string())
 }
 
 impl TestNode {
@@ -174,6 +163,7 @@ impl TestNode {
                 store,
                 recent,
                 index_of,
+                submissions: HashMap::new(),
                 events: broadcast::channel(EVENT_CAPACITY).0,
                 publishing: true,
                 history: Vec::new(),
@@ -241,7 +231,7 @@ impl TestNode {
             .state
             .lease(lease)
             .cloned()
-            .ok_or_else(|| Refusal::new("unknown_lease", "no such lease"))?;
+            .ok_or_else(|| Refusal::new(Code::UnknownLease, "no such lease"))?;
         inner.grant(&l, &self.key)?;
         Ok(inner.tokens.get(lease).cloned().unwrap_or_default())
     }
@@ -251,15 +241,15 @@ impl Inner {
     fn block(&mut self, entries: &[Entry], key: &SecretKey) -> Result<(), Refusal> {
         let proposer = &key.public();
         if self.mempool_full {
-            return Err(Refusal::new(Refusal::MEMPOOL_FULL, "the mempool is full; retry later"));
+            return Err(Refusal::new(Code::MempoolFull, "the mempool is full; retry later"));
         }
         let mut maker = self.maker.clone();
         let ts = now_ms().max(self.last_ms);
         let (block, applied) = maker
             .next(entries, ts, *proposer)
-            .map_err(|e| Refusal::new("invalid_block", e.to_string()))?;
+            .map_err(|e| Refusal::new(Code::Internal, e.to_string()))?;
         if let Some((_, r)) = applied.refused.first() {
-            return Err(refusal(r));
+            return Err(Refusal::from(r));
         }
         let mut block = block;
         let hash = block.header.hash();
@@ -268,11 +258,14 @@ impl Inner {
             round: 0,
             signatures: vec![CommitSig { validator: 0, signature: key.sign(&vote) }],
         };
-        self.store.append(&block).map_err(|e| Refusal::new("store_failed", e.to_string()))?;
+        self.store.append(&block).map_err(|e| Refusal::new(Code::Internal, e.to_string()))?;
         let old = std::mem::replace(&mut self.state, Arc::new(maker.state.clone()));
         self.maker = maker;
         self.head = hash;
         self.last_ms = ts;
+        for e in entries {
+            self.submissions.insert(e.id(), Submission::Committed { height: block.header.height });
+        }
         self.record(&block, &old, key, entries);
         Ok(())
     }
@@ -366,7 +359,7 @@ impl Inner {
 
     fn grant(&mut self, lease: &surplus_contracts::Lease, key: &SecretKey) -> Result<(), Refusal> {
         let cred = credential::mint(lease, key, &credential::OPERATIONS, &mut self.rng)
-            .map_err(|e| Refusal::new("mint_failed", e.to_string()))?;
+            .map_err(|e| Refusal::new(Code::Internal, e.to_string()))?;
         let tx = Tx::Grant {
             lease: lease.id,
             token_hash: cred.token_hash,
@@ -402,11 +395,18 @@ impl Node for TestNode {
 
     async fn submit(&self, entry: Entry) -> Result<Hash, Refusal> {
         let id = entry.id();
-        if let Err(r) = self.commit(std::slice::from_ref(&entry)) {
+        // The real node's admission, then the block.
+        let state = self.state();
+        let admitted = state.precheck(&entry, now_ms()).map_err(|r| Refusal::from(&r));
+        if let Err(r) = admitted.and_then(|_| self.commit(std::slice::from_ref(&entry))) {
             self.lock().metrics.entries_refused += 1;
             return Err(r);
         }
         Ok(id)
+    }
+
+    fn submission(&self, id: &Hash) -> Option<Submission> {
+        self.lock().submissions.get(id).cloned()
     }
 
     fn provisioning(&self, lease: &Hash) -> Option<serde_json::Value> {
@@ -500,11 +500,11 @@ impl Node for TestNode {
         let entry = {
             let inner = self.lock();
             let Some((key, amount)) = inner.faucet.clone() else {
-                return Err(Refusal::new(Refusal::FAUCET_DISABLED, "this test node has no faucet"));
+                return Err(Refusal::new(Code::FaucetDisabled, "this test node has no faucet"));
             };
             if inner.funded.contains(&account) {
                 return Err(Refusal::new(
-                    Refusal::FAUCET_SPENT,
+                    Code::FaucetSpent,
                     format!("the faucet already funded {account}"),
                 ));
             }

@@ -3,6 +3,7 @@
 
 use actix_web::http::header;
 use actix_web::{web, HttpResponse, ResponseError};
+use surplus_contracts::Code;
 
 /// Every file of the UI: name, content type, contents.
 const FILES: &[(&str, &str, &str)] = &[
@@ -52,7 +53,7 @@ async fn index() -> HttpResponse {
 
 async fn asset(name: web::Path<String>) -> HttpResponse {
     serve(&name).unwrap_or_else(|| {
-        crate::ApiError::not_found("no_such_file", format!("the UI has no file {name}"))
+        crate::ApiError::new(Code::NoSuchFile, format!("the UI has no file {name}"))
             .error_response()
     })
 }

@@ -2,6 +2,7 @@
 //! refusal, credentials, and the audit replay over a real ledger store.
 
 mod audit;
+mod codes;
 mod credentials;
 mod golden;
 mod helpers;

@@ -293,16 +293,15 @@ impl App {
         let built =
             tokio::task::block_in_place(|| self.chain.build(&user, now_ms(), self.address))?;
         // Entries the state machine refused will never be included: drop them from the pool.
-        let refused: Vec<surplus_ledger::Hash> = built
+        let refused: Vec<(surplus_ledger::Hash, surplus_contracts::Refusal)> = built
             .applied
             .refused
             .iter()
-            .filter_map(|(i, _)| user.get(*i))
-            .map(|e| e.id())
+            .filter_map(|(i, r)| user.get(*i).map(|e| (e.id(), r.clone())))
             .collect();
         if !refused.is_empty() {
-            tracing::info!(count = refused.len(), "dropping entries the state machine refused");
-            self.pool.refused(&refused);
+            tracing::info!(count = refused.len(), "entries the state machine refused");
+            self.pool.refused(refused);
         }
         Ok(built)
     }

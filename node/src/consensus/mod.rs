@@ -41,10 +41,10 @@ pub trait Pool: Send + Sync + 'static {
     fn has_work(&self) -> bool;
     /// Signalled whenever an entry arrives.
     fn notify(&self) -> Arc<Notify>;
-    /// Entries the state machine refused while building a block: they will never fit.
-    fn refused(&self, ids: &[surplus_ledger::Hash]) {
-        let _ = ids;
-    }
+    /// Entries the state machine refused while building a block, with why: the pool drops
+    /// those that can never fit (and says so), and keeps transactions that wait for earlier
+    /// sequence numbers.
+    fn refused(&self, refused: Vec<(surplus_ledger::Hash, surplus_contracts::Refusal)>);
 }
 
 /// A block that is now durable in the ledger, with the state after it.
@@ -270,6 +270,9 @@ mod tests {
         }
         fn notify(&self) -> Arc<Notify> {
             self.notify.clone()
+        }
+        fn refused(&self, _: Vec<(surplus_ledger::Hash, surplus_contracts::Refusal)>) {
+            // `pending` drained them already.
         }
     }
 

@@ -240,7 +240,7 @@ fn errors_local_remote_and_unreachable() {
     assert!(text(&o).contains("not in the consortium's catalogue"), "{}", text(&o));
     let o = cli(url, &["transfer", "--to", &"ab".repeat(32), "--amount", "5", "--key", pk]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(text(&o).contains("balance 0 is less than 5"), "{}", text(&o));
+    assert!(text(&o).contains("the balance is 0 units, 5 are needed"), "{}", text(&o));
     let o = cli(url, &["cancel", &"cd".repeat(32), "--key", pk, "--json"]);
     assert_eq!(o.status.code(), Some(1));
     assert!(text(&o).contains("no resting order"), "{}", text(&o));

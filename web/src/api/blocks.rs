@@ -3,6 +3,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use surplus_contracts::Code;
 use surplus_ledger::{Block, Certificate, Header, PublicKey, Signature};
 
 use super::decode::EntryView;
@@ -103,8 +104,8 @@ fn summary(header: &Header, entries: usize) -> BlockSummary {
 pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
     let limit = q.limit.unwrap_or(DEFAULT_BLOCKS);
     if limit == 0 || limit > MAX_BLOCKS {
-        return Err(ApiError::bad_request(
-            "bad_limit",
+        return Err(ApiError::new(
+            Code::BadLimit,
             format!("limit is {limit}, it must be 1 to {MAX_BLOCKS}"),
         ));
     }
@@ -196,8 +197,8 @@ pub(crate) async fn block(
 }
 
 fn unknown(height: u64, ctx: &Ctx) -> ApiError {
-    ApiError::not_found(
-        "unknown_block",
+    ApiError::new(
+        Code::UnknownBlock,
         format!(
             "this node has no block {height}; its head is at height {}",
             ctx.node.status().height

@@ -12,6 +12,7 @@
 use actix_web::{web, HttpResponse};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
+use surplus_contracts::Code;
 use surplus_contracts::Lease;
 use surplus_ledger::{parse_hex, verify_strict, Hash, Signature};
 
@@ -52,15 +53,15 @@ pub struct CredentialToken {
 
 fn lease_of(ctx: &Ctx, id: &Hash) -> ApiResult<Lease> {
     ctx.node.state().lease(id).cloned().ok_or_else(|| {
-        ApiError::not_found("unknown_lease", format!("no lease {} on this chain", hex::encode(id)))
+        ApiError::new(Code::UnknownLease, format!("no lease {} on this chain", hex::encode(id)))
     })
 }
 
 fn not_provider(ctx: &Ctx, lease: &Lease) -> Option<ApiError> {
     let me = ctx.node.status().public_key;
     (lease.fill.provider != me).then(|| {
-        ApiError::not_found(
-            "not_provider",
+        ApiError::new(
+            Code::NotProvider,
             format!(
                 "this node ({me}) is not the lease's provider ({}); fetch the credential from \
                  the provider's node",
@@ -102,28 +103,28 @@ pub(crate) async fn credential(
 ) -> ApiResult<HttpResponse> {
     let id = parse_hash(&id, "lease id")?;
     let nonce = parse_hex::<32>(&body.challenge, "challenge")
-        .map_err(|e| ApiError::bad_request("bad_challenge", e))?;
+        .map_err(|e| ApiError::new(Code::BadChallenge, e))?;
     let signature: Signature =
-        body.signature.parse().map_err(|e: String| ApiError::bad_request("bad_signature", e))?;
+        body.signature.parse().map_err(|e: String| ApiError::new(Code::BadSignature, e))?;
     let lease = lease_of(&ctx, &id)?;
     // Taken out whatever follows: a challenge is answered once, right or wrong.
     let issued = ctx.challenges.take(&nonce).ok_or_else(|| {
-        ApiError::forbidden(
-            "challenge_unknown",
+        ApiError::new(
+            Code::ChallengeUnknown,
             "this challenge was not issued by this node, was already used, or was forgotten; \
              ask for a new one with POST /api/v1/leases/{id}/challenge",
         )
     })?;
     if issued.lease != id {
-        return Err(ApiError::forbidden(
-            "challenge_wrong_lease",
+        return Err(ApiError::new(
+            Code::ChallengeWrongLease,
             format!("the challenge was issued for lease {}", hex::encode(issued.lease)),
         ));
     }
     let now = now_ms();
     if now >= issued.expires_ms {
-        return Err(ApiError::forbidden(
-            "challenge_expired",
+        return Err(ApiError::new(
+            Code::ChallengeExpired,
             format!(
                 "the challenge expired at {} ms (now {now} ms); ask for a new one",
                 issued.expires_ms
@@ -133,8 +134,8 @@ pub(crate) async fn credential(
     let chain_id = ctx.node.state().chain_id.clone();
     let message = challenge_bytes(&chain_id, &id, &nonce, issued.expires_ms);
     verify_strict(&lease.fill.buyer, &message, &signature).map_err(|e| {
-        ApiError::forbidden(
-            "not_buyer",
+        ApiError::new(
+            Code::NotBuyer,
             format!(
                 "the signature does not verify under the lease's buyer key {} ({e}); only the \
                  buyer may fetch the credential",
@@ -146,8 +147,8 @@ pub(crate) async fn credential(
         return Err(e);
     }
     let token = ctx.node.credential(&id).ok_or_else(|| {
-        ApiError::not_found(
-            "not_minted",
+        ApiError::new(
+            Code::NotMinted,
             "this node is the lease's provider but has not minted its credential yet; retry \
              after the next block",
         )

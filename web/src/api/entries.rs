@@ -2,10 +2,12 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use surplus_contracts::Code;
 use surplus_ledger::{Entry, Hash};
 
 use super::Ctx;
 use crate::error::{ApiError, ApiResult};
+use crate::node::Submission;
 
 /// The body: `{"entry": "<hex of Entry::encode()>"}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -29,12 +31,41 @@ pub(crate) async fn submit(
     body: web::Json<Submit>,
 ) -> ApiResult<HttpResponse> {
     let bytes = hex::decode(body.entry.trim())
-        .map_err(|e| ApiError::bad_request("bad_hex", format!("entry is not hex: {e}")))?;
-    let entry = Entry::decode(&bytes).map_err(|e| {
-        ApiError::bad_request("malformed_entry", format!("entry does not decode: {e}"))
-    })?;
+        .map_err(|e| ApiError::new(Code::BadHex, format!("entry is not hex: {e}")))?;
+    let entry = Entry::decode(&bytes)
+        .map_err(|e| ApiError::new(Code::MalformedEntry, format!("entry does not decode: {e}")))?;
     let id = ctx.node.submit(entry).await.map_err(ApiError::Refused)?;
     Ok(HttpResponse::Accepted().json(Submitted { id }))
+}
+
+/// The answer of `GET /api/v1/submissions/{id}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubmissionView {
+    /// The entry's id.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub id: Hash,
+    /// Its fate.
+    #[serde(flatten)]
+    pub submission: Submission,
+}
+
+/// What became of a submitted entry.
+pub(crate) async fn submission(
+    ctx: web::Data<Ctx>,
+    id: web::Path<String>,
+) -> ApiResult<HttpResponse> {
+    let id = super::parse_hash(&id, "entry id")?;
+    let submission = ctx.node.submission(&id).ok_or_else(|| {
+        ApiError::new(
+            Code::UnknownSubmission,
+            format!(
+                "this node has no record of entry {}: it never acknowledged nor saw it, or \
+                 forgot it long ago",
+                hex::encode(id)
+            ),
+        )
+    })?;
+    Ok(HttpResponse::Ok().json(SubmissionView { id, submission }))
 }
 
 /// One committed entry.
@@ -64,8 +95,8 @@ pub(crate) async fn one(ctx: web::Data<Ctx>, index: web::Path<u64>) -> ApiResult
         .await?
         .map_err(|e| super::ledger_error(format!("reading entry {index}: {e}")))?
         .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_entry",
+            ApiError::new(
+                Code::UnknownEntry,
                 format!("the ledger has no entry {index} (yet); GET /api/v1/status shows the head"),
             )
         })?;

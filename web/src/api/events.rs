@@ -6,6 +6,7 @@ use std::convert::Infallible;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use surplus_contracts::Code;
 
 use actix_web::http::header;
 use actix_web::web::Bytes;
@@ -52,23 +53,25 @@ impl Streams {
         let mut per_ip = self.per_ip.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(ip) = ip {
             if per_ip.get(&ip).copied().unwrap_or(0) >= MAX_STREAMS_PER_IP {
-                return Err(ApiError::TooMany {
-                    code: "too_many_streams",
-                    message: format!(
+                return Err(ApiError::new(
+                    Code::TooManyClientStreams,
+                    format!(
                         "{ip} already holds {MAX_STREAMS_PER_IP} event streams open; close one \
                          first (one stream carries every event of an account)"
                     ),
-                });
+                ));
             }
         }
         self.open
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < self.max).then_some(n + 1))
-            .map_err(|_| ApiError::Unavailable {
-                code: "too_many_streams",
-                message: format!(
-                    "this node serves {} event streams at most and all are open; retry later",
-                    self.max
-                ),
+            .map_err(|_| {
+                ApiError::new(
+                    Code::TooManyStreams,
+                    format!(
+                        "this node serves {} event streams at most and all are open; retry later",
+                        self.max
+                    ),
+                )
             })?;
         if let Some(ip) = ip {
             *per_ip.entry(ip).or_insert(0) += 1;
@@ -151,9 +154,10 @@ pub(crate) async fn events(
     q: web::Query<EventsQuery>,
 ) -> ApiResult<HttpResponse> {
     let account = q.account.as_deref().map(|k| parse_key(k, "account")).transpose()?;
-    let rx = ctx.node.subscribe().ok_or_else(|| {
-        ApiError::not_found("events_not_served", "this node does not publish events")
-    })?;
+    let rx = ctx
+        .node
+        .subscribe()
+        .ok_or_else(|| ApiError::new(Code::EventsNotServed, "this node does not publish events"))?;
     let slot = ctx.streams.acquire(req.peer_addr().map(|a| a.ip()))?;
     let start = tokio::time::Instant::now() + KEEP_ALIVE;
     let state = Stream {

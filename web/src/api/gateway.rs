@@ -5,7 +5,7 @@ use actix_web::{web, HttpResponse};
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use surplus_contracts::credential::{self, Refusal, Request, Scope};
-use surplus_contracts::LeaseStatus;
+use surplus_contracts::Code;
 use surplus_ledger::Hash;
 
 use super::{now_ms, parse_hash, Ctx};
@@ -48,20 +48,11 @@ fn decode_token(s: &str) -> ApiResult<Vec<u8>> {
     [URL_SAFE, URL_SAFE_NO_PAD, STANDARD, STANDARD_NO_PAD]
         .iter()
         .find_map(|e| e.decode(s).ok())
-        .ok_or_else(|| ApiError::bad_request("bad_token", "the token is not base64"))
+        .ok_or_else(|| ApiError::new(Code::BadToken, "the token is not base64"))
 }
 
 fn refused(r: Refusal) -> ApiError {
-    let code = match r {
-        Refusal::Malformed(_) => "token_malformed",
-        Refusal::Forged => "token_forged",
-        Refusal::Revoked => "token_revoked",
-        Refusal::NotYetValid { .. } => "token_not_yet_valid",
-        Refusal::Expired { .. } => "token_expired",
-        Refusal::WrongLease { .. } => "token_wrong_lease",
-        Refusal::NotAllowed(_) => "operation_not_allowed",
-    };
-    ApiError::forbidden(code, r.to_string())
+    ApiError::new(r.code(), r.to_string())
 }
 
 /// Verifies the token against the committed state (lease, provider key, revocations) at the
@@ -77,8 +68,8 @@ pub(crate) async fn gateway(
         None => {
             let me = ctx.node.status().public_key;
             let scope = credential::inspect(&token, &me).map_err(|r| match r {
-                Refusal::Forged => ApiError::forbidden(
-                    "token_not_ours",
+                Refusal::Forged => ApiError::new(
+                    Code::TokenNotOurs,
                     format!(
                         "the token is not rooted in this node's key {me}; present it to the \
                          gateway of the lease's provider, or name the lease"
@@ -91,28 +82,8 @@ pub(crate) async fn gateway(
             })?
         }
     };
-    let lease = state.lease(&lease_id).ok_or_else(|| {
-        ApiError::forbidden(
-            "unknown_lease",
-            format!("no lease {} on this chain", hex::encode(lease_id)),
-        )
-    })?;
-    let ended = match lease.status {
-        LeaseStatus::Active => None,
-        LeaseStatus::Completed => Some("ran to its end"),
-        LeaseStatus::TerminatedByBuyer => Some("was terminated by its buyer"),
-        LeaseStatus::TerminatedByProvider => Some("was terminated by its provider"),
-    };
-    if let Some(how) = ended {
-        return Err(ApiError::forbidden(
-            "lease_ended",
-            format!("the lease {how}; its credential no longer grants access"),
-        ));
-    }
     let request = Request { lease: lease_id, operation: body.operation.clone(), now_ms: now_ms() };
-    let scope =
-        credential::verify(&token, &lease.fill.provider, &request, &|id| state.is_revoked(id))
-            .map_err(refused)?;
+    let scope = credential::authorize(&state, &token, &request).map_err(refused)?;
     Ok(HttpResponse::Ok().json(GatewayAnswer {
         lease: lease_id,
         access: ctx.node.access(&lease_id),

@@ -2,6 +2,7 @@
 
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
+use surplus_contracts::Code;
 use surplus_contracts::Lease;
 
 use super::{parse_hash, parse_key, Ctx};
@@ -41,8 +42,8 @@ pub struct LeaseView {
 pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
     let limit = q.limit.unwrap_or(DEFAULT_LEASES);
     if limit == 0 || limit > MAX_LEASES {
-        return Err(ApiError::bad_request(
-            "bad_limit",
+        return Err(ApiError::new(
+            Code::BadLimit,
             format!("limit is {limit}, it must be 1 to {MAX_LEASES}"),
         ));
     }
@@ -61,7 +62,7 @@ pub(crate) async fn one(ctx: web::Data<Ctx>, id: web::Path<String>) -> ApiResult
     let id = parse_hash(&id, "lease id")?;
     let state = ctx.node.state();
     let lease = state.lease(&id).cloned().ok_or_else(|| {
-        ApiError::not_found("unknown_lease", format!("no lease {} on this chain", hex::encode(id)))
+        ApiError::new(Code::UnknownLease, format!("no lease {} on this chain", hex::encode(id)))
     })?;
     Ok(HttpResponse::Ok().json(LeaseView { lease, provisioning: ctx.node.provisioning(&id) }))
 }
@@ -74,10 +75,7 @@ pub(crate) async fn proof(ctx: web::Data<Ctx>, id: web::Path<String>) -> ApiResu
         .await?
         .map_err(|e| super::ledger_error(format!("proving lease {}: {e}", hex::encode(id))))?
         .ok_or_else(|| {
-            ApiError::not_found(
-                "unknown_lease",
-                format!("no lease {} on this chain", hex::encode(id)),
-            )
+            ApiError::new(Code::UnknownLease, format!("no lease {} on this chain", hex::encode(id)))
         })?;
     Ok(HttpResponse::Ok().json(bundle))
 }

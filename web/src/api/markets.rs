@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
+use surplus_contracts::Code;
 
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
@@ -182,11 +183,10 @@ pub(crate) async fn book(ctx: web::Data<Ctx>, q: web::Query<BookQuery>) -> ApiRe
     if let Some(body) = ctx.cache.get(&state, &key) {
         return Ok(json(body));
     }
-    let market: Market =
-        q.market.parse().map_err(|e: String| ApiError::bad_request("bad_market", e))?;
+    let market: Market = q.market.parse().map_err(|e: String| ApiError::new(Code::BadMarket, e))?;
     if limit == 0 || limit > MAX_BOOK_ORDERS {
-        return Err(ApiError::bad_request(
-            "bad_limit",
+        return Err(ApiError::new(
+            Code::BadLimit,
             format!("limit is {limit}, it must be 1 to {MAX_BOOK_ORDERS}"),
         ));
     }
@@ -207,8 +207,8 @@ fn known(state: &State, market: &Market) -> ApiResult<()> {
     if state.params.catalogue.has_market(market) {
         return Ok(());
     }
-    Err(ApiError::not_found(
-        "unknown_market",
+    Err(ApiError::new(
+        Code::UnknownMarket,
         format!("{market} is not in the consortium's catalogue; GET /api/v1/markets lists them"),
     ))
 }
@@ -234,12 +234,11 @@ pub(crate) async fn history(
     market: web::Path<String>,
     q: web::Query<HistoryQuery>,
 ) -> ApiResult<HttpResponse> {
-    let market: Market =
-        market.parse().map_err(|e: String| ApiError::bad_request("bad_market", e))?;
+    let market: Market = market.parse().map_err(|e: String| ApiError::new(Code::BadMarket, e))?;
     let limit = q.limit.unwrap_or(DEFAULT_HISTORY);
     if limit == 0 || limit > MAX_HISTORY {
-        return Err(ApiError::bad_request(
-            "bad_limit",
+        return Err(ApiError::new(
+            Code::BadLimit,
             format!("limit is {limit}, it must be 1 to {MAX_HISTORY}"),
         ));
     }

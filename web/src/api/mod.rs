@@ -22,6 +22,7 @@ pub(crate) mod routes;
 mod status;
 
 use std::sync::Arc;
+use surplus_contracts::Code;
 
 use actix_web::body::BoxBody;
 use actix_web::dev::ServiceResponse;
@@ -134,8 +135,8 @@ pub(crate) fn configure_shared(cfg: &mut web::ServiceConfig, shared: &Shared, li
 
 /// Any path nothing serves.
 async fn not_found(req: HttpRequest) -> HttpResponse {
-    ApiError::not_found(
-        "no_route",
+    ApiError::new(
+        Code::NoRoute,
         format!(
             "nothing is served at {} {}; the API lives under /api/v1; GET /openapi.json lists \
              every route",
@@ -148,8 +149,14 @@ async fn not_found(req: HttpRequest) -> HttpResponse {
 
 /// A method a path does not serve.
 async fn method_not_allowed(req: HttpRequest) -> HttpResponse {
-    ApiError::MethodNotAllowed { method: req.method().to_string(), path: req.path().to_owned() }
-        .error_response()
+    not_allowed(&req).error_response()
+}
+
+fn not_allowed(req: &HttpRequest) -> ApiError {
+    ApiError::new(
+        Code::MethodNotAllowed,
+        format!("{} is not allowed on {}", req.method(), req.path()),
+    )
 }
 
 /// Turns error responses that are not JSON yet (a method a route does not serve) into JSON.
@@ -164,18 +171,10 @@ fn json_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResp
     }
     let (req, res) = res.into_parts();
     let err = match res.status() {
-        StatusCode::METHOD_NOT_ALLOWED => ApiError::MethodNotAllowed {
-            method: req.method().to_string(),
-            path: req.path().to_owned(),
-        },
-        StatusCode::NOT_FOUND => {
-            ApiError::not_found("not_found", format!("{} not found", req.path()))
-        }
+        StatusCode::METHOD_NOT_ALLOWED => not_allowed(&req),
+        StatusCode::NOT_FOUND => ApiError::new(Code::NotFound, format!("{} not found", req.path())),
         s if s.is_server_error() => ApiError::Internal(format!("{s} from {}", req.path())),
-        s => ApiError::BadRequest {
-            code: "bad_request",
-            message: s.canonical_reason().unwrap_or("bad request").to_owned(),
-        },
+        s => ApiError::new(Code::BadRequest, s.canonical_reason().unwrap_or("bad request")),
     };
     let res: HttpResponse<BoxBody> = err.error_response();
     Ok(ErrorHandlerResponse::Response(ServiceResponse::new(req, res).map_into_right_body()))
@@ -184,23 +183,29 @@ fn json_errors<B>(res: ServiceResponse<B>) -> actix_web::Result<ErrorHandlerResp
 fn json_error(e: JsonPayloadError, req: &HttpRequest, limit: usize) -> ApiError {
     match e {
         JsonPayloadError::Overflow { .. } | JsonPayloadError::OverflowKnownLength { .. } => {
-            ApiError::PayloadTooLarge { limit }
+            ApiError::new(
+                Code::PayloadTooLarge,
+                format!("the request body exceeds the limit of {limit} bytes"),
+            )
         }
-        JsonPayloadError::ContentType => ApiError::UnsupportedMediaType,
-        JsonPayloadError::Deserialize(e) => ApiError::bad_request(
-            "bad_json",
+        JsonPayloadError::ContentType => ApiError::new(
+            Code::UnsupportedMediaType,
+            "the request body must be JSON (Content-Type: application/json)",
+        ),
+        JsonPayloadError::Deserialize(e) => ApiError::new(
+            Code::BadJson,
             format!("the JSON body is not what {} {} takes: {e}", req.method(), req.path()),
         ),
-        other => ApiError::bad_request("bad_body", format!("cannot read the body: {other}")),
+        other => ApiError::new(Code::BadBody, format!("cannot read the body: {other}")),
     }
 }
 
 fn path_error(e: PathError, req: &HttpRequest) -> ApiError {
-    ApiError::bad_request("bad_path", format!("{}: {e}", req.path()))
+    ApiError::new(Code::BadPath, format!("{}: {e}", req.path()))
 }
 
 fn query_error(e: QueryPayloadError, req: &HttpRequest) -> ApiError {
-    ApiError::bad_request("bad_query", format!("the query of {} is not valid: {e}", req.path()))
+    ApiError::new(Code::BadQuery, format!("the query of {} is not valid: {e}", req.path()))
 }
 
 /// Runs `f` on the node off the HTTP workers: ledger reads touch the disk, and the workers are
@@ -219,7 +224,7 @@ pub(crate) async fn off_worker<T: Send + 'static>(
 /// otherwise an opaque 500 (the detail is logged).
 pub(crate) fn ledger_error(detail: String) -> ApiError {
     if detail.ends_with(crate::node::NOT_SERVED) {
-        ApiError::not_found("ledger_not_served", crate::node::NOT_SERVED)
+        ApiError::new(Code::LedgerNotServed, crate::node::NOT_SERVED)
     } else {
         ApiError::Internal(detail)
     }
@@ -227,12 +232,12 @@ pub(crate) fn ledger_error(detail: String) -> ApiError {
 
 /// Parses a 32-byte hash in hex, naming `what` in the 400.
 pub(crate) fn parse_hash(s: &str, what: &str) -> ApiResult<Hash> {
-    parse_hex::<32>(s, what).map_err(|e| ApiError::bad_request("bad_hex", e))
+    parse_hex::<32>(s, what).map_err(|e| ApiError::new(Code::BadHex, e))
 }
 
 /// Parses a public key in hex, naming `what` in the 400.
 pub(crate) fn parse_key(s: &str, what: &str) -> ApiResult<PublicKey> {
-    parse_hex::<32>(s, what).map(PublicKey).map_err(|e| ApiError::bad_request("bad_key", e))
+    parse_hex::<32>(s, what).map(PublicKey).map_err(|e| ApiError::new(Code::BadKey, e))
 }
 
 /// Wall-clock time, ms since the epoch.

@@ -36,7 +36,8 @@ fn components() -> Value {
     let error = object(
         "Every error: a stable code and a message saying what is wrong and how to fix it.",
         json!({"error": object("The error", json!({
-            "code": {"type": "string", "description": "stable, machine-readable"},
+            "code": {"type": "string", "description": "stable, machine-readable (docs/api.md says what each means and what to do)",
+                     "enum": surplus_contracts::Code::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>()},
             "message": {"type": "string", "description": "for people"}
         }), &["code", "message"])}),
         &["error"],
@@ -122,6 +123,13 @@ fn components() -> Value {
         "Submit": object("A signed entry", json!({"entry": hex("Entry::encode(), hex")}),
             &["entry"]),
         "Submitted": object("An admitted entry", json!({"id": hash}), &["id"]),
+        "Submission": object("What became of a submitted entry", json!({"id": hash,
+            "status": {"type": "string", "enum": ["pending", "committed", "dropped"]},
+            "waits_for_seq": {"type": "boolean", "description": "pending: a transaction waiting for earlier sequence numbers"},
+            "height": {"type": "integer", "minimum": 0, "description": "committed: the block"},
+            "code": {"type": "string", "description": "dropped: the refusal code"},
+            "message": {"type": "string", "description": "dropped: what happened"}}),
+            &["id", "status"]),
         "EntryAt": object("A committed entry", json!({"index": int, "height": int, "id": hash,
             "kind": {"type": "string"}, "entry": hex("Entry::encode(), hex"), "view": entry,
             "decoded": {"description": "the payload decoded"}}),

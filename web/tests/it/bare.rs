@@ -8,7 +8,7 @@ use actix_web::test::TestRequest;
 use surplus_contracts::State;
 use surplus_ledger::{Entry, Hash};
 use surplus_web::testnode::TestNode;
-use surplus_web::{Node, Refusal, Status};
+use surplus_web::{Node, Refusal, Status, Submission};
 
 use crate::{app, call, roomy, world};
 
@@ -24,6 +24,9 @@ impl Node for Bare {
     }
     async fn submit(&self, entry: Entry) -> Result<Hash, Refusal> {
         self.0.submit(entry).await
+    }
+    fn submission(&self, id: &Hash) -> Option<Submission> {
+        self.0.submission(id)
     }
     fn provisioning(&self, lease: &Hash) -> Option<serde_json::Value> {
         self.0.provisioning(lease)

@@ -132,8 +132,9 @@ async fn gateway_accepts_until_revoked_or_ended() {
     let (s, v) = call!(app, gw(json!({"token": junk})));
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(v["error"]["code"], "token_malformed");
+    // One code, one status: an unknown lease is 404 here as everywhere.
     let (s, v) = call!(app, gw(json!({"token": token, "lease": hex::encode([8u8; 32])})));
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["error"]["code"], "unknown_lease");
 
     // The provider replaces the token: the old one is revoked on the ledger.
@@ -153,4 +154,10 @@ async fn gateway_accepts_until_revoked_or_ended() {
     assert_eq!(s, StatusCode::FORBIDDEN);
     assert_eq!(v["error"]["code"], "lease_ended");
     assert!(v["error"]["message"].as_str().unwrap().contains("terminated by its buyer"));
+
+    // Terminating it again can never apply: refused at once (409), not accepted and dropped.
+    let t = Tx::Terminate { lease: id, seq: w.node.state().account(&w.buyer.public()).seq };
+    let (s, v) = call!(app, submit_req(&Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer)));
+    assert_eq!(s, StatusCode::CONFLICT, "{v}");
+    assert_eq!(v["error"]["code"], "lease_not_active");
 }

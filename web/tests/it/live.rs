@@ -277,7 +277,7 @@ async fn openapi_documents_every_route_and_every_documented_route_answers() {
             );
         }
     }
-    assert_eq!(n, 27);
+    assert_eq!(n, 28);
 
     // Every reference resolves.
     fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {
@@ -341,7 +341,7 @@ async fn one_client_ip_cannot_hold_every_event_stream() {
     let r = actix_web::test::call_service(&app, from("10.0.0.1")).await;
     assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
     let v: serde_json::Value = actix_web::test::read_body_json(r).await;
-    assert_eq!(v["error"]["code"], "too_many_streams");
+    assert_eq!(v["error"]["code"], "too_many_client_streams");
     // Another client still gets one, and the first gets one back once it closes one.
     let other = actix_web::test::call_service(&app, from("10.0.0.2")).await;
     assert_eq!(other.status(), StatusCode::OK);

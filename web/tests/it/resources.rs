@@ -76,12 +76,37 @@ async fn entries_accepted_refused_and_malformed() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"]["code"], "bad_signature");
 
-    // A transfer with a stale sequence number: 409.
-    let t = Tx::Transfer { to: w.other.public(), amount: 5, seq: 3 };
+    // A transfer, then another with the sequence number it used: 409.
+    let t = Tx::Transfer { to: w.other.public(), amount: 5, seq: 0 };
+    let (s, v) = call!(app, submit_req(&Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer)));
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let t = Tx::Transfer { to: w.other.public(), amount: 6, seq: 0 };
     let (s, v) = call!(app, submit_req(&Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer)));
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "bad_sequence");
-    assert!(v["error"]["message"].as_str().unwrap().contains("next is 0"), "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("next is 1"), "{v}");
+    // A transfer over the balance says so in its own words.
+    let t = Tx::Transfer { to: w.other.public(), amount: u64::MAX, seq: 1 };
+    let (s, v) = call!(app, submit_req(&Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer)));
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "insufficient_balance");
+    assert!(!v["error"]["message"].as_str().unwrap().contains("bid"), "{v}");
+    // An order breaking one rule gets that rule's code, not a generic one.
+    let (s, v) = call!(app, submit_req(&offer(&w.provider, 0, 100, 9)));
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "zero_slots");
+
+    // What became of the accepted ones.
+    let (s, v) =
+        call!(app, TestRequest::get().uri(&format!("/api/v1/submissions/{}", hex::encode(e.id()))));
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!((v["status"].as_str(), v["height"].as_u64()), (Some("committed"), Some(1)));
+    let (s, v) = call!(
+        app,
+        TestRequest::get().uri(&format!("/api/v1/submissions/{}", hex::encode([3u8; 32])))
+    );
+    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+    assert_eq!(v["error"]["code"], "unknown_submission");
 
     // Full mempool: 503.
     w.node.set_mempool_full(true);

@@ -1,0 +1,116 @@
+//! Receipts: what became of each user entry this node saw leave its mempool or reach a block,
+//! so that a client whose submission was acknowledged can always learn its fate
+//! (`GET /api/v1/submissions/{id}`): committed at height H, or dropped with its refusal code.
+//!
+//! Kept in the node's journal database (`DIR/mempool`, trees `receipts` and `receipts_order`),
+//! bounded in count: past [`CAPACITY`] the oldest receipts are forgotten first. Receipts are not
+//! flushed on their own (sled flushes within half a second): a crash may forget the last few,
+//! and an entry whose receipt was lost reads as unknown, never as something it was not.
+
+use std::sync::Mutex;
+
+use surplus_ledger::Hash;
+use surplus_web::Submission as Receipt;
+
+/// Most receipts kept (about 100 bytes each on disk, with their place in the order).
+pub const CAPACITY: u64 = 500_000;
+
+/// The receipts store.
+pub(crate) struct Receipts {
+    by_id: sled::Tree,
+    order: sled::Tree,
+    capacity: u64,
+    /// (next position in the order, receipts held)
+    counters: Mutex<(u64, u64)>,
+}
+
+impl Receipts {
+    /// Opens (or creates) the receipts in `db`, keeping at most `capacity`.
+    pub(crate) fn open(db: &sled::Db, capacity: u64) -> sled::Result<Self> {
+        let by_id = db.open_tree("receipts")?;
+        let order = db.open_tree("receipts_order")?;
+        let next = match order.last()? {
+            Some((k, _)) => <[u8; 8]>::try_from(&k[..]).map_or(0, u64::from_be_bytes) + 1,
+            None => 0,
+        };
+        let held = by_id.len() as u64;
+        Ok(Self { by_id, order, capacity: capacity.max(1), counters: Mutex::new((next, held)) })
+    }
+
+    /// Records the fate of each entry in `receipts` (a later receipt of the same entry replaces
+    /// the earlier), then forgets the oldest past the capacity.
+    pub(crate) fn record(&self, receipts: &[(Hash, Receipt)]) {
+        if receipts.is_empty() {
+            return;
+        }
+        if let Err(e) = self.try_record(receipts) {
+            tracing::warn!(error = %e, "cannot record entry receipts");
+        }
+    }
+
+    fn try_record(&self, receipts: &[(Hash, Receipt)]) -> Result<(), String> {
+        let mut counters = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, held) = &mut *counters;
+        let mut ids = sled::Batch::default();
+        let mut order = sled::Batch::default();
+        for (id, receipt) in receipts {
+            let value = serde_json::to_vec(receipt).map_err(|e| e.to_string())?;
+            // A new id takes a place in the order; a known one keeps its place.
+            if self.by_id.insert(id, value).map_err(|e| e.to_string())?.is_none() {
+                order.insert(&next.to_be_bytes(), id);
+                *next += 1;
+                *held += 1;
+            }
+        }
+        self.order.apply_batch(order).map_err(|e| e.to_string())?;
+        while *held > self.capacity {
+            let Some((_, id)) = self.order.pop_min().map_err(|e| e.to_string())? else { break };
+            ids.remove(id);
+            *held -= 1;
+        }
+        self.by_id.apply_batch(ids).map_err(|e| e.to_string())
+    }
+
+    /// The receipt of entry `id`, if this node keeps one.
+    pub(crate) fn get(&self, id: &Hash) -> Option<Receipt> {
+        let value = self.by_id.get(id).ok()??;
+        serde_json::from_slice(&value).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surplus_contracts::Code;
+
+    fn id(i: u8) -> Hash {
+        [i; 32]
+    }
+
+    #[test]
+    fn receipts_replace_survive_reopening_and_stay_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let r = Receipts::open(&db, 3).unwrap();
+        let dropped = Receipt::Dropped { code: Code::Expired, message: "late".into() };
+        r.record(&[(id(1), dropped.clone()), (id(2), Receipt::Committed { height: 4 })]);
+        assert_eq!(r.get(&id(1)), Some(dropped));
+        // Dropped, then sent again and committed: the later receipt wins, in the same place.
+        r.record(&[(id(1), Receipt::Committed { height: 9 })]);
+        assert_eq!(r.get(&id(1)), Some(Receipt::Committed { height: 9 }));
+        r.record(&[(id(3), Receipt::Committed { height: 9 })]);
+        assert_eq!(r.get(&id(3)), Some(Receipt::Committed { height: 9 }));
+        assert_eq!(r.get(&id(7)), None);
+        drop(r);
+
+        // Reopened: the counters come back, and the oldest receipt goes first past capacity.
+        let r = Receipts::open(&db, 3).unwrap();
+        r.record(&[(id(4), Receipt::Committed { height: 10 })]);
+        assert_eq!(r.get(&id(1)), None);
+        for i in 2..=4 {
+            assert!(r.get(&id(i)).is_some(), "{i}");
+        }
+        assert_eq!(db.open_tree("receipts").unwrap().len(), 3);
+        assert_eq!(db.open_tree("receipts_order").unwrap().len(), 3);
+    }
+}
