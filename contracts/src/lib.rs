@@ -8,6 +8,8 @@
 //! - [`State::precheck`]: admission of a user entry against the committed state, with the
 //!   state machine's own rules; every [`Refusal`] has a stable [`Code`] (the API's one
 //!   vocabulary of refusals, with HTTP status and what to do).
+//! - [`provider`]: what a provider's node must do, as pure functions of the state: the offers
+//!   that keep each pool offered exactly once, the leases to provision, grant or end.
 //! - [`credential`]: mint, attenuate and verify the Biscuit token of a lease.
 //! - [`Replay`]: the audit hook that re-executes a ledger block by block; [`BlockMaker`] builds
 //!   blocks the same way a proposer does.
@@ -20,6 +22,7 @@ pub mod credential;
 mod error;
 mod genesis;
 mod precheck;
+pub mod provider;
 mod refusal;
 mod state;
 mod tx;

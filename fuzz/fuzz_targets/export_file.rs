@@ -5,7 +5,7 @@
 use std::io::Write;
 
 use libfuzzer_sys::fuzz_target;
-use surplus_ledger::export::Reader;
+use surplus_store::export::Reader;
 use surplus_ledger::{verify, BlockSource, NoHook, Options};
 
 fuzz_target!(|data: &[u8]| {

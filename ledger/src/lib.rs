@@ -5,24 +5,17 @@
 //!   `docs/ledger-format.md`.
 //! - [`merkle`]: an RFC 9162 Merkle log over all entries (blake3 in production), with
 //!   inclusion and consistency proofs.
-//! - [`Store`]: the sled-backed append-only store; [`verify()`]: the audit from genesis;
-//!   [`export`]: the single-file export an auditor verifies offline.
+//! - [`verify()`]: the audit from genesis over any [`BlockSource`]. The sled-backed store and
+//!   the export file live in the `surplus-store` crate, so that this crate stays pure.
 //! - [`Checkpoint`]: a node's signed statement of its ledger, compared to detect forks.
 //!
 //! ```
-//! use surplus_ledger::{Store, store, testutil::TestChain, verify, NoHook};
+//! use surplus_ledger::{testutil::TestChain, verify, NoHook, VecSource};
 //!
-//! let dir = tempfile::tempdir().unwrap();
-//! let mut store = Store::open(dir.path(), store::Config::default()).unwrap();
 //! let chain = TestChain::build("example", 3, 10);
-//! for block in &chain.blocks {
-//!     store.append(block).unwrap();
-//! }
-//! let report = store.audit(&verify::Options::default(), &mut NoHook, &mut |_| {}).unwrap();
+//! let mut source = VecSource::new(chain.blocks.clone());
+//! let report = verify(&mut source, &verify::Options::default(), &mut NoHook, &mut |_| {}).unwrap();
 //! assert_eq!(report.entries, 30 + 9); // 30 orders; genesis holds validators and 8 allocations
-//! let proof = store.prove_inclusion(12, None).unwrap();
-//! let leaf = store.entry(12).unwrap().leaf_hash();
-//! surplus_ledger::verify_inclusion::<surplus_ledger::Blake3>(&leaf, &proof, &report.merkle_root).unwrap();
 //! ```
 #![warn(clippy::unwrap_used)]
 
@@ -32,10 +25,7 @@ mod chain;
 mod checkpoint;
 mod crypto;
 pub mod encoding;
-pub mod export;
-mod headfile;
 pub mod merkle;
-pub mod store;
 #[cfg(feature = "test-utils")]
 pub mod testutil;
 pub mod verify;
@@ -58,7 +48,6 @@ pub use merkle::{
     Blake3, ConsistencyProof, Frontier, Hash, Hasher, InclusionProof, MemoryTree, NodeSource,
     ProofError, ProveError, Sha256,
 };
-pub use store::{Error, Store};
 pub use verify::{
     verify, BlockSource, Hook, HookFailure, NoHook, Options, Progress, Report, VecSource,
 };

@@ -312,7 +312,7 @@ fn hash_arg(s: &str, what: &str) -> Result<Hash> {
 }
 
 fn read_key(signer: &Signer) -> Result<SecretKey> {
-    crate::ledger_cmd::read_key(&signer.key)
+    crate::keyfile::read_key(&signer.key)
 }
 
 fn nonce() -> Result<u64> {
@@ -446,7 +446,7 @@ fn execute(cmd: ClientCommand) -> Result<()> {
         ClientCommand::Leases { account, key, limit, conn } => {
             let account = match (account, key) {
                 (Some(a), _) => Some(key_arg(&a, "--account")?),
-                (None, Some(k)) => Some(crate::ledger_cmd::read_key(&k)?.public()),
+                (None, Some(k)) => Some(crate::keyfile::read_key(&k)?.public()),
                 (None, None) => None,
             };
             let api = Api::new(&conn)?;
@@ -461,7 +461,7 @@ fn execute(cmd: ClientCommand) -> Result<()> {
         ClientCommand::Balance { account, key, conn } => {
             let account = match (account, key) {
                 (Some(a), _) => key_arg(&a, "KEY")?,
-                (None, Some(k)) => crate::ledger_cmd::read_key(&k)?.public(),
+                (None, Some(k)) => crate::keyfile::read_key(&k)?.public(),
                 (None, None) => bail!("name the account: KEY or --key FILE"),
             };
             let api = Api::new(&conn)?;
@@ -538,7 +538,7 @@ fn execute(cmd: ClientCommand) -> Result<()> {
             let token: surplus_web::api::CredentialToken = typed(v.clone())?;
             match out {
                 Some(path) => {
-                    write_secret(&path, token.token.as_bytes())?;
+                    crate::keyfile::write_secret(&path, format!("{}\n", token.token).as_bytes())?;
                     api.print(&v, || format!("token written to {}", path.display()))
                 }
                 None => api.print(&v, || token.token.clone()),
@@ -557,21 +557,6 @@ fn execute(cmd: ClientCommand) -> Result<()> {
             })
         }
     }
-}
-
-/// Writes a bearer secret: a new file, readable by its owner only.
-fn write_secret(path: &std::path::Path, bytes: &[u8]) -> Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut f = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
-    f.write_all(bytes)?;
-    f.write_all(b"\n")?;
-    Ok(())
 }
 
 fn human_side(title: &str, side: &BookSide, out: &mut String) {

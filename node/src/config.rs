@@ -4,8 +4,6 @@
 //! default that `init` writes documents every key; [`Config::commented`] renders it from any
 //! values, so what `init` writes always parses back to the same configuration.
 
-#![allow(dead_code)] // The node runtime (wired by the lead) reads most of these.
-
 use std::fmt;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -555,11 +553,6 @@ impl Config {
         self.faucet.as_ref().map(|f| (data_dir.join(&f.key), f.amount))
     }
 
-    /// The configuration `init` writes for `name`, with every key commented.
-    pub fn commented_default(name: &str) -> String {
-        Config { name: name.to_owned(), ..Config::default() }.commented()
-    }
-
     /// This configuration as TOML with a comment on every key.
     pub fn commented(&self) -> String {
         let s = |v: &str| toml::Value::String(v.to_owned()).to_string();
@@ -866,7 +859,7 @@ pub fn init(a: InitArgs) -> Result<ExitCode> {
     let mut seed = [0u8; 32];
     getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     let key = SecretKey::from_seed(seed);
-    crate::ledger_cmd::write_secret(&key_path, key.to_file_contents().as_bytes())?;
+    crate::keyfile::write_secret(&key_path, key.to_file_contents().as_bytes())?;
     write_atomic(&config_path, text.as_bytes())?;
     let peer_id = peer_id(&key)?;
 
@@ -953,7 +946,7 @@ mod tests {
 
     #[test]
     fn the_commented_default_documents_every_key_and_parses_back() {
-        let text = Config::commented_default("dc7");
+        let text = Config { name: "dc7".to_owned(), ..Config::default() }.commented();
         let c = parse(&text).unwrap();
         assert_eq!(c, Config { name: "dc7".into(), ..Config::default() });
         // An empty file is the default configuration.

@@ -7,7 +7,7 @@ use rand::{Rng, SeedableRng};
 use surplus_ledger::SecretKey;
 use surplus_market::{Bid, FillRule, Market, Order, SignedOrder};
 
-use crate::devnet::DevnetFile;
+use crate::devnet_file::DevnetFile;
 
 /// A bid generator over the devnet's buyers and nodes.
 pub struct Demo {
@@ -40,11 +40,8 @@ pub fn submit(api: &str, entry: &surplus_ledger::Entry) -> Result<String> {
 impl Demo {
     /// A demo over `file`'s buyers, bidding in the markets the devnet's nodes offer.
     pub fn new(file: &DevnetFile) -> Self {
-        let buyers = file
-            .buyers
-            .iter()
-            .filter_map(|b| crate::ledger_cmd::read_key(&b.key_file).ok())
-            .collect();
+        let buyers =
+            file.buyers.iter().filter_map(|b| crate::keyfile::read_key(&b.key_file).ok()).collect();
         let catalogue = surplus_market::Catalogue::sample();
         let regions: Vec<String> = (0..file.nodes.len())
             .map(|i| catalogue.regions[i % catalogue.regions.len()].id.clone())

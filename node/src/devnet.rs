@@ -7,17 +7,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _, Result};
 use rand_core::OsRng;
-use serde::{Deserialize, Serialize};
 use surplus_contracts::{Allocation, Params};
-use surplus_ledger::{PublicKey, SecretKey};
+use surplus_ledger::SecretKey;
 use surplus_market::{Catalogue, Market};
 
 use crate::config::{self, Config, HookKind};
+use crate::devnet_file::{self, DevnetBuyer, DevnetFile, DevnetNode, CHAIN_ID};
 use crate::genesis_cmd::{GenesisFile, Validator};
 use crate::inventory::Inventory;
 
-/// Devnet's chain id.
-pub const CHAIN_ID: &str = "surplus-devnet";
 /// Credits given to every sample buyer (units).
 pub const BUYER_FUNDS: u64 = 1_000_000 * 1_000_000;
 /// Credits each node's faucet starts with (units).
@@ -57,47 +55,6 @@ pub struct DevnetArgs {
     /// With nothing to do, the nodes still make a block this often, ms.
     #[arg(long, default_value_t = 30_000)]
     pub heartbeat_ms: u64,
-}
-
-/// One node in devnet.json.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DevnetNode {
-    /// Its name.
-    pub name: String,
-    /// Its public key.
-    pub public_key: PublicKey,
-    /// HTTP API (and web UI) URL.
-    pub api: String,
-    /// Order-gossip address with peer id.
-    pub p2p: String,
-    /// Consensus address.
-    pub consensus: String,
-    /// Data dir.
-    pub data_dir: PathBuf,
-    /// Process id while running (0 when stopped).
-    pub pid: u32,
-}
-
-/// A sample buyer.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DevnetBuyer {
-    /// Key file.
-    pub key_file: PathBuf,
-    /// Public key.
-    pub public_key: PublicKey,
-}
-
-/// DIR/devnet.json.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct DevnetFile {
-    /// Chain id.
-    pub chain_id: String,
-    /// Nodes.
-    pub nodes: Vec<DevnetNode>,
-    /// Funded buyer keys.
-    pub buyers: Vec<DevnetBuyer>,
-    /// Where the web UI is.
-    pub web_ui: String,
 }
 
 fn markets_for(i: usize, catalogue: &Catalogue) -> Vec<(Market, u32, u64)> {
@@ -243,20 +200,8 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
             .map(|(p, k)| DevnetBuyer { key_file: p.clone(), public_key: k.public() })
             .collect(),
     };
-    save(dir, &file)?;
+    devnet_file::save(dir, &file)?;
     Ok(file)
-}
-
-fn save(dir: &Path, file: &DevnetFile) -> Result<()> {
-    write(&dir.join("devnet.json"), &serde_json::to_string_pretty(file)?)
-}
-
-/// Reads DIR/devnet.json.
-pub fn load(dir: &Path) -> Result<DevnetFile> {
-    let path = dir.join("devnet.json");
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not a devnet file", path.display()))
 }
 
 fn spawn(exe: &Path, node: &DevnetNode) -> Result<Child> {
@@ -289,7 +234,7 @@ fn terminate(child: &Child) {
 pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     let dir = a.data_dir.clone();
     let mut file = if dir.join("devnet.json").exists() {
-        let f = load(&dir)?;
+        let f = devnet_file::load(&dir)?;
         if f.nodes.len() != a.nodes {
             bail!(
                 "{} holds a devnet of {} nodes, not {}: pass --nodes {} to resume it, or use \
@@ -317,7 +262,7 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
         n.pid = child.id();
         children.push(child);
     }
-    save(&dir, &file)?;
+    devnet_file::save(&dir, &file)?;
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     {
         let stop = stop.clone();
@@ -403,7 +348,7 @@ fn shutdown(children: &mut [Child], file: &mut DevnetFile, dir: &Path) {
     for n in &mut file.nodes {
         n.pid = 0;
     }
-    let _ = save(dir, file);
+    let _ = devnet_file::save(dir, file);
 }
 
 /// Calls `f` on Ctrl-C or SIGTERM (a small tokio runtime on its own thread).

@@ -9,8 +9,6 @@
 //!
 //! `params` and `allocations` are the contracts' own [`Params`] and [`Allocation`] JSON.
 
-#![allow(dead_code)] // The node runtime (wired by the lead) loads the file.
-
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -258,11 +256,6 @@ impl GenesisFile {
         BlockMaker::genesis(&self.chain_id, &self.genesis(), self.genesis_time_ms)
     }
 
-    /// The validator with this key, if any.
-    pub fn validator(&self, key: &PublicKey) -> Option<&Validator> {
-        self.validators.iter().find(|v| &v.public_key == key)
-    }
-
     /// The file's JSON text (pretty, ending in a newline).
     pub fn to_json(&self) -> String {
         // Serializing plain data with string keys cannot fail.
@@ -330,7 +323,7 @@ pub fn genesis(a: GenesisArgs) -> Result<ExitCode> {
     }
     for s in &a.validator_key_files {
         let (name, file) = split_pair("--validator-key-file", s, "NAME=FILE")?;
-        let key = crate::ledger_cmd::read_key(Path::new(file))
+        let key = crate::keyfile::read_key(Path::new(file))
             .with_context(|| format!("--validator-key-file {name}"))?;
         validators.push(Validator { name: name.to_owned(), public_key: key.public() });
     }

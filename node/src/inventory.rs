@@ -1,5 +1,5 @@
-//! The operator's inventory (a TOML file of capacity pools) and the planner that turns it into
-//! signed offers and keeps them in step with the book and the leases.
+//! The operator's inventory: a TOML file of capacity pools, read and checked against the
+//! catalogue. What the node offers from it is decided by `surplus_contracts::provider::plan`.
 //!
 //! ```toml
 //! [[pool]]
@@ -11,75 +11,16 @@
 //! horizon_hours = 168     # offer availability window from now
 //! offer_ttl_minutes = 60  # offers are re-published before they expire
 //! ```
-//!
-//! The planner owns this node's offers in the pools' markets: every slot of a pool is covered by
-//! exactly one of (a resting offer of this provider, a pending offer, a running lease whose offer
-//! has left the book). What is not covered is offered; what is covered twice over (the operator
-//! shrank a pool) is cancelled. An offer near its expiry is cancelled and its slots stay counted
-//! until the cancel is in the book, so the replacement offered by a later plan never overlaps it
-//! (two live offers for the same slots could both be filled: overselling).
 
-#![allow(dead_code)] // The node runtime (wired by the lead) runs the planner.
-
-use std::collections::BTreeSet;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use surplus_contracts::{LeaseStatus, State};
-use surplus_ledger::{Entry, Hash, PublicKey, SecretKey};
+pub use surplus_contracts::provider::{plan, Pool, MAX_POOLS};
 use surplus_market::{
-    Catalogue, Market, Offer, Order, SignedCancel, SignedOrder, HOUR_MS, MAX_EXPIRY_HORIZON_MS,
-    MAX_HOURS, MAX_SLOTS, MAX_WINDOW_HORIZON_MS,
+    Catalogue, Market, HOUR_MS, MAX_EXPIRY_HORIZON_MS, MAX_HOURS, MAX_SLOTS, MAX_WINDOW_HORIZON_MS,
 };
 
 use crate::config::ConfigError;
-
-/// Most pools in one inventory (nonces give each pool its own low bits).
-pub const MAX_POOLS: usize = 1024;
-
-/// One pool of identical capacity in one market.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Pool {
-    /// The resource class (from the catalogue).
-    pub class: String,
-    /// The region (from the catalogue).
-    pub region: String,
-    /// Slots the operator can lease out at once.
-    pub slots: u32,
-    /// Lowest price accepted, units per slot-hour.
-    pub reserve: u64,
-    /// Shortest lease accepted, hours.
-    #[serde(default = "one")]
-    pub min_hours: u32,
-    /// How far ahead from now each offer's availability window reaches, hours.
-    #[serde(default = "week")]
-    pub horizon_hours: u32,
-    /// Offers expire this long after they are made and are re-published before that, minutes.
-    #[serde(default = "hour")]
-    pub offer_ttl_minutes: u32,
-}
-
-fn one() -> u32 {
-    1
-}
-fn week() -> u32 {
-    168
-}
-fn hour() -> u32 {
-    60
-}
-
-impl Pool {
-    /// The pool's market.
-    pub fn market(&self) -> Market {
-        Market::new(&self.class, &self.region)
-    }
-    /// Offer lifetime, ms.
-    pub fn ttl_ms(&self) -> u64 {
-        u64::from(self.offer_ttl_minutes) * 60_000
-    }
-}
 
 /// The operator's inventory.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -200,147 +141,14 @@ impl Inventory {
     }
 }
 
-/// What the node should submit to keep its offers in step with its inventory.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct Plan {
-    /// New offers, to sign and submit.
-    pub offers: Vec<Offer>,
-    /// This provider's resting offers to cancel (by order id).
-    pub cancels: Vec<Hash>,
-}
-
-impl Plan {
-    /// Whether there is nothing to do.
-    pub fn is_empty(&self) -> bool {
-        self.offers.is_empty() && self.cancels.is_empty()
-    }
-
-    /// The plan as signed entries: the cancels, then the offers.
-    pub fn entries(&self, chain_id: &str, key: &SecretKey) -> Vec<Entry> {
-        let cancels = self.cancels.iter().map(|id| SignedCancel::sign(chain_id, *id, key).0);
-        let offers =
-            self.offers.iter().map(|o| SignedOrder::sign(chain_id, Order::Offer(o.clone()), key).0);
-        cancels.chain(offers).collect()
-    }
-}
-
-/// Plans the offers and cancels that make this provider's offers cover each pool exactly.
-///
-/// `pending` are this provider's offers already submitted but not yet in a block (the mempool):
-/// they count as covering their slots. Slots are covered by this provider's resting offers in
-/// the pool's market (all of an offer's slots, leased or free), by its running leases whose offer
-/// has left the book, and by pending offers. Offers with less than a quarter of the pool's TTL
-/// left are cancelled; they keep covering until they are gone, and a later plan re-offers their
-/// free slots. New offers' nonces are unused by this provider (neither remembered by the book
-/// nor pending), so re-planning never replays one.
-pub fn plan(
-    inv: &Inventory,
-    state: &State,
-    provider: &PublicKey,
-    pending: &[Offer],
-    now_ms: u64,
-) -> Plan {
-    let mut out = Plan::default();
-    let mut used_nonces: BTreeSet<u64> = pending.iter().map(|o| o.nonce).collect();
-    for (i, pool) in inv.pools.iter().enumerate() {
-        let market = pool.market();
-        let (_, offers) = state.book.market(&market);
-        let mine: Vec<_> = offers
-            .iter()
-            .filter(|r| r.order.author == *provider)
-            .filter_map(|r| match &r.order.order {
-                // Gone at the next block anyway; its leases are counted below.
-                Order::Offer(o) if o.expiry_ms > now_ms && o.until_ms > now_ms => Some((r, o)),
-                _ => None,
-            })
-            .collect();
-        let resting: BTreeSet<Hash> = mine.iter().map(|(r, _)| r.order.id).collect();
-        let by_offers: u64 = mine.iter().map(|(r, _)| u64::from(r.remaining)).sum();
-        let by_leases: u64 = state
-            .leases()
-            .filter(|l| {
-                l.fill.provider == *provider
-                    && l.fill.market == market
-                    && l.status == LeaseStatus::Active
-                    && l.fill.end_ms > now_ms
-                    && !resting.contains(&l.fill.offer)
-            })
-            .map(|l| u64::from(l.fill.slots))
-            .sum();
-        let by_pending: u64 = pending
-            .iter()
-            .filter(|o| o.market == market && o.expiry_ms > now_ms && o.until_ms > now_ms)
-            .map(|o| u64::from(o.slots))
-            .sum();
-        let covered = by_offers + by_leases + by_pending;
-        let slots = u64::from(pool.slots);
-
-        // Near expiry: cancel now, replace once gone.
-        let margin = pool.ttl_ms() / 4;
-        let mut cancelled: BTreeSet<Hash> = BTreeSet::new();
-        for (r, o) in &mine {
-            if o.expiry_ms.saturating_sub(now_ms) < margin {
-                cancelled.insert(r.order.id);
-            }
-        }
-        // Over-covered (the pool shrank): cancel the offers with the most free slots first,
-        // until what stays covers at most the pool.
-        if covered > slots {
-            let mut excess = covered - slots;
-            // Cancelling an offer uncovers its free slots (its leases go on covering theirs).
-            excess = excess.saturating_sub(
-                mine.iter()
-                    .filter(|(r, _)| cancelled.contains(&r.order.id))
-                    .map(|(r, _)| u64::from(r.free_at(now_ms)))
-                    .sum(),
-            );
-            let mut by_free: Vec<_> =
-                mine.iter().filter(|(r, _)| !cancelled.contains(&r.order.id)).collect();
-            by_free.sort_by_key(|(r, _)| (std::cmp::Reverse(r.free_at(now_ms)), r.order.id));
-            for (r, _) in by_free {
-                if excess == 0 {
-                    break;
-                }
-                let free = u64::from(r.free_at(now_ms));
-                if free > 0 {
-                    cancelled.insert(r.order.id);
-                    excess = excess.saturating_sub(free);
-                }
-            }
-        }
-        out.cancels.extend(cancelled.iter().copied());
-
-        let uncovered = slots.saturating_sub(covered);
-        if uncovered == 0 {
-            continue;
-        }
-        let mut nonce = now_ms.saturating_mul(MAX_POOLS as u64).saturating_add(i as u64);
-        while state.book.nonce_used(provider, nonce) || used_nonces.contains(&nonce) {
-            nonce = nonce.wrapping_add(MAX_POOLS as u64);
-        }
-        used_nonces.insert(nonce);
-        out.offers.push(Offer {
-            market,
-            // At most pool.slots, which is at most MAX_SLOTS.
-            slots: u32::try_from(uncovered).unwrap_or(pool.slots),
-            from_ms: now_ms,
-            until_ms: now_ms + u64::from(pool.horizon_hours) * HOUR_MS,
-            reserve: pool.reserve,
-            min_hours: pool.min_hours,
-            expiry_ms: now_ms + pool.ttl_ms(),
-            nonce,
-        });
-    }
-    out.cancels.sort();
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use surplus_contracts::{Allocation, BlockMaker, Genesis, Params};
+    use surplus_contracts::provider::Plan;
+    use surplus_contracts::{Allocation, BlockMaker, Genesis, LeaseStatus, Params, State};
     use surplus_ledger::testutil::key;
-    use surplus_market::{Bid, FillRule};
+    use surplus_ledger::{Entry, SecretKey};
+    use surplus_market::{Bid, FillRule, Offer, Order, SignedCancel, SignedOrder};
 
     const T0: u64 = 1_700_000_000_000;
 
@@ -390,7 +198,7 @@ mod tests {
             assert!(applied.refused.is_empty(), "{:?}", applied.refused);
         }
         fn plan(&self, inv: &Inventory, pending: &[Offer]) -> Plan {
-            plan(inv, self.state(), &self.provider.public(), pending, self.now)
+            plan(&inv.pools, self.state(), &self.provider.public(), pending, self.now)
         }
         fn submit(&mut self, p: &Plan, at: u64) {
             let entries = p.entries("inv-test", &self.provider);

@@ -8,9 +8,9 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use surplus_ledger::bundle::ProofBundle;
-use surplus_ledger::{
-    export, store, verify, Failure, NoHook, PublicKey, Report, SecretKey, Store, ValidatorSet,
-};
+use surplus_ledger::{verify, Failure, NoHook, PublicKey, Report, SecretKey, ValidatorSet};
+use surplus_store as store;
+use surplus_store::{export, Store};
 
 /// Exit status when a verification ran and failed (2 is for usage and I/O errors).
 const EXIT_FAILED: u8 = 1;
@@ -196,9 +196,9 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
         (None, Some(dir)) => {
             let store = match open_store(dir) {
                 Ok(s) => s,
-                Err(e) => match e.downcast_ref::<surplus_ledger::Error>() {
+                Err(e) => match e.downcast_ref::<surplus_store::Error>() {
                     // A damaged store is an audit finding, not a usage error.
-                    Some(surplus_ledger::Error::Damaged(f)) => {
+                    Some(surplus_store::Error::Damaged(f)) => {
                         bar.finish_and_clear();
                         return Ok(report(
                             a.json,
@@ -263,12 +263,6 @@ fn report(json: bool, source: &str, result: Result<Report, Failure>, replayed: b
     }
 }
 
-pub(crate) fn read_key(path: &Path) -> Result<SecretKey> {
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the key file {}", path.display()))?;
-    SecretKey::from_file_contents(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-}
-
 /// Runs `surplus ledger …`.
 pub fn ledger(c: LedgerCommand) -> Result<ExitCode> {
     match c {
@@ -296,7 +290,7 @@ pub fn ledger(c: LedgerCommand) -> Result<ExitCode> {
         }
         LedgerCommand::Proof { data_dir, entry, height, key, out } => {
             let store = open_store(&data_dir)?;
-            let key = key.as_deref().map(read_key).transpose()?;
+            let key = key.as_deref().map(crate::keyfile::read_key).transpose()?;
             let checkpoint = store.checkpoint(height)?;
             let entry_height = store.height_of_entry(entry)?;
             if entry_height > checkpoint.height {
@@ -401,31 +395,13 @@ pub fn key(c: KeyCommand) -> Result<ExitCode> {
             let mut seed = [0u8; 32];
             getrandom::fill(&mut seed).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
             let key = SecretKey::from_seed(seed);
-            write_secret(&out, key.to_file_contents().as_bytes())?;
+            crate::keyfile::write_secret(&out, key.to_file_contents().as_bytes())?;
             println!("{}", key.public());
             Ok(ExitCode::SUCCESS)
         }
         KeyCommand::Show { key } => {
-            println!("{}", read_key(&key)?.public());
+            println!("{}", crate::keyfile::read_key(&key)?.public());
             Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Creates `path` with mode 0600, refusing to overwrite.
-pub(crate) fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        opts.mode(0o600);
-    }
-    let mut f = opts
-        .open(path)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", path.display()))?;
-    f.write_all(contents)?;
-    f.sync_all()?;
-    Ok(())
 }

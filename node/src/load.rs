@@ -14,7 +14,7 @@ use serde::Serialize;
 use surplus_ledger::SecretKey;
 use surplus_market::{Bid, FillRule, Market, Offer, Order, SignedOrder};
 
-use crate::devnet::DevnetFile;
+use crate::devnet_file::DevnetFile;
 
 /// Arguments of `surplus load`.
 #[derive(Debug, clap::Args)]
@@ -135,17 +135,14 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     if a.rate == 0 || a.seconds == 0 || a.seconds > 600 || a.threads == 0 || a.threads > 64 {
         bail!("--rate and --threads must be positive (threads ≤ 64), --seconds 1 to 600");
     }
-    let file: DevnetFile = crate::devnet::load(&a.devnet)?;
+    let file: DevnetFile = crate::devnet_file::load(&a.devnet)?;
     // The verification limit is measured before the load, on a machine the load does not busy.
     let verify = ed25519_rate();
     if file.buyers.len() < 2 {
         bail!("the devnet needs at least 2 buyer keys (one sells, the others buy)");
     }
-    let keys: Vec<SecretKey> = file
-        .buyers
-        .iter()
-        .map(|b| crate::ledger_cmd::read_key(&b.key_file))
-        .collect::<Result<_>>()?;
+    let keys: Vec<SecretKey> =
+        file.buyers.iter().map(|b| crate::keyfile::read_key(&b.key_file)).collect::<Result<_>>()?;
     let apis: Vec<String> = file.nodes.iter().map(|n| n.api.clone()).collect();
     let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
     let chain = file.chain_id.clone();
@@ -341,7 +338,7 @@ fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
     if a.count == 0 || a.threads == 0 || a.threads > 256 {
         bail!("--count must be positive and --threads 1 to 256");
     }
-    let file: DevnetFile = crate::devnet::load(&a.devnet)?;
+    let file: DevnetFile = crate::devnet_file::load(&a.devnet)?;
     let Some(node) = file.nodes.get(a.node) else {
         bail!(
             "--node {} is not in {} (it has {} nodes)",
@@ -354,11 +351,8 @@ fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
         bail!("the devnet has no buyer keys to sign bids with");
     }
     let verify = ed25519_rate();
-    let keys: Vec<SecretKey> = file
-        .buyers
-        .iter()
-        .map(|b| crate::ledger_cmd::read_key(&b.key_file))
-        .collect::<Result<_>>()?;
+    let keys: Vec<SecretKey> =
+        file.buyers.iter().map(|b| crate::keyfile::read_key(&b.key_file)).collect::<Result<_>>()?;
     let market = Market::new("vm.16c64g", &surplus_market::Catalogue::sample().regions[0].id);
     // Sign and encode every request body before the clock starts: the run measures the node.
     let now = crate::now_ms();

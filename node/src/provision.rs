@@ -7,8 +7,6 @@
 //! with a doubling backoff, and every outcome (success or the last error) is recorded in
 //! [`ProvisionLog`] so the buyer can see it.
 
-#![allow(dead_code)] // The node runtime (wired by the lead) runs the hooks.
-
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use libp2p::PeerId;
-use surplus_contracts::{Code, Lease, LeaseStatus, State, Tx};
+use surplus_contracts::{provider, Code, Lease, State, Tx};
 use surplus_ledger::{Entry, EntryKind, Hash, Header, PublicKey, SecretKey, SignedCheckpoint};
 use tokio::sync::Notify;
 
@@ -405,6 +405,7 @@ impl surplus_web::Node for Api {
             entries_refused: get(&w.entries_refused),
             orders_per_second: w.orders_per_second(now_ms()),
             mempool: self.0.mempool.lock().map(|m| m.len()).unwrap_or(0),
+            commit_queue: self.0.consensus.get().map_or(0, |s| s.queued_commits()),
             peers: self.0.gossip.get().map_or(0, Gossip::peers),
             order_to_lease_ms: w.latency(),
             gossip: self.0.gossip.get().map_or_else(Default::default, |g| {
@@ -460,7 +461,7 @@ impl surplus_web::Node for Api {
         let me = key.public();
         let (pending, already) = {
             let pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            let mine = pending_of(&pool, &me).len() as u64;
+            let mine = pending_of(&pool, &me);
             // Any pending transfer to the account (another node's faucet too) counts.
             let already = pool.iter().filter(|e| e.kind == EntryKind::TRANSFER).any(|e| {
                 matches!(Tx::decode(e.kind, &e.payload), Ok(Tx::Transfer { to, .. }) if to == account)
@@ -476,8 +477,11 @@ impl surplus_web::Node for Api {
         if state.account(&me).balance < *amount {
             return Err(Refusal::new(Code::FaucetSpent, "the faucet has run dry"));
         }
-        let tx =
-            Tx::Transfer { to: account, amount: *amount, seq: state.account(&me).seq + pending };
+        let tx = Tx::Transfer {
+            to: account,
+            amount: *amount,
+            seq: provider::next_seq(&state, &me, &pending),
+        };
         let entry = Entry::signed(&self.0.chain_id, tx.kind(), tx.encode(), key);
         let id = self.submit(entry).await?;
         Ok(surplus_web::FaucetGrant { account, amount: *amount, entry: id })
@@ -538,7 +542,7 @@ async fn run(args: NodeArgs) -> Result<bool> {
     let dir = args.data_dir;
     let config_path = args.config.unwrap_or_else(|| dir.join("config.toml"));
     let config = Config::load(&config_path)?;
-    let key = crate::ledger_cmd::read_key(&dir.join("node.key"))?;
+    let key = crate::keyfile::read_key(&dir.join("node.key"))?;
     let genesis = GenesisFile::load(&config.genesis_path(&dir))?;
     let (gblock, gmaker) = genesis.block().context("the genesis file does not build a block")?;
     let chain_id = gblock.header.chain_id.clone();
@@ -556,16 +560,16 @@ async fn run(args: NodeArgs) -> Result<bool> {
         .with_context(|| format!("cannot open the mempool journal in {}", dir.display()))?;
     let journal = journal_db.open_tree("accepted")?;
     let faucet = match config.faucet(&dir) {
-        Some(_) if gblock.header.chain_id != crate::devnet::CHAIN_ID => anyhow::bail!(
+        Some(_) if gblock.header.chain_id != crate::devnet_file::CHAIN_ID => anyhow::bail!(
             "{}: [faucet] is for devnets only (chain {:?}, not {:?}); remove the section",
             config_path.display(),
             gblock.header.chain_id,
-            crate::devnet::CHAIN_ID
+            crate::devnet_file::CHAIN_ID
         ),
         Some((path, amount)) => {
             tracing::warn!(key = %path.display(), amount,
                 "a faucet is configured: this node gives credits to any new account (devnet only)");
-            let faucet_key = crate::ledger_cmd::read_key(&path)?;
+            let faucet_key = crate::keyfile::read_key(&path)?;
             anyhow::ensure!(
                 faucet_key.public() != key.public(),
                 "{}: [faucet] key must not be the node key",
@@ -712,6 +716,7 @@ async fn run(args: NodeArgs) -> Result<bool> {
             _ = again.tick() => regossip(&shared).await,
             c = running.commits.recv() => {
                 let Some(c) = c else { break };
+                running.status.took_commit();
                 on_commit(&shared, &c, &hook, &me).await;
                 plan_inventory(&shared, inventory.as_ref()).await;
                 let h = &c.block.header;
@@ -913,31 +918,32 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
     }
 }
 
-/// Brings this provider's leases in step with the ledger, from state rather than from edges, so
-/// a crash or a catch-up never skips one: an active lease without a start record gets its start
-/// hook; one without a grant on the ledger (and none pending) gets its credential minted and
-/// granted; an ended lease that was started gets its end hook. One task per lease and step.
-/// Returns the slots of this provider's active leases (the operator's leased capacity).
+/// Brings this provider's leases in step with the ledger: the duties
+/// (`surplus_contracts::provider::duties`, from state rather than from edges, so a crash or a
+/// catch-up never skips one) run as one task per lease and step. Returns the slots of this
+/// provider's active leases (the operator's leased capacity).
 fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &PublicKey) -> u64 {
-    let mut leased_slots = 0;
-    for lease in state.leases().filter(|l| l.fill.provider == *me) {
-        let id = hex::encode(lease.id);
-        let record = shared.provisioning.get(&id).ok().flatten();
-        let started = record.as_ref().is_some_and(|r| r.start.is_some());
-        let ended = record.as_ref().is_some_and(|r| r.end.is_some());
-        if lease.status == LeaseStatus::Active {
-            leased_slots += u64::from(lease.fill.slots);
-            if !started {
-                spawn_step(shared, lease, Step::Start, hook);
-            }
-            if lease.grant.is_none() {
-                spawn_step(shared, lease, Step::Grant, hook);
-            }
-        } else if started && !ended && !shared.busy(&lease.id, Step::Start) {
-            spawn_step(shared, lease, Step::End, hook);
+    let record = |id: &Hash| {
+        let r = shared.provisioning.get(&hex::encode(id)).ok().flatten();
+        provider::Provisioned {
+            started: r.as_ref().is_some_and(|r| r.start.is_some()),
+            ended: r.as_ref().is_some_and(|r| r.end.is_some()),
+        }
+    };
+    let found = provider::duties(state, me, &record);
+    for duty in found.duties {
+        let (id, step) = match duty {
+            provider::Duty::Start(id) => (id, Step::Start),
+            provider::Duty::Grant(id) => (id, Step::Grant),
+            // Not while its start hook still runs.
+            provider::Duty::End(id) if shared.busy(&id, Step::Start) => continue,
+            provider::Duty::End(id) => (id, Step::End),
+        };
+        if let Some(lease) = state.lease(&id) {
+            spawn_step(shared, lease, step, hook);
         }
     }
-    leased_slots
+    found.leased_slots
 }
 
 /// One provisioning step of a lease.
@@ -988,17 +994,11 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
     let id = hex::encode(lease.id);
     let state = shared.state();
     let me = shared.key.public();
-    if state.lease(&lease.id).is_none_or(|l| l.status != LeaseStatus::Active || l.grant.is_some()) {
-        return;
-    }
-    let (pending_txs, already) = {
+    let pending = {
         let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-        let mine = pending_of(&pool, &me);
-        let already =
-            mine.iter().any(|t| matches!(t, Tx::Grant { lease: l, .. } if *l == lease.id));
-        (mine.len() as u64, already)
+        pending_of(&pool, &me)
     };
-    if already {
+    if !provider::needs_grant(&state, &lease.id, &pending) {
         return;
     }
     let minted = surplus_contracts::credential::mint(
@@ -1022,7 +1022,7 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
         lease: lease.id,
         token_hash: credential.token_hash,
         revocation_ids: credential.revocation_ids,
-        seq: state.account(&me).seq + pending_txs,
+        seq: provider::next_seq(&state, &me, &pending),
     };
     let entry = Entry::signed(&shared.chain_id, tx.kind(), tx.encode(), &shared.key);
     submit_own(shared, entry).await;
@@ -1069,7 +1069,7 @@ async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
             })
             .collect()
     };
-    let plan = inventory::plan(inv, &state, &me, &pending, now_ms());
+    let plan = inventory::plan(&inv.pools, &state, &me, &pending, now_ms());
     for entry in plan.entries(&shared.chain_id, &shared.key) {
         submit_own(shared, entry).await;
     }

@@ -10,10 +10,9 @@ use std::sync::{Arc, Mutex};
 
 use surplus_contracts::{decode_fill, decode_revocation, Settlement, State, Tx};
 use surplus_ledger::bundle::ProofBundle;
-use surplus_ledger::{
-    Block, Entry, EntryKind, Hash, PublicKey, SecretKey, SignedCheckpoint, Store,
-};
+use surplus_ledger::{Block, Entry, EntryKind, Hash, PublicKey, SecretKey, SignedCheckpoint};
 use surplus_market::{Fill, Market};
+use surplus_store::Store;
 use surplus_web::{CapacityPoint, Event, Histogram, PricePoint};
 use tokio::sync::broadcast;
 
@@ -82,7 +81,7 @@ impl WebData {
     pub(crate) fn with_ledger<T>(
         &self,
         height: u64,
-        f: impl FnOnce(&Store) -> Result<T, surplus_ledger::Error>,
+        f: impl FnOnce(&Store) -> Result<T, surplus_store::Error>,
     ) -> Result<T, String> {
         let mut guard = lock(&self.ledger);
         let view = guard.as_mut().ok_or("the ledger is not open yet; retry in a moment")?;
@@ -312,7 +311,7 @@ impl WebData {
             let block = s.block(height)?;
             let first = if height == 0 { 0 } else { s.read_head(height - 1)?.0.tree_size };
             let pos = block.entries.iter().position(|e| e.id() == *lease).ok_or_else(|| {
-                surplus_ledger::Error::Proof(format!(
+                surplus_store::Error::Proof(format!(
                     "block {height} holds no entry {}",
                     hex::encode(lease)
                 ))

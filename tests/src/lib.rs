@@ -454,7 +454,7 @@ pub fn wait_for_or_none<T>(limit: Duration, mut f: impl FnMut() -> Option<T>) ->
 
 /// Ids (hex) of the order entries in a stopped node's ledger, and its block hashes by height.
 pub fn ledger_of(data_dir: &Path) -> (HashSet<String>, Vec<Hash>) {
-    use surplus_ledger::store::{Config, Store};
+    use surplus_store::{Config, Store};
     let store = Store::open(&data_dir.join("ledger"), Config::default()).expect("open the ledger");
     let mut ids = HashSet::new();
     let mut hashes = Vec::new();

@@ -66,7 +66,7 @@ fn score_of(api: &Api, peer: &PeerId) -> Option<f64> {
 
 /// How many times each entry id (hex) occurs in a stopped node's ledger.
 fn entry_counts(dir: &std::path::Path) -> std::collections::HashMap<String, usize> {
-    use surplus_ledger::store::{Config, Store};
+    use surplus_store::{Config, Store};
     let store = Store::open(&dir.join("ledger"), Config::default()).expect("open the ledger");
     let mut times = std::collections::HashMap::new();
     for b in store.blocks(0) {

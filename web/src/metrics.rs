@@ -62,6 +62,10 @@ pub struct Metrics {
     pub orders_per_second: f64,
     /// Entries waiting in the mempool.
     pub mempool: usize,
+    /// Committed blocks the consensus engine handed over and the node has not applied yet
+    /// (bounded; the engine waits when it is full).
+    #[serde(default)]
+    pub commit_queue: usize,
     /// Connected peers.
     pub peers: usize,
     /// From a bid's acceptance by this node to its lease being committed, ms.
@@ -161,6 +165,12 @@ impl Metrics {
             "Entries waiting in the mempool.",
             self.mempool.to_string(),
         );
+        one(
+            "commit_queue",
+            "gauge",
+            "Committed blocks waiting for the node to apply them.",
+            self.commit_queue.to_string(),
+        );
         one("peers", "gauge", "Connected peers.", self.peers.to_string());
         let g = &self.gossip;
         let _ = write!(
@@ -246,6 +256,7 @@ mod tests {
             height: 7,
             blocks_committed: 3,
             orders_per_second: 2.5,
+            commit_queue: 2,
             ..Default::default()
         };
         m.order_to_lease_ms = Histogram::new(&[100, 1_000]);
@@ -260,6 +271,8 @@ mod tests {
             "# TYPE surplus_blocks_committed_total counter",
             "surplus_blocks_committed_total 3",
             "surplus_orders_per_second 2.5",
+            "# TYPE surplus_commit_queue gauge",
+            "surplus_commit_queue 2",
             "surplus_mempool_entries 0",
             "surplus_peers 0",
             "# TYPE surplus_gossip_messages_total counter",

@@ -20,12 +20,13 @@ use surplus_contracts::{
     State, Tx,
 };
 use surplus_ledger::bundle::ProofBundle;
-use surplus_ledger::store::{Backend, BackendError, KvIter};
 use surplus_ledger::{
     vote_bytes, Block, Certificate, CommitSig, Entry, EntryKind, Hash, PublicKey, SecretKey,
-    SignedCheckpoint, Store, VoteKind,
+    SignedCheckpoint, VoteKind,
 };
 use surplus_market::{Catalogue, Market};
+use surplus_store::Store;
+use surplus_store::{Backend, BackendError, KvIter};
 use tokio::sync::broadcast;
 
 use crate::metrics::Metrics;
@@ -347,7 +348,7 @@ impl Inner {
         }
         let Some(&index) = self.index_of.get(lease) else { return Ok(None) };
         let s = &self.store;
-        let e = |e: surplus_ledger::Error| e.to_string();
+        let e = |e: surplus_store::Error| e.to_string();
         let height = s.height_of_entry(index).map_err(e)?;
         let entry = s.entry(index).map_err(e)?;
         let proof = s.prove_inclusion(index, None).map_err(e)?;

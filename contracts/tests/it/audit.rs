@@ -3,8 +3,10 @@
 
 use surplus_contracts::{BlockMaker, Replay, Tx};
 use surplus_ledger::testutil::{certificate, key};
-use surplus_ledger::{store, Block, NoHook, Store};
+use surplus_ledger::{Block, NoHook};
 use surplus_market::HOUR_MS;
+use surplus_store as store;
+use surplus_store::Store;
 
 use crate::helpers::*;
 

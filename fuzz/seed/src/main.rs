@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 
 use surplus_contracts::{credential, Lease, LeaseStatus, Segment};
-use surplus_ledger::export;
-use surplus_ledger::store::{Config, Store};
+use surplus_store::export;
+use surplus_store::{Config, Store};
 use surplus_ledger::testutil::TestChain;
 use surplus_ledger::{Checkpoint, SecretKey};
 use surplus_market::{Bid, Fill, FillRule, Market, Offer, Order, SignedCancel, SignedOrder};

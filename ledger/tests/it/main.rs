@@ -1,8 +1,5 @@
-//! Integration tests of the ledger crate: store, audit, export, proofs, crash safety, golden
-//! vectors and the Merkle tree against public vectors and another implementation.
+//! Integration tests of the ledger crate: the Merkle tree against public vectors and another
+//! implementation. The store, audit, export, crash and golden-vector tests are the store
+//! crate's (`ledger/store/tests/it/`).
 
-mod audit;
-mod crash;
-mod golden;
 mod merkle;
-mod store;

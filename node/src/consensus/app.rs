@@ -35,6 +35,8 @@ pub struct Status {
     height: AtomicU64,
     round: AtomicU64,
     invalid_proposals: AtomicUsize,
+    /// Committed blocks sent to the node and not yet taken.
+    queued_commits: AtomicUsize,
 }
 
 impl Status {
@@ -45,6 +47,17 @@ impl Status {
     }
     pub(super) fn set_height(&self, h: u64) {
         self.height.store(h, Ordering::Relaxed);
+    }
+    /// Committed blocks waiting for the node to take them (at most
+    /// [`super::COMMIT_QUEUE`]).
+    pub fn queued_commits(&self) -> usize {
+        self.queued_commits.load(Ordering::Relaxed)
+    }
+    /// The node took a committed block from the queue.
+    pub fn took_commit(&self) {
+        let _ = self
+            .queued_commits
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
     }
     /// Round of the height in progress, and proposals voted invalid since start.
     pub fn round_and_invalid(&self) -> (u64, usize) {
@@ -57,7 +70,7 @@ pub(super) struct App {
     settings: Settings,
     address: Address,
     pool: Arc<dyn Pool>,
-    commits: mpsc::UnboundedSender<Committed>,
+    commits: mpsc::Sender<Committed>,
     status: Arc<Status>,
     /// Parts for heights above ours, by height, with their publisher.
     future: BTreeMap<u64, Vec<(ProposalPart, PeerId)>>,
@@ -94,7 +107,7 @@ impl App {
         settings: Settings,
         address: Address,
         pool: Arc<dyn Pool>,
-        commits: mpsc::UnboundedSender<Committed>,
+        commits: mpsc::Sender<Committed>,
         status: Arc<Status>,
     ) -> Self {
         let validator_peers = chain
@@ -210,7 +223,12 @@ impl App {
                 }
             }
             AppMsg::Decided { certificate, reply, .. } => {
-                self.decided(&certificate)?;
+                if let Some(c) = self.decided(&certificate)? {
+                    // Bounded: when the node is behind, the engine waits here.
+                    if self.commits.send(c).await.is_ok() {
+                        self.status.queued_commits.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 let _ = reply.send(());
             }
             AppMsg::Finalized { certificate, reply, .. } => {
@@ -404,10 +422,10 @@ impl App {
         Ok(Some(proposed(part.height, part.round, part.proposer, id, valid)))
     }
 
-    fn decided(&mut self, cert: &CommitCertificate<Ctx>) -> Result<()> {
+    fn decided(&mut self, cert: &CommitCertificate<Ctx>) -> Result<Option<Committed>> {
         let height = cert.height.0;
         if height <= self.chain.height() {
-            return Ok(());
+            return Ok(None);
         }
         let sigs: Vec<(Address, [u8; 64])> =
             cert.commit_signatures.iter().map(|s| (s.address, s.signature.to_bytes())).collect();
@@ -421,12 +439,11 @@ impl App {
             hash = %hex::encode(&checked.block.header.hash()[..6]),
             "committed"
         );
-        let _ = self.commits.send(Committed {
+        Ok(Some(Committed {
             block: checked.block,
             state: Arc::new(checked.maker.state),
             committed_ms: now_ms(),
-        });
-        Ok(())
+        }))
     }
 
     /// Replies `Start(next)` once there is work and the batch interval has passed, or the idle

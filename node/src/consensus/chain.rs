@@ -11,8 +11,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context as _, Result};
 use surplus_contracts::BlockMaker;
 use surplus_contracts::{Applied, State};
-use surplus_ledger::store::{Config as StoreConfig, Store};
 use surplus_ledger::{Auth, Block, Certificate, Checks, CommitSig, Entry, Header};
+use surplus_store::{Config as StoreConfig, Store};
 
 use super::context::{Address, ValidatorSet, ValueId};
 

@@ -106,12 +106,12 @@ pub struct Running {
     /// State at start.
     pub state: Arc<State>,
     /// Committed blocks, in order.
-    pub commits: mpsc::UnboundedReceiver<Committed>,
+    pub commits: mpsc::Receiver<Committed>,
     /// Live view of the engine (peers, height).
     pub status: Arc<app::Status>,
-    /// A read-only view of the ledger store at start ([`surplus_ledger::Store::view`]); call
+    /// A read-only view of the ledger store at start ([`surplus_store::Store::view`]); call
     /// `view()` on it for later heads.
-    pub ledger: surplus_ledger::Store,
+    pub ledger: surplus_store::Store,
     /// The application task; ends with an error if the engine stops.
     pub task: tokio::task::JoinHandle<Result<()>>,
     engine: malachitebft_app_channel::EngineHandle,
@@ -230,13 +230,17 @@ pub async fn start(
     let head = chain.head.clone();
     let state = Arc::new(chain.state().clone());
     let ledger = chain.store.view().context("cannot open a read-only view of the ledger")?;
-    let (tx, rx) = mpsc::unbounded_channel();
+    let (tx, rx) = mpsc::channel(COMMIT_QUEUE);
     let status = Arc::new(app::Status::default());
     status.set_height(head.height);
     let app = app::App::new(chain, settings, address, pool, tx, status.clone());
     let task = tokio::spawn(app.run(channels));
     Ok(Running { head, state, commits: rx, status, ledger, task, engine })
 }
+
+/// Committed blocks waiting for the node to take them. Past this the engine waits (back
+/// pressure): a node that falls behind applying its own commits must not buffer without bound.
+pub const COMMIT_QUEUE: usize = 64;
 
 fn bytesize_mib(n: u64) -> bytesize::ByteSize {
     bytesize::ByteSize::mib(n)

@@ -6,8 +6,10 @@ use std::process::Command;
 use rand::SeedableRng;
 use surplus_contracts::{Allocation, BlockMaker, Genesis, Params, Tx};
 use surplus_ledger::testutil::{certificate, key};
-use surplus_ledger::{store, Block, Entry, Store};
+use surplus_ledger::{Block, Entry};
 use surplus_market::{Bid, Catalogue, FillRule, Market, Offer, Order, SignedOrder, HOUR_MS};
+use surplus_store as store;
+use surplus_store::Store;
 
 const CHAIN: &str = "cli-contracts";
 const T0: u64 = 1_767_225_600_000;

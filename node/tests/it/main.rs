@@ -10,7 +10,8 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use surplus_ledger::testutil::TestChain;
-use surplus_ledger::{store, Store};
+use surplus_store as store;
+use surplus_store::Store;
 
 fn surplus(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_surplus")).args(args).output().unwrap()

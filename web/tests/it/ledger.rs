@@ -227,7 +227,7 @@ async fn export_streams_a_file_the_audit_accepts() {
     let body = actix_web::test::read_body(resp).await;
     let path = std::env::temp_dir().join(format!("surplus-web-export-test-{}", std::process::id()));
     std::fs::write(&path, &body).unwrap();
-    let mut reader = surplus_ledger::export::Reader::open(&path).unwrap();
+    let mut reader = surplus_store::export::Reader::open(&path).unwrap();
     let report = surplus_ledger::verify(
         &mut reader,
         &surplus_ledger::Options::default(),

@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use rand::{Rng, SeedableRng};
 use surplus_ledger::testutil::TestChain;
-use surplus_ledger::{store, NoHook, Store};
+use surplus_ledger::NoHook;
+use surplus_store as store;
+use surplus_store::Store;
 
 const DIR_VAR: &str = "SURPLUS_CRASH_CHILD_DIR";
 const KILLS: usize = 24;

@@ -1,15 +1,15 @@
 //! Golden vectors: the same inputs give the same bytes, hashes and roots on every machine and
 //! every run. The expected values live in `docs/vectors/ledger-v1.json`; regenerating them is a
-//! deliberate act: `SURPLUS_REGEN_VECTORS=1 cargo test -p surplus-ledger --test it golden`.
+//! deliberate act: `SURPLUS_REGEN_VECTORS=1 cargo test -p surplus-store --test it golden`.
 
 use serde_json::{json, Value};
 use surplus_ledger::testutil::{key, TestChain};
-use surplus_ledger::{
-    store, vote_bytes, Blake3, Entry, EntryKind, Hasher, MemoryTree, Sha256, Store, VoteKind,
-};
+use surplus_ledger::{vote_bytes, Blake3, Entry, EntryKind, Hasher, MemoryTree, Sha256, VoteKind};
+use surplus_store as store;
+use surplus_store::Store;
 
 fn vectors_path() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/ledger-v1.json")
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/vectors/ledger-v1.json")
 }
 
 fn h(b: impl AsRef<[u8]>) -> String {

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use proptest::prelude::*;
 use surplus_ledger::testutil::TestChain;
-use surplus_ledger::{
-    export, store, verify, Block, Error, Failure, Hook, HookFailure, NoHook, Store,
-};
+use surplus_ledger::{verify, Block, Failure, Hook, HookFailure, NoHook};
+use surplus_store as store;
+use surplus_store::{export, Error, Store};
 
 fn build_store(dir: &Path, blocks: usize, per_block: usize) -> (Store, TestChain) {
     let chain = TestChain::build("audit-chain", blocks, per_block);

@@ -15,11 +15,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::block::{hex_hash, Block};
-use crate::chain::{ChainState, Failure};
-use crate::store::{Error, Store};
-use crate::verify::BlockSource;
-use crate::Hash;
+use surplus_ledger::verify::BlockSource;
+use surplus_ledger::{hex_hash, Block, ChainState, Failure, Hash};
+
+use crate::{Error, Store};
 
 /// First bytes of every export file.
 pub const MAGIC: &[u8; 16] = b"SURPLUS-LEDGER\0\0";
@@ -149,7 +148,7 @@ impl Reader {
         r.read_exact(&mut id).map_err(|_| bad("truncated in the file header".into()))?;
         r.chain_id = String::from_utf8(id)
             .ok()
-            .filter(|s| crate::block::validate_chain_id(s).is_ok())
+            .filter(|s| surplus_ledger::validate_chain_id(s).is_ok())
             .ok_or_else(|| bad("the file header's chain id is malformed".into()))?;
         Ok(r)
     }

@@ -1,4 +1,8 @@
-//! The append-only block store: sled by default, behind the small [`Backend`] trait.
+//! Surplus store: the append-only block store of a node's ledger, on sled by default behind
+//! the small [`Backend`] trait, and the single-file [`export`] an auditor verifies offline.
+//!
+//! Its own crate so that the pure crates (`surplus-ledger`, `surplus-market`,
+//! `surplus-contracts`) never link the storage engine.
 //!
 //! Layout (one key space, big-endian numbers so that keys sort by height and index):
 //! - `meta/head` → head height (u64), head header hash (32), tree size (u64)
@@ -13,16 +17,19 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
-use crate::block::{decode_head, Block, Entry, Header};
-use crate::chain::{Advance, ChainState, Checks, Failure};
-use crate::checkpoint::Checkpoint;
-use crate::encoding::{DecodeError, Reader, Writer};
-use crate::headfile::{Durable, HeadFile};
-use crate::merkle::{
+use surplus_ledger::encoding::{DecodeError, Reader, Writer};
+use surplus_ledger::merkle::{
     self, Blake3, ConsistencyProof, Frontier, Hasher, InclusionProof, NodeSource, ProveError,
 };
-use crate::verify::{self, BlockSource, Hook, Progress, Report};
-use crate::Hash;
+use surplus_ledger::verify::{self, BlockSource, Hook, Progress, Report};
+use surplus_ledger::{
+    decode_head, Advance, Block, ChainState, Checkpoint, Checks, Entry, Failure, Hash, Header,
+};
+
+use crate::headfile::{Durable, HeadFile};
+
+pub mod export;
+mod headfile;
 
 /// A failure of the storage engine itself.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -399,7 +406,7 @@ impl Store {
         };
 
         let genesis = store.read_block(0)?;
-        let validators = crate::chain::genesis_validators(&genesis).map_err(Error::Damaged)?;
+        let validators = surplus_ledger::genesis_validators(&genesis).map_err(Error::Damaged)?;
         let (header, _) = store.read_head(head.height)?;
         let hash = header.hash();
         if hash != head.hash {
@@ -585,7 +592,7 @@ impl Store {
     }
 
     /// Header and certificate at `height`.
-    pub fn read_head(&self, height: u64) -> Result<(Header, crate::Certificate), Error> {
+    pub fn read_head(&self, height: u64) -> Result<(Header, surplus_ledger::Certificate), Error> {
         let raw = self.backend.get(&header_key(height))?.ok_or_else(|| {
             Error::Damaged(Failure::block(height, "header", "no header is stored at this height"))
         })?;
@@ -622,8 +629,9 @@ impl Store {
                 format!("{end} is below the previous block's {first}"),
             )));
         }
-        let mut entries =
-            Vec::with_capacity((end - first).min(crate::block::MAX_BLOCK_ENTRIES as u64) as usize);
+        let mut entries = Vec::with_capacity(
+            (end - first).min(surplus_ledger::MAX_BLOCK_ENTRIES as u64) as usize,
+        );
         let mut expected = first;
         for r in self.backend.range(&entry_key(first), &entry_key(end)) {
             let (k, v) = r?;

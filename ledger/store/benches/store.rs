@@ -2,7 +2,7 @@
 //! Durable append, audit throughput against raw ed25519 batch verification,
 //! and Merkle proofs in a 1,000,000-leaf tree.
 //!
-//! `cargo bench -p surplus-ledger` (set `SURPLUS_BENCH_QUICK=1` for a short run).
+//! `cargo bench -p surplus-store` (set `SURPLUS_BENCH_QUICK=1` for a short run).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -10,9 +10,10 @@ use std::time::{Duration, Instant};
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use surplus_ledger::testutil::TestChain;
 use surplus_ledger::{
-    store, verify_inclusion, Auth, Blake3, Block, Checks, Entry, EntryKind, Hasher, MemoryTree,
-    NoHook, Store,
+    verify_inclusion, Auth, Blake3, Block, Checks, Entry, EntryKind, Hasher, MemoryTree, NoHook,
 };
+use surplus_store as store;
+use surplus_store::Store;
 
 const PER_BLOCK: usize = 1_000;
 
@@ -125,7 +126,7 @@ fn bench_audit(c: &mut Criterion) {
     });
     g.bench_function("surplus audit of the export file", |b| {
         b.iter(|| {
-            let mut r = surplus_ledger::export::Reader::open(&export).unwrap();
+            let mut r = surplus_store::export::Reader::open(&export).unwrap();
             surplus_ledger::verify(&mut r, &Default::default(), &mut NoHook, &mut |_| {}).unwrap()
         })
     });
@@ -148,7 +149,7 @@ fn bench_audit(c: &mut Criterion) {
         s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
     });
     let file_audit = median(&mut || {
-        let mut r = surplus_ledger::export::Reader::open(&export).unwrap();
+        let mut r = surplus_store::export::Reader::open(&export).unwrap();
         surplus_ledger::verify(&mut r, &Default::default(), &mut NoHook, &mut |_| {}).unwrap();
     });
     let rate = |d: Duration| entries as f64 / d.as_secs_f64();

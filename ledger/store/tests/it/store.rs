@@ -2,9 +2,11 @@
 
 use surplus_ledger::testutil::{certificate, TestChain};
 use surplus_ledger::{
-    store, verify_consistency, verify_inclusion, Blake3, Block, Checkpoint, Conflict, Entry,
-    EntryKind, Error, Hasher as _, Store,
+    verify_consistency, verify_inclusion, Blake3, Block, Checkpoint, Conflict, Entry, EntryKind,
+    Hasher as _,
 };
+use surplus_store as store;
+use surplus_store::{Error, Store};
 
 fn open(dir: &std::path::Path) -> Store {
     Store::open(dir, store::Config::default()).unwrap()
@@ -19,7 +21,7 @@ fn filled(dir: &std::path::Path, blocks: usize, per_block: usize) -> (Store, Tes
     (s, chain)
 }
 
-fn rejected_field(r: Result<surplus_ledger::store::Appended, Error>) -> String {
+fn rejected_field(r: Result<surplus_store::Appended, Error>) -> String {
     match r {
         Err(Error::Rejected(f)) => f.field,
         other => panic!("expected a refusal, got {other:?}"),

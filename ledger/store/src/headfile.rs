@@ -13,7 +13,7 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use crate::Hash;
+use surplus_ledger::Hash;
 
 const MAGIC: &[u8; 4] = b"SHD1";
 const SLOT: usize = 64;

@@ -1,0 +1,7 @@
+//! Integration tests of the store crate: the store, the audit over stores and export files,
+//! crash safety and the golden vectors of the ledger format.
+
+mod audit;
+mod crash;
+mod golden;
+mod store;
