@@ -1,4 +1,4 @@
-//! The consensus engine's wire messages (`surplus_node::consensus::codec::WireCodec`): votes and
+//! The consensus engine's wire messages (`surplus_net::consensus::codec::WireCodec`): votes and
 //! proposals, proposal parts and their streams, liveness messages, validator proofs, sync
 //! status, requests and responses, proposed values and polka certificates, as any peer can send
 //! them. The first byte picks the type; every decoded message must re-encode and decode to an
@@ -13,8 +13,8 @@ use malachitebft_app_channel::app::types::core::{PolkaCertificate, ValidatorProo
 use malachitebft_app_channel::app::types::streaming::StreamMessage;
 use malachitebft_app_channel::app::types::sync::{Request, Response, Status};
 use malachitebft_app_channel::app::types::{ProposedValue, SignedConsensusMsg};
-use surplus_node::consensus::codec::WireCodec;
-use surplus_node::consensus::context::{Ctx, ProposalPart, Value};
+use surplus_net::consensus::codec::WireCodec;
+use surplus_net::consensus::context::{Ctx, ProposalPart, Value};
 
 /// Decodes `bytes` as `T`; a decoded message must survive encode → decode unchanged.
 fn check<T: PartialEq + std::fmt::Debug>(bytes: &[u8])

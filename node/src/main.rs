@@ -1,28 +1,18 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
 mod client;
-mod config;
 mod credential_cmd;
 mod demo;
 mod devnet;
-mod devnet_file;
-mod genesis_cmd;
-mod inventory;
-mod journal;
-mod keyfile;
 mod ledger_cmd;
 mod load;
 mod market_cmd;
-mod mempool;
-mod provision;
-mod receipts;
-mod runtime;
-mod turnwatch;
-mod webdata;
 
 use std::process::ExitCode;
 
-use surplus_node::{consensus, now_ms, p2p};
+use surplus_service::{
+    config, devnet_file, genesis_cmd, inventory, keyfile, now_ms, provision, runtime,
+};
 
 use clap::{Parser, Subcommand};
 

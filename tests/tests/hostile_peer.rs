@@ -1,4 +1,4 @@
-//! Hostile gossip peer: peers built on the node's own network stack (`surplus_node::p2p`, with
+//! Hostile gossip peer: peers built on the node's own network stack (`surplus_net::p2p`, with
 //! a larger message limit than honest nodes keep) join a 4-node devnet and publish, one kind
 //! per peer: forged signatures, replays of committed orders, malformed bytes, oversized
 //! messages, orders for a market that does not exist; then one peer floods a mix of them while
@@ -15,7 +15,7 @@ use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use surplus_ledger::{Auth, Entry, SecretKey};
 use surplus_market::{Market, Order, SignedOrder};
-use surplus_node::p2p::{self, Gossip, NetConfig, Topic, Verdict};
+use surplus_net::p2p::{self, Gossip, NetConfig, Topic, Verdict};
 use surplus_tests::*;
 
 const MINUTE: Duration = Duration::from_secs(60);

@@ -4,7 +4,7 @@
 //! at no moment do two nodes hold different blocks at one height; and every order any node
 //! acknowledged, the cut-off one included, ends up in every ledger; and the healed validator
 //! takes part in consensus again (it proposes blocks), which over TCP takes its turn watch
-//! restarting it (`node/src/turnwatch.rs`).
+//! restarting it (`node/service/src/turnwatch.rs`).
 //!
 //! Needs root for `ip netns`. `SURPLUS_PARTITION_SECONDS` sets the length of the cut (60).
 

@@ -853,7 +853,7 @@ fn log_health(shared: &Shared) {
 }
 
 /// Resolves on Ctrl-C or SIGTERM.
-pub(crate) async fn shutdown_signal() {
+pub async fn shutdown_signal() {
     #[cfg(unix)]
     {
         let mut term =

@@ -7,14 +7,14 @@ use anyhow::{Context as _, Result};
 use surplus_ledger::SecretKey;
 
 /// Reads the key file at `path`.
-pub(crate) fn read_key(path: &Path) -> Result<SecretKey> {
+pub fn read_key(path: &Path) -> Result<SecretKey> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the key file {}", path.display()))?;
     SecretKey::from_file_contents(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
 }
 
 /// Creates `path` with mode 0600, refusing to overwrite.
-pub(crate) fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
+pub fn write_secret(path: &Path, contents: &[u8]) -> Result<()> {
     use std::io::Write;
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

@@ -97,8 +97,16 @@ mod tests {
             }
             assert!(j.flushes() >= 1 && j.flushes() <= u64::from(n), "{}", j.flushes());
         }
-        // Every acknowledged write is there after reopening.
-        let db = sled::open(dir.path()).unwrap();
+        // Every acknowledged write is there after reopening. Sled's flusher thread lets go of
+        // the directory's lock a moment after the last handle is dropped: retry (bounded).
+        let db = (0..50)
+            .find_map(|_| {
+                sled::open(dir.path()).ok().or_else(|| {
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                    None
+                })
+            })
+            .expect("the journal reopens within 5 s");
         let tree = db.open_tree("accepted").unwrap();
         assert_eq!(tree.len(), n as usize);
         for i in 0..n {

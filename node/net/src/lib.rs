@@ -1,0 +1,19 @@
+//! Surplus network: everything a node says to other nodes.
+//!
+//! - [`p2p`]: the order and checkpoint gossip on libp2p; one task owns the swarm, the rest talks
+//!   to it through a cloneable [`p2p::Gossip`] client; every peer is rate limited and scored.
+//! - [`consensus`]: the adapter to the Malachite (Tendermint) engine: the application side of
+//!   its channels, the wire codec, signing, and the chain of decided blocks in the store.
+//!
+//! The node service (`surplus-service`) runs both; the fault tests run a peer on this same
+//! stack, and the fuzz targets reach the decoders that read bytes from other nodes.
+
+pub mod consensus;
+pub mod p2p;
+
+/// Milliseconds since the Unix epoch, by this machine's clock (the node's one clock reading).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
