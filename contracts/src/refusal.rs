@@ -53,7 +53,7 @@ codes! {
     Malformed = "malformed", 400,
         "The payload does not decode as its kind; encode it as docs/orders.md describes.";
     WrongKind = "wrong_kind", 400,
-        "Use the entry kind that matches the payload (order 1, cancel 2).";
+        "Use the entry kind that matches the payload (order 16, cancel 17; docs/ledger-format.md lists them).";
     BadSignature = "bad_signature", 400,
         "Sign with the author's key over this chain's id (GET /api/v1/status names it); a signature for another chain does not verify here.";
     // ---- An order's rules (docs/orders.md, section 6) ----
@@ -62,7 +62,7 @@ codes! {
     ZeroSlots = "zero_slots", 400,
         "Ask for at least one slot.";
     TooManySlots = "too_many_slots", 400,
-        "Ask for fewer slots (docs/orders.md gives the limit).";
+        "Ask for at most 1,000,000 slots.";
     BadDuration = "bad_duration", 400,
         "Use a lease length from 1 to 43,800 hours.";
     ZeroLimit = "zero_limit", 400,
@@ -111,8 +111,6 @@ codes! {
     AlreadyGranted = "already_granted", 409,
         "Use revocation ids no other credential uses.";
     // ---- The node ----
-    Duplicate = "duplicate", 409,
-        "The same entry is already pending or committed; look it up at GET /api/v1/submissions/{id}.";
     MempoolFull = "mempool_full", 503,
         "The node holds all the pending entries it can; retry in a few seconds.";
     Unavailable = "unavailable", 503,
@@ -257,7 +255,6 @@ impl Code {
                 | Code::LeaseNotActive
                 | Code::Unfunded
                 | Code::InsufficientBalance
-                | Code::Duplicate
                 | Code::MempoolFull
                 | Code::Unavailable
         )
