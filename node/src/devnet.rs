@@ -13,7 +13,7 @@ use surplus_market::{Catalogue, Market};
 
 use crate::config::{self, Config, HookKind};
 use crate::devnet_file::{self, DevnetBuyer, DevnetFile, DevnetNode, CHAIN_ID};
-use crate::genesis_cmd::{GenesisFile, Validator};
+use crate::genesis::{GenesisFile, Validator};
 use crate::inventory::Inventory;
 
 /// Credits given to every sample buyer (units).
@@ -355,7 +355,7 @@ fn shutdown(children: &mut [Child], file: &mut DevnetFile, dir: &Path) {
 fn ctrlc_handler(f: impl FnOnce() + Send + 'static) -> Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     std::thread::spawn(move || {
-        rt.block_on(crate::runtime::shutdown_signal());
+        rt.block_on(crate::node_cmd::shutdown_signal());
         f();
     });
     Ok(())

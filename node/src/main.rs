@@ -4,15 +4,17 @@ mod client;
 mod credential_cmd;
 mod demo;
 mod devnet;
+mod genesis_cmd;
+mod hook_cmd;
+mod init_cmd;
 mod ledger_cmd;
 mod load;
 mod market_cmd;
+mod node_cmd;
 
 use std::process::ExitCode;
 
-use surplus_service::{
-    config, devnet_file, genesis_cmd, inventory, keyfile, now_ms, provision, runtime,
-};
+use surplus_service::{config, devnet_file, genesis, inventory, keyfile, now_ms, provision};
 
 use clap::{Parser, Subcommand};
 
@@ -41,14 +43,14 @@ enum Command {
     #[command(subcommand)]
     Key(ledger_cmd::KeyCommand),
     /// Create a node's data directory: its key (node.key) and a commented config.toml.
-    Init(config::InitArgs),
+    Init(init_cmd::InitArgs),
     /// Write the consortium's genesis file from validator keys, catalogue and balances.
     Genesis(genesis_cmd::GenesisArgs),
     /// Provisioning hooks: the sample hook devnet uses.
     #[command(subcommand)]
-    Hook(provision::HookCommand),
+    Hook(hook_cmd::HookCommand),
     /// Run a node: order gossip, consensus, the HTTP API, inventory and provisioning.
-    Node(runtime::NodeArgs),
+    Node(node_cmd::NodeArgs),
     /// Run a whole local consortium on this machine: nodes, sample data and the web UI.
     Devnet(devnet::DevnetArgs),
     /// Drive signed orders into a running devnet and measure order → lease latency.
@@ -65,10 +67,10 @@ fn main() -> ExitCode {
         Command::Key(c) => ledger_cmd::key(c),
         Command::Market(c) => market_cmd::market(c),
         Command::Credential(c) => credential_cmd::credential(c),
-        Command::Init(a) => config::init(a),
+        Command::Init(a) => init_cmd::init(a),
         Command::Genesis(a) => genesis_cmd::genesis(a),
-        Command::Hook(c) => provision::hook(c),
-        Command::Node(a) => runtime::node(a),
+        Command::Hook(c) => hook_cmd::hook(c),
+        Command::Node(a) => node_cmd::node(a),
         Command::Devnet(a) => devnet::devnet(a),
         Command::Load(a) => load::load(a),
         Command::Client(c) => client::run(c),

@@ -633,6 +633,37 @@ pub fn assert_in_every_book(net: &Devnet, apis: &[Api], acknowledged: &[Ack], li
     }
 }
 
+/// Waits until every acknowledged order is in a committed block, as the node that acknowledged
+/// it reports (`GET /api/v1/submissions/{id}`); panics naming those still pending or dropped.
+/// Call it before stopping the nodes for [`assert_ledgers_agree`]: an order acknowledged just
+/// before a crash may still be on its way to a block when the heads first agree.
+pub fn assert_committed(apis: &[Api], acknowledged: &[Ack], limit: Duration) {
+    let status = |a: &Ack| -> String {
+        match get(&format!("{}/api/v1/submissions/{}", apis[a.node].0, a.id)) {
+            Ok(v) => v["status"].as_str().unwrap_or("?").to_owned(),
+            Err(e) => format!("unreadable ({e})"),
+        }
+    };
+    let mut open: Vec<&Ack> = acknowledged.iter().collect();
+    let done = wait_for_or_none(limit, || {
+        open.retain(|a| status(a) != "committed");
+        open.is_empty().then_some(())
+    });
+    if done.is_none() {
+        let detail: Vec<String> = open
+            .iter()
+            .take(10)
+            .map(|a| format!("{} acknowledged by dc{}: {}", a.id, a.node + 1, status(a)))
+            .collect();
+        panic!(
+            "{} of {} acknowledged orders were not committed within {limit:?}:\n{}",
+            open.len(),
+            acknowledged.len(),
+            detail.join("\n")
+        );
+    }
+}
+
 /// Checks stopped nodes' ledgers: each audits clean, reaches past `height`, holds every
 /// acknowledged order, and agrees with the others at every common height (no fork).
 pub fn assert_ledgers_agree(dirs: &[&Path], acknowledged: &[Ack], height: u64) {

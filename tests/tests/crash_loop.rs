@@ -59,6 +59,7 @@ fn twenty_sigkills_under_load_lose_no_acknowledged_order_and_fork_nothing() {
     let refs: Vec<&Api> = all.iter().collect();
     let leases = assert_leases_kept(&all, &keys, 2 * MINUTE);
     assert!(leases > 0, "no bid filled: the run made no lease to keep");
+    assert_committed(&all, &acknowledged, 2 * MINUTE);
     let (height, _) = wait_converged(&refs, 1, 2 * MINUTE);
     for n in &mut nodes {
         n.stop();

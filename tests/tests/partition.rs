@@ -194,6 +194,7 @@ fn one_validator_cut_off_for_a_minute_under_load_catches_up_without_a_fork() {
     assert!(acknowledged.len() >= 100, "too little load to mean anything: {}", acknowledged.len());
 
     assert_in_every_book(&net, &apis, &acknowledged, 3 * MINUTE);
+    assert_committed(&apis, &acknowledged, 2 * MINUTE);
     let (height, _) = wait_converged(&refs, 1, 2 * MINUTE);
     for n in &mut nodes {
         n.stop();

@@ -9,9 +9,13 @@
 //! stack, and the fuzz targets reach the decoders that read bytes from other nodes.
 
 pub mod consensus;
+pub mod env;
 pub mod p2p;
 
-/// Milliseconds since the Unix epoch, by this machine's clock (the node's one clock reading).
+pub use env::{Clock, Env, ManualClock, SystemClock};
+
+/// Milliseconds since the Unix epoch, by this machine's clock: the one reading of it, behind
+/// [`SystemClock`]. Tools (the CLI, load and demo) call it; node code reads its [`Env`]'s clock.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

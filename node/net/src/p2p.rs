@@ -207,6 +207,18 @@ pub enum NetError {
     Stopped,
 }
 
+/// What became of a published message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Published {
+    /// Sent to at least one peer.
+    Sent,
+    /// No connected peer is subscribed to the topic (yet): nothing was sent, and the message
+    /// is not remembered as seen, so publishing it again later sends it.
+    NoPeers,
+    /// This network has already seen (or sent) the message in its duplicate window.
+    AlreadySeen,
+}
+
 /// A handle to the running network. Cloning it gives another handle to the same network.
 #[derive(Clone)]
 pub struct Gossip {
@@ -236,7 +248,7 @@ enum Command {
     Publish {
         topic: Topic,
         data: Vec<u8>,
-        reply: oneshot::Sender<Result<(), NetError>>,
+        reply: oneshot::Sender<Result<Published, NetError>>,
     },
     #[cfg_attr(not(test), allow(dead_code))] // asked by tests; operators read the logs
     PeerScore {
@@ -250,7 +262,7 @@ impl Gossip {
     /// Publishes `data` on `topic`. Having no peer yet is not an error (the message is simply
     /// not sent; the node's own mempool still holds it), nor is publishing data the network
     /// has already seen.
-    pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<(), NetError> {
+    pub async fn publish(&self, topic: Topic, data: Vec<u8>) -> Result<Published, NetError> {
         let (reply, answer) = oneshot::channel();
         self.commands
             .send(Command::Publish { topic, data, reply })
@@ -700,7 +712,7 @@ impl Task {
         }
     }
 
-    fn publish(&mut self, topic: Topic, data: Vec<u8>) -> Result<(), NetError> {
+    fn publish(&mut self, topic: Topic, data: Vec<u8>) -> Result<Published, NetError> {
         if data.len() > self.max_message_bytes {
             return Err(NetError::TooLarge { bytes: data.len(), max: self.max_message_bytes });
         }
@@ -709,14 +721,14 @@ impl Task {
             Topic::Checkpoints => self.topics.checkpoints_topic.clone(),
         };
         match self.swarm.behaviour_mut().gossipsub.publish(t, data) {
-            Ok(_) => Ok(()),
+            Ok(_) => Ok(Published::Sent),
             Err(gossipsub::PublishError::NoPeersSubscribedToTopic) => {
                 tracing::debug!(?topic, "published with no peer subscribed yet");
-                Ok(())
+                Ok(Published::NoPeers)
             }
             Err(gossipsub::PublishError::Duplicate) => {
                 tracing::debug!(?topic, "the network has already seen this message");
-                Ok(())
+                Ok(Published::AlreadySeen)
             }
             Err(gossipsub::PublishError::MessageTooLarge) => {
                 Err(NetError::Publish("the message does not fit one gossipsub frame".into()))

@@ -3,7 +3,7 @@
 //! - [`runtime`]: runs a node from its data dir: gossip and consensus (`surplus-net`), the
 //!   mempool, the journal of acknowledged entries and their receipts, the provider's duties
 //!   (offers, provisioning hooks, credential grants) and the HTTP API (`surplus-web`).
-//! - [`config`], [`genesis_cmd`], [`inventory`]: the files an operator writes, read and checked
+//! - [`config`], [`genesis`], [`inventory`]: the files an operator writes, read and checked
 //!   with errors that name the field; [`keyfile`]: key files; [`devnet_file`]: `devnet.json`.
 //! - [`mempool`], [`receipts`]: the bounded pool of admitted entries and what became of each.
 //!
@@ -11,7 +11,7 @@
 
 pub mod config;
 pub mod devnet_file;
-pub mod genesis_cmd;
+pub mod genesis;
 pub mod inventory;
 mod journal;
 pub mod keyfile;
@@ -23,3 +23,53 @@ mod turnwatch;
 mod webdata;
 
 pub use surplus_net::{consensus, now_ms, p2p};
+
+/// The seams hold: service code and the consensus adapter read the time and spawn tasks only
+/// through the [`surplus_net::Env`] they are given, so that a test can give them a clock and a
+/// runtime it controls. Their tests may do as they like.
+#[cfg(test)]
+mod seams {
+    use std::path::Path;
+
+    fn sources(dir: &Path, out: &mut Vec<(String, String)>) {
+        for e in std::fs::read_dir(dir).expect("source dir").flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                sources(&p, out);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).expect("source file");
+                out.push((p.display().to_string(), text));
+            }
+        }
+    }
+
+    #[test]
+    fn service_code_reads_the_time_and_spawns_only_through_its_env() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut files = Vec::new();
+        sources(&root.join("src"), &mut files);
+        sources(&root.join("../net/src/consensus"), &mut files);
+        assert!(files.len() >= 15, "found only {} source files", files.len());
+        let mut found = Vec::new();
+        for (name, text) in &files {
+            let code = text.split("#[cfg(test)]\nmod ").next().unwrap_or("");
+            for (i, line) in code.lines().enumerate() {
+                let l = line.trim_start();
+                if l.starts_with("//") {
+                    continue;
+                }
+                let bare_now = l.match_indices("now_ms()").any(|(p, _)| !l[..p].ends_with('.'));
+                let banned =
+                    ["SystemTime::now", "std::time::Instant", "tokio::spawn(", "thread::spawn("];
+                if bare_now || banned.iter().any(|b| l.contains(b)) {
+                    found.push(format!("{name}:{}: {l}", i + 1));
+                }
+            }
+        }
+        assert!(
+            found.is_empty(),
+            "reads the clock or spawns around the Env:\n{}",
+            found.join("\n")
+        );
+    }
+}

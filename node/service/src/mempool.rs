@@ -9,7 +9,7 @@
 //! block, no longer admissible after one) goes to a bounded log of drops with its refusal code,
 //! which the node drains into its receipts (`GET /api/v1/submissions/{id}`).
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 
 use surplus_contracts::{Admitted, Code};
 use surplus_ledger::{Entry, EntryKind, Hash, PublicKey};
@@ -119,6 +119,8 @@ pub struct Mempool {
     bytes: usize,
     next_arrival: u64,
     dropped: VecDeque<Dropped>,
+    /// Entries whose gossip reached no peer (none was connected and subscribed yet).
+    unsent: HashSet<Hash>,
 }
 
 impl Mempool {
@@ -134,6 +136,7 @@ impl Mempool {
             bytes: 0,
             next_arrival: 0,
             dropped: VecDeque::new(),
+            unsent: HashSet::new(),
         }
     }
 
@@ -230,6 +233,37 @@ impl Mempool {
             }
         }
         out
+    }
+
+    /// Marks a held entry as not gossiped: its publication reached no peer. Ids not held are
+    /// skipped.
+    pub fn mark_unsent(&mut self, id: &Hash) {
+        if self.slots.contains_key(id) {
+            self.unsent.insert(*id);
+        }
+    }
+
+    /// Whether any held entry waits for its first successful gossip.
+    pub fn has_unsent(&self) -> bool {
+        !self.unsent.is_empty()
+    }
+
+    /// Up to `max` entries marked by [`Mempool::mark_unsent`], oldest first; they are no longer
+    /// marked (mark them again if this publication reaches no peer either).
+    pub fn take_unsent(&mut self, max: usize) -> Vec<Entry> {
+        let mut ids: Vec<(u64, Hash)> = self
+            .unsent
+            .iter()
+            .filter_map(|id| self.slots.get(id).map(|s| (s.arrival, *id)))
+            .collect();
+        ids.sort_unstable();
+        ids.truncate(max);
+        ids.into_iter()
+            .filter_map(|(_, id)| {
+                self.unsent.remove(&id);
+                self.slots.get(&id).map(|s| s.entry.clone())
+            })
+            .collect()
     }
 
     /// Every pending entry, oldest first, without copying.
@@ -330,6 +364,7 @@ impl Mempool {
 
     fn remove(&mut self, id: &Hash) -> bool {
         let Some(slot) = self.slots.remove(id) else { return false };
+        self.unsent.remove(id);
         self.by_arrival.remove(&slot.arrival);
         if let Some(e) = slot.expiry_ms {
             self.by_expiry.remove(&(e, slot.arrival));
@@ -407,6 +442,33 @@ mod tests {
         // Committed entries are gone from the pool, so never gossiped again.
         m.remove_committed(&[items[0].1.id]);
         assert_eq!(m.due_for_gossip(200_000, 30_000, 10).len(), 3);
+    }
+
+    /// Found by the crash loop: an order acknowledged just before a crash was replayed from the
+    /// journal at restart, published while no peer was connected yet, and waited for this
+    /// node's own turn to propose. Such entries are marked and published again at once.
+    #[test]
+    fn crash_loop_entries_that_reached_no_peer_are_gossiped_again_oldest_first() {
+        let mut m = Mempool::new(10, 1 << 20);
+        let items: Vec<_> = (0..4).map(|i| item(i, 0, None, Some(i))).collect();
+        for (i, (e, a)) in items.iter().enumerate() {
+            m.insert(e.clone(), a, 1_000 * i as u64).unwrap();
+        }
+        assert!(!m.has_unsent());
+        m.mark_unsent(&items[2].1.id);
+        m.mark_unsent(&items[0].1.id);
+        m.mark_unsent(&items[3].1.id);
+        m.mark_unsent(&[7; 32]); // not held: skipped
+        assert!(m.has_unsent());
+        assert_eq!(m.take_unsent(2), vec![items[0].0.clone(), items[2].0.clone()]);
+        // A committed entry is no longer due.
+        m.remove_committed(&[items[3].1.id]);
+        assert!(!m.has_unsent());
+        assert!(m.take_unsent(10).is_empty());
+        // Taken entries are unmarked until they fail again.
+        m.mark_unsent(&items[1].1.id);
+        assert_eq!(m.take_unsent(10), vec![items[1].0.clone()]);
+        assert!(m.take_unsent(10).is_empty());
     }
 
     #[test]

@@ -9,18 +9,17 @@
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::process::Stdio;
 use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use clap::Subcommand;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 
 use crate::config::{write_atomic, HookKind, Provisioning};
-use crate::now_ms;
+use surplus_net::Clock;
 
 /// Largest hook answer read (stdout or HTTP body); more is a failure.
 pub const MAX_ANSWER_BYTES: u64 = 1024 * 1024;
@@ -126,8 +125,9 @@ impl Hook {
         }
     }
 
-    /// Runs the hook for `ev`, retrying failed attempts, and says how it went.
-    pub async fn run(&self, ev: &LeaseEvent) -> Outcome {
+    /// Runs the hook for `ev`, retrying failed attempts, and says how it went (finished at
+    /// `clock`'s time).
+    pub async fn run(&self, ev: &LeaseEvent, clock: &dyn Clock) -> Outcome {
         // A struct of strings and JSON values always serializes.
         let input = serde_json::to_vec(ev).unwrap_or_default();
         let (retries, backoff) = match self {
@@ -137,7 +137,7 @@ impl Hook {
                     attempts: 0,
                     access: None,
                     error: None,
-                    finished_ms: now_ms(),
+                    finished_ms: clock.now_ms(),
                 }
             }
             Hook::Exec { retries, backoff, .. } | Hook::Http { retries, backoff, .. } => {
@@ -160,7 +160,7 @@ impl Hook {
                         attempts: attempt,
                         access: Some(access),
                         error: None,
-                        finished_ms: now_ms(),
+                        finished_ms: clock.now_ms(),
                     }
                 }
                 Err(e) => {
@@ -181,7 +181,7 @@ impl Hook {
             attempts: total,
             access: None,
             error: Some(format!("{total} attempt(s) failed; the last: {error}")),
-            finished_ms: now_ms(),
+            finished_ms: clock.now_ms(),
         }
     }
 }
@@ -449,37 +449,6 @@ impl ProvisionLog {
     }
 }
 
-/// `surplus hook` subcommands.
-#[derive(Debug, Subcommand)]
-pub enum HookCommand {
-    /// The sample exec hook devnet uses: reads a lease event on stdin; at start creates
-    /// DIR/<lease id>/access.json and prints it, at end removes the directory.
-    Sample {
-        /// Where the per-lease directories go.
-        #[arg(long, value_name = "DIR")]
-        dir: PathBuf,
-    },
-}
-
-/// Runs `surplus hook …`.
-pub fn hook(c: HookCommand) -> Result<ExitCode> {
-    match c {
-        HookCommand::Sample { dir } => {
-            let mut input = Vec::new();
-            std::io::stdin()
-                .take(MAX_ANSWER_BYTES)
-                .read_to_end(&mut input)
-                .context("cannot read the lease event on stdin")?;
-            let ev: LeaseEvent = serde_json::from_slice(&input).context(
-                "stdin is not a lease event (JSON with event, lease, lease_id, chain_id)",
-            )?;
-            let answer = sample_hook(&dir, &ev)?;
-            println!("{answer}");
-            Ok(ExitCode::SUCCESS)
-        }
-    }
-}
-
 /// The sample hook's work: a per-lease directory with a file describing its access.
 pub fn sample_hook(dir: &Path, ev: &LeaseEvent) -> Result<Value> {
     if check_lease_id(&ev.lease_id).is_err() {
@@ -524,6 +493,7 @@ mod tests {
     use super::*;
     use std::io::{BufRead, BufReader, Write};
     use std::net::TcpListener;
+    use surplus_net::SystemClock;
 
     const ID: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 
@@ -548,7 +518,7 @@ mod tests {
     #[tokio::test]
     async fn exec_hook_gets_the_event_and_returns_its_answer() {
         // `cat` echoes the event back: the event is a JSON object, so it is the access.
-        let out = exec("cat", 0, 10_000).run(&event(Event::Start)).await;
+        let out = exec("cat", 0, 10_000).run(&event(Event::Start), &SystemClock).await;
         assert!(out.ok, "{out:?}");
         assert_eq!(out.attempts, 1);
         let access = out.access.unwrap();
@@ -557,13 +527,16 @@ mod tests {
         assert_eq!(access["lease"]["hours"], 2);
         assert!(out.finished_ms > 0);
         // A hook that ignores its input still works.
-        let out = exec("echo '{\"host\": \"10.0.0.9\"}'", 0, 10_000).run(&event(Event::End)).await;
+        let out = exec("echo '{\"host\": \"10.0.0.9\"}'", 0, 10_000)
+            .run(&event(Event::End), &SystemClock)
+            .await;
         assert_eq!(out.access.unwrap()["host"], "10.0.0.9");
     }
 
     #[tokio::test]
     async fn a_failing_command_is_retried_then_the_failure_is_reported() {
-        let out = exec("echo boom >&2; exit 3", 2, 10_000).run(&event(Event::Start)).await;
+        let out =
+            exec("echo boom >&2; exit 3", 2, 10_000).run(&event(Event::Start), &SystemClock).await;
         assert!(!out.ok);
         assert_eq!(out.attempts, 3);
         assert!(out.access.is_none());
@@ -579,7 +552,7 @@ mod tests {
             "if [ -e '{0}' ]; then echo '{{\"ok\": 1}}'; else touch '{0}'; exit 1; fi",
             flag.display()
         );
-        let out = exec(&script, 3, 10_000).run(&event(Event::Start)).await;
+        let out = exec(&script, 3, 10_000).run(&event(Event::Start), &SystemClock).await;
         assert!(out.ok, "{out:?}");
         assert_eq!(out.attempts, 2);
         // A missing program.
@@ -589,7 +562,7 @@ mod tests {
             retries: 0,
             backoff: Duration::ZERO,
         };
-        let out = hook.run(&event(Event::Start)).await;
+        let out = hook.run(&event(Event::Start), &SystemClock).await;
         assert!(out.error.unwrap().contains("cannot start `/nonexistent/provision`"));
     }
 
@@ -601,7 +574,7 @@ mod tests {
             ("true", "is empty"),
             ("echo '{\"a\": 1}'; echo trailing", "not a JSON object"),
         ] {
-            let out = exec(script, 0, 10_000).run(&event(Event::Start)).await;
+            let out = exec(script, 0, 10_000).run(&event(Event::Start), &SystemClock).await;
             assert!(!out.ok, "{script}");
             let e = out.error.unwrap();
             assert!(e.contains(says), "{script}: {e}");
@@ -623,7 +596,7 @@ mod tests {
         let pids = dir.path().join("pids");
         // The shell starts a sleeping child and waits for it.
         let script = format!("sleep 600 & echo $$ $! > '{}'; wait", pids.display());
-        let out = exec(&script, 1, 300).run(&event(Event::Start)).await;
+        let out = exec(&script, 1, 300).run(&event(Event::Start), &SystemClock).await;
         assert!(!out.ok);
         assert_eq!(out.attempts, 2);
         let e = out.error.unwrap();
@@ -696,7 +669,7 @@ mod tests {
     async fn http_hook_posts_the_event_and_retries_after_a_500() {
         let (url, server) =
             serve(vec![(500, "{\"error\": \"busy\"}"), (200, "{\"host\": \"gw1\"}")]);
-        let out = http(&url, 2).run(&event(Event::Start)).await;
+        let out = http(&url, 2).run(&event(Event::Start), &SystemClock).await;
         assert!(out.ok, "{out:?}");
         assert_eq!(out.attempts, 2);
         assert_eq!(out.access.unwrap()["host"], "gw1");
@@ -706,26 +679,28 @@ mod tests {
         assert_eq!(sent, event(Event::Start));
 
         let (url, server) = serve(vec![(500, "overloaded"), (200, "not json")]);
-        let out = http(&url, 1).run(&event(Event::End)).await;
+        let out = http(&url, 1).run(&event(Event::End), &SystemClock).await;
         assert!(!out.ok);
         assert!(out.error.as_deref().unwrap().contains("not a JSON object"), "{out:?}");
         server.join().unwrap();
 
         let (url, server) = serve(vec![(503, "down")]);
-        let out = http(&url, 0).run(&event(Event::End)).await;
+        let out = http(&url, 0).run(&event(Event::End), &SystemClock).await;
         let e = out.error.unwrap();
         assert!(e.contains("HTTP 503") && e.contains("down"), "{e}");
         server.join().unwrap();
 
         // Nobody listening.
         let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-        let out = http(&format!("http://127.0.0.1:{port}/x"), 0).run(&event(Event::End)).await;
+        let out = http(&format!("http://127.0.0.1:{port}/x"), 0)
+            .run(&event(Event::End), &SystemClock)
+            .await;
         assert!(!out.ok);
     }
 
     #[tokio::test]
     async fn no_hook_is_an_immediate_success() {
-        let out = Hook::None.run(&event(Event::Start)).await;
+        let out = Hook::None.run(&event(Event::Start), &SystemClock).await;
         assert!(out.ok);
         assert_eq!(out.attempts, 0);
     }

@@ -2,10 +2,13 @@
 //! so that a client whose submission was acknowledged can always learn its fate
 //! (`GET /api/v1/submissions/{id}`): committed at height H, or dropped with its refusal code.
 //!
-//! Kept in the node's journal database (`DIR/mempool`, trees `receipts` and `receipts_order`),
-//! bounded in count: past [`CAPACITY`] the oldest receipts are forgotten first. Receipts are not
-//! flushed on their own (sled flushes within half a second): a crash may forget the last few,
-//! and an entry whose receipt was lost reads as unknown, never as something it was not.
+//! Kept in the node's journal database (`DIR/mempool`, trees `receipts`, `receipts_order` and
+//! `receipts_meta`), bounded in count: past [`CAPACITY`] the oldest receipts are forgotten
+//! first. Receipts are not flushed on their own (sled flushes within half a second), so a crash
+//! may forget the last few; the node derives those of committed entries again from its ledger
+//! at start (`receipts_meta` holds the last height whose receipts were recorded), and records a
+//! dropped receipt for each journaled entry it can no longer admit. An entry whose receipt was
+//! lost otherwise reads as unknown, never as something it was not.
 
 use std::sync::Mutex;
 
@@ -15,10 +18,14 @@ use surplus_web::Submission as Receipt;
 /// Most receipts kept (about 100 bytes each on disk, with their place in the order).
 pub const CAPACITY: u64 = 500_000;
 
+/// The key of the last recorded height in `receipts_meta`.
+const HEIGHT_KEY: &[u8] = b"height";
+
 /// The receipts store.
 pub(crate) struct Receipts {
     by_id: sled::Tree,
     order: sled::Tree,
+    meta: sled::Tree,
     capacity: u64,
     /// (next position in the order, receipts held)
     counters: Mutex<(u64, u64)>,
@@ -29,12 +36,34 @@ impl Receipts {
     pub(crate) fn open(db: &sled::Db, capacity: u64) -> sled::Result<Self> {
         let by_id = db.open_tree("receipts")?;
         let order = db.open_tree("receipts_order")?;
+        let meta = db.open_tree("receipts_meta")?;
         let next = match order.last()? {
             Some((k, _)) => <[u8; 8]>::try_from(&k[..]).map_or(0, u64::from_be_bytes) + 1,
             None => 0,
         };
         let held = by_id.len() as u64;
-        Ok(Self { by_id, order, capacity: capacity.max(1), counters: Mutex::new((next, held)) })
+        Ok(Self {
+            by_id,
+            order,
+            meta,
+            capacity: capacity.max(1),
+            counters: Mutex::new((next, held)),
+        })
+    }
+
+    /// Records the receipts of the block at `height` (its signed entries, committed there), and
+    /// that receipts are recorded up to it.
+    pub(crate) fn record_block(&self, height: u64, receipts: &[(Hash, Receipt)]) {
+        self.record(receipts);
+        if let Err(e) = self.meta.insert(HEIGHT_KEY, &height.to_be_bytes()) {
+            tracing::warn!(error = %e, "cannot record the receipts' height");
+        }
+    }
+
+    /// The last height whose receipts were recorded, if any.
+    pub(crate) fn height(&self) -> Option<u64> {
+        let v = self.meta.get(HEIGHT_KEY).ok()??;
+        <[u8; 8]>::try_from(&v[..]).ok().map(u64::from_be_bytes)
     }
 
     /// Records the fate of each entry in `receipts` (a later receipt of the same entry replaces
@@ -112,5 +141,23 @@ mod tests {
         }
         assert_eq!(db.open_tree("receipts").unwrap().len(), 3);
         assert_eq!(db.open_tree("receipts_order").unwrap().len(), 3);
+    }
+
+    /// Found by the crash loop: a node killed after a block was stored but before its
+    /// receipts reached the disk answered 404 for orders it had acknowledged. The height whose
+    /// receipts are recorded tells the node where to read the ledger back from.
+    #[test]
+    fn crash_loop_the_recorded_height_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let r = Receipts::open(&db, 10).unwrap();
+        assert_eq!(r.height(), None);
+        r.record_block(5, &[(id(1), Receipt::Committed { height: 5 })]);
+        r.record_block(6, &[]);
+        assert_eq!(r.height(), Some(6));
+        drop(r);
+        let r = Receipts::open(&db, 10).unwrap();
+        assert_eq!(r.height(), Some(6));
+        assert_eq!(r.get(&id(1)), Some(Receipt::Committed { height: 5 }));
     }
 }

@@ -1,8 +1,8 @@
 //! `surplus node`: one datacenter's node — order gossip, consensus, the HTTP API, inventory
 //! offers, provisioning and credentials, wired together.
 
+use std::future::Future;
 use std::path::PathBuf;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Duration;
 
@@ -14,35 +14,23 @@ use tokio::sync::Notify;
 
 use crate::config::Config;
 use crate::consensus::{self, Committed, Pool};
-use crate::genesis_cmd::GenesisFile;
+use crate::genesis::GenesisFile;
 use crate::inventory::{self, Inventory};
 use crate::journal::Journal;
 use crate::mempool::{self, Inserted, Mempool};
-use crate::now_ms;
 use crate::p2p::{self, Gossip, Topic, Verdict};
 use crate::provision::{Event, Hook, LeaseEvent, ProvisionLog};
 use crate::receipts::{self, Receipts};
 use crate::turnwatch::{self, TurnWatch};
 use crate::webdata::{fills_of, WebData};
 use surplus_market::Fill;
+use surplus_net::Env;
 use surplus_web::Submission;
-
-/// Arguments of `surplus node`.
-#[derive(Debug, clap::Args)]
-pub struct NodeArgs {
-    /// The node's data dir (made by `surplus init`): node.key, config.toml, the ledger.
-    #[arg(long)]
-    pub data_dir: PathBuf,
-    /// Config file (default DATA_DIR/config.toml).
-    #[arg(long)]
-    pub config: Option<PathBuf>,
-    /// Log filter (default: info for surplus, warn for the engine and libp2p).
-    #[arg(long)]
-    pub log: Option<String>,
-}
 
 /// What the HTTP API and the gossip validator share with the rest of the node.
 pub struct Shared {
+    /// The clock and the runtime the node was given.
+    env: Env,
     chain_id: String,
     name: String,
     key: SecretKey,
@@ -126,10 +114,10 @@ impl Shared {
         };
         let state = self.state();
         let admitted = state
-            .precheck(&entry, now_ms())
+            .precheck(&entry, self.env.now_ms())
             .map_err(|r| refused(surplus_web::Refusal::from(&r)))?;
         let id = admitted.id;
-        let (kind, now) = (entry.kind, now_ms());
+        let (kind, now) = (entry.kind, self.env.now_ms());
         let counted = (kind == EntryKind::ORDER || kind == EntryKind::CANCEL).then_some(kind);
         let (inserted, dropped) = {
             let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
@@ -263,7 +251,7 @@ impl surplus_web::Node for Api {
             peers: self.0.gossip.get().map_or(0, Gossip::peers),
             validator: self.0.validator,
             mempool: self.0.mempool.lock().map(|m| m.len()).unwrap_or(0),
-            synced: now_ms().saturating_sub(head.timestamp_ms) < 120_000,
+            synced: self.0.env.now_ms().saturating_sub(head.timestamp_ms) < 120_000,
         }
     }
 
@@ -272,30 +260,29 @@ impl surplus_web::Node for Api {
         let kind = entry.kind;
         let (id, fresh) = self.0.admit(entry)?;
         if fresh {
-            self.0.web.accepted_from_api(kind, id, now_ms());
+            self.0.web.accepted_from_api(kind, id, self.0.env.now_ms());
         }
         // A duplicate is journaled and gossiped too: the first copy may have come by gossip
         // (never journaled here), or its request may still be waiting for its flush. The work
         // runs in its own task so that a client hanging up cannot stop it half way.
         let shared = self.0.clone();
-        let stored = tokio::spawn(async move {
-            if let Err(e) = shared.journal.insert_durable(&id, &bytes).await {
-                tracing::error!(error = %e, "cannot journal an accepted entry");
-                if fresh {
-                    let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-                    pool.remove_committed(&[id]);
+        let stored = self
+            .0
+            .env
+            .spawn(async move {
+                if let Err(e) = shared.journal.insert_durable(&id, &bytes).await {
+                    tracing::error!(error = %e, "cannot journal an accepted entry");
+                    if fresh {
+                        let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
+                        pool.remove_committed(&[id]);
+                    }
+                    return false;
                 }
-                return false;
-            }
-            if let Some(g) = shared.gossip.get() {
-                if let Err(e) = g.publish(Topic::Orders, bytes).await {
-                    tracing::warn!(error = %e, "could not gossip an accepted entry");
-                }
-            }
-            true
-        })
-        .await
-        .unwrap_or(false);
+                gossip_pending(&shared, &id, bytes).await;
+                true
+            })
+            .await
+            .unwrap_or(false);
         if !stored {
             return Err(surplus_web::Refusal::new(
                 Code::Unavailable,
@@ -403,7 +390,7 @@ impl surplus_web::Node for Api {
             entries_committed: get(&w.entries_committed),
             orders_accepted: get(&w.orders_accepted),
             entries_refused: get(&w.entries_refused),
-            orders_per_second: w.orders_per_second(now_ms()),
+            orders_per_second: w.orders_per_second(self.0.env.now_ms()),
             mempool: self.0.mempool.lock().map(|m| m.len()).unwrap_or(0),
             commit_queue: self.0.consensus.get().map_or(0, |s| s.queued_commits()),
             peers: self.0.gossip.get().map_or(0, Gossip::peers),
@@ -488,59 +475,74 @@ impl surplus_web::Node for Api {
     }
 }
 
-/// Runs `surplus node` until Ctrl-C or SIGTERM.
-pub fn node(args: NodeArgs) -> Result<ExitCode> {
-    init_logging(args.log.as_deref());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .thread_name("surplus")
-        .build()
-        .context("cannot start the async runtime")?;
-    let restart = rt.block_on(run(args))?;
-    rt.shutdown_timeout(Duration::from_secs(5));
-    if restart {
-        return restart_process();
+/// How a node stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stopped {
+    /// Its stop future resolved.
+    Asked,
+    /// It stopped to be started again: a validator whose consensus messages reached no peer
+    /// for its last turns; the caller starts it again.
+    Restart,
+}
+
+/// Builds and runs one node from its data dir (made by `surplus init`):
+/// `Builder::new(dir).run_until(stop).await`. The node reads the time and spawns its tasks
+/// only through the [`Env`] it is given (the system clock and the current runtime unless
+/// [`Builder::env`] says otherwise).
+#[derive(Debug)]
+pub struct Builder {
+    data_dir: PathBuf,
+    config: Option<PathBuf>,
+    env: Option<Env>,
+    quiet_until_ms: u64,
+}
+
+impl Builder {
+    /// A node over `data_dir` (node.key, config.toml, the ledger).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self { data_dir: data_dir.into(), config: None, env: None, quiet_until_ms: 0 }
     }
-    Ok(ExitCode::SUCCESS)
-}
 
-/// Replaces this process with a fresh run of the same command (same pid, same output), for
-/// [`crate::turnwatch`]; the time goes along so the new process stays quiet a while.
-#[cfg(unix)]
-fn restart_process() -> Result<ExitCode> {
-    use std::os::unix::process::CommandExt as _;
-    let exe = std::env::current_exe().context("cannot find this program to restart it")?;
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(turnwatch::RESTARTED_ENV, now_ms().to_string())
-        .exec();
-    Err(anyhow::anyhow!("cannot restart the node: {err}"))
-}
+    /// Reads the config from `path` instead of `DATA_DIR/config.toml`.
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config = Some(path.into());
+        self
+    }
 
-#[cfg(not(unix))]
-fn restart_process() -> Result<ExitCode> {
-    eprintln!("the node stopped to reconnect to consensus: start it again");
-    Ok(ExitCode::from(3))
-}
+    /// The clock and the runtime the node runs with.
+    pub fn env(mut self, env: Env) -> Self {
+        self.env = Some(env);
+        self
+    }
 
-fn init_logging(filter: Option<&str>) {
-    let filter = filter.unwrap_or(
-        "info,arc_malachitebft=warn,malachitebft=warn,libp2p=warn,libp2p_gossipsub=error,ractor=warn,sled=warn",
-    );
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_target(false)
-        .try_init();
+    /// The node was restarted ([`Stopped::Restart`]) at `ms`: it does not ask for another
+    /// restart within a minute of it.
+    pub fn restarted_at(mut self, ms: u64) -> Self {
+        self.quiet_until_ms = ms.saturating_add(turnwatch::QUIET_MS);
+        self
+    }
+
+    /// Starts the node and runs it until `stop` resolves (or it must restart); then stops the
+    /// API, the gossip and the engine, in that order.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<Stopped> {
+        let env = self.env.unwrap_or_else(Env::system);
+        let config = self.config.unwrap_or_else(|| self.data_dir.join("config.toml"));
+        run(self.data_dir, config, env, self.quiet_until_ms, stop).await
+    }
 }
 
 fn seconds(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// Runs the node until it is stopped; true when it stopped to restart ([`crate::turnwatch`]).
-async fn run(args: NodeArgs) -> Result<bool> {
-    let dir = args.data_dir;
-    let config_path = args.config.unwrap_or_else(|| dir.join("config.toml"));
+/// Runs the node until `stop` resolves or it must restart.
+async fn run(
+    dir: PathBuf,
+    config_path: PathBuf,
+    env: Env,
+    quiet_until_ms: u64,
+    stop: impl Future<Output = ()>,
+) -> Result<Stopped> {
     let config = Config::load(&config_path)?;
     let key = crate::keyfile::read_key(&dir.join("node.key"))?;
     let genesis = GenesisFile::load(&config.genesis_path(&dir))?;
@@ -604,9 +606,11 @@ async fn run(args: NodeArgs) -> Result<bool> {
         max_block_entries: c.max_block_entries as usize,
         max_block_bytes: c.max_block_bytes as usize,
         sync_status_interval: Duration::from_secs(1),
+        env: env.clone(),
     };
 
     let shared = Arc::new(Shared {
+        env: env.clone(),
         chain_id: chain_id.clone(),
         name: config.name.clone(),
         key: key.clone(),
@@ -679,7 +683,7 @@ async fn run(args: NodeArgs) -> Result<bool> {
         .await
         .context("cannot start the HTTP API")?;
     let server_handle = server.handle();
-    let server_task = tokio::spawn(server);
+    let server_task = shared.env.spawn(server);
     tracing::info!(
         node = %config.name,
         chain = %chain_id,
@@ -696,31 +700,36 @@ async fn run(args: NodeArgs) -> Result<bool> {
     let hook = Hook::from_config(&config.provisioning);
     let me = key.public();
     plan_inventory(&shared, inventory.as_ref()).await;
+    recover_receipts(&shared, &running.ledger, running.head.height);
     replay_journal(&shared).await;
     // Leases that started or ended while the node was down are provisioned now.
     reconcile_leases(&shared, &running.state, &hook, &me);
 
-    let mut stop = Box::pin(shutdown_signal());
+    let mut stop = std::pin::pin!(stop);
     let mut health = tokio::time::interval(Duration::from_secs(60));
     let mut again = tokio::time::interval(REGOSSIP_EVERY);
-    let mut turns = shared.validators.iter().position(|v| *v == me).map(|i| {
-        let last: u64 =
-            std::env::var(turnwatch::RESTARTED_ENV).ok().and_then(|v| v.parse().ok()).unwrap_or(0);
-        TurnWatch::new(i, shared.validators.len(), last.saturating_add(turnwatch::QUIET_MS))
-    });
-    let mut restart = false;
+    let mut turns = shared
+        .validators
+        .iter()
+        .position(|v| *v == me)
+        .map(|i| TurnWatch::new(i, shared.validators.len(), quiet_until_ms));
+    let mut stopped = Stopped::Asked;
+    let mut ticks = 0u64;
     loop {
         tokio::select! {
             _ = &mut stop => break,
             _ = health.tick() => log_health(&shared),
-            _ = again.tick() => regossip(&shared).await,
+            _ = again.tick() => {
+                ticks += 1;
+                regossip(&shared, ticks.is_multiple_of(REGOSSIP_AGED_EVERY)).await;
+            }
             c = running.commits.recv() => {
                 let Some(c) = c else { break };
                 running.status.took_commit();
                 on_commit(&shared, &c, &hook, &me).await;
                 plan_inventory(&shared, inventory.as_ref()).await;
                 let h = &c.block.header;
-                let now = now_ms();
+                let now = shared.env.now_ms();
                 let fresh = now.saturating_sub(h.timestamp_ms) < turnwatch::FRESH_MS
                     && shared.gossip.get().is_some_and(|g| g.peers() > 0);
                 let proposer = shared.validators.iter().position(|v| *v == h.proposer);
@@ -731,7 +740,7 @@ async fn run(args: NodeArgs) -> Result<bool> {
                          consensus messages reach no peer; restarting to reconnect",
                         turnwatch::MISSED_TURNS
                     );
-                    restart = true;
+                    stopped = Stopped::Restart;
                     break;
                 }
             }
@@ -750,11 +759,14 @@ async fn run(args: NodeArgs) -> Result<bool> {
         g.shutdown().await;
     }
     running.stop().await;
-    Ok(restart)
+    Ok(stopped)
 }
 
-/// How often pending entries are looked at for [`regossip`].
-const REGOSSIP_EVERY: Duration = Duration::from_secs(10);
+/// How often entries whose gossip reached no peer are published again, and pending entries
+/// are looked at for [`regossip`].
+const REGOSSIP_EVERY: Duration = Duration::from_secs(1);
+/// Every how many ticks the mempool is scanned for entries due for [`regossip`] by age.
+const REGOSSIP_AGED_EVERY: u64 = 10;
 /// How long an entry waits in the mempool (since admitted or last gossiped) before it is
 /// gossiped again; longer than gossip's duplicate window, which would drop it unsent.
 const REGOSSIP_AGE_MS: u64 = 45_000;
@@ -765,11 +777,26 @@ const REGOSSIP_MAX: usize = 1_000;
 /// while this node is in step with the chain. An entry acknowledged while the node was cut off
 /// from its peers reached none of them; this gets it to every proposer once the network is
 /// back (found by the partition test).
-async fn regossip(shared: &Arc<Shared>) {
+///
+/// Entries whose publication reached no peer at all (the node had just started, or had no
+/// peer) are published again at each tick, as soon as a peer is there: an order acknowledged
+/// just before a crash and replayed from the journal at restart would otherwise wait for this
+/// node's own turn to propose (found by the crash loop).
+async fn regossip(shared: &Arc<Shared>, aged: bool) {
     let Some(g) = shared.gossip.get() else { return };
-    let now = now_ms();
+    if g.peers() == 0 {
+        return;
+    }
+    let unsent = shared.mempool.lock().unwrap_or_else(|e| e.into_inner()).take_unsent(REGOSSIP_MAX);
+    if !unsent.is_empty() {
+        tracing::info!(count = unsent.len(), "gossiping entries that reached no peer before");
+        for e in unsent {
+            gossip_pending(shared, &e.id(), e.encode()).await;
+        }
+    }
+    let now = shared.env.now_ms();
     let head_ms = shared.head.read().map(|h| h.timestamp_ms).unwrap_or(0);
-    if g.peers() == 0 || now.saturating_sub(head_ms) > 30_000 {
+    if !aged || now.saturating_sub(head_ms) > 30_000 {
         return;
     }
     let due = shared.mempool.lock().unwrap_or_else(|e| e.into_inner()).due_for_gossip(
@@ -788,6 +815,67 @@ async fn regossip(shared: &Arc<Shared>) {
     }
 }
 
+/// Publishes a pending entry; if the publication reaches no peer, marks it so that
+/// [`regossip`] publishes it again once peers are there.
+async fn gossip_pending(shared: &Shared, id: &Hash, bytes: Vec<u8>) {
+    let sent = match shared.gossip.get() {
+        Some(g) => match g.publish(Topic::Orders, bytes).await {
+            Ok(p2p::Published::NoPeers) => false,
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, "could not gossip a pending entry");
+                false
+            }
+        },
+        None => false,
+    };
+    if !sent {
+        shared.mempool.lock().unwrap_or_else(|e| e.into_inner()).mark_unsent(id);
+    }
+}
+
+/// Most blocks read back at start to recover receipts a crash lost.
+const RECOVER_RECEIPTS_MAX: u64 = 10_000;
+
+/// Records again the receipts of blocks the ledger holds but whose receipts a crash lost (they
+/// are written after the block and not flushed on their own), from the ledger itself: at most
+/// the last [`RECOVER_RECEIPTS_MAX`] blocks.
+fn recover_receipts(shared: &Shared, ledger: &surplus_store::Store, head: u64) {
+    let floor = head.saturating_sub(RECOVER_RECEIPTS_MAX) + 1;
+    let from = shared.receipts.height().map_or(floor, |h| h + 1).max(floor).max(1);
+    if from > head {
+        return;
+    }
+    let mut blocks = 0u64;
+    for b in ledger.blocks(from) {
+        let b = match b {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read blocks back for their receipts");
+                return;
+            }
+        };
+        let height = b.header.height;
+        if height > head {
+            break;
+        }
+        shared.receipts.record_block(height, &committed_receipts(&b));
+        blocks += 1;
+    }
+    tracing::info!(from, head, blocks, "recorded the receipts of blocks from the ledger");
+}
+
+/// The receipts of a committed block: each signed entry, committed at its height.
+fn committed_receipts(block: &surplus_ledger::Block) -> Vec<(Hash, Submission)> {
+    let height = block.header.height;
+    block
+        .entries
+        .iter()
+        .filter(|e| matches!(e.auth, surplus_ledger::Auth::Signed { .. }))
+        .map(|e| (e.id(), Submission::Committed { height }))
+        .collect()
+}
+
 /// Re-admits and re-gossips the entries acknowledged before a stop or crash that no block holds
 /// yet; those the ledger has since used (or that expired) are dropped from the journal.
 async fn replay_journal(shared: &Arc<Shared>) {
@@ -803,14 +891,20 @@ async fn replay_journal(shared: &Arc<Shared>) {
                 continue;
             }
         };
+        let id = entry.id();
         match shared.admit(entry) {
-            Ok(_) => {
+            Ok((id, _)) => {
                 kept += 1;
-                if let Some(g) = shared.gossip.get() {
-                    let _ = g.publish(Topic::Orders, v.to_vec()).await;
-                }
+                gossip_pending(shared, &id, v.to_vec()).await;
             }
-            Err(_) => {
+            Err(r) => {
+                // Committed while the node was down (its receipt is back from the ledger), or
+                // no longer valid: then the client learns why.
+                if !matches!(shared.receipts.get(&id), Some(Submission::Committed { .. })) {
+                    let message =
+                        format!("after a restart the node could not admit it again: {}", r.message);
+                    shared.receipts.record(&[(id, Submission::Dropped { code: r.code, message })]);
+                }
                 let _ = shared.journal.tree().remove(k);
                 dropped += 1;
             }
@@ -852,23 +946,6 @@ fn log_health(shared: &Shared) {
     );
 }
 
-/// Resolves on Ctrl-C or SIGTERM.
-pub async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
 /// After a block: update the shared view, clean the mempool, provision leases that started or
 /// ended on this node, and publish a checkpoint.
 async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &PublicKey) {
@@ -883,22 +960,14 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
         for id in &ids {
             let _ = shared.journal.tree().remove(id);
         }
-        let height = c.block.header.height;
-        let committed: Vec<(Hash, Submission)> = c
-            .block
-            .entries
-            .iter()
-            .filter(|e| matches!(e.auth, surplus_ledger::Auth::Signed { .. }))
-            .map(|e| (e.id(), Submission::Committed { height }))
-            .collect();
-        shared.receipts.record(&committed);
+        shared.receipts.record_block(c.block.header.height, &committed_receipts(&c.block));
         let dropped = {
             let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
             pool.remove_committed(&ids);
-            pool.evict_expired(now_ms());
+            pool.evict_expired(shared.env.now_ms());
             // Signatures were verified on admission; only what the block changed is checked
             // again.
-            let now = now_ms();
+            let now = shared.env.now_ms();
             pool.retain(|e| {
                 c.state.recheck(e, now).map(|_| ()).map_err(|r| (r.code(), r.explain()))
             });
@@ -907,7 +976,7 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
         shared.record_dropped(dropped);
     }
     let leased_slots = reconcile_leases(shared, &c.state, hook, me);
-    shared.web.on_block(&c.block, &fills, &c.state, leased_slots, now_ms());
+    shared.web.on_block(&c.block, &fills, &c.state, leased_slots, shared.env.now_ms());
     // Every node signs its checkpoint (its proofs are served against it); validators gossip it.
     if shared.validator {
         if let Some(g) = shared.gossip.get() {
@@ -967,13 +1036,14 @@ fn spawn_step(shared: &Arc<Shared>, lease: &Lease, step: Step, hook: &Hook) {
             return;
         }
     }
+    let env = shared.env.clone();
     let (shared, lease, hook) = (shared.clone(), lease.clone(), hook.clone());
-    tokio::spawn(async move {
+    env.spawn(async move {
         let id = hex::encode(lease.id);
         match step {
             Step::Start | Step::End => {
                 let event = if step == Step::Start { Event::Start } else { Event::End };
-                let outcome = hook.run(&LeaseEvent::new(event, &lease, &shared.chain_id)).await;
+                let outcome = hook.run(&LeaseEvent::new(event, &lease, &shared.chain_id), shared.env.clock().as_ref()).await;
                 if !outcome.ok {
                     tracing::warn!(lease = %id, ?event, error = ?outcome.error, "provisioning failed");
                 }
@@ -1041,11 +1111,7 @@ async fn submit_own(shared: &Arc<Shared>, entry: Entry) {
     let bytes = entry.encode();
     let kind = entry.kind;
     match shared.admit(entry) {
-        Ok(_) => {
-            if let Some(g) = shared.gossip.get() {
-                let _ = g.publish(Topic::Orders, bytes).await;
-            }
-        }
+        Ok((id, _)) => gossip_pending(shared, &id, bytes).await,
         Err(r) => {
             tracing::warn!(kind = kind.name(), code = %r.code, "own entry refused: {}", r.message)
         }
@@ -1069,7 +1135,7 @@ async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
             })
             .collect()
     };
-    let plan = inventory::plan(&inv.pools, &state, &me, &pending, now_ms());
+    let plan = inventory::plan(&inv.pools, &state, &me, &pending, shared.env.now_ms());
     for entry in plan.entries(&shared.chain_id, &shared.key) {
         submit_own(shared, entry).await;
     }

@@ -26,8 +26,6 @@ pub const QUIET_MS: u64 = 60 * 1000;
 pub const FRESH_MS: u64 = 2_000;
 /// Fresh blocks in a row before turns count.
 pub const ARM_AFTER: u32 = 20;
-/// The environment variable that carries the time of the last restart across it.
-pub const RESTARTED_ENV: &str = "SURPLUS_RESTARTED_AT_MS";
 
 /// This validator's proposal turns, and how many in a row went to another validator.
 #[derive(Debug)]

@@ -52,7 +52,7 @@ pub(crate) struct WebData {
     accepted: Mutex<(HashMap<Hash, u64>, VecDeque<Hash>)>,
     latency: Mutex<Histogram>,
     /// The latest export (path, height); one export is written at a time.
-    export: tokio::sync::Mutex<Option<(PathBuf, u64, std::time::Instant)>>,
+    export: tokio::sync::Mutex<Option<(PathBuf, u64, tokio::time::Instant)>>,
     exports_dir: PathBuf,
 }
 
@@ -346,7 +346,7 @@ impl WebData {
         let (path, h) = tokio::task::spawn_blocking(move || me.write_export(height))
             .await
             .map_err(|e| format!("the export task failed: {e}"))??;
-        *latest = Some((path.clone(), h, std::time::Instant::now()));
+        *latest = Some((path.clone(), h, tokio::time::Instant::now()));
         // Keep this export and the one before it; remove older ones (and leftovers of
         // interrupted runs from before a restart).
         if let Ok(dir) = std::fs::read_dir(&self.exports_dir) {

@@ -3,9 +3,8 @@
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use crate::now_ms;
 use anyhow::{anyhow, Result};
 use bytes::Bytes;
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
@@ -19,6 +18,7 @@ use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, Propose
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use malachitebft_signing_ed25519::Signature;
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::chain::{Chain, Checked};
 use super::context::{Address, Ctx, Height, ProposalPart, Value, ValueId};
@@ -304,12 +304,13 @@ impl App {
         let ready_at = self.last_commit + self.settings.batch_interval;
         let wait_until = ready_at.min(deadline);
         if Instant::now() < wait_until {
-            tokio::time::sleep_until(wait_until.into()).await;
+            tokio::time::sleep_until(wait_until).await;
         }
         let user =
             self.pool.pending(self.settings.max_block_entries, self.settings.max_block_bytes);
-        let built =
-            tokio::task::block_in_place(|| self.chain.build(&user, now_ms(), self.address))?;
+        let built = tokio::task::block_in_place(|| {
+            self.chain.build(&user, self.settings.env.now_ms(), self.address)
+        })?;
         // Entries the state machine refused will never be included: drop them from the pool.
         let refused: Vec<(surplus_ledger::Hash, surplus_contracts::Refusal)> = built
             .applied
@@ -396,7 +397,9 @@ impl App {
         if part.height.0 < next {
             return Ok(None);
         }
-        let checked = tokio::task::block_in_place(|| self.chain.check(&part.block, Some(now_ms())));
+        let checked = tokio::task::block_in_place(|| {
+            self.chain.check(&part.block, Some(self.settings.env.now_ms()))
+        });
         let (id, valid, bytes) = match checked {
             Ok(c) => {
                 if c.block.header.proposer != part.proposer.0 {
@@ -442,7 +445,7 @@ impl App {
         Ok(Some(Committed {
             block: checked.block,
             state: Arc::new(checked.maker.state),
-            committed_ms: now_ms(),
+            committed_ms: self.settings.env.now_ms(),
         }))
     }
 
@@ -455,10 +458,11 @@ impl App {
         let heartbeat = self.settings.idle_heartbeat;
         let since = self.last_commit;
         let due = self.next_due_ms();
-        tokio::spawn(async move {
+        let env = self.settings.env.clone();
+        self.settings.env.spawn(async move {
             let notify = pool.notify();
             loop {
-                let time_work = due.is_some_and(|d| now_ms() >= d);
+                let time_work = due.is_some_and(|d| env.now_ms() >= d);
                 let waited = since.elapsed();
                 if waited >= heartbeat || ((pool.has_work() || time_work) && waited >= batch) {
                     break;

@@ -82,6 +82,8 @@ pub struct Settings {
     pub max_block_bytes: usize,
     /// How often sync exchanges status with peers.
     pub sync_status_interval: Duration,
+    /// The clock (block timestamps, what falls due) and the runtime the application runs on.
+    pub env: crate::Env,
 }
 
 /// Timeouts tuned for a datacenter network: one dead validator costs a round of ~0.7 s.
@@ -165,14 +167,16 @@ pub async fn start(
     let chain_id = genesis.0.header.chain_id.clone();
     let dir = settings.data_dir.clone();
     let (gblock, gmaker) = genesis;
-    let mut chain = tokio::task::spawn_blocking(move || {
-        Chain::open(&dir, &gblock, gmaker, &mut |h, total| {
-            if h % 1000 == 0 || h == total {
-                tracing::info!(height = h, total, "replayed the ledger");
-            }
+    let mut chain = settings
+        .env
+        .spawn_blocking(move || {
+            Chain::open(&dir, &gblock, gmaker, &mut |h, total| {
+                if h % 1000 == 0 || h == total {
+                    tracing::info!(height = h, total, "replayed the ledger");
+                }
+            })
         })
-    })
-    .await??;
+        .await??;
     chain.max_block_entries = settings.max_block_entries;
     chain.max_block_bytes = settings.max_block_bytes;
 
@@ -233,8 +237,9 @@ pub async fn start(
     let (tx, rx) = mpsc::channel(COMMIT_QUEUE);
     let status = Arc::new(app::Status::default());
     status.set_height(head.height);
+    let env = settings.env.clone();
     let app = app::App::new(chain, settings, address, pool, tx, status.clone());
-    let task = tokio::spawn(app.run(channels));
+    let task = env.spawn(app.run(channels));
     Ok(Running { head, state, commits: rx, status, ledger, task, engine })
 }
 
@@ -323,6 +328,7 @@ mod tests {
             max_block_entries: 1000,
             max_block_bytes: 1 << 20,
             sync_status_interval: Duration::from_millis(500),
+            env: crate::Env::system(),
         };
         start(settings, keys[i].seed(), genesis(keys, buyer), pool).await.unwrap()
     }

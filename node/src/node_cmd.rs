@@ -1,0 +1,94 @@
+//! `surplus node`: runs one node in this process until Ctrl-C or SIGTERM.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context as _, Result};
+use surplus_service::runtime::{Builder, Stopped};
+
+/// Arguments of `surplus node`.
+#[derive(Debug, clap::Args)]
+pub struct NodeArgs {
+    /// The node's data dir (made by `surplus init`): node.key, config.toml, the ledger.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Config file (default DATA_DIR/config.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Log filter (default: info for surplus, warn for the engine and libp2p).
+    #[arg(long)]
+    pub log: Option<String>,
+}
+
+/// The environment variable that carries the time of the last restart across it.
+const RESTARTED_ENV: &str = "SURPLUS_RESTARTED_AT_MS";
+
+/// Runs `surplus node` until Ctrl-C or SIGTERM.
+pub fn node(args: NodeArgs) -> Result<ExitCode> {
+    init_logging(args.log.as_deref());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .thread_name("surplus")
+        .build()
+        .context("cannot start the async runtime")?;
+    let mut builder = Builder::new(args.data_dir);
+    if let Some(c) = args.config {
+        builder = builder.config_file(c);
+    }
+    if let Some(ms) = std::env::var(RESTARTED_ENV).ok().and_then(|v| v.parse().ok()) {
+        builder = builder.restarted_at(ms);
+    }
+    let stopped = rt.block_on(builder.run_until(shutdown_signal()))?;
+    rt.shutdown_timeout(Duration::from_secs(5));
+    match stopped {
+        Stopped::Asked => Ok(ExitCode::SUCCESS),
+        Stopped::Restart => restart_process(),
+    }
+}
+
+/// Replaces this process with a fresh run of the same command (same pid, same output); the
+/// time goes along so the new process stays quiet a while.
+#[cfg(unix)]
+fn restart_process() -> Result<ExitCode> {
+    use std::os::unix::process::CommandExt as _;
+    let exe = std::env::current_exe().context("cannot find this program to restart it")?;
+    let err = std::process::Command::new(exe)
+        .args(std::env::args_os().skip(1))
+        .env(RESTARTED_ENV, surplus_net::now_ms().to_string())
+        .exec();
+    Err(anyhow::anyhow!("cannot restart the node: {err}"))
+}
+
+#[cfg(not(unix))]
+fn restart_process() -> Result<ExitCode> {
+    eprintln!("the node stopped to reconnect to consensus: start it again");
+    Ok(ExitCode::from(3))
+}
+
+fn init_logging(filter: Option<&str>) {
+    let filter = filter.unwrap_or(
+        "info,arc_malachitebft=warn,malachitebft=warn,libp2p=warn,libp2p_gossipsub=error,ractor=warn,sled=warn",
+    );
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_target(false)
+        .try_init();
+}
+
+/// Resolves on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = async { match term.as_mut() { Some(t) => { t.recv().await; } None => std::future::pending().await } } => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
