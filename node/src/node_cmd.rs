@@ -5,7 +5,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
-use surplus_service::runtime::{Builder, Stopped};
+use surplus_service::runtime::Builder;
 
 /// Arguments of `surplus node`.
 #[derive(Debug, clap::Args)]
@@ -21,9 +21,6 @@ pub struct NodeArgs {
     pub log: Option<String>,
 }
 
-/// The environment variable that carries the time of the last restart across it.
-const RESTARTED_ENV: &str = "SURPLUS_RESTARTED_AT_MS";
-
 /// Runs `surplus node` until Ctrl-C or SIGTERM.
 pub fn node(args: NodeArgs) -> Result<ExitCode> {
     init_logging(args.log.as_deref());
@@ -36,34 +33,9 @@ pub fn node(args: NodeArgs) -> Result<ExitCode> {
     if let Some(c) = args.config {
         builder = builder.config_file(c);
     }
-    if let Some(ms) = std::env::var(RESTARTED_ENV).ok().and_then(|v| v.parse().ok()) {
-        builder = builder.restarted_at(ms);
-    }
-    let stopped = rt.block_on(builder.run_until(shutdown_signal()))?;
+    rt.block_on(builder.run_until(shutdown_signal()))?;
     rt.shutdown_timeout(Duration::from_secs(5));
-    match stopped {
-        Stopped::Asked => Ok(ExitCode::SUCCESS),
-        Stopped::Restart => restart_process(),
-    }
-}
-
-/// Replaces this process with a fresh run of the same command (same pid, same output); the
-/// time goes along so the new process stays quiet a while.
-#[cfg(unix)]
-fn restart_process() -> Result<ExitCode> {
-    use std::os::unix::process::CommandExt as _;
-    let exe = std::env::current_exe().context("cannot find this program to restart it")?;
-    let err = std::process::Command::new(exe)
-        .args(std::env::args_os().skip(1))
-        .env(RESTARTED_ENV, surplus_net::now_ms().to_string())
-        .exec();
-    Err(anyhow::anyhow!("cannot restart the node: {err}"))
-}
-
-#[cfg(not(unix))]
-fn restart_process() -> Result<ExitCode> {
-    eprintln!("the node stopped to reconnect to consensus: start it again");
-    Ok(ExitCode::from(3))
+    Ok(ExitCode::SUCCESS)
 }
 
 fn init_logging(filter: Option<&str>) {

@@ -44,7 +44,9 @@ impl NetLab {
         let lab = Self {
             name: format!("sp{}", pid % 100_000),
             nodes,
-            mgmt_octet: 200 + (pid % 50) as u8,
+            // 200 to 229: never 231, the bridge's 10.231.0.0/24 (a management link of
+            // 10.231.0.x/30 overlapped it and left node 0 unreachable, once in 50 runs).
+            mgmt_octet: 200 + (pid % 30) as u8,
         };
         lab.build().context("building the network namespaces (this needs root)")?;
         Ok(lab)

@@ -475,16 +475,6 @@ impl surplus_web::Node for Api {
     }
 }
 
-/// How a node stopped.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Stopped {
-    /// Its stop future resolved.
-    Asked,
-    /// It stopped to be started again: a validator whose consensus messages reached no peer
-    /// for its last turns; the caller starts it again.
-    Restart,
-}
-
 /// Builds and runs one node from its data dir (made by `surplus init`):
 /// `Builder::new(dir).run_until(stop).await`. The node reads the time and spawns its tasks
 /// only through the [`Env`] it is given (the system clock and the current runtime unless
@@ -494,13 +484,12 @@ pub struct Builder {
     data_dir: PathBuf,
     config: Option<PathBuf>,
     env: Option<Env>,
-    quiet_until_ms: u64,
 }
 
 impl Builder {
     /// A node over `data_dir` (node.key, config.toml, the ledger).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), config: None, env: None, quiet_until_ms: 0 }
+        Self { data_dir: data_dir.into(), config: None, env: None }
     }
 
     /// Reads the config from `path` instead of `DATA_DIR/config.toml`.
@@ -515,19 +504,12 @@ impl Builder {
         self
     }
 
-    /// The node was restarted ([`Stopped::Restart`]) at `ms`: it does not ask for another
-    /// restart within a minute of it.
-    pub fn restarted_at(mut self, ms: u64) -> Self {
-        self.quiet_until_ms = ms.saturating_add(turnwatch::QUIET_MS);
-        self
-    }
-
-    /// Starts the node and runs it until `stop` resolves (or it must restart); then stops the
-    /// API, the gossip and the engine, in that order.
-    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<Stopped> {
+    /// Starts the node and runs it until `stop` resolves; then stops the API, the gossip and
+    /// the engine, in that order. An error if it cannot start, or if consensus stops.
+    pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<()> {
         let env = self.env.unwrap_or_else(Env::system);
         let config = self.config.unwrap_or_else(|| self.data_dir.join("config.toml"));
-        run(self.data_dir, config, env, self.quiet_until_ms, stop).await
+        run(self.data_dir, config, env, stop).await
     }
 }
 
@@ -535,14 +517,13 @@ fn seconds(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
-/// Runs the node until `stop` resolves or it must restart.
+/// Runs the node until `stop` resolves.
 async fn run(
     dir: PathBuf,
     config_path: PathBuf,
     env: Env,
-    quiet_until_ms: u64,
     stop: impl Future<Output = ()>,
-) -> Result<Stopped> {
+) -> Result<()> {
     let config = Config::load(&config_path)?;
     let key = crate::keyfile::read_key(&dir.join("node.key"))?;
     let genesis = GenesisFile::load(&config.genesis_path(&dir))?;
@@ -712,8 +693,7 @@ async fn run(
         .validators
         .iter()
         .position(|v| *v == me)
-        .map(|i| TurnWatch::new(i, shared.validators.len(), quiet_until_ms));
-    let mut stopped = Stopped::Asked;
+        .map(|i| TurnWatch::new(i, shared.validators.len()));
     let mut ticks = 0u64;
     loop {
         tokio::select! {
@@ -723,8 +703,8 @@ async fn run(
                 ticks += 1;
                 regossip(&shared, ticks.is_multiple_of(REGOSSIP_AGED_EVERY)).await;
             }
-            c = running.commits.recv() => {
-                let Some(c) = c else { break };
+            c = running.next_commit() => {
+                let c = c?;
                 running.status.took_commit();
                 on_commit(&shared, &c, &hook, &me).await;
                 plan_inventory(&shared, inventory.as_ref()).await;
@@ -734,20 +714,14 @@ async fn run(
                     && shared.gossip.get().is_some_and(|g| g.peers() > 0);
                 let proposer = shared.validators.iter().position(|v| *v == h.proposer);
                 if turns.as_mut().is_some_and(|t| t.observe(h.height, proposer, fresh, now)) {
-                    tracing::error!(
+                    tracing::warn!(
                         height = h.height,
                         "another validator proposed each of this validator's last {} turns: its \
-                         consensus messages reach no peer; restarting to reconnect",
+                         consensus messages reach no peer; restarting the consensus engine to \
+                         reconnect",
                         turnwatch::MISSED_TURNS
                     );
-                    stopped = Stopped::Restart;
-                    break;
-                }
-            }
-            r = &mut running.task => {
-                match r {
-                    Ok(Err(e)) => return Err(e.context("consensus stopped")),
-                    _ => anyhow::bail!("consensus stopped"),
+                    running.reconnect().await.context("cannot restart the consensus engine")?;
                 }
             }
         }
@@ -759,7 +733,7 @@ async fn run(
         g.shutdown().await;
     }
     running.stop().await;
-    Ok(stopped)
+    Ok(())
 }
 
 /// How often entries whose gossip reached no peer are published again, and pending entries

@@ -1,31 +1,38 @@
-//! Notices a validator whose proposals no longer reach its peers, so the node can restart and
-//! reconnect.
+//! Notices a validator whose proposals no longer reach its peers, so the node can restart its
+//! consensus engine and reconnect.
 //!
 //! Found by the partition test: after a partition healed, the cut-off validator followed the
 //! chain (by sync, and by the votes it received) but its own messages went nowhere. Gossipsub
 //! sends a node's subscriptions only over the first connection to a peer, and its peers still
 //! held their old TCP connections when it reconnected, so it never learnt that they subscribe
 //! to the consensus topics (its log says `NoPeersSubscribedToTopic`). The consensus engine's
-//! swarm is Malachite's, not ours to change. A fresh process has no connection to reuse: its
-//! peers see every connection from it close, and the next is their first again.
+//! swarm is Malachite's, not ours to change, and Malachite 0.8.2 ignores failed pings. What we
+//! can do is drop that swarm: `consensus::Running::reconnect` stops the engine in this process
+//! and starts it again over the same chain, WAL and stores; its peers see every connection from
+//! it close, and the next is their first again.
 //!
 //! The signal: proposers rotate (height − 1 + round, modulo the validators, in genesis order).
 //! When a block the node sees at once (its timestamp is under [`FRESH_MS`] old) was this node's
 //! turn at round 0 but another validator proposed it, this node's proposal did not get through.
 //! The watch counts only once [`ARM_AFTER`] fresh blocks in a row show the node in step (not
 //! catching up, when the turns were never its to take). After [`MISSED_TURNS`] such turns in a
-//! row, and at most once per [`QUIET_MS`], the node restarts. By then its peers have dropped the
-//! connections it had before the partition (its new process answers them with resets), so the
-//! ones it makes after the restart are their first again.
+//! row the node restarts its engine, and then not again for [`QUIET_MS`], doubled after each
+//! restart that did not help (up to [`QUIET_MAX_MS`]) and reset once it proposes a turn: a
+//! restart can race its peers' own redials and leave the same state (one try in four on
+//! loopback before the engine paused a second between stop and start, none in ten since), and
+//! the next one fixes it. A restart costs about a second of this node's
+//! votes, so a false alarm is cheap.
 
 /// Consecutive missed proposal turns that mean the node is cut off from consensus gossip.
-pub const MISSED_TURNS: u32 = 8;
-/// No restart within this long of the last one, ms.
-pub const QUIET_MS: u64 = 60 * 1000;
+pub const MISSED_TURNS: u32 = 4;
+/// No restart within this long of the last one, ms (doubled after each that did not help).
+pub const QUIET_MS: u64 = 5 * 1000;
+/// The longest quiet period, ms.
+pub const QUIET_MAX_MS: u64 = 5 * 60 * 1000;
 /// A block younger than this is seen as it is made (not caught up by sync), ms.
 pub const FRESH_MS: u64 = 2_000;
 /// Fresh blocks in a row before turns count.
-pub const ARM_AFTER: u32 = 20;
+pub const ARM_AFTER: u32 = 8;
 
 /// This validator's proposal turns, and how many in a row went to another validator.
 #[derive(Debug)]
@@ -35,18 +42,20 @@ pub struct TurnWatch {
     in_step: u32,
     missed: u32,
     quiet_until_ms: u64,
+    /// The quiet period after the next restart.
+    quiet_ms: u64,
 }
 
 impl TurnWatch {
-    /// A watch for validator `me` (its index in genesis order) of `validators`, quiet until
-    /// `quiet_until_ms`.
-    pub fn new(me: usize, validators: usize, quiet_until_ms: u64) -> Self {
+    /// A watch for validator `me` (its index in genesis order) of `validators`.
+    pub fn new(me: usize, validators: usize) -> Self {
         Self {
             me: me as u64,
             validators: validators.max(1) as u64,
             in_step: 0,
             missed: 0,
-            quiet_until_ms,
+            quiet_until_ms: 0,
+            quiet_ms: QUIET_MS,
         }
     }
 
@@ -73,12 +82,14 @@ impl TurnWatch {
         }
         if proposer == Some(self.me as usize) {
             self.missed = 0;
+            self.quiet_ms = QUIET_MS;
             return false;
         }
         self.missed += 1;
         if self.missed >= MISSED_TURNS && now_ms >= self.quiet_until_ms {
             self.missed = 0;
-            self.quiet_until_ms = now_ms.saturating_add(QUIET_MS);
+            self.quiet_until_ms = now_ms.saturating_add(self.quiet_ms);
+            self.quiet_ms = (self.quiet_ms * 2).min(QUIET_MAX_MS);
             return true;
         }
         false
@@ -102,34 +113,59 @@ mod tests {
     }
 
     #[test]
-    fn partition_heal_validator_whose_proposals_never_land_restarts_once() {
-        let mut w = TurnWatch::new(3, 4, 0);
+    fn partition_heal_validator_whose_proposals_never_land_restarts_with_a_growing_quiet_period() {
+        let mut w = TurnWatch::new(3, 4);
         arm(&mut w);
         let mut t = turns(3);
-        // Seven missed turns, then another validator's height: no restart yet.
-        for _ in 0..7 {
+        // One missed turn short, then another validator's height: no restart yet.
+        for _ in 1..MISSED_TURNS {
             assert!(!w.observe(t.next().unwrap(), Some(0), true, 1_000));
         }
         assert!(!w.observe(2, Some(1), true, 1_000));
-        // The eighth missed turn in a row restarts it.
+        // The last missed turn in a row restarts it.
         assert!(w.observe(t.next().unwrap(), Some(0), true, 1_000));
         // Not again within the quiet period, however many turns it misses.
         for _ in 0..20 {
             assert!(!w.observe(t.next().unwrap(), Some(1), true, 2_000));
         }
         assert!(w.observe(t.next().unwrap(), Some(1), true, 1_000 + QUIET_MS));
+        // The restart did not help: the next quiet period is twice as long, and so on up to
+        // the longest.
+        let again = 1_000 + QUIET_MS;
+        for _ in 0..MISSED_TURNS {
+            assert!(!w.observe(t.next().unwrap(), Some(1), true, again + 2 * QUIET_MS - 1));
+        }
+        assert!(w.observe(t.next().unwrap(), Some(1), true, again + 2 * QUIET_MS));
+        let mut at = again + 2 * QUIET_MS;
+        for _ in 0..10 {
+            at += QUIET_MAX_MS;
+            for _ in 1..MISSED_TURNS {
+                assert!(!w.observe(t.next().unwrap(), Some(1), true, at));
+            }
+            assert!(w.observe(t.next().unwrap(), Some(1), true, at), "at most QUIET_MAX_MS");
+        }
+        // A turn it proposes shows the connection works: the quiet period starts over.
+        assert!(!w.observe(t.next().unwrap(), Some(3), true, at + 1));
+        for _ in 1..MISSED_TURNS {
+            assert!(!w.observe(t.next().unwrap(), Some(1), true, at + QUIET_MAX_MS));
+        }
+        assert!(w.observe(t.next().unwrap(), Some(1), true, at + QUIET_MAX_MS));
+        for _ in 1..MISSED_TURNS {
+            assert!(!w.observe(t.next().unwrap(), Some(1), true, at + QUIET_MAX_MS + QUIET_MS));
+        }
+        assert!(w.observe(t.next().unwrap(), Some(1), true, at + QUIET_MAX_MS + QUIET_MS));
     }
 
     #[test]
     fn a_turn_it_proposes_resets_and_caught_up_blocks_do_not_count() {
-        let mut w = TurnWatch::new(1, 4, 0);
+        let mut w = TurnWatch::new(1, 4);
         arm(&mut w);
         let mut t = turns(1);
-        for _ in 0..7 {
+        for _ in 1..MISSED_TURNS {
             assert!(!w.observe(t.next().unwrap(), Some(2), true, 0));
         }
         assert!(!w.observe(t.next().unwrap(), Some(1), true, 0));
-        for _ in 0..7 {
+        for _ in 1..MISSED_TURNS {
             assert!(!w.observe(t.next().unwrap(), Some(2), true, 0));
         }
         // Blocks caught up by sync (not fresh) are not its turns that failed, nor are the first
@@ -139,12 +175,6 @@ mod tests {
         }
         for _ in 0..ARM_AFTER {
             assert!(!w.observe(t.next().unwrap(), Some(2), true, 0));
-        }
-        // A quiet period set at start (a restart just happened) holds it back.
-        let mut w = TurnWatch::new(0, 4, 10_000);
-        arm(&mut w);
-        for h in turns(0).take(20) {
-            assert!(!w.observe(h, None, true, 5_000));
         }
     }
 }

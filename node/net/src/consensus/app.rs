@@ -66,8 +66,8 @@ impl Status {
 }
 
 pub(super) struct App {
-    chain: Chain,
-    settings: Settings,
+    pub(super) chain: Chain,
+    pub(super) settings: Settings,
     address: Address,
     pool: Arc<dyn Pool>,
     commits: mpsc::Sender<Committed>,
@@ -161,8 +161,19 @@ impl App {
             .min()
     }
 
-    pub(super) async fn run(mut self, mut channels: Channels<Ctx>) -> Result<()> {
-        while let Some(msg) = channels.consensus.recv().await {
+    /// Answers the engine until it stops (an error) or `stop` fires: then gives the
+    /// application back, between two messages, for [`super::Running::reconnect`].
+    pub(super) async fn run(
+        mut self,
+        mut channels: Channels<Ctx>,
+        mut stop: tokio::sync::oneshot::Receiver<()>,
+    ) -> Result<App> {
+        loop {
+            let msg = tokio::select! {
+                _ = &mut stop => return Ok(self),
+                msg = channels.consensus.recv() => msg,
+            };
+            let Some(msg) = msg else { break };
             if let Err(e) = self.handle(msg, &mut channels).await {
                 tracing::error!(error = %format!("{e:#}"), "consensus application error");
                 return Err(e);
