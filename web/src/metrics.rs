@@ -66,6 +66,12 @@ pub struct Metrics {
     /// (bounded; the engine waits when it is full).
     #[serde(default)]
     pub commit_queue: usize,
+    /// Publications waiting for the gossip network task (bounded: 256).
+    #[serde(default)]
+    pub gossip_command_queue: usize,
+    /// Received gossip waiting for validation (bounded: 4,096; past it, messages are ignored).
+    #[serde(default)]
+    pub gossip_validation_queue: usize,
     /// Connected peers.
     pub peers: usize,
     /// From a bid's acceptance by this node to its lease being committed, ms.
@@ -171,6 +177,18 @@ impl Metrics {
             "Committed blocks waiting for the node to apply them.",
             self.commit_queue.to_string(),
         );
+        one(
+            "gossip_command_queue",
+            "gauge",
+            "Publications waiting for the gossip network task.",
+            self.gossip_command_queue.to_string(),
+        );
+        one(
+            "gossip_validation_queue",
+            "gauge",
+            "Received gossip messages waiting for validation.",
+            self.gossip_validation_queue.to_string(),
+        );
         one("peers", "gauge", "Connected peers.", self.peers.to_string());
         let g = &self.gossip;
         let _ = write!(
@@ -257,6 +275,7 @@ mod tests {
             blocks_committed: 3,
             orders_per_second: 2.5,
             commit_queue: 2,
+            gossip_validation_queue: 5,
             ..Default::default()
         };
         m.order_to_lease_ms = Histogram::new(&[100, 1_000]);
@@ -273,6 +292,10 @@ mod tests {
             "surplus_orders_per_second 2.5",
             "# TYPE surplus_commit_queue gauge",
             "surplus_commit_queue 2",
+            "# TYPE surplus_gossip_command_queue gauge",
+            "surplus_gossip_command_queue 0",
+            "# TYPE surplus_gossip_validation_queue gauge",
+            "surplus_gossip_validation_queue 5",
             "surplus_mempool_entries 0",
             "surplus_peers 0",
             "# TYPE surplus_gossip_messages_total counter",

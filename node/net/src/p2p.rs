@@ -171,6 +171,15 @@ pub struct NetStats {
     pub oversized: u64,
 }
 
+/// How many items wait in the network's bounded queues.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetQueues {
+    /// Publications and questions for the network task (at most 256).
+    pub commands: usize,
+    /// Received gossip waiting for validation (at most 4,096; past it, messages are ignored).
+    pub validation: usize,
+}
+
 /// Why the network could not start or do what was asked.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
@@ -242,6 +251,8 @@ struct Shared {
     ignored: AtomicU64,
     rate_limited: AtomicU64,
     oversized: AtomicU64,
+    /// Messages waiting for the validation thread (a gauge, at most [`VALIDATION_QUEUE`]).
+    validating: AtomicUsize,
 }
 
 enum Command {
@@ -315,6 +326,14 @@ impl Gossip {
             ignored: s.ignored.load(Ordering::Relaxed),
             rate_limited: s.rate_limited.load(Ordering::Relaxed),
             oversized: s.oversized.load(Ordering::Relaxed),
+        }
+    }
+
+    /// How full the network's bounded queues are now.
+    pub fn queues(&self) -> NetQueues {
+        NetQueues {
+            commands: COMMAND_QUEUE.saturating_sub(self.commands.capacity()),
+            validation: self.shared.validating.load(Ordering::Relaxed),
         }
     }
 
@@ -740,6 +759,8 @@ impl Task {
 
     fn report(&mut self, done: Done) {
         let s = &self.shared;
+        let _ =
+            s.validating.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         let acceptance = match done.verdict {
             Verdict::Accept => {
                 s.accepted.fetch_add(1, Ordering::Relaxed);
@@ -779,7 +800,10 @@ impl Task {
         } else {
             let job = Job { topic, data: message.data, from, id: id.clone() };
             match self.jobs.try_send(job) {
-                Ok(()) => None,
+                Ok(()) => {
+                    self.shared.validating.fetch_add(1, Ordering::Relaxed);
+                    None
+                }
                 Err(_) => {
                     tracing::warn!("validation queue full: ignoring a gossip message");
                     self.shared.ignored.fetch_add(1, Ordering::Relaxed);
@@ -1080,10 +1104,13 @@ mod tests {
 
         // The same bytes published by A and by C (separately signed gossip messages): one
         // message id, validated once by each node.
-        a.net.publish(Topic::Orders, b"dup-1".to_vec()).await.unwrap();
+        assert_eq!(a.net.publish(Topic::Orders, b"dup-1".to_vec()).await.unwrap(), Published::Sent);
         c.net.publish(Topic::Orders, b"dup-1".to_vec()).await.unwrap();
         // Publishing it again is not an error, and sends nothing new.
-        a.net.publish(Topic::Orders, b"dup-1".to_vec()).await.unwrap();
+        assert_eq!(
+            a.net.publish(Topic::Orders, b"dup-1".to_vec()).await.unwrap(),
+            Published::AlreadySeen
+        );
         a.net.publish(Topic::Orders, b"marker-4".to_vec()).await.unwrap();
         c.net.publish(Topic::Orders, b"marker-5".to_vec()).await.unwrap();
         wait_for("markers", || c.seen.count(b"marker-4") == 1 && a.seen.count(b"marker-5") == 1)
@@ -1094,6 +1121,11 @@ mod tests {
         // A's messages never reached its own validator; accepted counters add up.
         assert_eq!(a.seen.count(b"order-1"), 0);
         assert!(c.net.stats().accepted >= 6, "{:?}", c.net.stats());
+        // Every message taken for validation got its verdict: the queues are empty again.
+        wait_for("empty queues", || {
+            [&a, &b, &c].iter().all(|n| n.net.queues() == NetQueues::default())
+        })
+        .await;
 
         for n in [a, b, c] {
             let handle = n.net.clone();
@@ -1102,6 +1134,32 @@ mod tests {
                 handle.publish(Topic::Orders, b"late".to_vec()).await,
                 Err(NetError::Stopped)
             ));
+        }
+    }
+
+    /// Found by the crash loop: a node that publishes before any peer is connected is told
+    /// so (gossipsub drops the message without remembering it), and the same message goes out
+    /// once a peer is there.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn crash_loop_a_message_that_reached_no_peer_is_sent_when_published_again() {
+        let lone = node(false, vec![], 8, 64 * 1024, (1000, 1000), None).await;
+        let r = lone.net.publish(Topic::Orders, b"early".to_vec()).await.unwrap();
+        assert_eq!(r, Published::NoPeers);
+        let peer = node(false, vec![addr(&lone.net)], 8, 64 * 1024, (1000, 1000), None).await;
+        wait_for("connected", || lone.net.peers() == 1 && peer.net.peers() == 1).await;
+        let mut sent = false;
+        for _ in 0..POLLS {
+            if lone.net.publish(Topic::Orders, b"early".to_vec()).await.unwrap() == Published::Sent
+            {
+                sent = true;
+                break;
+            }
+            tokio::time::sleep(POLL).await;
+        }
+        assert!(sent, "the message was never sent once a peer subscribed");
+        wait_for("the peer validates it", || peer.seen.count(b"early") == 1).await;
+        for n in [lone, peer] {
+            n.net.shutdown().await;
         }
     }
 

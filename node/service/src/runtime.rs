@@ -393,6 +393,8 @@ impl surplus_web::Node for Api {
             orders_per_second: w.orders_per_second(self.0.env.now_ms()),
             mempool: self.0.mempool.lock().map(|m| m.len()).unwrap_or(0),
             commit_queue: self.0.consensus.get().map_or(0, |s| s.queued_commits()),
+            gossip_command_queue: self.0.gossip.get().map_or(0, |g| g.queues().commands),
+            gossip_validation_queue: self.0.gossip.get().map_or(0, |g| g.queues().validation),
             peers: self.0.gossip.get().map_or(0, Gossip::peers),
             order_to_lease_ms: w.latency(),
             gossip: self.0.gossip.get().map_or_else(Default::default, |g| {
