@@ -32,15 +32,27 @@ pub fn surplus(args: &[&str]) -> Output {
     Command::new(surplus_bin()).args(args).output().expect("run surplus")
 }
 
-/// A free TCP port base with `n` consecutive ports (best effort: bound then released).
+/// A free TCP and UDP port base with `span` consecutive ports (best effort: bound then
+/// released), below the kernel's ephemeral range: the nodes' own outbound connections take
+/// ephemeral ports, and one once took a port a test had handed to a node it started later
+/// (its consensus could not listen: "Error listening on /ip4/127.0.0.1/tcp/…").
 pub fn free_base(span: u16) -> u16 {
-    for _ in 0..200 {
-        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        let base = l.local_addr().expect("addr").port();
-        drop(l);
-        if base < 20_000 || u32::from(base) + u32::from(span) > 60_000 {
-            continue;
-        }
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse::<u16>().ok())
+        .unwrap_or(32_768);
+    let (low, high) = (10_000u16, ephemeral_low.saturating_sub(span));
+    assert!(high > low + span, "no room for {span} ports under the ephemeral range");
+    // Test processes run in parallel: each starts from its own point.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let mut x = u64::from(nanos) ^ (u64::from(std::process::id()) << 32) | 1;
+    for _ in 0..500 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let base = low + (x % u64::from(high - low)) as u16;
         let ok = (0..span).all(|k| {
             std::net::TcpListener::bind(("127.0.0.1", base + k)).is_ok()
                 && std::net::UdpSocket::bind(("127.0.0.1", base + k)).is_ok()
