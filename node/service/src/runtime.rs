@@ -3,7 +3,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, OnceLock, RwLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
@@ -27,6 +27,16 @@ use surplus_market::Fill;
 use surplus_net::Env;
 use surplus_web::Submission;
 
+/// The head and the contract state after it: what the API and admission read, replaced whole
+/// at each commit (a reader never sees one block's head with another's state).
+#[derive(Debug)]
+pub struct Snapshot {
+    /// The last committed header.
+    pub head: Header,
+    /// The state after it.
+    pub state: Arc<State>,
+}
+
 /// What the HTTP API and the gossip validator share with the rest of the node.
 pub struct Shared {
     /// The clock and the runtime the node was given.
@@ -34,8 +44,8 @@ pub struct Shared {
     chain_id: String,
     name: String,
     key: SecretKey,
-    state: RwLock<Arc<State>>,
-    head: RwLock<Header>,
+    /// The head and the state after it, replaced whole at each commit.
+    snapshot: tokio::sync::watch::Sender<Arc<Snapshot>>,
     mempool: Mutex<Mempool>,
     notify: Arc<Notify>,
     gossip: OnceLock<Gossip>,
@@ -85,8 +95,18 @@ impl Shared {
         }
     }
 
+    /// The head and state as of the last commit.
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.borrow().clone()
+    }
+
     fn state(&self) -> Arc<State> {
-        self.state.read().map(|s| s.clone()).unwrap_or_else(|e| e.into_inner().clone())
+        self.snapshot().state.clone()
+    }
+
+    /// Publishes the head and state after a commit, both at once.
+    fn publish_snapshot(&self, head: Header, state: Arc<State>) {
+        self.snapshot.send_replace(Arc::new(Snapshot { head, state }));
     }
 
     /// Refills the recent-block window and the price history from the ledger's last blocks
@@ -103,7 +123,7 @@ impl Shared {
     }
 
     fn height(&self) -> u64 {
-        self.head.read().map(|h| h.height).unwrap_or_else(|e| e.into_inner().height)
+        self.snapshot().head.height
     }
 
     /// Admits an entry into the mempool (from the API, gossip or the node itself).
@@ -184,7 +204,7 @@ impl p2p::Validator for GossipCheck {
                     if c.verify().is_err() {
                         return Verdict::Reject("checkpoint signature does not verify".into());
                     }
-                    let head = self.0.head.read().map(|h| h.clone()).ok();
+                    let head = Some(self.0.snapshot().head.clone());
                     if let Some(h) = head.filter(|h| h.height == c.checkpoint.height) {
                         if h.merkle_root != c.checkpoint.root {
                             tracing::error!(height = h.height, signer = %c.signer,
@@ -241,7 +261,7 @@ impl surplus_web::Node for Api {
     }
 
     fn status(&self) -> surplus_web::Status {
-        let head = self.0.head.read().map(|h| h.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        let head = self.0.snapshot().head.clone();
         surplus_web::Status {
             chain_id: self.0.chain_id.clone(),
             node: self.0.name.clone(),
@@ -337,7 +357,7 @@ impl surplus_web::Node for Api {
     }
 
     fn ledger_entry(&self, index: u64) -> Result<Option<(u64, Entry)>, String> {
-        let head = self.0.head.read().map(|h| h.clone()).unwrap_or_else(|e| e.into_inner().clone());
+        let head = self.0.snapshot().head.clone();
         if index >= head.tree_size {
             return Ok(None);
         }
@@ -597,8 +617,10 @@ async fn run(
         chain_id: chain_id.clone(),
         name: config.name.clone(),
         key: key.clone(),
-        state: RwLock::new(Arc::new(gmaker.state.clone())),
-        head: RwLock::new(gblock.header.clone()),
+        snapshot: tokio::sync::watch::Sender::new(Arc::new(Snapshot {
+            head: gblock.header.clone(),
+            state: Arc::new(gmaker.state.clone()),
+        })),
         mempool: Mutex::new(Mempool::new(
             config.mempool.capacity as usize,
             config.mempool.max_bytes as usize,
@@ -630,8 +652,7 @@ async fn run(
         Arc::new(SharedPool(shared.clone())),
     )
     .await?;
-    *shared.state.write().unwrap_or_else(|e| e.into_inner()) = running.state.clone();
-    *shared.head.write().unwrap_or_else(|e| e.into_inner()) = running.head.clone();
+    shared.publish_snapshot(running.head.clone(), running.state.clone());
     let view = running.ledger.view().context("cannot open a read-only view of the ledger")?;
     shared.web.attach(view);
     shared.prefill(running.head.height);
@@ -771,7 +792,7 @@ async fn regossip(shared: &Arc<Shared>, aged: bool) {
         }
     }
     let now = shared.env.now_ms();
-    let head_ms = shared.head.read().map(|h| h.timestamp_ms).unwrap_or(0);
+    let head_ms = shared.snapshot().head.timestamp_ms;
     if !aged || now.saturating_sub(head_ms) > 30_000 {
         return;
     }
@@ -905,7 +926,7 @@ fn prune_journal(shared: &Shared) {
 /// One line a minute for the operator: height, round, mempool, gossip.
 fn log_health(shared: &Shared) {
     prune_journal(shared);
-    let height = shared.head.read().map(|h| h.height).unwrap_or(0);
+    let height = shared.height();
     let (round, invalid) = shared.consensus.get().map_or((0, 0), |s| s.round_and_invalid());
     let (pending, bytes) = shared.mempool.lock().map(|m| (m.len(), m.bytes())).unwrap_or((0, 0));
     let net = shared.gossip.get().map(|g| (g.peers(), g.stats()));
@@ -927,8 +948,7 @@ fn log_health(shared: &Shared) {
 async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &PublicKey) {
     // The checkpoint first: a client that sees the new state or an event can get its proofs.
     let signed = shared.web.sign_checkpoint(&c.block.header, &shared.key);
-    *shared.state.write().unwrap_or_else(|e| e.into_inner()) = c.state.clone();
-    *shared.head.write().unwrap_or_else(|e| e.into_inner()) = c.block.header.clone();
+    shared.publish_snapshot(c.block.header.clone(), c.state.clone());
     let fills = fills_of(&c.block);
     shared.remember(&c.block, &fills, c.committed_ms);
     {
