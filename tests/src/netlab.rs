@@ -34,6 +34,38 @@ fn ip(args: &[&str]) -> Result<()> {
     Ok(())
 }
 
+/// Deletes the namespaces of labs whose test process is gone (a run killed before it could drop
+/// its lab); their links go with them. A stale lab's management addresses once made a later
+/// run's node unreachable.
+fn sweep_stale_labs() {
+    let Ok(out) = Command::new("ip").args(["netns", "list"]).output() else { return };
+    for line in String::from_utf8_lossy(&out.stdout).lines() {
+        let Some(ns) = line.split_whitespace().next() else { continue };
+        let Some(pid) = ns.strip_prefix("sp").and_then(|r| r.split('-').next()) else {
+            continue;
+        };
+        let alive = pid.parse::<u32>().is_ok_and(|p| {
+            p == std::process::id() || std::path::Path::new(&format!("/proc/{p}")).exists()
+        });
+        if !alive {
+            let _ = ip(&["netns", "del", ns]);
+        }
+    }
+}
+
+/// The second octet of the management links, 200 to 229, starting from one picked by `pid` and
+/// skipping any that an address of this host already uses. Never 231, the bridge's
+/// 10.231.0.0/24 (a management link of 10.231.0.x/30 overlapped it and left node 0
+/// unreachable, once in 50 runs).
+fn free_mgmt_octet(pid: u32) -> Result<u8> {
+    let out = Command::new("ip").args(["-br", "addr"]).output().context("run ip (iproute2)")?;
+    let used = String::from_utf8_lossy(&out.stdout).into_owned();
+    (0..30)
+        .map(|k| 200 + ((pid + k) % 30) as u8)
+        .find(|m| !used.contains(&format!(" 10.{m}.")))
+        .context("every management range 10.200-229.x.x is in use")
+}
+
 impl NetLab {
     /// Makes a lab for `nodes` nodes (at most 250).
     pub fn new(nodes: usize) -> Result<Self> {
@@ -41,13 +73,9 @@ impl NetLab {
             bail!("a lab holds 1 to 250 nodes, not {nodes}");
         }
         let pid = std::process::id();
-        let lab = Self {
-            name: format!("sp{}", pid % 100_000),
-            nodes,
-            // 200 to 229: never 231, the bridge's 10.231.0.0/24 (a management link of
-            // 10.231.0.x/30 overlapped it and left node 0 unreachable, once in 50 runs).
-            mgmt_octet: 200 + (pid % 30) as u8,
-        };
+        sweep_stale_labs();
+        let lab =
+            Self { name: format!("sp{}", pid % 100_000), nodes, mgmt_octet: free_mgmt_octet(pid)? };
         lab.build().context("building the network namespaces (this needs root)")?;
         Ok(lab)
     }

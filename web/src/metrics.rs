@@ -66,6 +66,10 @@ pub struct Metrics {
     /// (bounded; the engine waits when it is full).
     #[serde(default)]
     pub commit_queue: usize,
+    /// Times the consensus engine restarted in process to reconnect (its messages reached no
+    /// peer), since the node started.
+    #[serde(default)]
+    pub consensus_restarts: u64,
     /// Publications waiting for the gossip network task (bounded: 256).
     #[serde(default)]
     pub gossip_command_queue: usize,
@@ -178,6 +182,12 @@ impl Metrics {
             self.commit_queue.to_string(),
         );
         one(
+            "consensus_restarts_total",
+            "counter",
+            "Consensus engine restarts to reconnect since the node started.",
+            self.consensus_restarts.to_string(),
+        );
+        one(
             "gossip_command_queue",
             "gauge",
             "Publications waiting for the gossip network task.",
@@ -275,6 +285,7 @@ mod tests {
             blocks_committed: 3,
             orders_per_second: 2.5,
             commit_queue: 2,
+            consensus_restarts: 1,
             gossip_validation_queue: 5,
             ..Default::default()
         };
@@ -292,6 +303,8 @@ mod tests {
             "surplus_orders_per_second 2.5",
             "# TYPE surplus_commit_queue gauge",
             "surplus_commit_queue 2",
+            "# TYPE surplus_consensus_restarts_total counter",
+            "surplus_consensus_restarts_total 1",
             "# TYPE surplus_gossip_command_queue gauge",
             "surplus_gossip_command_queue 0",
             "# TYPE surplus_gossip_validation_queue gauge",

@@ -413,6 +413,7 @@ impl surplus_web::Node for Api {
             orders_per_second: w.orders_per_second(self.0.env.now_ms()),
             mempool: self.0.mempool.lock().map(|m| m.len()).unwrap_or(0),
             commit_queue: self.0.consensus.get().map_or(0, |s| s.queued_commits()),
+            consensus_restarts: self.0.consensus.get().map_or(0, |s| s.restarts()),
             gossip_command_queue: self.0.gossip.get().map_or(0, |g| g.queues().commands),
             gossip_validation_queue: self.0.gossip.get().map_or(0, |g| g.queues().validation),
             peers: self.0.gossip.get().map_or(0, Gossip::peers),
@@ -725,6 +726,14 @@ async fn run(
             _ = again.tick() => {
                 ticks += 1;
                 regossip(&shared, ticks.is_multiple_of(REGOSSIP_AGED_EVERY)).await;
+                let now = shared.env.now_ms();
+                if running.status.cut_off() && turns.as_mut().is_some_and(|t| t.cut_off(now)) {
+                    tracing::warn!(
+                        "the consensus engine's peers take none of its messages: restarting it \
+                         under a fresh peer id to reconnect"
+                    );
+                    running.reconnect().await.context("cannot restart the consensus engine")?;
+                }
             }
             c = running.next_commit() => {
                 let c = c?;
@@ -740,8 +749,8 @@ async fn run(
                     tracing::warn!(
                         height = h.height,
                         "another validator proposed each of this validator's last {} turns: its \
-                         consensus messages reach no peer; restarting the consensus engine to \
-                         reconnect",
+                         consensus messages reach no peer; restarting the consensus engine under \
+                         a fresh peer id to reconnect",
                         turnwatch::MISSED_TURNS
                     );
                     running.reconnect().await.context("cannot restart the consensus engine")?;

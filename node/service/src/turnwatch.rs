@@ -5,11 +5,12 @@
 //! chain (by sync, and by the votes it received) but its own messages went nowhere. Gossipsub
 //! sends a node's subscriptions only over the first connection to a peer, and its peers still
 //! held their old TCP connections when it reconnected, so it never learnt that they subscribe
-//! to the consensus topics (its log says `NoPeersSubscribedToTopic`). The consensus engine's
-//! swarm is Malachite's, not ours to change, and Malachite 0.8.2 ignores failed pings. What we
-//! can do is drop that swarm: `consensus::Running::reconnect` stops the engine in this process
-//! and starts it again over the same chain, WAL and stores; its peers see every connection from
-//! it close, and the next is their first again.
+//! to the consensus topics (its log says `NoPeersSubscribedToTopic`). The engine itself reports
+//! that state (`consensus::Status::cut_off`: peers connected, none in its consensus mesh), and
+//! the node then restarts the engine's network under a fresh peer id
+//! (`consensus::Running::reconnect`), to which no peer holds an old connection. This watch is
+//! the second signal, for whatever else keeps the node's proposals from landing, and it spaces
+//! the restarts of both.
 //!
 //! The signal: proposers rotate (height − 1 + round, modulo the validators, in genesis order).
 //! When a block the node sees at once (its timestamp is under [`FRESH_MS`] old) was this node's
@@ -17,11 +18,8 @@
 //! The watch counts only once [`ARM_AFTER`] fresh blocks in a row show the node in step (not
 //! catching up, when the turns were never its to take). After [`MISSED_TURNS`] such turns in a
 //! row the node restarts its engine, and then not again for [`QUIET_MS`], doubled after each
-//! restart that did not help (up to [`QUIET_MAX_MS`]) and reset once it proposes a turn: a
-//! restart can race its peers' own redials and leave the same state (one try in four on
-//! loopback before the engine paused a second between stop and start, none in ten since), and
-//! the next one fixes it. A restart costs about a second of this node's
-//! votes, so a false alarm is cheap.
+//! restart (up to [`QUIET_MAX_MS`]) and reset once it proposes a turn. A restart costs about a
+//! second of this node's votes, so a false alarm is cheap.
 
 /// Consecutive missed proposal turns that mean the node is cut off from consensus gossip.
 pub const MISSED_TURNS: u32 = 4;
@@ -86,13 +84,24 @@ impl TurnWatch {
             return false;
         }
         self.missed += 1;
-        if self.missed >= MISSED_TURNS && now_ms >= self.quiet_until_ms {
-            self.missed = 0;
-            self.quiet_until_ms = now_ms.saturating_add(self.quiet_ms);
-            self.quiet_ms = (self.quiet_ms * 2).min(QUIET_MAX_MS);
-            return true;
+        self.missed >= MISSED_TURNS && self.restart(now_ms)
+    }
+
+    /// The engine reports that none of its peers takes its consensus messages
+    /// (`consensus::Status::cut_off`). True when the node should restart it now, that is not
+    /// within the quiet period of the last restart.
+    pub fn cut_off(&mut self, now_ms: u64) -> bool {
+        self.restart(now_ms)
+    }
+
+    fn restart(&mut self, now_ms: u64) -> bool {
+        if now_ms < self.quiet_until_ms {
+            return false;
         }
-        false
+        self.missed = 0;
+        self.quiet_until_ms = now_ms.saturating_add(self.quiet_ms);
+        self.quiet_ms = (self.quiet_ms * 2).min(QUIET_MAX_MS);
+        true
     }
 }
 
@@ -175,6 +184,22 @@ mod tests {
         }
         for _ in 0..ARM_AFTER {
             assert!(!w.observe(t.next().unwrap(), Some(2), true, 0));
+        }
+    }
+
+    #[test]
+    fn partition_heal_cut_off_engine_restarts_within_the_same_quiet_period() {
+        let mut w = TurnWatch::new(0, 4);
+        assert!(w.cut_off(1_000));
+        assert!(!w.cut_off(1_000 + QUIET_MS - 1), "not within the quiet period");
+        assert!(w.cut_off(1_000 + QUIET_MS));
+        assert!(!w.cut_off(1_000 + 3 * QUIET_MS - 1), "the quiet period doubled");
+        assert!(w.cut_off(1_000 + 3 * QUIET_MS));
+        // Missed turns share the quiet period.
+        arm(&mut w);
+        let mut t = 100u64..;
+        for _ in 0..4 * MISSED_TURNS {
+            assert!(!w.observe(t.next().unwrap(), Some(1), true, 1_000 + 3 * QUIET_MS + 1));
         }
     }
 }

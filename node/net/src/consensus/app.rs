@@ -22,12 +22,41 @@ use tokio::time::Instant;
 
 use super::chain::{Chain, Checked};
 use super::context::{Address, Ctx, Height, ProposalPart, Value, ValueId};
+use super::signing::ProvenPeers;
 use super::{Committed, Pool, Settings};
 
 /// Most proposal parts kept for heights we have not reached.
 const MAX_FUTURE_PARTS: usize = 256;
 /// How far ahead a proposal part may be and still be kept.
 const MAX_FUTURE_HEIGHTS: u64 = 8;
+
+/// How often the engine's network is asked which peers take this validator's consensus
+/// messages.
+const REACH_EVERY: Duration = Duration::from_secs(1);
+/// How long a validator may have peers none of which takes its consensus messages before it
+/// counts as cut off ([`Status::cut_off`]). A new connection learns the peer's subscriptions
+/// and joins the mesh within a gossip heartbeat or two.
+pub const CUT_OFF_GRACE: Duration = Duration::from_secs(4);
+/// The gossip topic of consensus messages (the engine's default channel names).
+const CONSENSUS_TOPIC: &str = "/consensus";
+
+/// Whether the engine's network reaches any peer with its consensus messages: `None` when it
+/// has no peer (or does not answer), else whether some peer is in its consensus mesh.
+async fn consensus_reach(
+    requests: &mpsc::Sender<malachitebft_app_channel::NetworkRequest>,
+) -> Option<bool> {
+    let dump = tokio::time::timeout(
+        REACH_EVERY,
+        malachitebft_app_channel::NetworkRequest::dump_state(requests),
+    )
+    .await
+    .ok()?
+    .ok()??;
+    if dump.peers.is_empty() {
+        return None;
+    }
+    Some(dump.peers.values().any(|p| p.topics.contains(CONSENSUS_TOPIC)))
+}
 
 /// A live view of the engine for the node's status endpoint.
 #[derive(Debug, Default)]
@@ -37,6 +66,11 @@ pub struct Status {
     invalid_proposals: AtomicUsize,
     /// Committed blocks sent to the node and not yet taken.
     queued_commits: AtomicUsize,
+    /// Peers connected to the engine's network, none of them known to take its consensus
+    /// messages, for [`CUT_OFF_GRACE`] or longer.
+    cut_off: std::sync::atomic::AtomicBool,
+    /// In-process engine restarts ([`super::Running::reconnect`]).
+    restarts: AtomicU64,
 }
 
 impl Status {
@@ -47,6 +81,21 @@ impl Status {
     }
     pub(super) fn set_height(&self, h: u64) {
         self.height.store(h, Ordering::Relaxed);
+    }
+    /// True when this validator's engine has had peers for [`CUT_OFF_GRACE`] and none of them
+    /// is known to subscribe to its consensus messages: what it votes and proposes reaches no
+    /// one. Gossipsub learns a peer's subscriptions only on the first connection between the
+    /// two, so a peer that kept an old connection across a partition never sends them again;
+    /// [`super::Running::reconnect`] is the remedy.
+    pub fn cut_off(&self) -> bool {
+        self.cut_off.load(Ordering::Relaxed)
+    }
+    /// In-process engine restarts since the node started.
+    pub fn restarts(&self) -> u64 {
+        self.restarts.load(Ordering::Relaxed)
+    }
+    pub(super) fn restarted(&self) {
+        self.restarts.fetch_add(1, Ordering::Relaxed);
     }
     /// Committed blocks waiting for the node to take them (at most
     /// [`super::COMMIT_QUEUE`]).
@@ -74,8 +123,11 @@ pub(super) struct App {
     status: Arc<Status>,
     /// Parts for heights above ours, by height, with their publisher.
     future: BTreeMap<u64, Vec<(ProposalPart, PeerId)>>,
-    /// The consensus peer id of each validator (parts are only taken from validators).
+    /// The consensus peer id of each validator, derived from its key (parts are only taken
+    /// from validators).
     validator_peers: std::collections::HashMap<PeerId, Address>,
+    /// Peer ids validators proved their own since (after an engine restart).
+    proven: ProvenPeers,
     last_commit: Instant,
     /// Heights whose value came from sync: the node is catching up and must not wait.
     synced_heights: std::collections::BTreeSet<u64>,
@@ -109,6 +161,7 @@ impl App {
         pool: Arc<dyn Pool>,
         commits: mpsc::Sender<Committed>,
         status: Arc<Status>,
+        proven: ProvenPeers,
     ) -> Self {
         let validator_peers = chain
             .validators
@@ -131,6 +184,7 @@ impl App {
             status,
             future: BTreeMap::new(),
             validator_peers,
+            proven,
             last_commit: Instant::now(),
             synced_heights: Default::default(),
             validator,
@@ -168,9 +222,32 @@ impl App {
         mut channels: Channels<Ctx>,
         mut stop: tokio::sync::oneshot::Receiver<()>,
     ) -> Result<App> {
+        let mut reach = tokio::time::interval(REACH_EVERY);
+        reach.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut unreached_since: Option<Instant> = None;
+        self.status.cut_off.store(false, Ordering::Relaxed);
         loop {
             let msg = tokio::select! {
                 _ = &mut stop => return Ok(self),
+                _ = reach.tick(), if self.validator => {
+                    match consensus_reach(&channels.net_requests).await {
+                        Some(false) => {
+                            let since = *unreached_since.get_or_insert_with(Instant::now);
+                            let cut = since.elapsed() >= CUT_OFF_GRACE;
+                            if cut && !self.status.cut_off() {
+                                tracing::warn!(
+                                    "the consensus engine has peers but none takes its messages"
+                                );
+                            }
+                            self.status.cut_off.store(cut, Ordering::Relaxed);
+                        }
+                        _ => {
+                            unreached_since = None;
+                            self.status.cut_off.store(false, Ordering::Relaxed);
+                        }
+                    }
+                    continue;
+                }
                 msg = channels.consensus.recv() => msg,
             };
             let Some(msg) = msg else { break };
@@ -378,6 +455,16 @@ impl App {
         }
     }
 
+    /// The validator that publishes under `peer`: by the peer id derived from its key, or by
+    /// one it proved its own.
+    fn validator_of(&self, peer: &PeerId) -> Option<Address> {
+        if let Some(a) = self.validator_peers.get(peer) {
+            return Some(*a);
+        }
+        let key = self.proven.key_of(&peer.to_bytes())?;
+        self.chain.validators.validators.iter().map(|v| v.address).find(|a| a.0 .0 == key)
+    }
+
     /// Checks a proposal part's block; a complete value is returned to the engine.
     ///
     /// Parts are taken only from validators. A block that re-executes is stored in its canonical
@@ -388,7 +475,7 @@ impl App {
         part: ProposalPart,
         publisher: PeerId,
     ) -> Result<Option<ProposedValue<Ctx>>> {
-        let Some(publisher_addr) = self.validator_peers.get(&publisher).copied() else {
+        let Some(publisher_addr) = self.validator_of(&publisher) else {
             tracing::debug!(%publisher, "proposal part from a non-validator: ignored");
             return Ok(None);
         };

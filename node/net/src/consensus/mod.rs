@@ -31,7 +31,8 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use chain::Chain;
 use codec::WireCodec;
 use context::{Address, Ctx};
-use signing::{ChainSigner, ChainVerifier};
+use malachitebft_signing::Signer as _;
+use signing::{ChainSigner, ChainVerifier, ProvenPeers};
 
 /// Where the node keeps user entries waiting for a block.
 pub trait Pool: Send + Sync + 'static {
@@ -126,6 +127,8 @@ pub struct Running {
     engine: malachitebft_app_channel::EngineHandle,
     /// Engine restarts since start ([`Running::reconnect`]).
     reconnects: u64,
+    /// Validators' proofs of their consensus peer ids.
+    proven: ProvenPeers,
 }
 
 impl Running {
@@ -158,10 +161,11 @@ impl Running {
     }
 
     /// Restarts the engine in this process, keeping the chain, its store and the commit
-    /// channel: the engine's network is built anew, so every peer sees a first connection from
-    /// this node again (gossipsub exchanges subscriptions only then), and the engine resumes
-    /// from its WAL at the height in progress. For a validator whose consensus messages reach
-    /// no peer after a partition healed (docs/reliability.md).
+    /// channel: the engine's network is built anew under a fresh peer id (which the validator
+    /// proves its own with a validator proof), so every peer sees a first connection from this
+    /// node whatever old connections it still holds (gossipsub exchanges subscriptions only
+    /// then), and the engine resumes from its WAL at the height in progress. For a validator
+    /// whose consensus messages reach no peer after a partition healed (docs/reliability.md).
     pub async fn reconnect(&mut self) -> Result<()> {
         if let Some(s) = self.stop_app.take() {
             let _ = s.send(());
@@ -189,17 +193,22 @@ impl Running {
         self.engine.actor.stop(None);
         let _ = (&mut self.engine.handle).await;
         wal_released(&app.settings.data_dir.join("consensus").join("wal")).await?;
-        // Let the peers see every old connection close and their own redials fail before this
-        // node dials them: connections made from both sides at once can leave a peer without
-        // this node's subscriptions, the very state the restart is for.
-        tokio::time::sleep(RECONNECT_PAUSE).await;
-        let (channels, engine) =
-            start_engine(&app.settings, &app.chain, &self.chain_id, self.seed).await?;
+        let identity = Keypair::generate_ed25519();
+        let (channels, engine) = start_engine(
+            &app.settings,
+            &app.chain,
+            &self.chain_id,
+            self.seed,
+            Some(identity),
+            &self.proven,
+        )
+        .await?;
         let (stop_app, stopped) = oneshot::channel();
         self.task = self.env.spawn(app.run(channels, stopped));
         self.stop_app = Some(stop_app);
         self.engine = engine;
         self.reconnects += 1;
+        self.status.restarted();
         tracing::info!(reconnects = self.reconnects, "consensus engine restarted in process");
         Ok(())
     }
@@ -262,7 +271,9 @@ pub async fn start(
     chain.max_block_bytes = settings.max_block_bytes;
     let address = Address(surplus_ledger::SecretKey::from_seed(seed).public());
 
-    let (channels, engine) = start_engine(&settings, &chain, &chain_id, seed).await?;
+    let proven = ProvenPeers::new(chain.validators.validators.iter().map(|v| v.address.0 .0));
+    let (channels, engine) =
+        start_engine(&settings, &chain, &chain_id, seed, None, &proven).await?;
 
     let head = chain.head.clone();
     let state = Arc::new(chain.state().clone());
@@ -271,7 +282,7 @@ pub async fn start(
     let status = Arc::new(app::Status::default());
     status.set_height(head.height);
     let env = settings.env.clone();
-    let app = app::App::new(chain, settings, address, pool, tx, status.clone());
+    let app = app::App::new(chain, settings, address, pool, tx, status.clone(), proven.clone());
     let (stop_app, stopped) = oneshot::channel();
     let task = env.spawn(app.run(channels, stopped));
     Ok(Running {
@@ -288,11 +299,9 @@ pub async fn start(
         stop_app: Some(stop_app),
         engine,
         reconnects: 0,
+        proven,
     })
 }
-
-/// The pause between stopping the engine and starting it again ([`Running::reconnect`]).
-const RECONNECT_PAUSE: Duration = Duration::from_secs(1);
 
 /// How long the engine's actors may take to stop.
 const ENGINE_STOP: Duration = Duration::from_secs(10);
@@ -329,16 +338,23 @@ async fn wal_released(path: &std::path::Path) -> Result<()> {
     }
 }
 
-/// Starts the Malachite engine (its network, WAL, sync) for `chain`.
+/// Starts the Malachite engine (its network, WAL, sync) for `chain`. The engine's network runs
+/// under the peer id of `fresh` when given (proved the validator's own by a validator proof),
+/// else under the one derived from the node key.
 async fn start_engine(
     settings: &Settings,
     chain: &Chain,
     chain_id: &str,
     seed: [u8; 32],
+    fresh: Option<Keypair>,
+    proven: &ProvenPeers,
 ) -> Result<(malachitebft_app_channel::Channels<Ctx>, malachitebft_app_channel::EngineHandle)> {
     let address = Address(surplus_ledger::SecretKey::from_seed(seed).public());
     let validator = chain.validators.index_of(&address).is_some();
-    let keypair = Keypair::ed25519_from_bytes(seed).context("node key")?;
+    let keypair = match fresh.clone() {
+        Some(k) => k,
+        None => Keypair::ed25519_from_bytes(seed).context("node key")?,
+    };
     let mut p2p = P2pConfig {
         listen_addr: settings.listen.clone(),
         persistent_peers: settings.peers.clone(),
@@ -356,12 +372,29 @@ async fn start_engine(
         ..ValueSyncConfig::default()
     };
     let config = EngineConfig { moniker: settings.moniker.clone(), consensus, value_sync };
-    let identity = NetworkIdentity::new(
-        settings.moniker.clone(),
-        keypair,
-        validator.then(|| hex::encode(address.0 .0)),
-    );
-    let verifier = Box::new(ChainVerifier::new(chain_id));
+    let identity = match (validator, fresh) {
+        (true, Some(_)) => {
+            let peer_id = keypair.public().to_peer_id().to_bytes();
+            let proof = ChainSigner::new(chain_id, seed)
+                .sign_validator_proof(address.0 .0.to_vec(), peer_id)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot sign the validator proof: {e}"))?;
+            let bytes =
+                malachitebft_app_channel::app::types::codec::Codec::encode(&WireCodec, &proof)?;
+            NetworkIdentity::new_validator(
+                settings.moniker.clone(),
+                keypair,
+                hex::encode(address.0 .0),
+                bytes,
+            )
+        }
+        _ => NetworkIdentity::new(
+            settings.moniker.clone(),
+            keypair,
+            validator.then(|| hex::encode(address.0 .0)),
+        ),
+    };
+    let verifier = Box::new(ChainVerifier::recording(chain_id, proven.clone()));
     let consensus_ctx = if validator {
         ConsensusContext::new_validator(
             address,
@@ -542,33 +575,28 @@ mod tests {
         }
         nodes[3] = Some(restarted);
 
-        // Node 0 restarts its engine in process: it keeps its chain and commit channel, and
-        // then proposes blocks again, which the others commit. A restart can race the peers'
-        // own redials and leave its proposals unheard (about one try in six on loopback); the
-        // node's turn watch then restarts it again, as this loop does.
+        // Node 0 restarts its engine in process, under a fresh peer id: it keeps its chain and
+        // commit channel, and its next proposals, published under the new id, are taken by the
+        // others on the strength of its validator proof and committed. One restart does it.
         let me = keys[0].public();
         let n0 = nodes[0].as_mut().unwrap();
         while n0.commits.try_recv().is_ok() {}
         let mut next = n0.status.height() + 1;
-        let mut proposed = 0;
-        while proposed == 0 {
-            assert!(n0.reconnects() < 5, "node 0 proposed nothing after 5 engine restarts");
-            n0.reconnect().await.expect("reconnect");
-            let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-            let mut seen = 0;
-            while proposed == 0 && seen < 40 && tokio::time::Instant::now() < deadline {
-                let Ok(c) = tokio::time::timeout(Duration::from_secs(1), n0.next_commit()).await
-                else {
-                    continue;
-                };
-                let c = c.expect("node 0 keeps committing after its reconnect");
-                assert_eq!(c.block.header.height, next, "commits in order, none lost");
-                next += 1;
-                seen += 1;
-                proposed += usize::from(c.block.header.proposer == me);
-            }
+        n0.reconnect().await.expect("reconnect");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let (mut proposed, mut seen) = (0, 0);
+        while proposed == 0 && seen < 40 && tokio::time::Instant::now() < deadline {
+            let Ok(c) = tokio::time::timeout(Duration::from_secs(1), n0.next_commit()).await else {
+                continue;
+            };
+            let c = c.expect("node 0 keeps committing after its reconnect");
+            assert_eq!(c.block.header.height, next, "commits in order, none lost");
+            next += 1;
+            seen += 1;
+            proposed += usize::from(c.block.header.proposer == me);
         }
-        eprintln!("node 0 proposes again after {} engine restart(s)", n0.reconnects());
+        assert!(proposed > 0, "node 0 proposed none of {seen} blocks after its engine restart");
+        assert_eq!(n0.reconnects(), 1);
         for n in nodes.into_iter().flatten() {
             n.stop().await;
         }

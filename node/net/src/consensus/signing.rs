@@ -4,6 +4,9 @@
 //! proposals over [`super::context::Proposal::sign_bytes`]. Verification follows the engine's
 //! ZIP-215 rule (ed25519-consensus), the same rule the ledger applies to certificates.
 
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+
 use async_trait::async_trait;
 use bytes::Bytes;
 use malachitebft_app_channel::app::types::core::{
@@ -34,12 +37,67 @@ fn extension_bytes(chain_id: &str, scope: &VoteExtensionScope<Ctx>, ext: &Bytes)
 #[derive(Clone, Debug)]
 pub struct ChainVerifier {
     chain_id: String,
+    proven: Option<ProvenPeers>,
 }
 
 impl ChainVerifier {
     /// A verifier for `chain_id`.
     pub fn new(chain_id: &str) -> Self {
-        Self { chain_id: chain_id.to_owned() }
+        Self { chain_id: chain_id.to_owned(), proven: None }
+    }
+
+    /// A verifier that records in `proven` each validator's proof of a peer id.
+    pub fn recording(chain_id: &str, proven: ProvenPeers) -> Self {
+        Self { chain_id: chain_id.to_owned(), proven: Some(proven) }
+    }
+}
+
+/// Most proven peer ids kept; the oldest goes first.
+const MAX_PROVEN: usize = 64;
+
+/// Consensus peer ids that validators proved their own with a validator proof (the peer id
+/// signed by the validator key, which the engine's network sends on each new connection).
+///
+/// A validator's consensus peer id is normally derived from its key, and its peers take
+/// proposal parts only from those ids. A validator that rebuilds its engine's network
+/// ([`super::Running::reconnect`]) comes back under a fresh peer id, so that no peer holds an
+/// old connection to it (docs/reliability.md, Partition); the proof is how its peers learn that
+/// the new id is that validator's. Only validators' proofs are kept, at most [`MAX_PROVEN`].
+#[derive(Clone, Debug, Default)]
+pub struct ProvenPeers(Arc<Mutex<Proven>>);
+
+#[derive(Debug, Default)]
+struct Proven {
+    validators: HashSet<[u8; 32]>,
+    by_peer: HashMap<Vec<u8>, [u8; 32]>,
+    order: VecDeque<Vec<u8>>,
+}
+
+impl ProvenPeers {
+    /// An empty record that keeps proofs of these validators' keys only.
+    pub fn new(validators: impl IntoIterator<Item = [u8; 32]>) -> Self {
+        let p = Proven { validators: validators.into_iter().collect(), ..Proven::default() };
+        Self(Arc::new(Mutex::new(p)))
+    }
+
+    fn record(&self, peer_id: &[u8], key: [u8; 32]) {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if !p.validators.contains(&key) || p.by_peer.get(peer_id) == Some(&key) {
+            return;
+        }
+        if p.by_peer.insert(peer_id.to_vec(), key).is_none() {
+            p.order.push_back(peer_id.to_vec());
+        }
+        while p.order.len() > MAX_PROVEN {
+            if let Some(old) = p.order.pop_front() {
+                p.by_peer.remove(&old);
+            }
+        }
+    }
+
+    /// The validator key that proved `peer_id` (its bytes) its own, if one did.
+    pub fn key_of(&self, peer_id: &[u8]) -> Option<[u8; 32]> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).by_peer.get(peer_id).copied()
     }
 }
 
@@ -85,7 +143,13 @@ impl Verifier<Ctx> for ChainVerifier {
         let Ok(key) = proof.decoded_public_key() else {
             return result(false);
         };
-        result(key.verify(&proof.preimage(), &proof.signature).is_ok())
+        let ok = key.verify(&proof.preimage(), &proof.signature).is_ok();
+        if let (true, Some(proven), Ok(bytes)) =
+            (ok, &self.proven, <[u8; 32]>::try_from(proof.public_key.as_slice()))
+        {
+            proven.record(&proof.peer_id, bytes);
+        }
+        result(ok)
     }
 }
 
@@ -134,5 +198,41 @@ impl Signer<Ctx> for ChainSigner {
     ) -> Result<ValidatorProof<Ctx>, Error> {
         let preimage = ValidatorProof::<Ctx>::signing_bytes(&public_key, &peer_id);
         Ok(ValidatorProof::new(public_key, peer_id, self.key.sign(&preimage)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proven_peers_keep_only_validators_and_at_most_their_bound() {
+        let p = ProvenPeers::new([[1; 32], [2; 32]]);
+        p.record(b"peer-a", [1; 32]);
+        p.record(b"peer-x", [9; 32]);
+        assert_eq!(p.key_of(b"peer-a"), Some([1; 32]));
+        assert_eq!(p.key_of(b"peer-x"), None, "not a validator's key");
+        for i in 0..MAX_PROVEN + 10 {
+            p.record(format!("peer-{i}").as_bytes(), [2; 32]);
+        }
+        assert_eq!(p.key_of(b"peer-a"), None, "the oldest proof went first");
+        assert_eq!(p.key_of(format!("peer-{}", MAX_PROVEN + 9).as_bytes()), Some([2; 32]));
+        assert_eq!(p.0.lock().unwrap().by_peer.len(), MAX_PROVEN);
+    }
+
+    #[tokio::test]
+    async fn a_validator_proof_is_recorded_only_when_its_signature_holds() {
+        let seed = [3; 32];
+        let key = surplus_ledger::SecretKey::from_seed(seed).public().0;
+        let proven = ProvenPeers::new([key]);
+        let verifier = ChainVerifier::recording("chain", proven.clone());
+        let signer = ChainSigner::new("chain", seed);
+        let good = signer.sign_validator_proof(key.to_vec(), b"peer-1".to_vec()).await.unwrap();
+        let mut bad = signer.sign_validator_proof(key.to_vec(), b"peer-2".to_vec()).await.unwrap();
+        bad.peer_id = b"peer-3".to_vec();
+        assert!(verifier.verify_validator_proof(&good).await.unwrap().is_valid());
+        assert!(!verifier.verify_validator_proof(&bad).await.unwrap().is_valid());
+        assert_eq!(proven.key_of(b"peer-1"), Some(key));
+        assert_eq!(proven.key_of(b"peer-3"), None);
     }
 }
