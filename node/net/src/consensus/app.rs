@@ -224,28 +224,23 @@ impl App {
     ) -> Result<App> {
         let mut reach = tokio::time::interval(REACH_EVERY);
         reach.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // The network's answer is awaited beside the engine's messages, never in their way.
+        let mut probe: Option<
+            std::pin::Pin<Box<dyn std::future::Future<Output = Option<bool>> + Send>>,
+        > = None;
         let mut unreached_since: Option<Instant> = None;
         self.status.cut_off.store(false, Ordering::Relaxed);
         loop {
             let msg = tokio::select! {
                 _ = &mut stop => return Ok(self),
-                _ = reach.tick(), if self.validator => {
-                    match consensus_reach(&channels.net_requests).await {
-                        Some(false) => {
-                            let since = *unreached_since.get_or_insert_with(Instant::now);
-                            let cut = since.elapsed() >= CUT_OFF_GRACE;
-                            if cut && !self.status.cut_off() {
-                                tracing::warn!(
-                                    "the consensus engine has peers but none takes its messages"
-                                );
-                            }
-                            self.status.cut_off.store(cut, Ordering::Relaxed);
-                        }
-                        _ => {
-                            unreached_since = None;
-                            self.status.cut_off.store(false, Ordering::Relaxed);
-                        }
-                    }
+                _ = reach.tick(), if self.validator && probe.is_none() => {
+                    let requests = channels.net_requests.clone();
+                    probe = Some(Box::pin(async move { consensus_reach(&requests).await }));
+                    continue;
+                }
+                reached = async { probe.as_mut().expect("guarded").await }, if probe.is_some() => {
+                    probe = None;
+                    self.reached(reached, &mut unreached_since);
                     continue;
                 }
                 msg = channels.consensus.recv() => msg,
@@ -257,6 +252,23 @@ impl App {
             }
         }
         Err(anyhow!("the consensus engine stopped"))
+    }
+
+    /// Takes in what the network said of this validator's reach ([`consensus_reach`]).
+    fn reached(&self, reached: Option<bool>, unreached_since: &mut Option<Instant>) {
+        let cut = match reached {
+            Some(false) => {
+                unreached_since.get_or_insert_with(Instant::now).elapsed() >= CUT_OFF_GRACE
+            }
+            _ => {
+                *unreached_since = None;
+                false
+            }
+        };
+        if cut && !self.status.cut_off() {
+            tracing::warn!("the consensus engine has peers but none takes its messages");
+        }
+        self.status.cut_off.store(cut, Ordering::Relaxed);
     }
 
     async fn handle(&mut self, msg: AppMsg<Ctx>, channels: &mut Channels<Ctx>) -> Result<()> {
