@@ -3,8 +3,9 @@
 //! per peer: forged signatures, replays of committed orders, malformed bytes, oversized
 //! messages, orders for a market that does not exist; then one peer floods a mix of them while
 //! buyers trade. Honest nodes must drop every one, count them, lower each sender's gossip score
-//! (visible in `/api/v1/operator`), keep every hostile entry out of the ledger, and clear the
-//! honest orders at no less than 80% of the rate they managed without the flood.
+//! (visible in `/api/v1/operator`), keep every hostile entry out of the ledger, and stop
+//! reading the flooder once it is graylisted (validating at most 5% of the flood) while every
+//! honest order clears; the honest clearing rate with and without the flood is reported.
 
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -297,10 +298,14 @@ fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
     assert!(flood_sent >= 1_000, "the flood barely ran: {flood_sent} messages");
     assert!(lowest < -80.0, "the flooder was never graylisted: lowest score {lowest}");
     assert!(flood_score.is_some_and(|s| s < 0.0), "the flooder's score recovered: {flood_score:?}");
+    // What keeps honest trade at speed is that dc1 stops reading the flooder: once graylisted,
+    // gossipsub drops its messages unread, so dc1 validates only the first few. The ratio of
+    // clearing times above is reported, not asserted (a wall-clock ratio on two shared cores
+    // once came out 0.79; docs/decisions/0007-no-wall-clock-in-the-hostile-peer-test.md).
     assert!(
-        ratio >= 0.8,
-        "honest throughput fell by more than 20% under the flood: {normal_secs:.2} s → \
-         {flood_secs:.2} s"
+        rejected * 20 <= flood_sent,
+        "dc1 validated {rejected} of the flood's {flood_sent} messages: more than 5% of it was \
+         read after the flooder should have been graylisted"
     );
 
     // Nothing hostile reached any ledger; every honest order did.
