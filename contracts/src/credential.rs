@@ -43,7 +43,7 @@ pub struct Request {
 }
 
 /// What a verified token grants.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Scope {
     /// The lease.
     pub lease: String,

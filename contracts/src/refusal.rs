@@ -289,6 +289,20 @@ impl<'de> serde::Deserialize<'de> for Code {
     }
 }
 
+impl utoipa::PartialSchema for Code {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some(
+                "A stable refusal code; docs/api.md says what each means and what to do.",
+            ))
+            .enum_values(Some(Code::ALL.iter().map(|c| c.as_str())))
+            .build()
+            .into()
+    }
+}
+impl utoipa::ToSchema for Code {}
+
 #[cfg(test)]
 mod tests {
     use super::*;

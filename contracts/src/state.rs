@@ -26,7 +26,7 @@ pub struct Account {
 }
 
 /// Where a lease is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LeaseStatus {
     /// Running.
@@ -40,10 +40,11 @@ pub enum LeaseStatus {
 }
 
 /// The credential recorded for a lease.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Grant {
     /// blake3 of the token.
     #[serde(with = "surplus_ledger::hex_hash")]
+    #[schema(schema_with = surplus_ledger::schema::hash)]
     pub token_hash: Hash,
     /// The token's revocation ids.
     pub revocation_ids: Vec<RevocationId>,
@@ -51,10 +52,11 @@ pub struct Grant {
 
 /// A lease: one fill, with its escrow and life. Its escrow is always exactly what its unpaid
 /// hours cost.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Lease {
     /// Its id: the id of the fill entry that created it.
     #[serde(with = "surplus_ledger::hex_hash")]
+    #[schema(schema_with = surplus_ledger::schema::hash)]
     pub id: Hash,
     /// The fill (start, end and hours grow with renewals: `end_ms` is current).
     pub fill: Fill,
@@ -76,7 +78,7 @@ pub struct Lease {
 }
 
 /// A stretch of a lease's hours at one price.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Segment {
     /// Hours.
     pub hours: u32,

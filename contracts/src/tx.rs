@@ -343,3 +343,10 @@ pub fn decode_revocation(bytes: &[u8]) -> Result<(Hash, Vec<RevocationId>), Deco
     r.finish()?;
     Ok((lease, ids))
 }
+
+impl utoipa::PartialSchema for RevocationId {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        surplus_ledger::schema::hex("a Biscuit revocation id, hex", None).into()
+    }
+}
+impl utoipa::ToSchema for RevocationId {}

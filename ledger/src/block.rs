@@ -215,7 +215,7 @@ impl Entry {
 }
 
 /// A block header. Its hash chains the ledger and is what validators vote on.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Header {
     /// Format version ([`HEADER_VERSION`]).
     pub version: u16,
@@ -225,6 +225,7 @@ pub struct Header {
     pub height: u64,
     /// Hash of the previous header; zero for genesis.
     #[serde(with = "hex_hash")]
+    #[schema(schema_with = crate::schema::hash)]
     pub prev_hash: Hash,
     /// Block time in ms since the Unix epoch, from consensus; never decreases.
     pub timestamp_ms: u64,
@@ -232,9 +233,11 @@ pub struct Header {
     pub tree_size: u64,
     /// Merkle root (blake3, RFC 9162) over every entry of the ledger after this block.
     #[serde(with = "hex_hash")]
+    #[schema(schema_with = crate::schema::hash)]
     pub merkle_root: Hash,
     /// Root of the contract state after this block, supplied by the state machine.
     #[serde(with = "hex_hash")]
+    #[schema(schema_with = crate::schema::hash)]
     pub state_root: Hash,
     /// The validator that proposed the block.
     pub proposer: PublicKey,
@@ -405,7 +408,7 @@ impl ValidatorSet {
 }
 
 /// One precommit signature in a certificate.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommitSig {
     /// Index of the validator in the genesis validator set.
     pub validator: u16,
@@ -414,7 +417,7 @@ pub struct CommitSig {
 }
 
 /// The consensus engine's commit certificate: a quorum of precommits for the header hash.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Certificate {
     /// The round in which the block was decided.
     pub round: u32,

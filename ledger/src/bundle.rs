@@ -13,7 +13,7 @@ use crate::{parse_hex, Hash};
 pub const FORMAT: &str = "surplus-inclusion-proof/v1";
 
 /// An inclusion proof with everything needed to check it offline. Hashes and bytes are hex.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ProofBundle {
     /// Always [`FORMAT`].
     pub format: String,

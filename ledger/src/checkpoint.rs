@@ -11,7 +11,7 @@ use crate::Hash;
 
 /// What a checkpoint states: at `height`, whose header hashes to `header_hash`, the ledger
 /// holds `tree_size` entries with Merkle root `root`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Checkpoint {
     /// The chain.
     pub chain_id: String,
@@ -21,14 +21,16 @@ pub struct Checkpoint {
     pub tree_size: u64,
     /// Merkle root over those entries.
     #[serde(with = "hex_hash")]
+    #[schema(schema_with = crate::schema::hash)]
     pub root: Hash,
     /// Hash of the header at `height`.
     #[serde(with = "hex_hash")]
+    #[schema(schema_with = crate::schema::hash)]
     pub header_hash: Hash,
 }
 
 /// A checkpoint with its signer's signature.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct SignedCheckpoint {
     /// The statement.
     pub checkpoint: Checkpoint,

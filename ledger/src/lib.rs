@@ -26,6 +26,7 @@ mod checkpoint;
 mod crypto;
 pub mod encoding;
 pub mod merkle;
+pub mod schema;
 #[cfg(feature = "test-utils")]
 pub mod testutil;
 pub mod verify;

@@ -46,13 +46,15 @@ impl Resting {
 }
 
 /// One trade: slots of an offer leased to a bid at the market's clearing price.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Fill {
     /// The bid.
     #[serde(with = "surplus_ledger::hex_hash")]
+    #[schema(schema_with = surplus_ledger::schema::hash)]
     pub bid: Hash,
     /// The offer.
     #[serde(with = "surplus_ledger::hex_hash")]
+    #[schema(schema_with = surplus_ledger::schema::hash)]
     pub offer: Hash,
     /// The bid's author.
     pub buyer: PublicKey,

@@ -190,3 +190,15 @@ impl Catalogue {
         .unwrap_or_else(|e| unreachable!("the sample catalogue is valid: {e}"))
     }
 }
+
+impl utoipa::PartialSchema for Market {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        utoipa::openapi::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::Type::String)
+            .description(Some("a market: a resource class and a region, written class@region"))
+            .examples(["gpu.a100@eu-west"])
+            .build()
+            .into()
+    }
+}
+impl utoipa::ToSchema for Market {}

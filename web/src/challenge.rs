@@ -3,34 +3,14 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
-use surplus_ledger::encoding::Writer;
 use surplus_ledger::Hash;
 
-/// Domain tag at the start of the bytes a buyer signs.
-pub const CHALLENGE_TAG: &[u8] = b"surplus/credential-challenge/v1";
+pub use surplus_api::leases::{challenge_bytes, CHALLENGE_TAG};
+
 /// How long a challenge may be answered, ms.
 pub const CHALLENGE_VALIDITY_MS: u64 = 60_000;
 /// Challenges held at most; issuing more forgets the oldest.
 pub const MAX_CHALLENGES: usize = 10_000;
-
-/// The bytes a buyer signs (strict ed25519, with the lease's buyer key) to prove control of the
-/// key when fetching the lease's credential:
-///
-/// ```text
-/// "surplus/credential-challenge/v1"        31 bytes, no length
-/// len(chain_id) as u8 || chain_id          the chain id from /api/v1/status
-/// lease id                                 32 bytes
-/// nonce                                    32 bytes, the "challenge" of the API (hex there)
-/// expires_ms                               u64 big-endian
-/// ```
-///
-/// The tag keeps the signature from meaning anything else (an entry, a vote); the chain id,
-/// lease and expiry bind it to one use.
-pub fn challenge_bytes(chain_id: &str, lease: &Hash, nonce: &[u8; 32], expires_ms: u64) -> Vec<u8> {
-    let mut w = Writer::with_capacity(CHALLENGE_TAG.len() + chain_id.len() + 1 + 72);
-    w.raw(CHALLENGE_TAG).short_bytes(chain_id.as_bytes()).raw(lease).raw(nonce).u64(expires_ms);
-    w.finish()
-}
 
 /// A challenge as issued.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,27 +2,11 @@
 
 use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
-use serde::{Deserialize, Serialize};
 
 use surplus_contracts::Code;
 
 use crate::node::Refusal;
-
-/// The body of every error response.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// The error.
-    pub error: ErrorDetail,
-}
-
-/// A stable code and a message for people.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorDetail {
-    /// Stable, machine-readable code, such as `bad_request` or `not_found`.
-    pub code: String,
-    /// What is wrong and how to fix it.
-    pub message: String,
-}
+pub use surplus_api::{ErrorBody, ErrorDetail};
 
 /// Why a request failed. Every refusal carries a [`Code`] of the one vocabulary
 /// ([`surplus_contracts::Code`]), which decides the HTTP status; bad input is a 4xx with a

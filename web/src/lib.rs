@@ -26,8 +26,6 @@
 //! # }
 //! ```
 #![warn(clippy::unwrap_used)]
-// The OpenAPI document is one large `serde_json::json!` literal.
-#![recursion_limit = "512"]
 
 pub mod api;
 mod challenge;

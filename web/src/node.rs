@@ -3,12 +3,13 @@
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use surplus_contracts::{Code, Lease, State};
+use surplus_contracts::{Code, State};
 use surplus_ledger::bundle::ProofBundle;
 use surplus_ledger::{Block, Entry, Hash, PublicKey, SignedCheckpoint};
-use surplus_market::{Fill, Market};
+use surplus_market::Market;
 
 use crate::metrics::Metrics;
+pub use surplus_api::{CapacityPoint, Event, FaucetGrant, Peer, PricePoint, Status, Submission};
 
 /// What the API asks of the node. The node implements it; tests implement it with a stand-in
 /// (`testnode::TestNode`, feature `test-utils`).
@@ -113,69 +114,6 @@ pub trait Node: Send + Sync + 'static {
 
 pub(crate) const NOT_SERVED: &str = "this node does not serve the ledger";
 
-/// One clearing of a market: the block, its time, the uniform price and the slots it filled.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PricePoint {
-    /// Height of the block.
-    pub height: u64,
-    /// Its timestamp, ms since the epoch.
-    pub time_ms: u64,
-    /// The clearing price, units per slot-hour.
-    pub price: u64,
-    /// Slots filled at that price.
-    pub slots: u64,
-}
-
-/// What a committed block changed, as `GET /api/v1/events` streams it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
-    /// A block was committed.
-    Block {
-        /// Height.
-        height: u64,
-        /// Header hash (hex).
-        #[serde(with = "surplus_ledger::hex_hash")]
-        hash: Hash,
-        /// Block time, ms.
-        time_ms: u64,
-        /// Entries in the block.
-        entries: usize,
-        /// Entries in the ledger after it.
-        tree_size: u64,
-    },
-    /// A bid filled against an offer; `lease` is the new lease's id.
-    Fill {
-        /// The new lease (the fill entry's id).
-        #[serde(with = "surplus_ledger::hex_hash")]
-        lease: Hash,
-        /// Height of the block.
-        height: u64,
-        /// The fill.
-        fill: Fill,
-    },
-    /// A lease was created or changed (grant, renewal, settlement, end).
-    Lease {
-        /// Height of the block.
-        height: u64,
-        /// The lease as it is after the block.
-        lease: Lease,
-    },
-}
-
-impl Event {
-    /// Whether `account` is a party of the event (blocks concern everyone).
-    pub fn concerns(&self, account: &PublicKey) -> bool {
-        match self {
-            Event::Block { .. } => true,
-            Event::Fill { fill, .. } => fill.buyer == *account || fill.provider == *account,
-            Event::Lease { lease, .. } => {
-                lease.fill.buyer == *account || lease.fill.provider == *account
-            }
-        }
-    }
-}
-
 /// The node's own business, for the operator page.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Operator {
@@ -185,65 +123,6 @@ pub struct Operator {
     pub leased: Vec<CapacityPoint>,
     /// Connected peers (peer id and address).
     pub peers: Vec<Peer>,
-}
-
-/// Leased capacity at one block.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CapacityPoint {
-    /// Height.
-    pub height: u64,
-    /// Block time, ms.
-    pub time_ms: u64,
-    /// Slots in active leases of this provider.
-    pub slots: u64,
-}
-
-/// A connected peer.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Peer {
-    /// libp2p peer id.
-    pub id: String,
-    /// The address it is connected at.
-    pub address: String,
-    /// This node's gossip score of the peer (negative after invalid messages; below −80 the
-    /// node ignores it), when known.
-    pub score: Option<f64>,
-}
-
-/// What the faucet gave.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FaucetGrant {
-    /// The funded account.
-    pub account: PublicKey,
-    /// Units transferred.
-    pub amount: u64,
-    /// Id of the transfer entry (pending until its block commits).
-    #[serde(with = "surplus_ledger::hex_hash")]
-    pub entry: Hash,
-}
-
-/// The node's status, as `GET /api/v1/status` shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Status {
-    /// The chain id entries must be signed for.
-    pub chain_id: String,
-    /// The node's name from its configuration.
-    pub node: String,
-    /// The node's key: validator key and provider account.
-    pub public_key: PublicKey,
-    /// Height of the last committed block.
-    pub height: u64,
-    /// Hash of the last committed block's header.
-    #[serde(with = "surplus_ledger::hex_hash")]
-    pub head_hash: Hash,
-    /// Connected peers.
-    pub peers: usize,
-    /// Whether the node is in the validator set.
-    pub validator: bool,
-    /// Entries waiting in the mempool.
-    pub mempool: usize,
-    /// Whether the node has caught up with its peers.
-    pub synced: bool,
 }
 
 /// Why the node refused a request or an entry: a stable [`Code`] (which decides the HTTP
@@ -273,30 +152,6 @@ impl From<&surplus_contracts::Refusal> for Refusal {
     fn from(r: &surplus_contracts::Refusal) -> Self {
         Self::new(r.code(), r.explain())
     }
-}
-
-/// What became of a submitted entry (`GET /api/v1/submissions/{id}`).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "status", rename_all = "snake_case")]
-pub enum Submission {
-    /// Waiting in the node's mempool for a block.
-    Pending {
-        /// A transaction ahead of its account's next sequence number, waiting for the ones
-        /// before it.
-        waits_for_seq: bool,
-    },
-    /// In the committed block at `height`.
-    Committed {
-        /// The block's height.
-        height: u64,
-    },
-    /// Left the mempool without being committed; it will not be.
-    Dropped {
-        /// Why, as a refusal code.
-        code: Code,
-        /// What happened, for a person.
-        message: String,
-    },
 }
 
 /// What a node keeps at hand about a recent block.

@@ -1,22 +1,10 @@
 //! `GET /api/v1/accounts/{key}`.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
-use surplus_ledger::PublicKey;
 
 use super::{parse_key, Ctx};
 use crate::error::ApiResult;
-
-/// An account's committed state (an account never seen is empty).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AccountView {
-    /// The account's key.
-    pub account: PublicKey,
-    /// Spendable units.
-    pub balance: u64,
-    /// The sequence number its next transaction must carry.
-    pub seq: u64,
-}
+pub use surplus_api::AccountView;
 
 /// One account.
 pub(crate) async fn account(

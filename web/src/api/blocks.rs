@@ -2,79 +2,20 @@
 //! whole block from the ledger, entries decoded).
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use surplus_contracts::Code;
-use surplus_ledger::{Block, Certificate, Header, PublicKey, Signature};
+use surplus_ledger::{Block, Certificate, Header, PublicKey};
 
 use super::decode::EntryView;
 use super::{ledger_error, Ctx};
 use crate::error::{ApiError, ApiResult};
 use crate::node::RecentBlock;
+pub use surplus_api::{BlockSummary, BlockView, CertificateView, CommitView};
 
 /// Blocks listed when no `limit` is given.
 pub const DEFAULT_BLOCKS: u64 = 20;
 /// Most blocks one list answers with.
 pub const MAX_BLOCKS: u64 = 100;
-
-/// A block's header in brief.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BlockSummary {
-    /// Height.
-    pub height: u64,
-    /// Header hash (hex).
-    #[serde(with = "surplus_ledger::hex_hash")]
-    pub hash: surplus_ledger::Hash,
-    /// Block time, ms since the epoch.
-    pub time_ms: u64,
-    /// Entries in the block.
-    pub entries: usize,
-    /// The validator that proposed it.
-    pub proposer: PublicKey,
-    /// Entries in the ledger after it.
-    pub tree_size: u64,
-}
-
-/// One signature of a commit certificate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CommitView {
-    /// Index of the validator in the genesis set.
-    pub validator: u16,
-    /// Its key (none if the node does not know the set).
-    pub signer: Option<PublicKey>,
-    /// Its precommit signature.
-    pub signature: Signature,
-}
-
-/// A block's commit certificate.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CertificateView {
-    /// The round that decided the block.
-    pub round: u32,
-    /// The precommit signatures.
-    pub signatures: Vec<CommitView>,
-}
-
-/// A whole block as served.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct BlockView {
-    /// Height.
-    pub height: u64,
-    /// Header hash (hex).
-    #[serde(with = "surplus_ledger::hex_hash")]
-    pub hash: surplus_ledger::Hash,
-    /// The header.
-    pub header: Header,
-    /// The commit certificate (none when the node serves only its recent window).
-    pub certificate: Option<CertificateView>,
-    /// The entries, decoded (none when the node serves only its recent window).
-    pub entries: Option<Vec<EntryView>>,
-    /// Entries in the block.
-    pub entry_count: usize,
-    /// When this node committed it, ms (recent blocks only).
-    pub committed_ms: Option<u64>,
-    /// Ids of the bids that filled in it (recent blocks only).
-    pub filled_bids: Option<Vec<String>>,
-}
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

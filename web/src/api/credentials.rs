@@ -11,7 +11,6 @@
 
 use actix_web::{web, HttpResponse};
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
 use surplus_contracts::Code;
 use surplus_contracts::Lease;
 use surplus_ledger::{parse_hex, verify_strict, Hash, Signature};
@@ -19,37 +18,7 @@ use surplus_ledger::{parse_hex, verify_strict, Hash, Signature};
 use super::{now_ms, parse_hash, Ctx};
 use crate::challenge::{challenge_bytes, CHALLENGE_VALIDITY_MS};
 use crate::error::{ApiError, ApiResult};
-
-/// A challenge to sign.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChallengeView {
-    /// The nonce, 32 bytes in hex.
-    pub challenge: String,
-    /// The challenge is refused from this time on, ms since the epoch (signed too).
-    pub expires_ms: u64,
-    /// The lease (signed too).
-    #[serde(with = "surplus_ledger::hex_hash")]
-    pub lease: Hash,
-    /// The chain id (signed too).
-    pub chain_id: String,
-}
-
-/// The answer to a challenge.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CredentialRequest {
-    /// The nonce as issued, hex.
-    pub challenge: String,
-    /// The buyer's signature over [`crate::challenge_bytes`], hex.
-    pub signature: String,
-}
-
-/// The lease's token.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct CredentialToken {
-    /// The token, base64url with padding (what `surplus credential verify` reads).
-    pub token: String,
-}
+pub use surplus_api::{ChallengeView, CredentialRequest, CredentialToken};
 
 fn lease_of(ctx: &Ctx, id: &Hash) -> ApiResult<Lease> {
     ctx.node.state().lease(id).cloned().ok_or_else(|| {

@@ -1,18 +1,10 @@
 //! `POST /api/v1/faucet {"account": hex}`: devnet sample credits.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
 
 use super::{parse_key, Ctx};
 use crate::error::{ApiError, ApiResult};
-
-/// The body.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FaucetRequest {
-    /// The account to fund (public key, hex).
-    pub account: String,
-}
+pub use surplus_api::FaucetRequest;
 
 /// Funds the account: 202 with the [`crate::FaucetGrant`] (the transfer is pending until its
 /// block commits); 404 `faucet_disabled` off devnet, 409 `faucet_spent` for a second request.

@@ -3,44 +3,12 @@
 
 use actix_web::{web, HttpResponse};
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
-use surplus_contracts::credential::{self, Refusal, Request, Scope};
+use surplus_contracts::credential::{self, Refusal, Request};
 use surplus_contracts::Code;
-use surplus_ledger::Hash;
 
 use super::{now_ms, parse_hash, Ctx};
 use crate::error::{ApiError, ApiResult};
-
-fn read() -> String {
-    "read".into()
-}
-
-/// A request at the gateway.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct GatewayRequest {
-    /// The token, base64 (url-safe or standard, padded or not).
-    pub token: String,
-    /// The operation asked for (default `read`).
-    #[serde(default = "read")]
-    pub operation: String,
-    /// The lease (hex); without it, the lease the token names, which must then be one of this
-    /// node's (the token is read under this node's key).
-    #[serde(default)]
-    pub lease: Option<String>,
-}
-
-/// What an accepted token grants.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct GatewayAnswer {
-    /// The lease.
-    #[serde(with = "surplus_ledger::hex_hash")]
-    pub lease: Hash,
-    /// Access details from the start hook (none if this node did not provision the lease).
-    pub access: Option<serde_json::Value>,
-    /// The token's scope.
-    pub scope: Scope,
-}
+pub use surplus_api::{GatewayAnswer, GatewayRequest};
 
 fn decode_token(s: &str) -> ApiResult<Vec<u8>> {
     use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};

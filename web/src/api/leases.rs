@@ -1,12 +1,13 @@
 //! `GET /api/v1/leases[?account=KEY&limit=N]` and `GET /api/v1/leases/{id}`.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use surplus_contracts::Code;
 use surplus_contracts::Lease;
 
 use super::{parse_hash, parse_key, Ctx};
 use crate::error::{ApiError, ApiResult};
+pub use surplus_api::{LeaseList, LeaseView};
 
 /// Leases listed when no `limit` is given.
 pub const DEFAULT_LEASES: usize = 100;
@@ -18,24 +19,6 @@ pub const MAX_LEASES: usize = 1000;
 pub(crate) struct ListQuery {
     account: Option<String>,
     limit: Option<usize>,
-}
-
-/// Leases, in id order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LeaseList {
-    /// The leases.
-    pub leases: Vec<Lease>,
-    /// Whether more matched than `limit`.
-    pub truncated: bool,
-}
-
-/// One lease and what its provisioning hooks reported.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct LeaseView {
-    /// The lease.
-    pub lease: Lease,
-    /// Hook outcomes (start, end), if this node provisioned the lease.
-    pub provisioning: Option<serde_json::Value>,
 }
 
 /// Leases where `account` is buyer or provider (all leases without it), at most `limit`.

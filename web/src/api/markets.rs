@@ -8,34 +8,15 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use serde::{Deserialize, Serialize};
 use surplus_contracts::State;
-use surplus_ledger::{Hash, PublicKey};
 use surplus_market::{Market, Order, Resting};
 
 use super::Ctx;
 use crate::error::{ApiError, ApiResult};
+pub use surplus_api::{BookOrder, BookSide, BookView, Level, MarketSummary};
 
 /// Most individual orders listed per side of a book (the depth always covers every order).
 pub const MAX_BOOK_ORDERS: usize = 1000;
 const DEFAULT_BOOK_ORDERS: usize = 100;
-
-/// One market of the catalogue.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct MarketSummary {
-    /// `class@region`.
-    pub market: Market,
-    /// The resource class.
-    pub class: String,
-    /// What the class is.
-    pub description: String,
-    /// The region.
-    pub region: String,
-    /// The last clearing price, units per slot-hour (none before the first trade).
-    pub last_price: Option<u64>,
-    /// Resting offers.
-    pub offers: usize,
-    /// Resting bids.
-    pub bids: usize,
-}
 
 /// Every market of the catalogue.
 pub(crate) async fn markets(ctx: web::Data<Ctx>) -> ApiResult<HttpResponse> {
@@ -74,69 +55,6 @@ pub(crate) async fn markets(ctx: web::Data<Ctx>) -> ApiResult<HttpResponse> {
 pub(crate) struct BookQuery {
     market: String,
     limit: Option<usize>,
-}
-
-/// The resting book of one market.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BookView {
-    /// The market.
-    pub market: Market,
-    /// The book's time (the last block's), ms.
-    pub now_ms: u64,
-    /// The last clearing price.
-    pub last_price: Option<u64>,
-    /// Sell side: depth from the lowest reserve up.
-    pub offers: BookSide,
-    /// Buy side: depth from the highest limit down.
-    pub bids: BookSide,
-}
-
-/// One side of a book.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BookSide {
-    /// Slots by price, best price first (offers: free slots now; bids: slots still wanted).
-    pub depth: Vec<Level>,
-    /// The orders, in priority order, at most `limit`.
-    pub orders: Vec<BookOrder>,
-    /// Whether more orders rest than are listed.
-    pub truncated: bool,
-}
-
-/// Slots at one price.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Level {
-    /// Units per slot-hour.
-    pub price: u64,
-    /// Slots.
-    pub slots: u64,
-    /// Orders at this price.
-    pub orders: usize,
-}
-
-/// A resting order.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BookOrder {
-    /// The order id.
-    #[serde(with = "surplus_ledger::hex_hash")]
-    pub id: Hash,
-    /// Its author (provider of an offer, buyer of a bid).
-    pub author: PublicKey,
-    /// Offers: the offer's slots. Bids: slots still wanted.
-    pub slots: u32,
-    /// Offers: slots not leased at the book's time. Bids: as `slots`.
-    pub free: u32,
-    /// Offers: the reserve. Bids: the limit. Units per slot-hour.
-    pub price: u64,
-    /// Offers: the shortest lease accepted. Bids: the lease duration. Hours.
-    pub hours: u32,
-    /// Offers: start of availability. Bids: earliest start. ms.
-    pub window_start_ms: u64,
-    /// Offers: end of availability. Bids: latest start. ms.
-    pub window_end_ms: u64,
-    /// When it leaves the book, ms.
-    pub expiry_ms: u64,
-    /// Height of the block that brought it.
-    pub height: u64,
 }
 
 pub(crate) fn view(r: &Resting, now_ms: u64) -> BookOrder {

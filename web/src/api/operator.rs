@@ -2,52 +2,16 @@
 //! and leases, leased capacity over time, earnings, peers and checkpoints.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
 use surplus_contracts::{Lease, LeaseStatus};
-use surplus_ledger::SignedCheckpoint;
 use surplus_market::Order;
 
 use super::markets::view;
 use super::orders::OrderView;
 use super::Ctx;
-use crate::node::{CapacityPoint, Peer, Status};
+pub use surplus_api::{Earnings, OperatorView};
 
 /// Leases listed at most (the newest); earnings count them all.
 pub const MAX_OPERATOR_LEASES: usize = 1000;
-
-/// What the provider earned.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Earnings {
-    /// The provider account's spendable balance.
-    pub balance: u64,
-    /// Paid for the hours settled so far on its leases (before the consortium fee).
-    pub paid: u64,
-    /// Held in escrow on its leases, paid as hours pass.
-    pub escrow: u64,
-}
-
-/// The operator page's data.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct OperatorView {
-    /// The node's status (its key is the provider account).
-    pub status: Status,
-    /// The inventory as the node read it.
-    pub inventory: Option<serde_json::Value>,
-    /// The provider's resting offers.
-    pub offers: Vec<OrderView>,
-    /// Leases where it is the provider, newest first, at most [`MAX_OPERATOR_LEASES`].
-    pub leases: Vec<Lease>,
-    /// Active leases among them.
-    pub active_leases: usize,
-    /// Slots leased, sampled per block, oldest first.
-    pub leased: Vec<CapacityPoint>,
-    /// Earnings.
-    pub earnings: Earnings,
-    /// Connected peers.
-    pub peers: Vec<Peer>,
-    /// The latest signed checkpoint from each signer.
-    pub checkpoints: Vec<SignedCheckpoint>,
-}
 
 /// The operator's view.
 pub(crate) async fn operator(ctx: web::Data<Ctx>) -> HttpResponse {

@@ -1,24 +1,13 @@
 //! `GET /api/v1/orders?account=KEY`: an account's resting orders, from the committed book.
 
 use actix_web::{web, HttpResponse};
-use serde::{Deserialize, Serialize};
-use surplus_market::{Market, Order};
+use serde::Deserialize;
+use surplus_market::Order;
 
-use super::markets::{view, BookOrder};
+use super::markets::view;
 use super::{parse_key, Ctx};
 use crate::error::ApiResult;
-
-/// A resting order of the account.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OrderView {
-    /// `offer` or `bid`.
-    pub side: String,
-    /// The market.
-    pub market: Market,
-    /// The order as the book shows it.
-    #[serde(flatten)]
-    pub order: BookOrder,
-}
+pub use surplus_api::OrderView;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

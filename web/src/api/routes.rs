@@ -1,8 +1,15 @@
 //! The one list of routes: each is registered from it and documented from it in
 //! `/openapi.json`, so the two cannot drift apart.
 
+use std::borrow::Cow;
+
 use actix_web::http::Method;
 use actix_web::web;
+use surplus_api as api;
+use surplus_ledger::bundle::ProofBundle;
+use surplus_ledger::SignedCheckpoint;
+use utoipa::openapi::{RefOr, Schema};
+use utoipa::ToSchema;
 
 use super::{
     accounts, blocks, chain, checkpoints, credentials, entries, events, export, faucet, gateway,
@@ -39,18 +46,52 @@ const fn required(p: Param) -> Param {
     Param { required: true, ..p }
 }
 
+/// Schemas by name, as the OpenAPI document's components hold them.
+pub(crate) type Schemas = Vec<(String, RefOr<Schema>)>;
+
+/// A JSON body: a type of `surplus_api` (or of the crates it uses), whose schema utoipa
+/// derives, or a list of it.
+#[derive(Clone, Copy)]
+pub(crate) struct Body {
+    /// The schema's name in the components.
+    pub(crate) name: fn() -> Cow<'static, str>,
+    /// Adds the schema and every schema it refers to.
+    pub(crate) collect: fn(&mut Schemas),
+    /// A JSON array of it.
+    pub(crate) list: bool,
+}
+
+fn collect<T: ToSchema>(out: &mut Schemas) {
+    out.push((T::name().into_owned(), T::schema()));
+    T::schemas(out);
+}
+
+/// The body `T`.
+pub(crate) fn body<T: ToSchema>() -> Body {
+    Body { name: T::name, collect: collect::<T>, list: false }
+}
+
+/// A JSON array of `T`.
+fn list_of<T: ToSchema>() -> Body {
+    Body { list: true, ..body::<T>() }
+}
+
 /// The main answer of a route.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub(crate) struct Answer {
     pub(crate) status: u16,
     pub(crate) content_type: &'static str,
-    /// Name of a schema in the document's components (JSON answers).
-    pub(crate) schema: Option<&'static str>,
+    /// The JSON answer's type.
+    pub(crate) schema: Option<Body>,
     pub(crate) description: &'static str,
 }
 
-const fn json(status: u16, schema: &'static str, description: &'static str) -> Answer {
-    Answer { status, content_type: "application/json", schema: Some(schema), description }
+fn json<T: ToSchema>(status: u16, description: &'static str) -> Answer {
+    Answer { status, content_type: "application/json", schema: Some(body::<T>()), description }
+}
+
+fn list<T: ToSchema>(status: u16, description: &'static str) -> Answer {
+    Answer { status, content_type: "application/json", schema: Some(list_of::<T>()), description }
 }
 
 const fn other(content_type: &'static str, description: &'static str) -> Answer {
@@ -64,8 +105,8 @@ pub(crate) struct Route {
     pub(crate) path: &'static str,
     pub(crate) summary: &'static str,
     pub(crate) params: Vec<Param>,
-    /// Schema name of the JSON body.
-    pub(crate) body: Option<&'static str>,
+    /// The JSON request body.
+    pub(crate) body: Option<Body>,
     pub(crate) answer: Answer,
     /// Error statuses besides 429 and 500, which every API route may answer.
     pub(crate) errors: &'static [u16],
@@ -140,7 +181,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "The node's status: chain id, key, head, peers, mempool.",
             params: vec![],
             body: None,
-            answer: json(200, "Status", "The status"),
+            answer: json::<api::Status>(200, "The status"),
             errors: &[],
             handler: Some(|| web::to(status::status)),
         },
@@ -150,7 +191,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "The chain id, the genesis validators and the quorum.",
             params: vec![],
             body: None,
-            answer: json(200, "Chain", "The chain"),
+            answer: json::<api::ChainView>(200, "The chain"),
             errors: &[],
             handler: Some(|| web::to(chain::chain)),
         },
@@ -159,8 +200,8 @@ pub(crate) fn routes() -> Vec<Route> {
             path: "/api/v1/entries",
             summary: "Submits a signed entry (order, cancel, transfer, lease transition).",
             params: vec![],
-            body: Some("Submit"),
-            answer: json(202, "Submitted", "Admitted to the mempool; the id"),
+            body: Some(body::<api::Submit>()),
+            answer: json::<api::Submitted>(202, "Admitted to the mempool; the id"),
             errors: &[400, 403, 404, 409, 413, 415, 503],
             handler: Some(|| web::to(entries::submit)),
         },
@@ -170,7 +211,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "What became of an entry this node acknowledged or saw: pending, committed at a height, or dropped with its refusal code.",
             params: vec![path("id", "string", "the entry's id, as POST /api/v1/entries answered it")],
             body: None,
-            answer: json(200, "Submission", "Its fate"),
+            answer: json::<api::SubmissionView>(200, "Its fate"),
             errors: &[400, 404],
             handler: Some(|| web::to(entries::submission)),
         },
@@ -180,7 +221,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "The committed entry at a global index, decoded.",
             params: vec![path("index", "integer", "global index of the entry in the ledger")],
             body: None,
-            answer: json(200, "EntryAt", "The entry"),
+            answer: json::<api::EntryAt>(200, "The entry"),
             errors: &[400, 404],
             handler: Some(|| web::to(entries::one)),
         },
@@ -193,7 +234,7 @@ pub(crate) fn routes() -> Vec<Route> {
                 query("limit", "integer", "most blocks, 1 to 100 (default 20)"),
             ],
             body: None,
-            answer: json(200, "BlockSummaries", "The blocks"),
+            answer: list::<api::BlockSummary>(200, "The blocks"),
             errors: &[400],
             handler: Some(|| web::to(blocks::list)),
         },
@@ -206,7 +247,7 @@ pub(crate) fn routes() -> Vec<Route> {
                 query("entries", "boolean", "false leaves the entries out (default true)"),
             ],
             body: None,
-            answer: json(200, "Block", "The block"),
+            answer: json::<api::BlockView>(200, "The block"),
             errors: &[400, 404],
             handler: Some(|| web::to(blocks::block)),
         },
@@ -216,7 +257,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "Every market of the catalogue with its last price and resting orders.",
             params: vec![],
             body: None,
-            answer: json(200, "Markets", "The markets"),
+            answer: list::<api::MarketSummary>(200, "The markets"),
             errors: &[],
             handler: Some(|| web::to(markets::markets)),
         },
@@ -229,7 +270,7 @@ pub(crate) fn routes() -> Vec<Route> {
                 query("limit", "integer", "most prices, 1 to 1000 (default 100)"),
             ],
             body: None,
-            answer: json(200, "PriceHistory", "The prices"),
+            answer: list::<api::PricePoint>(200, "The prices"),
             errors: &[400, 404],
             handler: Some(|| web::to(markets::history)),
         },
@@ -242,7 +283,7 @@ pub(crate) fn routes() -> Vec<Route> {
                 query("limit", "integer", "orders listed per side, 1 to 1000 (default 100)"),
             ],
             body: None,
-            answer: json(200, "Book", "The book"),
+            answer: json::<api::BookView>(200, "The book"),
             errors: &[400, 404],
             handler: Some(|| web::to(markets::book)),
         },
@@ -252,7 +293,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "An account's resting orders.",
             params: vec![required(query("account", "string", KEY))],
             body: None,
-            answer: json(200, "Orders", "The orders, oldest first"),
+            answer: list::<api::OrderView>(200, "The orders, oldest first"),
             errors: &[400],
             handler: Some(|| web::to(orders::list)),
         },
@@ -262,7 +303,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "An account's balance and next sequence number.",
             params: vec![path("key", "string", KEY)],
             body: None,
-            answer: json(200, "Account", "The account"),
+            answer: json::<api::AccountView>(200, "The account"),
             errors: &[400],
             handler: Some(|| web::to(accounts::account)),
         },
@@ -272,7 +313,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "Leases, all or of one account (buyer or provider), in id order.",
             params: vec![query("account", "string", KEY), query("limit", "integer", LIMIT)],
             body: None,
-            answer: json(200, "LeaseList", "The leases"),
+            answer: json::<api::LeaseList>(200, "The leases"),
             errors: &[400],
             handler: Some(|| web::to(leases::list)),
         },
@@ -282,7 +323,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "One lease and its provisioning.",
             params: vec![path("id", "string", "lease id, 64 hex digits")],
             body: None,
-            answer: json(200, "LeaseView", "The lease"),
+            answer: json::<api::LeaseView>(200, "The lease"),
             errors: &[400, 404],
             handler: Some(|| web::to(leases::one)),
         },
@@ -292,7 +333,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "Inclusion proof of the lease's fill against this node's signed checkpoint.",
             params: vec![path("id", "string", "lease id, 64 hex digits")],
             body: None,
-            answer: json(200, "ProofBundle", "The proof, verifiable offline"),
+            answer: json::<ProofBundle>(200, "The proof, verifiable offline"),
             errors: &[400, 404],
             handler: Some(|| web::to(leases::proof)),
         },
@@ -302,7 +343,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "A fresh challenge the lease's buyer signs to fetch its credential.",
             params: vec![path("id", "string", "lease id, 64 hex digits")],
             body: None,
-            answer: json(200, "Challenge", "The challenge"),
+            answer: json::<api::ChallengeView>(200, "The challenge"),
             errors: &[400, 403, 404, 503],
             handler: Some(|| web::to(credentials::challenge)),
         },
@@ -311,8 +352,8 @@ pub(crate) fn routes() -> Vec<Route> {
             path: "/api/v1/leases/{id}/credential",
             summary: "The lease's credential, for the buyer's signature over a challenge.",
             params: vec![path("id", "string", "lease id, 64 hex digits")],
-            body: Some("CredentialRequest"),
-            answer: json(200, "Credential", "The credential"),
+            body: Some(body::<api::CredentialRequest>()),
+            answer: json::<api::CredentialToken>(200, "The credential"),
             errors: &[400, 403, 404, 413, 415],
             handler: Some(|| web::to(credentials::credential)),
         },
@@ -321,8 +362,8 @@ pub(crate) fn routes() -> Vec<Route> {
             path: "/api/v1/gateway",
             summary: "Checks a credential presented to the provider's gateway.",
             params: vec![],
-            body: Some("GatewayRequest"),
-            answer: json(200, "GatewayAnswer", "The verdict"),
+            body: Some(body::<api::GatewayRequest>()),
+            answer: json::<api::GatewayAnswer>(200, "The verdict"),
             errors: &[400, 403, 413, 415],
             handler: Some(|| web::to(gateway::gateway)),
         },
@@ -332,7 +373,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "The latest signed checkpoint this node holds from each signer.",
             params: vec![],
             body: None,
-            answer: json(200, "Checkpoints", "The checkpoints, this node's first"),
+            answer: list::<SignedCheckpoint>(200, "The checkpoints, this node's first"),
             errors: &[],
             handler: Some(|| web::to(checkpoints::list)),
         },
@@ -353,7 +394,7 @@ pub(crate) fn routes() -> Vec<Route> {
                       (`lagged` when events were missed), keep-alive comments every 15 s.",
             params: vec![query("account", "string", "only events this account is a party of")],
             body: None,
-            answer: other("text/event-stream", "The stream; each `data` is an Event"),
+            answer: other("text/event-stream", "The stream; each `data` is an `Event` (#/components/schemas/Event)"),
             errors: &[400, 404, 503],
             handler: Some(|| web::to(events::events)),
         },
@@ -363,7 +404,7 @@ pub(crate) fn routes() -> Vec<Route> {
             summary: "This node's business: offers, leases as provider, earnings, capacity, peers.",
             params: vec![],
             body: None,
-            answer: json(200, "Operator", "The operator's view"),
+            answer: json::<api::OperatorView>(200, "The operator's view"),
             errors: &[],
             handler: Some(|| web::to(operator::operator)),
         },
@@ -372,8 +413,8 @@ pub(crate) fn routes() -> Vec<Route> {
             path: "/api/v1/faucet",
             summary: "Devnet only: funds an account with sample credits, once.",
             params: vec![],
-            body: Some("FaucetRequest"),
-            answer: json(202, "FaucetGrant", "The transfer, pending until its block"),
+            body: Some(body::<api::FaucetRequest>()),
+            answer: json::<api::FaucetGrant>(202, "The transfer, pending until its block"),
             errors: &[400, 404, 409, 413, 415],
             handler: Some(|| web::to(faucet::faucet)),
         },

@@ -197,7 +197,7 @@ async fn openapi_documents_every_route_and_every_documented_route_answers() {
     let (s, doc) = call!(app, TestRequest::get().uri("/openapi.json"));
     assert_eq!(s, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
-    let error = &doc["components"]["schemas"]["Error"];
+    let error = &doc["components"]["schemas"]["ErrorBody"];
     assert_eq!(error["required"], serde_json::json!(["error"]));
     let paths = doc["paths"].as_object().unwrap();
     // The contract, every route of it.

@@ -1,0 +1,31 @@
+//! The request and response types of the Surplus node API: one definition used by the server
+//! (`surplus-web`), the typed client (`surplus-client`: the CLI, load and demo tools and the
+//! Rust tests) and the OpenAPI document, which `surplus-web` generates from these types with
+//! utoipa (every type here derives [`utoipa::ToSchema`]).
+//!
+//! Conventions on the wire: hashes and keys are lowercase hex, amounts integers in units,
+//! times ms since the Unix epoch; every error is [`ErrorBody`]. `docs/api.md` is the overview.
+
+pub mod events;
+pub mod leases;
+pub mod ledger;
+pub mod market;
+pub mod status;
+
+pub use events::Event;
+pub use leases::{
+    ChallengeView, CredentialRequest, CredentialToken, GatewayAnswer, GatewayRequest, LeaseList,
+    LeaseView,
+};
+pub use ledger::{
+    BlockSummary, BlockView, CertificateView, CommitView, EntryAt, EntryView, Submission,
+    SubmissionView, Submit, Submitted,
+};
+pub use market::{BookOrder, BookSide, BookView, Level, MarketSummary, OrderView, PricePoint};
+pub use status::{
+    AccountView, CapacityPoint, ChainView, Earnings, ErrorBody, ErrorDetail, FaucetGrant,
+    FaucetRequest, OperatorView, Peer, Status,
+};
+
+/// The prefix of every JSON route.
+pub const API_PREFIX: &str = "/api/v1";

@@ -1,0 +1,114 @@
+//! Markets, books, resting orders and clearing prices.
+
+use serde::{Deserialize, Serialize};
+use surplus_ledger::{Hash, PublicKey};
+use surplus_market::Market;
+use utoipa::ToSchema;
+
+/// One market of the catalogue.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MarketSummary {
+    /// `class@region`.
+    pub market: Market,
+    /// The resource class.
+    pub class: String,
+    /// What the class is.
+    pub description: String,
+    /// The region.
+    pub region: String,
+    /// The last clearing price, units per slot-hour (none before the first trade).
+    pub last_price: Option<u64>,
+    /// Resting offers.
+    pub offers: usize,
+    /// Resting bids.
+    pub bids: usize,
+}
+
+/// The resting book of one market.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BookView {
+    /// The market.
+    pub market: Market,
+    /// The book's time (the last block's), ms.
+    pub now_ms: u64,
+    /// The last clearing price.
+    pub last_price: Option<u64>,
+    /// Sell side: depth from the lowest reserve up.
+    pub offers: BookSide,
+    /// Buy side: depth from the highest limit down.
+    pub bids: BookSide,
+}
+
+/// One side of a book.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BookSide {
+    /// Slots by price, best price first (offers: free slots now; bids: slots still wanted).
+    pub depth: Vec<Level>,
+    /// The orders, in priority order, at most `limit`.
+    pub orders: Vec<BookOrder>,
+    /// Whether more orders rest than are listed.
+    pub truncated: bool,
+}
+
+/// Slots at one price.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Level {
+    /// Units per slot-hour.
+    pub price: u64,
+    /// Slots.
+    pub slots: u64,
+    /// Orders at this price.
+    pub orders: usize,
+}
+
+/// A resting order.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BookOrder {
+    /// The order id.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    #[schema(schema_with = surplus_ledger::schema::hash)]
+    pub id: Hash,
+    /// Its author (provider of an offer, buyer of a bid).
+    pub author: PublicKey,
+    /// Offers: the offer's slots. Bids: slots still wanted.
+    pub slots: u32,
+    /// Offers: slots not leased at the book's time. Bids: as `slots`.
+    pub free: u32,
+    /// Offers: the reserve. Bids: the limit. Units per slot-hour.
+    pub price: u64,
+    /// Offers: the shortest lease accepted. Bids: the lease duration. Hours.
+    pub hours: u32,
+    /// Offers: start of availability. Bids: earliest start. ms.
+    pub window_start_ms: u64,
+    /// Offers: end of availability. Bids: latest start. ms.
+    pub window_end_ms: u64,
+    /// When it leaves the book, ms.
+    pub expiry_ms: u64,
+    /// Height of the block that brought it.
+    pub height: u64,
+}
+
+/// A resting order of the account.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderView {
+    /// `offer` or `bid`.
+    pub side: String,
+    /// The market.
+    pub market: Market,
+    /// The order as the book shows it.
+    #[serde(flatten)]
+    pub order: BookOrder,
+}
+
+/// One clearing of a market: the block, its time, the uniform price and the slots it filled.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PricePoint {
+    /// Height of the block.
+    pub height: u64,
+    /// Its timestamp, ms since the epoch.
+    pub time_ms: u64,
+    /// The clearing price, units per slot-hour.
+    pub price: u64,
+    /// Slots filled at that price.
+    pub slots: u64,
+}

@@ -1,0 +1,150 @@
+//! The node, its chain and accounts, the operator's view, the faucet, and the error body.
+
+use serde::{Deserialize, Serialize};
+use surplus_contracts::Lease;
+use surplus_ledger::{Hash, PublicKey, SignedCheckpoint};
+use utoipa::ToSchema;
+
+use crate::market::OrderView;
+
+/// The node's status, as `GET /api/v1/status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Status {
+    /// The chain id entries must be signed for.
+    pub chain_id: String,
+    /// The node's name from its configuration.
+    pub node: String,
+    /// The node's key: validator key and provider account.
+    pub public_key: PublicKey,
+    /// Height of the last committed block.
+    pub height: u64,
+    /// Hash of the last committed block's header.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    #[schema(schema_with = surplus_ledger::schema::hash)]
+    pub head_hash: Hash,
+    /// Connected peers.
+    pub peers: usize,
+    /// Whether the node is in the validator set.
+    pub validator: bool,
+    /// Entries waiting in the mempool.
+    pub mempool: usize,
+    /// Whether the node has caught up with its peers.
+    pub synced: bool,
+}
+
+/// A connected peer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct Peer {
+    /// libp2p peer id.
+    pub id: String,
+    /// The address it is connected at.
+    pub address: String,
+    /// This node's gossip score of the peer (negative after invalid messages; below −80 the
+    /// node ignores it), when known.
+    pub score: Option<f64>,
+}
+
+/// Leased capacity at one block.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CapacityPoint {
+    /// Height.
+    pub height: u64,
+    /// Block time, ms.
+    pub time_ms: u64,
+    /// Slots in active leases of this provider.
+    pub slots: u64,
+}
+
+/// What the faucet gave.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FaucetGrant {
+    /// The funded account.
+    pub account: PublicKey,
+    /// Units transferred.
+    pub amount: u64,
+    /// Id of the transfer entry (pending until its block commits).
+    #[serde(with = "surplus_ledger::hex_hash")]
+    #[schema(schema_with = surplus_ledger::schema::hash)]
+    pub entry: Hash,
+}
+
+/// The chain.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ChainView {
+    /// The chain id entries are signed for.
+    pub chain_id: String,
+    /// Validator keys, in genesis order (a certificate names a validator by its index here).
+    pub validators: Vec<PublicKey>,
+    /// Signatures that decide a block: more than two thirds of the validators.
+    pub quorum: usize,
+}
+
+/// An account's committed state (an account never seen is empty).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AccountView {
+    /// The account's key.
+    pub account: PublicKey,
+    /// Spendable units.
+    pub balance: u64,
+    /// The sequence number its next transaction must carry.
+    pub seq: u64,
+}
+
+/// The body.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FaucetRequest {
+    /// The account to fund (public key, hex).
+    pub account: String,
+}
+
+/// What the provider earned.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Earnings {
+    /// The provider account's spendable balance.
+    pub balance: u64,
+    /// Paid for the hours settled so far on its leases (before the consortium fee).
+    pub paid: u64,
+    /// Held in escrow on its leases, paid as hours pass.
+    pub escrow: u64,
+}
+
+/// The operator page's data.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct OperatorView {
+    /// The node's status (its key is the provider account).
+    pub status: Status,
+    /// The inventory as the node read it.
+    pub inventory: Option<serde_json::Value>,
+    /// The provider's resting offers.
+    pub offers: Vec<OrderView>,
+    /// Leases where it is the provider, newest first, at most 1,000.
+    pub leases: Vec<Lease>,
+    /// Active leases among them.
+    pub active_leases: usize,
+    /// Slots leased, sampled per block, oldest first.
+    pub leased: Vec<CapacityPoint>,
+    /// Earnings.
+    pub earnings: Earnings,
+    /// Connected peers.
+    pub peers: Vec<Peer>,
+    /// The latest signed checkpoint from each signer.
+    pub checkpoints: Vec<SignedCheckpoint>,
+}
+
+/// The body of every error response.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    /// The error.
+    pub error: ErrorDetail,
+}
+
+/// A stable code and a message for people.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Stable, machine-readable code, such as `bad_request` or `not_found`.
+    #[schema(value_type = surplus_contracts::Code)]
+    pub code: String,
+    /// What is wrong and how to fix it.
+    pub message: String,
+}

@@ -1,0 +1,342 @@
+//! A typed, blocking client of the Surplus node API. Every call sends and reads the types of
+//! `surplus_api`, the same types the node serves and `/openapi.json` is generated from, so a
+//! client built on it cannot drift from the server. The `surplus` command line, `surplus load`,
+//! the demo and the Rust tests use it.
+//!
+//! ```no_run
+//! let node = surplus_client::Client::new("http://127.0.0.1:8080")?;
+//! let status = node.status()?;
+//! println!("{} at height {}", status.chain_id, status.height);
+//! # Ok::<(), surplus_client::Error>(())
+//! ```
+
+use std::io::Read;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use surplus_api::{
+    AccountView, BlockSummary, BlockView, ChainView, ChallengeView, CredentialRequest,
+    CredentialToken, EntryAt, ErrorBody, FaucetGrant, FaucetRequest, GatewayAnswer, GatewayRequest,
+    LeaseList, LeaseView, MarketSummary, OperatorView, OrderView, PricePoint, Status,
+    SubmissionView, Submit, Submitted,
+};
+use surplus_ledger::bundle::ProofBundle;
+use surplus_ledger::{parse_hex, Entry, Hash, PublicKey, SecretKey, SignedCheckpoint};
+use surplus_market::Market;
+
+pub use surplus_api as api;
+
+/// What a call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The node answered with an error: its status and stable code (`docs/api.md` lists them)
+    /// and its message.
+    #[error("the node refused (HTTP {status}, {code}): {message}")]
+    Refused {
+        /// The HTTP status.
+        status: u16,
+        /// The refusal code, such as `insufficient_funds` (`unknown` if the body was not the
+        /// API's error body).
+        code: String,
+        /// What the node says is wrong, for people.
+        message: String,
+    },
+    /// No answer: the node is down, the address wrong, or the call timed out.
+    #[error("cannot reach the node at {url}: {detail}")]
+    Unreachable {
+        /// The node's base URL.
+        url: String,
+        /// Why.
+        detail: String,
+    },
+    /// An answer that is not what this client expects (another program, or another version).
+    #[error("the node's answer is not what this client expects: {0}")]
+    Unexpected(String),
+    /// The base URL is not one this client speaks to.
+    #[error("{0}")]
+    BadUrl(String),
+}
+
+impl Error {
+    /// The refusal code, for [`Error::Refused`].
+    pub fn code(&self) -> Option<&str> {
+        match self {
+            Error::Refused { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status, for [`Error::Refused`].
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Refused { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A call's result.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How long to wait for a connection by default.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a whole call may take by default.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A connection to one node's API. Cheap to clone; clones share the connection pool.
+#[derive(Clone, Debug)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// A client of the node whose HTTP address is `base` (`http://host:port`, with or without
+    /// a trailing slash), with the default timeouts.
+    pub fn new(base: &str) -> Result<Self> {
+        Self::with_timeouts(base, CONNECT_TIMEOUT, CALL_TIMEOUT)
+    }
+
+    /// As [`Client::new`], with a connect timeout and a timeout for each whole call.
+    pub fn with_timeouts(base: &str, connect: Duration, call: Duration) -> Result<Self> {
+        let base = base.trim().trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") {
+            return Err(Error::BadUrl(format!(
+                "{base:?} must be an http:// URL such as http://127.0.0.1:8080 (this client \
+                 speaks plain HTTP; put a TLS proxy in front of the node for https)"
+            )));
+        }
+        let agent = ureq::AgentBuilder::new().timeout_connect(connect).timeout(call).build();
+        Ok(Self { base, agent })
+    }
+
+    /// The node's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}{path}", self.base, surplus_api::API_PREFIX)
+    }
+
+    fn fail(&self, e: ureq::Error) -> Error {
+        match e {
+            ureq::Error::Status(status, resp) => {
+                let text = resp.into_string().unwrap_or_default();
+                match serde_json::from_str::<ErrorBody>(&text) {
+                    Ok(b) => {
+                        Error::Refused { status, code: b.error.code, message: b.error.message }
+                    }
+                    Err(_) => Error::Refused {
+                        status,
+                        code: "unknown".to_owned(),
+                        message: text.trim().chars().take(300).collect(),
+                    },
+                }
+            }
+            ureq::Error::Transport(t) => {
+                Error::Unreachable { url: self.base.clone(), detail: t.to_string() }
+            }
+        }
+    }
+
+    fn read<T: DeserializeOwned>(
+        &self,
+        r: std::result::Result<ureq::Response, ureq::Error>,
+    ) -> Result<T> {
+        let resp = r.map_err(|e| self.fail(e))?;
+        let text = resp.into_string().map_err(|e| Error::Unexpected(format!("unreadable: {e}")))?;
+        serde_json::from_str(&text).map_err(|e| Error::Unexpected(e.to_string()))
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
+        let mut req = self.agent.get(&self.url(path));
+        for (k, v) in query {
+            req = req.query(k, v);
+        }
+        self.read(req.call())
+    }
+
+    fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let body = serde_json::to_string(body).map_err(|e| Error::Unexpected(e.to_string()))?;
+        self.post_raw(path, &body)
+    }
+
+    fn post_raw<T: DeserializeOwned>(&self, path: &str, body: &str) -> Result<T> {
+        let req = self.agent.post(&self.url(path)).set("Content-Type", "application/json");
+        self.read(req.send_string(body))
+    }
+
+    /// `GET /status`: chain id, key, head, peers, mempool.
+    pub fn status(&self) -> Result<Status> {
+        self.get("/status", &[])
+    }
+
+    /// `GET /chain`: the chain id, the validators and the quorum.
+    pub fn chain(&self) -> Result<ChainView> {
+        self.get("/chain", &[])
+    }
+
+    /// `POST /entries`: submits a signed entry; its id once the node has admitted it.
+    pub fn submit(&self, entry: &Entry) -> Result<Hash> {
+        let s: Submitted = self.post("/entries", &Submit { entry: hex::encode(entry.encode()) })?;
+        Ok(s.id)
+    }
+
+    /// `POST /entries` with a body already serialized as [`Submit`] (load tools prepare them
+    /// ahead of time).
+    pub fn submit_prepared(&self, submit_json: &str) -> Result<Hash> {
+        let s: Submitted = self.post_raw("/entries", submit_json)?;
+        Ok(s.id)
+    }
+
+    /// `GET /submissions/{id}`: pending, committed at a height, or dropped with its code.
+    pub fn submission(&self, id: &Hash) -> Result<SubmissionView> {
+        self.get(&format!("/submissions/{}", hex::encode(id)), &[])
+    }
+
+    /// `GET /entries/{index}`: a committed entry by its global index.
+    pub fn entry(&self, index: u64) -> Result<EntryAt> {
+        self.get(&format!("/entries/{index}"), &[])
+    }
+
+    /// `GET /blocks`: block summaries, newest first, below `before`, at most `limit`.
+    pub fn blocks(&self, before: Option<u64>, limit: Option<u64>) -> Result<Vec<BlockSummary>> {
+        let mut q = Vec::new();
+        if let Some(b) = before {
+            q.push(("before", b.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.get("/blocks", &q)
+    }
+
+    /// `GET /blocks/{height}`: a whole block; with `entries` false, without its entries.
+    pub fn block(&self, height: u64, entries: bool) -> Result<BlockView> {
+        let q = if entries { vec![] } else { vec![("entries", "false".to_owned())] };
+        self.get(&format!("/blocks/{height}"), &q)
+    }
+
+    /// `GET /markets`: the catalogue's markets with their last price and book sizes.
+    pub fn markets(&self) -> Result<Vec<MarketSummary>> {
+        self.get("/markets", &[])
+    }
+
+    /// `GET /markets/{market}/history`: clearing prices, oldest first.
+    pub fn history(&self, market: &Market, limit: Option<usize>) -> Result<Vec<PricePoint>> {
+        let q: Vec<_> = limit.map(|l| ("limit", l.to_string())).into_iter().collect();
+        self.get(&format!("/markets/{market}/history"), &q)
+    }
+
+    /// `GET /book`: a market's resting offers and bids, at most `limit` listed per side.
+    pub fn book(&self, market: &Market, limit: Option<usize>) -> Result<surplus_api::BookView> {
+        let mut q = vec![("market", market.to_string())];
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.get("/book", &q)
+    }
+
+    /// `GET /orders?account=`: an account's resting orders.
+    pub fn orders(&self, account: &PublicKey) -> Result<Vec<OrderView>> {
+        self.get("/orders", &[("account", account.to_string())])
+    }
+
+    /// `GET /accounts/{key}`: balance and next sequence number.
+    pub fn account(&self, key: &PublicKey) -> Result<AccountView> {
+        self.get(&format!("/accounts/{key}"), &[])
+    }
+
+    /// `GET /leases`: leases (of `account`, as buyer or provider), at most `limit`.
+    pub fn leases(&self, account: Option<&PublicKey>, limit: Option<usize>) -> Result<LeaseList> {
+        let mut q = Vec::new();
+        if let Some(a) = account {
+            q.push(("account", a.to_string()));
+        }
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        self.get("/leases", &q)
+    }
+
+    /// `GET /leases/{id}`: a lease and its provisioning outcomes.
+    pub fn lease(&self, id: &Hash) -> Result<LeaseView> {
+        self.get(&format!("/leases/{}", hex::encode(id)), &[])
+    }
+
+    /// `GET /leases/{id}/proof`: the lease's inclusion proof, verifiable offline.
+    pub fn lease_proof(&self, id: &Hash) -> Result<ProofBundle> {
+        self.get(&format!("/leases/{}/proof", hex::encode(id)), &[])
+    }
+
+    /// `POST /leases/{id}/challenge`: a challenge for the buyer to sign.
+    pub fn challenge(&self, lease: &Hash) -> Result<ChallengeView> {
+        self.post(&format!("/leases/{}/challenge", hex::encode(lease)), &serde_json::json!({}))
+    }
+
+    /// `POST /leases/{id}/credential`: the lease's token, for the signed challenge.
+    pub fn credential(&self, lease: &Hash, signed: &CredentialRequest) -> Result<CredentialToken> {
+        self.post(&format!("/leases/{}/credential", hex::encode(lease)), signed)
+    }
+
+    /// Fetches the lease's credential as its buyer: asks for a challenge, checks that it
+    /// names this lease, signs it with `buyer` (the bytes of [`surplus_api::leases::challenge_bytes`],
+    /// bound to the chain, lease and expiry the node states) and sends the signature back.
+    pub fn fetch_credential(&self, lease: &Hash, buyer: &SecretKey) -> Result<CredentialToken> {
+        let c = self.challenge(lease)?;
+        let nonce = parse_hex::<32>(&c.challenge, "challenge").map_err(Error::Unexpected)?;
+        if c.lease != *lease {
+            return Err(Error::Unexpected("the challenge names another lease".into()));
+        }
+        let message =
+            surplus_api::leases::challenge_bytes(&c.chain_id, lease, &nonce, c.expires_ms);
+        let signature = buyer.sign(&message);
+        self.credential(
+            lease,
+            &CredentialRequest { challenge: c.challenge, signature: signature.to_string() },
+        )
+    }
+
+    /// `POST /gateway`: what a presented token grants.
+    pub fn gateway(&self, request: &GatewayRequest) -> Result<GatewayAnswer> {
+        self.post("/gateway", request)
+    }
+
+    /// `GET /checkpoints`: the latest signed checkpoint of each signer, this node's first.
+    pub fn checkpoints(&self) -> Result<Vec<SignedCheckpoint>> {
+        self.get("/checkpoints", &[])
+    }
+
+    /// `GET /operator`: the node's own business.
+    pub fn operator(&self) -> Result<OperatorView> {
+        self.get("/operator", &[])
+    }
+
+    /// `POST /faucet` (devnet only): funds a new account with sample credits.
+    pub fn faucet(&self, account: &PublicKey) -> Result<FaucetGrant> {
+        self.post("/faucet", &FaucetRequest { account: account.to_string() })
+    }
+
+    /// `GET /export`: copies the whole ledger, in the format of `surplus ledger export`, to
+    /// `out`; the bytes written.
+    pub fn export(&self, out: &mut impl std::io::Write) -> Result<u64> {
+        let resp = self.agent.get(&self.url("/export")).call().map_err(|e| self.fail(e))?;
+        let mut body = resp.into_reader();
+        std::io::copy(&mut body, out)
+            .map_err(|e| Error::Unreachable { url: self.base.clone(), detail: e.to_string() })
+    }
+
+    /// `GET /metrics`: the Prometheus exposition.
+    pub fn metrics(&self) -> Result<String> {
+        let resp =
+            self.agent.get(&format!("{}/metrics", self.base)).call().map_err(|e| self.fail(e))?;
+        let mut s = String::new();
+        resp.into_reader()
+            .take(16 << 20)
+            .read_to_string(&mut s)
+            .map_err(|e| Error::Unexpected(e.to_string()))?;
+        Ok(s)
+    }
+}
