@@ -7,18 +7,15 @@
 use std::io::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::Duration;
 
 use crate::now_ms;
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Subcommand};
-use serde::de::DeserializeOwned;
-use serde_json::{json, Value};
+use surplus_api::{BookSide, BookView, LeaseList, Submitted};
+use surplus_client::{self as client, Client};
 use surplus_contracts::{Lease, Tx};
 use surplus_ledger::{parse_hex, Entry, Hash, PublicKey, SecretKey};
 use surplus_market::{Bid, FillRule, Market, Offer, Order, SignedCancel, SignedOrder, HOUR_MS};
-use surplus_web::api::{AccountView, BookSide, BookView, ChallengeView, LeaseList, Submitted};
-use surplus_web::{ErrorBody, Status};
 
 /// The API a client talks to unless told otherwise.
 pub const DEFAULT_NODE: &str = "http://127.0.0.1:8080";
@@ -192,34 +189,24 @@ pub enum LeaseCommand {
     },
 }
 
-/// A failure on the node's side, or on the way to it (exit 1).
-#[derive(Debug, thiserror::Error)]
-enum Remote {
-    #[error("the node refused (HTTP {status}, {code}): {message}")]
-    Refused { status: u16, code: String, message: String },
-    #[error("cannot reach the node at {url}: {detail}")]
-    Unreachable { url: String, detail: String },
-    #[error("the node's answer is not what this client expects: {0}")]
-    Unexpected(String),
-}
-
-/// Runs a client command.
+/// Runs a client command. A failure on the node's side, or on the way to it, exits 1 with
+/// the node's message; bad input here exits 2.
 pub fn run(cmd: ClientCommand) -> Result<ExitCode> {
     match execute(cmd) {
         Ok(()) => Ok(ExitCode::SUCCESS),
-        Err(e) => match e.downcast_ref::<Remote>() {
-            Some(remote) => {
+        Err(e) => match e.downcast_ref::<client::Error>() {
+            Some(remote) if !matches!(remote, client::Error::BadUrl(_)) => {
                 eprintln!("error: {remote}");
                 Ok(ExitCode::from(1))
             }
-            None => Err(e),
+            _ => Err(e),
         },
     }
 }
 
+/// The node's API, and how to print its answers.
 struct Api {
-    base: String,
-    agent: ureq::Agent,
+    node: Client,
     json: bool,
 }
 
@@ -230,73 +217,25 @@ impl Api {
             .clone()
             .or_else(|| std::env::var(NODE_ENV).ok().filter(|v| !v.trim().is_empty()))
             .unwrap_or_else(|| DEFAULT_NODE.to_owned());
-        let base = url.trim().trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") {
-            bail!(
-                "--node {base:?} must be an http:// URL such as {DEFAULT_NODE} (this build \
-                 speaks plain HTTP; put a TLS proxy in front of it for https)"
-            );
-        }
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .build();
-        Ok(Self { base, agent, json: conn.json })
-    }
-
-    fn answer(&self, r: Result<ureq::Response, ureq::Error>) -> Result<Value> {
-        match r {
-            Ok(resp) => resp
-                .into_json::<Value>()
-                .map_err(|e| Remote::Unexpected(format!("not JSON: {e}")).into()),
-            Err(ureq::Error::Status(status, resp)) => {
-                let text = resp.into_string().unwrap_or_default();
-                let (code, message) = match serde_json::from_str::<ErrorBody>(&text) {
-                    Ok(b) => (b.error.code, b.error.message),
-                    Err(_) => ("unknown".to_owned(), text.trim().chars().take(300).collect()),
-                };
-                Err(Remote::Refused { status, code, message }.into())
-            }
-            Err(ureq::Error::Transport(t)) => {
-                Err(Remote::Unreachable { url: self.base.clone(), detail: t.to_string() }.into())
-            }
-        }
-    }
-
-    fn get(&self, path: &str) -> Result<Value> {
-        self.answer(self.agent.get(&format!("{}/api/v1{path}", self.base)).call())
-    }
-
-    fn post(&self, path: &str, body: &Value) -> Result<Value> {
-        self.answer(self.agent.post(&format!("{}/api/v1{path}", self.base)).send_json(body))
+        let node = Client::new(&url).map_err(|e| anyhow!("--node: {e}"))?;
+        Ok(Self { node, json: conn.json })
     }
 
     fn chain_id(&self) -> Result<String> {
-        Ok(typed::<Status>(self.get("/status")?)?.chain_id)
+        Ok(self.node.status()?.chain_id)
     }
 
-    fn submit(&self, entry: &Entry) -> Result<(Value, Hash)> {
-        let v = self.post("/entries", &json!({"entry": hex::encode(entry.encode())}))?;
-        let id = typed::<Submitted>(v.clone())?.id;
-        Ok((v, id))
+    fn submit(&self, entry: &Entry) -> Result<Hash> {
+        Ok(self.node.submit(entry)?)
     }
 
-    fn account(&self, key: &PublicKey) -> Result<(Value, AccountView)> {
-        let v = self.get(&format!("/accounts/{key}"))?;
-        Ok((v.clone(), typed(v)?))
-    }
-
-    /// Prints the API's JSON with `--json`, otherwise `human`.
-    fn print(&self, v: &Value, human: impl FnOnce() -> String) -> Result<()> {
+    /// Prints the API's answer as JSON with `--json`, otherwise `human`.
+    fn print<T: serde::Serialize>(&self, v: &T, human: impl FnOnce() -> String) -> Result<()> {
         let text = if self.json { serde_json::to_string_pretty(v)? } else { human() };
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", text.trim_end())?;
         Ok(())
     }
-}
-
-fn typed<T: DeserializeOwned>(v: Value) -> Result<T> {
-    serde_json::from_value(v).map_err(|e| Remote::Unexpected(e.to_string()).into())
 }
 
 fn market(s: &str) -> Result<Market> {
@@ -370,8 +309,8 @@ fn execute(cmd: ClientCommand) -> Result<()> {
                 nonce: nonce()?,
             });
             let (entry, _) = SignedOrder::sign(&api.chain_id()?, order, &key);
-            let (v, id) = api.submit(&entry)?;
-            api.print(&v, || {
+            let id = api.submit(&entry)?;
+            api.print(&Submitted { id }, || {
                 format!(
                     "offer {} submitted: {slots} slots of {m} at {reserve} units/slot-hour or \
                      more, for {hours_window} h",
@@ -417,8 +356,8 @@ fn execute(cmd: ClientCommand) -> Result<()> {
                 nonce: nonce()?,
             });
             let (entry, _) = SignedOrder::sign(&api.chain_id()?, order, &key);
-            let (v, id) = api.submit(&entry)?;
-            api.print(&v, || {
+            let id = api.submit(&entry)?;
+            api.print(&Submitted { id }, || {
                 format!(
                     "bid {} submitted: {slots} slots of {m} for {hours} h at up to {limit} \
                      units/slot-hour",
@@ -431,17 +370,16 @@ fn execute(cmd: ClientCommand) -> Result<()> {
             let key = read_key(&signer)?;
             let api = Api::new(&conn)?;
             let (entry, _) = SignedCancel::sign(&api.chain_id()?, order, &key);
-            let (v, id) = api.submit(&entry)?;
-            api.print(&v, || {
+            let id = api.submit(&entry)?;
+            api.print(&Submitted { id }, || {
                 format!("cancel {} of order {} submitted", hex::encode(id), hex::encode(order))
             })
         }
         ClientCommand::Book { market: m, conn } => {
             let m = market(&m)?;
             let api = Api::new(&conn)?;
-            let v = api.get(&format!("/book?market={m}"))?;
-            let book: BookView = typed(v.clone())?;
-            api.print(&v, || human_book(&book))
+            let book = api.node.book(&m, None)?;
+            api.print(&book, || human_book(&book))
         }
         ClientCommand::Leases { account, key, limit, conn } => {
             let account = match (account, key) {
@@ -450,13 +388,8 @@ fn execute(cmd: ClientCommand) -> Result<()> {
                 (None, None) => None,
             };
             let api = Api::new(&conn)?;
-            let path = match account {
-                Some(a) => format!("/leases?account={a}&limit={limit}"),
-                None => format!("/leases?limit={limit}"),
-            };
-            let v = api.get(&path)?;
-            let list: LeaseList = typed(v.clone())?;
-            api.print(&v, || human_leases(&list, account.as_ref()))
+            let list = api.node.leases(account.as_ref(), Some(limit))?;
+            api.print(&list, || human_leases(&list, account.as_ref()))
         }
         ClientCommand::Balance { account, key, conn } => {
             let account = match (account, key) {
@@ -465,8 +398,8 @@ fn execute(cmd: ClientCommand) -> Result<()> {
                 (None, None) => bail!("name the account: KEY or --key FILE"),
             };
             let api = Api::new(&conn)?;
-            let (v, a) = api.account(&account)?;
-            api.print(&v, || format!("{}  balance {}  seq {}", a.account, a.balance, a.seq))
+            let a = api.node.account(&account)?;
+            api.print(&a, || format!("{}  balance {}  seq {}", a.account, a.balance, a.seq))
         }
         ClientCommand::Transfer { to, amount, signer, conn } => {
             let to = key_arg(&to, "--to")?;
@@ -479,10 +412,10 @@ fn execute(cmd: ClientCommand) -> Result<()> {
             }
             let api = Api::new(&conn)?;
             let chain = api.chain_id()?;
-            let seq = api.account(&key.public())?.1.seq;
+            let seq = api.node.account(&key.public())?.seq;
             let tx = Tx::Transfer { to, amount, seq };
-            let (v, id) = api.submit(&Entry::signed(&chain, tx.kind(), tx.encode(), &key))?;
-            api.print(&v, || {
+            let id = api.submit(&Entry::signed(&chain, tx.kind(), tx.encode(), &key))?;
+            api.print(&Submitted { id }, || {
                 format!(
                     "transfer {} submitted: {amount} units to {to} (seq {seq})",
                     hex::encode(id)
@@ -491,9 +424,8 @@ fn execute(cmd: ClientCommand) -> Result<()> {
         }
         ClientCommand::Status { conn } => {
             let api = Api::new(&conn)?;
-            let v = api.get("/status")?;
-            let s: Status = typed(v.clone())?;
-            api.print(&v, || {
+            let s = api.node.status()?;
+            api.print(&s, || {
                 format!(
                     "node       {}\nchain      {}\nkey        {}\nheight     {}\nhead       {}\n\
                      peers      {}\nvalidator  {}\nmempool    {}\nsynced     {}",
@@ -521,27 +453,13 @@ fn execute(cmd: ClientCommand) -> Result<()> {
             }
             let key = read_key(&signer)?;
             let api = Api::new(&conn)?;
-            let c: ChallengeView =
-                typed(api.post(&format!("/leases/{}/challenge", hex::encode(lease)), &json!({}))?)?;
-            let nonce = parse_hex::<32>(&c.challenge, "challenge").map_err(Remote::Unexpected)?;
-            if c.lease != lease {
-                return Err(Remote::Unexpected("the challenge names another lease".into()).into());
-            }
-            // Signed for the chain the node reports in the challenge; the bytes carry the lease
-            // and expiry, so the signature is good for this one fetch only.
-            let message = surplus_web::challenge_bytes(&c.chain_id, &lease, &nonce, c.expires_ms);
-            let signature = key.sign(&message);
-            let v = api.post(
-                &format!("/leases/{}/credential", hex::encode(lease)),
-                &json!({"challenge": c.challenge, "signature": signature.to_string()}),
-            )?;
-            let token: surplus_web::api::CredentialToken = typed(v.clone())?;
+            let token = api.node.fetch_credential(&lease, &key)?;
             match out {
                 Some(path) => {
                     crate::keyfile::write_secret(&path, format!("{}\n", token.token).as_bytes())?;
-                    api.print(&v, || format!("token written to {}", path.display()))
+                    api.print(&token, || format!("token written to {}", path.display()))
                 }
-                None => api.print(&v, || token.token.clone()),
+                None => api.print(&token, || token.token.clone()),
             }
         }
         ClientCommand::Terminate { lease_id, signer, conn } => {
@@ -549,10 +467,10 @@ fn execute(cmd: ClientCommand) -> Result<()> {
             let key = read_key(&signer)?;
             let api = Api::new(&conn)?;
             let chain = api.chain_id()?;
-            let seq = api.account(&key.public())?.1.seq;
+            let seq = api.node.account(&key.public())?.seq;
             let tx = Tx::Terminate { lease, seq };
-            let (v, id) = api.submit(&Entry::signed(&chain, tx.kind(), tx.encode(), &key))?;
-            api.print(&v, || {
+            let id = api.submit(&Entry::signed(&chain, tx.kind(), tx.encode(), &key))?;
+            api.print(&Submitted { id }, || {
                 format!("termination {} of lease {} submitted", hex::encode(id), hex::encode(lease))
             })
         }

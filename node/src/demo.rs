@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use rand::{Rng, SeedableRng};
+use surplus_client::Client;
 use surplus_ledger::SecretKey;
 use surplus_market::{Bid, FillRule, Market, Order, SignedOrder};
 
@@ -12,29 +13,10 @@ use crate::devnet_file::DevnetFile;
 /// A bid generator over the devnet's buyers and nodes.
 pub struct Demo {
     chain_id: String,
-    apis: Vec<String>,
+    nodes: Vec<Client>,
     buyers: Vec<SecretKey>,
     markets: Vec<Market>,
     rng: rand::rngs::StdRng,
-}
-
-/// Submits a signed entry to a node's API; the node's JSON error on refusal.
-pub fn submit(api: &str, entry: &surplus_ledger::Entry) -> Result<String> {
-    let body = serde_json::json!({ "entry": hex::encode(entry.encode()) });
-    match ureq::post(&format!("{api}/api/v1/entries"))
-        .timeout(Duration::from_secs(5))
-        .send_json(body)
-    {
-        Ok(r) => {
-            let v: serde_json::Value = r.into_json()?;
-            Ok(v["id"].as_str().unwrap_or_default().to_owned())
-        }
-        Err(ureq::Error::Status(code, r)) => {
-            let text = r.into_string().unwrap_or_default();
-            anyhow::bail!("{api} refused the entry ({code}): {text}")
-        }
-        Err(e) => Err(anyhow::anyhow!("cannot reach {api}: {e}")),
-    }
 }
 
 impl Demo {
@@ -50,7 +32,14 @@ impl Demo {
             catalogue.markets().into_iter().filter(|m| regions.contains(&m.region)).collect();
         Self {
             chain_id: file.chain_id.clone(),
-            apis: file.nodes.iter().map(|n| n.api.clone()).collect(),
+            nodes: file
+                .nodes
+                .iter()
+                .filter_map(|n| {
+                    Client::with_timeouts(&n.api, Duration::from_secs(2), Duration::from_secs(5))
+                        .ok()
+                })
+                .collect(),
             buyers,
             markets,
             rng: rand::rngs::StdRng::from_entropy(),
@@ -59,8 +48,10 @@ impl Demo {
 
     /// Sends one to three bids to random nodes; returns how many were accepted.
     pub fn step(&mut self) -> Result<u64> {
-        if self.buyers.is_empty() || self.markets.is_empty() {
-            anyhow::bail!("the devnet has no buyer keys or no markets");
+        if self.buyers.is_empty() || self.markets.is_empty() || self.nodes.is_empty() {
+            anyhow::bail!(
+                "the devnet has no buyer keys, no markets or no node with an http:// API"
+            );
         }
         let now = crate::now_ms();
         let mut sent = 0;
@@ -80,8 +71,8 @@ impl Demo {
             };
             let buyer = &self.buyers[self.rng.gen_range(0..self.buyers.len())];
             let (entry, _) = SignedOrder::sign(&self.chain_id, Order::Bid(bid), buyer);
-            let api = &self.apis[self.rng.gen_range(0..self.apis.len())];
-            submit(api, &entry).context("demo bid")?;
+            let node = &self.nodes[self.rng.gen_range(0..self.nodes.len())];
+            node.submit(&entry).with_context(|| format!("demo bid to {}", node.base()))?;
             sent += 1;
         }
         Ok(sent)

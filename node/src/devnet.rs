@@ -222,7 +222,9 @@ fn spawn(exe: &Path, node: &DevnetNode) -> Result<Child> {
 }
 
 fn api_up(api: &str) -> bool {
-    ureq::get(&format!("{api}/api/v1/status")).timeout(Duration::from_secs(2)).call().is_ok()
+    surplus_client::Client::with_timeouts(api, Duration::from_secs(2), Duration::from_secs(2))
+        .and_then(|c| c.status())
+        .is_ok()
 }
 
 /// Sends SIGTERM so the node shuts down cleanly (flushes, releases its WAL).

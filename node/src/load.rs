@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _, Result};
 use rand::Rng;
 use serde::Serialize;
+use surplus_client::{self as client, Client};
 use surplus_ledger::SecretKey;
 use surplus_market::{Bid, FillRule, Market, Offer, Order, SignedOrder};
 
@@ -123,10 +124,6 @@ pub fn ed25519_rate() -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-fn get(agent: &ureq::Agent, url: &str) -> Result<serde_json::Value> {
-    Ok(agent.get(url).timeout(Duration::from_secs(10)).call()?.into_json()?)
-}
-
 /// Runs `surplus load`.
 pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     if a.submit_only {
@@ -143,8 +140,11 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     }
     let keys: Vec<SecretKey> =
         file.buyers.iter().map(|b| crate::keyfile::read_key(&b.key_file)).collect::<Result<_>>()?;
-    let apis: Vec<String> = file.nodes.iter().map(|n| n.api.clone()).collect();
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(10)).build();
+    let apis: Vec<Client> = file
+        .nodes
+        .iter()
+        .map(|n| Client::with_timeouts(&n.api, Duration::from_secs(5), Duration::from_secs(10)))
+        .collect::<Result<_, _>>()?;
     let chain = file.chain_id.clone();
     let market = Market::new("vm.16c64g", &surplus_market::Catalogue::sample().regions[0].id);
 
@@ -161,17 +161,15 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
         nonce: rand::thread_rng().gen(),
     };
     let (entry, _) = SignedOrder::sign(&chain, Order::Offer(offer), &keys[0]);
-    let offer_id = crate::demo::submit(&apis[0], &entry).context("the load's offer")?;
-    let book = format!("{}/api/v1/book?market={market}", apis[0]);
+    let offer_id = apis[0].submit(&entry).context("the load's offer")?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !get(&agent, &book)?.to_string().contains(&offer_id) {
+    while !apis[0].book(&market, None)?.offers.orders.iter().any(|o| o.id == offer_id) {
         if Instant::now() > deadline {
             bail!("the load's offer did not reach the book within 60 s");
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    let start_height =
-        get(&agent, &format!("{}/api/v1/status", apis[0]))?["height"].as_u64().unwrap_or(0);
+    let start_height = apis[0].status()?.height;
 
     // Send bids at the asked rate from several threads.
     let accepted: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
@@ -183,7 +181,6 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
         for t in 0..u64::from(a.threads) {
             let (accepted, refused, buyers) = (accepted.clone(), refused.clone(), buyers.clone());
             let (apis, market, chain) = (apis.clone(), market.clone(), chain.clone());
-            let agent = agent.clone();
             let (rate, threads) = (a.rate, u64::from(a.threads));
             s.spawn(move || {
                 let mut rng = rand::thread_rng();
@@ -208,25 +205,20 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
                     let buyer = &buyers[(k as usize) % buyers.len()];
                     let (entry, _) = SignedOrder::sign(&chain, Order::Bid(bid), buyer);
                     let api = &apis[(k as usize) % apis.len()];
-                    let body = serde_json::json!({ "entry": hex::encode(entry.encode()) });
-                    match agent.post(&format!("{api}/api/v1/entries")).send_json(body) {
-                        Ok(_) => {
+                    let failure = match api.submit(&entry) {
+                        Ok(id) => {
                             let at = crate::now_ms();
                             if let Ok(mut v) = accepted.lock() {
-                                v.push((hex::encode(entry.id()), at));
+                                v.push((hex::encode(id), at));
                             }
+                            None
                         }
-                        Err(ureq::Error::Status(_, r)) => {
-                            let v: serde_json::Value = r.into_json().unwrap_or_default();
-                            let code = v["error"]["code"].as_str().unwrap_or("?").to_owned();
-                            if let Ok(mut m) = refused.lock() {
-                                *m.entry(code).or_default() += 1;
-                            }
-                        }
-                        Err(e) => {
-                            if let Ok(mut m) = refused.lock() {
-                                *m.entry(format!("transport: {e}")).or_default() += 1;
-                            }
+                        Err(client::Error::Refused { code, .. }) => Some(code),
+                        Err(e) => Some(format!("transport: {e}")),
+                    };
+                    if let Some(code) = failure {
+                        if let Ok(mut m) = refused.lock() {
+                            *m.entry(code).or_default() += 1;
                         }
                     }
                     k += threads;
@@ -247,16 +239,15 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     let mut next: Vec<u64> = vec![start_height + 1; apis.len()];
     loop {
         for (n, api) in apis.iter().enumerate() {
-            while let Ok(b) = get(&agent, &format!("{api}/api/v1/blocks/{}?entries=false", next[n]))
-            {
-                let ms = b["committed_ms"].as_u64().unwrap_or(0);
-                for bid in b["filled_bids"].as_array().into_iter().flatten() {
-                    if let Some(id) = bid.as_str().filter(|id| wanted.contains_key(id)) {
-                        commit[n].entry(id.to_owned()).or_insert(ms);
+            while let Ok(b) = api.block(next[n], false) {
+                let ms = b.committed_ms.unwrap_or(0);
+                for id in b.filled_bids.iter().flatten() {
+                    if wanted.contains_key(id.as_str()) {
+                        commit[n].entry(id.clone()).or_insert(ms);
                     }
                 }
                 if n == 0 {
-                    entries_total += b["entry_count"].as_u64().unwrap_or(0);
+                    entries_total += b.entry_count as u64;
                     last_height = next[0];
                 }
                 next[n] += 1;
@@ -376,34 +367,32 @@ fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
             format!("{{\"entry\":\"{}\"}}", hex::encode(entry.encode()))
         })
         .collect();
-    let url = format!("{}/api/v1/entries", node.api);
+    // One client per thread: each its own keep-alive connection.
+    let clients: Vec<Client> = (0..a.threads)
+        .map(|_| Client::with_timeouts(&node.api, Duration::from_secs(5), Duration::from_secs(30)))
+        .collect::<Result<_, _>>()?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let latencies: Mutex<Vec<f64>> = Mutex::new(Vec::with_capacity(bodies.len()));
     let refused: Mutex<HashMap<String, u64>> = Mutex::default();
     let accepted = std::sync::atomic::AtomicU64::new(0);
     let t0 = Instant::now();
     std::thread::scope(|s| {
-        for _ in 0..a.threads {
+        for client in &clients {
             s.spawn(|| {
-                // One agent per client: its own keep-alive connection.
-                let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
                 let mut mine = Vec::new();
                 let mut refusals: HashMap<String, u64> = HashMap::new();
                 loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(body) = bodies.get(k) else { break };
                     let sent = Instant::now();
-                    let r =
-                        agent.post(&url).set("content-type", "application/json").send_string(body);
+                    let r = client.submit_prepared(body);
                     mine.push(sent.elapsed().as_secs_f64() * 1e3);
                     match r {
                         Ok(_) => {
                             accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         }
-                        Err(ureq::Error::Status(_, r)) => {
-                            let v: serde_json::Value = r.into_json().unwrap_or_default();
-                            let code = v["error"]["code"].as_str().unwrap_or("?").to_owned();
-                            *refusals.entry(code).or_default() += 1;
+                        Err(client::Error::Refused { code, .. }) => {
+                            *refusals.entry(code).or_default() += 1
                         }
                         Err(e) => *refusals.entry(format!("transport: {e}")).or_default() += 1,
                     }
