@@ -6,7 +6,7 @@
 use base64::Engine as _;
 use libfuzzer_sys::fuzz_target;
 use surplus_ledger::{Entry, PublicKey};
-use surplus_web::api::{CredentialRequest, FaucetRequest, GatewayRequest, Submit};
+use surplus_api::{CredentialRequest, FaucetRequest, GatewayRequest, Submit};
 
 fuzz_target!(|data: &[u8]| {
     let Some((which, body)) = data.split_first() else { return };
