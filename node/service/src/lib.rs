@@ -6,6 +6,7 @@
 //! - [`config`], [`genesis`], [`inventory`]: the files an operator writes, read and checked
 //!   with errors that name the field; [`keyfile`]: key files; [`devnet_file`]: `devnet.json`.
 //! - [`mempool`], [`receipts`]: the bounded pool of admitted entries and what became of each.
+//! - [`solo`]: a consortium of one in this process, on the real service, for tests.
 //!
 //! The `surplus` binary parses arguments and calls this crate.
 
@@ -19,6 +20,7 @@ pub mod mempool;
 pub mod provision;
 pub mod receipts;
 pub mod runtime;
+pub mod solo;
 mod turnwatch;
 mod webdata;
 
@@ -52,6 +54,11 @@ mod seams {
         assert!(files.len() >= 15, "found only {} source files", files.len());
         let mut found = Vec::new();
         for (name, text) in &files {
+            // `solo` is not service code: like `main`, it gives the service its runtime (on a
+            // thread of its own) and waits for it to start.
+            if name.ends_with("/solo.rs") {
+                continue;
+            }
             let code = text.split("#[cfg(test)]\nmod ").next().unwrap_or("");
             for (i, line) in code.lines().enumerate() {
                 let l = line.trim_start();

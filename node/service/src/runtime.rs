@@ -530,9 +530,42 @@ impl Builder {
     /// Starts the node and runs it until `stop` resolves; then stops the API, the gossip and
     /// the engine, in that order. An error if it cannot start, or if consensus stops.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<()> {
+        self.run_with(stop, None).await
+    }
+
+    /// Like [`Builder::run_until`], and once the node serves (its API bound, its journal
+    /// replayed) sends `ready` the API's address and the node as the API sees it, so that the
+    /// process that runs it can also call it in-process ([`crate::solo`] does).
+    pub async fn run_announcing(
+        self,
+        stop: impl Future<Output = ()>,
+        ready: tokio::sync::oneshot::Sender<Ready>,
+    ) -> Result<()> {
+        self.run_with(stop, Some(ready)).await
+    }
+
+    async fn run_with(
+        self,
+        stop: impl Future<Output = ()>,
+        ready: Option<tokio::sync::oneshot::Sender<Ready>>,
+    ) -> Result<()> {
         let env = self.env.unwrap_or_else(Env::system);
         let config = self.config.unwrap_or_else(|| self.data_dir.join("config.toml"));
-        run(self.data_dir, config, env, stop).await
+        run(self.data_dir, config, env, stop, ready).await
+    }
+}
+
+/// A node that serves: what [`Builder::run_announcing`] sends once it is up.
+pub struct Ready {
+    /// The address the HTTP API is bound to.
+    pub http: std::net::SocketAddr,
+    /// The node as the HTTP API sees it.
+    pub node: Arc<dyn surplus_web::Node>,
+}
+
+impl std::fmt::Debug for Ready {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ready").field("http", &self.http).finish_non_exhaustive()
     }
 }
 
@@ -546,6 +579,7 @@ async fn run(
     config_path: PathBuf,
     env: Env,
     stop: impl Future<Output = ()>,
+    ready: Option<tokio::sync::oneshot::Sender<Ready>>,
 ) -> Result<()> {
     let config = Config::load(&config_path)?;
     let key = crate::keyfile::read_key(&dir.join("node.key"))?;
@@ -709,6 +743,9 @@ async fn run(
     replay_journal(&shared).await;
     // Leases that started or ended while the node was down are provisioned now.
     reconcile_leases(&shared, &running.state, &hook, &me);
+    if let Some(ready) = ready {
+        let _ = ready.send(Ready { http: bound, node: Arc::new(Api(shared.clone())) });
+    }
 
     let mut stop = std::pin::pin!(stop);
     let mut health = tokio::time::interval(Duration::from_secs(60));
