@@ -431,8 +431,13 @@ impl Store {
         if head.tree_size > 0 && store.backend.get(&entry_key(head.tree_size - 1))?.is_none() {
             return Err(damaged("entries", format!("entry {} is missing", head.tree_size - 1)));
         }
-        if store.backend.get(&entry_key(head.tree_size))?.is_some()
-            || store.backend.get(&header_key(head.height + 1))?.is_some()
+        // Data past the head record is what a crash between an append and its head record
+        // leaves, for the store that appends. A view of a live store reads the head record and
+        // then the rest, while the store goes on appending: the next block may be stored by then
+        // and is no damage.
+        if !read_only
+            && (store.backend.get(&entry_key(head.tree_size))?.is_some()
+                || store.backend.get(&header_key(head.height + 1))?.is_some())
         {
             return Err(damaged("meta/head", "data beyond the head record is stored".into()));
         }

@@ -262,6 +262,72 @@ fn acknowledged_blocks_missing_from_the_engine_are_reported() {
     assert!(matches!(Store::open(&db, store::Config::default()), Err(Error::Damaged(_))));
 }
 
+/// Found by the web tests on the real node (`surplus_service::solo`): a view opened while the
+/// node appended read the head record, then found the next block stored and called the store
+/// damaged, so that the node failed to start or answered a lease proof with a 500.
+#[test]
+fn web_tests_a_view_opened_during_an_append_is_not_damaged() {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+    use surplus_store::{Backend, BackendError, KvIter};
+
+    /// A backend that can answer one read of the head record with an older record: the
+    /// interleaving of a view's reads with an append.
+    #[derive(Default)]
+    struct Racing {
+        map: Mutex<BTreeMap<Vec<u8>, Vec<u8>>>,
+        stale_head: Mutex<Option<Vec<u8>>>,
+    }
+    struct Handle(Arc<Racing>);
+    impl Backend for Handle {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>, BackendError> {
+            if key == b"meta/head" {
+                if let Some(old) = self.0.stale_head.lock().unwrap().take() {
+                    return Ok(Some(old));
+                }
+            }
+            Ok(self.0.map.lock().unwrap().get(key).cloned())
+        }
+        fn apply(&self, batch: Vec<(Vec<u8>, Vec<u8>)>) -> Result<(), BackendError> {
+            self.0.map.lock().unwrap().extend(batch);
+            Ok(())
+        }
+        fn flush(&self) -> Result<(), BackendError> {
+            Ok(())
+        }
+        fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a> {
+            let map = self.0.map.lock().unwrap();
+            let pairs: Vec<_> = map
+                .range(start.to_vec()..end.to_vec())
+                .map(|(k, v)| Ok((k.clone(), v.clone())))
+                .collect();
+            Box::new(pairs.into_iter())
+        }
+    }
+
+    let racing = Arc::new(Racing::default());
+    let mut chain = TestChain::build("test-chain", 3, 4);
+    let mut s =
+        Store::with_backend(Box::new(Handle(racing.clone())), store::Config::default()).unwrap();
+    for b in &chain.blocks {
+        s.append(b).unwrap();
+    }
+    let head_before = racing.map.lock().unwrap().get(&b"meta/head"[..]).cloned();
+    let entries = chain.signed_entries(5, 40);
+    s.append(&chain.push_block(entries)).unwrap();
+
+    // The view read the head record before the append and the rest after it.
+    *racing.stale_head.lock().unwrap() = head_before.clone();
+    let view = s.view().unwrap();
+    assert_eq!(view.height(), Some(3));
+    assert_eq!(s.view().unwrap().height(), Some(4));
+
+    // The store that appends still takes data past its head record for a crash's damage.
+    *racing.stale_head.lock().unwrap() = head_before;
+    let reopened = Store::with_backend(Box::new(Handle(racing)), store::Config::default());
+    assert!(matches!(reopened, Err(Error::Damaged(_))), "{reopened:?}");
+}
+
 #[test]
 fn a_view_reads_the_head_it_opened_at_while_the_store_appends() {
     let dir = tempfile::tempdir().unwrap();
