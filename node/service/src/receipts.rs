@@ -67,7 +67,8 @@ impl Receipts {
     }
 
     /// Records the fate of each entry in `receipts` (a later receipt of the same entry replaces
-    /// the earlier), then forgets the oldest past the capacity.
+    /// the earlier, except that a committed entry is never recorded dropped afterwards: a
+    /// block is final), then forgets the oldest past the capacity.
     pub(crate) fn record(&self, receipts: &[(Hash, Receipt)]) {
         if receipts.is_empty() {
             return;
@@ -83,6 +84,11 @@ impl Receipts {
         let mut ids = sled::Batch::default();
         let mut order = sled::Batch::default();
         for (id, receipt) in receipts {
+            if matches!(receipt, Receipt::Dropped { .. })
+                && matches!(self.get(id), Some(Receipt::Committed { .. }))
+            {
+                continue;
+            }
             let value = serde_json::to_vec(receipt).map_err(|e| e.to_string())?;
             // A new id takes a place in the order; a known one keeps its place.
             if self.by_id.insert(id, value).map_err(|e| e.to_string())?.is_none() {
@@ -141,6 +147,21 @@ mod tests {
         }
         assert_eq!(db.open_tree("receipts").unwrap().len(), 3);
         assert_eq!(db.open_tree("receipts_order").unwrap().len(), 3);
+    }
+
+    /// Found by the web tests on the real node: a block built before the node had applied the
+    /// previous one refused that block's entries as already applied, and the pool recorded
+    /// them dropped, which could land after their committed receipt.
+    #[test]
+    fn web_tests_a_committed_entry_is_never_recorded_dropped_afterwards() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::open(dir.path()).unwrap();
+        let r = Receipts::open(&db, 10).unwrap();
+        r.record_block(5, &[(id(1), Receipt::Committed { height: 5 })]);
+        let replayed = Receipt::Dropped { code: Code::ReplayedNonce, message: "used".into() };
+        r.record(&[(id(1), replayed.clone()), (id(2), replayed.clone())]);
+        assert_eq!(r.get(&id(1)), Some(Receipt::Committed { height: 5 }));
+        assert_eq!(r.get(&id(2)), Some(replayed));
     }
 
     /// Found by the crash loop: a node killed after a block was stored but before its

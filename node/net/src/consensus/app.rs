@@ -1,6 +1,6 @@
 //! The application loop: answers the engine's 12 messages from our chain.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,6 +17,7 @@ use malachitebft_app_channel::app::types::sync::RawDecidedValue;
 use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, ProposedValue};
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use malachitebft_signing_ed25519::Signature;
+use surplus_ledger::Auth;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
@@ -133,7 +134,17 @@ pub(super) struct App {
     synced_heights: std::collections::BTreeSet<u64>,
     /// Whether this node votes (a follower never needs to wait before a height).
     validator: bool,
+    /// Ids of the entries of the blocks committed last, oldest first (at most
+    /// [`RECENT_COMMITS`] blocks). The node takes an entry out of its pool only once it applies
+    /// the block, which may lag this chain by the commits queued for it; until then the pool
+    /// still offers the entry, and a block built from it would refuse the entry as already
+    /// applied and report it dropped although it is committed.
+    recent: VecDeque<HashSet<surplus_ledger::Hash>>,
 }
+
+/// Blocks whose entries [`App::value_to_propose`] leaves out of the pool's: those the node may
+/// not have applied yet (the commit queue, and the one it is applying).
+const RECENT_COMMITS: usize = super::COMMIT_QUEUE + 1;
 
 /// A value for the engine, named by the block's header hash.
 fn proposed(
@@ -188,6 +199,7 @@ impl App {
             last_commit: Instant::now(),
             synced_heights: Default::default(),
             validator,
+            recent: VecDeque::new(),
         }
     }
 
@@ -406,8 +418,12 @@ impl App {
         if Instant::now() < wait_until {
             tokio::time::sleep_until(wait_until).await;
         }
-        let user =
+        let mut user =
             self.pool.pending(self.settings.max_block_entries, self.settings.max_block_bytes);
+        user.retain(|e| {
+            let id = e.id();
+            !self.recent.iter().any(|ids| ids.contains(&id))
+        });
         let built = tokio::task::block_in_place(|| {
             self.chain.build(&user, self.settings.env.now_ms(), self.address)
         })?;
@@ -544,6 +560,11 @@ impl App {
             cert.commit_signatures.iter().map(|s| (s.address, s.signature.to_bytes())).collect();
         let round = cert.round.as_u32().unwrap_or(0);
         let checked = self.chain.commit(height, cert.value_id, round, &sigs)?;
+        let user = checked.block.entries.iter().filter(|e| matches!(e.auth, Auth::Signed { .. }));
+        self.recent.push_back(user.map(|e| e.id()).collect());
+        while self.recent.len() > RECENT_COMMITS {
+            self.recent.pop_front();
+        }
         self.last_commit = Instant::now();
         self.status.set_height(height);
         tracing::info!(
