@@ -152,10 +152,6 @@ codes! {
         "Ask for a height at or below the head (GET /api/v1/status).";
     UnknownEntry = "unknown_entry", 404,
         "Ask for an entry index below the ledger's size.";
-    LedgerNotServed = "ledger_not_served", 404,
-        "This node does not serve its ledger; ask another node.";
-    EventsNotServed = "events_not_served", 404,
-        "This node publishes no events; ask another node.";
     MethodNotAllowed = "method_not_allowed", 405,
         "Use the method the route documents.";
     PayloadTooLarge = "payload_too_large", 413,

@@ -1,5 +1,7 @@
 //! Surplus integration tests across crates and processes: a cluster helper that runs real
-//! `surplus` node processes on loopback, talks to their HTTP APIs, and compares their ledgers.
+//! `surplus` node processes on loopback, talks to their HTTP APIs through the typed client
+//! (`surplus_client::Client`, which reads the answer types of `surplus_api`), and compares
+//! their ledgers.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -8,9 +10,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{anyhow, bail, Context as _, Result};
+use anyhow::{bail, Result};
 use serde_json::Value;
-use surplus_ledger::{Entry, Hash, PublicKey, SecretKey};
+use surplus_api::{LeaseList, Submission};
+use surplus_client::Client;
+use surplus_contracts::LeaseStatus;
+use surplus_ledger::{Hash, PublicKey, SecretKey};
 use surplus_market::{Market, Order, SignedOrder};
 
 pub mod netlab;
@@ -64,29 +69,6 @@ pub fn free_base(span: u16) -> u16 {
     panic!("no free port range");
 }
 
-/// GET a JSON document.
-pub fn get(url: &str) -> Result<Value> {
-    match ureq::get(url).timeout(Duration::from_secs(10)).call() {
-        Ok(r) => Ok(r.into_json()?),
-        Err(ureq::Error::Status(code, r)) => {
-            bail!("GET {url}: {code} {}", r.into_string().unwrap_or_default())
-        }
-        Err(e) => Err(anyhow!("GET {url}: {e}")),
-    }
-}
-
-/// POST JSON; returns (status, body).
-pub fn post(url: &str, body: &Value) -> Result<(u16, Value)> {
-    match ureq::post(url).timeout(Duration::from_secs(10)).send_json(body.clone()) {
-        Ok(r) => {
-            let code = r.status();
-            Ok((code, r.into_json().unwrap_or(Value::Null)))
-        }
-        Err(ureq::Error::Status(code, r)) => Ok((code, r.into_json().unwrap_or(Value::Null))),
-        Err(e) => Err(anyhow!("POST {url}: {e}")),
-    }
-}
-
 /// Waits (bounded) until `f` gives `Some`.
 pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<T>) -> T {
     let start = Instant::now();
@@ -99,72 +81,48 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut f: impl FnMut() -> Option<
     }
 }
 
-/// A node's API.
-#[derive(Clone, Debug)]
-pub struct Api(pub String);
+/// A client of the node API at `base` (`http://host:port`) whose calls give up after 10 s.
+pub fn client(base: &str) -> Client {
+    Client::with_timeouts(base, Duration::from_secs(5), Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("{base}: {e}"))
+}
 
-impl Api {
-    /// `/api/v1/status`.
-    pub fn status(&self) -> Result<Value> {
-        get(&format!("{}/api/v1/status", self.0))
-    }
-    /// Height and head hash.
-    pub fn head(&self) -> Option<(u64, String)> {
+/// What the tests read of a node beyond single calls of the client.
+pub trait NodeExt {
+    /// Height and head hash, if the node answers.
+    fn head(&self) -> Option<(u64, Hash)>;
+    /// The hash of the block at `height`, once the node has it.
+    fn block_hash(&self, height: u64) -> Option<Hash>;
+}
+
+impl NodeExt for Client {
+    fn head(&self) -> Option<(u64, Hash)> {
         let s = self.status().ok()?;
-        Some((s["height"].as_u64()?, s["head_hash"].as_str()?.to_owned()))
+        Some((s.height, s.head_hash))
     }
-    /// Submits a signed entry; the node's JSON answer.
-    pub fn submit(&self, entry: &Entry) -> Result<(u16, Value)> {
-        post(
-            &format!("{}/api/v1/entries", self.0),
-            &serde_json::json!({ "entry": hex::encode(entry.encode()) }),
-        )
+
+    fn block_hash(&self, height: u64) -> Option<Hash> {
+        let b = self.block(height, false).ok()?;
+        assert_eq!(b.height, height, "{} answered another block", self.base());
+        Some(b.hash)
     }
-    /// Leases where `account` is buyer or provider.
-    pub fn leases(&self, account: &PublicKey) -> Result<Vec<Value>> {
-        let v = get(&format!("{}/api/v1/leases?account={}", self.0, hex::encode(account.0)))?;
-        let list = v.get("leases").cloned().unwrap_or(v);
-        Ok(list.as_array().cloned().unwrap_or_default())
-    }
-    /// One lease.
-    pub fn lease(&self, id: &str) -> Result<Value> {
-        get(&format!("{}/api/v1/leases/{id}", self.0))
-    }
-    /// An account's balance and sequence number.
-    pub fn account(&self, key: &PublicKey) -> Result<(u64, u64)> {
-        let v = get(&format!("{}/api/v1/accounts/{}", self.0, hex::encode(key.0)))?;
-        Ok((v["balance"].as_u64().unwrap_or(0), v["seq"].as_u64().unwrap_or(0)))
-    }
-    /// Fetches a lease's credential by signing the node's challenge with `key`.
-    pub fn fetch_credential(
-        &self,
-        chain_id: &str,
-        lease: &Hash,
-        key: &SecretKey,
-    ) -> Result<(u16, Value)> {
-        let id = hex::encode(lease);
-        let (code, c) = post(&format!("{}/api/v1/leases/{id}/challenge", self.0), &Value::Null)?;
-        if code != 200 {
-            bail!("challenge refused: {code} {c}");
+}
+
+/// The HTTP status and code of a refused call; panics, naming `what`, if the call succeeded or
+/// failed otherwise (no answer, or not the API's error body).
+pub fn refusal<T: std::fmt::Debug>(what: &str, r: surplus_client::Result<T>) -> (u16, String) {
+    match r {
+        Err(surplus_client::Error::Refused { status, code, .. }) if code != "unknown" => {
+            (status, code)
         }
-        let challenge = c["challenge"].as_str().context("challenge")?.to_owned();
-        let nonce: [u8; 32] = hex::decode(&challenge)?
-            .try_into()
-            .map_err(|_| anyhow!("the challenge is not 32 bytes"))?;
-        let expires = c["expires_ms"].as_u64().context("expires_ms")?;
-        let sig = key.sign(&surplus_web::challenge_bytes(chain_id, lease, &nonce, expires));
-        post(
-            &format!("{}/api/v1/leases/{id}/credential", self.0),
-            &serde_json::json!({ "challenge": challenge, "signature": hex::encode(sig.0) }),
-        )
+        Err(e) => panic!("{what}: not a refusal with the API's error body: {e}"),
+        Ok(v) => panic!("{what}: expected a refusal, got {v:?}"),
     }
-    /// Presents a token to the node's gateway.
-    pub fn gateway(&self, token: &str) -> Result<(u16, Value)> {
-        post(
-            &format!("{}/api/v1/gateway", self.0),
-            &serde_json::json!({ "token": token, "operation": "read" }),
-        )
-    }
+}
+
+/// A hash from its hex.
+fn hash_hex(hex: &str) -> Hash {
+    surplus_ledger::parse_hex::<32>(hex, "hash").unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// A node process we started.
@@ -172,7 +130,7 @@ pub struct NodeProc {
     /// Its data dir.
     pub dir: PathBuf,
     /// Its API.
-    pub api: Api,
+    pub api: Client,
     /// The process.
     pub child: Option<Child>,
 }
@@ -208,12 +166,12 @@ impl NodeProc {
             .stderr(log)
             .spawn()
             .expect("spawn node");
-        Self { dir: dir.to_owned(), api: Api(api.to_owned()), child: Some(child) }
+        Self { dir: dir.to_owned(), api: client(api), child: Some(child) }
     }
 
     /// Waits until the API answers.
     pub fn wait_up(&self) {
-        wait_for(&format!("{} to answer", self.api.0), Duration::from_secs(90), || {
+        wait_for(&format!("{} to answer", self.api.base()), Duration::from_secs(90), || {
             self.api.status().ok()
         });
     }
@@ -257,7 +215,7 @@ impl Drop for NodeProc {
         if std::thread::panicking() {
             eprintln!(
                 "--- {} ({}) log tail ---\n{}",
-                self.api.0,
+                self.api.base(),
                 self.dir.display(),
                 self.log_tail()
             );
@@ -265,25 +223,22 @@ impl Drop for NodeProc {
     }
 }
 
-impl Api {
-    /// The hash of the block at `height`, once the node has it.
-    pub fn block_hash(&self, height: u64) -> Option<String> {
-        let v = get(&format!("{}/api/v1/blocks/{height}", self.0)).ok()?;
-        v["hash"].as_str().map(str::to_owned)
-    }
-}
-
 /// Waits until every node holds the same block at a common height of at least `min_height`
 /// (the first node's head once it reaches it); returns that height and hash.
-pub fn wait_converged(apis: &[&Api], min_height: u64, timeout: Duration) -> (u64, String) {
+pub fn wait_converged(apis: &[&Client], min_height: u64, timeout: Duration) -> (u64, Hash) {
     let (height, hash) = wait_for("the first node to reach the height", timeout, || {
         apis[0].head().filter(|(h, _)| *h >= min_height)
     });
     for a in &apis[1..] {
-        let other = wait_for(&format!("{} to reach height {height}", a.0), timeout, || {
+        let other = wait_for(&format!("{} to reach height {height}", a.base()), timeout, || {
             a.block_hash(height)
         });
-        assert_eq!(other, hash, "{} holds a different block at height {height}", a.0);
+        assert_eq!(
+            hex::encode(other),
+            hex::encode(hash),
+            "{} holds a different block at height {height}",
+            a.base()
+        );
     }
     (height, hash)
 }
@@ -364,6 +319,17 @@ impl Devnet {
         self.file["chain_id"].as_str().expect("chain_id")
     }
 
+    /// Node `i`'s key (validator key and provider account).
+    pub fn node_key(&self, i: usize) -> PublicKey {
+        let hex = self.file["nodes"][i]["public_key"].as_str().expect("public_key");
+        PublicKey(surplus_ledger::parse_hex::<32>(hex, "public_key").expect("a key"))
+    }
+
+    /// Node `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> PathBuf {
+        PathBuf::from(self.file["nodes"][i]["data_dir"].as_str().expect("data_dir"))
+    }
+
     /// Sample buyer `i`'s key.
     pub fn buyer(&self, i: usize) -> SecretKey {
         read_key(Path::new(self.file["buyers"][i]["key_file"].as_str().expect("key_file")))
@@ -402,11 +368,12 @@ pub fn first_pool(data_dir: &Path) -> (surplus_market::Market, u64) {
     (market, field("reserve").parse().expect("a numeric reserve"))
 }
 
-/// Waits until the book of `market` on `api` holds an offer of `provider` (hex key).
-pub fn wait_for_offer(api: &Api, market: &surplus_market::Market, provider: &str) {
+/// Waits until the book of `market` on `api` holds an offer of `provider`.
+pub fn wait_for_offer(api: &Client, market: &surplus_market::Market, provider: &PublicKey) {
     wait_for("the provider's inventory offer in the book", Duration::from_secs(120), || {
-        let book = get(&format!("{}/api/v1/book?market={market}", api.0)).ok()?;
-        book["offers"].to_string().contains(provider).then_some(())
+        let book = api.book(market, None).ok()?;
+        assert_eq!(book.market, *market, "{} answered another market's book", api.base());
+        book.offers.orders.iter().any(|o| o.author == *provider).then_some(())
     });
 }
 
@@ -505,21 +472,15 @@ pub struct OrderLoad {
 }
 
 impl OrderLoad {
-    /// Starts the load against `apis` (base URLs).
-    pub fn start(
-        net: &Devnet,
-        apis: Vec<String>,
-        market: &Market,
-        seed: u64,
-        gap: Duration,
-    ) -> Self {
+    /// Starts the load against the nodes of `apis`.
+    pub fn start(net: &Devnet, apis: &[Client], market: &Market, seed: u64, gap: Duration) -> Self {
         Self::with_fills(net, apis, market, seed, gap, Vec::new())
     }
 
     /// [`OrderLoad::start`] with filling bids into `pools` (market, reserve).
     pub fn with_fills(
         net: &Devnet,
-        apis: Vec<String>,
+        apis: &[Client],
         market: &Market,
         seed: u64,
         gap: Duration,
@@ -530,9 +491,14 @@ impl OrderLoad {
         let chain_id = net.chain_id().to_owned();
         let buyers: Vec<SecretKey> = (0..3).map(|i| net.buyer(i)).collect();
         let (market, stop2, acked) = (market.clone(), stop.clone(), acknowledged.clone());
+        // Short timeouts: a node being killed must not hold the load up.
+        let five = Duration::from_secs(5);
+        let apis: Vec<Client> = apis
+            .iter()
+            .map(|a| Client::with_timeouts(a.base(), five, five).expect("the node's base URL"))
+            .collect();
         let thread = std::thread::spawn(move || {
             let mut rng = Rng(seed ^ 0x9e37_79b9_7f4a_7c15);
-            let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
             let started = Instant::now();
             let mut sent = 0u64;
             while !stop2.load(Ordering::Relaxed)
@@ -550,18 +516,16 @@ impl OrderLoad {
                 let key = &buyers[(sent % 3) as usize];
                 let (entry, _) = SignedOrder::sign(&chain_id, Order::Bid(bid), key);
                 let node = rng.below(apis.len() as u64) as usize;
-                let api = &apis[node];
-                let body = serde_json::json!({ "entry": hex::encode(entry.encode()) });
-                if let Ok(r) = agent.post(&format!("{api}/api/v1/entries")).send_json(body) {
-                    if r.status() == 202 {
-                        let ack = Ack {
-                            id: hex::encode(entry.id()),
-                            node,
-                            at: started.elapsed().as_secs_f64(),
-                            fills,
-                        };
-                        acked.lock().map(|mut a| a.push(ack)).ok();
-                    }
+                // Admitted (202) is acknowledged; a refusal or no answer is not.
+                if let Ok(id) = apis[node].submit(&entry) {
+                    assert_eq!(id, entry.id(), "{} acknowledged another id", apis[node].base());
+                    let ack = Ack {
+                        id: hex::encode(entry.id()),
+                        node,
+                        at: started.elapsed().as_secs_f64(),
+                        fills,
+                    };
+                    acked.lock().map(|mut a| a.push(ack)).ok();
                 }
                 sent += 1;
                 std::thread::sleep(gap);
@@ -594,14 +558,14 @@ impl Drop for OrderLoad {
 /// Waits until every acknowledged resting bid rests in the book of every node (they bid under
 /// every reserve and do not expire for an hour; filling bids are left to the ledger check);
 /// panics naming the node that never got them.
-pub fn assert_in_every_book(net: &Devnet, apis: &[Api], acknowledged: &[Ack], limit: Duration) {
-    let buyer_keys: Vec<String> = (0..3).map(|i| hex::encode(net.buyer(i).public().0)).collect();
-    let book_of = |api: &Api| -> Option<HashSet<String>> {
+pub fn assert_in_every_book(net: &Devnet, apis: &[Client], acknowledged: &[Ack], limit: Duration) {
+    let buyer_keys: Vec<PublicKey> = (0..3).map(|i| net.buyer(i).public()).collect();
+    let book_of = |api: &Client| -> Option<HashSet<String>> {
         let mut ids = HashSet::new();
         for k in &buyer_keys {
-            let orders = get(&format!("{}/api/v1/orders?account={k}", api.0)).ok()?;
-            for o in orders.as_array()? {
-                ids.insert(o["id"].as_str()?.to_owned());
+            for o in api.orders(k).ok()? {
+                assert_eq!(o.order.author, *k, "{} lists another account's order", api.base());
+                ids.insert(hex::encode(o.order.id));
             }
         }
         Some(ids)
@@ -638,7 +602,7 @@ pub fn assert_in_every_book(net: &Devnet, apis: &[Api], acknowledged: &[Ack], li
                 "{} of {} acknowledged orders never reached the book of {}:\n{}",
                 missing.len(),
                 acknowledged.len(),
-                api.0,
+                api.base(),
                 detail.join("\n")
             );
         }
@@ -649,16 +613,19 @@ pub fn assert_in_every_book(net: &Devnet, apis: &[Api], acknowledged: &[Ack], li
 /// it reports (`GET /api/v1/submissions/{id}`); panics naming those still pending or dropped.
 /// Call it before stopping the nodes for [`assert_ledgers_agree`]: an order acknowledged just
 /// before a crash may still be on its way to a block when the heads first agree.
-pub fn assert_committed(apis: &[Api], acknowledged: &[Ack], limit: Duration) {
+pub fn assert_committed(apis: &[Client], acknowledged: &[Ack], limit: Duration) {
+    let fate = |a: &Ack| apis[a.node].submission(&hash_hex(&a.id));
     let status = |a: &Ack| -> String {
-        match get(&format!("{}/api/v1/submissions/{}", apis[a.node].0, a.id)) {
-            Ok(v) => v["status"].as_str().unwrap_or("?").to_owned(),
+        match fate(a) {
+            Ok(v) => format!("{:?}", v.submission),
             Err(e) => format!("unreadable ({e})"),
         }
     };
     let mut open: Vec<&Ack> = acknowledged.iter().collect();
     let done = wait_for_or_none(limit, || {
-        open.retain(|a| status(a) != "committed");
+        open.retain(|a| {
+            !fate(a).is_ok_and(|v| matches!(v.submission, Submission::Committed { .. }))
+        });
         open.is_empty().then_some(())
     });
     if done.is_none() {
@@ -707,44 +674,44 @@ pub fn assert_ledgers_agree(dirs: &[&Path], acknowledged: &[Ack], height: u64) {
 
 /// Every node lists the same leases, and every lease is kept: active, its credential granted on
 /// the ledger, and its provider's start hook run (as that provider's node reports). `keys` are
-/// the nodes' public keys (hex), in the order of `apis`. Returns how many leases there are.
-pub fn assert_leases_kept(apis: &[Api], keys: &[String], limit: Duration) -> usize {
-    let list = |api: &Api| -> Option<Vec<Value>> {
-        let v = get(&format!("{}/api/v1/leases?limit=1000", api.0)).ok()?;
-        let mut leases = v["leases"].as_array()?.clone();
-        leases.sort_by_key(|l| l["id"].as_str().unwrap_or_default().to_owned());
-        Some(leases)
+/// the nodes' public keys, in the order of `apis`. Returns how many leases there are.
+pub fn assert_leases_kept(apis: &[Client], keys: &[PublicKey], limit: Duration) -> usize {
+    let list = |api: &Client| -> Option<LeaseList> {
+        let mut list = api.leases(None, Some(1000)).ok()?;
+        list.leases.sort_by_key(|l| l.id);
+        Some(list)
     };
     let mut last = String::new();
     let kept = wait_for_or_none(limit, || {
         let leases = list(&apis[0])?;
+        assert!(!leases.truncated, "more than 1,000 leases: the comparison would miss some");
         for api in &apis[1..] {
             if list(api)? != leases {
-                last = format!("{} lists other leases than {}", api.0, apis[0].0);
+                last = format!("{} lists other leases than {}", api.base(), apis[0].base());
                 return None;
             }
         }
-        for l in &leases {
-            let id = l["id"].as_str()?;
-            if l["status"] != "active" || l["grant"].is_null() {
-                last = format!("lease {id} is {} with grant {}", l["status"], l["grant"]);
+        for l in &leases.leases {
+            let id = hex::encode(l.id);
+            if l.status != LeaseStatus::Active || l.grant.is_none() {
+                last = format!("lease {id} is {:?} with grant {:?}", l.status, l.grant);
                 return None;
             }
-            let provider = l["fill"]["provider"].as_str()?;
-            let Some(i) = keys.iter().position(|k| k == provider) else {
+            let provider = l.fill.provider;
+            let Some(i) = keys.iter().position(|k| *k == provider) else {
                 last = format!("lease {id} has provider {provider}, not a node");
                 return None;
             };
-            let v = get(&format!("{}/api/v1/leases/{id}", apis[i].0)).ok()?;
-            if v["provisioning"]["start"]["ok"] != true {
-                last = format!(
-                    "lease {id}: its provider's start hook record is {}",
-                    v["provisioning"]
-                );
+            let v = apis[i].lease(&l.id).ok()?;
+            assert_eq!(v.lease.id, l.id, "{} answered another lease", apis[i].base());
+            let start_ok = v.provisioning.as_ref().map(|p| &p["start"]["ok"]);
+            if start_ok != Some(&Value::Bool(true)) {
+                last =
+                    format!("lease {id}: its provider's start hook record is {:?}", v.provisioning);
                 return None;
             }
         }
-        Some(leases.len())
+        Some(leases.leases.len())
     });
     kept.unwrap_or_else(|| panic!("leases not kept: {last}"))
 }

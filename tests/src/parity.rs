@@ -1,6 +1,7 @@
-//! The same bad requests to a real node and to the in-process test node
-//! (`surplus_web::testnode::TestNode`) must get the same status and code: the web tests run on
-//! the test node, so a drift between the two would hide what users of the real node see.
+//! The same bad requests to a devnet node (its own process, one of four validators) and to the
+//! in-process node the web tests run on (`surplus_service::solo`, a consortium of one) must get
+//! the same status and code: a drift between the two would hide what users of a real
+//! consortium see.
 
 use std::time::Duration;
 
@@ -136,7 +137,7 @@ fn cases(chain_id: &str, market: &Market, now_ms: u64) -> Vec<Case> {
     ]
 }
 
-/// Sends every bad request to the real node at `real` and the test node at `test` (each with
+/// Sends every bad request to the devnet node at `real` and the in-process node at `test` (each with
 /// its own chain id, read from its status) and returns the cases whose status or code differ,
 /// as `name: real (status, code) vs test (status, code)`, with the count of cases compared.
 pub fn compare(
@@ -145,10 +146,7 @@ pub fn compare(
     market: &Market,
     now_ms: u64,
 ) -> Result<(usize, Vec<String>)> {
-    let chain = |base: &str| -> Result<String> {
-        let s = crate::get(&format!("{base}/api/v1/status"))?;
-        s["chain_id"].as_str().map(str::to_owned).ok_or_else(|| anyhow!("no chain id"))
-    };
+    let chain = |base: &str| -> Result<String> { Ok(crate::client(base).status()?.chain_id) };
     let (real_chain, test_chain) = (chain(real)?, chain(test)?);
     let real_cases = cases(&real_chain, market, now_ms);
     let test_cases = cases(&test_chain, market, now_ms);

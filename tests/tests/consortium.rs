@@ -5,8 +5,10 @@ use std::process::Command;
 use std::time::Duration;
 
 use serde_json::Value;
-use surplus_contracts::Tx;
-use surplus_ledger::{Entry, Hash};
+use surplus_api::GatewayRequest;
+use surplus_client::Client;
+use surplus_contracts::{LeaseStatus, Tx};
+use surplus_ledger::{Entry, Hash, PublicKey};
 use surplus_market::{Bid, FillRule, Market, Order, SignedOrder};
 use surplus_tests::*;
 
@@ -28,14 +30,15 @@ fn devnet_file(dir: &Path) -> Option<Value> {
     serde_json::from_str(&text).ok()
 }
 
-fn lease_hash(id: &str) -> Hash {
-    hex::decode(id).unwrap().try_into().unwrap()
+fn lease_status(api: &Client, id: &Hash) -> Option<LeaseStatus> {
+    let v = api.lease(id).ok()?;
+    assert_eq!(v.lease.id, *id, "{} answered another lease", api.base());
+    Some(v.lease.status)
 }
 
-fn lease_status(api: &Api, id: &str) -> Option<String> {
-    let v = api.lease(id).ok()?;
-    let lease = v.get("lease").unwrap_or(&v);
-    lease["status"].as_str().map(str::to_owned)
+/// A gateway request for `token`'s lease, to read.
+fn read_with(token: &str) -> GatewayRequest {
+    GatewayRequest { token: token.to_owned(), operation: "read".into(), lease: None }
 }
 
 /// Four nodes started by `surplus devnet`: a bid sent to one node fills against a provider's
@@ -54,11 +57,11 @@ fn four_nodes_trade_provision_grant_and_audit() {
         let f = devnet_file(&dir)?;
         f["nodes"].as_array()?.iter().all(|n| n["pid"].as_u64() > Some(0)).then_some(f)
     });
-    let apis: Vec<Api> = file["nodes"]
+    let apis: Vec<Client> = file["nodes"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|n| Api(n["api"].as_str().unwrap().to_owned()))
+        .map(|n| client(n["api"].as_str().unwrap()))
         .collect();
     for a in &apis {
         wait_for("node API", 2 * MINUTE, || a.status().ok());
@@ -66,7 +69,7 @@ fn four_nodes_trade_provision_grant_and_audit() {
     let chain_id = file["chain_id"].as_str().unwrap().to_owned();
     let buyer = read_key(Path::new(file["buyers"][0]["key_file"].as_str().unwrap()));
     let other = read_key(Path::new(file["buyers"][1]["key_file"].as_str().unwrap()));
-    let provider_key = file["nodes"][0]["public_key"].as_str().unwrap().to_owned();
+    let provider_key: PublicKey = file["nodes"][0]["public_key"].as_str().unwrap().parse().unwrap();
 
     // dc1 sells what its inventory lists: wait for its first pool's offer in the book.
     let inventory = std::fs::read_to_string(dir.join("dc1").join("inventory.toml")).unwrap();
@@ -78,12 +81,7 @@ fn four_nodes_trade_provision_grant_and_audit() {
             .unwrap()
     };
     let market = Market::new(&field("class"), &field("region"));
-    let url = format!("{}/api/v1/book?market={market}", apis[2].0);
-    wait_for("dc1's inventory offer in the book", 2 * MINUTE, || {
-        let book = get(&url).ok()?;
-        let text = book.to_string();
-        text.contains(&provider_key).then_some(())
-    });
+    wait_for_offer(&apis[2], &market, &provider_key);
 
     // A buyer bids through dc3.
     let now = now_ms();
@@ -99,60 +97,70 @@ fn four_nodes_trade_provision_grant_and_audit() {
         nonce: now,
     };
     let (entry, _) = SignedOrder::sign(&chain_id, Order::Bid(bid), &buyer);
-    let (code, body) = apis[2].submit(&entry).unwrap();
-    assert_eq!(code, 202, "bid refused: {body}");
+    let id = apis[2].submit(&entry).unwrap_or_else(|e| panic!("bid refused: {e}"));
+    assert_eq!(id, entry.id());
 
     // The same lease on every node.
-    let ids: Vec<String> = apis
+    let ids: Vec<Hash> = apis
         .iter()
         .map(|a| {
             wait_for("the lease on every node", 2 * MINUTE, || {
-                let l = a.leases(&buyer.public()).ok()?;
-                let id = l.first()?["id"].as_str()?.to_owned();
-                Some(id)
+                let l = a.leases(Some(&buyer.public()), None).ok()?;
+                let lease = l.leases.first()?;
+                assert_eq!(lease.fill.buyer, buyer.public(), "another account's lease");
+                assert_eq!(lease.fill.bid, entry.id(), "a lease of another bid");
+                Some(lease.id)
             })
         })
         .collect();
     assert!(ids.iter().all(|i| *i == ids[0]), "leases differ: {ids:?}");
-    let lease_id = ids[0].clone();
-    let lease = lease_hash(&lease_id);
+    let lease = ids[0];
+    let lease_id = hex::encode(lease);
 
     // The provider's start hook made the lease's directory; its record says so.
     let access = dir.join("dc1").join("leases").join(&lease_id).join("access.json");
     wait_for("the start hook's access file", MINUTE, || access.exists().then_some(()));
 
     // The buyer fetches the credential (once the provider minted it); anyone else is refused.
+    // The challenge is bound to this chain and lease.
+    let challenge = apis[0].challenge(&lease).unwrap();
+    assert_eq!((challenge.chain_id.as_str(), challenge.lease), (chain_id.as_str(), lease));
     let token = wait_for("the credential", MINUTE, || {
-        let (code, v) = apis[0].fetch_credential(&chain_id, &lease, &buyer).ok()?;
-        (code == 200).then(|| v["token"].as_str().map(str::to_owned)).flatten()
+        Some(apis[0].fetch_credential(&lease, &buyer).ok()?.token)
     });
-    let (code, v) = apis[0].fetch_credential(&chain_id, &lease, &other).unwrap();
-    assert_eq!(code, 403, "another key got the credential: {v}");
-    let (code, v) = apis[0].gateway(&token).unwrap();
-    assert_eq!(code, 200, "gateway refused a live lease's token: {v}");
-    assert!(v.to_string().contains("devnet sample") || v["access"].is_object(), "{v}");
+    let (code, _) = refusal("another key's credential", apis[0].fetch_credential(&lease, &other));
+    assert_eq!(code, 403, "another key got the credential");
+    let v = apis[0]
+        .gateway(&read_with(&token))
+        .unwrap_or_else(|e| panic!("gateway refused a live lease's token: {e}"));
+    assert_eq!(v.lease, lease);
+    assert!(
+        serde_json::to_string(&v).unwrap().contains("devnet sample")
+            || v.access.as_ref().is_some_and(Value::is_object),
+        "{v:?}"
+    );
 
     // The buyer ends the lease (through dc2); the gateway then refuses; the end hook runs.
-    let (_, seq) = apis[1].account(&buyer.public()).unwrap();
+    let seq = apis[1].account(&buyer.public()).unwrap().seq;
     let tx = Tx::Terminate { lease, seq };
     let end = Entry::signed(&chain_id, tx.kind(), tx.encode(), &buyer);
-    let (code, body) = apis[1].submit(&end).unwrap();
-    assert_eq!(code, 202, "terminate refused: {body}");
+    let id = apis[1].submit(&end).unwrap_or_else(|e| panic!("terminate refused: {e}"));
+    assert_eq!(id, end.id());
     for a in &apis {
         wait_for("the lease to end everywhere", 2 * MINUTE, || {
-            (lease_status(a, &lease_id)? != "active").then_some(())
+            (lease_status(a, &lease)? != LeaseStatus::Active).then_some(())
         });
     }
     wait_for("the gateway to refuse the ended lease", MINUTE, || {
-        let (code, _) = apis[0].gateway(&token).ok()?;
-        (code == 403).then_some(())
+        let refused = apis[0].gateway(&read_with(&token)).err()?;
+        (refused.status() == Some(403)).then_some(())
     });
     wait_for("the end hook", MINUTE, || {
-        let v = apis[0].lease(&lease_id).ok()?;
-        v.to_string().contains("\"end\":{").then_some(())
+        let v = apis[0].lease(&lease).ok()?;
+        v.provisioning?.get("end")?.is_object().then_some(())
     });
 
-    let refs: Vec<&Api> = apis.iter().collect();
+    let refs: Vec<&Client> = apis.iter().collect();
     let (height, head) = wait_converged(&refs, 2, 2 * MINUTE);
 
     // Ctrl-C (SIGINT) stops every node cleanly.
@@ -164,7 +172,7 @@ fn four_nodes_trade_provision_grant_and_audit() {
         let report = audit(&dir.join(format!("dc{i}"))).unwrap();
         heads.push(report.to_string());
     }
-    assert!(height >= 2 && !head.is_empty());
+    assert!(height >= 2 && head != Hash::default());
 
     // Running it again resumes the same chain.
     let mut again = spawn_devnet(&dir, base, &["--nodes", "4"], &tmp.path().join("devnet2.log"));
@@ -203,8 +211,8 @@ fn restarted_validator_and_late_joiner_reach_the_same_head() {
     let net = Devnet::init(tmp.path(), 4, base);
     let (dir, file) = (&net.dir, &net.file);
     let mut nodes = net.start_all();
-    let apis: Vec<Api> = nodes.iter().map(|n| n.api.clone()).collect();
-    let refs: Vec<&Api> = apis.iter().collect();
+    let apis: Vec<Client> = nodes.iter().map(|n| n.api.clone()).collect();
+    let refs: Vec<&Client> = apis.iter().collect();
     wait_converged(&refs, 5, 2 * MINUTE);
 
     // Stop dc4; the other three go on; restart it; it catches up.
@@ -212,12 +220,12 @@ fn restarted_validator_and_late_joiner_reach_the_same_head() {
     let h = apis[0].head().unwrap().0;
     wait_for("three validators to go on", MINUTE, || (apis[0].head()?.0 >= h + 10).then_some(()));
     let d4 = nodes[3].dir.clone();
-    nodes[3] = NodeProc::start(&d4, &apis[3].0);
+    nodes[3] = NodeProc::start(&d4, apis[3].base());
     nodes[3].wait_up();
     let h = apis[0].head().unwrap().0;
     wait_for("the restarted validator to catch up", 2 * MINUTE, || {
         let (h3, hash3) = apis[3].head()?;
-        (h3 >= h && apis[0].status().ok().is_some() && !hash3.is_empty()).then_some(())
+        (h3 >= h && apis[0].status().ok().is_some() && hash3 != Hash::default()).then_some(())
     });
 
     // After 100 blocks a fifth node joins as a non-validator.
@@ -250,8 +258,8 @@ fn restarted_validator_and_late_joiner_reach_the_same_head() {
     set(&config, "peers", &format!("[{}]", peers.join(", ")));
     let mut n5 = NodeProc::start(&d5, &format!("http://127.0.0.1:{}", p + 2));
     n5.wait_up();
-    assert_eq!(n5.api.status().unwrap()["validator"], Value::Bool(false));
-    let all: Vec<&Api> = apis.iter().chain(std::iter::once(&n5.api)).collect();
+    assert!(!n5.api.status().unwrap().validator, "dc5 is not in the validator set");
+    let all: Vec<&Client> = apis.iter().chain(std::iter::once(&n5.api)).collect();
     let (height, _) = wait_converged(&all, 100, 3 * MINUTE);
     assert!(height >= 100);
 

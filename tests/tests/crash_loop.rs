@@ -7,6 +7,7 @@
 
 use std::time::Duration;
 
+use surplus_client::Client;
 use surplus_market::Market;
 use surplus_tests::*;
 
@@ -23,22 +24,16 @@ fn twenty_sigkills_under_load_lose_no_acknowledged_order_and_fork_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let net = Devnet::init_with(tmp.path(), 4, free_base(40), 100, 1000);
     let mut nodes = net.start_all();
-    let apis: Vec<String> = nodes.iter().map(|n| n.api.0.clone()).collect();
+    let apis: Vec<Client> = nodes.iter().map(|n| n.api.clone()).collect();
     let market = Market::new("vm.2c8g", "eu-west-a");
     // Steady load: about 40 bids a second to random nodes, one in twenty filling a provider's
     // first pool.
     let pools: Vec<_> = nodes.iter().map(|n| first_pool(&n.dir)).collect();
-    let keys: Vec<String> = net.file["nodes"]
-        .as_array()
-        .expect("nodes")
-        .iter()
-        .map(|n| n["public_key"].as_str().expect("public_key").to_owned())
-        .collect();
+    let keys: Vec<_> = (0..nodes.len()).map(|i| net.node_key(i)).collect();
     for (i, (m, _)) in pools.iter().enumerate() {
         wait_for_offer(&nodes[0].api, m, &keys[i]);
     }
-    let load =
-        OrderLoad::with_fills(&net, apis.clone(), &market, seed, Duration::from_millis(25), pools);
+    let load = OrderLoad::with_fills(&net, &apis, &market, seed, Duration::from_millis(25), pools);
 
     // The kills: a random validator, at a random moment, restarted at once.
     let mut rng = Rng(seed);
@@ -47,19 +42,18 @@ fn twenty_sigkills_under_load_lose_no_acknowledged_order_and_fork_nothing() {
         let victim = rng.below(nodes.len() as u64) as usize;
         nodes[victim].kill();
         let dir = nodes[victim].dir.clone();
-        nodes[victim] = NodeProc::start(&dir, &apis[victim]);
+        nodes[victim] = NodeProc::start(&dir, apis[victim].base());
         nodes[victim].wait_up();
         eprintln!("crash loop: kill {} of {kills}: dc{} restarted", k + 1, victim + 1);
     }
     let (_, acknowledged) = load.finish();
     assert!(acknowledged.len() >= 100, "too little load to mean anything: {}", acknowledged.len());
 
-    let all: Vec<Api> = apis.iter().map(|a| Api(a.clone())).collect();
-    assert_in_every_book(&net, &all, &acknowledged, 2 * MINUTE);
-    let refs: Vec<&Api> = all.iter().collect();
-    let leases = assert_leases_kept(&all, &keys, 2 * MINUTE);
+    assert_in_every_book(&net, &apis, &acknowledged, 2 * MINUTE);
+    let refs: Vec<&Client> = apis.iter().collect();
+    let leases = assert_leases_kept(&apis, &keys, 2 * MINUTE);
     assert!(leases > 0, "no bid filled: the run made no lease to keep");
-    assert_committed(&all, &acknowledged, 2 * MINUTE);
+    assert_committed(&apis, &acknowledged, 2 * MINUTE);
     let (height, _) = wait_converged(&refs, 1, 2 * MINUTE);
     for n in &mut nodes {
         n.stop();

@@ -4,10 +4,11 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::time::{Duration, Instant};
 
-use serde_json::{json, Value};
+use serde_json::Value;
+use surplus_api::{AccountView, CredentialRequest, GatewayRequest, LeaseList};
+use surplus_client::Client;
 use surplus_ledger::{Entry, EntryKind, Signature};
 use surplus_market::{Order, SignedOrder};
 use surplus_tests::*;
@@ -45,10 +46,9 @@ fn error_code(text: &str) -> Value {
 }
 
 /// What hostile requests must not change: every account and every lease.
-fn snapshot(api: &Api, keys: &[surplus_ledger::PublicKey]) -> Value {
-    let accounts: Vec<(u64, u64)> = keys.iter().map(|k| api.account(k).unwrap()).collect();
-    let leases = get(&format!("{}/api/v1/leases?limit=1000", api.0)).unwrap();
-    json!({ "accounts": accounts, "leases": leases["leases"] })
+fn snapshot(api: &Client, keys: &[surplus_ledger::PublicKey]) -> (Vec<AccountView>, LeaseList) {
+    let accounts = keys.iter().map(|k| api.account(k).unwrap()).collect();
+    (accounts, api.leases(None, Some(1000)).unwrap())
 }
 
 #[test]
@@ -56,24 +56,23 @@ fn hostile_requests_get_clear_4xx_or_are_cut_off_and_change_nothing() {
     let tmp = tempfile::tempdir().unwrap();
     let net = Devnet::init_with(tmp.path(), 4, free_base(40), 200, 1000);
     let nodes = net.start_all();
-    let apis: Vec<Api> = nodes.iter().map(|n| Api(n.api.0.clone())).collect();
+    let apis: Vec<Client> = nodes.iter().map(|n| n.api.clone()).collect();
     let chain_id = net.chain_id().to_owned();
     let (buyer, other) = (net.buyer(0), net.buyer(1));
-    let addr = apis[1].0.trim_start_matches("http://").to_owned();
+    let addr = apis[1].base().trim_start_matches("http://").to_owned();
 
     // A real lease of the buyer, for the credential attempts.
-    let (market, reserve) =
-        first_pool(Path::new(net.file["nodes"][0]["data_dir"].as_str().unwrap()));
-    wait_for_offer(&apis[0], &market, net.file["nodes"][0]["public_key"].as_str().unwrap());
+    let (market, reserve) = first_pool(&net.data_dir(0));
+    wait_for_offer(&apis[0], &market, &net.node_key(0));
     let bid = one_slot_bid(&market, reserve * 2, 1, 600_000);
     let (entry, _) = SignedOrder::sign(&chain_id, Order::Bid(bid), &buyer);
-    assert_eq!(apis[0].submit(&entry).unwrap().0, 202);
-    let lease_id = wait_for("the buyer's lease, granted", 2 * MINUTE, || {
-        let l = apis[0].leases(&buyer.public()).ok()?;
-        let lease = l.first()?;
-        lease["grant"].is_object().then(|| lease["id"].as_str().unwrap().to_owned())
+    assert_eq!(apis[0].submit(&entry).unwrap(), entry.id());
+    let lease = wait_for("the buyer's lease, granted", 2 * MINUTE, || {
+        let l = apis[0].leases(Some(&buyer.public()), None).ok()?;
+        let lease = l.leases.first()?;
+        assert_eq!(lease.fill.buyer, buyer.public(), "another account's lease");
+        lease.grant.is_some().then_some(lease.id)
     });
-    let lease: surplus_ledger::Hash = hex::decode(&lease_id).unwrap().try_into().unwrap();
 
     // Quiet chain: what the requests below must leave as it is.
     let keys = [buyer.public(), other.public()];
@@ -104,8 +103,8 @@ fn hostile_requests_get_clear_4xx_or_are_cut_off_and_change_nothing() {
     if let surplus_ledger::Auth::Signed { signature, .. } = &mut forged.auth {
         signature.0[0] ^= 1;
     }
-    let (s, v) = apis[1].submit(&forged).unwrap();
-    assert_eq!(s, 400, "{v}");
+    let (s, code) = refusal("a forged signature", apis[1].submit(&forged));
+    assert_eq!(s, 400, "{code}");
     let mut stolen = Entry::signed(&chain_id, EntryKind::ORDER, entry.payload.clone(), &other);
     if let (
         surplus_ledger::Auth::Signed { author, .. },
@@ -114,21 +113,22 @@ fn hostile_requests_get_clear_4xx_or_are_cut_off_and_change_nothing() {
     {
         *author = *real;
     }
-    let (s, v) = apis[1].submit(&stolen).unwrap();
-    assert_eq!(s, 400, "{v}");
+    let (s, code) = refusal("a stolen author", apis[1].submit(&stolen));
+    assert_eq!(s, 400, "{code}");
 
     // Another account's credential: a challenge signed by the wrong key, a garbage signature.
-    let (s, v) = apis[0].fetch_credential(&chain_id, &lease, &other).unwrap();
-    assert_eq!(s, 403, "{v}");
-    let (code, c) =
-        post(&format!("{}/api/v1/leases/{lease_id}/challenge", apis[0].0), &Value::Null).unwrap();
-    assert_eq!(code, 200);
+    let (s, code) = refusal("another key's credential", apis[0].fetch_credential(&lease, &other));
+    assert_eq!(s, 403, "{code}");
+    let c = apis[0].challenge(&lease).unwrap();
+    assert_eq!((c.chain_id.as_str(), c.lease), (chain_id.as_str(), lease));
     let bad =
-        json!({ "challenge": c["challenge"], "signature": hex::encode(Signature([7; 64]).0) });
-    let (s, v) = post(&format!("{}/api/v1/leases/{lease_id}/credential", apis[0].0), &bad).unwrap();
-    assert_eq!(s, 403, "{v}");
-    let (s, v) = apis[0].gateway("not-a-token").unwrap();
-    assert!((400..500).contains(&s), "{s} {v}");
+        CredentialRequest { challenge: c.challenge, signature: Signature([7; 64]).to_string() };
+    let (s, code) = refusal("a garbage signature", apis[0].credential(&lease, &bad));
+    assert_eq!(s, 403, "{code}");
+    let not_a_token =
+        GatewayRequest { token: "not-a-token".into(), operation: "read".into(), lease: None };
+    let (s, code) = refusal("not a token", apis[0].gateway(&not_a_token));
+    assert!((400..500).contains(&s), "{s} {code}");
 
     // A client that never finishes its request head is cut off (with 408 or a close).
     let started = Instant::now();
@@ -141,6 +141,6 @@ fn hostile_requests_get_clear_4xx_or_are_cut_off_and_change_nothing() {
     for api in &apis {
         assert_eq!(snapshot(api, &keys), before);
     }
-    assert_eq!(apis[1].status().unwrap()["chain_id"], chain_id.as_str());
+    assert_eq!(apis[1].status().unwrap().chain_id, chain_id);
     drop(nodes);
 }

@@ -13,6 +13,8 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use surplus_client::Client;
+use surplus_ledger::Hash;
 use surplus_market::Market;
 use surplus_tests::netlab::NetLab;
 use surplus_tests::*;
@@ -28,17 +30,18 @@ const REJOIN: Duration = Duration::from_secs(20);
 /// What the test has seen: the block hash each node reported at each height. A second hash at
 /// a height already seen is a fork.
 #[derive(Default)]
-struct Seen(BTreeMap<u64, (String, usize)>);
+struct Seen(BTreeMap<u64, (Hash, usize)>);
 
 impl Seen {
-    fn record(&mut self, node: usize, height: u64, hash: String) {
+    fn record(&mut self, node: usize, height: u64, hash: Hash) {
         match self.0.get(&height) {
-            Some((h, first)) => assert_eq!(
-                *h,
-                hash,
-                "fork: dc{} holds block {hash} at height {height}, dc{} held {h}",
+            Some((h, first)) => assert!(
+                *h == hash,
+                "fork: dc{} holds block {} at height {height}, dc{} held {}",
                 node + 1,
-                first + 1
+                hex::encode(hash),
+                first + 1,
+                hex::encode(h)
             ),
             None => {
                 self.0.insert(height, (hash, node));
@@ -46,7 +49,7 @@ impl Seen {
         }
     }
 
-    fn poll(&mut self, apis: &[Api]) -> Vec<Option<u64>> {
+    fn poll(&mut self, apis: &[Client]) -> Vec<Option<u64>> {
         apis.iter()
             .enumerate()
             .map(|(i, a)| {
@@ -78,14 +81,14 @@ fn one_validator_cut_off_for_a_minute_under_load_catches_up_without_a_fork() {
     for n in &nodes {
         n.wait_up();
     }
-    let apis: Vec<Api> = urls.iter().map(|u| Api(u.clone())).collect();
-    let refs: Vec<&Api> = apis.iter().collect();
+    let apis: Vec<Client> = urls.iter().map(|u| client(u)).collect();
+    let refs: Vec<&Client> = apis.iter().collect();
     wait_converged(&refs, 2, 2 * MINUTE);
 
     // Steady load to every node, the one about to be cut off included.
     let market = Market::new("vm.2c8g", "eu-west-a");
     let load_started = Instant::now();
-    let load = OrderLoad::start(&net, urls.clone(), &market, 11, Duration::from_millis(25));
+    let load = OrderLoad::start(&net, &apis, &market, 11, Duration::from_millis(25));
     let mut seen = Seen::default();
     let warm = Instant::now();
     while warm.elapsed() < Duration::from_secs(5) {
@@ -144,25 +147,19 @@ fn one_validator_cut_off_for_a_minute_under_load_catches_up_without_a_fork() {
     // no one (its peers kept their old connections: docs/reliability.md, Partition) until it
     // restarts its engine's network under a fresh peer id; within REJOIN of catching up it must
     // sign commits again, and then propose (proposers rotate, so about a quarter of the blocks).
-    let key = net.file["nodes"][CUT]["public_key"].as_str().unwrap().to_owned();
+    let key = net.node_key(CUT);
     let took_part = |from: u64| -> Option<(usize, usize, usize)> {
         let top = apis[0].head()?.0;
-        let recent = get(&format!("{}/api/v1/blocks?before={}&limit=100", apis[0].0, top + 1))
-            .ok()?
-            .as_array()?
-            .clone();
-        let after: Vec<u64> =
-            recent.iter().filter_map(|b| b["height"].as_u64()).filter(|h| *h > from).collect();
-        let proposed = recent
-            .iter()
-            .filter(|b| b["height"].as_u64().unwrap_or(0) > from && b["proposer"] == key.as_str())
-            .count();
+        let recent = apis[0].blocks(Some(top + 1), Some(100)).ok()?;
+        let after: Vec<u64> = recent.iter().map(|b| b.height).filter(|h| *h > from).collect();
+        let proposed = recent.iter().filter(|b| b.height > from && b.proposer == key).count();
         let signed = after
             .iter()
             .filter(|h| {
-                get(&format!("{}/api/v1/blocks/{h}", apis[0].0))
-                    .map(|v| v["certificate"]["signatures"].to_string().contains(&key))
-                    .unwrap_or(false)
+                apis[0].block(**h, false).is_ok_and(|b| {
+                    b.certificate
+                        .is_some_and(|c| c.signatures.iter().any(|s| s.signer == Some(key)))
+                })
             })
             .count();
         Some((proposed, signed, after.len()))
@@ -207,10 +204,9 @@ fn one_validator_cut_off_for_a_minute_under_load_catches_up_without_a_fork() {
         last.1,
         last.2
     );
-    let restarts = ureq::get(&format!("{}/metrics", apis[CUT].0))
-        .call()
+    let restarts = apis[CUT]
+        .metrics()
         .ok()
-        .and_then(|r| r.into_string().ok())
         .and_then(|t| {
             t.lines()
                 .find_map(|l| l.strip_prefix("surplus_consensus_restarts_total "))

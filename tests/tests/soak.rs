@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use surplus_client::Client;
 use surplus_market::{Market, Order, SignedOrder};
 use surplus_tests::*;
 
@@ -50,14 +51,16 @@ fn steady_load_soak_records_memory_and_disk_growth_per_thousand_blocks() {
     let tmp = tempfile::tempdir().unwrap();
     let net = Devnet::init_with(tmp.path(), 4, free_base(40), 50, 100);
     let nodes = net.start_all();
-    let apis: Vec<Api> = nodes.iter().map(|n| Api(n.api.0.clone())).collect();
+    let apis: Vec<Client> = nodes.iter().map(|n| n.api.clone()).collect();
     let pids: Vec<u32> = nodes.iter().map(|n| n.child.as_ref().unwrap().id()).collect();
     let chain_id = net.chain_id().to_owned();
     let buyers: Vec<_> = (0..3).map(|i| net.buyer(i)).collect();
     let market = Market::new("vm.2c8g", "us-east-b");
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(5)).build();
+    let five = Duration::from_secs(5);
+    let senders: Vec<Client> =
+        apis.iter().map(|a| Client::with_timeouts(a.base(), five, five).unwrap()).collect();
 
-    let sample = |apis: &[Api]| Sample {
+    let sample = |apis: &[Client]| Sample {
         height: apis[0].head().map_or(0, |h| h.0),
         rss: pids.iter().map(|p| rss(*p)).collect(),
         disk: nodes.iter().map(|n| disk(&n.dir)).collect(),
@@ -72,10 +75,10 @@ fn steady_load_soak_records_memory_and_disk_growth_per_thousand_blocks() {
         let bid = one_slot_bid(&market, 1, sent, 20_000);
         let (entry, _) =
             SignedOrder::sign(&chain_id, Order::Bid(bid), &buyers[(sent % 3) as usize]);
-        let api = &apis[(sent % 4) as usize].0;
-        let body = serde_json::json!({ "entry": hex::encode(entry.encode()) });
-        if let Ok(r) = agent.post(&format!("{api}/api/v1/entries")).send_json(body) {
-            accepted += u64::from(r.status() == 202);
+        // Admitted (202) with its own id, or not accepted.
+        if let Ok(id) = senders[(sent % 4) as usize].submit(&entry) {
+            assert_eq!(id, entry.id());
+            accepted += 1;
         }
         sent += 1;
         if Instant::now() >= next_sample {
@@ -113,7 +116,7 @@ fn steady_load_soak_records_memory_and_disk_growth_per_thousand_blocks() {
     }
 
     // After the run the nodes agree and every ledger audits clean.
-    let refs: Vec<&Api> = apis.iter().collect();
+    let refs: Vec<&Client> = apis.iter().collect();
     wait_converged(&refs, last.height, 2 * MINUTE);
     let mut nodes = nodes;
     for n in &mut nodes {

@@ -33,8 +33,6 @@ mod error;
 mod limits;
 pub mod metrics;
 mod node;
-#[cfg(feature = "test-utils")]
-pub mod testnode;
 mod ui;
 
 use std::net::SocketAddr;

@@ -11,8 +11,8 @@ use surplus_market::Market;
 use crate::metrics::Metrics;
 pub use surplus_api::{CapacityPoint, Event, FaucetGrant, Peer, PricePoint, Status, Submission};
 
-/// What the API asks of the node. The node implements it; tests implement it with a stand-in
-/// (`testnode::TestNode`, feature `test-utils`).
+/// What the API asks of the node; the node service implements it (`surplus-service`'s runtime,
+/// which the web tests run in this process with `surplus_service::solo`).
 #[async_trait::async_trait]
 pub trait Node: Send + Sync + 'static {
     /// The latest committed state.
@@ -33,86 +33,54 @@ pub trait Node: Send + Sync + 'static {
     fn access(&self, lease: &Hash) -> Option<serde_json::Value>;
 
     /// A recent committed block's summary, if the node keeps it at hand.
-    fn block(&self, height: u64) -> Option<RecentBlock> {
-        let _ = height;
-        None
-    }
+    fn block(&self, height: u64) -> Option<RecentBlock>;
 
     // ---- The ledger (auditor) ----
 
     /// The whole committed block at `height` from the ledger store (header, certificate,
     /// entries); `Ok(None)` above the head. `Err` is a storage failure (an opaque 500).
-    fn ledger_block(&self, height: u64) -> Result<Option<Block>, String> {
-        let _ = height;
-        Err(NOT_SERVED.into())
-    }
+    fn ledger_block(&self, height: u64) -> Result<Option<Block>, String>;
 
     /// The entry with global index `index` and the height of its block; `Ok(None)` past the
     /// end of the ledger.
-    fn ledger_entry(&self, index: u64) -> Result<Option<(u64, Entry)>, String> {
-        let _ = index;
-        Err(NOT_SERVED.into())
-    }
+    fn ledger_entry(&self, index: u64) -> Result<Option<(u64, Entry)>, String>;
 
     /// The inclusion proof of the entry that created `lease` (its fill, whose id is the lease
     /// id), against this node's latest signed checkpoint; `Ok(None)` for an unknown lease.
-    fn lease_proof(&self, lease: &Hash) -> Result<Option<ProofBundle>, String> {
-        let _ = lease;
-        Err(NOT_SERVED.into())
-    }
+    fn lease_proof(&self, lease: &Hash) -> Result<Option<ProofBundle>, String>;
 
     /// The latest signed checkpoint this node holds from each signer (its own first).
-    fn checkpoints(&self) -> Vec<SignedCheckpoint> {
-        Vec::new()
-    }
+    fn checkpoints(&self) -> Vec<SignedCheckpoint>;
 
     /// The genesis validator set, in genesis order.
-    fn validators(&self) -> Vec<PublicKey> {
-        Vec::new()
-    }
+    fn validators(&self) -> Vec<PublicKey>;
 
     /// Writes (or reuses) an export of the whole ledger at the current head in the format of
     /// `surplus ledger export`, and returns its path and height.
-    async fn export(&self) -> Result<(std::path::PathBuf, u64), String> {
-        Err(NOT_SERVED.into())
-    }
+    async fn export(&self) -> Result<(std::path::PathBuf, u64), String>;
 
     // ---- Markets (buyer) ----
 
     /// Clearing prices of `market`, oldest first, at most `limit` of the latest.
-    fn price_history(&self, market: &Market, limit: usize) -> Vec<PricePoint> {
-        let _ = (market, limit);
-        Vec::new()
-    }
+    fn price_history(&self, market: &Market, limit: usize) -> Vec<PricePoint>;
 
     // ---- Live updates, metrics, operator ----
 
-    /// A receiver of what each committed block changed; `None` if the node publishes nothing.
-    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<Event>> {
-        None
-    }
+    /// A receiver of what each committed block changed.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Event>;
 
     /// Counters and gauges for `/metrics`.
-    fn metrics(&self) -> Metrics {
-        Metrics::default()
-    }
+    fn metrics(&self) -> Metrics;
 
     /// What the node knows of its own business beyond the state: inventory, leased capacity
     /// over time, peers.
-    fn operator(&self) -> Operator {
-        Operator::default()
-    }
+    fn operator(&self) -> Operator;
 
-    /// Devnet only: funds `account` with sample credits from the node's faucet key. The
-    /// default, and every node not started by `surplus devnet`, refuses with
+    /// Devnet only: funds `account` with sample credits from the node's faucet key. Every node
+    /// not started with a `[faucet]` (which only devnets have) refuses with
     /// [`Code::FaucetDisabled`].
-    async fn faucet(&self, account: PublicKey) -> Result<FaucetGrant, Refusal> {
-        let _ = account;
-        Err(Refusal::new(Code::FaucetDisabled, "this node has no faucet (devnet only)"))
-    }
+    async fn faucet(&self, account: PublicKey) -> Result<FaucetGrant, Refusal>;
 }
-
-pub(crate) const NOT_SERVED: &str = "this node does not serve the ledger";
 
 /// The node's own business, for the operator page.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]

@@ -25,6 +25,7 @@ mod turnwatch;
 mod webdata;
 
 pub use surplus_net::{consensus, now_ms, p2p};
+pub use webdata::EVENT_CAPACITY;
 
 /// The seams hold: service code and the consensus adapter read the time and spawn tasks only
 /// through the [`surplus_net::Env`] they are given, so that a test can give them a clock and a

@@ -397,8 +397,8 @@ impl surplus_web::Node for Api {
         self.0.web.price_history(market, limit)
     }
 
-    fn subscribe(&self) -> Option<tokio::sync::broadcast::Receiver<surplus_web::Event>> {
-        Some(self.0.web.subscribe())
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<surplus_web::Event> {
+        self.0.web.subscribe()
     }
 
     fn metrics(&self) -> surplus_web::Metrics {

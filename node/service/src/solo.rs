@@ -59,14 +59,16 @@ pub struct Spec {
     pub heartbeat_ms: u64,
     /// The provider's inventory (TOML, as `inventory.toml`); `None`: it publishes no offers.
     pub inventory: Option<String>,
+    /// The `[provisioning]` hook run when a lease starts and ends (none by default).
+    pub provisioning: config::Provisioning,
 }
 
 impl Spec {
     /// What a faucet key holds at genesis.
     pub const FAUCET_FUNDS: u64 = 1_000_000_000_000;
 
-    /// A chain whose one validator is `key`, with nothing funded, no fee or penalty, no faucet
-    /// and no inventory, cutting a block every 50 ms while entries wait.
+    /// A chain whose one validator is `key`, with nothing funded, no fee or penalty, no faucet,
+    /// no inventory and no provisioning hook, cutting a block every 50 ms while entries wait.
     pub fn new(key: SecretKey) -> Self {
         Self {
             key,
@@ -79,6 +81,7 @@ impl Spec {
             batch_interval_ms: 50,
             heartbeat_ms: 1_000,
             inventory: None,
+            provisioning: config::Provisioning::default(),
         }
     }
 
@@ -133,6 +136,7 @@ impl Spec {
             key_file("faucet.key", faucet)?;
             c.faucet = Some(config::Faucet { key: "faucet.key".into(), amount: *amount });
         }
+        c.provisioning = self.provisioning.clone();
         if let Some(text) = &self.inventory {
             config::write_atomic(&dir.join("inventory.toml"), text.as_bytes())?;
             c.inventory = Some(config::InventoryFile { file: "inventory.toml".into() });

@@ -22,8 +22,9 @@ const HISTORY: usize = 10_000;
 const HISTORY_BLOCKS: u64 = 2_000;
 /// Bids whose acceptance time is remembered for the latency histogram.
 const TRACKED_BIDS: usize = 100_000;
-/// Events a slow subscriber may fall behind by before it is told it lagged.
-const EVENT_CAPACITY: usize = 1024;
+/// Events a slow subscriber (an SSE client of `GET /api/v1/events`) may fall behind by before
+/// it is told it lagged and continues with the newest events.
+pub const EVENT_CAPACITY: usize = 1024;
 /// Seconds over which orders/s is averaged.
 const RATE_WINDOW_S: u64 = 10;
 

@@ -1,50 +1,53 @@
-//! The client commands as real processes against the real HTTP API (`surplus_web::serve` on
-//! 127.0.0.1:0 in this process). The node behind the API is `surplus_web::testnode::TestNode`,
-//! a stand-in for the real node at the `Node` boundary: each entry is applied at once as a
-//! block; it mints and grants the credential of each lease it provides.
+//! The client commands as real processes against the real HTTP API of the real node service,
+//! run in this process on loopback (`surplus_service::solo`: a consortium of one). The node
+//! acknowledges an entry before a block commits it, so the test waits for the commit (through
+//! the node in this process) before a command that needs it.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use surplus_ledger::SecretKey;
-use surplus_web::testnode::TestNode;
-use surplus_web::{Limits, Node};
+use surplus_ledger::{parse_hex, Hash, SecretKey};
+use surplus_service::solo::{self, Solo, Spec};
+use surplus_web::{Node, Submission};
 
 use crate::text;
 
-struct Server {
-    url: String,
-    handle: actix_web::dev::ServerHandle,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+/// The longest the test waits for the node to commit something.
+const WAIT: Duration = Duration::from_secs(20);
 
-impl Server {
-    fn start(node: Arc<TestNode>) -> Self {
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::spawn(move || {
-            actix_web::rt::System::new().block_on(async move {
-                let node: Arc<dyn Node> = node;
-                let limits = Limits { per_ip_per_sec: 0, workers: 1, ..Limits::default() };
-                let (server, addr) =
-                    surplus_web::serve("127.0.0.1:0".parse().unwrap(), node, limits).await.unwrap();
-                tx.send((addr, server.handle())).unwrap();
-                server.await.unwrap();
-            })
-        });
-        let (addr, handle) = rx.recv_timeout(Duration::from_secs(30)).expect("the server starts");
-        Self { url: format!("http://{addr}"), handle, thread: Some(thread) }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        futures::executor::block_on(self.handle.stop(true));
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
+/// Polls `f` until it gives something, for at most [`WAIT`].
+fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Some(t) = f() {
+            return t;
         }
+        assert!(Instant::now() < deadline, "{what}: not within {WAIT:?}");
+        std::thread::sleep(Duration::from_millis(10));
     }
+}
+
+/// The id a submitting command printed: `{"id"}` with `--json`, else its second word
+/// (`offer <id> submitted: …`).
+fn submitted(o: &Output) -> Hash {
+    assert!(o.status.success(), "{}", text(o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let id = match serde_json::from_str::<serde_json::Value>(&out) {
+        Ok(v) => v["id"].as_str().unwrap_or_default().to_owned(),
+        Err(_) => out.split_whitespace().nth(1).unwrap_or_default().to_owned(),
+    };
+    parse_hex::<32>(&id, "id").unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+/// Waits until the entry a command submitted is committed.
+fn committed(node: &dyn Node, o: &Output) {
+    let id = submitted(o);
+    wait_for(&format!("entry {} committed", hex::encode(id)), || match node.submission(&id) {
+        Some(Submission::Committed { .. }) => Some(()),
+        Some(Submission::Dropped { code, message }) => panic!("dropped: {code}: {message}"),
+        _ => None,
+    });
 }
 
 fn key_file(dir: &Path, name: &str, key: &SecretKey) -> PathBuf {
@@ -73,9 +76,9 @@ fn trade_fetch_credential_transfer_and_terminate_through_the_cli() {
     let provider = SecretKey::from_seed([11; 32]);
     let buyer = SecretKey::from_seed([12; 32]);
     let other = SecretKey::from_seed([13; 32]);
-    let node = Arc::new(TestNode::new(provider.clone(), &[(buyer.public(), 50_000_000)]));
-    let server = Server::start(node.clone());
-    let url = server.url.as_str();
+    let solo = Solo::start(Spec::new(provider.clone()).fund(buyer.public(), 50_000_000)).unwrap();
+    let node = solo.node();
+    let url = &solo.url();
     let dir = tempfile::tempdir().unwrap();
     let pk = key_file(dir.path(), "provider.key", &provider);
     let bk = key_file(dir.path(), "buyer.key", &buyer);
@@ -84,7 +87,7 @@ fn trade_fetch_credential_transfer_and_terminate_through_the_cli() {
     let m = "gpu.a100@us-east-b";
 
     let v = json(&cli(url, &["status", "--json"]));
-    assert_eq!(v["chain_id"], surplus_web::testnode::CHAIN);
+    assert_eq!(v["chain_id"], solo::CHAIN);
     let o = cli(url, &["status"]);
     assert!(text(&o).contains("validator  yes"), "{}", text(&o));
 
@@ -108,22 +111,26 @@ fn trade_fetch_credential_transfer_and_terminate_through_the_cli() {
     );
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("offer "), "{}", text(&o));
+    committed(&*node, &o);
     let o = cli(url, &["book", "--market", m]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("100"), "{}", text(&o));
 
     // A bid below the reserve rests, and is cancelled.
-    let low = json(&cli(
+    let o = cli(
         url,
         &[
             "bid", "--key", bk, "--market", m, "--slots", "1", "--hours", "24", "--limit", "10",
             "--json",
         ],
-    ));
-    let low_id = low["id"].as_str().unwrap().to_owned();
+    );
+    let low_id = json(&o)["id"].as_str().unwrap().to_owned();
+    committed(&*node, &o);
     let book = json(&cli(url, &["book", "--market", m, "--json"]));
     assert_eq!(book["bids"]["orders"][0]["id"], low_id);
-    json(&cli(url, &["cancel", &low_id, "--key", bk, "--json"]));
+    let o = cli(url, &["cancel", &low_id, "--key", bk, "--json"]);
+    json(&o);
+    committed(&*node, &o);
     let book = json(&cli(url, &["book", "--market", m, "--json"]));
     assert_eq!(book["bids"]["orders"].as_array().unwrap().len(), 0, "{book}");
 
@@ -145,7 +152,13 @@ fn trade_fetch_credential_transfer_and_terminate_through_the_cli() {
             "--all-or-none",
         ],
     );
-    assert!(o.status.success(), "{}", text(&o));
+    committed(&*node, &o);
+    // The provider's node grants the new lease's credential in a block of its own.
+    wait_for("the lease granted", || {
+        let state = node.state();
+        let l = state.leases().find(|l| l.fill.buyer == buyer.public())?;
+        l.grant.as_ref().map(|_| ())
+    });
     let leases = json(&cli(url, &["leases", "--key", bk, "--json"]));
     let lease = leases["leases"][0]["id"].as_str().unwrap().to_owned();
     assert_eq!(leases["leases"][0]["status"], "active");
@@ -178,28 +191,28 @@ fn trade_fetch_credential_transfer_and_terminate_through_the_cli() {
     assert!(before < 50_000_000, "escrow left the balance");
     let to = other.public().to_string();
     let o = cli(url, &["transfer", "--to", &to, "--amount", "7", "--key", bk]);
-    assert!(o.status.success(), "{}", text(&o));
+    committed(&*node, &o);
     let o = cli(url, &["balance", &to]);
     assert!(text(&o).contains("balance 7"), "{}", text(&o));
 
     // The buyer ends the lease.
     let o = cli(url, &["terminate", &lease, "--key", bk]);
-    assert!(o.status.success(), "{}", text(&o));
+    committed(&*node, &o);
     let v = json(&cli(url, &["leases", "--key", bk, "--json"]));
     assert_eq!(v["leases"][0]["status"], "terminated_by_buyer");
     // Again: the node refuses, exit 1 with its message.
     let o = cli(url, &["terminate", &lease, "--key", bk]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("not active"), "{}", text(&o));
-    drop(server);
+    drop(node);
+    solo.stop().unwrap();
 }
 
 #[test]
 fn errors_local_remote_and_unreachable() {
     let provider = SecretKey::from_seed([21; 32]);
-    let node = Arc::new(TestNode::new(provider.clone(), &[]));
-    let server = Server::start(node);
-    let url = server.url.clone();
+    let solo = Solo::start(Spec::new(provider.clone())).unwrap();
+    let url = solo.url();
     let url = url.as_str();
     let dir = tempfile::tempdir().unwrap();
     let pk = key_file(dir.path(), "p.key", &provider);
@@ -254,7 +267,7 @@ fn errors_local_remote_and_unreachable() {
     assert!(o.status.success(), "{}", text(&o));
 
     // Nothing listens: exit 1, saying where it tried.
-    drop(server);
+    solo.stop().unwrap();
     let o = cli(url, &["status"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("cannot reach the node"), "{}", text(&o));

@@ -7,7 +7,7 @@ use surplus_contracts::Code;
 use surplus_ledger::{Block, Certificate, Header, PublicKey};
 
 use super::decode::EntryView;
-use super::{ledger_error, Ctx};
+use super::Ctx;
 use crate::error::{ApiError, ApiResult};
 use crate::node::RecentBlock;
 pub use surplus_api::{BlockSummary, BlockView, CertificateView, CommitView};
@@ -62,8 +62,6 @@ pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiRe
             match node.ledger_block(height) {
                 Ok(Some(b)) => out.push(summary(&b.header, b.entries.len())),
                 Ok(None) => {}
-                // A node without a ledger lists its recent window only.
-                Err(e) if e == crate::node::NOT_SERVED => break,
                 Err(e) => return Err(ApiError::Internal(format!("reading block {height}: {e}"))),
             }
         }
@@ -119,20 +117,7 @@ pub(crate) async fn block(
     let view = match super::off_worker(&ctx, move |n| n.ledger_block(height)).await? {
         Ok(Some(b)) => full(b, recent, &ctx.node.validators(), q.entries.unwrap_or(true)),
         Ok(None) => None.ok_or_else(|| unknown(height, &ctx))?,
-        Err(e) if e == crate::node::NOT_SERVED => {
-            let r = recent.ok_or_else(|| unknown(height, &ctx))?;
-            BlockView {
-                height,
-                hash: r.header.hash(),
-                header: r.header,
-                certificate: None,
-                entries: None,
-                entry_count: r.entries,
-                committed_ms: Some(r.committed_ms),
-                filled_bids: Some(r.filled_bids),
-            }
-        }
-        Err(e) => return Err(ledger_error(format!("reading block {height}: {e}"))),
+        Err(e) => return Err(ApiError::Internal(format!("reading block {height}: {e}"))),
     };
     Ok(HttpResponse::Ok().json(view))
 }

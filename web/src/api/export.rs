@@ -7,17 +7,17 @@ use actix_web::{web, HttpResponse};
 use tokio::io::AsyncReadExt;
 
 use super::Ctx;
-use crate::error::ApiResult;
+use crate::error::{ApiError, ApiResult};
 
 const CHUNK: usize = 64 * 1024;
 
 /// The export file, as an attachment named after the chain and height.
 pub(crate) async fn export(ctx: web::Data<Ctx>) -> ApiResult<HttpResponse> {
     let (path, height) =
-        ctx.node.export().await.map_err(|e| super::ledger_error(format!("exporting: {e}")))?;
-    let file = tokio::fs::File::open(&path).await.map_err(|e| {
-        crate::ApiError::Internal(format!("opening the export {}: {e}", path.display()))
-    })?;
+        ctx.node.export().await.map_err(|e| ApiError::Internal(format!("exporting: {e}")))?;
+    let file = tokio::fs::File::open(&path)
+        .await
+        .map_err(|e| ApiError::Internal(format!("opening the export {}: {e}", path.display())))?;
     let len = file.metadata().await.ok().map(|m| m.len());
     let chain = ctx.node.status().chain_id;
     let name: String = format!("{chain}-{height}.surplus-ledger")

@@ -220,16 +220,6 @@ pub(crate) async fn off_worker<T: Send + 'static>(
         .map_err(|e| ApiError::Internal(format!("a blocking task failed: {e}")))
 }
 
-/// A failure of the node's ledger: 404 `ledger_not_served` from a node that serves no ledger,
-/// otherwise an opaque 500 (the detail is logged).
-pub(crate) fn ledger_error(detail: String) -> ApiError {
-    if detail.ends_with(crate::node::NOT_SERVED) {
-        ApiError::new(Code::LedgerNotServed, crate::node::NOT_SERVED)
-    } else {
-        ApiError::Internal(detail)
-    }
-}
-
 /// Parses a 32-byte hash in hex, naming `what` in the 400.
 pub(crate) fn parse_hash(s: &str, what: &str) -> ApiResult<Hash> {
     parse_hex::<32>(s, what).map_err(|e| ApiError::new(Code::BadHex, e))

@@ -384,7 +384,7 @@ pub(crate) fn routes() -> Vec<Route> {
             params: vec![],
             body: None,
             answer: other("application/octet-stream", "The export file (attachment)"),
-            errors: &[404],
+            errors: &[],
             handler: Some(|| web::to(export::export)),
         },
         Route {
@@ -395,7 +395,7 @@ pub(crate) fn routes() -> Vec<Route> {
             params: vec![query("account", "string", "only events this account is a party of")],
             body: None,
             answer: other("text/event-stream", "The stream; each `data` is an `Event` (#/components/schemas/Event)"),
-            errors: &[400, 404, 503],
+            errors: &[400, 503],
             handler: Some(|| web::to(events::events)),
         },
         Route {

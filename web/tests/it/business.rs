@@ -4,9 +4,8 @@
 use actix_web::http::StatusCode;
 use actix_web::test::TestRequest;
 use surplus_ledger::SecretKey;
-use surplus_web::Node;
 
-use crate::{app, bid, call, lease, next_nonce, offer, roomy, submit_req, world};
+use crate::{app, bid, call, commit, lease, next_nonce, offer, roomy, world};
 
 const MARKET: &str = "gpu.a100@us-east-b";
 
@@ -48,11 +47,10 @@ async fn orders_of_an_account() {
     let w = world();
     let app = app!(w.node, roomy());
     let uri = |k: &SecretKey| format!("/api/v1/orders?account={}", k.public());
-    let (s, v) = call!(app, submit_req(&offer(&w.provider, 3, 100, next_nonce())));
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    let offer_id = v["id"].clone();
-    let (s, v) = call!(app, submit_req(&bid(&w.buyer, 1, 50, next_nonce())));
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let o = offer(&w.provider, 3, 100, next_nonce());
+    commit!(app, w.node, &o);
+    let offer_id = hex::encode(o.id());
+    commit!(app, w.node, &bid(&w.buyer, 1, 50, next_nonce()));
     let (s, v) = call!(app, TestRequest::get().uri(&uri(&w.provider)));
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v.as_array().unwrap().len(), 1);
@@ -80,19 +78,36 @@ async fn orders_of_an_account() {
     }
 }
 
+/// An inventory of one pool in another market than the tests trade in.
+const INVENTORY: &str = "[[pool]]\nclass = \"vm.4c16g\"\nregion = \"eu-west-a\"\nslots = 8\n\
+                         reserve = 1200\nmin_hours = 1\nhorizon_hours = 168\n\
+                         offer_ttl_minutes = 60\n";
+
 #[actix_web::test]
 async fn operator_shows_offers_leases_and_earnings() {
-    let w = world();
+    let mut spec = crate::spec();
+    spec.inventory = Some(INVENTORY.into());
+    let w = crate::world_of(spec);
     let app = app!(w.node, roomy());
     let id = lease!(app, w.node, &w.provider, &w.buyer);
+    // The node offers its inventory's pool itself.
+    let pool = surplus_market::Market::new("vm.4c16g", "eu-west-a");
+    crate::wait_for("the inventory's offer", || {
+        (w.node.state().book.market(&pool).1.len() == 1).then_some(())
+    })
+    .await;
     let (s, v) = call!(app, TestRequest::get().uri("/api/v1/operator"));
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"]["public_key"], w.provider.public().to_string());
-    assert!(v["inventory"].is_object());
+    assert_eq!(v["inventory"]["pool"][0]["slots"], 8, "{v}");
+    let offers = v["offers"].as_array().unwrap();
+    assert_eq!(offers.len(), 2, "{v}");
+    assert!(offers.iter().any(|o| o["market"] == "vm.4c16g@eu-west-a" && o["free"] == 8), "{v}");
     // The offer of two slots still rests with one free.
-    assert_eq!(v["offers"].as_array().unwrap().len(), 1, "{v}");
-    assert_eq!(v["offers"][0]["side"], "offer");
-    assert_eq!(v["offers"][0]["free"], 1);
+    let mine: Vec<_> = offers.iter().filter(|o| o["market"] == MARKET).collect();
+    assert_eq!(mine.len(), 1, "{v}");
+    assert_eq!(mine[0]["side"], "offer");
+    assert_eq!(mine[0]["free"], 1);
     assert_eq!(v["leases"].as_array().unwrap().len(), 1);
     assert_eq!(v["leases"][0]["id"], hex::encode(id));
     assert_eq!(v["active_leases"], 1);
@@ -110,20 +125,28 @@ async fn operator_shows_offers_leases_and_earnings() {
 
 #[actix_web::test]
 async fn faucet_funds_once_and_refuses_elsewhere() {
-    let w = world();
-    let app = app!(w.node, roomy());
     let fresh = SecretKey::from_seed([42; 32]).public();
     let body = serde_json::json!({"account": fresh.to_string()});
-    let (s, v) = call!(app, TestRequest::post().uri("/api/v1/faucet").set_json(&body));
-    assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
-    assert_eq!(v["error"]["code"], "faucet_disabled");
+    {
+        // A node without a `[faucet]`.
+        let w = world();
+        let app = app!(w.node, roomy());
+        let (s, v) = call!(app, TestRequest::post().uri("/api/v1/faucet").set_json(&body));
+        assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
+        assert_eq!(v["error"]["code"], "faucet_disabled");
+    }
 
-    w.node.set_faucet(Some((w.other.clone(), 1_000)));
+    let mut spec = crate::spec();
+    spec.faucet = Some((SecretKey::from_seed([4; 32]), 1_000));
+    let w = crate::world_of(spec);
+    let app = app!(w.node, roomy());
     let (s, v) = call!(app, TestRequest::post().uri("/api/v1/faucet").set_json(&body));
     assert_eq!(s, StatusCode::ACCEPTED, "{v}");
     assert_eq!(v["account"], fresh.to_string());
     assert_eq!(v["amount"], 1_000);
     assert_eq!(v["entry"].as_str().unwrap().len(), 64);
+    let entry = surplus_ledger::parse_hex::<32>(v["entry"].as_str().unwrap(), "entry").unwrap();
+    crate::committed(&*w.node, &entry).await;
     assert_eq!(w.node.state().account(&fresh).balance, 1_000);
     let (s, v) = call!(app, TestRequest::post().uri("/api/v1/faucet").set_json(&body));
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
@@ -179,8 +202,7 @@ async fn cached_book_and_markets_follow_the_state() {
     assert_eq!(first, again);
     let (_, m) = call!(app, TestRequest::get().uri("/api/v1/markets"));
     // A new order is a new state: the answers change.
-    let (s, _) = call!(app, submit_req(&offer(&w.provider, 2, 100, next_nonce())));
-    assert_eq!(s, StatusCode::ACCEPTED);
+    commit!(app, w.node, &offer(&w.provider, 2, 100, next_nonce()));
     let (_, v) = call!(app, TestRequest::get().uri(&uri));
     assert_eq!(v["offers"]["orders"].as_array().unwrap().len(), 1, "{v}");
     let (_, m2) = call!(app, TestRequest::get().uri("/api/v1/markets"));

@@ -1,14 +1,12 @@
 //! The ledger routes: chain, block list, whole blocks, entries, lease proofs, checkpoints and
-//! export, served from TestNode's real ledger store.
+//! export, served from the node's ledger store.
 
 use actix_web::http::{header, StatusCode};
 use actix_web::test::TestRequest;
 use surplus_ledger::bundle::ProofBundle;
 use surplus_ledger::{Entry, SignedCheckpoint, ValidatorSet};
-use surplus_web::testnode::CHAIN;
-use surplus_web::Node;
 
-use crate::{app, call, lease, roomy, world};
+use crate::{app, call, lease, roomy, world, CHAIN};
 
 #[actix_web::test]
 async fn chain_names_the_validators_and_quorum() {
@@ -76,10 +74,17 @@ async fn a_block_has_its_certificate_and_decoded_entries() {
     assert_eq!(v["height"], height);
     assert_eq!(v["header"]["height"], height);
     assert_eq!(v["hash"].as_str().unwrap().len(), 64);
-    assert_eq!(v["certificate"]["round"], 0);
+    // The round that decided the block (0 unless a round timed out) and its one signature.
+    let stored = w.node.ledger_block(height).unwrap().unwrap();
+    assert_eq!(v["certificate"]["round"], stored.certificate.round);
+    assert_eq!(v["certificate"]["signatures"].as_array().unwrap().len(), 1);
     let sig = &v["certificate"]["signatures"][0];
     assert_eq!(sig["validator"], 0);
     assert_eq!(sig["signer"], w.provider.public().to_string());
+    assert_eq!(
+        sig["signature"],
+        serde_json::to_value(stored.certificate.signatures[0].signature).unwrap()
+    );
     let entries = v["entries"].as_array().unwrap();
     assert_eq!(v["entry_count"], entries.len());
     let bid = entries.iter().find(|e| e["kind"] == "order").expect("the bid");

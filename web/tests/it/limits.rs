@@ -72,7 +72,7 @@ async fn serve_binds_a_free_port_and_answers_over_tcp() {
     .await
     .unwrap();
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
-    assert!(response.contains("\"chain_id\":\"web-test\""), "{response}");
+    assert!(response.contains(&format!("\"chain_id\":\"{}\"", crate::CHAIN)), "{response}");
     handle.stop(true).await;
     running.await.unwrap().unwrap();
     let bad = Limits { workers: 0, ..Limits::default() };

@@ -4,10 +4,9 @@ use actix_web::http::StatusCode;
 use actix_web::test::TestRequest;
 use surplus_contracts::Tx;
 use surplus_ledger::{Entry, Signature};
-use surplus_web::testnode::CHAIN;
-use surplus_web::Node;
+use surplus_web::Submission;
 
-use crate::{app, bid, call, lease, offer, roomy, submit_req, world, FUNDS};
+use crate::{app, bid, call, commit, lease, offer, roomy, submit_req, world, CHAIN, FUNDS};
 
 #[actix_web::test]
 async fn status_healthz_and_unknown_routes() {
@@ -17,7 +16,8 @@ async fn status_healthz_and_unknown_routes() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(v["chain_id"], CHAIN);
     assert_eq!(v["public_key"], w.provider.public().to_string());
-    assert_eq!(v["height"], 0);
+    // The block the node cut as it started (`world`), nothing since.
+    assert_eq!(v["height"], 1);
     assert_eq!(v["validator"], true);
     assert_eq!(v["head_hash"].as_str().unwrap().len(), 64);
 
@@ -33,7 +33,7 @@ async fn status_healthz_and_unknown_routes() {
     assert!(resp.headers().get("content-security-policy").is_some());
     let page = actix_web::test::read_body(resp).await;
     assert!(String::from_utf8_lossy(&page).contains("/ui/app.js"));
-    let (s, v) = call!(app, TestRequest::get().uri("/api/v1/blocks/1"));
+    let (s, v) = call!(app, TestRequest::get().uri("/api/v1/blocks/2"));
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["error"]["code"], "unknown_block");
     let (s, _) = call!(app, TestRequest::get().uri("/api/v1/blocks/x"));
@@ -57,10 +57,8 @@ async fn entries_accepted_refused_and_malformed() {
     let w = world();
     let app = app!(w.node, roomy());
     let e = offer(&w.provider, 3, 100, 1);
-    let (s, v) = call!(app, submit_req(&e));
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-    assert_eq!(v["id"], hex::encode(e.id()));
-    assert_eq!(w.node.status().height, 1);
+    let height = commit!(app, w.node, &e);
+    assert_eq!(w.node.status().height, height);
 
     // The same order again: the node's refusal, 409 for a replayed nonce.
     let (s, v) = call!(app, submit_req(&e));
@@ -76,10 +74,9 @@ async fn entries_accepted_refused_and_malformed() {
     assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(v["error"]["code"], "bad_signature");
 
-    // A transfer, then another with the sequence number it used: 409.
+    // A transfer, then (once it is committed) another with the sequence number it used: 409.
     let t = Tx::Transfer { to: w.other.public(), amount: 5, seq: 0 };
-    let (s, v) = call!(app, submit_req(&Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer)));
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    commit!(app, w.node, &Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer));
     let t = Tx::Transfer { to: w.other.public(), amount: 6, seq: 0 };
     let (s, v) = call!(app, submit_req(&Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer)));
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
@@ -100,20 +97,13 @@ async fn entries_accepted_refused_and_malformed() {
     let (s, v) =
         call!(app, TestRequest::get().uri(&format!("/api/v1/submissions/{}", hex::encode(e.id()))));
     assert_eq!(s, StatusCode::OK, "{v}");
-    assert_eq!((v["status"].as_str(), v["height"].as_u64()), (Some("committed"), Some(1)));
+    assert_eq!((v["status"].as_str(), v["height"].as_u64()), (Some("committed"), Some(height)));
     let (s, v) = call!(
         app,
         TestRequest::get().uri(&format!("/api/v1/submissions/{}", hex::encode([3u8; 32])))
     );
     assert_eq!(s, StatusCode::NOT_FOUND, "{v}");
     assert_eq!(v["error"]["code"], "unknown_submission");
-
-    // Full mempool: 503.
-    w.node.set_mempool_full(true);
-    let (s, v) = call!(app, submit_req(&offer(&w.provider, 3, 100, 3)));
-    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
-    assert_eq!(v["error"]["code"], "mempool_full");
-    w.node.set_mempool_full(false);
 
     // Not hex; hex that is not an entry (the decoder's message).
     let req = |body: serde_json::Value| TestRequest::post().uri("/api/v1/entries").set_json(body);
@@ -144,17 +134,44 @@ async fn entries_accepted_refused_and_malformed() {
 }
 
 #[actix_web::test]
+async fn a_full_mempool_refuses_with_503() {
+    let mut spec = crate::spec();
+    spec.mempool_capacity = Some(2);
+    let w = crate::world_of(spec);
+    let app = app!(w.node, roomy());
+    // Transfers ahead of the buyer's next sequence number (0) wait in the mempool for the one
+    // before them, which does not come: they fill it.
+    for seq in 1..=2 {
+        let t = Tx::Transfer { to: w.other.public(), amount: 1, seq };
+        let e = Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer);
+        let (s, v) = call!(app, submit_req(&e));
+        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        assert_eq!(w.node.submission(&e.id()), Some(Submission::Pending { waits_for_seq: true }));
+    }
+    let (s, v) = call!(app, submit_req(&offer(&w.provider, 3, 100, 3)));
+    assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"]["code"], "mempool_full");
+    assert_eq!(w.node.status().mempool, 2);
+}
+
+#[actix_web::test]
 async fn markets_and_book() {
     let w = world();
     let app = app!(w.node, roomy());
-    // Two offers and two bids that do not cross.
+    // Two offers and two bids that do not cross, in whichever blocks the node puts them.
+    let mut orders = Vec::new();
     for (i, reserve) in [(1, 200), (2, 300)] {
-        let (s, v) = call!(app, submit_req(&offer(&w.provider, 4, reserve, i)));
-        assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+        orders.push(offer(&w.provider, 4, reserve, i));
     }
     for (i, (key, limit)) in [(&w.buyer, 50), (&w.other, 50)].into_iter().enumerate() {
-        let (s, v) = call!(app, submit_req(&bid(key, 1, limit, i as u64 + 1)));
+        orders.push(bid(key, 1, limit, i as u64 + 1));
+    }
+    for e in &orders {
+        let (s, v) = call!(app, submit_req(e));
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    }
+    for e in &orders {
+        crate::committed(&*w.node, &e.id()).await;
     }
     let (s, v) = call!(app, TestRequest::get().uri("/api/v1/markets"));
     assert_eq!(s, StatusCode::OK);
@@ -183,8 +200,7 @@ async fn markets_and_book() {
     assert_eq!(v["offers"]["truncated"], true);
 
     // A crossing bid trades; the market shows its price.
-    let (s, v) = call!(app, submit_req(&bid(&w.buyer, 1, 250, 9)));
-    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    commit!(app, w.node, &bid(&w.buyer, 1, 250, 9));
     let (_, v) = call!(app, TestRequest::get().uri("/api/v1/markets"));
     let gpu = v.as_array().unwrap().iter().find(|m| m["market"] == "gpu.a100@us-east-b").unwrap();
     assert!(gpu["last_price"].as_u64().unwrap() >= 200, "{gpu}");
