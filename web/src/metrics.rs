@@ -66,6 +66,10 @@ pub struct Metrics {
     /// (bounded; the engine waits when it is full).
     #[serde(default)]
     pub commit_queue: usize,
+    /// Jobs waiting for the task that owns the state and the mempool (admissions, block
+    /// building, commits; bounded: 4096, then callers wait).
+    #[serde(default)]
+    pub core_queue: usize,
     /// Times the consensus engine restarted in process to reconnect (its messages reached no
     /// peer), since the node started.
     #[serde(default)]
@@ -180,6 +184,12 @@ impl Metrics {
             "gauge",
             "Committed blocks waiting for the node to apply them.",
             self.commit_queue.to_string(),
+        );
+        one(
+            "core_queue",
+            "gauge",
+            "Jobs waiting for the task that owns the state and the mempool.",
+            self.core_queue.to_string(),
         );
         one(
             "consensus_restarts_total",

@@ -24,7 +24,7 @@ pub trait Node: Send + Sync + 'static {
     async fn submit(&self, entry: Entry) -> Result<Hash, Refusal>;
     /// What became of the entry `id` that this node acknowledged or saw: pending, committed,
     /// or dropped with why; `None` when the node knows nothing of it.
-    fn submission(&self, id: &Hash) -> Option<Submission>;
+    async fn submission(&self, id: &Hash) -> Option<Submission>;
     /// Outcomes of the provisioning hooks (start and end) for a lease, shown to its buyer.
     fn provisioning(&self, lease: &Hash) -> Option<serde_json::Value>;
     /// The token this node minted for the lease, if it is the lease's provider and minted one.

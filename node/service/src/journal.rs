@@ -4,12 +4,44 @@
 //! one each.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use tokio::sync::{watch, Mutex};
 
-/// A sled tree whose writes become durable in shared flushes.
+/// Where the journal keeps its entries: a sled tree in a node, a simulated disk that loses
+/// unflushed writes on a crash in the simulation ([`crate::sim`]).
+pub(crate) trait JournalDisk: Send + Sync + 'static {
+    /// Writes `key → value` (not durable until a flush).
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), String>;
+    /// Removes `key` (needs no flush: a removed entry that comes back after a crash is
+    /// re-admitted and dropped as committed or stale).
+    fn remove(&self, key: &[u8]);
+    /// Makes every write so far durable; blocks.
+    fn flush(&self) -> Result<(), String>;
+    /// Every entry, in key order.
+    fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)>;
+}
+
+impl JournalDisk for sled::Tree {
+    fn insert(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
+        sled::Tree::insert(self, key, value).map(drop).map_err(|e| e.to_string())
+    }
+    fn remove(&self, key: &[u8]) {
+        if let Err(e) = sled::Tree::remove(self, key) {
+            tracing::warn!(error = %e, "cannot remove a journal entry");
+        }
+    }
+    fn flush(&self) -> Result<(), String> {
+        sled::Tree::flush(self).map(drop).map_err(|e| e.to_string())
+    }
+    fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.iter().flatten().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()
+    }
+}
+
+/// Entries whose writes become durable in shared flushes.
 pub(crate) struct Journal {
-    tree: sled::Tree,
+    disk: Arc<dyn JournalDisk>,
     /// Writes made so far (a write's ticket is the count after it).
     written: AtomicU64,
     /// Every write up to this ticket is durable.
@@ -21,9 +53,9 @@ pub(crate) struct Journal {
 }
 
 impl Journal {
-    pub(crate) fn new(tree: sled::Tree) -> Self {
+    pub(crate) fn new(disk: Arc<dyn JournalDisk>) -> Self {
         Self {
-            tree,
+            disk,
             written: AtomicU64::new(0),
             durable: watch::channel(0).0,
             flushing: Mutex::new(()),
@@ -31,15 +63,19 @@ impl Journal {
         }
     }
 
-    /// The tree, for reading, replay and removal (removals need no flush: a removed entry that
-    /// comes back after a crash is re-admitted and dropped as committed or stale).
-    pub(crate) fn tree(&self) -> &sled::Tree {
-        &self.tree
+    /// Every entry (for replay and pruning), in key order.
+    pub(crate) fn entries(&self) -> Vec<(Vec<u8>, Vec<u8>)> {
+        self.disk.entries()
+    }
+
+    /// Removes an entry (no flush needed: see [`JournalDisk::remove`]).
+    pub(crate) fn remove(&self, key: &[u8]) {
+        self.disk.remove(key)
     }
 
     /// Writes `key → value` and returns once it is durable.
     pub(crate) async fn insert_durable(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
-        self.tree.insert(key, value).map_err(|e| e.to_string())?;
+        self.disk.insert(key, value)?;
         let ticket = self.written.fetch_add(1, Ordering::AcqRel) + 1;
         loop {
             if *self.durable.borrow() >= ticket {
@@ -55,11 +91,10 @@ impl Journal {
             // `flush_async` runs on sled's own small I/O pool, and concurrent calls fill it with
             // flushes that wait for writes only that pool can do, wedging every tree of the
             // process, consensus included (spacejam/sled#1308; seen with 32 concurrent clients).
-            let tree = self.tree.clone();
-            tokio::task::spawn_blocking(move || tree.flush())
+            let disk = self.disk.clone();
+            tokio::task::spawn_blocking(move || disk.flush())
                 .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())??;
             self.flushes.fetch_add(1, Ordering::Relaxed);
             self.durable.send_modify(|d| *d = (*d).max(covers));
         }
@@ -83,7 +118,7 @@ mod tests {
         let n = 200u32;
         {
             let db = sled::open(dir.path()).unwrap();
-            let j = Arc::new(Journal::new(db.open_tree("accepted").unwrap()));
+            let j = Arc::new(Journal::new(Arc::new(db.open_tree("accepted").unwrap())));
             let tasks: Vec<_> = (0..n)
                 .map(|i| {
                     let j = j.clone();

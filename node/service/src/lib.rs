@@ -5,6 +5,8 @@
 //!   (offers, provisioning hooks, credential grants) and the HTTP API (`surplus-web`).
 //! - [`config`], [`genesis`], [`inventory`]: the files an operator writes, read and checked
 //!   with errors that name the field; [`keyfile`]: key files; [`devnet_file`]: `devnet.json`.
+//! - [`owner`]: the one owner of the head, the state and the mempool, on one task fed by a
+//!   bounded channel.
 //! - [`mempool`], [`receipts`]: the bounded pool of admitted entries and what became of each.
 //! - [`solo`]: a consortium of one in this process, on the real service, for tests.
 //!
@@ -17,6 +19,7 @@ pub mod inventory;
 mod journal;
 pub mod keyfile;
 pub mod mempool;
+pub mod owner;
 pub mod provision;
 pub mod receipts;
 pub mod runtime;

@@ -4,12 +4,13 @@
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, OnceLock};
+
 use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use libp2p::PeerId;
 use surplus_contracts::{provider, Code, Lease, State, Tx};
-use surplus_ledger::{Entry, EntryKind, Hash, Header, PublicKey, SecretKey, SignedCheckpoint};
+use surplus_ledger::{Entry, EntryKind, Hash, PublicKey, SecretKey, SignedCheckpoint};
 use tokio::sync::Notify;
 
 use crate::config::Config;
@@ -17,7 +18,8 @@ use crate::consensus::{self, Committed, Pool};
 use crate::genesis::GenesisFile;
 use crate::inventory::{self, Inventory};
 use crate::journal::Journal;
-use crate::mempool::{self, Inserted, Mempool};
+use crate::mempool::Mempool;
+use crate::owner::{Core, CoreHandle};
 use crate::p2p::{self, Gossip, Topic, Verdict};
 use crate::provision::{Event, Hook, LeaseEvent, ProvisionLog};
 use crate::receipts::{self, Receipts};
@@ -27,15 +29,7 @@ use surplus_market::Fill;
 use surplus_net::Env;
 use surplus_web::Submission;
 
-/// The head and the contract state after it: what the API and admission read, replaced whole
-/// at each commit (a reader never sees one block's head with another's state).
-#[derive(Debug)]
-pub struct Snapshot {
-    /// The last committed header.
-    pub head: Header,
-    /// The state after it.
-    pub state: Arc<State>,
-}
+pub use crate::owner::Snapshot;
 
 /// What the HTTP API and the gossip validator share with the rest of the node.
 pub struct Shared {
@@ -44,9 +38,9 @@ pub struct Shared {
     chain_id: String,
     name: String,
     key: SecretKey,
-    /// The head and the state after it, replaced whole at each commit.
-    snapshot: tokio::sync::watch::Sender<Arc<Snapshot>>,
-    mempool: Mutex<Mempool>,
+    /// The one owner of the head, the state after it and the mempool (jobs on a bounded
+    /// channel); its snapshot, replaced whole at each commit, is what readers read.
+    core: CoreHandle,
     notify: Arc<Notify>,
     gossip: OnceLock<Gossip>,
     consensus: OnceLock<Arc<consensus::Status>>,
@@ -61,7 +55,7 @@ pub struct Shared {
     /// acknowledgement (`DIR/mempool`): a crash never loses what a client was told was accepted.
     journal: Journal,
     /// What became of each entry that left the mempool or reached a block.
-    receipts: Receipts,
+    receipts: Arc<Receipts>,
     _journal_db: sled::Db,
     validators: Vec<PublicKey>,
     /// What the web API serves beyond the state (ledger view, history, events, metrics).
@@ -97,16 +91,11 @@ impl Shared {
 
     /// The head and state as of the last commit.
     fn snapshot(&self) -> Arc<Snapshot> {
-        self.snapshot.borrow().clone()
+        self.core.snapshot()
     }
 
     fn state(&self) -> Arc<State> {
         self.snapshot().state.clone()
-    }
-
-    /// Publishes the head and state after a commit, both at once.
-    fn publish_snapshot(&self, head: Header, state: Arc<State>) {
-        self.snapshot.send_replace(Arc::new(Snapshot { head, state }));
     }
 
     /// Refills the recent-block window and the price history from the ledger's last blocks
@@ -126,45 +115,42 @@ impl Shared {
         self.snapshot().head.height
     }
 
-    /// Admits an entry into the mempool (from the API, gossip or the node itself).
-    fn admit(&self, entry: Entry) -> Result<(Hash, bool), surplus_web::Refusal> {
-        let refused = |r: surplus_web::Refusal| {
-            self.web.entries_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            r
-        };
-        let state = self.state();
-        let admitted = state
-            .precheck(&entry, self.env.now_ms())
-            .map_err(|r| refused(surplus_web::Refusal::from(&r)))?;
-        let id = admitted.id;
+    /// Admits an entry into the mempool (from the API or the node itself): a job on the core.
+    async fn admit(&self, entry: Entry) -> Result<(Hash, bool), surplus_web::Refusal> {
         let (kind, now) = (entry.kind, self.env.now_ms());
-        let counted = (kind == EntryKind::ORDER || kind == EntryKind::CANCEL).then_some(kind);
-        let (inserted, dropped) = {
-            let mut pool = self.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            let inserted = pool.insert(entry, &admitted, now);
-            (inserted, pool.take_dropped())
-        };
-        self.record_dropped(dropped);
-        match inserted {
-            Ok(Inserted::New { .. }) => {
-                if let Some(kind) = counted {
-                    self.web.admitted(kind, now);
-                }
-                self.notify.notify_waiters();
-                Ok((id, true))
-            }
-            Ok(Inserted::Duplicate) => Ok((id, false)),
-            Err(e) => Err(refused(surplus_web::Refusal::new(e.code(), e.to_string()))),
-        }
+        let r = self.core.call(move |c| c.admit(entry, now)).await;
+        self.admitted(r.unwrap_or_else(|_| Err(stopping())), kind, now)
     }
 
-    /// Records the receipts of entries the mempool dropped.
-    fn record_dropped(&self, dropped: Vec<mempool::Dropped>) {
-        let receipts: Vec<_> = dropped
-            .into_iter()
-            .map(|d| (d.id, Submission::Dropped { code: d.code, message: d.message }))
-            .collect();
-        self.receipts.record(&receipts);
+    /// [`Shared::admit`] from the gossip validator's thread.
+    fn admit_blocking(&self, entry: Entry) -> Result<(Hash, bool), surplus_web::Refusal> {
+        let (kind, now) = (entry.kind, self.env.now_ms());
+        let r = self.core.blocking_call(move |c| c.admit(entry, now));
+        self.admitted(r.unwrap_or_else(|_| Err(stopping())), kind, now)
+    }
+
+    /// Counts an admission's outcome and wakes the proposer for a new entry.
+    fn admitted(
+        &self,
+        r: Result<crate::owner::Admitted, surplus_web::Refusal>,
+        kind: EntryKind,
+        now: u64,
+    ) -> Result<(Hash, bool), surplus_web::Refusal> {
+        match r {
+            Ok(a) => {
+                if a.fresh {
+                    if kind == EntryKind::ORDER || kind == EntryKind::CANCEL {
+                        self.web.admitted(kind, now);
+                    }
+                    self.notify.notify_waiters();
+                }
+                Ok((a.id, a.fresh))
+            }
+            Err(r) => {
+                self.web.entries_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(r)
+            }
+        }
     }
 
     fn token_path(&self, lease: &Hash) -> PathBuf {
@@ -182,7 +168,7 @@ impl p2p::Validator for GossipCheck {
                     Ok(e) => e,
                     Err(e) => return Verdict::Reject(format!("undecodable entry: {e}")),
                 };
-                match self.0.admit(entry) {
+                match self.0.admit_blocking(entry) {
                     Ok((_, true)) => Verdict::Accept,
                     Ok((_, false)) => Verdict::Ignore,
                     // Not the sender's fault: we are full, or it raced a block (an order the
@@ -222,33 +208,19 @@ impl p2p::Validator for GossipCheck {
 
 struct SharedPool(Arc<Shared>);
 
+#[async_trait::async_trait]
 impl Pool for SharedPool {
-    fn pending(&self, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
-        let pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
-        pool.pending(max_entries, max_bytes)
+    async fn pending(&self, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
+        self.0.core.call(move |c| c.pending(max_entries, max_bytes)).await.unwrap_or_default()
     }
     fn has_work(&self) -> bool {
-        !self.0.mempool.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+        self.0.core.pending() > 0
     }
     fn notify(&self) -> Arc<Notify> {
         self.0.notify.clone()
     }
-    fn refused(&self, refused: Vec<(Hash, surplus_contracts::Refusal)>) {
-        // A transaction ahead of its account's next sequence number stays: the ones before it
-        // may come. Everything else the block refused can never apply.
-        let drop = refused
-            .into_iter()
-            .filter(|(_, r)| {
-                !matches!(r, surplus_contracts::Refusal::BadSequence { expected, got } if got > expected)
-            })
-            .map(|(id, r)| (id, r.code(), r.explain()))
-            .collect();
-        let dropped = {
-            let mut pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.drop_refused(drop);
-            pool.take_dropped()
-        };
-        self.0.record_dropped(dropped);
+    async fn refused(&self, refused: Vec<(Hash, surplus_contracts::Refusal)>) {
+        let _ = self.0.core.call(move |c| c.refused(refused)).await;
     }
 }
 
@@ -270,7 +242,7 @@ impl surplus_web::Node for Api {
             head_hash: head.hash(),
             peers: self.0.gossip.get().map_or(0, Gossip::peers),
             validator: self.0.validator,
-            mempool: self.0.mempool.lock().map(|m| m.len()).unwrap_or(0),
+            mempool: self.0.core.pending(),
             synced: self.0.env.now_ms().saturating_sub(head.timestamp_ms) < 120_000,
         }
     }
@@ -278,7 +250,7 @@ impl surplus_web::Node for Api {
     async fn submit(&self, entry: Entry) -> Result<Hash, surplus_web::Refusal> {
         let bytes = entry.encode();
         let kind = entry.kind;
-        let (id, fresh) = self.0.admit(entry)?;
+        let (id, fresh) = self.0.admit(entry).await?;
         if fresh {
             self.0.web.accepted_from_api(kind, id, self.0.env.now_ms());
         }
@@ -293,8 +265,7 @@ impl surplus_web::Node for Api {
                 if let Err(e) = shared.journal.insert_durable(&id, &bytes).await {
                     tracing::error!(error = %e, "cannot journal an accepted entry");
                     if fresh {
-                        let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-                        pool.remove_committed(&[id]);
+                        let _ = shared.core.call(move |c| c.forget(&id)).await;
                     }
                     return false;
                 }
@@ -312,14 +283,11 @@ impl surplus_web::Node for Api {
         Ok(id)
     }
 
-    fn submission(&self, id: &Hash) -> Option<Submission> {
-        let waits = {
-            let pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.contains(id).then(|| pool.waits_for_seq(id))
-        };
-        match waits {
-            Some(waits_for_seq) => Some(Submission::Pending { waits_for_seq }),
-            None => self.0.receipts.get(id),
+    async fn submission(&self, id: &Hash) -> Option<Submission> {
+        let id = *id;
+        match self.0.core.call(move |c| c.lookup(&id)).await.ok().flatten() {
+            Some(pending) => Some(pending),
+            None => self.0.receipts.get(&id),
         }
     }
 
@@ -411,7 +379,8 @@ impl surplus_web::Node for Api {
             orders_accepted: get(&w.orders_accepted),
             entries_refused: get(&w.entries_refused),
             orders_per_second: w.orders_per_second(self.0.env.now_ms()),
-            mempool: self.0.mempool.lock().map(|m| m.len()).unwrap_or(0),
+            mempool: self.0.core.pending(),
+            core_queue: self.0.core.queued(),
             commit_queue: self.0.consensus.get().map_or(0, |s| s.queued_commits()),
             consensus_restarts: self.0.consensus.get().map_or(0, |s| s.restarts()),
             gossip_command_queue: self.0.gossip.get().map_or(0, |g| g.queues().commands),
@@ -469,15 +438,13 @@ impl surplus_web::Node for Api {
             ));
         }
         let me = key.public();
-        let (pending, already) = {
-            let pool = self.0.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            let mine = pending_of(&pool, &me);
-            // Any pending transfer to the account (another node's faucet too) counts.
-            let already = pool.iter().filter(|e| e.kind == EntryKind::TRANSFER).any(|e| {
-                matches!(Tx::decode(e.kind, &e.payload), Ok(Tx::Transfer { to, .. }) if to == account)
-            });
-            (mine, already)
-        };
+        // Any pending transfer to the account (another node's faucet too) counts.
+        let (pending, already) = self
+            .0
+            .core
+            .call(move |c| (c.pending_of(&me), c.transfer_pending_to(&account)))
+            .await
+            .map_err(|_| stopping())?;
         if already {
             return Err(Refusal::new(
                 Code::FaucetSpent,
@@ -647,19 +614,25 @@ async fn run(
         env: env.clone(),
     };
 
+    let receipts = Arc::new(
+        Receipts::open(&journal_db, receipts::CAPACITY)
+            .with_context(|| format!("cannot open the receipts in {}", dir.display()))?,
+    );
+    let core = Core::new(
+        gblock.header.clone(),
+        Arc::new(gmaker.state.clone()),
+        Mempool::new(config.mempool.capacity as usize, config.mempool.max_bytes as usize),
+    );
+    let core = {
+        let receipts = receipts.clone();
+        crate::owner::spawn(core, &env, move |dropped| receipts.record(&dropped))
+    };
     let shared = Arc::new(Shared {
         env: env.clone(),
         chain_id: chain_id.clone(),
         name: config.name.clone(),
         key: key.clone(),
-        snapshot: tokio::sync::watch::Sender::new(Arc::new(Snapshot {
-            head: gblock.header.clone(),
-            state: Arc::new(gmaker.state.clone()),
-        })),
-        mempool: Mutex::new(Mempool::new(
-            config.mempool.capacity as usize,
-            config.mempool.max_bytes as usize,
-        )),
+        core,
         notify: Arc::new(Notify::new()),
         gossip: OnceLock::new(),
         consensus: OnceLock::new(),
@@ -668,9 +641,8 @@ async fn run(
         credentials_dir,
         inflight: Mutex::new(Default::default()),
         grant_lock: tokio::sync::Mutex::new(()),
-        journal: Journal::new(journal),
-        receipts: Receipts::open(&journal_db, receipts::CAPACITY)
-            .with_context(|| format!("cannot open the receipts in {}", dir.display()))?,
+        journal: Journal::new(Arc::new(journal)),
+        receipts,
         _journal_db: journal_db,
         validators,
         web: Arc::new(WebData::new(dir.join("exports"))),
@@ -687,7 +659,10 @@ async fn run(
         Arc::new(SharedPool(shared.clone())),
     )
     .await?;
-    shared.publish_snapshot(running.head.clone(), running.state.clone());
+    {
+        let (head, state, now) = (running.head.clone(), running.state.clone(), env.now_ms());
+        let _ = shared.core.call(move |c| c.commit(head, state, &[], now)).await;
+    }
     let view = running.ledger.view().context("cannot open a read-only view of the ledger")?;
     shared.web.attach(view);
     shared.prefill(running.head.height);
@@ -759,7 +734,7 @@ async fn run(
     loop {
         tokio::select! {
             _ = &mut stop => break,
-            _ = health.tick() => log_health(&shared),
+            _ = health.tick() => log_health(&shared).await,
             _ = again.tick() => {
                 ticks += 1;
                 regossip(&shared, ticks.is_multiple_of(REGOSSIP_AGED_EVERY)).await;
@@ -830,7 +805,7 @@ async fn regossip(shared: &Arc<Shared>, aged: bool) {
     if g.peers() == 0 {
         return;
     }
-    let unsent = shared.mempool.lock().unwrap_or_else(|e| e.into_inner()).take_unsent(REGOSSIP_MAX);
+    let unsent = shared.core.call(|c| c.take_unsent(REGOSSIP_MAX)).await.unwrap_or_default();
     if !unsent.is_empty() {
         tracing::info!(count = unsent.len(), "gossiping entries that reached no peer before");
         for e in unsent {
@@ -842,11 +817,11 @@ async fn regossip(shared: &Arc<Shared>, aged: bool) {
     if !aged || now.saturating_sub(head_ms) > 30_000 {
         return;
     }
-    let due = shared.mempool.lock().unwrap_or_else(|e| e.into_inner()).due_for_gossip(
-        now,
-        REGOSSIP_AGE_MS,
-        REGOSSIP_MAX,
-    );
+    let due = shared
+        .core
+        .call(move |c| c.due_for_gossip(now, REGOSSIP_AGE_MS, REGOSSIP_MAX))
+        .await
+        .unwrap_or_default();
     if due.is_empty() {
         return;
     }
@@ -873,7 +848,8 @@ async fn gossip_pending(shared: &Shared, id: &Hash, bytes: Vec<u8>) {
         None => false,
     };
     if !sent {
-        shared.mempool.lock().unwrap_or_else(|e| e.into_inner()).mark_unsent(id);
+        let id = *id;
+        let _ = shared.core.call(move |c| c.mark_unsent(&id)).await;
     }
 }
 
@@ -922,59 +898,56 @@ fn committed_receipts(block: &surplus_ledger::Block) -> Vec<(Hash, Submission)> 
 /// Re-admits and re-gossips the entries acknowledged before a stop or crash that no block holds
 /// yet; those the ledger has since used (or that expired) are dropped from the journal.
 async fn replay_journal(shared: &Arc<Shared>) {
-    let mut kept = 0usize;
-    let mut dropped = 0usize;
-    for kv in shared.journal.tree().iter() {
-        let Ok((k, v)) = kv else { continue };
-        let entry = match Entry::decode(&v) {
-            Ok(e) => e,
-            Err(_) => {
-                let _ = shared.journal.tree().remove(k);
-                dropped += 1;
-                continue;
-            }
-        };
-        let id = entry.id();
-        match shared.admit(entry) {
-            Ok((id, _)) => {
-                kept += 1;
-                gossip_pending(shared, &id, v.to_vec()).await;
-            }
-            Err(r) => {
-                // Committed while the node was down (its receipt is back from the ledger), or
-                // no longer valid: then the client learns why.
-                if !matches!(shared.receipts.get(&id), Some(Submission::Committed { .. })) {
-                    let message =
-                        format!("after a restart the node could not admit it again: {}", r.message);
-                    shared.receipts.record(&[(id, Submission::Dropped { code: r.code, message })]);
-                }
-                let _ = shared.journal.tree().remove(k);
-                dropped += 1;
-            }
-        }
+    let journal = shared.journal.entries();
+    if journal.is_empty() {
+        return;
     }
-    if kept + dropped > 0 {
-        tracing::info!(kept, dropped, "replayed the journal of acknowledged entries");
+    let now = shared.env.now_ms();
+    let Ok(replayed) = shared.core.call(move |c| c.replay(journal, now)).await else { return };
+    // Committed while the node was down (its receipt is back from the ledger), or no longer
+    // valid: then the client learns why.
+    let refused: Vec<_> = replayed
+        .refused
+        .into_iter()
+        .filter(|(id, _)| !matches!(shared.receipts.get(id), Some(Submission::Committed { .. })))
+        .collect();
+    shared.receipts.record(&refused);
+    for k in &replayed.remove {
+        shared.journal.remove(k);
     }
+    let (kept, dropped) = (replayed.kept.len(), replayed.remove.len());
+    if kept > 0 {
+        shared.notify.notify_waiters();
+    }
+    for (id, bytes) in replayed.kept {
+        gossip_pending(shared, &id, bytes).await;
+    }
+    tracing::info!(kept, dropped, "replayed the journal of acknowledged entries");
 }
 
 /// Drops journal entries that are neither pending nor needed (expired or refused since).
-fn prune_journal(shared: &Shared) {
-    let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-    for k in shared.journal.tree().iter().keys().flatten() {
-        let pending = <[u8; 32]>::try_from(&k[..]).is_ok_and(|id| pool.contains(&id));
-        if !pending {
-            let _ = shared.journal.tree().remove(k);
-        }
+async fn prune_journal(shared: &Shared) {
+    let keys: Vec<Vec<u8>> = shared.journal.entries().into_iter().map(|(k, _)| k).collect();
+    let stale = shared
+        .core
+        .call(move |c| {
+            keys.into_iter()
+                .filter(|k| <[u8; 32]>::try_from(&k[..]).map_or(true, |id| c.lookup(&id).is_none()))
+                .collect::<Vec<_>>()
+        })
+        .await
+        .unwrap_or_default();
+    for k in stale {
+        shared.journal.remove(&k);
     }
 }
 
 /// One line a minute for the operator: height, round, mempool, gossip.
-fn log_health(shared: &Shared) {
-    prune_journal(shared);
+async fn log_health(shared: &Shared) {
+    prune_journal(shared).await;
     let height = shared.height();
     let (round, invalid) = shared.consensus.get().map_or((0, 0), |s| s.round_and_invalid());
-    let (pending, bytes) = shared.mempool.lock().map(|m| (m.len(), m.bytes())).unwrap_or((0, 0));
+    let (pending, bytes) = (shared.core.pending(), shared.core.pending_bytes());
     let net = shared.gossip.get().map(|g| (g.peers(), g.stats()));
     tracing::info!(
         height,
@@ -982,6 +955,7 @@ fn log_health(shared: &Shared) {
         invalid_proposals = invalid,
         mempool = pending,
         mempool_bytes = bytes,
+        core_queue = shared.core.queued(),
         journal_flushes = shared.journal.flushes(),
         peers = net.as_ref().map_or(0, |n| n.0),
         gossip = ?net.map(|n| n.1),
@@ -994,29 +968,16 @@ fn log_health(shared: &Shared) {
 async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &PublicKey) {
     // The checkpoint first: a client that sees the new state or an event can get its proofs.
     let signed = shared.web.sign_checkpoint(&c.block.header, &shared.key);
-    shared.publish_snapshot(c.block.header.clone(), c.state.clone());
     let fills = fills_of(&c.block);
     shared.remember(&c.block, &fills, c.committed_ms);
-    {
-        let ids: Vec<Hash> = c.block.entries.iter().map(Entry::id).collect();
-        for id in &ids {
-            let _ = shared.journal.tree().remove(id);
-        }
-        shared.receipts.record_block(c.block.header.height, &committed_receipts(&c.block));
-        let dropped = {
-            let mut pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.remove_committed(&ids);
-            pool.evict_expired(shared.env.now_ms());
-            // Signatures were verified on admission; only what the block changed is checked
-            // again.
-            let now = shared.env.now_ms();
-            pool.retain(|e| {
-                c.state.recheck(e, now).map(|_| ()).map_err(|r| (r.code(), r.explain()))
-            });
-            pool.take_dropped()
-        };
-        shared.record_dropped(dropped);
+    let ids: Vec<Hash> = c.block.entries.iter().map(Entry::id).collect();
+    for id in &ids {
+        shared.journal.remove(id);
     }
+    // The receipts first: an entry is never neither pending nor committed to a reader.
+    shared.receipts.record_block(c.block.header.height, &committed_receipts(&c.block));
+    let (head, state, now) = (c.block.header.clone(), c.state.clone(), shared.env.now_ms());
+    let _ = shared.core.call(move |core| core.commit(head, state, &ids, now)).await;
     let leased_slots = reconcile_leases(shared, &c.state, hook, me);
     shared.web.on_block(&c.block, &fills, &c.state, leased_slots, shared.env.now_ms());
     // Every node signs its checkpoint (its proofs are served against it); validators gossip it.
@@ -1106,10 +1067,7 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
     let id = hex::encode(lease.id);
     let state = shared.state();
     let me = shared.key.public();
-    let pending = {
-        let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-        pending_of(&pool, &me)
-    };
+    let Ok(pending) = shared.core.call(move |c| c.pending_of(&me)).await else { return };
     if !provider::needs_grant(&state, &lease.id, &pending) {
         return;
     }
@@ -1140,19 +1098,10 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
     submit_own(shared, entry).await;
 }
 
-/// The transactions `key` has waiting in the mempool (their count is how far its next
-/// sequence number is ahead of the committed one).
-fn pending_of(pool: &Mempool, key: &PublicKey) -> Vec<Tx> {
-    pool.iter()
-        .filter(|e| matches!(e.auth, surplus_ledger::Auth::Signed { author, .. } if author == *key))
-        .filter_map(|e| Tx::decode(e.kind, &e.payload).ok())
-        .collect()
-}
-
 async fn submit_own(shared: &Arc<Shared>, entry: Entry) {
     let bytes = entry.encode();
     let kind = entry.kind;
-    match shared.admit(entry) {
+    match shared.admit(entry).await {
         Ok((id, _)) => gossip_pending(shared, &id, bytes).await,
         Err(r) => {
             tracing::warn!(kind = kind.name(), code = %r.code, "own entry refused: {}", r.message)
@@ -1165,20 +1114,14 @@ async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
     let Some(inv) = inv else { return };
     let state = shared.state();
     let me = shared.key.public();
-    let pending: Vec<surplus_market::Offer> = {
-        let pool = shared.mempool.lock().unwrap_or_else(|e| e.into_inner());
-        pool.iter()
-            .filter(|e| e.kind == EntryKind::ORDER)
-            .filter_map(|e| surplus_market::SignedOrder::from_entry(e).ok())
-            .filter(|o| o.author == me)
-            .filter_map(|o| match o.order {
-                surplus_market::Order::Offer(offer) => Some(offer),
-                surplus_market::Order::Bid(_) => None,
-            })
-            .collect()
-    };
+    let Ok(pending) = shared.core.call(move |c| c.pending_offers(&me)).await else { return };
     let plan = inventory::plan(&inv.pools, &state, &me, &pending, shared.env.now_ms());
     for entry in plan.entries(&shared.chain_id, &shared.key) {
         submit_own(shared, entry).await;
     }
+}
+
+/// The refusal while the node stops (its core is gone).
+fn stopping() -> surplus_web::Refusal {
+    surplus_web::Refusal::new(Code::Unavailable, "the node is stopping; retry in a moment")
 }

@@ -283,7 +283,7 @@ mod tests {
         let id = rt.block_on(node.submit(entry)).unwrap();
         let mut committed = None;
         for _ in 0..2_000 {
-            if let Some(Submission::Committed { height, .. }) = node.submission(&id) {
+            if let Some(Submission::Committed { height, .. }) = rt.block_on(node.submission(&id)) {
                 committed = Some(height);
                 break;
             }

@@ -43,7 +43,9 @@ fn submitted(o: &Output) -> Hash {
 /// Waits until the entry a command submitted is committed.
 fn committed(node: &dyn Node, o: &Output) {
     let id = submitted(o);
-    wait_for(&format!("entry {} committed", hex::encode(id)), || match node.submission(&id) {
+    let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+    let fate = || rt.block_on(node.submission(&id));
+    wait_for(&format!("entry {} committed", hex::encode(id)), || match fate() {
         Some(Submission::Committed { .. }) => Some(()),
         Some(Submission::Dropped { code, message }) => panic!("dropped: {code}: {message}"),
         _ => None,

@@ -27,7 +27,7 @@ pub(crate) async fn submission(
     id: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let id = super::parse_hash(&id, "entry id")?;
-    let submission = ctx.node.submission(&id).ok_or_else(|| {
+    let submission = ctx.node.submission(&id).await.ok_or_else(|| {
         ApiError::new(
             Code::UnknownSubmission,
             format!(

@@ -104,14 +104,22 @@ pub async fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
 /// Waits until the entry `id` (acknowledged by `node`) is in a committed block; its height.
 /// Panics if the node dropped it.
 pub async fn committed(node: &dyn Node, id: &Hash) -> u64 {
-    wait_for(&format!("entry {} committed", hex::encode(id)), || match node.submission(id) {
-        Some(Submission::Committed { height }) => Some(height),
-        Some(Submission::Dropped { code, message }) => {
-            panic!("entry {} dropped: {code}: {message}", hex::encode(id))
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match node.submission(id).await {
+            Some(Submission::Committed { height }) => return height,
+            Some(Submission::Dropped { code, message }) => {
+                panic!("entry {} dropped: {code}: {message}", hex::encode(id))
+            }
+            _ => {}
         }
-        _ => None,
-    })
-    .await
+        assert!(
+            std::time::Instant::now() < deadline,
+            "entry {} committed: not within {WAIT:?}",
+            hex::encode(id)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 /// Waits until the committed height is at least `height`.

@@ -146,7 +146,10 @@ async fn a_full_mempool_refuses_with_503() {
         let e = Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer);
         let (s, v) = call!(app, submit_req(&e));
         assert_eq!(s, StatusCode::ACCEPTED, "{v}");
-        assert_eq!(w.node.submission(&e.id()), Some(Submission::Pending { waits_for_seq: true }));
+        assert_eq!(
+            w.node.submission(&e.id()).await,
+            Some(Submission::Pending { waits_for_seq: true })
+        );
     }
     let (s, v) = call!(app, submit_req(&offer(&w.provider, 3, 100, 3)));
     assert_eq!(s, StatusCode::SERVICE_UNAVAILABLE, "{v}");

@@ -419,7 +419,7 @@ impl App {
             tokio::time::sleep_until(wait_until).await;
         }
         let mut user =
-            self.pool.pending(self.settings.max_block_entries, self.settings.max_block_bytes);
+            self.pool.pending(self.settings.max_block_entries, self.settings.max_block_bytes).await;
         user.retain(|e| {
             let id = e.id();
             !self.recent.iter().any(|ids| ids.contains(&id))
@@ -436,7 +436,7 @@ impl App {
             .collect();
         if !refused.is_empty() {
             tracing::info!(count = refused.len(), "entries the state machine refused");
-            self.pool.refused(refused);
+            self.pool.refused(refused).await;
         }
         Ok(built)
     }

@@ -35,9 +35,10 @@ use malachitebft_signing::Signer as _;
 use signing::{ChainSigner, ChainVerifier, ProvenPeers};
 
 /// Where the node keeps user entries waiting for a block.
+#[async_trait::async_trait]
 pub trait Pool: Send + Sync + 'static {
     /// Entries for the next block, in arrival order, within the limits.
-    fn pending(&self, max_entries: usize, max_bytes: usize) -> Vec<Entry>;
+    async fn pending(&self, max_entries: usize, max_bytes: usize) -> Vec<Entry>;
     /// Whether anything waits.
     fn has_work(&self) -> bool;
     /// Signalled whenever an entry arrives.
@@ -45,7 +46,7 @@ pub trait Pool: Send + Sync + 'static {
     /// Entries the state machine refused while building a block, with why: the pool drops
     /// those that can never fit (and says so), and keeps transactions that wait for earlier
     /// sequence numbers.
-    fn refused(&self, refused: Vec<(surplus_ledger::Hash, surplus_contracts::Refusal)>);
+    async fn refused(&self, refused: Vec<(surplus_ledger::Hash, surplus_contracts::Refusal)>);
 }
 
 /// A block that is now durable in the ledger, with the state after it.
@@ -444,8 +445,9 @@ mod tests {
         notify: Arc<Notify>,
     }
 
+    #[async_trait::async_trait]
     impl Pool for ListPool {
-        fn pending(&self, max_entries: usize, _max_bytes: usize) -> Vec<Entry> {
+        async fn pending(&self, max_entries: usize, _max_bytes: usize) -> Vec<Entry> {
             let mut e = self.entries.lock().unwrap();
             let n = e.len().min(max_entries);
             e.drain(..n).collect()
@@ -456,7 +458,7 @@ mod tests {
         fn notify(&self) -> Arc<Notify> {
             self.notify.clone()
         }
-        fn refused(&self, _: Vec<(surplus_ledger::Hash, surplus_contracts::Refusal)>) {
+        async fn refused(&self, _: Vec<(surplus_ledger::Hash, surplus_contracts::Refusal)>) {
             // `pending` drained them already.
         }
     }
