@@ -9,6 +9,8 @@
 //!   bounded channel.
 //! - [`mempool`], [`receipts`]: the bounded pool of admitted entries and what became of each.
 //! - [`solo`]: a consortium of one in this process, on the real service, for tests.
+//! - [`sim`]: a simulated consortium of the real core on a simulated clock, network and disks,
+//!   driven by a seed.
 //!
 //! The `surplus` binary parses arguments and calls this crate.
 
@@ -23,6 +25,7 @@ pub mod owner;
 pub mod provision;
 pub mod receipts;
 pub mod runtime;
+pub mod sim;
 pub mod solo;
 mod turnwatch;
 mod webdata;

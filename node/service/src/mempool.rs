@@ -121,6 +121,8 @@ pub struct Mempool {
     dropped: VecDeque<Dropped>,
     /// Entries whose gossip reached no peer (none was connected and subscribed yet).
     unsent: HashSet<Hash>,
+    /// How long a transaction ahead of its sequence waits ([`SEQ_GAP_TTL_MS`] unless set).
+    seq_gap_ttl_ms: u64,
 }
 
 impl Mempool {
@@ -137,7 +139,15 @@ impl Mempool {
             next_arrival: 0,
             dropped: VecDeque::new(),
             unsent: HashSet::new(),
+            seq_gap_ttl_ms: SEQ_GAP_TTL_MS,
         }
+    }
+
+    /// The same, where a transaction ahead of its account's next sequence number waits
+    /// `ms` instead of [`SEQ_GAP_TTL_MS`] (the simulation shortens it to keep runs short).
+    pub fn with_seq_gap_ttl(mut self, ms: u64) -> Self {
+        self.seq_gap_ttl_ms = ms;
+        self
     }
 
     /// Takes in an entry that passed admission (`admitted` describes it). Drops expired entries
@@ -158,7 +168,7 @@ impl Mempool {
         // before it (they may be in flight); then it is dropped, and says so.
         let waits_for_seq = admitted.seq.is_some_and(|(_, ahead)| ahead);
         let expiry_ms = match admitted.expiry_ms {
-            None if waits_for_seq => Some(now_ms.saturating_add(SEQ_GAP_TTL_MS)),
+            None if waits_for_seq => Some(now_ms.saturating_add(self.seq_gap_ttl_ms)),
             other => other,
         };
         let nonce = admitted.nonce.map(|n| (admitted.author, n));
@@ -290,8 +300,8 @@ impl Mempool {
                         Some(s) if s.waits_for_seq => (
                             Code::SeqGap,
                             format!(
-                                "the transactions before it did not arrive within {} minutes",
-                                SEQ_GAP_TTL_MS / 60_000
+                                "the transactions before it did not arrive within {} s",
+                                self.seq_gap_ttl_ms / 1_000
                             ),
                         ),
                         Some(s) if s.entry.kind == EntryKind::CANCEL => {
