@@ -8,7 +8,7 @@
 //! (`provider::plan`, `provider::duties`, credential minting). What is simulated: the clock,
 //! the network (delays, losses, partitions), the disks (writes not flushed are lost in a crash;
 //! a background flush every 500 ms, as sled does), and consensus, by a stand-in that decides in
-//! the engine's order (the proposer of height h and round r is validator (h + r) mod n; a
+//! the engine's order (the proposer of height h and round r is validator (h - 1 + r) mod n; a
 //! height is decided when 2f+1 validators are up and connected; a validator behind syncs the
 //! decided blocks first). Why the engine itself cannot run here: decision 0010.
 //!
@@ -763,7 +763,7 @@ impl World {
         }
         let height = top_height + 1;
         let proposer = (0..n)
-            .map(|r| (height as usize + r) % n)
+            .map(|r| ((height - 1) as usize + r) % n)
             .find(|p| group.contains(p))
             .expect("the group holds a validator");
         let prop = &self.nodes[proposer];
