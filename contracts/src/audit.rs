@@ -74,12 +74,21 @@ impl Hook for Replay {
                 .entries
                 .get(i)
                 .map_or("nothing".to_owned(), |e| format!("a {} entry", e.kind.name()));
+            let reason = match (applied.entries.get(i), block.entries.get(i)) {
+                (Some(w), Some(g)) if w.kind == g.kind => format!(
+                    "the block's {} entry at position {i} differs from the one re-executing the \
+                     block gives (its {})",
+                    g.kind.name(),
+                    if w.auth != g.auth { "authorization" } else { "payload" }
+                ),
+                _ => format!(
+                    "re-executing the block gives {want} at position {i}, the block holds {got}"
+                ),
+            };
             return Err(failure(
                 Some(i.min(block.entries.len().saturating_sub(1))),
                 "entries",
-                format!(
-                    "re-executing the block gives {want} at position {i}, the block holds {got}"
-                ),
+                reason,
             ));
         }
         // `apply_block` already computed the root after the block: no second full hash.

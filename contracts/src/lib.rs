@@ -27,6 +27,8 @@ mod refusal;
 mod state;
 mod tx;
 
+#[cfg(feature = "test-utils")]
+pub mod testutil;
 pub use audit::{BlockMaker, Replay};
 pub use error::Error;
 pub use genesis::{Allocation, Genesis, Params, BPS};

@@ -8,7 +8,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Subcommand};
 use indicatif::{ProgressBar, ProgressStyle};
 use surplus_ledger::bundle::ProofBundle;
-use surplus_ledger::{verify, Failure, NoHook, PublicKey, Report, SecretKey, ValidatorSet};
+use surplus_ledger::{verify, Failure, PublicKey, Report, SecretKey, ValidatorSet};
 use surplus_store as store;
 use surplus_store::{export, Store};
 
@@ -19,11 +19,15 @@ const EXIT_FAILED: u8 = 1;
 #[derive(Debug, Args)]
 pub struct AuditArgs {
     /// An exported ledger file (from `surplus ledger export`).
-    #[arg(conflicts_with = "data_dir", required_unless_present = "data_dir")]
+    #[arg(conflicts_with_all = ["data_dir", "node"], required_unless_present_any = ["data_dir", "node"])]
     file: Option<PathBuf>,
     /// A node's data directory (its ledger store is in `DIR/ledger`).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", conflicts_with = "node")]
     data_dir: Option<PathBuf>,
+    /// A node's HTTP API (`http://host:port`): its ledger is streamed (`GET /api/v1/export`)
+    /// and each block checked as it arrives.
+    #[arg(long, value_name = "URL")]
+    node: Option<String>,
     /// Refuse the ledger unless its genesis header hash is this (hex).
     #[arg(long, value_name = "HEX")]
     genesis_hash: Option<String>,
@@ -185,15 +189,30 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
             bar.set_message(format!("{} entries", p.entries));
         }
     };
-    let (source_name, result) = match (&a.file, &a.data_dir) {
-        (Some(file), _) => {
+    let (source_name, result) = match (&a.file, &a.data_dir, &a.node) {
+        (Some(file), _, _) => {
             let mut reader = export::Reader::open(file)?;
             (
                 file.display().to_string(),
-                verify::verify(&mut reader, &options, &mut NoHook, &mut on_progress),
+                verify::verify(&mut reader, &options, &mut hook, &mut on_progress),
             )
         }
-        (None, Some(dir)) => {
+        (None, None, Some(url)) => {
+            // An export of a long ledger takes a while to stream: no limit on the whole call.
+            let client = surplus_client::Client::with_timeouts(
+                url,
+                std::time::Duration::from_secs(10),
+                std::time::Duration::from_secs(7 * 24 * 3600),
+            )?;
+            let stream = client.export_stream().with_context(|| format!("cannot read {url}"))?;
+            let mut reader =
+                export::Reader::from_stream(Path::new(url.as_str()), stream.body, stream.len)?;
+            if let Some(h) = stream.height {
+                reader = reader.expect_blocks(h + 1);
+            }
+            (url.clone(), verify::verify(&mut reader, &options, &mut hook, &mut on_progress))
+        }
+        (None, Some(dir), _) => {
             let store = match open_store(dir) {
                 Ok(s) => s,
                 Err(e) => match e.downcast_ref::<surplus_store::Error>() {
@@ -212,7 +231,7 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
             };
             (dir.display().to_string(), store.audit(&options, &mut hook, &mut on_progress))
         }
-        (None, None) => bail!("name an export file or --data-dir"),
+        (None, None, None) => bail!("name an export file, --data-dir or --node"),
     };
     bar.finish_and_clear();
     Ok(report(a.json, &source_name, result, hook.replay.is_some()))

@@ -100,33 +100,48 @@ fn tmp_path(path: &Path) -> PathBuf {
     path.with_file_name(name)
 }
 
-/// Reads an export file block by block; a [`BlockSource`] for the audit.
-#[derive(Debug)]
+/// Reads an export block by block, from a file or a stream (a node's `GET /export`); a
+/// [`BlockSource`] for the audit.
 pub struct Reader {
     path: PathBuf,
-    r: BufReader<File>,
-    remaining: u64,
+    r: BufReader<Box<dyn Read + Send>>,
+    /// Bytes left, when the length is known (a file; a response with a length).
+    remaining: Option<u64>,
     /// Chain id named in the file header.
     pub chain_id: String,
     next_height: u64,
     footer: Option<(u64, u64, Hash)>,
     done: bool,
+    /// Blocks the source said it holds (for progress only).
+    blocks_hint: Option<u64>,
 }
 
 impl Reader {
     /// Opens an export file and checks its header.
     pub fn open(path: &Path) -> Result<Self, Error> {
-        let bad = |reason: String| Error::BadFile { path: path.to_path_buf(), reason };
         let file = File::open(path).map_err(io_err(path))?;
         let len = file.metadata().map_err(io_err(path))?.len();
+        Self::from_stream(path, Box::new(file), Some(len))
+    }
+
+    /// Reads an export from `stream` (named `name` in errors), `len` bytes long if known, and
+    /// checks its header. Blocks are read as they come.
+    pub fn from_stream(
+        name: &Path,
+        stream: Box<dyn Read + Send>,
+        len: Option<u64>,
+    ) -> Result<Self, Error> {
+        let path = name;
+        let bad = |reason: String| Error::BadFile { path: path.to_path_buf(), reason };
         let mut r = Self {
             path: path.to_path_buf(),
-            r: BufReader::with_capacity(1 << 20, file),
+            r: BufReader::with_capacity(1 << 20, stream),
             remaining: len,
             chain_id: String::new(),
             next_height: 0,
             footer: None,
             done: false,
+            blocks_hint: None,
         };
         let mut magic = [0u8; 16];
         r.read_exact(&mut magic)
@@ -153,9 +168,18 @@ impl Reader {
         Ok(r)
     }
 
+    /// Says how many blocks the export should hold, for progress (a node's `X-Ledger-Height`
+    /// plus one); the footer is still what is checked.
+    pub fn expect_blocks(mut self, blocks: u64) -> Self {
+        self.blocks_hint = Some(blocks);
+        self
+    }
+
     fn read_exact(&mut self, buf: &mut [u8]) -> std::io::Result<()> {
         self.r.read_exact(buf)?;
-        self.remaining = self.remaining.saturating_sub(buf.len() as u64);
+        if let Some(r) = &mut self.remaining {
+            *r = r.saturating_sub(buf.len() as u64);
+        }
         Ok(())
     }
 
@@ -180,12 +204,13 @@ impl Reader {
                 let mut len = [0u8; 4];
                 self.read_exact(&mut len).map_err(|_| self.fail("record.length", "truncated"))?;
                 let len = u64::from(u32::from_be_bytes(len));
-                if len > MAX_BLOCK_BYTES || len > self.remaining {
+                if len > MAX_BLOCK_BYTES || self.remaining.is_some_and(|r| len > r) {
+                    let left =
+                        self.remaining.map_or("an unknown number of".into(), |r| r.to_string());
                     return Err(self.fail(
                         "record.length",
                         format!(
-                            "{len} bytes claimed, {} left in the file (limit {MAX_BLOCK_BYTES})",
-                            self.remaining
+                            "{len} bytes claimed, {left} bytes left in the file (limit {MAX_BLOCK_BYTES})"
                         ),
                     ));
                 }
@@ -211,10 +236,15 @@ impl Reader {
                 let mut hash = [0u8; 32];
                 hash.copy_from_slice(&f[16..]);
                 self.footer = Some((u64::from_be_bytes(count), u64::from_be_bytes(height), hash));
-                if self.remaining != 0 {
-                    return Err(
-                        self.fail("footer", format!("{} bytes follow the footer", self.remaining))
-                    );
+                let trailing = match self.remaining {
+                    Some(r) => r,
+                    None => {
+                        let mut rest = Vec::new();
+                        (&mut self.r).take(1 << 20).read_to_end(&mut rest).map_or(0, |n| n as u64)
+                    }
+                };
+                if trailing != 0 {
+                    return Err(self.fail("footer", format!("{trailing} bytes follow the footer")));
                 }
                 Ok(None)
             }
@@ -223,7 +253,21 @@ impl Reader {
     }
 }
 
+impl std::fmt::Debug for Reader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reader")
+            .field("path", &self.path)
+            .field("chain_id", &self.chain_id)
+            .field("next_height", &self.next_height)
+            .finish_non_exhaustive()
+    }
+}
+
 impl BlockSource for Reader {
+    fn len_hint(&self) -> Option<u64> {
+        self.blocks_hint
+    }
+
     fn next_block(&mut self) -> Option<Result<Block, Failure>> {
         if self.done {
             return None;

@@ -206,6 +206,21 @@ fn trade_fetch_credential_transfer_and_terminate_through_the_cli() {
     let o = cli(url, &["terminate", &lease, "--key", bk]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("not active"), "{}", text(&o));
+
+    // An auditor checks the running node's whole ledger through its API, re-executing every
+    // block: the trade, the grant, the transfer and the termination.
+    let o = Command::new(env!("CARGO_BIN_EXE_surplus"))
+        .args(["audit", "--node", url, "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["replayed"], true, "{v}");
+    assert!(v["report"]["head_height"].as_u64().unwrap() >= 4, "{v}");
+    let o = Command::new(env!("CARGO_BIN_EXE_surplus")).args(["audit", "--node", url]).output();
+    let o = o.unwrap();
+    assert!(text(&o).contains("re-executed  every block"), "{}", text(&o));
     drop(node);
     solo.stop().unwrap();
 }
@@ -273,4 +288,8 @@ fn errors_local_remote_and_unreachable() {
     let o = cli(url, &["status"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
     assert!(text(&o).contains("cannot reach the node"), "{}", text(&o));
+    let o = Command::new(env!("CARGO_BIN_EXE_surplus")).args(["audit", "--node", url]).output();
+    let o = o.unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains(url), "{}", text(&o));
 }

@@ -3,6 +3,7 @@
 
 mod client;
 mod credential;
+mod forged;
 mod market;
 mod ops;
 

@@ -91,6 +91,25 @@ pub struct Client {
     agent: ureq::Agent,
 }
 
+/// A ledger export arriving from a node ([`Client::export_stream`]).
+pub struct ExportStream {
+    /// The export's bytes, as they arrive.
+    pub body: Box<dyn std::io::Read + Send + Sync>,
+    /// Its length, when the node said it.
+    pub len: Option<u64>,
+    /// The head height it holds, when the node said it (`X-Ledger-Height`).
+    pub height: Option<u64>,
+}
+
+impl std::fmt::Debug for ExportStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExportStream")
+            .field("len", &self.len)
+            .field("height", &self.height)
+            .finish_non_exhaustive()
+    }
+}
+
 impl Client {
     /// A client of the node whose HTTP address is `base` (`http://host:port`, with or without
     /// a trailing slash), with the default timeouts.
@@ -326,6 +345,15 @@ impl Client {
         let mut body = resp.into_reader();
         std::io::copy(&mut body, out)
             .map_err(|e| Error::Unreachable { url: self.base.clone(), detail: e.to_string() })
+    }
+
+    /// `GET /export` as a stream: the bytes of the ledger export as they arrive, for an audit
+    /// that checks blocks as they come (`surplus audit --node`).
+    pub fn export_stream(&self) -> Result<ExportStream> {
+        let resp = self.agent.get(&self.url("/export")).call().map_err(|e| self.fail(e))?;
+        let number = |name: &str| resp.header(name).and_then(|v| v.trim().parse::<u64>().ok());
+        let (len, height) = (number("Content-Length"), number("X-Ledger-Height"));
+        Ok(ExportStream { body: resp.into_reader(), len, height })
     }
 
     /// `GET /metrics`: the Prometheus exposition.

@@ -49,6 +49,42 @@ fn a_clean_ledger_verifies_from_store_and_from_export() {
     assert_eq!(s.audit(&wrong, &mut NoHook, &mut |_| {}).unwrap_err().height, 0);
 }
 
+/// An export read as a stream of unknown length (a node's `GET /export` without a length)
+/// verifies the same; bytes after the footer or a cut stream are caught.
+#[test]
+fn an_export_streamed_without_a_length_verifies_and_trailing_bytes_are_caught() {
+    let dir = tempfile::tempdir().unwrap();
+    let (s, _) = build_store(&dir.path().join("db"), 5, 3);
+    let file = dir.path().join("ledger.export");
+    s.export(&file, &mut |_, _| {}).unwrap();
+    let bytes = std::fs::read(&file).unwrap();
+    let stream = |b: Vec<u8>| {
+        let r = export::Reader::from_stream(
+            Path::new("stream"),
+            Box::new(std::io::Cursor::new(b)),
+            None,
+        )
+        .unwrap()
+        .expect_blocks(6);
+        r
+    };
+    let mut r = stream(bytes.clone());
+    assert_eq!(surplus_ledger::verify::BlockSource::len_hint(&r), Some(6));
+    let report = verify(&mut r, &Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+    assert_eq!(report, audit_file(&file).unwrap());
+
+    let mut trailing = bytes.clone();
+    trailing.extend_from_slice(b"junk");
+    let f = verify(&mut stream(trailing), &Default::default(), &mut NoHook, &mut |_| {});
+    let f = f.unwrap_err();
+    assert_eq!(f.field, "footer", "{f}");
+    assert!(f.reason.contains("4 bytes follow the footer"), "{f}");
+
+    let cut = bytes[..bytes.len() - 60].to_vec();
+    let f = verify(&mut stream(cut), &Default::default(), &mut NoHook, &mut |_| {}).unwrap_err();
+    assert!(f.field == "file" || f.field.starts_with("record") || f.field == "footer", "{f}");
+}
+
 struct RejectOrdersAt(u64);
 impl Hook for RejectOrdersAt {
     fn block(&mut self, block: &Block, _hash: &surplus_ledger::Hash) -> Result<(), HookFailure> {

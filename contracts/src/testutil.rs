@@ -1,0 +1,152 @@
+//! A small consortium and a sample ledger for tests, here and in the crates that audit ledgers
+//! (deterministic keys from [`surplus_ledger::testutil::key`]; nothing here is for production).
+
+use surplus_ledger::testutil::{certificate, key};
+use surplus_ledger::{Block, Entry, PublicKey, SecretKey};
+use surplus_market::{Bid, Catalogue, FillRule, Market, Offer, Order, SignedOrder, HOUR_MS};
+
+use crate::{Allocation, BlockMaker, Genesis, Params, Tx};
+
+/// The sample chain id.
+pub const CHAIN: &str = "contracts-test";
+/// Genesis time.
+pub const T0: u64 = 1_767_225_600_000;
+
+/// Provider `i`.
+pub fn provider(i: u64) -> SecretKey {
+    key("provider", i)
+}
+/// Buyer `i`.
+pub fn buyer(i: u64) -> SecretKey {
+    key("buyer", i)
+}
+/// The treasury.
+pub fn treasury() -> PublicKey {
+    key("treasury", 0).public()
+}
+/// The market every sample order trades in.
+pub fn market() -> Market {
+    Market::new("vm.4c16g", "eu-west-a")
+}
+
+/// Four validators, three buyers and three providers with credits, the sample catalogue.
+pub fn genesis(fee_bps: u16, penalty_bps: u16) -> Genesis {
+    let mut allocations: Vec<Allocation> =
+        (0..3).map(|i| Allocation { account: buyer(i).public(), amount: 10_000_000 }).collect();
+    allocations
+        .extend((0..3).map(|i| Allocation { account: provider(i).public(), amount: 1_000_000 }));
+    Genesis {
+        validators: (0..4).map(|i| key("validator", i).public()).collect(),
+        params: Params {
+            catalogue: Catalogue::sample(),
+            treasury: treasury(),
+            fee_bps,
+            penalty_bps,
+        },
+        allocations,
+    }
+}
+
+/// An offer of `slots` at `reserve` for `until_h` hours from `now`.
+pub fn offer(p: &SecretKey, slots: u32, reserve: u64, until_h: u64, nonce: u64, now: u64) -> Entry {
+    let o = Order::Offer(Offer {
+        market: market(),
+        slots,
+        from_ms: now,
+        until_ms: now + until_h * HOUR_MS,
+        reserve,
+        min_hours: 1,
+        expiry_ms: now + until_h * HOUR_MS,
+        nonce,
+    });
+    SignedOrder::sign(CHAIN, o, p).0
+}
+
+/// A bid for `slots` for `hours` at up to `limit`, partial fills accepted.
+pub fn bid(b: &SecretKey, slots: u32, hours: u32, limit: u64, nonce: u64, now: u64) -> Entry {
+    let o = Order::Bid(Bid {
+        market: market(),
+        slots,
+        hours,
+        limit,
+        earliest_ms: now,
+        latest_ms: now + 2 * HOUR_MS,
+        fill: FillRule::AtLeast(1),
+        expiry_ms: now + 2 * HOUR_MS,
+        nonce,
+    });
+    SignedOrder::sign(CHAIN, o, b).0
+}
+
+/// A signed transaction.
+pub fn tx(author: &SecretKey, t: Tx) -> Entry {
+    Entry::signed(CHAIN, t.kind(), t.encode(), author)
+}
+
+/// `b` with a commit certificate of validators 0, 1 and 2 in round 0 (genesis has none).
+pub fn certify(mut b: Block) -> Block {
+    let validators: Vec<_> = (0..4).map(|i| key("validator", i)).collect();
+    if b.header.height > 0 {
+        b.certificate =
+            certificate(CHAIN, b.header.height, 0, &b.header.hash(), &validators, &[0, 1, 2]);
+    }
+    b
+}
+
+/// Genesis, then blocks with offers, bids, a transfer, a renewal and settlements.
+pub fn ledger() -> Vec<Block> {
+    let (g, mut maker) =
+        BlockMaker::genesis(CHAIN, &genesis(100, 1000), T0).expect("the sample ledger builds");
+    let mut blocks = vec![g];
+    let proposer = key("validator", 0).public();
+    let mut now = T0;
+    let (b, _) = maker
+        .next(
+            &[
+                offer(&provider(0), 5, 20, 100, 1, now),
+                bid(&buyer(0), 2, 10, 30, 1, now),
+                bid(&buyer(1), 3, 5, 25, 1, now),
+            ],
+            now,
+            proposer,
+        )
+        .expect("the sample ledger builds");
+    blocks.push(certify(b));
+    now += HOUR_MS;
+    let lease = maker.state.leases().next().expect("the sample ledger builds").id;
+    let (b, _) = maker
+        .next(
+            &[
+                tx(&buyer(2), Tx::Transfer { to: buyer(0).public(), amount: 1_000, seq: 0 }),
+                tx(&buyer(0), Tx::Renew { lease, hours: 3, seq: 0 }),
+            ],
+            now,
+            proposer,
+        )
+        .expect("the sample ledger builds");
+    blocks.push(certify(b));
+    for _ in 0..4 {
+        now += 2 * HOUR_MS;
+        let (b, _) = maker.next(&[], now, proposer).expect("the sample ledger builds");
+        blocks.push(certify(b));
+    }
+    blocks
+}
+
+/// Recomputes Merkle roots, links and certificates after an edit, as a dishonest majority could.
+pub fn reseal(mut blocks: Vec<Block>) -> Vec<Block> {
+    let mut frontier = surplus_ledger::Frontier::new();
+    let mut prev = [0u8; 32];
+    for b in &mut blocks {
+        let mut nodes = Vec::new();
+        for e in &b.entries {
+            frontier.push::<surplus_ledger::Blake3>(e.leaf_hash(), &mut nodes);
+        }
+        b.header.tree_size = frontier.size();
+        b.header.merkle_root = frontier.root::<surplus_ledger::Blake3>();
+        b.header.prev_hash = prev;
+        *b = certify(b.clone());
+        prev = b.header.hash();
+    }
+    blocks
+}
