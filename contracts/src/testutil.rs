@@ -1,7 +1,7 @@
 //! A small consortium and a sample ledger for tests, here and in the crates that audit ledgers
 //! (deterministic keys from [`surplus_ledger::testutil::key`]; nothing here is for production).
 
-use surplus_ledger::testutil::{certificate, key};
+use surplus_ledger::testutil::{certificate, key, proposer_round};
 use surplus_ledger::{Block, Entry, PublicKey, SecretKey};
 use surplus_market::{Bid, Catalogue, FillRule, Market, Offer, Order, SignedOrder, HOUR_MS};
 
@@ -83,12 +83,15 @@ pub fn tx(author: &SecretKey, t: Tx) -> Entry {
     Entry::signed(CHAIN, t.kind(), t.encode(), author)
 }
 
-/// `b` with a commit certificate of validators 0, 1 and 2 in round 0 (genesis has none).
+/// `b` with a commit certificate of validators 0, 1 and 2, in the first round its proposer
+/// proposes (genesis has none).
 pub fn certify(mut b: Block) -> Block {
     let validators: Vec<_> = (0..4).map(|i| key("validator", i)).collect();
     if b.header.height > 0 {
+        let proposer = validators.iter().position(|v| v.public() == b.header.proposer);
+        let round = proposer_round(validators.len(), b.header.height, proposer.unwrap_or(0));
         b.certificate =
-            certificate(CHAIN, b.header.height, 0, &b.header.hash(), &validators, &[0, 1, 2]);
+            certificate(CHAIN, b.header.height, round, &b.header.hash(), &validators, &[0, 1, 2]);
     }
     b
 }

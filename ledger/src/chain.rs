@@ -231,6 +231,9 @@ impl ChainState {
                 ),
             ));
         }
+        if checks.certificates {
+            check_proposer(&self.validators, h, block.certificate.round)?;
+        }
         let mut adv = advance_merkle(&self.frontier, block)?;
         adv.signatures =
             signatures + verify_entries(&self.chain_id, block, self.frontier.size(), checks)?;
@@ -244,6 +247,34 @@ impl ChainState {
         self.head_hash = adv.hash;
         self.frontier = adv.frontier;
     }
+}
+
+/// The header's proposer is a validator that the engine lets propose this height no later than
+/// the round that decided the block: the proposer of height h in round r is validator
+/// (h − 1 + r) mod n, and a block keeps the proposer that built it when a later round decides
+/// it.
+fn check_proposer(set: &ValidatorSet, h: &Header, round: u32) -> Result<(), Failure> {
+    let Some(index) = set.validators.iter().position(|v| *v == h.proposer) else {
+        return Err(Failure::block(
+            h.height,
+            "header.proposer",
+            format!("{} is not a validator", h.proposer),
+        ));
+    };
+    let n = set.validators.len() as u64;
+    let first = (index as u64 + n - h.height.saturating_sub(1) % n) % n;
+    if first > u64::from(round) {
+        return Err(Failure::block(
+            h.height,
+            "header.proposer",
+            format!(
+                "validator {index} proposes height {} first in round {first}, after round {round} \
+                 that decided the block",
+                h.height
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn check_version(h: &Header) -> Result<(), Failure> {

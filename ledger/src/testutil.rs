@@ -35,6 +35,14 @@ pub fn certificate(
     Certificate { round, signatures }
 }
 
+/// The first round in which validator `proposer` proposes at `height` (the engine's proposer of
+/// height h in round r is validator (h − 1 + r) mod n): the round a certificate of a block it
+/// built can have at the earliest.
+pub fn proposer_round(validators: usize, height: u64, proposer: usize) -> u32 {
+    let n = validators.max(1) as u64;
+    ((proposer as u64 + n - height.saturating_sub(1) % n) % n) as u32
+}
+
 /// A chain being built block by block, with valid certificates and signed entries.
 #[derive(Debug, Clone)]
 pub struct TestChain {
@@ -114,7 +122,9 @@ impl TestChain {
             tree_size: self.frontier.size(),
             merkle_root: self.frontier.root::<Blake3>(),
             state_root,
-            proposer: self.validators[(height as usize) % self.validators.len()].public(),
+            // The proposer of round 0, as the engine picks it.
+            proposer: self.validators[(height.saturating_sub(1) as usize) % self.validators.len()]
+                .public(),
         };
         let hash = header.hash();
         let certificate = if height == 0 {

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use rand::SeedableRng;
 use surplus_contracts::{Allocation, BlockMaker, Genesis, Params, Tx};
-use surplus_ledger::testutil::{certificate, key};
+use surplus_ledger::testutil::{certificate, key, proposer_round};
 use surplus_ledger::{Block, Entry};
 use surplus_market::{Bid, Catalogue, FillRule, Market, Offer, Order, SignedOrder, HOUR_MS};
 use surplus_store as store;
@@ -32,8 +32,10 @@ fn text(o: &std::process::Output) -> String {
 fn certify(mut b: Block) -> Block {
     let validators: Vec<_> = (0..4).map(|i| key("validator", i)).collect();
     if b.header.height > 0 {
+        let proposer = validators.iter().position(|v| v.public() == b.header.proposer);
+        let round = proposer_round(validators.len(), b.header.height, proposer.unwrap_or(0));
         b.certificate =
-            certificate(CHAIN, b.header.height, 0, &b.header.hash(), &validators, &[0, 1, 3]);
+            certificate(CHAIN, b.header.height, round, &b.header.hash(), &validators, &[0, 1, 3]);
     }
     b
 }

@@ -390,6 +390,47 @@ fn out_of_order_and_spliced_ledgers_are_caught() {
     assert_eq!(f.height, 0);
 }
 
+/// The header's proposer must be a validator that proposes the height no later than the round
+/// of the certificate that decided the block: validator (h - 1 + r) mod n in round r.
+#[test]
+fn a_proposer_out_of_turn_or_not_a_validator_is_caught() {
+    use surplus_ledger::testutil::{certificate, key, proposer_round};
+    let chain = TestChain::build("audit-chain", 4, 2);
+    let all: Vec<usize> = (0..chain.validators.len()).collect();
+    let verdict = |height: u64, proposer: surplus_ledger::PublicKey, round: u32| {
+        let mut blocks = chain.blocks[..=height as usize].to_vec();
+        let b = &mut blocks[height as usize];
+        b.header.proposer = proposer;
+        let hash = b.header.hash();
+        b.certificate = certificate("audit-chain", height, round, &hash, &chain.validators, &all);
+        verify(
+            &mut surplus_ledger::VecSource::new(blocks),
+            &Default::default(),
+            &mut NoHook,
+            &mut |_| {},
+        )
+    };
+    let n = chain.validators.len();
+    for height in 1..=4u64 {
+        for v in 0..n {
+            let first = proposer_round(n, height, v);
+            assert_eq!(first as usize, (v + n - (height as usize - 1) % n) % n);
+            let pk = chain.validators[v].public();
+            // In its round and any later one: accepted.
+            verdict(height, pk, first).unwrap();
+            verdict(height, pk, first + 5).unwrap();
+            // Before its round: refused, naming the field.
+            if first > 0 {
+                let f = verdict(height, pk, first - 1).unwrap_err();
+                assert_eq!((f.height, f.field.as_str()), (height, "header.proposer"), "{f}");
+            }
+        }
+        let f = verdict(height, key("outsider", 0).public(), 7).unwrap_err();
+        assert_eq!((f.height, f.field.as_str()), (height, "header.proposer"), "{f}");
+        assert!(f.reason.contains("not a validator"), "{f}");
+    }
+}
+
 #[test]
 fn decoders_never_panic_on_random_bytes() {
     let mut x = 7u64;
