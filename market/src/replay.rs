@@ -181,6 +181,14 @@ impl AuctionInput {
                     ),
                 });
             }
+            if let Some(j) = resting.iter().position(|o: &Resting| o.order.id == order.id) {
+                return Err(InputError::Entry {
+                    place,
+                    reason: format!("the same order as book[{j}]: an order rests once"),
+                });
+            }
+            check_resting(&order, &r.allocations, &catalogue, self.now_ms)
+                .map_err(|reason| InputError::Entry { place: place.clone(), reason })?;
             resting.push(Resting {
                 order,
                 height: r.height,
@@ -208,4 +216,61 @@ impl AuctionInput {
             .map_err(|e| InputError::Auction(e.to_string()))?;
         Ok((book, outcome))
     }
+}
+
+/// The rules an order resting in the book must have passed when it was admitted, as far as they
+/// do not depend on the time of its admission (the auction expires what has expired since), and
+/// the leases on an offer's slots: each of at least one slot over a non-empty time within the
+/// offer's window, never more slots at once than the offer has.
+fn check_resting(
+    order: &SignedOrder,
+    allocations: &[Allocation],
+    catalogue: &Catalogue,
+    now_ms: u64,
+) -> Result<(), String> {
+    use crate::order::Rejection as R;
+    match crate::order::validate(&order.order, catalogue, now_ms) {
+        Ok(())
+        | Err(
+            R::Expired { .. }
+            | R::ExpiryTooFar { .. }
+            | R::WindowInPast { .. }
+            | R::WindowTooFar { .. }
+            | R::WindowTooShort { .. },
+        ) => {}
+        Err(e) => return Err(e.to_string()),
+    }
+    let Order::Offer(offer) = &order.order else {
+        if allocations.is_empty() {
+            return Ok(());
+        }
+        return Err("a bid has no allocations (only an offer's slots are leased)".into());
+    };
+    for (k, a) in allocations.iter().enumerate() {
+        if a.slots == 0 || a.start_ms >= a.end_ms {
+            return Err(format!(
+                "allocations[{k}]: {} slots from {} to {}: at least one slot over a non-empty time",
+                a.slots, a.start_ms, a.end_ms
+            ));
+        }
+        if a.start_ms < offer.from_ms || a.end_ms > offer.until_ms {
+            return Err(format!(
+                "allocations[{k}]: {}..{} lies outside the offer's window {}..{}",
+                a.start_ms, a.end_ms, offer.from_ms, offer.until_ms
+            ));
+        }
+        // The most slots in use at once is reached at some allocation's start.
+        let at_once: u64 = allocations
+            .iter()
+            .filter(|b| b.start_ms <= a.start_ms && a.start_ms < b.end_ms)
+            .map(|b| u64::from(b.slots))
+            .sum();
+        if at_once > u64::from(offer.slots) {
+            return Err(format!(
+                "allocations: {at_once} slots leased at {}, the offer has {}",
+                a.start_ms, offer.slots
+            ));
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,6 @@
 //! `surplus market …`: re-run an auction from a file.
 
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -32,10 +33,12 @@ pub fn market(c: MarketCommand) -> Result<ExitCode> {
                 .with_context(|| format!("{} is not an auction input file", input.display()))?;
             let (book, out) = parsed.run().with_context(|| format!("{}", input.display()))?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&out)?);
+                print_all(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;
                 return Ok(ExitCode::SUCCESS);
             }
-            println!(
+            let mut text = String::new();
+            writeln!(
+                text,
                 "block {} at {} ms: {} orders accepted, {} refused, {} cancelled, {} expired; {} rest",
                 parsed.height,
                 parsed.now_ms,
@@ -44,13 +47,14 @@ pub fn market(c: MarketCommand) -> Result<ExitCode> {
                 out.cancelled.len(),
                 out.expired.len(),
                 book.len()
-            );
+            )?;
             for (market, price) in &out.prices {
                 let fills: Vec<_> = out.fills.iter().filter(|f| &f.market == market).collect();
                 let slots: u32 = fills.iter().map(|f| f.slots).sum();
-                println!("market {market}: clearing price {price} units per slot-hour, {} fills, {slots} slots", fills.len());
+                writeln!(text, "market {market}: clearing price {price} units per slot-hour, {} fills, {slots} slots", fills.len())?;
                 for f in fills {
-                    println!(
+                    writeln!(
+                        text,
                         "  bid {} <- offer {}: {} slots x {} h, {}..{}, cost {} units",
                         short(&f.bid),
                         short(&f.offer),
@@ -59,17 +63,28 @@ pub fn market(c: MarketCommand) -> Result<ExitCode> {
                         f.start_ms,
                         f.end_ms,
                         f.cost()
-                    );
+                    )?;
                 }
             }
             if out.prices.is_empty() {
-                println!("no market traded");
+                writeln!(text, "no market traded")?;
             }
             for r in &out.rejected {
-                println!("refused {}: {}", short(&r.id), r.reason);
+                writeln!(text, "refused {}: {}", short(&r.id), r.reason)?;
             }
+            print_all(&text)?;
             Ok(ExitCode::SUCCESS)
         }
+    }
+}
+
+/// Writes `text` to standard output; a reader that went away (`| head`) is not an error.
+fn print_all(text: &str) -> Result<()> {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r.context("cannot write to standard output"),
     }
 }
 

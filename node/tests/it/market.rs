@@ -155,4 +155,74 @@ fn bad_input_files_are_clear_errors() {
     v["now_ms"] = json!(-5);
     let (code, _) = run(&v);
     assert_eq!(code, Some(2));
+
+    // The same offer listed twice would be leased twice.
+    let mut v = example();
+    let again = v["book"][0].clone();
+    v["book"].as_array_mut().unwrap().push(again);
+    let (code, err) = run(&v);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("book[2]") && err.contains("same order as book[0]"), "{err}");
+
+    // A resting bid breaking the order rules (zero hours) is refused, not filled at cost 0.
+    let mut v = example();
+    let zero = Order::Bid(Bid {
+        market: Market::new("vm.4c16g", "eu-west-a"),
+        slots: 2,
+        hours: 0,
+        limit: 50,
+        earliest_ms: NOW - HOUR_MS,
+        latest_ms: NOW + 24 * HOUR_MS,
+        fill: FillRule::AtLeast(1),
+        expiry_ms: NOW + 24 * HOUR_MS,
+        nonce: 9,
+    });
+    let (_, z) = SignedOrder::sign(CHAIN, zero, &key("buyer", 2));
+    v["book"][1] =
+        json!({ "height": 41, "author": z.author, "signature": z.signature, "order": z.order });
+    let (code, err) = run(&v);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("book[1]"), "{err}");
+
+    // Leases on more slots at once than the offer has, or outside its window.
+    let lease = |slots: u32, start: u64, end: u64| json!({ "bid": "ab".repeat(32), "start_ms": start, "end_ms": end, "slots": slots });
+    let mut v = example();
+    v["book"][0]["allocations"] =
+        json!([lease(3, NOW - HOUR_MS, NOW + HOUR_MS), lease(3, NOW, NOW + 2 * HOUR_MS)]);
+    let (code, err) = run(&v);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("book[0]") && err.contains("6 slots leased"), "{err}");
+    let mut v = example();
+    v["book"][0]["allocations"] = json!([lease(1, NOW, NOW + 400 * 24 * HOUR_MS)]);
+    let (code, err) = run(&v);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("outside the offer's window"), "{err}");
+    let mut v = example();
+    v["book"][0]["allocations"] =
+        json!([lease(2, NOW, NOW + HOUR_MS), lease(3, NOW, NOW + HOUR_MS)]);
+    let (code, err) = run(&v);
+    assert_eq!(code, Some(0), "five slots of five: {err}");
+}
+
+/// A reader that goes away (`| head`) is not a crash.
+#[test]
+fn a_closed_pipe_is_not_a_crash() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.json");
+    std::fs::write(&path, serde_json::to_string(&example()).unwrap()).unwrap();
+    for json in [false, true] {
+        let mut args = vec!["market", "clear", "--input", path.to_str().unwrap()];
+        if json {
+            args.push("--json");
+        }
+        let mut child = Command::new(env!("CARGO_BIN_EXE_surplus"))
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let o = child.wait_with_output().unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    }
 }
