@@ -16,8 +16,10 @@ pub struct Allocation {
     #[serde(with = "surplus_ledger::hex_hash")]
     pub bid: Hash,
     /// Lease start.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub start_ms: u64,
     /// Lease end (exclusive).
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub end_ms: u64,
     /// Slots.
     pub slots: u32,

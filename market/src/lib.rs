@@ -37,6 +37,7 @@
 mod auction;
 mod book;
 mod catalogue;
+mod lenient;
 mod order;
 pub mod replay;
 

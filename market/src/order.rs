@@ -41,16 +41,21 @@ pub struct Offer {
     /// Slots available at once.
     pub slots: u32,
     /// Start of availability, ms since the epoch.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub from_ms: u64,
     /// End of availability (exclusive), ms since the epoch.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub until_ms: u64,
     /// Lowest price accepted, units per slot-hour.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub reserve: u64,
     /// Shortest lease accepted, hours (0 or 1: any).
     pub min_hours: u32,
     /// The order leaves the book at this time, ms since the epoch.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub expiry_ms: u64,
     /// Distinguishes otherwise equal orders; an (author, nonce) pair is used once.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub nonce: u64,
 }
 
@@ -64,16 +69,21 @@ pub struct Bid {
     /// Lease duration, hours.
     pub hours: u32,
     /// Highest price paid, units per slot-hour.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub limit: u64,
     /// Earliest start, ms since the epoch.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub earliest_ms: u64,
     /// Latest start, ms since the epoch.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub latest_ms: u64,
     /// How much must fill at once.
     pub fill: FillRule,
     /// The order leaves the book at this time, ms since the epoch.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub expiry_ms: u64,
     /// Distinguishes otherwise equal orders; an (author, nonce) pair is used once.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub nonce: u64,
 }
 

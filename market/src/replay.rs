@@ -15,7 +15,7 @@ pub const FORMAT: &str = "surplus-auction-input/v1";
 
 /// An order or cancel as it appears in an input file: either the hex of its ledger entry, or
 /// its fields with author and signature (the id is computed).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(untagged)]
 pub enum InputEntry {
     /// `{"entry": "<hex of the entry encoding>"}`.
@@ -44,6 +44,53 @@ pub enum InputEntry {
     },
 }
 
+impl<'de> Deserialize<'de> for InputEntry {
+    /// By the fields present, so that an error inside an order names its field (a plain
+    /// untagged enum would only say that no form matched).
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        struct Raw {
+            entry: Option<String>,
+            author: Option<PublicKey>,
+            signature: Option<Signature>,
+            order: Option<Order>,
+            cancel: Option<String>,
+        }
+        let raw = Raw::deserialize(d)?;
+        match raw {
+            Raw {
+                entry: Some(entry),
+                author: None,
+                signature: None,
+                order: None,
+                cancel: None,
+            } => Ok(Self::Encoded { entry }),
+            Raw {
+                entry: None,
+                author: Some(author),
+                signature: Some(signature),
+                order: Some(order),
+                cancel: None,
+            } => Ok(Self::Order { author, signature, order }),
+            Raw {
+                entry: None,
+                author: Some(author),
+                signature: Some(signature),
+                order: None,
+                cancel: Some(cancel),
+            } => {
+                let cancel = surplus_ledger::parse_hex::<32>(&cancel, "cancel")
+                    .map_err(serde::de::Error::custom)?;
+                Ok(Self::Cancel { author, signature, cancel })
+            }
+            _ => Err(serde::de::Error::custom(
+                "expected {\"entry\": hex}, or \"author\" and \"signature\" with one of \"order\" \
+                 or \"cancel\"",
+            )),
+        }
+    }
+}
+
 /// A resting order in an input file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InputResting {
@@ -51,6 +98,7 @@ pub struct InputResting {
     #[serde(flatten)]
     pub entry: InputEntry,
     /// Height of the block that brought it.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub height: u64,
     /// Bids: slots still wanted; offers: the offer's slots (defaults to the order's slots).
     #[serde(default)]
@@ -69,8 +117,10 @@ pub struct AuctionInput {
     /// The chain the orders were signed for.
     pub chain_id: String,
     /// Height of the block.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub height: u64,
     /// Block time, ms since the epoch.
+    #[serde(deserialize_with = "crate::lenient::u64")]
     pub now_ms: u64,
     /// The consortium's catalogue.
     pub catalogue: Catalogue,
@@ -81,7 +131,7 @@ pub struct AuctionInput {
     #[serde(default)]
     pub orders: Vec<InputEntry>,
     /// What each buyer can spend, in units (absent: nothing).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::lenient::u64_values")]
     pub balances: BTreeMap<PublicKey, u64>,
 }
 

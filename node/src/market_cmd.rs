@@ -29,8 +29,17 @@ pub fn market(c: MarketCommand) -> Result<ExitCode> {
         MarketCommand::Clear { input, json } => {
             let text = std::fs::read_to_string(&input)
                 .with_context(|| format!("cannot read {}", input.display()))?;
-            let parsed: AuctionInput = serde_json::from_str(&text)
-                .with_context(|| format!("{} is not an auction input file", input.display()))?;
+            // Errors name the element at fault, e.g. `orders[2].order.slots`.
+            let de = &mut serde_json::Deserializer::from_str(&text);
+            let parsed: AuctionInput = serde_path_to_error::deserialize(de).map_err(|e| {
+                let at = e.path().to_string();
+                let at = if at == "." { String::new() } else { format!(" at {at}") };
+                anyhow::anyhow!(
+                    "{} is not an auction input file{at}: {}",
+                    input.display(),
+                    e.into_inner()
+                )
+            })?;
             let (book, out) = parsed.run().with_context(|| format!("{}", input.display()))?;
             if json {
                 print_all(&format!("{}\n", serde_json::to_string_pretty(&out)?))?;

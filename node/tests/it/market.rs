@@ -156,6 +156,24 @@ fn bad_input_files_are_clear_errors() {
     let (code, _) = run(&v);
     assert_eq!(code, Some(2));
 
+    // An error inside an order names the order and the field.
+    let mut v = example();
+    v["orders"][0]["order"]["slots"] = json!("many");
+    let (code, err) = run(&v);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("orders[0].order") && err.contains("expected u32"), "{err}");
+    let mut v = example();
+    v["orders"][2] =
+        json!({ "author": v["orders"][2]["author"], "order": v["orders"][2]["order"] });
+    let (code, err) = run(&v);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("orders[2]") && err.contains("\"signature\""), "{err}");
+    let mut v = example();
+    v["now_ms"] = json!("soon");
+    let (code, err) = run(&v);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("now_ms") && err.contains("not a decimal number"), "{err}");
+
     // The same offer listed twice would be leased twice.
     let mut v = example();
     let again = v["book"][0].clone();
@@ -202,6 +220,60 @@ fn bad_input_files_are_clear_errors() {
         json!([lease(2, NOW, NOW + HOUR_MS), lease(3, NOW, NOW + HOUR_MS)]);
     let (code, err) = run(&v);
     assert_eq!(code, Some(0), "five slots of five: {err}");
+}
+
+/// u64 values may be decimal strings, as in the order vectors ("Surplus JSON",
+/// docs/orders.md §7): the same file with every u64 as a string clears the same.
+#[test]
+fn u64_values_may_be_decimal_strings() {
+    fn stringify(v: &mut Value, key: &str) {
+        match v {
+            Value::Object(m) => {
+                for (k, x) in m.iter_mut() {
+                    // The u64 fields (u32 fields such as slots stay numbers).
+                    let u64_field = [
+                        "from_ms",
+                        "until_ms",
+                        "reserve",
+                        "expiry_ms",
+                        "nonce",
+                        "limit",
+                        "earliest_ms",
+                        "latest_ms",
+                        "height",
+                        "now_ms",
+                        "start_ms",
+                        "end_ms",
+                    ]
+                    .contains(&k.as_str())
+                        || key == "balances";
+                    if x.is_u64() && u64_field {
+                        *x = json!(x.as_u64().unwrap().to_string());
+                    } else {
+                        stringify(x, k);
+                    }
+                }
+            }
+            Value::Array(a) => a.iter_mut().for_each(|x| stringify(x, key)),
+            _ => {}
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("in.json");
+    let clear = |v: &Value| {
+        std::fs::write(&path, serde_json::to_string(v).unwrap()).unwrap();
+        let o = surplus(&["market", "clear", "--input", path.to_str().unwrap(), "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        serde_json::from_slice::<Value>(&o.stdout).unwrap()
+    };
+    let plain = example();
+    let mut strings = plain.clone();
+    stringify(&mut strings, "");
+    assert!(strings["now_ms"].is_string() && strings["book"][0]["order"]["nonce"].is_string());
+    assert!(strings["balances"].as_object().unwrap().values().all(Value::is_string));
+    let out = clear(&strings);
+    assert_eq!(out, clear(&plain));
+    assert!(!out["fills"].as_array().unwrap().is_empty(), "{out}");
 }
 
 /// A reader that goes away (`| head`) is not a crash.
