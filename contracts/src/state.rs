@@ -479,7 +479,7 @@ impl State {
         Ok(Applied { entries, refused, outcome, state_root: self.root() })
     }
 
-    /// Which user entries carry a valid signature (one batch; one by one only if it fails).
+    /// Which user entries carry a valid signature (strict rule, checked together).
     fn check_signatures(&self, user: &[Entry]) -> Vec<bool> {
         let mut batch = BatchVerifier::new();
         for e in user {

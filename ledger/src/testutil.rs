@@ -8,6 +8,40 @@ use crate::crypto::SecretKey;
 use crate::merkle::{Blake3, Frontier};
 use crate::Hash;
 
+/// ed25519's challenge `k = SHA-512(R ‖ A ‖ M) mod ℓ`.
+pub fn challenge(r: &[u8; 32], a: &[u8; 32], msg: &[u8]) -> curve25519_dalek::Scalar {
+    use sha2::Digest as _;
+    let h = sha2::Sha512::new().chain_update(r).chain_update(a).chain_update(msg).finalize();
+    let mut wide = [0u8; 64];
+    wide.copy_from_slice(&h);
+    curve25519_dalek::Scalar::from_bytes_mod_order_wide(&wide)
+}
+
+/// A key and its owner's signature over `msg`, made as an attacker holding the key could: the
+/// key is `[a]B + T_key` and `R = [r]B + T_r`, with `s = r + k·a` and the `T`s the torsion points
+/// `EIGHT_TORSION[key_torsion]` and `EIGHT_TORSION[r_torsion]` (index 0 is the identity, 4 has
+/// order 2, 2 and 6 order 4, odd indices order 8). With both indices 0 it is an honest signature.
+pub fn owner_signature(
+    a: [u8; 32],
+    r: [u8; 32],
+    key_torsion: usize,
+    r_torsion: usize,
+    msg: &[u8],
+) -> (crate::PublicKey, crate::Signature) {
+    use curve25519_dalek::constants::{ED25519_BASEPOINT_POINT as B, EIGHT_TORSION};
+    let (a, r) = (
+        curve25519_dalek::Scalar::from_bytes_mod_order(a),
+        curve25519_dalek::Scalar::from_bytes_mod_order(r),
+    );
+    let key = (a * B + EIGHT_TORSION[key_torsion % 8]).compress().to_bytes();
+    let big_r = (r * B + EIGHT_TORSION[r_torsion % 8]).compress().to_bytes();
+    let s = r + challenge(&big_r, &key, msg) * a;
+    let mut sig = [0u8; 64];
+    sig[..32].copy_from_slice(&big_r);
+    sig[32..].copy_from_slice(&s.to_bytes());
+    (crate::PublicKey(key), crate::Signature(sig))
+}
+
 /// A key derived from a label and a number, the same on every machine.
 pub fn key(label: &str, i: u64) -> SecretKey {
     let mut h = blake3::Hasher::new();

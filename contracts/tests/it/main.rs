@@ -8,4 +8,5 @@ mod golden;
 mod helpers;
 mod model;
 mod regressions;
+mod strict;
 mod transitions;

@@ -3,3 +3,4 @@
 //! crate's (`ledger/store/tests/it/`).
 
 mod merkle;
+mod strict;
