@@ -4,20 +4,23 @@
 //!    between two adjacent ones (any price in the gap admits the same orders).
 //! 2. The volume of a price `p` is the market's aggregate one: bids with limit ≥ p take, in
 //!    priority order (higher limit, earlier block, smaller id) and honouring their fill rules,
-//!    slots from the pooled free slots of the offers with reserve ≤ p. A bid counts only for the
-//!    slots its buyer could pay for at its own limit, an offer only if some active bid's
-//!    duration fits it: orders that could never execute do not move the price.
+//!    slots from the pooled free slots of the offers with reserve ≤ p. Orders that could never
+//!    execute do not move the price: every bid counts only for the slots its buyer could pay for
+//!    at the bid's own limit (wherever it stands in priority), and an offer counts only if some
+//!    active bid's duration `H` fits it (`min_hours ≤ H` and `T + H` hours `≤ until`).
 //! 3. The clearing price maximises that volume in slot-hours. Among maximising prices `lo..=hi`,
 //!    it is the largest maximising price not above `lo + (hi - lo) / 2` (the midpoint, rounded
-//!    down).
+//!    down): every maximising price trades the same volume, and the midpoint splits the gain
+//!    between buyers and sellers (`docs/decisions/0012-auction-agrees-with-its-docs.md`).
 //! 4. At the clearing price, trades execute by priority: bids in order take free slots from
 //!    offers in order (lower reserve, earlier block, smaller id) that can serve them (duration,
 //!    window, not their own), within fill rules and the buyer's budget. Eligibility and budgets
 //!    change what executes; they never move the price
 //!    (`docs/decisions/0003-aggregate-clearing-price.md`).
 //!
-//! The pooled volume has a closed form (prefix sums and a segment tree), so the search is
-//! O(n log n) in the market's orders.
+//! The pooled volume has a closed form (prefix sums and a segment tree; which offers count is one
+//! binary search each over the bids' sorted durations), so the search is O(n log n) in the
+//! market's orders.
 
 use std::collections::HashMap;
 
@@ -167,29 +170,26 @@ struct Pooled {
     /// Minimum-fill of each bid, as a min-segment tree (leaves from `size`).
     mins: Vec<u32>,
     size: usize,
+    /// (slots counted, hours) of each bid, in priority order.
     bids: Vec<(u32, u32)>,
 }
 
 impl Pooled {
     fn new(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Self {
-        // A bid counts only for the slots its buyer could pay for even at its own limit, and an
-        // offer only if some active bid's duration fits it: orders that could never execute
-        // must not move the price.
+        // Orders that could never execute must not move the price. Every bid counts only for the
+        // slots its buyer could pay for at its own limit (or not at all, if that is below its
+        // minimum fill), wherever it stands in priority; every offer counts only if some active
+        // bid's duration fits it.
         let counted: Vec<(u32, u32)> = bids
             .iter()
-            .map(|b| {
-                let per_slot = u128::from(b.hours) * u128::from(b.limit);
-                let affordable = u128::from(b.budget).checked_div(per_slot).unwrap_or(u128::MAX);
-                let w = u32::try_from(affordable).unwrap_or(u32::MAX).min(b.want);
-                if w == 0 || w < b.min {
-                    (0, u32::MAX)
-                } else {
-                    (w, b.min)
-                }
+            .map(|b| match counted_slots(b) {
+                Some(w) => (w, b.min),
+                None => (0, u32::MAX),
             })
             .collect();
-        let shortest = bids.iter().map(|b| b.hours).min().unwrap_or(0);
-        let longest = bids.iter().map(|b| b.hours).max().unwrap_or(0);
+        let mut durations: Vec<u32> = bids.iter().map(|b| b.hours).collect();
+        durations.sort_unstable();
+        durations.dedup();
         let mut want = Vec::with_capacity(bids.len() + 1);
         let mut hours = Vec::with_capacity(bids.len() + 1);
         want.push(0u128);
@@ -201,8 +201,8 @@ impl Pooled {
         let mut supply = Vec::with_capacity(offers.len() + 1);
         supply.push(0u128);
         for o in offers {
-            let servable = o.min_hours <= longest && shortest <= o.max_hours;
-            supply.push(supply[supply.len() - 1] + if servable { u128::from(o.free) } else { 0 });
+            let free = if some_duration_fits(&durations, o) { u128::from(o.free) } else { 0 };
+            supply.push(supply[supply.len() - 1] + free);
         }
         let size = bids.len().next_power_of_two();
         let mut mins = vec![u32::MAX; 2 * size];
@@ -212,14 +212,8 @@ impl Pooled {
         for i in (1..size).rev() {
             mins[i] = mins[2 * i].min(mins[2 * i + 1]);
         }
-        Self {
-            want,
-            hours,
-            supply,
-            mins,
-            size,
-            bids: bids.iter().map(|b| (b.want, b.hours)).collect(),
-        }
+        let bids = counted.iter().zip(bids).map(|((w, _), b)| (*w, b.hours)).collect();
+        Self { want, hours, supply, mins, size, bids }
     }
 
     /// First bid at or after `from`, before `end`, whose minimum fill is at most `left`.
@@ -273,6 +267,22 @@ impl Pooled {
     }
 }
 
+/// The slots a bid counts for in the price search: what it still wants, capped at what its buyer
+/// could pay for at the bid's own limit; `None` if that is no slot or below its minimum fill.
+fn counted_slots(b: &ActiveBid) -> Option<u32> {
+    let per_slot = u128::from(b.hours) * u128::from(b.limit);
+    let affordable = u128::from(b.budget).checked_div(per_slot).unwrap_or(u128::MAX);
+    let w = u32::try_from(affordable).unwrap_or(u32::MAX).min(b.want);
+    (w > 0 && w >= b.min).then_some(w)
+}
+
+/// Whether some duration `H` of `durations` (the active bids' durations, sorted, distinct) fits
+/// the offer: `min_hours ≤ H` and the lease ends by the window's end (`H ≤ max_hours`).
+fn some_duration_fits(durations: &[u32], o: &ActiveOffer) -> bool {
+    let shortest_allowed = durations.partition_point(|&h| h < o.min_hours);
+    durations.get(shortest_allowed).is_some_and(|&h| h <= o.max_hours)
+}
+
 /// Every price configuration between the lowest reserve and the highest limit.
 fn configurations(bids: &[ActiveBid], offers: &[ActiveOffer], lo: u64, hi: u64) -> Vec<Config> {
     let mut prices: Vec<u64> = bids
@@ -309,8 +319,8 @@ struct Scratch {
 }
 
 /// Trades `bids` against `offers` by priority; returns traded slot-hours, and records the trades
-/// when asked. With a price, each buyer's budget caps what it buys; without, budgets are ignored
-/// (the price search).
+/// when asked. With a price, each buyer's budget caps what it buys; without (the unit tests'
+/// reference of the pooled volume), budgets are ignored.
 fn simulate(
     bids: &[ActiveBid],
     offers: &[ActiveOffer],
@@ -384,8 +394,10 @@ fn simulate(
 mod tests {
     use super::*;
 
-    /// The closed form of a pooled market equals the step-by-step trade, for every configuration
-    /// of many random books.
+    /// The closed form of a pooled market equals the step-by-step trade of the counted orders
+    /// (each bid capped at what its buyer could pay for at its own limit, each offer that no
+    /// bid's duration fits left out, the others pooled), for every configuration of many random
+    /// books.
     #[test]
     fn pooled_volume_equals_simulation() {
         let mut x = 0x2545_f491_4f6c_dd1d_u64;
@@ -398,6 +410,7 @@ mod tests {
         for _ in 0..2000 {
             let nb = 1 + next(30) as usize;
             let no = 1 + next(10) as usize;
+            let limited = next(2) == 0;
             let mut bids: Vec<ActiveBid> = (0..nb)
                 .map(|i| {
                     let want = 1 + next(12) as u32;
@@ -413,7 +426,7 @@ mod tests {
                         want,
                         min,
                         buyer: PublicKey([1 + next(4) as u8; 32]),
-                        budget: u64::MAX,
+                        budget: if limited { next(3000) } else { u64::MAX },
                     }
                 })
                 .collect();
@@ -423,17 +436,44 @@ mod tests {
                     index: i,
                     reserve: 1 + next(50),
                     free: 1 + next(15) as u32,
-                    min_hours: 0,
-                    max_hours: 1000,
+                    min_hours: next(12) as u32,
+                    max_hours: 1 + next(40) as u32,
                     provider: PublicKey([100; 32]),
                 })
                 .collect();
             offers.sort_by_key(|o| o.reserve);
             let pool = Pooled::new(&bids, &offers);
+            // The counted orders, written out: every remaining offer serves every bid.
+            let counted_bids: Vec<ActiveBid> = bids
+                .iter()
+                .map(|b| {
+                    let want = counted_slots(b).unwrap_or(0);
+                    ActiveBid { want, budget: u64::MAX, ..b.clone() }
+                })
+                .collect();
+            let counted_offers: Vec<ActiveOffer> = offers
+                .iter()
+                .map(|o| {
+                    let fits =
+                        bids.iter().any(|b| o.min_hours <= b.hours && b.hours <= o.max_hours);
+                    ActiveOffer {
+                        free: if fits { o.free } else { 0 },
+                        min_hours: 0,
+                        max_hours: u32::MAX,
+                        ..o.clone()
+                    }
+                })
+                .collect();
             let mut scratch = Scratch::default();
             for b in 0..=nb {
                 for o in 0..=no {
-                    let want = simulate(&bids[..b], &offers[..o], None, &mut scratch, None);
+                    let want = simulate(
+                        &counted_bids[..b],
+                        &counted_offers[..o],
+                        None,
+                        &mut scratch,
+                        None,
+                    );
                     assert_eq!(pool.volume(b, o), want, "bids {b}, offers {o}");
                 }
             }

@@ -181,3 +181,67 @@ fn leased_slots_return_when_the_lease_ends() {
         .unwrap();
     assert_eq!(slots_for(&out, &b2), 3);
 }
+
+/// Example 9: an offer counts toward the price only if some active bid's duration fits it. Offer
+/// y fits neither bid (its 8-hour minimum is longer than the 5-hour bid, and the 10-hour bid
+/// overruns its window), so it does not count, even though the shortest bid fits its window and
+/// its minimum is below the longest bid (the separate checks once let it count: the price was 10,
+/// where only y sells, and nothing traded).
+#[test]
+fn example_9_an_offer_no_bid_fits_does_not_move_the_price() {
+    let mut book = Book::new();
+    let p = bid(1, 1, 1, 10, 20, FillRule::AtLeast(1));
+    run(&mut book, 1, vec![p.clone()]);
+    let q = bid(2, 2, 1, 5, 20, FillRule::AtLeast(1));
+    let mut x = offer(3, 11, 1, 15);
+    if let Order::Offer(o) = &mut x.order {
+        o.min_hours = 1;
+    }
+    let mut y = offer(4, 12, 5, 1);
+    if let Order::Offer(o) = &mut y.order {
+        o.until_ms = NOW + 8 * HOUR_MS;
+        o.min_hours = 8;
+    }
+    let out = run(&mut book, 2, vec![q.clone(), x.clone(), y.clone()]);
+    // Only x counts: 15..=20 trade 10 slot-hours (P takes x's slot), so the price is 17.
+    assert_eq!(out.prices[&market()], 17);
+    assert_eq!(out.fills.len(), 1);
+    let f = &out.fills[0];
+    assert_eq!((f.bid, f.offer, f.slots, f.price), (p.id, x.id, 1, 17));
+    assert_eq!(f.cost(), 10 * 17);
+    assert_eq!((slots_for(&out, &q), slots_for(&out, &y)), (0, 0));
+    assert_eq!(book.get(&q.id).unwrap().remaining, 1, "Q rests");
+}
+
+/// Example 10: in the price search every bid counts only for the slots its buyer could pay for
+/// at its own limit, also after a bid that does not fit whole (the cap once stopped applying
+/// there: B counted for 10 slots behind the skipped all-or-none bid and the price was 10).
+#[test]
+fn example_10_the_budget_cap_applies_to_every_bid_in_the_price_search() {
+    let mut book = Book::new();
+    let o = offer(1, 11, 10, 1);
+    let a = bid(2, 1, 11, 1, 30, FillRule::AllOrNone);
+    let b = bid(3, 2, 10, 1, 20, FillRule::AtLeast(1));
+    let c = bid(4, 3, 5, 1, 10, FillRule::AtLeast(1));
+    // B's buyer can pay for 5 slots at B's limit: 5 × 1 h × 20 units.
+    let budget = |k: &PublicKey| if *k == party(2) { 5 * 20 } else { u64::MAX };
+    let out = book
+        .clear(
+            &Catalogue::sample(),
+            &Batch {
+                height: 1,
+                now_ms: NOW,
+                orders: vec![o.clone(), a.clone(), b.clone(), c.clone()],
+                cancels: vec![],
+            },
+            &budget,
+        )
+        .unwrap();
+    // 1..=10: A is skipped (11 slots of 10), B counts for 5, C takes the other 5: 10 slot-hours.
+    // 11..=20: B's 5. 21..=30: nothing. The price is the midpoint of 1..=10.
+    assert_eq!(out.prices[&market()], 5);
+    // At 5 B's buyer can pay for 20 slots, so B takes all 10; A and C rest.
+    assert_eq!((slots_for(&out, &a), slots_for(&out, &b), slots_for(&out, &c)), (0, 10, 0));
+    assert_eq!(out.fills.iter().map(Fill::cost).sum::<u64>(), 10 * 5);
+    assert!(book.get(&a.id).is_some() && book.get(&c.id).is_some());
+}
