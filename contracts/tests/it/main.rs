@@ -8,5 +8,6 @@ mod golden;
 mod helpers;
 mod model;
 mod regressions;
+mod state_root;
 mod strict;
 mod transitions;
