@@ -11,15 +11,32 @@ use crate::Error;
 /// A [`Hook`] for `ledger::verify` that re-derives every balance, escrow, lease and revocation
 /// from the entries, re-runs each block's auction, and compares the block's system entries and
 /// state root with its own.
-#[derive(Debug, Default)]
+///
+/// [`Replay::new`] checks every user entry's signature again as it re-executes;
+/// [`Replay::after_signature_checks`] is for a `ledger::verify` run whose checks include the
+/// entries' signatures (`Checks::entry_signatures`, on by default), which has already checked
+/// each one under the same rule before it calls the hook.
+#[derive(Debug)]
 pub struct Replay {
     state: Option<State>,
+    check_signatures: bool,
+}
+
+impl Default for Replay {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 impl Replay {
-    /// A replay from genesis.
+    /// A replay from genesis that checks every signature itself.
     pub fn new() -> Self {
-        Self::default()
+        Self { state: None, check_signatures: true }
+    }
+    /// A replay from genesis for an audit that has checked the entries' signatures before
+    /// calling it; it does not check them a second time.
+    pub fn after_signature_checks() -> Self {
+        Self { state: None, check_signatures: false }
     }
     /// The state after the last block checked.
     pub fn state(&self) -> Option<&State> {
@@ -55,14 +72,17 @@ impl Hook for Replay {
             .map(|(i, e)| (i, e.clone()))
             .collect();
         let entries: Vec<Entry> = user.iter().map(|(_, e)| e.clone()).collect();
-        let applied = state
-            .apply_block(h.height, h.timestamp_ms, &entries, Mode::Validate)
-            .map_err(|e| match e {
-                Error::Refused { index, refusal } => {
-                    failure(user.get(index).map(|u| u.0), "entry", refusal.to_string())
-                }
-                other => failure(None, "block", other.to_string()),
-            })?;
+        let applied = if self.check_signatures {
+            state.apply_block(h.height, h.timestamp_ms, &entries, Mode::Validate)
+        } else {
+            state.apply_verified_block(h.height, h.timestamp_ms, &entries, Mode::Validate)
+        };
+        let applied = applied.map_err(|e| match e {
+            Error::Refused { index, refusal } => {
+                failure(user.get(index).map(|u| u.0), "entry", refusal.to_string())
+            }
+            other => failure(None, "block", other.to_string()),
+        })?;
         if let Some(i) = (0..applied.entries.len().max(block.entries.len()))
             .find(|&i| applied.entries.get(i) != block.entries.get(i))
         {

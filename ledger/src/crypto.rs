@@ -17,9 +17,12 @@ use std::fmt;
 use std::str::FromStr;
 use std::sync::{OnceLock, RwLock};
 
-use ed25519_dalek::{Signer as _, SigningKey, VerifyingKey};
+use curve25519_dalek::edwards::{CompressedEdwardsY, EdwardsPoint};
+use curve25519_dalek::Scalar;
+use ed25519_dalek::{Signer as _, SigningKey};
 use rand_core::SeedableRng;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use sha2::{Digest as _, Sha512};
 
 use crate::encoding::{domain, tagged_hasher};
 
@@ -203,11 +206,12 @@ fn is_canonical_s(sig: &[u8; 64]) -> bool {
     bool::from(curve25519_dalek::Scalar::from_canonical_bytes(s).is_some())
 }
 
-fn decode_key(key: &PublicKey) -> Result<VerifyingKey, SignatureError> {
+/// The key's point, negated (what the verification equation multiplies).
+fn decode_key(key: &PublicKey) -> Result<EdwardsPoint, SignatureError> {
     if !is_acceptable_point(&key.0) {
         return Err(SignatureError::BadKey);
     }
-    VerifyingKey::from_bytes(&key.0).map_err(|_| SignatureError::BadKey)
+    CompressedEdwardsY(key.0).decompress().map(|a| -a).ok_or(SignatureError::BadKey)
 }
 
 /// Most decompressed keys kept between batches; past it the cache starts over.
@@ -216,8 +220,8 @@ const KEY_CACHE_LIMIT: usize = 1 << 16;
 /// Decompressed keys, kept across batches: the same accounts sign block after block, and
 /// decompressing a key costs about a third of a signature check. Only valid keys are kept, and a
 /// key's decompression never changes, so the cache cannot change a result.
-fn cached_key(key: &PublicKey) -> Result<VerifyingKey, SignatureError> {
-    static CACHE: OnceLock<RwLock<HashMap<PublicKey, VerifyingKey>>> = OnceLock::new();
+fn cached_key(key: &PublicKey) -> Result<EdwardsPoint, SignatureError> {
+    static CACHE: OnceLock<RwLock<HashMap<PublicKey, EdwardsPoint>>> = OnceLock::new();
     let cache = CACHE.get_or_init(Default::default);
     if let Some(vk) = cache.read().ok().and_then(|c| c.get(key).copied()) {
         return Ok(vk);
@@ -242,12 +246,31 @@ fn precheck_sig(sig: &Signature) -> Result<(), SignatureError> {
     }
 }
 
-/// Verifies one signature under the strict rule.
+/// Verifies one signature under the strict rule: after the encoding checks, recomputes
+/// `R = [s]B − [k]A` and compares its encoding with the signature's `R`, as
+/// `docs/ledger-format.md` §2 words it (an `R` that is not a curve point can never match).
+/// This is ed25519-dalek's `verify_strict` without its decompression of `R`, which it needs only
+/// for the small-order check that the encoding check has already made.
 pub fn verify_strict(key: &PublicKey, msg: &[u8], sig: &Signature) -> Result<(), SignatureError> {
-    let vk = cached_key(key)?;
+    let minus_a = cached_key(key)?;
     precheck_sig(sig)?;
-    vk.verify_strict(msg, &ed25519_dalek::Signature::from_bytes(&sig.0))
-        .map_err(|_| SignatureError::Mismatch)
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&sig.0[..32]);
+    let mut s = [0u8; 32];
+    s.copy_from_slice(&sig.0[32..]);
+    let s =
+        Option::<Scalar>::from(Scalar::from_canonical_bytes(s)).ok_or(SignatureError::Malleable)?;
+    let mut wide = [0u8; 64];
+    wide.copy_from_slice(
+        &Sha512::new().chain_update(r).chain_update(key.0).chain_update(msg).finalize(),
+    );
+    let k = Scalar::from_bytes_mod_order_wide(&wide);
+    let expected = EdwardsPoint::vartime_double_scalar_mul_basepoint(&k, &minus_a, &s);
+    if expected.compress().0 == r {
+        Ok(())
+    } else {
+        Err(SignatureError::Mismatch)
+    }
 }
 
 /// Fewest queued signatures for which [`BatchVerifier`] spreads the work over several threads.

@@ -195,3 +195,17 @@ impl TestChain {
         c
     }
 }
+
+/// The median wall time of 5 runs of `f`, for the ratios the benchmarks print beside criterion's
+/// own measurements.
+pub fn median_of_5(f: &mut dyn FnMut()) -> std::time::Duration {
+    let mut t: Vec<std::time::Duration> = (0..5)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            f();
+            start.elapsed()
+        })
+        .collect();
+    t.sort();
+    t[2]
+}

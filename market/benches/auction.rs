@@ -407,17 +407,7 @@ fn bench_validation(c: &mut Criterion) {
     g.finish();
 
     // The ratios, measured here side by side (median of 5 runs each).
-    let median = |f: &mut dyn FnMut()| {
-        let mut t: Vec<Duration> = (0..5)
-            .map(|_| {
-                let s = Instant::now();
-                f();
-                s.elapsed()
-            })
-            .collect();
-        t.sort();
-        t[2]
-    };
+    let median = surplus_ledger::testutil::median_of_5;
     let single = median(&mut || raw_single(&raw));
     let batched = median(&mut || raw_batch(&raw));
     let ours_single = median(&mut || {

@@ -165,7 +165,21 @@ enum Parsed {
     Cancel(SignedCancel),
 }
 
-fn parse(place: String, chain_id: &str, e: &InputEntry) -> Result<Parsed, InputError> {
+/// Every input entry's signature, checked together (strict rule, over the cores).
+#[derive(Default)]
+struct Signatures {
+    batch: surplus_ledger::BatchVerifier,
+    places: Vec<String>,
+}
+
+/// Decodes one input entry and queues its signature in `signatures` (checked for all entries at
+/// once, before the auction runs).
+fn parse(
+    place: String,
+    chain_id: &str,
+    e: &InputEntry,
+    signatures: &mut Signatures,
+) -> Result<Parsed, InputError> {
     let bad = |reason: String| InputError::Entry { place: place.clone(), reason };
     let entry = match e {
         InputEntry::Encoded { entry } => {
@@ -183,7 +197,15 @@ fn parse(place: String, chain_id: &str, e: &InputEntry) -> Result<Parsed, InputE
             payload: crate::order::Cancel { order: *cancel }.encode(),
         },
     };
-    entry.verify_signature(chain_id).map_err(|e| bad(format!("signature: {e}")))?;
+    let surplus_ledger::Auth::Signed { author, signature } = entry.auth else {
+        return Err(bad("the entry is not signed".into()));
+    };
+    signatures.batch.push(
+        author,
+        Entry::signing_bytes(chain_id, entry.kind, &author, &entry.payload),
+        signature,
+    );
+    signatures.places.push(place.clone());
     match entry.kind {
         EntryKind::ORDER => SignedOrder::from_entry(&entry).map(Parsed::Order),
         EntryKind::CANCEL => SignedCancel::from_entry(&entry).map(Parsed::Cancel),
@@ -202,10 +224,12 @@ impl AuctionInput {
         }
         surplus_ledger::validate_chain_id(&self.chain_id).map_err(InputError::ChainId)?;
         let catalogue = self.catalogue.clone().validated().map_err(InputError::Catalogue)?;
+        let mut signatures = Signatures::default();
         let mut resting = Vec::with_capacity(self.book.len());
         for (i, r) in self.book.iter().enumerate() {
             let place = format!("book[{i}]");
-            let Parsed::Order(order) = parse(place.clone(), &self.chain_id, &r.entry)? else {
+            let parsed = parse(place.clone(), &self.chain_id, &r.entry, &mut signatures)?;
+            let Parsed::Order(order) = parsed else {
                 return Err(InputError::Entry {
                     place,
                     reason: "a cancel cannot rest in the book".into(),
@@ -253,11 +277,15 @@ impl AuctionInput {
             cancels: Vec::new(),
         };
         for (i, e) in self.orders.iter().enumerate() {
-            match parse(format!("orders[{i}]"), &self.chain_id, e)? {
+            match parse(format!("orders[{i}]"), &self.chain_id, e, &mut signatures)? {
                 Parsed::Order(o) => batch.orders.push(o),
                 Parsed::Cancel(c) => batch.cancels.push(c),
             }
         }
+        signatures.batch.verify().map_err(|(i, why)| InputError::Entry {
+            place: signatures.places[i].clone(),
+            reason: format!("signature: {why}"),
+        })?;
         let mut book = Book::from_resting(0, resting);
         let balances = &self.balances;
         let budget = |k: &PublicKey| balances.get(k).copied().unwrap_or(0);

@@ -133,17 +133,7 @@ fn bench_audit(c: &mut Criterion) {
     g.finish();
 
     // The ratio, measured here side by side (median of 5 runs each).
-    let median = |f: &mut dyn FnMut()| {
-        let mut t: Vec<Duration> = (0..5)
-            .map(|_| {
-                let s = Instant::now();
-                f();
-                s.elapsed()
-            })
-            .collect();
-        t.sort();
-        t[2]
-    };
+    let median = surplus_ledger::testutil::median_of_5;
     let raw = median(&mut || verify_raw(&batches));
     let store_audit = median(&mut || {
         s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
