@@ -101,6 +101,37 @@ pub struct GossipCounts {
     pub rate_limited: u64,
     /// Larger than the message limit (rejected).
     pub oversized: u64,
+    /// Dropped by gossipsub: failing the strict checks (signature, `from`, `seqno`), on the
+    /// node's topics.
+    #[serde(default)]
+    pub dropped_invalid: u64,
+    /// Dropped by gossipsub: claiming this node as their source, forwarded by another peer.
+    #[serde(default)]
+    pub dropped_self_origin: u64,
+    /// Dropped by gossipsub: seen in the duplicate window, on the node's topics.
+    #[serde(default)]
+    pub dropped_duplicate: u64,
+    /// Dropped by gossipsub: on a topic the node does not subscribe to.
+    #[serde(default)]
+    pub dropped_unsubscribed_topic: u64,
+    /// Dropped by gossipsub: RPC frames from a graylisted peer.
+    #[serde(default)]
+    pub dropped_graylisted: u64,
+    /// Messages gossipsub could not send: the peer's queue was full.
+    #[serde(default)]
+    pub send_dropped_queue_full: u64,
+    /// Messages gossipsub could not send: timed out in the peer's queue.
+    #[serde(default)]
+    pub send_dropped_timeout: u64,
+    /// Connections closed after a failed ping.
+    #[serde(default)]
+    pub disconnects_ping_failed: u64,
+    /// Peers disconnected for lacking a known subscription to either topic.
+    #[serde(default)]
+    pub disconnects_no_subscription: u64,
+    /// Connections refused by the connection limits.
+    #[serde(default)]
+    pub disconnects_connection_limit: u64,
 }
 
 /// The content type of [`Metrics::to_prometheus`].
@@ -225,6 +256,40 @@ impl Metrics {
         ] {
             let _ = writeln!(out, "surplus_gossip_messages_total{{result=\"{result}\"}} {n}");
         }
+        let mut family = |name: &str, help: &str, label: &str, values: &[(&str, u64)]| {
+            let _ = write!(out, "# HELP surplus_{name} {help}\n# TYPE surplus_{name} counter\n");
+            for (value, n) in values {
+                let _ = writeln!(out, "surplus_{name}{{{label}=\"{value}\"}} {n}");
+            }
+        };
+        family(
+            "gossip_dropped_total",
+            "Gossip messages gossipsub dropped before validation, by reason.",
+            "reason",
+            &[
+                ("invalid", g.dropped_invalid),
+                ("self_origin", g.dropped_self_origin),
+                ("duplicate", g.dropped_duplicate),
+                ("unsubscribed_topic", g.dropped_unsubscribed_topic),
+                ("graylisted", g.dropped_graylisted),
+            ],
+        );
+        family(
+            "gossip_send_dropped_total",
+            "Gossip messages gossipsub could not send to a peer, by reason.",
+            "reason",
+            &[("queue_full", g.send_dropped_queue_full), ("timeout", g.send_dropped_timeout)],
+        );
+        family(
+            "gossip_disconnects_total",
+            "Gossip connections closed or refused by the node's own rules, by rule.",
+            "reason",
+            &[
+                ("ping_failed", g.disconnects_ping_failed),
+                ("no_subscription", g.disconnects_no_subscription),
+                ("connection_limit", g.disconnects_connection_limit),
+            ],
+        );
 
         let h = &self.order_to_lease_ms;
         let name = "surplus_order_to_lease_seconds";
@@ -297,6 +362,11 @@ mod tests {
             commit_queue: 2,
             consensus_restarts: 1,
             gossip_validation_queue: 5,
+            gossip: GossipCounts {
+                dropped_duplicate: 4,
+                disconnects_no_subscription: 2,
+                ..Default::default()
+            },
             ..Default::default()
         };
         m.order_to_lease_ms = Histogram::new(&[100, 1_000]);
@@ -324,6 +394,19 @@ mod tests {
             "# TYPE surplus_gossip_messages_total counter",
             "surplus_gossip_messages_total{result=\"rejected\"} 0",
             "surplus_gossip_messages_total{result=\"oversized\"} 0",
+            "# TYPE surplus_gossip_dropped_total counter",
+            "surplus_gossip_dropped_total{reason=\"invalid\"} 0",
+            "surplus_gossip_dropped_total{reason=\"self_origin\"} 0",
+            "surplus_gossip_dropped_total{reason=\"duplicate\"} 4",
+            "surplus_gossip_dropped_total{reason=\"unsubscribed_topic\"} 0",
+            "surplus_gossip_dropped_total{reason=\"graylisted\"} 0",
+            "# TYPE surplus_gossip_send_dropped_total counter",
+            "surplus_gossip_send_dropped_total{reason=\"queue_full\"} 0",
+            "surplus_gossip_send_dropped_total{reason=\"timeout\"} 0",
+            "# TYPE surplus_gossip_disconnects_total counter",
+            "surplus_gossip_disconnects_total{reason=\"ping_failed\"} 0",
+            "surplus_gossip_disconnects_total{reason=\"no_subscription\"} 2",
+            "surplus_gossip_disconnects_total{reason=\"connection_limit\"} 0",
             "# TYPE surplus_order_to_lease_seconds histogram",
             "surplus_order_to_lease_seconds_bucket{le=\"0.1\"} 1",
             "surplus_order_to_lease_seconds_bucket{le=\"1\"} 2",

@@ -22,15 +22,21 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
+use libp2p::core::transport::PortUse;
+use libp2p::core::Endpoint;
 use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageId, TopicHash};
 use libp2p::multiaddr::Protocol;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
-use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::swarm::{
+    ConnectionDenied, ConnectionId, DialError, FromSwarm, ListenError, NetworkBehaviour,
+    SwarmEvent, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
+};
 use libp2p::{
     connection_limits, identify, identity, kad, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId,
     StreamProtocol, Swarm,
 };
+use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
@@ -48,11 +54,13 @@ const REDIAL_INTERVAL: Duration = Duration::from_secs(5);
 /// other, over which gossipsub exchanges subscriptions.
 const PING_INTERVAL: Duration = Duration::from_secs(5);
 const PING_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a connected peer may stay without a known subscription to the orders topic before
-/// it is disconnected. Gossipsub sends its subscriptions only over a peer's first connection;
-/// if the other side still held an old connection when this one was made (a healed
-/// partition), they never come, and without them nothing is gossiped to the peer.
-const SUBSCRIPTION_GRACE: Duration = Duration::from_secs(10);
+/// The default of [`NetConfig::subscription_grace`]: how long a connected peer may stay without
+/// a known subscription to either of the chain's topics before it is disconnected. Gossipsub
+/// sends its subscriptions only over a peer's first connection; if the other side still held an
+/// old connection when this one was made (a healed partition), they never come, and without
+/// them nothing is gossiped to the peer. A subscription to the checkpoints topic alone counts
+/// (decision 0013: read-only watchers).
+pub const SUBSCRIPTION_GRACE: Duration = Duration::from_secs(10);
 /// How often the connected peers' scores are copied out for [`Gossip::peer_list`].
 const SCORE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long [`start`] waits for the listeners to bind.
@@ -76,6 +84,9 @@ pub struct NetConfig {
     pub peer_msgs_per_sec: u32,
     /// Messages a peer may send at once above its rate.
     pub peer_burst: u32,
+    /// How long a connected peer may stay without a known subscription to the orders or the
+    /// checkpoints topic before it is disconnected ([`SUBSCRIPTION_GRACE`] by default).
+    pub subscription_grace: Duration,
 }
 
 impl Default for NetConfig {
@@ -91,6 +102,7 @@ impl Default for NetConfig {
             max_message_bytes: 64 * 1024,
             peer_msgs_per_sec: 2_000,
             peer_burst: 4_000,
+            subscription_grace: SUBSCRIPTION_GRACE,
         }
     }
 }
@@ -110,6 +122,9 @@ impl NetConfig {
         }
         if self.peer_msgs_per_sec == 0 || self.peer_burst == 0 {
             return bad("peer_msgs_per_sec and peer_burst must be at least 1");
+        }
+        if self.subscription_grace.is_zero() {
+            return bad("subscription_grace must be more than zero");
         }
         for addr in &self.bootstrap {
             bootstrap_peer(addr)?;
@@ -169,6 +184,59 @@ pub struct NetStats {
     pub rate_limited: u64,
     /// Larger than `max_message_bytes` (rejected, sender penalised).
     pub oversized: u64,
+    /// Received messages gossipsub dropped before they reached the node (not in the counters
+    /// above).
+    pub dropped: Dropped,
+    /// Messages gossipsub could not send to a peer.
+    pub send_dropped: SendDropped,
+    /// Connections closed or refused by the node's own rules.
+    pub disconnects: Disconnects,
+}
+
+/// Received gossip that gossipsub dropped before the node's validator saw it, by reason.
+/// Gossipsub checks, in this order: graylist, strict checks, self origin, duplicates, topic; a
+/// message is counted under the first check it fails. Refreshed once a second
+/// ([`SCORE_INTERVAL`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Dropped {
+    /// Messages on the orders or checkpoints topic failing the strict checks: missing or bad
+    /// signature, missing or invalid `from`, missing `seqno` or one of a wrong length (the
+    /// forwarding peer is charged an invalid delivery). Failures on other topics are not
+    /// counted.
+    pub invalid: u64,
+    /// Messages whose `from` is this node's own peer id, forwarded by another peer (charged).
+    pub self_origin: u64,
+    /// Messages on the orders or checkpoints topic whose id (BLAKE3 of the data) was seen in
+    /// the duplicate window.
+    pub duplicate: u64,
+    /// Messages passing the strict checks on any topic other than the node's two, whether or
+    /// not their id was seen before.
+    pub unsubscribed_topic: u64,
+    /// Gossipsub RPC frames (each may carry several messages) from a peer whose score was below
+    /// the graylist threshold, dropped unread except for their subscriptions.
+    pub graylisted: u64,
+}
+
+/// Messages (publications and forwards) gossipsub could not send to a peer, by reason, as its
+/// `SlowPeer` events report them (at each heartbeat).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SendDropped {
+    /// The peer's send queue was full.
+    pub queue_full: u64,
+    /// The message waited in the queue past its timeout.
+    pub timeout: u64,
+}
+
+/// Connections the node closed or refused by its own rules, by rule.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Disconnects {
+    /// Connections closed because an outbound ping failed, timed out or was not supported.
+    pub ping_failed: u64,
+    /// Peers disconnected (all their connections) for lacking a known subscription to both
+    /// topics for the grace period.
+    pub no_subscription: u64,
+    /// Connections, incoming or outgoing, refused by the connection limits.
+    pub connection_limit: u64,
 }
 
 /// How many items wait in the network's bounded queues.
@@ -251,6 +319,15 @@ struct Shared {
     ignored: AtomicU64,
     rate_limited: AtomicU64,
     oversized: AtomicU64,
+    /// Counts of the gossipsub transform and of [`Gossipsub`], raw (see [`Task::copy_drops`]).
+    raw: Arc<RawDrops>,
+    /// Derived from `raw` and gossipsub's own metrics once a second.
+    dropped: Mutex<Dropped>,
+    send_queue_full: AtomicU64,
+    send_timeout: AtomicU64,
+    ping_failed: AtomicU64,
+    no_subscription: AtomicU64,
+    connection_limit: AtomicU64,
     /// Messages waiting for the validation thread (a gauge, at most [`VALIDATION_QUEUE`]).
     validating: AtomicUsize,
 }
@@ -326,6 +403,16 @@ impl Gossip {
             ignored: s.ignored.load(Ordering::Relaxed),
             rate_limited: s.rate_limited.load(Ordering::Relaxed),
             oversized: s.oversized.load(Ordering::Relaxed),
+            dropped: s.dropped.lock().map(|d| *d).unwrap_or_default(),
+            send_dropped: SendDropped {
+                queue_full: s.send_queue_full.load(Ordering::Relaxed),
+                timeout: s.send_timeout.load(Ordering::Relaxed),
+            },
+            disconnects: Disconnects {
+                ping_failed: s.ping_failed.load(Ordering::Relaxed),
+                no_subscription: s.no_subscription.load(Ordering::Relaxed),
+                connection_limit: s.connection_limit.load(Ordering::Relaxed),
+            },
         }
     }
 
@@ -355,7 +442,189 @@ struct Behaviour {
     ping: ping::Behaviour,
     kad: kad::Behaviour<kad::store::MemoryStore>,
     mdns: Toggle<mdns::tokio::Behaviour>,
-    gossipsub: gossipsub::Behaviour,
+    gossipsub: Gossipsub,
+}
+
+/// Gossipsub with the node's counting transform.
+type GossipsubBehaviour = gossipsub::Behaviour<CountingTransform>;
+
+/// Raw counts of messages gossipsub drops, from the two places the node can see them: the data
+/// transform and [`Gossipsub`]. [`Task::copy_drops`] combines them with gossipsub's own metrics.
+#[derive(Default)]
+struct RawDrops {
+    /// Messages claiming this node as their source, on the node's topics and on others.
+    self_origin_ours: AtomicU64,
+    self_origin_other: AtomicU64,
+    /// Other messages on topics the node does not subscribe to.
+    unsubscribed_topic: AtomicU64,
+    /// RPC frames from graylisted peers.
+    graylisted: AtomicU64,
+}
+
+/// The identity transform, counting as it goes. Gossipsub calls it for every received message
+/// that passed the strict checks, from a peer that is not graylisted, before it checks the
+/// message's source, the duplicate cache and the topic; so it sees exactly the messages those
+/// later checks drop for claiming this node as their source or for their topic.
+struct CountingTransform {
+    local: PeerId,
+    topics: [TopicHash; 2],
+    counts: Arc<RawDrops>,
+}
+
+impl gossipsub::DataTransform for CountingTransform {
+    fn inbound_transform(
+        &self,
+        raw: gossipsub::RawMessage,
+    ) -> Result<gossipsub::Message, std::io::Error> {
+        let ours = self.topics.contains(&raw.topic);
+        let counter = if raw.source == Some(self.local) {
+            Some(if ours { &self.counts.self_origin_ours } else { &self.counts.self_origin_other })
+        } else if !ours {
+            Some(&self.counts.unsubscribed_topic)
+        } else {
+            None
+        };
+        if let Some(c) = counter {
+            c.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(gossipsub::Message {
+            source: raw.source,
+            data: raw.data,
+            sequence_number: raw.sequence_number,
+            topic: raw.topic,
+        })
+    }
+
+    fn outbound_transform(&self, _: &TopicHash, data: Vec<u8>) -> Result<Vec<u8>, std::io::Error> {
+        Ok(data)
+    }
+}
+
+/// Gossipsub, counting the RPC frames it drops unread because their peer is graylisted, which
+/// gossipsub neither reports nor counts in its metrics. Everything else passes through.
+struct Gossipsub {
+    inner: GossipsubBehaviour,
+    graylist_threshold: f64,
+    counts: Arc<RawDrops>,
+}
+
+impl std::ops::Deref for Gossipsub {
+    type Target = GossipsubBehaviour;
+    fn deref(&self) -> &GossipsubBehaviour {
+        &self.inner
+    }
+}
+
+impl std::ops::DerefMut for Gossipsub {
+    fn deref_mut(&mut self) -> &mut GossipsubBehaviour {
+        &mut self.inner
+    }
+}
+
+/// Whether a gossipsub handler event is a received RPC (`HandlerEvent::Message`). The type is
+/// private to libp2p-gossipsub, so its variant is read from the start of its `Debug` text; the
+/// writer stops formatting after a few bytes, so the RPC itself is never formatted.
+fn is_received_rpc(event: &impl std::fmt::Debug) -> bool {
+    use std::fmt::Write;
+    const HEAD: &str = "Message {";
+    struct Head(String);
+    impl Write for Head {
+        fn write_str(&mut self, s: &str) -> std::fmt::Result {
+            for c in s.chars() {
+                if self.0.len() >= HEAD.len() {
+                    return Err(std::fmt::Error);
+                }
+                self.0.push(c);
+            }
+            Ok(())
+        }
+    }
+    let mut head = Head(String::with_capacity(HEAD.len()));
+    let _ = write!(head, "{event:?}");
+    head.0 == HEAD
+}
+
+impl NetworkBehaviour for Gossipsub {
+    type ConnectionHandler = <GossipsubBehaviour as NetworkBehaviour>::ConnectionHandler;
+    type ToSwarm = gossipsub::Event;
+
+    fn handle_pending_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<(), ConnectionDenied> {
+        self.inner.handle_pending_inbound_connection(id, local, remote)
+    }
+
+    fn handle_established_inbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        local: &Multiaddr,
+        remote: &Multiaddr,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.inner.handle_established_inbound_connection(id, peer, local, remote)
+    }
+
+    fn handle_pending_outbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: Option<PeerId>,
+        addresses: &[Multiaddr],
+        role: Endpoint,
+    ) -> Result<Vec<Multiaddr>, ConnectionDenied> {
+        self.inner.handle_pending_outbound_connection(id, peer, addresses, role)
+    }
+
+    fn handle_established_outbound_connection(
+        &mut self,
+        id: ConnectionId,
+        peer: PeerId,
+        addr: &Multiaddr,
+        role: Endpoint,
+        port_use: PortUse,
+    ) -> Result<THandler<Self>, ConnectionDenied> {
+        self.inner.handle_established_outbound_connection(id, peer, addr, role, port_use)
+    }
+
+    fn on_swarm_event(&mut self, event: FromSwarm) {
+        self.inner.on_swarm_event(event);
+    }
+
+    fn on_connection_handler_event(
+        &mut self,
+        peer: PeerId,
+        connection: ConnectionId,
+        event: THandlerOutEvent<Self>,
+    ) {
+        // The same test gossipsub makes before it drops the RPC (`score < graylist threshold`).
+        if self.inner.peer_score(&peer).is_some_and(|s| s < self.graylist_threshold)
+            && is_received_rpc(&event)
+        {
+            self.counts.graylisted.fetch_add(1, Ordering::Relaxed);
+        }
+        self.inner.on_connection_handler_event(peer, connection, event);
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<ToSwarm<gossipsub::Event, THandlerInEvent<Self>>> {
+        self.inner.poll(cx)
+    }
+}
+
+/// Gossipsub's metrics registry, read back as text: the value of counter family `name` for
+/// topic `topic` (0 when absent).
+fn topic_counter(text: &str, name: &str, topic: &TopicHash) -> u64 {
+    let head = format!("{name}_total{{hash=\"");
+    text.lines()
+        .filter_map(|l| l.strip_prefix(&head))
+        .filter_map(|rest| rest.rsplit_once(' '))
+        .find(|(label, _)| label.strip_suffix("\"}") == Some(topic.as_str()))
+        .and_then(|(_, value)| value.trim().parse().ok())
+        .unwrap_or(0)
 }
 
 /// The peer id at the end of a bootstrap address.
@@ -400,7 +669,9 @@ fn build_behaviour(
     key: &identity::Keypair,
     cfg: &NetConfig,
     chain_id: &str,
-    topics: &[TopicHash],
+    topics: &[TopicHash; 2],
+    counts: &Arc<RawDrops>,
+    registry: &mut Registry,
 ) -> Result<Behaviour, NetError> {
     let peer_id = key.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
@@ -442,13 +713,21 @@ fn build_behaviour(
         .duplicate_cache_time(Duration::from_secs(30))
         .build()
         .map_err(|e| NetError::Config(format!("gossipsub: {e}")))?;
-    let mut gossipsub = gossipsub::Behaviour::new(
+    let transform =
+        CountingTransform { local: peer_id, topics: topics.clone(), counts: counts.clone() };
+    let mut gossipsub = GossipsubBehaviour::new_with_transform(
         gossipsub::MessageAuthenticity::Signed(key.clone()),
         gossip_config,
+        transform,
     )
-    .map_err(|e| NetError::Build(format!("gossipsub: {e}")))?;
+    .map_err(|e| NetError::Build(format!("gossipsub: {e}")))?
+    // Its metrics count invalid messages and duplicates per topic (`Task::copy_drops`). They
+    // are bounded: the node's topics and at most 50 others.
+    .with_metrics(registry, gossipsub::MetricsConfig::default());
+    let thresholds = gossipsub::PeerScoreThresholds::default();
+    let graylist_threshold = thresholds.graylist_threshold;
     gossipsub
-        .with_peer_score(score_params(topics), gossipsub::PeerScoreThresholds::default())
+        .with_peer_score(score_params(topics), thresholds)
         .map_err(|e| NetError::Build(format!("gossipsub scoring: {e}")))?;
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
@@ -458,7 +737,7 @@ fn build_behaviour(
         ),
         kad,
         mdns: Toggle::from(mdns),
-        gossipsub,
+        gossipsub: Gossipsub { inner: gossipsub, graylist_threshold, counts: counts.clone() },
     })
 }
 
@@ -477,7 +756,10 @@ pub async fn start(
     let topic_hashes = [orders.hash(), checkpoints.hash()];
     let local_peer_id = keypair.public().to_peer_id();
 
-    let behaviour = build_behaviour(&keypair, &cfg, chain_id, &topic_hashes)?;
+    let shared = Arc::new(Shared::default());
+    let mut registry = Registry::default();
+    let behaviour =
+        build_behaviour(&keypair, &cfg, chain_id, &topic_hashes, &shared.raw, &mut registry)?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -496,7 +778,6 @@ pub async fn start(
             .map_err(|e| NetError::Build(format!("subscribe to {topic}: {e}")))?;
     }
 
-    let shared = Arc::new(Shared::default());
     let mut pending = HashMap::new();
     for addr in &cfg.listen {
         let id = swarm
@@ -571,7 +852,8 @@ pub async fn start(
         bootstrap,
         bootstrapped: false,
         jobs,
-        unsubscribed: SubscriptionWatch::new(SUBSCRIPTION_GRACE),
+        unsubscribed: SubscriptionWatch::new(cfg.subscription_grace),
+        registry,
     };
     let handle = tokio::spawn(task.run(command_rx, verdicts));
     Ok(Gossip { commands, shared, local_peer_id, task: Arc::new(Mutex::new(Some(handle))) })
@@ -629,6 +911,8 @@ struct Task {
     bootstrapped: bool,
     jobs: mpsc::Sender<Job>,
     unsubscribed: SubscriptionWatch,
+    /// Gossipsub's own metrics (read by [`Task::copy_drops`], not served as they are).
+    registry: Registry,
 }
 
 /// Connected peers without a known subscription, and since when.
@@ -689,9 +973,52 @@ impl Task {
         tracing::debug!("gossip network stopped");
     }
 
-    /// Copies the peers' scores out, and disconnects peers whose subscriptions stayed unknown
-    /// for [`SUBSCRIPTION_GRACE`].
+    /// Derives the counts of [`Dropped`] from gossipsub's metrics and the raw counts. Read
+    /// here, between two turns of the swarm, both sides are up to date with the same messages,
+    /// so each difference counts what it says and never decreases.
+    fn copy_drops(&mut self) {
+        let mut text = String::new();
+        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
+            return;
+        }
+        let per_topic = |name: &str| {
+            [&self.topics.orders, &self.topics.checkpoints]
+                .into_iter()
+                .map(|t| topic_counter(&text, name, t))
+                .sum::<u64>()
+        };
+        let raw = &self.shared.raw;
+        let self_origin_ours = raw.self_origin_ours.load(Ordering::Relaxed);
+        // On the node's topics, gossipsub counts as invalid the strict-check failures and the
+        // self-origin messages; as received "unfiltered" every message past the strict checks,
+        // and "filtered" those past the self-origin and duplicate checks too.
+        let invalid = per_topic("invalid_messages_per_topic").saturating_sub(self_origin_ours);
+        let duplicate = per_topic("topic_msg_recv_counts_unfiltered")
+            .saturating_sub(per_topic("topic_msg_recv_counts"))
+            .saturating_sub(self_origin_ours);
+        let now = Dropped {
+            invalid,
+            self_origin: self_origin_ours + raw.self_origin_other.load(Ordering::Relaxed),
+            duplicate,
+            unsubscribed_topic: raw.unsubscribed_topic.load(Ordering::Relaxed),
+            graylisted: raw.graylisted.load(Ordering::Relaxed),
+        };
+        if let Ok(mut d) = self.shared.dropped.lock() {
+            // Counters: never let a reading go back.
+            *d = Dropped {
+                invalid: d.invalid.max(now.invalid),
+                self_origin: d.self_origin.max(now.self_origin),
+                duplicate: d.duplicate.max(now.duplicate),
+                unsubscribed_topic: d.unsubscribed_topic.max(now.unsubscribed_topic),
+                graylisted: d.graylisted.max(now.graylisted),
+            };
+        }
+    }
+
+    /// Copies the peers' scores and the drop counts out, and disconnects peers whose
+    /// subscriptions to both topics stayed unknown for the grace period.
     fn copy_scores(&mut self) {
+        self.copy_drops();
         let gossipsub = &self.swarm.behaviour().gossipsub;
         let now: HashMap<PeerId, f64> = self
             .swarm
@@ -701,9 +1028,13 @@ impl Task {
         if let Ok(mut s) = self.shared.scores.lock() {
             *s = now;
         }
+        // Either topic will do: a node sends both subscriptions together, and a read-only
+        // watcher may follow the checkpoints alone (decision 0013).
         let subscribed: std::collections::HashSet<PeerId> = gossipsub
             .all_peers()
-            .filter(|(_, topics)| topics.contains(&&self.topics.orders))
+            .filter(|(_, topics)| {
+                topics.contains(&&self.topics.orders) || topics.contains(&&self.topics.checkpoints)
+            })
             .map(|(p, _)| *p)
             .collect();
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
@@ -712,7 +1043,9 @@ impl Task {
             .stale(Instant::now(), connected.into_iter().filter(|p| !subscribed.contains(p)))
         {
             tracing::info!(%peer, "no subscription known from a connected peer: reconnecting");
-            let _ = self.swarm.disconnect_peer_id(peer);
+            if self.swarm.disconnect_peer_id(peer).is_ok() {
+                self.shared.no_subscription.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -832,7 +1165,30 @@ impl Task {
                 result: Err(e),
             })) => {
                 tracing::debug!(%peer, "ping failed, closing the connection: {e}");
-                self.swarm.close_connection(connection);
+                if self.swarm.close_connection(connection) {
+                    self.shared.ping_failed.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::SlowPeer {
+                peer_id,
+                failed_messages: f,
+            })) => {
+                tracing::debug!(peer = %peer_id, "gossipsub could not send to a slow peer: {f:?}");
+                // `publish` and `forward` count messages whichever way they failed; `timeout`
+                // those of them that timed out.
+                let failed = (f.publish + f.forward) as u64;
+                let timeout = (f.timeout as u64).min(failed);
+                self.shared.send_queue_full.fetch_add(failed - timeout, Ordering::Relaxed);
+                self.shared.send_timeout.fetch_add(timeout, Ordering::Relaxed);
+            }
+            SwarmEvent::IncomingConnectionError {
+                error: ListenError::Denied { cause }, ..
+            }
+            | SwarmEvent::OutgoingConnectionError { error: DialError::Denied { cause }, .. }
+                if cause.downcast_ref::<connection_limits::Exceeded>().is_some() =>
+            {
+                tracing::debug!("connection refused: {cause}");
+                self.shared.connection_limit.fetch_add(1, Ordering::Relaxed);
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -1008,6 +1364,7 @@ mod tests {
             max_message_bytes,
             peer_msgs_per_sec: rate.0,
             peer_burst: rate.1,
+            subscription_grace: SUBSCRIPTION_GRACE,
         };
         let net =
             start(cfg, identity::Keypair::generate_ed25519(), CHAIN, seen.clone()).await.unwrap();
@@ -1189,6 +1546,7 @@ mod tests {
             max_message_bytes: 1024,
             peer_msgs_per_sec: 5,
             peer_burst: 10,
+            subscription_grace: SUBSCRIPTION_GRACE,
         };
         let hub =
             start(cfg, identity::Keypair::generate_ed25519(), CHAIN, seen.clone()).await.unwrap();
@@ -1262,6 +1620,10 @@ mod tests {
             (NetConfig { max_connections: 0, ..base.clone() }, "max_connections"),
             (NetConfig { peer_burst: 0, ..base.clone() }, "peer_burst"),
             (NetConfig { listen: vec![], ..base.clone() }, "listen"),
+            (
+                NetConfig { subscription_grace: Duration::ZERO, ..base.clone() },
+                "subscription_grace",
+            ),
         ];
         for (cfg, needle) in cases {
             let err = start(cfg, key(), CHAIN, Recorder::new(None)).await.err().unwrap();
@@ -1278,6 +1640,98 @@ mod tests {
         assert_eq!(Topic::Orders.name("c1"), "surplus/c1/orders/v1");
         assert_eq!(Topic::Checkpoints.name("c1"), "surplus/c1/checkpoints/v1");
         assert!(NetConfig::default().validate().is_ok());
+    }
+
+    /// The transform counts what gossipsub drops after it for the message's source or topic,
+    /// and passes every message through unchanged.
+    #[test]
+    fn the_counting_transform_sorts_messages_by_what_gossipsub_does_next() {
+        use gossipsub::DataTransform;
+        let local = PeerId::random();
+        let orders = IdentTopic::new(Topic::Orders.name(CHAIN)).hash();
+        let checkpoints = IdentTopic::new(Topic::Checkpoints.name(CHAIN)).hash();
+        let other = IdentTopic::new("elsewhere").hash();
+        let counts = Arc::new(RawDrops::default());
+        let t = CountingTransform {
+            local,
+            topics: [orders.clone(), checkpoints.clone()],
+            counts: counts.clone(),
+        };
+        let raw = |source: PeerId, topic: &TopicHash| gossipsub::RawMessage {
+            source: Some(source),
+            data: b"data".to_vec(),
+            sequence_number: Some(7),
+            topic: topic.clone(),
+            signature: None,
+            key: None,
+            validated: false,
+        };
+        let someone = PeerId::random();
+        for (source, topic) in [
+            (someone, &orders),
+            (someone, &checkpoints),
+            (local, &orders),
+            (local, &other),
+            (someone, &other),
+            (someone, &other),
+        ] {
+            let m = t.inbound_transform(raw(source, topic)).unwrap();
+            assert_eq!(
+                (m.source, m.data, m.sequence_number),
+                (Some(source), b"data".to_vec(), Some(7))
+            );
+            assert_eq!(&m.topic, topic);
+        }
+        let n = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        assert_eq!(n(&counts.self_origin_ours), 1);
+        assert_eq!(n(&counts.self_origin_other), 1);
+        assert_eq!(n(&counts.unsubscribed_topic), 2);
+        assert_eq!(t.outbound_transform(&orders, b"x".to_vec()).unwrap(), b"x");
+    }
+
+    /// Gossipsub's registry, as the text encoder writes it, read back per topic.
+    #[test]
+    fn gossipsub_metrics_are_read_back_per_topic() {
+        let mut registry = Registry::default();
+        let key = identity::Keypair::generate_ed25519();
+        let cfg = NetConfig { listen: listen(false), ..NetConfig::default() };
+        let orders = IdentTopic::new(Topic::Orders.name(CHAIN));
+        let checkpoints = IdentTopic::new(Topic::Checkpoints.name(CHAIN));
+        let topics = [orders.hash(), checkpoints.hash()];
+        let counts = Arc::new(RawDrops::default());
+        let mut b = build_behaviour(&key, &cfg, CHAIN, &topics, &counts, &mut registry).unwrap();
+        b.gossipsub.subscribe(&orders).unwrap();
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
+        assert!(text.contains("invalid_messages_per_topic"), "{text}");
+        assert!(text.contains("topic_msg_recv_counts_unfiltered"), "{text}");
+        assert_eq!(topic_counter(&text, "invalid_messages_per_topic", &topics[0]), 0);
+        let sample = "# TYPE x counter\n\
+                      x_total{hash=\"surplus/c/orders/v1\"} 3\n\
+                      x_total{hash=\"surplus/c/orders/v1x\"} 5\n\
+                      x_unfiltered_total{hash=\"surplus/c/orders/v1\"} 9\n";
+        let t = IdentTopic::new("surplus/c/orders/v1").hash();
+        assert_eq!(topic_counter(sample, "x", &t), 3);
+        assert_eq!(topic_counter(sample, "x_unfiltered", &t), 9);
+        assert_eq!(topic_counter(sample, "y", &t), 0);
+    }
+
+    /// Only a received RPC is recognised, not gossipsub's other handler events.
+    #[test]
+    fn a_received_rpc_is_told_from_its_debug_text() {
+        #[derive(Debug)]
+        #[allow(dead_code)]
+        enum HandlerEvent {
+            Message { rpc: Vec<u8>, invalid_messages: Vec<u8> },
+            PeerKind(u8),
+            MessageDropped(u8),
+        }
+        assert!(is_received_rpc(&HandlerEvent::Message {
+            rpc: vec![1; 100_000],
+            invalid_messages: vec![]
+        }));
+        assert!(!is_received_rpc(&HandlerEvent::PeerKind(1)));
+        assert!(!is_received_rpc(&HandlerEvent::MessageDropped(1)));
     }
 
     /// Found by the partition test: after a partition healed, a peer that had kept its old

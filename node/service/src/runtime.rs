@@ -395,6 +395,16 @@ impl surplus_web::Node for Api {
                     ignored: s.ignored,
                     rate_limited: s.rate_limited,
                     oversized: s.oversized,
+                    dropped_invalid: s.dropped.invalid,
+                    dropped_self_origin: s.dropped.self_origin,
+                    dropped_duplicate: s.dropped.duplicate,
+                    dropped_unsubscribed_topic: s.dropped.unsubscribed_topic,
+                    dropped_graylisted: s.dropped.graylisted,
+                    send_dropped_queue_full: s.send_dropped.queue_full,
+                    send_dropped_timeout: s.send_dropped.timeout,
+                    disconnects_ping_failed: s.disconnects.ping_failed,
+                    disconnects_no_subscription: s.disconnects.no_subscription,
+                    disconnects_connection_limit: s.disconnects.connection_limit,
                 }
             }),
         }
@@ -680,6 +690,7 @@ async fn run(
         max_message_bytes: config.p2p.max_message_bytes as usize,
         peer_msgs_per_sec: config.p2p.peer_msgs_per_sec,
         peer_burst: config.p2p.peer_burst,
+        subscription_grace: p2p::SUBSCRIPTION_GRACE,
     };
     let gossip = p2p::start(net, keypair, &chain_id, Arc::new(GossipCheck(shared.clone())))
         .await
