@@ -235,4 +235,77 @@ mod tests {
         assert_eq!(proven.key_of(b"peer-1"), Some(key));
         assert_eq!(proven.key_of(b"peer-3"), None);
     }
+
+    /// The engine checks votes under ZIP-215, as the audit does (`surplus_ledger::verify_vote`,
+    /// shown equal to the rule of ledger-format §2 in `ledger/tests/it/strict.rs`): for keys and
+    /// `R`s with torsion components of orders 2, 4 and 8 and non-canonical `s`, the engine's
+    /// verdict on a precommit is the audit's.
+    #[tokio::test]
+    async fn the_engine_accepts_exactly_the_votes_the_audit_accepts() {
+        use super::super::context::{Address, Height, ValueId};
+        use malachitebft_app_channel::app::types::core::{NilOrVal, Round, VoteType};
+        let verifier = ChainVerifier::new("chain");
+        let (mut accepted, mut refused) = (0, 0);
+        for seed in 0..3u8 {
+            for key_torsion in [0usize, 4, 2, 1] {
+                for r_torsion in [0usize, 4, 2, 1] {
+                    for stretch_s in [false, true] {
+                        let (a, r) = ([seed + 1; 32], [seed + 60; 32]);
+                        let voter =
+                            surplus_ledger::testutil::owner_signature(a, r, key_torsion, 0, b"").0;
+                        let vote = Vote {
+                            height: Height(7),
+                            round: Round::new(1),
+                            value: NilOrVal::Val(ValueId([seed; 32])),
+                            vote_type: VoteType::Precommit,
+                            validator: Address(voter),
+                        };
+                        let msg = vote.sign_bytes("chain");
+                        let (key, mut sig) = surplus_ledger::testutil::owner_signature(
+                            a,
+                            r,
+                            key_torsion,
+                            r_torsion,
+                            &msg,
+                        );
+                        if stretch_s {
+                            // s + ℓ: the same point equation, a non-canonical s.
+                            let ell: [u8; 32] = [
+                                0xed, 0xd3, 0xf5, 0x5c, 0x1a, 0x63, 0x12, 0x58, 0xd6, 0x9c, 0xf7,
+                                0xa2, 0xde, 0xf9, 0xde, 0x14, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                0, 0, 0, 0x10,
+                            ];
+                            let mut carry = 0u16;
+                            for (i, l) in ell.iter().enumerate() {
+                                let v = u16::from(sig.0[32 + i]) + u16::from(*l) + carry;
+                                sig.0[32 + i] = v as u8;
+                                carry = v >> 8;
+                            }
+                        }
+                        let audit = surplus_ledger::verify_vote(&key, &msg, &sig).is_ok();
+                        let engine = match PublicKey::from_bytes(key.0) {
+                            Ok(pk) => verifier
+                                .verify_signed_vote(&vote, &Signature::from_bytes(sig.0), &pk)
+                                .await
+                                .unwrap()
+                                .is_valid(),
+                            Err(_) => false,
+                        };
+                        assert_eq!(
+                            engine, audit,
+                            "seed {seed}, key torsion {key_torsion}, R torsion {r_torsion}, s + ℓ {stretch_s}"
+                        );
+                        if audit {
+                            accepted += 1;
+                        } else {
+                            refused += 1;
+                        }
+                    }
+                }
+            }
+        }
+        // Every torsioned vote with a canonical s is accepted (the cofactored equation); every
+        // non-canonical s is refused.
+        assert_eq!((accepted, refused), (48, 48));
+    }
 }
