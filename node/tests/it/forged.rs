@@ -3,31 +3,11 @@
 //! rules, and fail re-execution at the forged block, naming the field; the untouched ledger
 //! says it was re-executed.
 
-use std::path::{Path, PathBuf};
-
 use surplus_contracts::testutil::{buyer, ledger, reseal, CHAIN};
 use surplus_contracts::{Settlement, Tx};
-use surplus_ledger::{Block, Entry, EntryKind};
-use surplus_store as store;
-use surplus_store::Store;
+use surplus_ledger::{Entry, EntryKind};
 
-use crate::{p, surplus, text};
-
-/// Writes `blocks` as an export file, through a store, as `surplus ledger export` does.
-fn export(blocks: &[Block], dir: &Path, name: &str) -> PathBuf {
-    let mut s = Store::open(&dir.join(format!("{name}.store")), store::Config::default()).unwrap();
-    s.append_group(blocks).unwrap();
-    let file = dir.join(format!("{name}.export"));
-    store::export::write(&s, &file, &mut |_, _| {}).unwrap();
-    file
-}
-
-/// `surplus audit FILE --json`: exit code and report.
-fn audit(file: &Path) -> (Option<i32>, serde_json::Value) {
-    let o = surplus(&["audit", p(file), "--json"]);
-    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
-    (o.status.code(), v)
-}
+use crate::{audit, export, p, surplus, text};
 
 #[test]
 fn an_export_is_re_executed_and_forged_ledgers_fail_at_their_block() {

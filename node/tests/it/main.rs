@@ -2,15 +2,17 @@
 //! replay, operator commands (init, genesis, the sample hook), bad input.
 
 mod client;
+mod conformance;
 mod credential;
 mod forged;
 mod market;
 mod ops;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use surplus_ledger::testutil::TestChain;
+use surplus_ledger::Block;
 use surplus_store as store;
 use surplus_store::Store;
 
@@ -33,6 +35,22 @@ fn data_dir(blocks: usize) -> (tempfile::TempDir, TestChain) {
 
 fn p(path: &Path) -> &str {
     path.to_str().unwrap()
+}
+
+/// Writes `blocks` as an export file, through a store, as `surplus ledger export` does.
+fn export(blocks: &[Block], dir: &Path, name: &str) -> PathBuf {
+    let mut s = Store::open(&dir.join(format!("{name}.store")), store::Config::default()).unwrap();
+    s.append_group(blocks).unwrap();
+    let file = dir.join(format!("{name}.export"));
+    store::export::write(&s, &file, &mut |_, _| {}).unwrap();
+    file
+}
+
+/// `surplus audit FILE --json`: exit code and report.
+fn audit(file: &Path) -> (Option<i32>, serde_json::Value) {
+    let o = surplus(&["audit", p(file), "--json"]);
+    let v = serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&o)));
+    (o.status.code(), v)
 }
 
 #[test]
