@@ -34,7 +34,8 @@ impl Replay {
         Self { state: None, check_signatures: true }
     }
     /// A replay from genesis for an audit that has checked the entries' signatures before
-    /// calling it; it does not check them a second time.
+    /// calling it; it does not check them a second time, and applies each block in place
+    /// ([`State::apply_verified_block`]), so after a failure its state is partly applied.
     pub fn after_signature_checks() -> Self {
         Self { state: None, check_signatures: false }
     }

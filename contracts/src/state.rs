@@ -350,13 +350,17 @@ impl State {
         user: &[Entry],
         mode: Mode,
     ) -> Result<Applied, Error> {
-        self.apply(height, now_ms, user, mode, true)
+        let mut next = self.clone();
+        let applied = next.apply_inner(height, now_ms, user, mode, true)?;
+        *self = next;
+        Ok(applied)
     }
 
-    /// [`State::apply_block`] for user entries whose signatures the caller has already checked
-    /// under the strict rule, as the audit has when it re-executes a block after the ledger's
-    /// own checks: the signatures are not checked a second time, and an unsigned user entry is
-    /// still refused.
+    /// [`State::apply_block`] for the audit's re-execution, which checks the user entries'
+    /// signatures under the strict rule before (the ledger's own checks) and stops at the first
+    /// failure: the signatures are not checked a second time (an unsigned user entry is still
+    /// refused), and the block is applied in place, without a copy of the state to fall back on,
+    /// so after an error the state is partly applied and must be dropped.
     pub fn apply_verified_block(
         &mut self,
         height: u64,
@@ -364,22 +368,9 @@ impl State {
         user: &[Entry],
         mode: Mode,
     ) -> Result<Applied, Error> {
-        self.apply(height, now_ms, user, mode, false)
+        self.apply_inner(height, now_ms, user, mode, false)
     }
 
-    fn apply(
-        &mut self,
-        height: u64,
-        now_ms: u64,
-        user: &[Entry],
-        mode: Mode,
-        check_signatures: bool,
-    ) -> Result<Applied, Error> {
-        let mut next = self.clone();
-        let applied = next.apply_inner(height, now_ms, user, mode, check_signatures)?;
-        *self = next;
-        Ok(applied)
-    }
 
     fn apply_inner(
         &mut self,
