@@ -371,7 +371,6 @@ impl State {
         self.apply_inner(height, now_ms, user, mode, false)
     }
 
-
     fn apply_inner(
         &mut self,
         height: u64,

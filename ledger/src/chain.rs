@@ -326,7 +326,9 @@ fn advance_merkle(frontier: &Frontier, block: &Block) -> Result<Advance, Failure
     Ok(Advance { hash: [0; 32], frontier: f, nodes, signatures: 0 })
 }
 
-fn verify_entries(
+/// Checks every signed entry of `block` (strict rule); `first` is the ledger index of its first
+/// entry, for the failure. Returns how many signatures it checked.
+pub(crate) fn verify_entries(
     chain_id: &str,
     block: &Block,
     first: u64,

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::block::{hex_hash, Block};
-use crate::chain::{Advance, ChainState, Checks, Failure};
+use crate::chain::{verify_entries, Advance, ChainState, Checks, Failure};
 use crate::Hash;
 
 /// Where the audit reads blocks from: a store, an export file, or anything else.
@@ -134,11 +134,43 @@ pub fn verify(
     state.commit(&genesis, adv);
     progress(Progress { blocks, entries, total_blocks });
 
-    while let Some(block) = source.next_block() {
+    // Pipelined: while the hook re-executes block h, another thread checks the entry signatures
+    // of block h + 1 (read ahead), the one check that needs nothing from block h. Failures are
+    // reported exactly as if the blocks were checked one after the other: everything about
+    // block h (its hook included) before anything about block h + 1, and within a block the
+    // entry signatures after its other rules, as `ChainState::check_next` orders them.
+    let structural = Checks { entry_signatures: false, ..options.checks };
+    let mut next = source.next_block();
+    let mut next_signatures: Option<Result<u64, Failure>> = None;
+    while let Some(block) = next.take() {
         let block = block?;
-        let adv = state.check_next(&block, options.checks)?;
+        let mut adv = state.check_next(&block, structural)?;
+        if options.checks.entry_signatures {
+            let first = state.frontier.size();
+            adv.signatures += match next_signatures.take() {
+                Some(result) => result?,
+                None => verify_entries(&state.chain_id, &block, first, options.checks)?,
+            };
+        }
         source.check_derived(&block, &adv)?;
-        run_hook(hook, &block, &adv.hash)?;
+        next = source.next_block();
+        let ahead = match &next {
+            Some(Ok(b)) if options.checks.entry_signatures => Some(b),
+            _ => None,
+        };
+        let first_ahead = block.header.tree_size;
+        let chain_id = state.chain_id.clone();
+        let (hooked, ahead_signatures) = std::thread::scope(|scope| {
+            let job = ahead.map(|b| {
+                scope.spawn(move || verify_entries(&chain_id, b, first_ahead, options.checks))
+            });
+            let hooked = run_hook(hook, &block, &adv.hash);
+            let ahead_signatures =
+                job.map(|j| j.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            (hooked, ahead_signatures)
+        });
+        hooked?;
+        next_signatures = ahead_signatures;
         signatures += adv.signatures;
         blocks += 1;
         entries += block.entries.len() as u64;
