@@ -7,7 +7,8 @@ import {
   challengeBytes, decodeEntry, decodeOrder, encodeCancel, encodeEntry, encodeOrder, formatCredits,
   fromHex, headerHash, KIND, kindName, parseCredits, PRECOMMIT, signingBytes, toHex, voteBytes,
 } from "./encoding.js";
-import { KeyPair, verifySignature } from "./keys.js";
+import { KeyPair } from "./keys.js";
+import { verifyZip215 } from "./ed25519.js";
 import { quorumOf, verifyBundle } from "./verify.js";
 
 const HOUR_MS = 3_600_000;
@@ -770,7 +771,7 @@ async function checkCertificateSignatures(header, hash, cert) {
       const key = Number.isInteger(s.validator) ? chain.validators[s.validator] : undefined;
       if (!key || seen.has(s.validator)) return false;
       seen.add(s.validator);
-      return verifySignature(fromHex(key), msg, fromHex(s.signature));
+      return verifyZip215(fromHex(key), msg, fromHex(s.signature));
     }));
     const valid = results.filter(Boolean).length;
     const needed = quorumOf(chain.validators.length);
