@@ -87,6 +87,19 @@ pub struct Segment {
 }
 
 impl Lease {
+    /// When time passing next has work for this lease (contracts.md §3 step 1): its end, or the
+    /// end of its next unpaid hour if that comes first; `None` once it is no longer active.
+    fn due_ms(&self) -> Option<u64> {
+        if self.status != LeaseStatus::Active {
+            return None;
+        }
+        if self.hours_paid >= self.hours {
+            return Some(self.fill.end_ms);
+        }
+        let next_hour = u64::from(self.hours_paid).saturating_add(1).saturating_mul(HOUR_MS);
+        Some(self.fill.start_ms.saturating_add(next_hour).min(self.fill.end_ms))
+    }
+
     /// What hours `from..to` of the lease cost, across its segments.
     pub fn cost_between(&self, from: u32, to: u32) -> u64 {
         let mut total = 0u128;
@@ -252,6 +265,9 @@ pub struct State {
     pub params: Params,
     accounts: BTreeMap<PublicKey, Account>,
     leases: BTreeMap<Hash, Lease>,
+    /// The active leases by [`Lease::due_ms`], so that time passing looks only at the leases it
+    /// has work for, not at every lease ever made. Derived from `leases`; not in the root.
+    due: BTreeSet<(u64, Hash)>,
     /// The market's resting book.
     pub book: Book,
     last_price: BTreeMap<Market, u64>,
@@ -284,6 +300,7 @@ impl State {
             params,
             accounts,
             leases: BTreeMap::new(),
+            due: BTreeSet::new(),
             book: Book::new(),
             last_price: BTreeMap::new(),
             revoked: BTreeSet::new(),
@@ -493,6 +510,7 @@ impl State {
                     grant: None,
                 },
             );
+            self.reschedule(id, None);
             entries.push(entry);
         }
         refused.sort_by_key(|r| r.0);
@@ -523,13 +541,11 @@ impl State {
     /// Pays every active lease for the hours that passed, and completes those that ended.
     fn settle_elapsed(&mut self, now_ms: u64, entries: &mut Vec<Entry>) {
         let fee_bps = self.params.fee_bps;
-        let ids: Vec<Hash> = self
-            .leases
-            .values()
-            .filter(|l| l.status == LeaseStatus::Active)
-            .map(|l| l.id)
-            .collect();
-        for id in ids {
+        // The leases due by now, in lease id order (the order of their settlements).
+        let mut ids: Vec<(u64, Hash)> = self.due.range(..=(now_ms, [0xff; 32])).copied().collect();
+        ids.sort_by_key(|(_, id)| *id);
+        for (due, id) in ids {
+            self.due.remove(&(due, id));
             let Some(l) = self.leases.get_mut(&id) else { continue };
             let (reason, hours) = if now_ms >= l.fill.end_ms {
                 (SettlementReason::Completion, l.hours)
@@ -540,6 +556,7 @@ impl State {
                 (SettlementReason::Hourly, elapsed)
             };
             if hours <= l.hours_paid && reason == SettlementReason::Hourly {
+                self.reschedule(id, None);
                 continue;
             }
             let amount = l.cost_between(l.hours_paid, hours);
@@ -570,6 +587,18 @@ impl State {
                 self.revoked.extend(ids.iter().cloned());
                 entries.push(Entry::system(EntryKind::REVOCATION, encode_revocation(&id, &ids)));
             }
+            self.reschedule(id, None);
+        }
+    }
+
+    /// Puts lease `id` in the due queue under its current due time, after taking out its entry
+    /// under `before` (its due time before a change), if any.
+    fn reschedule(&mut self, id: Hash, before: Option<u64>) {
+        if let Some(t) = before {
+            self.due.remove(&(t, id));
+        }
+        if let Some(t) = self.leases.get(&id).and_then(Lease::due_ms) {
+            self.due.insert((t, id));
         }
     }
 
@@ -717,6 +746,7 @@ impl State {
                     .extend_allocation(&offer, &bid, start, new_end)
                     .map_err(Refusal::RenewalRefused)?;
                 *self.balance_mut(author) -= added;
+                let before = self.leases.get(&lease).and_then(Lease::due_ms);
                 let Some(l) = self.leases.get_mut(&lease) else {
                     return Err(Refusal::UnknownLease(hex::encode(lease)));
                 };
@@ -734,6 +764,7 @@ impl State {
                     penalty: 0,
                     added,
                 };
+                self.reschedule(lease, before);
                 Ok(vec![Entry::system(EntryKind::SETTLEMENT, s.encode())])
             }
             Tx::Grant { lease, token_hash, revocation_ids, .. } => {
@@ -761,6 +792,7 @@ impl State {
     fn terminate(&mut self, lease: Hash, by_buyer: bool, now: u64) -> Vec<Entry> {
         let fee_bps = self.params.fee_bps;
         let penalty_bps = self.params.penalty_bps;
+        let before = self.leases.get(&lease).and_then(Lease::due_ms);
         let Some(l) = self.leases.get_mut(&lease) else { return Vec::new() };
         let elapsed_ms = now - l.fill.start_ms;
         // The buyer pays for the hour it is in; a provider that walks away is paid only for
@@ -782,6 +814,7 @@ impl State {
             (l.fill.buyer, l.fill.provider, l.fill.offer, l.fill.bid, l.fill.start_ms);
         let revoke = l.grant.as_ref().map(|g| g.revocation_ids.clone());
         l.fill.end_ms = now;
+        self.reschedule(lease, before);
         self.book.end_allocation(&offer, &bid, start, now);
         *self.balance_mut(&provider) += to_provider;
         let treasury = self.params.treasury;

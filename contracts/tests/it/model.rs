@@ -76,7 +76,7 @@ fn block_entries(rng: &mut StdRng, s: &State, now: u64, nonce: &mut u64) -> Vec<
     out
 }
 
-fn check_invariants(s: &State, seed: u64) {
+fn check_invariants(s: &State, now: u64, seed: u64) {
     assert_eq!(s.total_credits(), u128::from(s.supply()), "seed {seed}: credits not conserved");
     for l in s.leases() {
         match l.status {
@@ -85,7 +85,12 @@ fn check_invariants(s: &State, seed: u64) {
                     l.escrow,
                     l.cost_between(l.hours_paid, l.hours),
                     "seed {seed}: escrow not exact"
-                )
+                );
+                // Time passing left no active lease behind: none has ended, and every hour
+                // completed by `now` is paid.
+                assert!(now < l.fill.end_ms, "seed {seed}: an ended lease is still active");
+                let completed = ((now - l.fill.start_ms) / HOUR_MS).min(u64::from(l.hours));
+                assert_eq!(u64::from(l.hours_paid), completed, "seed {seed}: hours left unpaid");
             }
             _ => assert_eq!(l.escrow, 0, "seed {seed}: ended lease still holds escrow"),
         }
@@ -128,7 +133,7 @@ fn run(seed: u64) -> Vec<surplus_ledger::Hash> {
         let again = v.apply_block(height, now, &accepted, Mode::Validate).unwrap();
         assert_eq!(again.entries, a.entries, "seed {seed}: validation differs from the proposal");
         assert_eq!(v, s);
-        check_invariants(&s, seed);
+        check_invariants(&s, now, seed);
         roots.push(a.state_root);
     }
     roots
