@@ -516,8 +516,8 @@ pub fn cost(slots: u32, hours: u32, price: u64) -> Option<u64> {
 }
 
 /// Reads and fully validates signed order and cancel entries at block time `now_ms`: decoding,
-/// the author's signature (strict rule, checked in one batch, then one by one only if the batch
-/// fails), and for orders the field rules of [`validate`]. The replay check needs the book
+/// the author's signature (strict rule, all checked together over the cores, then one by one
+/// only if one fails, to name each bad one), and for orders the field rules of [`validate`]. The replay check needs the book
 /// ([`crate::Book::nonce_used`]).
 pub fn validate_entries(
     chain_id: &str,
