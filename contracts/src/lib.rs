@@ -24,6 +24,7 @@ mod genesis;
 mod precheck;
 pub mod provider;
 mod refusal;
+pub mod root;
 mod state;
 mod tx;
 
@@ -34,9 +35,7 @@ pub use error::Error;
 pub use genesis::{Allocation, Genesis, Params, BPS};
 pub use precheck::{Admitted, MAX_PAYLOAD, MAX_SEQ_AHEAD};
 pub use refusal::Code;
-pub use state::{
-    Account, Applied, Grant, Lease, LeaseStatus, Mode, Refusal, Segment, State, STATE_TAG,
-};
+pub use state::{Account, Applied, Grant, Lease, LeaseStatus, Mode, Refusal, Segment, State};
 pub use tx::{
     decode_fill, decode_revocation, encode_fill, encode_revocation, RevocationId, Settlement,
     SettlementReason, Tx, MAX_REVOCATION_IDS, MAX_REVOCATION_ID_LEN,

@@ -2,19 +2,17 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
-use surplus_ledger::encoding::Writer;
 use surplus_ledger::{Auth, BatchVerifier, Entry, EntryKind, Hash, PublicKey};
 use surplus_market::{Batch, Book, Fill, Market, Outcome, SignedCancel, SignedOrder, HOUR_MS};
 
 use crate::genesis::{Genesis, Params, BPS};
 use crate::precheck::MAX_SEQ_AHEAD;
 use crate::refusal::Code;
+use crate::root::{self, Item, Kind};
 use crate::tx::{encode_fill, encode_revocation, RevocationId, Settlement, SettlementReason, Tx};
 use crate::Error;
-
-/// Domain tag of the state root.
-pub const STATE_TAG: &[u8] = b"surplus/state/v1";
 
 /// An account.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -257,25 +255,54 @@ pub enum Mode {
 }
 
 /// The whole contract state.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Its maps are persistent (`imbl`): a clone shares everything with the original and a change
+/// copies only the path to what changed, so a block executes on a clone (an overlay that a
+/// refused block simply drops) without copying the state. The sparse Merkle tree of its items
+/// (`docs/contracts.md` §5) is persistent too, and is updated after each block with only the
+/// items the block changed.
+#[derive(Clone, Debug)]
 pub struct State {
     /// Chain id (entries are signed for it).
     pub chain_id: String,
     /// Genesis parameters.
     pub params: Params,
-    accounts: BTreeMap<PublicKey, Account>,
-    leases: BTreeMap<Hash, Lease>,
+    /// The genesis parameters' encoding (hashed into the chain item).
+    params_bytes: Vec<u8>,
+    accounts: OrdMap<PublicKey, Account>,
+    leases: OrdMap<Hash, Lease>,
     /// The active leases by [`Lease::due_ms`], so that time passing looks only at the leases it
     /// has work for, not at every lease ever made. Derived from `leases`; not in the root.
-    due: BTreeSet<(u64, Hash)>,
+    due: OrdSet<(u64, Hash)>,
+    /// Every revocation id a lease's grant lists (current or replaced), with the lease: derived
+    /// from `leases` and `revoked`, so that a grant's check does not visit every lease.
+    granted: OrdMap<RevocationId, Hash>,
     /// The market's resting book.
     pub book: Book,
-    last_price: BTreeMap<Market, u64>,
-    revoked: BTreeSet<RevocationId>,
+    last_price: OrdMap<Market, u64>,
+    revoked: OrdSet<RevocationId>,
     supply: u64,
     height: u64,
     now_ms: u64,
+    /// The items' sparse Merkle tree; its root is the state root.
+    tree: surplus_state::Tree,
 }
+
+impl PartialEq for State {
+    fn eq(&self, other: &Self) -> bool {
+        self.tree.root() == other.tree.root()
+            && self.chain_id == other.chain_id
+            && self.params == other.params
+            && self.accounts == other.accounts
+            && self.leases == other.leases
+            && self.book == other.book
+            && self.last_price == other.last_price
+            && self.revoked == other.revoked
+            && (self.supply, self.height, self.now_ms) == (other.supply, other.height, other.now_ms)
+    }
+}
+
+impl Eq for State {}
 
 fn pay_split(amount: u64, fee_bps: u16) -> (u64, u64) {
     let fee = (u128::from(amount) * u128::from(fee_bps) / u128::from(BPS)) as u64;
@@ -287,7 +314,7 @@ impl State {
     pub fn genesis(chain_id: &str, genesis: &Genesis, timestamp_ms: u64) -> Result<Self, Error> {
         genesis.entries()?;
         let params = genesis.params.clone().validated()?;
-        let mut accounts = BTreeMap::new();
+        let mut accounts = OrdMap::new();
         let mut supply = 0u64;
         for a in &genesis.allocations {
             accounts.entry(a.account).or_insert_with(Account::default).balance = a.amount;
@@ -295,19 +322,26 @@ impl State {
                 .checked_add(a.amount)
                 .ok_or_else(|| Error::Genesis("allocations overflow".into()))?;
         }
-        Ok(Self {
+        let params_bytes = params.encode();
+        let mut state = Self {
             chain_id: chain_id.to_owned(),
             params,
+            params_bytes,
             accounts,
-            leases: BTreeMap::new(),
-            due: BTreeSet::new(),
+            leases: OrdMap::new(),
+            due: OrdSet::new(),
+            granted: OrdMap::new(),
             book: Book::new(),
-            last_price: BTreeMap::new(),
-            revoked: BTreeSet::new(),
+            last_price: OrdMap::new(),
+            revoked: OrdSet::new(),
             supply,
             height: 0,
             now_ms: timestamp_ms,
-        })
+            tree: surplus_state::Tree::new(),
+        };
+        state.book.take_changes();
+        state.tree = state.tree_from_scratch();
+        Ok(state)
     }
 
     /// An account (default: empty).
@@ -329,6 +363,14 @@ impl State {
     /// Whether a revocation id is revoked.
     pub fn is_revoked(&self, id: &[u8]) -> bool {
         self.revoked.contains(&RevocationId(id.to_vec()))
+    }
+    /// Number of accounts.
+    pub fn account_count(&self) -> usize {
+        self.accounts.len()
+    }
+    /// Number of leases.
+    pub fn lease_count(&self) -> usize {
+        self.leases.len()
     }
     /// Revoked credential ids.
     pub fn revoked(&self) -> impl Iterator<Item = &RevocationId> {
@@ -360,6 +402,9 @@ impl State {
     /// Applies one block: time-driven settlements, the user entries (`user`, in block order),
     /// then the auction. In [`Mode::Validate`] a refused entry is an error and the state is left
     /// unchanged; in [`Mode::Propose`] it is dropped and reported.
+    ///
+    /// The block runs on a clone of the state, which shares all its data with the original
+    /// until something changes, and replaces the state only if the block applies.
     pub fn apply_block(
         &mut self,
         height: u64,
@@ -402,6 +447,13 @@ impl State {
         if now_ms < self.now_ms {
             return Err(Error::Block(format!("block time {now_ms} is before {}", self.now_ms)));
         }
+        // The maps before the block (clones share everything), to find what the block changed.
+        let before = Before {
+            accounts: self.accounts.clone(),
+            leases: self.leases.clone(),
+            last_price: self.last_price.clone(),
+            revoked: self.revoked.clone(),
+        };
         self.height = height;
         self.now_ms = now_ms;
         let mut entries = Vec::new();
@@ -477,7 +529,9 @@ impl State {
             });
         }
         for (market, price) in &outcome.prices {
-            self.last_price.insert(market.clone(), *price);
+            if self.last_price.get(market) != Some(price) {
+                self.last_price.insert(market.clone(), *price);
+            }
         }
         for f in &outcome.fills {
             let entry = Entry::system(EntryKind::FILL, encode_fill(f, height));
@@ -514,6 +568,7 @@ impl State {
             entries.push(entry);
         }
         refused.sort_by_key(|r| r.0);
+        self.update_tree(&before);
         Ok(Applied { entries, refused, outcome, state_root: self.root() })
     }
 
@@ -542,7 +597,7 @@ impl State {
     fn settle_elapsed(&mut self, now_ms: u64, entries: &mut Vec<Entry>) {
         let fee_bps = self.params.fee_bps;
         // The leases due by now, in lease id order (the order of their settlements).
-        let mut ids: Vec<(u64, Hash)> = self.due.range(..=(now_ms, [0xff; 32])).copied().collect();
+        let mut ids: Vec<(u64, Hash)> = self.due.range(..=(now_ms, [0xff; 32])).cloned().collect();
         ids.sort_by_key(|(_, id)| *id);
         for (due, id) in ids {
             self.due.remove(&(due, id));
@@ -685,12 +740,8 @@ impl State {
                 }
                 // An id names one credential: a provider may not list (and so later revoke)
                 // another lease's token.
-                let taken = |id: &RevocationId| {
-                    self.revoked.contains(id)
-                        || self.leases.values().any(|o| {
-                            o.grant.as_ref().is_some_and(|g| g.revocation_ids.contains(id))
-                        })
-                };
+                let taken =
+                    |id: &RevocationId| self.revoked.contains(id) || self.granted.contains_key(id);
                 if revocation_ids.iter().any(taken) {
                     return Err(Refusal::AlreadyGranted);
                 }
@@ -772,6 +823,9 @@ impl State {
                     return Err(Refusal::UnknownLease(hex::encode(lease)));
                 };
                 // A new token (for example after a renewal) replaces the old, which is revoked.
+                for id in &revocation_ids {
+                    self.granted.insert(id.clone(), lease);
+                }
                 let old = l.grant.replace(Grant { token_hash, revocation_ids });
                 match old {
                     Some(g) => {
@@ -850,65 +904,170 @@ impl State {
         out
     }
 
-    /// The state root: blake3 over a canonical encoding of the whole state.
+    /// The state root: the root of the items' sparse Merkle tree (`docs/contracts.md` §5).
     pub fn root(&self) -> Hash {
-        let mut w = Writer::with_capacity(4096);
-        w.tag(STATE_TAG)
-            .short_bytes(self.chain_id.as_bytes())
-            .u64(self.height)
-            .u64(self.now_ms)
-            .u64(self.supply);
-        w.bytes(&self.params.encode());
-        w.u64(self.accounts.len() as u64);
-        for (k, a) in &self.accounts {
-            w.raw(&k.0).u64(a.balance).u64(a.seq);
+        self.tree.root()
+    }
+
+    /// The items' sparse Merkle tree (for proofs and snapshots).
+    pub fn tree(&self) -> &surplus_state::Tree {
+        &self.tree
+    }
+
+    /// The chain item.
+    fn chain_item(&self) -> Item {
+        Item {
+            kind: Kind::Chain,
+            key: Vec::new(),
+            value: root::chain_value(
+                &self.chain_id,
+                self.height,
+                self.now_ms,
+                self.supply,
+                &self.params_bytes,
+                self.book.now_ms(),
+            ),
         }
-        w.u64(self.leases.len() as u64);
-        for l in self.leases.values() {
-            w.raw(&l.id)
-                .bytes(&encode_fill(&l.fill, l.height))
-                .u32(l.hours)
-                .u32(l.hours_paid)
-                .u64(l.escrow)
-                .u8(l.status as u8);
-            w.u32(l.segments.len() as u32);
-            for seg in &l.segments {
-                w.u32(seg.hours).u64(seg.price);
-            }
-            match &l.grant {
-                None => {
-                    w.u8(0);
-                }
-                Some(g) => {
-                    w.u8(1).raw(&g.token_hash).bytes(&encode_revocation(&l.id, &g.revocation_ids));
-                }
-            }
-        }
-        w.u64(self.last_price.len() as u64);
-        for (m, p) in &self.last_price {
-            w.short_bytes(m.class.as_bytes()).short_bytes(m.region.as_bytes()).u64(*p);
-        }
-        w.u64(self.revoked.len() as u64);
-        for r in &self.revoked {
-            w.short_bytes(&r.0);
-        }
+    }
+
+    /// Every item of the state, kind by kind, each kind in its natural key order.
+    pub fn items(&self) -> impl Iterator<Item = Item> + '_ {
+        let accounts = self.accounts.iter().map(|(k, a)| Item {
+            kind: Kind::Account,
+            key: k.0.to_vec(),
+            value: root::account_value(k, a),
+        });
+        let leases = self.leases.values().map(|l| Item {
+            kind: Kind::Lease,
+            key: l.id.to_vec(),
+            value: root::lease_value(l),
+        });
         let mut orders: Vec<&surplus_market::Resting> = self.book.orders().collect();
         orders.sort_by_key(|r| r.order.id);
-        w.u64(self.book.now_ms()).u64(orders.len() as u64);
-        for r in orders {
-            w.bytes(&r.order.to_entry().encode()).u64(r.height).u32(r.remaining);
-            w.u32(r.allocations.len() as u32);
-            for a in &r.allocations {
-                w.raw(&a.bid).u64(a.start_ms).u64(a.end_ms).u32(a.slots);
-            }
-        }
-        let nonces = self.book.nonces();
-        w.u64(nonces.len() as u64);
-        for (k, n, e) in nonces {
-            w.raw(&k.0).u64(n).u64(e);
-        }
-        *blake3::hash(w.as_slice()).as_bytes()
+        let orders = orders.into_iter().map(|r| Item {
+            kind: Kind::Order,
+            key: r.order.id.to_vec(),
+            value: root::order_value(r),
+        });
+        let revoked = self.revoked.iter().map(|r| {
+            let key = root::revoked_key(r);
+            Item { kind: Kind::Revoked, value: key.clone(), key }
+        });
+        let nonces = self.book.nonces().into_iter().map(|(a, n, e)| Item {
+            kind: Kind::Nonce,
+            key: root::nonce_key(&a, n).to_vec(),
+            value: root::nonce_value(&a, n, e),
+        });
+        let prices = self.last_price.iter().map(|(m, p)| Item {
+            kind: Kind::Price,
+            key: root::price_key(m),
+            value: root::price_value(m, *p),
+        });
+        std::iter::once(self.chain_item())
+            .chain(accounts)
+            .chain(leases)
+            .chain(orders)
+            .chain(revoked)
+            .chain(nonces)
+            .chain(prices)
     }
+
+    /// The tree built from every item, ignoring the one kept up to date block by block.
+    pub fn tree_from_scratch(&self) -> surplus_state::Tree {
+        surplus_state::Tree::from_leaves(self.items().map(|i| (i.key_hash(), i.value_hash())))
+    }
+
+    /// Brings the tree up to date with what changed since `before` (the maps before the block)
+    /// and what the book reports it changed.
+    fn update_tree(&mut self, before: &Before) {
+        use imbl::ordmap::DiffItem;
+        use imbl::ordset::DiffItem as SetDiff;
+        let leaf = |item: Item| (item.key_hash(), Some(item.value_hash()));
+        let mut changes: Vec<(Hash, Option<Hash>)> = vec![leaf(self.chain_item())];
+        for d in before.accounts.diff(&self.accounts) {
+            changes.push(match d {
+                DiffItem::Add(k, a) | DiffItem::Update { new: (k, a), .. } => {
+                    let v = root::account_value(k, a);
+                    (root::key_hash(Kind::Account, &k.0), Some(surplus_state::value_hash(&v)))
+                }
+                DiffItem::Remove(k, _) => (root::key_hash(Kind::Account, &k.0), None),
+            });
+        }
+        for d in before.leases.diff(&self.leases) {
+            changes.push(match d {
+                DiffItem::Add(id, l) | DiffItem::Update { new: (id, l), .. } => (
+                    root::key_hash(Kind::Lease, id),
+                    Some(surplus_state::value_hash(&root::lease_value(l))),
+                ),
+                DiffItem::Remove(id, _) => (root::key_hash(Kind::Lease, id), None),
+            });
+        }
+        for d in before.last_price.diff(&self.last_price) {
+            changes.push(match d {
+                DiffItem::Add(m, p) | DiffItem::Update { new: (m, p), .. } => (
+                    root::key_hash(Kind::Price, &root::price_key(m)),
+                    Some(surplus_state::value_hash(&root::price_value(m, *p))),
+                ),
+                DiffItem::Remove(m, _) => (root::key_hash(Kind::Price, &root::price_key(m)), None),
+            });
+        }
+        for d in before.revoked.diff(&self.revoked) {
+            changes.push(match d {
+                SetDiff::Add(r) => {
+                    let v = root::revoked_key(r);
+                    (root::key_hash(Kind::Revoked, &v), Some(surplus_state::value_hash(&v)))
+                }
+                SetDiff::Remove(r) => (root::key_hash(Kind::Revoked, &root::revoked_key(r)), None),
+            });
+        }
+        let book = self.book.take_changes();
+        let found = self.book.find_many(&book.orders);
+        for id in &book.orders {
+            let value = found.get(id).map(|r| surplus_state::value_hash(&root::order_value(r)));
+            changes.push((root::key_hash(Kind::Order, id), value));
+        }
+        for (author, nonce, _) in &book.nonces {
+            let value = self
+                .book
+                .nonce_expiry(author, *nonce)
+                .map(|e| surplus_state::value_hash(&root::nonce_value(author, *nonce, e)));
+            changes.push((root::key_hash(Kind::Nonce, &root::nonce_key(author, *nonce)), value));
+        }
+        self.tree.apply(changes);
+    }
+}
+
+#[cfg(feature = "test-utils")]
+impl State {
+    /// Puts accounts (added to any balance they hold) and leases straight into the state, with
+    /// the supply raised by what they hold, and rebuilds the tree: large states for benchmarks,
+    /// without running the blocks that would make them. Not for production.
+    pub fn populate(
+        &mut self,
+        accounts: impl IntoIterator<Item = (PublicKey, u64)>,
+        leases: impl IntoIterator<Item = Lease>,
+    ) {
+        for (k, balance) in accounts {
+            self.accounts.entry(k).or_default().balance += balance;
+            self.supply += balance;
+        }
+        for l in leases {
+            self.supply += l.escrow;
+            let id = l.id;
+            self.leases.insert(id, l);
+            self.reschedule(id, None);
+        }
+        self.book.take_changes();
+        self.tree = self.tree_from_scratch();
+    }
+}
+
+/// The maps of a state before a block (clones that share everything with the state).
+struct Before {
+    accounts: OrdMap<PublicKey, Account>,
+    leases: OrdMap<Hash, Lease>,
+    last_price: OrdMap<Market, u64>,
+    revoked: OrdSet<RevocationId>,
 }
 
 enum UserEffect {

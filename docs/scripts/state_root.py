@@ -1,17 +1,25 @@
 #!/usr/bin/env python3
-"""Reproduces the Surplus state-root vectors (docs/vectors/state-root-v1.json) from
+"""Reproduces the Surplus state-root vectors, version 2 (docs/vectors/state-root-v2.json), from
 docs/contracts.md, section 5.
 
-For each state of the file: rebuilds every part of the state-root encoding from the part's
-field values (never from its bytes), compares it with the part's bytes, checks that the parts
-come in the specified sequence, that each list is in the specified order and that each count is
-the number of items that follow it, then hashes the concatenation of the rebuilt parts with
-BLAKE3 and compares the result with the root.
+For each state of the file:
+
+- rebuilds every item's natural key and value from the item's field values (never from its
+  bytes) and compares them with the item's `key` and `value`;
+- computes each key hash from the kind and the key, and each value hash from the value, and
+  compares them with `key_hash` and `value_hash`; checks that no two items have the same kind and
+  key (or the same key hash) and that there is exactly one chain item;
+- computes the root of the sparse Merkle tree over the items (the tree code below is written from
+  section 5 alone) and compares it with `root`;
+- decodes and verifies every proof of `proofs` against that root (an inclusion proof for a key
+  whose value is given, an exclusion proof for a key whose value is null), checks that the value
+  is the listed item's (or that no item has the key), and checks that changing any one byte of
+  the proof makes it fail.
 
 Needs the PyPI package `blake3` (everything else is the standard library):
 
     python3 -m venv venv && venv/bin/pip install blake3
-    venv/bin/python docs/scripts/state_root.py [docs/vectors/state-root-v1.json]
+    venv/bin/python docs/scripts/state_root.py [docs/vectors/state-root-v2.json]
 
 Exits 1 on any mismatch, 2 if the file cannot be read.
 """
@@ -23,14 +31,14 @@ from pathlib import Path
 
 from blake3 import blake3
 
-DEFAULT = Path(__file__).resolve().parent.parent / "vectors" / "state-root-v1.json"
+DEFAULT = Path(__file__).resolve().parent.parent / "vectors" / "state-root-v2.json"
 
+KEY_TAG = "surplus/state/v2/key"
+CHAIN_TAG = "surplus/state/v2"
 KIND_ORDER = 16
 SIDE = {"offer": 1, "bid": 2}
 FILL_ALL_OR_NONE = 1
 FILL_AT_LEAST = 2
-
-
 # Primitives of docs/ledger-format.md, section 1.
 def u8(v):
     return struct.pack(">B", v)
@@ -75,7 +83,7 @@ def market(m):
     return cls.encode(), region.encode()
 
 
-# Payloads the state root embeds.
+# Payloads the values of the items embed.
 def genesis_params(f):
     """docs/contracts.md, section 2: classes sorted by id, attributes by name, regions by id."""
     out = b32(f["treasury"]) + u16(f["fee_bps"]) + u16(f["penalty_bps"])
@@ -129,21 +137,19 @@ def order_payload(o):
     return out
 
 
-# One builder per part (docs/contracts.md, section 5).
-def header(f):
-    if f["tag"] != "surplus/state/v1":
+# One builder per kind of item (docs/contracts.md, section 5): fields -> (natural key, value).
+def chain(f):
+    if f["tag"] != CHAIN_TAG:
         raise ValueError(f"the tag is {f['tag']!r}")
-    return tag(f["tag"]) + short(f["chain_id"].encode()) + u64(f["height"]) + u64(
-        f["time_ms"]
-    ) + u64(f["supply"])
-
-
-def count(f):
-    return u64(f["count"])
+    value = tag(f["tag"]) + short(f["chain_id"].encode())
+    value += u64(f["height"]) + u64(f["time_ms"]) + u64(f["supply"])
+    value += var(genesis_params(f["genesis_params"])) + u64(f["book_time_ms"])
+    return b"", value
 
 
 def account(f):
-    return b32(f["key"]) + u64(f["balance"]) + u64(f["seq"])
+    key = b32(f["key"])
+    return key, key + u64(f["balance"]) + u64(f["seq"])
 
 
 def lease(f):
@@ -158,23 +164,10 @@ def lease(f):
         out += u8(0)
     else:
         out += u8(1) + b32(g["token_hash"]) + var(revocation_payload(lease_id, g["revocation_ids"]))
-    return out
+    return lease_id, out
 
 
-def last_price(f):
-    cls, region = market(f["market"])
-    return short(cls) + short(region) + u64(f["price"])
-
-
-def revoked_id(f):
-    return short(bytes.fromhex(f["id"]))
-
-
-def book(f):
-    return u64(f["time_ms"]) + u64(f["count"])
-
-
-def resting(f):
+def order(f):
     author = b32(f["author"])
     signature = bytes.fromhex(f["signature"])
     if len(signature) != 64:
@@ -187,71 +180,183 @@ def resting(f):
     out += u32(len(f["allocations"]))
     for a in f["allocations"]:
         out += b32(a["bid"]) + u64(a["start_ms"]) + u64(a["end_ms"]) + u32(a["slots"])
-    return out
+    return entry_id, out
+
+
+def revoked(f):
+    key = short(bytes.fromhex(f["id"]))
+    return key, key
 
 
 def nonce(f):
-    return b32(f["author"]) + u64(f["nonce"]) + u64(f["expiry_ms"])
+    key = b32(f["author"]) + u64(f["nonce"])
+    return key, key + u64(f["expiry_ms"])
 
 
-# The sequence of parts: (part, builder, the list it opens or None, sort key of the items).
-SEQUENCE = [
-    ("header", header, None, None),
-    ("genesis_params", lambda f: var(genesis_params(f)), None, None),
-    ("accounts", count, ("account", account), lambda f: b32(f["key"])),
-    ("leases", count, ("lease", lease), lambda f: b32(f["id"])),
-    ("last_prices", count, ("last_price", last_price), lambda f: market(f["market"])),
-    ("revoked", count, ("revoked_id", revoked_id), lambda f: bytes.fromhex(f["id"])),
-    ("book", book, ("resting", resting), lambda f: b32(f["id"])),
-    (
-        "nonces",
-        count,
-        ("nonce", nonce),
-        lambda f: (b32(f["author"]), int(f["nonce"]), int(f["expiry_ms"])),
-    ),
-]
+def price(f):
+    cls, region = market(f["market"])
+    key = short(cls) + short(region)
+    return key, key + u64(f["price"])
+
+
+# kind number -> (name, builder)
+KINDS = {
+    0: ("chain", chain),
+    1: ("account", account),
+    2: ("lease", lease),
+    3: ("order", order),
+    4: ("revoked", revoked),
+    5: ("nonce", nonce),
+    6: ("price", price),
+}
+
+
+def key_hash(kind, key):
+    return blake3(tag(KEY_TAG) + u8(kind) + key).digest()
+
+
+# The sparse Merkle tree (docs/contracts.md, section 5).
+PLACEHOLDER = b"SPARSE_MERKLE_PLACEHOLDER_HASH__"
+
+
+def leaf_hash(key_hash, value_hash):
+    return blake3(b"JMT::LeafNode" + key_hash + value_hash).digest()
+
+
+def internal_hash(left, right):
+    return blake3(b"JMT::IntrnalNode" + left + right).digest()
+
+
+def bit(h, depth):
+    """Bit `depth` of a key hash, the most significant bit of byte 0 first; 1 = right."""
+    return (h[depth // 8] >> (7 - depth % 8)) & 1
+
+
+def common_prefix_bits(a, b):
+    n = 0
+    while n < 256 and bit(a, n) == bit(b, n):
+        n += 1
+    return n
+
+
+def subtree(leaves, depth):
+    """The hash of the subtree at `depth` holding `leaves` [(key_hash, value_hash)], distinct."""
+    if not leaves:
+        return PLACEHOLDER
+    if len(leaves) == 1:
+        return leaf_hash(*leaves[0])
+    left = [kv for kv in leaves if bit(kv[0], depth) == 0]
+    right = [kv for kv in leaves if bit(kv[0], depth) == 1]
+    return internal_hash(subtree(left, depth + 1), subtree(right, depth + 1))
+
+
+def tree_root(leaves):
+    return subtree(list(leaves), 0)
+
+
+class BadProof(Exception):
+    pass
+
+
+def decode_proof(b):
+    """flag:u8 (0 no leaf, 1 leaf) [key_hash:32 value_hash:32] count:u16 BE (<= 256) sibling:32 × count."""
+    if len(b) < 1:
+        raise BadProof("empty")
+    flag, pos = b[0], 1
+    if flag == 0:
+        leaf = None
+    elif flag == 1:
+        if len(b) < 65:
+            raise BadProof("truncated leaf")
+        leaf, pos = (b[1:33], b[33:65]), 65
+    else:
+        raise BadProof(f"leaf flag {flag:#04x}")
+    if len(b) < pos + 2:
+        raise BadProof("truncated count")
+    (count,) = struct.unpack(">H", b[pos : pos + 2])
+    pos += 2
+    if count > 256:
+        raise BadProof(f"{count} siblings")
+    if len(b) != pos + 32 * count:
+        raise BadProof(f"{len(b)} bytes, expected {pos + 32 * count}")
+    return leaf, [b[pos + 32 * i : pos + 32 * (i + 1)] for i in range(count)]
+
+
+def verify_proof(root, key, value_hash, proof):
+    """Verifies `proof` (bytes) for key hash `key`: present with `value_hash`, or absent if None."""
+    leaf, siblings = decode_proof(proof)
+    n = len(siblings)
+    if value_hash is not None:
+        if leaf is None or leaf[0] != key or leaf[1] != value_hash:
+            raise BadProof("the leaf is not the key's with that value")
+    elif leaf is not None:
+        if leaf[0] == key:
+            raise BadProof("the key is present")
+        if common_prefix_bits(leaf[0], key) < n:
+            raise BadProof("the leaf is not on the key's path")
+    h = leaf_hash(*leaf) if leaf else PLACEHOLDER
+    for i, sibling in enumerate(siblings):
+        h = internal_hash(sibling, h) if bit(key, n - 1 - i) else internal_hash(h, sibling)
+    if h != root:
+        raise BadProof(f"gives root {h.hex()}")
 
 
 def check(state):
     """Returns (errors, root computed from the fields)."""
     errors = []
-    parts = state["parts"]
-    built = []
-    i = 0
-
-    def build(p, builder):
-        b = builder(p["fields"])
-        if b.hex() != p["bytes"]:
-            errors.append(
-                f"part {i} ({p['part']}): built {b.hex()}\n"
-                f"{' ' * (10 + len(str(i)) + len(p['part']))}vector {p['bytes']}"
-            )
-        built.append(b)
-
-    for name, builder, items, key in SEQUENCE:
-        if i >= len(parts) or parts[i]["part"] != name:
-            got = parts[i]["part"] if i < len(parts) else "the end"
-            errors.append(f"part {i}: expected {name}, found {got}")
-            return errors, None
-        head = parts[i]
-        build(head, builder)
-        i += 1
-        if items is None:
+    values = {}  # (kind, key) -> value
+    leaves = {}  # key_hash -> value_hash
+    chains = 0
+    for i, it in enumerate(state["items"]):
+        kind = it["kind_number"]
+        if kind not in KINDS or KINDS[kind][0] != it["kind"]:
+            errors.append(f"item {i}: kind {kind} {it['kind']!r} is not in section 5")
             continue
-        item_name, item_builder = items
-        start = i
-        while i < len(parts) and parts[i]["part"] == item_name:
-            build(parts[i], item_builder)
-            i += 1
-        n = i - start
-        if int(head["fields"]["count"]) != n:
-            errors.append(f"{name}: count {head['fields']['count']}, but {n} {item_name} parts follow")
-        keys = [key(p["fields"]) for p in parts[start:i]]
-        if any(a >= b for a, b in zip(keys, keys[1:])):
-            errors.append(f"{name}: the {item_name} parts are not in strictly increasing order")
-    if i != len(parts):
-        errors.append(f"part {i}: {parts[i]['part']} after the replay set")
-    return errors, blake3(b"".join(built)).digest()
+        name, builder = KINDS[kind]
+        chains += kind == 0
+        key, value = builder(it["fields"])
+        where = f"item {i} ({name} {key.hex()})"
+        for what, built in [("key", key), ("value", value)]:
+            if built.hex() != it[what]:
+                errors.append(f"{where}: built {what} {built.hex()}, vector has {it[what]}")
+        kh, vh = key_hash(kind, key), blake3(value).digest()
+        if kh.hex() != it["key_hash"]:
+            errors.append(f"{where}: key hash {kh.hex()}, vector has {it['key_hash']}")
+        if vh.hex() != it["value_hash"]:
+            errors.append(f"{where}: value hash {vh.hex()}, vector has {it['value_hash']}")
+        if (kind, key) in values or kh in leaves:
+            errors.append(f"{where}: a second item with this key")
+            continue
+        values[(kind, key)] = value
+        leaves[kh] = vh
+    if chains != 1:
+        errors.append(f"{chains} chain items, expected 1")
+    root = tree_root(leaves.items())
+
+    for i, p in enumerate(state.get("proofs", [])):
+        where = f"proof {i} ({p['kind']} {p['key']})"
+        kind, key = p["kind_number"], bytes.fromhex(p["key"])
+        kh = key_hash(kind, key)
+        if kh.hex() != p["key_hash"]:
+            errors.append(f"{where}: key hash {kh.hex()}, vector has {p['key_hash']}")
+        value = None if p["value"] is None else bytes.fromhex(p["value"])
+        if value != values.get((kind, key)):
+            errors.append(f"{where}: the value is not the item's (or the item's absence)")
+        vh = None if value is None else blake3(value).digest()
+        proof = bytes.fromhex(p["proof"])
+        try:
+            verify_proof(root, kh, vh, proof)
+        except BadProof as e:
+            errors.append(f"{where}: does not verify: {e}")
+        for j in range(len(proof)):
+            bad = bytearray(proof)
+            bad[j] ^= 1
+            try:
+                verify_proof(root, kh, vh, bytes(bad))
+                errors.append(f"{where}: still verifies with byte {j} changed")
+            except BadProof:
+                pass
+    return errors, root
 
 
 def main(argv):
@@ -265,7 +370,7 @@ def main(argv):
     for state in doc["states"]:
         try:
             errors, root = check(state)
-        except (KeyError, ValueError, TypeError, struct.error) as e:
+        except (KeyError, ValueError, TypeError, IndexError, struct.error) as e:
             errors, root = [f"malformed vector: {type(e).__name__}: {e}"], None
         if root is not None and root.hex() != state["root"]:
             errors.append(f"root: computed {root.hex()}, vector has {state['root']}")
@@ -276,7 +381,8 @@ def main(argv):
                 print(f"  {e}")
         else:
             passed += 1
-            print(f"ok   {state['name']}: {len(state['parts'])} parts, root {state['root']}")
+            n, m = len(state["items"]), len(state.get("proofs", []))
+            print(f"ok   {state['name']}: {n} items, {m} proofs, root {state['root']}")
     if passed + failed == 0:
         print(f"error: {path} holds no states", file=sys.stderr)
         return 1

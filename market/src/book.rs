@@ -1,6 +1,6 @@
 //! The resting book and the per-block batch auction.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use surplus_ledger::{Hash, PublicKey};
@@ -154,15 +154,41 @@ struct Side {
 }
 
 /// The resting book of every market, with the replay set of (author, nonce) pairs.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default)]
 pub struct Book {
     markets: BTreeMap<Market, Side>,
     /// Which market each resting order is in, for cancels.
     index: HashMap<Hash, Market>,
     /// (author, nonce) of every order not yet expired, with its expiry.
-    nonces: HashMap<(PublicKey, u64), u64>,
+    nonces: BTreeMap<(PublicKey, u64), u64>,
+    /// The same pairs by expiry, so that a block drops the expired ones without visiting the
+    /// others.
+    expiries: BTreeSet<(u64, PublicKey, u64)>,
     /// Block time of the last clear; time never goes back (leases are computed from it).
     now_ms: u64,
+    /// What changed since the last [`Book::take_changes`]: bookkeeping for the state root, not
+    /// part of the book's value (equality ignores it).
+    changes: Changes,
+}
+
+impl PartialEq for Book {
+    fn eq(&self, other: &Self) -> bool {
+        self.markets == other.markets
+            && self.index == other.index
+            && self.nonces == other.nonces
+            && self.now_ms == other.now_ms
+    }
+}
+
+impl Eq for Book {}
+
+/// The resting orders and replay pairs a book changed: each is now different, added or gone.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Changes {
+    /// Ids of resting orders added, changed or removed.
+    pub orders: BTreeSet<Hash>,
+    /// (author, nonce, expiry) of replay pairs added or removed.
+    pub nonces: BTreeSet<(PublicKey, u64, u64)>,
 }
 
 /// A batch the book cannot run.
@@ -236,7 +262,7 @@ impl Book {
     pub fn from_resting(now_ms: u64, orders: Vec<Resting>) -> Self {
         let mut book = Self { now_ms, ..Self::new() };
         for r in orders {
-            book.nonces.insert((r.order.author, r.order.order.nonce()), r.order.order.expiry_ms());
+            book.remember_nonce(r.order.author, r.order.order.nonce(), r.order.order.expiry_ms());
             book.insert(r);
         }
         book.sort();
@@ -245,10 +271,41 @@ impl Book {
 
     /// Remembers an (author, nonce) pair until `expiry_ms`.
     pub fn remember_nonce(&mut self, author: PublicKey, nonce: u64, expiry_ms: u64) {
-        self.nonces.insert((author, nonce), expiry_ms);
+        if let Some(old) = self.nonces.insert((author, nonce), expiry_ms) {
+            self.expiries.remove(&(old, author, nonce));
+            self.changes.nonces.insert((author, nonce, old));
+        }
+        self.expiries.insert((expiry_ms, author, nonce));
+        self.changes.nonces.insert((author, nonce, expiry_ms));
+    }
+
+    /// Forgets the pairs whose order has expired by `now_ms`.
+    fn expire_nonces(&mut self, now_ms: u64) {
+        while let Some(&(expiry, author, nonce)) = self.expiries.first() {
+            if expiry > now_ms {
+                break;
+            }
+            self.expiries.pop_first();
+            self.nonces.remove(&(author, nonce));
+            self.changes.nonces.insert((author, nonce, expiry));
+        }
+    }
+
+    /// What changed since the last call (or since the book was made), and starts afresh.
+    pub fn take_changes(&mut self) -> Changes {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// The resting orders among `ids`, found in one pass over the book.
+    pub fn find_many(&self, ids: &BTreeSet<Hash>) -> BTreeMap<Hash, &Resting> {
+        if ids.is_empty() {
+            return BTreeMap::new();
+        }
+        self.orders().filter(|r| ids.contains(&r.order.id)).map(|r| (r.order.id, r)).collect()
     }
 
     fn insert(&mut self, r: Resting) {
+        self.changes.orders.insert(r.order.id);
         let market = r.order.order.market();
         self.index.insert(r.order.id, market.clone());
         if !self.markets.contains_key(market) {
@@ -284,7 +341,7 @@ impl Book {
         }
         self.now_ms = now;
         let mut out = Outcome::default();
-        self.nonces.retain(|_, expiry| *expiry > now);
+        self.expire_nonces(now);
 
         let mut orders: Vec<&SignedOrder> = batch.orders.iter().collect();
         orders.sort_by_key(|o| o.id);
@@ -299,7 +356,7 @@ impl Book {
                 out.rejected.push(Rejected { id: o.id, reason });
                 continue;
             }
-            self.nonces.insert((o.author, o.order.nonce()), o.order.expiry_ms());
+            self.remember_nonce(o.author, o.order.nonce(), o.order.expiry_ms());
             let remaining = match &o.order {
                 Order::Bid(b) => b.slots,
                 Order::Offer(of) => of.slots,
@@ -333,11 +390,16 @@ impl Book {
             side.bids.retain(keep);
             side.offers.retain(keep);
             for o in &mut side.offers {
+                let before = o.allocations.len();
                 o.allocations.retain(|a| a.end_ms > now);
+                if o.allocations.len() != before {
+                    self.changes.orders.insert(o.order.id);
+                }
             }
         }
         for id in &out.expired {
             self.index.remove(id);
+            self.changes.orders.insert(*id);
         }
         out.expired.sort();
         self.sort();
@@ -389,6 +451,8 @@ impl Book {
                 let hours = bids[t.bid].hours;
                 let end_ms = now + u64::from(hours) * HOUR_MS;
                 bid.remaining -= t.slots;
+                self.changes.orders.insert(bid.order.id);
+                self.changes.orders.insert(offer.order.id);
                 offer.allocations.push(Allocation {
                     bid: bid.order.id,
                     start_ms: now,
@@ -425,9 +489,17 @@ impl Book {
 
     /// Every remembered (author, nonce) pair with its expiry, sorted.
     pub fn nonces(&self) -> Vec<(PublicKey, u64, u64)> {
-        let mut v: Vec<_> = self.nonces.iter().map(|((a, n), e)| (*a, *n, *e)).collect();
-        v.sort_unstable();
-        v
+        self.nonces.iter().map(|((a, n), e)| (*a, *n, *e)).collect()
+    }
+
+    /// The expiry of a remembered (author, nonce) pair.
+    pub fn nonce_expiry(&self, author: &PublicKey, nonce: u64) -> Option<u64> {
+        self.nonces.get(&(*author, nonce)).copied()
+    }
+
+    /// Number of remembered (author, nonce) pairs.
+    pub fn nonce_count(&self) -> usize {
+        self.nonces.len()
     }
 
     fn offer_mut(&mut self, offer: &Hash) -> Option<&mut Resting> {
@@ -447,9 +519,11 @@ impl Book {
     /// whether the allocation was found (an expired offer no longer holds any).
     pub fn end_allocation(&mut self, offer: &Hash, bid: &Hash, start_ms: u64, end_ms: u64) -> bool {
         let Some(r) = self.offer_mut(offer) else { return false };
+        let id = r.order.id;
         match r.allocations.iter_mut().find(|a| &a.bid == bid && a.start_ms == start_ms) {
             Some(a) => {
                 a.end_ms = a.end_ms.min(end_ms);
+                self.changes.orders.insert(id);
                 true
             }
             None => false,
@@ -493,6 +567,8 @@ impl Book {
             ));
         }
         r.allocations[pos].end_ms = new_end_ms;
+        let id = r.order.id;
+        self.changes.orders.insert(id);
         Ok(())
     }
 
@@ -510,6 +586,7 @@ impl Book {
                 }
                 list.remove(pos);
                 self.index.remove(id);
+                self.changes.orders.insert(*id);
                 return Ok(());
             }
         }

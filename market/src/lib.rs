@@ -42,7 +42,9 @@ mod order;
 pub mod replay;
 
 pub use auction::{clear_market, ActiveBid, ActiveOffer, MarketResult, Trade};
-pub use book::{Allocation, Batch, Book, Budgets, Error, Fill, Outcome, Rejected, Resting};
+pub use book::{
+    Allocation, Batch, Book, Budgets, Changes, Error, Fill, Outcome, Rejected, Resting,
+};
 pub use catalogue::{validate_name, Catalogue, Class, Market, Region, MAX_NAME_LEN};
 pub use order::{
     cost, validate, validate_entries, Bid, Cancel, FillRule, Offer, Order, Rejection, SignedCancel,

@@ -1,10 +1,10 @@
 //! Model tests over random sequences of orders, fills, renewals, terminations and transfers:
 //! credits are conserved, escrow is exact, capacity is never oversold, and the same sequence
-//! gives the same state roots twice.
+//! gives the same state roots twice, each equal to the root of the state's items hashed afresh.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
-use surplus_contracts::{LeaseStatus, Mode, State, Tx};
+use surplus_contracts::{LeaseStatus, Mode, RevocationId, State, Tx};
 use surplus_ledger::Entry;
 use surplus_market::{Order, HOUR_MS};
 
@@ -64,10 +64,19 @@ fn block_entries(rng: &mut StdRng, s: &State, now: u64, nonce: &mut u64) -> Vec<
                 };
                 let Some(who) = who else { continue };
                 let seq = next_seq(&who, s);
-                let t = if rng.gen_bool(0.5) {
-                    Tx::Terminate { lease: l.id, seq }
-                } else {
-                    Tx::Renew { lease: l.id, hours: rng.gen_range(1..10), seq }
+                let t = match rng.gen_range(0..3) {
+                    0 => Tx::Terminate { lease: l.id, seq },
+                    1 => Tx::Renew { lease: l.id, hours: rng.gen_range(1..10), seq },
+                    // Grants (a new one revokes the old), from the provider or not; ids drawn
+                    // from a small set so that some are already taken.
+                    _ => Tx::Grant {
+                        lease: l.id,
+                        token_hash: [rng.gen(); 32],
+                        revocation_ids: (0..rng.gen_range(1..3))
+                            .map(|_| RevocationId(vec![rng.gen_range(0..40u8); 3]))
+                            .collect(),
+                        seq,
+                    },
                 };
                 out.push(tx(&who, t));
             }
@@ -111,7 +120,7 @@ fn check_invariants(s: &State, now: u64, seed: u64) {
     }
 }
 
-fn run(seed: u64) -> Vec<surplus_ledger::Hash> {
+fn run(seed: u64) -> (Vec<surplus_ledger::Hash>, usize) {
     let mut rng = StdRng::seed_from_u64(seed);
     let mut s = state(rng.gen_range(0..1000), rng.gen_range(0..5000));
     let mut now = T0;
@@ -134,15 +143,22 @@ fn run(seed: u64) -> Vec<surplus_ledger::Hash> {
         assert_eq!(again.entries, a.entries, "seed {seed}: validation differs from the proposal");
         assert_eq!(v, s);
         check_invariants(&s, now, seed);
+        // The root kept up to date block by block is the root of every item hashed afresh.
+        assert_eq!(a.state_root, s.root());
+        assert_eq!(s.root(), s.tree_from_scratch().root(), "seed {seed}: incremental root differs");
         roots.push(a.state_root);
     }
-    roots
+    (roots, s.revoked().count())
 }
 
 #[test]
 fn random_sequences_conserve_credits_and_never_oversell() {
+    let mut revoked = 0;
     for seed in 0..150 {
-        let roots = run(seed);
-        assert_eq!(roots, run(seed), "seed {seed}: the same sequence gave another state root");
+        let (roots, r) = run(seed);
+        assert_eq!(roots, run(seed).0, "seed {seed}: the same sequence gave another state root");
+        revoked += r;
     }
+    // The sequences reach grants that replace others (revoking their ids).
+    assert!(revoked > 0, "no sequence revoked a credential");
 }

@@ -1,17 +1,36 @@
-//! The state-root vector: a small sample state, the parts of its state-root encoding with the
-//! field values each is built from, and the root (`docs/contracts.md`, section 5). The parts are
-//! written here from the state's public fields, as the spec describes them, and their
-//! concatenation must hash to `State::root`; the expected file is
-//! `docs/vectors/state-root-v1.json`, reproduced by `docs/scripts/state_root.py`. Regenerate
+//! The state-root vector, version 2 (`docs/contracts.md`, section 5): a small sample state, every
+//! item of it (kind, natural key, the field values its value is built from, value, key hash and
+//! value hash), the root of the sparse Merkle tree over those items, and inclusion and exclusion
+//! proofs. The items are written here from the state's public fields, as the spec describes
+//! them, independently of `contracts/src/root.rs`; they must be exactly `State::items()` and
+//! their tree's root must be `State::root`. The expected file is
+//! `docs/vectors/state-root-v2.json`, reproduced by `docs/scripts/state_root.py`. Regenerate
 //! deliberately with `SURPLUS_REGEN_VECTORS=1 cargo test -p surplus-contracts --test it state_root`.
+
+use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
 use surplus_contracts::{encode_fill, encode_revocation, Lease, Mode, RevocationId, State, Tx};
 use surplus_ledger::encoding::Writer;
 use surplus_ledger::testutil::key;
+use surplus_ledger::PublicKey;
 use surplus_market::{FillRule, Market, Order, HOUR_MS};
+use surplus_state::{Proof, Tree};
 
 use crate::helpers::*;
+
+/// The domain tag of a key hash, and the one that starts the chain item's value.
+const KEY_TAG: &[u8] = b"surplus/state/v2/key";
+const CHAIN_TAG: &str = "surplus/state/v2";
+
+/// The kinds of item: (number, name).
+const CHAIN: (u8, &str) = (0, "chain");
+const ACCOUNT: (u8, &str) = (1, "account");
+const LEASE: (u8, &str) = (2, "lease");
+const ORDER: (u8, &str) = (3, "order");
+const REVOKED: (u8, &str) = (4, "revoked");
+const NONCE: (u8, &str) = (5, "nonce");
+const PRICE: (u8, &str) = (6, "price");
 
 fn h(b: impl AsRef<[u8]>) -> String {
     hex::encode(b)
@@ -28,18 +47,45 @@ fn bytes(f: impl FnOnce(&mut Writer)) -> Vec<u8> {
     w.finish()
 }
 
-fn part(name: &str, fields: Value, b: Vec<u8>) -> Value {
-    json!({ "part": name, "fields": fields, "bytes": h(b) })
+/// `blake3(tag("surplus/state/v2/key") ‖ kind ‖ key)`.
+fn key_hash(kind: u8, key: &[u8]) -> [u8; 32] {
+    let mut b = bytes(|w| {
+        w.tag(KEY_TAG).u8(kind);
+    });
+    b.extend_from_slice(key);
+    *blake3::hash(&b).as_bytes()
 }
 
-fn count(name: &str, n: usize) -> Value {
-    part(
-        name,
-        json!({ "count": n }),
-        bytes(|w| {
-            w.u64(n as u64);
-        }),
-    )
+/// One item of the state as the spec describes it.
+struct Item {
+    kind: (u8, &'static str),
+    key: Vec<u8>,
+    fields: Value,
+    value: Vec<u8>,
+}
+
+impl Item {
+    fn key_hash(&self) -> [u8; 32] {
+        key_hash(self.kind.0, &self.key)
+    }
+    fn value_hash(&self) -> [u8; 32] {
+        *blake3::hash(&self.value).as_bytes()
+    }
+    fn json(&self) -> Value {
+        json!({
+            "kind": self.kind.1,
+            "kind_number": self.kind.0,
+            "key": h(&self.key),
+            "fields": self.fields,
+            "value": h(&self.value),
+            "key_hash": h(self.key_hash()),
+            "value_hash": h(self.value_hash()),
+        })
+    }
+}
+
+fn item(kind: (u8, &'static str), key: Vec<u8>, fields: Value, value: Vec<u8>) -> Item {
+    Item { kind, key, fields, value }
 }
 
 fn order_json(order: &Order) -> Value {
@@ -73,7 +119,7 @@ fn order_json(order: &Order) -> Value {
     }
 }
 
-fn lease_part(l: &Lease) -> Value {
+fn lease_item(l: &Lease) -> Item {
     let f = &l.fill;
     let fill = json!({
         "height": n64(l.height),
@@ -115,8 +161,9 @@ fn lease_part(l: &Lease) -> Value {
             }
         }
     });
-    part(
-        "lease",
+    item(
+        LEASE,
+        l.id.to_vec(),
         json!({
             "id": h(l.id),
             "fill": fill,
@@ -131,47 +178,58 @@ fn lease_part(l: &Lease) -> Value {
     )
 }
 
-/// The parts of the state-root encoding, in order, from the state's public fields. `now_ms` is
-/// the time of the last block applied (the state keeps it but does not expose it).
-fn parts(s: &State, now_ms: u64) -> Vec<Value> {
+/// A market's natural key: `short(class) ‖ short(region)`.
+fn market_key(m: &Market) -> Vec<u8> {
+    bytes(|w| {
+        w.short_bytes(m.class.as_bytes()).short_bytes(m.region.as_bytes());
+    })
+}
+
+/// A replay pair's natural key: `author ‖ nonce`.
+fn nonce_key(author: &PublicKey, nonce: u64) -> Vec<u8> {
+    bytes(|w| {
+        w.raw(&author.0).u64(nonce);
+    })
+}
+
+/// Every item of the state, from its public fields. `now_ms` is the time of the last block
+/// applied (the state keeps it but does not expose it).
+fn items(s: &State, now_ms: u64) -> Vec<Item> {
     let mut out = Vec::new();
-    out.push(part(
-        "header",
+    let p = &s.params;
+    out.push(item(
+        CHAIN,
+        Vec::new(),
         json!({
-            "tag": "surplus/state/v1",
+            "tag": CHAIN_TAG,
             "chain_id": s.chain_id,
             "height": n64(s.height()),
             "time_ms": n64(now_ms),
             "supply": n64(s.supply()),
+            "genesis_params": {
+                "treasury": p.treasury.to_string(),
+                "fee_bps": p.fee_bps,
+                "penalty_bps": p.penalty_bps,
+                "classes": p.catalogue.classes,
+                "regions": p.catalogue.regions,
+            },
+            "book_time_ms": n64(s.book.now_ms()),
         }),
         bytes(|w| {
-            w.tag(b"surplus/state/v1")
+            w.tag(CHAIN_TAG.as_bytes())
                 .short_bytes(s.chain_id.as_bytes())
                 .u64(s.height())
                 .u64(now_ms)
-                .u64(s.supply());
-        }),
-    ));
-    let p = &s.params;
-    out.push(part(
-        "genesis_params",
-        json!({
-            "treasury": p.treasury.to_string(),
-            "fee_bps": p.fee_bps,
-            "penalty_bps": p.penalty_bps,
-            "classes": p.catalogue.classes,
-            "regions": p.catalogue.regions,
-        }),
-        bytes(|w| {
-            w.bytes(&p.encode());
+                .u64(s.supply())
+                .bytes(&p.encode())
+                .u64(s.book.now_ms());
         }),
     ));
 
-    let accounts: Vec<_> = s.accounts().collect();
-    out.push(count("accounts", accounts.len()));
-    for (k, a) in accounts {
-        out.push(part(
-            "account",
+    for (k, a) in s.accounts() {
+        out.push(item(
+            ACCOUNT,
+            k.0.to_vec(),
             json!({ "key": k.to_string(), "balance": n64(a.balance), "seq": n64(a.seq) }),
             bytes(|w| {
                 w.raw(&k.0).u64(a.balance).u64(a.seq);
@@ -179,52 +237,10 @@ fn parts(s: &State, now_ms: u64) -> Vec<Value> {
         ));
     }
 
-    let leases: Vec<&Lease> = s.leases().collect();
-    out.push(count("leases", leases.len()));
-    out.extend(leases.into_iter().map(lease_part));
-
-    // Every market of the catalogue, in (class, region) order; those with a price.
-    let mut prices = Vec::new();
-    for c in &p.catalogue.classes {
-        for r in &p.catalogue.regions {
-            let m = Market::new(&c.id, &r.id);
-            if let Some(price) = s.last_price(&m) {
-                prices.push(part(
-                    "last_price",
-                    json!({ "market": m.to_string(), "price": n64(price) }),
-                    bytes(|w| {
-                        w.short_bytes(m.class.as_bytes())
-                            .short_bytes(m.region.as_bytes())
-                            .u64(price);
-                    }),
-                ));
-            }
-        }
-    }
-    out.push(count("last_prices", prices.len()));
-    out.extend(prices);
-
-    let revoked: Vec<&RevocationId> = s.revoked().collect();
-    out.push(count("revoked", revoked.len()));
-    for r in revoked {
-        out.push(part(
-            "revoked_id",
-            json!({ "id": h(&r.0) }),
-            bytes(|w| {
-                w.short_bytes(&r.0);
-            }),
-        ));
-    }
+    out.extend(s.leases().map(lease_item));
 
     let mut orders: Vec<_> = s.book.orders().collect();
     orders.sort_by_key(|r| r.order.id);
-    out.push(part(
-        "book",
-        json!({ "time_ms": n64(s.book.now_ms()), "count": orders.len() }),
-        bytes(|w| {
-            w.u64(s.book.now_ms()).u64(orders.len() as u64);
-        }),
-    ));
     for r in orders {
         let allocations: Vec<Value> = r
             .allocations
@@ -240,8 +256,9 @@ fn parts(s: &State, now_ms: u64) -> Vec<Value> {
             .collect();
         let entry = r.order.to_entry();
         assert_eq!(entry.id(), r.order.id);
-        out.push(part(
-            "resting",
+        out.push(item(
+            ORDER,
+            r.order.id.to_vec(),
             json!({
                 "id": h(r.order.id),
                 "author": r.order.author.to_string(),
@@ -261,26 +278,153 @@ fn parts(s: &State, now_ms: u64) -> Vec<Value> {
         ));
     }
 
-    let nonces = s.book.nonces();
-    out.push(count("nonces", nonces.len()));
-    for (k, n, e) in nonces {
-        out.push(part(
-            "nonce",
+    let revoked: Vec<&RevocationId> = s.revoked().collect();
+    for r in revoked {
+        let short = bytes(|w| {
+            w.short_bytes(&r.0);
+        });
+        out.push(item(REVOKED, short.clone(), json!({ "id": h(&r.0) }), short));
+    }
+
+    for (k, n, e) in s.book.nonces() {
+        let key = nonce_key(&k, n);
+        let mut value = key.clone();
+        value.extend_from_slice(&e.to_be_bytes());
+        out.push(item(
+            NONCE,
+            key,
             json!({ "author": k.to_string(), "nonce": n64(n), "expiry_ms": n64(e) }),
-            bytes(|w| {
-                w.raw(&k.0).u64(n).u64(e);
-            }),
+            value,
         ));
+    }
+
+    // Every market of the catalogue; those with a price.
+    for c in &p.catalogue.classes {
+        for r in &p.catalogue.regions {
+            let m = Market::new(&c.id, &r.id);
+            if let Some(price) = s.last_price(&m) {
+                let key = market_key(&m);
+                let mut value = key.clone();
+                value.extend_from_slice(&price.to_be_bytes());
+                out.push(item(
+                    PRICE,
+                    key,
+                    json!({ "market": m.to_string(), "price": n64(price) }),
+                    value,
+                ));
+            }
+        }
     }
     out
 }
 
-fn root_of(parts: &[Value]) -> [u8; 32] {
-    let mut all = Vec::new();
-    for p in parts {
-        all.extend(hex::decode(p["bytes"].as_str().unwrap()).unwrap());
+/// Checks the spec's items against `State::items()` (the same set, the same values) and the
+/// root of their tree against `State::root`; returns the items in the order of
+/// `State::items()`, with the root.
+fn check_items(s: &State, now_ms: u64) -> (Vec<Item>, [u8; 32]) {
+    let mut mine: BTreeMap<(u8, Vec<u8>), Item> = BTreeMap::new();
+    for i in items(s, now_ms) {
+        let k = (i.kind.0, i.key.clone());
+        assert!(mine.insert(k, i).is_none(), "two items with the same kind and key");
     }
-    *blake3::hash(&all).as_bytes()
+    let tree = Tree::from_leaves(mine.values().map(|i| (i.key_hash(), i.value_hash())));
+    assert_eq!(tree.len(), mine.len(), "two items with the same key hash");
+    assert_eq!(tree.root(), s.root(), "the spec's items do not give State::root");
+    assert_eq!(s.tree_from_scratch().root(), s.root());
+
+    let mut ordered = Vec::new();
+    for it in s.items() {
+        let i = mine.remove(&(it.kind as u8, it.key.clone())).unwrap_or_else(|| {
+            panic!(
+                "State::items() has a {} item with key {} that the spec has not",
+                it.kind.name(),
+                h(&it.key)
+            )
+        });
+        assert_eq!(i.kind.1, it.kind.name());
+        assert_eq!(h(&i.value), h(&it.value), "the {} item {}: values differ", i.kind.1, h(&i.key));
+        assert_eq!(i.key_hash(), it.key_hash());
+        assert_eq!(i.value_hash(), it.value_hash());
+        ordered.push(i);
+    }
+    assert!(mine.is_empty(), "the spec has items State::items() has not: {:?}", mine.keys());
+    (ordered, tree.root())
+}
+
+/// A proof for `(kind, key)` in `s`, checked, with what the vector records of it.
+fn proof(s: &State, items: &[Item], kind: (u8, &'static str), key: &[u8], note: &str) -> Value {
+    let kh = key_hash(kind.0, key);
+    let value = items.iter().find(|i| i.kind == kind && i.key == key).map(|i| i.value.clone());
+    let value_hash = value.as_ref().map(|v| *blake3::hash(v).as_bytes());
+    let p = s.tree().prove(&kh);
+    let root = s.root();
+    p.verify(&root, &kh, value_hash.as_ref()).unwrap();
+    let enc = p.encode();
+    assert_eq!(Proof::decode(&enc).unwrap(), p);
+    // Another claim fails (absence, another value), and so does the proof with any one byte
+    // changed.
+    let other = [0x5a; 32];
+    assert!(p.verify(&root, &kh, Some(&other)).is_err());
+    if value_hash.is_some() {
+        assert!(p.verify(&root, &kh, None).is_err());
+    }
+    for i in 0..enc.len() {
+        let mut bad = enc.clone();
+        bad[i] ^= 1;
+        let ok =
+            Proof::decode(&bad).is_ok_and(|q| q.verify(&root, &kh, value_hash.as_ref()).is_ok());
+        assert!(!ok, "{note}: the proof still verifies with byte {i} changed");
+    }
+    json!({
+        "note": note,
+        "kind": kind.1,
+        "kind_number": kind.0,
+        "key": h(key),
+        "key_hash": h(kh),
+        "value": value.map(h),
+        "proof": h(&enc),
+    })
+}
+
+/// The proofs of the vector, for the state after block 3.
+fn proofs(s: &State, items: &[Item]) -> Vec<Value> {
+    let auditor = key("auditor", 0).public();
+    let lease_a = s.leases().find(|l| l.segments.len() == 2).unwrap().id;
+    let offer =
+        s.book.orders().filter(|r| !r.allocations.is_empty()).map(|r| r.order.id).min().unwrap();
+    let (author, nonce, _) = s.book.nonces()[0];
+    // Absent keys chosen so that one exclusion proof ends at another leaf and one at an empty
+    // position.
+    let absent_account = (0..)
+        .map(|i| key("absent", i).public())
+        .find(|k| s.tree().prove(&key_hash(ACCOUNT.0, &k.0)).leaf.is_some())
+        .unwrap();
+    let absent_lease = (0u64..)
+        .map(|i| *blake3::hash(format!("absent lease {i}").as_bytes()).as_bytes())
+        .find(|id| s.tree().prove(&key_hash(LEASE.0, id)).leaf.is_none())
+        .unwrap();
+    assert!(s.accounts().all(|(k, _)| *k != absent_account));
+    assert!(s.lease(&absent_lease).is_none());
+    vec![
+        proof(s, items, ACCOUNT, &auditor.0, "inclusion: the account of key(\"auditor\", 0)"),
+        proof(s, items, LEASE, &lease_a, "inclusion: lease A"),
+        proof(s, items, ORDER, &offer, "inclusion: provider 0's offer, with lease A's allocation"),
+        proof(s, items, NONCE, &nonce_key(&author, nonce), "inclusion: a replay pair"),
+        proof(
+            s,
+            items,
+            ACCOUNT,
+            &absent_account.0,
+            "exclusion: an account not in the state; the walk ends at another leaf",
+        ),
+        proof(
+            s,
+            items,
+            LEASE,
+            &absent_lease,
+            "exclusion: a lease id not in the state; the walk ends at an empty position",
+        ),
+    ]
 }
 
 /// The sample: three blocks after genesis (fee 250 bps, penalty 1,000 bps). Returns the
@@ -341,12 +485,12 @@ fn sample() -> (State, State, u64) {
 
 fn compute() -> Value {
     let (genesis, s, t3) = sample();
-    let genesis_parts = parts(&genesis, T0);
-    assert_eq!(root_of(&genesis_parts), genesis.root(), "the spec's layout is not State::root");
-    let sample_parts = parts(&s, t3);
-    assert_eq!(root_of(&sample_parts), s.root(), "the spec's layout is not State::root");
+    let (genesis_items, genesis_root) = check_items(&genesis, T0);
+    let (sample_items, sample_root) = check_items(&s, t3);
+    let sample_proofs = proofs(&s, &sample_items);
+    let list = |items: &[Item]| items.iter().map(Item::json).collect::<Vec<_>>();
     json!({
-        "description": "Surplus state-root vectors; see docs/contracts.md, section 5. The root is blake3 of the concatenation of the parts' bytes, in order; each part's bytes are built from its fields as section 5 specifies. Keys: ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index). u64 values are decimal strings.",
+        "description": "Surplus state-root vectors, version 2; see docs/contracts.md, section 5. Each item is a leaf of a binary sparse Merkle tree: its value is built from its fields, its key_hash is blake3(tag(\"surplus/state/v2/key\") || kind_number || key) and its value_hash blake3(value); the root is the tree's root. The items are listed in the order of State::items() (kind, then natural key), which does not matter: the tree is a function of the set of items. Each proof is the hex of its encoding (section 5), against the root of its state; value null means the key is absent. Keys: ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index). u64 values are decimal strings.",
         "history": [
             "genesis at T0 = 1767225600000 (contracts::testutil::genesis(250, 1000): chain contracts-test, the sample catalogue, buyers 0-2 with 10,000,000 units, providers 0-2 with 1,000,000 units)",
             "block 1 at T0: provider 0 offers 4 slots at reserve 20 for 48 h (nonce 1); buyer 0 bids 2 slots for 6 h at limit 30, buyer 1 1 slot for 4 h at limit 30 (nonce 1 each, at least 1 slot); both fill at 25: lease A (buyer 0), lease B (buyer 1)",
@@ -354,8 +498,13 @@ fn compute() -> Value {
             "block 3 at T0 + 3 h: lease C completes, lease A is paid its third hour; provider 0 grants lease A again (id \"a2\"), revoking its first grant; buyer 0 renews lease A by 2 hours (at 30); buyer 2 bids 1 slot for 2 h at limit 10 (nonce 7) and provider 1 offers 3 slots at reserve 50 for 24 h (nonce 1): neither trades",
         ],
         "states": [
-            { "name": "genesis", "parts": genesis_parts, "root": h(genesis.root()) },
-            { "name": "after block 3", "parts": sample_parts, "root": h(s.root()) },
+            { "name": "genesis", "items": list(&genesis_items), "root": h(genesis_root) },
+            {
+                "name": "after block 3",
+                "items": list(&sample_items),
+                "root": h(sample_root),
+                "proofs": sample_proofs,
+            },
         ],
     })
 }
@@ -365,7 +514,7 @@ fn state_root_vectors_are_unchanged() {
     let got = compute();
     assert_eq!(got, compute(), "two runs differ");
     let path =
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/state-root-v1.json");
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/vectors/state-root-v2.json");
     if std::env::var_os("SURPLUS_REGEN_VECTORS").is_some() {
         std::fs::write(&path, serde_json::to_string_pretty(&got).unwrap() + "\n").unwrap();
         return;
@@ -378,12 +527,28 @@ fn state_root_vectors_are_unchanged() {
     );
 }
 
-/// The sample exercises what the layout has to say: every list non-empty, an account created by
+/// The root is a function of the set of items: any order of the leaves gives it.
+#[test]
+fn state_root_ignores_the_order_of_the_items() {
+    let (_, s, t3) = sample();
+    let mut leaves: Vec<_> = items(&s, t3).iter().map(|i| (i.key_hash(), i.value_hash())).collect();
+    leaves.reverse();
+    assert_eq!(Tree::from_leaves(leaves.clone()).root(), s.root());
+    leaves.sort();
+    assert_eq!(Tree::from_leaves(leaves).root(), s.root());
+}
+
+/// The sample exercises what the layout has to say: an item of every kind, an account created by
 /// a transfer, a lease with two segments at different prices and a grant, a completed lease, a
-/// terminated lease whose grant is revoked, a replaced grant, a resting bid (no allocations) and offers with and without allocations.
+/// terminated lease whose grant is revoked, a replaced grant, revoked ids, a resting bid (no
+/// allocations) and offers with and without allocations, replay pairs and a last price.
 #[test]
 fn state_root_sample_covers_the_layout() {
-    let (_, s, _) = sample();
+    let (_, s, t3) = sample();
+    for kind in [CHAIN, ACCOUNT, LEASE, ORDER, REVOKED, NONCE, PRICE] {
+        assert!(items(&s, t3).iter().any(|i| i.kind == kind), "no {} item", kind.1);
+        assert!(s.items().any(|i| i.kind as u8 == kind.0 && i.kind.name() == kind.1));
+    }
     assert!(s.account(&key("auditor", 0).public()).balance == 5_000);
     assert!(s.account(&treasury()).balance > 0);
     let leases: Vec<_> = s.leases().collect();
@@ -396,5 +561,10 @@ fn state_root_sample_covers_the_layout() {
     assert_eq!(s.revoked().count(), 3);
     assert_eq!(s.book.len(), 3);
     assert!(s.book.orders().any(|r| !r.allocations.is_empty()));
+    assert!(s
+        .book
+        .orders()
+        .any(|r| r.allocations.is_empty() && matches!(r.order.order, Order::Offer(_))));
     assert!(s.book.orders().any(|r| matches!(r.order.order, Order::Bid(_))));
+    assert!(s.book.nonces().len() >= 2);
 }
