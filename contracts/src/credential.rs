@@ -131,20 +131,25 @@ impl Refusal {
     }
 }
 
-/// Whether `token` grants `request` on the committed `state`: the lease exists and is active,
-/// and the token verifies under its provider's key against the state's revocations (see
+/// How a lease with `status` ended, for a refusal (`None` while it is active).
+pub fn how_ended(status: LeaseStatus) -> Option<&'static str> {
+    match status {
+        LeaseStatus::Active => None,
+        LeaseStatus::Completed => Some("ran to its end"),
+        LeaseStatus::TerminatedByBuyer => Some("was terminated by its buyer"),
+        LeaseStatus::TerminatedByProvider => Some("was terminated by its provider"),
+    }
+}
+
+/// Whether `token` grants `request` on the committed `state`: the lease is live (an ended lease
+/// has left the state, so it is unknown here: a node that keeps the lease history says it
+/// ended, with [`how_ended`]), and the token verifies under its provider's key against the state's revocations (see
 /// [`verify`]). This is the whole rule a provider's gateway applies.
 pub fn authorize(state: &State, token: &[u8], request: &Request) -> Result<Scope, Refusal> {
     let lease = state
         .lease(&request.lease)
         .ok_or_else(|| Refusal::UnknownLease(hex::encode(request.lease)))?;
-    let ended = match lease.status {
-        LeaseStatus::Active => None,
-        LeaseStatus::Completed => Some("ran to its end"),
-        LeaseStatus::TerminatedByBuyer => Some("was terminated by its buyer"),
-        LeaseStatus::TerminatedByProvider => Some("was terminated by its provider"),
-    };
-    if let Some(how) = ended {
+    if let Some(how) = how_ended(lease.status) {
         return Err(Refusal::LeaseEnded(how));
     }
     verify(token, &lease.fill.provider, request, &|id| state.is_revoked(id))

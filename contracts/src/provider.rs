@@ -232,12 +232,14 @@ pub struct Duties {
 
 /// The provider's duties toward its leases, from the state rather than from events, so that a
 /// crash or a catch-up never skips one: an active lease without a start record is started; one
-/// without a grant on the ledger is granted; an ended lease that was started and not ended is
-/// ended. `record` tells what the node recorded of a lease.
+/// without a grant on the ledger is granted; a lease among `open` (those the node started and has
+/// not ended) that is no longer live (it ended, and left the state) is ended. `record` tells what
+/// the node recorded of a lease.
 pub fn duties(
     state: &State,
     provider: &PublicKey,
     record: &dyn Fn(&Hash) -> Provisioned,
+    open: &[Hash],
 ) -> Duties {
     let mut out = Duties::default();
     for lease in state.leases().filter(|l| l.fill.provider == *provider) {
@@ -252,6 +254,13 @@ pub fn duties(
             }
         } else if r.started && !r.ended {
             out.duties.push(Duty::End(lease.id));
+        }
+    }
+    for id in open {
+        let live = state.lease(id).is_some_and(|l| l.status == LeaseStatus::Active);
+        let r = record(id);
+        if !live && r.started && !r.ended && !out.duties.contains(&Duty::End(*id)) {
+            out.duties.push(Duty::End(*id));
         }
     }
     out
@@ -329,13 +338,16 @@ mod tests {
     fn an_active_lease_is_started_and_granted_until_recorded() {
         let (maker, provider, lease) = leased();
         let none = |_: &Hash| Provisioned::default();
-        let d = duties(&maker.state, &provider, &none);
+        let d = duties(&maker.state, &provider, &none, &[]);
         assert_eq!(d.duties, vec![Duty::Start(lease), Duty::Grant(lease)]);
         assert_eq!(d.leased_slots, 2);
         let started = |_: &Hash| Provisioned { started: true, ended: false };
-        assert_eq!(duties(&maker.state, &provider, &started).duties, vec![Duty::Grant(lease)]);
+        assert_eq!(
+            duties(&maker.state, &provider, &started, &[lease]).duties,
+            vec![Duty::Grant(lease)]
+        );
         // Another provider has nothing to do for it.
-        assert_eq!(duties(&maker.state, &key("other", 0).public(), &none), Duties::default());
+        assert_eq!(duties(&maker.state, &key("other", 0).public(), &none, &[]), Duties::default());
     }
 
     #[test]
@@ -344,14 +356,16 @@ mod tests {
         let t = Tx::Terminate { lease, seq: 0 };
         let e = Entry::signed("provider-test", t.kind(), t.encode(), &key("buyer", 0));
         maker.next(&[e], T0 + 2, key("validator", 0).public()).unwrap();
+        // The lease left the live state with its block; the node knows it started it.
+        assert!(maker.state.lease(&lease).is_none());
         let started = |_: &Hash| Provisioned { started: true, ended: false };
-        let d = duties(&maker.state, &provider, &started);
+        let d = duties(&maker.state, &provider, &started, &[lease]);
         assert_eq!((d.duties, d.leased_slots), (vec![Duty::End(lease)], 0));
         let done = |_: &Hash| Provisioned { started: true, ended: true };
-        assert!(duties(&maker.state, &provider, &done).duties.is_empty());
+        assert!(duties(&maker.state, &provider, &done, &[lease]).duties.is_empty());
         // Never started here (the node joined late): nothing to end.
         let none = |_: &Hash| Provisioned::default();
-        assert!(duties(&maker.state, &provider, &none).duties.is_empty());
+        assert!(duties(&maker.state, &provider, &none, &[]).duties.is_empty());
     }
 
     #[test]

@@ -184,3 +184,15 @@ pub(crate) fn nonce_value(author: &PublicKey, nonce: u64, expiry_ms: u64) -> Vec
     v.extend_from_slice(&expiry_ms.to_be_bytes());
     v
 }
+
+/// The account item of `key` holding `account` (its value is `key ‖ balance ‖ seq`), as
+/// [`crate::State::items`] lists it; for state proofs to build and check values.
+pub fn account_item(key: &PublicKey, account: &Account) -> Item {
+    Item { kind: Kind::Account, key: key.0.to_vec(), value: account_value(key, account) }
+}
+
+/// The lease item of `lease`, as [`crate::State::items`] lists it; for state proofs to build
+/// and check values.
+pub fn lease_item(lease: &Lease) -> Item {
+    Item { kind: Kind::Lease, key: lease.id.to_vec(), value: lease_value(lease) }
+}

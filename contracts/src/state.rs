@@ -240,6 +240,9 @@ pub struct Applied {
     pub refused: Vec<(usize, Refusal)>,
     /// The auction's outcome.
     pub outcome: Outcome,
+    /// The leases that ended in the block (completed or terminated), in their final form and in
+    /// id order: they have left the live state (`docs/contracts.md` §1), and stay in the ledger.
+    pub ended: Vec<Lease>,
     /// The state root after the block.
     pub state_root: Hash,
 }
@@ -352,11 +355,11 @@ impl State {
     pub fn accounts(&self) -> impl Iterator<Item = (&PublicKey, &Account)> {
         self.accounts.iter()
     }
-    /// A lease.
+    /// A live lease (an active one: a lease that ended left the state with its block).
     pub fn lease(&self, id: &Hash) -> Option<&Lease> {
         self.leases.get(id)
     }
-    /// Every lease, in id order.
+    /// Every live lease, in id order.
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
         self.leases.values()
     }
@@ -568,8 +571,9 @@ impl State {
             entries.push(entry);
         }
         refused.sort_by_key(|r| r.0);
+        let ended = self.remove_ended(&before);
         self.update_tree(&before);
-        Ok(Applied { entries, refused, outcome, state_root: self.root() })
+        Ok(Applied { entries, refused, outcome, ended, state_root: self.root() })
     }
 
     /// Which user entries carry a valid signature (strict rule, checked together).
@@ -829,6 +833,10 @@ impl State {
                 let old = l.grant.replace(Grant { token_hash, revocation_ids });
                 match old {
                     Some(g) => {
+                        // Revoked now: the revoked set keeps them taken.
+                        for id in &g.revocation_ids {
+                            self.granted.remove(id);
+                        }
                         self.revoked.extend(g.revocation_ids.iter().cloned());
                         Ok(vec![Entry::system(
                             EntryKind::REVOCATION,
@@ -975,6 +983,34 @@ impl State {
     /// The tree built from every item, ignoring the one kept up to date block by block.
     pub fn tree_from_scratch(&self) -> surplus_state::Tree {
         surplus_state::Tree::from_leaves(self.items().map(|i| (i.key_hash(), i.value_hash())))
+    }
+
+    /// Takes the leases that ended in the block (those it changed that are no longer active) out
+    /// of the live state, with their granted ids (which their end revoked), and returns them.
+    fn remove_ended(&mut self, before: &Before) -> Vec<Lease> {
+        use imbl::ordmap::DiffItem;
+        let ended: Vec<Hash> = before
+            .leases
+            .diff(&self.leases)
+            .filter_map(|d| match d {
+                DiffItem::Add(id, l) | DiffItem::Update { new: (id, l), .. } => {
+                    (l.status != LeaseStatus::Active).then_some(*id)
+                }
+                DiffItem::Remove(..) => None,
+            })
+            .collect();
+        let mut out = Vec::with_capacity(ended.len());
+        for id in ended {
+            if let Some(l) = self.leases.remove(&id) {
+                for r in l.grant.iter().flat_map(|g| &g.revocation_ids) {
+                    if self.granted.get(r) == Some(&id) {
+                        self.granted.remove(r);
+                    }
+                }
+                out.push(l);
+            }
+        }
+        out
     }
 
     /// Brings the tree up to date with what changed since `before` (the maps before the block)

@@ -11,6 +11,7 @@ mod ledger_cmd;
 mod load;
 mod market_cmd;
 mod node_cmd;
+mod state_cmd;
 
 use std::process::ExitCode;
 
@@ -36,6 +37,10 @@ enum Command {
     /// Re-run an auction from a file.
     #[command(subcommand)]
     Market(market_cmd::MarketCommand),
+    /// Prove an account or a lease against a certified state root, and check such proofs
+    /// offline.
+    #[command(subcommand)]
+    State(state_cmd::StateCommand),
     /// Verify and narrow lease credentials offline.
     #[command(subcommand)]
     Credential(credential_cmd::CredentialCommand),
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
         Command::Key(c) => ledger_cmd::key(c),
         Command::Market(c) => market_cmd::market(c),
         Command::Credential(c) => credential_cmd::credential(c),
+        Command::State(c) => state_cmd::state(c),
         Command::Init(a) => init_cmd::init(a),
         Command::Genesis(a) => genesis_cmd::genesis(a),
         Command::Hook(c) => hook_cmd::hook(c),

@@ -86,6 +86,9 @@ pub struct Metrics {
     pub order_to_lease_ms: Histogram,
     /// Gossip messages received, by what became of them.
     pub gossip: GossipCounts,
+    /// The data directory's disk as last measured (`None`: the node does not measure it).
+    #[serde(default)]
+    pub disk: Option<crate::DiskStatus>,
 }
 
 /// Gossip messages received since the node started, by what became of them.
@@ -291,6 +294,10 @@ impl Metrics {
             ],
         );
 
+        if let Some(d) = &self.disk {
+            disk_lines(d, &mut out);
+        }
+
         let h = &self.order_to_lease_ms;
         let name = "surplus_order_to_lease_seconds";
         let _ = write!(
@@ -309,9 +316,84 @@ impl Metrics {
     }
 }
 
+/// The disk's gauges and the refusals it caused.
+fn disk_lines(d: &crate::DiskStatus, out: &mut String) {
+    use std::fmt::Write;
+    let mut one = |name: &str, kind: &str, help: &str, value: u64| {
+        let _ = write!(
+            out,
+            "# HELP surplus_{name} {help}\n# TYPE surplus_{name} {kind}\nsurplus_{name} {value}\n"
+        );
+    };
+    one(
+        "disk_free_bytes",
+        "gauge",
+        "Bytes free for the node on its data directory's filesystem.",
+        d.free_bytes,
+    );
+    one("disk_total_bytes", "gauge", "Size of the data directory's filesystem.", d.total_bytes);
+    one(
+        "disk_min_free_bytes",
+        "gauge",
+        "Free bytes below which the node refuses new submissions (0: never).",
+        d.min_free_bytes,
+    );
+    one(
+        "disk_low",
+        "gauge",
+        "1 while free space is below the threshold and new submissions are refused.",
+        u64::from(d.low),
+    );
+    one(
+        "submissions_refused_disk_total",
+        "counter",
+        "Submissions refused for lack of disk since the node started.",
+        d.refused,
+    );
+    let _ = write!(
+        out,
+        "# HELP surplus_disk_used_bytes Bytes each part of the data directory takes on disk.\n\
+         # TYPE surplus_disk_used_bytes gauge\n"
+    );
+    for (part, n) in d.used_bytes.parts() {
+        let _ = writeln!(out, "surplus_disk_used_bytes{{part=\"{part}\"}} {n}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_disk_is_reported_when_measured() {
+        assert!(!Metrics::default().to_prometheus().contains("disk"));
+        let disk = crate::DiskStatus {
+            free_bytes: 1_000,
+            total_bytes: 4_000,
+            min_free_bytes: 2_000,
+            low: true,
+            used_bytes: crate::DiskUsed { ledger: 300, journal: 20, ..Default::default() },
+            refused: 5,
+            ..Default::default()
+        };
+        let text = Metrics { disk: Some(disk), ..Default::default() }.to_prometheus();
+        for line in [
+            "# TYPE surplus_disk_free_bytes gauge",
+            "surplus_disk_free_bytes 1000",
+            "surplus_disk_total_bytes 4000",
+            "surplus_disk_min_free_bytes 2000",
+            "# TYPE surplus_disk_low gauge",
+            "surplus_disk_low 1",
+            "# TYPE surplus_submissions_refused_disk_total counter",
+            "surplus_submissions_refused_disk_total 5",
+            "# TYPE surplus_disk_used_bytes gauge",
+            "surplus_disk_used_bytes{part=\"ledger\"} 300",
+            "surplus_disk_used_bytes{part=\"journal\"} 20",
+            "surplus_disk_used_bytes{part=\"snapshots\"} 0",
+        ] {
+            assert!(text.lines().any(|l| l == line), "missing {line:?} in\n{text}");
+        }
+    }
 
     #[test]
     fn observations_land_in_the_first_bucket_whose_bound_is_not_below() {

@@ -9,7 +9,9 @@ use surplus_ledger::{Block, Entry, Hash, PublicKey, SignedCheckpoint};
 use surplus_market::Market;
 
 use crate::metrics::Metrics;
-pub use surplus_api::{CapacityPoint, Event, FaucetGrant, Peer, PricePoint, Status, Submission};
+pub use surplus_api::{
+    CapacityPoint, DiskStatus, DiskUsed, Event, FaucetGrant, Peer, PricePoint, Status, Submission,
+};
 
 /// What the API asks of the node; the node service implements it (`surplus-service`'s runtime,
 /// which the web tests run in this process with `surplus_service::solo`).
@@ -31,6 +33,18 @@ pub trait Node: Send + Sync + 'static {
     fn credential(&self, lease: &Hash) -> Option<Vec<u8>>;
     /// Access details that the start hook printed for the lease.
     fn access(&self, lease: &Hash) -> Option<serde_json::Value>;
+
+    /// A lease that ended and left the live state, as it ended (the node's lease history).
+    fn ended_lease(&self, lease: &Hash) -> Option<surplus_contracts::Lease>;
+    /// Up to `limit` ended leases where `account` is the buyer or the provider, most recently
+    /// made first; without an account, any, in id order.
+    fn ended_leases(
+        &self,
+        account: Option<&PublicKey>,
+        limit: usize,
+    ) -> Vec<surplus_contracts::Lease>;
+    /// What `provider`'s ended leases paid it in all (hours paid at their prices, before fees).
+    fn ended_paid(&self, provider: &PublicKey) -> u64;
 
     /// A recent committed block's summary, if the node keeps it at hand.
     fn block(&self, height: u64) -> Option<RecentBlock>;

@@ -128,12 +128,39 @@ function clearTimers() {
   }
 }
 
+function byteSize(n) {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let v = Number(n) || 0;
+  let u = 0;
+  while (v >= 1024 && u + 1 < units.length) { v /= 1024; u += 1; }
+  return u === 0 ? `${v} B` : `${v.toFixed(1)} ${units[u]}`;
+}
+
+// The alarm when the node's disk is below its free-space threshold (it then refuses new
+// submissions with 503 until space is back), or null.
+function diskAlarm(s) {
+  const d = s && s.disk;
+  if (!d || !d.low) return null;
+  return `Disk space low on this node: ${byteSize(d.free_bytes)} free, below its ` +
+    `${byteSize(d.min_free_bytes)} threshold. It refuses new orders and transactions until ` +
+    "space is freed (blocks keep committing); use another node or retry later.";
+}
+
+function showDiskAlarm(s) {
+  const banner = document.getElementById("disk-alarm");
+  if (!banner) return;
+  const text = diskAlarm(s);
+  banner.hidden = !text;
+  banner.textContent = text ?? "";
+}
+
 async function refreshStatus() {
   try {
     app.status = await api("status");
     const s = app.status;
     document.getElementById("node-status").textContent =
       `chain ${s.chain_id} · height ${s.height} · ${s.peers} peers${s.synced ? "" : " · syncing"}`;
+    showDiskAlarm(s);
   } catch (e) {
     document.getElementById("node-status").textContent = `node unreachable: ${e.message}`;
   }
@@ -596,7 +623,12 @@ async function renderOperator(root) {
   ]);
   if (stale(gen)) return;
   const err = (x) => h("p", { class: "msg error" }, x.error.message);
-  const statusBox = section("This node", "operator-status", status.error ? err(status) : kv(status));
+  const alarm = status.error ? null : diskAlarm(status);
+  if (!status.error) showDiskAlarm(status);
+  const statusBox = section("This node", "operator-status", status.error ? err(status) : [
+    alarm ? h("p", { class: "alarm", role: "alert", "data-testid": "operator-disk-alarm" }, alarm) : null,
+    kv(status),
+  ]);
   const boxes = [statusBox];
   if (op.error) {
     boxes.push(section("Operator", "operator", err(op)));

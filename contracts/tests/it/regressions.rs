@@ -190,14 +190,16 @@ fn a_renewed_leases_new_token_is_revoked_at_termination() {
         verify(&c1.token, &provider(1).public(), &old, &|id| s.is_revoked(id)),
         Err(TokenRefusal::Revoked)
     );
-    s.apply_block(
-        4,
-        T0 + 3,
-        &[tx(&buyer(2), Tx::Terminate { lease: lease.id, seq: 1 })],
-        Mode::Validate,
-    )
-    .unwrap();
-    assert_eq!(s.lease(&lease.id).unwrap().status, LeaseStatus::TerminatedByBuyer);
+    let a = s
+        .apply_block(
+            4,
+            T0 + 3,
+            &[tx(&buyer(2), Tx::Terminate { lease: lease.id, seq: 1 })],
+            Mode::Validate,
+        )
+        .unwrap();
+    assert!(s.lease(&lease.id).is_none());
+    assert_eq!(a.ended[0].status, LeaseStatus::TerminatedByBuyer);
     let later = Request { lease: lease.id, operation: "write".into(), now_ms: T0 + 30 * HOUR_MS };
     assert_eq!(
         verify(&c2.token, &provider(1).public(), &later, &|id| s.is_revoked(id)),

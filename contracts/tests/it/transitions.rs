@@ -23,6 +23,15 @@ fn leased() -> (surplus_contracts::State, surplus_ledger::Hash) {
     (s, lease)
 }
 
+/// The lease `id` among the block's ended leases (the only ones it reports).
+fn ended<'a>(
+    a: &'a surplus_contracts::Applied,
+    id: &surplus_ledger::Hash,
+) -> &'a surplus_contracts::Lease {
+    assert_eq!(a.ended.len(), 1, "one lease ended");
+    a.ended.iter().find(|l| &l.id == id).expect("the lease ended in the block")
+}
+
 #[test]
 fn a_fill_moves_the_whole_lease_into_escrow() {
     let (s, lease) = leased();
@@ -43,7 +52,9 @@ fn hours_are_paid_as_block_time_passes_and_the_rest_at_the_end() {
     assert_eq!(s.account(&provider(0).public()).balance, 1_000_000 + 600 - 30);
     assert_eq!(s.account(&treasury()).balance, 30);
     let a = s.apply_block(3, T0 + 11 * HOUR_MS, &[], Mode::Validate).unwrap();
-    let l = s.lease(&lease).unwrap();
+    // The completed lease left the live state with its block, which reports it.
+    assert!(s.lease(&lease).is_none());
+    let l = ended(&a, &lease);
     assert_eq!((l.status, l.escrow, l.hours_paid), (LeaseStatus::Completed, 0, 10));
     assert_eq!(s.account(&provider(0).public()).balance, 1_000_000 + 1_900);
     assert_eq!(s.account(&treasury()).balance, 100);
@@ -57,14 +68,16 @@ fn buyer_termination_refunds_unused_hours_exactly() {
     let (mut s, lease) = leased();
     let before = s.account(&buyer(0).public()).balance;
     // 2.5 hours in: the buyer pays 3 hours (the hour it is in), gets 7 back.
-    s.apply_block(
-        2,
-        T0 + 5 * HOUR_MS / 2,
-        &[tx(&buyer(0), Tx::Terminate { lease, seq: 0 })],
-        Mode::Validate,
-    )
-    .unwrap();
-    let l = s.lease(&lease).unwrap();
+    let a = s
+        .apply_block(
+            2,
+            T0 + 5 * HOUR_MS / 2,
+            &[tx(&buyer(0), Tx::Terminate { lease, seq: 0 })],
+            Mode::Validate,
+        )
+        .unwrap();
+    assert!(s.lease(&lease).is_none());
+    let l = ended(&a, &lease);
     assert_eq!((l.status, l.escrow, l.hours_paid), (LeaseStatus::TerminatedByBuyer, 0, 3));
     assert_eq!(s.account(&buyer(0).public()).balance, before + 7 * 2 * 100);
     assert_eq!(s.total_credits(), u128::from(s.supply()));
@@ -77,14 +90,16 @@ fn buyer_termination_refunds_unused_hours_exactly() {
 fn provider_termination_refunds_and_pays_a_penalty() {
     let (mut s, lease) = leased();
     let before = s.account(&buyer(0).public()).balance;
-    s.apply_block(
-        2,
-        T0 + 5 * HOUR_MS / 2,
-        &[tx(&provider(0), Tx::Terminate { lease, seq: 0 })],
-        Mode::Validate,
-    )
-    .unwrap();
-    let l = s.lease(&lease).unwrap();
+    let a = s
+        .apply_block(
+            2,
+            T0 + 5 * HOUR_MS / 2,
+            &[tx(&provider(0), Tx::Terminate { lease, seq: 0 })],
+            Mode::Validate,
+        )
+        .unwrap();
+    assert!(s.lease(&lease).is_none());
+    let l = ended(&a, &lease);
     // Paid for the 2 completed hours; 8 hours refunded, plus 20 % of them as penalty.
     assert_eq!((l.status, l.hours_paid), (LeaseStatus::TerminatedByProvider, 2));
     assert_eq!(s.account(&buyer(0).public()).balance, before + 1_600 + 320);

@@ -172,6 +172,26 @@ pub struct Config {
     /// Devnet only: a key whose credits the web UI hands to new browser keys.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub faucet: Option<Faucet>,
+    /// The data directory's disk: how much free space the node keeps.
+    pub disk: Disk,
+}
+
+/// `[disk]`: the free space the node keeps on its data directory's filesystem. Below
+/// `min_free_bytes` it refuses new submissions (503 `unavailable`) and keeps committing blocks;
+/// it takes them again at the first measurement above it ([`crate::disk`]).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Disk {
+    /// Free bytes below which new submissions are refused (0: never).
+    pub min_free_bytes: u64,
+    /// How often free space and the data directory's parts are measured, ms.
+    pub check_interval_ms: u64,
+}
+
+impl Default for Disk {
+    fn default() -> Self {
+        Self { min_free_bytes: 256 * MIB, check_interval_ms: 2_000 }
+    }
 }
 
 /// `[faucet]`: devnet only. `surplus devnet` funds one faucet key per node in its genesis and
@@ -309,6 +329,7 @@ impl Default for Config {
             inventory: None,
             provisioning: Provisioning::default(),
             faucet: None,
+            disk: Disk::default(),
         }
     }
 }
@@ -525,6 +546,7 @@ impl Config {
         nonzero("http.max_body_bytes", self.http.max_body_bytes)?;
         nonzero("mempool.capacity", self.mempool.capacity.into())?;
         nonzero("mempool.max_bytes", self.mempool.max_bytes)?;
+        nonzero("disk.check_interval_ms", self.disk.check_interval_ms)?;
         if let Some(inv) = &self.inventory {
             if inv.file.as_os_str().is_empty() {
                 return Err(bad(
@@ -559,8 +581,8 @@ impl Config {
             format!("[{}]", items.join(", "))
         };
         let path = |p: &Path| s(&p.to_string_lossy());
-        let (p, c, h, m, v) =
-            (&self.p2p, &self.consensus, &self.http, &self.mempool, &self.provisioning);
+        let (p, c, h, m, v, d) =
+            (&self.p2p, &self.consensus, &self.http, &self.mempool, &self.provisioning, &self.disk);
         let mut out = String::new();
         let mut w = |line: String| {
             out.push_str(&line);
@@ -632,6 +654,14 @@ impl Config {
         w("# Most pending orders, and most bytes of them; when full, new ones are refused.".into());
         w(format!("capacity = {}", m.capacity));
         w(format!("max_bytes = {}", m.max_bytes));
+        w(String::new());
+        w("[disk]".into());
+        w("# Free space kept on the data directory's filesystem: below min_free_bytes the node"
+            .into());
+        w("# refuses new submissions (503) but keeps committing blocks (0: never refuse).".into());
+        w(format!("min_free_bytes = {}", d.min_free_bytes));
+        w("# How often free space and the data directory's parts are measured.".into());
+        w(format!("check_interval_ms = {}", d.check_interval_ms));
         w(String::new());
         w("# The operator's spare capacity, published as offers and kept in step with leases."
             .into());
@@ -889,6 +919,10 @@ mod tests {
         assert!(e.contains("unknown field `htp`"), "{e}");
         let e = err("[http]\nlisten = \"localhost\"\n");
         assert!(e.contains("http.listen: `localhost` is not a socket address"), "{e}");
+        let e = err("[disk]\ncheck_interval_ms = 0\n");
+        assert!(e.contains("config.toml:2: disk.check_interval_ms: must be at least 1"), "{e}");
+        let ok = parse("[disk]\nmin_free_bytes = 0\n").unwrap();
+        assert_eq!(ok.disk.min_free_bytes, 0);
         let e = err("[mempool]\ncapacity = 0\n");
         assert!(e.contains("config.toml:2: mempool.capacity: must be at least 1"), "{e}");
         let e = err("[consensus]\nmax_block_entries = 1000000\n");

@@ -8,6 +8,8 @@
 //! - [`owner`]: the one owner of the head, the state and the mempool, on one task fed by a
 //!   bounded channel.
 //! - [`mempool`], [`receipts`]: the bounded pool of admitted entries and what became of each.
+//! - [`disk`]: the data directory's free space and parts, measured every few seconds; below
+//!   `[disk] min_free_bytes` new submissions are refused.
 //! - [`solo`]: a consortium of one in this process, on the real service, for tests.
 //! - [`sim`]: a simulated consortium of the real core on a simulated clock, network and disks,
 //!   driven by a seed.
@@ -16,6 +18,7 @@
 
 pub mod config;
 pub mod devnet_file;
+pub mod disk;
 pub mod genesis;
 pub mod inventory;
 mod journal;

@@ -384,6 +384,10 @@ pub struct ProvisionLog {
     dir: PathBuf,
     // Serializes read-modify-write of one record.
     lock: Mutex<()>,
+    /// Leases whose start is recorded and whose end is not (read from the files at open, then
+    /// kept up to date), so that the node finds the leases it must end without reading every
+    /// record it ever wrote.
+    open: Mutex<std::collections::BTreeSet<String>>,
 }
 
 fn check_lease_id(id: &str) -> Result<(), ProvisionError> {
@@ -400,7 +404,34 @@ impl ProvisionLog {
         let dir = data_dir.join("provisioning");
         std::fs::create_dir_all(&dir)
             .map_err(|source| ProvisionError::Io { path: dir.clone(), source })?;
-        Ok(Self { dir, lock: Mutex::new(()) })
+        let log = Self { dir, lock: Mutex::new(()), open: Mutex::new(Default::default()) };
+        let entries = std::fs::read_dir(&log.dir)
+            .map_err(|source| ProvisionError::Io { path: log.dir.clone(), source })?;
+        let mut open = std::collections::BTreeSet::new();
+        for e in entries {
+            let e = e.map_err(|source| ProvisionError::Io { path: log.dir.clone(), source })?;
+            let name = e.file_name().to_string_lossy().into_owned();
+            // Other files (a temporary of an interrupted write) are not records.
+            let Some(id) = name.strip_suffix(".json").filter(|id| check_lease_id(id).is_ok())
+            else {
+                continue;
+            };
+            match log.read(&e.path()) {
+                Ok(Some(rec)) if rec.start.is_some() && rec.end.is_none() => {
+                    open.insert(id.to_owned());
+                }
+                Ok(_) => {}
+                // Reported again whenever the lease's record is read; the node still starts.
+                Err(e) => tracing::warn!(error = %e, "provisioning record skipped"),
+            }
+        }
+        *log.open.lock().unwrap_or_else(|p| p.into_inner()) = open;
+        Ok(log)
+    }
+
+    /// The leases whose start is recorded and whose end is not.
+    pub fn open_leases(&self) -> Vec<String> {
+        self.open.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned().collect()
     }
 
     fn path(&self, lease_id: &str) -> Result<PathBuf, ProvisionError> {
@@ -438,7 +469,14 @@ impl ProvisionLog {
                 ProvisionError::Io { path: file, source }
             }
             other => ProvisionError::Damaged { path: path.clone(), reason: other.to_string() },
-        })
+        })?;
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if rec.start.is_some() && rec.end.is_none() {
+            open.insert(lease_id.to_owned());
+        } else {
+            open.remove(lease_id);
+        }
+        Ok(())
     }
 
     /// What was recorded for a lease.
@@ -726,9 +764,15 @@ mod tests {
             let log = ProvisionLog::open(dir.path()).unwrap();
             assert_eq!(log.get(ID).unwrap(), None);
             log.record(ID, Event::Start, &ok).unwrap();
+            assert_eq!(log.open_leases(), vec![ID.to_owned()]);
             log.record(ID, Event::End, &failed).unwrap();
+            assert!(log.open_leases().is_empty());
+            let other = "b".repeat(64);
+            log.record(&other, Event::Start, &ok).unwrap();
         }
         let log = ProvisionLog::open(dir.path()).unwrap();
+        // Started and not ended, read back from the records.
+        assert_eq!(log.open_leases(), vec!["b".repeat(64)]);
         let rec = log.get(ID).unwrap().unwrap();
         assert_eq!(rec.start, Some(ok.clone()));
         assert_eq!(rec.end, Some(failed));
@@ -741,6 +785,8 @@ mod tests {
         std::fs::write(dir.path().join("provisioning").join(format!("{ID}.json")), b"{").unwrap();
         let e = log.get(ID).unwrap_err().to_string();
         assert!(e.contains(ID) && e.contains("damaged"), "{e}");
+        // It does not stop the log from opening.
+        assert_eq!(ProvisionLog::open(dir.path()).unwrap().open_leases(), vec!["b".repeat(64)]);
     }
 
     #[test]

@@ -44,6 +44,8 @@ pub struct Shared {
     notify: Arc<Notify>,
     gossip: OnceLock<Gossip>,
     consensus: OnceLock<Arc<consensus::Status>>,
+    /// The leases that ended and left the live state (set once the chain is open).
+    history: OnceLock<consensus::history::LeaseHistory>,
     validator: bool,
     provisioning: ProvisionLog,
     credentials_dir: PathBuf,
@@ -68,6 +70,8 @@ pub struct Shared {
     faucet_lock: tokio::sync::Mutex<()>,
     /// Headers of recent blocks, by height (the API serves them).
     recent: Mutex<std::collections::BTreeMap<u64, surplus_web::RecentBlock>>,
+    /// The data directory's free space: below the threshold, API submissions are refused.
+    disk: Arc<crate::disk::DiskWatch>,
 }
 
 /// How many recent headers the node keeps at hand.
@@ -117,16 +121,16 @@ impl Shared {
 
     /// Admits an entry into the mempool (from the API or the node itself): a job on the core.
     async fn admit(&self, entry: Entry) -> Result<(Hash, bool), surplus_web::Refusal> {
-        let (kind, now) = (entry.kind, self.env.now_ms());
+        let (kind, now, lease) = (entry.kind, self.env.now_ms(), lease_named(&entry));
         let r = self.core.call(move |c| c.admit(entry, now)).await;
-        self.admitted(r.unwrap_or_else(|_| Err(stopping())), kind, now)
+        self.admitted(r.unwrap_or_else(|_| Err(stopping())), kind, now, lease)
     }
 
     /// [`Shared::admit`] from the gossip validator's thread.
     fn admit_blocking(&self, entry: Entry) -> Result<(Hash, bool), surplus_web::Refusal> {
-        let (kind, now) = (entry.kind, self.env.now_ms());
+        let (kind, now, lease) = (entry.kind, self.env.now_ms(), lease_named(&entry));
         let r = self.core.blocking_call(move |c| c.admit(entry, now));
-        self.admitted(r.unwrap_or_else(|_| Err(stopping())), kind, now)
+        self.admitted(r.unwrap_or_else(|_| Err(stopping())), kind, now, lease)
     }
 
     /// Counts an admission's outcome and wakes the proposer for a new entry.
@@ -135,6 +139,7 @@ impl Shared {
         r: Result<crate::owner::Admitted, surplus_web::Refusal>,
         kind: EntryKind,
         now: u64,
+        lease: Option<Hash>,
     ) -> Result<(Hash, bool), surplus_web::Refusal> {
         match r {
             Ok(a) => {
@@ -148,6 +153,12 @@ impl Shared {
             }
             Err(r) => {
                 self.web.entries_refused.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                // A lease that ended has left the state, which knows it no more; the history
+                // does, and the refusal says that it is no longer active.
+                let ended = lease.and_then(|l| self.history.get()?.lease(&l)).is_some();
+                if r.code == Code::UnknownLease && ended {
+                    return Err((&surplus_contracts::Refusal::LeaseNotActive).into());
+                }
                 Err(r)
             }
         }
@@ -155,6 +166,16 @@ impl Shared {
 
     fn token_path(&self, lease: &Hash) -> PathBuf {
         self.credentials_dir.join(format!("{}.token", hex::encode(lease)))
+    }
+}
+
+/// The lease a transaction names (a transition or a grant), if it is one.
+fn lease_named(entry: &Entry) -> Option<Hash> {
+    match Tx::decode(entry.kind, &entry.payload).ok()? {
+        Tx::Terminate { lease, .. } | Tx::Renew { lease, .. } | Tx::Grant { lease, .. } => {
+            Some(lease)
+        }
+        Tx::Transfer { .. } => None,
     }
 }
 
@@ -244,10 +265,12 @@ impl surplus_web::Node for Api {
             validator: self.0.validator,
             mempool: self.0.core.pending(),
             synced: self.0.env.now_ms().saturating_sub(head.timestamp_ms) < 120_000,
+            disk: Some(self.0.disk.status()),
         }
     }
 
     async fn submit(&self, entry: Entry) -> Result<Hash, surplus_web::Refusal> {
+        self.0.disk.admit()?;
         let bytes = entry.encode();
         let kind = entry.kind;
         let (id, fresh) = self.0.admit(entry).await?;
@@ -313,6 +336,22 @@ impl surplus_web::Node for Api {
         p.start.and_then(|o| if o.ok { o.access } else { None })
     }
 
+    fn ended_lease(&self, lease: &Hash) -> Option<Lease> {
+        self.0.history.get()?.lease(lease)
+    }
+
+    fn ended_leases(&self, account: Option<&PublicKey>, limit: usize) -> Vec<Lease> {
+        let Some(h) = self.0.history.get() else { return Vec::new() };
+        match account {
+            Some(a) => h.of_account(a, limit),
+            None => h.all(limit),
+        }
+    }
+
+    fn ended_paid(&self, provider: &PublicKey) -> u64 {
+        self.0.history.get().map_or(0, |h| h.paid(provider))
+    }
+
     fn block(&self, height: u64) -> Option<surplus_web::RecentBlock> {
         self.0.recent.lock().ok()?.get(&height).cloned()
     }
@@ -339,7 +378,8 @@ impl surplus_web::Node for Api {
         &self,
         lease: &Hash,
     ) -> Result<Option<surplus_ledger::bundle::ProofBundle>, String> {
-        let Some(height) = self.0.state().lease(lease).map(|l| l.height) else {
+        let live = self.0.state().lease(lease).map(|l| l.height);
+        let Some(height) = live.or_else(|| self.ended_lease(lease).map(|l| l.height)) else {
             return Ok(None);
         };
         self.0.web.lease_proof(lease, height).map(Some)
@@ -407,6 +447,7 @@ impl surplus_web::Node for Api {
                     disconnects_connection_limit: s.disconnects.connection_limit,
                 }
             }),
+            disk: Some(self.0.disk.status()),
         }
     }
 
@@ -646,6 +687,7 @@ async fn run(
         notify: Arc::new(Notify::new()),
         gossip: OnceLock::new(),
         consensus: OnceLock::new(),
+        history: OnceLock::new(),
         validator: validators.contains(&key.public()),
         provisioning,
         credentials_dir,
@@ -660,6 +702,7 @@ async fn run(
         faucet,
         faucet_lock: tokio::sync::Mutex::new(()),
         recent: Mutex::new(Default::default()),
+        disk: crate::disk::DiskWatch::start(&dir, &config.disk, &env),
     });
 
     let mut running = consensus::start(
@@ -669,6 +712,7 @@ async fn run(
         Arc::new(SharedPool(shared.clone())),
     )
     .await?;
+    let _ = shared.history.set(running.history.clone());
     {
         let (head, state, now) = (running.head.clone(), running.state.clone(), env.now_ms());
         let _ = shared.core.call(move |c| c.commit(head, state, &[], now)).await;
@@ -990,7 +1034,7 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
     let (head, state, now) = (c.block.header.clone(), c.state.clone(), shared.env.now_ms());
     let _ = shared.core.call(move |core| core.commit(head, state, &ids, now)).await;
     let leased_slots = reconcile_leases(shared, &c.state, hook, me);
-    shared.web.on_block(&c.block, &fills, &c.state, leased_slots, shared.env.now_ms());
+    shared.web.on_block(&c.block, &fills, &c.state, &c.ended, leased_slots, shared.env.now_ms());
     // Every node signs its checkpoint (its proofs are served against it); validators gossip it.
     if shared.validator {
         if let Some(g) = shared.gossip.get() {
@@ -1013,7 +1057,13 @@ fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &
             ended: r.as_ref().is_some_and(|r| r.end.is_some()),
         }
     };
-    let found = provider::duties(state, me, &record);
+    let open: Vec<Hash> = shared
+        .provisioning
+        .open_leases()
+        .iter()
+        .filter_map(|id| surplus_ledger::parse_hex::<32>(id, "lease id").ok())
+        .collect();
+    let found = provider::duties(state, me, &record, &open);
     for duty in found.duties {
         let (id, step) = match duty {
             provider::Duty::Start(id) => (id, Step::Start),
@@ -1022,8 +1072,11 @@ fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &
             provider::Duty::End(id) if shared.busy(&id, Step::Start) => continue,
             provider::Duty::End(id) => (id, Step::End),
         };
-        if let Some(lease) = state.lease(&id) {
-            spawn_step(shared, lease, step, hook);
+        // A lease to end has left the live state: the history has it as it ended.
+        let ended = || shared.history.get().and_then(|h| h.lease(&id));
+        match state.lease(&id).cloned().or_else(ended) {
+            Some(lease) => spawn_step(shared, &lease, step, hook),
+            None => tracing::warn!(lease = %hex::encode(id), "a lease to end is in no record"),
         }
     }
     found.leased_slots

@@ -22,9 +22,7 @@ use std::sync::{Arc, Mutex};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use surplus_contracts::provider::{self, Pool, Provisioned};
-use surplus_contracts::{
-    credential, Allocation, BlockMaker, Code, Genesis, LeaseStatus, Params, State, Tx,
-};
+use surplus_contracts::{credential, Allocation, BlockMaker, Code, Genesis, Params, State, Tx};
 use surplus_ledger::{Auth, Block, Entry, Hash, Header, PublicKey, SecretKey};
 use surplus_market::{Bid, Catalogue, FillRule, Market, Order, SignedCancel, SignedOrder, HOUR_MS};
 use surplus_web::Submission;
@@ -862,7 +860,13 @@ impl World {
             provider::plan(&self.pools, &state, &me, &live.core.pending_offers(&me), self.now);
         let mut own = plan.entries(CHAIN, &node.key);
         let record = |id: &Hash| node.provisioned.get(id).copied().unwrap_or_default();
-        let found = provider::duties(&state, &me, &record);
+        let open: Vec<Hash> = node
+            .provisioned
+            .iter()
+            .filter(|(_, r)| r.started && !r.ended)
+            .map(|(id, _)| *id)
+            .collect();
+        let found = provider::duties(&state, &me, &record, &open);
         let mut records = vec![];
         let mut pending = live.core.pending_of(&me);
         for duty in found.duties {
@@ -949,22 +953,33 @@ impl World {
                 continue;
             };
             let rec = self.nodes[p].provisioned.get(&lease.id).copied().unwrap_or_default();
-            let ok = match lease.status {
-                LeaseStatus::Active => rec.started && lease.grant.is_some(),
-                _ => !rec.started || rec.ended,
-            };
-            if !ok {
+            if !(rec.started && lease.grant.is_some()) {
                 return Err(self.fail(format!(
-                    "lease {} ({:?}) of node {p}: started {}, ended {}, granted {}",
+                    "live lease {} of node {p}: started {}, granted {}",
                     short(&lease.id),
-                    lease.status,
                     rec.started,
-                    rec.ended,
                     lease.grant.is_some()
                 )));
             }
         }
-        self.report.leases = state.leases().count();
+        // A lease that ended has left the state: whoever started it has ended it.
+        for (p, n) in self.nodes.iter().enumerate() {
+            for (id, rec) in &n.provisioned {
+                if rec.started && !rec.ended && state.lease(id).is_none() {
+                    return Err(self.fail(format!(
+                        "lease {} ended, node {p} started it and did not end it",
+                        short(id)
+                    )));
+                }
+            }
+        }
+        // Every lease made, live or ended: the fills in the ledger.
+        self.report.leases = self.nodes[0]
+            .ledger
+            .iter()
+            .flat_map(|b| b.entries.iter())
+            .filter(|e| e.kind == surplus_ledger::EntryKind::FILL)
+            .count();
         self.report.height = head.height;
         self.report.head = head.hash();
         self.report.acked = self.acked.len();

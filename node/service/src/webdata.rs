@@ -115,6 +115,7 @@ impl WebData {
         block: &Block,
         fills: &[(Hash, Fill)],
         state: &State,
+        ended: &[surplus_contracts::Lease],
         leased_slots: u64,
         now_ms: u64,
     ) {
@@ -165,7 +166,9 @@ impl WebData {
             }
         }
         for id in touched {
-            if let Some(lease) = state.lease(&id) {
+            // A lease that ended in the block has left the state: it is among `ended`.
+            let lease = state.lease(&id).or_else(|| ended.iter().find(|l| l.id == id));
+            if let Some(lease) = lease {
                 let _ = self.events.send(Event::Lease { height: h.height, lease: lease.clone() });
             }
         }

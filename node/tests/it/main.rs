@@ -7,6 +7,7 @@ mod credential;
 mod forged;
 mod market;
 mod ops;
+mod state;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -10,6 +10,7 @@ pub mod events;
 pub mod leases;
 pub mod ledger;
 pub mod market;
+pub mod state_proof;
 pub mod status;
 
 pub use events::Event;
@@ -22,9 +23,10 @@ pub use ledger::{
     SubmissionView, Submit, Submitted,
 };
 pub use market::{BookOrder, BookSide, BookView, Level, MarketSummary, OrderView, PricePoint};
+pub use state_proof::{Proven, StateProof, StateProofCheck, Subject, STATE_PROOF_FORMAT};
 pub use status::{
-    AccountView, CapacityPoint, ChainView, Earnings, ErrorBody, ErrorDetail, FaucetGrant,
-    FaucetRequest, OperatorView, Peer, Status,
+    AccountView, CapacityPoint, ChainView, DiskStatus, DiskUsed, Earnings, ErrorBody, ErrorDetail,
+    FaucetGrant, FaucetRequest, OperatorView, Peer, Status,
 };
 
 /// The prefix of every JSON route.

@@ -30,6 +30,65 @@ pub struct Status {
     pub mempool: usize,
     /// Whether the node has caught up with its peers.
     pub synced: bool,
+    /// The data directory's disk as the node last measured it; while `low`, new submissions
+    /// are refused (503 `unavailable`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub disk: Option<DiskStatus>,
+}
+
+/// Bytes each part of a node's data directory takes on disk (allocated blocks).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiskUsed {
+    /// The ledger store (`ledger/`).
+    pub ledger: u64,
+    /// The consensus engine's WAL and undecided values (`consensus/`).
+    pub consensus: u64,
+    /// The journal of acknowledged entries and their receipts (`mempool/`).
+    pub journal: u64,
+    /// Provisioning records and minted credentials (`provisioning/`, `credentials/`).
+    pub provisioning: u64,
+    /// State snapshots (`snapshots/`), if the node keeps any.
+    pub snapshots: u64,
+    /// Ledger exports served by the API (`exports/`).
+    pub exports: u64,
+}
+
+impl DiskUsed {
+    /// Each part's name (as `/metrics` labels it) and bytes.
+    pub fn parts(&self) -> [(&'static str, u64); 6] {
+        [
+            ("ledger", self.ledger),
+            ("consensus", self.consensus),
+            ("journal", self.journal),
+            ("provisioning", self.provisioning),
+            ("snapshots", self.snapshots),
+            ("exports", self.exports),
+        ]
+    }
+}
+
+/// The data directory's filesystem and what the node's parts of it take, as the node measured
+/// it last (every few seconds).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct DiskStatus {
+    /// Bytes free for the node on the data directory's filesystem.
+    pub free_bytes: u64,
+    /// Size of that filesystem, bytes.
+    pub total_bytes: u64,
+    /// Free bytes below which the node refuses new submissions (`[disk] min_free_bytes`; 0:
+    /// never).
+    pub min_free_bytes: u64,
+    /// Free space is below `min_free_bytes`: new submissions are refused until it is back.
+    pub low: bool,
+    /// Bytes each part of the data directory takes on disk.
+    pub used_bytes: DiskUsed,
+    /// When it was measured, ms since the Unix epoch.
+    pub measured_ms: u64,
+    /// Submissions refused for lack of disk since the node started.
+    pub refused: u64,
+    /// Why the last measurement failed, if it did (the node then keeps its previous verdict).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 /// A connected peer.

@@ -290,6 +290,18 @@ impl Client {
         self.get(&format!("/leases/{}/proof", hex::encode(id)), &[])
     }
 
+    /// `GET /accounts/{key}/proof`: the account's state proof against the head block,
+    /// verifiable offline ([`surplus_api::StateProof::verify`]).
+    pub fn account_state_proof(&self, key: &PublicKey) -> Result<surplus_api::StateProof> {
+        self.get(&format!("/accounts/{key}/proof"), &[])
+    }
+
+    /// `GET /leases/{id}/state-proof`: the lease's state proof against the head block (an
+    /// exclusion proof for an id that is no live lease), verifiable offline.
+    pub fn lease_state_proof(&self, id: &Hash) -> Result<surplus_api::StateProof> {
+        self.get(&format!("/leases/{}/state-proof", hex::encode(id)), &[])
+    }
+
     /// `POST /leases/{id}/challenge`: a challenge for the buyer to sign.
     pub fn challenge(&self, lease: &Hash) -> Result<ChallengeView> {
         self.post(&format!("/leases/{}/challenge", hex::encode(lease)), &serde_json::json!({}))

@@ -21,7 +21,7 @@ use crate::error::{ApiError, ApiResult};
 pub use surplus_api::{ChallengeView, CredentialRequest, CredentialToken};
 
 fn lease_of(ctx: &Ctx, id: &Hash) -> ApiResult<Lease> {
-    ctx.node.state().lease(id).cloned().ok_or_else(|| {
+    ctx.node.state().lease(id).cloned().or_else(|| ctx.node.ended_lease(id)).ok_or_else(|| {
         ApiError::new(Code::UnknownLease, format!("no lease {} on this chain", hex::encode(id)))
     })
 }

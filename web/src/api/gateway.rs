@@ -51,7 +51,16 @@ pub(crate) async fn gateway(
         }
     };
     let request = Request { lease: lease_id, operation: body.operation.clone(), now_ms: now_ms() };
-    let scope = credential::authorize(&state, &token, &request).map_err(refused)?;
+    let scope = credential::authorize(&state, &token, &request).map_err(|r| match r {
+        // Ended leases leave the live state; the node's history tells how they ended.
+        Refusal::UnknownLease(_) => {
+            match ctx.node.ended_lease(&lease_id).and_then(|l| credential::how_ended(l.status)) {
+                Some(how) => refused(Refusal::LeaseEnded(how)),
+                None => refused(r),
+            }
+        }
+        other => refused(other),
+    })?;
     Ok(HttpResponse::Ok().json(GatewayAnswer {
         lease: lease_id,
         access: ctx.node.access(&lease_id),

@@ -21,7 +21,8 @@ pub(crate) struct ListQuery {
     limit: Option<usize>,
 }
 
-/// Leases where `account` is buyer or provider (all leases without it), at most `limit`.
+/// Leases where `account` is buyer or provider (all leases without it), at most `limit`: the
+/// live ones, then those that ended.
 pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiResult<HttpResponse> {
     let limit = q.limit.unwrap_or(DEFAULT_LEASES);
     if limit == 0 || limit > MAX_LEASES {
@@ -35,8 +36,16 @@ pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiRe
     let mut matching = state
         .leases()
         .filter(|l| account.is_none_or(|k| l.fill.buyer == k || l.fill.provider == k));
-    let leases: Vec<Lease> = matching.by_ref().take(limit).cloned().collect();
-    let truncated = matching.next().is_some();
+    // The live leases in id order, then the ended ones (the node's lease history).
+    let mut leases: Vec<Lease> = matching.by_ref().take(limit).cloned().collect();
+    let mut truncated = matching.next().is_some();
+    if !truncated {
+        let room = limit - leases.len();
+        let mut ended = ctx.node.ended_leases(account.as_ref(), room + 1);
+        truncated = ended.len() > room;
+        ended.truncate(room);
+        leases.extend(ended);
+    }
     Ok(HttpResponse::Ok().json(LeaseList { leases, truncated }))
 }
 
@@ -44,9 +53,10 @@ pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiRe
 pub(crate) async fn one(ctx: web::Data<Ctx>, id: web::Path<String>) -> ApiResult<HttpResponse> {
     let id = parse_hash(&id, "lease id")?;
     let state = ctx.node.state();
-    let lease = state.lease(&id).cloned().ok_or_else(|| {
-        ApiError::new(Code::UnknownLease, format!("no lease {} on this chain", hex::encode(id)))
-    })?;
+    let lease =
+        state.lease(&id).cloned().or_else(|| ctx.node.ended_lease(&id)).ok_or_else(|| {
+            ApiError::new(Code::UnknownLease, format!("no lease {} on this chain", hex::encode(id)))
+        })?;
     Ok(HttpResponse::Ok().json(LeaseView { lease, provisioning: ctx.node.provisioning(&id) }))
 }
 

@@ -19,6 +19,7 @@ pub mod openapi;
 mod operator;
 mod orders;
 pub(crate) mod routes;
+mod state_proofs;
 mod status;
 
 use std::sync::Arc;

@@ -35,11 +35,15 @@ pub(crate) async fn operator(ctx: web::Data<Ctx>) -> HttpResponse {
         .collect();
     let mut leases: Vec<Lease> =
         state.leases().filter(|l| l.fill.provider == me).cloned().collect();
+    let live_paid =
+        leases.iter().map(|l| l.cost_between(0, l.hours_paid)).fold(0, u64::saturating_add);
     let earnings = Earnings {
         balance: state.account(&me).balance,
-        paid: leases.iter().map(|l| l.cost_between(0, l.hours_paid)).fold(0, u64::saturating_add),
+        paid: live_paid.saturating_add(ctx.node.ended_paid(&me)),
         escrow: leases.iter().map(|l| l.escrow).fold(0, u64::saturating_add),
     };
+    // The most recent ended leases too (the list is cut to the most recent anyway).
+    leases.extend(ctx.node.ended_leases(Some(&me), MAX_OPERATOR_LEASES));
     let active_leases = leases.iter().filter(|l| l.status == LeaseStatus::Active).count();
     leases.sort_by(|a, b| b.height.cmp(&a.height).then(a.id.cmp(&b.id)));
     leases.truncate(MAX_OPERATOR_LEASES);

@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::{
     accounts, blocks, chain, checkpoints, credentials, entries, events, export, faucet, gateway,
-    leases, markets, metrics, openapi, operator, orders, status,
+    leases, markets, metrics, openapi, operator, orders, state_proofs, status,
 };
 
 /// Where a parameter is.
@@ -309,6 +309,17 @@ pub(crate) fn routes() -> Vec<Route> {
         },
         Route {
             method: get.clone(),
+            path: "/api/v1/accounts/{key}/proof",
+            summary: "The account's state item (or its absence) proven against the state root \
+                      of the head block, with its header and commit certificate.",
+            params: vec![path("key", "string", KEY)],
+            body: None,
+            answer: json::<api::StateProof>(200, "The state proof, verifiable offline"),
+            errors: &[400, 503],
+            handler: Some(|| web::to(state_proofs::account)),
+        },
+        Route {
+            method: get.clone(),
             path: "/api/v1/leases",
             summary: "Leases, all or of one account (buyer or provider), in id order.",
             params: vec![query("account", "string", KEY), query("limit", "integer", LIMIT)],
@@ -336,6 +347,18 @@ pub(crate) fn routes() -> Vec<Route> {
             answer: json::<ProofBundle>(200, "The proof, verifiable offline"),
             errors: &[400, 404],
             handler: Some(|| web::to(leases::proof)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/leases/{id}/state-proof",
+            summary: "The lease's state item proven against the state root of the head block, \
+                      with its header and commit certificate; an exclusion proof for an id \
+                      that is no live lease (never made, or ended).",
+            params: vec![path("id", "string", "lease id, 64 hex digits")],
+            body: None,
+            answer: json::<api::StateProof>(200, "The state proof, verifiable offline"),
+            errors: &[400, 503],
+            handler: Some(|| web::to(state_proofs::lease)),
         },
         Route {
             method: post.clone(),
@@ -415,7 +438,7 @@ pub(crate) fn routes() -> Vec<Route> {
             params: vec![],
             body: Some(body::<api::FaucetRequest>()),
             answer: json::<api::FaucetGrant>(202, "The transfer, pending until its block"),
-            errors: &[400, 404, 409, 413, 415],
+            errors: &[400, 404, 409, 413, 415, 503],
             handler: Some(|| web::to(faucet::faucet)),
         },
     ]

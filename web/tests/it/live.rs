@@ -249,6 +249,8 @@ async fn openapi_documents_every_route_and_every_documented_route_answers() {
         ("get", "/api/v1/blocks"),
         ("get", "/api/v1/entries/{index}"),
         ("get", "/api/v1/leases/{id}/proof"),
+        ("get", "/api/v1/accounts/{key}/proof"),
+        ("get", "/api/v1/leases/{id}/state-proof"),
         ("get", "/api/v1/checkpoints"),
         ("get", "/api/v1/export"),
         ("get", "/api/v1/events"),
@@ -304,7 +306,7 @@ async fn openapi_documents_every_route_and_every_documented_route_answers() {
             );
         }
     }
-    assert_eq!(n, 28);
+    assert_eq!(n, 30);
 
     // Every reference resolves.
     fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {

@@ -11,6 +11,7 @@ mod ledger;
 mod limits;
 mod live;
 mod resources;
+mod state_proofs;
 mod ui_fixture;
 
 use std::sync::Arc;

@@ -575,6 +575,7 @@ impl App {
         );
         Ok(Some(Committed {
             block: checked.block,
+            ended: Arc::new(checked.applied.ended.clone()),
             state: Arc::new(checked.maker.state),
             committed_ms: self.settings.env.now_ms(),
         }))

@@ -15,6 +15,7 @@ use surplus_ledger::{Auth, Block, Certificate, Checks, CommitSig, Entry, Header}
 use surplus_store::{Config as StoreConfig, Store};
 
 use super::context::{Address, ValidatorSet, ValueId};
+use super::history::LeaseHistory;
 
 /// Most checked blocks (each with a state copy) kept for the height in progress.
 const MAX_CHECKED: usize = 16;
@@ -60,6 +61,8 @@ pub struct Chain {
     pub head: Header,
     /// The validator set.
     pub validators: ValidatorSet,
+    /// The leases that have left the live state.
+    pub history: LeaseHistory,
     /// Undecided values: key height ‖ round ‖ value id → proposer ‖ validity ‖ block.
     undecided: sled::Tree,
     /// Our own proposals: key height ‖ round → value id.
@@ -118,11 +121,12 @@ impl Chain {
             }
         }
         let height = store.height().unwrap_or(0);
+        let history = LeaseHistory::open(&dir.join("history"))?;
         let mut maker = genesis_maker;
         let mut head = genesis.header.clone();
         for h in 1..=height {
             let block = store.block(h)?;
-            let (made, _) = maker
+            let (made, applied) = maker
                 .next(&user_entries(&block), block.header.timestamp_ms, block.header.proposer)
                 .with_context(|| format!("replaying block {h}"))?;
             if made.header != block.header {
@@ -134,6 +138,8 @@ impl Chain {
                     dir.display()
                 );
             }
+            // Repairs a crash between a block's append and its record in the history.
+            history.record(h, &applied.ended)?;
             head = block.header;
             progress(h, height);
         }
@@ -148,6 +154,7 @@ impl Chain {
             maker,
             head,
             validators,
+            history,
             undecided,
             own,
             _db: db,
@@ -366,6 +373,9 @@ impl Chain {
         let mut block = (*checked.block).clone();
         block.certificate = Certificate { round, signatures: sigs };
         self.store.append(&block).with_context(|| format!("cannot append block {height}"))?;
+        self.history
+            .record(height, &checked.applied.ended)
+            .with_context(|| format!("cannot record the leases that ended in block {height}"))?;
         self.head = block.header.clone();
         self.maker = checked.maker.clone();
         self.checked.clear();

@@ -8,6 +8,7 @@ mod app;
 pub mod chain;
 pub mod codec;
 pub mod context;
+pub mod history;
 pub mod signing;
 
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ pub struct Committed {
     pub block: Arc<Block>,
     /// The contract state after it.
     pub state: Arc<State>,
+    /// The leases that ended in it and left the live state (already in the lease history).
+    pub ended: Arc<Vec<surplus_contracts::Lease>>,
     /// When this node committed it (ms since the epoch).
     pub committed_ms: u64,
 }
@@ -130,6 +133,8 @@ pub struct Running {
     reconnects: u64,
     /// Validators' proofs of their consensus peer ids.
     proven: ProvenPeers,
+    /// The leases that have left the live state.
+    pub history: history::LeaseHistory,
 }
 
 impl Running {
@@ -278,6 +283,7 @@ pub async fn start(
 
     let head = chain.head.clone();
     let state = Arc::new(chain.state().clone());
+    let history = chain.history.clone();
     let ledger = chain.store.view().context("cannot open a read-only view of the ledger")?;
     let (tx, rx) = mpsc::channel(COMMIT_QUEUE);
     let status = Arc::new(app::Status::default());
@@ -298,6 +304,7 @@ pub async fn start(
         env,
         task,
         stop_app: Some(stop_app),
+        history,
         engine,
         reconnects: 0,
         proven,
