@@ -14,6 +14,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("encoding.js", "text/javascript; charset=utf-8", include_str!("../ui/encoding.js")),
     ("keys.js", "text/javascript; charset=utf-8", include_str!("../ui/keys.js")),
     ("verify.js", "text/javascript; charset=utf-8", include_str!("../ui/verify.js")),
+    ("stateproof.js", "text/javascript; charset=utf-8", include_str!("../ui/stateproof.js")),
     ("ed25519.js", "text/javascript; charset=utf-8", include_str!("../ui/ed25519.js")),
     ("charts.js", "text/javascript; charset=utf-8", include_str!("../ui/charts.js")),
 ];

@@ -10,6 +10,7 @@ import {
 import { KeyPair } from "./keys.js";
 import { verifyZip215 } from "./ed25519.js";
 import { quorumOf, verifyBundle } from "./verify.js";
+import { verifyStateProof } from "./stateproof.js";
 
 const HOUR_MS = 3_600_000;
 
@@ -701,9 +702,104 @@ async function renderAuditor(root, rest) {
     h("a", { href: "/api/v1/export", download: "surplus-ledger.export", "data-testid": "export-link", class: "button" },
       "Download the exported ledger"));
   const blocksBox = section("Blocks", "blocks");
-  root.replaceChildren(h("div", { class: "stack" }, verifyBox, blocksBox, exportBox));
+  root.replaceChildren(h("div", { class: "stack" }, verifyBox, stateProofPanel(), blocksBox, exportBox));
   await renderBlockList(blocksBox, null);
   if (what === "verify" && arg) runVerify(arg.toLowerCase(), result);
+}
+
+// A state proof (docs/api.md, "State proofs"): pasted, or fetched from this node for an account
+// key or a lease id, then checked here against the chain id and validators this page trusts.
+function stateProofPanel() {
+  const box = section("Check a state proof", "state-proof");
+  const text = h("textarea", { id: "state-proof-text", "data-testid": "state-proof-text", rows: 6, cols: 80,
+    spellcheck: "false", placeholder: "a surplus-state-proof/v1 document (JSON)" });
+  const kind = h("select", { id: "state-proof-kind", "data-testid": "state-proof-kind" },
+    h("option", { value: "account" }, "Account key"), h("option", { value: "lease" }, "Lease id"));
+  const subject = h("input", { id: "state-proof-subject", "data-testid": "state-proof-subject", size: 70,
+    spellcheck: "false", autocomplete: "off", placeholder: "64 hex digits" });
+  const result = h("div", { "data-testid": "state-proof-result", "aria-live": "polite" });
+  const fetchForm = h("form", { class: "row" },
+    h("label", { for: "state-proof-kind" }, "Fetch for"), kind, subject,
+    h("button", { type: "submit", "data-testid": "state-proof-fetch" }, "Fetch from this node"));
+  fetchForm.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const id = subject.value.trim().toLowerCase();
+    if (!/^[0-9a-f]{64}$/.test(id)) {
+      result.dataset.result = "fail";
+      result.replaceChildren(h("p", { class: "msg error" }, "A key or lease id is 64 hex digits."));
+      return;
+    }
+    const path = kind.value === "account" ? `accounts/${id}/proof` : `leases/${id}/state-proof`;
+    result.dataset.result = "running";
+    result.replaceChildren(h("p", {}, "Fetching the state proof…"));
+    try {
+      text.value = JSON.stringify(await api(path), null, 1);
+    } catch (e) {
+      result.dataset.result = "fail";
+      result.replaceChildren(h("p", { class: "msg error" }, `Cannot fetch the state proof: ${e.message}`));
+      return;
+    }
+    await runStateProof(text.value, result);
+  });
+  const checkButton = h("button", { type: "button", "data-testid": "state-proof-run" }, "Verify in this browser");
+  checkButton.addEventListener("click", () => runStateProof(text.value, result));
+  box.append(
+    h("p", {}, "Checks a state proof (an account's balance and sequence number, or a live lease, or its absence, proven against a block's state root) here: the key hash, the header hash, the validators' commit certificate and the sparse Merkle proof. The chain id and validator set come from this node (shown with the result): compare them with your consortium's genesis file before trusting a PASS."),
+    fetchForm,
+    h("label", { for: "state-proof-text" }, "Or paste a document"), text,
+    h("div", { class: "row" }, checkButton),
+    result);
+  return box;
+}
+
+async function runStateProof(textValue, result) {
+  let doc;
+  try {
+    doc = JSON.parse(textValue);
+  } catch (e) {
+    result.dataset.result = "fail";
+    result.replaceChildren(h("p", { class: "msg error" }, `The document is not JSON: ${e.message}`));
+    return;
+  }
+  result.dataset.result = "running";
+  result.replaceChildren(h("p", {}, "Fetching the validator set…"));
+  let chain;
+  try {
+    chain = await api("chain");
+  } catch (e) {
+    result.dataset.result = "fail";
+    result.replaceChildren(h("p", { class: "msg error" }, `Cannot fetch the validator set: ${e.message}`));
+    return;
+  }
+  const r = await verifyStateProof(doc, { chainId: chain.chain_id, validators: chain.validators });
+  const what = r.kind === "lease" ? `lease ${r.key?.slice(0, 12)}…` : `account ${r.key?.slice(0, 12)}…`;
+  let verdict;
+  if (!r.ok) verdict = `FAIL: ${r.reason}`;
+  else if (!r.present) {
+    verdict = r.kind === "lease"
+      ? `PASS: ${what} is not a live lease (never made, or ended) at height ${r.height}.`
+      : `PASS: ${what} is not in the state at height ${r.height} (balance 0, seq 0).`;
+  } else if (r.kind === "account") {
+    verdict = `PASS: ${what} has balance ${credits(r.item.balance)} (${r.item.balance} units), seq ${r.item.seq} at height ${r.height}.`;
+  } else {
+    verdict = `PASS: ${what} is live at height ${r.height}.`;
+  }
+  result.dataset.result = r.ok ? "pass" : "fail";
+  const facts = {
+    "chain (this node's)": chain.chain_id,
+    "validators (this node's)": `${chain.validators.length}: ${chain.validators.join(", ")}`,
+  };
+  if (r.ok) {
+    Object.assign(facts, {
+      height: r.height, block: r.header_hash, "state root": r.state_root,
+      certificate: `${r.signers} of ${r.validators} validators signed`,
+    });
+  }
+  result.replaceChildren(
+    h("p", { class: `verdict ${r.ok ? "ok" : "error"}`, "data-testid": "state-proof-verdict" }, verdict),
+    kv(facts),
+    r.ok && r.present && r.kind === "lease"
+      ? h("details", {}, h("summary", {}, "The lease"), h("pre", {}, JSON.stringify(r.item, null, 1))) : "");
 }
 
 async function renderBlockList(box, before) {

@@ -127,7 +127,13 @@ export async function verifyBundle(bundle, { validators, expectedSigner, leaseId
   return done({ entry, entryId: id });
 }
 
-async function checkCertificate(h, hh, cert, validators, check) {
+/**
+ * Checks that `cert` decides the header `h` (hashing to the hex `hh`) for `validators` (hex keys,
+ * in validator-set order): indices strictly increasing and inside the set, a quorum, each
+ * precommit valid under ZIP-215. Reports one "certificate" check through
+ * `check(name, ok, detail)`; never throws. Also used by ./stateproof.js.
+ */
+export async function checkCertificate(h, hh, cert, validators, check) {
   try {
     if (!hh) throw new Error("no header hash to check the certificate against");
     const sigs = cert?.signatures ?? [];

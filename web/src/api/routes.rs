@@ -168,7 +168,7 @@ pub(crate) fn routes() -> Vec<Route> {
         Route {
             method: get.clone(),
             path: "/ui/{file}",
-            summary: "A file of the web UI: `index.html`, `style.css`, `app.js` and the modules it imports (`blake3.js`, `encoding.js`, `keys.js`, `verify.js`, `charts.js`).",
+            summary: "A file of the web UI: `index.html`, `style.css`, `app.js` and the modules it imports (`blake3.js`, `encoding.js`, `keys.js`, `verify.js`, `ed25519.js`, `stateproof.js`, `charts.js`).",
             params: vec![path("file", "string", "file name")],
             body: None,
             answer: other("text/javascript", "The file"),

@@ -144,9 +144,16 @@ async fn every_ui_module_is_served_with_the_policy() {
     let w = crate::world();
     let app = crate::app!(w.node, crate::roomy());
     // Every module app.js imports, and the modules they import.
-    for file in
-        ["app.js", "blake3.js", "encoding.js", "keys.js", "verify.js", "ed25519.js", "charts.js"]
-    {
+    for file in [
+        "app.js",
+        "blake3.js",
+        "encoding.js",
+        "keys.js",
+        "verify.js",
+        "stateproof.js",
+        "ed25519.js",
+        "charts.js",
+    ] {
         let resp =
             call_service(&app, TestRequest::get().uri(&format!("/ui/{file}")).to_request()).await;
         assert_eq!(resp.status(), actix_web::http::StatusCode::OK, "{file}");
@@ -158,8 +165,16 @@ async fn every_ui_module_is_served_with_the_policy() {
         for import in body.lines().filter_map(|l| l.split("from \"./").nth(1)) {
             let name = import.trim_end_matches("\";");
             assert!(
-                ["blake3.js", "encoding.js", "keys.js", "verify.js", "ed25519.js", "charts.js"]
-                    .contains(&name),
+                [
+                    "blake3.js",
+                    "encoding.js",
+                    "keys.js",
+                    "verify.js",
+                    "stateproof.js",
+                    "ed25519.js",
+                    "charts.js",
+                ]
+                .contains(&name),
                 "{file} imports ./{name}, which is not served"
             );
         }
