@@ -18,11 +18,11 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BatchSize, Criterion, Throughput};
-use surplus_contracts::testutil::{genesis, market, tx, CHAIN, T0};
-use surplus_contracts::{Lease, LeaseStatus, Mode, Segment, State, Tx};
+use surplus_contracts::testutil::{genesis, market, sample_lease, tx, Lcg, CHAIN, T0};
+use surplus_contracts::{Lease, Mode, State, Tx};
 use surplus_ledger::testutil::key;
 use surplus_ledger::{Entry, PublicKey, SecretKey};
-use surplus_market::{Bid, Fill, FillRule, Order, SignedOrder, HOUR_MS};
+use surplus_market::{Bid, FillRule, Order, SignedOrder, HOUR_MS};
 
 const SIGNERS: u64 = 1_000;
 const TRANSFERS: u64 = 600;
@@ -37,53 +37,12 @@ fn quick() -> bool {
     std::env::var_os("SURPLUS_BENCH_QUICK").is_some() || !std::env::args().any(|a| a == "--bench")
 }
 
-/// A small deterministic generator.
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        self.0
-    }
-    fn hash(&mut self) -> [u8; 32] {
-        let mut h = [0u8; 32];
-        for c in h.chunks_mut(8) {
-            c.copy_from_slice(&self.next().to_be_bytes());
-        }
-        h
-    }
-}
-
 fn signer(i: u64) -> SecretKey {
     key("scale-signer", i)
 }
 
-/// An active lease of 1 slot at 1 unit per hour, started at genesis; `paid` hours are paid, so
-/// it falls due at hour `paid + 1`.
 fn lease(rng: &mut Lcg, buyer: PublicKey, paid: u32) -> Lease {
-    let fill = Fill {
-        bid: rng.hash(),
-        offer: rng.hash(),
-        buyer,
-        provider: PublicKey(rng.hash()),
-        market: market(),
-        slots: 1,
-        start_ms: T0,
-        end_ms: T0 + u64::from(LEASE_HOURS) * HOUR_MS,
-        price: 1,
-    };
-    let mut l = Lease {
-        id: rng.hash(),
-        fill,
-        height: 0,
-        hours: LEASE_HOURS,
-        segments: vec![Segment { hours: LEASE_HOURS, price: 1 }],
-        hours_paid: paid,
-        escrow: 0,
-        status: LeaseStatus::Active,
-        grant: None,
-    };
-    l.escrow = l.cost_between(paid, LEASE_HOURS);
-    l
+    sample_lease(rng, buyer, paid, LEASE_HOURS)
 }
 
 /// The sample genesis with the signers, `n` more accounts and `n` more leases, of which
@@ -127,8 +86,8 @@ fn block(mine: &[[u8; 32]]) -> Vec<Entry> {
     let mut rng = Lcg(7);
     let mut out = Vec::new();
     for i in 0..TRANSFERS {
-        let to = signer((i + 1 + rng.next() % (SIGNERS - 1)) % SIGNERS).public();
-        out.push(tx(&signer(i), Tx::Transfer { to, amount: 1 + rng.next() % 1000, seq: 0 }));
+        let to = signer((i + 1 + rng.next_u64() % (SIGNERS - 1)) % SIGNERS).public();
+        out.push(tx(&signer(i), Tx::Transfer { to, amount: 1 + rng.next_u64() % 1000, seq: 0 }));
     }
     for i in 0..BIDS {
         let o = Order::Bid(Bid {

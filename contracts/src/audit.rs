@@ -6,7 +6,7 @@ use surplus_ledger::{
 
 use crate::genesis::Genesis;
 use crate::state::{Mode, State};
-use crate::Error;
+use crate::{Error, RestoreError};
 
 /// A [`Hook`] for `ledger::verify` that re-derives every balance, escrow, lease and revocation
 /// from the entries, re-runs each block's auction, and compares the block's system entries and
@@ -42,6 +42,20 @@ impl Replay {
     /// The state after the last block checked.
     pub fn state(&self) -> Option<&State> {
         self.state.as_ref()
+    }
+    /// Goes on from `state`, the state after `header` (from a snapshot checked against that
+    /// header's certified state root), for a ledger that holds blocks in full only after it.
+    pub fn resume_at(&mut self, state: State, header: &Header) -> Result<(), HookFailure> {
+        if state.height() != header.height {
+            return Err(failure(
+                None,
+                "snapshot",
+                format!("the state is at height {}, not {}", state.height(), header.height),
+            ));
+        }
+        check_root(state.root(), header)?;
+        self.state = Some(state);
+        Ok(())
     }
 }
 
@@ -170,6 +184,62 @@ impl BlockMaker {
         };
         let block = Block { header: header.clone(), entries, certificate: Default::default() };
         Ok((block, Self { state, prev: header, frontier }))
+    }
+
+    /// A maker that continues after the block of header `prev`, from the state after that
+    /// block and the Merkle frontier of the ledger up to it (what a snapshot holds; see
+    /// [`State::from_items`]). Refuses a state or frontier that is not the header's: its chain
+    /// id, height, time or root differ, or the frontier's size or root differ from the
+    /// header's `tree_size` and `merkle_root`.
+    pub fn resume(state: State, prev: Header, frontier: Frontier) -> Result<Self, RestoreError> {
+        let mismatch = |field: &'static str, state: String, header: String| {
+            Err(RestoreError::Header {
+                field,
+                reason: format!("it says {header}, the state or frontier has {state}"),
+            })
+        };
+        if state.chain_id != prev.chain_id {
+            return mismatch(
+                "chain_id",
+                format!("{:?}", state.chain_id),
+                format!("{:?}", prev.chain_id),
+            );
+        }
+        if state.height() != prev.height {
+            return mismatch("height", state.height().to_string(), prev.height.to_string());
+        }
+        if state.now_ms() != prev.timestamp_ms {
+            return mismatch(
+                "timestamp_ms",
+                state.now_ms().to_string(),
+                prev.timestamp_ms.to_string(),
+            );
+        }
+        if state.root() != prev.state_root {
+            return mismatch("state_root", hex::encode(state.root()), hex::encode(prev.state_root));
+        }
+        if frontier.size() != prev.tree_size {
+            return mismatch("tree_size", frontier.size().to_string(), prev.tree_size.to_string());
+        }
+        let merkle_root = frontier.root::<surplus_ledger::Blake3>();
+        if merkle_root != prev.merkle_root {
+            return mismatch(
+                "merkle_root",
+                hex::encode(merkle_root),
+                hex::encode(prev.merkle_root),
+            );
+        }
+        Ok(Self { state, prev, frontier })
+    }
+
+    /// The header of the last block made (or resumed from).
+    pub fn prev(&self) -> &Header {
+        &self.prev
+    }
+
+    /// The Merkle frontier of the ledger up to the last block made.
+    pub fn frontier(&self) -> &Frontier {
+        &self.frontier
     }
 
     /// The next block from `user` entries (refused ones dropped), at `timestamp_ms`.

@@ -13,6 +13,8 @@
 //! - [`credential`]: mint, attenuate and verify the Biscuit token of a lease.
 //! - [`Replay`]: the audit hook that re-executes a ledger block by block; [`BlockMaker`] builds
 //!   blocks the same way a proposer does.
+//! - [`State::from_items`]: the state rebuilt from its state-root items ([`State::items`]), for
+//!   snapshots and state sync; [`BlockMaker::resume`] continues making blocks after it.
 //!
 //! Pure and deterministic: time is the block's; randomness (token keys) is an argument.
 #![warn(clippy::unwrap_used)]
@@ -31,7 +33,7 @@ mod tx;
 #[cfg(feature = "test-utils")]
 pub mod testutil;
 pub use audit::{BlockMaker, Replay};
-pub use error::Error;
+pub use error::{Error, RestoreError};
 pub use genesis::{Allocation, Genesis, Params, BPS};
 pub use precheck::{Admitted, MAX_PAYLOAD, MAX_SEQ_AHEAD};
 pub use refusal::Code;

@@ -152,6 +152,8 @@ codes! {
         "Ask for a height at or below the head (GET /api/v1/status).";
     UnknownEntry = "unknown_entry", 404,
         "Ask for an entry index below the ledger's size.";
+    NotHeld = "not_held", 404,
+        "This node does not hold that part of the ledger (it prunes old blocks, or started from a snapshot); ask an archive node.";
     MethodNotAllowed = "method_not_allowed", 405,
         "Use the method the route documents.";
     PayloadTooLarge = "payload_too_large", 413,

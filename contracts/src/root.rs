@@ -2,12 +2,12 @@
 //! sparse Merkle tree (`surplus-state`), under a key hash made from its kind and natural key,
 //! with the item's encoding as its value.
 
-use surplus_ledger::encoding::{tagged_hasher, Writer};
-use surplus_ledger::{Hash, PublicKey};
-use surplus_market::{Market, Resting};
+use surplus_ledger::encoding::{tagged_hasher, DecodeError, Reader, Writer};
+use surplus_ledger::{Entry, Hash, PublicKey, MAX_ENTRY_PAYLOAD};
+use surplus_market::{Allocation, Market, Resting, SignedOrder};
 
-use crate::state::{Account, Lease};
-use crate::tx::{encode_fill, encode_revocation, RevocationId};
+use crate::state::{Account, Grant, Lease, LeaseStatus, Segment};
+use crate::tx::{decode_fill, decode_revocation, encode_fill, encode_revocation, RevocationId};
 
 /// Domain tag of a leaf's key hash.
 pub const KEY_TAG: &[u8] = b"surplus/state/v2/key";
@@ -195,4 +195,174 @@ pub fn account_item(key: &PublicKey, account: &Account) -> Item {
 /// and check values.
 pub fn lease_item(lease: &Lease) -> Item {
     Item { kind: Kind::Lease, key: lease.id.to_vec(), value: lease_value(lease) }
+}
+
+// Decoders: the inverses of the encoders above, for rebuilding a state from its items. Each
+// reads one whole value (trailing bytes are refused); the caller also re-encodes what it read
+// and compares, so that only the canonical encoding of a value is accepted.
+
+/// Largest `var` field in a value: a genesis-params payload, a fill or revocation payload, or
+/// an order's whole entry (its payload and at most 103 bytes of kind and authorization).
+const MAX_VAR: usize = MAX_ENTRY_PAYLOAD + 1024;
+
+/// The fields of the chain item.
+pub(crate) struct ChainFields {
+    pub(crate) chain_id: String,
+    pub(crate) height: u64,
+    pub(crate) now_ms: u64,
+    pub(crate) supply: u64,
+    pub(crate) params: Vec<u8>,
+    pub(crate) book_ms: u64,
+}
+
+/// Reads `n` repetitions of a `size`-byte element, refusing a count the input cannot hold
+/// before anything is allocated.
+fn count(r: &mut Reader<'_>, field: &'static str, size: usize) -> Result<usize, DecodeError> {
+    let at = r.position();
+    let n = r.u32(field)? as usize;
+    if n.saturating_mul(size) > r.remaining() {
+        return Err(DecodeError::Truncated {
+            field,
+            at,
+            needed: n.saturating_mul(size),
+            available: r.remaining(),
+        });
+    }
+    Ok(n)
+}
+
+fn utf8(r: &Reader<'_>, field: &'static str, at: usize, b: &[u8]) -> Result<String, DecodeError> {
+    String::from_utf8(b.to_vec()).map_err(|_| r.invalid_at(field, at, "not UTF-8".into()))
+}
+
+/// Decodes the chain item's value.
+pub(crate) fn decode_chain(v: &[u8]) -> Result<ChainFields, DecodeError> {
+    let mut r = Reader::new(v);
+    let tag = r.short_bytes("chain.tag")?;
+    if tag != CHAIN_TAG {
+        return Err(r.invalid_at("chain.tag", 0, "not the tag surplus/state/v2".into()));
+    }
+    let at = r.position();
+    let chain_id = r.short_bytes("chain.chain_id")?;
+    let chain_id = utf8(&r, "chain.chain_id", at, chain_id)?;
+    let height = r.u64("chain.height")?;
+    let now_ms = r.u64("chain.time_ms")?;
+    let supply = r.u64("chain.supply")?;
+    let params = r.bytes("chain.genesis_params", MAX_VAR)?.to_vec();
+    let book_ms = r.u64("chain.book_time_ms")?;
+    r.finish()?;
+    Ok(ChainFields { chain_id, height, now_ms, supply, params, book_ms })
+}
+
+/// Decodes an account's value.
+pub(crate) fn decode_account(v: &[u8]) -> Result<(PublicKey, Account), DecodeError> {
+    let mut r = Reader::new(v);
+    let key = PublicKey(r.array("account.key")?);
+    let balance = r.u64("account.balance")?;
+    let seq = r.u64("account.seq")?;
+    r.finish()?;
+    Ok((key, Account { balance, seq }))
+}
+
+/// Decodes a lease's value.
+pub(crate) fn decode_lease(v: &[u8]) -> Result<Lease, DecodeError> {
+    let mut r = Reader::new(v);
+    let id = r.array("lease.id")?;
+    let at = r.position();
+    let (fill, height) = decode_fill(r.bytes("lease.fill", MAX_VAR)?)
+        .map_err(|e| r.invalid_at("lease.fill", at, e.to_string()))?;
+    let hours = r.u32("lease.hours")?;
+    let hours_paid = r.u32("lease.hours_paid")?;
+    let escrow = r.u64("lease.escrow")?;
+    let at = r.position();
+    let status = match r.u8("lease.status")? {
+        1 => LeaseStatus::Active,
+        2 => LeaseStatus::Completed,
+        3 => LeaseStatus::TerminatedByBuyer,
+        4 => LeaseStatus::TerminatedByProvider,
+        other => return Err(r.invalid_at("lease.status", at, format!("unknown status {other}"))),
+    };
+    let k = count(&mut r, "lease.segments", 12)?;
+    let mut segments = Vec::with_capacity(k);
+    for _ in 0..k {
+        segments.push(Segment { hours: r.u32("segment.hours")?, price: r.u64("segment.price")? });
+    }
+    let at = r.position();
+    let grant = match r.u8("lease.grant")? {
+        0 => None,
+        1 => {
+            let token_hash = r.array("grant.token_hash")?;
+            let at = r.position();
+            let (lease, revocation_ids) = decode_revocation(r.bytes("grant.revocation", MAX_VAR)?)
+                .map_err(|e| r.invalid_at("grant.revocation", at, e.to_string()))?;
+            if lease != id {
+                return Err(r.invalid_at(
+                    "grant.revocation",
+                    at,
+                    "names another lease than the lease's id".into(),
+                ));
+            }
+            Some(Grant { token_hash, revocation_ids })
+        }
+        other => return Err(r.invalid_at("lease.grant", at, format!("unknown tag {other}"))),
+    };
+    r.finish()?;
+    Ok(Lease { id, fill, height, hours, segments, hours_paid, escrow, status, grant })
+}
+
+/// Decodes a resting order's value (the order's signature is not checked: the state root
+/// vouches for the item).
+pub(crate) fn decode_order(v: &[u8]) -> Result<Resting, DecodeError> {
+    let mut r = Reader::new(v);
+    let at = r.position();
+    let entry = Entry::decode(r.bytes("resting.entry", MAX_VAR)?)
+        .map_err(|e| r.invalid_at("resting.entry", at, e.to_string()))?;
+    let order = SignedOrder::from_entry(&entry)
+        .map_err(|e| r.invalid_at("resting.entry", at, e.to_string()))?;
+    let height = r.u64("resting.height")?;
+    let remaining = r.u32("resting.remaining")?;
+    let c = count(&mut r, "resting.allocations", 52)?;
+    let mut allocations = Vec::with_capacity(c);
+    for _ in 0..c {
+        allocations.push(Allocation {
+            bid: r.array("allocation.bid")?,
+            start_ms: r.u64("allocation.start_ms")?,
+            end_ms: r.u64("allocation.end_ms")?,
+            slots: r.u32("allocation.slots")?,
+        });
+    }
+    r.finish()?;
+    Ok(Resting { order, height, remaining, allocations })
+}
+
+/// Decodes a revoked id's value.
+pub(crate) fn decode_revoked(v: &[u8]) -> Result<RevocationId, DecodeError> {
+    let mut r = Reader::new(v);
+    let id = RevocationId(r.short_bytes("revoked.id")?.to_vec());
+    r.finish()?;
+    Ok(id)
+}
+
+/// Decodes a replay pair's value: author, nonce, expiry.
+pub(crate) fn decode_nonce(v: &[u8]) -> Result<(PublicKey, u64, u64), DecodeError> {
+    let mut r = Reader::new(v);
+    let author = PublicKey(r.array("nonce.author")?);
+    let nonce = r.u64("nonce.nonce")?;
+    let expiry = r.u64("nonce.expiry_ms")?;
+    r.finish()?;
+    Ok((author, nonce, expiry))
+}
+
+/// Decodes a last price's value.
+pub(crate) fn decode_price(v: &[u8]) -> Result<(Market, u64), DecodeError> {
+    let mut r = Reader::new(v);
+    let at = r.position();
+    let class = r.short_bytes("price.class")?;
+    let class = utf8(&r, "price.class", at, class)?;
+    let at = r.position();
+    let region = r.short_bytes("price.region")?;
+    let region = utf8(&r, "price.region", at, region)?;
+    let price = r.u64("price.price")?;
+    r.finish()?;
+    Ok((Market { class, region }, price))
 }

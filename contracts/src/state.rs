@@ -1,5 +1,7 @@
 //! The contract state and the block transition.
 
+mod restore;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use imbl::{OrdMap, OrdSet};
@@ -302,6 +304,10 @@ impl PartialEq for State {
             && self.last_price == other.last_price
             && self.revoked == other.revoked
             && (self.supply, self.height, self.now_ms) == (other.supply, other.height, other.now_ms)
+            // The indexes derived from the above: equal states execute blocks alike.
+            && self.params_bytes == other.params_bytes
+            && self.due == other.due
+            && self.granted == other.granted
     }
 }
 
@@ -386,6 +392,10 @@ impl State {
     /// Height of the last applied block.
     pub fn height(&self) -> u64 {
         self.height
+    }
+    /// Time of the last applied block (the genesis time after genesis), ms since the epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.now_ms
     }
     /// Credits created at genesis; balances plus escrow always add up to this.
     pub fn supply(&self) -> u64 {
@@ -1090,6 +1100,9 @@ impl State {
         for l in leases {
             self.supply += l.escrow;
             let id = l.id;
+            for r in l.grant.iter().flat_map(|g| &g.revocation_ids) {
+                self.granted.insert(r.clone(), id);
+            }
             self.leases.insert(id, l);
             self.reschedule(id, None);
         }

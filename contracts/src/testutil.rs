@@ -5,7 +5,7 @@ use surplus_ledger::testutil::{certificate, key, proposer_round};
 use surplus_ledger::{Block, Entry, PublicKey, SecretKey};
 use surplus_market::{Bid, Catalogue, FillRule, Market, Offer, Order, SignedOrder, HOUR_MS};
 
-use crate::{Allocation, BlockMaker, Genesis, Params, Tx};
+use crate::{Allocation, BlockMaker, Genesis, Lease, LeaseStatus, Params, Segment, Tx};
 
 /// The sample chain id.
 pub const CHAIN: &str = "contracts-test";
@@ -152,4 +152,54 @@ pub fn reseal(mut blocks: Vec<Block>) -> Vec<Block> {
         prev = b.header.hash();
     }
     blocks
+}
+
+/// A small deterministic generator (for large sample states).
+#[derive(Clone, Debug)]
+pub struct Lcg(pub u64);
+
+impl Lcg {
+    /// The next number.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0
+    }
+    /// 32 pseudo-random bytes.
+    pub fn hash(&mut self) -> [u8; 32] {
+        let mut h = [0u8; 32];
+        for c in h.chunks_mut(8) {
+            c.copy_from_slice(&self.next_u64().to_be_bytes());
+        }
+        h
+    }
+}
+
+/// An active lease of 1 slot at 1 unit per hour for `hours` hours of [`market`], started at
+/// [`T0`], with random ids; `paid` hours are paid, so it falls due at hour `paid + 1`. For
+/// sample states put straight into a state ([`crate::State::populate`]).
+pub fn sample_lease(rng: &mut Lcg, buyer: PublicKey, paid: u32, hours: u32) -> Lease {
+    let fill = surplus_market::Fill {
+        bid: rng.hash(),
+        offer: rng.hash(),
+        buyer,
+        provider: PublicKey(rng.hash()),
+        market: market(),
+        slots: 1,
+        start_ms: T0,
+        end_ms: T0 + u64::from(hours) * HOUR_MS,
+        price: 1,
+    };
+    let mut l = Lease {
+        id: rng.hash(),
+        fill,
+        height: 0,
+        hours,
+        segments: vec![Segment { hours, price: 1 }],
+        hours_paid: paid,
+        escrow: 0,
+        status: LeaseStatus::Active,
+        grant: None,
+    };
+    l.escrow = l.cost_between(paid, hours);
+    l
 }

@@ -522,6 +522,25 @@ impl Frontier {
         self.size
     }
 
+    /// The roots of the complete subtrees, one per set bit of the size, largest (leftmost)
+    /// first: with [`Frontier::size`], all a frontier is (to write it in a snapshot).
+    pub fn hashes(&self) -> &[Hash] {
+        &self.hashes
+    }
+
+    /// The frontier of a tree of `size` leaves from its [`Frontier::hashes`]; refuses a number
+    /// of hashes other than the number of set bits of `size`.
+    pub fn from_parts(size: u64, hashes: Vec<Hash>) -> Result<Frontier, String> {
+        if hashes.len() != size.count_ones() as usize {
+            return Err(format!(
+                "a frontier of {size} leaves has {} hashes, not {}",
+                size.count_ones(),
+                hashes.len()
+            ));
+        }
+        Ok(Frontier { size, hashes })
+    }
+
     /// Appends a leaf hash and appends to `completed` every complete-subtree node it completed,
     /// leaf first: `(level, index, hash)`. The leaf itself is `(0, size_before, leaf_hash)`.
     ///

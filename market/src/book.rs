@@ -176,6 +176,7 @@ impl PartialEq for Book {
         self.markets == other.markets
             && self.index == other.index
             && self.nonces == other.nonces
+            && self.expiries == other.expiries
             && self.now_ms == other.now_ms
     }
 }
@@ -201,6 +202,27 @@ pub enum Error {
         last_ms: u64,
         /// This batch's time.
         now_ms: u64,
+    },
+}
+
+/// Why [`Book::restore`] refuses its parts: they are not a book that blocks could have made.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum RestoreError {
+    /// A resting order that cannot be in the book as given.
+    #[error("order {}: {reason}", hex::encode(id))]
+    Order {
+        /// The order's id.
+        id: Hash,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The same (author, nonce) pair is given twice.
+    #[error("the replay pair ({author}, {nonce}) is given twice")]
+    DuplicateNonce {
+        /// The author.
+        author: PublicKey,
+        /// The nonce.
+        nonce: u64,
     },
 }
 
@@ -267,6 +289,69 @@ impl Book {
         }
         book.sort();
         book
+    }
+
+    /// Rebuilds the book exactly as the blocks left it, from its parts as the state root lists
+    /// them (`docs/contracts.md` §5): the time of the last clear, every resting order in any
+    /// order, and every remembered (author, nonce, expiry) triple. Every internal index is
+    /// rebuilt, the orders are put back in priority order (the order every clear leaves them
+    /// in), and no change is pending ([`Book::take_changes`] is empty).
+    ///
+    /// Refuses parts no sequence of blocks makes: an order twice, a bid with nothing left to
+    /// fill or with allocations, an offer whose `remaining` is not its slots, an order whose
+    /// (author, nonce) pair is not remembered until the order's expiry, a pair twice.
+    pub fn restore(
+        now_ms: u64,
+        orders: Vec<Resting>,
+        nonces: impl IntoIterator<Item = (PublicKey, u64, u64)>,
+    ) -> Result<Self, RestoreError> {
+        let mut book = Self { now_ms, ..Self::new() };
+        for (author, nonce, expiry_ms) in nonces {
+            if book.nonces.insert((author, nonce), expiry_ms).is_some() {
+                return Err(RestoreError::DuplicateNonce { author, nonce });
+            }
+            book.expiries.insert((expiry_ms, author, nonce));
+        }
+        for r in orders {
+            let id = r.order.id;
+            let bad = |reason: String| RestoreError::Order { id, reason };
+            if book.index.contains_key(&id) {
+                return Err(bad("given twice".into()));
+            }
+            match &r.order.order {
+                Order::Bid(b) => {
+                    if r.remaining == 0 || r.remaining > b.slots {
+                        return Err(bad(format!(
+                            "a bid for {} slots cannot rest with {} still wanted",
+                            b.slots, r.remaining
+                        )));
+                    }
+                    if !r.allocations.is_empty() {
+                        return Err(bad("a bid has no allocations".into()));
+                    }
+                }
+                Order::Offer(o) => {
+                    if r.remaining != o.slots {
+                        return Err(bad(format!(
+                            "an offer's remaining is its {} slots, not {}",
+                            o.slots, r.remaining
+                        )));
+                    }
+                }
+            }
+            // An order is accepted together with its pair, and both leave at its expiry.
+            let (author, nonce, expiry) =
+                (r.order.author, r.order.order.nonce(), r.order.order.expiry_ms());
+            if book.nonces.get(&(author, nonce)) != Some(&expiry) {
+                return Err(bad(format!(
+                    "its (author, nonce {nonce}) pair is not remembered until its expiry {expiry}"
+                )));
+            }
+            book.insert(r);
+        }
+        book.sort();
+        book.changes = Changes::default();
+        Ok(book)
     }
 
     /// Remembers an (author, nonce) pair until `expiry_ms`.

@@ -8,6 +8,7 @@ mod golden;
 mod helpers;
 mod model;
 mod regressions;
+mod snapshot;
 mod state_root;
 mod strict;
 mod transitions;

@@ -11,7 +11,7 @@ use surplus_market::{Order, HOUR_MS};
 use crate::helpers::*;
 
 /// The user entries of one block, drawn from the state so that many are valid.
-fn block_entries(rng: &mut StdRng, s: &State, now: u64, nonce: &mut u64) -> Vec<Entry> {
+pub(crate) fn block_entries(rng: &mut StdRng, s: &State, now: u64, nonce: &mut u64) -> Vec<Entry> {
     let mut out = Vec::new();
     let mut seqs: std::collections::HashMap<surplus_ledger::PublicKey, u64> = Default::default();
     let mut next_seq = |k: &surplus_ledger::SecretKey, s: &State| {

@@ -228,7 +228,18 @@ fn play(seed: u64) {
         shuffled.orders.shuffle(&mut rng);
         shuffled.cancels.shuffle(&mut rng);
         let mut twin = book.clone();
+        // The book rebuilt from its parts (as a snapshot lists them, in any order) is the same
+        // book, with nothing pending, and runs the block alike.
+        let mut parts: Vec<Resting> = book.orders().cloned().collect();
+        parts.shuffle(&mut rng);
+        let mut nonces = book.nonces();
+        nonces.shuffle(&mut rng);
+        let mut restored = Book::restore(book.now_ms(), parts, nonces).unwrap();
+        assert_eq!(restored, book, "seed {seed}: the restored book differs");
+        assert_eq!(restored.take_changes(), Changes::default());
         let out = book.clear(&cat, &batch, &budget).unwrap();
+        assert_eq!(restored.clear(&cat, &batch, &budget).unwrap(), out, "seed {seed}: restored");
+        assert_eq!(restored, book);
         assert_eq!(
             twin.clear(&cat, &shuffled, &budget).unwrap(),
             out,
@@ -295,5 +306,46 @@ fn play(seed: u64) {
 fn random_blocks_keep_every_invariant() {
     for seed in 0..1500 {
         play(seed);
+    }
+}
+
+#[test]
+fn restore_refuses_parts_no_blocks_make() {
+    let cat = Catalogue::sample();
+    let mut rng = StdRng::seed_from_u64(3);
+    let mut book = Book::new();
+    let orders = random_orders(&mut rng, 30, 1, false);
+    let batch = Batch { height: 1, now_ms: NOW, orders, cancels: vec![] };
+    book.clear(&cat, &batch, &|_: &PublicKey| 0).unwrap();
+    let parts: Vec<Resting> = book.orders().cloned().collect();
+    assert!(parts.len() > 2);
+    let nonces = book.nonces();
+    let restore = |p: Vec<Resting>, n: Vec<(PublicKey, u64, u64)>| Book::restore(NOW, p, n);
+    assert_eq!(restore(parts.clone(), nonces.clone()).unwrap(), book);
+    // An order twice.
+    let mut twice = parts.clone();
+    twice.push(parts[0].clone());
+    assert!(matches!(restore(twice, nonces.clone()), Err(RestoreError::Order { .. })));
+    // A pair twice.
+    let mut pairs = nonces.clone();
+    pairs.push(nonces[0]);
+    assert!(matches!(restore(parts.clone(), pairs), Err(RestoreError::DuplicateNonce { .. })));
+    // An order whose pair is forgotten, or remembered until another time.
+    let r = &parts[0];
+    let pair = (r.order.author, r.order.order.nonce());
+    let without: Vec<_> = nonces.iter().copied().filter(|n| (n.0, n.1) != pair).collect();
+    let e = restore(parts.clone(), without).unwrap_err().to_string();
+    assert!(e.contains("pair is not remembered"), "{e}");
+    let moved: Vec<_> =
+        nonces.iter().map(|n| if (n.0, n.1) == pair { (n.0, n.1, n.2 + 1) } else { *n }).collect();
+    assert!(restore(parts.clone(), moved).is_err());
+    // A bid with nothing left to fill, an offer with fewer slots than it has.
+    let mut bad = parts.clone();
+    bad[0].remaining = 0;
+    assert!(restore(bad, nonces.clone()).is_err());
+    if let Some(i) = parts.iter().position(|r| matches!(r.order.order, Order::Offer(_))) {
+        let mut bad = parts.clone();
+        bad[i].remaining -= 1;
+        assert!(restore(bad, nonces.clone()).is_err());
     }
 }
