@@ -253,7 +253,7 @@ impl ChainState {
 /// the round that decided the block: the proposer of height h in round r is validator
 /// (h − 1 + r) mod n, and a block keeps the proposer that built it when a later round decides
 /// it.
-fn check_proposer(set: &ValidatorSet, h: &Header, round: u32) -> Result<(), Failure> {
+pub(crate) fn check_proposer(set: &ValidatorSet, h: &Header, round: u32) -> Result<(), Failure> {
     let Some(index) = set.validators.iter().position(|v| *v == h.proposer) else {
         return Err(Failure::block(
             h.height,

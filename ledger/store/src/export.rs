@@ -52,6 +52,10 @@ pub fn write(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<Summary, Error> {
     let state = store.state().ok_or(Error::Empty)?;
+    if store.base() > 0 {
+        // An export is the whole ledger from genesis, which this store no longer holds.
+        return Err(Error::Pruned { what: "block", value: 1, base: store.base() });
+    }
     let total = state.head.height + 1;
     let tmp = tmp_path(path);
     let file = File::create(&tmp).map_err(io_err(&tmp))?;

@@ -8,10 +8,28 @@
 //! - `meta/head` → head height (u64), head header hash (32), tree size (u64)
 //! - `H` height → header and certificate ([`Block::encode_head`])
 //! - `E` index → entry ([`Entry::encode`]), by global index
-//! - `N` level index → Merkle node of a complete subtree (level 0: leaf hashes)
+//! - `N` level index → Merkle node of a complete subtree (levels 1 and up; a level-0 node is
+//!   stored only for a frontier leaf whose entry is not held, see below)
+//! - `meta/base` → base height (u64), entries before it (u64), oldest header held (u64): only in
+//!   a store that does not hold every block in full
 //!
 //! Every block is written in one atomic batch together with the new head record, so a crash
 //! leaves a block all there or not at all; `append` flushes before it returns.
+//!
+//! # Stores that do not start at genesis
+//!
+//! A store started from a snapshot ([`Store::open_at_base`]) or pruned ([`Store::prune`])
+//! holds, besides genesis in full: every header and certificate from
+//! [`Store::oldest_header`] to the head, every block in full from [`Store::base`] to the head,
+//! and the Merkle nodes of the frontier at the base's start ([`Store::entries_from`] entries,
+//! the tree size of the header before the base), which with the nodes that later appends
+//! complete answer every inclusion proof of an entry from `entries_from` on and every
+//! consistency proof from a tree of at least `entries_from` entries. Reads of anything older
+//! fail with [`Error::Pruned`].
+//!
+//! Pruning writes the new `meta/base` record first (one batch, flushed), and only then deletes
+//! what it no longer covers, in batches. A crash in between leaves data below the base, which
+//! nothing reads and the next `prune` sweeps away (it scans from the start of each range).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -49,6 +67,11 @@ pub trait Backend: Send + Sync {
     fn flush(&self) -> Result<(), BackendError>;
     /// Pairs with keys in `[start, end)`, in key order.
     fn range<'a>(&'a self, start: &[u8], end: &[u8]) -> KvIter<'a>;
+    /// Removes every key, all or none (pruning). An engine that cannot delete refuses.
+    fn remove(&self, keys: Vec<Vec<u8>>) -> Result<(), BackendError> {
+        let _ = keys;
+        Err(BackendError("this storage engine cannot delete (prune)".into()))
+    }
 }
 
 /// sled's page cache per store. Its default (1 GiB) let a node's memory grow with its ledger:
@@ -145,6 +168,13 @@ impl Backend for SledBackend {
                 .map(|r| r.map(|(k, v)| (k.to_vec(), v.to_vec())).map_err(sled_err)),
         )
     }
+    fn remove(&self, keys: Vec<Vec<u8>>) -> Result<(), BackendError> {
+        let mut b = sled::Batch::default();
+        for k in keys {
+            b.remove(k);
+        }
+        self.db.apply_batch(b).map_err(sled_err)
+    }
 }
 
 /// Errors of the store.
@@ -183,6 +213,23 @@ pub enum Error {
         /// What the store holds.
         limit: u64,
     },
+    /// Data this store does not hold: it was pruned, or the store started from a snapshot's
+    /// base above it.
+    #[error(
+        "{what} {value} is not held: this store holds blocks from {base} (pruned or synced from \
+         a snapshot)"
+    )]
+    Pruned {
+        /// What was asked for (`block`, `entry`, `tree size`).
+        what: &'static str,
+        /// The value asked for.
+        value: u64,
+        /// The store's base ([`Store::base`]).
+        base: u64,
+    },
+    /// [`Store::open_at_base`] on a directory that already holds a ledger.
+    #[error("{0} already holds a ledger: a store starts from a base only in an empty directory")]
+    NotEmpty(PathBuf),
     /// A proof was asked for sizes that make none.
     #[error("no such proof: {0}")]
     Proof(String),
@@ -216,6 +263,9 @@ pub struct Appended {
 }
 
 const HEAD_KEY: &[u8] = b"meta/head";
+const BASE_KEY: &[u8] = b"meta/base";
+/// Keys removed per batch when pruning.
+const PRUNE_BATCH: usize = 4096;
 /// Name of the acknowledged-head file in a store directory.
 pub const HEAD_FILE: &str = "surplus-head";
 
@@ -264,6 +314,52 @@ impl HeadRecord {
     }
 }
 
+/// What a store that does not hold every block holds (the `meta/base` record).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Base {
+    /// Lowest height after genesis whose block is held in full; so is every block above it.
+    height: u64,
+    /// Entries before that block: the stored nodes give the frontier of this size, and every
+    /// entry from this index on is held.
+    tree_size: u64,
+    /// Lowest height after genesis whose header is held; so is every header above it. At most
+    /// `height - 1`: the header before the base is the one whose root the frontier gives.
+    oldest_header: u64,
+}
+
+impl Base {
+    fn encode(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(24);
+        w.u64(self.height).u64(self.tree_size).u64(self.oldest_header);
+        w.finish()
+    }
+    fn decode(b: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(b);
+        let out = Self {
+            height: r.u64("base.height")?,
+            tree_size: r.u64("base.tree_size")?,
+            oldest_header: r.u64("base.oldest_header")?,
+        };
+        r.finish()?;
+        Ok(out)
+    }
+}
+
+/// What [`Store::prune`] removed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// The store's base after pruning ([`Store::base`]).
+    pub base: u64,
+    /// Blocks whose entries this call stopped holding.
+    pub blocks: u64,
+    /// Entries deleted (with any left by an interrupted earlier prune).
+    pub entries: u64,
+    /// Merkle nodes deleted.
+    pub nodes: u64,
+    /// Bytes of keys and values deleted.
+    pub bytes: u64,
+}
+
 /// The ledger store.
 pub struct Store {
     backend: Arc<dyn Backend>,
@@ -276,6 +372,10 @@ pub struct Store {
     upper_nodes: Arc<RwLock<HashMap<(u8, u64), Hash>>>,
     /// The acknowledged head, recorded outside the engine (stores opened from a directory).
     head_file: Option<HeadFile>,
+    /// What the store holds, if not every block from genesis.
+    base: Option<Base>,
+    /// Entries of the genesis block (always held).
+    genesis_size: u64,
 }
 
 /// Lowest Merkle level kept in memory; 1/256 of the entries' count in nodes, about 0.2 bytes of
@@ -385,10 +485,25 @@ impl Store {
         upper_nodes: Arc<RwLock<HashMap<(u8, u64), Hash>>>,
         read_only: bool,
     ) -> Result<Self, Error> {
-        let mut store =
-            Self { backend, config, read_only, state: None, upper_nodes, head_file: None };
+        let mut store = Self {
+            backend,
+            config,
+            read_only,
+            state: None,
+            upper_nodes,
+            head_file: None,
+            base: None,
+            genesis_size: 0,
+        };
         let Some(raw) = store.backend.get(HEAD_KEY)? else {
             // An empty store must be empty: no block without a head record.
+            if store.backend.get(BASE_KEY)?.is_some() {
+                return Err(Error::Damaged(Failure::block(
+                    0,
+                    "meta/head",
+                    "a base record is stored but the head record is missing",
+                )));
+            }
             if let Some(r) = store.backend.range(b"H", b"I").next() {
                 let (k, _) = r?;
                 return Err(Error::Damaged(Failure::block(
@@ -407,6 +522,12 @@ impl Store {
 
         let genesis = store.read_block(0)?;
         let validators = surplus_ledger::genesis_validators(&genesis).map_err(Error::Damaged)?;
+        store.genesis_size = genesis.header.tree_size;
+        if let Some(raw) = store.backend.get(BASE_KEY)? {
+            let base = Base::decode(&raw).map_err(|e| damaged("meta/base", e.to_string()))?;
+            store.check_base(base, head.height)?;
+            store.base = Some(base);
+        }
         let (header, _) = store.read_head(head.height)?;
         let hash = header.hash();
         if hash != head.hash {
@@ -428,8 +549,18 @@ impl Store {
                 ),
             ));
         }
-        if head.tree_size > 0 && store.backend.get(&entry_key(head.tree_size - 1))?.is_none() {
-            return Err(damaged("entries", format!("entry {} is missing", head.tree_size - 1)));
+        if head.tree_size > store.entries_from().max(1) {
+            // The entry, or the frontier leaf standing for it when it is not held.
+            match store.nodes().node(0, head.tree_size - 1) {
+                Ok(_) => {}
+                Err(NodeError::Backend(e)) => return Err(e.into()),
+                Err(NodeError::Missing { .. }) => {
+                    return Err(damaged(
+                        "entries",
+                        format!("entry {} is missing", head.tree_size - 1),
+                    ))
+                }
+            }
         }
         // Data past the head record is what a crash between an append and its head record
         // leaves, for the store that appends. A view of a live store reads the head record and
@@ -457,6 +588,51 @@ impl Store {
         Ok(store)
     }
 
+    /// Checks a `meta/base` record against the headers and Merkle nodes it claims are held.
+    fn check_base(&self, base: Base, head: u64) -> Result<(), Error> {
+        let damaged = |reason: String| Error::Damaged(Failure::block(head, "meta/base", reason));
+        if base.height < 2
+            || base.height > head + 1
+            || base.oldest_header == 0
+            || base.oldest_header >= base.height
+        {
+            return Err(damaged(format!(
+                "base {} with oldest header {} does not fit a head at {head}",
+                base.height, base.oldest_header
+            )));
+        }
+        if base.tree_size < self.genesis_size {
+            return Err(damaged(format!(
+                "{} entries before the base is fewer than genesis holds",
+                base.tree_size
+            )));
+        }
+        // Read before `base` is set, so that a missing header is damage, not "pruned".
+        self.read_head(base.oldest_header)?;
+        let (before, _) = self.read_head(base.height - 1)?;
+        if before.tree_size != base.tree_size {
+            return Err(damaged(format!(
+                "the base record says {} entries before block {}, its header says {}",
+                base.tree_size, base.height, before.tree_size
+            )));
+        }
+        let frontier = Frontier::from_source(&self.nodes(), base.tree_size)
+            .map_err(|e| Error::Damaged(Failure::block(before.height, "merkle", e.to_string())))?;
+        let root = frontier.root::<Blake3>();
+        if root != before.merkle_root {
+            return Err(Error::Damaged(Failure::block(
+                before.height,
+                "merkle",
+                format!(
+                    "the stored frontier at the base gives root {}, the header says {}",
+                    hex::encode(root),
+                    hex::encode(before.merkle_root)
+                ),
+            )));
+        }
+        Ok(())
+    }
+
     /// Finds which stored frontier node disagrees with the entries under it (slow: it reads
     /// those entries; only called once damage is known).
     fn locate_frontier_damage(&self, tree_size: u64, header: &Header) -> Result<Failure, Error> {
@@ -467,6 +643,11 @@ impl Store {
             if tree_size - start < width {
                 continue;
             }
+            if start < self.entries_from() {
+                // Its entries are not all held: nothing to recompute it from.
+                start += width;
+                continue;
+            }
             let index = start >> level;
             let mut leaves = Vec::new();
             for r in self.backend.range(&entry_key(start), &entry_key(start + width)) {
@@ -475,7 +656,7 @@ impl Store {
             let recomputed = merkle::root::<Blake3>(&leaves);
             let last = start + width - 1;
             if nodes.node(level, index).ok() != Some(recomputed) {
-                let height = self.height_of_entry_upto(last, header.height)?;
+                let height = self.height_of_entry_upto(last, self.base(), header.height)?;
                 return Ok(Failure::entry(
                     height,
                     last,
@@ -511,6 +692,267 @@ impl Store {
     /// Entries in the ledger.
     pub fn tree_size(&self) -> u64 {
         self.state.as_ref().map_or(0, |s| s.frontier.size())
+    }
+
+    /// Lowest height after genesis whose block (entries and all) this store holds, 0 for a
+    /// store that holds every block. Every block from it to the head is held, so is genesis;
+    /// the blocks between are pruned or were never synced. After [`Store::open_at_base`] with
+    /// the header of block `b` it is `b + 1`; after [`Store::prune`]`(below)`, `below`.
+    pub fn base(&self) -> u64 {
+        self.base.map_or(0, |b| b.height)
+    }
+
+    /// Lowest height after genesis whose header and certificate this store holds: every header
+    /// from it to the head is held. 1 unless the store started from a snapshot's base
+    /// ([`Store::open_at_base`]), whose header is the oldest held; pruning keeps every header.
+    pub fn oldest_header(&self) -> u64 {
+        self.base.map_or(1, |b| b.oldest_header)
+    }
+
+    /// Index of the first entry held after genesis's: entries from it on are all held, and so
+    /// are inclusion proofs of them and consistency proofs from trees of at least this size.
+    /// 0 for a store that holds every block.
+    pub fn entries_from(&self) -> u64 {
+        self.base.map_or(0, |b| b.tree_size)
+    }
+
+    fn pruned(&self, what: &'static str, value: u64) -> Error {
+        Error::Pruned { what, value, base: self.base() }
+    }
+
+    /// The base recorded in the engine now: a read-only view opened before its store pruned
+    /// finds the data it expects gone, and reports that as pruned rather than damaged.
+    fn recorded_base(&self) -> Option<Base> {
+        let raw = self.backend.get(BASE_KEY).ok()??;
+        Base::decode(&raw).ok()
+    }
+
+    /// `Error::Pruned` if entry `index` is below the base recorded now, else `damaged`.
+    fn missing_entry(&self, what: &'static str, value: u64, index: u64, damaged: Error) -> Error {
+        match self.recorded_base() {
+            Some(b) if index >= self.genesis_size && index < b.tree_size => {
+                Error::Pruned { what, value, base: b.height }
+            }
+            _ => damaged,
+        }
+    }
+
+    /// Whether the Merkle node `(level, index)` is kept: every node whose subtree ends past
+    /// the base's start, and the frontier nodes at that start.
+    fn node_held(&self, level: u8, index: u64) -> bool {
+        let Some(base) = self.base else { return true };
+        let end = index.checked_add(1).and_then(|i| i.checked_shl(u32::from(level)));
+        let start_bits = base.tree_size >> level;
+        end.is_none_or(|e| e > base.tree_size) || (start_bits & 1 == 1 && index == start_bits - 1)
+    }
+
+    /// Starts a store in the empty directory `dir` from a snapshot's base instead of genesis:
+    /// it holds `genesis`, the header and certificate `base` of a later block, and the Merkle
+    /// `frontier` after that block, and [`Store::append`] goes on from the block after it.
+    ///
+    /// Refused unless `genesis` is a valid genesis block, `base` is a block after it of the
+    /// same chain that passes the header checks `append` runs with certificates checked (its
+    /// certificate decides it for the genesis validators, its proposer may propose it; at
+    /// height 1 it links to genesis), and `frontier` has the base's tree size and gives its
+    /// Merkle root. Everything is written in one batch and flushed before this returns.
+    pub fn open_at_base(
+        dir: &Path,
+        config: Config,
+        genesis: &Block,
+        base: &(Header, surplus_ledger::Certificate),
+        frontier: &Frontier,
+    ) -> Result<Store, Error> {
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
+        let head_path = dir.join(HEAD_FILE);
+        let (head_file, acknowledged) = HeadFile::open(&head_path)
+            .map_err(|source| Error::Io { path: head_path.clone(), source })?;
+        if acknowledged != Ok(None) {
+            return Err(Error::NotEmpty(dir.into()));
+        }
+        let backend: Arc<dyn Backend> = Arc::new(SledBackend::open(dir)?);
+        if backend.range(b"", &[0xff]).next().is_some() {
+            return Err(Error::NotEmpty(dir.into()));
+        }
+        let (state, _) = ChainState::genesis(genesis).map_err(Error::Rejected)?;
+        let (header, certificate) = base;
+        let at = header.height;
+        let refuse =
+            |field: &str, reason: String| Error::Rejected(Failure::block(at, field, reason));
+        if at == 0 {
+            return Err(refuse("header.height", "a base is a block after genesis".into()));
+        }
+        if header.tree_size < genesis.header.tree_size {
+            return Err(refuse(
+                "header.tree_size",
+                format!(
+                    "{} entries, fewer than genesis's {}",
+                    header.tree_size, genesis.header.tree_size
+                ),
+            ));
+        }
+        if frontier.size() != header.tree_size {
+            return Err(refuse(
+                "frontier",
+                format!(
+                    "the frontier holds {} entries, the base header {}",
+                    frontier.size(),
+                    header.tree_size
+                ),
+            ));
+        }
+        let root = frontier.root::<Blake3>();
+        if root != header.merkle_root {
+            return Err(refuse(
+                "frontier",
+                format!(
+                    "the frontier gives root {}, the base header says {}",
+                    hex::encode(root),
+                    hex::encode(header.merkle_root)
+                ),
+            ));
+        }
+        // The checks `append` runs, on the base as a block without entries whose parent is
+        // whatever it links to (genesis itself at height 1): the frontier stands for the
+        // entries, so the tree size and root are checked against it.
+        let parent = if at == 1 {
+            state.clone()
+        } else {
+            ChainState {
+                head: Header { height: at - 1, timestamp_ms: 0, ..header.clone() },
+                head_hash: header.prev_hash,
+                ..state.clone()
+            }
+        };
+        let parent = ChainState { frontier: frontier.clone(), ..parent };
+        let block =
+            Block { header: header.clone(), entries: Vec::new(), certificate: certificate.clone() };
+        let adv = parent
+            .check_next(&block, Checks { certificates: true, entry_signatures: true })
+            .map_err(Error::Rejected)?;
+
+        let mut batch = Vec::with_capacity(genesis.entries.len() + 70);
+        batch.push((header_key(0), genesis.encode_head()));
+        for (i, e) in genesis.entries.iter().enumerate() {
+            batch.push((entry_key(i as u64), e.encode()));
+        }
+        batch.push((header_key(at), block.encode_head()));
+        let size = frontier.size();
+        let levels = (0..64u32).rev().filter(|l| size >> l & 1 == 1);
+        for (level, hash) in levels.zip(frontier.hashes()) {
+            batch.push((node_key(level as u8, (size >> level) - 1), hash.to_vec()));
+        }
+        let rec = HeadRecord { height: at, hash: adv.hash, tree_size: size };
+        batch.push((HEAD_KEY.to_vec(), rec.encode()));
+        let base = Base { height: at + 1, tree_size: size, oldest_header: at };
+        batch.push((BASE_KEY.to_vec(), base.encode()));
+        backend.apply(batch)?;
+        backend.flush()?;
+        let mut store = Self::on_backend(backend, config, Arc::default(), false)?;
+        store.head_file = Some(head_file);
+        store.record_head()?;
+        Ok(store)
+    }
+
+    /// Stops holding the entries of the blocks below `below` (genesis and the head are always
+    /// kept, so `below` is capped at the head), and the Merkle nodes only they needed. Every
+    /// header and certificate is kept, so the hash chain and the certified roots stay
+    /// checkable from genesis; [`Store::base`] becomes `below`. A `below` at or under the
+    /// current base changes nothing but still sweeps what an interrupted earlier prune left.
+    ///
+    /// The new base is recorded first (flushed), then the data below it deleted in batches:
+    /// a crash in between leaves data that nothing reads and the next call removes.
+    pub fn prune(&mut self, below: u64) -> Result<Pruned, Error> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
+        let head = self.height().ok_or(Error::Empty)?;
+        let target = below.min(head);
+        let old = self.base().max(1);
+        let mut out = Pruned::default();
+        if target > old {
+            let (before, _) = self.read_head(target - 1)?;
+            let base = Base {
+                height: target,
+                tree_size: before.tree_size,
+                oldest_header: self.oldest_header(),
+            };
+            let mut batch = vec![(BASE_KEY.to_vec(), base.encode())];
+            if base.tree_size % 2 == 1 {
+                // The frontier's leaf: its entry goes, its hash must stay.
+                let leaf = base.tree_size - 1;
+                let hash = self.nodes().node(0, leaf).map_err(|e| self.node_error(e))?;
+                batch.push((node_key(0, leaf), hash.to_vec()));
+            }
+            self.backend.apply(batch)?;
+            self.backend.flush()?;
+            self.base = Some(base);
+            out.blocks = target - old;
+            if let Ok(mut c) = self.upper_nodes.write() {
+                c.clear();
+            }
+        }
+        if let Some(base) = self.base {
+            self.sweep(base, &mut out)?;
+            self.backend.flush()?;
+        }
+        out.base = self.base();
+        Ok(out)
+    }
+
+    /// Deletes every entry and Merkle node below `base` that it does not keep.
+    fn sweep(&self, base: Base, out: &mut Pruned) -> Result<(), Error> {
+        out.entries += self.sweep_range(
+            entry_key(self.genesis_size),
+            &entry_key(base.tree_size),
+            None,
+            &mut out.bytes,
+        )?;
+        for level in 0..64u8 {
+            let end = base.tree_size >> level;
+            if end == 0 {
+                break;
+            }
+            let keep = (end & 1 == 1).then(|| node_key(level, end - 1));
+            out.nodes += self.sweep_range(
+                node_key(level, 0),
+                &node_key(level, end),
+                keep.as_deref(),
+                &mut out.bytes,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Deletes the keys in `[start, end)` but `keep`, in batches; returns how many.
+    fn sweep_range(
+        &self,
+        start: Vec<u8>,
+        end: &[u8],
+        keep: Option<&[u8]>,
+        bytes: &mut u64,
+    ) -> Result<u64, Error> {
+        let mut from = start;
+        let mut removed = 0u64;
+        loop {
+            let mut keys = Vec::new();
+            let mut last = None;
+            for r in self.backend.range(&from, end).take(PRUNE_BATCH) {
+                let (k, v) = r?;
+                last = Some(k.clone());
+                if Some(k.as_slice()) != keep {
+                    *bytes += (k.len() + v.len()) as u64;
+                    keys.push(k);
+                }
+            }
+            let Some(mut last) = last else { return Ok(removed) };
+            removed += keys.len() as u64;
+            if !keys.is_empty() {
+                self.backend.remove(keys)?;
+            }
+            // The least key after `last`.
+            last.push(0);
+            from = last;
+        }
     }
 
     /// Appends one block durably: checked, written atomically, flushed before returning.
@@ -570,7 +1012,10 @@ impl Store {
         batch.push((HEAD_KEY.to_vec(), rec.encode()));
         self.backend.apply(batch)?;
         match next_state {
-            Some(s) => self.state = Some(s),
+            Some(s) => {
+                self.genesis_size = s.frontier.size();
+                self.state = Some(s);
+            }
             None => {
                 if let Some(s) = self.state.as_mut() {
                     s.commit(block, adv);
@@ -598,6 +1043,9 @@ impl Store {
 
     /// Header and certificate at `height`.
     pub fn read_head(&self, height: u64) -> Result<(Header, surplus_ledger::Certificate), Error> {
+        if height > 0 && height < self.oldest_header() {
+            return Err(self.pruned("block", height));
+        }
         let raw = self.backend.get(&header_key(height))?.ok_or_else(|| {
             Error::Damaged(Failure::block(height, "header", "no header is stored at this height"))
         })?;
@@ -616,6 +1064,9 @@ impl Store {
     /// The block at `height`.
     pub fn block(&self, height: u64) -> Result<Block, Error> {
         self.check_height(height)?;
+        if height > 0 && height < self.base() {
+            return Err(self.pruned("block", height));
+        }
         self.read_block(height)
     }
 
@@ -642,12 +1093,13 @@ impl Store {
             let (k, v) = r?;
             let index = key_number(&k);
             if index != expected {
-                return Err(Error::Damaged(Failure::entry(
+                let damaged = Error::Damaged(Failure::entry(
                     height,
                     expected,
                     "entry",
                     "missing from the store",
-                )));
+                ));
+                return Err(self.missing_entry("block", height, expected, damaged));
             }
             let e = Entry::decode(&v).map_err(|e| {
                 Error::Damaged(Failure::entry(height, index, "entry", e.to_string()))
@@ -656,12 +1108,9 @@ impl Store {
             expected += 1;
         }
         if expected != end {
-            return Err(Error::Damaged(Failure::entry(
-                height,
-                expected,
-                "entry",
-                "missing from the store",
-            )));
+            let damaged =
+                Error::Damaged(Failure::entry(height, expected, "entry", "missing from the store"));
+            return Err(self.missing_entry("block", height, expected, damaged));
         }
         Ok(entries)
     }
@@ -672,13 +1121,17 @@ impl Store {
         if index >= size {
             return Err(Error::OutOfRange { what: "entry", value: index, limit: size });
         }
+        if index >= self.genesis_size && index < self.entries_from() {
+            return Err(self.pruned("entry", index));
+        }
         let raw = self.backend.get(&entry_key(index))?.ok_or_else(|| {
-            Error::Damaged(Failure::entry(
+            let damaged = Error::Damaged(Failure::entry(
                 self.height_of_entry(index).unwrap_or(0),
                 index,
                 "entry",
                 "missing",
-            ))
+            ));
+            self.missing_entry("entry", index, index, damaged)
         })?;
         Entry::decode(&raw).map_err(|e| {
             Error::Damaged(Failure::entry(
@@ -696,12 +1149,19 @@ impl Store {
         if index >= self.tree_size() {
             return Err(Error::OutOfRange { what: "entry", value: index, limit: self.tree_size() });
         }
-        self.height_of_entry_upto(index, head)
+        if index < self.genesis_size {
+            return Ok(0);
+        }
+        if index < self.entries_from() {
+            return Err(self.pruned("entry", index));
+        }
+        self.height_of_entry_upto(index, self.base(), head)
     }
 
-    fn height_of_entry_upto(&self, index: u64, head: u64) -> Result<u64, Error> {
-        // First height whose tree_size exceeds index.
-        let (mut lo, mut hi) = (0u64, head);
+    /// First height in `[lo, head]` whose tree size exceeds `index` (binary search over
+    /// headers, all of which must be held).
+    fn height_of_entry_upto(&self, index: u64, lo: u64, head: u64) -> Result<u64, Error> {
+        let (mut lo, mut hi) = (lo, head);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
             if self.read_head(mid)?.0.tree_size > index {
@@ -739,8 +1199,11 @@ impl Store {
         tree_size: Option<u64>,
     ) -> Result<InclusionProof, Error> {
         let size = self.proof_size(tree_size)?;
+        if index < self.entries_from() && index < size {
+            return Err(self.pruned("entry", index));
+        }
         merkle::prove_inclusion::<Blake3, _>(&self.nodes(), index, size)
-            .map_err(|e| self.prove_error(e))
+            .map_err(|e| self.prove_error(e, "entry", index))
     }
 
     /// Consistency proof from the tree of `old_size` entries to the one of `new_size`.
@@ -750,8 +1213,11 @@ impl Store {
         new_size: Option<u64>,
     ) -> Result<ConsistencyProof, Error> {
         let size = self.proof_size(new_size)?;
+        if old_size > 0 && old_size < self.entries_from() && old_size <= size {
+            return Err(self.pruned("tree size", old_size));
+        }
         merkle::prove_consistency::<Blake3, _>(&self.nodes(), old_size, size)
-            .map_err(|e| self.prove_error(e))
+            .map_err(|e| self.prove_error(e, "tree size", old_size))
     }
 
     fn proof_size(&self, tree_size: Option<u64>) -> Result<u64, Error> {
@@ -763,16 +1229,30 @@ impl Store {
         Ok(size)
     }
 
-    fn prove_error(&self, e: ProveError<NodeError>) -> Error {
+    /// A node that could not be read: damage, or a prune since this view opened.
+    fn node_error(&self, e: NodeError) -> Error {
         match e {
-            ProveError::Source(NodeError::Backend(b)) => Error::Backend(b),
-            ProveError::Source(NodeError::Missing { level, index }) => {
-                Error::Damaged(Failure::block(
-                    self.height().unwrap_or(0),
-                    "merkle",
-                    format!("node at level {level}, index {index} is missing"),
-                ))
+            NodeError::Backend(b) => Error::Backend(b),
+            NodeError::Missing { level, index } => Error::Damaged(Failure::block(
+                self.height().unwrap_or(0),
+                "merkle",
+                format!("node at level {level}, index {index} is missing"),
+            )),
+        }
+    }
+
+    fn prove_error(&self, e: ProveError<NodeError>, what: &'static str, value: u64) -> Error {
+        match e {
+            ProveError::Source(e @ NodeError::Missing { .. }) => {
+                let damaged = self.node_error(e);
+                match self.recorded_base() {
+                    Some(b) if b.height > self.base() => {
+                        Error::Pruned { what, value, base: b.height }
+                    }
+                    _ => damaged,
+                }
             }
+            ProveError::Source(e) => self.node_error(e),
             ProveError::IndexOutOfRange { index, tree_size } => {
                 Error::OutOfRange { what: "entry", value: index, limit: tree_size }
             }
@@ -781,6 +1261,11 @@ impl Store {
     }
 
     /// Verifies the whole store from genesis, stored Merkle nodes and head record included.
+    ///
+    /// A store that does not hold every block is verified from what it holds: genesis, the
+    /// header chain from [`Store::oldest_header`] (with its certificates), the stored frontier
+    /// at the base against the certified root before it, and every block from [`Store::base`]
+    /// in full; the report's `from_height` and `headers_from` say so.
     pub fn audit(
         &self,
         options: &verify::Options,
@@ -797,7 +1282,8 @@ impl Store {
         (from..end).map(move |h| self.block(h))
     }
 
-    /// Writes the whole ledger to one file (see [`crate::export`]).
+    /// Writes the whole ledger to one file (see [`crate::export`]); a store that does not hold
+    /// every block refuses with [`Error::Pruned`].
     pub fn export(
         &self,
         path: &Path,
@@ -838,8 +1324,14 @@ impl NodeSource for Nodes<'_> {
     type Error = NodeError;
     fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
         if level == 0 {
-            let v = self.backend.get(&entry_key(index)).map_err(NodeError::Backend)?;
-            return v.map(|e| Blake3::leaf(&e)).ok_or(NodeError::Missing { level, index });
+            if let Some(e) = self.backend.get(&entry_key(index)).map_err(NodeError::Backend)? {
+                return Ok(Blake3::leaf(&e));
+            }
+            // A frontier leaf whose entry is pruned or was never held.
+            let v = self.backend.get(&node_key(0, index)).map_err(NodeError::Backend)?;
+            return v
+                .and_then(|v| <Hash>::try_from(v.as_slice()).ok())
+                .ok_or(NodeError::Missing { level, index });
         }
         let cached = level >= CACHED_LEVEL;
         if cached {
@@ -863,8 +1355,12 @@ impl NodeSource for Nodes<'_> {
 /// Reads a store block by block for the audit, and checks its derived data.
 struct StoreSource<'a> {
     store: &'a Store,
+    /// Next height to read in full.
     next: u64,
     first_entry: u64,
+    /// Next height to read as a header only, and the end of those.
+    next_header: u64,
+    headers_end: u64,
     head: Option<HeadRecord>,
     head_error: Option<Failure>,
 }
@@ -881,7 +1377,8 @@ impl<'a> StoreSource<'a> {
             }
             Err(e) => (None, Some(Failure::block(0, "meta/head", e.to_string()))),
         };
-        Self { store, next: 0, first_entry: 0, head, head_error }
+        let (next_header, headers_end) = store.base.map_or((1, 1), |b| (b.oldest_header, b.height));
+        Self { store, next: 0, first_entry: 0, next_header, headers_end, head, head_error }
     }
 }
 
@@ -895,11 +1392,16 @@ impl BlockSource for StoreSource<'_> {
             return None;
         }
         let height = self.next;
-        self.next += 1;
+        // After genesis, the full blocks start at the base.
+        self.next = if height == 0 { self.store.base().max(1) } else { height + 1 };
         let result = (|| {
             let (header, certificate) = self.store.read_head(height)?;
             let entries = self.store.read_entries(height, self.first_entry, header.tree_size)?;
-            self.first_entry = header.tree_size;
+            self.first_entry = if height == 0 {
+                self.store.entries_from().max(header.tree_size)
+            } else {
+                header.tree_size
+            };
             Ok(Block { header, entries, certificate })
         })();
         Some(result.map_err(|e| match e {
@@ -908,8 +1410,26 @@ impl BlockSource for StoreSource<'_> {
         }))
     }
 
+    fn next_header(&mut self) -> Option<Result<(Header, surplus_ledger::Certificate), Failure>> {
+        if self.next_header >= self.headers_end {
+            return None;
+        }
+        let height = self.next_header;
+        self.next_header += 1;
+        Some(self.store.read_head(height).map_err(|e| match e {
+            Error::Damaged(f) => f,
+            other => Failure::block(height, "store", other.to_string()),
+        }))
+    }
+
+    fn frontier_at(&mut self, header: &Header) -> Result<Frontier, Failure> {
+        Frontier::from_source(&self.store.nodes(), header.tree_size)
+            .map_err(|e| Failure::block(header.height, "merkle", e.to_string()))
+    }
+
     fn len_hint(&self) -> Option<u64> {
-        self.head.map(|h| h.height + 1)
+        let skipped = self.store.base.map_or(0, |b| b.oldest_header - 1);
+        self.head.map(|h| h.height + 1 - skipped)
     }
 
     fn check_derived(&mut self, block: &Block, advance: &Advance) -> Result<(), Failure> {
@@ -917,8 +1437,11 @@ impl BlockSource for StoreSource<'_> {
         // A block completes a contiguous run of nodes on each level: read each run with one
         // range scan rather than one lookup per node.
         let mut levels: Vec<Vec<(u64, Hash)>> = Vec::new();
-        // Level 0 is not stored (the audit hashed the entries themselves).
-        for (level, index, hash) in advance.nodes.iter().filter(|n| n.0 > 0) {
+        // Level 0 is not stored (the audit hashed the entries themselves); genesis completed
+        // nodes that a pruned store no longer keeps.
+        for (level, index, hash) in
+            advance.nodes.iter().filter(|n| n.0 > 0 && self.store.node_held(n.0, n.1))
+        {
             let l = usize::from(*level);
             if levels.len() <= l {
                 levels.resize_with(l + 1, Vec::new);

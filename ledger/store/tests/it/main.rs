@@ -2,6 +2,7 @@
 //! crash safety and the golden vectors of the ledger format.
 
 mod audit;
+mod base;
 mod crash;
 mod golden;
 mod store;

@@ -1,0 +1,419 @@
+//! Stores that do not hold every block: started from a snapshot's base, or pruned. Reads of
+//! what is not held say so, proofs above the base verify, the audit runs from the base, and a
+//! prune interrupted between its steps reopens cleanly.
+
+use std::path::Path;
+
+use surplus_ledger::testutil::TestChain;
+use surplus_ledger::{
+    verify_consistency, verify_inclusion, Blake3, Block, Frontier, Hook, HookFailure, NoHook,
+};
+use surplus_store as store;
+use surplus_store::{Error, SledBackend, Store};
+
+fn config() -> store::Config {
+    store::Config::default()
+}
+
+/// The Merkle frontier after block `height` of `chain`.
+fn frontier_at(chain: &TestChain, height: usize) -> Frontier {
+    let mut f = Frontier::new();
+    let mut sink = Vec::new();
+    for b in &chain.blocks[..=height] {
+        for e in &b.entries {
+            f.push::<Blake3>(e.leaf_hash(), &mut sink);
+        }
+    }
+    f
+}
+
+fn head_of(b: &Block) -> (surplus_ledger::Header, surplus_ledger::Certificate) {
+    (b.header.clone(), b.certificate.clone())
+}
+
+fn based(dir: &Path, chain: &TestChain, at: usize) -> Result<Store, Error> {
+    Store::open_at_base(
+        dir,
+        config(),
+        &chain.blocks[0],
+        &head_of(&chain.blocks[at]),
+        &frontier_at(chain, at),
+    )
+}
+
+fn full(dir: &Path, chain: &TestChain) -> Store {
+    let mut s = Store::open(dir, config()).unwrap();
+    for b in &chain.blocks {
+        s.append(b).unwrap();
+    }
+    s
+}
+
+fn pruned_base(r: Result<impl std::fmt::Debug, Error>) -> u64 {
+    match r {
+        Err(Error::Pruned { base, .. }) => base,
+        other => panic!("expected Error::Pruned, got {other:?}"),
+    }
+}
+
+fn refused_field(r: Result<Store, Error>) -> String {
+    match r {
+        Err(Error::Rejected(f)) => f.field,
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+}
+
+/// Every inclusion proof from `entries_from` and consistency proof from a block's tree size at
+/// or above it verifies against the head root.
+fn proofs_above_base_verify(s: &Store, chain: &TestChain) {
+    let size = s.tree_size();
+    let root = s.head().unwrap().merkle_root;
+    for index in s.entries_from()..size {
+        let proof = s.prove_inclusion(index, None).unwrap();
+        let leaf = s.entry(index).unwrap().leaf_hash();
+        verify_inclusion::<Blake3>(&leaf, &proof, &root).unwrap();
+    }
+    for b in &chain.blocks {
+        let old = b.header.tree_size;
+        if old >= s.entries_from().max(1) && old <= size {
+            let proof = s.prove_consistency(old, None).unwrap();
+            verify_consistency::<Blake3>(&b.header.merkle_root, &root, &proof).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_store_started_at_a_base_appends_reopens_and_audits_from_the_base() {
+    let chain = TestChain::build("base-chain", 10, 5);
+    // Tree sizes 9 (genesis), 14, 19, 24...: bases with odd and even sizes, and height 1.
+    for at in [1usize, 4, 5] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = based(dir.path(), &chain, at).unwrap();
+        let at = at as u64;
+        assert_eq!(s.height(), Some(at));
+        assert_eq!((s.base(), s.oldest_header()), (at + 1, at));
+        assert_eq!(s.entries_from(), chain.blocks[at as usize].header.tree_size);
+        for b in &chain.blocks[at as usize + 1..] {
+            s.append(b).unwrap();
+        }
+        drop(s);
+
+        let s = Store::open(dir.path(), config()).unwrap();
+        assert_eq!(s.height(), Some(10));
+        assert_eq!(s.base(), at + 1);
+        assert_eq!(&s.block(0).unwrap(), &chain.blocks[0]);
+        assert_eq!(pruned_base(s.block(at)), at + 1);
+        assert_eq!(s.read_head(at).unwrap().0, chain.blocks[at as usize].header);
+        if at > 1 {
+            assert_eq!(pruned_base(s.read_head(at - 1)), at + 1);
+            assert_eq!(pruned_base(s.checkpoint(Some(1))), at + 1);
+        }
+        for h in at + 1..=10 {
+            assert_eq!(&s.block(h).unwrap(), &chain.blocks[h as usize]);
+        }
+        let first = s.entries_from();
+        assert_eq!(s.entry(first).unwrap(), chain.blocks[at as usize + 1].entries[0]);
+        assert_eq!(s.height_of_entry(first).unwrap(), at + 1);
+        assert_eq!(s.entry(0).unwrap(), chain.blocks[0].entries[0]);
+        if first > 9 {
+            assert_eq!(pruned_base(s.entry(first - 1)), at + 1);
+            assert_eq!(pruned_base(s.height_of_entry(first - 1)), at + 1);
+            assert_eq!(pruned_base(s.prove_inclusion(first - 1, None)), at + 1);
+            assert_eq!(pruned_base(s.prove_consistency(first - 1, None)), at + 1);
+        }
+        proofs_above_base_verify(&s, &chain);
+        let err = s.blocks(1).next().unwrap().unwrap_err();
+        assert!(matches!(err, Error::Pruned { .. }), "{err}");
+        let file = dir.path().join("ledger.export");
+        assert_eq!(pruned_base(s.export(&file, &mut |_, _| {})), at + 1);
+        assert!(!file.exists());
+
+        let report = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+        assert_eq!(report.from_height, at + 1);
+        assert_eq!(report.headers_from, if at == 1 { 0 } else { at });
+        assert_eq!(report.blocks, 1 + 1 + (10 - at));
+        assert_eq!(report.head_hash, chain.blocks[10].header.hash());
+        let view = s.view().unwrap();
+        assert_eq!(view.base(), at + 1);
+        assert_eq!(&view.block(10).unwrap(), &chain.blocks[10]);
+    }
+}
+
+#[test]
+fn the_error_says_what_is_not_held_and_from_where_the_store_holds_blocks() {
+    let e = Error::Pruned { what: "block", value: 12, base: 500 };
+    assert_eq!(
+        e.to_string(),
+        "block 12 is not held: this store holds blocks from 500 (pruned or synced from a snapshot)"
+    );
+}
+
+#[test]
+fn open_at_base_refuses_a_bad_base_and_writes_nothing() {
+    let chain = TestChain::build("base-chain", 6, 3);
+    let other = TestChain::build("other-chain", 6, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let genesis = &chain.blocks[0];
+    let f4 = frontier_at(&chain, 4);
+
+    // A certificate of another block, and one with a vote removed below quorum.
+    let (header, _) = head_of(&chain.blocks[4]);
+    let wrong_cert = (header.clone(), chain.blocks[3].certificate.clone());
+    let r = Store::open_at_base(dir.path(), config(), genesis, &wrong_cert, &f4);
+    assert_eq!(refused_field(r), "certificate");
+    let mut thin = chain.blocks[4].certificate.clone();
+    thin.signatures.truncate(1);
+    let r = Store::open_at_base(dir.path(), config(), genesis, &(header.clone(), thin), &f4);
+    assert_eq!(refused_field(r), "certificate");
+
+    // A frontier of another size, and one of the right size with another root.
+    let r = Store::open_at_base(
+        dir.path(),
+        config(),
+        genesis,
+        &head_of(&chain.blocks[4]),
+        &frontier_at(&chain, 3),
+    );
+    assert_eq!(refused_field(r), "frontier");
+    let mut hashes = f4.hashes().to_vec();
+    hashes[0][0] ^= 1;
+    let bent = Frontier::from_parts(f4.size(), hashes).unwrap();
+    let r = Store::open_at_base(dir.path(), config(), genesis, &head_of(&chain.blocks[4]), &bent);
+    assert_eq!(refused_field(r), "frontier");
+
+    // Another chain's block (its certificate is by other validators), genesis as a base.
+    let r = Store::open_at_base(
+        dir.path(),
+        config(),
+        genesis,
+        &head_of(&other.blocks[4]),
+        &frontier_at(&other, 4),
+    );
+    assert_eq!(refused_field(r), "header.chain_id");
+    let r = Store::open_at_base(
+        dir.path(),
+        config(),
+        genesis,
+        &head_of(&chain.blocks[0]),
+        &frontier_at(&chain, 0),
+    );
+    assert_eq!(refused_field(r), "header.height");
+
+    // Nothing was written: the directory still takes a good base, then refuses a second one.
+    let s = based(dir.path(), &chain, 4).unwrap();
+    drop(s);
+    assert!(matches!(based(dir.path(), &chain, 4), Err(Error::NotEmpty(_))));
+    let full_dir = tempfile::tempdir().unwrap();
+    drop(full(full_dir.path(), &chain));
+    assert!(matches!(based(full_dir.path(), &chain, 4), Err(Error::NotEmpty(_))));
+}
+
+#[test]
+fn a_pruned_store_keeps_headers_serves_what_it_holds_and_appends() {
+    let mut chain = TestChain::build("prune-chain", 12, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = full(dir.path(), &chain);
+    assert_eq!((s.base(), s.oldest_header(), s.entries_from()), (0, 1, 0));
+
+    let p = s.prune(7).unwrap();
+    assert_eq!((p.base, p.blocks), (7, 6));
+    assert_eq!(p.entries, chain.blocks[6].header.tree_size - chain.blocks[0].header.tree_size);
+    assert!(p.nodes > 0 && p.bytes > 0, "{p:?}");
+    assert_eq!(pruned_base(s.block(3)), 7);
+    assert_eq!(pruned_base(s.block(6)), 7);
+    assert_eq!(s.read_head(3).unwrap().0, chain.blocks[3].header);
+    assert_eq!(&s.block(7).unwrap(), &chain.blocks[7]);
+    assert_eq!(pruned_base(s.view().unwrap().block(2)), 7);
+    proofs_above_base_verify(&s, &chain);
+
+    // Pruning at or below the base changes nothing; beyond the head it stops at the head.
+    assert_eq!(s.prune(5).unwrap(), store::Pruned { base: 7, ..Default::default() });
+
+    let entries = chain.signed_entries(3, 64);
+    let next = chain.push_block(entries);
+    s.append(&next).unwrap();
+    drop(s);
+
+    let mut s = Store::open(dir.path(), config()).unwrap();
+    assert_eq!((s.height(), s.base(), s.oldest_header()), (Some(13), 7, 1));
+    let report = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+    assert_eq!((report.from_height, report.headers_from, report.blocks), (7, 0, 14));
+    assert_eq!(report.entries, chain.blocks[0].entries.len() as u64 + 6 * 5 + 3);
+    proofs_above_base_verify(&s, &chain);
+
+    let p = s.prune(100).unwrap();
+    assert_eq!((p.base, p.blocks), (13, 6));
+    drop(s);
+    let s = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(&s.block(13).unwrap(), &chain.blocks[13]);
+    let report = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+    assert_eq!(report.from_height, 13);
+    proofs_above_base_verify(&s, &chain);
+}
+
+#[test]
+fn a_store_started_at_a_base_prunes_further() {
+    let chain = TestChain::build("base-chain", 10, 4);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = based(dir.path(), &chain, 4).unwrap();
+    // Only the base's header is held below the head: nothing to prune yet.
+    assert_eq!(s.prune(4).unwrap().base, 5);
+    for b in &chain.blocks[5..] {
+        s.append(b).unwrap();
+    }
+    assert_eq!(s.prune(8).unwrap().blocks, 3);
+    drop(s);
+    let s = Store::open(dir.path(), config()).unwrap();
+    assert_eq!((s.base(), s.oldest_header()), (8, 4));
+    let report = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+    assert_eq!((report.from_height, report.headers_from, report.blocks), (8, 4, 8));
+    proofs_above_base_verify(&s, &chain);
+}
+
+/// A crash after the new base is recorded but before everything below it is deleted leaves
+/// data below the base: the store reopens and verifies, and the next prune sweeps it.
+#[test]
+fn a_prune_interrupted_before_its_deletes_reopens_and_is_finished_by_the_next() {
+    let chain = TestChain::build("prune-chain", 10, 5);
+    let dir = tempfile::tempdir().unwrap();
+    drop(full(dir.path(), &chain));
+    let all: Vec<(sled::IVec, sled::IVec)> = {
+        let b = SledBackend::open(dir.path()).unwrap();
+        b.db().iter().map(Result::unwrap).collect()
+    };
+    let mut s = Store::open(dir.path(), config()).unwrap();
+    s.prune(6).unwrap();
+    drop(s);
+    let kept: usize = {
+        let b = SledBackend::open(dir.path()).unwrap();
+        // Put back every entry and node that prune deleted: as if it stopped right after
+        // recording the base.
+        for (k, v) in &all {
+            if (k[0] == b'E' || k[0] == b'N') && !b.db().contains_key(k).unwrap() {
+                b.db().insert(k, v.clone()).unwrap();
+            }
+        }
+        b.db().flush().unwrap();
+        b.db().len()
+    };
+    assert_eq!(kept, all.len() + 1, "everything back, and the base record");
+
+    let mut s = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(s.base(), 6);
+    assert_eq!(pruned_base(s.block(2)), 6);
+    let report = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+    assert_eq!(report.from_height, 6);
+    let p = s.prune(6).unwrap();
+    assert_eq!((p.base, p.blocks), (6, 0));
+    assert_eq!(p.entries, chain.blocks[5].header.tree_size - chain.blocks[0].header.tree_size);
+    assert!(p.nodes > 0);
+    assert_eq!(s.prune(6).unwrap(), store::Pruned { base: 6, ..Default::default() });
+    drop(s);
+    let s = Store::open(dir.path(), config()).unwrap();
+    s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+    proofs_above_base_verify(&s, &chain);
+}
+
+#[test]
+fn a_damaged_frontier_at_the_base_is_caught_on_open() {
+    let chain = TestChain::build("prune-chain", 8, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = full(dir.path(), &chain);
+    s.prune(5).unwrap();
+    drop(s);
+    let start = chain.blocks[4].header.tree_size;
+    let level = 63 - start.leading_zeros() as u8;
+    {
+        let b = SledBackend::open(dir.path()).unwrap();
+        let mut key = vec![b'N', level];
+        key.extend_from_slice(&0u64.to_be_bytes());
+        assert!(b.db().contains_key(&key).unwrap(), "the frontier's largest node is kept");
+        b.db().insert(key, vec![7u8; 32]).unwrap();
+        b.db().flush().unwrap();
+    }
+    match Store::open(dir.path(), config()) {
+        Err(Error::Damaged(f)) => assert_eq!((f.height, f.field.as_str()), (4, "merkle"), "{f}"),
+        other => panic!("expected damage, got {other:?}"),
+    }
+}
+
+/// A hook that carries state from block to block refuses to start past pruned blocks, unless
+/// it says it can.
+#[test]
+fn a_hook_refuses_a_pruned_ledger_unless_it_can_resume() {
+    struct Counting(u64, bool);
+    impl Hook for Counting {
+        fn block(&mut self, _: &Block, _: &surplus_ledger::Hash) -> Result<(), HookFailure> {
+            self.0 += 1;
+            Ok(())
+        }
+        fn resume(
+            &mut self,
+            base: &surplus_ledger::Header,
+            hash: &surplus_ledger::Hash,
+        ) -> Result<(), HookFailure> {
+            if self.1 {
+                assert_eq!(*hash, base.hash());
+                Ok(())
+            } else {
+                Err(HookFailure { entry: None, field: "ledger".into(), reason: "no".into() })
+            }
+        }
+    }
+    struct Default_;
+    impl Hook for Default_ {
+        fn block(&mut self, _: &Block, _: &surplus_ledger::Hash) -> Result<(), HookFailure> {
+            Ok(())
+        }
+    }
+    let chain = TestChain::build("prune-chain", 6, 2);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = full(dir.path(), &chain);
+    s.prune(4).unwrap();
+    let f = s.audit(&Default::default(), &mut Default_, &mut |_| {}).unwrap_err();
+    assert_eq!((f.height, f.field.as_str()), (3, "ledger"), "{f}");
+    let mut h = Counting(0, true);
+    s.audit(&Default::default(), &mut h, &mut |_| {}).unwrap();
+    assert_eq!(h.0, 1 + 3, "genesis and blocks 4 to 6");
+    assert!(s.audit(&Default::default(), &mut Counting(0, false), &mut |_| {}).is_err());
+}
+
+/// A view opened before its store pruned reports the data gone as pruned, not as damage.
+#[test]
+fn a_view_opened_before_a_prune_reports_what_went_as_pruned() {
+    let chain = TestChain::build("prune-chain", 8, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = full(dir.path(), &chain);
+    let view = s.view().unwrap();
+    s.prune(6).unwrap();
+    assert_eq!(view.base(), 0);
+    assert_eq!(pruned_base(view.block(3)), 6);
+    assert_eq!(pruned_base(view.entry(chain.blocks[2].header.tree_size)), 6);
+    assert_eq!(pruned_base(view.prove_inclusion(chain.blocks[2].header.tree_size, None)), 6);
+    assert_eq!(&view.block(7).unwrap(), &chain.blocks[7]);
+}
+
+/// The headers of pruned blocks are still audited: a certificate swapped in one is caught.
+#[test]
+fn the_audit_checks_the_headers_of_pruned_blocks() {
+    let chain = TestChain::build("prune-chain", 8, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = full(dir.path(), &chain);
+    s.prune(6).unwrap();
+    drop(s);
+    {
+        let b = SledBackend::open(dir.path()).unwrap();
+        let mut key = vec![b'H'];
+        key.extend_from_slice(&3u64.to_be_bytes());
+        let swapped = Block {
+            header: chain.blocks[3].header.clone(),
+            entries: Vec::new(),
+            certificate: chain.blocks[2].certificate.clone(),
+        };
+        b.db().insert(key, swapped.encode_head()).unwrap();
+        b.db().flush().unwrap();
+    }
+    let s = Store::open(dir.path(), config()).unwrap();
+    let f = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap_err();
+    assert_eq!((f.height, f.field.as_str()), (3, "certificate"), "{f}");
+}
