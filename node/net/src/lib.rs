@@ -4,6 +4,8 @@
 //!   to it through a cloneable [`p2p::Gossip`] client; every peer is rate limited and scored.
 //! - [`consensus`]: the adapter to the Malachite (Tendermint) engine: the application side of
 //!   its channels, the wire codec, signing, and the chain of decided blocks in the store.
+//! - [`snapfetch`]: snapshot state sync over libp2p: what a node serves ([`p2p::start_with`])
+//!   and the [`snapfetch::SnapshotClient`] a node catching up fetches with.
 //!
 //! The node service (`surplus-service`) runs both; the fault tests run a peer on this same
 //! stack, and the fuzz targets reach the decoders that read bytes from other nodes.
@@ -11,6 +13,7 @@
 pub mod consensus;
 pub mod env;
 pub mod p2p;
+pub mod snapfetch;
 
 pub use env::{Clock, Env, ManualClock, SystemClock};
 

@@ -15,6 +15,13 @@
 //! One task owns the [`Swarm`]; [`Gossip`] talks to it through a bounded command channel.
 //! Validation runs on one worker thread fed by a bounded queue, so a slow validator never stalls
 //! the swarm: when the queue is full the message is ignored (dropped without penalty).
+//!
+//! A node started with a [`SnapshotSource`] ([`start_with`]) also answers snapshot requests
+//! (`/surplus/snapshot/1`, [`crate::snapfetch`]): the source runs on tokio's blocking pool, at
+//! most [`snapfetch::SERVE_PER_PEER`] requests per peer and [`snapfetch::SERVE_TOTAL`] in all
+//! (beyond: `Busy`). A peer that asked for a snapshot within [`snapfetch::CLIENT_GRACE`], or
+//! has a request in progress, is a snapshot client: it is exempt from the subscription grace
+//! (a node catching up subscribes to no topic before it starts).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -33,12 +40,14 @@ use libp2p::swarm::{
     SwarmEvent, THandler, THandlerInEvent, THandlerOutEvent, ToSwarm,
 };
 use libp2p::{
-    connection_limits, identify, identity, kad, mdns, noise, ping, tcp, yamux, Multiaddr, PeerId,
-    StreamProtocol, Swarm,
+    connection_limits, identify, identity, kad, mdns, noise, ping, request_response, tcp, yamux,
+    Multiaddr, PeerId, StreamProtocol, Swarm,
 };
 use prometheus_client::registry::Registry;
 use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
+
+use crate::snapfetch::{self, ServeBook, SnapRequest, SnapResponse, SnapshotSource};
 
 /// Room around a message's data in one gossipsub frame: topic, source, sequence number and
 /// signature of the message, and control messages batched with it.
@@ -85,7 +94,8 @@ pub struct NetConfig {
     /// Messages a peer may send at once above its rate.
     pub peer_burst: u32,
     /// How long a connected peer may stay without a known subscription to the orders or the
-    /// checkpoints topic before it is disconnected ([`SUBSCRIPTION_GRACE`] by default).
+    /// checkpoints topic before it is disconnected ([`SUBSCRIPTION_GRACE`] by default). Snapshot
+    /// clients are exempt while they keep asking (see the module docs).
     pub subscription_grace: Duration,
 }
 
@@ -191,6 +201,22 @@ pub struct NetStats {
     pub send_dropped: SendDropped,
     /// Connections closed or refused by the node's own rules.
     pub disconnects: Disconnects,
+    /// Snapshot requests served (all zero without a [`SnapshotSource`]).
+    pub snapshot: SnapshotServed,
+}
+
+/// Snapshot requests answered by this node, by answer.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SnapshotServed {
+    /// Answered with data (a manifest or a chunk).
+    pub data: u64,
+    /// Answered `NotFound`.
+    pub not_found: u64,
+    /// Answered `Busy`: beyond the per-peer or the total limit.
+    pub busy: u64,
+    /// Failed: timed out, connection closed, the source's answer too large, or a malformed
+    /// request.
+    pub failed: u64,
 }
 
 /// Received gossip that gossipsub dropped before the node's validator saw it, by reason.
@@ -330,6 +356,10 @@ struct Shared {
     connection_limit: AtomicU64,
     /// Messages waiting for the validation thread (a gauge, at most [`VALIDATION_QUEUE`]).
     validating: AtomicUsize,
+    snap_data: AtomicU64,
+    snap_not_found: AtomicU64,
+    snap_busy: AtomicU64,
+    snap_failed: AtomicU64,
 }
 
 enum Command {
@@ -413,6 +443,12 @@ impl Gossip {
                 no_subscription: s.no_subscription.load(Ordering::Relaxed),
                 connection_limit: s.connection_limit.load(Ordering::Relaxed),
             },
+            snapshot: SnapshotServed {
+                data: s.snap_data.load(Ordering::Relaxed),
+                not_found: s.snap_not_found.load(Ordering::Relaxed),
+                busy: s.snap_busy.load(Ordering::Relaxed),
+                failed: s.snap_failed.load(Ordering::Relaxed),
+            },
         }
     }
 
@@ -443,6 +479,8 @@ struct Behaviour {
     kad: kad::Behaviour<kad::store::MemoryStore>,
     mdns: Toggle<mdns::tokio::Behaviour>,
     gossipsub: Gossipsub,
+    /// `/surplus/snapshot/1`, inbound only; absent without a [`SnapshotSource`].
+    snapshot: Toggle<request_response::Behaviour<snapfetch::Codec>>,
 }
 
 /// Gossipsub with the node's counting transform.
@@ -672,6 +710,7 @@ fn build_behaviour(
     topics: &[TopicHash; 2],
     counts: &Arc<RawDrops>,
     registry: &mut Registry,
+    serve_snapshots: bool,
 ) -> Result<Behaviour, NetError> {
     let peer_id = key.public().to_peer_id();
     let limits = connection_limits::ConnectionLimits::default()
@@ -738,17 +777,30 @@ fn build_behaviour(
         kad,
         mdns: Toggle::from(mdns),
         gossipsub: Gossipsub { inner: gossipsub, graylist_threshold, counts: counts.clone() },
+        snapshot: Toggle::from(serve_snapshots.then(snapfetch::server_behaviour)),
     })
 }
 
 /// Starts the network: binds every listen address (returning once each is bound), dials the
 /// bootstrap peers and subscribes to both topics of `chain_id`. Received messages go to
-/// `validator`; only those it accepts are relayed.
+/// `validator`; only those it accepts are relayed. Serves no snapshots ([`start_with`] does).
 pub async fn start(
     cfg: NetConfig,
     keypair: identity::Keypair,
     chain_id: &str,
     validator: Arc<dyn Validator>,
+) -> Result<Gossip, NetError> {
+    start_with(cfg, keypair, chain_id, validator, None).await
+}
+
+/// [`start`], and with `snapshots` the node also answers snapshot requests from it
+/// (`/surplus/snapshot/1`; see the module docs for the limits).
+pub async fn start_with(
+    cfg: NetConfig,
+    keypair: identity::Keypair,
+    chain_id: &str,
+    validator: Arc<dyn Validator>,
+    snapshots: Option<Arc<dyn SnapshotSource>>,
 ) -> Result<Gossip, NetError> {
     cfg.validate()?;
     let orders = IdentTopic::new(Topic::Orders.name(chain_id));
@@ -758,8 +810,15 @@ pub async fn start(
 
     let shared = Arc::new(Shared::default());
     let mut registry = Registry::default();
-    let behaviour =
-        build_behaviour(&keypair, &cfg, chain_id, &topic_hashes, &shared.raw, &mut registry)?;
+    let behaviour = build_behaviour(
+        &keypair,
+        &cfg,
+        chain_id,
+        &topic_hashes,
+        &shared.raw,
+        &mut registry,
+        snapshots.is_some(),
+    )?;
     let mut swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
@@ -837,6 +896,8 @@ pub async fn start(
     // in every turn of its loop and never waits for the worker.
     let (verdict_tx, verdicts) = mpsc::channel::<Done>(VALIDATION_QUEUE);
     spawn_validation_worker(validator, job_rx, verdict_tx)?;
+    // Bounded by the requests in progress (at most `SERVE_TOTAL`), each sending one answer.
+    let (served_tx, served) = mpsc::channel::<Served>(snapfetch::SERVE_TOTAL);
 
     let task = Task {
         swarm,
@@ -854,8 +915,11 @@ pub async fn start(
         jobs,
         unsubscribed: SubscriptionWatch::new(cfg.subscription_grace),
         registry,
+        snapshots,
+        serving: ServeBook::default(),
+        served_tx,
     };
-    let handle = tokio::spawn(task.run(command_rx, verdicts));
+    let handle = tokio::spawn(task.run(command_rx, verdicts, served));
     Ok(Gossip { commands, shared, local_peer_id, task: Arc::new(Mutex::new(Some(handle))) })
 }
 
@@ -865,6 +929,12 @@ struct Job {
     data: Vec<u8>,
     from: PeerId,
     id: MessageId,
+}
+
+/// The source's answer to a snapshot request, back from the blocking pool (`None`: not sent).
+struct Served {
+    channel: request_response::ResponseChannel<SnapResponse>,
+    response: Option<SnapResponse>,
 }
 
 /// The validator's verdict on a [`Job`].
@@ -913,6 +983,10 @@ struct Task {
     unsubscribed: SubscriptionWatch,
     /// Gossipsub's own metrics (read by [`Task::copy_drops`], not served as they are).
     registry: Registry,
+    snapshots: Option<Arc<dyn SnapshotSource>>,
+    /// Snapshot requests in progress, and which peers are snapshot clients.
+    serving: ServeBook,
+    served_tx: mpsc::Sender<Served>,
 }
 
 /// Connected peers without a known subscription, and since when.
@@ -948,6 +1022,7 @@ impl Task {
         mut self,
         mut commands: mpsc::Receiver<Command>,
         mut verdicts: mpsc::Receiver<Done>,
+        mut served: mpsc::Receiver<Served>,
     ) {
         self.dial_bootstrap();
         let mut redial = tokio::time::interval(REDIAL_INTERVAL);
@@ -965,6 +1040,7 @@ impl Task {
                     Some(Command::Shutdown) | None => break,
                 },
                 Some(done) = verdicts.recv() => self.report(done),
+                Some(s) = served.recv() => self.send_snapshot(s),
                 event = self.swarm.select_next_some() => self.on_event(event),
                 _ = redial.tick() => self.dial_bootstrap(),
                 _ = scores.tick() => self.copy_scores(),
@@ -1038,10 +1114,12 @@ impl Task {
             .map(|(p, _)| *p)
             .collect();
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        for peer in self
-            .unsubscribed
-            .stale(Instant::now(), connected.into_iter().filter(|p| !subscribed.contains(p)))
-        {
+        let now = Instant::now();
+        // Snapshot clients are nodes catching up before they start: they subscribe to nothing.
+        let serving = &self.serving;
+        let lacking =
+            connected.into_iter().filter(|p| !subscribed.contains(p) && !serving.is_client(p, now));
+        for peer in self.unsubscribed.stale(now, lacking) {
             tracing::info!(%peer, "no subscription known from a connected peer: reconnecting");
             if self.swarm.disconnect_peer_id(peer).is_ok() {
                 self.shared.no_subscription.fetch_add(1, Ordering::Relaxed);
@@ -1152,6 +1230,77 @@ impl Task {
         }
     }
 
+    /// A snapshot request arrived, or one ended.
+    fn on_snapshot(&mut self, event: request_response::Event<SnapRequest, SnapResponse>) {
+        use request_response::{Event, Message};
+        let s = &self.shared;
+        match event {
+            Event::Message {
+                peer,
+                message: Message::Request { request_id, request, channel },
+                ..
+            } => {
+                let source = match &self.snapshots {
+                    Some(source) if self.serving.admit(peer, request_id, Instant::now()) => {
+                        source.clone()
+                    }
+                    _ => {
+                        tracing::debug!(%peer, ?request, "snapshot request refused: busy");
+                        s.snap_busy.fetch_add(1, Ordering::Relaxed);
+                        let _ = self
+                            .swarm
+                            .behaviour_mut()
+                            .snapshot
+                            .as_mut()
+                            .map(|b| b.send_response(channel, SnapResponse::Busy));
+                        return;
+                    }
+                };
+                let done = self.served_tx.clone();
+                // The source may read files: never on this task.
+                tokio::spawn(async move {
+                    let answer =
+                        tokio::task::spawn_blocking(move || snapfetch::answer(&*source, request))
+                            .await;
+                    let response = answer.unwrap_or_else(|e| {
+                        tracing::error!(?request, "the snapshot source failed: {e}");
+                        None
+                    });
+                    let _ = done.send(Served { channel, response }).await;
+                });
+            }
+            Event::Message { message: Message::Response { .. }, .. } => {}
+            Event::ResponseSent { request_id, .. } => self.serving.finished(request_id),
+            Event::InboundFailure { peer, request_id, error, .. } => {
+                tracing::debug!(%peer, "snapshot request failed: {error}");
+                self.serving.finished(request_id);
+                s.snap_failed.fetch_add(1, Ordering::Relaxed);
+            }
+            // Inbound only: this node asks nothing.
+            Event::OutboundFailure { .. } => {}
+        }
+    }
+
+    /// Sends the source's answer to a snapshot request (dropping the channel when there is
+    /// none, which fails the request at the other side).
+    fn send_snapshot(&mut self, served: Served) {
+        let Some(rr) = self.swarm.behaviour_mut().snapshot.as_mut() else {
+            return;
+        };
+        let Some(response) = served.response else {
+            return;
+        };
+        let counter = match response {
+            SnapResponse::Data(_) => &self.shared.snap_data,
+            SnapResponse::NotFound => &self.shared.snap_not_found,
+            SnapResponse::Busy => &self.shared.snap_busy,
+        };
+        // Fails when the connection closed meanwhile (then reported as an inbound failure).
+        if rr.send_response(served.channel, response).is_ok() {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
     fn on_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
         match event {
             SwarmEvent::Behaviour(BehaviourEvent::Gossipsub(gossipsub::Event::Message {
@@ -1159,6 +1308,7 @@ impl Task {
                 message_id,
                 message,
             })) => self.on_message(propagation_source, message_id, message),
+            SwarmEvent::Behaviour(BehaviourEvent::Snapshot(event)) => self.on_snapshot(event),
             SwarmEvent::Behaviour(BehaviourEvent::Ping(ping::Event {
                 peer,
                 connection,
@@ -1230,6 +1380,7 @@ impl Task {
                 self.shared.peers.store(self.swarm.connected_peers().count(), Ordering::Relaxed);
                 if num_established == 0 {
                     self.limiter.forget(&peer_id);
+                    self.serving.forget(&peer_id);
                     if let Ok(mut p) = self.shared.peer_addrs.lock() {
                         p.remove(&peer_id);
                     }
@@ -1699,7 +1850,8 @@ mod tests {
         let checkpoints = IdentTopic::new(Topic::Checkpoints.name(CHAIN));
         let topics = [orders.hash(), checkpoints.hash()];
         let counts = Arc::new(RawDrops::default());
-        let mut b = build_behaviour(&key, &cfg, CHAIN, &topics, &counts, &mut registry).unwrap();
+        let mut b =
+            build_behaviour(&key, &cfg, CHAIN, &topics, &counts, &mut registry, false).unwrap();
         b.gossipsub.subscribe(&orders).unwrap();
         let mut text = String::new();
         prometheus_client::encoding::text::encode(&mut text, &registry).unwrap();
