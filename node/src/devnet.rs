@@ -23,6 +23,10 @@ pub const FAUCET_FUNDS: u64 = 1_000_000 * 1_000_000;
 /// Credits the faucet gives a new browser key (units): 1,000 credits.
 pub const FAUCET_GRANT: u64 = 1_000 * 1_000_000;
 /// How long running nodes get to answer on their API after start (replaying a long ledger).
+/// Devnet nodes write a snapshot of the state every this many blocks.
+const DEVNET_SNAPSHOT_EVERY: u64 = 500;
+/// Devnet nodes other than the first keep this many block bodies.
+const DEVNET_RETAIN_BLOCKS: u64 = 2_000;
 const START_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Arguments of `surplus devnet`.
@@ -170,6 +174,13 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
         c.http.per_ip_burst = 40_000;
         c.p2p.peer_msgs_per_sec = 20_000;
         c.p2p.peer_burst = 40_000;
+        // The first node is the archive (auditors and exports); the others keep the newest
+        // blocks and restart from their snapshots, as most members of a consortium would.
+        c.storage.snapshot_every = DEVNET_SNAPSHOT_EVERY;
+        if i > 0 {
+            c.storage.archive = false;
+            c.storage.retain_blocks = DEVNET_RETAIN_BLOCKS;
+        }
         c.inventory = Some(config::InventoryFile { file: "inventory.toml".into() });
         c.faucet = Some(config::Faucet { key: "faucet.key".into(), amount: FAUCET_GRANT });
         c.provisioning.kind = HookKind::Exec;

@@ -141,11 +141,20 @@ fn progress_bar(json: bool, what: &str) -> ProgressBar {
 }
 
 /// Re-executes the state machine when the ledger records one (its genesis holds the
-/// consortium's parameters); a bare ledger is checked by the ledger rules alone.
+/// consortium's parameters); a bare ledger is checked by the ledger rules alone. On a data dir
+/// that holds blocks in full only from some height on (it prunes, or started from a snapshot),
+/// re-execution starts from the node's snapshot of the height before (its base snapshot),
+/// checked against that header's certified state root.
 #[derive(Debug, Default)]
 struct AutoReplay {
     replay: Option<surplus_contracts::Replay>,
     decided: bool,
+    /// The data dir audited, whose snapshots a resume reads.
+    data_dir: Option<PathBuf>,
+    /// The genesis validators, for a snapshot's certificate.
+    validators: Option<surplus_ledger::ValidatorSet>,
+    /// The height of the snapshot re-execution started from, if not genesis.
+    resumed_from: Option<u64>,
 }
 
 impl surplus_ledger::Hook for AutoReplay {
@@ -156,6 +165,7 @@ impl surplus_ledger::Hook for AutoReplay {
     ) -> std::result::Result<(), surplus_ledger::HookFailure> {
         if !self.decided {
             self.decided = true;
+            self.validators = surplus_ledger::genesis_validators(block).ok();
             let has_params =
                 block.entries.iter().any(|e| e.kind == surplus_ledger::EntryKind::GENESIS_PARAMS);
             if has_params {
@@ -169,6 +179,46 @@ impl surplus_ledger::Hook for AutoReplay {
             None => Ok(()),
         }
     }
+
+    fn resume(
+        &mut self,
+        base: &surplus_ledger::Header,
+        hash: &surplus_ledger::Hash,
+    ) -> std::result::Result<(), surplus_ledger::HookFailure> {
+        let Some(replay) = self.replay.as_mut() else { return Ok(()) };
+        let fail = |reason: String| surplus_ledger::HookFailure {
+            entry: None,
+            field: "snapshot".into(),
+            reason,
+        };
+        let (Some(dir), Some(validators)) = (&self.data_dir, &self.validators) else {
+            return Err(fail(format!(
+                "the ledger holds blocks in full only after height {}: re-execution needs the \
+                 state at that height, which only a node's data dir (its snapshots) holds",
+                base.height
+            )));
+        };
+        let root = surplus_net::consensus::snapshot::dir_of(dir);
+        let (manifest, maker) =
+            surplus_net::consensus::snapshot::load(&root, base.height, &base.chain_id, validators)
+                .map_err(|e| {
+                    fail(format!(
+                        "the ledger holds blocks in full only after height {}, and the snapshot \
+                         of that height in {} cannot be used: {e}",
+                        base.height,
+                        root.display()
+                    ))
+                })?;
+        if manifest.header.hash() != *hash {
+            return Err(fail(format!(
+                "the snapshot of height {} is of another header than the ledger's",
+                base.height
+            )));
+        }
+        replay.resume_at(maker.state, base)?;
+        self.resumed_from = Some(base.height);
+        Ok(())
+    }
 }
 
 /// Runs `surplus audit`.
@@ -181,7 +231,7 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
         .map_err(anyhow::Error::msg)?;
     let options = verify::Options { genesis_hash, ..Default::default() };
     let bar = progress_bar(a.json, "auditing");
-    let mut hook = AutoReplay::default();
+    let mut hook = AutoReplay { data_dir: a.data_dir.clone(), ..AutoReplay::default() };
     let mut on_progress = |p: verify::Progress| {
         if let Some(t) = p.total_blocks {
             bar.set_length(t);
@@ -225,7 +275,7 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
                             a.json,
                             &dir.display().to_string(),
                             Err(f.clone()),
-                            false,
+                            None,
                         ));
                     }
                     _ => return Err(e),
@@ -236,16 +286,30 @@ pub fn audit(a: AuditArgs) -> Result<ExitCode> {
         (None, None, None) => bail!("name an export file, --data-dir or --node"),
     };
     bar.finish_and_clear();
-    Ok(report(a.json, &source_name, result, hook.replay.is_some()))
+    let replayed = hook.replay.is_some().then_some(hook.resumed_from.unwrap_or(0));
+    Ok(report(a.json, &source_name, result, replayed))
 }
 
-fn report(json: bool, source: &str, result: Result<Report, Failure>, replayed: bool) -> ExitCode {
+/// Prints the audit's outcome; `replayed` is the height re-execution started from (0: genesis),
+/// `None` if the ledger was not re-executed.
+fn report(
+    json: bool,
+    source: &str,
+    result: Result<Report, Failure>,
+    replayed: Option<u64>,
+) -> ExitCode {
     match result {
         Ok(r) => {
             if json {
                 println!(
                     "{}",
-                    serde_json::json!({ "verified": true, "source": source, "report": r, "replayed": replayed })
+                    serde_json::json!({
+                        "verified": true,
+                        "source": source,
+                        "report": r,
+                        "replayed": replayed.is_some(),
+                        "replayed_from": replayed,
+                    })
                 );
             } else {
                 println!("verified: {source}");
@@ -256,10 +320,26 @@ fn report(json: bool, source: &str, result: Result<Report, Failure>, replayed: b
                 println!("  entries      {}", r.entries);
                 println!("  signatures   {}", r.signatures);
                 println!("  merkle root  {}", hex::encode(r.merkle_root));
-                if replayed {
-                    println!("  re-executed  every block: auctions, balances, escrow, leases, state roots");
-                } else {
-                    println!("  re-executed  no (the genesis records no consortium parameters)");
+                if r.from_height > 0 {
+                    println!(
+                        "  held         headers from {}, blocks in full from {} (older bodies \
+                         pruned, or before this node's snapshot)",
+                        r.headers_from.max(1),
+                        r.from_height
+                    );
+                }
+                match replayed {
+                    Some(0) => println!(
+                        "  re-executed  every block: auctions, balances, escrow, leases, state roots"
+                    ),
+                    Some(h) => println!(
+                        "  re-executed  every block after the snapshot at height {h} (checked \
+                         against its certified state root): auctions, balances, escrow, leases, \
+                         state roots"
+                    ),
+                    None => {
+                        println!("  re-executed  no (the genesis records no consortium parameters)")
+                    }
                 }
             }
             ExitCode::SUCCESS

@@ -19,6 +19,20 @@ pub struct NodeArgs {
     /// Log filter (default: info for surplus, warn for the engine and libp2p).
     #[arg(long)]
     pub log: Option<String>,
+    /// How a data dir without a ledger gets its state: `genesis` replays every block from
+    /// genesis; `snapshot` fetches a snapshot of the state from the bootstrap peers, checks it
+    /// against a certified state root and starts from there (docs/snapshots.md).
+    #[arg(long, value_enum, default_value_t = SyncMode::Genesis)]
+    pub sync: SyncMode,
+}
+
+/// How a new node gets its state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum SyncMode {
+    /// Replay every block from genesis.
+    Genesis,
+    /// Start from a peer's snapshot.
+    Snapshot,
 }
 
 /// Runs `surplus node` until Ctrl-C or SIGTERM.
@@ -29,7 +43,7 @@ pub fn node(args: NodeArgs) -> Result<ExitCode> {
         .thread_name("surplus")
         .build()
         .context("cannot start the async runtime")?;
-    let mut builder = Builder::new(args.data_dir);
+    let mut builder = Builder::new(args.data_dir).sync_snapshot(args.sync == SyncMode::Snapshot);
     if let Some(c) = args.config {
         builder = builder.config_file(c);
     }

@@ -144,6 +144,11 @@ impl NodeProc {
     /// [`NodeProc::start`] inside network namespace `netns` (`ip netns exec`, which becomes the
     /// node process, so a kill reaches the node itself).
     pub fn start_in(dir: &Path, api: &str, netns: Option<&str>) -> Self {
+        Self::start_with(dir, api, netns, &[])
+    }
+
+    /// [`NodeProc::start_in`] with more arguments to `surplus node`.
+    pub fn start_with(dir: &Path, api: &str, netns: Option<&str>, args: &[&str]) -> Self {
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -161,6 +166,7 @@ impl NodeProc {
             .arg("node")
             .arg("--data-dir")
             .arg(dir)
+            .args(args)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -253,6 +259,26 @@ pub fn audit(dir: &Path) -> Result<Value> {
     Ok(serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
+/// Sets `key = value` on every line of the TOML file `config` that sets `key` (the commented
+/// config `surplus init` and `surplus devnet` write holds each key once).
+pub fn set_config(config: &Path, key: &str, value: &str) {
+    let text = std::fs::read_to_string(config).expect("the config file");
+    let mut found = false;
+    let out: Vec<String> = text
+        .lines()
+        .map(|l| {
+            if l.trim_start().starts_with(&format!("{key} =")) {
+                found = true;
+                format!("{key} = {value}")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    assert!(found, "{} sets no {key}", config.display());
+    std::fs::write(config, out.join("\n") + "\n").expect("write the config file");
+}
+
 /// Reads a key file.
 pub fn read_key(path: &Path) -> SecretKey {
     let text = std::fs::read_to_string(path).expect("key file");
@@ -328,6 +354,45 @@ impl Devnet {
     /// Node `i`'s data directory.
     pub fn data_dir(&self, i: usize) -> PathBuf {
         PathBuf::from(self.file["nodes"][i]["data_dir"].as_str().expect("data_dir"))
+    }
+
+    /// Makes the data dir of one more node, `name`, under `root` (not a validator: its key is
+    /// new), with this devnet's genesis, its ports from `port` (p2p, consensus, HTTP) on
+    /// loopback, and every devnet node as its bootstrap and consensus peers. Returns the data dir
+    /// and the API's URL.
+    pub fn join_node(&self, root: &Path, name: &str, port: u16) -> (PathBuf, String) {
+        let dir = root.join(name);
+        let out = surplus(&[
+            "init",
+            "--data-dir",
+            &dir.display().to_string(),
+            "--name",
+            name,
+            "--p2p-port",
+            &port.to_string(),
+            "--consensus-port",
+            &(port + 1).to_string(),
+            "--http-port",
+            &(port + 2).to_string(),
+        ]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::copy(self.data_dir(0).join("genesis.json"), dir.join("genesis.json"))
+            .expect("copy the genesis file");
+        let config = dir.join("config.toml");
+        let text =
+            std::fs::read_to_string(&config).expect("the config").replace("0.0.0.0", "127.0.0.1");
+        std::fs::write(&config, text).expect("write the config");
+        let nodes = self.file["nodes"].as_array().expect("nodes");
+        let list = |field: &str| {
+            let items: Vec<String> = nodes
+                .iter()
+                .map(|n| format!("{:?}", n[field].as_str().expect("an address")))
+                .collect();
+            format!("[{}]", items.join(", "))
+        };
+        set_config(&config, "bootstrap", &list("p2p"));
+        set_config(&config, "peers", &list("consensus"));
+        (dir, format!("http://127.0.0.1:{}", port + 2))
     }
 
     /// Sample buyer `i`'s key.

@@ -186,21 +186,6 @@ fn four_nodes_trade_provision_grant_and_audit() {
     wait_for("devnet to exit", 2 * MINUTE, || again.try_wait().ok().flatten());
 }
 
-fn set(config: &Path, key: &str, value: &str) {
-    let text = std::fs::read_to_string(config).unwrap();
-    let out: Vec<String> = text
-        .lines()
-        .map(|l| {
-            if l.trim_start().starts_with(&format!("{key} =")) {
-                format!("{key} = {value}")
-            } else {
-                l.to_owned()
-            }
-        })
-        .collect();
-    std::fs::write(config, out.join("\n") + "\n").unwrap();
-}
-
 /// A validator stopped and restarted catches up to the same head; a fifth, non-validator node
 /// started after 100 blocks syncs to the same head.
 #[test]
@@ -209,7 +194,6 @@ fn restarted_validator_and_late_joiner_reach_the_same_head() {
     let tmp = tempfile::tempdir().unwrap();
     let base = free_base(60);
     let net = Devnet::init(tmp.path(), 4, base);
-    let (dir, file) = (&net.dir, &net.file);
     let mut nodes = net.start_all();
     let apis: Vec<Client> = nodes.iter().map(|n| n.api.clone()).collect();
     let refs: Vec<&Client> = apis.iter().collect();
@@ -230,33 +214,8 @@ fn restarted_validator_and_late_joiner_reach_the_same_head() {
 
     // After 100 blocks a fifth node joins as a non-validator.
     wait_for("100 blocks", 3 * MINUTE, || (apis[0].head()?.0 >= 100).then_some(()));
-    let d5 = tmp.path().join("dc5");
-    let p = base + 50;
-    let out = surplus(&[
-        "init",
-        "--data-dir",
-        &d5.display().to_string(),
-        "--name",
-        "dc5",
-        "--p2p-port",
-        &p.to_string(),
-        "--consensus-port",
-        &(p + 1).to_string(),
-        "--http-port",
-        &(p + 2).to_string(),
-    ]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::fs::copy(dir.join("dc1").join("genesis.json"), d5.join("genesis.json")).unwrap();
-    let config = d5.join("config.toml");
-    let text = std::fs::read_to_string(&config).unwrap().replace("0.0.0.0", "127.0.0.1");
-    std::fs::write(&config, text).unwrap();
-    let boot: Vec<String> =
-        (0..4).map(|i| format!("{:?}", file["nodes"][i]["p2p"].as_str().unwrap())).collect();
-    let peers: Vec<String> =
-        (0..4).map(|i| format!("{:?}", file["nodes"][i]["consensus"].as_str().unwrap())).collect();
-    set(&config, "bootstrap", &format!("[{}]", boot.join(", ")));
-    set(&config, "peers", &format!("[{}]", peers.join(", ")));
-    let mut n5 = NodeProc::start(&d5, &format!("http://127.0.0.1:{}", p + 2));
+    let (d5, api5) = net.join_node(tmp.path(), "dc5", base + 50);
+    let mut n5 = NodeProc::start(&d5, &api5);
     n5.wait_up();
     assert!(!n5.api.status().unwrap().validator, "dc5 is not in the validator set");
     let all: Vec<&Client> = apis.iter().chain(std::iter::once(&n5.api)).collect();

@@ -52,16 +52,18 @@ pub trait Node: Send + Sync + 'static {
     // ---- The ledger (auditor) ----
 
     /// The whole committed block at `height` from the ledger store (header, certificate,
-    /// entries); `Ok(None)` above the head. `Err` is a storage failure (an opaque 500).
-    fn ledger_block(&self, height: u64) -> Result<Option<Block>, String>;
+    /// entries); `Ok(None)` above the head. [`LedgerError::NotHeld`] for a block this node does
+    /// not hold (it prunes, or started from a snapshot); `Failed` is a storage failure (an
+    /// opaque 500).
+    fn ledger_block(&self, height: u64) -> Result<Option<Block>, LedgerError>;
 
     /// The entry with global index `index` and the height of its block; `Ok(None)` past the
     /// end of the ledger.
-    fn ledger_entry(&self, index: u64) -> Result<Option<(u64, Entry)>, String>;
+    fn ledger_entry(&self, index: u64) -> Result<Option<(u64, Entry)>, LedgerError>;
 
     /// The inclusion proof of the entry that created `lease` (its fill, whose id is the lease
     /// id), against this node's latest signed checkpoint; `Ok(None)` for an unknown lease.
-    fn lease_proof(&self, lease: &Hash) -> Result<Option<ProofBundle>, String>;
+    fn lease_proof(&self, lease: &Hash) -> Result<Option<ProofBundle>, LedgerError>;
 
     /// The latest signed checkpoint this node holds from each signer (its own first).
     fn checkpoints(&self) -> Vec<SignedCheckpoint>;
@@ -71,7 +73,8 @@ pub trait Node: Send + Sync + 'static {
 
     /// Writes (or reuses) an export of the whole ledger at the current head in the format of
     /// `surplus ledger export`, and returns its path and height.
-    async fn export(&self) -> Result<(std::path::PathBuf, u64), String>;
+    /// [`LedgerError::NotHeld`] on a node that does not hold every block.
+    async fn export(&self) -> Result<(std::path::PathBuf, u64), LedgerError>;
 
     // ---- Markets (buyer) ----
 
@@ -147,4 +150,38 @@ pub struct RecentBlock {
     pub filled_bids: Vec<String>,
     /// Entries in the block.
     pub entries: usize,
+}
+
+/// Why a read of the ledger store gave nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LedgerError {
+    /// This node does not hold that part of the ledger: it prunes old block bodies, or started
+    /// from a snapshot (404 `not_held`; the message names what it holds).
+    NotHeld(String),
+    /// The store failed (an opaque 500).
+    Failed(String),
+}
+
+impl From<String> for LedgerError {
+    fn from(s: String) -> Self {
+        LedgerError::Failed(s)
+    }
+}
+
+impl std::fmt::Display for LedgerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LedgerError::NotHeld(s) | LedgerError::Failed(s) => f.write_str(s),
+        }
+    }
+}
+
+impl LedgerError {
+    /// The API error: 404 `not_held`, or an internal error about `what`.
+    pub fn into_api(self, what: &str) -> crate::ApiError {
+        match self {
+            LedgerError::NotHeld(m) => crate::ApiError::new(surplus_contracts::Code::NotHeld, m),
+            LedgerError::Failed(e) => crate::ApiError::Internal(format!("{what}: {e}")),
+        }
+    }
 }

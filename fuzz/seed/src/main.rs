@@ -14,6 +14,8 @@ use surplus_store::{Config, Store};
 use surplus_ledger::testutil::TestChain;
 use surplus_ledger::{Checkpoint, SecretKey};
 use surplus_market::{Bid, Fill, FillRule, Market, Offer, Order, SignedCancel, SignedOrder};
+use surplus_net::consensus::snapshot;
+use surplus_net::snapfetch::SnapRequest;
 
 const CHAIN: &str = "surplus-devnet";
 
@@ -128,6 +130,36 @@ fn main() {
         let mut bytes = vec![which];
         bytes.extend_from_slice(body.to_string().as_bytes());
         put(&root, "api_bodies", &format!("type-{which}"), &bytes);
+    }
+
+    // State sync: a small snapshot's manifest and chunk (first byte 0 and 1), and the snapshot
+    // protocol's requests (first byte 2).
+    {
+        use surplus_contracts::testutil as t;
+        let (_, mut maker) =
+            surplus_contracts::BlockMaker::genesis(t::CHAIN, &t::genesis(100, 1000), t::T0)
+                .expect("the sample genesis");
+        let orders = [
+            t::offer(&t::provider(0), 5, 20, 100, 1, t::T0),
+            t::bid(&t::buyer(0), 2, 10, 30, 1, t::T0),
+        ];
+        let proposer = surplus_ledger::testutil::key("validator", 0).public();
+        let (b, _) = maker.next(&orders, t::T0, proposer).expect("a sample block");
+        let b = t::certify(b);
+        let mut chunks = Vec::new();
+        let m = snapshot::build(&maker.state, &b.header, &b.certificate, maker.frontier(), &mut |_, c| {
+            chunks.push(c.to_vec());
+            Ok(())
+        })
+        .expect("a snapshot");
+        put(&root, "snapshot_wire", "manifest", &[&[0u8][..], &m.encode()].concat());
+        for (i, c) in chunks.iter().enumerate() {
+            put(&root, "snapshot_wire", &format!("chunk-{i}"), &[&[1u8][..], c].concat());
+        }
+        let requests = [SnapRequest::Latest, SnapRequest::Chunk { height: 1, index: 3 }];
+        for (i, r) in requests.iter().enumerate() {
+            put(&root, "snapshot_wire", &format!("request-{i}"), &[&[2u8][..], &r.encode()].concat());
+        }
     }
 
     // Consensus wire: for each message type (first byte), the version byte and a few zeros.

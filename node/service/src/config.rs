@@ -174,6 +174,43 @@ pub struct Config {
     pub faucet: Option<Faucet>,
     /// The data directory's disk: how much free space the node keeps.
     pub disk: Disk,
+    /// Snapshots of the state and how much of the ledger is kept.
+    pub storage: Storage,
+}
+
+/// `[storage]`: state snapshots (for state sync and restarts of a pruned node) and retention.
+/// An archive node keeps every block; otherwise only the newest `retain_blocks` block bodies
+/// are kept, with every header and certificate, and never a body a restart needs to replay from
+/// the newest snapshot.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Storage {
+    /// Keep every block (what an auditor or an export needs).
+    pub archive: bool,
+    /// Without `archive`: the block bodies kept, newest first.
+    pub retain_blocks: u64,
+    /// A snapshot of the state after every block whose height is a multiple of this (0: none;
+    /// a node that prunes needs them).
+    pub snapshot_every: u64,
+    /// Snapshots kept, newest first.
+    pub snapshot_keep: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Self { archive: true, retain_blocks: 10_000, snapshot_every: 1_000, snapshot_keep: 2 }
+    }
+}
+
+impl Storage {
+    /// The consensus side's settings.
+    pub fn settings(&self) -> surplus_net::consensus::chain::Storage {
+        surplus_net::consensus::chain::Storage {
+            snapshot_every: self.snapshot_every,
+            snapshot_keep: self.snapshot_keep as usize,
+            retain_blocks: (!self.archive).then_some(self.retain_blocks),
+        }
+    }
 }
 
 /// `[disk]`: the free space the node keeps on its data directory's filesystem. Below
@@ -330,6 +367,7 @@ impl Default for Config {
             provisioning: Provisioning::default(),
             faucet: None,
             disk: Disk::default(),
+            storage: Storage::default(),
         }
     }
 }
@@ -547,6 +585,17 @@ impl Config {
         nonzero("mempool.capacity", self.mempool.capacity.into())?;
         nonzero("mempool.max_bytes", self.mempool.max_bytes)?;
         nonzero("disk.check_interval_ms", self.disk.check_interval_ms)?;
+        nonzero("storage.snapshot_keep", self.storage.snapshot_keep)?;
+        if !self.storage.archive {
+            nonzero("storage.retain_blocks", self.storage.retain_blocks)?;
+            if self.storage.snapshot_every == 0 {
+                return Err(bad(
+                    "storage.snapshot_every",
+                    "a node that prunes (archive = false) restarts from its snapshots: set \
+                     snapshot_every above 0, or archive = true",
+                ));
+            }
+        }
         if let Some(inv) = &self.inventory {
             if inv.file.as_os_str().is_empty() {
                 return Err(bad(
@@ -662,6 +711,20 @@ impl Config {
         w(format!("min_free_bytes = {}", d.min_free_bytes));
         w("# How often free space and the data directory's parts are measured.".into());
         w(format!("check_interval_ms = {}", d.check_interval_ms));
+        w(String::new());
+        let st = &self.storage;
+        w("[storage]".into());
+        w("# archive = true keeps every block (auditors and exports need one such node); with"
+            .into());
+        w("# false only the newest retain_blocks block bodies are kept (headers and certificates"
+            .into());
+        w("# always are), never one a restart needs after the newest snapshot.".into());
+        w(format!("archive = {}", st.archive));
+        w(format!("retain_blocks = {}", st.retain_blocks));
+        w("# A snapshot of the state every this many blocks (0: none), for state sync and restarts;".into());
+        w("# the newest snapshot_keep are kept.".into());
+        w(format!("snapshot_every = {}", st.snapshot_every));
+        w(format!("snapshot_keep = {}", st.snapshot_keep));
         w(String::new());
         w("# The operator's spare capacity, published as offers and kept in step with leases."
             .into());

@@ -356,28 +356,31 @@ impl surplus_web::Node for Api {
         self.0.recent.lock().ok()?.get(&height).cloned()
     }
 
-    fn ledger_block(&self, height: u64) -> Result<Option<surplus_ledger::Block>, String> {
+    fn ledger_block(
+        &self,
+        height: u64,
+    ) -> Result<Option<surplus_ledger::Block>, surplus_web::LedgerError> {
         if height > self.0.height() {
             return Ok(None);
         }
-        self.0.web.with_ledger(height, |s| s.block(height)).map(Some)
+        self.0.web.read_ledger(height, |s| s.block(height)).map(Some)
     }
 
-    fn ledger_entry(&self, index: u64) -> Result<Option<(u64, Entry)>, String> {
+    fn ledger_entry(&self, index: u64) -> Result<Option<(u64, Entry)>, surplus_web::LedgerError> {
         let head = self.0.snapshot().head.clone();
         if index >= head.tree_size {
             return Ok(None);
         }
         self.0
             .web
-            .with_ledger(head.height, |s| Ok((s.height_of_entry(index)?, s.entry(index)?)))
+            .read_ledger(head.height, |s| Ok((s.height_of_entry(index)?, s.entry(index)?)))
             .map(Some)
     }
 
     fn lease_proof(
         &self,
         lease: &Hash,
-    ) -> Result<Option<surplus_ledger::bundle::ProofBundle>, String> {
+    ) -> Result<Option<surplus_ledger::bundle::ProofBundle>, surplus_web::LedgerError> {
         let live = self.0.state().lease(lease).map(|l| l.height);
         let Some(height) = live.or_else(|| self.ended_lease(lease).map(|l| l.height)) else {
             return Ok(None);
@@ -393,8 +396,16 @@ impl surplus_web::Node for Api {
         self.0.validators.clone()
     }
 
-    async fn export(&self) -> Result<(PathBuf, u64), String> {
-        self.0.web.export(self.0.height()).await
+    async fn export(&self) -> Result<(PathBuf, u64), surplus_web::LedgerError> {
+        let base = self.0.web.with_ledger(0, |s| Ok(s.base()))?;
+        if base > 0 {
+            return Err(surplus_web::LedgerError::NotHeld(format!(
+                "this node holds blocks from {base} on only (it prunes old blocks, or started \
+                 from a snapshot): an export of the whole ledger comes from an archive node \
+                 (`[storage] archive = true`)"
+            )));
+        }
+        Ok(self.0.web.export(self.0.height()).await?)
     }
 
     fn price_history(
@@ -525,12 +536,20 @@ pub struct Builder {
     data_dir: PathBuf,
     config: Option<PathBuf>,
     env: Option<Env>,
+    sync_snapshot: bool,
 }
 
 impl Builder {
     /// A node over `data_dir` (node.key, config.toml, the ledger).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
-        Self { data_dir: data_dir.into(), config: None, env: None }
+        Self { data_dir: data_dir.into(), config: None, env: None, sync_snapshot: false }
+    }
+
+    /// With `true`, a data dir without a ledger is first filled from a snapshot fetched from the
+    /// bootstrap peers (state sync, `docs/snapshots.md`) instead of starting at genesis.
+    pub fn sync_snapshot(mut self, yes: bool) -> Self {
+        self.sync_snapshot = yes;
+        self
     }
 
     /// Reads the config from `path` instead of `DATA_DIR/config.toml`.
@@ -569,7 +588,7 @@ impl Builder {
     ) -> Result<()> {
         let env = self.env.unwrap_or_else(Env::system);
         let config = self.config.unwrap_or_else(|| self.data_dir.join("config.toml"));
-        run(self.data_dir, config, env, stop, ready).await
+        run(self.data_dir, config, env, self.sync_snapshot, stop, ready).await
     }
 }
 
@@ -591,11 +610,69 @@ fn seconds(ms: u64) -> Duration {
     Duration::from_millis(ms)
 }
 
+/// How long state sync waits for its first bootstrap peer.
+const SYNC_CONNECT: Duration = Duration::from_secs(30);
+
+/// Fills an empty data dir from a peer's snapshot (`--sync snapshot`); a data dir that holds a
+/// ledger already is left as it is.
+async fn state_sync(
+    env: &Env,
+    dir: &std::path::Path,
+    config: &Config,
+    key: &surplus_ledger::SecretKey,
+    genesis: &surplus_ledger::Block,
+) -> Result<()> {
+    if !consensus::statesync::ledger_is_empty(dir)? {
+        tracing::info!("--sync snapshot ignored: the data dir already holds a ledger");
+        return Ok(());
+    }
+    let peers = config.p2p.bootstrap_addrs();
+    anyhow::ensure!(
+        !peers.is_empty(),
+        "--sync snapshot fetches the state from the [p2p] bootstrap peers, and none is configured"
+    );
+    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.seed())
+        .context("node key as a libp2p identity")?;
+    tracing::info!(peers = peers.len(), "state sync: connecting to the bootstrap peers");
+    let client = surplus_net::snapfetch::SnapshotClient::connect(keypair, peers, SYNC_CONNECT)
+        .await
+        .context("state sync")?;
+    let last = std::sync::atomic::AtomicUsize::new(0);
+    let synced = consensus::statesync::sync(&client, env, dir, genesis, &|p| {
+        let tenth = p.done * 10 / p.total.max(1);
+        if p.done == p.total || tenth > last.swap(tenth, std::sync::atomic::Ordering::Relaxed) {
+            tracing::info!(
+                height = p.height,
+                done = p.done,
+                total = p.total,
+                "state sync: chunks checked"
+            );
+        }
+    })
+    .await
+    .context("state sync failed (the data dir holds no ledger; run the same command again)")?;
+    client.close().await;
+    for (peer, why) in &synced.penalised {
+        tracing::warn!(%peer, reason = %why, "state sync: refused a peer");
+    }
+    tracing::info!(
+        height = synced.height,
+        items = synced.items,
+        chunks = synced.chunks,
+        bytes = synced.bytes,
+        sources = synced.sources,
+        ms = synced.elapsed.as_millis() as u64,
+        "state sync: the node starts from a snapshot"
+    );
+    Ok(())
+}
+
 /// Runs the node until `stop` resolves.
 async fn run(
     dir: PathBuf,
     config_path: PathBuf,
     env: Env,
+    sync_snapshot: bool,
     stop: impl Future<Output = ()>,
     ready: Option<tokio::sync::oneshot::Sender<Ready>>,
 ) -> Result<()> {
@@ -662,6 +739,7 @@ async fn run(
         max_block_entries: c.max_block_entries as usize,
         max_block_bytes: c.max_block_bytes as usize,
         sync_status_interval: Duration::from_secs(1),
+        storage: config.storage.settings(),
         env: env.clone(),
     };
 
@@ -705,6 +783,9 @@ async fn run(
         disk: crate::disk::DiskWatch::start(&dir, &config.disk, &env),
     });
 
+    if sync_snapshot {
+        state_sync(&env, &dir, &config, &key, &gblock).await?;
+    }
     let mut running = consensus::start(
         settings,
         key.seed(),
@@ -736,9 +817,17 @@ async fn run(
         peer_burst: config.p2p.peer_burst,
         subscription_grace: p2p::SUBSCRIPTION_GRACE,
     };
-    let gossip = p2p::start(net, keypair, &chain_id, Arc::new(GossipCheck(shared.clone())))
-        .await
-        .context("cannot start the order gossip network")?;
+    let snapshots: Arc<dyn surplus_net::snapfetch::SnapshotSource> =
+        Arc::new(consensus::statesync::LocalSnapshots::new(&dir));
+    let gossip = p2p::start_with(
+        net,
+        keypair,
+        &chain_id,
+        Arc::new(GossipCheck(shared.clone())),
+        Some(snapshots),
+    )
+    .await
+    .context("cannot start the order gossip network")?;
     let _ = shared.gossip.set(gossip);
 
     let http_addr = config.http.listen_addr().context("http.listen")?;
@@ -916,7 +1005,9 @@ const RECOVER_RECEIPTS_MAX: u64 = 10_000;
 /// the last [`RECOVER_RECEIPTS_MAX`] blocks.
 fn recover_receipts(shared: &Shared, ledger: &surplus_store::Store, head: u64) {
     let floor = head.saturating_sub(RECOVER_RECEIPTS_MAX) + 1;
-    let from = shared.receipts.height().map_or(floor, |h| h + 1).max(floor).max(1);
+    // A node that prunes, or started from a snapshot, holds no older body to read.
+    let from =
+        shared.receipts.height().map_or(floor, |h| h + 1).max(floor).max(1).max(ledger.base());
     if from > head {
         return;
     }

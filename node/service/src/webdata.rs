@@ -78,6 +78,30 @@ impl WebData {
         }
     }
 
+    /// [`WebData::with_ledger`], telling data this node does not hold (pruned, or before its
+    /// snapshot) from a failure.
+    pub(crate) fn read_ledger<T>(
+        &self,
+        height: u64,
+        f: impl FnOnce(&Store) -> Result<T, surplus_store::Error>,
+    ) -> Result<T, surplus_web::LedgerError> {
+        let mut kept = None;
+        let out = self.with_ledger(height, |s| {
+            f(s).inspect_err(|e| {
+                if matches!(e, surplus_store::Error::Pruned { .. }) {
+                    kept = Some(format!(
+                        "{e}; an archive node (`[storage] archive = true`) serves it"
+                    ));
+                }
+            })
+        });
+        match (out, kept) {
+            (Ok(v), _) => Ok(v),
+            (Err(_), Some(m)) => Err(surplus_web::LedgerError::NotHeld(m)),
+            (Err(e), None) => Err(surplus_web::LedgerError::Failed(e)),
+        }
+    }
+
     /// Runs `f` on a view of the ledger at least at `height` (reopened if it is older).
     pub(crate) fn with_ledger<T>(
         &self,
@@ -102,7 +126,8 @@ impl WebData {
     pub(crate) fn last_blocks(&self, head: u64) -> Result<Vec<Block>, String> {
         let from = head.saturating_sub(HISTORY_BLOCKS);
         let blocks: Vec<Block> =
-            self.with_ledger(head, |s| (from..=head).map(|h| s.block(h)).collect())?;
+            // A node that prunes or started from a snapshot holds no older body.
+            self.with_ledger(head, |s| (from.max(s.base())..=head).map(|h| s.block(h)).collect())?;
         for b in &blocks {
             self.record_prices(&b.header, &fills_of(b));
         }
@@ -300,18 +325,24 @@ impl WebData {
 
     /// The inclusion proof of the fill that created `lease` (created at `height`), against this
     /// node's latest signed checkpoint.
-    pub(crate) fn lease_proof(&self, lease: &Hash, height: u64) -> Result<ProofBundle, String> {
-        let signed = lock(&self.own_checkpoint)
-            .clone()
-            .ok_or("this node has signed no checkpoint yet; retry after the next block")?;
+    pub(crate) fn lease_proof(
+        &self,
+        lease: &Hash,
+        height: u64,
+    ) -> Result<ProofBundle, surplus_web::LedgerError> {
+        let signed = lock(&self.own_checkpoint).clone().ok_or_else(|| {
+            surplus_web::LedgerError::Failed(
+                "this node has signed no checkpoint yet; retry after the next block".into(),
+            )
+        })?;
         let cp_height = signed.checkpoint.height;
         if height > cp_height {
-            return Err(format!(
+            return Err(surplus_web::LedgerError::Failed(format!(
                 "the lease is in block {height}, after this node's latest checkpoint {cp_height}; \
                  retry after the next block"
-            ));
+            )));
         }
-        self.with_ledger(cp_height, |s| {
+        self.read_ledger(cp_height, |s| {
             let block = s.block(height)?;
             let first = if height == 0 { 0 } else { s.read_head(height - 1)?.0.tree_size };
             let pos = block.entries.iter().position(|e| e.id() == *lease).ok_or_else(|| {

@@ -9,7 +9,7 @@ use surplus_ledger::{Block, Certificate, Header, PublicKey};
 use super::decode::EntryView;
 use super::Ctx;
 use crate::error::{ApiError, ApiResult};
-use crate::node::RecentBlock;
+use crate::node::{LedgerError, RecentBlock};
 pub use surplus_api::{BlockSummary, BlockView, CertificateView, CommitView};
 
 /// Blocks listed when no `limit` is given.
@@ -62,7 +62,9 @@ pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiRe
             match node.ledger_block(height) {
                 Ok(Some(b)) => out.push(summary(&b.header, b.entries.len())),
                 Ok(None) => {}
-                Err(e) => return Err(ApiError::Internal(format!("reading block {height}: {e}"))),
+                // The blocks below are not held either.
+                Err(LedgerError::NotHeld(_)) => break,
+                Err(e) => return Err(e.into_api(&format!("reading block {height}"))),
             }
         }
         Ok(out)
@@ -117,7 +119,7 @@ pub(crate) async fn block(
     let view = match super::off_worker(&ctx, move |n| n.ledger_block(height)).await? {
         Ok(Some(b)) => full(b, recent, &ctx.node.validators(), q.entries.unwrap_or(true)),
         Ok(None) => None.ok_or_else(|| unknown(height, &ctx))?,
-        Err(e) => return Err(ApiError::Internal(format!("reading block {height}: {e}"))),
+        Err(e) => return Err(e.into_api(&format!("reading block {height}"))),
     };
     Ok(HttpResponse::Ok().json(view))
 }

@@ -45,7 +45,7 @@ pub(crate) async fn one(ctx: web::Data<Ctx>, index: web::Path<u64>) -> ApiResult
     let index = index.into_inner();
     let (height, entry) = super::off_worker(&ctx, move |n| n.ledger_entry(index))
         .await?
-        .map_err(|e| ApiError::Internal(format!("reading entry {index}: {e}")))?
+        .map_err(|e| e.into_api(&format!("reading entry {index}")))?
         .ok_or_else(|| {
             ApiError::new(
                 Code::UnknownEntry,

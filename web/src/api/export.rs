@@ -13,8 +13,7 @@ const CHUNK: usize = 64 * 1024;
 
 /// The export file, as an attachment named after the chain and height.
 pub(crate) async fn export(ctx: web::Data<Ctx>) -> ApiResult<HttpResponse> {
-    let (path, height) =
-        ctx.node.export().await.map_err(|e| ApiError::Internal(format!("exporting: {e}")))?;
+    let (path, height) = ctx.node.export().await.map_err(|e| e.into_api("exporting"))?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| ApiError::Internal(format!("opening the export {}: {e}", path.display())))?;

@@ -66,7 +66,7 @@ pub(crate) async fn proof(ctx: web::Data<Ctx>, id: web::Path<String>) -> ApiResu
     let id = parse_hash(&id, "lease id")?;
     let bundle = super::off_worker(&ctx, move |n| n.lease_proof(&id))
         .await?
-        .map_err(|e| ApiError::Internal(format!("proving lease {}: {e}", hex::encode(id))))?
+        .map_err(|e| e.into_api(&format!("proving lease {}", hex::encode(id))))?
         .ok_or_else(|| {
             ApiError::new(Code::UnknownLease, format!("no lease {} on this chain", hex::encode(id)))
         })?;

@@ -42,7 +42,7 @@ async fn answer(ctx: &Ctx, subject: Subject) -> ApiResult<HttpResponse> {
     let doc = off_worker(ctx, move |n| {
         let block = n
             .ledger_block(height)
-            .map_err(|e| ApiError::Internal(format!("reading block {height}: {e}")))?
+            .map_err(|e| e.into_api(&format!("reading block {height}")))?
             .ok_or_else(|| {
                 ApiError::new(
                     Code::Unavailable,

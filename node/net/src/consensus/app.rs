@@ -380,7 +380,7 @@ impl App {
                 let _ = reply.send(values);
             }
             AppMsg::GetHistoryMinHeight { reply } => {
-                let _ = reply.send(Height(1));
+                let _ = reply.send(Height(self.chain.first_block()));
             }
             AppMsg::ProcessSyncedValue { height, round, proposer, value_bytes, reply } => {
                 let outcome = self.synced(height, round, proposer, &value_bytes)?;

@@ -16,6 +16,7 @@ use surplus_store::{Config as StoreConfig, Store};
 
 use super::context::{Address, ValidatorSet, ValueId};
 use super::history::LeaseHistory;
+use super::snapshot;
 
 /// Most checked blocks (each with a state copy) kept for the height in progress.
 const MAX_CHECKED: usize = 16;
@@ -36,6 +37,28 @@ pub struct Checked {
     /// What the state machine produced.
     pub applied: Arc<Applied>,
 }
+
+/// Snapshots and retention (the node's `[storage]` section).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Storage {
+    /// Write a snapshot of the state after every block whose height is a multiple of this
+    /// (0: never).
+    pub snapshot_every: u64,
+    /// How many of the newest snapshots to keep (at least one).
+    pub snapshot_keep: usize,
+    /// Keep the bodies of only the newest this many blocks (headers and certificates are always
+    /// kept); `None` keeps every block (an archive node).
+    pub retain_blocks: Option<u64>,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { snapshot_every: 1_000, snapshot_keep: 2, retain_blocks: None }
+    }
+}
+
+/// A snapshot being written on the runtime's blocking pool.
+type SnapshotTask = tokio::task::JoinHandle<Result<u64, snapshot::SnapshotError>>;
 
 /// Why a proposed block is refused.
 #[derive(Debug, thiserror::Error)]
@@ -68,11 +91,22 @@ pub struct Chain {
     /// Our own proposals: key height ‖ round → value id.
     own: sled::Tree,
     _db: sled::Db,
+    /// The data dir.
+    dir: std::path::PathBuf,
     checked: HashMap<ValueId, Checked>,
     /// Largest number of entries a block may hold.
     pub max_block_entries: usize,
     /// Largest encoded block.
     pub max_block_bytes: usize,
+    /// Snapshots and retention.
+    storage: Storage,
+    /// Where snapshots are written: on this runtime's blocking pool, or (without one, in tests)
+    /// at once, before the commit returns.
+    env: Option<crate::Env>,
+    /// The snapshot being written, if any.
+    snapshot_task: Option<SnapshotTask>,
+    /// Height of the newest whole snapshot on disk.
+    newest_snapshot: Option<u64>,
 }
 
 fn user_entries(block: &Block) -> Vec<Entry> {
@@ -88,11 +122,15 @@ fn key_hr(height: u64, round: i64) -> [u8; 16] {
 
 impl Chain {
     /// Opens the chain in `dir` (`dir/ledger` for the store, `dir/consensus` for undecided
-    /// values), writing the genesis block if the store is empty and replaying every block.
+    /// values, `dir/snapshots`), writing the genesis block if the store is empty. The state is
+    /// rebuilt by replaying every block from genesis, or, on a store that starts above genesis
+    /// (synced from a snapshot, or pruned), from the newest snapshot it can replay from.
     pub fn open(
         dir: &Path,
         genesis: &Block,
         genesis_maker: BlockMaker,
+        storage: Storage,
+        env: Option<crate::Env>,
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self> {
         let checks = Checks { certificates: true, entry_signatures: false };
@@ -122,9 +160,14 @@ impl Chain {
         }
         let height = store.height().unwrap_or(0);
         let history = LeaseHistory::open(&dir.join("history"))?;
-        let mut maker = genesis_maker;
-        let mut head = genesis.header.clone();
-        for h in 1..=height {
+        let snapshots = snapshot::dir_of(dir);
+        let (mut maker, from) = if store.base() == 0 {
+            (genesis_maker, 0)
+        } else {
+            resume_from_snapshot(&store, &snapshots, dir)?
+        };
+        let mut head = maker.prev().clone();
+        for h in from + 1..=height {
             let block = store.block(h)?;
             let (made, applied) = maker
                 .next(&user_entries(&block), block.header.timestamp_ms, block.header.proposer)
@@ -143,6 +186,7 @@ impl Chain {
             head = block.header;
             progress(h, height);
         }
+        let newest_snapshot = snapshot::heights(&snapshots).last().copied();
         let validators = ValidatorSet::new(&store_validators(&store)?)
             .map_err(|e| anyhow::anyhow!("genesis validators: {e}"))?;
         let db = sled::open(dir.join("consensus").join("values"))
@@ -158,10 +202,104 @@ impl Chain {
             undecided,
             own,
             _db: db,
+            dir: dir.to_path_buf(),
             checked: HashMap::new(),
             max_block_entries: 5_000,
             max_block_bytes: 4 << 20,
+            storage,
+            env,
+            snapshot_task: None,
+            newest_snapshot,
         })
+    }
+
+    /// Lowest height whose block this node can serve (1 on an archive).
+    pub fn first_block(&self) -> u64 {
+        self.store.base().max(1)
+    }
+
+    /// Height of the newest whole snapshot on disk.
+    pub fn newest_snapshot(&self) -> Option<u64> {
+        self.newest_snapshot
+    }
+
+    /// After a commit: takes in a finished snapshot (then, with retention, drops the block
+    /// bodies a restart no longer needs, and old snapshots), and starts a snapshot of this
+    /// block's state if its height calls for one. Snapshot failures are logged, never fatal:
+    /// the next one tries again.
+    fn after_commit(&mut self, block: &Block) -> Result<()> {
+        if self.snapshot_task.as_ref().is_some_and(|t| t.is_finished()) {
+            if let Some(task) = self.snapshot_task.take() {
+                let done = futures::FutureExt::now_or_never(task);
+                self.snapshot_written(done.map(|r| r.map_err(|e| e.to_string())))?;
+            }
+        }
+        let h = block.header.height;
+        let every = self.storage.snapshot_every;
+        if every > 0 && h.is_multiple_of(every) {
+            if self.snapshot_task.is_some() {
+                tracing::warn!(
+                    height = h,
+                    "skipping a snapshot: the previous one is still being written"
+                );
+            } else {
+                let root = snapshot::dir_of(&self.dir);
+                let state = self.maker.state.clone();
+                let header = block.header.clone();
+                let certificate = block.certificate.clone();
+                let frontier = self.maker.frontier().clone();
+                let write = move || {
+                    snapshot::write(&root, &state, &header, &certificate, &frontier)
+                        .map(|m| m.height())
+                };
+                match &self.env {
+                    Some(env) => self.snapshot_task = Some(env.spawn_blocking(write)),
+                    None => self.snapshot_written(Some(Ok(write())))?,
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes in the outcome of a snapshot write (`None`: it could not be read).
+    fn snapshot_written(
+        &mut self,
+        outcome: Option<Result<Result<u64, snapshot::SnapshotError>, String>>,
+    ) -> Result<()> {
+        match outcome {
+            Some(Ok(Ok(h))) => {
+                tracing::info!(height = h, "wrote a state snapshot");
+                self.newest_snapshot = Some(h);
+                self.retain()?;
+            }
+            Some(Ok(Err(e))) => tracing::warn!(error = %e, "cannot write a state snapshot"),
+            Some(Err(e)) => tracing::error!(error = %e, "the snapshot writer failed"),
+            None => tracing::error!("the snapshot writer's outcome is lost"),
+        }
+        Ok(())
+    }
+
+    /// With retention (`retain_blocks = N`), moves the store's base to just after the newest
+    /// snapshot at least N blocks old: the bodies before it are dropped, and that snapshot (the
+    /// base snapshot, from which a restart or an audit re-executes) is kept with the newest
+    /// `snapshot_keep`. Without retention, only old snapshots are dropped.
+    fn retain(&mut self) -> Result<()> {
+        let root = snapshot::dir_of(&self.dir);
+        if let Some(keep) = self.storage.retain_blocks {
+            let limit = self.head.height.saturating_sub(keep.max(1));
+            let base = snapshot::heights(&root).into_iter().filter(|s| *s <= limit).max();
+            if let Some(s) = base.filter(|s| s + 1 > self.store.base()) {
+                let pruned = self.store.prune(s + 1).with_context(|| {
+                    format!("cannot drop the block bodies below height {}", s + 1)
+                })?;
+                tracing::info!(below = s + 1, blocks = pruned.blocks, "dropped old block bodies");
+            }
+        }
+        let base_snapshot = self.store.base().checked_sub(1);
+        if let Err(e) = snapshot::prune(&root, self.storage.snapshot_keep, base_snapshot) {
+            tracing::warn!(error = %e, "cannot remove old snapshots");
+        }
+        Ok(())
     }
 
     /// The state after the head.
@@ -380,6 +518,7 @@ impl Chain {
         self.maker = checked.maker.clone();
         self.checked.clear();
         self.prune(height)?;
+        self.after_commit(&block)?;
         Ok(Checked { block: Arc::new(block), maker: checked.maker, applied: checked.applied })
     }
 
@@ -396,7 +535,7 @@ impl Chain {
 
     /// The stored block at `height`, encoded, with its certificate.
     pub fn decided(&self, height: u64) -> Result<Option<Block>> {
-        if height == 0 || height > self.head.height {
+        if height < self.first_block() || height > self.head.height {
             return Ok(None);
         }
         Ok(Some(self.store.block(height)?))
@@ -406,4 +545,174 @@ impl Chain {
 fn store_validators(store: &Store) -> Result<Vec<surplus_ledger::PublicKey>> {
     let state = store.state().context("the store has no genesis")?;
     Ok(state.validators.validators.clone())
+}
+
+/// The maker after the newest snapshot that a store starting above genesis can replay from (its
+/// bodies start right after the snapshot's height or earlier), and that height. Snapshots that
+/// fail their checks are skipped, newest first.
+fn resume_from_snapshot(store: &Store, root: &Path, dir: &Path) -> Result<(BlockMaker, u64)> {
+    let first = store.base();
+    let head = store.height().unwrap_or(0);
+    let state = store.state().context("the store has no genesis")?;
+    let mut tried = Vec::new();
+    for s in snapshot::heights(root).into_iter().rev() {
+        if s > head || s + 1 < first {
+            continue;
+        }
+        let loaded = snapshot::load(root, s, &state.chain_id, &state.validators).and_then(
+            |(manifest, maker)| {
+                let (stored, _) = store
+                    .read_head(s)
+                    .map_err(|e| snapshot::SnapshotError::Invalid(e.to_string()))?;
+                if stored.hash() != manifest.header.hash() {
+                    return Err(snapshot::SnapshotError::Invalid(format!(
+                        "its header is not the stored header {s}"
+                    )));
+                }
+                Ok(maker)
+            },
+        );
+        match loaded {
+            Ok(maker) => {
+                tracing::info!(height = s, "state loaded from a snapshot");
+                return Ok((maker, s));
+            }
+            Err(e) => {
+                tracing::warn!(height = s, error = %e, "cannot use a snapshot");
+                tried.push(format!("{s}: {e}"));
+            }
+        }
+    }
+    bail!(
+        "the ledger in {} holds blocks from height {first} only (pruned, or synced from a \
+         snapshot), and no usable snapshot at or after height {} is in {}{}; start this node \
+         again with an empty data dir and `--sync snapshot`",
+        dir.display(),
+        first.saturating_sub(1),
+        root.display(),
+        if tried.is_empty() { String::new() } else { format!(" (tried {})", tried.join("; ")) }
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surplus_contracts::testutil as t;
+    use surplus_ledger::testutil::{certificate, key};
+    use surplus_ledger::SecretKey;
+
+    fn validators() -> Vec<SecretKey> {
+        (0..4).map(|i| key("validator", i)).collect()
+    }
+
+    /// Builds the next block from `user` as round 0's proposer and commits it with a quorum's
+    /// certificate, as the engine would.
+    fn commit_next(chain: &mut Chain, user: &[Entry], now: u64) -> Checked {
+        let vs = validators();
+        let h = chain.height() + 1;
+        let proposer = Address(vs[((h - 1) % 4) as usize].public());
+        let checked = chain.build(user, now, proposer).unwrap();
+        let hash = checked.block.header.hash();
+        let cert = certificate(t::CHAIN, h, 0, &hash, &vs, &[0, 1, 2]);
+        let sigs: Vec<(Address, [u8; 64])> = cert
+            .signatures
+            .iter()
+            .map(|s| (Address(vs[usize::from(s.validator)].public()), s.signature.0))
+            .collect();
+        chain.commit(h, ValueId(hash), 0, &sigs).unwrap()
+    }
+
+    fn open(dir: &Path, storage: Storage) -> Result<Chain> {
+        let (g, maker) = BlockMaker::genesis(t::CHAIN, &t::genesis(100, 1000), t::T0).unwrap();
+        Chain::open(dir, &g, maker, storage, None, &mut |_, _| {})
+    }
+
+    /// 20 blocks (the first makes leases) with a snapshot every 3 (written at once: no runtime).
+    fn twenty_blocks(chain: &mut Chain) -> u64 {
+        let mut now = t::T0;
+        let first = [
+            t::offer(&t::provider(0), 5, 20, 100, 1, now),
+            t::bid(&t::buyer(0), 2, 10, 30, 1, now),
+            t::bid(&t::buyer(1), 3, 5, 25, 1, now),
+        ];
+        commit_next(chain, &first, now);
+        for h in 2..=20 {
+            now += 20 * 60_000;
+            commit_next(chain, &[], now);
+            if h % 3 == 0 {
+                assert_eq!(chain.newest_snapshot(), Some(h), "snapshot {h} written");
+            }
+        }
+        now
+    }
+
+    /// With retention, the bodies before the newest snapshot at least `retain_blocks` old are
+    /// dropped (headers kept), that snapshot and the newest two are kept; the chain restarts from
+    /// its newest snapshot (no body before the base is left to replay), or the one before if the
+    /// newest is damaged; a pruned block is not served.
+    #[test]
+    fn a_pruned_chain_restarts_from_its_snapshot() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage { snapshot_every: 3, snapshot_keep: 2, retain_blocks: Some(4) };
+        let mut chain = open(dir.path(), storage.clone()).unwrap();
+        let now = twenty_blocks(&mut chain);
+        let root = snapshot::dir_of(dir.path());
+        // At 18: the newest snapshot at most 18 - 4 = 14 is 12, so the base is 13.
+        assert_eq!(snapshot::heights(&root), vec![12, 15, 18]);
+        assert_eq!(chain.store.base(), 13);
+        assert_eq!(chain.first_block(), 13);
+        assert!(matches!(chain.store.block(12), Err(surplus_store::Error::Pruned { .. })));
+        assert!(chain.decided(12).unwrap().is_none());
+        assert_eq!(chain.decided(13).unwrap().unwrap().header.height, 13);
+        assert!(chain.store.read_head(5).is_ok(), "headers are kept");
+        assert!(chain.state().lease_count() > 0, "the state holds leases");
+        let (head, state) = (chain.head.clone(), chain.state().clone());
+        drop(chain);
+
+        let mut chain = open(dir.path(), storage.clone()).unwrap();
+        assert_eq!(chain.head, head);
+        assert!(*chain.state() == state, "the state rebuilt from snapshot 18 and blocks 19-20");
+        commit_next(&mut chain, &[], now + 60_000);
+        assert_eq!(chain.newest_snapshot(), Some(21));
+        // At 21: the base snapshot is 15 (at most 17), the base 16.
+        assert_eq!(snapshot::heights(&root), vec![15, 18, 21]);
+        assert_eq!(chain.store.base(), 16);
+        let (head, state) = (chain.head.clone(), chain.state().clone());
+        drop(chain);
+
+        // A damaged newest snapshot: the one before serves.
+        let chunk = root.join(format!("{:020}", 21)).join("chunk-000000.bin");
+        let mut bytes = std::fs::read(&chunk).unwrap();
+        let last = bytes.len() - 40;
+        bytes[last] ^= 1;
+        std::fs::write(&chunk, bytes).unwrap();
+        let chain = open(dir.path(), storage.clone()).unwrap();
+        assert_eq!(chain.head, head);
+        assert!(*chain.state() == state, "the state rebuilt from snapshot 18 (no block after)");
+        drop(chain);
+
+        // No usable snapshot at or after the base: a clear refusal, not a wrong state.
+        for h in [15, 18] {
+            std::fs::remove_dir_all(root.join(format!("{h:020}"))).unwrap();
+        }
+        let e = open(dir.path(), storage).err().expect("no snapshot to start from").to_string();
+        assert!(e.contains("holds blocks from height 16") && e.contains("--sync snapshot"), "{e}");
+    }
+
+    /// An archive keeps every block and only the newest snapshots.
+    #[test]
+    fn an_archive_keeps_every_block() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage { snapshot_every: 3, snapshot_keep: 2, retain_blocks: None };
+        let mut chain = open(dir.path(), storage.clone()).unwrap();
+        twenty_blocks(&mut chain);
+        assert_eq!(snapshot::heights(&snapshot::dir_of(dir.path())), vec![15, 18]);
+        assert_eq!(chain.store.base(), 0);
+        assert_eq!(chain.decided(1).unwrap().unwrap().header.height, 1);
+        let (head, state) = (chain.head.clone(), chain.state().clone());
+        drop(chain);
+        let chain = open(dir.path(), storage).unwrap();
+        assert_eq!(chain.head, head);
+        assert!(*chain.state() == state);
+    }
 }

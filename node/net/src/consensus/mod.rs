@@ -10,6 +10,8 @@ pub mod codec;
 pub mod context;
 pub mod history;
 pub mod signing;
+pub mod snapshot;
+pub mod statesync;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -87,6 +89,8 @@ pub struct Settings {
     pub max_block_bytes: usize,
     /// How often sync exchanges status with peers.
     pub sync_status_interval: Duration,
+    /// Snapshots and retention.
+    pub storage: chain::Storage,
     /// The clock (block timestamps, what falls due) and the runtime the application runs on.
     pub env: crate::Env,
 }
@@ -263,10 +267,12 @@ pub async fn start(
     let chain_id = genesis.0.header.chain_id.clone();
     let dir = settings.data_dir.clone();
     let (gblock, gmaker) = genesis;
+    let storage = settings.storage.clone();
+    let env = settings.env.clone();
     let mut chain = settings
         .env
         .spawn_blocking(move || {
-            Chain::open(&dir, &gblock, gmaker, &mut |h, total| {
+            Chain::open(&dir, &gblock, gmaker, storage, Some(env), &mut |h, total| {
                 if h % 1000 == 0 || h == total {
                     tracing::info!(height = h, total, "replayed the ledger");
                 }
@@ -513,6 +519,7 @@ mod tests {
             max_block_entries: 1000,
             max_block_bytes: 1 << 20,
             sync_status_interval: Duration::from_millis(500),
+            storage: chain::Storage::default(),
             env: crate::Env::system(),
         };
         start(settings, keys[i].seed(), genesis(keys, buyer), pool).await.unwrap()
