@@ -123,10 +123,9 @@ pub fn plan(
         let resting: BTreeSet<Hash> = mine.iter().map(|(r, _)| r.order.id).collect();
         let by_offers: u64 = mine.iter().map(|(r, _)| u64::from(r.remaining)).sum();
         let by_leases: u64 = state
-            .leases()
+            .provider_leases(provider)
             .filter(|l| {
-                l.fill.provider == *provider
-                    && l.fill.market == market
+                l.fill.market == market
                     && l.status == LeaseStatus::Active
                     && l.fill.end_ms > now_ms
                     && !resting.contains(&l.fill.offer)
@@ -242,7 +241,7 @@ pub fn duties(
     open: &[Hash],
 ) -> Duties {
     let mut out = Duties::default();
-    for lease in state.leases().filter(|l| l.fill.provider == *provider) {
+    for lease in state.provider_leases(provider) {
         let r = record(&lease.id);
         if lease.status == LeaseStatus::Active {
             out.leased_slots += u64::from(lease.fill.slots);

@@ -4,7 +4,7 @@
 
 use surplus_ledger::encoding::{tagged_hasher, DecodeError, Reader, Writer};
 use surplus_ledger::{Entry, Hash, PublicKey, MAX_ENTRY_PAYLOAD};
-use surplus_market::{Allocation, Market, Resting, SignedOrder};
+use surplus_market::{Allocation, Allocations, Market, Resting, SignedOrder};
 
 use crate::state::{Account, Grant, Lease, LeaseStatus, Segment};
 use crate::tx::{decode_fill, decode_revocation, encode_fill, encode_revocation, RevocationId};
@@ -32,6 +32,8 @@ pub enum Kind {
     Nonce = 5,
     /// A market's last clearing price.
     Price = 6,
+    /// An allocation of a resting offer's slots to a lease, by offer, bid and start.
+    Allocation = 7,
 }
 
 impl Kind {
@@ -45,6 +47,7 @@ impl Kind {
             4 => Kind::Revoked,
             5 => Kind::Nonce,
             6 => Kind::Price,
+            7 => Kind::Allocation,
             _ => return None,
         })
     }
@@ -58,6 +61,7 @@ impl Kind {
             Kind::Revoked => "revoked",
             Kind::Nonce => "nonce",
             Kind::Price => "price",
+            Kind::Allocation => "allocation",
         }
     }
 }
@@ -159,14 +163,27 @@ pub(crate) fn revoked_key(r: &RevocationId) -> Vec<u8> {
     w.finish()
 }
 
-/// A resting order's value.
+/// A resting order's value: `var(entry) ‖ height ‖ remaining` (an offer's allocations are
+/// items of their own).
 pub(crate) fn order_value(r: &Resting) -> Vec<u8> {
     let mut w = Writer::with_capacity(512);
     w.bytes(&r.order.to_entry().encode()).u64(r.height).u32(r.remaining);
-    w.u32(r.allocations.len() as u32);
-    for a in &r.allocations {
-        w.raw(&a.bid).u64(a.start_ms).u64(a.end_ms).u32(a.slots);
-    }
+    w.finish()
+}
+
+/// An allocation's natural key: `offer ‖ bid ‖ start_ms`.
+pub(crate) fn allocation_key(offer: &Hash, bid: &Hash, start_ms: u64) -> [u8; 72] {
+    let mut k = [0u8; 72];
+    k[..32].copy_from_slice(offer);
+    k[32..64].copy_from_slice(bid);
+    k[64..].copy_from_slice(&start_ms.to_be_bytes());
+    k
+}
+
+/// An allocation's value: `offer ‖ bid ‖ start_ms ‖ end_ms ‖ slots`.
+pub(crate) fn allocation_value(offer: &Hash, a: &Allocation) -> Vec<u8> {
+    let mut w = Writer::with_capacity(84);
+    w.raw(offer).raw(&a.bid).u64(a.start_ms).u64(a.end_ms).u32(a.slots);
     w.finish()
 }
 
@@ -321,18 +338,22 @@ pub(crate) fn decode_order(v: &[u8]) -> Result<Resting, DecodeError> {
         .map_err(|e| r.invalid_at("resting.entry", at, e.to_string()))?;
     let height = r.u64("resting.height")?;
     let remaining = r.u32("resting.remaining")?;
-    let c = count(&mut r, "resting.allocations", 52)?;
-    let mut allocations = Vec::with_capacity(c);
-    for _ in 0..c {
-        allocations.push(Allocation {
-            bid: r.array("allocation.bid")?,
-            start_ms: r.u64("allocation.start_ms")?,
-            end_ms: r.u64("allocation.end_ms")?,
-            slots: r.u32("allocation.slots")?,
-        });
-    }
     r.finish()?;
-    Ok(Resting { order, height, remaining, allocations })
+    Ok(Resting { order, height, remaining, allocations: Allocations::new() })
+}
+
+/// Decodes an allocation's value: its offer and the allocation.
+pub(crate) fn decode_allocation(v: &[u8]) -> Result<(Hash, Allocation), DecodeError> {
+    let mut r = Reader::new(v);
+    let offer = r.array("allocation.offer")?;
+    let a = Allocation {
+        bid: r.array("allocation.bid")?,
+        start_ms: r.u64("allocation.start_ms")?,
+        end_ms: r.u64("allocation.end_ms")?,
+        slots: r.u32("allocation.slots")?,
+    };
+    r.finish()?;
+    Ok((offer, a))
 }
 
 /// Decodes a revoked id's value.

@@ -3,6 +3,7 @@
 mod restore;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
@@ -275,13 +276,18 @@ pub struct State {
     /// The genesis parameters' encoding (hashed into the chain item).
     params_bytes: Vec<u8>,
     accounts: OrdMap<PublicKey, Account>,
-    leases: OrdMap<Hash, Lease>,
+    /// Each lease behind its own `Arc`: the persistent map copies a whole node of entries when
+    /// one of them changes, and copying an `Arc` costs a count, not the lease's allocations.
+    leases: OrdMap<Hash, Arc<Lease>>,
     /// The active leases by [`Lease::due_ms`], so that time passing looks only at the leases it
     /// has work for, not at every lease ever made. Derived from `leases`; not in the root.
     due: OrdSet<(u64, Hash)>,
     /// Every revocation id a lease's grant lists (current or replaced), with the lease: derived
     /// from `leases` and `revoked`, so that a grant's check does not visit every lease.
     granted: OrdMap<RevocationId, Hash>,
+    /// (provider, lease id) of every live lease, so that a provider's planning visits its own
+    /// leases only. Derived from `leases`; not in the root.
+    by_provider: OrdSet<(PublicKey, Hash)>,
     /// The market's resting book.
     pub book: Book,
     last_price: OrdMap<Market, u64>,
@@ -308,6 +314,7 @@ impl PartialEq for State {
             && self.params_bytes == other.params_bytes
             && self.due == other.due
             && self.granted == other.granted
+            && self.by_provider == other.by_provider
     }
 }
 
@@ -340,6 +347,7 @@ impl State {
             leases: OrdMap::new(),
             due: OrdSet::new(),
             granted: OrdMap::new(),
+            by_provider: OrdSet::new(),
             book: Book::new(),
             last_price: OrdMap::new(),
             revoked: OrdSet::new(),
@@ -363,11 +371,23 @@ impl State {
     }
     /// A live lease (an active one: a lease that ended left the state with its block).
     pub fn lease(&self, id: &Hash) -> Option<&Lease> {
-        self.leases.get(id)
+        self.leases.get(id).map(|l| &**l)
     }
     /// Every live lease, in id order.
     pub fn leases(&self) -> impl Iterator<Item = &Lease> {
-        self.leases.values()
+        self.leases.values().map(|l| &**l)
+    }
+    /// When time alone next has work for a lease: the earliest end or end of an unpaid hour of
+    /// an active lease (contracts.md §3 step 1), ms since the epoch.
+    pub fn next_due_ms(&self) -> Option<u64> {
+        self.due.get_min().map(|(t, _)| *t)
+    }
+    /// The live leases of one provider, by id.
+    pub fn provider_leases<'a>(&'a self, provider: &PublicKey) -> impl Iterator<Item = &'a Lease> {
+        let p = *provider;
+        self.by_provider
+            .range((p, [0u8; 32])..=(p, [0xff; 32]))
+            .filter_map(move |(_, id)| self.leases.get(id).map(|l| &**l))
     }
     /// Whether a revocation id is revoked.
     pub fn is_revoked(&self, id: &[u8]) -> bool {
@@ -563,9 +583,10 @@ impl State {
             }
             *balance -= escrow;
             let hours = u32::try_from((f.end_ms - f.start_ms) / HOUR_MS).unwrap_or(u32::MAX);
+            self.by_provider.insert((f.provider, id));
             self.leases.insert(
                 id,
-                Lease {
+                Arc::new(Lease {
                     id,
                     fill: f.clone(),
                     height,
@@ -575,7 +596,7 @@ impl State {
                     escrow,
                     status: LeaseStatus::Active,
                     grant: None,
-                },
+                }),
             );
             self.reschedule(id, None);
             entries.push(entry);
@@ -615,7 +636,7 @@ impl State {
         ids.sort_by_key(|(_, id)| *id);
         for (due, id) in ids {
             self.due.remove(&(due, id));
-            let Some(l) = self.leases.get_mut(&id) else { continue };
+            let Some(l) = self.leases.get_mut(&id).map(Arc::make_mut) else { continue };
             let (reason, hours) = if now_ms >= l.fill.end_ms {
                 (SettlementReason::Completion, l.hours)
             } else {
@@ -666,7 +687,7 @@ impl State {
         if let Some(t) = before {
             self.due.remove(&(t, id));
         }
-        if let Some(t) = self.leases.get(&id).and_then(Lease::due_ms) {
+        if let Some(t) = self.leases.get(&id).and_then(|l| l.due_ms()) {
             self.due.insert((t, id));
         }
     }
@@ -811,8 +832,8 @@ impl State {
                     .extend_allocation(&offer, &bid, start, new_end)
                     .map_err(Refusal::RenewalRefused)?;
                 *self.balance_mut(author) -= added;
-                let before = self.leases.get(&lease).and_then(Lease::due_ms);
-                let Some(l) = self.leases.get_mut(&lease) else {
+                let before = self.leases.get(&lease).and_then(|l| l.due_ms());
+                let Some(l) = self.leases.get_mut(&lease).map(Arc::make_mut) else {
                     return Err(Refusal::UnknownLease(hex::encode(lease)));
                 };
                 l.escrow += added;
@@ -833,7 +854,7 @@ impl State {
                 Ok(vec![Entry::system(EntryKind::SETTLEMENT, s.encode())])
             }
             Tx::Grant { lease, token_hash, revocation_ids, .. } => {
-                let Some(l) = self.leases.get_mut(&lease) else {
+                let Some(l) = self.leases.get_mut(&lease).map(Arc::make_mut) else {
                     return Err(Refusal::UnknownLease(hex::encode(lease)));
                 };
                 // A new token (for example after a renewal) replaces the old, which is revoked.
@@ -864,8 +885,8 @@ impl State {
     fn terminate(&mut self, lease: Hash, by_buyer: bool, now: u64) -> Vec<Entry> {
         let fee_bps = self.params.fee_bps;
         let penalty_bps = self.params.penalty_bps;
-        let before = self.leases.get(&lease).and_then(Lease::due_ms);
-        let Some(l) = self.leases.get_mut(&lease) else { return Vec::new() };
+        let before = self.leases.get(&lease).and_then(|l| l.due_ms());
+        let Some(l) = self.leases.get_mut(&lease).map(Arc::make_mut) else { return Vec::new() };
         let elapsed_ms = now - l.fill.start_ms;
         // The buyer pays for the hour it is in; a provider that walks away is paid only for
         // hours completed.
@@ -962,6 +983,17 @@ impl State {
         });
         let mut orders: Vec<&surplus_market::Resting> = self.book.orders().collect();
         orders.sort_by_key(|r| r.order.id);
+        let mut allocations: Vec<Item> = orders
+            .iter()
+            .flat_map(|r| {
+                r.allocations.iter().map(|a| Item {
+                    kind: Kind::Allocation,
+                    key: root::allocation_key(&r.order.id, &a.bid, a.start_ms).to_vec(),
+                    value: root::allocation_value(&r.order.id, a),
+                })
+            })
+            .collect();
+        allocations.sort_by(|a, b| a.key.cmp(&b.key));
         let orders = orders.into_iter().map(|r| Item {
             kind: Kind::Order,
             key: r.order.id.to_vec(),
@@ -988,6 +1020,7 @@ impl State {
             .chain(revoked)
             .chain(nonces)
             .chain(prices)
+            .chain(allocations)
     }
 
     /// The tree built from every item, ignoring the one kept up to date block by block.
@@ -1012,12 +1045,13 @@ impl State {
         let mut out = Vec::with_capacity(ended.len());
         for id in ended {
             if let Some(l) = self.leases.remove(&id) {
+                self.by_provider.remove(&(l.fill.provider, id));
                 for r in l.grant.iter().flat_map(|g| &g.revocation_ids) {
                     if self.granted.get(r) == Some(&id) {
                         self.granted.remove(r);
                     }
                 }
-                out.push(l);
+                out.push(Arc::unwrap_or_clone(l));
             }
         }
         out
@@ -1072,6 +1106,14 @@ impl State {
             let value = found.get(id).map(|r| surplus_state::value_hash(&root::order_value(r)));
             changes.push((root::key_hash(Kind::Order, id), value));
         }
+        for (offer, bid, start) in &book.allocations {
+            let value = self
+                .book
+                .allocation(offer, bid, *start)
+                .map(|a| surplus_state::value_hash(&root::allocation_value(offer, a)));
+            let key = root::allocation_key(offer, bid, *start);
+            changes.push((root::key_hash(Kind::Allocation, &key), value));
+        }
         for (author, nonce, _) in &book.nonces {
             let value = self
                 .book
@@ -1103,7 +1145,8 @@ impl State {
             for r in l.grant.iter().flat_map(|g| &g.revocation_ids) {
                 self.granted.insert(r.clone(), id);
             }
-            self.leases.insert(id, l);
+            self.by_provider.insert((l.fill.provider, id));
+            self.leases.insert(id, Arc::new(l));
             self.reschedule(id, None);
         }
         self.book.take_changes();
@@ -1114,7 +1157,7 @@ impl State {
 /// The maps of a state before a block (clones that share everything with the state).
 struct Before {
     accounts: OrdMap<PublicKey, Account>,
-    leases: OrdMap<Hash, Lease>,
+    leases: OrdMap<Hash, Arc<Lease>>,
     last_price: OrdMap<Market, u64>,
     revoked: OrdSet<RevocationId>,
 }

@@ -176,11 +176,7 @@ def order(f):
     entry_id = blake3(tag("surplus/entry-id/v1") + entry).digest()
     if entry_id.hex() != f["id"]:
         raise ValueError(f"the order's entry has id {entry_id.hex()}, the vector says {f['id']}")
-    out = var(entry) + u64(f["height"]) + u32(f["remaining"])
-    out += u32(len(f["allocations"]))
-    for a in f["allocations"]:
-        out += b32(a["bid"]) + u64(a["start_ms"]) + u64(a["end_ms"]) + u32(a["slots"])
-    return entry_id, out
+    return entry_id, var(entry) + u64(f["height"]) + u32(f["remaining"])
 
 
 def revoked(f):
@@ -199,6 +195,11 @@ def price(f):
     return key, key + u64(f["price"])
 
 
+def allocation(f):
+    key = b32(f["offer"]) + b32(f["bid"]) + u64(f["start_ms"])
+    return key, key + u64(f["end_ms"]) + u32(f["slots"])
+
+
 # kind number -> (name, builder)
 KINDS = {
     0: ("chain", chain),
@@ -208,6 +209,7 @@ KINDS = {
     4: ("revoked", revoked),
     5: ("nonce", nonce),
     6: ("price", price),
+    7: ("allocation", allocation),
 }
 
 

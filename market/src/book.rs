@@ -2,6 +2,8 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use imbl::{OrdMap, OrdSet, Vector};
+
 use serde::{Deserialize, Serialize};
 use surplus_ledger::{Hash, PublicKey};
 
@@ -34,16 +36,138 @@ pub struct Resting {
     pub height: u64,
     /// Bids: slots still wanted. Offers: the offer's slots.
     pub remaining: u32,
-    /// Offers: the leases running on its slots (pruned when they end).
-    pub allocations: Vec<Allocation>,
+    /// Offers: the leases running on its slots (dropped at the first clear at or after their
+    /// end).
+    pub allocations: Allocations,
 }
 
 impl Resting {
     /// Slots of an offer not leased at `now_ms` (and so free for any lease starting then).
     pub fn free_at(&self, now_ms: u64) -> u32 {
-        let used: u64 =
-            self.allocations.iter().filter(|a| a.end_ms > now_ms).map(|a| u64::from(a.slots)).sum();
+        let used = self.allocations.used_at(now_ms);
         u32::try_from(u64::from(self.remaining).saturating_sub(used)).unwrap_or(0)
+    }
+
+    /// When it leaves the book: bids at their expiry or once their latest start has passed,
+    /// offers at their expiry or the end of their window.
+    fn deadline(&self) -> u64 {
+        match &self.order.order {
+            Order::Bid(b) => b.expiry_ms.min(b.latest_ms.saturating_add(1)),
+            Order::Offer(o) => o.expiry_ms.min(o.until_ms),
+        }
+    }
+}
+
+/// The leases running on an offer's slots, by (bid, start), with their ends in time order and
+/// the sum of their slots. Persistent maps: a clone shares everything with the original, and
+/// adding, ending or dropping one allocation costs the log of their number.
+#[derive(Clone, Debug, Default)]
+pub struct Allocations {
+    by_key: imbl::OrdMap<(Hash, u64), Allocation>,
+    /// (end, bid, start) of each.
+    ends: imbl::OrdSet<(u64, Hash, u64)>,
+    /// Sum of their slots.
+    slots: u64,
+}
+
+impl PartialEq for Allocations {
+    fn eq(&self, other: &Self) -> bool {
+        self.by_key == other.by_key
+    }
+}
+
+impl Eq for Allocations {}
+
+impl Allocations {
+    /// None.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// From a list; `Err` names an allocation whose (bid, start) comes twice.
+    pub fn from_vec(list: Vec<Allocation>) -> Result<Self, String> {
+        let mut out = Self::new();
+        for (k, a) in list.into_iter().enumerate() {
+            let (bid, start) = (a.bid, a.start_ms);
+            if out.insert(a).is_some() {
+                return Err(format!(
+                    "allocations[{k}]: bid {} from {start} is given twice",
+                    hex::encode(bid)
+                ));
+            }
+        }
+        Ok(out)
+    }
+
+    /// How many.
+    pub fn len(&self) -> usize {
+        self.by_key.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+
+    /// Each, by (bid, start).
+    pub fn iter(&self) -> impl Iterator<Item = &Allocation> {
+        self.by_key.values()
+    }
+
+    /// The allocation of `bid` starting at `start_ms`.
+    pub fn get(&self, bid: &Hash, start_ms: u64) -> Option<&Allocation> {
+        self.by_key.get(&(*bid, start_ms))
+    }
+
+    /// Adds one, replacing (and returning) the one with its (bid, start).
+    pub fn insert(&mut self, a: Allocation) -> Option<Allocation> {
+        let old = self.remove(&a.bid, a.start_ms);
+        self.ends.insert((a.end_ms, a.bid, a.start_ms));
+        self.slots += u64::from(a.slots);
+        self.by_key.insert((a.bid, a.start_ms), a);
+        old
+    }
+
+    /// Takes one out.
+    pub fn remove(&mut self, bid: &Hash, start_ms: u64) -> Option<Allocation> {
+        let a = self.by_key.remove(&(*bid, start_ms))?;
+        self.ends.remove(&(a.end_ms, a.bid, a.start_ms));
+        self.slots -= u64::from(a.slots);
+        Some(a)
+    }
+
+    /// Slots held at `now_ms` (by allocations that have not ended by then).
+    pub fn used_at(&self, now_ms: u64) -> u64 {
+        let ended: u64 = self
+            .ends
+            .range(..=(now_ms, [0xff; 32], u64::MAX))
+            .filter_map(|(_, bid, start)| self.by_key.get(&(*bid, *start)))
+            .map(|a| u64::from(a.slots))
+            .sum();
+        self.slots - ended
+    }
+}
+
+impl FromIterator<Allocation> for Allocations {
+    /// Later allocations replace earlier ones with the same (bid, start).
+    fn from_iter<I: IntoIterator<Item = Allocation>>(iter: I) -> Self {
+        let mut out = Self::new();
+        for a in iter {
+            out.insert(a);
+        }
+        out
+    }
+}
+
+impl Serialize for Allocations {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.iter())
+    }
+}
+
+impl<'de> Deserialize<'de> for Allocations {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Self::from_vec(Vec::<Allocation>::deserialize(d)?).map_err(serde::de::Error::custom)
     }
 }
 
@@ -146,24 +270,60 @@ mod hashes {
     }
 }
 
-/// Orders of one market.
+/// Orders of one market, each side in priority order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 struct Side {
-    bids: Vec<Resting>,
-    offers: Vec<Resting>,
+    bids: Vector<Resting>,
+    offers: Vector<Resting>,
+}
+
+impl Side {
+    fn list(&self, bid: bool) -> &Vector<Resting> {
+        if bid {
+            &self.bids
+        } else {
+            &self.offers
+        }
+    }
+    fn list_mut(&mut self, bid: bool) -> &mut Vector<Resting> {
+        if bid {
+            &mut self.bids
+        } else {
+            &mut self.offers
+        }
+    }
+    /// Where an order is, or would go, in its side: (bid side?, position).
+    fn position(&self, r: &Resting) -> (bool, Result<usize, usize>) {
+        match &r.order.order {
+            Order::Bid(_) => (true, self.bids.binary_search_by(|x| bid_priority(x, r))),
+            Order::Offer(_) => (false, self.offers.binary_search_by(|x| offer_priority(x, r))),
+        }
+    }
+    fn is_empty(&self) -> bool {
+        self.bids.is_empty() && self.offers.is_empty()
+    }
 }
 
 /// The resting book of every market, with the replay set of (author, nonce) pairs.
+///
+/// Every part is a persistent map (`imbl`), so a clone (one per block built, checked and
+/// committed) shares everything with the original, and a block's work is in proportion to
+/// what it changes: orders leave by a queue of deadlines and allocations by a queue of ends,
+/// without visiting the others.
 #[derive(Clone, Debug, Default)]
 pub struct Book {
-    markets: BTreeMap<Market, Side>,
+    markets: OrdMap<Market, Side>,
     /// Which market each resting order is in, for cancels.
-    index: HashMap<Hash, Market>,
+    index: OrdMap<Hash, Market>,
+    /// (deadline, id) of every resting order: when it leaves the book.
+    deadlines: OrdSet<(u64, Hash)>,
+    /// (end, offer, bid, start) of every allocation of a resting offer.
+    ends: OrdSet<(u64, Hash, Hash, u64)>,
     /// (author, nonce) of every order not yet expired, with its expiry.
-    nonces: BTreeMap<(PublicKey, u64), u64>,
+    nonces: OrdMap<(PublicKey, u64), u64>,
     /// The same pairs by expiry, so that a block drops the expired ones without visiting the
     /// others.
-    expiries: BTreeSet<(u64, PublicKey, u64)>,
+    expiries: OrdSet<(u64, PublicKey, u64)>,
     /// Block time of the last clear; time never goes back (leases are computed from it).
     now_ms: u64,
     /// What changed since the last [`Book::take_changes`]: bookkeeping for the state root, not
@@ -175,6 +335,8 @@ impl PartialEq for Book {
     fn eq(&self, other: &Self) -> bool {
         self.markets == other.markets
             && self.index == other.index
+            && self.deadlines == other.deadlines
+            && self.ends == other.ends
             && self.nonces == other.nonces
             && self.expiries == other.expiries
             && self.now_ms == other.now_ms
@@ -183,11 +345,14 @@ impl PartialEq for Book {
 
 impl Eq for Book {}
 
-/// The resting orders and replay pairs a book changed: each is now different, added or gone.
+/// The resting orders, allocations and replay pairs a book changed: each is now different,
+/// added or gone.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Changes {
     /// Ids of resting orders added, changed or removed.
     pub orders: BTreeSet<Hash>,
+    /// (offer, bid, start) of allocations added, changed or removed.
+    pub allocations: BTreeSet<(Hash, Hash, u64)>,
     /// (author, nonce, expiry) of replay pairs added or removed.
     pub nonces: BTreeSet<(PublicKey, u64, u64)>,
 }
@@ -267,10 +432,10 @@ impl Book {
     }
 
     /// The resting orders of one market: (bids, offers), each in priority order.
-    pub fn market(&self, market: &Market) -> (&[Resting], &[Resting]) {
+    pub fn market(&self, market: &Market) -> (Vec<&Resting>, Vec<&Resting>) {
         match self.markets.get(market) {
-            Some(s) => (&s.bids, &s.offers),
-            None => (&[], &[]),
+            Some(s) => (s.bids.iter().collect(), s.offers.iter().collect()),
+            None => (Vec::new(), Vec::new()),
         }
     }
 
@@ -287,15 +452,15 @@ impl Book {
             book.remember_nonce(r.order.author, r.order.order.nonce(), r.order.order.expiry_ms());
             book.insert(r);
         }
-        book.sort();
         book
     }
 
     /// Rebuilds the book exactly as the blocks left it, from its parts as the state root lists
     /// them (`docs/contracts.md` §5): the time of the last clear, every resting order in any
-    /// order, and every remembered (author, nonce, expiry) triple. Every internal index is
-    /// rebuilt, the orders are put back in priority order (the order every clear leaves them
-    /// in), and no change is pending ([`Book::take_changes`] is empty).
+    /// order (offers with their allocations), and every remembered (author, nonce, expiry)
+    /// triple. Every internal index is rebuilt, the orders are put back in priority order (the
+    /// order every clear leaves them in), and no change is pending ([`Book::take_changes`] is
+    /// empty).
     ///
     /// Refuses parts no sequence of blocks makes: an order twice, a bid with nothing left to
     /// fill or with allocations, an offer whose `remaining` is not its slots, an order whose
@@ -349,7 +514,6 @@ impl Book {
             }
             book.insert(r);
         }
-        book.sort();
         book.changes = Changes::default();
         Ok(book)
     }
@@ -366,11 +530,11 @@ impl Book {
 
     /// Forgets the pairs whose order has expired by `now_ms`.
     fn expire_nonces(&mut self, now_ms: u64) {
-        while let Some(&(expiry, author, nonce)) = self.expiries.first() {
+        while let Some(&(expiry, author, nonce)) = self.expiries.get_min() {
             if expiry > now_ms {
                 break;
             }
-            self.expiries.pop_first();
+            self.expiries.remove_min();
             self.nonces.remove(&(author, nonce));
             self.changes.nonces.insert((author, nonce, expiry));
         }
@@ -381,33 +545,78 @@ impl Book {
         std::mem::take(&mut self.changes)
     }
 
-    /// The resting orders among `ids`, found in one pass over the book.
+    /// The resting orders among `ids`.
     pub fn find_many(&self, ids: &BTreeSet<Hash>) -> BTreeMap<Hash, &Resting> {
-        if ids.is_empty() {
-            return BTreeMap::new();
-        }
-        self.orders().filter(|r| ids.contains(&r.order.id)).map(|r| (r.order.id, r)).collect()
+        ids.iter().filter_map(|id| Some((*id, self.get(id)?))).collect()
     }
 
+    /// An allocation of a resting offer.
+    pub fn allocation(&self, offer: &Hash, bid: &Hash, start_ms: u64) -> Option<&Allocation> {
+        self.get(offer)?.allocations.get(bid, start_ms)
+    }
+
+    /// Puts an order in its place in its side, with its deadline and its allocations' ends.
     fn insert(&mut self, r: Resting) {
-        self.changes.orders.insert(r.order.id);
-        let market = r.order.order.market();
-        self.index.insert(r.order.id, market.clone());
-        if !self.markets.contains_key(market) {
-            self.markets.insert(market.clone(), Side::default());
+        let id = r.order.id;
+        self.changes.orders.insert(id);
+        for a in r.allocations.iter() {
+            self.changes.allocations.insert((id, a.bid, a.start_ms));
+            self.ends.insert((a.end_ms, id, a.bid, a.start_ms));
         }
-        let Some(side) = self.markets.get_mut(r.order.order.market()) else { return };
-        match r.order.order {
-            Order::Bid(_) => side.bids.push(r),
-            Order::Offer(_) => side.offers.push(r),
-        }
+        self.deadlines.insert((r.deadline(), id));
+        let market = r.order.order.market().clone();
+        self.index.insert(id, market.clone());
+        let side = self.markets.entry(market).or_default();
+        let (bid, at) = side.position(&r);
+        let at = at.unwrap_or_else(|i| i);
+        side.list_mut(bid).insert(at, r);
     }
 
-    fn sort(&mut self) {
-        for side in self.markets.values_mut() {
-            // Ids are unique, so priority is a total order and an unstable sort is deterministic.
-            side.bids.sort_unstable_by(bid_priority);
-            side.offers.sort_unstable_by(offer_priority);
+    /// Takes an order out of the book, with its allocations; `None` if it does not rest.
+    fn take(&mut self, id: &Hash) -> Option<Resting> {
+        let market = self.index.get(id)?.clone();
+        let side = self.markets.get_mut(&market)?;
+        let (bid, pos) = [true, false]
+            .into_iter()
+            .find_map(|bid| Some((bid, side.list(bid).iter().position(|r| &r.order.id == id)?)))?;
+        let r = side.list_mut(bid).remove(pos);
+        if side.is_empty() {
+            self.markets.remove(&market);
+        }
+        self.index.remove(id);
+        self.deadlines.remove(&(r.deadline(), *id));
+        for a in r.allocations.iter() {
+            self.changes.allocations.insert((*id, a.bid, a.start_ms));
+            self.ends.remove(&(a.end_ms, *id, a.bid, a.start_ms));
+        }
+        self.changes.orders.insert(*id);
+        Some(r)
+    }
+
+    /// A resting order to change in place (its position in its side does not change: priority
+    /// depends on price, height and id only).
+    fn order_mut(&mut self, id: &Hash) -> Option<&mut Resting> {
+        let market = self.index.get(id)?;
+        let side = self.markets.get_mut(market)?;
+        let (bid, pos) = [true, false]
+            .into_iter()
+            .find_map(|bid| Some((bid, side.list(bid).iter().position(|r| &r.order.id == id)?)))?;
+        side.list_mut(bid).get_mut(pos)
+    }
+
+    /// Drops the allocations that have ended by `now_ms`.
+    fn drop_ended_allocations(&mut self, now_ms: u64) {
+        while let Some(&(end, offer, bid, start)) = self.ends.get_min() {
+            if end > now_ms {
+                break;
+            }
+            self.ends.remove_min();
+            self.changes.allocations.insert((offer, bid, start));
+            if let Some(r) = self.order_mut(&offer) {
+                r.allocations.remove(&bid, start);
+                let id = r.order.id;
+                self.changes.orders.insert(id);
+            }
         }
     }
 
@@ -450,7 +659,7 @@ impl Book {
                 order: o.clone(),
                 height: batch.height,
                 remaining,
-                allocations: Vec::new(),
+                allocations: Allocations::new(),
             });
             out.accepted.push(o.id);
         }
@@ -464,34 +673,21 @@ impl Book {
             }
         }
 
-        for side in self.markets.values_mut() {
-            let keep = |r: &Resting| match &r.order.order {
-                Order::Bid(b) => b.expiry_ms > now && b.latest_ms >= now,
-                Order::Offer(o) => o.expiry_ms > now && o.until_ms > now,
-            };
-            for r in side.bids.iter().chain(side.offers.iter()).filter(|r| !keep(r)) {
-                out.expired.push(r.order.id);
+        while let Some(&(deadline, id)) = self.deadlines.get_min() {
+            if deadline > now {
+                break;
             }
-            side.bids.retain(keep);
-            side.offers.retain(keep);
-            for o in &mut side.offers {
-                let before = o.allocations.len();
-                o.allocations.retain(|a| a.end_ms > now);
-                if o.allocations.len() != before {
-                    self.changes.orders.insert(o.order.id);
-                }
-            }
-        }
-        for id in &out.expired {
-            self.index.remove(id);
-            self.changes.orders.insert(*id);
+            self.take(&id);
+            out.expired.push(id);
         }
         out.expired.sort();
-        self.sort();
+        self.drop_ended_allocations(now);
 
         let mut spent: HashMap<PublicKey, u64> = HashMap::new();
         let mut available: HashMap<PublicKey, u64> = HashMap::new();
-        for (market, side) in self.markets.iter_mut() {
+        let markets: Vec<Market> = self.markets.keys().cloned().collect();
+        for market in markets {
+            let Some(side) = self.markets.get(&market) else { continue };
             let bids: Vec<ActiveBid> = side
                 .bids
                 .iter()
@@ -530,25 +726,35 @@ impl Book {
                 .collect();
             let Some(result) = clear_market(&bids, &offers) else { continue };
             out.prices.insert(market.clone(), result.price);
+            let Some(side) = self.markets.get_mut(&market) else { continue };
+            let mut filled: Vec<usize> = Vec::new();
             for t in result.trades {
-                let bid = &mut side.bids[bids[t.bid].index];
-                let offer = &mut side.offers[offers[t.offer].index];
+                let (bi, oi) = (bids[t.bid].index, offers[t.offer].index);
                 let hours = bids[t.bid].hours;
                 let end_ms = now + u64::from(hours) * HOUR_MS;
+                let Some(bid) = side.bids.get_mut(bi) else { continue };
                 bid.remaining -= t.slots;
-                self.changes.orders.insert(bid.order.id);
-                self.changes.orders.insert(offer.order.id);
-                offer.allocations.push(Allocation {
-                    bid: bid.order.id,
+                if bid.remaining == 0 {
+                    filled.push(bi);
+                }
+                let (bid_id, buyer) = (bid.order.id, bid.order.author);
+                let Some(offer) = side.offers.get_mut(oi) else { continue };
+                let (offer_id, provider) = (offer.order.id, offer.order.author);
+                offer.allocations.insert(Allocation {
+                    bid: bid_id,
                     start_ms: now,
                     end_ms,
                     slots: t.slots,
                 });
+                self.ends.insert((end_ms, offer_id, bid_id, now));
+                self.changes.orders.insert(bid_id);
+                self.changes.orders.insert(offer_id);
+                self.changes.allocations.insert((offer_id, bid_id, now));
                 let fill = Fill {
-                    bid: bid.order.id,
-                    offer: offer.order.id,
-                    buyer: bid.order.author,
-                    provider: offer.order.author,
+                    bid: bid_id,
+                    offer: offer_id,
+                    buyer,
+                    provider,
                     market: market.clone(),
                     slots: t.slots,
                     start_ms: now,
@@ -558,12 +764,15 @@ impl Book {
                 *spent.entry(fill.buyer).or_insert(0) += fill.cost();
                 out.fills.push(fill);
             }
-            for r in side.bids.iter().filter(|r| r.remaining == 0) {
-                self.index.remove(&r.order.id);
+            // Filled bids leave the book, the last first so the positions stay right.
+            filled.sort_unstable();
+            filled.dedup();
+            let ids: Vec<Hash> =
+                filled.iter().rev().filter_map(|i| side.bids.get(*i)).map(|r| r.order.id).collect();
+            for id in ids {
+                self.take(&id);
             }
-            side.bids.retain(|r| r.remaining > 0);
         }
-        self.markets.retain(|_, s| !s.bids.is_empty() || !s.offers.is_empty());
         Ok(out)
     }
 
@@ -587,11 +796,6 @@ impl Book {
         self.nonces.len()
     }
 
-    fn offer_mut(&mut self, offer: &Hash) -> Option<&mut Resting> {
-        let market = self.index.get(offer)?;
-        self.markets.get_mut(market)?.offers.iter_mut().find(|r| &r.order.id == offer)
-    }
-
     /// The reserve price of a resting offer.
     pub fn offer_reserve(&self, offer: &Hash) -> Option<u64> {
         match &self.get(offer)?.order.order {
@@ -603,15 +807,20 @@ impl Book {
     /// Ends a lease's hold on its offer's slots at `end_ms` (an early termination). Returns
     /// whether the allocation was found (an expired offer no longer holds any).
     pub fn end_allocation(&mut self, offer: &Hash, bid: &Hash, start_ms: u64, end_ms: u64) -> bool {
-        let Some(r) = self.offer_mut(offer) else { return false };
-        let id = r.order.id;
-        match r.allocations.iter_mut().find(|a| &a.bid == bid && a.start_ms == start_ms) {
-            Some(a) => {
-                a.end_ms = a.end_ms.min(end_ms);
-                self.changes.orders.insert(id);
-                true
-            }
-            None => false,
+        let Some(a) = self.allocation(offer, bid, start_ms).cloned() else { return false };
+        let new_end = a.end_ms.min(end_ms);
+        self.set_end(offer, a, new_end);
+        true
+    }
+
+    /// Moves an allocation's end.
+    fn set_end(&mut self, offer: &Hash, a: Allocation, end_ms: u64) {
+        self.ends.remove(&(a.end_ms, *offer, a.bid, a.start_ms));
+        self.ends.insert((end_ms, *offer, a.bid, a.start_ms));
+        self.changes.orders.insert(*offer);
+        self.changes.allocations.insert((*offer, a.bid, a.start_ms));
+        if let Some(r) = self.order_mut(offer) {
+            r.allocations.insert(Allocation { end_ms, ..a });
         }
     }
 
@@ -624,19 +833,19 @@ impl Book {
         start_ms: u64,
         new_end_ms: u64,
     ) -> Result<(), String> {
-        let r = self.offer_mut(offer).ok_or("the offer is no longer in the book")?;
+        let r = self.get(offer).ok_or("the offer is no longer in the book")?;
         let Order::Offer(o) = &r.order.order else { return Err("not an offer".into()) };
         if new_end_ms > o.until_ms {
             return Err(format!("the offer's window ends at {}, before {new_end_ms}", o.until_ms));
         }
-        let pos = r
+        let a = r
             .allocations
-            .iter()
-            .position(|a| &a.bid == bid && a.start_ms == start_ms)
+            .get(bid, start_ms)
+            .cloned()
             .ok_or("the lease holds no slots of this offer")?;
-        let (old_end, slots) = (r.allocations[pos].end_ms, r.allocations[pos].slots);
+        let old_end = a.end_ms;
         // Peak use of the other leases over [old_end, new_end): it changes only where one starts.
-        let others = || r.allocations.iter().enumerate().filter(|(i, _)| *i != pos).map(|(_, a)| a);
+        let others = || r.allocations.iter().filter(|x| !(&x.bid == bid && x.start_ms == start_ms));
         let use_at = |t: u64| -> u64 {
             others().filter(|a| a.start_ms <= t && t < a.end_ms).map(|a| u64::from(a.slots)).sum()
         };
@@ -645,37 +854,23 @@ impl Book {
             .map(use_at)
             .max()
             .unwrap_or(0);
-        if peak + u64::from(slots) > u64::from(r.remaining) {
+        if peak + u64::from(a.slots) > u64::from(r.remaining) {
             return Err(format!(
                 "only {} of the offer's slots are free until {new_end_ms}",
                 u64::from(r.remaining).saturating_sub(peak)
             ));
         }
-        r.allocations[pos].end_ms = new_end_ms;
-        let id = r.order.id;
-        self.changes.orders.insert(id);
+        self.set_end(offer, a, new_end_ms);
         Ok(())
     }
 
     fn cancel(&mut self, id: &Hash, author: &PublicKey) -> Result<(), Rejection> {
-        let market =
-            self.index.get(id).ok_or_else(|| Rejection::UnknownOrder(hex::encode(id)))?.clone();
-        let side = self
-            .markets
-            .get_mut(&market)
-            .ok_or_else(|| Rejection::UnknownOrder(hex::encode(id)))?;
-        for list in [&mut side.bids, &mut side.offers] {
-            if let Some(pos) = list.iter().position(|r| &r.order.id == id) {
-                if &list[pos].order.author != author {
-                    return Err(Rejection::NotAuthor);
-                }
-                list.remove(pos);
-                self.index.remove(id);
-                self.changes.orders.insert(*id);
-                return Ok(());
-            }
+        let r = self.get(id).ok_or_else(|| Rejection::UnknownOrder(hex::encode(id)))?;
+        if &r.order.author != author {
+            return Err(Rejection::NotAuthor);
         }
-        Err(Rejection::UnknownOrder(hex::encode(id)))
+        self.take(id);
+        Ok(())
     }
 }
 

@@ -43,8 +43,8 @@ pub mod replay;
 
 pub use auction::{clear_market, ActiveBid, ActiveOffer, MarketResult, Trade};
 pub use book::{
-    Allocation, Batch, Book, Budgets, Changes, Error, Fill, Outcome, Rejected, Resting,
-    RestoreError,
+    Allocation, Allocations, Batch, Book, Budgets, Changes, Error, Fill, Outcome, Rejected,
+    Resting, RestoreError,
 };
 pub use catalogue::{validate_name, Catalogue, Class, Market, Region, MAX_NAME_LEN};
 pub use order::{

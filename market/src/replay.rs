@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use surplus_ledger::{Entry, EntryKind, PublicKey, Signature};
 
-use crate::book::{Allocation, Batch, Book, Outcome, Resting};
+use crate::book::{Allocation, Allocations, Batch, Book, Outcome, Resting};
 use crate::catalogue::Catalogue;
 use crate::order::{Order, SignedCancel, SignedOrder};
 
@@ -263,12 +263,9 @@ impl AuctionInput {
             }
             check_resting(&order, &r.allocations, &catalogue, self.now_ms)
                 .map_err(|reason| InputError::Entry { place: place.clone(), reason })?;
-            resting.push(Resting {
-                order,
-                height: r.height,
-                remaining,
-                allocations: r.allocations.clone(),
-            });
+            let allocations = Allocations::from_vec(r.allocations.clone())
+                .map_err(|reason| InputError::Entry { place: place.clone(), reason })?;
+            resting.push(Resting { order, height: r.height, remaining, allocations });
         }
         let mut batch = Batch {
             height: self.height,

@@ -2,11 +2,12 @@
 //! every item is decoded, checked to be in its canonical form and under its own key, and every
 //! index the blocks keep alongside the items is rebuilt as the blocks build it.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 use surplus_ledger::{Hash, PublicKey};
-use surplus_market::{Book, Market, Resting};
+use surplus_market::{Allocation, Book, Market, Order, Resting};
 
 use super::{Account, Lease, LeaseStatus, State};
 use crate::error::RestoreError;
@@ -37,8 +38,9 @@ impl State {
     pub fn from_items<I: IntoIterator<Item = Item>>(items: I) -> Result<State, RestoreError> {
         let mut chain = None;
         let mut accounts: OrdMap<PublicKey, Account> = OrdMap::new();
-        let mut leases: OrdMap<Hash, Lease> = OrdMap::new();
+        let mut leases: OrdMap<Hash, Arc<Lease>> = OrdMap::new();
         let mut orders: Vec<Resting> = Vec::new();
+        let mut allocations: Vec<(Hash, Allocation)> = Vec::new();
         let mut revoked: OrdSet<RevocationId> = OrdSet::new();
         let mut nonces: Vec<(PublicKey, u64, u64)> = Vec::new();
         let mut last_price: OrdMap<Market, u64> = OrdMap::new();
@@ -82,7 +84,7 @@ impl State {
                     check_lease(&l).map_err(bad)?;
                     let again = root::lease_value(&l);
                     let key = l.id.to_vec();
-                    leases.insert(l.id, l);
+                    leases.insert(l.id, Arc::new(l));
                     (key, again)
                 }
                 Kind::Order => {
@@ -110,6 +112,20 @@ impl State {
                         root::decode_nonce(&item.value).map_err(|e| bad(e.to_string()))?;
                     nonces.push((a, n, e));
                     (root::nonce_key(&a, n).to_vec(), root::nonce_value(&a, n, e))
+                }
+                Kind::Allocation => {
+                    let (offer, a) =
+                        root::decode_allocation(&item.value).map_err(|e| bad(e.to_string()))?;
+                    if a.slots == 0 || a.start_ms >= a.end_ms {
+                        return Err(bad(format!(
+                            "{} slots from {} to {}: at least one slot over a non-empty time",
+                            a.slots, a.start_ms, a.end_ms
+                        )));
+                    }
+                    let again = root::allocation_value(&offer, &a);
+                    let key = root::allocation_key(&offer, &a.bid, a.start_ms).to_vec();
+                    allocations.push((offer, a));
+                    (key, again)
                 }
                 Kind::Price => {
                     let (m, p) = root::decode_price(&item.value).map_err(|e| bad(e.to_string()))?;
@@ -163,7 +179,9 @@ impl State {
         // The indexes the blocks keep next to the items, as they keep them.
         let mut due = OrdSet::new();
         let mut granted: OrdMap<RevocationId, Hash> = OrdMap::new();
+        let mut by_provider = OrdSet::new();
         for l in leases.values() {
+            by_provider.insert((l.fill.provider, l.id));
             if let Some(t) = l.due_ms() {
                 due.insert((t, l.id));
             }
@@ -178,6 +196,24 @@ impl State {
                 }
             }
         }
+        // Each allocation goes with its offer, which must rest.
+        let at: HashMap<Hash, usize> =
+            orders.iter().enumerate().map(|(i, r)| (r.order.id, i)).collect();
+        for (offer, a) in allocations {
+            let place = at.get(&offer).map(|i| &mut orders[*i]);
+            match place {
+                Some(r) if matches!(r.order.order, Order::Offer(_)) => {
+                    r.allocations.insert(a);
+                }
+                _ => {
+                    return Err(inconsistent(format!(
+                        "an allocation to bid {} names {}, not a resting offer",
+                        hex::encode(a.bid),
+                        hex::encode(offer)
+                    )))
+                }
+            }
+        }
         let book = Book::restore(chain.book_ms, orders, nonces)
             .map_err(|e| inconsistent(format!("book: {e}")))?;
 
@@ -189,6 +225,7 @@ impl State {
             leases,
             due,
             granted,
+            by_provider,
             book,
             last_price,
             revoked,

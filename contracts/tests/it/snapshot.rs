@@ -76,7 +76,7 @@ fn rebuilt_states_equal_the_original_and_resumed_makers_make_the_same_blocks() {
         }
     }
     // The snapshots held every kind of item, and leases with credentials.
-    assert_eq!(covered.len(), 7, "kinds covered: {covered:?}");
+    assert_eq!(covered.len(), 8, "kinds covered: {covered:?}");
     assert!(granted_at_split > 0, "no snapshot held a granted lease");
 }
 
@@ -92,7 +92,7 @@ fn rich_state() -> State {
             let user = block_entries(&mut rng, &maker.state, now, &mut nonce);
             maker.next(&user, now, proposer).unwrap();
             let s = &maker.state;
-            if kinds(s).len() == 7 && s.leases().any(|l| l.grant.is_some()) {
+            if kinds(s).len() == 8 && s.leases().any(|l| l.grant.is_some()) {
                 return maker.state;
             }
         }
@@ -126,7 +126,8 @@ fn a_missing_or_second_chain_item_is_refused() {
 fn a_duplicate_item_is_refused() {
     let s = rich_state();
     let items: Vec<Item> = s.items().collect();
-    for kind in [Kind::Account, Kind::Lease, Kind::Order, Kind::Revoked, Kind::Nonce, Kind::Price] {
+    let kinds = [Kind::Account, Kind::Lease, Kind::Order, Kind::Revoked, Kind::Nonce, Kind::Price];
+    for kind in kinds.into_iter().chain([Kind::Allocation]) {
         let mut twice = items.clone();
         twice.insert(0, items[item_of(&items, kind)].clone());
         assert!(
@@ -152,6 +153,28 @@ fn a_key_that_does_not_match_its_value_is_refused() {
     let mut bad = items.clone();
     bad[0].key = vec![0];
     assert!(refused(bad).to_string().starts_with("chain item 00: the key does not match"));
+}
+
+#[test]
+fn an_allocation_of_an_order_that_is_not_a_resting_offer_is_refused() {
+    let s = rich_state();
+    let items: Vec<Item> = s.items().collect();
+    let i = item_of(&items, Kind::Allocation);
+    let bid = s
+        .book
+        .orders()
+        .find(|r| matches!(r.order.order, surplus_market::Order::Bid(_)))
+        .map(|r| r.order.id);
+    // Moved (key and value together) to a resting bid if there is one, and to an id that is no
+    // order at all.
+    for other in bid.into_iter().chain([[7u8; 32]]) {
+        let mut bad = items.clone();
+        bad[i].key[..32].copy_from_slice(&other);
+        bad[i].value[..32].copy_from_slice(&other);
+        let e = refused(bad);
+        assert!(matches!(e, RestoreError::Inconsistent(_)), "{e}");
+        assert!(e.to_string().contains("not a resting offer"), "{e}");
+    }
 }
 
 #[test]

@@ -31,6 +31,7 @@ const ORDER: (u8, &str) = (3, "order");
 const REVOKED: (u8, &str) = (4, "revoked");
 const NONCE: (u8, &str) = (5, "nonce");
 const PRICE: (u8, &str) = (6, "price");
+const ALLOCATION: (u8, &str) = (7, "allocation");
 
 fn h(b: impl AsRef<[u8]>) -> String {
     hex::encode(b)
@@ -241,19 +242,7 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
 
     let mut orders: Vec<_> = s.book.orders().collect();
     orders.sort_by_key(|r| r.order.id);
-    for r in orders {
-        let allocations: Vec<Value> = r
-            .allocations
-            .iter()
-            .map(|a| {
-                json!({
-                    "bid": h(a.bid),
-                    "start_ms": n64(a.start_ms),
-                    "end_ms": n64(a.end_ms),
-                    "slots": a.slots,
-                })
-            })
-            .collect();
+    for r in &orders {
         let entry = r.order.to_entry();
         assert_eq!(entry.id(), r.order.id);
         out.push(item(
@@ -266,14 +255,9 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
                 "order": order_json(&r.order.order),
                 "height": n64(r.height),
                 "remaining": r.remaining,
-                "allocations": allocations,
             }),
             bytes(|w| {
                 w.bytes(&entry.encode()).u64(r.height).u32(r.remaining);
-                w.u32(r.allocations.len() as u32);
-                for a in &r.allocations {
-                    w.raw(&a.bid).u64(a.start_ms).u64(a.end_ms).u32(a.slots);
-                }
             }),
         ));
     }
@@ -313,6 +297,32 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
                     value,
                 ));
             }
+        }
+    }
+
+    // The allocations of the resting offers, by offer, bid and start.
+    for r in &orders {
+        let mut mine: Vec<_> = r.allocations.iter().collect();
+        mine.sort_by_key(|a| (a.bid, a.start_ms));
+        for a in mine {
+            let key = bytes(|w| {
+                w.raw(&r.order.id).raw(&a.bid).u64(a.start_ms);
+            });
+            let mut value = key.clone();
+            value.extend_from_slice(&a.end_ms.to_be_bytes());
+            value.extend_from_slice(&a.slots.to_be_bytes());
+            out.push(item(
+                ALLOCATION,
+                key,
+                json!({
+                    "offer": h(r.order.id),
+                    "bid": h(a.bid),
+                    "start_ms": n64(a.start_ms),
+                    "end_ms": n64(a.end_ms),
+                    "slots": a.slots,
+                }),
+                value,
+            ));
         }
     }
     out

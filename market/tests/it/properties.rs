@@ -25,14 +25,14 @@ fn reference_price(
 ) -> Option<(u64, u128)> {
     let (bids, offers) = book.market(market);
     let active_bids: Vec<(&Resting, &Bid)> = bids
-        .iter()
+        .into_iter()
         .filter_map(|r| match &r.order.order {
             Order::Bid(b) if b.earliest_ms <= now && r.remaining > 0 => Some((r, b)),
             _ => None,
         })
         .collect();
     let active_offers: Vec<(&Resting, &Offer)> = offers
-        .iter()
+        .into_iter()
         .filter_map(|r| match &r.order.order {
             Order::Offer(o) if o.from_ms <= now && r.free_at(now) > 0 => Some((r, o)),
             _ => None,
@@ -347,5 +347,61 @@ fn restore_refuses_parts_no_blocks_make() {
         let mut bad = parts.clone();
         bad[i].remaining -= 1;
         assert!(restore(bad, nonces.clone()).is_err());
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
+
+    /// An offer's allocations, kept in persistent maps with a running sum, answer exactly as a
+    /// plain list does after any sequence of adds, replacements, moved ends and removals, and a
+    /// clone taken midway keeps its own contents.
+    #[test]
+    fn allocations_agree_with_a_plain_list(ops in proptest::collection::vec(
+        (0u8..4, 0u8..6, 0u64..5, 1u64..20, 1u32..9), 1..120),
+    ) {
+        let mut fast = Allocations::new();
+        let mut plain: Vec<Allocation> = Vec::new();
+        let mut snapshot = None;
+        for (i, (op, bid, start, len, slots)) in ops.into_iter().enumerate() {
+            let bid: Hash = [bid; 32];
+            match op {
+                0 | 1 => {
+                    let a = Allocation { bid, start_ms: start, end_ms: start + len, slots };
+                    plain.retain(|x| !(x.bid == bid && x.start_ms == start));
+                    plain.push(a.clone());
+                    fast.insert(a);
+                }
+                2 => {
+                    let gone = plain.iter().position(|x| x.bid == bid && x.start_ms == start);
+                    let removed = fast.remove(&bid, start);
+                    prop_assert_eq!(removed.is_some(), gone.is_some());
+                    if let Some(p) = gone {
+                        prop_assert_eq!(removed.as_ref(), Some(&plain.remove(p)));
+                    }
+                }
+                _ => {
+                    if i % 7 == 0 {
+                        snapshot = Some((fast.clone(), plain.clone()));
+                    }
+                }
+            }
+            prop_assert_eq!(fast.len(), plain.len());
+            for now in 0..26 {
+                let used: u64 = plain
+                    .iter()
+                    .filter(|a| a.end_ms > now)
+                    .map(|a| u64::from(a.slots))
+                    .sum();
+                prop_assert_eq!(fast.used_at(now), used, "at {}", now);
+            }
+        }
+        if let Some((old, list)) = snapshot {
+            let mut a: Vec<_> = old.iter().cloned().collect();
+            let mut b = list;
+            a.sort_by_key(|x| (x.bid, x.start_ms));
+            b.sort_by_key(|x| (x.bid, x.start_ms));
+            prop_assert_eq!(a, b);
+        }
     }
 }

@@ -215,9 +215,16 @@ fn bad_input_files_are_clear_errors() {
     let (code, err) = run(&v);
     assert_eq!(code, Some(2));
     assert!(err.contains("outside the offer's window"), "{err}");
+    // The same bid and start twice: one lease cannot hold two allocations of one offer.
     let mut v = example();
     v["book"][0]["allocations"] =
         json!([lease(2, NOW, NOW + HOUR_MS), lease(3, NOW, NOW + HOUR_MS)]);
+    let (code, err) = run(&v);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("book[0]: allocations[1]") && err.contains("given twice"), "{err}");
+    let mut other = lease(3, NOW, NOW + HOUR_MS);
+    other["bid"] = json!("cd".repeat(32));
+    v["book"][0]["allocations"] = json!([lease(2, NOW, NOW + HOUR_MS), other]);
     let (code, err) = run(&v);
     assert_eq!(code, Some(0), "five slots of five: {err}");
 }

@@ -76,7 +76,7 @@ pub(crate) fn view(r: &Resting, now_ms: u64) -> BookOrder {
     }
 }
 
-fn side(orders: &[Resting], now_ms: u64, limit: usize, best_high: bool) -> BookSide {
+fn side(orders: &[&Resting], now_ms: u64, limit: usize, best_high: bool) -> BookSide {
     let all: Vec<BookOrder> = orders.iter().map(|r| view(r, now_ms)).collect();
     let mut levels: BTreeMap<u64, Level> = BTreeMap::new();
     for o in &all {
@@ -114,8 +114,8 @@ pub(crate) async fn book(ctx: web::Data<Ctx>, q: web::Query<BookQuery>) -> ApiRe
     let view = BookView {
         last_price: state.last_price(&market),
         now_ms,
-        offers: side(offers, now_ms, limit, false),
-        bids: side(bids, now_ms, limit, true),
+        offers: side(&offers, now_ms, limit, false),
+        bids: side(&bids, now_ms, limit, true),
         market,
     };
     Ok(json(ctx.cache.put(&state, key, &view)?))

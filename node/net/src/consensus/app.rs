@@ -214,17 +214,7 @@ impl App {
     /// When time alone next calls for a block: the earliest end or hourly settlement of an
     /// active lease (ms since the epoch).
     fn next_due_ms(&self) -> Option<u64> {
-        let hour = 3_600_000u64;
-        self.chain
-            .state()
-            .leases()
-            .filter(|l| l.status == surplus_contracts::LeaseStatus::Active)
-            .map(|l| {
-                let end = l.fill.start_ms.saturating_add(u64::from(l.hours) * hour);
-                let settle = l.fill.start_ms.saturating_add(u64::from(l.hours_paid + 1) * hour);
-                end.min(settle)
-            })
-            .min()
+        self.chain.state().next_due_ms()
     }
 
     /// Answers the engine until it stops (an error) or `stop` fires: then gives the

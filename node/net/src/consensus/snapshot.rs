@@ -32,7 +32,7 @@ pub const MAX_MANIFEST_BYTES: usize = 8 << 20;
 pub const MAX_CHUNKS: usize = 100_000;
 /// Largest natural key of an item.
 const MAX_KEY: usize = 1 << 10;
-/// Largest item value (an order's value holds its entry, at most 64 KiB, plus allocations).
+/// Largest item value (the largest, an order's, holds its entry: at most 64 KiB and its framing).
 const MAX_VALUE: usize = 1 << 20;
 /// Name of a manifest file.
 pub const MANIFEST_FILE: &str = "manifest.bin";
