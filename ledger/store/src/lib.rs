@@ -368,7 +368,8 @@ pub struct Store {
     read_only: bool,
     state: Option<ChainState>,
     /// Merkle nodes of the upper levels, read once from the backend and kept: proofs touch
-    /// them most, and there are few (one per 2^CACHED_LEVEL entries and level).
+    /// them most, and there are few (about one per 128 entries, levels 8 and up together), at
+    /// most [`UPPER_NODES_CAP`].
     upper_nodes: Arc<RwLock<HashMap<(u8, u64), Hash>>>,
     /// The acknowledged head, recorded outside the engine (stores opened from a directory).
     head_file: Option<HeadFile>,
@@ -378,9 +379,12 @@ pub struct Store {
     genesis_size: u64,
 }
 
-/// Lowest Merkle level kept in memory; 1/256 of the entries' count in nodes, about 0.2 bytes of
-/// memory per entry.
+/// Lowest Merkle level kept in memory: levels 8 and up hold about one node per 128 entries.
 const CACHED_LEVEL: u8 = 8;
+
+/// Most upper Merkle nodes kept in memory (about 6 MiB). Past it the cache starts afresh, so a
+/// ledger of any length keeps a bounded cache of the nodes its recent proofs touched.
+pub const UPPER_NODES_CAP: usize = 65_536;
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -1345,6 +1349,9 @@ impl NodeSource for Nodes<'_> {
             .ok_or(NodeError::Missing { level, index })?;
         if cached {
             if let Ok(mut c) = self.cache.write() {
+                if c.len() >= UPPER_NODES_CAP {
+                    c.clear();
+                }
                 c.insert((level, index), h);
             }
         }

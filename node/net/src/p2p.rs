@@ -54,6 +54,8 @@ use crate::snapfetch::{self, ServeBook, SnapRequest, SnapResponse, SnapshotSourc
 const FRAME_SLACK: usize = 4 * 1024;
 /// Commands waiting for the network task.
 const COMMAND_QUEUE: usize = 256;
+/// Most addresses of one peer kept in the routing table (from its latest announcement).
+const MAX_PEER_ADDRS: usize = 8;
 /// Messages waiting for the validator; beyond this they are ignored.
 const VALIDATION_QUEUE: usize = 4096;
 /// How often lost bootstrap peers are dialled again.
@@ -1346,8 +1348,13 @@ impl Task {
                 ..
             })) => {
                 let kad = &mut self.swarm.behaviour_mut().kad;
-                if info.protocols.iter().any(|p| kad.protocol_names().contains(p)) {
-                    for addr in info.listen_addrs {
+                let kad_peer = info.protocols.iter().any(|p| kad.protocol_names().contains(p));
+                if kad_peer && !info.listen_addrs.is_empty() {
+                    // The peer's addresses replace those it announced before (the routing
+                    // table would otherwise append each announcement's for ever), and at most
+                    // MAX_PEER_ADDRS of them are kept.
+                    kad.remove_peer(&peer_id);
+                    for addr in info.listen_addrs.into_iter().take(MAX_PEER_ADDRS) {
                         kad.add_address(&peer_id, addr);
                     }
                 }

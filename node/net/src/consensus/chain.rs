@@ -24,6 +24,9 @@ const MAX_CHECKED: usize = 16;
 /// How far ahead of our clock a proposed block time may be.
 pub const MAX_CLOCK_DRIFT_MS: u64 = 2_000;
 
+/// Page cache of the undecided-value store (`consensus/values`), bytes.
+pub const VALUES_CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
 /// An undecided value on disk: id, round, proposer, validity, block bytes.
 pub type Undecided = (ValueId, i64, Address, bool, Vec<u8>);
 
@@ -189,7 +192,12 @@ impl Chain {
         let newest_snapshot = snapshot::heights(&snapshots).last().copied();
         let validators = ValidatorSet::new(&store_validators(&store)?)
             .map_err(|e| anyhow::anyhow!("genesis validators: {e}"))?;
-        let db = sled::open(dir.join("consensus").join("values"))
+        // It holds the values of the heights not yet decided, cleared at each commit: a small
+        // page cache is plenty (sled's default is 1 GiB).
+        let db = sled::Config::new()
+            .path(dir.join("consensus").join("values"))
+            .cache_capacity(VALUES_CACHE_BYTES)
+            .open()
             .context("cannot open the undecided-value store")?;
         let undecided = db.open_tree("undecided")?;
         let own = db.open_tree("own")?;
