@@ -196,6 +196,42 @@ fn update(
     }
 }
 
+/// Fewest changes for which [`Tree::apply`] updates the root's two halves on two threads.
+const PARALLEL_MIN: usize = 512;
+
+/// [`update`] at the root: with many changes and more than one core, the two halves of the tree
+/// are updated at once, one on a scoped thread (a block changes a few thousand keys spread over
+/// both halves; the result is the same tree).
+fn update_root(
+    node: Option<Node>,
+    changes: &[(Hash, Option<Hash>)],
+    delta: &mut isize,
+) -> Option<Node> {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let mut arc = match node {
+        Some(Node::Internal(arc)) if changes.len() >= PARALLEL_MIN && cores > 1 => arc,
+        node => return update(node, 0, changes, delta),
+    };
+    let mid = changes.partition_point(|(k, _)| !bit(k, 0));
+    let (lc, rc) = changes.split_at(mid);
+    let (left, right) = match Arc::get_mut(&mut arc) {
+        Some(inner) => (inner.left.take(), inner.right.take()),
+        None => (arc.left.clone(), arc.right.clone()),
+    };
+    drop(arc);
+    let ((left, dl), (right, dr)) = std::thread::scope(|scope| {
+        let worker = scope.spawn(move || {
+            let mut d = 0;
+            (update(left, 1, lc, &mut d), d)
+        });
+        let mut d = 0;
+        let right = (update(right, 1, rc, &mut d), d);
+        (worker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)), right)
+    });
+    *delta += dl + dr;
+    join(left, right)
+}
+
 /// Sorts by key, keeping the last of several entries with the same key.
 fn sort_last_wins<V: Copy>(items: &mut Vec<(Hash, V)>) {
     // A stable sort keeps equal keys in input order, so the last of a run is the last given.
@@ -278,7 +314,7 @@ impl Tree {
         }
         sort_last_wins(&mut changes);
         let mut delta = 0isize;
-        self.root = update(self.root.take(), 0, &changes, &mut delta);
+        self.root = update_root(self.root.take(), &changes, &mut delta);
         self.len = self.len.checked_add_signed(delta).unwrap_or(0);
     }
 

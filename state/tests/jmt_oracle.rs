@@ -119,8 +119,16 @@ fn large_random_tree_matches_jmt() {
             let delete = round >= 3 && rng.gen_bool(0.4);
             changes.push((k, (!delete).then(|| rng.gen::<[u8; 8]>().to_vec())));
         }
+        // Odd rounds update a tree whose previous version stays alive (the shared path, on two
+        // threads for this many changes); even rounds the sole owner's (in place).
+        let before = (round % 2 == 1).then(|| ours.clone());
+        let before_root = ours.root();
         ours.apply(changes.iter().map(|(k, v)| (*k, v.as_deref().map(value_hash))));
         assert_eq!(ours.root(), oracle.apply(&changes), "round {round}");
+        if let Some(before) = before {
+            assert_eq!(before.root(), before_root, "round {round}: the previous version changed");
+            assert_eq!(before.iter().count(), model.len());
+        }
         for (k, v) in &changes {
             match v {
                 Some(v) => model.insert(*k, value_hash(v)),
