@@ -192,7 +192,8 @@ pub struct Storage {
     /// A snapshot of the state after every block whose height is a multiple of this (0: none;
     /// a node that prunes needs them).
     pub snapshot_every: u64,
-    /// Snapshots kept, newest first.
+    /// Snapshots an archive keeps, newest first (a node that prunes keeps its base snapshot and
+    /// every newer one, and at least this many).
     pub snapshot_keep: u64,
 }
 
@@ -722,7 +723,9 @@ impl Config {
         w(format!("archive = {}", st.archive));
         w(format!("retain_blocks = {}", st.retain_blocks));
         w("# A snapshot of the state every this many blocks (0: none), for state sync and restarts;".into());
-        w("# the newest snapshot_keep are kept.".into());
+        w("# an archive keeps the newest snapshot_keep, a node that prunes every one from its"
+            .into());
+        w("# base snapshot on (and at least snapshot_keep).".into());
         w(format!("snapshot_every = {}", st.snapshot_every));
         w(format!("snapshot_keep = {}", st.snapshot_keep));
         w(String::new());

@@ -289,8 +289,8 @@ impl Chain {
 
     /// With retention (`retain_blocks = N`), moves the store's base to just after the newest
     /// snapshot at least N blocks old: the bodies before it are dropped, and that snapshot (the
-    /// base snapshot, from which a restart or an audit re-executes) is kept with the newest
-    /// `snapshot_keep`. Without retention, only old snapshots are dropped.
+    /// base snapshot, from which a restart or an audit re-executes) is kept with every newer
+    /// one. Without retention, all but the newest `snapshot_keep` snapshots are dropped.
     fn retain(&mut self) -> Result<()> {
         let root = snapshot::dir_of(&self.dir);
         if let Some(keep) = self.storage.retain_blocks {
@@ -303,8 +303,14 @@ impl Chain {
                 tracing::info!(below = s + 1, blocks = pruned.blocks, "dropped old block bodies");
             }
         }
-        let base_snapshot = self.store.base().checked_sub(1);
-        if let Err(e) = snapshot::prune(&root, self.storage.snapshot_keep, base_snapshot) {
+        // With retention every snapshot from the base on is kept: each may be the base of a
+        // later prune (the newest at least retain_blocks below the head), so pruning never
+        // waits for a snapshot that retention deleted.
+        let keep_from = match self.storage.retain_blocks {
+            Some(_) => self.store.base().saturating_sub(1),
+            None => u64::MAX,
+        };
+        if let Err(e) = snapshot::prune(&root, self.storage.snapshot_keep, keep_from) {
             tracing::warn!(error = %e, "cannot remove old snapshots");
         }
         Ok(())
@@ -705,6 +711,22 @@ mod tests {
         }
         let e = open(dir.path(), storage).err().expect("no snapshot to start from").to_string();
         assert!(e.contains("holds blocks from height 16") && e.contains("--sync snapshot"), "{e}");
+    }
+
+    /// Retention that reaches further back than the newest `snapshot_keep` snapshots still
+    /// prunes: the snapshots from the base on are kept until one is old enough to be the next
+    /// base.
+    #[test]
+    fn retention_longer_than_the_kept_snapshots_prunes() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage { snapshot_every: 3, snapshot_keep: 1, retain_blocks: Some(7) };
+        let mut chain = open(dir.path(), storage).unwrap();
+        twenty_blocks(&mut chain);
+        // At 18: the newest snapshot at most 18 - 7 = 11 is 9, so the base is 10; 9 and every
+        // newer snapshot are kept.
+        assert_eq!(chain.store.base(), 10);
+        assert_eq!(snapshot::heights(&snapshot::dir_of(dir.path())), vec![9, 12, 15, 18]);
+        assert!(matches!(chain.store.block(9), Err(surplus_store::Error::Pruned { .. })));
     }
 
     /// An archive keeps every block and only the newest snapshots.

@@ -526,10 +526,11 @@ pub fn heights(root: &Path) -> Vec<u64> {
     out
 }
 
-/// Removes all but the newest `keep` snapshots (at least one is kept) and the one of height
-/// `also` (a store's base snapshot), and leftover temporary directories; returns the heights
-/// removed.
-pub fn prune(root: &Path, keep: usize, also: Option<u64>) -> Result<Vec<u64>, SnapshotError> {
+/// Removes the snapshots below height `keep_from` except the newest `keep` (at least one is
+/// kept), and leftover temporary directories; returns the heights removed. A node with
+/// retention passes its base snapshot as `keep_from` (every newer snapshot may become a later
+/// base); an archive node `u64::MAX`.
+pub fn prune(root: &Path, keep: usize, keep_from: u64) -> Result<Vec<u64>, SnapshotError> {
     if let Ok(dir) = fs::read_dir(root) {
         for e in dir.filter_map(|e| e.ok()) {
             if e.file_name().to_string_lossy().starts_with(".tmp-") {
@@ -542,7 +543,7 @@ pub fn prune(root: &Path, keep: usize, also: Option<u64>) -> Result<Vec<u64>, Sn
     let drop: Vec<u64> = hs[..hs.len().saturating_sub(keep.max(1))]
         .iter()
         .copied()
-        .filter(|h| Some(*h) != also)
+        .filter(|h| *h < keep_from)
         .collect();
     for h in &drop {
         let p = height_dir(root, *h);
@@ -735,8 +736,10 @@ mod tests {
         }
         std::fs::create_dir_all(dir.path().join(".tmp-00000000000000000025")).unwrap();
         assert_eq!(heights(dir.path()), vec![5, 10, 15, 20]);
-        assert_eq!(prune(dir.path(), 2, Some(5)).unwrap(), vec![10]);
-        assert_eq!(heights(dir.path()), vec![5, 15, 20]);
+        assert_eq!(prune(dir.path(), 1, 10).unwrap(), vec![5]);
+        assert_eq!(heights(dir.path()), vec![10, 15, 20]);
+        assert_eq!(prune(dir.path(), 2, u64::MAX).unwrap(), vec![10]);
+        assert_eq!(heights(dir.path()), vec![15, 20]);
         assert!(!dir.path().join(".tmp-00000000000000000025").exists());
         // A header moved to another height is no longer the certified one.
         let e = load(dir.path(), 15, t::CHAIN, &vs).unwrap_err().to_string();
