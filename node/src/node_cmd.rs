@@ -1,4 +1,6 @@
-//! `surplus node`: runs one node in this process until Ctrl-C or SIGTERM.
+//! `surplus node`: runs one node in this process until Ctrl-C or SIGTERM. A failed write to the
+//! data directory (a full disk) does not end the process: the node stops, waits for room and
+//! starts again in process (`surplus_service::runtime::Builder::run_until`); other errors do.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,7 +37,7 @@ pub enum SyncMode {
     Snapshot,
 }
 
-/// Runs `surplus node` until Ctrl-C or SIGTERM.
+/// Runs `surplus node` until Ctrl-C or SIGTERM, or until an error other than a failed write.
 pub fn node(args: NodeArgs) -> Result<ExitCode> {
     init_logging(args.log.as_deref());
     let rt = tokio::runtime::Builder::new_multi_thread()

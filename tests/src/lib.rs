@@ -149,11 +149,13 @@ impl NodeProc {
 
     /// [`NodeProc::start_in`] with more arguments to `surplus node`.
     pub fn start_with(dir: &Path, api: &str, netns: Option<&str>, args: &[&str]) -> Self {
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(dir.join("node.log"))
-            .expect("node log");
+        Self::spawn(dir, api, netns, args, &dir.join("node.log"))
+    }
+
+    /// `surplus node --data-dir DIR ARGS`, in `netns` if given, appending its output to `log`.
+    fn spawn(dir: &Path, api: &str, netns: Option<&str>, args: &[&str], log: &Path) -> Self {
+        let log =
+            std::fs::OpenOptions::new().create(true).append(true).open(log).expect("node log");
         let mut command = match netns {
             Some(ns) => {
                 let mut c = Command::new("ip");
@@ -779,4 +781,25 @@ pub fn assert_leases_kept(apis: &[Client], keys: &[PublicKey], limit: Duration) 
         Some(leases.leases.len())
     });
     kept.unwrap_or_else(|| panic!("leases not kept: {last}"))
+}
+
+impl NodeProc {
+    /// [`NodeProc::start`], with the node's log written to `log` instead of DIR/node.log: a
+    /// test that fills the data directory's filesystem keeps the node's log off it (its last
+    /// words would be lost to the full disk). Read it with [`log_tail`].
+    pub fn start_logging_to(dir: &Path, api: &str, log: &Path) -> Self {
+        Self::spawn(dir, api, None, &[], log)
+    }
+
+    /// Whether the process we started is still running.
+    pub fn running(&mut self) -> bool {
+        self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+}
+
+/// The last `lines` lines of the log file at `path` (empty if it cannot be read).
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -3,16 +3,20 @@
 //! order load. Below its `[disk] min_free_bytes` it refuses submissions with 503 and the
 //! reason, keeps committing blocks and answers reads as before; every order it acknowledged
 //! is committed; once the filler is deleted it takes submissions again by itself. Then the
-//! filesystem is filled to the last byte (ENOSPC) under the same load: whatever the node does
-//! (refuse, or stop on a failed write), its store stays whole — after the space is back (and a
-//! restart, as a supervisor would do, if it stopped) it audits clean, holds every acknowledged
-//! order and the same blocks it served, and takes submissions again.
+//! filesystem is filled to the last byte (ENOSPC) under the same load: a write of the ledger,
+//! the engine's WAL or the journal fails, and the node stops its runtime without exiting
+//! (`runtime::Builder::run_until`). The process never exits: once the filler is deleted it
+//! reopens its stores and starts again by itself (no one restarts it), its head advances, its
+//! disk is no longer low and it takes submissions again; its store stays whole — it audits
+//! clean, holds every acknowledged order and the same blocks it served.
+//!
+//! The node logs outside the small filesystem, so that what it says on a full disk is kept.
 //!
 //! Needs root (mount). Without it the test says so loudly and passes without running.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use surplus_client::Client;
 use surplus_ledger::Hash;
@@ -150,7 +154,8 @@ fn a_node_on_a_full_disk_refuses_with_503_keeps_every_acknowledged_order_and_res
     }
     std::fs::write(dir.join("config.toml"), config).unwrap();
     let api_url = net.file["nodes"][0]["api"].as_str().unwrap().to_owned();
-    let mut node = NodeProc::start(&dir, &api_url);
+    let log = tmp.path().join("node.log");
+    let mut node = NodeProc::start_logging_to(&dir, &api_url, &log);
     node.wait_up();
     let api = node.api.clone();
     // The first measurement is taken before the ledger is opened: wait for one after.
@@ -222,54 +227,57 @@ fn a_node_on_a_full_disk_refuses_with_503_keeps_every_acknowledged_order_and_res
             .filter(|s| matches!(s.submission, surplus_api::Submission::Committed { .. }))
     });
 
-    // Now to the last byte: ENOSPC under load for a few seconds, then space back.
+    // Now to the last byte: ENOSPC under load for a few seconds, then space back. The node
+    // process must not exit: it refuses while it serves, and once a write fails it stops its
+    // runtime (the API is down meanwhile) and waits for room.
     let load =
         OrderLoad::start(&net, std::slice::from_ref(&api), &market, 12, Duration::from_millis(20));
     wait_for("bids acknowledged again", Duration::from_secs(30), || {
         (load.acknowledged() >= 10).then_some(())
     });
+    let (h_before_full, _) = api.head().expect("the head");
     let written = fill(&filler, FS_BYTES);
-    eprintln!("filled the filesystem to the last byte ({written} bytes of filler)");
+    eprintln!("filled the filesystem to the last byte ({written} bytes of filler) at height {h_before_full}");
     std::thread::sleep(Duration::from_secs(3));
-    let alive_when_full =
-        node.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_none());
-    if alive_when_full {
-        // Still serving: it refuses (the threshold), and what it serves is what it has.
-        let (status, _) = refusal("a bid on a full disk", api.submit(&bid(&net, &market, 4)));
-        assert_eq!(status, 503);
+    assert!(node.running(), "the node exited on a full disk:\n{}", log_tail(&log, 40));
+    match api.submit(&bid(&net, &market, 4)) {
+        // Still serving: it refuses (the threshold).
+        Err(surplus_client::Error::Refused { status, .. }) => assert_eq!(status, 503),
+        Ok(id) => panic!("a bid acknowledged on a full disk: {}", hex::encode(id)),
+        Err(e) => eprintln!("on a full disk the API does not answer ({e})"),
     }
+    let h_full = api.head().map_or(h_before_full, |(h, _)| h);
     std::fs::remove_file(&filler).unwrap();
-    let (_, more) = load.finish();
+    let freed = Instant::now();
+    let (sent, more) = load.finish();
+    eprintln!("under the full-disk load {sent} bids were sent and {} acknowledged", more.len());
     assert!(!more.is_empty());
     acked.extend(more);
-    // Space is back: the node either resumes (free space seen, blocks committing) or has
-    // stopped on a failed write; then it is started again, as a supervisor would.
-    let (h_full, _) = api.head().unwrap_or((0, [0; 32]));
-    let exited = |node: &mut NodeProc| {
-        node.child.as_mut().is_none_or(|c| c.try_wait().ok().flatten().is_some())
-    };
-    let outcome = wait_for("the node to resume or stop", Duration::from_secs(30), || {
-        if exited(&mut node) {
-            return Some(false);
-        }
-        let resumed =
-            disk(&api).is_some_and(|d| !d.low) && api.head().is_some_and(|(h, _)| h > h_full + 2);
-        resumed.then_some(true)
+    // Space is back: the same process resumes by itself — its head advances past where it
+    // stood, its disk is not low, it takes submissions again.
+    let h_resumed = wait_for("the node to resume by itself", Duration::from_secs(120), || {
+        assert!(node.running(), "the node exited after a full disk:\n{}", log_tail(&log, 40));
+        let (h, _) = api.head()?;
+        (disk(&api).is_some_and(|d| !d.low) && h > h_full + 2).then_some(h)
     });
+    let resumed_after = freed.elapsed();
+    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+    let restarts = log_text.matches("starting the node again in this process").count();
+    let failed = log_text.lines().find(|l| l.contains("a write to the data directory failed"));
     eprintln!(
-        "on a full disk the node {}",
-        if outcome { "kept running" } else { "stopped (a failed write); restarting it" }
+        "on a full disk the node {} (height {h_before_full} when filled, {h_full} while full); \
+         it resumed by itself {:.1} s after the filler was deleted (height {h_resumed})",
+        if restarts > 0 {
+            format!("stopped its runtime on a failed write and started it again {restarts} time(s)")
+        } else {
+            "kept running".to_owned()
+        },
+        resumed_after.as_secs_f64()
     );
-    if !outcome {
-        eprintln!("--- its log's last lines ---\n{}", node.log_tail());
-        node.kill();
-        node = NodeProc::start(&dir, &api_url);
-        node.wait_up();
+    if let Some(line) = failed {
+        eprintln!("its log: {line}");
     }
-    let api = node.api.clone();
-    wait_for("the node to see the space back", Duration::from_secs(10), || {
-        disk(&api).filter(|d| !d.low)
-    });
+    assert!(node.running(), "the node exited:\n{}", log_tail(&log, 40));
     let last = api.submit(&bid(&net, &market, 5)).expect("a bid once the disk has room again");
     let mut all = acked;
     all.push(Ack { id: hex::encode(again), node: 0, at: 0.0, fills: false });
@@ -277,6 +285,7 @@ fn a_node_on_a_full_disk_refuses_with_503_keeps_every_acknowledged_order_and_res
     assert_committed(std::slice::from_ref(&api), &all, Duration::from_secs(60));
     let (height, _) = api.head().unwrap();
     let served = served_hashes(&api, height);
+    assert!(node.running(), "the node exited:\n{}", log_tail(&log, 40));
     node.stop();
     // The store is whole: it audits clean, holds every acknowledged order, and the blocks the
     // node served are the blocks it holds.

@@ -39,6 +39,11 @@ pub const MAX_WALK: usize = 200_000;
 /// At most one warning this often while free space is low, ms.
 pub const WARN_EVERY_MS: u64 = 60_000;
 
+/// Below this many free bytes the disk counts as full whatever the threshold: a node stopped by
+/// a failed write waits for at least this much room before it starts again
+/// (`runtime::Builder::run_until`).
+pub const FULL_BELOW: u64 = 1024 * 1024;
+
 /// One measurement of the data directory.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Measurement {
@@ -71,6 +76,13 @@ pub fn measure(dir: &Path) -> Result<Measurement, String> {
         total_bytes: fs.f_blocks.saturating_mul(block),
         used_bytes,
     })
+}
+
+/// Bytes available to the node on `dir`'s filesystem now (statvfs only, no walk).
+pub fn free_bytes(dir: &Path) -> Result<u64, String> {
+    let fs = rustix::fs::statvfs(dir)
+        .map_err(|e| format!("cannot measure the filesystem of {}: {e}", dir.display()))?;
+    Ok(fs.f_bavail.saturating_mul(fs.f_frsize.max(1)))
 }
 
 /// Bytes on disk under `path` (allocated blocks, so sparse files count what they take), not
@@ -245,6 +257,12 @@ impl DiskWatch {
             Code::Unavailable,
             format!("{}; try another node or later", low_reason(free, self.min_free_bytes)),
         ))
+    }
+
+    /// Whether the disk is full now, measured now (blocking: one statvfs): below the threshold
+    /// or below [`FULL_BELOW`] free. A failed measurement counts as not full.
+    pub fn full_now(&self) -> bool {
+        free_bytes(&self.dir).is_ok_and(|free| free < self.min_free_bytes.max(FULL_BELOW))
     }
 
     /// The latest measurement, verdict and refusals (for the status and `/metrics`).

@@ -565,14 +565,27 @@ impl Builder {
     }
 
     /// Starts the node and runs it until `stop` resolves; then stops the API, the gossip and
-    /// the engine, in that order. An error if it cannot start, or if consensus stops.
+    /// the engine, in that order. An error if it cannot start, or if it stops for another
+    /// reason than a failed write to its data directory.
+    ///
+    /// When a write to the data directory fails (the disk is full: the ledger, the engine's
+    /// WAL or another store cannot write), the node stops everything and lets go of every
+    /// store, waits until the disk has `[disk] min_free_bytes` free (at least
+    /// [`crate::disk::FULL_BELOW`]), and starts again in this process as a restart would:
+    /// the ledger checked, the journal of acknowledged entries re-admitted, the chain caught
+    /// up, the same ports bound. Meanwhile the HTTP API does not answer. Restarts are spaced
+    /// out ([`RESTART_BACKOFF_MIN`], doubling to [`RESTART_BACKOFF_MAX`]), and after
+    /// [`MAX_FAILED_RESTARTS`] restarts in a row that could not start the node the error is
+    /// returned.
     pub async fn run_until(self, stop: impl Future<Output = ()>) -> Result<()> {
         self.run_with(stop, None).await
     }
 
     /// Like [`Builder::run_until`], and once the node serves (its API bound, its journal
     /// replayed) sends `ready` the API's address and the node as the API sees it, so that the
-    /// process that runs it can also call it in-process ([`crate::solo`] does).
+    /// process that runs it can also call it in-process ([`crate::solo`] does). The caller
+    /// then holds the node, and its stores with it: a failed write ends the run with an error
+    /// instead of a restart in process.
     pub async fn run_announcing(
         self,
         stop: impl Future<Output = ()>,
@@ -588,7 +601,146 @@ impl Builder {
     ) -> Result<()> {
         let env = self.env.unwrap_or_else(Env::system);
         let config = self.config.unwrap_or_else(|| self.data_dir.join("config.toml"));
-        run(self.data_dir, config, env, self.sync_snapshot, stop, ready).await
+        // Whoever is sent `ready` holds the node: no restart can open its stores again.
+        let restarts = ready.is_none();
+        let mut stop = std::pin::pin!(stop);
+        let first = run(
+            self.data_dir.clone(),
+            config.clone(),
+            env.clone(),
+            self.sync_snapshot,
+            stop.as_mut(),
+            ready,
+        )
+        .await;
+        let mut failure = match first {
+            Ok(()) => return Ok(()),
+            Err(Failure::Storage(e)) if restarts => e,
+            Err(f) => return Err(f.into_error()),
+        };
+        tracing::error!(
+            error = %format!("{failure:#}"),
+            "a write to the data directory failed: the node stopped, and starts again in this \
+             process once the disk has room"
+        );
+        let mut backoff = RESTART_BACKOFF_MIN;
+        let mut failed_restarts = 0u32;
+        loop {
+            // The config may have changed since; the next run reads it again anyway.
+            let min_free = Config::load(&config)
+                .map_or(crate::config::Disk::default().min_free_bytes, |c| c.disk.min_free_bytes);
+            if !wait_for_space(&env, &self.data_dir, min_free, stop.as_mut()).await {
+                return Ok(());
+            }
+            tokio::select! {
+                _ = stop.as_mut() => return Ok(()),
+                _ = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(RESTART_BACKOFF_MAX);
+            tracing::info!("the disk has room: starting the node again in this process");
+            let started_ms = env.now_ms();
+            let again =
+                run(self.data_dir.clone(), config.clone(), env.clone(), false, stop.as_mut(), None)
+                    .await;
+            match again {
+                Ok(()) => return Ok(()),
+                Err(Failure::Storage(e)) => {
+                    failed_restarts = 0;
+                    // A node that served a good while before this failure starts again soon.
+                    if env.now_ms().saturating_sub(started_ms) >= BACKOFF_RESET_MS {
+                        backoff = RESTART_BACKOFF_MIN;
+                    }
+                    failure = e;
+                    tracing::error!(
+                        error = %format!("{failure:#}"),
+                        "a write to the data directory failed again: the node stopped, and \
+                         starts again in this process once the disk has room"
+                    );
+                }
+                Err(Failure::Start(e)) => {
+                    failed_restarts += 1;
+                    if failed_restarts >= MAX_FAILED_RESTARTS {
+                        return Err(e.context(format!(
+                            "the node could not start again after a failed write \
+                             ({failed_restarts} attempts)"
+                        )));
+                    }
+                    // What the last run held may not all be released yet (a port, a lock).
+                    tracing::warn!(
+                        error = %format!("{e:#}"),
+                        attempt = failed_restarts,
+                        of = MAX_FAILED_RESTARTS,
+                        retry_in_ms = backoff.as_millis() as u64,
+                        "the node could not start again; it tries again"
+                    );
+                }
+                Err(Failure::Other(e)) => return Err(e),
+            }
+        }
+    }
+}
+
+/// The first pause before the node starts again after a failed write; it doubles with each
+/// attempt, to [`RESTART_BACKOFF_MAX`].
+pub const RESTART_BACKOFF_MIN: Duration = Duration::from_secs(1);
+/// The longest pause between two attempts to start the node again.
+pub const RESTART_BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// Attempts in a row that cannot start the node again before it gives up (an error).
+pub const MAX_FAILED_RESTARTS: u32 = 10;
+/// A run that served this long before a failed write starts again after
+/// [`RESTART_BACKOFF_MIN`] rather than the doubled pause, ms.
+const BACKOFF_RESET_MS: u64 = 10 * 60_000;
+/// How often free space is measured while the node waits for room.
+const SPACE_CHECK: Duration = Duration::from_secs(1);
+
+/// Waits until `dir`'s filesystem has `min_free_bytes` free (at least
+/// [`crate::disk::FULL_BELOW`]), measuring every [`SPACE_CHECK`] and warning at most once per
+/// [`crate::disk::WARN_EVERY_MS`]; `false` if `stop` resolved first.
+async fn wait_for_space(
+    env: &Env,
+    dir: &std::path::Path,
+    min_free_bytes: u64,
+    mut stop: std::pin::Pin<&mut impl Future<Output = ()>>,
+) -> bool {
+    let need = min_free_bytes.max(crate::disk::FULL_BELOW);
+    let mut warned_ms: Option<u64> = None;
+    loop {
+        let path = dir.to_owned();
+        let free = env
+            .spawn_blocking(move || crate::disk::free_bytes(&path))
+            .await
+            .unwrap_or_else(|e| Err(format!("the disk measurement failed: {e}")));
+        let now = env.now_ms();
+        let due = warned_ms.is_none_or(|t| now.saturating_sub(t) >= crate::disk::WARN_EVERY_MS);
+        match free {
+            Ok(free) if free >= need => {
+                tracing::info!(
+                    free = %crate::disk::human(free),
+                    need = %crate::disk::human(need),
+                    "the data directory's disk has room again"
+                );
+                return true;
+            }
+            Ok(free) if due => {
+                warned_ms = Some(now);
+                tracing::warn!(
+                    dir = %dir.display(),
+                    free = %crate::disk::human(free),
+                    need = %crate::disk::human(need),
+                    "the node is stopped after a failed write and waits for room on the data \
+                     directory's disk; free some space (the HTTP API does not answer meanwhile)"
+                );
+            }
+            Err(e) if due => {
+                warned_ms = Some(now);
+                tracing::warn!(error = %e, "the node waits for room on its disk");
+            }
+            _ => {}
+        }
+        tokio::select! {
+            _ = stop.as_mut() => return false,
+            _ = tokio::time::sleep(SPACE_CHECK) => {}
+        }
     }
 }
 
@@ -675,173 +827,193 @@ async fn run(
     sync_snapshot: bool,
     stop: impl Future<Output = ()>,
     ready: Option<tokio::sync::oneshot::Sender<Ready>>,
-) -> Result<()> {
-    let config = Config::load(&config_path)?;
-    let key = crate::keyfile::read_key(&dir.join("node.key"))?;
-    let genesis = GenesisFile::load(&config.genesis_path(&dir))?;
-    let (gblock, gmaker) = genesis.block().context("the genesis file does not build a block")?;
-    let chain_id = gblock.header.chain_id.clone();
-    let validators = genesis.genesis().validators;
-    let inventory = match config.inventory_path(&dir) {
-        Some(p) => Some(Inventory::load(&p, &gmaker.state.params.catalogue)?),
-        None => None,
-    };
-    let provisioning = ProvisionLog::open(&dir)?;
-    // The journal holds only entries waiting for a block: a small cache does.
-    let journal_db = sled::Config::new()
-        .path(dir.join("mempool"))
-        .cache_capacity(16 * 1024 * 1024)
-        .open()
-        .with_context(|| format!("cannot open the mempool journal in {}", dir.display()))?;
-    let journal = journal_db.open_tree("accepted")?;
-    let faucet = match config.faucet(&dir) {
-        Some(_) if gblock.header.chain_id != crate::devnet_file::CHAIN_ID => anyhow::bail!(
-            "{}: [faucet] is for devnets only (chain {:?}, not {:?}); remove the section",
-            config_path.display(),
-            gblock.header.chain_id,
-            crate::devnet_file::CHAIN_ID
-        ),
-        Some((path, amount)) => {
-            tracing::warn!(key = %path.display(), amount,
+) -> Result<(), Failure> {
+    // Up to the engine: a failure drops what was opened (no task holds any of it yet).
+    let opened = async {
+        let config = Config::load(&config_path)?;
+        let key = crate::keyfile::read_key(&dir.join("node.key"))?;
+        let genesis = GenesisFile::load(&config.genesis_path(&dir))?;
+        let (gblock, gmaker) =
+            genesis.block().context("the genesis file does not build a block")?;
+        let chain_id = gblock.header.chain_id.clone();
+        let validators = genesis.genesis().validators;
+        let inventory = match config.inventory_path(&dir) {
+            Some(p) => Some(Inventory::load(&p, &gmaker.state.params.catalogue)?),
+            None => None,
+        };
+        let provisioning = ProvisionLog::open(&dir)?;
+        // The journal holds only entries waiting for a block: a small cache does.
+        let journal_db = sled::Config::new()
+            .path(dir.join("mempool"))
+            .cache_capacity(16 * 1024 * 1024)
+            .open()
+            .with_context(|| format!("cannot open the mempool journal in {}", dir.display()))?;
+        let journal = journal_db.open_tree("accepted")?;
+        let faucet = match config.faucet(&dir) {
+            Some(_) if gblock.header.chain_id != crate::devnet_file::CHAIN_ID => anyhow::bail!(
+                "{}: [faucet] is for devnets only (chain {:?}, not {:?}); remove the section",
+                config_path.display(),
+                gblock.header.chain_id,
+                crate::devnet_file::CHAIN_ID
+            ),
+            Some((path, amount)) => {
+                tracing::warn!(key = %path.display(), amount,
                 "a faucet is configured: this node gives credits to any new account (devnet only)");
-            let faucet_key = crate::keyfile::read_key(&path)?;
-            anyhow::ensure!(
-                faucet_key.public() != key.public(),
-                "{}: [faucet] key must not be the node key",
-                config_path.display()
-            );
-            Some((faucet_key, amount))
+                let faucet_key = crate::keyfile::read_key(&path)?;
+                anyhow::ensure!(
+                    faucet_key.public() != key.public(),
+                    "{}: [faucet] key must not be the node key",
+                    config_path.display()
+                );
+                Some((faucet_key, amount))
+            }
+            None => None,
+        };
+        let credentials_dir = dir.join("credentials");
+        std::fs::create_dir_all(&credentials_dir)
+            .with_context(|| format!("cannot create {}", credentials_dir.display()))?;
+
+        let c = &config.consensus;
+        let settings = consensus::Settings {
+            data_dir: dir.clone(),
+            moniker: config.name.clone(),
+            listen: config.consensus.listen_addr().context("consensus.listen")?,
+            peers: config.consensus.peer_addrs(),
+            timeouts: malachitebft_app_channel::app::types::core::LinearTimeouts {
+                propose: seconds(c.timeout_propose_ms),
+                propose_delta: seconds(c.timeout_propose_delta_ms),
+                prevote: seconds(c.timeout_prevote_ms),
+                prevote_delta: seconds(c.timeout_propose_delta_ms),
+                precommit: seconds(c.timeout_precommit_ms),
+                precommit_delta: seconds(c.timeout_propose_delta_ms),
+                rebroadcast: seconds(c.timeout_rebroadcast_ms),
+                max_timeout: Duration::from_secs(10),
+            },
+            batch_interval: seconds(c.batch_interval_ms),
+            idle_heartbeat: seconds(c.idle_heartbeat_ms),
+            max_block_entries: c.max_block_entries as usize,
+            max_block_bytes: c.max_block_bytes as usize,
+            sync_status_interval: Duration::from_secs(1),
+            storage: config.storage.settings(),
+            env: env.clone(),
+        };
+
+        let receipts = Arc::new(
+            Receipts::open(&journal_db, receipts::CAPACITY)
+                .with_context(|| format!("cannot open the receipts in {}", dir.display()))?,
+        );
+        let core = Core::new(
+            gblock.header.clone(),
+            Arc::new(gmaker.state.clone()),
+            Mempool::new(config.mempool.capacity as usize, config.mempool.max_bytes as usize),
+        );
+        let core = {
+            let receipts = receipts.clone();
+            crate::owner::spawn(core, &env, move |dropped| receipts.record(&dropped))
+        };
+        let shared = Arc::new(Shared {
+            env: env.clone(),
+            chain_id: chain_id.clone(),
+            name: config.name.clone(),
+            key: key.clone(),
+            core,
+            notify: Arc::new(Notify::new()),
+            gossip: OnceLock::new(),
+            consensus: OnceLock::new(),
+            history: OnceLock::new(),
+            validator: validators.contains(&key.public()),
+            provisioning,
+            credentials_dir,
+            inflight: Mutex::new(Default::default()),
+            grant_lock: tokio::sync::Mutex::new(()),
+            journal: Journal::new(Arc::new(journal)),
+            receipts,
+            _journal_db: journal_db,
+            validators,
+            web: Arc::new(WebData::new(dir.join("exports"))),
+            inventory: inventory.as_ref().and_then(|i| serde_json::to_value(i).ok()),
+            faucet,
+            faucet_lock: tokio::sync::Mutex::new(()),
+            recent: Mutex::new(Default::default()),
+            disk: crate::disk::DiskWatch::start(&dir, &config.disk, &env),
+        });
+
+        if sync_snapshot {
+            state_sync(&env, &dir, &config, &key, &gblock).await?;
         }
-        None => None,
-    };
-    let credentials_dir = dir.join("credentials");
-    std::fs::create_dir_all(&credentials_dir)
-        .with_context(|| format!("cannot create {}", credentials_dir.display()))?;
-
-    let c = &config.consensus;
-    let settings = consensus::Settings {
-        data_dir: dir.clone(),
-        moniker: config.name.clone(),
-        listen: config.consensus.listen_addr().context("consensus.listen")?,
-        peers: config.consensus.peer_addrs(),
-        timeouts: malachitebft_app_channel::app::types::core::LinearTimeouts {
-            propose: seconds(c.timeout_propose_ms),
-            propose_delta: seconds(c.timeout_propose_delta_ms),
-            prevote: seconds(c.timeout_prevote_ms),
-            prevote_delta: seconds(c.timeout_propose_delta_ms),
-            precommit: seconds(c.timeout_precommit_ms),
-            precommit_delta: seconds(c.timeout_propose_delta_ms),
-            rebroadcast: seconds(c.timeout_rebroadcast_ms),
-            max_timeout: Duration::from_secs(10),
-        },
-        batch_interval: seconds(c.batch_interval_ms),
-        idle_heartbeat: seconds(c.idle_heartbeat_ms),
-        max_block_entries: c.max_block_entries as usize,
-        max_block_bytes: c.max_block_bytes as usize,
-        sync_status_interval: Duration::from_secs(1),
-        storage: config.storage.settings(),
-        env: env.clone(),
-    };
-
-    let receipts = Arc::new(
-        Receipts::open(&journal_db, receipts::CAPACITY)
-            .with_context(|| format!("cannot open the receipts in {}", dir.display()))?,
-    );
-    let core = Core::new(
-        gblock.header.clone(),
-        Arc::new(gmaker.state.clone()),
-        Mempool::new(config.mempool.capacity as usize, config.mempool.max_bytes as usize),
-    );
-    let core = {
-        let receipts = receipts.clone();
-        crate::owner::spawn(core, &env, move |dropped| receipts.record(&dropped))
-    };
-    let shared = Arc::new(Shared {
-        env: env.clone(),
-        chain_id: chain_id.clone(),
-        name: config.name.clone(),
-        key: key.clone(),
-        core,
-        notify: Arc::new(Notify::new()),
-        gossip: OnceLock::new(),
-        consensus: OnceLock::new(),
-        history: OnceLock::new(),
-        validator: validators.contains(&key.public()),
-        provisioning,
-        credentials_dir,
-        inflight: Mutex::new(Default::default()),
-        grant_lock: tokio::sync::Mutex::new(()),
-        journal: Journal::new(Arc::new(journal)),
-        receipts,
-        _journal_db: journal_db,
-        validators,
-        web: Arc::new(WebData::new(dir.join("exports"))),
-        inventory: inventory.as_ref().and_then(|i| serde_json::to_value(i).ok()),
-        faucet,
-        faucet_lock: tokio::sync::Mutex::new(()),
-        recent: Mutex::new(Default::default()),
-        disk: crate::disk::DiskWatch::start(&dir, &config.disk, &env),
-    });
-
-    if sync_snapshot {
-        state_sync(&env, &dir, &config, &key, &gblock).await?;
+        let running = consensus::start(
+            settings,
+            key.seed(),
+            (gblock, gmaker),
+            Arc::new(SharedPool(shared.clone())),
+        )
+        .await?;
+        Ok::<_, anyhow::Error>((config, key, chain_id, inventory, shared, running))
     }
-    let mut running = consensus::start(
-        settings,
-        key.seed(),
-        (gblock, gmaker),
-        Arc::new(SharedPool(shared.clone())),
-    )
-    .await?;
+    .await;
+    let (config, key, chain_id, inventory, shared, mut running) = opened.map_err(Failure::Start)?;
     let _ = shared.history.set(running.history.clone());
     {
         let (head, state, now) = (running.head.clone(), running.state.clone(), env.now_ms());
         let _ = shared.core.call(move |c| c.commit(head, state, &[], now)).await;
     }
-    let view = running.ledger.view().context("cannot open a read-only view of the ledger")?;
-    shared.web.attach(view);
-    shared.prefill(running.head.height);
-    // Proofs are served against this node's checkpoint from the start, not from the next block.
-    shared.web.sign_checkpoint(&running.head, &key);
-    let _ = shared.consensus.set(running.status.clone());
+    // From here a failure stops the engine and the gossip before it returns: a next run in this
+    // process binds the same ports and opens the same stores.
+    let serving = async {
+        let view = running.ledger.view().context("cannot open a read-only view of the ledger")?;
+        shared.web.attach(view);
+        shared.prefill(running.head.height);
+        // Proofs are served against this node's checkpoint from the start, not from the next block.
+        shared.web.sign_checkpoint(&running.head, &key);
+        let _ = shared.consensus.set(running.status.clone());
 
-    let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.seed())
-        .context("node key as a libp2p identity")?;
-    let net = p2p::NetConfig {
-        listen: config.p2p.listen_addrs(),
-        bootstrap: config.p2p.bootstrap_addrs(),
-        mdns: config.p2p.mdns,
-        max_connections: config.p2p.max_connections,
-        max_message_bytes: config.p2p.max_message_bytes as usize,
-        peer_msgs_per_sec: config.p2p.peer_msgs_per_sec,
-        peer_burst: config.p2p.peer_burst,
-        subscription_grace: p2p::SUBSCRIPTION_GRACE,
-    };
-    let snapshots: Arc<dyn surplus_net::snapfetch::SnapshotSource> =
-        Arc::new(consensus::statesync::LocalSnapshots::new(&dir));
-    let gossip = p2p::start_with(
-        net,
-        keypair,
-        &chain_id,
-        Arc::new(GossipCheck(shared.clone())),
-        Some(snapshots),
-    )
-    .await
-    .context("cannot start the order gossip network")?;
-    let _ = shared.gossip.set(gossip);
-
-    let http_addr = config.http.listen_addr().context("http.listen")?;
-    let limits = surplus_web::Limits {
-        max_body_bytes: config.http.max_body_bytes as usize,
-        per_ip_per_sec: config.http.per_ip_per_sec,
-        burst: config.http.per_ip_burst.max(1),
-        ..surplus_web::Limits::default()
-    };
-    let (server, bound) = surplus_web::serve(http_addr, Arc::new(Api(shared.clone())), limits)
+        let keypair = libp2p::identity::Keypair::ed25519_from_bytes(key.seed())
+            .context("node key as a libp2p identity")?;
+        let net = p2p::NetConfig {
+            listen: config.p2p.listen_addrs(),
+            bootstrap: config.p2p.bootstrap_addrs(),
+            mdns: config.p2p.mdns,
+            max_connections: config.p2p.max_connections,
+            max_message_bytes: config.p2p.max_message_bytes as usize,
+            peer_msgs_per_sec: config.p2p.peer_msgs_per_sec,
+            peer_burst: config.p2p.peer_burst,
+            subscription_grace: p2p::SUBSCRIPTION_GRACE,
+        };
+        let snapshots: Arc<dyn surplus_net::snapfetch::SnapshotSource> =
+            Arc::new(consensus::statesync::LocalSnapshots::new(&dir));
+        let gossip = p2p::start_with(
+            net,
+            keypair,
+            &chain_id,
+            Arc::new(GossipCheck(shared.clone())),
+            Some(snapshots),
+        )
         .await
-        .context("cannot start the HTTP API")?;
-    let server_handle = server.handle();
-    let server_task = shared.env.spawn(server);
+        .context("cannot start the order gossip network")?;
+        let _ = shared.gossip.set(gossip);
+
+        let http_addr = config.http.listen_addr().context("http.listen")?;
+        let limits = surplus_web::Limits {
+            max_body_bytes: config.http.max_body_bytes as usize,
+            per_ip_per_sec: config.http.per_ip_per_sec,
+            burst: config.http.per_ip_burst.max(1),
+            ..surplus_web::Limits::default()
+        };
+        let (server, bound) = surplus_web::serve(http_addr, Arc::new(Api(shared.clone())), limits)
+            .await
+            .context("cannot start the HTTP API")?;
+        let server_handle = server.handle();
+        let server_task = shared.env.spawn(server);
+        Ok::<_, anyhow::Error>((bound, server_handle, server_task))
+    }
+    .await;
+    let (bound, server_handle, server_task) = match serving {
+        Ok(s) => s,
+        Err(e) => {
+            shut_down(shared, running, true).await;
+            return Err(Failure::Start(e));
+        }
+    };
     tracing::info!(
         node = %config.name,
         chain = %chain_id,
@@ -875,9 +1047,9 @@ async fn run(
         .position(|v| *v == me)
         .map(|i| TurnWatch::new(i, shared.validators.len()));
     let mut ticks = 0u64;
-    loop {
+    let failure = loop {
         tokio::select! {
-            _ = &mut stop => break,
+            _ = &mut stop => break None,
             _ = health.tick() => log_health(&shared).await,
             _ = again.tick() => {
                 ticks += 1;
@@ -888,11 +1060,16 @@ async fn run(
                         "the consensus engine's peers take none of its messages: restarting it \
                          under a fresh peer id to reconnect"
                     );
-                    running.reconnect().await.context("cannot restart the consensus engine")?;
+                    if let Err(e) = running.reconnect().await {
+                        break Some(e.context("cannot restart the consensus engine"));
+                    }
                 }
             }
             c = running.next_commit() => {
-                let c = c?;
+                let c = match c {
+                    Ok(c) => c,
+                    Err(e) => break Some(e),
+                };
                 running.status.took_commit();
                 on_commit(&shared, &c, &hook, &me).await;
                 plan_inventory(&shared, inventory.as_ref()).await;
@@ -909,19 +1086,103 @@ async fn run(
                          a fresh peer id to reconnect",
                         turnwatch::MISSED_TURNS
                     );
-                    running.reconnect().await.context("cannot restart the consensus engine")?;
+                    if let Err(e) = running.reconnect().await {
+                        break Some(e.context("cannot restart the consensus engine"));
+                    }
                 }
             }
         }
-    }
+    };
+    let failure = failure.map(|e| {
+        if is_storage_failure(&e, &shared.disk) {
+            Failure::Storage(e)
+        } else {
+            Failure::Other(e)
+        }
+    });
     tracing::info!("stopping");
     server_handle.stop(true).await;
     let _ = server_task.await;
-    if let Some(g) = Arc::try_unwrap(shared).ok().and_then(|s| s.gossip.into_inner()) {
+    shut_down(shared, running, failure.is_some()).await;
+    failure.map_or(Ok(()), Err)
+}
+
+/// Why one run of the node ended with an error: what [`Builder::run_until`] decides on.
+#[derive(Debug)]
+enum Failure {
+    /// It could not start: the config, a key, a store, a port.
+    Start(anyhow::Error),
+    /// It ran, and a write to its data directory failed ([`is_storage_failure`]): it stopped,
+    /// and can start again once the disk has room.
+    Storage(anyhow::Error),
+    /// It ran, and stopped for another reason.
+    Other(anyhow::Error),
+}
+
+impl Failure {
+    fn into_error(self) -> anyhow::Error {
+        match self {
+            Failure::Start(e) | Failure::Storage(e) | Failure::Other(e) => e,
+        }
+    }
+}
+
+/// Whether `e`, which stopped the node, is a failed write to its data directory: a storage
+/// engine's error in its chain (the ledger store's, an I/O error of sled's) or an I/O error that
+/// says the disk or the quota is full, found by type ([`consensus::Running::next_commit`] passes
+/// the application's error on). The consensus engine's WAL gives no typed error when its write
+/// fails (the engine just stops): so a stop while the disk is full (low at the last
+/// measurement, or now below the threshold or below [`crate::disk::FULL_BELOW`] free) counts
+/// too.
+fn is_storage_failure(e: &anyhow::Error, disk: &crate::disk::DiskWatch) -> bool {
+    use std::io::ErrorKind::{QuotaExceeded, StorageFull};
+    use surplus_store::{BackendError, Error as StoreError};
+    let typed = e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| matches!(io.kind(), StorageFull | QuotaExceeded))
+            || matches!(c.downcast_ref::<sled::Error>(), Some(sled::Error::Io(_)))
+            || c.is::<BackendError>()
+            || matches!(
+                c.downcast_ref::<StoreError>(),
+                Some(StoreError::Backend(_) | StoreError::Io { .. })
+            )
+    });
+    typed || disk.status().low || disk.full_now()
+}
+
+/// Most the shutdown waits for the last holders of a stopped run's state to let go.
+const RELEASE_WAIT: Duration = Duration::from_secs(10);
+
+/// Stops what a run started and lets go of it: the gossip (whose task holds the validator, and
+/// so the shared state with the journal and receipts), then the engine and the application
+/// with the ledger and its other stores. With `release`, then waits, a bounded while, until
+/// nothing holds the shared state or the receipts (tasks that held them end on their own: a
+/// provisioning hook, the core's task), so that a next run in this process can open the same
+/// sled databases (sled locks its files, and keeps a failed write's error until it is
+/// reopened).
+async fn shut_down(shared: Arc<Shared>, running: consensus::Running, release: bool) {
+    if let Some(g) = shared.gossip.get().cloned() {
         g.shutdown().await;
     }
     running.stop().await;
-    Ok(())
+    if !release {
+        return;
+    }
+    let (held, receipts) = (Arc::downgrade(&shared), Arc::downgrade(&shared.receipts));
+    drop(shared);
+    let mut waited = Duration::ZERO;
+    while held.strong_count() + receipts.strong_count() > 0 {
+        if waited >= RELEASE_WAIT {
+            tracing::warn!(
+                shared = held.strong_count(),
+                receipts = receipts.strong_count(),
+                "the stopped node's state is still held; its stores may not reopen at once"
+            );
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        waited += Duration::from_millis(20);
+    }
 }
 
 /// How often entries whose gossip reached no peer are published again, and pending entries
@@ -1279,4 +1540,39 @@ async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
 /// The refusal while the node stops (its core is gone).
 fn stopping() -> surplus_web::Refusal {
     surplus_web::Refusal::new(Code::Unavailable, "the node is stopping; retry in a moment")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::disk::DiskWatch;
+
+    #[test]
+    fn a_failed_write_is_told_from_other_stops_by_its_type() {
+        let dir = tempfile::tempdir().unwrap();
+        // A threshold of 0 and a disk with room: only the error's type counts.
+        let disk = DiskWatch::new(dir.path(), 0);
+        let full = std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let ledger = surplus_store::Error::Backend(surplus_store::BackendError("sled: IO".into()));
+        let storage = [
+            anyhow::Error::new(full).context("cannot append block 7"),
+            anyhow::Error::new(ledger).context("cannot append block 7"),
+            anyhow::Error::new(sled::Error::Io(std::io::ErrorKind::StorageFull.into())),
+        ];
+        for e in &storage {
+            assert!(is_storage_failure(e, &disk), "{e:#}");
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+        let other = [
+            anyhow::anyhow!("consensus stopped"),
+            anyhow::Error::new(refused).context("cannot restart the consensus engine"),
+            anyhow::Error::new(sled::Error::Unsupported("x".into())),
+        ];
+        for e in &other {
+            assert!(!is_storage_failure(e, &disk), "{e:#}");
+        }
+        // An untyped stop while the disk is below the threshold counts.
+        let low = DiskWatch::new(dir.path(), u64::MAX);
+        assert!(is_storage_failure(&anyhow::anyhow!("consensus stopped"), &low));
+    }
 }

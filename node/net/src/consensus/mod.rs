@@ -129,8 +129,8 @@ pub struct Running {
     chain_id: String,
     env: crate::Env,
     /// The application task: gives the application back when asked to stop, fails if the
-    /// engine stops.
-    task: tokio::task::JoinHandle<Result<app::App>>,
+    /// engine stops. `None` once it has ended and its result was taken.
+    task: Option<tokio::task::JoinHandle<Result<app::App>>>,
     stop_app: Option<oneshot::Sender<()>>,
     engine: malachitebft_app_channel::EngineHandle,
     /// Engine restarts since start ([`Running::reconnect`]).
@@ -144,30 +144,39 @@ pub struct Running {
 impl Running {
     /// Stops the engine and the application, releasing the WAL and the stores.
     pub async fn stop(self) {
-        self.task.abort();
-        let _ = self.task.await;
+        if let Some(task) = self.task {
+            task.abort();
+            let _ = task.await;
+        }
+        self.engine.actor.stop_children_and_wait(None, Some(ENGINE_STOP)).await;
         self.engine.actor.stop(None);
         let _ = self.engine.handle.await;
     }
 
     /// The next committed block, in order; an error once the application has stopped on its
-    /// own (the engine stopped, or a block could not be applied), and from then on.
+    /// own (the engine stopped, or a block could not be applied), and from then on. The first
+    /// such error carries the application's own (for example the store's failed write), so a
+    /// caller can tell a full disk from other stops by its type.
     pub async fn next_commit(&mut self) -> Result<Committed> {
         if let Some(c) = self.early.pop_front() {
             return Ok(c);
         }
-        if self.task.is_finished() {
-            anyhow::bail!("consensus stopped");
-        }
-        tokio::select! {
+        let Some(task) = self.task.as_mut() else { anyhow::bail!("consensus stopped") };
+        let ended = tokio::select! {
             biased;
-            c = self.commits.recv() => c.context("consensus stopped"),
-            r = &mut self.task => Err(match r {
-                Ok(Err(e)) => e.context("consensus stopped"),
-                Ok(Ok(_)) => anyhow::anyhow!("consensus stopped"),
-                Err(e) => anyhow::anyhow!("consensus stopped: {e}"),
-            }),
-        }
+            c = self.commits.recv() => match c {
+                Some(c) => return Ok(c),
+                // The application dropped its end of the channel: it has ended or is ending.
+                None => task.await,
+            },
+            r = &mut *task => r,
+        };
+        self.task = None;
+        Err(match ended {
+            Ok(Err(e)) => e.context("consensus stopped"),
+            Ok(Ok(_)) => anyhow::anyhow!("consensus stopped"),
+            Err(e) => anyhow::anyhow!("consensus stopped: {e}"),
+        })
     }
 
     /// Restarts the engine in this process, keeping the chain, its store and the commit
@@ -180,17 +189,21 @@ impl Running {
         if let Some(s) = self.stop_app.take() {
             let _ = s.send(());
         }
+        let Some(task) = self.task.as_mut() else {
+            anyhow::bail!("consensus stopped before the reconnect")
+        };
         // The application may be waiting to hand over a commit: take them meanwhile.
         let mut open = true;
         let ended = loop {
             tokio::select! {
-                r = &mut self.task => break r,
+                r = &mut *task => break r,
                 c = self.commits.recv(), if open => match c {
                     Some(c) => self.early.push_back(c),
                     None => open = false,
                 },
             }
         };
+        self.task = None;
         let app = match ended {
             Ok(Ok(app)) => app,
             Ok(Err(e)) => return Err(e.context("consensus stopped before the reconnect")),
@@ -214,7 +227,7 @@ impl Running {
         )
         .await?;
         let (stop_app, stopped) = oneshot::channel();
-        self.task = self.env.spawn(app.run(channels, stopped));
+        self.task = Some(self.env.spawn(app.run(channels, stopped)));
         self.stop_app = Some(stop_app);
         self.engine = engine;
         self.reconnects += 1;
@@ -308,7 +321,7 @@ pub async fn start(
         seed,
         chain_id,
         env,
-        task,
+        task: Some(task),
         stop_app: Some(stop_app),
         history,
         engine,
