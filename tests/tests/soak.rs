@@ -1,7 +1,11 @@
 //! Soak: a bounded run at a steady order rate, recording each node's memory (RSS) and data-dir
-//! size, and reporting their growth per 1,000 blocks. Two minutes in CI; longer by hand with
-//! `SURPLUS_SOAK_SECONDS=600 cargo test -p surplus-tests --test soak -- --nocapture`.
+//! size, and reporting their growth per 1,000 blocks, over the whole run and after a warm-up.
+//! Two minutes in CI; longer by hand with
+//! `SURPLUS_SOAK_SECONDS=600 cargo test -p surplus-tests --test soak -- --nocapture`
+//! (`SURPLUS_SOAK_WARMUP_BLOCKS` sets the warm-up, 5,000 blocks by default: past the first
+//! prune of the nodes that keep `retain_blocks = 2000`). Each sample is printed as it is taken.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -10,6 +14,7 @@ use surplus_market::{Market, Order, SignedOrder};
 use surplus_tests::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
+const MIB: f64 = 1_048_576.0;
 
 /// Resident memory of a process, bytes (Linux `/proc`).
 fn rss(pid: u32) -> u64 {
@@ -38,16 +43,88 @@ fn disk(dir: &Path) -> u64 {
     total
 }
 
+/// [`disk`] of a data dir broken down by its top-level directories (`ledger/`, …); its loose
+/// files (config, keys, genesis) together as `files`.
+fn disk_by_dir(dir: &Path) -> BTreeMap<String, u64> {
+    let mut parts = BTreeMap::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let Ok(meta) = e.metadata() else { continue };
+        if meta.is_dir() {
+            let name = format!("{}/", e.file_name().to_string_lossy());
+            parts.insert(name, disk(&e.path()));
+        } else if e.file_name() != "node.log" {
+            *parts.entry("files".to_owned()).or_default() += meta.len();
+        }
+    }
+    parts
+}
+
+/// How a node keeps blocks, from the `[storage]` table of its `config.toml`.
+fn storage_mode(dir: &Path) -> String {
+    let config = std::fs::read_to_string(dir.join("config.toml")).unwrap_or_default();
+    let mut in_storage = false;
+    let mut keys = BTreeMap::new();
+    for line in config.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_storage = line == "[storage]";
+        } else if let (true, Some((k, v))) = (in_storage, line.split_once('=')) {
+            if !line.starts_with('#') {
+                keys.insert(k.trim().to_owned(), v.trim().to_owned());
+            }
+        }
+    }
+    let key = |k: &str| keys.get(k).map_or("?", String::as_str).to_owned();
+    let snapshots = format!(
+        "snapshot_every = {}, snapshot_keep = {}",
+        key("snapshot_every"),
+        key("snapshot_keep")
+    );
+    if key("archive") == "false" {
+        format!("retains the newest {} blocks ({snapshots})", key("retain_blocks"))
+    } else {
+        format!("archive, keeps every block ({snapshots})")
+    }
+}
+
 struct Sample {
+    secs: u64,
     height: u64,
     rss: Vec<u64>,
-    disk: Vec<u64>,
+    disk: Vec<BTreeMap<String, u64>>,
+}
+
+impl Sample {
+    fn disk_total(&self, node: usize) -> u64 {
+        self.disk[node].values().sum()
+    }
+
+    fn line(&self) -> String {
+        let mib = |v: &mut dyn Iterator<Item = u64>| {
+            v.map(|b| format!("{:>7.1}", b as f64 / MIB)).collect::<Vec<_>>().join(" ")
+        };
+        format!(
+            "soak: {:>5} s {:>6} | {} | {}",
+            self.secs,
+            self.height,
+            mib(&mut self.rss.iter().copied()),
+            mib(&mut (0..self.disk.len()).map(|i| self.disk_total(i)))
+        )
+    }
+}
+
+/// Growth from sample `a` to sample `b`, MiB per 1,000 blocks.
+fn per_k(a: u64, b: u64, blocks: u64) -> f64 {
+    (b as f64 - a as f64) / blocks.max(1) as f64 * 1000.0 / MIB
 }
 
 #[test]
 fn steady_load_soak_records_memory_and_disk_growth_per_thousand_blocks() {
     let seconds: u64 =
         std::env::var("SURPLUS_SOAK_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(120);
+    let warm_up: u64 = std::env::var("SURPLUS_SOAK_WARMUP_BLOCKS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(5_000);
     let tmp = tempfile::tempdir().unwrap();
     let net = Devnet::init_with(tmp.path(), 4, free_base(40), 50, 100);
     let nodes = net.start_all();
@@ -59,14 +136,23 @@ fn steady_load_soak_records_memory_and_disk_growth_per_thousand_blocks() {
     let five = Duration::from_secs(5);
     let senders: Vec<Client> =
         apis.iter().map(|a| Client::with_timeouts(a.base(), five, five).unwrap()).collect();
+    for (i, n) in nodes.iter().enumerate() {
+        eprintln!("soak: dc{}: {}", i + 1, storage_mode(&n.dir));
+    }
 
-    let sample = |apis: &[Client]| Sample {
-        height: apis[0].head().map_or(0, |h| h.0),
-        rss: pids.iter().map(|p| rss(*p)).collect(),
-        disk: nodes.iter().map(|n| disk(&n.dir)).collect(),
-    };
-    let mut samples = vec![sample(&apis)];
     let started = Instant::now();
+    let sample = |apis: &[Client]| {
+        let s = Sample {
+            secs: started.elapsed().as_secs(),
+            height: apis[0].head().map_or(0, |h| h.0),
+            rss: pids.iter().map(|p| rss(*p)).collect(),
+            disk: nodes.iter().map(|n| disk_by_dir(&n.dir)).collect(),
+        };
+        eprintln!("{}", s.line());
+        s
+    };
+    eprintln!("soak: elapsed height | RSS per node (MiB) | data dir per node (MiB)");
+    let mut samples = vec![sample(&apis)];
     let (mut sent, mut accepted) = (0u64, 0u64);
     let mut next_sample = Instant::now() + Duration::from_secs(5);
     // About 40 bids a second, resting under every reserve and expiring after 20 s, so the book
@@ -93,26 +179,54 @@ fn steady_load_soak_records_memory_and_disk_growth_per_thousand_blocks() {
     let blocks = last.height - first.height;
     assert!(blocks >= 50, "the chain barely moved: {blocks} blocks");
     assert!(accepted * 10 >= sent * 9, "only {accepted} of {sent} orders were accepted");
-    let per_k = |a: u64, b: u64| (b as f64 - a as f64) / blocks as f64 * 1000.0;
     eprintln!(
         "soak: {seconds} s, {sent} orders sent, {accepted} accepted, {blocks} blocks \
          (heights {} to {})",
         first.height, last.height
     );
-    eprintln!("soak: height | RSS per node (MiB) | data dir per node (MiB)");
-    for s in &samples {
-        let mib = |v: &[u64]| {
-            v.iter().map(|b| format!("{:.1}", *b as f64 / 1048576.0)).collect::<Vec<_>>().join(" ")
-        };
-        eprintln!("soak: {:>6} | {} | {}", s.height, mib(&s.rss), mib(&s.disk));
-    }
+    // The warm-up ends at the first sample `warm_up` blocks in (if the run got that far).
+    let warm = samples.iter().find(|s| s.height >= first.height + warm_up);
     for i in 0..pids.len() {
         eprintln!(
-            "soak: dc{}: RSS {:+.2} MiB and data dir {:+.2} MiB per 1,000 blocks",
+            "soak: dc{}: whole run: RSS {:+.2} MiB and data dir {:+.2} MiB per 1,000 blocks",
             i + 1,
-            per_k(first.rss[i], last.rss[i]) / 1048576.0,
-            per_k(first.disk[i], last.disk[i]) / 1048576.0
+            per_k(first.rss[i], last.rss[i], blocks),
+            per_k(first.disk_total(i), last.disk_total(i), blocks)
         );
+    }
+    match warm {
+        Some(w) if last.height > w.height => {
+            let after = last.height - w.height;
+            for i in 0..pids.len() {
+                eprintln!(
+                    "soak: dc{}: after warm-up (heights {} to {}): RSS {:+.2} MiB and data dir \
+                     {:+.2} MiB per 1,000 blocks",
+                    i + 1,
+                    w.height,
+                    last.height,
+                    per_k(w.rss[i], last.rss[i], after),
+                    per_k(w.disk_total(i), last.disk_total(i), after)
+                );
+            }
+        }
+        _ => eprintln!("soak: the run did not get {warm_up} blocks past its start: no warm-up"),
+    }
+    // Which directories hold the data, and which of them grow (after the warm-up if there was
+    // one, else over the run).
+    let (from, span) = match warm {
+        Some(w) if last.height > w.height => (w, last.height - w.height),
+        _ => (first, blocks),
+    };
+    for i in 0..pids.len() {
+        let parts = last.disk[i]
+            .iter()
+            .map(|(dir, b)| {
+                let was = from.disk[i].get(dir).copied().unwrap_or(0);
+                format!("{dir} {:.1} MiB ({:+.2}/1k)", *b as f64 / MIB, per_k(was, *b, span))
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        eprintln!("soak: dc{}: data dir at height {}: {parts}", i + 1, last.height);
     }
 
     // After the run the nodes agree and every ledger audits clean.
