@@ -35,9 +35,10 @@ pub mod testutil;
 pub use audit::{BlockMaker, Replay};
 pub use error::{Error, RestoreError};
 pub use genesis::{Allocation, Genesis, Params, BPS};
-pub use precheck::{Admitted, MAX_PAYLOAD, MAX_SEQ_AHEAD};
+pub use precheck::{Admitted, ADMISSION_HORIZON_MS, MAX_PAYLOAD, MAX_SEQ_AHEAD};
 pub use refusal::Code;
 pub use state::{Account, Applied, Grant, Lease, LeaseStatus, Mode, Refusal, Segment, State};
+pub use surplus_state::drop_in_background;
 pub use tx::{
     decode_fill, decode_revocation, encode_fill, encode_revocation, RevocationId, Settlement,
     SettlementReason, Tx, MAX_REVOCATION_IDS, MAX_REVOCATION_ID_LEN,

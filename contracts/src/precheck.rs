@@ -23,6 +23,12 @@ pub const MAX_PAYLOAD: usize = 4 * 1024;
 /// fill a mempool with transactions that can never execute.
 pub const MAX_SEQ_AHEAD: u64 = 64;
 
+/// How long after admission an order must stay valid, ms: about what gossip and the next block
+/// take. [`State::admit`] refuses an order that expires, or whose window closes or becomes
+/// shorter than its minimum lease, within it (`closes_too_soon`): such an order could not
+/// reach a block, and peers would find it invalid on arrival.
+pub const ADMISSION_HORIZON_MS: u64 = 2_000;
+
 /// What admission learned about an accepted entry; a mempool keeps it beside the entry.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Admitted {
@@ -60,14 +66,21 @@ impl State {
     /// sequence number is not already used (nor too far ahead), and the transaction's own rules
     /// hold against this state (the same rules the block's execution applies).
     pub fn precheck(&self, entry: &Entry, now_ms: u64) -> Result<Admitted, Refusal> {
-        self.check_entry(entry, now_ms, true)
+        self.check_entry(entry, now_ms, true, 0)
+    }
+
+    /// [`State::precheck`] for a new entry (from a client or a peer): an order must also pass
+    /// the market's rules at `now_ms` + [`ADMISSION_HORIZON_MS`], or it is refused as
+    /// [`Refusal::ClosesTooSoon`].
+    pub fn admit(&self, entry: &Entry, now_ms: u64) -> Result<Admitted, Refusal> {
+        self.check_entry(entry, now_ms, true, ADMISSION_HORIZON_MS)
     }
 
     /// [`State::precheck`] for an entry whose signature was already verified on admission:
     /// only what a new block can change is checked again (nonces, sequence numbers, funds,
     /// the book, leases, expiry).
     pub fn recheck(&self, entry: &Entry, now_ms: u64) -> Result<Admitted, Refusal> {
-        self.check_entry(entry, now_ms, false)
+        self.check_entry(entry, now_ms, false, 0)
     }
 
     fn check_entry(
@@ -75,6 +88,7 @@ impl State {
         entry: &Entry,
         now_ms: u64,
         verify_signature: bool,
+        horizon_ms: u64,
     ) -> Result<Admitted, Refusal> {
         let kind = entry.kind;
         if !matches!(
@@ -126,6 +140,12 @@ impl State {
             Decoded::Order(o) => {
                 surplus_market::validate(&o.order, &self.params.catalogue, now_ms)
                     .map_err(Refusal::Market)?;
+                if horizon_ms > 0 {
+                    // Only the time rules can fail later what passes now.
+                    let later = now_ms.saturating_add(horizon_ms);
+                    surplus_market::validate(&o.order, &self.params.catalogue, later)
+                        .map_err(|rejection| Refusal::ClosesTooSoon { horizon_ms, rejection })?;
+                }
                 let nonce = o.order.nonce();
                 if self.book.nonce_used(&author, nonce) || self.book.get(&o.id).is_some() {
                     return Err(Refusal::Market(Rejection::ReplayedNonce { nonce }));
@@ -356,6 +376,51 @@ mod tests {
         assert_eq!(code(&e, &s), "bad_fill_rule");
         let e = order(bid(1, 0, 100, FillRule::AllOrNone, 1), &buyer());
         assert_eq!(code(&e, &s), "bad_duration");
+    }
+
+    #[test]
+    fn a_new_order_must_stay_valid_for_the_admission_horizon() {
+        let s = state();
+        let h = ADMISSION_HORIZON_MS;
+        let too_soon = |o: Order, k: &SecretKey, now: u64| {
+            let e = order(o, k);
+            // Valid now: the precheck (a restart's re-admission) keeps it.
+            assert!(s.precheck(&e, now).is_ok());
+            let r = s.admit(&e, now).unwrap_err();
+            assert_eq!(r.code(), Code::ClosesTooSoon, "{r}");
+            assert!(r.code().is_circumstantial());
+            assert!(r.explain().contains("2000 ms"), "{}", r.explain());
+            r
+        };
+        // An order that expires within the horizon.
+        let r = too_soon(offer(1), &provider(), NOW + HOUR_MS - h + 1);
+        assert!(matches!(r, Refusal::ClosesTooSoon { rejection: Rejection::Expired { .. }, .. }));
+        // A bid whose window closes 5 ms after now.
+        let mut b = bid(1, 1, 100, FillRule::AllOrNone, 2);
+        if let Order::Bid(x) = &mut b {
+            x.latest_ms = NOW + 5;
+        }
+        let r = too_soon(b, &buyer(), NOW);
+        assert!(matches!(
+            r,
+            Refusal::ClosesTooSoon { rejection: Rejection::WindowInPast { .. }, .. }
+        ));
+        // An offer whose window is its minimum lease plus 5 ms.
+        let mut o = offer(3);
+        if let Order::Offer(x) = &mut o {
+            x.until_ms = NOW + HOUR_MS + 5;
+        }
+        let r = too_soon(o, &provider(), NOW);
+        assert!(matches!(
+            r,
+            Refusal::ClosesTooSoon { rejection: Rejection::WindowTooShort { .. }, .. }
+        ));
+        // Valid 1 ms past the horizon: admitted.
+        let e = order(offer(4), &provider());
+        assert!(s.admit(&e, NOW + HOUR_MS - h - 1).is_ok());
+        // Cancels and transactions have no horizon.
+        let t = Tx::Transfer { to: provider().public(), amount: 5, seq: 0 };
+        assert!(s.admit(&tx(t, &buyer()), NOW).is_ok());
     }
 
     #[test]

@@ -83,6 +83,8 @@ codes! {
         "Send the order again with a later expiry.";
     ExpiryTooFar = "expiry_too_far", 400,
         "Use an expiry at most 90 days from now.";
+    ClosesTooSoon = "closes_too_soon", 400,
+        "The order expires, or its window closes or grows too short, within the 2 s a node allows it to reach a block (docs/orders.md, section 6): sign it again with a later expiry and window.";
     ReplayedNonce = "replayed_nonce", 409,
         "Sign the order again with a nonce this key has not used.";
     UnknownOrder = "unknown_order", 404,
@@ -115,6 +117,8 @@ codes! {
         "The node holds all the pending entries it can; retry in a few seconds.";
     Unavailable = "unavailable", 503,
         "The node cannot take this now through no fault of the request; retry later.";
+    ClockSkew = "clock_skew", 503,
+        "This node's clock is too far from its peers' to judge the times of orders; send to another node. Its operator must set the clock right (docs/node.md, Clock discipline).";
     UnknownSubmission = "unknown_submission", 404,
         "This node never acknowledged an entry with this id (or forgot it long ago); submit it, or ask the node that acknowledged it.";
     FaucetDisabled = "faucet_disabled", 404,
@@ -154,6 +158,8 @@ codes! {
         "Ask for an entry index below the ledger's size.";
     NotHeld = "not_held", 404,
         "This node does not hold that part of the ledger (it prunes old blocks, or started from a snapshot); ask an archive node.";
+    OperatorOnly = "operator_only", 401,
+        "Send the node's operator token as `Authorization: Bearer TOKEN`: it is in DIR/operator.token on the node's machine (docs/node.md, Operator token).";
     MethodNotAllowed = "method_not_allowed", 405,
         "Use the method the route documents.";
     PayloadTooLarge = "payload_too_large", 413,
@@ -239,12 +245,20 @@ impl Code {
     }
 
     /// Whether the refusal depends on time or on what other entries reached the chain first,
-    /// rather than on the entry alone: a peer that relayed such an entry did nothing wrong.
+    /// rather than on the entry alone: a peer that relayed such an entry did nothing wrong. The
+    /// time rules count (an expiry, a window's end or length, how far ahead either reaches, the
+    /// admission horizon): the relaying node checked them on its own clock at an earlier moment,
+    /// and a receiver cannot tell an entry that was invalid then from one that became invalid on
+    /// the way or looks invalid only on its own clock.
     pub fn is_circumstantial(self) -> bool {
         matches!(
             self,
             Code::Expired
+                | Code::ClosesTooSoon
                 | Code::WindowInPast
+                | Code::WindowTooShort
+                | Code::WindowTooFar
+                | Code::ExpiryTooFar
                 | Code::ReplayedNonce
                 | Code::BadSequence
                 | Code::SeqGap
@@ -255,6 +269,7 @@ impl Code {
                 | Code::InsufficientBalance
                 | Code::MempoolFull
                 | Code::Unavailable
+                | Code::ClockSkew
         )
     }
 

@@ -3,11 +3,12 @@
 mod restore;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 use serde::{Deserialize, Serialize};
-use surplus_ledger::{Auth, BatchVerifier, Entry, EntryKind, Hash, PublicKey};
+use surplus_ledger::{Auth, Entry, EntryKind, Hash, PublicKey};
 use surplus_market::{Batch, Book, Fill, Market, Outcome, SignedCancel, SignedOrder, HOUR_MS};
 
 use crate::genesis::{Genesis, Params, BPS};
@@ -202,6 +203,15 @@ pub enum Refusal {
     /// The market refused the order or cancel.
     #[error("{0}")]
     Market(surplus_market::Rejection),
+    /// Valid now, the order would be refused within the admission horizon (it expires, or its
+    /// window closes or becomes shorter than its minimum lease): it could not reach a block.
+    #[error("within {horizon_ms} ms (the time a node allows an order to reach a block) it would be refused: {rejection}")]
+    ClosesTooSoon {
+        /// The admission horizon, ms ([`crate::ADMISSION_HORIZON_MS`]).
+        horizon_ms: u64,
+        /// The rule it would break at the horizon.
+        rejection: surplus_market::Rejection,
+    },
 }
 
 impl Refusal {
@@ -224,6 +234,7 @@ impl Refusal {
             Refusal::RenewalRefused(_) => Code::RenewalRefused,
             Refusal::AlreadyGranted => Code::AlreadyGranted,
             Refusal::Market(r) => Code::of_rejection(r),
+            Refusal::ClosesTooSoon { .. } => Code::ClosesTooSoon,
         }
     }
 
@@ -438,6 +449,11 @@ impl State {
     ///
     /// The block runs on a clone of the state, which shares all its data with the original
     /// until something changes, and replaces the state only if the block applies.
+    ///
+    /// The user entries' signatures are checked (strict rule) on other threads while the block
+    /// runs on the assumption that every signed entry's signature is good; if one is not, the
+    /// block runs again from the original with the signatures as checked. Either way the result
+    /// is the one of checking each entry's signature before applying it.
     pub fn apply_block(
         &mut self,
         height: u64,
@@ -445,9 +461,33 @@ impl State {
         user: &[Entry],
         mode: Mode,
     ) -> Result<Applied, Error> {
-        let mut next = self.clone();
-        let applied = next.apply_inner(height, now_ms, user, mode, true)?;
-        *self = next;
+        let assumed: Vec<bool> =
+            user.iter().map(|e| matches!(e.auth, Auth::Signed { .. })).collect();
+        let checks = SignatureChecks::new(&self.chain_id, user);
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        let helpers = cores.saturating_sub(1).max(1).min(user.len() / SIGNATURE_CHUNK);
+        let optimistic = std::thread::scope(|scope| {
+            for _ in 0..helpers {
+                scope.spawn(|| checks.work());
+            }
+            let mut next = self.clone();
+            let result = next.apply_inner(height, now_ms, user, mode, &assumed).map(|a| (next, a));
+            // Then this thread helps with the signatures left.
+            checks.work();
+            result
+        });
+        let checked = checks.results();
+        let (next, applied) = if checked == assumed {
+            optimistic?
+        } else {
+            // A bad signature (rare: the mempool checks each one on admission).
+            drop(optimistic);
+            let mut next = self.clone();
+            let applied = next.apply_inner(height, now_ms, user, mode, &checked)?;
+            (next, applied)
+        };
+        // What only the replaced version held is freed off the block's path.
+        surplus_state::drop_in_background(std::mem::replace(self, next));
         Ok(applied)
     }
 
@@ -463,7 +503,9 @@ impl State {
         user: &[Entry],
         mode: Mode,
     ) -> Result<Applied, Error> {
-        self.apply_inner(height, now_ms, user, mode, false)
+        let signed: Vec<bool> =
+            user.iter().map(|e| matches!(e.auth, Auth::Signed { .. })).collect();
+        self.apply_inner(height, now_ms, user, mode, &signed)
     }
 
     fn apply_inner(
@@ -472,7 +514,7 @@ impl State {
         now_ms: u64,
         user: &[Entry],
         mode: Mode,
-        check_signatures: bool,
+        signatures_ok: &[bool],
     ) -> Result<Applied, Error> {
         if height != self.height + 1 {
             return Err(Error::Block(format!("height {height} does not follow {}", self.height)));
@@ -492,11 +534,6 @@ impl State {
         let mut entries = Vec::new();
         self.settle_elapsed(now_ms, &mut entries);
 
-        let signatures_ok: Vec<bool> = if check_signatures {
-            self.check_signatures(user)
-        } else {
-            user.iter().map(|e| matches!(e.auth, Auth::Signed { .. })).collect()
-        };
         let mut seen: BTreeSet<Hash> = BTreeSet::new();
         let mut refused = Vec::new();
         let mut batch = Batch { height, now_ms, orders: Vec::new(), cancels: Vec::new() };
@@ -605,27 +642,6 @@ impl State {
         let ended = self.remove_ended(&before);
         self.update_tree(&before);
         Ok(Applied { entries, refused, outcome, ended, state_root: self.root() })
-    }
-
-    /// Which user entries carry a valid signature (strict rule, checked together).
-    fn check_signatures(&self, user: &[Entry]) -> Vec<bool> {
-        let mut batch = BatchVerifier::new();
-        for e in user {
-            if let Auth::Signed { author, signature } = &e.auth {
-                batch.push(
-                    *author,
-                    Entry::signing_bytes(&self.chain_id, e.kind, author, &e.payload),
-                    *signature,
-                );
-            }
-        }
-        let all_ok = batch.verify().is_ok();
-        user.iter()
-            .map(|e| {
-                matches!(e.auth, Auth::Signed { .. })
-                    && (all_ok || e.verify_signature(&self.chain_id).is_ok())
-            })
-            .collect()
     }
 
     /// Pays every active lease for the hours that passed, and completes those that ended.
@@ -1167,4 +1183,46 @@ enum UserEffect {
     Done(Vec<Entry>),
     /// An order or cancel waiting for the auction.
     Market(Hash),
+}
+
+/// Signatures a thread checks at a time in [`SignatureChecks::work`].
+const SIGNATURE_CHUNK: usize = 8;
+
+/// The strict check of a block's user entries' signatures, shared out in chunks among whichever
+/// threads call [`SignatureChecks::work`]: one that finishes its other work early takes over
+/// more of the checks.
+struct SignatureChecks<'a> {
+    chain_id: &'a str,
+    user: &'a [Entry],
+    next: AtomicUsize,
+    ok: Vec<AtomicBool>,
+}
+
+impl<'a> SignatureChecks<'a> {
+    fn new(chain_id: &'a str, user: &'a [Entry]) -> Self {
+        let ok = user.iter().map(|_| AtomicBool::new(false)).collect();
+        Self { chain_id, user, next: AtomicUsize::new(0), ok }
+    }
+
+    /// Checks chunks of signatures until none is left.
+    fn work(&self) {
+        loop {
+            let start = self.next.fetch_add(SIGNATURE_CHUNK, Ordering::Relaxed);
+            if start >= self.user.len() {
+                return;
+            }
+            for i in start..(start + SIGNATURE_CHUNK).min(self.user.len()) {
+                let e = &self.user[i];
+                let good = matches!(e.auth, Auth::Signed { .. })
+                    && e.verify_signature(self.chain_id).is_ok();
+                self.ok[i].store(good, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Which entries carry a valid signature, once every chunk is checked (the threads that
+    /// checked them joined).
+    fn results(self) -> Vec<bool> {
+        self.ok.into_iter().map(AtomicBool::into_inner).collect()
+    }
 }

@@ -137,6 +137,17 @@ impl Tx {
         }
     }
 
+    /// The same transaction with sequence number `seq`.
+    pub fn with_seq(mut self, new: u64) -> Tx {
+        match &mut self {
+            Tx::Transfer { seq, .. }
+            | Tx::Terminate { seq, .. }
+            | Tx::Renew { seq, .. }
+            | Tx::Grant { seq, .. } => *seq = new,
+        }
+        self
+    }
+
     /// Canonical payload.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::new();

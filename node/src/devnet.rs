@@ -311,6 +311,16 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     }
     println!("  buyer keys: {}", dir.join("buyers").display());
     println!("\nWeb UI: {}", file.web_ui);
+    // The first node's operator page, with its operator token (the page keeps it for the tab).
+    let token = std::fs::read_to_string(file.nodes[0].data_dir.join("operator.token"));
+    if let Ok(token) = token {
+        println!(
+            "Operator page of {}: {}#/operator?token={}",
+            file.nodes[0].name,
+            file.web_ui,
+            token.trim()
+        );
+    }
     println!("Try:    surplus status --node {}", file.nodes[0].api);
     println!("Stop:   Ctrl-C (running `surplus devnet` again resumes the same chain)\n");
 

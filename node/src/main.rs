@@ -19,6 +19,12 @@ use surplus_service::{config, devnet_file, genesis, inventory, keyfile, now_ms, 
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than the system allocator: a block over a large state copies and frees
+/// thousands of small tree and map nodes, and with glibc's allocator freeing them took a tenth
+/// of a block's time (`docs/performance.md`, decision 0019).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Surplus: an open market for datacenters' spare capacity, on a ledger no single member controls.
 #[derive(Debug, Parser)]
 #[command(name = "surplus", version, about)]

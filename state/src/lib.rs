@@ -88,10 +88,12 @@
 #![warn(clippy::unwrap_used)]
 
 mod proof;
+mod reclaim;
 mod restore;
 mod tree;
 
 pub use proof::{Proof, ProofError, RangeProof, MAX_SIBLINGS};
+pub use reclaim::drop_in_background;
 pub use restore::{Restore, RestoreError};
 pub use tree::Tree;
 

@@ -125,6 +125,43 @@ fn hash_hex(hex: &str) -> Hash {
     surplus_ledger::parse_hex::<32>(hex, "hash").unwrap_or_else(|e| panic!("{e}"))
 }
 
+/// How a node process is started: itself, inside a network namespace (`ip netns exec`), or
+/// from a shell that first sets its open-file limit, soft and hard (`ulimit -n`); the wrapper
+/// becomes the node process, so a signal reaches the node itself.
+enum Wrap<'a> {
+    Plain,
+    Netns(&'a str),
+    FileLimit(u64),
+    /// Plain, with these environment variables.
+    Env(&'a [(&'a str, String)]),
+}
+
+/// `text` (a node's log) without the escape sequences of its terminal colours.
+pub fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            chars.by_ref().find(|c| *c == 'm');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// libfaketime's multi-threaded library, where Debian's faketime package puts it.
+pub fn faketime_lib() -> Option<PathBuf> {
+    let lib = std::fs::read_dir("/usr/lib").ok()?.flatten().find_map(|d| {
+        let p = d.path().join("faketime/libfaketimeMT.so.1");
+        p.exists().then_some(p)
+    });
+    lib.or_else(|| {
+        let p = PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1");
+        p.exists().then_some(p)
+    })
+}
+
 /// A node process we started.
 pub struct NodeProc {
     /// Its data dir.
@@ -149,20 +186,52 @@ impl NodeProc {
 
     /// [`NodeProc::start_in`] with more arguments to `surplus node`.
     pub fn start_with(dir: &Path, api: &str, netns: Option<&str>, args: &[&str]) -> Self {
-        Self::spawn(dir, api, netns, args, &dir.join("node.log"))
+        Self::spawn(dir, api, netns.map_or(Wrap::Plain, Wrap::Netns), args, &dir.join("node.log"))
     }
 
-    /// `surplus node --data-dir DIR ARGS`, in `netns` if given, appending its output to `log`.
-    fn spawn(dir: &Path, api: &str, netns: Option<&str>, args: &[&str], log: &Path) -> Self {
+    /// [`NodeProc::start`] with an open-file limit of `files`, soft and hard (`ulimit -n` in
+    /// the shell that then becomes the node), so the node cannot raise it.
+    pub fn start_with_file_limit(dir: &Path, api: &str, files: u64) -> Self {
+        Self::spawn(dir, api, Wrap::FileLimit(files), &[], &dir.join("node.log"))
+    }
+
+    /// [`NodeProc::start`] with its wall clock `offset_secs` seconds off (libfaketime, preloaded;
+    /// its monotonic clock is left alone), logging to `log`.
+    pub fn start_with_clock_offset(dir: &Path, api: &str, offset_secs: i64, log: &Path) -> Self {
+        let lib = faketime_lib().expect(
+            "libfaketime is missing: install Debian's faketime package (scripts/test-all does)",
+        );
+        let vars = [
+            ("LD_PRELOAD", lib.display().to_string()),
+            ("FAKETIME", format!("{offset_secs:+}s")),
+            ("FAKETIME_DONT_FAKE_MONOTONIC", "1".to_owned()),
+            ("FAKETIME_DONT_RESET", "1".to_owned()),
+        ];
+        Self::spawn(dir, api, Wrap::Env(&vars), &[], log)
+    }
+
+    /// `surplus node --data-dir DIR ARGS`, started as `wrap` says, appending its output to `log`.
+    fn spawn(dir: &Path, api: &str, wrap: Wrap, args: &[&str], log: &Path) -> Self {
         let log =
             std::fs::OpenOptions::new().create(true).append(true).open(log).expect("node log");
-        let mut command = match netns {
-            Some(ns) => {
+        let mut command = match wrap {
+            Wrap::Netns(ns) => {
                 let mut c = Command::new("ip");
                 c.args(["netns", "exec", ns]).arg(surplus_bin());
                 c
             }
-            None => Command::new(surplus_bin()),
+            Wrap::FileLimit(files) => {
+                let mut c = Command::new("sh");
+                c.arg("-c").arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""));
+                c.arg(surplus_bin());
+                c
+            }
+            Wrap::Env(vars) => {
+                let mut c = Command::new(surplus_bin());
+                c.envs(vars.iter().map(|(k, v)| (k, v)));
+                c
+            }
+            Wrap::Plain => Command::new(surplus_bin()),
         };
         let child = command
             .arg("node")
@@ -182,6 +251,14 @@ impl NodeProc {
         wait_for(&format!("{} to answer", self.api.base()), Duration::from_secs(90), || {
             self.api.status().ok()
         });
+    }
+
+    /// Its API client sending the node's operator token (`DIR/operator.token`, made at the
+    /// node's first start).
+    pub fn operator_api(&self) -> Client {
+        let token = std::fs::read_to_string(self.dir.join("operator.token"))
+            .expect("the node's operator token (it makes it at its first start)");
+        self.api.clone().with_operator_token(&token)
     }
 
     /// SIGTERM and wait (a clean stop).
@@ -788,7 +865,7 @@ impl NodeProc {
     /// test that fills the data directory's filesystem keeps the node's log off it (its last
     /// words would be lost to the full disk). Read it with [`log_tail`].
     pub fn start_logging_to(dir: &Path, api: &str, log: &Path) -> Self {
-        Self::spawn(dir, api, None, &[], log)
+        Self::spawn(dir, api, Wrap::Plain, &[], log)
     }
 
     /// Whether the process we started is still running.

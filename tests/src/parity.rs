@@ -113,6 +113,7 @@ fn cases(chain_id: &str, market: &Market, now_ms: u64) -> Vec<Case> {
         ),
         entry("zero slots", offer(&|o| o.slots = 0)),
         entry("expired", offer(&|o| o.expiry_ms = now_ms - 1)),
+        entry("closes too soon", offer(&|o| o.expiry_ms = now_ms + 1_500)),
         entry("window inverted", offer(&|o| o.until_ms = o.from_ms)),
         entry("unfunded bid", SignedOrder::sign(chain_id, bid, &k).0),
         entry("cancel of nothing", SignedCancel::sign(chain_id, [0x42; 32], &k).0),

@@ -108,21 +108,36 @@ fn honest_phase(net: &Devnet, apis: &[Client], seed: u64) -> (Vec<Ack>, f64) {
     (acks, started.elapsed().as_secs_f64())
 }
 
-#[test]
-fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
-    let tmp = tempfile::tempdir().unwrap();
-    let net = Devnet::init_with(tmp.path(), 4, free_base(40), 100, 1000);
-    let mut nodes = net.start_all();
-    let apis: Vec<Client> = nodes.iter().map(|n| n.api.clone()).collect();
-    let refs: Vec<&Client> = apis.iter().collect();
-    wait_converged(&refs, 2, 2 * MINUTE);
+/// A started 4-node devnet (100 ms batches, 1 s heartbeat) that has committed 2 blocks.
+struct Running {
+    net: Devnet,
+    nodes: Vec<NodeProc>,
+    apis: Vec<Client>,
+    chain_id: String,
+    /// Each node's gossip address, ending in its peer id.
+    p2p_addrs: Vec<Multiaddr>,
+}
+
+fn four_nodes(root: &std::path::Path) -> Running {
+    let net = Devnet::init_with(root, 4, free_base(40), 100, 1000);
+    let nodes = net.start_all();
+    let apis: Vec<Client> = nodes.iter().map(NodeProc::operator_api).collect();
+    wait_converged(&apis.iter().collect::<Vec<_>>(), 2, 2 * MINUTE);
     let chain_id = net.chain_id().to_owned();
-    let p2p_addrs: Vec<Multiaddr> = net.file["nodes"]
+    let p2p_addrs = net.file["nodes"]
         .as_array()
         .unwrap()
         .iter()
         .map(|n| n["p2p"].as_str().unwrap().parse().unwrap())
         .collect();
+    Running { net, nodes, apis, chain_id, p2p_addrs }
+}
+
+#[test]
+fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Running { net, mut nodes, apis, chain_id, p2p_addrs } = four_nodes(tmp.path());
+    let refs: Vec<&Client> = apis.iter().collect();
     let dc1 = &apis[0];
     let market = Market::new("vm.2c8g", "eu-west-a");
     let buyer = net.buyer(0);
@@ -320,5 +335,185 @@ fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
         let (ids, _) = ledger_of(dir);
         let inside: Vec<&String> = hostile_ids.iter().filter(|id| ids.contains(*id)).collect();
         assert!(inside.is_empty(), "hostile entries in {}: {inside:?}", dir.display());
+    }
+}
+
+/// `surplus load` against `net` at 20 bids/s for `seconds`: its report (accept → lease on
+/// every node, ms, in `latency_ms`).
+fn load_report(net: &Devnet, seconds: u32) -> serde_json::Value {
+    let out = surplus(&[
+        "load",
+        "--devnet",
+        net.dir.to_str().unwrap(),
+        "--rate",
+        "20",
+        "--seconds",
+        &seconds.to_string(),
+        "--json",
+    ]);
+    assert!(out.status.success(), "surplus load: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).expect("surplus load --json")
+}
+
+/// An order signed now that closes a few ms later: a bid whose window ends 20 ms after signing
+/// (`bid`), or an offer whose window is its minimum lease plus 20 ms.
+fn closing(chain_id: &str, market: &Market, key: &SecretKey, nonce: u64, bid: bool) -> Entry {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64);
+    let order = if bid {
+        let mut b = one_slot_bid(market, 1, nonce, 3_600_000);
+        b.latest_ms = now + 20;
+        Order::Bid(b)
+    } else {
+        Order::Offer(surplus_market::Offer {
+            market: market.clone(),
+            slots: 1,
+            from_ms: now,
+            until_ms: now + 3_600_000 + 20,
+            reserve: 1,
+            min_hours: 1,
+            expiry_ms: now + 3_600_000,
+            nonce,
+        })
+    };
+    SignedOrder::sign(chain_id, order, key).0
+}
+
+/// Issue 21, item 1: a funded client sent about 20 bids a second whose window ended a few ms
+/// after signing; the node accepted and relayed them, its peers found them invalid on arrival
+/// and penalised it until it was graylisted. Now a node refuses on admission an order that
+/// closes within the admission horizon (`closes_too_soon`), and a peer that relays an order
+/// which fails only a time rule on arrival keeps its score.
+#[test]
+fn short_lived_orders_cannot_get_a_relaying_validator_graylisted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let Running { net, mut nodes, apis, chain_id, p2p_addrs } = four_nodes(tmp.path());
+    let validators: Vec<PeerId> = p2p_addrs
+        .iter()
+        .map(|a| match a.iter().last() {
+            Some(libp2p::multiaddr::Protocol::P2p(id)) => id,
+            other => panic!("{a} does not end in a peer id: {other:?}"),
+        })
+        .collect();
+    let market = Market::new("vm.2c8g", "eu-west-a");
+    let attacker = net.buyer(1);
+
+    // The unattacked order → lease latency.
+    let quiet = load_report(&net, 10);
+
+    // The attack: 20 short-lived orders a second to dc1 (at most 400, for at most 30 s) while
+    // the same load runs again; every validator's score on every peer is read twice a second.
+    let stop = Arc::new(AtomicBool::new(false));
+    let attack = {
+        let (stop, api, chain_id, market, attacker) =
+            (stop.clone(), apis[0].clone(), chain_id.clone(), market.clone(), attacker.clone());
+        std::thread::spawn(move || {
+            let mut codes = std::collections::BTreeMap::<String, u64>::new();
+            let started = Instant::now();
+            let mut n = 0u64;
+            while !stop.load(Ordering::Relaxed) && n < 400 && started.elapsed() < MINUTE / 2 {
+                n += 1;
+                let e = closing(&chain_id, &market, &attacker, 70_000_000 + n, n.is_multiple_of(2));
+                let code = match api.submit(&e) {
+                    Ok(_) => "accepted".to_owned(),
+                    Err(r) => refusal("short-lived order", Err::<(), _>(r)).1,
+                };
+                *codes.entry(code).or_default() += 1;
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            codes
+        })
+    };
+    let watcher = {
+        let (stop, apis, validators) = (stop.clone(), apis.clone(), validators.clone());
+        std::thread::spawn(move || {
+            let mut lowest = f64::INFINITY;
+            let started = Instant::now();
+            while !stop.load(Ordering::Relaxed) && started.elapsed() < 2 * MINUTE {
+                for (i, api) in apis.iter().enumerate() {
+                    for (j, v) in validators.iter().enumerate() {
+                        if let Some(s) = score_of(api, v).filter(|_| i != j) {
+                            lowest = lowest.min(s);
+                        }
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            lowest
+        })
+    };
+    let attacked = load_report(&net, 10);
+    stop.store(true, Ordering::Relaxed);
+    let codes = attack.join().unwrap();
+    let lowest = watcher.join().unwrap();
+    let p50 = |r: &serde_json::Value| r["latency_ms"][0].as_f64().unwrap_or(f64::NAN);
+    eprintln!(
+        "short-lived orders: {codes:?}; order → lease p50 {} ms unattacked, {} ms attacked \
+         (ratio {:.2}); lowest score of a validator on a peer during the attack {lowest:.2}",
+        p50(&quiet),
+        p50(&attacked),
+        p50(&attacked) / p50(&quiet)
+    );
+    let sent: u64 = codes.values().sum();
+    assert!(sent >= 100, "the attack barely ran: {codes:?}");
+    // Refused, all of them: as closing too soon, or (the few that took longer than their few
+    // ms to arrive) as closed.
+    let refused_as = |c: &str| codes.get(c).copied().unwrap_or(0);
+    let closed = refused_as("window_in_past") + refused_as("window_too_short");
+    assert_eq!(refused_as("closes_too_soon") + closed, sent, "one was accepted: {codes:?}");
+    assert!(closed * 10 <= sent, "most arrive before they close: {codes:?}");
+    assert!(lowest.is_finite() && lowest > 0.0, "a validator's score fell to {lowest}");
+    for r in [&quiet, &attacked] {
+        assert_eq!(r["leased_everywhere"], r["accepted"], "every load bid got its lease: {r}");
+    }
+
+    // A peer relays orders that fail only a time rule on arrival: offers whose window became
+    // shorter than their minimum lease on the way, bids whose window closed, orders closing
+    // within the horizon. Every node ignores them; none costs the peer its score.
+    let rt =
+        tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+    let relay = hostile(&rt, &chain_id, p2p_addrs.clone());
+    let me = relay.local_peer_id();
+    for api in &apis {
+        wait_for("every node to list the relaying peer", MINUTE, || score_of(api, &me));
+    }
+    std::thread::sleep(Duration::from_secs(2));
+    let ignored = |api: &Client| gossip_count(api, "ignored");
+    let rejected: Vec<u64> = apis.iter().map(|a| gossip_count(a, "rejected")).collect();
+    let ignored_before: u64 = apis.iter().map(ignored).sum();
+    let mallory = SecretKey::from_seed([0x67; 32]);
+    let mut late = Vec::new();
+    for n in 0..10u64 {
+        // Signed now, relayed after they closed.
+        late.push(closing(&chain_id, &market, &mallory, 80_000_000 + n, false));
+        late.push(closing(&chain_id, &market, &attacker, 81_000_000 + n, true));
+        // Closing 1 s after they arrive.
+        let mut b = one_slot_bid(&market, 1, 82_000_000 + n, 1_000);
+        b.latest_ms = b.expiry_ms;
+        late.push(SignedOrder::sign(&chain_id, Order::Bid(b), &attacker).0);
+    }
+    std::thread::sleep(Duration::from_millis(50));
+    for e in &late {
+        rt.block_on(relay.publish(Topic::Orders, e.encode())).expect("publish");
+    }
+    let ignored_after = wait_for("the nodes to ignore the late orders", MINUTE, || {
+        let now: u64 = apis.iter().map(ignored).sum();
+        (now >= ignored_before + late.len() as u64).then_some(now)
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    for (i, api) in apis.iter().enumerate() {
+        assert_eq!(gossip_count(api, "rejected"), rejected[i], "dc{} rejected one", i + 1);
+        let score = score_of(api, &me);
+        assert!(score.is_some_and(|s| s >= 0.0), "dc{} scores the relay {score:?}", i + 1);
+    }
+    eprintln!(
+        "late orders: {} relayed, ignored {} times over the nodes",
+        late.len(),
+        ignored_after - ignored_before
+    );
+    rt.block_on(relay.shutdown());
+    for n in &mut nodes {
+        n.stop();
     }
 }

@@ -63,7 +63,15 @@ fn same_refusals_as_the_in_process_node(real: &str, market: &surplus_market::Mar
 /// A raw exchange with the node, for the schema checks: the status and the JSON body (`null`
 /// if the body is not JSON).
 fn raw(method: &str, url: &str, body: Option<&Value>) -> (u16, Value) {
-    let req = ureq::request(method, url).timeout(Duration::from_secs(10));
+    raw_as(method, url, body, None)
+}
+
+/// [`raw`], sending `bearer` as the operator token when given.
+fn raw_as(method: &str, url: &str, body: Option<&Value>, bearer: Option<&str>) -> (u16, Value) {
+    let mut req = ureq::request(method, url).timeout(Duration::from_secs(10));
+    if let Some(t) = bearer {
+        req = req.set("Authorization", &format!("Bearer {}", t.trim()));
+    }
     let resp = match body {
         Some(b) => req.send_json(b.clone()),
         None => req.call(),
@@ -87,6 +95,8 @@ struct OpenApi {
     /// open, for use inside `allOf`/`oneOf`/`anyOf`, whose parent closes it instead (a closed
     /// member would refuse the properties of its siblings, as in the flattened `OrderView`).
     components: Value,
+    /// The node's operator token, sent with every request.
+    token: Option<String>,
 }
 
 /// `schema` closed with `unevaluatedProperties: false` (draft 2020-12: it sees the properties
@@ -146,7 +156,7 @@ impl OpenApi {
                 }
             }
         }
-        Self { doc, free_form, components: json!({ "schemas": closed, "open": open }) }
+        Self { doc, free_form, components: json!({ "schemas": closed, "open": open }), token: None }
     }
 
     /// Validates `answer` against `schema` (which may refer to the components); the errors.
@@ -210,7 +220,7 @@ impl OpenApi {
         status: u16,
     ) -> Result<Value, String> {
         let what = format!("{method} {path}");
-        let (got, answer) = raw(method, &format!("{base}{path}"), body);
+        let (got, answer) = raw_as(method, &format!("{base}{path}"), body, self.token.as_deref());
         if got != status {
             return Err(format!("{what}: HTTP {got}, not {status}: {answer}"));
         }
@@ -364,7 +374,14 @@ fn faucet_events_proofs_blocks_metrics_and_export_on_a_devnet() {
     // answers JSON, with real ids, and the answers of the posts the buyer makes.
     let failures = answers_match_the_openapi_document(
         &apis[0],
-        &OpenApiCase { market: &market, lease: &lease_id, bid: &bid_id, buyer: &buyer },
+        &OpenApiCase {
+            operator_token: &std::fs::read_to_string(net.data_dir(0).join("operator.token"))
+                .unwrap(),
+            market: &market,
+            lease: &lease_id,
+            bid: &bid_id,
+            buyer: &buyer,
+        },
         &streamed,
     );
     assert!(
@@ -415,6 +432,8 @@ fn faucet_events_proofs_blocks_metrics_and_export_on_a_devnet() {
 
 /// The real ids the schema checks use.
 struct OpenApiCase<'a> {
+    /// The node's operator token.
+    operator_token: &'a str,
     market: &'a surplus_market::Market,
     lease: &'a surplus_ledger::Hash,
     bid: &'a surplus_ledger::Hash,
@@ -429,8 +448,11 @@ fn answers_match_the_openapi_document(
     case: &OpenApiCase,
     streamed: &[(String, Value)],
 ) -> Vec<String> {
-    let doc = OpenApi::fetch(node.base());
     let base = node.base();
+    // The operator's route is closed without the operator token.
+    let (got, answer) = raw("GET", &format!("{base}/api/v1/operator"), None);
+    assert_eq!((got, &answer["error"]["code"]), (401, &json!("operator_only")), "{answer}");
+    let doc = OpenApi { token: Some(case.operator_token.to_owned()), ..OpenApi::fetch(base) };
     let (market, lease) = (case.market.to_string(), hex::encode(case.lease));
     let (bid, buyer) = (hex::encode(case.bid), case.buyer.public().to_string());
     let status = node.status().unwrap();

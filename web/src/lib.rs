@@ -29,6 +29,7 @@
 
 pub mod api;
 mod challenge;
+mod conns;
 mod error;
 mod limits;
 pub mod metrics;
@@ -38,7 +39,10 @@ mod ui;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use actix_web::{web, App, HttpServer};
+use actix_web::body::{EitherBody, MessageBody};
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next};
+use actix_web::{web, App, HttpServer, ResponseError};
 
 pub use challenge::{challenge_bytes, CHALLENGE_TAG, CHALLENGE_VALIDITY_MS, MAX_CHALLENGES};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
@@ -63,16 +67,40 @@ pub async fn serve(
     node: Arc<dyn Node>,
     limits: Limits,
 ) -> std::io::Result<(actix_web::dev::Server, SocketAddr)> {
+    serve_with_metrics(addr, None, node, limits).await.map(|(server, api, _)| (server, api))
+}
+
+/// [`serve`], with `/metrics` on an address of its own when `metrics` is given: there it is
+/// the only route, and the API's address answers it 404. Returns the server and the bound API
+/// and metrics addresses.
+pub async fn serve_with_metrics(
+    addr: SocketAddr,
+    metrics: Option<SocketAddr>,
+    node: Arc<dyn Node>,
+    limits: Limits,
+) -> std::io::Result<(actix_web::dev::Server, SocketAddr, Option<SocketAddr>)> {
     limits.validate().map_err(|e| {
         std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("HTTP limits: {e}"))
     })?;
     let workers = limits.workers;
-    let shared = api::Shared::new(node, &limits);
-    let server = HttpServer::new(move || {
+    let conns = conns::Connections::new(&limits);
+    let shared = api::Shared::new(node, &limits, Some(conns.clone()));
+    let (idle, per_worker) = (limits.idle_timeout, limits.max_connections.div_ceil(workers));
+    let metrics_at = web::Data::new(MetricsAt::default());
+    let at = metrics_at.clone();
+    let mut server = HttpServer::new(move || {
         let (shared, limits) = (shared.clone(), limits.clone());
-        App::new().configure(move |cfg| api::configure_shared(cfg, &shared, &limits))
+        App::new()
+            .app_data(at.clone())
+            .wrap(from_fn(split_metrics))
+            .configure(move |cfg| api::configure_shared(cfg, &shared, &limits))
     })
     .workers(workers)
+    // Counted and limited per client address at accept; the workers' own ceiling is a backstop.
+    .on_connect(move |io, data| conns.on_connect(io, data))
+    .max_connections(per_worker.saturating_add(1))
+    .keep_alive(idle)
+    .client_request_timeout(idle)
     .disable_signals()
     .shutdown_timeout(5)
     .bind(addr)
@@ -82,5 +110,41 @@ pub async fn serve(
         .first()
         .copied()
         .ok_or_else(|| std::io::Error::other(format!("binding {addr} gave no address")))?;
-    Ok((server.run(), bound))
+    let mut metrics_bound = None;
+    if let Some(m) = metrics {
+        server = server.bind(m).map_err(|e| {
+            std::io::Error::new(e.kind(), format!("cannot listen for /metrics on {m}: {e}"))
+        })?;
+        let b = server.addrs().get(1).copied().ok_or_else(|| {
+            std::io::Error::other(format!("binding {m} for /metrics gave no address"))
+        })?;
+        let _ = metrics_at.0.set(b);
+        metrics_bound = Some(b);
+    }
+    Ok((server.run(), bound, metrics_bound))
+}
+
+/// The address `/metrics` is served on when it has one of its own (set once bound).
+#[derive(Debug, Default)]
+struct MetricsAt(std::sync::OnceLock<SocketAddr>);
+
+/// With a metrics address: `/metrics` only there, and only `/metrics` there.
+async fn split_metrics<B: MessageBody + 'static>(
+    req: ServiceRequest,
+    next: Next<B>,
+) -> Result<ServiceResponse<EitherBody<B>>, actix_web::Error> {
+    let at = req.app_data::<web::Data<MetricsAt>>().and_then(|m| m.0.get().copied());
+    if let Some(at) = at {
+        let on_metrics = req.app_config().local_addr() == at;
+        if on_metrics != (req.path() == "/metrics") {
+            let why = if on_metrics {
+                "this address serves /metrics only"
+            } else {
+                "/metrics is served on the node's metrics address ([http] metrics_listen)"
+            };
+            let response = ApiError::new(surplus_contracts::Code::NotFound, why).error_response();
+            return Ok(req.into_response(response).map_into_right_body());
+        }
+    }
+    next.call(req).await.map(ServiceResponse::map_into_left_body)
 }

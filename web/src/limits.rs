@@ -30,6 +30,15 @@ pub struct Limits {
     pub workers: usize,
     /// `GET /api/v1/events` streams open at once at most (503 beyond).
     pub max_event_streams: usize,
+    /// HTTP connections open at once at most; one more is shut down at accept. A node keeps it
+    /// below its open-file limit.
+    pub max_connections: usize,
+    /// HTTP connections one client address may hold open at once (0: no limit; behind a proxy
+    /// every client has the proxy's address).
+    pub max_connections_per_ip: usize,
+    /// A connection that sends no request for this long (a new one before its first request,
+    /// a kept-alive one between requests) is closed.
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for Limits {
@@ -40,6 +49,9 @@ impl Default for Limits {
             burst: 100,
             workers: 2,
             max_event_streams: 64,
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            idle_timeout: std::time::Duration::from_secs(10),
         }
     }
 }
@@ -65,6 +77,22 @@ impl Limits {
                 "max_event_streams is {}, it must be 1 to 100000",
                 self.max_event_streams
             ));
+        }
+        if self.max_connections == 0 || self.max_connections > 1_000_000 {
+            return Err(format!(
+                "max_connections is {}, it must be 1 to 1000000",
+                self.max_connections
+            ));
+        }
+        if self.max_connections_per_ip > self.max_connections {
+            return Err(format!(
+                "max_connections_per_ip is {}, more than max_connections ({})",
+                self.max_connections_per_ip, self.max_connections
+            ));
+        }
+        let idle = self.idle_timeout.as_millis();
+        if !(100..=3_600_000).contains(&idle) {
+            return Err(format!("the idle timeout is {idle} ms, it must be 100 ms to one hour"));
         }
         Ok(())
     }

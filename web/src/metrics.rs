@@ -89,6 +89,10 @@ pub struct Metrics {
     /// The data directory's disk as last measured (`None`: the node does not measure it).
     #[serde(default)]
     pub disk: Option<crate::DiskStatus>,
+    /// This node's clock less its peers', ms, from the times of the blocks they proposed
+    /// (`None` until enough blocks of other proposers were committed).
+    #[serde(default)]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// Gossip messages received since the node started, by what became of them.
@@ -296,6 +300,14 @@ impl Metrics {
 
         if let Some(d) = &self.disk {
             disk_lines(d, &mut out);
+        }
+        if let Some(offset) = self.clock_offset_ms {
+            let _ = write!(
+                out,
+                "# HELP surplus_clock_offset_ms This node's clock less its peers', from the times \
+                 of the blocks they proposed (positive: ahead).\n\
+                 # TYPE surplus_clock_offset_ms gauge\nsurplus_clock_offset_ms {offset}\n"
+            );
         }
 
         let h = &self.order_to_lease_ms;

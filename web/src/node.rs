@@ -93,6 +93,12 @@ pub trait Node: Send + Sync + 'static {
     /// over time, peers.
     fn operator(&self) -> Operator;
 
+    /// The token that opens the operator endpoints (`Authorization: Bearer TOKEN`); `None`:
+    /// they are closed to everyone.
+    fn operator_token(&self) -> Option<&str> {
+        None
+    }
+
     /// Devnet only: funds `account` with sample credits from the node's faucet key. Every node
     /// not started with a `[faucet]` (which only devnets have) refuses with
     /// [`Code::FaucetDisabled`].

@@ -50,8 +50,9 @@ class ApiError extends Error {
 }
 
 /** A JSON request to this node's API; throws ApiError with the API's message. */
-async function api(path, { method = "GET", body } = {}) {
+async function api(path, { method = "GET", body, bearer } = {}) {
   const init = { method, headers: { accept: "application/json" } };
+  if (bearer) init.headers.authorization = `Bearer ${bearer}`;
   if (body !== undefined) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
@@ -145,6 +146,17 @@ function diskAlarm(s) {
   return `Disk space low on this node: ${byteSize(d.free_bytes)} free, below its ` +
     `${byteSize(d.min_free_bytes)} threshold. It refuses new orders and transactions until ` +
     "space is freed (blocks keep committing); use another node or retry later.";
+}
+
+// The node's clock against its peers' (status.clock_offset_ms): past 2 s its proposals or votes
+// fail, past 10 s it refuses submissions.
+function clockAlarm(s) {
+  const o = s && s.clock_offset_ms;
+  if (typeof o !== "number" || Math.abs(o) <= 2000) return null;
+  const way = o > 0 ? "ahead of" : "behind";
+  const refuses = Math.abs(o) > 10000 ? " It refuses new orders and transactions (503 clock_skew)." : "";
+  return `This node's clock is ${(Math.abs(o) / 1000).toFixed(1)} s ${way} its peers'.` +
+    `${refuses} Set the clock right (NTP; docs/node.md, Clock discipline).`;
 }
 
 function showDiskAlarm(s) {
@@ -502,7 +514,9 @@ async function renderBuyer(root) {
                     message(msg, e.message, "error");
                   }
                 } }, "Cancel"), msg));
-          }), "no resting orders"));
+          }), "no resting orders"),
+      orders.truncated ? h("p", { class: "muted", "data-testid": "orders-truncated" },
+        `The first ${orderList.length} of your resting orders (oldest first).`) : "");
     const leaseList = leases.error ? [] : leases.leases;
     const rows = leaseList.map((l) => {
       let out = credentialBoxes.get(l.id);
@@ -615,10 +629,48 @@ function genericTable(testid, rows, emptyText) {
     }))), emptyText);
 }
 
+// The node's operator token (DIR/operator.token), kept for this browser tab only. A link
+// ending in #/operator?token=… (as `surplus devnet` prints) stores it and drops it from the URL.
+const TOKEN_KEY = "surplus.operatorToken";
+function operatorToken() {
+  const m = location.hash.match(/^#\/operator\?(?:.*&)?token=([0-9a-fA-F]{64})/);
+  if (m) {
+    sessionStorage.setItem(TOKEN_KEY, m[1]);
+    history.replaceState(null, "", "#/operator");
+    app.route = "#/operator";
+  }
+  return sessionStorage.getItem(TOKEN_KEY);
+}
+
+// Asks for the operator token when the node refused the operator's view without it.
+function tokenForm(root, e) {
+  const input = h("input", { type: "password", id: "operator-token", autocomplete: "off",
+    placeholder: "64 hex digits", "aria-label": "operator token", "data-testid": "operator-token" });
+  const form = h("form", { class: "stack", "data-testid": "operator-token-form" },
+    h("p", { class: "msg error" }, e.message),
+    h("p", {}, "The operator's view needs this node's operator token: it is in " +
+      "DIR/operator.token on the node's machine (`surplus devnet` prints a link that carries it)."),
+    h("label", { for: "operator-token" }, "Operator token"), input,
+    h("button", { type: "submit" }, "Open the operator's view"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const t = input.value.trim();
+    if (!/^[0-9a-fA-F]{64}$/.test(t)) {
+      input.setCustomValidity("64 hex digits");
+      input.reportValidity();
+      return;
+    }
+    sessionStorage.setItem(TOKEN_KEY, t);
+    renderOperator(root).catch(() => {});
+  });
+  return form;
+}
+
 async function renderOperator(root) {
   const gen = app.gen;
+  const bearer = operatorToken();
   const [op, status, cps] = await Promise.all([
-    api("operator").catch((e) => ({ error: e })),
+    api("operator", { bearer }).catch((e) => ({ error: e })),
     api("status").catch((e) => ({ error: e })),
     api("checkpoints").catch((e) => ({ error: e })),
   ]);
@@ -628,10 +680,14 @@ async function renderOperator(root) {
   if (!status.error) showDiskAlarm(status);
   const statusBox = section("This node", "operator-status", status.error ? err(status) : [
     alarm ? h("p", { class: "alarm", role: "alert", "data-testid": "operator-disk-alarm" }, alarm) : null,
+    clockAlarm(status) ? h("p", { class: "alarm", role: "alert", "data-testid": "operator-clock-alarm" }, clockAlarm(status)) : null,
     kv(status),
   ]);
   const boxes = [statusBox];
-  if (op.error) {
+  if (op.error && op.error.code === "operator_only") {
+    if (bearer) sessionStorage.removeItem(TOKEN_KEY);
+    boxes.push(section("Operator", "operator", tokenForm(root, op.error)));
+  } else if (op.error) {
     boxes.push(section("Operator", "operator", err(op)));
   } else {
     const earnings = op.earnings ?? null;
@@ -666,6 +722,8 @@ async function renderOperator(root) {
         h("td", {}, short(c.checkpoint.header_hash)))), "no checkpoints received yet"),
     h("p", {}, "Checkpoints are signed statements of the ledger each node holds; two different header hashes at one height would show a fork.")));
   root.replaceChildren(h("div", { class: "stack" }, boxes));
+  // No refresh while the token form waits for input (it would clear it).
+  if (op.error?.code === "operator_only") return;
   app.timers.push(setInterval(() => {
     if (app.route.startsWith("#/operator")) renderOperator(root).catch(() => {});
   }, 10_000));

@@ -216,3 +216,41 @@ fn time_and_height_must_advance() {
     assert!(matches!(s.apply_block(2, T0 - 1, &[], Mode::Validate), Err(Error::Block(_))));
     let _ = transition_kind();
 }
+
+/// A block's signatures are checked while it runs on the assumption that they are good; a bad
+/// one among many (checked on several threads) gives exactly the result of checking each entry
+/// before applying it: the forged entry is refused, and what follows runs without it.
+#[test]
+fn a_forged_signature_among_many_gives_the_result_of_checking_each_first() {
+    use surplus_contracts::testutil::{buyer, genesis, tx, CHAIN, T0};
+    let s = surplus_contracts::State::genesis(CHAIN, &genesis(100, 1000), T0).unwrap();
+    let to = buyer(2).public();
+    let mut block: Vec<_> =
+        (0..20).map(|seq| tx(&buyer(1), Tx::Transfer { to, amount: 1, seq })).collect();
+    let mut forged = tx(&buyer(0), Tx::Transfer { to, amount: 5, seq: 0 });
+    if let surplus_ledger::Auth::Signed { signature, .. } = &mut forged.auth {
+        signature.0[0] ^= 1;
+    }
+    block.push(forged);
+    // Applied after the forged entry, this one would be refused (its sequence number taken).
+    block.push(tx(&buyer(0), Tx::Transfer { to, amount: 7, seq: 0 }));
+    block.extend((20..30).map(|seq| tx(&buyer(1), Tx::Transfer { to, amount: 1, seq })));
+
+    let mut proposer = s.clone();
+    let applied = proposer.apply_block(1, T0 + 1, &block, Mode::Propose).unwrap();
+    assert_eq!(applied.refused, vec![(20, Refusal::BadSignature)]);
+    assert_eq!(proposer.account(&buyer(0).public()).balance, 10_000_000 - 7);
+    assert_eq!(proposer.account(&buyer(1).public()).seq, 30);
+    assert_eq!(proposer.account(&to).balance, 10_000_000 + 7 + 30);
+
+    let mut validator = s.clone();
+    let err = validator.apply_block(1, T0 + 1, &block, Mode::Validate).unwrap_err();
+    assert!(matches!(err, Error::Refused { index: 20, refusal: Refusal::BadSignature }), "{err}");
+    assert_eq!(validator, s, "a refused block changed the state");
+
+    // An entry refused before the forged one is the one reported.
+    block[5] = tx(&buyer(1), Tx::Transfer { to: buyer(1).public(), amount: 1, seq: 5 });
+    let err = validator.apply_block(1, T0 + 1, &block, Mode::Validate).unwrap_err();
+    assert!(matches!(err, Error::Refused { index: 5, refusal: Refusal::EmptyTransfer }), "{err}");
+    assert_eq!(validator, s);
+}

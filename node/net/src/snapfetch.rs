@@ -9,7 +9,10 @@
 //!
 //! Wire format (every read is bounded):
 //! - request (at most [`MAX_SNAPSHOT_REQUEST`] bytes): `0x01` for [`SnapRequest::Latest`];
-//!   `0x02`, height (u64 big-endian), index (u32 big-endian) for [`SnapRequest::Chunk`].
+//!   `0x02`, height (u64 big-endian), index (u32 big-endian) for [`SnapRequest::Chunk`];
+//!   `0x03` for [`SnapRequest::Pending`] (the entries the peer holds for a block: a node whose
+//!   journal was damaged asks for what it may have lost; the answer's bytes are the node's
+//!   business, for Surplus a sequence of length-prefixed entries).
 //! - response: `0x00`, length (u32 big-endian), that many bytes for [`SnapResponse::Data`]
 //!   (at most [`MAX_SNAPSHOT_RESPONSE`]); `0x01` for [`SnapResponse::NotFound`]; `0x02` for
 //!   [`SnapResponse::Busy`].
@@ -76,6 +79,7 @@ const PENALTY_SWEEP: Duration = Duration::from_secs(1);
 
 const REQ_LATEST: u8 = 0x01;
 const REQ_CHUNK: u8 = 0x02;
+const REQ_PENDING: u8 = 0x03;
 const RESP_DATA: u8 = 0x00;
 const RESP_NOT_FOUND: u8 = 0x01;
 const RESP_BUSY: u8 = 0x02;
@@ -87,6 +91,11 @@ pub trait SnapshotSource: Send + Sync + 'static {
     fn latest(&self) -> Option<Vec<u8>>;
     /// Chunk `index` of the snapshot at `height`, if this node has it.
     fn chunk(&self, height: u64, index: u32) -> Option<Vec<u8>>;
+    /// The entries this node holds for a block, encoded as the node chooses; `None` if it does
+    /// not serve them.
+    fn pending(&self) -> Option<Vec<u8>> {
+        None
+    }
 }
 
 /// A request on `/surplus/snapshot/1`.
@@ -101,6 +110,8 @@ pub enum SnapRequest {
         /// The chunk's index in it.
         index: u32,
     },
+    /// The entries the peer holds for a block ([`SnapshotSource::pending`]).
+    Pending,
 }
 
 /// A response on `/surplus/snapshot/1`.
@@ -130,6 +141,7 @@ impl SnapRequest {
     pub fn encode(&self) -> Vec<u8> {
         match self {
             SnapRequest::Latest => vec![REQ_LATEST],
+            SnapRequest::Pending => vec![REQ_PENDING],
             SnapRequest::Chunk { height, index } => {
                 let mut out = Vec::with_capacity(13);
                 out.push(REQ_CHUNK);
@@ -144,6 +156,7 @@ impl SnapRequest {
     pub fn decode(bytes: &[u8]) -> io::Result<Self> {
         match bytes {
             [REQ_LATEST] => Ok(SnapRequest::Latest),
+            [REQ_PENDING] => Ok(SnapRequest::Pending),
             [REQ_CHUNK, rest @ ..] if rest.len() == 12 => {
                 let (h, i) = rest.split_at(8);
                 let height = u64::from_be_bytes(h.try_into().map_err(|_| invalid("height"))?);
@@ -304,6 +317,7 @@ pub(crate) fn answer(source: &dyn SnapshotSource, request: SnapRequest) -> Optio
     let data = match request {
         SnapRequest::Latest => source.latest(),
         SnapRequest::Chunk { height, index } => source.chunk(height, index),
+        SnapRequest::Pending => source.pending(),
     };
     match data {
         None => Some(SnapResponse::NotFound),
@@ -653,6 +667,12 @@ impl SnapshotClient {
         self.ask(peer, SnapRequest::Latest).await
     }
 
+    /// The entries `peer` holds for a block ([`SnapshotSource::pending`]); `None` if it does
+    /// not serve them.
+    pub async fn pending(&self, peer: PeerId) -> Result<Option<Vec<u8>>, FetchError> {
+        self.ask(peer, SnapRequest::Pending).await
+    }
+
     /// Chunk `index` of the snapshot at `height` from `peer`; `None` if it does not have it.
     pub async fn chunk(
         &self,
@@ -848,10 +868,12 @@ mod tests {
             [0x02, 1, 2, 3, 4, 5, 6, 7, 8, 0x0a, 0x0b, 0x0c, 0x0d],
             "chunk request bytes"
         );
-        for r in [SnapRequest::Latest, chunk, SnapRequest::Chunk { height: 0, index: u32::MAX }] {
+        assert_eq!(SnapRequest::Pending.encode(), [0x03]);
+        let max = SnapRequest::Chunk { height: 0, index: u32::MAX };
+        for r in [SnapRequest::Latest, chunk, max, SnapRequest::Pending] {
             assert_eq!(SnapRequest::decode(&r.encode()).unwrap(), r);
         }
-        for bad in [&[][..], &[0x01, 0x00], &[0x02, 1, 2, 3], &[0x03], &[0x02; 14]] {
+        for bad in [&[][..], &[0x01, 0x00], &[0x02, 1, 2, 3], &[0x03, 0x00], &[0x04], &[0x02; 14]] {
             assert!(SnapRequest::decode(bad).is_err(), "{bad:?}");
         }
     }

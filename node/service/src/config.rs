@@ -304,6 +304,14 @@ pub struct Http {
     pub per_ip_per_sec: u32,
     /// Requests a client IP may burst above its rate.
     pub per_ip_burst: u32,
+    /// HTTP connections open at once at most; the node lowers it to fit its open-file limit.
+    pub max_connections: u32,
+    /// HTTP connections one client IP may hold open (0: no limit).
+    pub max_connections_per_ip: u32,
+    /// Seconds a connection may stay open without sending a request.
+    pub idle_timeout_secs: u32,
+    /// Where `/metrics` is served instead of `listen` (empty: on `listen`).
+    pub metrics_listen: String,
 }
 
 /// `[mempool]`: pending orders.
@@ -413,6 +421,10 @@ impl Default for Http {
             max_body_bytes: 65_536,
             per_ip_per_sec: 100,
             per_ip_burst: 200,
+            max_connections: 1024,
+            max_connections_per_ip: 64,
+            idle_timeout_secs: 10,
+            metrics_listen: String::new(),
         }
     }
 }
@@ -583,6 +595,34 @@ impl Config {
             )
         })?;
         nonzero("http.max_body_bytes", self.http.max_body_bytes)?;
+        nonzero("http.max_connections", self.http.max_connections.into())?;
+        nonzero("http.idle_timeout_secs", self.http.idle_timeout_secs.into())?;
+        if self.http.max_connections_per_ip > self.http.max_connections {
+            return Err(bad(
+                "http.max_connections_per_ip",
+                format!(
+                    "{} is more than http.max_connections ({})",
+                    self.http.max_connections_per_ip, self.http.max_connections
+                ),
+            ));
+        }
+        if !self.http.metrics_listen.is_empty() {
+            let m = self.http.metrics_listen.parse::<SocketAddr>().map_err(|_| {
+                bad(
+                    "http.metrics_listen",
+                    format!(
+                        "`{}` is not a socket address: use e.g. 127.0.0.1:9102, or leave it empty",
+                        self.http.metrics_listen
+                    ),
+                )
+            })?;
+            if self.http.listen.parse::<SocketAddr>().is_ok_and(|l| l == m && m.port() != 0) {
+                return Err(bad("http.metrics_listen", "must differ from http.listen"));
+            }
+        }
+        if self.http.idle_timeout_secs > 3600 {
+            return Err(bad("http.idle_timeout_secs", "must be at most 3600 (one hour)"));
+        }
         nonzero("mempool.capacity", self.mempool.capacity.into())?;
         nonzero("mempool.max_bytes", self.mempool.max_bytes)?;
         nonzero("disk.check_interval_ms", self.disk.check_interval_ms)?;
@@ -699,6 +739,13 @@ impl Config {
         w("# Requests per second, and burst, each client IP may make (0: no limit).".into());
         w(format!("per_ip_per_sec = {}", h.per_ip_per_sec));
         w(format!("per_ip_burst = {}", h.per_ip_burst));
+        w("# Open connections at most (lowered to fit the open-file limit), per client IP".into());
+        w("# (0: no limit), and seconds one may stay open without a request.".into());
+        w(format!("max_connections = {}", h.max_connections));
+        w(format!("max_connections_per_ip = {}", h.max_connections_per_ip));
+        w(format!("idle_timeout_secs = {}", h.idle_timeout_secs));
+        w("# Serve /metrics on this address only, e.g. 10.0.0.5:9102 (empty: on `listen`).".into());
+        w(format!("metrics_listen = {}", s(&h.metrics_listen)));
         w(String::new());
         w("[mempool]".into());
         w("# Most pending orders, and most bytes of them; when full, new ones are refused.".into());
@@ -850,6 +897,10 @@ impl Http {
     /// The socket address to serve on (validated at load).
     pub fn listen_addr(&self) -> Option<SocketAddr> {
         self.listen.parse().ok()
+    }
+    /// Where `/metrics` is served instead, if set (validated at load).
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listen.parse().ok()
     }
 }
 

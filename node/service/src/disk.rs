@@ -24,7 +24,7 @@ pub const LEDGER: &[&str] = &["ledger"];
 /// See [`LEDGER`].
 pub const CONSENSUS: &[&str] = &["consensus"];
 /// See [`LEDGER`].
-pub const JOURNAL: &[&str] = &["mempool"];
+pub const JOURNAL: &[&str] = &["journal.log", "mempool"];
 /// See [`LEDGER`].
 pub const PROVISIONING: &[&str] = &["provisioning", "credentials"];
 /// See [`LEDGER`].

@@ -16,14 +16,18 @@
 //!
 //! The `surplus` binary parses arguments and calls this crate.
 
+pub mod clock;
 pub mod config;
 pub mod devnet_file;
 pub mod disk;
+pub mod fds;
 pub mod genesis;
 pub mod inventory;
 mod journal;
+mod journal_log;
 pub mod keyfile;
 pub mod mempool;
+pub mod operator_token;
 pub mod owner;
 pub mod provision;
 pub mod receipts;

@@ -11,8 +11,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use surplus_contracts::{Refusal, State, Tx};
-use surplus_ledger::{Entry, EntryKind, Hash, Header, PublicKey};
+use surplus_contracts::{provider, Code, Refusal, State, Tx};
+use surplus_ledger::{Entry, EntryKind, Hash, Header, PublicKey, SecretKey};
 use surplus_web::Submission;
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -41,13 +41,150 @@ pub struct Admitted {
 pub struct Core {
     snapshot: watch::Sender<Arc<Snapshot>>,
     mempool: Mempool,
+    /// The keys this node signs transactions with itself, and the chain id it signs for.
+    own: Vec<SecretKey>,
+    chain_id: String,
+}
+
+/// Why [`Core::faucet_transfer`] sent nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum FaucetRefusal {
+    /// The account has credits or history already: the faucet funds new accounts only.
+    NotNew,
+    /// A transfer to the account is pending already (from this faucet or another).
+    AlreadySent,
+    /// The faucet cannot pay the amount.
+    Dry,
+    /// Admission refused the transfer.
+    Refused(surplus_web::Refusal),
 }
 
 impl Core {
     /// A core at `head` with the state after it and an empty mempool.
     pub fn new(head: Header, state: Arc<State>, mempool: Mempool) -> Self {
         let snapshot = watch::Sender::new(Arc::new(Snapshot { head, state }));
-        Self { snapshot, mempool }
+        Self { snapshot, mempool, own: Vec::new(), chain_id: String::new() }
+    }
+
+    /// The keys whose transactions this node signs itself (its node key, for credential
+    /// grants; a devnet's faucet key), for chain `chain_id`. The core is the one owner of their
+    /// sequence numbers: [`Core::sign_own`] numbers each new transaction from the committed
+    /// state and the key's pending transactions read together, and a commit after which a
+    /// key's pending transactions no longer follow its committed number re-signs them.
+    pub fn own_keys(&mut self, chain_id: &str, keys: Vec<SecretKey>) {
+        self.chain_id = chain_id.to_owned();
+        self.own = keys;
+    }
+
+    /// Signs, as own key `author`, the transaction `make` builds for the key's next sequence
+    /// number, and admits it at `now_ms`. Returns the entry and what admission said.
+    pub fn sign_own(
+        &mut self,
+        author: &PublicKey,
+        make: impl FnOnce(u64) -> Tx,
+        now_ms: u64,
+    ) -> Result<(Entry, Admitted), surplus_web::Refusal> {
+        let Some(key) = self.own.iter().find(|k| k.public() == *author).cloned() else {
+            return Err(surplus_web::Refusal::new(
+                Code::Internal,
+                "not a key this node signs with",
+            ));
+        };
+        let state = self.snapshot().state.clone();
+        let tx = make(provider::next_seq(&state, author, &self.pending_of(author)));
+        let entry = Entry::signed(&self.chain_id, tx.kind(), tx.encode(), &key);
+        let admitted = self.admit(entry.clone(), now_ms)?;
+        Ok((entry, admitted))
+    }
+
+    /// The faucet's transfer of `amount` to `account` from own key `faucet`, decided on the
+    /// committed state and the mempool together: the balance must pay it after every transfer
+    /// of the faucet still pending (so no acknowledged transfer is ever refused for funds, and
+    /// none leaves later ones waiting for its number), and an account with credits, history or
+    /// a transfer pending to it (from any node's faucet) gets none.
+    pub fn faucet_transfer(
+        &mut self,
+        faucet: &PublicKey,
+        account: PublicKey,
+        amount: u64,
+        now_ms: u64,
+    ) -> Result<(Entry, Admitted), FaucetRefusal> {
+        let known = self.snapshot().state.account(&account);
+        if known.balance > 0 || known.seq > 0 {
+            return Err(FaucetRefusal::NotNew);
+        }
+        if self.transfer_pending_to(&account) {
+            return Err(FaucetRefusal::AlreadySent);
+        }
+        let pending: u64 = self
+            .pending_of(faucet)
+            .iter()
+            .map(|t| match t {
+                Tx::Transfer { amount, .. } => *amount,
+                _ => 0,
+            })
+            .fold(0, u64::saturating_add);
+        let balance = self.snapshot().state.account(faucet).balance;
+        if balance.saturating_sub(pending) < amount {
+            return Err(FaucetRefusal::Dry);
+        }
+        self.sign_own(faucet, |seq| Tx::Transfer { to: account, amount, seq }, now_ms)
+            .map_err(FaucetRefusal::Refused)
+    }
+
+    /// After a commit: for each own key whose pending transactions no longer follow its
+    /// committed sequence number (one before them was dropped: a grant whose lease ended
+    /// first, say), re-signs them in order from that number and drops the old ones (their
+    /// receipts name the new ids). Returns the new entries, to journal and gossip.
+    ///
+    /// Only when every transaction to sign again is a grant or a termination: peers may still
+    /// hold an old copy, which could then commit too, and a second grant of a lease or
+    /// termination of a lease is refused, while a second transfer would pay twice. Transfers
+    /// are kept from gaps at the source instead ([`Core::faucet_transfer`]); one waiting behind
+    /// a gap anyway leaves the mempool after its wait (`seq_gap`), and the key's numbers go on
+    /// from the committed one.
+    fn resequence(&mut self, now_ms: u64) -> Vec<Entry> {
+        let state = self.snapshot().state.clone();
+        let mut out = Vec::new();
+        for key in self.own.clone() {
+            let me = key.public();
+            let mut pending: Vec<(u64, Hash, Tx)> = self
+                .mempool
+                .iter()
+                .filter(|e| matches!(e.auth, surplus_ledger::Auth::Signed { author, .. } if author == me))
+                .filter_map(|e| Some((e.id(), Tx::decode(e.kind, &e.payload).ok()?)))
+                .map(|(id, tx)| (tx.seq(), id, tx))
+                .collect();
+            pending.sort_by_key(|(seq, id, _)| (*seq, *id));
+            let committed = state.account(&me).seq;
+            let Some(gap) =
+                pending.iter().enumerate().position(|(i, (seq, ..))| *seq != committed + i as u64)
+            else {
+                continue;
+            };
+            let once_only = |t: &Tx| matches!(t, Tx::Grant { .. } | Tx::Terminate { .. });
+            if !pending[gap..].iter().all(|(_, _, t)| once_only(t)) {
+                continue;
+            }
+            for (i, (old_seq, old_id, tx)) in pending.into_iter().enumerate().skip(gap) {
+                let seq = committed + i as u64;
+                let tx = tx.with_seq(seq);
+                let entry = Entry::signed(&self.chain_id, tx.kind(), tx.encode(), &key);
+                let message = format!(
+                    "an earlier transaction of this key was dropped, so the node signed this one \
+                     again with sequence number {seq} (was {old_seq}) as entry {}",
+                    hex::encode(entry.id())
+                );
+                self.mempool.drop_refused(vec![(old_id, Code::SeqGap, message)]);
+                match self.admit_checked(entry.clone(), now_ms, false) {
+                    Ok(_) => out.push(entry),
+                    Err(r) => {
+                        tracing::warn!(code = %r.code, "an own transaction signed again was refused: {}", r.message)
+                    }
+                }
+            }
+        }
+        out
     }
 
     /// A receiver of the snapshot published at each commit.
@@ -65,9 +202,19 @@ impl Core {
         &self.mempool
     }
 
-    /// Admits `entry` (from the API, gossip, the journal or the node itself) at `now_ms`: the
-    /// contract's precheck against the head's state, then the mempool's limits.
+    /// Admits a new `entry` (from the API, gossip or the node itself) at `now_ms`: the
+    /// contract's admission check against the head's state (an order must stay valid for the
+    /// admission horizon), then the mempool's limits.
     pub fn admit(&mut self, entry: Entry, now_ms: u64) -> Result<Admitted, surplus_web::Refusal> {
+        self.admit_checked(entry, now_ms, true)
+    }
+
+    fn admit_checked(
+        &mut self,
+        entry: Entry,
+        now_ms: u64,
+        new: bool,
+    ) -> Result<Admitted, surplus_web::Refusal> {
         // A copy of a pending entry (gossip brings each from several peers) was checked when the
         // first came, against a state every commit since has rechecked it against.
         let id = entry.id();
@@ -75,8 +222,9 @@ impl Core {
             return Ok(Admitted { id, fresh: false });
         }
         let state = self.snapshot().state.clone();
-        let admitted =
-            state.precheck(&entry, now_ms).map_err(|r| surplus_web::Refusal::from(&r))?;
+        let checked =
+            if new { state.admit(&entry, now_ms) } else { state.precheck(&entry, now_ms) };
+        let admitted = checked.map_err(|r| surplus_web::Refusal::from(&r))?;
         let id = admitted.id;
         match self.mempool.insert(entry, &admitted, now_ms) {
             Ok(Inserted::New { .. }) => Ok(Admitted { id, fresh: true }),
@@ -104,13 +252,23 @@ impl Core {
 
     /// A block was committed: publishes its head with the state after it, removes its entries
     /// from the mempool, and drops what expired or can no longer apply.
-    pub fn commit(&mut self, head: Header, state: Arc<State>, ids: &[Hash], now_ms: u64) {
+    ///
+    /// Returns own transactions signed again after a gap in their key's sequence numbers
+    /// ([`Core::own_keys`]), to journal and gossip.
+    pub fn commit(
+        &mut self,
+        head: Header,
+        state: Arc<State>,
+        ids: &[Hash],
+        now_ms: u64,
+    ) -> Vec<Entry> {
         self.snapshot.send_replace(Arc::new(Snapshot { head, state: state.clone() }));
         self.mempool.remove_committed(ids);
         self.mempool.evict_expired(now_ms);
         // Signatures were verified on admission; only what the block changed is checked again.
         self.mempool
             .retain(|e| state.recheck(e, now_ms).map(|_| ()).map_err(|r| (r.code(), r.explain())));
+        self.resequence(now_ms)
     }
 
     /// Forgets an admitted entry that could not be made durable (it was never acknowledged).
@@ -199,7 +357,8 @@ impl Core {
                 }
             };
             let id = entry.id();
-            match self.admit(entry, now_ms) {
+            // Acknowledged already: kept while still valid, even if it closes soon.
+            match self.admit_checked(entry, now_ms, false) {
                 Ok(a) => out.kept.push((a.id, bytes)),
                 Err(r) => {
                     let message =
@@ -325,5 +484,190 @@ impl CoreHandle {
     /// Jobs waiting for the core (the queue's metric).
     pub fn queued(&self) -> usize {
         self.jobs.max_capacity() - self.jobs.capacity()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surplus_contracts::{Allocation, Genesis, Params};
+    use surplus_ledger::testutil::key;
+    use surplus_market::Catalogue;
+
+    const CHAIN: &str = "owner-test";
+    const NOW: u64 = 1_700_000_000_000;
+
+    /// A chain of one validator (`key("validator", 0)`) with `allocations`.
+    fn genesis(allocations: Vec<Allocation>) -> Genesis {
+        Genesis {
+            validators: vec![key("validator", 0).public()],
+            params: Params {
+                catalogue: Catalogue::sample(),
+                treasury: key("treasury", 0).public(),
+                fee_bps: 0,
+                penalty_bps: 0,
+            },
+            allocations,
+        }
+    }
+
+    /// A core whose own key `faucet` holds `funds`, at height 0 (genesis).
+    fn core(funds: u64) -> (Core, SecretKey) {
+        core_with(funds, None)
+    }
+
+    /// [`core`], with `other` funded at genesis too.
+    fn core_with(funds: u64, other: Option<PublicKey>) -> (Core, SecretKey) {
+        let faucet = key("faucet", 0);
+        let genesis = genesis(
+            std::iter::once(Allocation { account: faucet.public(), amount: funds })
+                .chain(other.map(|account| Allocation { account, amount: 5 }))
+                .collect(),
+        );
+        let (block, maker) =
+            surplus_contracts::BlockMaker::genesis(CHAIN, &genesis, NOW - 1000).unwrap();
+        let mut core = Core::new(
+            block.header.clone(),
+            Arc::new(maker.state.clone()),
+            Mempool::new(1000, 1 << 20),
+        );
+        core.own_keys(CHAIN, vec![faucet.clone()]);
+        (core, faucet)
+    }
+
+    fn seqs(core: &Core, who: &PublicKey) -> Vec<u64> {
+        let mut s: Vec<u64> = core.pending_of(who).iter().map(Tx::seq).collect();
+        s.sort_unstable();
+        s
+    }
+
+    /// A core whose own key, a provider, has two active leases (from one block of an offer
+    /// and two bids), with their ids.
+    fn leased() -> (Core, SecretKey, Vec<Hash>) {
+        use surplus_market::{Bid, FillRule, Market, Offer, Order, SignedOrder, HOUR_MS};
+        let (provider, buyer, validator) =
+            (key("provider", 0), key("buyer", 0), key("validator", 0));
+        let genesis = genesis(vec![Allocation { account: buyer.public(), amount: 1_000_000 }]);
+        let (_, mut maker) =
+            surplus_contracts::BlockMaker::genesis(CHAIN, &genesis, NOW - 1000).unwrap();
+        let market = Market::new("vm.4c16g", "eu-west-a");
+        let offer = Order::Offer(Offer {
+            market: market.clone(),
+            slots: 4,
+            from_ms: NOW,
+            until_ms: NOW + 48 * HOUR_MS,
+            reserve: 10,
+            min_hours: 1,
+            expiry_ms: NOW + HOUR_MS,
+            nonce: 1,
+        });
+        let bid = |nonce| {
+            let b = Bid {
+                market: market.clone(),
+                slots: 1,
+                hours: 2,
+                limit: 20,
+                earliest_ms: NOW,
+                latest_ms: NOW + HOUR_MS,
+                fill: FillRule::AllOrNone,
+                expiry_ms: NOW + HOUR_MS,
+                nonce,
+            };
+            SignedOrder::sign(CHAIN, Order::Bid(b), &buyer).0
+        };
+        let entries = vec![SignedOrder::sign(CHAIN, offer, &provider).0, bid(1), bid(2)];
+        let block = maker.next(&entries, NOW + 1, validator.public()).unwrap();
+        let leases: Vec<Hash> = maker.state.leases().map(|l| l.id).collect();
+        assert_eq!(leases.len(), 2);
+        let mut core = Core::new(
+            block.0.header.clone(),
+            Arc::new(maker.state.clone()),
+            Mempool::new(1000, 1 << 20),
+        );
+        core.own_keys(CHAIN, vec![provider.clone()]);
+        (core, provider, leases)
+    }
+
+    #[test]
+    fn own_grants_after_a_dropped_transaction_are_signed_again_in_order() {
+        let (mut core, provider, leases) = leased();
+        let me = provider.public();
+        let mut ids = Vec::new();
+        for l in &leases {
+            let lease = core.snapshot().state.lease(l).unwrap().clone();
+            let c = surplus_contracts::credential::mint(
+                &lease,
+                &provider,
+                &["read"],
+                &mut rand_core::OsRng,
+            )
+            .unwrap();
+            let make = |seq| Tx::Grant {
+                lease: lease.id,
+                token_hash: c.token_hash,
+                revocation_ids: c.revocation_ids,
+                seq,
+            };
+            ids.push(core.sign_own(&me, make, NOW + 2).unwrap().1.id);
+        }
+        assert_eq!(seqs(&core, &me), vec![0, 1], "numbered from the state and the mempool");
+        // The first is dropped (a proposal refused it): the second waits for number 0.
+        core.mempool.drop_refused(vec![(ids[0], Code::LeaseNotActive, "test".into())]);
+        let _ = core.take_dropped();
+        let snap = core.snapshot();
+        let again = core.commit(snap.head.clone(), snap.state.clone(), &[], NOW + 3);
+        assert_eq!(again.len(), 1);
+        assert_eq!(seqs(&core, &me), vec![0], "signed again from the committed number");
+        let dropped = core.take_dropped();
+        assert_eq!(dropped.len(), 1);
+        let (id, receipt) = &dropped[0];
+        assert_eq!(*id, ids[1]);
+        let Submission::Dropped { code, message } = receipt else { panic!("{receipt:?}") };
+        assert_eq!(*code, Code::SeqGap);
+        assert!(message.contains(&hex::encode(again[0].id())), "{message}");
+        // Nothing to do once they follow on.
+        assert!(core.commit(snap.head.clone(), snap.state.clone(), &[], NOW + 3).is_empty());
+    }
+
+    #[test]
+    fn transfers_are_not_signed_twice() {
+        let (mut core, faucet) = core(1_000);
+        let me = faucet.public();
+        let ids: Vec<Hash> = (0..3)
+            .map(|i| {
+                let to = key("buyer", i).public();
+                core.sign_own(&me, |seq| Tx::Transfer { to, amount: 10, seq }, NOW).unwrap().1.id
+            })
+            .collect();
+        core.mempool.drop_refused(vec![(ids[0], Code::InsufficientBalance, "test".into())]);
+        let snap = core.snapshot();
+        // A peer may hold the old copies: signing them again could pay twice.
+        assert!(core.commit(snap.head.clone(), snap.state.clone(), &[], NOW).is_empty());
+        assert_eq!(seqs(&core, &me), vec![1, 2]);
+    }
+
+    #[test]
+    fn the_faucet_never_sends_twice_nor_what_it_cannot_pay() {
+        let (mut c, faucet) = core(250);
+        let me = faucet.public();
+        let (a, b) = (key("buyer", 1).public(), key("buyer", 2).public());
+        c.faucet_transfer(&me, a, 100, NOW).unwrap();
+        assert_eq!(c.faucet_transfer(&me, a, 100, NOW).unwrap_err(), FaucetRefusal::AlreadySent);
+        c.faucet_transfer(&me, b, 100, NOW).unwrap();
+        // 250 less the 200 pending cannot pay 100.
+        let third = key("buyer", 3).public();
+        assert_eq!(c.faucet_transfer(&me, third, 100, NOW).unwrap_err(), FaucetRefusal::Dry);
+        // An account with credits already is not new.
+        let (mut rich, faucet2) = core_with(1_000, Some(b));
+        assert_eq!(
+            rich.faucet_transfer(&faucet2.public(), b, 1, NOW).unwrap_err(),
+            FaucetRefusal::NotNew
+        );
+        // More than the balance: dry.
+        let (mut poor, faucet3) = core(50);
+        assert_eq!(
+            poor.faucet_transfer(&faucet3.public(), a, 100, NOW).unwrap_err(),
+            FaucetRefusal::Dry
+        );
     }
 }

@@ -19,7 +19,7 @@ use crate::genesis::GenesisFile;
 use crate::inventory::{self, Inventory};
 use crate::journal::Journal;
 use crate::mempool::Mempool;
-use crate::owner::{Core, CoreHandle};
+use crate::owner::{Core, CoreHandle, FaucetRefusal};
 use crate::p2p::{self, Gossip, Topic, Verdict};
 use crate::provision::{Event, Hook, LeaseEvent, ProvisionLog};
 use crate::receipts::{self, Receipts};
@@ -72,6 +72,167 @@ pub struct Shared {
     recent: Mutex<std::collections::BTreeMap<u64, surplus_web::RecentBlock>>,
     /// The data directory's free space: below the threshold, API submissions are refused.
     disk: Arc<crate::disk::DiskWatch>,
+    /// The clock's offset from the peers': far off, API submissions are refused.
+    clock: crate::clock::ClockWatch,
+    /// Opens the operator endpoints (`DIR/operator.token`).
+    operator_token: String,
+}
+
+/// How long a node's faucet waits per rank ([`faucet_rank`]) before it funds an account: far
+/// more than gossip takes between members.
+const FAUCET_STAGGER: Duration = Duration::from_millis(300);
+
+/// This node's turn (0 first) among the validators and itself to fund `account` from its
+/// faucet: by blake3 of node key and account, so every node computes the same order.
+fn faucet_rank(validators: &[PublicKey], me: &PublicKey, account: &PublicKey) -> u32 {
+    let turn = |k: &PublicKey| {
+        let mut h = blake3::Hasher::new();
+        h.update(b"surplus-faucet-turn");
+        h.update(&k.0);
+        h.update(&account.0);
+        *h.finalize().as_bytes()
+    };
+    let mine = turn(me);
+    let ahead = validators.iter().filter(|v| *v != me).filter(|v| turn(v) < mine).count();
+    u32::try_from(ahead).unwrap_or(u32::MAX)
+}
+
+/// Opens the journal of acknowledged entries (`DIR/journal.log`), moving into it what an
+/// older node kept in the sled tree `old` (then emptied), and says what it found: damaged
+/// records by count and offset, a torn last write.
+fn open_journal(
+    dir: &std::path::Path,
+    old: &sled::Tree,
+) -> Result<(Arc<crate::journal_log::LogDisk>, bool)> {
+    use crate::journal::JournalDisk as _;
+    let path = dir.join(crate::journal_log::FILE);
+    let (disk, report) = crate::journal_log::LogDisk::open(&path)
+        .with_context(|| format!("cannot open the journal {}", path.display()))?;
+    let damaged = !report.damaged.is_empty() || report.torn_at.is_some();
+    if damaged {
+        let shown: Vec<u64> = report.damaged.iter().take(20).copied().collect();
+        tracing::warn!(
+            file = %path.display(),
+            kept = report.kept,
+            damaged = report.damaged.len(),
+            at_bytes = ?shown,
+            torn_at = ?report.torn_at,
+            "the journal of acknowledged entries is damaged: the damaged records are skipped and \
+             everything else is kept (the file is rewritten clean); the node asks its peers for \
+             the entries they hold pending once its network is up"
+        );
+    }
+    let moved = old.len();
+    if moved > 0 {
+        for (k, v) in old.iter().flatten() {
+            disk.insert(&k, &v).map_err(anyhow::Error::msg)?;
+        }
+        disk.flush().map_err(anyhow::Error::msg)?;
+        old.clear()?;
+        old.flush()?;
+        tracing::info!(moved, "moved the journal from DIR/mempool into {}", path.display());
+    }
+    Ok((Arc::new(disk), damaged))
+}
+
+/// Most entries, and bytes of them, a node sends a peer that asks for its pending entries.
+const SERVE_PENDING: (usize, usize) = (10_000, 8 * 1024 * 1024);
+
+/// What a node serves its peers on the snapshot protocol: its snapshots, and the entries its
+/// mempool holds (each as its length, u32 big-endian, then `Entry::encode`), for a peer whose
+/// journal was damaged.
+struct Served {
+    snapshots: consensus::statesync::LocalSnapshots,
+    core: CoreHandle,
+}
+
+impl surplus_net::snapfetch::SnapshotSource for Served {
+    fn latest(&self) -> Option<Vec<u8>> {
+        self.snapshots.latest()
+    }
+    fn chunk(&self, height: u64, index: u32) -> Option<Vec<u8>> {
+        self.snapshots.chunk(height, index)
+    }
+    fn pending(&self) -> Option<Vec<u8>> {
+        let (n, bytes) = SERVE_PENDING;
+        let entries = self.core.blocking_call(move |c| c.pending(n, bytes)).ok()?;
+        let mut out = Vec::new();
+        for e in entries {
+            let encoded = e.encode();
+            out.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+            out.extend_from_slice(&encoded);
+        }
+        Some(out)
+    }
+}
+
+/// The entries of a peer's answer to a pending request, or why it cannot be read.
+fn pending_entries(mut bytes: &[u8]) -> std::result::Result<Vec<Entry>, String> {
+    let mut out = Vec::new();
+    while !bytes.is_empty() {
+        let (len, rest) = bytes.split_at_checked(4).ok_or("a cut length")?;
+        let len = u32::from_be_bytes(len.try_into().map_err(|_| "a cut length")?) as usize;
+        let (entry, rest) = rest.split_at_checked(len).ok_or("a cut entry")?;
+        out.push(Entry::decode(entry).map_err(|e| format!("an undecodable entry: {e}"))?);
+        bytes = rest;
+    }
+    Ok(out)
+}
+
+/// After a damaged journal: asks up to three bootstrap peers for the entries they hold pending
+/// and admits them (journaling the new ones), so that entries this node acknowledged and lost
+/// with the damaged records are pending here again.
+async fn recover_pending(shared: Arc<Shared>, peers: Vec<libp2p::Multiaddr>) {
+    if peers.is_empty() {
+        tracing::warn!("the journal was damaged and no [p2p] bootstrap peer is configured to ask");
+        return;
+    }
+    // A key of its own: the node's key already has a connection to these peers.
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let connected = surplus_net::snapfetch::SnapshotClient::connect(key, peers, SYNC_CONNECT).await;
+    let client = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot reach a peer to ask for pending entries");
+            return;
+        }
+    };
+    let (mut asked, mut received, mut admitted) = (0, 0, 0);
+    for peer in client.peers().into_iter().take(3) {
+        let answer = match client.pending(peer).await {
+            Ok(Some(bytes)) => bytes,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::warn!(%peer, error = %e, "a peer did not answer for its pending entries");
+                continue;
+            }
+        };
+        asked += 1;
+        let entries = match pending_entries(&answer) {
+            Ok(e) => e,
+            Err(why) => {
+                client.penalise(peer, &format!("pending entries: {why}"));
+                continue;
+            }
+        };
+        received += entries.len();
+        for entry in entries {
+            let bytes = entry.encode();
+            if let Ok((id, true)) = shared.admit(entry).await {
+                admitted += 1;
+                if let Err(e) = shared.journal.insert_durable(&id, &bytes).await {
+                    tracing::error!(error = %e, "cannot journal a recovered entry");
+                }
+            }
+        }
+    }
+    client.close().await;
+    tracing::info!(
+        peers = asked,
+        received,
+        admitted,
+        "asked peers for their pending entries after the journal's damage"
+    );
 }
 
 /// How many recent headers the node keeps at hand.
@@ -124,6 +285,24 @@ impl Shared {
         let (kind, now, lease) = (entry.kind, self.env.now_ms(), lease_named(&entry));
         let r = self.core.call(move |c| c.admit(entry, now)).await;
         self.admitted(r.unwrap_or_else(|_| Err(stopping())), kind, now, lease)
+    }
+
+    /// Whether API submissions are taken now: not while the disk is low, nor while the clock
+    /// is far from the peers'.
+    fn submissions_allowed(&self) -> Result<(), surplus_web::Refusal> {
+        self.disk.admit()?;
+        if let Some(offset) = self.clock.refuses() {
+            return Err(surplus_web::Refusal::new(
+                Code::ClockSkew,
+                format!(
+                    "this node's clock is {} its peers' (more than {} s either way), so it cannot \
+                     judge the times of orders; send to another node",
+                    crate::clock::describe(offset),
+                    crate::clock::REFUSE_MS / 1000
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// [`Shared::admit`] from the gossip validator's thread.
@@ -266,11 +445,12 @@ impl surplus_web::Node for Api {
             mempool: self.0.core.pending(),
             synced: self.0.env.now_ms().saturating_sub(head.timestamp_ms) < 120_000,
             disk: Some(self.0.disk.status()),
+            clock_offset_ms: self.0.clock.offset_ms(),
         }
     }
 
     async fn submit(&self, entry: Entry) -> Result<Hash, surplus_web::Refusal> {
-        self.0.disk.admit()?;
+        self.0.submissions_allowed()?;
         let bytes = entry.encode();
         let kind = entry.kind;
         let (id, fresh) = self.0.admit(entry).await?;
@@ -459,7 +639,12 @@ impl surplus_web::Node for Api {
                 }
             }),
             disk: Some(self.0.disk.status()),
+            clock_offset_ms: self.0.clock.offset_ms(),
         }
+    }
+
+    fn operator_token(&self) -> Option<&str> {
+        Some(&self.0.operator_token)
     }
 
     fn operator(&self) -> surplus_web::Operator {
@@ -490,40 +675,41 @@ impl surplus_web::Node for Api {
                 "this node has no faucet (devnet only)",
             ));
         };
-        let _one_at_a_time = self.0.faucet_lock.lock().await;
-        let state = self.0.state();
-        let known = state.account(&account);
-        if known.balance > 0 || known.seq > 0 {
-            return Err(Refusal::new(
-                Code::FaucetSpent,
-                "the faucet funds only new accounts, and this one already has credits or history",
-            ));
+        self.0.submissions_allowed()?;
+        // Several nodes' faucets may be asked for one account at once. They take turns, in an
+        // order every node computes alike from the account: a node waits its rank × the stagger,
+        // and by then the gossip has brought the first one's transfer, which the core sees.
+        let rank = faucet_rank(&self.0.validators, &self.0.key.public(), &account);
+        if rank > 0 {
+            tokio::time::sleep(FAUCET_STAGGER * rank).await;
         }
-        let me = key.public();
-        // Any pending transfer to the account (another node's faucet too) counts.
-        let (pending, already) = self
+        let _one_at_a_time = self.0.faucet_lock.lock().await;
+        let (me, amount, now) = (key.public(), *amount, self.0.env.now_ms());
+        let sent = self
             .0
             .core
-            .call(move |c| (c.pending_of(&me), c.transfer_pending_to(&account)))
+            .call(move |c| c.faucet_transfer(&me, account, amount, now))
             .await
             .map_err(|_| stopping())?;
-        if already {
-            return Err(Refusal::new(
+        let entry = match sent {
+            Ok((entry, _)) => entry,
+            Err(FaucetRefusal::NotNew) => return Err(Refusal::new(
+                Code::FaucetSpent,
+                "the faucet funds only new accounts, and this one already has credits or history",
+            )),
+            Err(FaucetRefusal::AlreadySent) => return Err(Refusal::new(
                 Code::FaucetSpent,
                 "the faucet already sent this account its credits; they arrive with the next block",
-            ));
-        }
-        if state.account(&me).balance < *amount {
-            return Err(Refusal::new(Code::FaucetSpent, "the faucet has run dry"));
-        }
-        let tx = Tx::Transfer {
-            to: account,
-            amount: *amount,
-            seq: provider::next_seq(&state, &me, &pending),
+            )),
+            Err(FaucetRefusal::Dry) => {
+                return Err(Refusal::new(Code::FaucetSpent, "the faucet has run dry"))
+            }
+            Err(FaucetRefusal::Refused(r)) => return Err(r),
         };
-        let entry = Entry::signed(&self.0.chain_id, tx.kind(), tx.encode(), key);
-        let id = self.submit(entry).await?;
-        Ok(surplus_web::FaucetGrant { account, amount: *amount, entry: id })
+        let id = entry.id();
+        self.0.notify.notify_waiters();
+        journal_and_gossip(&self.0, entry).await;
+        Ok(surplus_web::FaucetGrant { account, amount, entry: id })
     }
 }
 
@@ -848,7 +1034,7 @@ async fn run(
             .cache_capacity(16 * 1024 * 1024)
             .open()
             .with_context(|| format!("cannot open the mempool journal in {}", dir.display()))?;
-        let journal = journal_db.open_tree("accepted")?;
+        let (journal, journal_damaged) = open_journal(&dir, &journal_db.open_tree("accepted")?)?;
         let faucet = match config.faucet(&dir) {
             Some(_) if gblock.header.chain_id != crate::devnet_file::CHAIN_ID => anyhow::bail!(
                 "{}: [faucet] is for devnets only (chain {:?}, not {:?}); remove the section",
@@ -902,11 +1088,15 @@ async fn run(
             Receipts::open(&journal_db, receipts::CAPACITY)
                 .with_context(|| format!("cannot open the receipts in {}", dir.display()))?,
         );
-        let core = Core::new(
+        let mut core = Core::new(
             gblock.header.clone(),
             Arc::new(gmaker.state.clone()),
             Mempool::new(config.mempool.capacity as usize, config.mempool.max_bytes as usize),
         );
+        // The node signs grants with its key, and a devnet's faucet transfers with the faucet's:
+        // the core owns both keys' sequence numbers.
+        let own = std::iter::once(key.clone()).chain(faucet.as_ref().map(|(k, _)| k.clone()));
+        core.own_keys(&chain_id, own.collect());
         let core = {
             let receipts = receipts.clone();
             crate::owner::spawn(core, &env, move |dropped| receipts.record(&dropped))
@@ -926,7 +1116,7 @@ async fn run(
             credentials_dir,
             inflight: Mutex::new(Default::default()),
             grant_lock: tokio::sync::Mutex::new(()),
-            journal: Journal::new(Arc::new(journal)),
+            journal: Journal::new(journal),
             receipts,
             _journal_db: journal_db,
             validators,
@@ -936,6 +1126,8 @@ async fn run(
             faucet_lock: tokio::sync::Mutex::new(()),
             recent: Mutex::new(Default::default()),
             disk: crate::disk::DiskWatch::start(&dir, &config.disk, &env),
+            clock: crate::clock::ClockWatch::default(),
+            operator_token: crate::operator_token::load_or_create(&dir)?,
         });
 
         if sync_snapshot {
@@ -948,10 +1140,11 @@ async fn run(
             Arc::new(SharedPool(shared.clone())),
         )
         .await?;
-        Ok::<_, anyhow::Error>((config, key, chain_id, inventory, shared, running))
+        Ok::<_, anyhow::Error>((config, key, chain_id, inventory, shared, running, journal_damaged))
     }
     .await;
-    let (config, key, chain_id, inventory, shared, mut running) = opened.map_err(Failure::Start)?;
+    let (config, key, chain_id, inventory, shared, mut running, journal_damaged) =
+        opened.map_err(Failure::Start)?;
     let _ = shared.history.set(running.history.clone());
     {
         let (head, state, now) = (running.head.clone(), running.state.clone(), env.now_ms());
@@ -979,8 +1172,10 @@ async fn run(
             peer_burst: config.p2p.peer_burst,
             subscription_grace: p2p::SUBSCRIPTION_GRACE,
         };
-        let snapshots: Arc<dyn surplus_net::snapfetch::SnapshotSource> =
-            Arc::new(consensus::statesync::LocalSnapshots::new(&dir));
+        let snapshots: Arc<dyn surplus_net::snapfetch::SnapshotSource> = Arc::new(Served {
+            snapshots: consensus::statesync::LocalSnapshots::new(&dir),
+            core: shared.core.clone(),
+        });
         let gossip = p2p::start_with(
             net,
             keypair,
@@ -991,17 +1186,44 @@ async fn run(
         .await
         .context("cannot start the order gossip network")?;
         let _ = shared.gossip.set(gossip);
+        if journal_damaged {
+            shared.env.spawn(recover_pending(shared.clone(), config.p2p.bootstrap_addrs()));
+        }
 
         let http_addr = config.http.listen_addr().context("http.listen")?;
+        let (before, files) = crate::fds::raise_limit();
+        let max_connections = crate::fds::http_connections(
+            files,
+            config.p2p.max_connections,
+            config.http.max_connections,
+        )
+        .map_err(anyhow::Error::msg)?;
+        tracing::info!(
+            open_file_limit = files,
+            raised_from = before,
+            http_connections = max_connections,
+            per_client_ip = config.http.max_connections_per_ip,
+            "descriptors: HTTP gets what the reserve for the ledger, hooks and peers leaves"
+        );
         let limits = surplus_web::Limits {
             max_body_bytes: config.http.max_body_bytes as usize,
             per_ip_per_sec: config.http.per_ip_per_sec,
             burst: config.http.per_ip_burst.max(1),
+            max_connections,
+            max_connections_per_ip: (config.http.max_connections_per_ip as usize)
+                .min(max_connections),
+            idle_timeout: Duration::from_secs(config.http.idle_timeout_secs.into()),
             ..surplus_web::Limits::default()
         };
-        let (server, bound) = surplus_web::serve(http_addr, Arc::new(Api(shared.clone())), limits)
-            .await
-            .context("cannot start the HTTP API")?;
+        let metrics_addr = config.http.metrics_addr();
+        let api = Arc::new(Api(shared.clone()));
+        let (server, bound, metrics_bound) =
+            surplus_web::serve_with_metrics(http_addr, metrics_addr, api, limits)
+                .await
+                .context("cannot start the HTTP API")?;
+        if let Some(m) = metrics_bound {
+            tracing::info!(metrics = %format!("http://{m}/metrics"), "metrics on their own address");
+        }
         let server_handle = server.handle();
         let server_task = shared.env.spawn(server);
         Ok::<_, anyhow::Error>((bound, server_handle, server_task))
@@ -1375,6 +1597,22 @@ async fn log_health(shared: &Shared) {
 async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &PublicKey) {
     // The checkpoint first: a client that sees the new state or an event can get its proofs.
     let signed = shared.web.sign_checkpoint(&c.block.header, &shared.key);
+    let header = &c.block.header;
+    let own = header.proposer == shared.key.public();
+    match shared.clock.on_block(header.timestamp_ms, c.committed_ms, own, c.synced) {
+        crate::clock::Change::None => {}
+        crate::clock::Change::Warn(offset) => tracing::warn!(
+            offset_ms = offset,
+            "this node's clock is {} its peers' (by the times of the blocks they propose): its \
+             proposals or votes fail past 2 s, and past {} s it refuses submissions; set the \
+             clock right (NTP; docs/node.md, Clock discipline)",
+            crate::clock::describe(offset),
+            crate::clock::REFUSE_MS / 1000
+        ),
+        crate::clock::Change::Recovered(offset) => {
+            tracing::info!(offset_ms = offset, "this node's clock is back within 2 s of its peers'")
+        }
+    }
     let fills = fills_of(&c.block);
     shared.remember(&c.block, &fills, c.committed_ms);
     let ids: Vec<Hash> = c.block.entries.iter().map(Entry::id).collect();
@@ -1384,7 +1622,16 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
     // The receipts first: an entry is never neither pending nor committed to a reader.
     shared.receipts.record_block(c.block.header.height, &committed_receipts(&c.block));
     let (head, state, now) = (c.block.header.clone(), c.state.clone(), shared.env.now_ms());
-    let _ = shared.core.call(move |core| core.commit(head, state, &ids, now)).await;
+    let resigned =
+        shared.core.call(move |core| core.commit(head, state, &ids, now)).await.unwrap_or_default();
+    for entry in resigned {
+        tracing::info!(
+            kind = entry.kind.name(),
+            id = %hex::encode(entry.id()),
+            "signed an own transaction again after a gap in its key's sequence numbers"
+        );
+        journal_and_gossip(shared, entry).await;
+    }
     let leased_slots = reconcile_leases(shared, &c.state, hook, me);
     shared.web.on_block(&c.block, &fills, &c.state, &c.ended, leased_slots, shared.env.now_ms());
     // Every node signs its checkpoint (its proofs are served against it); validators gossip it.
@@ -1476,8 +1723,8 @@ fn spawn_step(shared: &Arc<Shared>, lease: &Lease, step: Step, hook: &Hook) {
     });
 }
 
-/// Mints the lease's credential, stores it, and submits the grant — one grant at a time, with
-/// the sequence number after the provider's committed and pending transactions.
+/// Mints the lease's credential, stores it, and submits the grant — one grant at a time; the
+/// core gives it the node key's next sequence number ([`crate::owner::Core::sign_own`]).
 async fn grant(shared: &Arc<Shared>, lease: &Lease) {
     let _one_at_a_time = shared.grant_lock.lock().await;
     let id = hex::encode(lease.id);
@@ -1504,14 +1751,38 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
         tracing::error!(lease = %id, error = %e, "cannot store the credential");
         return;
     }
-    let tx = Tx::Grant {
-        lease: lease.id,
-        token_hash: credential.token_hash,
-        revocation_ids: credential.revocation_ids,
-        seq: provider::next_seq(&state, &me, &pending),
-    };
-    let entry = Entry::signed(&shared.chain_id, tx.kind(), tx.encode(), &shared.key);
-    submit_own(shared, entry).await;
+    let (lease_id, now) = (lease.id, shared.env.now_ms());
+    let signed = shared
+        .core
+        .call(move |c| {
+            let make = |seq| Tx::Grant {
+                lease: lease_id,
+                token_hash: credential.token_hash,
+                revocation_ids: credential.revocation_ids,
+                seq,
+            };
+            c.sign_own(&me, make, now)
+        })
+        .await;
+    match signed {
+        Ok(Ok((entry, _))) => {
+            shared.notify.notify_waiters();
+            journal_and_gossip(shared, entry).await;
+        }
+        Ok(Err(r)) => {
+            tracing::warn!(lease = %id, code = %r.code, "own grant refused: {}", r.message)
+        }
+        Err(_) => {}
+    }
+}
+
+/// Journals an entry this node signed itself (so a restart re-admits it), then gossips it.
+async fn journal_and_gossip(shared: &Arc<Shared>, entry: Entry) {
+    let (id, bytes) = (entry.id(), entry.encode());
+    if let Err(e) = shared.journal.insert_durable(&id, &bytes).await {
+        tracing::error!(error = %e, "cannot journal an own entry");
+    }
+    gossip_pending(shared, &id, bytes).await;
 }
 
 async fn submit_own(shared: &Arc<Shared>, entry: Entry) {
@@ -1546,6 +1817,28 @@ fn stopping() -> surplus_web::Refusal {
 mod tests {
     use super::*;
     use crate::disk::DiskWatch;
+
+    #[test]
+    fn a_peers_pending_entries_are_read_or_refused_whole() {
+        let key = surplus_ledger::testutil::key("peer", 0);
+        let entries: Vec<Entry> = (0..3u8)
+            .map(|i| Entry::signed("pending-test", EntryKind::TRANSFER, vec![i; 40], &key))
+            .collect();
+        let mut bytes = Vec::new();
+        for e in &entries {
+            let encoded = e.encode();
+            bytes.extend_from_slice(&(encoded.len() as u32).to_be_bytes());
+            bytes.extend_from_slice(&encoded);
+        }
+        assert_eq!(pending_entries(&bytes).unwrap(), entries);
+        assert_eq!(pending_entries(&[]).unwrap(), Vec::<Entry>::new());
+        assert!(pending_entries(&bytes[..bytes.len() - 1]).unwrap_err().contains("cut entry"));
+        assert!(pending_entries(&bytes[..2]).unwrap_err().contains("cut length"));
+        // A length that runs past the answer.
+        let mut garbled = bytes.clone();
+        garbled[0] = 0xff;
+        assert!(pending_entries(&garbled).unwrap_err().contains("cut entry"));
+    }
 
     #[test]
     fn a_failed_write_is_told_from_other_stops_by_its_type() {

@@ -682,11 +682,12 @@ impl World {
     /// journal's replay, then its duties.
     fn start(&mut self, i: usize) {
         let n = &mut self.nodes[i];
-        let core = Core::new(
+        let mut core = Core::new(
             n.head.clone(),
             Arc::new(n.maker.state.clone()),
             Mempool::new(10_000, 64 << 20).with_seq_gap_ttl(SEQ_GAP_TTL_MS),
         );
+        core.own_keys(CHAIN, vec![n.key.clone()]);
         let journal = Journal::new(n.disk.clone());
         n.live = Some(Live { core, journal });
         let now = self.now;
@@ -827,12 +828,18 @@ impl World {
         node.head = block.header.clone();
         let state = Arc::new(node.maker.state.clone());
         let now = self.now;
+        let mut resigned = Vec::new();
         if let Some(live) = node.live.as_mut() {
             let ids: Vec<Hash> = block.entries.iter().map(Entry::id).collect();
             for id in &ids {
                 live.journal.remove(id);
             }
-            live.core.commit(block.header.clone(), state.clone(), &ids, now);
+            resigned = live.core.commit(block.header.clone(), state.clone(), &ids, now);
+        }
+        for e in resigned {
+            self.log(format!("node {i}: signed an own transaction again after a sequence gap"));
+            self.work = true;
+            self.gossip(i, e.id(), e.encode());
         }
         if state.total_credits() != self.supply || u128::from(state.supply()) != self.supply {
             let what = format!(

@@ -22,7 +22,9 @@ pub use ledger::{
     BlockSummary, BlockView, CertificateView, CommitView, EntryAt, EntryView, Submission,
     SubmissionView, Submit, Submitted,
 };
-pub use market::{BookOrder, BookSide, BookView, Level, MarketSummary, OrderView, PricePoint};
+pub use market::{
+    BookOrder, BookSide, BookView, Level, MarketSummary, OrderList, OrderView, PricePoint,
+};
 pub use state_proof::{Proven, StateProof, StateProofCheck, Subject, STATE_PROOF_FORMAT};
 pub use status::{
     AccountView, CapacityPoint, ChainView, DiskStatus, DiskUsed, Earnings, ErrorBody, ErrorDetail,

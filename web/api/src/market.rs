@@ -100,6 +100,20 @@ pub struct OrderView {
     pub order: BookOrder,
 }
 
+/// A page of an account's resting orders (`GET /api/v1/orders`), oldest first: by the height
+/// of the block that took each in, then by id.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct OrderList {
+    /// The orders of this page.
+    pub orders: Vec<OrderView>,
+    /// Whether the account has more orders after this page.
+    pub truncated: bool,
+    /// When truncated: the `after` value that asks for the next page (`HEIGHT-ID`, the last
+    /// order of this page).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+}
+
 /// One clearing of a market: the block, its time, the uniform price and the slots it filled.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PricePoint {

@@ -34,6 +34,11 @@ pub struct Status {
     /// are refused (503 `unavailable`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub disk: Option<DiskStatus>,
+    /// This node's clock less its peers', ms (positive: ahead), from the times of the last
+    /// blocks other validators proposed; absent until there are a few. Past 10,000 either way
+    /// the node refuses submissions (503 `clock_skew`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clock_offset_ms: Option<i64>,
 }
 
 /// Bytes each part of a node's data directory takes on disk (allocated blocks).
@@ -43,7 +48,7 @@ pub struct DiskUsed {
     pub ledger: u64,
     /// The consensus engine's WAL and undecided values (`consensus/`).
     pub consensus: u64,
-    /// The journal of acknowledged entries and their receipts (`mempool/`).
+    /// The journal of acknowledged entries and their receipts (`journal.log`, `mempool/`).
     pub journal: u64,
     /// Provisioning records and minted credentials (`provisioning/`, `credentials/`).
     pub provisioning: u64,

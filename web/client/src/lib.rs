@@ -18,7 +18,7 @@ use serde::Serialize;
 use surplus_api::{
     AccountView, BlockSummary, BlockView, ChainView, ChallengeView, CredentialRequest,
     CredentialToken, EntryAt, ErrorBody, FaucetGrant, FaucetRequest, GatewayAnswer, GatewayRequest,
-    LeaseList, LeaseView, MarketSummary, OperatorView, OrderView, PricePoint, Status,
+    LeaseList, LeaseView, MarketSummary, OperatorView, OrderList, OrderView, PricePoint, Status,
     SubmissionView, Submit, Submitted,
 };
 use surplus_ledger::bundle::ProofBundle;
@@ -84,11 +84,16 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole call may take by default.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Most pages [`Client::orders`] reads (1,000 orders each).
+pub const MAX_PAGES: usize = 100;
+
 /// A connection to one node's API. Cheap to clone; clones share the connection pool.
 #[derive(Clone, Debug)]
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    /// Sent with operator requests ([`Client::operator`]).
+    operator_token: Option<String>,
 }
 
 /// A ledger export arriving from a node ([`Client::export_stream`]).
@@ -127,7 +132,14 @@ impl Client {
             )));
         }
         let agent = ureq::AgentBuilder::new().timeout_connect(connect).timeout(call).build();
-        Ok(Self { base, agent })
+        Ok(Self { base, agent, operator_token: None })
+    }
+
+    /// The same client, sending `token` (the node's `DIR/operator.token`) with operator
+    /// requests.
+    pub fn with_operator_token(mut self, token: &str) -> Self {
+        self.operator_token = Some(token.trim().to_owned());
+        self
     }
 
     /// The node's base URL.
@@ -258,9 +270,37 @@ impl Client {
         self.get("/book", &q)
     }
 
-    /// `GET /orders?account=`: an account's resting orders.
+    /// `GET /orders?account=&limit=&after=`: a page of an account's resting orders.
+    pub fn orders_page(
+        &self,
+        account: &PublicKey,
+        limit: Option<usize>,
+        after: Option<&str>,
+    ) -> Result<OrderList> {
+        let mut q = vec![("account", account.to_string())];
+        if let Some(l) = limit {
+            q.push(("limit", l.to_string()));
+        }
+        if let Some(a) = after {
+            q.push(("after", a.to_owned()));
+        }
+        self.get("/orders", &q)
+    }
+
+    /// Every resting order of an account, a page of 1,000 at a time (at most [`MAX_PAGES`]
+    /// pages).
     pub fn orders(&self, account: &PublicKey) -> Result<Vec<OrderView>> {
-        self.get("/orders", &[("account", account.to_string())])
+        let mut out = Vec::new();
+        let mut after: Option<String> = None;
+        for _ in 0..MAX_PAGES {
+            let page = self.orders_page(account, Some(1000), after.as_deref())?;
+            out.extend(page.orders);
+            match page.next {
+                Some(next) if page.truncated => after = Some(next),
+                _ => break,
+            }
+        }
+        Ok(out)
     }
 
     /// `GET /accounts/{key}`: balance and next sequence number.
@@ -340,9 +380,14 @@ impl Client {
         self.get("/checkpoints", &[])
     }
 
-    /// `GET /operator`: the node's own business.
+    /// `GET /operator`: the node's own business. Needs the operator token
+    /// ([`Client::with_operator_token`]); without it the node answers 401 `operator_only`.
     pub fn operator(&self) -> Result<OperatorView> {
-        self.get("/operator", &[])
+        let mut req = self.agent.get(&self.url("/operator"));
+        if let Some(t) = &self.operator_token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        self.read(req.call())
     }
 
     /// `POST /faucet` (devnet only): funds a new account with sample credits.

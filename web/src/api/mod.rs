@@ -42,7 +42,7 @@ pub use credentials::{ChallengeView, CredentialRequest, CredentialToken};
 pub use decode::{decode, EntryView};
 pub use entries::EntryAt;
 pub use entries::{Submit, Submitted};
-pub use events::{frame as event_frame, KEEP_ALIVE, MAX_STREAMS_PER_IP};
+pub use events::{frame as event_frame, MAX_STREAMS_PER_IP, PROBE};
 pub use faucet::FaucetRequest;
 pub use gateway::{GatewayAnswer, GatewayRequest};
 pub use leases::{LeaseList, LeaseView, DEFAULT_LEASES, MAX_LEASES};
@@ -64,11 +64,13 @@ pub(crate) struct Ctx {
     pub(crate) challenges: Challenges,
     pub(crate) cache: markets::AnswerCache,
     pub(crate) streams: events::Streams,
+    /// Open HTTP connections (`None` for an app not served by [`crate::serve`]).
+    pub(crate) conns: Option<Arc<crate::conns::Connections>>,
 }
 
 /// Registers the API, `/healthz`, the limits and the JSON error handlers on `cfg`.
 pub(crate) fn configure(cfg: &mut web::ServiceConfig, node: Arc<dyn Node>, limits: Limits) {
-    configure_shared(cfg, &Shared::new(node, &limits), &limits);
+    configure_shared(cfg, &Shared::new(node, &limits, None), &limits);
 }
 
 /// State every HTTP worker shares: issued challenges and rate-limit buckets must be one set
@@ -80,13 +82,20 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub(crate) fn new(node: Arc<dyn Node>, limits: &Limits) -> Self {
+    /// `conns`: the server's open connections, for `/metrics` (`None` for an app not served by
+    /// [`crate::serve`]).
+    pub(crate) fn new(
+        node: Arc<dyn Node>,
+        limits: &Limits,
+        conns: Option<Arc<crate::conns::Connections>>,
+    ) -> Self {
         Self {
             ctx: web::Data::new(Ctx {
                 node,
                 challenges: Challenges::default(),
                 cache: markets::AnswerCache::default(),
                 streams: events::Streams::new(limits.max_event_streams),
+                conns,
             }),
             limiter: web::Data::new(RateLimiter::new(limits)),
         }

@@ -42,6 +42,7 @@ fn reference(b: &Body) -> Value {
 fn reason(status: u16) -> &'static str {
     match status {
         400 => "Bad input: the message names what is wrong",
+        401 => "For the node's operator: send Authorization: Bearer TOKEN (operator_only)",
         403 => "Not allowed",
         404 => "Not found here",
         405 => "Method not allowed",
@@ -88,6 +89,9 @@ fn operation(r: &Route) -> Value {
         .collect();
     let mut op = json!({"summary": r.summary, "operationId": id.trim_matches('_'),
                         "parameters": params, "responses": responses});
+    if r.errors.contains(&401) {
+        op["security"] = json!([{"operatorToken": []}]);
+    }
     if let Some(b) = &r.body {
         op["requestBody"] =
             json!({"required": true, "content": {"application/json": {"schema": reference(b)}}});
@@ -112,7 +116,15 @@ pub fn document() -> Value {
                 is {\"error\": {\"code\", \"message\"}}. See docs/api.md."
         },
         "paths": paths,
-        "components": {"schemas": components()},
+        "components": {
+            "schemas": components(),
+            "securitySchemes": {"operatorToken": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "The node's operator token, 64 hex digits, from DIR/operator.token \
+                    on the node's machine (docs/node.md, Operator token)."
+            }},
+        },
     })
 }
 

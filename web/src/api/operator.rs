@@ -1,20 +1,49 @@
 //! `GET /api/v1/operator`: this node's business: status, inventory, its provider's live offers
 //! and leases, leased capacity over time, earnings, peers and checkpoints.
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use surplus_contracts::Code;
 use surplus_contracts::{Lease, LeaseStatus};
 use surplus_market::Order;
 
 use super::markets::view;
 use super::orders::OrderView;
 use super::Ctx;
+use crate::error::{ApiError, ApiResult};
 pub use surplus_api::{Earnings, OperatorView};
 
 /// Leases listed at most (the newest); earnings count them all.
 pub const MAX_OPERATOR_LEASES: usize = 1000;
 
+/// Checks that `req` carries the node's operator token (`Authorization: Bearer TOKEN`).
+pub(crate) fn operator_only(req: &HttpRequest, ctx: &Ctx) -> ApiResult<()> {
+    let Some(token) = ctx.node.operator_token() else {
+        return Err(ApiError::new(
+            Code::OperatorOnly,
+            "this node has no operator token, so its operator endpoints are closed",
+        ));
+    };
+    let given = req
+        .headers()
+        .get(actix_web::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    // Compared as hashes: the time taken says nothing about how much of the token matched.
+    let hash = |t: &str| blake3::hash(t.as_bytes());
+    match given {
+        Some(g) if hash(g) == hash(token) => Ok(()),
+        Some(_) => Err(ApiError::new(Code::OperatorOnly, "the operator token is wrong")),
+        None => Err(ApiError::new(
+            Code::OperatorOnly,
+            "this route is for the node's operator: send Authorization: Bearer TOKEN",
+        )),
+    }
+}
+
 /// The operator's view.
-pub(crate) async fn operator(ctx: web::Data<Ctx>) -> HttpResponse {
+pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult<HttpResponse> {
+    operator_only(&req, &ctx)?;
     let status = ctx.node.status();
     let me = status.public_key;
     let op = ctx.node.operator();
@@ -47,7 +76,7 @@ pub(crate) async fn operator(ctx: web::Data<Ctx>) -> HttpResponse {
     let active_leases = leases.iter().filter(|l| l.status == LeaseStatus::Active).count();
     leases.sort_by(|a, b| b.height.cmp(&a.height).then(a.id.cmp(&b.id)));
     leases.truncate(MAX_OPERATOR_LEASES);
-    HttpResponse::Ok().json(OperatorView {
+    Ok(HttpResponse::Ok().json(OperatorView {
         status,
         inventory: op.inventory,
         offers,
@@ -57,5 +86,5 @@ pub(crate) async fn operator(ctx: web::Data<Ctx>) -> HttpResponse {
         earnings,
         peers: op.peers,
         checkpoints: ctx.node.checkpoints(),
-    })
+    }))
 }

@@ -290,10 +290,18 @@ pub(crate) fn routes() -> Vec<Route> {
         Route {
             method: get.clone(),
             path: "/api/v1/orders",
-            summary: "An account's resting orders.",
-            params: vec![required(query("account", "string", KEY))],
+            summary: "A page of an account's resting orders, oldest first.",
+            params: vec![
+                required(query("account", "string", KEY)),
+                query("limit", "integer", "orders in the page, 1 to 1000 (default 100)"),
+                query(
+                    "after",
+                    "string",
+                    "HEIGHT-ID: the orders after this place (a page's `next`); from the first without it",
+                ),
+            ],
             body: None,
-            answer: list::<api::OrderView>(200, "The orders, oldest first"),
+            answer: json::<api::OrderList>(200, "The page"),
             errors: &[400],
             handler: Some(|| web::to(orders::list)),
         },
@@ -414,7 +422,7 @@ pub(crate) fn routes() -> Vec<Route> {
             method: get.clone(),
             path: "/api/v1/events",
             summary: "Server-sent events of each committed block: `block`, `fill`, `lease` \
-                      (`lagged` when events were missed), keep-alive comments every 15 s.",
+                      (`lagged` when events were missed), a `:` comment line every second.",
             params: vec![query("account", "string", "only events this account is a party of")],
             body: None,
             answer: other("text/event-stream", "The stream; each `data` is an `Event` (#/components/schemas/Event)"),
@@ -428,7 +436,7 @@ pub(crate) fn routes() -> Vec<Route> {
             params: vec![],
             body: None,
             answer: json::<api::OperatorView>(200, "The operator's view"),
-            errors: &[],
+            errors: &[401],
             handler: Some(|| web::to(operator::operator)),
         },
         Route {

@@ -53,6 +53,9 @@ async fn orders_of_an_account() {
     commit!(app, w.node, &bid(&w.buyer, 1, 50, next_nonce()));
     let (s, v) = call!(app, TestRequest::get().uri(&uri(&w.provider)));
     assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["truncated"], false, "{v}");
+    assert!(v.get("next").is_none(), "{v}");
+    let v = &v["orders"];
     assert_eq!(v.as_array().unwrap().len(), 1);
     assert_eq!(v[0]["id"], offer_id);
     assert_eq!(v[0]["side"], "offer");
@@ -62,17 +65,30 @@ async fn orders_of_an_account() {
     assert!(v[0]["expiry_ms"].as_u64().unwrap() > 0);
     // The bid rests below the reserve.
     let (_, v) = call!(app, TestRequest::get().uri(&uri(&w.buyer)));
-    assert_eq!(v[0]["side"], "bid");
-    assert_eq!(v[0]["price"], 50);
+    assert_eq!(v["orders"][0]["side"], "bid");
+    assert_eq!(v["orders"][0]["price"], 50);
     let (_, v) = call!(app, TestRequest::get().uri(&uri(&w.other)));
-    assert_eq!(v, serde_json::json!([]));
+    assert_eq!(v, serde_json::json!({"orders": [], "truncated": false}));
+    // A second resting bid: pages of one, the second after the first's place.
+    commit!(app, w.node, &bid(&w.buyer, 1, 40, next_nonce()));
+    let (_, first) = call!(app, TestRequest::get().uri(&format!("{}&limit=1", uri(&w.buyer))));
+    assert_eq!((first["orders"].as_array().unwrap().len(), &first["truncated"]), (1, &true.into()));
+    let next = first["next"].as_str().unwrap();
+    let (_, second) =
+        call!(app, TestRequest::get().uri(&format!("{}&limit=1&after={next}", uri(&w.buyer))));
+    assert_eq!(second["truncated"], false, "{second}");
+    assert_eq!(second["orders"][0]["price"], 40);
+    assert_ne!(second["orders"][0]["id"], first["orders"][0]["id"]);
 
     for (u, code) in [
-        ("/api/v1/orders", "bad_query"),
-        ("/api/v1/orders?account=zz", "bad_key"),
-        ("/api/v1/orders?account=00&limit=3", "bad_query"),
+        ("/api/v1/orders".to_owned(), "bad_query"),
+        ("/api/v1/orders?account=zz".to_owned(), "bad_key"),
+        (format!("{}&page=3", uri(&w.buyer)), "bad_query"),
+        (format!("{}&limit=0", uri(&w.buyer)), "bad_limit"),
+        (format!("{}&limit=1001", uri(&w.buyer)), "bad_limit"),
+        (format!("{}&after=3", uri(&w.buyer)), "bad_query"),
     ] {
-        let (s, v) = call!(app, TestRequest::get().uri(u));
+        let (s, v) = call!(app, TestRequest::get().uri(&u));
         assert_eq!(s, StatusCode::BAD_REQUEST, "{u}: {v}");
         assert_eq!(v["error"]["code"], code, "{u}");
     }
@@ -96,7 +112,18 @@ async fn operator_shows_offers_leases_and_earnings() {
         (w.node.state().book.market(&pool).1.len() == 1).then_some(())
     })
     .await;
+    // Closed without the node's operator token, or with a wrong one.
     let (s, v) = call!(app, TestRequest::get().uri("/api/v1/operator"));
+    assert_eq!(
+        (s, &v["error"]["code"]),
+        (StatusCode::UNAUTHORIZED, &serde_json::json!("operator_only"))
+    );
+    let wrong = ("Authorization", format!("Bearer {}", "0".repeat(64)));
+    let (s, v) = call!(app, TestRequest::get().uri("/api/v1/operator").insert_header(wrong));
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    let token = w.node.operator_token().expect("the node has an operator token").to_owned();
+    let bearer = ("Authorization", format!("Bearer {token}"));
+    let (s, v) = call!(app, TestRequest::get().uri("/api/v1/operator").insert_header(bearer));
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["status"]["public_key"], w.provider.public().to_string());
     assert_eq!(v["inventory"]["pool"][0]["slots"], 8, "{v}");

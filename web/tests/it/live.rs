@@ -355,12 +355,7 @@ async fn new_routes_are_rate_limited_but_metrics_are_not() {
 async fn one_client_ip_cannot_hold_every_event_stream() {
     let w = world();
     let app = app!(w.node, roomy());
-    let from = |ip: &str| {
-        TestRequest::get()
-            .uri("/api/v1/events")
-            .peer_addr(format!("{ip}:4000").parse().unwrap())
-            .to_request()
-    };
+    let from = |ip: &str| events_from(ip).to_request();
     let mut held = Vec::new();
     for _ in 0..surplus_web::api::MAX_STREAMS_PER_IP {
         let r = actix_web::test::call_service(&app, from("10.0.0.1")).await;
@@ -377,4 +372,45 @@ async fn one_client_ip_cannot_hold_every_event_stream() {
     held.pop();
     let back = actix_web::test::call_service(&app, from("10.0.0.1")).await;
     assert_eq!(back.status(), StatusCode::OK);
+}
+
+#[actix_web::test]
+async fn the_last_quarter_of_event_streams_is_kept_for_clients_that_hold_none() {
+    let w = world();
+    // 8 streams: the last 2 only for addresses that hold none.
+    let app = app!(w.node, Limits { max_event_streams: 8, ..roomy() });
+    let from = |ip: &str| events_from(ip).to_request();
+    let mut held = Vec::new();
+    let open = |ip: &'static str, want: StatusCode| {
+        let (app, req) = (&app, from(ip));
+        async move {
+            let r = actix_web::test::call_service(app, req).await;
+            assert_eq!(r.status(), want, "{ip}");
+            r
+        }
+    };
+    for _ in 0..4 {
+        held.push(open("10.0.0.1", StatusCode::OK).await);
+    }
+    held.push(open("10.0.0.2", StatusCode::OK).await);
+    held.push(open("10.0.0.2", StatusCode::OK).await);
+    // Six open: an address that holds one already is refused the reserve.
+    let r = open("10.0.0.2", StatusCode::SERVICE_UNAVAILABLE).await;
+    let v: serde_json::Value = actix_web::test::read_body_json(r).await;
+    assert_eq!(v["error"]["code"], "too_many_streams");
+    assert!(v["error"]["message"].as_str().unwrap().contains("clients that hold none"), "{v}");
+    // Addresses with none take the last two; then every slot is open.
+    held.push(open("10.0.0.3", StatusCode::OK).await);
+    held.push(open("10.0.0.4", StatusCode::OK).await);
+    open("10.0.0.5", StatusCode::SERVICE_UNAVAILABLE).await;
+    let resp =
+        actix_web::test::call_service(&app, TestRequest::get().uri("/metrics").to_request()).await;
+    let text = String::from_utf8(actix_web::test::read_body(resp).await.to_vec()).unwrap();
+    assert!(text.contains("surplus_event_streams_open 8"), "{text}");
+    drop(held);
+}
+
+/// `GET /api/v1/events` from client address `ip`.
+fn events_from(ip: &str) -> TestRequest {
+    TestRequest::get().uri("/api/v1/events").peer_addr(format!("{ip}:4000").parse().unwrap())
 }

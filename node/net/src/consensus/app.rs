@@ -325,7 +325,8 @@ impl App {
                 }
             }
             AppMsg::Decided { certificate, reply, .. } => {
-                if let Some(c) = self.decided(&certificate)? {
+                if let Some(mut c) = self.decided(&certificate)? {
+                    c.synced = self.synced_heights.contains(&certificate.height.0);
                     // Bounded: when the node is behind, the engine waits here.
                     if self.commits.send(c).await.is_ok() {
                         self.status.queued_commits.fetch_add(1, Ordering::Relaxed);
@@ -568,6 +569,7 @@ impl App {
             ended: Arc::new(checked.applied.ended.clone()),
             state: Arc::new(checked.maker.state),
             committed_ms: self.settings.env.now_ms(),
+            synced: false,
         }))
     }
 

@@ -529,8 +529,10 @@ impl Chain {
             .record(height, &checked.applied.ended)
             .with_context(|| format!("cannot record the leases that ended in block {height}"))?;
         self.head = block.header.clone();
-        self.maker = checked.maker.clone();
-        self.checked.clear();
+        // The replaced head and the other candidates of this height: what only they held is
+        // freed off the commit's path.
+        let replaced = std::mem::replace(&mut self.maker, checked.maker.clone());
+        surplus_contracts::drop_in_background((replaced, std::mem::take(&mut self.checked)));
         self.prune(height)?;
         self.after_commit(&block)?;
         Ok(Checked { block: Arc::new(block), maker: checked.maker, applied: checked.applied })

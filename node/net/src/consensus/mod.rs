@@ -12,6 +12,7 @@ pub mod history;
 pub mod signing;
 pub mod snapshot;
 pub mod statesync;
+pub mod wal;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -63,6 +64,9 @@ pub struct Committed {
     pub ended: Arc<Vec<surplus_contracts::Lease>>,
     /// When this node committed it (ms since the epoch).
     pub committed_ms: u64,
+    /// It reached this node by value sync (the node was catching up), not in a round the node
+    /// took part in: its commit time says nothing of its proposer's clock.
+    pub synced: bool,
 }
 
 /// Consensus settings (the node's config maps onto these).
@@ -296,6 +300,7 @@ pub async fn start(
     chain.max_block_bytes = settings.max_block_bytes;
     let address = Address(surplus_ledger::SecretKey::from_seed(seed).public());
 
+    check_wal(&settings.data_dir, chain.head.height)?;
     let proven = ProvenPeers::new(chain.validators.validators.iter().map(|v| v.address.0 .0));
     let (channels, engine) =
         start_engine(&settings, &chain, &chain_id, seed, None, &proven).await?;
@@ -328,6 +333,37 @@ pub async fn start(
         reconnects: 0,
         proven,
     })
+}
+
+/// Checks the engine's WAL before the engine opens it ([`wal`]): a damaged one stops the start
+/// with the file named and what to do; a missing one (on a node with blocks) or an incomplete
+/// last entry is logged once at WARN, with the file.
+fn check_wal(data_dir: &std::path::Path, head: u64) -> Result<()> {
+    let path = data_dir.join("consensus").join("wal");
+    match wal::check(&path).with_context(|| format!("cannot read {}", path.display()))? {
+        Err(damaged) => Err(anyhow::anyhow!("{damaged}. {}", damaged.advice(head))),
+        Ok(wal::Found::Missing) if head > 0 => {
+            tracing::warn!(
+                wal = %path.display(),
+                height = head + 1,
+                "the consensus WAL is missing: the engine starts a new one, without any vote this \
+                 validator may have cast in the height in progress; if it was deleted by mistake \
+                 while the node was in that height, restore it before the node votes again"
+            );
+            Ok(())
+        }
+        Ok(wal::Found::Readable { torn, entries }) if torn > 0 => {
+            tracing::warn!(
+                wal = %path.display(),
+                entries,
+                torn_bytes = torn,
+                "the consensus WAL ends in an incomplete entry (a write cut short, as by a crash); \
+                 the engine drops it and replays the whole entries before it"
+            );
+            Ok(())
+        }
+        Ok(_) => Ok(()),
+    }
 }
 
 /// How long the engine's actors may take to stop.
