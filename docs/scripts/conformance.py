@@ -146,6 +146,8 @@ MAX_ENTRIES = 100_000
 MAX_VALIDATORS = 1024
 MAX_RECORD = 64 * 1024 * 1024
 KIND_VALIDATORS = 1
+KIND_VALIDATOR_SET = 4
+MAX_TOTAL_POWER = 2**53
 
 
 def tag(t):
@@ -381,27 +383,63 @@ def check_genesis(g):
         validators = keys
     if validators is None:
         raise Failure(0, "entries", why="no validators entry")
+    for i, e in enumerate(g["entries"]):
+        if e["kind"] == KIND_VALIDATOR_SET:
+            raise Failure(0, "entry.kind", i, "a validator-set entry in genesis")
+    # The genesis set: every validator has voting power 1.
+    validators = (validators, [1] * len(validators))
     leaves = advance_merkle(g, [])
     check_entries(g, h["chain_id"], 0)
     return validators, leaves
 
 
+def validator_set(block, first):
+    """Section 6 rule 4: the set a block's validator-set entry (section 3, kind 4) puts in force
+    from the next block, as (keys, powers), or None."""
+    height, found = block["header"]["height"], None
+    for i, e in enumerate(block["entries"]):
+        if e["kind"] != KIND_VALIDATOR_SET:
+            continue
+        if found is not None:
+            raise Failure(height, "entry.kind", first + i, "a second validator-set entry")
+        if e["author"] is not None:
+            raise Failure(height, "entry.auth", first + i, "the validator-set entry is signed")
+        p = e["payload"]
+        n = int.from_bytes(p[:2], "big") if len(p) >= 2 else -1
+        rows = [p[2 + 40 * j : 42 + 40 * j] for j in range(max(n, 0))]
+        keys = [r[:32] for r in rows]
+        powers = [int.from_bytes(r[32:], "big") for r in rows]
+        if (
+            n < 1
+            or n > MAX_VALIDATORS
+            or len(p) != 2 + 40 * n
+            or len(set(keys)) != n
+            or min(powers) < 1
+            or sum(powers) > MAX_TOTAL_POWER
+        ):
+            raise Failure(height, "entry.payload", first + i, "malformed validator set")
+        found = (keys, powers)
+    return found
+
+
 def certificate_error(block, validators):
-    """Section 4: indices strictly increasing and below n, at least ⌊2n/3⌋ + 1 votes, each valid
-    under ZIP-215 for the block's own chain id, height, round and header hash."""
+    """Section 4: indices strictly increasing and below n, signers holding more than two thirds
+    of the voting power, each vote valid under ZIP-215 for the block's own chain id, height,
+    round and header hash."""
     h, c = block["header"], block["cert"]
+    keys, powers = validators
     prev = -1
     for v, _ in c["sigs"]:
         if v <= prev:
             return "validator indices not strictly increasing"
-        if v >= len(validators):
+        if v >= len(keys):
             return "unknown validator"
         prev = v
-    if len(c["sigs"]) < len(validators) * 2 // 3 + 1:
+    if 3 * sum(powers[v] for v, _ in c["sigs"]) <= 2 * sum(powers):
         return "no quorum"
     msg = vote_bytes(h["chain_id"], h["height"], c["round"], header_hash(h))
     for v, sig in c["sigs"]:
-        if not verify_zip215(validators[v], msg, sig):
+        if not verify_zip215(keys[v], msg, sig):
             return f"vote of validator {v} invalid"
     return None
 
@@ -423,15 +461,17 @@ def check_next(block, head, head_hash, chain_id, validators, leaves):
         raise Failure(height, "header.prev_hash")
     if h["timestamp_ms"] < head["timestamp_ms"]:
         raise Failure(height, "header.timestamp_ms")
-    if h["proposer"] not in validators:
+    keys = validators[0]
+    if h["proposer"] not in keys:
         raise Failure(height, "header.proposer", why="not a validator")
-    n = len(validators)
-    first = (validators.index(h["proposer"]) - (height - 1)) % n
+    n = len(keys)
+    first = (keys.index(h["proposer"]) - (height - 1)) % n
     if first > block["cert"]["round"]:
         raise Failure(height, "header.proposer", why=f"first proposes in round {first}")
     new_leaves = advance_merkle(block, leaves)
+    new_set = validator_set(block, len(leaves))
     check_entries(block, chain_id, len(leaves))
-    return new_leaves
+    return new_leaves, new_set or validators
 
 
 def audit(data):
@@ -452,7 +492,7 @@ def audit(data):
             except StopIteration as stop:
                 file_chain, footer = stop.value
                 break
-            leaves = check_next(b, head, head_hash, chain_id, validators, leaves)
+            leaves, validators = check_next(b, head, head_hash, chain_id, validators, leaves)
             head, head_hash = b["header"], header_hash(b["header"])
             blocks.append(b)
         if file_chain != chain_id:

@@ -14,6 +14,8 @@ pub const MAX_BLOCK_ENTRIES: usize = 100_000;
 pub const MAX_ENTRY_PAYLOAD: usize = 64 * 1024;
 /// Most validators a chain may have.
 pub const MAX_VALIDATORS: usize = 1024;
+/// Most voting power a validator set may hold in total (2^53, exact in a JSON number).
+pub const MAX_TOTAL_POWER: u64 = 1 << 53;
 
 /// What an entry is; `market` and `contracts` own the payload of each kind.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -26,6 +28,9 @@ impl EntryKind {
     pub const GENESIS_PARAMS: EntryKind = EntryKind(2);
     /// Credits allocated at genesis.
     pub const GENESIS_ALLOCATION: EntryKind = EntryKind(3);
+    /// A new validator set with voting powers, in force from the next block (system entry,
+    /// never in genesis; payload: [`ValidatorSet::encode_weighted`]).
+    pub const VALIDATOR_SET: EntryKind = EntryKind(4);
     /// An offer or a bid.
     pub const ORDER: EntryKind = EntryKind(16);
     /// Cancellation of an order by its author.
@@ -51,6 +56,7 @@ impl EntryKind {
             Self::VALIDATORS => "validators",
             Self::GENESIS_PARAMS => "genesis-params",
             Self::GENESIS_ALLOCATION => "genesis-allocation",
+            Self::VALIDATOR_SET => "validator-set",
             Self::ORDER => "order",
             Self::CANCEL => "cancel",
             Self::FILL => "fill",
@@ -351,20 +357,37 @@ pub fn vote_bytes(
     w.finish()
 }
 
-/// The ordered validator set; each validator has equal voting power.
+/// The ordered validator set with each validator's voting power. The genesis set gives every
+/// validator power 1; a later `validator-set` entry may give other powers.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ValidatorSet {
     /// Validator keys; a certificate names a validator by its index here.
     pub validators: Vec<PublicKey>,
+    /// Voting power of each validator, in the same order (each at least 1).
+    pub powers: Vec<u64>,
 }
 
 impl ValidatorSet {
-    /// A set from distinct keys.
+    /// A set from distinct keys, each with voting power 1.
     pub fn new(validators: Vec<PublicKey>) -> Result<Self, String> {
+        let powers = vec![1; validators.len()];
+        Self::weighted(validators, powers)
+    }
+
+    /// A set from distinct keys and their voting powers: 1 to [`MAX_VALIDATORS`] validators,
+    /// each with power at least 1, at most [`MAX_TOTAL_POWER`] in total.
+    pub fn weighted(validators: Vec<PublicKey>, powers: Vec<u64>) -> Result<Self, String> {
         if validators.is_empty() || validators.len() > MAX_VALIDATORS {
             return Err(format!(
                 "a validator set needs 1 to {MAX_VALIDATORS} validators, got {}",
                 validators.len()
+            ));
+        }
+        if powers.len() != validators.len() {
+            return Err(format!(
+                "{} validators but {} voting powers",
+                validators.len(),
+                powers.len()
             ));
         }
         let mut sorted = validators.clone();
@@ -372,16 +395,34 @@ impl ValidatorSet {
         if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
             return Err(format!("validator {} appears twice", w[0]));
         }
-        Ok(Self { validators })
+        if let Some(i) = powers.iter().position(|p| *p == 0) {
+            return Err(format!("validator {} has voting power 0", validators[i]));
+        }
+        let total = powers.iter().try_fold(0u64, |t, p| t.checked_add(*p));
+        if total.is_none_or(|t| t > MAX_TOTAL_POWER) {
+            return Err(format!("the voting powers add up to more than {MAX_TOTAL_POWER}"));
+        }
+        Ok(Self { validators, powers })
     }
 
-    /// Signatures needed to decide: more than two thirds.
-    pub fn quorum(&self) -> usize {
-        self.validators.len() * 2 / 3 + 1
+    /// Total voting power.
+    pub fn total_power(&self) -> u64 {
+        self.powers.iter().sum()
     }
 
-    /// Payload of the genesis `validators` entry: count, then keys.
+    /// Voting power a certificate needs: more than two thirds of the total.
+    pub fn quorum(&self) -> u64 {
+        self.total_power() * 2 / 3 + 1
+    }
+
+    /// Index of `key` in the set.
+    pub fn index_of(&self, key: &PublicKey) -> Option<usize> {
+        self.validators.iter().position(|v| v == key)
+    }
+
+    /// Payload of the genesis `validators` entry: count, then keys (every power must be 1).
     pub fn encode(&self) -> Vec<u8> {
+        debug_assert!(self.powers.iter().all(|p| *p == 1), "genesis powers are 1");
         let mut w = Writer::new();
         w.u16(self.validators.len() as u16);
         for v in &self.validators {
@@ -405,12 +446,40 @@ impl ValidatorSet {
             reason,
         })
     }
+
+    /// Payload of a `validator-set` entry: count, then each key and its voting power.
+    pub fn encode_weighted(&self) -> Vec<u8> {
+        let mut w = Writer::with_capacity(2 + 40 * self.validators.len());
+        w.u16(self.validators.len() as u16);
+        for (v, p) in self.validators.iter().zip(&self.powers) {
+            w.raw(&v.0).u64(*p);
+        }
+        w.finish()
+    }
+
+    /// Decodes and validates a `validator-set` payload.
+    pub fn decode_weighted(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let n = r.u16("validator_set.count")? as usize;
+        let mut keys = Vec::with_capacity(n.min(MAX_VALIDATORS));
+        let mut powers = Vec::with_capacity(n.min(MAX_VALIDATORS));
+        for _ in 0..n {
+            keys.push(PublicKey(r.array("validator_set.key")?));
+            powers.push(r.u64("validator_set.power")?);
+        }
+        r.finish()?;
+        Self::weighted(keys, powers).map_err(|reason| DecodeError::Invalid {
+            field: "validator_set",
+            at: 0,
+            reason,
+        })
+    }
 }
 
 /// One precommit signature in a certificate.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct CommitSig {
-    /// Index of the validator in the genesis validator set.
+    /// Index of the validator in the set in force at the block's height.
     pub validator: u16,
     /// Its precommit signature over [`vote_bytes`].
     pub signature: Signature,
@@ -449,13 +518,13 @@ pub enum CertificateError {
         /// Size of the set.
         set_size: usize,
     },
-    /// Fewer signatures than a quorum.
-    #[error("{got} signatures, a quorum of {needed} is needed")]
+    /// Less voting power than a quorum.
+    #[error("signatures hold voting power {got}, a quorum of {needed} is needed")]
     NoQuorum {
-        /// Signatures present.
-        got: usize,
-        /// Quorum size.
-        needed: usize,
+        /// Voting power of the signers.
+        got: u64,
+        /// Voting power needed: more than two thirds of the set's.
+        needed: u64,
     },
     /// A signature does not verify.
     #[error("signature {position} (validator {validator}) is invalid: {why}")]
@@ -500,11 +569,10 @@ impl Certificate {
                 });
             }
         }
-        if self.signatures.len() < validators.quorum() {
-            return Err(CertificateError::NoQuorum {
-                got: self.signatures.len(),
-                needed: validators.quorum(),
-            });
+        let got: u64 =
+            self.signatures.iter().map(|s| validators.powers[usize::from(s.validator)]).sum();
+        if got < validators.quorum() {
+            return Err(CertificateError::NoQuorum { got, needed: validators.quorum() });
         }
         let msg = vote_bytes(chain_id, height, self.round, VoteKind::Precommit, Some(header_hash));
         let mut batch = VoteBatch::new();

@@ -5,9 +5,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::{
     validate_chain_id, Auth, Block, EntryKind, Header, ValidatorSet, HEADER_VERSION,
+    MAX_ENTRY_PAYLOAD,
 };
 use crate::crypto::BatchVerifier;
-use crate::merkle::{Blake3, Frontier};
+use crate::encoding::{DecodeError, Reader, Writer};
+use crate::merkle::{verify_inclusion, Blake3, Frontier, InclusionProof};
 use crate::{Entry, Hash};
 
 /// The first thing found wrong with a block: where, which field, and why.
@@ -66,6 +68,9 @@ pub struct Advance {
     pub nodes: Vec<(u8, u64, Hash)>,
     /// Signatures checked (entries and certificate).
     pub signatures: u64,
+    /// The validator set the block's `validator-set` entry puts in force from the next block,
+    /// with that entry's position in the block.
+    pub validators: Option<(usize, ValidatorSet)>,
 }
 
 /// What is known of a chain after some prefix of it: enough to check the next block.
@@ -73,7 +78,8 @@ pub struct Advance {
 pub struct ChainState {
     /// The chain id from genesis.
     pub chain_id: String,
-    /// The validator set from genesis.
+    /// The validator set in force for the next block: genesis's, or the one the latest
+    /// `validator-set` entry put in force.
     pub validators: ValidatorSet,
     /// The head's header.
     pub head: Header,
@@ -143,6 +149,15 @@ impl ChainState {
             ));
         }
         let validators = genesis_validators(block)?;
+        if let Some(i) = block.entries.iter().position(|e| e.kind == EntryKind::VALIDATOR_SET) {
+            return Err(Failure::entry(
+                0,
+                i as u64,
+                "entry.kind",
+                "genesis declares its validators with a validators entry, never a validator-set \
+                 entry",
+            ));
+        }
         let mut adv = advance_merkle(&Frontier::new(), block)?;
         adv.signatures += verify_entries(&h.chain_id, block, 0, Checks::default())?;
         adv.hash = h.hash();
@@ -235,6 +250,7 @@ impl ChainState {
             check_proposer(&self.validators, h, block.certificate.round)?;
         }
         let mut adv = advance_merkle(&self.frontier, block)?;
+        adv.validators = set_change(block, self.frontier.size())?;
         adv.signatures =
             signatures + verify_entries(&self.chain_id, block, self.frontier.size(), checks)?;
         adv.hash = hash;
@@ -246,7 +262,44 @@ impl ChainState {
         self.head = block.header.clone();
         self.head_hash = adv.hash;
         self.frontier = adv.frontier;
+        if let Some((_, set)) = adv.validators {
+            self.validators = set;
+        }
     }
+}
+
+/// The validator set a block's `validator-set` entry puts in force from the next block, with
+/// the entry's position: at most one such entry, a system entry with a valid payload. `first`
+/// is the ledger index of the block's first entry, for the failure.
+pub fn set_change(block: &Block, first: u64) -> Result<Option<(usize, ValidatorSet)>, Failure> {
+    let height = block.header.height;
+    let mut found = None;
+    for (i, e) in block.entries.iter().enumerate() {
+        if e.kind != EntryKind::VALIDATOR_SET {
+            continue;
+        }
+        let at = first + i as u64;
+        if found.is_some() {
+            return Err(Failure::entry(
+                height,
+                at,
+                "entry.kind",
+                "a second validator-set entry in one block",
+            ));
+        }
+        if e.auth != Auth::System {
+            return Err(Failure::entry(
+                height,
+                at,
+                "entry.auth",
+                "a validator-set entry must be a system entry",
+            ));
+        }
+        let set = ValidatorSet::decode_weighted(&e.payload)
+            .map_err(|err| Failure::entry(height, at, "entry.payload", err.to_string()))?;
+        found = Some((i, set));
+    }
+    Ok(found)
 }
 
 /// The header's proposer is a validator that the engine lets propose this height no later than
@@ -323,7 +376,7 @@ fn advance_merkle(frontier: &Frontier, block: &Block) -> Result<Advance, Failure
             ),
         ));
     }
-    Ok(Advance { hash: [0; 32], frontier: f, nodes, signatures: 0 })
+    Ok(Advance { hash: [0; 32], frontier: f, nodes, signatures: 0, validators: None })
 }
 
 /// Checks every signed entry of `block` (strict rule); `first` is the ledger index of its first
@@ -359,4 +412,75 @@ pub(crate) fn verify_entries(
         )
     })?;
     Ok(n)
+}
+
+/// A block's `validator-set` entry with its inclusion proof under that block's Merkle root:
+/// what a source keeps of a set change once it no longer holds the block's entries (a pruned
+/// store), so that the set in force at every height stays checkable from the headers.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SetChange {
+    /// Height of the block holding the entry; the set is in force from the next block.
+    pub height: u64,
+    /// The `validator-set` entry.
+    pub entry: Entry,
+    /// Its inclusion proof in the tree after the block (index, the block's tree size, path).
+    pub proof: InclusionProof,
+}
+
+impl SetChange {
+    /// Encoding: height:u64 ‖ index:u64 ‖ tree_size:u64 ‖ entry:bytes ‖ count:u8 ‖ hash × count.
+    pub fn encode(&self) -> Vec<u8> {
+        let entry = self.entry.encode();
+        let mut w = Writer::with_capacity(entry.len() + 32 * self.proof.path.len() + 40);
+        w.u64(self.height).u64(self.proof.index).u64(self.proof.tree_size).bytes(&entry);
+        w.u8(self.proof.path.len() as u8);
+        for h in &self.proof.path {
+            w.raw(h);
+        }
+        w.finish()
+    }
+
+    /// Decodes one record.
+    pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        let height = r.u64("set_change.height")?;
+        let index = r.u64("set_change.index")?;
+        let tree_size = r.u64("set_change.tree_size")?;
+        let entry = Entry::decode(r.bytes("set_change.entry", MAX_ENTRY_PAYLOAD + 256)?)?;
+        let n = r.u8("set_change.path")?;
+        let mut path = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            path.push(r.array("set_change.hash")?);
+        }
+        r.finish()?;
+        Ok(Self { height, entry, proof: InclusionProof { index, tree_size, path } })
+    }
+
+    /// Checks the record against the header of its block (`after`: the tree size before the
+    /// block, when known) and returns the set it puts in force.
+    pub fn check(&self, header: &Header, after: Option<u64>) -> Result<ValidatorSet, Failure> {
+        let height = header.height;
+        let at = self.proof.index;
+        let bad = |field: &str, reason: String| Err(Failure::entry(height, at, field, reason));
+        if self.height != height || self.proof.tree_size != header.tree_size {
+            return bad(
+                "validator_set",
+                format!(
+                    "the record is for height {} with {} entries, the header is height {height} \
+                     with {}",
+                    self.height, self.proof.tree_size, header.tree_size
+                ),
+            );
+        }
+        if after.is_some_and(|first| at < first) {
+            return bad("validator_set", "the entry is in an earlier block".into());
+        }
+        if self.entry.kind != EntryKind::VALIDATOR_SET || self.entry.auth != Auth::System {
+            return bad("validator_set", "not a system validator-set entry".into());
+        }
+        verify_inclusion::<Blake3>(&self.entry.leaf_hash(), &self.proof, &header.merkle_root)
+            .map_err(|e| Failure::entry(height, at, "validator_set", e.to_string()))?;
+        ValidatorSet::decode_weighted(&self.entry.payload)
+            .map_err(|e| Failure::entry(height, at, "entry.payload", e.to_string()))
+    }
 }

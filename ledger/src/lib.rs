@@ -35,9 +35,9 @@ pub use block::hex_hash;
 pub use block::{
     decode_head, validate_chain_id, vote_bytes, Auth, Block, Certificate, CertificateError,
     CommitSig, Entry, EntryKind, Header, ValidatorSet, VoteKind, HEADER_VERSION, MAX_BLOCK_ENTRIES,
-    MAX_ENTRY_PAYLOAD, MAX_VALIDATORS,
+    MAX_ENTRY_PAYLOAD, MAX_TOTAL_POWER, MAX_VALIDATORS,
 };
-pub use chain::{genesis_validators, Advance, ChainState, Checks, Failure};
+pub use chain::{genesis_validators, set_change, Advance, ChainState, Checks, Failure, SetChange};
 pub use checkpoint::{Checkpoint, Conflict, SignedCheckpoint};
 pub use crypto::{
     parse_hex, verify_strict, verify_vote, BatchVerifier, PublicKey, SecretKey, Signature,

@@ -173,6 +173,17 @@ impl TestChain {
         block
     }
 
+    /// Makes the next block hold a validator-set entry for `keys` with `powers` (in force from
+    /// the block after it, which the new set certifies), keeps it and returns a copy.
+    pub fn change_validators(&mut self, keys: Vec<SecretKey>, powers: Vec<u64>) -> Block {
+        let set = ValidatorSet::weighted(keys.iter().map(|k| k.public()).collect(), powers)
+            .expect("a valid test validator set");
+        let block =
+            self.push_block(vec![Entry::system(EntryKind::VALIDATOR_SET, set.encode_weighted())]);
+        self.validators = keys;
+        block
+    }
+
     /// Continues the chain `TestChain::new(chain_id, 4, 8)` from a stored head (its blocks
     /// are not kept here: `blocks` starts empty).
     pub fn resume(state: &crate::ChainState) -> Self {

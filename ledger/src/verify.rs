@@ -10,7 +10,9 @@
 use serde::{Deserialize, Serialize};
 
 use crate::block::{hex_hash, Block, Certificate, Header, HEADER_VERSION};
-use crate::chain::{check_proposer, verify_entries, Advance, ChainState, Checks, Failure};
+use crate::chain::{
+    check_proposer, verify_entries, Advance, ChainState, Checks, Failure, SetChange,
+};
 use crate::merkle::{Blake3, Frontier};
 use crate::Hash;
 
@@ -30,6 +32,13 @@ pub trait BlockSource {
     /// source stores; asked for once, only if [`BlockSource::next_header`] gave a header.
     fn frontier_at(&mut self, header: &Header) -> Result<Frontier, Failure> {
         Err(Failure::block(header.height, "merkle", "this source holds no Merkle frontier"))
+    }
+    /// The `validator-set` entry of a block held as a header only ([`BlockSource::next_header`]),
+    /// if it has one, with its inclusion proof. A source that gives headers without entries
+    /// must know every set change among them: the certificates after one are checked against
+    /// the set it puts in force.
+    fn set_change(&mut self, _header: &Header) -> Result<Option<SetChange>, Failure> {
+        Ok(None)
     }
     /// How many blocks the source holds, if it knows (for progress).
     fn len_hint(&self) -> Option<u64> {
@@ -148,7 +157,8 @@ pub struct Report {
     /// 0 when the header chain was checked link by link from genesis. Otherwise the height of
     /// the first header after genesis that the ledger holds (a store started from a snapshot's
     /// base): the headers between are not held, so that header is vouched for by its
-    /// certificate from the genesis validators alone.
+    /// certificate from the validator set the source says was in force (the set changes the
+    /// source gives by [`BlockSource::set_change`] are checked when their headers are).
     #[serde(default)]
     pub headers_from: u64,
 }
@@ -210,6 +220,10 @@ pub fn verify(
             headers_from = header.height;
         }
         signatures += check_header(&state, &header, &certificate, gap, options.checks)?;
+        if let Some(change) = source.set_change(&header)? {
+            let after = (!gap).then_some(state.head.tree_size);
+            state.validators = change.check(&header, after)?;
+        }
         state.head_hash = header.hash();
         state.head = header;
         blocks += 1;

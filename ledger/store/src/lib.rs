@@ -31,7 +31,7 @@
 //! what it no longer covers, in batches. A crash in between leaves data below the base, which
 //! nothing reads and the next `prune` sweeps away (it scans from the start of each range).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 
@@ -42,6 +42,7 @@ use surplus_ledger::merkle::{
 use surplus_ledger::verify::{self, BlockSource, Hook, Progress, Report};
 use surplus_ledger::{
     decode_head, Advance, Block, ChainState, Checkpoint, Checks, Entry, Failure, Hash, Header,
+    SetChange, ValidatorSet,
 };
 
 use crate::headfile::{Durable, HeadFile};
@@ -281,6 +282,13 @@ fn entry_key(index: u64) -> Vec<u8> {
     k.extend_from_slice(&index.to_be_bytes());
     k
 }
+/// Key of the record of a block's `validator-set` entry (kept through pruning).
+fn set_key(height: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(b'V');
+    k.extend_from_slice(&height.to_be_bytes());
+    k
+}
 fn node_key(level: u8, index: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(10);
     k.push(b'N');
@@ -377,6 +385,9 @@ pub struct Store {
     base: Option<Base>,
     /// Entries of the genesis block (always held).
     genesis_size: u64,
+    /// The validator sets by the first height each decides: genesis's from 0, then one per
+    /// `validator-set` entry, read from the set-change records.
+    sets: BTreeMap<u64, ValidatorSet>,
 }
 
 /// Lowest Merkle level kept in memory: levels 8 and up hold about one node per 128 entries.
@@ -498,6 +509,7 @@ impl Store {
             head_file: None,
             base: None,
             genesis_size: 0,
+            sets: BTreeMap::new(),
         };
         let Some(raw) = store.backend.get(HEAD_KEY)? else {
             // An empty store must be empty: no block without a head record.
@@ -582,6 +594,8 @@ impl Store {
         if root != header.merkle_root {
             return Err(Error::Damaged(store.locate_frontier_damage(head.tree_size, &header)?));
         }
+        store.load_sets(validators.clone())?;
+        let validators = store.sets.values().next_back().cloned().unwrap_or(validators);
         store.state = Some(ChainState {
             chain_id: genesis.header.chain_id.clone(),
             validators,
@@ -679,6 +693,72 @@ impl Store {
 
     fn nodes(&self) -> Nodes<'_> {
         Nodes { backend: &*self.backend, cache: &self.upper_nodes }
+    }
+
+    /// The validator set that decides block `height`: genesis's, or the one put in force by
+    /// the latest `validator-set` entry below `height`. `None` for an empty store.
+    pub fn validators_at(&self, height: u64) -> Option<ValidatorSet> {
+        self.sets.range(..=height).next_back().map(|(_, set)| set.clone())
+    }
+
+    /// Every set change recorded, in height order: each block's `validator-set` entry with its
+    /// inclusion proof under that block's root (held even where the entries are pruned).
+    pub fn set_changes(&self) -> Result<Vec<SetChange>, Error> {
+        let mut out = Vec::new();
+        for r in self.backend.range(b"V", b"W") {
+            let (k, v) = r?;
+            let change = SetChange::decode(&v).map_err(|e| {
+                Error::Damaged(Failure::block(key_number(&k), "validator_set", e.to_string()))
+            })?;
+            out.push(change);
+        }
+        Ok(out)
+    }
+
+    /// Reads and checks the set-change records against their blocks' headers.
+    fn load_sets(&mut self, genesis: ValidatorSet) -> Result<(), Error> {
+        let mut sets = BTreeMap::from([(0, genesis)]);
+        for change in self.set_changes()? {
+            let height = change.height;
+            if height == 0 || self.height().is_some_and(|h| height > h) {
+                // Only a block past the head can leave such a record: see the head checks.
+                return Err(Error::Damaged(Failure::block(
+                    height,
+                    "validator_set",
+                    "a set-change record for a block that is not stored",
+                )));
+            }
+            let set = match self.read_head(height) {
+                Ok((header, _)) => change.check(&header, None).map_err(Error::Damaged)?,
+                // A store started from a snapshot's base holds no header below it.
+                Err(Error::Pruned { .. }) => ValidatorSet::decode_weighted(&change.entry.payload)
+                    .map_err(|e| {
+                    Error::Damaged(Failure::block(height, "validator_set", e.to_string()))
+                })?,
+                Err(e) => return Err(e),
+            };
+            sets.insert(height + 1, set);
+        }
+        self.sets = sets;
+        Ok(())
+    }
+
+    /// The record of `block`'s `validator-set` entry (its `i`th), proved under its root from
+    /// the stored nodes and those the block completes.
+    fn set_change_record(
+        &self,
+        block: &Block,
+        i: usize,
+        adv: &Advance,
+    ) -> Result<SetChange, Error> {
+        let size = block.header.tree_size;
+        let index = size - block.entries.len() as u64 + i as u64;
+        let fresh: HashMap<(u8, u64), Hash> =
+            adv.nodes.iter().map(|(l, i, h)| ((*l, *i), *h)).collect();
+        let source = Pending { stored: self.nodes(), fresh };
+        let proof = merkle::prove_inclusion::<Blake3, _>(&source, index, size)
+            .map_err(|e| self.prove_error(e, "entry", index))?;
+        Ok(SetChange { height: block.header.height, entry: block.entries[i].clone(), proof })
     }
 
     /// The chain state at the head, if there is a genesis block.
@@ -1008,6 +1088,13 @@ impl Store {
         for (level, index, hash) in adv.nodes.iter().filter(|n| n.0 > 0) {
             batch.push((node_key(*level, *index), hash.to_vec()));
         }
+        let change = match &adv.validators {
+            Some((i, _)) => Some(self.set_change_record(block, *i, &adv)?),
+            None => None,
+        };
+        if let Some(c) = &change {
+            batch.push((set_key(c.height), c.encode()));
+        }
         let rec = HeadRecord {
             height: block.header.height,
             hash: adv.hash,
@@ -1015,9 +1102,13 @@ impl Store {
         };
         batch.push((HEAD_KEY.to_vec(), rec.encode()));
         self.backend.apply(batch)?;
+        if let Some((_, set)) = &adv.validators {
+            self.sets.insert(block.header.height + 1, set.clone());
+        }
         match next_state {
             Some(s) => {
                 self.genesis_size = s.frontier.size();
+                self.sets = BTreeMap::from([(0, s.validators.clone())]);
                 self.state = Some(s);
             }
             None => {
@@ -1324,6 +1415,22 @@ struct Nodes<'a> {
     cache: &'a RwLock<HashMap<(u8, u64), Hash>>,
 }
 
+/// The stored nodes and those a block about to be stored completes (leaves included).
+struct Pending<'a> {
+    stored: Nodes<'a>,
+    fresh: HashMap<(u8, u64), Hash>,
+}
+
+impl NodeSource for Pending<'_> {
+    type Error = NodeError;
+    fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
+        match self.fresh.get(&(level, index)) {
+            Some(h) => Ok(*h),
+            None => self.stored.node(level, index),
+        }
+    }
+}
+
 impl NodeSource for Nodes<'_> {
     type Error = NodeError;
     fn node(&self, level: u8, index: u64) -> Result<Hash, NodeError> {
@@ -1429,6 +1536,17 @@ impl BlockSource for StoreSource<'_> {
         }))
     }
 
+    fn set_change(&mut self, header: &Header) -> Result<Option<SetChange>, Failure> {
+        let height = header.height;
+        match self.store.backend.get(&set_key(height)) {
+            Ok(None) => Ok(None),
+            Ok(Some(v)) => SetChange::decode(&v)
+                .map(Some)
+                .map_err(|e| Failure::block(height, "validator_set", e.to_string())),
+            Err(e) => Err(Failure::block(height, "store", e.to_string())),
+        }
+    }
+
     fn frontier_at(&mut self, header: &Header) -> Result<Frontier, Failure> {
         Frontier::from_source(&self.store.nodes(), header.tree_size)
             .map_err(|e| Failure::block(header.height, "merkle", e.to_string()))
@@ -1441,6 +1559,32 @@ impl BlockSource for StoreSource<'_> {
 
     fn check_derived(&mut self, block: &Block, advance: &Advance) -> Result<(), Failure> {
         let height = block.header.height;
+        // The set-change record: there exactly when the block has a validator-set entry, and
+        // naming that entry.
+        let recorded = self.set_change(&block.header)?;
+        match (&advance.validators, recorded) {
+            (None, None) => {}
+            (Some((i, _)), Some(rec)) if rec.entry == block.entries[*i] => {
+                rec.check(
+                    &block.header,
+                    Some(block.header.tree_size - block.entries.len() as u64),
+                )?;
+            }
+            (Some(_), _) => {
+                return Err(Failure::block(
+                    height,
+                    "validator_set",
+                    "the block's validator-set entry has no matching set-change record",
+                ))
+            }
+            (None, Some(_)) => {
+                return Err(Failure::block(
+                    height,
+                    "validator_set",
+                    "a set-change record for a block without a validator-set entry",
+                ))
+            }
+        }
         // A block completes a contiguous run of nodes on each level: read each run with one
         // range scan rather than one lookup per node.
         let mut levels: Vec<Vec<(u64, Hash)>> = Vec::new();

@@ -18,7 +18,7 @@ use surplus_contracts::{decode_fill, encode_fill, BlockMaker, Replay, Settlement
 use surplus_ledger::testutil::{certificate, key, owner_signature, TestChain};
 use surplus_ledger::{
     Auth, Block, Certificate, CommitSig, Entry, EntryKind, Hook, NoHook, PublicKey, SecretKey,
-    Signature,
+    Signature, ValidatorSet,
 };
 use surplus_market::HOUR_MS;
 use surplus_store::export::{Reader, MAGIC, VERSION};
@@ -278,6 +278,30 @@ fn owned_validators_chain(identity_r: Option<[u8; 32]>) -> Vec<Block> {
     vec![g, b1]
 }
 
+/// The set put in force by the set-change cases: validators 1, 2, 4 and 5 with powers 1, 1, 1
+/// and 3 (total 6, so a certificate needs power 5); validators 0 and 3 are removed.
+fn new_set() -> (Vec<SecretKey>, ValidatorSet) {
+    let keys: Vec<SecretKey> = [1, 2, 4, 5].iter().map(|i| key("validator", *i)).collect();
+    let set = ValidatorSet::weighted(keys.iter().map(|k| k.public()).collect(), vec![1, 1, 1, 3])
+        .unwrap();
+    (keys, set)
+}
+
+/// The bare ledger whose block 2 holds the validator-set entry `change` (edited by `edit` before
+/// block 2 is sealed), then block 3 (the bare ledger's entries) proposed by validator 4, the new
+/// set's proposer of height 3 in round 0, and decided in round 0 by the new set's `signers`.
+fn set_change_chain(edit: impl FnOnce(&mut Block), signers: &[usize]) -> Vec<Block> {
+    let (keys, set) = new_set();
+    let mut b = bare();
+    b[2].entries.push(Entry::system(EntryKind::VALIDATOR_SET, set.encode_weighted()));
+    edit(&mut b[2]);
+    b[3].header.proposer = keys[2].public();
+    let mut b = reseal(b);
+    let h = &b[3].header;
+    b[3].certificate = certificate(CHAIN, 3, 0, &h.hash(), &keys, signers);
+    b
+}
+
 /// The first block of `blocks` holding an entry of `kind`, and its position there.
 fn find(blocks: &[Block], kind: EntryKind) -> (usize, usize) {
     blocks
@@ -389,6 +413,14 @@ fn cases() -> Vec<Case> {
     }
 
     out.add(
+        "valid-validator-set-change",
+        "ledger-format §3 (kind 4), §4 (the set in force), §6 rules 3 and 4",
+        "ledger",
+        "block 2 holds a validator-set entry: validators 1, 2, 4 and 5 with powers 1, 1, 1 and 3 (0 and 3 removed); block 3 is proposed by validator 4 (index 2 of the new set, proposer of height 3 in round 0) and decided by indices 1, 2 and 3 of the new set (power 5 of 6)",
+        Expect::Valid,
+        set_change_chain(|_| {}, &[1, 2, 3]),
+    );
+    out.add(
         "valid-certificate-vote-torsion-r",
         "ledger-format §2 (votes under ZIP-215), §4",
         "ledger",
@@ -463,6 +495,118 @@ fn cases() -> Vec<Case> {
             g.entries.remove(0);
         }),
     );
+    {
+        let (_, set) = new_set();
+        out.add(
+            "genesis-validator-set",
+            "ledger-format §6 rule 2",
+            "ledger",
+            "genesis holds a validator-set entry (at position 1) beside its validators entry",
+            invalid_entry(0, "entry.kind", 1),
+            genesis_edit(|g| {
+                g.entries.insert(1, Entry::system(EntryKind::VALIDATOR_SET, set.encode_weighted()))
+            }),
+        );
+    }
+    {
+        // Block 2 holds the change; its own entries come first, so the change is its third.
+        let b = set_change_chain(|_| {}, &[0, 1, 2]);
+        out.add(
+            "certificate-new-set-no-quorum",
+            "ledger-format §4 (voting power), §6 rule 3",
+            "ledger",
+            "block 3 is decided by indices 0, 1 and 2 of the new set: three of its four validators, but power 3 of 6 where more than 4 is needed",
+            invalid(3, "certificate"),
+            b,
+        );
+        let mut b = set_change_chain(|_| {}, &[1, 2, 3]);
+        let old: Vec<SecretKey> = (0..4).map(|i| key("validator", i)).collect();
+        let h = b[3].header.hash();
+        let removed = certificate(CHAIN, 3, 0, &h, &old, &[0]).signatures[0];
+        b[3].certificate.signatures.insert(0, removed);
+        out.add(
+            "certificate-removed-validator",
+            "ledger-format §4 (the set in force), §6 rule 3",
+            "ledger",
+            "block 3's certificate also holds, at index 0, the vote of validator 0, whom block 2's validator-set entry removed: index 0 of the new set is validator 1, whose key that vote does not verify under",
+            invalid(3, "certificate"),
+            b,
+        );
+        let mut b = set_change_chain(|_| {}, &[1, 2, 3]);
+        b[3].certificate = cert(&b[3], 0, &[0, 1, 2]);
+        out.add(
+            "certificate-old-set-after-change",
+            "ledger-format §4 (the set in force), §6 rule 3",
+            "ledger",
+            "block 3 is decided by validators 0, 1 and 2 of the genesis set, which block 2's validator-set entry replaced",
+            invalid(3, "certificate"),
+            b,
+        );
+        let (keys, _) = new_set();
+        let mut b = set_change_chain(|_| {}, &[1, 2, 3]);
+        b[3].header.proposer = key("validator", 0).public();
+        let h = b[3].header.hash();
+        b[3].certificate = certificate(CHAIN, 3, 3, &h, &keys, &[1, 2, 3]);
+        out.add(
+            "proposer-removed-validator",
+            "ledger-format §6 rule 3 (proposer of the set in force)",
+            "ledger",
+            "block 3 is proposed by validator 0, whom block 2's validator-set entry removed, and decided by the new set in round 3",
+            invalid(3, "header.proposer"),
+            b,
+        );
+        let b = set_change_chain(
+            |b| {
+                let e = b.entries.pop().unwrap();
+                b.entries.push(Entry::signed(CHAIN, e.kind, e.payload, &key("validator", 0)));
+            },
+            &[1, 2, 3],
+        );
+        let at = global(&b, 2, b[2].entries.len() - 1);
+        out.add(
+            "validator-set-signed",
+            "ledger-format §6 rule 4",
+            "ledger",
+            "block 2's validator-set entry is signed by validator 0 instead of being a system entry",
+            invalid_entry(2, "entry.auth", at),
+            b,
+        );
+        let b = set_change_chain(
+            |b| {
+                let e = b.entries.last().unwrap().clone();
+                b.entries.push(e);
+            },
+            &[1, 2, 3],
+        );
+        let at = global(&b, 2, b[2].entries.len() - 1);
+        out.add(
+            "validator-set-twice",
+            "ledger-format §6 rule 4",
+            "ledger",
+            "block 2 holds the same validator-set entry twice",
+            invalid_entry(2, "entry.kind", at),
+            b,
+        );
+        let b = set_change_chain(
+            |b| {
+                let mut e = b.entries.pop().unwrap();
+                // The last validator's power (the payload's last 8 bytes) becomes 0.
+                let n = e.payload.len();
+                e.payload[n - 8..].copy_from_slice(&[0; 8]);
+                b.entries.push(e);
+            },
+            &[1, 2, 3],
+        );
+        let at = global(&b, 2, b[2].entries.len() - 1);
+        out.add(
+            "validator-set-power-zero",
+            "ledger-format §3 (kind 4 payload), §6 rule 4",
+            "ledger",
+            "block 2's validator-set entry gives validator 5 voting power 0",
+            invalid_entry(2, "entry.payload", at),
+            b,
+        );
+    }
     out.add(
         "genesis-two-validators",
         "ledger-format §6 rule 2",

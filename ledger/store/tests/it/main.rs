@@ -6,3 +6,4 @@ mod base;
 mod crash;
 mod golden;
 mod store;
+mod validators;

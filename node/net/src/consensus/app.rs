@@ -608,17 +608,18 @@ impl App {
         let height = Height(block.header.height);
         let id = ValueId(block.header.hash());
         let round = Round::new(block.certificate.round);
+        // The certificate names validators of the set in force at its height.
+        let keys =
+            self.chain.store.validators_at(height.0).map(|s| s.validators).unwrap_or_default();
         let commit_signatures = block
             .certificate
             .signatures
             .iter()
             .filter_map(|s| {
-                self.chain.validators.validators.get(usize::from(s.validator)).map(|v| {
-                    ExtendedCommitSignature {
-                        address: v.address,
-                        signature: Signature::from_bytes(s.signature.0),
-                        extension: None,
-                    }
+                keys.get(usize::from(s.validator)).map(|key| ExtendedCommitSignature {
+                    address: Address(*key),
+                    signature: Signature::from_bytes(s.signature.0),
+                    extension: None,
                 })
             })
             .collect();

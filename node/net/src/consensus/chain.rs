@@ -190,8 +190,8 @@ impl Chain {
             progress(h, height);
         }
         let newest_snapshot = snapshot::heights(&snapshots).last().copied();
-        let validators = ValidatorSet::new(&store_validators(&store)?)
-            .map_err(|e| anyhow::anyhow!("genesis validators: {e}"))?;
+        let validators = ValidatorSet::from_ledger(&store_validators(&store)?)
+            .map_err(|e| anyhow::anyhow!("validators: {e}"))?;
         // It holds the values of the heights not yet decided, cleared at each commit: a small
         // page cache is plenty (sled's default is 1 GiB).
         let db = sled::Config::new()
@@ -525,6 +525,11 @@ impl Chain {
         let mut block = (*checked.block).clone();
         block.certificate = Certificate { round, signatures: sigs };
         self.store.append(&block).with_context(|| format!("cannot append block {height}"))?;
+        if surplus_ledger::set_change(&block, 0)?.is_some() {
+            // The block's validator-set entry decides the heights after it.
+            self.validators = ValidatorSet::from_ledger(&store_validators(&self.store)?)
+                .map_err(|e| anyhow::anyhow!("validators after block {height}: {e}"))?;
+        }
         self.history
             .record(height, &checked.applied.ended)
             .with_context(|| format!("cannot record the leases that ended in block {height}"))?;
@@ -558,9 +563,10 @@ impl Chain {
     }
 }
 
-fn store_validators(store: &Store) -> Result<Vec<surplus_ledger::PublicKey>> {
+/// The validator set in force for the block after the store's head.
+fn store_validators(store: &Store) -> Result<surplus_ledger::ValidatorSet> {
     let state = store.state().context("the store has no genesis")?;
-    Ok(state.validators.validators.clone())
+    Ok(state.validators.clone())
 }
 
 /// The maker after the newest snapshot that a store starting above genesis can replay from (its

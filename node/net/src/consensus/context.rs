@@ -216,13 +216,15 @@ impl core::ProposalPart<Ctx> for ProposalPart {
     }
 }
 
-/// A validator with equal voting power.
+/// A validator and its voting power.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Validator {
     /// Its address.
     pub address: Address,
     /// Its key in the engine's signing scheme.
     pub public_key: ConsensusKey,
+    /// Its voting power (1 for every genesis validator).
+    pub power: u64,
 }
 
 impl core::Validator<Ctx> for Validator {
@@ -233,11 +235,12 @@ impl core::Validator<Ctx> for Validator {
         &self.public_key
     }
     fn voting_power(&self) -> u64 {
-        1
+        self.power
     }
 }
 
-/// The genesis validator set, in genesis order (a certificate names validators by this index).
+/// The validator set of a height, in the ledger's order (a certificate names validators by this
+/// index).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ValidatorSet {
     /// Validators.
@@ -245,13 +248,22 @@ pub struct ValidatorSet {
 }
 
 impl ValidatorSet {
-    /// The set of `keys`; fails on a key that is not a valid ed25519 point.
+    /// The set of `keys`, each with voting power 1; fails on a key that is not a valid ed25519
+    /// point.
     pub fn new(keys: &[PublicKey]) -> Result<Self, String> {
+        Self::weighted(keys.iter().map(|k| (*k, 1)))
+    }
+
+    /// The engine's form of a ledger validator set.
+    pub fn from_ledger(set: &surplus_ledger::ValidatorSet) -> Result<Self, String> {
+        Self::weighted(set.validators.iter().copied().zip(set.powers.iter().copied()))
+    }
+
+    fn weighted(keys: impl Iterator<Item = (PublicKey, u64)>) -> Result<Self, String> {
         let validators = keys
-            .iter()
-            .map(|k| {
+            .map(|(k, power)| {
                 ConsensusKey::from_bytes(k.0)
-                    .map(|public_key| Validator { address: Address(*k), public_key })
+                    .map(|public_key| Validator { address: Address(k), public_key, power })
                     .map_err(|e| format!("validator key {k}: {e}"))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -269,7 +281,7 @@ impl core::ValidatorSet<Ctx> for ValidatorSet {
         self.validators.len()
     }
     fn total_voting_power(&self) -> u64 {
-        self.validators.len() as u64
+        self.validators.iter().map(|v| v.power).sum()
     }
     fn get_by_address(&self, address: &Address) -> Option<&Validator> {
         self.validators.iter().find(|v| v.address == *address)
