@@ -5,7 +5,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use surplus_contracts::{Code, State};
 use surplus_ledger::bundle::ProofBundle;
-use surplus_ledger::{Block, Entry, Hash, PublicKey, SignedCheckpoint};
+use surplus_ledger::{Block, Entry, Hash, PublicKey, SignedCheckpoint, ValidatorSet};
 use surplus_market::Market;
 
 use crate::metrics::Metrics;
@@ -68,8 +68,9 @@ pub trait Node: Send + Sync + 'static {
     /// The latest signed checkpoint this node holds from each signer (its own first).
     fn checkpoints(&self) -> Vec<SignedCheckpoint>;
 
-    /// The genesis validator set, in genesis order.
-    fn validators(&self) -> Vec<PublicKey>;
+    /// The validator set that decides block `height` (at most the head's + 1): genesis's, or
+    /// the one the latest `validator-set` entry below `height` put in force.
+    fn validator_set(&self, height: u64) -> Result<ValidatorSet, LedgerError>;
 
     /// Writes (or reuses) an export of the whole ledger at the current head in the format of
     /// `surplus ledger export`, and returns its path and height.

@@ -823,13 +823,15 @@ async function runStateProof(textValue, result) {
   result.replaceChildren(h("p", {}, "Fetching the validator set…"));
   let chain;
   try {
-    chain = await api("chain");
+    // The set that decides the proof's block.
+    const at = Number.isInteger(doc?.header?.height) ? `?height=${doc.header.height}` : "";
+    chain = await api(`chain${at}`);
   } catch (e) {
     result.dataset.result = "fail";
     result.replaceChildren(h("p", { class: "msg error" }, `Cannot fetch the validator set: ${e.message}`));
     return;
   }
-  const r = await verifyStateProof(doc, { chainId: chain.chain_id, validators: chain.validators });
+  const r = await verifyStateProof(doc, { chainId: chain.chain_id, validators: chain.validators, powers: chain.powers });
   const what = r.kind === "lease" ? `lease ${r.key?.slice(0, 12)}…` : `account ${r.key?.slice(0, 12)}…`;
   let verdict;
   if (!r.ok) verdict = `FAIL: ${r.reason}`;
@@ -946,7 +948,8 @@ async function checkCertificateSignatures(header, hash, cert) {
   const sigs = cert?.signatures ?? [];
   if (!sigs.length) return { results: [] };
   try {
-    const chain = await api("chain");
+    // The set that decides this height (a set change puts a new one in force).
+    const chain = await api(`chain?height=${header.height}`);
     if (headerHash(header) && toHex(headerHash(header)) !== hash) {
       return { results: sigs.map(() => false), note: "The header does not hash to the block hash the node gave." };
     }
@@ -960,8 +963,9 @@ async function checkCertificateSignatures(header, hash, cert) {
       return verifyZip215(fromHex(key), msg, fromHex(s.signature));
     }));
     const valid = results.filter(Boolean).length;
-    const needed = quorumOf(chain.validators.length);
-    return { results, note: `${valid} valid of a quorum of ${needed} needed (${chain.validators.length} validators, as this node lists them).` };
+    const power = sigs.reduce((t, s, i) => t + (results[i] ? Number(chain.powers?.[s.validator] ?? 1) : 0), 0);
+    const needed = chain.quorum ?? quorumOf(chain.validators.length);
+    return { results, note: `${valid} valid, voting power ${power} of a quorum of ${needed} needed (${chain.validators.length} validators with power ${chain.total_power ?? chain.validators.length} in the set of height ${header.height}, as this node lists them).` };
   } catch (e) {
     return { results: [], note: `Signatures not checked: ${e.message}` };
   }
@@ -978,13 +982,16 @@ async function runVerify(lease, result) {
   let bundle;
   let chain;
   try {
-    [bundle, chain] = await Promise.all([api(`leases/${lease}/proof`), api("chain")]);
+    bundle = await api(`leases/${lease}/proof`);
+    // The set that decides the proof's block.
+    const at = Number.isInteger(bundle?.header?.height) ? `?height=${bundle.header.height}` : "";
+    chain = await api(`chain${at}`);
   } catch (e) {
     result.dataset.result = "fail";
     result.replaceChildren(h("p", { class: "msg error" }, `Cannot fetch what to verify: ${e.message}`));
     return;
   }
-  const r = await verifyBundle(bundle, { validators: chain.validators, leaseId: lease });
+  const r = await verifyBundle(bundle, { validators: chain.validators, powers: chain.powers, leaseId: lease });
   let entryText = "";
   try {
     const e = decodeEntry(Uint8Array.from(bundle.entry.match(/../g), (x) => parseInt(x, 16)));
@@ -995,7 +1002,7 @@ async function runVerify(lease, result) {
   result.dataset.result = r.ok ? "pass" : "fail";
   result.replaceChildren(
     h("p", { class: `verdict ${r.ok ? "ok" : "error"}`, "data-testid": "verify-verdict" },
-      r.ok ? `PASS: lease ${lease.slice(0, 12)}… is in the ledger (${entryText}), certified by ${chain.quorum ?? "a quorum of"} of ${chain.validators.length} validators or more.`
+      r.ok ? `PASS: lease ${lease.slice(0, 12)}… is in the ledger (${entryText}), certified by validators holding voting power ${chain.quorum ?? "a quorum"} of ${chain.total_power ?? chain.validators.length} or more.`
         : "FAIL: the proof does not hold; see the failed check below."),
     h("ul", { class: "checks" }, r.checks.map((c) =>
       h("li", { class: c.ok ? "ok" : "error", "data-check": c.name, "data-ok": c.ok ? "true" : "false" },

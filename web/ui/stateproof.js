@@ -155,7 +155,7 @@ function uint(v, what) {
  * Returns {ok, reason, kind, key, present, item, height, header_hash, state_root, signers,
  * validators}; never throws.
  */
-export async function verifyStateProof(doc, { chainId, validators, certificateChecker } = {}) {
+export async function verifyStateProof(doc, { chainId, validators, powers, certificateChecker } = {}) {
   const summary = {};
   const fail = (reason) => ({ ok: false, reason, ...summary });
   try {
@@ -206,7 +206,7 @@ export async function verifyStateProof(doc, { chainId, validators, certificateCh
     } else {
       await checkCertificate(h, hh, doc.certificate, validators, (_name, ok, detail) => {
         if (!ok) certProblem = detail;
-      });
+      }, powers);
     }
     if (certProblem) return fail(`the certificate does not decide the header: ${certProblem}`);
     summary.signers = doc.certificate?.signatures?.length ?? 0;

@@ -43,16 +43,16 @@ export function inclusionRoot(leaf, index, size, path) {
   return h;
 }
 
-/** Quorum of a validator set of `n`: more than two thirds. */
+/** Quorum of a validator set of total voting power `n`: more than two thirds. */
 export const quorumOf = (n) => Math.floor((n * 2) / 3) + 1;
 
 /**
  * Verifies `bundle` (parsed JSON). Options: `validators` (hex keys, in validator-set order) to
- * check the certificate; `expectedSigner` (hex) to require the checkpoint's signer; `leaseId`
+ * check the certificate, with `powers` (their voting powers; all 1 if absent); `expectedSigner` (hex) to require the checkpoint's signer; `leaseId`
  * (hex) to require that the entry is the fill whose id is this lease id.
  * Returns {ok, checks: [{name, ok, detail}], entry, entryId}; never throws on bad input.
  */
-export async function verifyBundle(bundle, { validators, expectedSigner, leaseId } = {}) {
+export async function verifyBundle(bundle, { validators, powers, expectedSigner, leaseId } = {}) {
   const checks = [];
   const check = (name, ok, detail) => {
     checks.push({ name, ok, detail });
@@ -122,18 +122,19 @@ export async function verifyBundle(bundle, { validators, expectedSigner, leaseId
     check("signer", false, `the checkpoint is not signed by ${expectedSigner}`);
   }
   if (validators) {
-    await checkCertificate(h, hh, bundle.certificate, validators, check);
+    await checkCertificate(h, hh, bundle.certificate, validators, check, powers);
   }
   return done({ entry, entryId: id });
 }
 
 /**
  * Checks that `cert` decides the header `h` (hashing to the hex `hh`) for `validators` (hex keys,
- * in validator-set order): indices strictly increasing and inside the set, a quorum, each
- * precommit valid under ZIP-215. Reports one "certificate" check through
- * `check(name, ok, detail)`; never throws. Also used by ./stateproof.js.
+ * in validator-set order) with voting `powers` (all 1 if absent): indices strictly increasing
+ * and inside the set, signers holding more than two thirds of the total power, each precommit
+ * valid under ZIP-215. Reports one "certificate" check through `check(name, ok, detail)`; never
+ * throws. Also used by ./stateproof.js.
  */
-export async function checkCertificate(h, hh, cert, validators, check) {
+export async function checkCertificate(h, hh, cert, validators, check, powers) {
   try {
     if (!hh) throw new Error("no header hash to check the certificate against");
     const sigs = cert?.signatures ?? [];
@@ -142,7 +143,12 @@ export async function checkCertificate(h, hh, cert, validators, check) {
       check("certificate", ok, ok ? "genesis: no certificate needed" : "genesis carries a certificate");
       return;
     }
-    const need = quorumOf(validators.length);
+    const power = (i) => (powers ? Number(powers[i]) : 1);
+    if (powers && (!Array.isArray(powers) || powers.length !== validators.length)) {
+      throw new Error(`${validators.length} validators but ${powers.length} voting powers`);
+    }
+    const total = validators.reduce((t, _v, i) => t + power(i), 0);
+    const need = quorumOf(total);
     let prev = -1;
     for (const [i, s] of sigs.entries()) {
       if (s.validator <= prev) throw new Error(`signature ${i} repeats or reorders validator ${s.validator}`);
@@ -151,7 +157,12 @@ export async function checkCertificate(h, hh, cert, validators, check) {
       }
       prev = s.validator;
     }
-    if (sigs.length < need) throw new Error(`${sigs.length} signatures, a quorum of ${need} is needed`);
+    const signed = sigs.reduce((t, s) => t + power(s.validator), 0);
+    if (signed < need) {
+      throw new Error(powers
+        ? `signatures hold voting power ${signed}, a quorum of ${need} is needed`
+        : `${sigs.length} signatures, a quorum of ${need} is needed`);
+    }
     const msg = voteBytes(h.chain_id, h.height, cert.round, PRECOMMIT, fromHex(hh, 32));
     for (const [i, s] of sigs.entries()) {
       const key = validators[s.validator];
@@ -159,8 +170,9 @@ export async function checkCertificate(h, hh, cert, validators, check) {
         fromHex(s.signature, 64, "certificate signature"));
       if (!ok) throw new Error(`signature ${i} (validator ${s.validator}, ${key}) is invalid`);
     }
-    check("certificate", true,
-      `${sigs.length} of ${validators.length} validators signed the header in round ${cert.round} (quorum ${need})`);
+    check("certificate", true, powers
+      ? `${sigs.length} of ${validators.length} validators (power ${signed} of ${total}) signed the header in round ${cert.round} (quorum ${need})`
+      : `${sigs.length} of ${validators.length} validators signed the header in round ${cert.round} (quorum ${need})`);
   } catch (e) {
     check("certificate", false, e.message);
   }

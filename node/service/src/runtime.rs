@@ -572,8 +572,16 @@ impl surplus_web::Node for Api {
         self.0.web.checkpoints()
     }
 
-    fn validators(&self) -> Vec<PublicKey> {
-        self.0.validators.clone()
+    fn validator_set(
+        &self,
+        height: u64,
+    ) -> Result<surplus_ledger::ValidatorSet, surplus_web::LedgerError> {
+        self.0
+            .web
+            .with_ledger(height.saturating_sub(1), |s| {
+                s.validators_at(height).ok_or(surplus_store::Error::Empty)
+            })
+            .map_err(surplus_web::LedgerError::Failed)
     }
 
     async fn export(&self) -> Result<(PathBuf, u64), surplus_web::LedgerError> {

@@ -137,10 +137,18 @@ pub struct FaucetGrant {
 pub struct ChainView {
     /// The chain id entries are signed for.
     pub chain_id: String,
-    /// Validator keys, in genesis order (a certificate names a validator by its index here).
+    /// The height whose block this validator set decides: `?height=` if given, otherwise the
+    /// block after the head.
+    pub height: u64,
+    /// Validator keys, in the set's order (a certificate names a validator by its index here).
     pub validators: Vec<PublicKey>,
-    /// Signatures that decide a block: more than two thirds of the validators.
-    pub quorum: usize,
+    /// Each validator's voting power, in the same order (1 for every genesis validator).
+    pub powers: Vec<u64>,
+    /// The set's total voting power.
+    pub total_power: u64,
+    /// Voting power that decides a block: more than two thirds of `total_power` (with powers of
+    /// 1, the number of signatures).
+    pub quorum: u64,
 }
 
 /// An account's committed state (an account never seen is empty).

@@ -117,7 +117,14 @@ pub(crate) async fn block(
     let height = height.into_inner();
     let recent = ctx.node.block(height);
     let view = match super::off_worker(&ctx, move |n| n.ledger_block(height)).await? {
-        Ok(Some(b)) => full(b, recent, &ctx.node.validators(), q.entries.unwrap_or(true)),
+        Ok(Some(b)) => {
+            // The certificate names validators of the set that decides this height.
+            let set =
+                super::off_worker(&ctx, move |n| n.validator_set(height)).await?.map_err(|e| {
+                    e.into_api(&format!("reading the validator set of height {height}"))
+                })?;
+            full(b, recent, &set.validators, q.entries.unwrap_or(true))
+        }
         Ok(None) => None.ok_or_else(|| unknown(height, &ctx))?,
         Err(e) => return Err(e.into_api(&format!("reading block {height}"))),
     };

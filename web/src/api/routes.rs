@@ -188,11 +188,16 @@ pub(crate) fn routes() -> Vec<Route> {
         Route {
             method: get.clone(),
             path: "/api/v1/chain",
-            summary: "The chain id, the genesis validators and the quorum.",
-            params: vec![],
+            summary: "The chain id and the validator set, with voting powers and quorum, that \
+                      decides a height (by default the block after the head).",
+            params: vec![query(
+                "height",
+                "integer",
+                "the height whose deciding validator set to give; at most the head's + 1",
+            )],
             body: None,
             answer: json::<api::ChainView>(200, "The chain"),
-            errors: &[],
+            errors: &[400, 404],
             handler: Some(|| web::to(chain::chain)),
         },
         Route {

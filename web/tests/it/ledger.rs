@@ -16,7 +16,21 @@ async fn chain_names_the_validators_and_quorum() {
     assert_eq!(s, StatusCode::OK, "{v}");
     assert_eq!(v["chain_id"], CHAIN);
     assert_eq!(v["validators"], serde_json::json!([w.provider.public().to_string()]));
+    assert_eq!((v["powers"].clone(), v["total_power"].clone()), (serde_json::json!([1]), 1.into()));
     assert_eq!(v["quorum"], 1);
+    let next = w.node.status().height + 1;
+    assert_eq!(v["height"], next);
+    // Any height up to the head's + 1; the genesis set decides them all on this chain.
+    let (s, at) = call!(app, TestRequest::get().uri("/api/v1/chain?height=1"));
+    assert_eq!(s, StatusCode::OK, "{at}");
+    assert_eq!(
+        (at["height"].clone(), at["validators"].clone()),
+        (1.into(), v["validators"].clone())
+    );
+    let (s, e) = call!(app, TestRequest::get().uri(&format!("/api/v1/chain?height={}", next + 1)));
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_block")));
+    let (s, e) = call!(app, TestRequest::get().uri("/api/v1/chain?height=x"));
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
     let (s, v) = call!(app, TestRequest::post().uri("/api/v1/chain"));
     assert_eq!(s, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(v["error"]["code"], "method_not_allowed");

@@ -57,6 +57,27 @@ test("another validator set fails the certificate", async () => {
   assert.equal(r.checks.find((c) => c.name === "certificate").ok, false);
 });
 
+test("the quorum is voting power when powers are given", async () => {
+  // Validators 1, 2 and 3 sign with power 3 of 12 (validator 0 holds 9): no quorum.
+  const b = copy();
+  b.certificate.signatures.splice(0, 1);
+  const heavy = await verifyBundle(b, { ...opts, powers: [9, 1, 1, 1] });
+  const cert = heavy.checks.find((c) => c.name === "certificate");
+  assert.equal(cert.ok, false);
+  assert.match(cert.detail, /voting power 3, a quorum of 9/);
+  // With powers 1, 3, 3 and 5 all four pass, and validators 1, 2 and 3 alone hold 11 of 12.
+  const light = await verifyBundle(copy(), { ...opts, powers: [1, 3, 3, 5] });
+  assert.ok(light.ok, JSON.stringify(light.checks, null, 1));
+  const b2 = copy();
+  b2.certificate.signatures.splice(0, 1);
+  const r = await verifyBundle(b2, { ...opts, powers: [1, 3, 3, 5] });
+  assert.ok(r.ok, JSON.stringify(r.checks, null, 1));
+  assert.match(r.checks.find((c) => c.name === "certificate").detail, /power 11 of 12/);
+  // Powers that do not match the validators are refused.
+  const odd = await verifyBundle(copy(), { ...opts, powers: [1, 1] });
+  assert.equal(odd.checks.find((c) => c.name === "certificate").ok, false);
+});
+
 test("another lease id fails", async () => {
   const r = await verifyBundle(copy(), { ...opts, leaseId: "00".repeat(32) });
   assert.equal(r.ok, false);
