@@ -4,8 +4,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::block::{
-    validate_chain_id, Auth, Block, EntryKind, Header, ValidatorSet, HEADER_VERSION,
-    MAX_ENTRY_PAYLOAD,
+    decode_head, validate_chain_id, Auth, Block, Certificate, EntryKind, Header, ValidatorSet,
+    HEADER_VERSION, MAX_ENTRY_PAYLOAD,
 };
 use crate::crypto::BatchVerifier;
 use crate::encoding::{DecodeError, Reader, Writer};
@@ -268,6 +268,9 @@ impl ChainState {
     }
 }
 
+/// Largest encoded header and certificate: a header (at most 360 bytes) and 1,024 signatures.
+const MAX_HEAD_BYTES: usize = 512 + 66 * crate::MAX_VALIDATORS;
+
 /// The validator set a block's `validator-set` entry puts in force from the next block, with
 /// the entry's position: at most one such entry, a system entry with a valid payload. `first`
 /// is the ledger index of the block's first entry, for the failure.
@@ -414,13 +417,17 @@ pub(crate) fn verify_entries(
     Ok(n)
 }
 
-/// A block's `validator-set` entry with its inclusion proof under that block's Merkle root:
-/// what a source keeps of a set change once it no longer holds the block's entries (a pruned
-/// store), so that the set in force at every height stays checkable from the headers.
+/// A block's `validator-set` entry with its inclusion proof under that block's Merkle root,
+/// and the block's header and certificate: what a source keeps of a set change once it no longer
+/// holds the block's entries (a pruned store, one started from a snapshot, a snapshot itself),
+/// so that the set in force at every height stays checkable from genesis by following the
+/// changes, each certified by the set before it ([`follow_set_changes`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SetChange {
-    /// Height of the block holding the entry; the set is in force from the next block.
-    pub height: u64,
+    /// The header of the block holding the entry; the set is in force from the next block.
+    pub header: Header,
+    /// Its certificate.
+    pub certificate: Certificate,
     /// The `validator-set` entry.
     pub entry: Entry,
     /// Its inclusion proof in the tree after the block (index, the block's tree size, path).
@@ -428,11 +435,23 @@ pub struct SetChange {
 }
 
 impl SetChange {
-    /// Encoding: height:u64 ‖ index:u64 ‖ tree_size:u64 ‖ entry:bytes ‖ count:u8 ‖ hash × count.
+    /// The height of the block holding the entry.
+    pub fn height(&self) -> u64 {
+        self.header.height
+    }
+
+    /// Encoding: var(header ‖ certificate) ‖ index:u64 ‖ var(entry) ‖ count:u8 ‖ hash × count.
     pub fn encode(&self) -> Vec<u8> {
+        let head = Block {
+            header: self.header.clone(),
+            entries: Vec::new(),
+            certificate: self.certificate.clone(),
+        }
+        .encode_head();
         let entry = self.entry.encode();
-        let mut w = Writer::with_capacity(entry.len() + 32 * self.proof.path.len() + 40);
-        w.u64(self.height).u64(self.proof.index).u64(self.proof.tree_size).bytes(&entry);
+        let mut w =
+            Writer::with_capacity(head.len() + entry.len() + 32 * self.proof.path.len() + 24);
+        w.bytes(&head).u64(self.proof.index).bytes(&entry);
         w.u8(self.proof.path.len() as u8);
         for h in &self.proof.path {
             w.raw(h);
@@ -443,9 +462,8 @@ impl SetChange {
     /// Decodes one record.
     pub fn decode(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut r = Reader::new(bytes);
-        let height = r.u64("set_change.height")?;
+        let (header, certificate) = decode_head(r.bytes("set_change.head", MAX_HEAD_BYTES)?)?;
         let index = r.u64("set_change.index")?;
-        let tree_size = r.u64("set_change.tree_size")?;
         let entry = Entry::decode(r.bytes("set_change.entry", MAX_ENTRY_PAYLOAD + 256)?)?;
         let n = r.u8("set_change.path")?;
         let mut path = Vec::with_capacity(usize::from(n));
@@ -453,22 +471,24 @@ impl SetChange {
             path.push(r.array("set_change.hash")?);
         }
         r.finish()?;
-        Ok(Self { height, entry, proof: InclusionProof { index, tree_size, path } })
+        let tree_size = header.tree_size;
+        Ok(Self { header, certificate, entry, proof: InclusionProof { index, tree_size, path } })
     }
 
-    /// Checks the record against the header of its block (`after`: the tree size before the
-    /// block, when known) and returns the set it puts in force.
-    pub fn check(&self, header: &Header, after: Option<u64>) -> Result<ValidatorSet, Failure> {
+    /// Checks that the entry is a system validator-set entry in its block (`after`: the tree
+    /// size before the block, when known), proved under the header's Merkle root, and returns
+    /// the set it puts in force. The certificate is not checked here.
+    pub fn check(&self, after: Option<u64>) -> Result<ValidatorSet, Failure> {
+        let header = &self.header;
         let height = header.height;
         let at = self.proof.index;
         let bad = |field: &str, reason: String| Err(Failure::entry(height, at, field, reason));
-        if self.height != height || self.proof.tree_size != header.tree_size {
+        if self.proof.tree_size != header.tree_size || at >= header.tree_size {
             return bad(
                 "validator_set",
                 format!(
-                    "the record is for height {} with {} entries, the header is height {height} \
-                     with {}",
-                    self.height, self.proof.tree_size, header.tree_size
+                    "entry {at} of a tree of {} entries, the header's has {}",
+                    self.proof.tree_size, header.tree_size
                 ),
             );
         }
@@ -483,4 +503,39 @@ impl SetChange {
         ValidatorSet::decode_weighted(&self.entry.payload)
             .map_err(|e| Failure::entry(height, at, "entry.payload", e.to_string()))
     }
+}
+
+/// Follows `changes` (in height order, each above the last) from the genesis set `genesis`
+/// of chain `chain_id`: each change's block must be decided by the set in force at its height
+/// (certificate and proposer), and its entry proved under that block's root. Returns the sets
+/// by the first height each decides, genesis's at 0.
+pub fn follow_set_changes(
+    chain_id: &str,
+    genesis: &ValidatorSet,
+    changes: &[SetChange],
+) -> Result<std::collections::BTreeMap<u64, ValidatorSet>, Failure> {
+    let mut sets = std::collections::BTreeMap::from([(0, genesis.clone())]);
+    let mut current = genesis.clone();
+    let mut last = 0;
+    for c in changes {
+        let h = &c.header;
+        if h.height <= last || h.chain_id != chain_id {
+            return Err(Failure::block(
+                h.height,
+                "validator_set",
+                format!(
+                    "a set change of chain {:?} at height {} after one at {last}",
+                    h.chain_id, h.height
+                ),
+            ));
+        }
+        c.certificate
+            .verify(chain_id, h.height, &h.hash(), &current)
+            .map_err(|e| Failure::block(h.height, "certificate", e.to_string()))?;
+        check_proposer(&current, h, c.certificate.round)?;
+        current = c.check(None)?;
+        last = h.height;
+        sets.insert(h.height + 1, current.clone());
+    }
+    Ok(sets)
 }

@@ -37,7 +37,10 @@ pub use block::{
     CommitSig, Entry, EntryKind, Header, ValidatorSet, VoteKind, HEADER_VERSION, MAX_BLOCK_ENTRIES,
     MAX_ENTRY_PAYLOAD, MAX_TOTAL_POWER, MAX_VALIDATORS,
 };
-pub use chain::{genesis_validators, set_change, Advance, ChainState, Checks, Failure, SetChange};
+pub use chain::{
+    follow_set_changes, genesis_validators, set_change, Advance, ChainState, Checks, Failure,
+    SetChange,
+};
 pub use checkpoint::{Checkpoint, Conflict, SignedCheckpoint};
 pub use crypto::{
     parse_hex, verify_strict, verify_vote, BatchVerifier, PublicKey, SecretKey, Signature,

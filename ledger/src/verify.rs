@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::block::{hex_hash, Block, Certificate, Header, HEADER_VERSION};
 use crate::chain::{
-    check_proposer, verify_entries, Advance, ChainState, Checks, Failure, SetChange,
+    check_proposer, follow_set_changes, verify_entries, Advance, ChainState, Checks, Failure,
+    SetChange,
 };
 use crate::merkle::{Blake3, Frontier};
 use crate::Hash;
@@ -39,6 +40,12 @@ pub trait BlockSource {
     /// the set it puts in force.
     fn set_change(&mut self, _header: &Header) -> Result<Option<SetChange>, Failure> {
         Ok(None)
+    }
+    /// The set changes in blocks below `height`, in height order, when the first header held
+    /// after genesis is at `height` > 1 (a store started from a snapshot's base): the audit
+    /// follows them from genesis to know the set that decides that header.
+    fn set_changes_below(&mut self, _height: u64) -> Result<Vec<SetChange>, Failure> {
+        Ok(Vec::new())
     }
     /// How many blocks the source holds, if it knows (for progress).
     fn len_hint(&self) -> Option<u64> {
@@ -157,8 +164,8 @@ pub struct Report {
     /// 0 when the header chain was checked link by link from genesis. Otherwise the height of
     /// the first header after genesis that the ledger holds (a store started from a snapshot's
     /// base): the headers between are not held, so that header is vouched for by its
-    /// certificate from the validator set the source says was in force (the set changes the
-    /// source gives by [`BlockSource::set_change`] are checked when their headers are).
+    /// certificate from the validator set in force at its height, which the audit derives by
+    /// following the set changes below it from genesis ([`BlockSource::set_changes_below`]).
     #[serde(default)]
     pub headers_from: u64,
 }
@@ -218,11 +225,23 @@ pub fn verify(
         }
         if gap {
             headers_from = header.height;
+            let below = source.set_changes_below(header.height)?;
+            let sets = follow_set_changes(&state.chain_id, &state.validators, &below)?;
+            if let Some((_, set)) = sets.range(..=header.height).next_back() {
+                state.validators = set.clone();
+            }
         }
         signatures += check_header(&state, &header, &certificate, gap, options.checks)?;
         if let Some(change) = source.set_change(&header)? {
+            if change.header != header || change.certificate != certificate {
+                return Err(Failure::block(
+                    header.height,
+                    "validator_set",
+                    "the set-change record holds another header or certificate than the block",
+                ));
+            }
             let after = (!gap).then_some(state.head.tree_size);
-            state.validators = change.check(&header, after)?;
+            state.validators = change.check(after)?;
         }
         state.head_hash = header.hash();
         state.head = header;

@@ -147,7 +147,7 @@ fn main() {
         let (b, _) = maker.next(&orders, t::T0, proposer).expect("a sample block");
         let b = t::certify(b);
         let mut chunks = Vec::new();
-        let m = snapshot::build(&maker.state, &b.header, &b.certificate, maker.frontier(), &mut |_, c| {
+        let m = snapshot::build(&maker.state, &b.header, &b.certificate, maker.frontier(), Vec::new(), &mut |_, c| {
             chunks.push(c.to_vec());
             Ok(())
         })

@@ -707,39 +707,52 @@ impl Store {
         let mut out = Vec::new();
         for r in self.backend.range(b"V", b"W") {
             let (k, v) = r?;
+            let height = key_number(&k);
             let change = SetChange::decode(&v).map_err(|e| {
-                Error::Damaged(Failure::block(key_number(&k), "validator_set", e.to_string()))
+                Error::Damaged(Failure::block(height, "validator_set", e.to_string()))
             })?;
+            if change.height() != height {
+                return Err(Error::Damaged(Failure::block(
+                    height,
+                    "validator_set",
+                    format!("the record under this height is for height {}", change.height()),
+                )));
+            }
             out.push(change);
         }
         Ok(out)
     }
 
-    /// Reads and checks the set-change records against their blocks' headers.
+    /// Reads the set-change records, follows them from the genesis set and checks each
+    /// against its block's header where that is held.
     fn load_sets(&mut self, genesis: ValidatorSet) -> Result<(), Error> {
-        let mut sets = BTreeMap::from([(0, genesis)]);
-        for change in self.set_changes()? {
-            let height = change.height;
+        let changes = self.set_changes()?;
+        let chain_id = self.read_block(0)?.header.chain_id;
+        for c in &changes {
+            let height = c.height();
             if height == 0 || self.height().is_some_and(|h| height > h) {
-                // Only a block past the head can leave such a record: see the head checks.
                 return Err(Error::Damaged(Failure::block(
                     height,
                     "validator_set",
                     "a set-change record for a block that is not stored",
                 )));
             }
-            let set = match self.read_head(height) {
-                Ok((header, _)) => change.check(&header, None).map_err(Error::Damaged)?,
+            match self.read_head(height) {
+                Ok((header, _)) if header == c.header => {}
+                Ok(_) => {
+                    return Err(Error::Damaged(Failure::block(
+                        height,
+                        "validator_set",
+                        "the set-change record holds another header than the stored block",
+                    )))
+                }
                 // A store started from a snapshot's base holds no header below it.
-                Err(Error::Pruned { .. }) => ValidatorSet::decode_weighted(&change.entry.payload)
-                    .map_err(|e| {
-                    Error::Damaged(Failure::block(height, "validator_set", e.to_string()))
-                })?,
+                Err(Error::Pruned { .. }) => {}
                 Err(e) => return Err(e),
-            };
-            sets.insert(height + 1, set);
+            }
         }
-        self.sets = sets;
+        self.sets = surplus_ledger::follow_set_changes(&chain_id, &genesis, &changes)
+            .map_err(Error::Damaged)?;
         Ok(())
     }
 
@@ -758,7 +771,12 @@ impl Store {
         let source = Pending { stored: self.nodes(), fresh };
         let proof = merkle::prove_inclusion::<Blake3, _>(&source, index, size)
             .map_err(|e| self.prove_error(e, "entry", index))?;
-        Ok(SetChange { height: block.header.height, entry: block.entries[i].clone(), proof })
+        Ok(SetChange {
+            header: block.header.clone(),
+            certificate: block.certificate.clone(),
+            entry: block.entries[i].clone(),
+            proof,
+        })
     }
 
     /// The chain state at the head, if there is a genesis block.
@@ -834,17 +852,20 @@ impl Store {
     /// it holds `genesis`, the header and certificate `base` of a later block, and the Merkle
     /// `frontier` after that block, and [`Store::append`] goes on from the block after it.
     ///
-    /// Refused unless `genesis` is a valid genesis block, `base` is a block after it of the
-    /// same chain that passes the header checks `append` runs with certificates checked (its
-    /// certificate decides it for the genesis validators, its proposer may propose it; at
-    /// height 1 it links to genesis), and `frontier` has the base's tree size and gives its
-    /// Merkle root. Everything is written in one batch and flushed before this returns.
+    /// Refused unless `genesis` is a valid genesis block, `changes` are the set changes below
+    /// the base in height order, each decided by the set in force at its height
+    /// ([`surplus_ledger::follow_set_changes`]), `base` is a block after genesis of the same
+    /// chain that passes the header checks `append` runs with certificates checked (its
+    /// certificate decides it for the set those changes put in force, its proposer may propose
+    /// it; at height 1 it links to genesis), and `frontier` has the base's tree size and gives
+    /// its Merkle root. Everything is written in one batch and flushed before this returns.
     pub fn open_at_base(
         dir: &Path,
         config: Config,
         genesis: &Block,
         base: &(Header, surplus_ledger::Certificate),
         frontier: &Frontier,
+        changes: &[SetChange],
     ) -> Result<Store, Error> {
         std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.into(), source })?;
         let head_path = dir.join(HEAD_FILE);
@@ -857,9 +878,21 @@ impl Store {
         if backend.range(b"", &[0xff]).next().is_some() {
             return Err(Error::NotEmpty(dir.into()));
         }
-        let (state, _) = ChainState::genesis(genesis).map_err(Error::Rejected)?;
+        let (mut state, _) = ChainState::genesis(genesis).map_err(Error::Rejected)?;
         let (header, certificate) = base;
         let at = header.height;
+        if let Some(c) = changes.iter().find(|c| c.height() >= at) {
+            return Err(Error::Rejected(Failure::block(
+                c.height(),
+                "validator_set",
+                format!("a set change at height {}, not below the base {at}", c.height()),
+            )));
+        }
+        let sets = surplus_ledger::follow_set_changes(&state.chain_id, &state.validators, changes)
+            .map_err(Error::Rejected)?;
+        if let Some((_, set)) = sets.range(..=at).next_back() {
+            state.validators = set.clone();
+        }
         let refuse =
             |field: &str, reason: String| Error::Rejected(Failure::block(at, field, reason));
         if at == 0 {
@@ -924,6 +957,9 @@ impl Store {
         let levels = (0..64u32).rev().filter(|l| size >> l & 1 == 1);
         for (level, hash) in levels.zip(frontier.hashes()) {
             batch.push((node_key(level as u8, (size >> level) - 1), hash.to_vec()));
+        }
+        for c in changes {
+            batch.push((set_key(c.height()), c.encode()));
         }
         let rec = HeadRecord { height: at, hash: adv.hash, tree_size: size };
         batch.push((HEAD_KEY.to_vec(), rec.encode()));
@@ -1093,7 +1129,7 @@ impl Store {
             None => None,
         };
         if let Some(c) = &change {
-            batch.push((set_key(c.height), c.encode()));
+            batch.push((set_key(c.height()), c.encode()));
         }
         let rec = HeadRecord {
             height: block.header.height,
@@ -1547,6 +1583,15 @@ impl BlockSource for StoreSource<'_> {
         }
     }
 
+    fn set_changes_below(&mut self, height: u64) -> Result<Vec<SetChange>, Failure> {
+        let mut all = self.store.set_changes().map_err(|e| match e {
+            Error::Damaged(f) => f,
+            other => Failure::block(height, "store", other.to_string()),
+        })?;
+        all.retain(|c| c.height() < height);
+        Ok(all)
+    }
+
     fn frontier_at(&mut self, header: &Header) -> Result<Frontier, Failure> {
         Frontier::from_source(&self.store.nodes(), header.tree_size)
             .map_err(|e| Failure::block(header.height, "merkle", e.to_string()))
@@ -1564,11 +1609,12 @@ impl BlockSource for StoreSource<'_> {
         let recorded = self.set_change(&block.header)?;
         match (&advance.validators, recorded) {
             (None, None) => {}
-            (Some((i, _)), Some(rec)) if rec.entry == block.entries[*i] => {
-                rec.check(
-                    &block.header,
-                    Some(block.header.tree_size - block.entries.len() as u64),
-                )?;
+            (Some((i, _)), Some(rec))
+                if rec.entry == block.entries[*i]
+                    && rec.header == block.header
+                    && rec.certificate == block.certificate =>
+            {
+                rec.check(Some(block.header.tree_size - block.entries.len() as u64))?;
             }
             (Some(_), _) => {
                 return Err(Failure::block(

@@ -63,6 +63,7 @@ async fn main() {
         &block.header,
         &block.certificate,
         maker.frontier(),
+        Vec::new(),
     )
     .expect("write the snapshot");
     let bytes: u64 = (0..m.chunks.len() as u32)

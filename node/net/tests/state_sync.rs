@@ -94,6 +94,7 @@ async fn a_new_node_syncs_from_peers_and_a_damaged_chunk_is_refused() {
             &last.header,
             &last.certificate,
             maker.frontier(),
+            Vec::new(),
         )
         .unwrap();
         assert!(m.chunks.len() >= 3, "{} chunks", m.chunks.len());

@@ -38,6 +38,7 @@ fn based(dir: &Path, chain: &TestChain, at: usize) -> Result<Store, Error> {
         &chain.blocks[0],
         &head_of(&chain.blocks[at]),
         &frontier_at(chain, at),
+        &[],
     )
 }
 
@@ -159,11 +160,11 @@ fn open_at_base_refuses_a_bad_base_and_writes_nothing() {
     // A certificate of another block, and one with a vote removed below quorum.
     let (header, _) = head_of(&chain.blocks[4]);
     let wrong_cert = (header.clone(), chain.blocks[3].certificate.clone());
-    let r = Store::open_at_base(dir.path(), config(), genesis, &wrong_cert, &f4);
+    let r = Store::open_at_base(dir.path(), config(), genesis, &wrong_cert, &f4, &[]);
     assert_eq!(refused_field(r), "certificate");
     let mut thin = chain.blocks[4].certificate.clone();
     thin.signatures.truncate(1);
-    let r = Store::open_at_base(dir.path(), config(), genesis, &(header.clone(), thin), &f4);
+    let r = Store::open_at_base(dir.path(), config(), genesis, &(header.clone(), thin), &f4, &[]);
     assert_eq!(refused_field(r), "certificate");
 
     // A frontier of another size, and one of the right size with another root.
@@ -173,12 +174,14 @@ fn open_at_base_refuses_a_bad_base_and_writes_nothing() {
         genesis,
         &head_of(&chain.blocks[4]),
         &frontier_at(&chain, 3),
+        &[],
     );
     assert_eq!(refused_field(r), "frontier");
     let mut hashes = f4.hashes().to_vec();
     hashes[0][0] ^= 1;
     let bent = Frontier::from_parts(f4.size(), hashes).unwrap();
-    let r = Store::open_at_base(dir.path(), config(), genesis, &head_of(&chain.blocks[4]), &bent);
+    let r =
+        Store::open_at_base(dir.path(), config(), genesis, &head_of(&chain.blocks[4]), &bent, &[]);
     assert_eq!(refused_field(r), "frontier");
 
     // Another chain's block (its certificate is by other validators), genesis as a base.
@@ -188,6 +191,7 @@ fn open_at_base_refuses_a_bad_base_and_writes_nothing() {
         genesis,
         &head_of(&other.blocks[4]),
         &frontier_at(&other, 4),
+        &[],
     );
     assert_eq!(refused_field(r), "header.chain_id");
     let r = Store::open_at_base(
@@ -196,6 +200,7 @@ fn open_at_base_refuses_a_bad_base_and_writes_nothing() {
         genesis,
         &head_of(&chain.blocks[0]),
         &frontier_at(&chain, 0),
+        &[],
     );
     assert_eq!(refused_field(r), "header.height");
 

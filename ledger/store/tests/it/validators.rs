@@ -48,7 +48,7 @@ fn the_set_in_force_follows_the_validator_set_entry_through_reopen_prune_and_aud
     let changes = s.set_changes().unwrap();
     assert_eq!(changes.len(), 1);
     let c = &changes[0];
-    assert_eq!(c.height, 3);
+    assert_eq!(c.height(), 3);
     assert_eq!(c.entry, chain.blocks[3].entries[0]);
     verify_inclusion::<Blake3>(&c.entry.leaf_hash(), &c.proof, &chain.blocks[3].header.merkle_root)
         .unwrap();
@@ -118,4 +118,67 @@ fn a_block_after_the_change_decided_by_the_old_set_is_refused() {
         other => panic!("expected no quorum, got {other:?}"),
     }
     s.append(&chain.blocks[4]).unwrap();
+}
+
+/// The Merkle frontier after block `height` of `chain`.
+fn frontier_at(chain: &TestChain, height: usize) -> surplus_ledger::Frontier {
+    let mut f = surplus_ledger::Frontier::new();
+    let mut sink = Vec::new();
+    for b in &chain.blocks[..=height] {
+        for e in &b.entries {
+            f.push::<Blake3>(e.leaf_hash(), &mut sink);
+        }
+    }
+    f
+}
+
+#[test]
+fn a_store_started_above_a_set_change_follows_it_from_genesis() {
+    let chain = changed();
+    let full_dir = tempfile::tempdir().unwrap();
+    let mut full = Store::open(full_dir.path(), Config::default()).unwrap();
+    for b in &chain.blocks {
+        full.append(b).unwrap();
+    }
+    let changes = full.set_changes().unwrap();
+    let base = &chain.blocks[6];
+    let head = (base.header.clone(), base.certificate.clone());
+    let open = |changes: &[surplus_ledger::SetChange]| {
+        let dir = tempfile::tempdir().unwrap();
+        let r = Store::open_at_base(
+            dir.path(),
+            Config::default(),
+            &chain.blocks[0],
+            &head,
+            &frontier_at(&chain, 6),
+            changes,
+        );
+        (dir, r)
+    };
+    // Without the change, block 6's certificate is checked against the genesis set and fails.
+    match open(&[]).1 {
+        Err(Error::Rejected(f)) => assert_eq!((f.height, f.field.as_str()), (6, "certificate")),
+        other => panic!("expected the base's certificate refused, got {other:?}"),
+    }
+    // A change whose block the genesis set did not decide is refused.
+    let mut forged = changes.clone();
+    forged[0].certificate.signatures.truncate(1);
+    match open(&forged).1 {
+        Err(Error::Rejected(f)) => assert_eq!((f.height, f.field.as_str()), (3, "certificate")),
+        other => panic!("expected the change's certificate refused, got {other:?}"),
+    }
+    // With it: the store knows the new set, appends blocks 7 to 9, reopens and audits.
+    let (dir, s) = open(&changes);
+    let mut s = s.unwrap();
+    assert_eq!(s.validators_at(7).unwrap().powers, vec![1, 1, 1, 3]);
+    assert_eq!(s.validators_at(2).unwrap().powers, vec![1; 4]);
+    for b in &chain.blocks[7..] {
+        s.append(b).unwrap();
+    }
+    drop(s);
+    let s = Store::open(dir.path(), Config::default()).unwrap();
+    assert_eq!(s.set_changes().unwrap(), changes);
+    let report = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+    assert_eq!((report.head_height, report.headers_from), (9, 6));
+    assert_eq!(report.head_hash, chain.blocks[9].header.hash());
 }

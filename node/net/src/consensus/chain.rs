@@ -256,8 +256,10 @@ impl Chain {
                 let header = block.header.clone();
                 let certificate = block.certificate.clone();
                 let frontier = self.maker.frontier().clone();
+                // Every set change so far is below the next block: the snapshot carries them.
+                let changes = self.store.set_changes()?;
                 let write = move || {
-                    snapshot::write(&root, &state, &header, &certificate, &frontier)
+                    snapshot::write(&root, &state, &header, &certificate, &frontier, changes)
                         .map(|m| m.height())
                 };
                 match &self.env {
@@ -581,8 +583,9 @@ fn resume_from_snapshot(store: &Store, root: &Path, dir: &Path) -> Result<(Block
         if s > head || s + 1 < first {
             continue;
         }
-        let loaded = snapshot::load(root, s, &state.chain_id, &state.validators).and_then(
-            |(manifest, maker)| {
+        let genesis = store.validators_at(0).context("the store has no genesis")?;
+        let loaded =
+            snapshot::load(root, s, &state.chain_id, &genesis).and_then(|(manifest, maker)| {
                 let (stored, _) = store
                     .read_head(s)
                     .map_err(|e| snapshot::SnapshotError::Invalid(e.to_string()))?;
@@ -592,8 +595,7 @@ fn resume_from_snapshot(store: &Store, root: &Path, dir: &Path) -> Result<(Block
                     )));
                 }
                 Ok(maker)
-            },
-        );
+            });
         match loaded {
             Ok(maker) => {
                 tracing::info!(height = s, "state loaded from a snapshot");

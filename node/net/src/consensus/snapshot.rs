@@ -15,7 +15,7 @@ use surplus_contracts::root::{Item, Kind};
 use surplus_contracts::{BlockMaker, State};
 use surplus_ledger::encoding::{DecodeError, Reader, Writer};
 use surplus_ledger::merkle::Frontier;
-use surplus_ledger::{Block, Certificate, Hash, Header, ValidatorSet};
+use surplus_ledger::{Block, Certificate, Hash, Header, SetChange, ValidatorSet};
 use surplus_state::{RangeProof, Restore};
 
 /// Domain tag that starts a manifest.
@@ -97,6 +97,10 @@ pub struct Manifest {
     pub items: u64,
     /// The chunks, in key-hash order.
     pub chunks: Vec<ChunkInfo>,
+    /// Every validator-set change below the header, in height order, with the header and
+    /// certificate of its block: a node that knows only genesis follows them to the set that
+    /// decides the header.
+    pub set_changes: Vec<SetChange>,
 }
 
 impl Manifest {
@@ -106,7 +110,7 @@ impl Manifest {
     }
 
     /// `tag ‖ bytes(header ‖ certificate) ‖ u64 tree_size ‖ u32 n ‖ n hashes ‖ u64 items ‖
-    /// u32 chunks ‖ (hash ‖ u32 items ‖ last key)*`.
+    /// u32 chunks ‖ (hash ‖ u32 items ‖ last key)* ‖ u32 changes ‖ bytes(set change)*`.
     pub fn encode(&self) -> Vec<u8> {
         let mut w = Writer::with_capacity(1024 + self.chunks.len() * 72);
         let head = Block {
@@ -123,6 +127,10 @@ impl Manifest {
         w.u64(self.items).u32(self.chunks.len() as u32);
         for c in &self.chunks {
             w.raw(&c.hash).u32(c.items).raw(&c.last_key);
+        }
+        w.u32(self.set_changes.len() as u32);
+        for c in &self.set_changes {
+            w.bytes(&c.encode());
         }
         w.finish()
     }
@@ -170,13 +178,25 @@ impl Manifest {
             total += u64::from(n);
             chunks.push(ChunkInfo { hash, items: n, last_key });
         }
+        let changes = r.u32("manifest.set_changes").map_err(dec)? as usize;
+        if changes > r.remaining() / 64 {
+            return Err(SnapshotError::Invalid(format!(
+                "snapshot manifest lists {changes} set changes in {} bytes",
+                r.remaining()
+            )));
+        }
+        let mut set_changes = Vec::with_capacity(changes);
+        for _ in 0..changes {
+            let bytes = r.bytes("manifest.set_change", 1 << 20).map_err(dec)?;
+            set_changes.push(SetChange::decode(bytes).map_err(dec)?);
+        }
         r.finish().map_err(dec)?;
         if total != items {
             return Err(SnapshotError::Invalid(format!(
                 "snapshot manifest: its chunks hold {total} items, it says {items}"
             )));
         }
-        Ok(Manifest { header, certificate, frontier, items, chunks })
+        Ok(Manifest { header, certificate, frontier, items, chunks, set_changes })
     }
 
     /// blake3 of the encoding: peers that hold the same snapshot give the same hash.
@@ -185,9 +205,20 @@ impl Manifest {
     }
 
     /// Checks what the chunks cannot: the header is of `chain_id`, above genesis, decided by a
-    /// quorum of `validators` (its certificate), and the frontier gives its Merkle root.
-    pub fn verify(&self, chain_id: &str, validators: &ValidatorSet) -> Result<(), SnapshotError> {
+    /// quorum of the set in force at its height (its certificate), which the set changes lead
+    /// to from `genesis` (the genesis validators, each change decided by the set before it), and
+    /// the frontier gives its Merkle root.
+    pub fn verify(&self, chain_id: &str, genesis: &ValidatorSet) -> Result<(), SnapshotError> {
         let h = &self.header;
+        if self.set_changes.last().is_some_and(|c| c.height() >= h.height) {
+            return Err(SnapshotError::Invalid(format!(
+                "snapshot of height {} lists a set change at or above it",
+                h.height
+            )));
+        }
+        let sets = surplus_ledger::follow_set_changes(chain_id, genesis, &self.set_changes)
+            .map_err(|e| SnapshotError::Invalid(format!("snapshot set changes: {e}")))?;
+        let validators = sets.values().next_back().unwrap_or(genesis);
         if h.chain_id != chain_id {
             return Err(SnapshotError::Invalid(format!(
                 "snapshot of chain `{}`, this node follows `{chain_id}`",
@@ -302,6 +333,7 @@ pub fn build(
     header: &Header,
     certificate: &Certificate,
     frontier: &Frontier,
+    set_changes: Vec<SetChange>,
     sink: &mut ChunkSink<'_>,
 ) -> Result<Manifest, SnapshotError> {
     let tree = state.tree();
@@ -349,6 +381,7 @@ pub fn build(
         frontier: frontier.clone(),
         items: items.len() as u64,
         chunks,
+        set_changes,
     })
 }
 
@@ -503,9 +536,11 @@ pub fn write(
     header: &Header,
     certificate: &Certificate,
     frontier: &Frontier,
+    set_changes: Vec<SetChange>,
 ) -> Result<Manifest, SnapshotError> {
     let w = Writing::start(root, header.height)?;
-    let manifest = build(state, header, certificate, frontier, &mut |i, b| w.chunk(i, b))?;
+    let manifest =
+        build(state, header, certificate, frontier, set_changes, &mut |i, b| w.chunk(i, b))?;
     w.finish(&manifest)?;
     Ok(manifest)
 }
@@ -567,12 +602,12 @@ pub fn read_chunk(root: &Path, height: u64, index: u32) -> Option<Vec<u8>> {
 }
 
 /// Loads the snapshot of `height` under `root`, checking every chunk against the manifest's
-/// certified state root (and the manifest against `validators`).
+/// certified state root (and the manifest against the `genesis` validators).
 pub fn load(
     root: &Path,
     height: u64,
     chain_id: &str,
-    validators: &ValidatorSet,
+    genesis: &ValidatorSet,
 ) -> Result<(Manifest, BlockMaker), SnapshotError> {
     let manifest = Manifest::decode(&read_manifest(root, height)?)?;
     if manifest.height() != height {
@@ -582,7 +617,7 @@ pub fn load(
             manifest.height()
         )));
     }
-    manifest.verify(chain_id, validators)?;
+    manifest.verify(chain_id, genesis)?;
     let mut r = Restorer::new(manifest);
     while let Some(i) = r.next() {
         let p = height_dir(root, height).join(chunk_file(i));
@@ -620,8 +655,15 @@ mod tests {
     fn written() -> (tempfile::TempDir, ValidatorSet, BlockMaker, Block, Manifest) {
         let (vs, maker, b) = sample();
         let dir = tempfile::tempdir().unwrap();
-        let m =
-            write(dir.path(), &maker.state, &b.header, &b.certificate, maker.frontier()).unwrap();
+        let m = write(
+            dir.path(),
+            &maker.state,
+            &b.header,
+            &b.certificate,
+            maker.frontier(),
+            Vec::new(),
+        )
+        .unwrap();
         (dir, vs, maker, b, m)
     }
 
@@ -644,8 +686,15 @@ mod tests {
             }
         }
         let again = tempfile::tempdir().unwrap();
-        let m3 =
-            write(again.path(), &maker.state, &b.header, &b.certificate, maker.frontier()).unwrap();
+        let m3 = write(
+            again.path(),
+            &maker.state,
+            &b.header,
+            &b.certificate,
+            maker.frontier(),
+            Vec::new(),
+        )
+        .unwrap();
         assert_eq!(m3.hash(), m.hash());
         // The next block is the same from the loaded maker.
         let proposer = surplus_ledger::testutil::key("validator", 1).public();
@@ -690,6 +739,57 @@ mod tests {
     }
 
     #[test]
+    fn a_manifest_follows_the_set_changes_below_it_from_genesis() {
+        use surplus_ledger::merkle::InclusionProof;
+        use surplus_ledger::testutil::{certificate, key};
+        use surplus_ledger::{Blake3, Entry, EntryKind};
+        let (_dir, vs, _maker, b, m) = written();
+        let old: Vec<_> = (0..4).map(|i| key("validator", i)).collect();
+        let new: Vec<_> = [1u64, 2, 4, 5].iter().map(|i| key("validator", *i)).collect();
+        let set =
+            ValidatorSet::weighted(new.iter().map(|k| k.public()).collect(), vec![1, 1, 1, 3])
+                .unwrap();
+        // Block 2 of a ledger whose only entry is the change (proposed by validator 1, the
+        // genesis set's proposer of height 2), decided by the genesis set.
+        let entry = Entry::system(EntryKind::VALIDATOR_SET, set.encode_weighted());
+        let mut tree = Frontier::new();
+        tree.push::<Blake3>(entry.leaf_hash(), &mut Vec::new());
+        let header = Header {
+            height: 2,
+            tree_size: 1,
+            merkle_root: tree.root::<Blake3>(),
+            proposer: old[1].public(),
+            ..b.header.clone()
+        };
+        let change = SetChange {
+            certificate: certificate(t::CHAIN, 2, 0, &header.hash(), &old, &[0, 1, 2]),
+            header,
+            entry,
+            proof: InclusionProof { index: 0, tree_size: 1, path: Vec::new() },
+        };
+        let mut m = m;
+        m.header.height = 5;
+        m.set_changes = vec![change];
+        // The snapshot's block decided by the genesis set, which no longer decides height 5.
+        m.certificate = certificate(t::CHAIN, 5, 0, &m.header.hash(), &old, &[0, 1, 2, 3]);
+        let e = m.verify(t::CHAIN, &vs).unwrap_err().to_string();
+        assert!(e.contains("certificate"), "{e}");
+        // By the new set: power 5 of 6.
+        m.certificate = certificate(t::CHAIN, 5, 0, &m.header.hash(), &new, &[1, 2, 3]);
+        m.verify(t::CHAIN, &vs).unwrap();
+        assert_eq!(Manifest::decode(&m.encode()).unwrap(), m);
+        // A change its set did not decide, or one not below the snapshot, is refused.
+        let mut forged = m.clone();
+        forged.set_changes[0].certificate.signatures.truncate(2);
+        let e = forged.verify(t::CHAIN, &vs).unwrap_err().to_string();
+        assert!(e.contains("set changes"), "{e}");
+        let mut late = m.clone();
+        late.header.height = 2;
+        let e = late.verify(t::CHAIN, &vs).unwrap_err().to_string();
+        assert!(e.contains("at or above"), "{e}");
+    }
+
+    #[test]
     fn a_manifest_of_another_chain_or_without_a_quorum_is_refused() {
         let (_dir, vs, _, _, m) = written();
         let e = m.verify("other-chain", &vs).unwrap_err().to_string();
@@ -731,6 +831,7 @@ mod tests {
                 frontier: maker.frontier().clone(),
                 items: 0,
                 chunks: Vec::new(),
+                set_changes: Vec::new(),
             })
             .unwrap();
         }

@@ -225,6 +225,7 @@ pub async fn sync(
         genesis,
         &(manifest.header.clone(), manifest.certificate.clone()),
         &manifest.frontier,
+        &manifest.set_changes,
     )
     .with_context(|| {
         format!("cannot start the ledger in {} at the snapshot", ledger_dir.display())
