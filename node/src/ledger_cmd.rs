@@ -76,9 +76,11 @@ pub enum LedgerCommand {
         /// Require the checkpoint to be signed by this node key (hex).
         #[arg(long, value_name = "HEX")]
         signer: Option<String>,
-        /// Also check the block's commit certificate against these validator keys (hex,
-        /// comma-separated, in genesis order).
-        #[arg(long, value_name = "HEX,...", value_delimiter = ',')]
+        /// Also check the block's commit certificate against this validator set: keys (hex,
+        /// comma-separated, in the set's order), each optionally `:POWER` (default 1). The set
+        /// that decides the proof's block: the genesis validators until a validator-set entry
+        /// replaces them (`GET /api/v1/chain?height=H` lists the set of height H).
+        #[arg(long, value_name = "HEX[:POWER],...", value_delimiter = ',')]
         validators: Vec<String>,
         /// Print the result as JSON.
         #[arg(long)]
@@ -429,17 +431,8 @@ pub fn ledger(c: LedgerCommand) -> Result<ExitCode> {
                 .as_deref()
                 .map(|s| s.parse::<PublicKey>().map_err(|e| anyhow::anyhow!("--signer: {e}")))
                 .transpose()?;
-            let validators = if validators.is_empty() {
-                None
-            } else {
-                let keys = validators
-                    .iter()
-                    .map(|s| {
-                        s.parse::<PublicKey>().map_err(|e| anyhow::anyhow!("--validators: {e}"))
-                    })
-                    .collect::<Result<Vec<_>>>()?;
-                Some(ValidatorSet::new(keys).map_err(|e| anyhow::anyhow!("--validators: {e}"))?)
-            };
+            let validators =
+                if validators.is_empty() { None } else { Some(parse_validators(&validators)?) };
             match bundle.verify(signer.as_ref(), validators.as_ref()) {
                 Ok(check) => {
                     if json {
@@ -505,4 +498,26 @@ pub fn key(c: KeyCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A `--validators` list: keys in hex, each optionally `:POWER` (default 1), in the set's order.
+pub(crate) fn parse_validators(items: &[String]) -> Result<ValidatorSet> {
+    let mut keys = Vec::with_capacity(items.len());
+    let mut powers = Vec::with_capacity(items.len());
+    for item in items {
+        let (key, power) = match item.split_once(':') {
+            Some((k, p)) => (
+                k,
+                p.parse::<u64>().map_err(|e| {
+                    anyhow::anyhow!(
+                        "--validators: the voting power in {item:?} is not a number: {e}"
+                    )
+                })?,
+            ),
+            None => (item.as_str(), 1),
+        };
+        keys.push(key.parse::<PublicKey>().map_err(|e| anyhow::anyhow!("--validators: {e}"))?);
+        powers.push(power);
+    }
+    ValidatorSet::weighted(keys, powers).map_err(|e| anyhow::anyhow!("--validators: {e}"))
 }

@@ -51,9 +51,11 @@ pub struct VerifyArgs {
     /// are what the certificate is checked against.
     #[arg(long, value_name = "FILE")]
     genesis: Option<PathBuf>,
-    /// Instead of --genesis: the genesis validator keys (hex, comma-separated, in genesis
-    /// order), with --chain-id.
-    #[arg(long, value_name = "HEX,...", value_delimiter = ',', requires = "chain_id")]
+    /// Instead of --genesis: the validator set that decides the proof's block, with --chain-id:
+    /// keys (hex, comma-separated, in the set's order), each optionally `:POWER` (default 1).
+    /// The genesis validators until a validator-set entry replaces them
+    /// (`GET /api/v1/chain?height=H` lists the set of height H).
+    #[arg(long, value_name = "HEX[:POWER],...", value_delimiter = ',', requires = "chain_id")]
     validators: Vec<String>,
     /// The chain id, with --validators.
     #[arg(long, value_name = "ID", requires = "validators")]
@@ -110,12 +112,7 @@ fn verify_proof(a: VerifyArgs) -> Result<ExitCode> {
             (g.chain_id, set, format!("the genesis file {}", path.display()))
         }
         (None, Some(chain_id)) => {
-            let keys = a
-                .validators
-                .iter()
-                .map(|s| s.parse::<PublicKey>().map_err(|e| anyhow!("--validators: {e}")))
-                .collect::<Result<Vec<_>>>()?;
-            let set = ValidatorSet::new(keys).map_err(|e| anyhow!("--validators: {e}"))?;
+            let set = crate::ledger_cmd::parse_validators(&a.validators)?;
             (chain_id.clone(), set, "--validators".to_owned())
         }
         (None, None) => bail!("pass --genesis FILE (or --validators and --chain-id)"),

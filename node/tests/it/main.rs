@@ -136,6 +136,19 @@ fn proof_round_trip_with_signed_checkpoint_and_certificate() {
     ]);
     assert!(o.status.success(), "{}", text(&o));
     assert!(text(&o).contains("commit certificate verified"), "{}", text(&o));
+    // Voting powers: the same set with explicit powers of 1 passes; with a fifth validator of
+    // power 100 who did not sign, the four signers hold 4 of 104 and the certificate fails.
+    let ones: Vec<String> = validators.iter().map(|k| format!("{k}:1")).collect();
+    let o = surplus(&["ledger", "verify-proof", p(&proof), "--validators", &ones.join(",")]);
+    assert!(o.status.success(), "{}", text(&o));
+    let heavy = format!("{},{}:100", validators.join(","), chain.users[0].public());
+    let o = surplus(&["ledger", "verify-proof", p(&proof), "--validators", &heavy]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("voting power 4, a quorum of 70"), "{}", text(&o));
+    let bad = format!("{}:lots", validators[0]);
+    let o = surplus(&["ledger", "verify-proof", p(&proof), "--validators", &bad]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("is not a number"), "{}", text(&o));
 
     // Against an older checkpoint.
     let o =
