@@ -22,7 +22,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::chain::{Chain, Checked};
-use super::context::{Address, Ctx, Height, ProposalPart, Value, ValueId};
+use super::context::{Address, Ctx, Height, ProposalPart, ValidatorSet, Value, ValueId};
 use super::signing::ProvenPeers;
 use super::{Committed, Pool, Settings};
 
@@ -174,17 +174,7 @@ impl App {
         status: Arc<Status>,
         proven: ProvenPeers,
     ) -> Self {
-        let validator_peers = chain
-            .validators
-            .validators
-            .iter()
-            .filter_map(|v| {
-                let key =
-                    libp2p::identity::ed25519::PublicKey::try_from_bytes(&v.address.0 .0).ok()?;
-                let id = libp2p::identity::PublicKey::from(key).to_peer_id();
-                Some((PeerId::from_bytes(&id.to_bytes()).ok()?, v.address))
-            })
-            .collect();
+        let validator_peers = peers_of(&chain.validators);
         let validator = chain.validators.index_of(&address).is_some();
         Self {
             chain,
@@ -346,6 +336,7 @@ impl App {
                     let _ = reply.send(Next::Restart(self.next_height(), self.params()));
                     return Ok(());
                 }
+                self.follow_set_change();
                 let catching_up = self.synced_heights.remove(&certificate.height.0);
                 self.synced_heights.retain(|h| *h > certificate.height.0);
                 if catching_up || !self.validator {
@@ -471,6 +462,26 @@ impl App {
                     tracing::warn!(error = %e, "a buffered proposal part failed");
                 }
             }
+        }
+    }
+
+    /// After a block that changed the validator set: parts are taken from the new set's
+    /// validators, and this node waits before a height only while it is one of them. (Whether
+    /// the engine itself signs votes was fixed when it started: a node that joins or leaves the
+    /// set votes, or stops, from its next engine start.)
+    fn follow_set_change(&mut self) {
+        let addresses = self.validator_peers.values().copied().collect::<HashSet<_>>();
+        let now: HashSet<Address> =
+            self.chain.validators.validators.iter().map(|v| v.address).collect();
+        if addresses != now {
+            self.validator_peers = peers_of(&self.chain.validators);
+            self.validator = self.chain.validators.index_of(&self.address).is_some();
+            tracing::info!(
+                height = self.chain.height(),
+                validators = self.chain.validators.validators.len(),
+                this_node = self.validator,
+                "the validator set changed"
+            );
         }
     }
 
@@ -654,4 +665,16 @@ impl App {
         self.synced_heights.insert(height.0);
         Ok(SyncedValueOutcome::Verdict(proposed(height, round, proposer, id, valid)))
     }
+}
+
+/// The consensus peer id of each validator of `set`, derived from its key.
+fn peers_of(set: &ValidatorSet) -> std::collections::HashMap<PeerId, Address> {
+    set.validators
+        .iter()
+        .filter_map(|v| {
+            let key = libp2p::identity::ed25519::PublicKey::try_from_bytes(&v.address.0 .0).ok()?;
+            let id = libp2p::identity::PublicKey::from(key).to_peer_id();
+            Some((PeerId::from_bytes(&id.to_bytes()).ok()?, v.address))
+        })
+        .collect()
 }
