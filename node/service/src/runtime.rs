@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use std::time::Duration;
@@ -46,7 +47,8 @@ pub struct Shared {
     consensus: OnceLock<Arc<consensus::Status>>,
     /// The leases that ended and left the live state (set once the chain is open).
     history: OnceLock<consensus::history::LeaseHistory>,
-    validator: bool,
+    /// Whether this node is in the validator set in force (it follows set changes).
+    validator: AtomicBool,
     provisioning: ProvisionLog,
     credentials_dir: PathBuf,
     /// Provisioning steps running now, by lease.
@@ -59,7 +61,8 @@ pub struct Shared {
     /// What became of each entry that left the mempool or reached a block.
     receipts: Arc<Receipts>,
     _journal_db: sled::Db,
-    validators: Vec<PublicKey>,
+    /// The validator set in force, in its order (replaced when a block changes it).
+    validators: Mutex<Arc<Vec<PublicKey>>>,
     /// What the web API serves beyond the state (ledger view, history, events, metrics).
     web: Arc<WebData>,
     /// The inventory as loaded, for the operator page.
@@ -239,6 +242,11 @@ async fn recover_pending(shared: Arc<Shared>, peers: Vec<libp2p::Multiaddr>) {
 const RECENT_HEADERS: usize = 10_000;
 
 impl Shared {
+    /// The validator set in force, in its order.
+    fn validators(&self) -> Arc<Vec<PublicKey>> {
+        self.validators.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     fn remember(&self, block: &surplus_ledger::Block, fills: &[(Hash, Fill)], committed_ms: u64) {
         let filled_bids = fills.iter().map(|(_, f)| hex::encode(f.bid)).collect();
         let summary = surplus_web::RecentBlock {
@@ -384,7 +392,7 @@ impl p2p::Validator for GossipCheck {
             Topic::Checkpoints => match SignedCheckpoint::decode(data) {
                 Err(e) => Verdict::Reject(format!("undecodable checkpoint: {e}")),
                 Ok(c) => {
-                    if !self.0.validators.contains(&c.signer) {
+                    if !self.0.validators().contains(&c.signer) {
                         return Verdict::Reject("checkpoint not signed by a validator".into());
                     }
                     if c.verify().is_err() {
@@ -441,7 +449,7 @@ impl surplus_web::Node for Api {
             height: head.height,
             head_hash: head.hash(),
             peers: self.0.gossip.get().map_or(0, Gossip::peers),
-            validator: self.0.validator,
+            validator: self.0.validator.load(Ordering::Relaxed),
             mempool: self.0.core.pending(),
             synced: self.0.env.now_ms().saturating_sub(head.timestamp_ms) < 120_000,
             disk: Some(self.0.disk.status()),
@@ -687,7 +695,7 @@ impl surplus_web::Node for Api {
         // Several nodes' faucets may be asked for one account at once. They take turns, in an
         // order every node computes alike from the account: a node waits its rank × the stagger,
         // and by then the gossip has brought the first one's transfer, which the core sees.
-        let rank = faucet_rank(&self.0.validators, &self.0.key.public(), &account);
+        let rank = faucet_rank(&self.0.validators(), &self.0.key.public(), &account);
         if rank > 0 {
             tokio::time::sleep(FAUCET_STAGGER * rank).await;
         }
@@ -1119,7 +1127,7 @@ async fn run(
             gossip: OnceLock::new(),
             consensus: OnceLock::new(),
             history: OnceLock::new(),
-            validator: validators.contains(&key.public()),
+            validator: AtomicBool::new(validators.contains(&key.public())),
             provisioning,
             credentials_dir,
             inflight: Mutex::new(Default::default()),
@@ -1127,7 +1135,7 @@ async fn run(
             journal: Journal::new(journal),
             receipts,
             _journal_db: journal_db,
-            validators,
+            validators: Mutex::new(Arc::new(validators)),
             web: Arc::new(WebData::new(dir.join("exports"))),
             inventory: inventory.as_ref().and_then(|i| serde_json::to_value(i).ok()),
             faucet,
@@ -1248,7 +1256,7 @@ async fn run(
         node = %config.name,
         chain = %chain_id,
         height = running.head.height,
-        validator = shared.validator,
+        validator = shared.validator.load(Ordering::Relaxed),
         http = %format!("http://{bound}"),
         "node started"
     );
@@ -1271,11 +1279,9 @@ async fn run(
     let mut stop = std::pin::pin!(stop);
     let mut health = tokio::time::interval(Duration::from_secs(60));
     let mut again = tokio::time::interval(REGOSSIP_EVERY);
-    let mut turns = shared
-        .validators
-        .iter()
-        .position(|v| *v == me)
-        .map(|i| TurnWatch::new(i, shared.validators.len()));
+    let turn_watch =
+        |set: &[PublicKey]| set.iter().position(|v| *v == me).map(|i| TurnWatch::new(i, set.len()));
+    let mut turns = turn_watch(&shared.validators());
     let mut ticks = 0u64;
     let failure = loop {
         tokio::select! {
@@ -1302,12 +1308,38 @@ async fn run(
                 };
                 running.status.took_commit();
                 on_commit(&shared, &c, &hook, &me).await;
+                if let Ok(Some((_, set))) = surplus_ledger::set_change(&c.block, 0) {
+                    // The set in force from the next block: this node's role follows it, and
+                    // the consensus engine, whose role is fixed when it starts, restarts in it.
+                    let was = shared.validator.load(Ordering::Relaxed);
+                    let now_in = set.validators.contains(&me);
+                    *shared.validators.lock().unwrap_or_else(|e| e.into_inner()) =
+                        Arc::new(set.validators.clone());
+                    shared.validator.store(now_in, Ordering::Relaxed);
+                    turns = turn_watch(&set.validators);
+                    tracing::info!(
+                        height = c.block.header.height,
+                        validators = set.validators.len(),
+                        this_node = now_in,
+                        "the validator set changes from the next block"
+                    );
+                    if was != now_in {
+                        tracing::info!(
+                            "this node {} the validator set: restarting the consensus engine {}",
+                            if now_in { "joins" } else { "leaves" },
+                            if now_in { "as a validator" } else { "as a follower" }
+                        );
+                        if let Err(e) = running.reconnect().await {
+                            break Some(e.context("cannot restart the consensus engine"));
+                        }
+                    }
+                }
                 plan_inventory(&shared, inventory.as_ref()).await;
                 let h = &c.block.header;
                 let now = shared.env.now_ms();
                 let fresh = now.saturating_sub(h.timestamp_ms) < turnwatch::FRESH_MS
                     && shared.gossip.get().is_some_and(|g| g.peers() > 0);
-                let proposer = shared.validators.iter().position(|v| *v == h.proposer);
+                let proposer = shared.validators().iter().position(|v| *v == h.proposer);
                 if turns.as_mut().is_some_and(|t| t.observe(h.height, proposer, fresh, now)) {
                     tracing::warn!(
                         height = h.height,
@@ -1643,7 +1675,7 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
     let leased_slots = reconcile_leases(shared, &c.state, hook, me);
     shared.web.on_block(&c.block, &fills, &c.state, &c.ended, leased_slots, shared.env.now_ms());
     // Every node signs its checkpoint (its proofs are served against it); validators gossip it.
-    if shared.validator {
+    if shared.validator.load(Ordering::Relaxed) {
         if let Some(g) = shared.gossip.get() {
             if let Err(e) = g.publish(Topic::Checkpoints, signed.encode()).await {
                 tracing::debug!(error = %e, "checkpoint not gossiped");

@@ -476,6 +476,7 @@ impl App {
         if addresses != now {
             self.validator_peers = peers_of(&self.chain.validators);
             self.validator = self.chain.validators.index_of(&self.address).is_some();
+            self.proven.set_validators(now.iter().map(|a| a.0 .0));
             tracing::info!(
                 height = self.chain.height(),
                 validators = self.chain.validators.validators.len(),

@@ -80,6 +80,16 @@ impl ProvenPeers {
         Self(Arc::new(Mutex::new(p)))
     }
 
+    /// Keeps proofs of these validators' keys only from now on (the set changed): a removed
+    /// validator's proven peer ids are forgotten.
+    pub fn set_validators(&self, validators: impl IntoIterator<Item = [u8; 32]>) {
+        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        p.validators = validators.into_iter().collect();
+        let Proven { validators, by_peer, order } = &mut *p;
+        by_peer.retain(|_, key| validators.contains(key));
+        order.retain(|peer| by_peer.contains_key(peer));
+    }
+
     fn record(&self, peer_id: &[u8], key: [u8; 32]) {
         let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if !p.validators.contains(&key) || p.by_peer.get(peer_id) == Some(&key) {
@@ -218,6 +228,25 @@ mod tests {
         assert_eq!(p.key_of(b"peer-a"), None, "the oldest proof went first");
         assert_eq!(p.key_of(format!("peer-{}", MAX_PROVEN + 9).as_bytes()), Some([2; 32]));
         assert_eq!(p.0.lock().unwrap().by_peer.len(), MAX_PROVEN);
+    }
+
+    #[test]
+    fn proven_peers_follow_a_validator_set_change() {
+        let p = ProvenPeers::new([[1; 32], [2; 32]]);
+        p.record(b"peer-a", [1; 32]);
+        p.record(b"peer-b", [2; 32]);
+        p.record(b"peer-c", [3; 32]);
+        assert_eq!(p.key_of(b"peer-c"), None, "3 is not a validator yet");
+        // 1 leaves, 3 joins: 1's proven peer is forgotten, 3's proofs are kept from now on.
+        p.set_validators([[2; 32], [3; 32]]);
+        assert_eq!(p.key_of(b"peer-a"), None);
+        assert_eq!(p.key_of(b"peer-b"), Some([2; 32]));
+        p.record(b"peer-c", [3; 32]);
+        assert_eq!(p.key_of(b"peer-c"), Some([3; 32]));
+        p.record(b"peer-a2", [1; 32]);
+        assert_eq!(p.key_of(b"peer-a2"), None, "1 is no longer a validator");
+        let inner = p.0.lock().unwrap();
+        assert_eq!((inner.by_peer.len(), inner.order.len()), (2, 2));
     }
 
     #[tokio::test]
