@@ -8,6 +8,8 @@
 //! - [`State::precheck`]: admission of a user entry against the committed state, with the
 //!   state machine's own rules; every [`Refusal`] has a stable [`Code`] (the API's one
 //!   vocabulary of refusals, with HTTP status and what to do).
+//! - [`governance`]: the validator set with powers and addresses, proposals that change it or
+//!   the parameters by a two-thirds vote, and key rotations (`docs/governance.md`).
 //! - [`provider`]: what a provider's node must do, as pure functions of the state: the offers
 //!   that keep each pool offered exactly once, the leases to provision, grant or end.
 //! - [`credential`]: mint, attenuate and verify the Biscuit token of a lease.
@@ -23,6 +25,7 @@ mod audit;
 pub mod credential;
 mod error;
 mod genesis;
+pub mod governance;
 mod precheck;
 pub mod provider;
 mod refusal;
@@ -35,6 +38,7 @@ pub mod testutil;
 pub use audit::{BlockMaker, Replay};
 pub use error::{Error, RestoreError};
 pub use genesis::{Allocation, Genesis, Params, BPS};
+pub use governance::{Action, Outcome, Proposal, ProposalStatus, Rotation, Validator};
 pub use precheck::{Admitted, ADMISSION_HORIZON_MS, MAX_PAYLOAD, MAX_SEQ_AHEAD};
 pub use refusal::Code;
 pub use state::{Account, Applied, Grant, Lease, LeaseStatus, Mode, Refusal, Segment, State};

@@ -98,6 +98,10 @@ impl State {
                 | EntryKind::TRANSFER
                 | EntryKind::LEASE_TRANSITION
                 | EntryKind::CREDENTIAL_GRANT
+                | EntryKind::GOV_PROPOSE
+                | EntryKind::GOV_VOTE
+                | EntryKind::GOV_WITHDRAW
+                | EntryKind::KEY_ROTATION
         ) {
             return Err(Refusal::NotUserEntry { kind: kind.0, name: kind.name().into() });
         }
@@ -121,6 +125,9 @@ impl State {
         };
         if verify_signature && entry.verify_signature(&self.chain_id).is_err() {
             return Err(Refusal::BadSignature);
+        }
+        if self.rotation(&author).is_some() {
+            return Err(Refusal::KeyRotated(self.current_key(&author).to_string()));
         }
 
         let encoded = entry.encode();
@@ -190,7 +197,7 @@ impl State {
                 if got - expected > MAX_SEQ_AHEAD {
                     return Err(Refusal::SeqGap { expected, got });
                 }
-                self.check_tx(&author, &tx)?;
+                self.check_tx(&author, &tx, self.height() + 1)?;
                 admitted.seq = Some((got, got > expected));
             }
         }

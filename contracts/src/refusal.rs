@@ -45,7 +45,7 @@ macro_rules! codes {
 codes! {
     // ---- An entry's form ----
     NotUserEntry = "not_user_entry", 400,
-        "Send an order, a cancel, a transfer, a lease transition or a credential grant; the chain writes the other kinds itself.";
+        "Send an order, a cancel, a transfer, a lease transition, a credential grant, a governance entry or a key rotation; the chain writes the other kinds itself.";
     TooLarge = "too_large", 400,
         "The entry is larger than any valid entry may be; build it again with a current client.";
     Unsigned = "unsigned", 400,
@@ -112,6 +112,21 @@ codes! {
         "The renewal cannot be priced or placed now; the message says why.";
     AlreadyGranted = "already_granted", 409,
         "Use revocation ids no other credential uses.";
+    // ---- Governance and keys (docs/governance.md) ----
+    NotValidator = "not_validator", 403,
+        "Only a validator may propose, and only the validators of a proposal's set may vote on it (GET /api/v1/governance lists them).";
+    UnknownProposal = "unknown_proposal", 404,
+        "Name an open proposal (GET /api/v1/governance lists them); this one never existed, or was enacted, expired, rejected or withdrawn.";
+    ProposalClosed = "proposal_closed", 409,
+        "The proposal has passed; it takes effect at its height and takes no more votes.";
+    AlreadyVoted = "already_voted", 409,
+        "A validator votes once on a proposal.";
+    BadProposal = "bad_proposal", 400,
+        "Fix the proposal as the message says: an effective height at least 10 blocks ahead, and an action the state allows now.";
+    KeyRotated = "key_rotated", 403,
+        "This key was rotated; sign with the key it was rotated to.";
+    RotationRefused = "rotation_refused", 409,
+        "Rotate to a fresh key: one that is not a validator, was never rotated and has signed nothing.";
     // ---- The node ----
     MempoolFull = "mempool_full", 503,
         "The node holds all the pending entries it can; retry in a few seconds.";

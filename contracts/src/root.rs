@@ -6,6 +6,7 @@ use surplus_ledger::encoding::{tagged_hasher, DecodeError, Reader, Writer};
 use surplus_ledger::{Entry, Hash, PublicKey, MAX_ENTRY_PAYLOAD};
 use surplus_market::{Allocation, Allocations, Market, Resting, SignedOrder};
 
+use crate::governance::{Action, Proposal, Rotation, Validator};
 use crate::state::{Account, Grant, Lease, LeaseStatus, Segment};
 use crate::tx::{decode_fill, decode_revocation, encode_fill, encode_revocation, RevocationId};
 
@@ -34,6 +35,12 @@ pub enum Kind {
     Price = 6,
     /// An allocation of a resting offer's slots to a lease, by offer, bid and start.
     Allocation = 7,
+    /// A validator of the set in force for the next block, by key.
+    Validator = 8,
+    /// A proposal open or waiting for its height, by id.
+    Proposal = 9,
+    /// A rotated key, by the old key.
+    Rotation = 10,
 }
 
 impl Kind {
@@ -48,6 +55,9 @@ impl Kind {
             5 => Kind::Nonce,
             6 => Kind::Price,
             7 => Kind::Allocation,
+            8 => Kind::Validator,
+            9 => Kind::Proposal,
+            10 => Kind::Rotation,
             _ => return None,
         })
     }
@@ -62,6 +72,9 @@ impl Kind {
             Kind::Nonce => "nonce",
             Kind::Price => "price",
             Kind::Allocation => "allocation",
+            Kind::Validator => "validator",
+            Kind::Proposal => "proposal",
+            Kind::Rotation => "rotation",
         }
     }
 }
@@ -200,6 +213,40 @@ pub(crate) fn nonce_value(author: &PublicKey, nonce: u64, expiry_ms: u64) -> Vec
     let mut v = nonce_key(author, nonce).to_vec();
     v.extend_from_slice(&expiry_ms.to_be_bytes());
     v
+}
+
+/// A validator's value: `position u16 ‖ key ‖ power u64 ‖ short(address)`, where the position
+/// is its index in the set.
+pub(crate) fn validator_value(position: usize, v: &Validator) -> Vec<u8> {
+    let mut w = Writer::with_capacity(48 + v.address.len());
+    w.u16(position as u16).raw(&v.key.0).u64(v.power).short_bytes(v.address.as_bytes());
+    w.finish()
+}
+
+/// A proposal's value: `id ‖ proposer ‖ height ‖ effective ‖ passed ‖ var(action) ‖
+/// u16 n ‖ (voter ‖ power)×n ‖ u16 m ‖ (voter ‖ yes u8)×m` (`passed` is 0 while open).
+pub(crate) fn proposal_value(p: &Proposal) -> Vec<u8> {
+    let mut action = Writer::new();
+    p.action.encode(&mut action);
+    let mut w = Writer::with_capacity(200 + 40 * p.voters.len() + 33 * p.votes.len());
+    w.raw(&p.id).raw(&p.proposer.0).u64(p.height).u64(p.effective).u64(p.passed.unwrap_or(0));
+    w.bytes(action.as_slice());
+    w.u16(p.voters.len() as u16);
+    for (k, power) in &p.voters {
+        w.raw(&k.0).u64(*power);
+    }
+    w.u16(p.votes.len() as u16);
+    for (k, yes) in &p.votes {
+        w.raw(&k.0).u8(u8::from(*yes));
+    }
+    w.finish()
+}
+
+/// A rotation's value: `old ‖ new ‖ height`.
+pub(crate) fn rotation_value(old: &PublicKey, r: &Rotation) -> Vec<u8> {
+    let mut w = Writer::with_capacity(72);
+    w.raw(&old.0).raw(&r.new.0).u64(r.height);
+    w.finish()
 }
 
 /// The account item of `key` holding `account` (its value is `key ‖ balance ‖ seq`), as
@@ -386,4 +433,63 @@ pub(crate) fn decode_price(v: &[u8]) -> Result<(Market, u64), DecodeError> {
     let price = r.u64("price.price")?;
     r.finish()?;
     Ok((Market { class, region }, price))
+}
+
+/// Decodes a validator's value: its position and the validator.
+pub(crate) fn decode_validator(v: &[u8]) -> Result<(usize, Validator), DecodeError> {
+    let mut r = Reader::new(v);
+    let position = usize::from(r.u16("validator.position")?);
+    let key = PublicKey(r.array("validator.key")?);
+    let power = r.u64("validator.power")?;
+    let at = r.position();
+    let address = r.short_bytes("validator.address")?;
+    let address = utf8(&r, "validator.address", at, address)?;
+    r.finish()?;
+    Ok((position, Validator { key, power, address }))
+}
+
+/// Decodes a proposal's value.
+pub(crate) fn decode_proposal(v: &[u8]) -> Result<Proposal, DecodeError> {
+    let mut r = Reader::new(v);
+    let id = r.array("proposal.id")?;
+    let proposer = PublicKey(r.array("proposal.proposer")?);
+    let height = r.u64("proposal.height")?;
+    let effective = r.u64("proposal.effective")?;
+    let passed = r.u64("proposal.passed")?;
+    let at = r.position();
+    let action_bytes = r.bytes("proposal.action", MAX_VAR)?;
+    let mut ar = Reader::new(action_bytes);
+    let action = Action::decode(&mut ar)
+        .and_then(|a| ar.finish().map(|()| a))
+        .map_err(|e| r.invalid_at("proposal.action", at, e.to_string()))?;
+    let n = r.u16("proposal.voters")? as usize;
+    let mut voters = Vec::with_capacity(n.min(surplus_ledger::MAX_VALIDATORS));
+    for _ in 0..n {
+        voters.push((PublicKey(r.array("proposal.voter")?), r.u64("proposal.power")?));
+    }
+    let m = r.u16("proposal.votes")? as usize;
+    let mut votes = Vec::with_capacity(m.min(surplus_ledger::MAX_VALIDATORS));
+    for _ in 0..m {
+        let k = PublicKey(r.array("proposal.vote.voter")?);
+        let at = r.position();
+        let yes = match r.u8("proposal.vote.yes")? {
+            0 => false,
+            1 => true,
+            other => return Err(r.invalid_at("proposal.vote.yes", at, format!("{other}"))),
+        };
+        votes.push((k, yes));
+    }
+    r.finish()?;
+    let passed = (passed != 0).then_some(passed);
+    Ok(Proposal { id, proposer, action, height, effective, passed, voters, votes })
+}
+
+/// Decodes a rotation's value: the old key and its rotation.
+pub(crate) fn decode_rotation(v: &[u8]) -> Result<(PublicKey, Rotation), DecodeError> {
+    let mut r = Reader::new(v);
+    let old = PublicKey(r.array("rotation.old")?);
+    let new = PublicKey(r.array("rotation.new")?);
+    let height = r.u64("rotation.height")?;
+    r.finish()?;
+    Ok((old, Rotation { new, height }))
 }

@@ -1,5 +1,6 @@
 //! The contract state and the block transition.
 
+mod governance;
 mod restore;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -12,6 +13,7 @@ use surplus_ledger::{Auth, Entry, EntryKind, Hash, PublicKey};
 use surplus_market::{Batch, Book, Fill, Market, Outcome, SignedCancel, SignedOrder, HOUR_MS};
 
 use crate::genesis::{Genesis, Params, BPS};
+use crate::governance::{Proposal, Rotation, Validator};
 use crate::precheck::MAX_SEQ_AHEAD;
 use crate::refusal::Code;
 use crate::root::{self, Item, Kind};
@@ -203,6 +205,28 @@ pub enum Refusal {
     /// The market refused the order or cancel.
     #[error("{0}")]
     Market(surplus_market::Rejection),
+    /// A governance entry by a key that is not a validator (of the set in force, or of the
+    /// proposal's set for a vote).
+    #[error("only a validator may do this")]
+    NotValidator,
+    /// No open proposal with this id.
+    #[error("no proposal {0}")]
+    UnknownProposal(String),
+    /// The proposal passed already: it takes no more votes and cannot be withdrawn.
+    #[error("the proposal has passed; it takes no more votes")]
+    ProposalClosed,
+    /// The validator voted on this proposal already.
+    #[error("this validator has voted on the proposal already")]
+    AlreadyVoted,
+    /// A proposal the rules or the state do not allow.
+    #[error("proposal refused: {0}")]
+    BadProposal(String),
+    /// The author's key was rotated: it may sign nothing more.
+    #[error("this key was rotated to {0}; sign with the new key")]
+    KeyRotated(String),
+    /// A key rotation the state does not allow.
+    #[error("rotation refused: {0}")]
+    RotationRefused(String),
     /// Valid now, the order would be refused within the admission horizon (it expires, or its
     /// window closes or becomes shorter than its minimum lease): it could not reach a block.
     #[error("within {horizon_ms} ms (the time a node allows an order to reach a block) it would be refused: {rejection}")]
@@ -235,6 +259,13 @@ impl Refusal {
             Refusal::AlreadyGranted => Code::AlreadyGranted,
             Refusal::Market(r) => Code::of_rejection(r),
             Refusal::ClosesTooSoon { .. } => Code::ClosesTooSoon,
+            Refusal::NotValidator => Code::NotValidator,
+            Refusal::UnknownProposal(_) => Code::UnknownProposal,
+            Refusal::ProposalClosed => Code::ProposalClosed,
+            Refusal::AlreadyVoted => Code::AlreadyVoted,
+            Refusal::BadProposal(_) => Code::BadProposal,
+            Refusal::KeyRotated(_) => Code::KeyRotated,
+            Refusal::RotationRefused(_) => Code::RotationRefused,
         }
     }
 
@@ -306,6 +337,12 @@ pub struct State {
     supply: u64,
     height: u64,
     now_ms: u64,
+    /// The validator set in force for the next block, in its order.
+    validators: Arc<Vec<Validator>>,
+    /// Proposals open or passed and waiting for their height.
+    proposals: OrdMap<Hash, Arc<Proposal>>,
+    /// Rotated keys: old key → its rotation.
+    rotated: OrdMap<PublicKey, Rotation>,
     /// The items' sparse Merkle tree; its root is the state root.
     tree: surplus_state::Tree,
 }
@@ -321,6 +358,9 @@ impl PartialEq for State {
             && self.last_price == other.last_price
             && self.revoked == other.revoked
             && (self.supply, self.height, self.now_ms) == (other.supply, other.height, other.now_ms)
+            && self.validators == other.validators
+            && self.proposals == other.proposals
+            && self.rotated == other.rotated
             // The indexes derived from the above: equal states execute blocks alike.
             && self.params_bytes == other.params_bytes
             && self.due == other.due
@@ -350,6 +390,11 @@ impl State {
                 .ok_or_else(|| Error::Genesis("allocations overflow".into()))?;
         }
         let params_bytes = params.encode();
+        let validators = genesis
+            .validators
+            .iter()
+            .map(|k| Validator { key: *k, power: 1, address: String::new() })
+            .collect();
         let mut state = Self {
             chain_id: chain_id.to_owned(),
             params,
@@ -365,6 +410,9 @@ impl State {
             supply,
             height: 0,
             now_ms: timestamp_ms,
+            validators: Arc::new(validators),
+            proposals: OrdMap::new(),
+            rotated: OrdMap::new(),
             tree: surplus_state::Tree::new(),
         };
         state.book.take_changes();
@@ -528,6 +576,9 @@ impl State {
             leases: self.leases.clone(),
             last_price: self.last_price.clone(),
             revoked: self.revoked.clone(),
+            validators: self.validators.clone(),
+            proposals: self.proposals.clone(),
+            rotated: self.rotated.clone(),
         };
         self.height = height;
         self.now_ms = now_ms;
@@ -638,6 +689,7 @@ impl State {
             self.reschedule(id, None);
             entries.push(entry);
         }
+        self.end_of_block(height, &before.validators, &mut entries);
         refused.sort_by_key(|r| r.0);
         let ended = self.remove_ended(&before);
         self.update_tree(&before);
@@ -685,6 +737,7 @@ impl State {
                 penalty: 0,
                 added: 0,
             };
+            let provider = self.current_key(&provider);
             *self.balance_mut(&provider) += to_provider;
             let treasury = self.params.treasury;
             *self.balance_mut(&treasury) += fee;
@@ -712,6 +765,9 @@ impl State {
         let Auth::Signed { author, .. } = e.auth else {
             return Err(Refusal::Unsigned);
         };
+        if self.rotated.contains_key(&author) {
+            return Err(Refusal::KeyRotated(self.current_key(&author).to_string()));
+        }
         match e.kind {
             EntryKind::ORDER => {
                 let o = SignedOrder::from_entry(e).map_err(Refusal::Market)?;
@@ -725,14 +781,20 @@ impl State {
                 batch.cancels.push(c);
                 Ok(UserEffect::Market(id))
             }
-            EntryKind::TRANSFER | EntryKind::LEASE_TRANSITION | EntryKind::CREDENTIAL_GRANT => {
+            EntryKind::TRANSFER
+            | EntryKind::LEASE_TRANSITION
+            | EntryKind::CREDENTIAL_GRANT
+            | EntryKind::GOV_PROPOSE
+            | EntryKind::GOV_VOTE
+            | EntryKind::GOV_WITHDRAW
+            | EntryKind::KEY_ROTATION => {
                 let tx = Tx::decode(e.kind, &e.payload)
                     .map_err(|d| Refusal::Malformed(d.to_string()))?;
                 let expected = self.account(&author).seq;
                 if tx.seq() != expected {
                     return Err(Refusal::BadSequence { expected, got: tx.seq() });
                 }
-                let out = self.apply_tx(&author, tx)?;
+                let out = self.apply_tx(&author, tx, e.id())?;
                 self.accounts.entry(author).or_default().seq += 1;
                 Ok(UserEffect::Done(out))
             }
@@ -744,7 +806,11 @@ impl State {
     /// block: who may do it, to what, with what. Admission ([`State::precheck`]) and the
     /// block's execution ([`State::apply_block`]) both run exactly these; execution then adds
     /// what only it can know (the renewal's price at the block).
-    pub(crate) fn check_tx(&self, author: &PublicKey, tx: &Tx) -> Result<(), Refusal> {
+    ///
+    /// `height` is the block the transaction executes in (for admission, the next one).
+    pub(crate) fn check_tx(&self, author: &PublicKey, tx: &Tx, height: u64) -> Result<(), Refusal> {
+        // A party of a lease speaks with its current key (after a rotation, the new one).
+        let party = |k: &PublicKey| self.current_key(k) == *author;
         let lease_of =
             |id: &Hash| self.leases.get(id).ok_or_else(|| Refusal::UnknownLease(hex::encode(id)));
         match tx {
@@ -762,7 +828,7 @@ impl State {
                 if l.status != LeaseStatus::Active {
                     return Err(Refusal::LeaseNotActive);
                 }
-                if *author != l.fill.buyer && *author != l.fill.provider {
+                if !party(&l.fill.buyer) && !party(&l.fill.provider) {
                     return Err(Refusal::NotEntitled("buyer or provider".into()));
                 }
             }
@@ -771,8 +837,14 @@ impl State {
                 if l.status != LeaseStatus::Active {
                     return Err(Refusal::LeaseNotActive);
                 }
-                if *author != l.fill.buyer {
+                if !party(&l.fill.buyer) {
                     return Err(Refusal::NotEntitled("buyer".into()));
+                }
+                if !self.params.catalogue.has_market(&l.fill.market) {
+                    return Err(Refusal::RenewalRefused(format!(
+                        "the market {} left the catalogue",
+                        l.fill.market
+                    )));
                 }
                 if *hours == 0 || *hours > surplus_market::MAX_HOURS {
                     return Err(Refusal::RenewalRefused(format!(
@@ -783,7 +855,7 @@ impl State {
             }
             Tx::Grant { lease, revocation_ids, .. } => {
                 let l = lease_of(lease)?;
-                if *author != l.fill.provider {
+                if !party(&l.fill.provider) {
                     return Err(Refusal::NotEntitled("provider".into()));
                 }
                 if l.status != LeaseStatus::Active {
@@ -797,21 +869,34 @@ impl State {
                     return Err(Refusal::AlreadyGranted);
                 }
             }
+            Tx::GovPropose { .. }
+            | Tx::GovVote { .. }
+            | Tx::GovWithdraw { .. }
+            | Tx::RotateKey { .. } => self.check_gov(author, tx, height)?,
         }
         Ok(())
     }
 
-    fn apply_tx(&mut self, author: &PublicKey, tx: Tx) -> Result<Vec<Entry>, Refusal> {
-        self.check_tx(author, &tx)?;
+    fn apply_tx(&mut self, author: &PublicKey, tx: Tx, id: Hash) -> Result<Vec<Entry>, Refusal> {
+        self.check_tx(author, &tx, self.height)?;
         let now = self.now_ms;
         match tx {
             Tx::Transfer { to, amount, .. } => {
+                // Credits sent to a rotated key reach its current one.
+                let to = self.current_key(&to);
                 *self.balance_mut(author) -= amount;
                 *self.balance_mut(&to) += amount;
                 Ok(Vec::new())
             }
+            Tx::GovPropose { .. }
+            | Tx::GovVote { .. }
+            | Tx::GovWithdraw { .. }
+            | Tx::RotateKey { .. } => Ok(self.apply_gov(author, tx, id)),
             Tx::Terminate { lease, .. } => {
-                let by_buyer = self.leases.get(&lease).is_some_and(|l| *author == l.fill.buyer);
+                let by_buyer = self
+                    .leases
+                    .get(&lease)
+                    .is_some_and(|l| *author == self.current_key(&l.fill.buyer));
                 Ok(self.terminate(lease, by_buyer, now))
             }
             Tx::Renew { lease, hours, .. } => {
@@ -925,6 +1010,8 @@ impl State {
         l.fill.end_ms = now;
         self.reschedule(lease, before);
         self.book.end_allocation(&offer, &bid, start, now);
+        // Payments go to the parties' current keys.
+        let (buyer, provider) = (self.current_key(&buyer), self.current_key(&provider));
         *self.balance_mut(&provider) += to_provider;
         let treasury = self.params.treasury;
         *self.balance_mut(&treasury) += fee;
@@ -1029,6 +1116,27 @@ impl State {
             key: root::price_key(m),
             value: root::price_value(m, *p),
         });
+        let mut validators: Vec<Item> = self
+            .validators
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Item {
+                kind: Kind::Validator,
+                key: v.key.0.to_vec(),
+                value: root::validator_value(i, v),
+            })
+            .collect();
+        validators.sort_by(|a, b| a.key.cmp(&b.key));
+        let proposals = self.proposals.values().map(|p| Item {
+            kind: Kind::Proposal,
+            key: p.id.to_vec(),
+            value: root::proposal_value(p),
+        });
+        let rotations = self.rotated.iter().map(|(old, r)| Item {
+            kind: Kind::Rotation,
+            key: old.0.to_vec(),
+            value: root::rotation_value(old, r),
+        });
         std::iter::once(self.chain_item())
             .chain(accounts)
             .chain(leases)
@@ -1037,6 +1145,9 @@ impl State {
             .chain(nonces)
             .chain(prices)
             .chain(allocations)
+            .chain(validators)
+            .chain(proposals)
+            .chain(rotations)
     }
 
     /// The tree built from every item, ignoring the one kept up to date block by block.
@@ -1116,6 +1227,35 @@ impl State {
                 SetDiff::Remove(r) => (root::key_hash(Kind::Revoked, &root::revoked_key(r)), None),
             });
         }
+        if self.validators != before.validators {
+            for v in before.validators.iter() {
+                if !self.validators.iter().any(|n| n.key == v.key) {
+                    changes.push((root::key_hash(Kind::Validator, &v.key.0), None));
+                }
+            }
+            for (i, v) in self.validators.iter().enumerate() {
+                let value = surplus_state::value_hash(&root::validator_value(i, v));
+                changes.push((root::key_hash(Kind::Validator, &v.key.0), Some(value)));
+            }
+        }
+        for d in before.proposals.diff(&self.proposals) {
+            changes.push(match d {
+                DiffItem::Add(id, p) | DiffItem::Update { new: (id, p), .. } => (
+                    root::key_hash(Kind::Proposal, id),
+                    Some(surplus_state::value_hash(&root::proposal_value(p))),
+                ),
+                DiffItem::Remove(id, _) => (root::key_hash(Kind::Proposal, id), None),
+            });
+        }
+        for d in before.rotated.diff(&self.rotated) {
+            changes.push(match d {
+                DiffItem::Add(k, r) | DiffItem::Update { new: (k, r), .. } => (
+                    root::key_hash(Kind::Rotation, &k.0),
+                    Some(surplus_state::value_hash(&root::rotation_value(k, r))),
+                ),
+                DiffItem::Remove(k, _) => (root::key_hash(Kind::Rotation, &k.0), None),
+            });
+        }
         let book = self.book.take_changes();
         let found = self.book.find_many(&book.orders);
         for id in &book.orders {
@@ -1176,6 +1316,9 @@ struct Before {
     leases: OrdMap<Hash, Arc<Lease>>,
     last_price: OrdMap<Market, u64>,
     revoked: OrdSet<RevocationId>,
+    validators: Arc<Vec<Validator>>,
+    proposals: OrdMap<Hash, Arc<Proposal>>,
+    rotated: OrdMap<PublicKey, Rotation>,
 }
 
 enum UserEffect {

@@ -10,6 +10,8 @@ use surplus_ledger::encoding::{DecodeError, Reader, Writer};
 use surplus_ledger::{Hash, PublicKey};
 use surplus_market::{Fill, Market};
 
+use crate::governance::Action;
+
 /// Most revocation ids a credential may carry (one per token block).
 pub const MAX_REVOCATION_IDS: usize = 16;
 /// Largest revocation id, bytes.
@@ -57,6 +59,41 @@ pub enum Tx {
         /// The token's revocation ids (hex in JSON).
         revocation_ids: Vec<RevocationId>,
         /// The provider's sequence number.
+        seq: u64,
+    },
+    /// Propose a change to the validator set or the parameters (by a validator).
+    GovPropose {
+        /// What it changes.
+        action: Action,
+        /// The first block under the change.
+        effective: u64,
+        /// The proposer's sequence number.
+        seq: u64,
+    },
+    /// Vote on a proposal (by a validator of the proposal's set).
+    GovVote {
+        /// The proposal.
+        #[serde(with = "surplus_ledger::hex_hash")]
+        proposal: Hash,
+        /// Yes or no.
+        yes: bool,
+        /// The voter's sequence number.
+        seq: u64,
+    },
+    /// Withdraw an open proposal (by its proposer).
+    GovWithdraw {
+        /// The proposal.
+        #[serde(with = "surplus_ledger::hex_hash")]
+        proposal: Hash,
+        /// The proposer's sequence number.
+        seq: u64,
+    },
+    /// Rotate the author's key to `new_key`: the author's credits move to it, its validator
+    /// place (if any) passes to it, and the old key may sign nothing more.
+    RotateKey {
+        /// The new key.
+        new_key: PublicKey,
+        /// The old key's sequence number.
         seq: u64,
     },
 }
@@ -124,6 +161,10 @@ impl Tx {
             Tx::Transfer { .. } => EntryKind::TRANSFER,
             Tx::Terminate { .. } | Tx::Renew { .. } => EntryKind::LEASE_TRANSITION,
             Tx::Grant { .. } => EntryKind::CREDENTIAL_GRANT,
+            Tx::GovPropose { .. } => EntryKind::GOV_PROPOSE,
+            Tx::GovVote { .. } => EntryKind::GOV_VOTE,
+            Tx::GovWithdraw { .. } => EntryKind::GOV_WITHDRAW,
+            Tx::RotateKey { .. } => EntryKind::KEY_ROTATION,
         }
     }
 
@@ -133,7 +174,11 @@ impl Tx {
             Tx::Transfer { seq, .. }
             | Tx::Terminate { seq, .. }
             | Tx::Renew { seq, .. }
-            | Tx::Grant { seq, .. } => *seq,
+            | Tx::Grant { seq, .. }
+            | Tx::GovPropose { seq, .. }
+            | Tx::GovVote { seq, .. }
+            | Tx::GovWithdraw { seq, .. }
+            | Tx::RotateKey { seq, .. } => *seq,
         }
     }
 
@@ -143,7 +188,11 @@ impl Tx {
             Tx::Transfer { seq, .. }
             | Tx::Terminate { seq, .. }
             | Tx::Renew { seq, .. }
-            | Tx::Grant { seq, .. } => *seq = new,
+            | Tx::Grant { seq, .. }
+            | Tx::GovPropose { seq, .. }
+            | Tx::GovVote { seq, .. }
+            | Tx::GovWithdraw { seq, .. }
+            | Tx::RotateKey { seq, .. } => *seq = new,
         }
         self
     }
@@ -164,6 +213,19 @@ impl Tx {
             Tx::Grant { lease, token_hash, revocation_ids, seq } => {
                 w.raw(lease).raw(token_hash).u64(*seq);
                 write_ids(&mut w, revocation_ids);
+            }
+            Tx::GovPropose { action, effective, seq } => {
+                w.u64(*seq).u64(*effective);
+                action.encode(&mut w);
+            }
+            Tx::GovVote { proposal, yes, seq } => {
+                w.raw(proposal).u8(u8::from(*yes)).u64(*seq);
+            }
+            Tx::GovWithdraw { proposal, seq } => {
+                w.raw(proposal).u64(*seq);
+            }
+            Tx::RotateKey { new_key, seq } => {
+                w.raw(&new_key.0).u64(*seq);
             }
         }
         w.finish()
@@ -205,6 +267,31 @@ impl Tx {
                 token_hash: r.array("grant.token_hash")?,
                 seq: r.u64("grant.seq")?,
                 revocation_ids: read_ids(&mut r)?,
+            },
+            EntryKind::GOV_PROPOSE => {
+                let seq = r.u64("propose.seq")?;
+                let effective = r.u64("propose.effective")?;
+                Tx::GovPropose { action: Action::decode(&mut r)?, effective, seq }
+            }
+            EntryKind::GOV_VOTE => {
+                let proposal = r.array("vote.proposal")?;
+                let at = r.position();
+                let yes = match r.u8("vote.yes")? {
+                    0 => false,
+                    1 => true,
+                    other => {
+                        return Err(r.invalid_at("vote.yes", at, format!("{other} is not 0 or 1")))
+                    }
+                };
+                Tx::GovVote { proposal, yes, seq: r.u64("vote.seq")? }
+            }
+            EntryKind::GOV_WITHDRAW => Tx::GovWithdraw {
+                proposal: r.array("withdraw.proposal")?,
+                seq: r.u64("withdraw.seq")?,
+            },
+            EntryKind::KEY_ROTATION => Tx::RotateKey {
+                new_key: PublicKey(r.array("rotation.new_key")?),
+                seq: r.u64("rotation.seq")?,
             },
             other => {
                 return Err(DecodeError::Invalid {

@@ -200,6 +200,60 @@ def allocation(f):
     return key, key + u64(f["end_ms"]) + u32(f["slots"])
 
 
+# Governance actions (docs/contracts.md, section 7): a one-byte type, then its fields.
+def action_bytes(a):
+    t = a["type"]
+    if t == "add_validator":
+        return u8(1) + b32(a["key"]) + u64(a["power"]) + short(a["address"].encode())
+    if t == "remove_validator":
+        return u8(2) + b32(a["key"])
+    if t == "set_power":
+        return u8(3) + b32(a["key"]) + u64(a["power"])
+    if t == "set_fees":
+        return u8(4) + u16(a["fee_bps"]) + u16(a["penalty_bps"])
+    if t == "add_class":
+        c = a["class"]
+        attributes = sorted(c["attributes"].items(), key=lambda kv: kv[0].encode())
+        out = u8(5) + short(c["id"].encode()) + var(c["description"].encode())
+        out += u16(len(attributes))
+        for name, value in attributes:
+            out += short(name.encode()) + u64(value)
+        return out
+    if t == "retire_class":
+        return u8(6) + short(a["id"].encode())
+    if t == "add_region":
+        r = a["region"]
+        return u8(7) + short(r["id"].encode()) + var(r["description"].encode())
+    if t == "retire_region":
+        return u8(8) + short(a["id"].encode())
+    if t == "rotate_validator":
+        return u8(9) + b32(a["old"]) + b32(a["new"])
+    raise ValueError(f"unknown action {t!r}")
+
+
+def validator(f):
+    key = b32(f["key"])
+    return key, u16(f["position"]) + key + u64(f["power"]) + short(f["address"].encode())
+
+
+def proposal(f):
+    pid = b32(f["id"])
+    out = pid + b32(f["proposer"]) + u64(f["height"]) + u64(f["effective"]) + u64(f["passed"])
+    out += var(action_bytes(f["action"]))
+    out += u16(len(f["voters"]))
+    for v in f["voters"]:
+        out += b32(v["key"]) + u64(v["power"])
+    out += u16(len(f["votes"]))
+    for v in f["votes"]:
+        out += b32(v["voter"]) + u8(1 if v["yes"] else 0)
+    return pid, out
+
+
+def rotation(f):
+    old = b32(f["old"])
+    return old, old + b32(f["new"]) + u64(f["height"])
+
+
 # kind number -> (name, builder)
 KINDS = {
     0: ("chain", chain),
@@ -210,6 +264,9 @@ KINDS = {
     5: ("nonce", nonce),
     6: ("price", price),
     7: ("allocation", allocation),
+    8: ("validator", validator),
+    9: ("proposal", proposal),
+    10: ("rotation", rotation),
 }
 
 

@@ -26,10 +26,19 @@ fuzz_target!(|data: &[u8]| {
     if let Ok(c) = Cancel::decode(data) {
         assert_eq!(Cancel::decode(&c.encode()).ok(), Some(c));
     }
-    for kind in [EntryKind::TRANSFER, EntryKind::LEASE_TRANSITION, EntryKind::CREDENTIAL_GRANT] {
+    for kind in [
+        EntryKind::TRANSFER,
+        EntryKind::LEASE_TRANSITION,
+        EntryKind::CREDENTIAL_GRANT,
+        EntryKind::GOV_PROPOSE,
+        EntryKind::GOV_VOTE,
+        EntryKind::GOV_WITHDRAW,
+        EntryKind::KEY_ROTATION,
+    ] {
         let _ = Tx::decode(kind, data);
     }
     let _ = Settlement::decode(data);
     let _ = decode_fill(data);
     let _ = decode_revocation(data);
+    let _ = surplus_contracts::governance::decode_outcome(data);
 });

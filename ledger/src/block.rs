@@ -49,6 +49,16 @@ impl EntryKind {
     pub const CREDENTIAL_GRANT: EntryKind = EntryKind(48);
     /// A credential revocation.
     pub const REVOCATION: EntryKind = EntryKind(49);
+    /// A governance proposal by a validator (owned by `contracts`).
+    pub const GOV_PROPOSE: EntryKind = EntryKind(64);
+    /// A validator's vote on a proposal.
+    pub const GOV_VOTE: EntryKind = EntryKind(65);
+    /// The withdrawal of an open proposal by its proposer.
+    pub const GOV_WITHDRAW: EntryKind = EntryKind(66);
+    /// How a proposal ended: enacted, expired, rejected or void (system entry).
+    pub const GOV_OUTCOME: EntryKind = EntryKind(67);
+    /// A key's rotation to a new key, signed by the old one.
+    pub const KEY_ROTATION: EntryKind = EntryKind(68);
 
     /// A human name for the kinds this crate knows, for reports.
     pub fn name(self) -> &'static str {
@@ -66,6 +76,11 @@ impl EntryKind {
             Self::TRANSFER => "transfer",
             Self::CREDENTIAL_GRANT => "credential-grant",
             Self::REVOCATION => "revocation",
+            Self::GOV_PROPOSE => "gov-propose",
+            Self::GOV_VOTE => "gov-vote",
+            Self::GOV_WITHDRAW => "gov-withdraw",
+            Self::GOV_OUTCOME => "gov-outcome",
+            Self::KEY_ROTATION => "key-rotation",
             _ => "other",
         }
     }

@@ -864,6 +864,34 @@ impl Book {
         Ok(())
     }
 
+    /// Takes every resting order of `author` out of the book (its key was rotated); returns
+    /// their ids, in id order. Their nonces stay used.
+    pub fn withdraw_author(&mut self, author: &PublicKey) -> Vec<Hash> {
+        let mut ids: Vec<Hash> =
+            self.orders().filter(|r| r.order.author == *author).map(|r| r.order.id).collect();
+        ids.sort();
+        for id in &ids {
+            self.take(id);
+        }
+        ids
+    }
+
+    /// Takes every resting order of the markets `retired` picks out of the book (their class
+    /// or region left the catalogue); returns their ids, in id order. Their nonces stay used.
+    pub fn withdraw_markets(&mut self, retired: impl Fn(&Market) -> bool) -> Vec<Hash> {
+        let mut ids: Vec<Hash> = self
+            .markets
+            .iter()
+            .filter(|(m, _)| retired(m))
+            .flat_map(|(_, s)| s.bids.iter().chain(s.offers.iter()).map(|r| r.order.id))
+            .collect();
+        ids.sort();
+        for id in &ids {
+            self.take(id);
+        }
+        ids
+    }
+
     fn cancel(&mut self, id: &Hash, author: &PublicKey) -> Result<(), Rejection> {
         let r = self.get(id).ok_or_else(|| Rejection::UnknownOrder(hex::encode(id)))?;
         if &r.order.author != author {

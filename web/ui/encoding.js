@@ -21,6 +21,7 @@ export const KIND = {
   VALIDATORS: 1,
   GENESIS_PARAMS: 2,
   GENESIS_ALLOCATION: 3,
+  VALIDATOR_SET: 4,
   ORDER: 16,
   CANCEL: 17,
   FILL: 18,
@@ -30,6 +31,11 @@ export const KIND = {
   TRANSFER: 35,
   CREDENTIAL_GRANT: 48,
   REVOCATION: 49,
+  GOV_PROPOSE: 64,
+  GOV_VOTE: 65,
+  GOV_WITHDRAW: 66,
+  GOV_OUTCOME: 67,
+  KEY_ROTATION: 68,
 };
 
 const KIND_NAMES = Object.fromEntries(

@@ -22,7 +22,19 @@ import { checkCertificate } from "./verify.js";
 export const STATE_PROOF_FORMAT = "surplus-state-proof/v1";
 
 /** The item kinds of the state (docs/contracts.md §5), by name. */
-export const STATE_KIND = { chain: 0, account: 1, lease: 2, order: 3, revoked: 4, nonce: 5, price: 6, allocation: 7 };
+export const STATE_KIND = {
+  chain: 0,
+  account: 1,
+  lease: 2,
+  order: 3,
+  revoked: 4,
+  nonce: 5,
+  price: 6,
+  allocation: 7,
+  validator: 8,
+  proposal: 9,
+  rotation: 10,
+};
 
 /** At most this many siblings in a proof (the tree is 256 bits deep). */
 export const MAX_SIBLINGS = 256;

@@ -12,6 +12,7 @@ use surplus_market::{Allocation, Book, Market, Order, Resting};
 use super::{Account, Lease, LeaseStatus, State};
 use crate::error::RestoreError;
 use crate::genesis::Params;
+use crate::governance::{Proposal, Rotation, Validator};
 use crate::root::{self, Item, Kind};
 use crate::tx::RevocationId;
 
@@ -44,6 +45,9 @@ impl State {
         let mut revoked: OrdSet<RevocationId> = OrdSet::new();
         let mut nonces: Vec<(PublicKey, u64, u64)> = Vec::new();
         let mut last_price: OrdMap<Market, u64> = OrdMap::new();
+        let mut validators: Vec<(usize, Validator)> = Vec::new();
+        let mut proposals: OrdMap<Hash, Arc<Proposal>> = OrdMap::new();
+        let mut rotated: OrdMap<PublicKey, Rotation> = OrdMap::new();
         let mut leaves: Vec<(Hash, Hash)> = Vec::new();
         let mut seen: HashSet<Hash> = HashSet::new();
 
@@ -126,6 +130,38 @@ impl State {
                     let key = root::allocation_key(&offer, &a.bid, a.start_ms).to_vec();
                     allocations.push((offer, a));
                     (key, again)
+                }
+                Kind::Validator => {
+                    let (i, v) =
+                        root::decode_validator(&item.value).map_err(|e| bad(e.to_string()))?;
+                    if v.power == 0 {
+                        return Err(bad("voting power 0".into()));
+                    }
+                    if !v.address.is_empty() {
+                        crate::governance::validate_address(&v.address).map_err(&bad)?;
+                    }
+                    let again = root::validator_value(i, &v);
+                    let key = v.key.0.to_vec();
+                    validators.push((i, v));
+                    (key, again)
+                }
+                Kind::Proposal => {
+                    let p = root::decode_proposal(&item.value).map_err(|e| bad(e.to_string()))?;
+                    check_proposal(&p).map_err(&bad)?;
+                    let again = root::proposal_value(&p);
+                    let key = p.id.to_vec();
+                    proposals.insert(p.id, Arc::new(p));
+                    (key, again)
+                }
+                Kind::Rotation => {
+                    let (old, r) =
+                        root::decode_rotation(&item.value).map_err(|e| bad(e.to_string()))?;
+                    if old == r.new {
+                        return Err(bad("a key rotated to itself".into()));
+                    }
+                    let again = root::rotation_value(&old, &r);
+                    rotated.insert(old, r);
+                    (old.0.to_vec(), again)
                 }
                 Kind::Price => {
                     let (m, p) = root::decode_price(&item.value).map_err(|e| bad(e.to_string()))?;
@@ -214,6 +250,30 @@ impl State {
                 }
             }
         }
+        // The validator set: positions 0 to n-1, each once, a set the ledger accepts.
+        validators.sort_by_key(|(i, _)| *i);
+        if validators.iter().enumerate().any(|(n, (i, _))| n != *i) {
+            return Err(inconsistent(
+                "the validators' positions are not 0 to n-1, each once".into(),
+            ));
+        }
+        let validators: Vec<Validator> = validators.into_iter().map(|(_, v)| v).collect();
+        surplus_ledger::ValidatorSet::weighted(
+            validators.iter().map(|v| v.key).collect(),
+            validators.iter().map(|v| v.power).collect(),
+        )
+        .map_err(|e| inconsistent(format!("validator set: {e}")))?;
+        if proposals.len() > crate::governance::MAX_OPEN_PROPOSALS {
+            return Err(inconsistent(format!("{} proposals are open", proposals.len())));
+        }
+        for (old, r) in rotated.iter() {
+            if validators.iter().any(|v| v.key == *old) {
+                return Err(inconsistent(format!("rotated key {old} is still a validator")));
+            }
+            if r.height > chain.height {
+                return Err(inconsistent(format!("key {old} rotated after the state's height")));
+            }
+        }
         let book = Book::restore(chain.book_ms, orders, nonces)
             .map_err(|e| inconsistent(format!("book: {e}")))?;
 
@@ -232,6 +292,9 @@ impl State {
             supply: chain.supply,
             height: chain.height,
             now_ms: chain.now_ms,
+            validators: Arc::new(validators),
+            proposals,
+            rotated,
             tree: surplus_state::Tree::from_leaves(leaves),
         })
     }
@@ -255,6 +318,32 @@ fn check_lease(l: &Lease) -> Result<(), String> {
     let owed = l.cost_between(l.hours_paid, l.hours);
     if l.escrow != owed {
         return Err(format!("escrow {}, its unpaid hours cost {owed}", l.escrow));
+    }
+    Ok(())
+}
+
+/// What every proposal in the state is: open or passed before its height, with a voter set the
+/// ledger accepts and votes from its voters only, in key order, once each.
+fn check_proposal(p: &Proposal) -> Result<(), String> {
+    if p.effective < p.height.saturating_add(crate::governance::ENACTMENT_DELAY) {
+        return Err(format!("effective at {}, proposed at {}", p.effective, p.height));
+    }
+    if p.passed.is_some_and(|h| h < p.height || h > p.deadline()) {
+        return Err("passed outside its voting window".into());
+    }
+    surplus_ledger::ValidatorSet::weighted(
+        p.voters.iter().map(|(k, _)| *k).collect(),
+        p.voters.iter().map(|(_, w)| *w).collect(),
+    )?;
+    if p.votes.windows(2).any(|w| w[0].0 >= w[1].0) {
+        return Err("votes are not in voter key order, each once".into());
+    }
+    if let Some((k, _)) = p.votes.iter().find(|(k, _)| !p.voters.iter().any(|(v, _)| v == k)) {
+        return Err(format!("a vote by {k}, who is not a voter"));
+    }
+    let (yes, _) = p.tally();
+    if p.passed.is_some() != (yes >= p.quorum()) {
+        return Err("its status does not match its votes".into());
     }
     Ok(())
 }

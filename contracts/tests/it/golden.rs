@@ -5,9 +5,11 @@
 use rand::SeedableRng;
 use serde_json::{json, Value};
 use surplus_contracts::credential::{attenuate, mint, Restriction};
+use surplus_contracts::governance::{encode_outcome, Outcome};
 use surplus_contracts::{
-    encode_fill, encode_revocation, Mode, RevocationId, Settlement, SettlementReason, Tx,
+    encode_fill, encode_revocation, Action, Mode, RevocationId, Settlement, SettlementReason, Tx,
 };
+use surplus_ledger::testutil::key;
 use surplus_market::HOUR_MS;
 
 use crate::helpers::*;
@@ -32,6 +34,42 @@ fn compute() -> Value {
         revocation_ids: vec![RevocationId(vec![1, 2, 3])],
         seq: 0,
     };
+    // One proposal of each action, a vote, a withdrawal and a key rotation.
+    let v = |i| key("validator", i).public();
+    let mut attributes = std::collections::BTreeMap::new();
+    attributes.insert("gpus".to_string(), 8);
+    attributes.insert("memory_gib".to_string(), 512);
+    let actions = vec![
+        Action::AddValidator { key: v(4), power: 3, address: "/ip4/127.0.0.1/tcp/7004".into() },
+        Action::RemoveValidator { key: v(1) },
+        Action::SetPower { key: v(2), power: 5 },
+        Action::SetFees { fee_bps: 150, penalty_bps: 2500 },
+        Action::AddClass {
+            class: surplus_market::Class {
+                id: "gpu.h100x8".into(),
+                description: "8 H100 GPUs".into(),
+                attributes,
+            },
+        },
+        Action::RetireClass { id: "vm.4c16g".into() },
+        Action::AddRegion {
+            region: surplus_market::Region {
+                id: "ap-south-a".into(),
+                description: "Mumbai".into(),
+            },
+        },
+        Action::RetireRegion { id: "eu-west-a".into() },
+        Action::RotateValidator { old: v(3), new: v(9) },
+    ];
+    let mut governance: Vec<Tx> = actions
+        .into_iter()
+        .enumerate()
+        .map(|(i, action)| Tx::GovPropose { action, effective: 100 + i as u64, seq: i as u64 })
+        .collect();
+    governance.push(Tx::GovVote { proposal: [5; 32], yes: true, seq: 9 });
+    governance.push(Tx::GovVote { proposal: [5; 32], yes: false, seq: 10 });
+    governance.push(Tx::GovWithdraw { proposal: [5; 32], seq: 11 });
+    governance.push(Tx::RotateKey { new_key: v(10), seq: 12 });
     let settlement = Settlement {
         lease: lease.id,
         reason: SettlementReason::Hourly,
@@ -51,6 +89,14 @@ fn compute() -> Value {
         &mut rng,
     )
     .unwrap();
+    let outcomes: Vec<Value> =
+        [Outcome::Enacted, Outcome::Expired, Outcome::Rejected, Outcome::Void]
+            .iter()
+            .map(|o| {
+                let payload = hex::encode(encode_outcome(&[5; 32], *o));
+                json!({ "proposal": hex::encode([5; 32]), "outcome": o, "payload": payload })
+            })
+            .collect();
     let tx_json =
         |t: &Tx| json!({ "tx": t, "kind": t.kind().0, "payload": hex::encode(t.encode()) });
     json!({
@@ -60,6 +106,8 @@ fn compute() -> Value {
         "fill": { "fill": lease.fill, "payload": hex::encode(encode_fill(&lease.fill, lease.height)), "lease_id": hex::encode(lease.id) },
         "settlement": { "settlement": settlement, "payload": hex::encode(settlement.encode()) },
         "revocation": hex::encode(encode_revocation(&lease.id, &[RevocationId(vec![1, 2, 3])])),
+        "governance": governance.iter().map(tx_json).collect::<Vec<_>>(),
+        "gov_outcome": outcomes,
         "state_root_after_block_1": hex::encode(applied.state_root),
         "credential": {
             "provider": provider(0).public().to_string(),

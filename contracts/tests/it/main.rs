@@ -5,6 +5,7 @@ mod audit;
 mod codes;
 mod credentials;
 mod golden;
+mod governance;
 mod helpers;
 mod model;
 mod regressions;

@@ -5,6 +5,7 @@
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use surplus_contracts::{LeaseStatus, Mode, RevocationId, State, Tx};
+use surplus_ledger::testutil::key;
 use surplus_ledger::Entry;
 use surplus_market::{Order, HOUR_MS};
 
@@ -161,4 +162,83 @@ fn random_sequences_conserve_credits_and_never_oversell() {
     }
     // The sequences reach grants that replace others (revoking their ids).
     assert!(revoked > 0, "no sequence revoked a credential");
+}
+
+/// The secret key behind a validator of the tests: `key("validator", i)` for some i < 64.
+pub(crate) fn validator_secret(k: &surplus_ledger::PublicKey) -> Option<surplus_ledger::SecretKey> {
+    (0..64).map(|i| key("validator", i)).find(|s| s.public() == *k)
+}
+
+/// Random governance entries for a block: proposals of every action by validators, votes on
+/// the open proposals, withdrawals and, rarely, a validator's key rotation (to `key("validator",
+/// 32 + n)`). Some are refused (an action the state no longer allows, a second vote): a
+/// proposer's block drops them. At most one entry per author, at its account's next sequence.
+pub(crate) fn gov_entries(rng: &mut StdRng, s: &State) -> Vec<Entry> {
+    use surplus_contracts::Action;
+    let mut out = Vec::new();
+    let mut used = std::collections::HashSet::new();
+    let validators: Vec<_> = s.validators().iter().map(|v| v.key).collect();
+    let pick = |rng: &mut StdRng| validators[rng.gen_range(0..validators.len())];
+    if rng.gen_bool(0.4) {
+        let author = pick(rng);
+        let action = match rng.gen_range(0..7) {
+            0 => Action::AddValidator {
+                key: key("validator", rng.gen_range(4..12)).public(),
+                power: rng.gen_range(1..4),
+                address: format!("/ip4/127.0.0.1/tcp/{}", 7000 + rng.gen_range(0..100)),
+            },
+            1 => Action::RemoveValidator { key: pick(rng) },
+            2 => Action::SetPower { key: pick(rng), power: rng.gen_range(1..5) },
+            3 => Action::SetFees {
+                fee_bps: rng.gen_range(0..500),
+                penalty_bps: rng.gen_range(0..5000),
+            },
+            4 => Action::AddRegion {
+                region: surplus_market::Region {
+                    id: format!("gov-{}", rng.gen_range(0..3)),
+                    description: "a region opened by vote".into(),
+                },
+            },
+            5 => Action::RetireRegion {
+                id: s.params.catalogue.regions[rng.gen_range(0..s.params.catalogue.regions.len())]
+                    .id
+                    .clone(),
+            },
+            _ => Action::RotateValidator {
+                old: pick(rng),
+                new: key("validator", 12 + rng.gen_range(0..20)).public(),
+            },
+        };
+        let effective =
+            s.height() + 1 + surplus_contracts::governance::ENACTMENT_DELAY + rng.gen_range(0..4);
+        if let Some(k) = validator_secret(&author) {
+            used.insert(author);
+            let seq = s.account(&author).seq;
+            out.push(tx(&k, Tx::GovPropose { action, effective, seq }));
+        }
+    }
+    for p in s.proposals() {
+        for (voter, _) in &p.voters {
+            if used.contains(voter) || !rng.gen_bool(0.5) {
+                continue;
+            }
+            let Some(k) = validator_secret(voter) else { continue };
+            used.insert(*voter);
+            let seq = s.account(voter).seq;
+            if *voter == p.proposer && rng.gen_bool(0.1) {
+                out.push(tx(&k, Tx::GovWithdraw { proposal: p.id, seq }));
+            } else {
+                out.push(tx(&k, Tx::GovVote { proposal: p.id, yes: rng.gen_bool(0.8), seq }));
+            }
+        }
+    }
+    if rng.gen_bool(0.05) {
+        let author = pick(rng);
+        if let (false, Some(k)) = (used.contains(&author), validator_secret(&author)) {
+            let seq = s.account(&author).seq;
+            let new_key = key("validator", 32 + rng.gen_range(0..32)).public();
+            out.push(tx(&k, Tx::RotateKey { new_key, seq }));
+        }
+    }
+    out
 }

@@ -16,7 +16,7 @@ use surplus_ledger::{Entry, EntryKind, Frontier, PublicKey};
 use surplus_market::{Fill, HOUR_MS};
 
 use crate::helpers::*;
-use crate::model::block_entries;
+use crate::model::{block_entries, gov_entries};
 
 /// A copy of a frontier through its parts, as a snapshot stores it.
 fn through_parts(f: &Frontier) -> Frontier {
@@ -51,7 +51,8 @@ fn rebuilt_states_equal_the_original_and_resumed_makers_make_the_same_blocks() {
         let mut resumed: Option<BlockMaker> = None;
         for height in 1..=split + 8 {
             now += rng.gen_range(0..4) * HOUR_MS + rng.gen_range(0..1000);
-            let user = block_entries(&mut rng, &maker.state, now, &mut nonce);
+            let mut user = block_entries(&mut rng, &maker.state, now, &mut nonce);
+            user.extend(gov_entries(&mut rng, &maker.state));
             let (block, applied) = maker.next(&user, now, proposer).unwrap();
             if let Some(r) = resumed.as_mut() {
                 let (block2, applied2) = r.next(&user, now, proposer).unwrap();
@@ -76,7 +77,7 @@ fn rebuilt_states_equal_the_original_and_resumed_makers_make_the_same_blocks() {
         }
     }
     // The snapshots held every kind of item, and leases with credentials.
-    assert_eq!(covered.len(), 8, "kinds covered: {covered:?}");
+    assert_eq!(covered.len(), 11, "kinds covered: {covered:?}");
     assert!(granted_at_split > 0, "no snapshot held a granted lease");
 }
 
@@ -89,10 +90,11 @@ fn rich_state() -> State {
         let (mut now, mut nonce) = (T0, 0);
         for _ in 0..12 {
             now += rng.gen_range(0..3) * HOUR_MS + rng.gen_range(0..1000);
-            let user = block_entries(&mut rng, &maker.state, now, &mut nonce);
+            let mut user = block_entries(&mut rng, &maker.state, now, &mut nonce);
+            user.extend(gov_entries(&mut rng, &maker.state));
             maker.next(&user, now, proposer).unwrap();
             let s = &maker.state;
-            if kinds(s).len() == 8 && s.leases().any(|l| l.grant.is_some()) {
+            if kinds(s).len() == 11 && s.leases().any(|l| l.grant.is_some()) {
                 return maker.state;
             }
         }
@@ -127,7 +129,8 @@ fn a_duplicate_item_is_refused() {
     let s = rich_state();
     let items: Vec<Item> = s.items().collect();
     let kinds = [Kind::Account, Kind::Lease, Kind::Order, Kind::Revoked, Kind::Nonce, Kind::Price];
-    for kind in kinds.into_iter().chain([Kind::Allocation]) {
+    let governance = [Kind::Validator, Kind::Proposal, Kind::Rotation];
+    for kind in kinds.into_iter().chain([Kind::Allocation]).chain(governance) {
         let mut twice = items.clone();
         twice.insert(0, items[item_of(&items, kind)].clone());
         assert!(
@@ -141,7 +144,9 @@ fn a_duplicate_item_is_refused() {
 fn a_key_that_does_not_match_its_value_is_refused() {
     let s = rich_state();
     let items: Vec<Item> = s.items().collect();
-    for kind in [Kind::Account, Kind::Lease, Kind::Order, Kind::Revoked, Kind::Nonce, Kind::Price] {
+    let governance = [Kind::Validator, Kind::Proposal, Kind::Rotation];
+    let kinds = [Kind::Account, Kind::Lease, Kind::Order, Kind::Revoked, Kind::Nonce, Kind::Price];
+    for kind in kinds.into_iter().chain(governance) {
         let mut bad = items.clone();
         let i = item_of(&items, kind);
         let last = bad[i].key.len() - 1;

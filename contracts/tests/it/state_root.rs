@@ -10,7 +10,9 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
-use surplus_contracts::{encode_fill, encode_revocation, Lease, Mode, RevocationId, State, Tx};
+use surplus_contracts::{
+    encode_fill, encode_revocation, Action, Lease, Mode, RevocationId, State, Tx,
+};
 use surplus_ledger::encoding::Writer;
 use surplus_ledger::testutil::key;
 use surplus_ledger::PublicKey;
@@ -32,6 +34,9 @@ const REVOKED: (u8, &str) = (4, "revoked");
 const NONCE: (u8, &str) = (5, "nonce");
 const PRICE: (u8, &str) = (6, "price");
 const ALLOCATION: (u8, &str) = (7, "allocation");
+const VALIDATOR: (u8, &str) = (8, "validator");
+const PROPOSAL: (u8, &str) = (9, "proposal");
+const ROTATION: (u8, &str) = (10, "rotation");
 
 fn h(b: impl AsRef<[u8]>) -> String {
     hex::encode(b)
@@ -325,6 +330,85 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
             ));
         }
     }
+
+    // The validator set, by key; each names its position.
+    let mut validators: Vec<_> = s.validators().iter().enumerate().collect();
+    validators.sort_by_key(|(_, v)| v.key);
+    for (i, v) in validators {
+        out.push(item(
+            VALIDATOR,
+            v.key.0.to_vec(),
+            json!({
+                "position": i,
+                "key": v.key.to_string(),
+                "power": n64(v.power),
+                "address": v.address,
+            }),
+            bytes(|w| {
+                w.u16(i as u16).raw(&v.key.0).u64(v.power).short_bytes(v.address.as_bytes());
+            }),
+        ));
+    }
+
+    // The proposals, by id.
+    for p in s.proposals() {
+        let (action, action_bytes) = match &p.action {
+            Action::AddValidator { key, power, address } => (
+                json!({
+                    "type": "add_validator",
+                    "key": key.to_string(),
+                    "power": n64(*power),
+                    "address": address,
+                }),
+                bytes(|w| {
+                    w.u8(1).raw(&key.0).u64(*power).short_bytes(address.as_bytes());
+                }),
+            ),
+            other => panic!("the sample has no {other:?}"),
+        };
+        out.push(item(
+            PROPOSAL,
+            p.id.to_vec(),
+            json!({
+                "id": h(p.id),
+                "proposer": p.proposer.to_string(),
+                "height": n64(p.height),
+                "effective": n64(p.effective),
+                "passed": n64(p.passed.unwrap_or(0)),
+                "action": action,
+                "voters": p.voters.iter()
+                    .map(|(k, w)| json!({ "key": k.to_string(), "power": n64(*w) }))
+                    .collect::<Vec<_>>(),
+                "votes": p.votes.iter()
+                    .map(|(k, yes)| json!({ "voter": k.to_string(), "yes": yes }))
+                    .collect::<Vec<_>>(),
+            }),
+            bytes(|w| {
+                w.raw(&p.id).raw(&p.proposer.0).u64(p.height).u64(p.effective);
+                w.u64(p.passed.unwrap_or(0)).bytes(&action_bytes);
+                w.u16(p.voters.len() as u16);
+                for (k, power) in &p.voters {
+                    w.raw(&k.0).u64(*power);
+                }
+                w.u16(p.votes.len() as u16);
+                for (k, yes) in &p.votes {
+                    w.raw(&k.0).u8(u8::from(*yes));
+                }
+            }),
+        ));
+    }
+
+    // The rotated keys, by old key.
+    for (old, r) in s.rotations() {
+        out.push(item(
+            ROTATION,
+            old.0.to_vec(),
+            json!({ "old": old.to_string(), "new": r.new.to_string(), "height": n64(r.height) }),
+            bytes(|w| {
+                w.raw(&old.0).raw(&r.new.0).u64(r.height);
+            }),
+        ));
+    }
     out
 }
 
@@ -478,6 +562,19 @@ fn sample() -> (State, State, u64) {
     )
     .unwrap();
     let t3 = T0 + 3 * HOUR_MS;
+    // Validator 0 proposes to admit validator 4 with power 2 from block 20.
+    let propose = tx(
+        &key("validator", 0),
+        Tx::GovPropose {
+            action: Action::AddValidator {
+                key: key("validator", 4).public(),
+                power: 2,
+                address: "/ip4/127.0.0.1/tcp/7004".into(),
+            },
+            effective: 20,
+            seq: 0,
+        },
+    );
     s.apply_block(
         3,
         t3,
@@ -486,6 +583,13 @@ fn sample() -> (State, State, u64) {
             tx(&buyer(0), Tx::Renew { lease: a, hours: 2, seq: 0 }),
             bid(&buyer(2), 1, 2, 10, 7, t3),
             offer(&provider(1), 3, 50, 24, 1, t3),
+            propose.clone(),
+            tx(&key("validator", 1), Tx::GovVote { proposal: propose.id(), yes: true, seq: 0 }),
+            tx(&key("validator", 2), Tx::GovVote { proposal: propose.id(), yes: false, seq: 0 }),
+            tx(
+                &key("validator", 3),
+                Tx::RotateKey { new_key: key("validator", 9).public(), seq: 0 },
+            ),
         ],
         Mode::Validate,
     )
@@ -505,7 +609,7 @@ fn compute() -> Value {
             "genesis at T0 = 1767225600000 (contracts::testutil::genesis(250, 1000): chain contracts-test, the sample catalogue, buyers 0-2 with 10,000,000 units, providers 0-2 with 1,000,000 units)",
             "block 1 at T0: provider 0 offers 4 slots at reserve 20 for 48 h (nonce 1); buyer 0 bids 2 slots for 6 h at limit 30, buyer 1 1 slot for 4 h at limit 30 (nonce 1 each, at least 1 slot); both fill at 25: lease A (buyer 0), lease B (buyer 1)",
             "block 2 at T0 + 1.5 h: hourly settlements of leases A and B; provider 0 grants lease B (id \"b1\") and lease A (ids \"a1-root\", \"a1-block1\"); buyer 1 terminates lease B; buyer 2 transfers 5,000 units to key(\"auditor\", 0) and bids 1 slot for 1 h at limit 40 (nonce 2), which fills at 30: lease C",
-            "block 3 at T0 + 3 h: lease C completes, lease A is paid its third hour; provider 0 grants lease A again (id \"a2\"), revoking its first grant; buyer 0 renews lease A by 2 hours (at 30); buyer 2 bids 1 slot for 2 h at limit 10 (nonce 7) and provider 1 offers 3 slots at reserve 50 for 24 h (nonce 1): neither trades",
+            "block 3 at T0 + 3 h: lease C completes, lease A is paid its third hour; provider 0 grants lease A again (id \"a2\"), revoking its first grant; buyer 0 renews lease A by 2 hours (at 30); buyer 2 bids 1 slot for 2 h at limit 10 (nonce 7) and provider 1 offers 3 slots at reserve 50 for 24 h (nonce 1): neither trades; validator 0 (of genesis validators 0-3, power 1 each) proposes to add key(\"validator\", 4) with power 2 at /ip4/127.0.0.1/tcp/7004 from block 20; validator 1 votes yes and validator 2 no (it stays open); validator 3 rotates its key to key(\"validator\", 9), which takes its place in the set",
         ],
         "states": [
             { "name": "genesis", "items": list(&genesis_items), "root": h(genesis_root) },
@@ -555,7 +659,10 @@ fn state_root_ignores_the_order_of_the_items() {
 #[test]
 fn state_root_sample_covers_the_layout() {
     let (_, s, t3) = sample();
-    for kind in [CHAIN, ACCOUNT, LEASE, ORDER, REVOKED, NONCE, PRICE] {
+    for kind in [
+        CHAIN, ACCOUNT, LEASE, ORDER, REVOKED, NONCE, PRICE, ALLOCATION, VALIDATOR, PROPOSAL,
+        ROTATION,
+    ] {
         assert!(items(&s, t3).iter().any(|i| i.kind == kind), "no {} item", kind.1);
         assert!(s.items().any(|i| i.kind as u8 == kind.0 && i.kind.name() == kind.1));
     }

@@ -362,7 +362,7 @@ fn lease_named(entry: &Entry) -> Option<Hash> {
         Tx::Terminate { lease, .. } | Tx::Renew { lease, .. } | Tx::Grant { lease, .. } => {
             Some(lease)
         }
-        Tx::Transfer { .. } => None,
+        _ => None,
     }
 }
 

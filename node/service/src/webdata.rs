@@ -445,7 +445,7 @@ fn lease_of(e: &Entry) -> Option<Hash> {
                 Tx::Terminate { lease, .. } | Tx::Renew { lease, .. } | Tx::Grant { lease, .. } => {
                     Some(lease)
                 }
-                Tx::Transfer { .. } => None,
+                _ => None,
             }
         }
         _ => None,

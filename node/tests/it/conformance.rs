@@ -13,7 +13,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde_json::json;
-use surplus_contracts::testutil::{buyer, certify, genesis, ledger, reseal, tx, CHAIN, T0};
+use surplus_contracts::testutil::{
+    buyer, certify, genesis, gov_ledger, ledger, reseal, tx, CHAIN, T0,
+};
 use surplus_contracts::{decode_fill, encode_fill, BlockMaker, Replay, Settlement, Tx};
 use surplus_ledger::testutil::{certificate, key, owner_signature, TestChain};
 use surplus_ledger::{
@@ -1356,6 +1358,75 @@ fn cases() -> Vec<Case> {
             "the genesis header names a state root no state has",
             invalid(0, "header.state_root"),
             reseal(b),
+        );
+    }
+    // ---- Governance (contracts.md §8): set changes decided by vote.
+    let gov = gov_ledger();
+    out.add(
+        "valid-governance",
+        "contracts.md §8; ledger-format §4 (the set in force)",
+        "contracts",
+        "validator 0 proposes to admit validator 4 and to remove validator 3 from block 12; validators 0-2 vote yes in block 2; the end of block 11 enacts both (two gov-outcome entries, then the validator-set entry); blocks 12 and 13 are proposed and certified by the new set",
+        Expect::Valid,
+        gov.clone(),
+    );
+    {
+        // Validator 2 votes no on the admission in block 2: two yes votes of four do not pass
+        // it, and it expires at the end of block 2 (its deadline); block 11 enacts it all the
+        // same.
+        let mut b = gov.clone();
+        let a = b[1].entries[0].id();
+        let yes = Tx::GovVote { proposal: a, yes: true, seq: 0 };
+        let pos = b[2]
+            .entries
+            .iter()
+            .position(|e| {
+                matches!(e.auth, Auth::Signed { author, .. } if author == key("validator", 2).public())
+                    && Tx::decode(e.kind, &e.payload).ok() == Some(yes.clone())
+            })
+            .unwrap();
+        b[2].entries[pos] =
+            tx(&key("validator", 2), Tx::GovVote { proposal: a, yes: false, seq: 0 });
+        let b = reseal(b);
+        out.add(
+            "gov-change-without-quorum",
+            "contracts.md §8 (passing: more than two thirds of the voting power)",
+            "contracts",
+            "as valid-governance, but validator 2 votes no on admitting validator 4: short of quorum, the proposal expires at the end of block 2, yet block 2 records no expiry and block 11 enacts it",
+            invalid_entry(2, "entries", global(&b, 2, b[2].entries.len() - 1)),
+            b,
+        );
+    }
+    {
+        // The enactment's three entries moved from block 11 to block 10.
+        let mut b = gov.clone();
+        let moved: Vec<Entry> = b[11].entries.drain(..).collect();
+        b[10].entries.extend(moved);
+        let b = reseal(b);
+        out.add(
+            "gov-change-early",
+            "contracts.md §8 (enactment at the end of the block before the effective height)",
+            "contracts",
+            "as valid-governance, with the enactment (two gov-outcome entries and the validator-set entry) in block 10, one block before the end of block 11 where it belongs",
+            invalid_entry(10, "entries", global(&b, 10, 0)),
+            b,
+        );
+    }
+    {
+        // Block 12's certificate also holds validator 3's vote, at the index it had.
+        let mut b = gov.clone();
+        let old: Vec<SecretKey> = (0..4).map(|i| key("validator", i)).collect();
+        let h = b[12].header.hash();
+        let round = b[12].certificate.round;
+        let removed = certificate(CHAIN, 12, round, &h, &old, &[3]).signatures[0];
+        b[12].certificate.signatures.push(removed);
+        out.add(
+            "gov-certificate-removed-validator",
+            "contracts.md §8; ledger-format §4 (the set in force), §6 rule 3",
+            "ledger",
+            "as valid-governance, with validator 3's vote (removed by the vote enacted in block 11) added to block 12's certificate at its old index 3, where the new set has validator 4",
+            invalid(12, "certificate"),
+            b,
         );
     }
     s.0
