@@ -192,7 +192,13 @@ pub enum LeaseCommand {
 /// Runs a client command. A failure on the node's side, or on the way to it, exits 1 with
 /// the node's message; bad input here exits 2.
 pub fn run(cmd: ClientCommand) -> Result<ExitCode> {
-    match execute(cmd) {
+    exit_code(execute(cmd))
+}
+
+/// The exit code of a client command's result: 0 done; 1, with the node's message, for a
+/// failure on the node's side or on the way to it; bad input here is the error returned (2).
+pub(crate) fn exit_code(result: Result<()>) -> Result<ExitCode> {
+    match result {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(e) => match e.downcast_ref::<client::Error>() {
             Some(remote) if !matches!(remote, client::Error::BadUrl(_)) => {
@@ -205,13 +211,13 @@ pub fn run(cmd: ClientCommand) -> Result<ExitCode> {
 }
 
 /// The node's API, and how to print its answers.
-struct Api {
-    node: Client,
+pub(crate) struct Api {
+    pub(crate) node: Client,
     json: bool,
 }
 
 impl Api {
-    fn new(conn: &Conn) -> Result<Self> {
+    pub(crate) fn new(conn: &Conn) -> Result<Self> {
         let url = conn
             .node
             .clone()
@@ -229,8 +235,20 @@ impl Api {
         Ok(self.node.submit(entry)?)
     }
 
+    /// Signs `tx` with `key` at the account's next sequence number and submits it; the entry's
+    /// id.
+    pub(crate) fn sign_and_submit(&self, key: &SecretKey, tx: Tx) -> Result<Hash> {
+        let chain = self.chain_id()?;
+        let tx = tx.with_seq(self.node.account(&key.public())?.seq);
+        self.submit(&Entry::signed(&chain, tx.kind(), tx.encode(), key))
+    }
+
     /// Prints the API's answer as JSON with `--json`, otherwise `human`.
-    fn print<T: serde::Serialize>(&self, v: &T, human: impl FnOnce() -> String) -> Result<()> {
+    pub(crate) fn print<T: serde::Serialize>(
+        &self,
+        v: &T,
+        human: impl FnOnce() -> String,
+    ) -> Result<()> {
         let text = if self.json { serde_json::to_string_pretty(v)? } else { human() };
         let mut out = std::io::stdout().lock();
         writeln!(out, "{}", text.trim_end())?;
@@ -242,11 +260,11 @@ fn market(s: &str) -> Result<Market> {
     s.parse().map_err(|e: String| anyhow::anyhow!("--market: {e}"))
 }
 
-fn key_arg(s: &str, what: &str) -> Result<PublicKey> {
+pub(crate) fn key_arg(s: &str, what: &str) -> Result<PublicKey> {
     parse_hex::<32>(s, what).map(PublicKey).map_err(|e| anyhow::anyhow!(e))
 }
 
-fn hash_arg(s: &str, what: &str) -> Result<Hash> {
+pub(crate) fn hash_arg(s: &str, what: &str) -> Result<Hash> {
     parse_hex::<32>(s, what).map_err(|e| anyhow::anyhow!(e))
 }
 

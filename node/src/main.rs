@@ -5,6 +5,7 @@ mod credential_cmd;
 mod demo;
 mod devnet;
 mod genesis_cmd;
+mod gov_cmd;
 mod hook_cmd;
 mod init_cmd;
 mod ledger_cmd;
@@ -50,6 +51,9 @@ enum Command {
     /// Verify and narrow lease credentials offline.
     #[command(subcommand)]
     Credential(credential_cmd::CredentialCommand),
+    /// Governance: the validator set and proposals; propose, vote, withdraw; rotate a key.
+    #[command(subcommand)]
+    Gov(gov_cmd::GovCommand),
     /// Create and inspect ed25519 key files.
     #[command(subcommand)]
     Key(ledger_cmd::KeyCommand),
@@ -76,6 +80,7 @@ fn main() -> ExitCode {
         Command::Audit(a) => ledger_cmd::audit(a),
         Command::Ledger(c) => ledger_cmd::ledger(c),
         Command::Key(c) => ledger_cmd::key(c),
+        Command::Gov(c) => gov_cmd::gov(c),
         Command::Market(c) => market_cmd::market(c),
         Command::Credential(c) => credential_cmd::credential(c),
         Command::State(c) => state_cmd::state(c),

@@ -325,6 +325,7 @@ fn faucet_events_proofs_blocks_metrics_and_export_on_a_devnet() {
                 assert_eq!(lease.fill.buyer, buyer.public(), "only the buyer's leases: {data}");
                 saw_lease = lease_id == Some(lease.id);
             }
+            Event::Governance { .. } => panic!("no governance entry was sent: {data}"),
         }
         streamed.push((name, data));
     }

@@ -72,6 +72,10 @@ pub trait Node: Send + Sync + 'static {
     /// the one the latest `validator-set` entry below `height` put in force.
     fn validator_set(&self, height: u64) -> Result<ValidatorSet, LedgerError>;
 
+    /// Every validator set the ledger put in force, each with the first height it decides (0
+    /// for the genesis set, which decides every block from 1), in height order.
+    fn validator_history(&self) -> Result<Vec<(u64, ValidatorSet)>, LedgerError>;
+
     /// Writes (or reuses) an export of the whole ledger at the current head in the format of
     /// `surplus ledger export`, and returns its path and height.
     /// [`LedgerError::NotHeld`] on a node that does not hold every block.

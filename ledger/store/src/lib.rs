@@ -701,6 +701,13 @@ impl Store {
         self.sets.range(..=height).next_back().map(|(_, set)| set.clone())
     }
 
+    /// Every validator set this store knows, each with the height it is keyed by (0 for the
+    /// genesis set, which decides every block from 1; otherwise the first block it decides), in
+    /// height order.
+    pub fn set_history(&self) -> Vec<(u64, ValidatorSet)> {
+        self.sets.iter().map(|(h, s)| (*h, s.clone())).collect()
+    }
+
     /// Every set change recorded, in height order: each block's `validator-set` entry with its
     /// inclusion proof under that block's root (held even where the entries are pruned).
     pub fn set_changes(&self) -> Result<Vec<SetChange>, Error> {

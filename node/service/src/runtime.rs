@@ -592,6 +592,16 @@ impl surplus_web::Node for Api {
             .map_err(surplus_web::LedgerError::Failed)
     }
 
+    fn validator_history(
+        &self,
+    ) -> Result<Vec<(u64, surplus_ledger::ValidatorSet)>, surplus_web::LedgerError> {
+        let head = self.0.height();
+        self.0
+            .web
+            .with_ledger(head, |s| Ok(s.set_history()))
+            .map_err(surplus_web::LedgerError::Failed)
+    }
+
     async fn export(&self) -> Result<(PathBuf, u64), surplus_web::LedgerError> {
         let base = self.0.web.with_ledger(0, |s| Ok(s.base()))?;
         if base > 0 {

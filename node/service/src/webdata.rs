@@ -197,6 +197,11 @@ impl WebData {
                 let _ = self.events.send(Event::Lease { height: h.height, lease: lease.clone() });
             }
         }
+        for e in &block.entries {
+            if let Some(event) = governance_event(h.height, e) {
+                let _ = self.events.send(event);
+            }
+        }
     }
 
     fn record_prices(&self, h: &surplus_ledger::Header, fills: &[(Hash, Fill)]) {
@@ -432,6 +437,36 @@ pub(crate) fn fills_of(block: &Block) -> Vec<(Hash, Fill)> {
         .filter(|e| e.kind == EntryKind::FILL)
         .filter_map(|e| decode_fill(&e.payload).ok().map(|(f, _)| (e.id(), f)))
         .collect()
+}
+
+/// The event of a governance entry (or of a validator-set entry), if `e` is one.
+fn governance_event(height: u64, e: &Entry) -> Option<Event> {
+    let author = match e.auth {
+        surplus_ledger::Auth::Signed { author, .. } => Some(author),
+        surplus_ledger::Auth::System => None,
+    };
+    let (proposal, yes, outcome) = match e.kind {
+        EntryKind::GOV_PROPOSE => (Some(e.id()), None, None),
+        EntryKind::GOV_VOTE | EntryKind::GOV_WITHDRAW => match Tx::decode(e.kind, &e.payload) {
+            Ok(Tx::GovVote { proposal, yes, .. }) => (Some(proposal), Some(yes), None),
+            Ok(Tx::GovWithdraw { proposal, .. }) => (Some(proposal), None, None),
+            _ => return None,
+        },
+        EntryKind::GOV_OUTCOME => {
+            let (id, o) = surplus_contracts::governance::decode_outcome(&e.payload).ok()?;
+            (Some(id), None, Some(o))
+        }
+        EntryKind::KEY_ROTATION | EntryKind::VALIDATOR_SET => (None, None, None),
+        _ => return None,
+    };
+    Some(Event::Governance {
+        height,
+        kind: e.kind.name().to_owned(),
+        proposal,
+        author,
+        yes,
+        outcome,
+    })
 }
 
 /// The lease an entry creates or changes, if any.

@@ -43,13 +43,54 @@ pub enum Event {
         /// The lease as it is after the block.
         lease: Lease,
     },
+    /// A governance entry of the block: a proposal, vote, withdrawal, key rotation, a
+    /// proposal's outcome, or a new validator set.
+    Governance {
+        /// Height of the block.
+        height: u64,
+        /// The entry's kind: `gov-propose`, `gov-vote`, `gov-withdraw`, `key-rotation`,
+        /// `gov-outcome` or `validator-set`.
+        kind: String,
+        /// The proposal it concerns (a proposal's id is its `gov-propose` entry's id).
+        #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hash")]
+        #[schema(value_type = Option<String>)]
+        proposal: Option<Hash>,
+        /// Who signed it (none for `gov-outcome` and `validator-set`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[schema(value_type = Option<String>)]
+        author: Option<PublicKey>,
+        /// A vote's choice.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        yes: Option<bool>,
+        /// A `gov-outcome`'s outcome.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        outcome: Option<surplus_contracts::Outcome>,
+    },
+}
+
+mod opt_hash {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use surplus_ledger::Hash;
+
+    pub fn serialize<S: Serializer>(h: &Option<Hash>, s: S) -> Result<S::Ok, S::Error> {
+        match h {
+            Some(h) => s.serialize_str(&hex::encode(h)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Hash>, D::Error> {
+        let Some(s) = Option::<String>::deserialize(d)? else { return Ok(None) };
+        let v = hex::decode(&s).map_err(serde::de::Error::custom)?;
+        v.try_into().map(Some).map_err(|_| serde::de::Error::custom("a hash is 32 bytes"))
+    }
 }
 
 impl Event {
     /// Whether `account` is a party of the event (blocks concern everyone).
     pub fn concerns(&self, account: &PublicKey) -> bool {
         match self {
-            Event::Block { .. } => true,
+            Event::Block { .. } | Event::Governance { .. } => true,
             Event::Fill { fill, .. } => fill.buyer == *account || fill.provider == *account,
             Event::Lease { lease, .. } => {
                 lease.fill.buyer == *account || lease.fill.provider == *account

@@ -7,6 +7,7 @@
 //! times ms since the Unix epoch; every error is [`ErrorBody`]. `docs/api.md` is the overview.
 
 pub mod events;
+pub mod governance;
 pub mod leases;
 pub mod ledger;
 pub mod market;
@@ -14,6 +15,9 @@ pub mod state_proof;
 pub mod status;
 
 pub use events::Event;
+pub use governance::{
+    GovernanceView, ParamsView, ProposalView, RotationView, SetPeriod, VoterView,
+};
 pub use leases::{
     ChallengeView, CredentialRequest, CredentialToken, GatewayAnswer, GatewayRequest, LeaseList,
     LeaseView,

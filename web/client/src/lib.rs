@@ -209,6 +209,16 @@ impl Client {
         self.get("/chain", &[])
     }
 
+    /// `GET /governance`: the validator set, parameters, proposals, rotations and set history.
+    pub fn governance(&self) -> Result<surplus_api::GovernanceView> {
+        self.get("/governance", &[])
+    }
+
+    /// `GET /governance/proposals/{id}`: one proposal open or waiting for its height.
+    pub fn proposal(&self, id: &Hash) -> Result<surplus_api::ProposalView> {
+        self.get(&format!("/governance/proposals/{}", hex::encode(id)), &[])
+    }
+
     /// `POST /entries`: submits a signed entry; its id once the node has admitted it.
     pub fn submit(&self, entry: &Entry) -> Result<Hash> {
         let s: Submitted = self.post("/entries", &Submit { entry: hex::encode(entry.encode()) })?;

@@ -144,6 +144,7 @@ pub fn frame(event: &Event) -> Bytes {
         Event::Block { .. } => "block",
         Event::Fill { .. } => "fill",
         Event::Lease { .. } => "lease",
+        Event::Governance { .. } => "governance",
     };
     // An event is plain data; serializing it cannot fail, and JSON holds no raw newline.
     let data = serde_json::to_string(event).unwrap_or_else(|_| "null".into());

@@ -12,6 +12,7 @@ mod events;
 mod export;
 mod faucet;
 mod gateway;
+mod governance;
 mod leases;
 mod markets;
 mod metrics;
@@ -45,6 +46,7 @@ pub use entries::{Submit, Submitted};
 pub use events::{frame as event_frame, MAX_STREAMS_PER_IP, PROBE};
 pub use faucet::FaucetRequest;
 pub use gateway::{GatewayAnswer, GatewayRequest};
+pub use governance::{GovernanceView, ParamsView, ProposalView, RotationView, SetPeriod};
 pub use leases::{LeaseList, LeaseView, DEFAULT_LEASES, MAX_LEASES};
 pub use markets::{
     BookOrder, BookSide, BookView, Level, MarketSummary, DEFAULT_HISTORY, MAX_BOOK_ORDERS,

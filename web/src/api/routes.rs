@@ -13,7 +13,7 @@ use utoipa::ToSchema;
 
 use super::{
     accounts, blocks, chain, checkpoints, credentials, entries, events, export, faucet, gateway,
-    leases, markets, metrics, openapi, operator, orders, state_proofs, status,
+    governance, leases, markets, metrics, openapi, operator, orders, state_proofs, status,
 };
 
 /// Where a parameter is.
@@ -201,9 +201,33 @@ pub(crate) fn routes() -> Vec<Route> {
             handler: Some(|| web::to(chain::chain)),
         },
         Route {
+            method: get.clone(),
+            path: "/api/v1/governance",
+            summary: "Governance after the head: the validator set with voting powers and \
+                      addresses, the parameters in force, the proposals open or waiting for their \
+                      height with their votes, rotated keys, and every validator set the ledger \
+                      put in force with the height it decided from (docs/governance.md).",
+            params: vec![],
+            body: None,
+            answer: json::<api::GovernanceView>(200, "Governance"),
+            errors: &[],
+            handler: Some(|| web::to(governance::governance)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/api/v1/governance/proposals/{id}",
+            summary: "One proposal open or waiting for its height, with its voters and tally.",
+            params: vec![path("id", "string", "proposal id (its gov-propose entry's id), hex")],
+            body: None,
+            answer: json::<api::ProposalView>(200, "The proposal"),
+            errors: &[400, 404],
+            handler: Some(|| web::to(governance::proposal)),
+        },
+        Route {
             method: post.clone(),
             path: "/api/v1/entries",
-            summary: "Submits a signed entry (order, cancel, transfer, lease transition).",
+            summary: "Submits a signed entry (order, cancel, transfer, lease transition, credential \
+                      grant, governance entry, key rotation).",
             params: vec![],
             body: Some(body::<api::Submit>()),
             answer: json::<api::Submitted>(202, "Admitted to the mempool; the id"),

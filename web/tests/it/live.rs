@@ -246,6 +246,8 @@ async fn openapi_documents_every_route_and_every_documented_route_answers() {
         ("get", "/api/v1/markets/{market}/history"),
         ("get", "/api/v1/orders"),
         ("get", "/api/v1/chain"),
+        ("get", "/api/v1/governance"),
+        ("get", "/api/v1/governance/proposals/{id}"),
         ("get", "/api/v1/blocks"),
         ("get", "/api/v1/entries/{index}"),
         ("get", "/api/v1/leases/{id}/proof"),
@@ -306,7 +308,7 @@ async fn openapi_documents_every_route_and_every_documented_route_answers() {
             );
         }
     }
-    assert_eq!(n, 30);
+    assert_eq!(n, 32);
 
     // Every reference resolves.
     fn refs<'a>(v: &'a serde_json::Value, out: &mut Vec<&'a str>) {

@@ -7,6 +7,7 @@
 
 mod business;
 mod credentials;
+mod governance;
 mod ledger;
 mod limits;
 mod live;

@@ -401,6 +401,27 @@ async fn wal_released(path: &std::path::Path) -> Result<()> {
     }
 }
 
+/// The consensus addresses the engine dials: the configured peers, then the address each other
+/// validator of the set in force registered by governance (`docs/governance.md`), once each.
+fn engine_peers(settings: &Settings, chain: &Chain, own: &Address) -> Vec<Multiaddr> {
+    let mut peers = settings.peers.clone();
+    for v in chain.maker.state.validators() {
+        if v.key == own.0 || v.address.is_empty() {
+            continue;
+        }
+        match v.address.parse::<Multiaddr>() {
+            Ok(a) if a != settings.listen && !peers.contains(&a) => peers.push(a),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(
+                validator = %v.key,
+                address = %v.address,
+                "a validator's registered address is not a multiaddr, not dialled: {e}"
+            ),
+        }
+    }
+    peers
+}
+
 /// Starts the Malachite engine (its network, WAL, sync) for `chain`. The engine's network runs
 /// under the peer id of `fresh` when given (proved the validator's own by a validator proof),
 /// else under the one derived from the node key.
@@ -420,7 +441,7 @@ async fn start_engine(
     };
     let mut p2p = P2pConfig {
         listen_addr: settings.listen.clone(),
-        persistent_peers: settings.peers.clone(),
+        persistent_peers: engine_peers(settings, chain, &address),
         protocol: PubSubProtocol::default(),
         ..P2pConfig::default()
     };
