@@ -437,8 +437,8 @@ impl Devnet {
 
     /// Makes the data dir of one more node, `name`, under `root` (not a validator: its key is
     /// new), with this devnet's genesis, its ports from `port` (p2p, consensus, HTTP) on
-    /// loopback, and every devnet node as its bootstrap and consensus peers. Returns the data dir
-    /// and the API's URL.
+    /// loopback, every devnet node as its bootstrap and consensus peers, and the devnet's block
+    /// timing. Returns the data dir and the API's URL.
     pub fn join_node(&self, root: &Path, name: &str, port: u16) -> (PathBuf, String) {
         let dir = root.join(name);
         let out = surplus(&[
@@ -471,6 +471,17 @@ impl Devnet {
         };
         set_config(&config, "bootstrap", &list("p2p"));
         set_config(&config, "peers", &list("consensus"));
+        // The devnet's block timing, so that a node that becomes a validator proposes at its
+        // pace (the default heartbeat is 30 s).
+        let theirs = std::fs::read_to_string(self.data_dir(0).join("config.toml"))
+            .expect("the devnet's config");
+        for key in ["batch_interval_ms", "idle_heartbeat_ms"] {
+            let value = theirs
+                .lines()
+                .find_map(|l| l.trim_start().strip_prefix(&format!("{key} = ")))
+                .unwrap_or_else(|| panic!("the devnet's config sets no {key}"));
+            set_config(&config, key, value);
+        }
         (dir, format!("http://127.0.0.1:{}", port + 2))
     }
 

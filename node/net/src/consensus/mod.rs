@@ -21,7 +21,7 @@ use std::time::Duration;
 use anyhow::{Context as _, Result};
 use libp2p::Multiaddr;
 use malachitebft_app_channel::app::config::{
-    ConsensusConfig, NodeConfig, P2pConfig, PubSubProtocol, ValueSyncConfig,
+    ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, PubSubProtocol, ValueSyncConfig,
 };
 use malachitebft_app_channel::app::types::core::LinearTimeouts;
 use malachitebft_app_channel::app::types::Keypair;
@@ -439,9 +439,20 @@ async fn start_engine(
         Some(k) => k,
         None => Keypair::ed25519_from_bytes(seed).context("node key")?,
     };
+    let persistent_peers = engine_peers(settings, chain, &address);
+    // Malachite refuses a sixth inbound connection from one IP address (a defence against one
+    // host posing as many peers), persistent peers included: every member of a consortium
+    // whose nodes share an address (behind one NAT, or on one machine like a devnet) beyond
+    // the fifth could never connect. Each known node may hold two connections (one each way).
+    let known = persistent_peers.len() + chain.validators.validators.len() + 1;
+    let discovery = DiscoveryConfig {
+        max_connections_per_ip: DiscoveryConfig::default().max_connections_per_ip.max(2 * known),
+        ..DiscoveryConfig::default()
+    };
     let mut p2p = P2pConfig {
         listen_addr: settings.listen.clone(),
-        persistent_peers: engine_peers(settings, chain, &address),
+        persistent_peers,
+        discovery,
         protocol: PubSubProtocol::default(),
         ..P2pConfig::default()
     };
