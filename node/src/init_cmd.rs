@@ -27,6 +27,16 @@ pub struct InitArgs {
     /// Port of the HTTP API (on 127.0.0.1; edit http.listen to serve other hosts).
     #[arg(long, value_name = "N", default_value_t = 8080)]
     http_port: u16,
+    /// The address the p2p and consensus ports listen on (0.0.0.0: every interface).
+    #[arg(long, value_name = "IP", default_value = "0.0.0.0")]
+    listen_ip: std::net::IpAddr,
+    /// A member's p2p address, ending in /p2p/<peer id> (repeat for more): p2p.bootstrap.
+    #[arg(long, value_name = "MULTIADDR")]
+    bootstrap: Vec<String>,
+    /// A member's consensus address, such as /ip4/10.0.0.2/tcp/7100 (repeat for more):
+    /// consensus.peers.
+    #[arg(long, value_name = "MULTIADDR")]
+    consensus_peer: Vec<String>,
     /// Replace an existing key and configuration (the old key is kept next to it as a backup).
     #[arg(long)]
     force: bool,
@@ -39,15 +49,21 @@ pub struct InitArgs {
 pub fn init(a: InitArgs) -> Result<ExitCode> {
     validate_name(&a.name).map_err(|e| anyhow::anyhow!("--name: {e}"))?;
     let mut config = Config { name: a.name.clone(), ..Config::default() };
-    config.p2p.listen = vec![
-        format!("/ip4/0.0.0.0/tcp/{}", a.p2p_port),
-        format!("/ip4/0.0.0.0/udp/{}/quic-v1", a.p2p_port),
-    ];
-    config.consensus.listen = format!("/ip4/0.0.0.0/tcp/{}", a.consensus_port);
+    let ip = match a.listen_ip {
+        std::net::IpAddr::V4(v4) => format!("/ip4/{v4}"),
+        std::net::IpAddr::V6(v6) => format!("/ip6/{v6}"),
+    };
+    config.p2p.listen =
+        vec![format!("{ip}/tcp/{}", a.p2p_port), format!("{ip}/udp/{}/quic-v1", a.p2p_port)];
+    config.p2p.bootstrap = a.bootstrap.clone();
+    config.consensus.listen = format!("{ip}/tcp/{}", a.consensus_port);
+    config.consensus.peers = a.consensus_peer.clone();
     config.http.listen = format!("127.0.0.1:{}", a.http_port);
     let text = config.commented();
-    // What `init` writes must load; a failure here is a bug, caught before touching the disk.
-    Config::parse(&text, Path::new(CONFIG_FILE)).context("the generated configuration")?;
+    // What `init` writes must load: a bad --bootstrap or --consensus-peer is refused here, and
+    // any other failure is a bug, caught before touching the disk.
+    Config::parse(&text, Path::new(CONFIG_FILE))
+        .map_err(|e| anyhow::anyhow!("the configuration would not load: {e:#}"))?;
 
     let key_path = a.data_dir.join(KEY_FILE);
     let config_path = a.data_dir.join(CONFIG_FILE);
@@ -113,9 +129,14 @@ pub fn init(a: InitArgs) -> Result<ExitCode> {
         config.genesis_path(&a.data_dir).display()
     );
     println!(
-        "  3. edit {}: p2p.bootstrap and consensus.peers (the other members' addresses), and \
-         optionally [inventory] and [provisioning]",
+        "  3. edit {}: p2p.bootstrap and consensus.peers (the other members' addresses, unless \
+         --bootstrap and --consensus-peer gave them), and optionally [inventory] and \
+         [provisioning]",
         config_path.display()
+    );
+    println!(
+        "  (joining a running consortium? docs/governance.md: the members admit the node by \
+         vote)"
     );
     println!("  4. start it: surplus node --data-dir {}", a.data_dir.display());
     Ok(ExitCode::SUCCESS)
