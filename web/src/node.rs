@@ -104,6 +104,14 @@ pub trait Node: Send + Sync + 'static {
         None
     }
 
+    /// Operator only: signs this node's vote on `proposal` with its node key (at the key's next
+    /// sequence number, after any transaction of the node still pending) and submits it; the
+    /// vote entry's id. Refused with [`Code::NotValidator`] by a node that is not a validator.
+    async fn vote(&self, proposal: Hash, yes: bool) -> Result<Hash, Refusal> {
+        let _ = (proposal, yes);
+        Err(Refusal::new(Code::NotValidator, "this node does not vote"))
+    }
+
     /// Devnet only: funds `account` with sample credits from the node's faucet key. Every node
     /// not started with a `[faucet]` (which only devnets have) refuses with
     /// [`Code::FaucetDisabled`].

@@ -137,9 +137,10 @@ impl Core {
     /// first, say), re-signs them in order from that number and drops the old ones (their
     /// receipts name the new ids). Returns the new entries, to journal and gossip.
     ///
-    /// Only when every transaction to sign again is a grant or a termination: peers may still
-    /// hold an old copy, which could then commit too, and a second grant of a lease or
-    /// termination of a lease is refused, while a second transfer would pay twice. Transfers
+    /// Only when every transaction to sign again is a grant, a termination or a vote: peers may
+    /// still hold an old copy, which could then commit too, and a second grant of a lease,
+    /// termination of a lease or vote on a proposal is refused, while a second transfer would
+    /// pay twice. Transfers
     /// are kept from gaps at the source instead ([`Core::faucet_transfer`]); one waiting behind
     /// a gap anyway leaves the mempool after its wait (`seq_gap`), and the key's numbers go on
     /// from the committed one.
@@ -162,7 +163,8 @@ impl Core {
             else {
                 continue;
             };
-            let once_only = |t: &Tx| matches!(t, Tx::Grant { .. } | Tx::Terminate { .. });
+            let once_only =
+                |t: &Tx| matches!(t, Tx::Grant { .. } | Tx::Terminate { .. } | Tx::GovVote { .. });
             if !pending[gap..].iter().all(|(_, _, t)| once_only(t)) {
                 continue;
             }

@@ -737,6 +737,30 @@ impl surplus_web::Node for Api {
         journal_and_gossip(&self.0, entry).await;
         Ok(surplus_web::FaucetGrant { account, amount, entry: id })
     }
+
+    async fn vote(&self, proposal: Hash, yes: bool) -> Result<Hash, surplus_web::Refusal> {
+        self.0.submissions_allowed()?;
+        let me = self.0.key.public();
+        if !self.0.state().is_validator(&me) {
+            return Err(surplus_web::Refusal::new(
+                Code::NotValidator,
+                "this node is not a validator: only validators vote",
+            ));
+        }
+        // The node's own key: the core numbers the vote after the node's pending grants.
+        let _one_at_a_time = self.0.grant_lock.lock().await;
+        let now = self.0.env.now_ms();
+        let (entry, _) = self
+            .0
+            .core
+            .call(move |c| c.sign_own(&me, |seq| Tx::GovVote { proposal, yes, seq }, now))
+            .await
+            .map_err(|_| stopping())??;
+        let id = entry.id();
+        self.0.notify.notify_waiters();
+        journal_and_gossip(&self.0, entry).await;
+        Ok(id)
+    }
 }
 
 /// Builds and runs one node from its data dir (made by `surplus init`):

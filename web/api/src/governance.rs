@@ -149,3 +149,13 @@ pub struct SetPeriod {
     /// Their voting powers.
     pub powers: Vec<u64>,
 }
+
+/// `POST /api/v1/operator/votes`: the node votes on a proposal with its own key.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorVote {
+    /// The proposal id (hex).
+    pub proposal: String,
+    /// Yes or no.
+    pub yes: bool,
+}

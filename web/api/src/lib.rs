@@ -16,7 +16,7 @@ pub mod status;
 
 pub use events::Event;
 pub use governance::{
-    GovernanceView, ParamsView, ProposalView, RotationView, SetPeriod, VoterView,
+    GovernanceView, OperatorVote, ParamsView, ProposalView, RotationView, SetPeriod, VoterView,
 };
 pub use leases::{
     ChallengeView, CredentialRequest, CredentialToken, GatewayAnswer, GatewayRequest, LeaseList,

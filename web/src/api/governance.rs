@@ -2,10 +2,12 @@
 //! addresses, the parameters in force, proposals with their tallies, rotated keys, and every
 //! set the ledger put in force (`docs/governance.md`).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::{parse_hash, ApiError, ApiResult, Code, Ctx};
-pub use surplus_api::{GovernanceView, ParamsView, ProposalView, RotationView, SetPeriod};
+pub use surplus_api::{
+    GovernanceView, OperatorVote, ParamsView, ProposalView, RotationView, SetPeriod, Submitted,
+};
 use surplus_contracts::governance::ENACTMENT_DELAY;
 
 /// The governance state after the head.
@@ -65,4 +67,23 @@ pub(crate) async fn proposal(
         )
     })?;
     Ok(HttpResponse::Ok().json(ProposalView::from(p)))
+}
+
+/// The node votes on a proposal with its own key (operator only): 202 with the vote's id.
+pub(crate) async fn operator_vote(
+    req: HttpRequest,
+    ctx: web::Data<Ctx>,
+    body: web::Json<OperatorVote>,
+) -> ApiResult<HttpResponse> {
+    super::operator::operator_only(&req, &ctx)?;
+    let proposal = parse_hash(body.proposal.trim(), "proposal")?;
+    let state = ctx.node.state();
+    if state.proposal(&proposal).is_none() {
+        return Err(ApiError::new(
+            Code::UnknownProposal,
+            format!("no open proposal {}", hex::encode(proposal)),
+        ));
+    }
+    let id = ctx.node.vote(proposal, body.yes).await.map_err(ApiError::Refused)?;
+    Ok(HttpResponse::Accepted().json(Submitted { id }))
 }

@@ -469,6 +469,17 @@ pub(crate) fn routes() -> Vec<Route> {
             handler: Some(|| web::to(operator::operator)),
         },
         Route {
+            method: post.clone(),
+            path: "/api/v1/operator/votes",
+            summary: "Operator only: this node (a validator) votes yes or no on an open proposal \
+                      with its node key.",
+            params: vec![],
+            body: Some(body::<api::OperatorVote>()),
+            answer: json::<api::Submitted>(202, "The vote, admitted to the mempool; its id"),
+            errors: &[400, 401, 403, 404, 409, 413, 415, 503],
+            handler: Some(|| web::to(governance::operator_vote)),
+        },
+        Route {
             method: post,
             path: "/api/v1/faucet",
             summary: "Devnet only: funds an account with sample credits, once.",

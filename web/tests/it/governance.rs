@@ -98,3 +98,43 @@ async fn a_proposal_is_listed_with_its_votes_until_it_is_enacted() {
         ]
     );
 }
+
+#[actix_web::test]
+async fn the_operator_votes_with_the_node_key() {
+    let mut spec = spec();
+    spec.heartbeat_ms = 50;
+    let w = world_of(spec);
+    let app = app!(w.node, roomy());
+    let effective = w.node.status().height + ENACTMENT_DELAY + 40;
+    let action = Action::SetFees { fee_bps: 1, penalty_bps: 2 };
+    let propose = signed(&w.provider, 0, Tx::GovPropose { action, effective, seq: 0 });
+    commit!(app, w.node, &propose);
+    let id = hex::encode(propose.id());
+    let body = serde_json::json!({"proposal": id, "yes": true});
+    let vote = || TestRequest::post().uri("/api/v1/operator/votes").set_json(body.clone());
+    // Without the operator token: 401.
+    let (s, e) = call!(app, vote());
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("operator_only")));
+    let token = w.node.operator_token().expect("an operator token").to_owned();
+    let bearer = ("Authorization", format!("Bearer {token}"));
+    // An unknown proposal: 404.
+    let other = serde_json::json!({"proposal": hex::encode([9u8; 32]), "yes": true});
+    let req = TestRequest::post().uri("/api/v1/operator/votes").set_json(other);
+    let (s, e) = call!(app, req.insert_header(bearer.clone()));
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_proposal")));
+    // The node signs and submits its vote; it passes the proposal (1 of 1).
+    let (s, v) = call!(app, vote().insert_header(bearer.clone()));
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let vote_id = surplus_ledger::parse_hex::<32>(v["id"].as_str().unwrap(), "id").unwrap();
+    crate::committed(&*w.node, &vote_id).await;
+    let (_, p) = call!(app, TestRequest::get().uri(&format!("/api/v1/governance/proposals/{id}")));
+    assert_eq!(p["status"], "passed", "{p}");
+    assert_eq!(p["voters"][0]["vote"], true);
+    // Once passed it takes no more votes.
+    let (s, e) = call!(app, vote().insert_header(bearer));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::CONFLICT, Some("proposal_closed")),
+        "{e}"
+    );
+}
