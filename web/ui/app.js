@@ -666,13 +666,61 @@ function tokenForm(root, e) {
   return form;
 }
 
+// ---------------------------------------------------------------------------------------------
+// Governance (docs/governance.md)
+
+/** A proposal's action in a few words. */
+function describeAction(a) {
+  switch (a.type) {
+    case "add_validator": return `add validator ${a.key.slice(0, 10)}… (power ${a.power}) at ${a.address}`;
+    case "remove_validator": return `remove validator ${a.key.slice(0, 10)}…`;
+    case "set_power": return `set validator ${a.key.slice(0, 10)}…'s power to ${a.power}`;
+    case "set_fees": return `fee ${a.fee_bps} bps, penalty ${a.penalty_bps} bps`;
+    case "add_class": return `add class ${a.class.id}`;
+    case "retire_class": return `retire class ${a.id}`;
+    case "add_region": return `add region ${a.region.id}`;
+    case "retire_region": return `retire region ${a.id}`;
+    case "rotate_validator": return `replace validator key ${a.old.slice(0, 10)}… by ${a.new.slice(0, 10)}…`;
+    default: return a.type;
+  }
+}
+
+/** The proposals table; `vote(p, yes)` (optional) adds this node's vote buttons. */
+function proposalsTable(testid, g, me, vote) {
+  const rows = (g.proposals ?? []).map((p) => {
+    const mine = p.voters.find((v) => v.key === me);
+    const voted = mine && mine.vote !== null && mine.vote !== undefined;
+    const canVote = vote && mine && !voted && p.status === "open";
+    const buttons = canVote ? h("td", {},
+      h("button", { "data-testid": "vote-yes", onclick: () => vote(p, true) }, "Vote yes"), " ",
+      h("button", { "data-testid": "vote-no", onclick: () => vote(p, false) }, "Vote no"))
+      : h("td", {}, voted ? (mine.vote ? "voted yes" : "voted no") : "—");
+    return h("tr", { "data-proposal": p.id }, h("td", {}, short(p.id)), h("td", {}, describeAction(p.action)),
+      h("td", {}, p.status), h("td", { class: "num" }, p.effective),
+      h("td", { class: "num" }, p.passed ?? p.deadline),
+      h("td", { class: "num" }, `${p.yes_power} yes · ${p.no_power} no / ${p.quorum} needed`),
+      vote ? buttons : null);
+  });
+  const headers = ["Proposal", "Change", "Status", "Effective at", "Passed at / deadline", "Votes"];
+  if (vote) headers.push("This node");
+  return table(testid, headers, rows, "no open proposals");
+}
+
+/** The validators in force, with powers and addresses. */
+function validatorsTable(testid, keys, powers, addresses) {
+  return table(testid, ["#", "Validator", "Power", "Address"], keys.map((k, i) => h("tr", {},
+    h("td", { class: "num" }, i), h("td", {}, short(k)), h("td", { class: "num" }, powers[i]),
+    h("td", {}, addresses?.[i] || "—"))), "no validators");
+}
+
 async function renderOperator(root) {
   const gen = app.gen;
   const bearer = operatorToken();
-  const [op, status, cps] = await Promise.all([
+  const [op, status, cps, gov] = await Promise.all([
     api("operator", { bearer }).catch((e) => ({ error: e })),
     api("status").catch((e) => ({ error: e })),
     api("checkpoints").catch((e) => ({ error: e })),
+    api("governance").catch((e) => ({ error: e })),
   ]);
   if (stale(gen)) return;
   const err = (x) => h("p", { class: "msg error" }, x.error.message);
@@ -713,6 +761,25 @@ async function renderOperator(root) {
         h("td", {}, l.fill.market), h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
         h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, String(l.status)))), "no leases")));
     boxes.push(section("Peers", "operator-peers", genericTable("peers-table", op.peers, "no peers")));
+  }
+  if (!gov.error && !status.error) {
+    const msg = h("p", { "data-testid": "operator-vote-result", "aria-live": "polite" });
+    const vote = !op.error && status.validator ? async (p, yes) => {
+      msg.className = "msg";
+      msg.textContent = "Signing the vote with this node's key…";
+      try {
+        const r = await api("operator/votes", { method: "POST", bearer, body: { proposal: p.id, yes } });
+        msg.textContent = `Vote ${r.id.slice(0, 10)}… submitted: ${yes ? "yes" : "no"} on ${p.id.slice(0, 10)}…`;
+      } catch (e) {
+        msg.className = "msg error";
+        msg.textContent = e.message;
+      }
+    } : null;
+    boxes.push(section("Governance", "operator-governance",
+      h("p", {}, status.validator
+        ? "This node is a validator: it votes on proposals with its node key (docs/governance.md)."
+        : "This node is not a validator; only validators vote."),
+      proposalsTable("operator-proposals", gov, status.public_key, vote), msg));
   }
   const cpList = cps.error ? null : (Array.isArray(cps) ? cps : cps.checkpoints ?? []);
   boxes.push(section("Consensus health: checkpoints", "operator-checkpoints",
@@ -760,9 +827,50 @@ async function renderAuditor(root, rest) {
     h("a", { href: "/api/v1/export", download: "surplus-ledger.export", "data-testid": "export-link", class: "button" },
       "Download the exported ledger"));
   const blocksBox = section("Blocks", "blocks");
-  root.replaceChildren(h("div", { class: "stack" }, verifyBox, stateProofPanel(), blocksBox, exportBox));
+  root.replaceChildren(h("div", { class: "stack" }, verifyBox, stateProofPanel(), await governancePanel(), blocksBox, exportBox));
   await renderBlockList(blocksBox, null);
   if (what === "verify" && arg) runVerify(arg.toLowerCase(), result);
+}
+
+// The validator set at any height, every set change, and the proposals open now.
+async function governancePanel() {
+  const box = section("Validators and governance", "auditor-governance");
+  let g;
+  try {
+    g = await api("governance");
+  } catch (e) {
+    box.append(h("p", { class: "msg error" }, `Cannot read governance: ${e.message}`));
+    return box;
+  }
+  const at = h("input", { id: "set-height", "data-testid": "set-height", type: "number", min: 1, size: 10,
+    value: g.height + 1 });
+  const setBox = h("div", { "data-testid": "set-at-height", "aria-live": "polite" });
+  const show = async () => {
+    try {
+      const c = await api(`chain?height=${encodeURIComponent(at.value)}`);
+      const byKey = Object.fromEntries(g.validators.map((v) => [v.key, v.address]));
+      setBox.replaceChildren(h("p", {}, `Block ${c.height} is decided by ${c.validators.length} validators, total power ${c.total_power}; a certificate needs ${c.quorum}.`),
+        validatorsTable("set-table", c.validators, c.powers, c.validators.map((k) => byKey[k])));
+    } catch (e) {
+      setBox.replaceChildren(h("p", { class: "msg error" }, e.message));
+    }
+  };
+  const form = h("form", { class: "row" }, h("label", { for: "set-height" }, "Validator set of block"), at,
+    h("button", { type: "submit", "data-testid": "set-show" }, "Show"));
+  form.addEventListener("submit", (ev) => { ev.preventDefault(); show(); });
+  const history = table("set-history", ["From block", "Validators", "Total power", "Changed by"],
+    (g.history ?? []).map((p) => h("tr", {}, h("td", { class: "num" }, p.from_height || 1),
+      h("td", {}, p.validators.map((k) => short(k, 6)).flatMap((x, i) => (i ? [" ", x] : [x]))),
+      h("td", { class: "num" }, p.powers.reduce((a, b) => a + b, 0)),
+      h("td", {}, p.from_height > 1
+        ? h("a", { href: `#/auditor/block/${p.from_height - 1}` }, `block ${p.from_height - 1} (its gov-outcome and validator-set entries)`)
+        : "genesis"))));
+  box.append(
+    h("p", {}, `Fee ${g.params.fee_bps} bps · penalty ${g.params.penalty_bps} bps · ${g.params.classes.length} classes · ${g.params.regions.length} regions. A change passes with more than two thirds of the voting power and applies at its effective height.`),
+    form, setBox, h("h3", {}, "Every validator set"), history, h("h3", {}, "Open proposals"),
+    proposalsTable("auditor-proposals", g, null, null));
+  await show();
+  return box;
 }
 
 // A state proof (docs/api.md, "State proofs"): pasted, or fetched from this node for an account
