@@ -739,6 +739,74 @@ mod tests {
         assert!(matches!(chain.store.block(9), Err(surplus_store::Error::Pruned { .. })));
     }
 
+    /// A block that applies a passed proposal's change before its effective height (the
+    /// `gov-outcome` and `validator-set` entries one block early) is refused, live or decided;
+    /// the same change at its height is accepted, and changes the set from the block after.
+    #[test]
+    fn a_change_applied_before_its_effective_height_is_refused() {
+        use surplus_contracts::{Action, Tx};
+        let dir = tempfile::tempdir().unwrap();
+        let mut chain = open(dir.path(), Storage::default()).unwrap();
+        let vs = validators();
+        let mut now = t::T0;
+        let effective = 1 + surplus_contracts::governance::ENACTMENT_DELAY + 3;
+        let action = Action::AddValidator {
+            key: key("validator", 4).public(),
+            power: 1,
+            address: "/ip4/127.0.0.1/tcp/7104".into(),
+        };
+        let propose = t::tx(&vs[0], Tx::GovPropose { action, effective, seq: 0 });
+        let id = propose.id();
+        commit_next(&mut chain, &[propose], now);
+        let votes: Vec<Entry> = (0..3)
+            .map(|i| {
+                let seq = u64::from(i == 0);
+                t::tx(&vs[i], Tx::GovVote { proposal: id, yes: true, seq })
+            })
+            .collect();
+        now += 1_000;
+        commit_next(&mut chain, &votes, now);
+        assert!(chain.state().proposal(&id).unwrap().passed.is_some());
+        while chain.height() < effective - 3 {
+            now += 1_000;
+            commit_next(&mut chain, &[], now);
+        }
+        // The honest blocks effective - 2 and effective - 1 (which enacts), built aside.
+        let proposer = |h: u64| Address(vs[((h - 1) % 4) as usize].public());
+        let mut aside = chain.maker.clone();
+        let (early, _) = aside.next(&[], now + 1_000, proposer(effective - 2).0).unwrap();
+        let (enacting, _) = aside.next(&[], now + 2_000, proposer(effective - 1).0).unwrap();
+        let change: Vec<Entry> = enacting
+            .entries
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.kind,
+                    surplus_ledger::EntryKind::GOV_OUTCOME
+                        | surplus_ledger::EntryKind::VALIDATOR_SET
+                )
+            })
+            .cloned()
+            .collect();
+        assert_eq!(change.len(), 2, "the enacting block holds the outcome and the new set");
+        // The change one block early: refused, as a proposal and as a decided block.
+        // (Its header is the honest block's: re-execution finds the entries differ first.)
+        let mut forged = early.clone();
+        forged.entries.extend(change);
+        let bytes = forged.encode();
+        let e = chain.check(&bytes, Some(now + 1_000)).err().expect("refused");
+        assert!(matches!(e, Invalid::Execution(_)), "{e}");
+        assert!(chain.check(&bytes, None).is_err());
+        // The honest blocks pass; the set changes from effective on.
+        assert!(chain.check(&early.encode(), Some(now + 1_000)).is_ok());
+        commit_next(&mut chain, &[], now + 1_000);
+        assert_eq!(chain.validators.validators.len(), 4);
+        commit_next(&mut chain, &[], now + 2_000);
+        assert_eq!(chain.height(), effective - 1);
+        assert_eq!(chain.validators.validators.len(), 5);
+        assert_eq!(chain.state().validators()[4].key, key("validator", 4).public());
+    }
+
     /// An archive keeps every block and only the newest snapshots.
     #[test]
     fn an_archive_keeps_every_block() {
