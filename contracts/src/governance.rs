@@ -21,6 +21,46 @@ pub const MAX_ADDRESS_LEN: usize = 256;
 pub const MAX_DESCRIPTION_LEN: usize = 1024;
 /// Most attributes a proposed class may have.
 pub const MAX_ATTRIBUTES: usize = 32;
+/// Bounds of a governed batch interval, ms.
+pub const BATCH_INTERVAL_MS: std::ops::RangeInclusive<u64> = 10..=60_000;
+/// Bounds of a governed largest block, bytes.
+pub const MAX_BLOCK_BYTES: std::ops::RangeInclusive<u64> = 65_536..=16 * 1024 * 1024;
+
+/// The consensus parameters a consortium may set by vote; until it does, each node uses its
+/// own configuration (`[consensus]` in `config.toml`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct ConsensusParams {
+    /// While entries wait, a block at least this often, ms.
+    pub batch_interval_ms: u64,
+    /// Most user entries in one block.
+    pub max_block_entries: u32,
+    /// Largest block, bytes.
+    pub max_block_bytes: u64,
+}
+
+impl ConsensusParams {
+    /// Checks the bounds: a batch interval of 10 ms to 60 s, 1 to the ledger's limit of entries,
+    /// 64 KiB to 16 MiB a block.
+    pub fn validate(&self) -> Result<(), String> {
+        if !BATCH_INTERVAL_MS.contains(&self.batch_interval_ms) {
+            return Err(format!(
+                "batch interval {} ms, 10 to 60000 allowed",
+                self.batch_interval_ms
+            ));
+        }
+        let max = surplus_ledger::MAX_BLOCK_ENTRIES;
+        if self.max_block_entries == 0 || self.max_block_entries as usize > max {
+            return Err(format!("{} entries a block, 1 to {max} allowed", self.max_block_entries));
+        }
+        if !MAX_BLOCK_BYTES.contains(&self.max_block_bytes) {
+            return Err(format!(
+                "{} bytes a block, 65536 to 16777216 allowed",
+                self.max_block_bytes
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// A validator: its key, voting power and the network address other nodes dial.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -92,6 +132,11 @@ pub enum Action {
         /// The region id.
         id: String,
     },
+    /// Set the consensus parameters every node then uses instead of its own configuration.
+    SetConsensus {
+        /// The parameters.
+        params: ConsensusParams,
+    },
     /// Replace a validator's key (when the old key is lost), keeping its place, power and
     /// address.
     RotateValidator {
@@ -113,6 +158,7 @@ const RETIRE_CLASS: u8 = 6;
 const ADD_REGION: u8 = 7;
 const RETIRE_REGION: u8 = 8;
 const ROTATE_VALIDATOR: u8 = 9;
+const SET_CONSENSUS: u8 = 10;
 
 fn text(r: &mut Reader<'_>, field: &'static str, long: bool) -> Result<String, DecodeError> {
     let at = r.position();
@@ -173,6 +219,10 @@ impl Action {
             Action::RotateValidator { old, new } => {
                 w.u8(ROTATE_VALIDATOR).raw(&old.0).raw(&new.0);
             }
+            Action::SetConsensus { params: p } => {
+                w.u8(SET_CONSENSUS).u64(p.batch_interval_ms).u32(p.max_block_entries);
+                w.u64(p.max_block_bytes);
+            }
         }
     }
 
@@ -225,6 +275,13 @@ impl Action {
             ROTATE_VALIDATOR => Action::RotateValidator {
                 old: PublicKey(r.array("action.old")?),
                 new: PublicKey(r.array("action.new")?),
+            },
+            SET_CONSENSUS => Action::SetConsensus {
+                params: ConsensusParams {
+                    batch_interval_ms: r.u64("action.batch_interval_ms")?,
+                    max_block_entries: r.u32("action.max_block_entries")?,
+                    max_block_bytes: r.u64("action.max_block_bytes")?,
+                },
             },
             other => {
                 return Err(r.invalid_at("action.type", at, format!("unknown action {other}")))
@@ -286,6 +343,7 @@ impl Action {
                 }
                 Ok(())
             }
+            Action::SetConsensus { params } => params.validate(),
         }
     }
 

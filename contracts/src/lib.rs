@@ -38,7 +38,9 @@ pub mod testutil;
 pub use audit::{BlockMaker, Replay};
 pub use error::{Error, RestoreError};
 pub use genesis::{Allocation, Genesis, Params, BPS};
-pub use governance::{Action, Outcome, Proposal, ProposalStatus, Rotation, Validator};
+pub use governance::{
+    Action, ConsensusParams, Outcome, Proposal, ProposalStatus, Rotation, Validator,
+};
 pub use precheck::{Admitted, ADMISSION_HORIZON_MS, MAX_PAYLOAD, MAX_SEQ_AHEAD};
 pub use refusal::Code;
 pub use state::{Account, Applied, Grant, Lease, LeaseStatus, Mode, Refusal, Segment, State};

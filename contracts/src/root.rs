@@ -6,7 +6,7 @@ use surplus_ledger::encoding::{tagged_hasher, DecodeError, Reader, Writer};
 use surplus_ledger::{Entry, Hash, PublicKey, MAX_ENTRY_PAYLOAD};
 use surplus_market::{Allocation, Allocations, Market, Resting, SignedOrder};
 
-use crate::governance::{Action, Proposal, Rotation, Validator};
+use crate::governance::{Action, ConsensusParams, Proposal, Rotation, Validator};
 use crate::state::{Account, Grant, Lease, LeaseStatus, Segment};
 use crate::tx::{decode_fill, decode_revocation, encode_fill, encode_revocation, RevocationId};
 
@@ -41,6 +41,8 @@ pub enum Kind {
     Proposal = 9,
     /// A rotated key, by the old key.
     Rotation = 10,
+    /// The consensus parameters set by governance (at most one; none until set).
+    Consensus = 11,
 }
 
 impl Kind {
@@ -58,6 +60,7 @@ impl Kind {
             8 => Kind::Validator,
             9 => Kind::Proposal,
             10 => Kind::Rotation,
+            11 => Kind::Consensus,
             _ => return None,
         })
     }
@@ -75,6 +78,7 @@ impl Kind {
             Kind::Validator => "validator",
             Kind::Proposal => "proposal",
             Kind::Rotation => "rotation",
+            Kind::Consensus => "consensus",
         }
     }
 }
@@ -240,6 +244,26 @@ pub(crate) fn proposal_value(p: &Proposal) -> Vec<u8> {
         w.raw(&k.0).u8(u8::from(*yes));
     }
     w.finish()
+}
+
+/// The consensus item's value: `batch_interval_ms:u64 ‖ max_block_entries:u32 ‖
+/// max_block_bytes:u64`.
+pub(crate) fn consensus_value(c: &ConsensusParams) -> Vec<u8> {
+    let mut w = Writer::with_capacity(20);
+    w.u64(c.batch_interval_ms).u32(c.max_block_entries).u64(c.max_block_bytes);
+    w.finish()
+}
+
+/// Decodes the consensus item's value.
+pub(crate) fn decode_consensus(v: &[u8]) -> Result<ConsensusParams, DecodeError> {
+    let mut r = Reader::new(v);
+    let c = ConsensusParams {
+        batch_interval_ms: r.u64("consensus.batch_interval_ms")?,
+        max_block_entries: r.u32("consensus.max_block_entries")?,
+        max_block_bytes: r.u64("consensus.max_block_bytes")?,
+    };
+    r.finish()?;
+    Ok(c)
 }
 
 /// A rotation's value: `old ‖ new ‖ height`.

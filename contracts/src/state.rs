@@ -13,7 +13,7 @@ use surplus_ledger::{Auth, Entry, EntryKind, Hash, PublicKey};
 use surplus_market::{Batch, Book, Fill, Market, Outcome, SignedCancel, SignedOrder, HOUR_MS};
 
 use crate::genesis::{Genesis, Params, BPS};
-use crate::governance::{Proposal, Rotation, Validator};
+use crate::governance::{ConsensusParams, Proposal, Rotation, Validator};
 use crate::precheck::MAX_SEQ_AHEAD;
 use crate::refusal::Code;
 use crate::root::{self, Item, Kind};
@@ -343,6 +343,8 @@ pub struct State {
     proposals: OrdMap<Hash, Arc<Proposal>>,
     /// Rotated keys: old key → its rotation.
     rotated: OrdMap<PublicKey, Rotation>,
+    /// Consensus parameters set by governance (until then, each node's own).
+    consensus: Option<ConsensusParams>,
     /// The items' sparse Merkle tree; its root is the state root.
     tree: surplus_state::Tree,
 }
@@ -361,6 +363,7 @@ impl PartialEq for State {
             && self.validators == other.validators
             && self.proposals == other.proposals
             && self.rotated == other.rotated
+            && self.consensus == other.consensus
             // The indexes derived from the above: equal states execute blocks alike.
             && self.params_bytes == other.params_bytes
             && self.due == other.due
@@ -413,6 +416,7 @@ impl State {
             validators: Arc::new(validators),
             proposals: OrdMap::new(),
             rotated: OrdMap::new(),
+            consensus: None,
             tree: surplus_state::Tree::new(),
         };
         state.book.take_changes();
@@ -579,6 +583,7 @@ impl State {
             validators: self.validators.clone(),
             proposals: self.proposals.clone(),
             rotated: self.rotated.clone(),
+            consensus: self.consensus,
         };
         self.height = height;
         self.now_ms = now_ms;
@@ -1137,6 +1142,11 @@ impl State {
             key: old.0.to_vec(),
             value: root::rotation_value(old, r),
         });
+        let consensus = self.consensus.iter().map(|c| Item {
+            kind: Kind::Consensus,
+            key: Vec::new(),
+            value: root::consensus_value(c),
+        });
         std::iter::once(self.chain_item())
             .chain(accounts)
             .chain(leases)
@@ -1148,6 +1158,7 @@ impl State {
             .chain(validators)
             .chain(proposals)
             .chain(rotations)
+            .chain(consensus)
     }
 
     /// The tree built from every item, ignoring the one kept up to date block by block.
@@ -1256,6 +1267,11 @@ impl State {
                 DiffItem::Remove(k, _) => (root::key_hash(Kind::Rotation, &k.0), None),
             });
         }
+        if self.consensus != before.consensus {
+            let value =
+                self.consensus.map(|c| surplus_state::value_hash(&root::consensus_value(&c)));
+            changes.push((root::key_hash(Kind::Consensus, &[]), value));
+        }
         let book = self.book.take_changes();
         let found = self.book.find_many(&book.orders);
         for id in &book.orders {
@@ -1319,6 +1335,7 @@ struct Before {
     validators: Arc<Vec<Validator>>,
     proposals: OrdMap<Hash, Arc<Proposal>>,
     rotated: OrdMap<PublicKey, Rotation>,
+    consensus: Option<ConsensusParams>,
 }
 
 enum UserEffect {

@@ -228,7 +228,17 @@ def action_bytes(a):
         return u8(8) + short(a["id"].encode())
     if t == "rotate_validator":
         return u8(9) + b32(a["old"]) + b32(a["new"])
+    if t == "set_consensus":
+        return u8(10) + consensus_value(a["params"])
     raise ValueError(f"unknown action {t!r}")
+
+
+def consensus_value(f):
+    return u64(f["batch_interval_ms"]) + u32(f["max_block_entries"]) + u64(f["max_block_bytes"])
+
+
+def consensus(f):
+    return b"", consensus_value(f)
 
 
 def validator(f):
@@ -267,6 +277,7 @@ KINDS = {
     8: ("validator", validator),
     9: ("proposal", proposal),
     10: ("rotation", rotation),
+    11: ("consensus", consensus),
 }
 
 

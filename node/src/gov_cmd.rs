@@ -187,6 +187,20 @@ pub enum ActionArg {
         #[command(flatten)]
         args: ProposeArgs,
     },
+    /// Set the consensus parameters every node uses instead of its own `[consensus]` settings.
+    SetConsensus {
+        /// While entries wait, a block at least this often, ms (10 to 60000).
+        #[arg(long)]
+        batch_interval_ms: u64,
+        /// Most user entries in one block.
+        #[arg(long)]
+        max_block_entries: u32,
+        /// Largest block, bytes (65536 to 16777216).
+        #[arg(long)]
+        max_block_bytes: u64,
+        #[command(flatten)]
+        args: ProposeArgs,
+    },
     /// Replace a validator's key that was lost (a validator with its key rotates itself with
     /// `surplus gov rotate-key`).
     RotateValidator {
@@ -239,6 +253,19 @@ impl ActionArg {
                 (Action::AddRegion { region: Region { id, description } }, args)
             }
             ActionArg::RetireRegion { id, args } => (Action::RetireRegion { id }, args),
+            ActionArg::SetConsensus {
+                batch_interval_ms,
+                max_block_entries,
+                max_block_bytes,
+                args,
+            } => {
+                let params = surplus_contracts::ConsensusParams {
+                    batch_interval_ms,
+                    max_block_entries,
+                    max_block_bytes,
+                };
+                (Action::SetConsensus { params }, args)
+            }
             ActionArg::RotateValidator { old, new, args } => {
                 let old = key_arg(&old, "--old")?;
                 let new = key_arg(&new, "--new")?;
@@ -371,6 +398,11 @@ pub fn describe(a: &Action) -> String {
         Action::AddRegion { region } => format!("add region {}", region.id),
         Action::RetireRegion { id } => format!("retire region {id}"),
         Action::RotateValidator { old, new } => format!("replace validator key {old} by {new}"),
+        Action::SetConsensus { params: p } => format!(
+            "set the consensus parameters: a block every {} ms while entries wait, at most {} \
+             entries and {} bytes",
+            p.batch_interval_ms, p.max_block_entries, p.max_block_bytes
+        ),
     }
 }
 

@@ -681,6 +681,7 @@ function describeAction(a) {
     case "add_region": return `add region ${a.region.id}`;
     case "retire_region": return `retire region ${a.id}`;
     case "rotate_validator": return `replace validator key ${a.old.slice(0, 10)}… by ${a.new.slice(0, 10)}…`;
+    case "set_consensus": return `a block every ${a.params.batch_interval_ms} ms, at most ${a.params.max_block_entries} entries and ${a.params.max_block_bytes} bytes`;
     default: return a.type;
   }
 }

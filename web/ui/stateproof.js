@@ -34,6 +34,7 @@ export const STATE_KIND = {
   validator: 8,
   proposal: 9,
   rotation: 10,
+  consensus: 11,
 };
 
 /** At most this many siblings in a proof (the tree is 256 bits deep). */

@@ -8,8 +8,8 @@ use surplus_market::Market;
 
 use super::{Refusal, State};
 use crate::governance::{
-    encode_outcome, Action, Outcome, Proposal, Rotation, Validator, ENACTMENT_DELAY,
-    MAX_OPEN_PROPOSALS, MAX_PROPOSAL_WINDOW,
+    encode_outcome, Action, ConsensusParams, Outcome, Proposal, Rotation, Validator,
+    ENACTMENT_DELAY, MAX_OPEN_PROPOSALS, MAX_PROPOSAL_WINDOW,
 };
 use crate::Tx;
 
@@ -30,6 +30,11 @@ impl State {
     /// Whether `key` is a validator of the set in force for the next block.
     pub fn is_validator(&self, key: &PublicKey) -> bool {
         self.validators.iter().any(|v| v.key == *key)
+    }
+
+    /// The consensus parameters set by governance, if any (otherwise each node's own).
+    pub fn consensus_params(&self) -> Option<ConsensusParams> {
+        self.consensus
     }
 
     /// The proposals open or passed and waiting for their height, in id order.
@@ -104,7 +109,7 @@ impl State {
                     return Err("the set would exceed the ledger's limits".into());
                 }
             }
-            Action::SetFees { .. } => {}
+            Action::SetFees { .. } | Action::SetConsensus { .. } => {}
             Action::AddClass { class } => {
                 if catalogue.classes.iter().any(|c| c.id == class.id) {
                     return Err(format!("class {} is in the catalogue already", class.id));
@@ -345,6 +350,7 @@ impl State {
                 self.params.fee_bps = fee_bps;
                 self.params.penalty_bps = penalty_bps;
             }
+            Action::SetConsensus { params } => self.consensus = Some(params),
             Action::AddClass { class } => {
                 self.params.catalogue.classes.push(class);
             }

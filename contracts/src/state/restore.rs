@@ -48,6 +48,7 @@ impl State {
         let mut validators: Vec<(usize, Validator)> = Vec::new();
         let mut proposals: OrdMap<Hash, Arc<Proposal>> = OrdMap::new();
         let mut rotated: OrdMap<PublicKey, Rotation> = OrdMap::new();
+        let mut consensus = None;
         let mut leaves: Vec<(Hash, Hash)> = Vec::new();
         let mut seen: HashSet<Hash> = HashSet::new();
 
@@ -162,6 +163,12 @@ impl State {
                     let again = root::rotation_value(&old, &r);
                     rotated.insert(old, r);
                     (old.0.to_vec(), again)
+                }
+                Kind::Consensus => {
+                    let c = root::decode_consensus(&item.value).map_err(|e| bad(e.to_string()))?;
+                    c.validate().map_err(&bad)?;
+                    consensus = Some(c);
+                    (Vec::new(), root::consensus_value(&c))
                 }
                 Kind::Price => {
                     let (m, p) = root::decode_price(&item.value).map_err(|e| bad(e.to_string()))?;
@@ -295,6 +302,7 @@ impl State {
             validators: Arc::new(validators),
             proposals,
             rotated,
+            consensus,
             tree: surplus_state::Tree::from_leaves(leaves),
         })
     }

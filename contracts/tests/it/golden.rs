@@ -60,6 +60,13 @@ fn compute() -> Value {
         },
         Action::RetireRegion { id: "eu-west-a".into() },
         Action::RotateValidator { old: v(3), new: v(9) },
+        Action::SetConsensus {
+            params: surplus_contracts::ConsensusParams {
+                batch_interval_ms: 250,
+                max_block_entries: 2000,
+                max_block_bytes: 2_097_152,
+            },
+        },
     ];
     let mut governance: Vec<Tx> = actions
         .into_iter()

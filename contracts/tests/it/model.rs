@@ -181,7 +181,7 @@ pub(crate) fn gov_entries(rng: &mut StdRng, s: &State) -> Vec<Entry> {
     let pick = |rng: &mut StdRng| validators[rng.gen_range(0..validators.len())];
     if rng.gen_bool(0.4) {
         let author = pick(rng);
-        let action = match rng.gen_range(0..7) {
+        let action = match rng.gen_range(0..8) {
             0 => Action::AddValidator {
                 key: key("validator", rng.gen_range(4..12)).public(),
                 power: rng.gen_range(1..4),
@@ -197,6 +197,13 @@ pub(crate) fn gov_entries(rng: &mut StdRng, s: &State) -> Vec<Entry> {
                 region: surplus_market::Region {
                     id: format!("gov-{}", rng.gen_range(0..3)),
                     description: "a region opened by vote".into(),
+                },
+            },
+            7 => Action::SetConsensus {
+                params: surplus_contracts::ConsensusParams {
+                    batch_interval_ms: rng.gen_range(10..1000),
+                    max_block_entries: rng.gen_range(1..5000),
+                    max_block_bytes: rng.gen_range(65_536..1_000_000),
                 },
             },
             5 => Action::RetireRegion {

@@ -77,6 +77,8 @@ fn rebuilt_states_equal_the_original_and_resumed_makers_make_the_same_blocks() {
         }
     }
     // The snapshots held every kind of item, and leases with credentials.
+    // (The consensus parameters need a vote and ten blocks: their own test below.)
+    covered.remove(&Kind::Consensus);
     assert_eq!(covered.len(), 11, "kinds covered: {covered:?}");
     assert!(granted_at_split > 0, "no snapshot held a granted lease");
 }
@@ -94,7 +96,11 @@ fn rich_state() -> State {
             user.extend(gov_entries(&mut rng, &maker.state));
             maker.next(&user, now, proposer).unwrap();
             let s = &maker.state;
-            if kinds(s).len() == 11 && s.leases().any(|l| l.grant.is_some()) {
+            // Every kind but the consensus parameters, which need a vote and ten blocks more.
+            let all = kinds(s);
+            if all.len() == 11 + usize::from(all.contains(&Kind::Consensus))
+                && s.leases().any(|l| l.grant.is_some())
+            {
                 return maker.state;
             }
         }
@@ -367,4 +373,39 @@ fn a_large_populated_state_is_rebuilt() {
     let y = b.apply_block(1, now, &[], surplus_contracts::Mode::Validate).unwrap();
     assert_eq!(x, y);
     assert_eq!(a, b);
+}
+
+/// The consensus parameters' item (set by a passed proposal) is rebuilt, and refused out of
+/// bounds.
+#[test]
+fn consensus_parameters_are_rebuilt_and_checked() {
+    use surplus_contracts::{Action, ConsensusParams, Mode, Tx};
+    let mut s = state(0, 0);
+    let v = |i| key("validator", i);
+    let params = ConsensusParams {
+        batch_interval_ms: 300,
+        max_block_entries: 900,
+        max_block_bytes: 1 << 20,
+    };
+    let propose = tx(
+        &v(0),
+        Tx::GovPropose { action: Action::SetConsensus { params }, effective: 12, seq: 0 },
+    );
+    let id = propose.id();
+    let mut user = vec![propose];
+    user.extend((1..4).map(|i| tx(&v(i), Tx::GovVote { proposal: id, yes: true, seq: 0 })));
+    for h in 1..=11 {
+        let entries = if h == 1 { std::mem::take(&mut user) } else { Vec::new() };
+        s.apply_block(h, T0 + h * 1_000, &entries, Mode::Validate).unwrap();
+    }
+    assert_eq!(s.consensus_params(), Some(params));
+    let mut rng = StdRng::seed_from_u64(7);
+    let back = rebuilt(&s, &mut rng);
+    assert_eq!(back, s);
+    assert_eq!(back.root(), s.root());
+    let mut items: Vec<Item> = s.items().collect();
+    let i = item_of(&items, Kind::Consensus);
+    items[i].value[..8].copy_from_slice(&5u64.to_be_bytes());
+    let e = refused(items);
+    assert!(e.to_string().contains("batch interval 5 ms"), "{e}");
 }

@@ -37,6 +37,7 @@ const ALLOCATION: (u8, &str) = (7, "allocation");
 const VALIDATOR: (u8, &str) = (8, "validator");
 const PROPOSAL: (u8, &str) = (9, "proposal");
 const ROTATION: (u8, &str) = (10, "rotation");
+const CONSENSUS: (u8, &str) = (11, "consensus");
 
 fn h(b: impl AsRef<[u8]>) -> String {
     hex::encode(b)
@@ -364,6 +365,20 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
                     w.u8(1).raw(&key.0).u64(*power).short_bytes(address.as_bytes());
                 }),
             ),
+            Action::SetConsensus { params: c } => (
+                json!({
+                    "type": "set_consensus",
+                    "params": {
+                        "batch_interval_ms": n64(c.batch_interval_ms),
+                        "max_block_entries": c.max_block_entries,
+                        "max_block_bytes": n64(c.max_block_bytes),
+                    },
+                }),
+                bytes(|w| {
+                    w.u8(10).u64(c.batch_interval_ms).u32(c.max_block_entries);
+                    w.u64(c.max_block_bytes);
+                }),
+            ),
             other => panic!("the sample has no {other:?}"),
         };
         out.push(item(
@@ -394,6 +409,22 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
                 for (k, yes) in &p.votes {
                     w.raw(&k.0).u8(u8::from(*yes));
                 }
+            }),
+        ));
+    }
+
+    // The consensus parameters governance set, if it did.
+    if let Some(c) = s.consensus_params() {
+        out.push(item(
+            CONSENSUS,
+            Vec::new(),
+            json!({
+                "batch_interval_ms": n64(c.batch_interval_ms),
+                "max_block_entries": c.max_block_entries,
+                "max_block_bytes": n64(c.max_block_bytes),
+            }),
+            bytes(|w| {
+                w.u64(c.batch_interval_ms).u32(c.max_block_entries).u64(c.max_block_bytes);
             }),
         ));
     }
@@ -597,8 +628,42 @@ fn sample() -> (State, State, u64) {
     (genesis, s, t3)
 }
 
+/// The sample continued: in block 4 validator 0 proposes consensus parameters from block 15
+/// and validators 0, 1 and 2 vote yes in block 5; blocks 6 to 14 are empty; the end of block 10
+/// expires block 3's proposal (its deadline), the end of block 14 enacts the parameters.
+fn governed(mut s: State, t3: u64) -> (State, u64) {
+    let params = surplus_contracts::ConsensusParams {
+        batch_interval_ms: 250,
+        max_block_entries: 2000,
+        max_block_bytes: 2_097_152,
+    };
+    let v = |i| key("validator", i);
+    let seq = |s: &State, i| s.account(&v(i).public()).seq;
+    let propose = tx(
+        &v(0),
+        Tx::GovPropose { action: Action::SetConsensus { params }, effective: 15, seq: seq(&s, 0) },
+    );
+    let id = propose.id();
+    let mut now = t3;
+    for h in 4..=14 {
+        now += 60_000;
+        let user = match h {
+            4 => vec![propose.clone()],
+            5 => (0..3)
+                .map(|i| tx(&v(i), Tx::GovVote { proposal: id, yes: true, seq: seq(&s, i) }))
+                .collect(),
+            _ => Vec::new(),
+        };
+        s.apply_block(h, now, &user, Mode::Validate).unwrap();
+    }
+    assert_eq!(s.consensus_params(), Some(params));
+    (s, now)
+}
+
 fn compute() -> Value {
     let (genesis, s, t3) = sample();
+    let (later, t14) = governed(s.clone(), t3);
+    let (later_items, later_root) = check_items(&later, t14);
     let (genesis_items, genesis_root) = check_items(&genesis, T0);
     let (sample_items, sample_root) = check_items(&s, t3);
     let sample_proofs = proofs(&s, &sample_items);
@@ -610,6 +675,7 @@ fn compute() -> Value {
             "block 1 at T0: provider 0 offers 4 slots at reserve 20 for 48 h (nonce 1); buyer 0 bids 2 slots for 6 h at limit 30, buyer 1 1 slot for 4 h at limit 30 (nonce 1 each, at least 1 slot); both fill at 25: lease A (buyer 0), lease B (buyer 1)",
             "block 2 at T0 + 1.5 h: hourly settlements of leases A and B; provider 0 grants lease B (id \"b1\") and lease A (ids \"a1-root\", \"a1-block1\"); buyer 1 terminates lease B; buyer 2 transfers 5,000 units to key(\"auditor\", 0) and bids 1 slot for 1 h at limit 40 (nonce 2), which fills at 30: lease C",
             "block 3 at T0 + 3 h: lease C completes, lease A is paid its third hour; provider 0 grants lease A again (id \"a2\"), revoking its first grant; buyer 0 renews lease A by 2 hours (at 30); buyer 2 bids 1 slot for 2 h at limit 10 (nonce 7) and provider 1 offers 3 slots at reserve 50 for 24 h (nonce 1): neither trades; validator 0 (of genesis validators 0-3, power 1 each) proposes to add key(\"validator\", 4) with power 2 at /ip4/127.0.0.1/tcp/7004 from block 20; validator 1 votes yes and validator 2 no (it stays open); validator 3 rotates its key to key(\"validator\", 9), which takes its place in the set",
+            "blocks 4 to 14, each 60 s after the one before: in block 4 validator 0 proposes consensus parameters (a block every 250 ms, at most 2000 entries and 2097152 bytes) from block 15; in block 5 validators 0, 1 and 2 vote yes (3 of 4: it passes); blocks 6 to 14 are empty; the end of block 10 expires block 3's proposal (its deadline), the end of block 14 enacts the parameters. Leases and orders settle and expire as time passes",
         ],
         "states": [
             { "name": "genesis", "items": list(&genesis_items), "root": h(genesis_root) },
@@ -619,6 +685,7 @@ fn compute() -> Value {
                 "root": h(sample_root),
                 "proofs": sample_proofs,
             },
+            { "name": "after block 14", "items": list(&later_items), "root": h(later_root) },
         ],
     })
 }

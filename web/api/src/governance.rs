@@ -50,6 +50,9 @@ pub struct ParamsView {
     /// Regions.
     #[schema(value_type = Vec<Object>)]
     pub regions: Vec<Region>,
+    /// The consensus parameters governance set (batch interval, block limits); absent until it
+    /// sets them, while each node uses its own configuration.
+    pub consensus: Option<surplus_contracts::ConsensusParams>,
 }
 
 /// A proposal with its tally.

@@ -31,6 +31,7 @@ pub(crate) async fn governance(ctx: web::Data<Ctx>) -> ApiResult<HttpResponse> {
             penalty_bps: p.penalty_bps,
             classes: p.catalogue.classes.clone(),
             regions: p.catalogue.regions.clone(),
+            consensus: state.consensus_params(),
         },
         proposals: state.proposals().map(ProposalView::from).collect(),
         rotations: state

@@ -193,6 +193,14 @@ impl App {
         }
     }
 
+    /// The batch interval in force: governance's (`docs/governance.md`), else this node's.
+    fn batch_interval(&self) -> Duration {
+        self.chain
+            .state()
+            .consensus_params()
+            .map_or(self.settings.batch_interval, |c| Duration::from_millis(c.batch_interval_ms))
+    }
+
     fn params(&self) -> HeightParams<Ctx> {
         HeightParams::new(self.chain.validators.clone(), self.settings.timeouts, None)
     }
@@ -395,13 +403,13 @@ impl App {
         }
         // Wait for the batch to fill, but never past half the time the engine gives us.
         let deadline = Instant::now() + timeout / 2;
-        let ready_at = self.last_commit + self.settings.batch_interval;
+        let ready_at = self.last_commit + self.batch_interval();
         let wait_until = ready_at.min(deadline);
         if Instant::now() < wait_until {
             tokio::time::sleep_until(wait_until).await;
         }
-        let mut user =
-            self.pool.pending(self.settings.max_block_entries, self.settings.max_block_bytes).await;
+        let (max_entries, max_bytes) = self.chain.block_limits();
+        let mut user = self.pool.pending(max_entries, max_bytes).await;
         user.retain(|e| {
             let id = e.id();
             !self.recent.iter().any(|ids| ids.contains(&id))
@@ -590,8 +598,8 @@ impl App {
     fn wait_then_start(&self, next: Height, reply: malachitebft_app_channel::Reply<Next<Ctx>>) {
         let pool = self.pool.clone();
         let params = self.params();
-        let batch = self.settings.batch_interval;
-        let heartbeat = self.settings.idle_heartbeat;
+        let batch = self.batch_interval();
+        let heartbeat = self.settings.idle_heartbeat.max(batch);
         let since = self.last_commit;
         let due = self.next_due_ms();
         let env = self.settings.env.clone();

@@ -328,6 +328,15 @@ impl Chain {
         self.head.height
     }
 
+    /// The block limits in force for the next block: most user entries and largest block, as
+    /// governance set them (`docs/governance.md`), else this node's configuration.
+    pub fn block_limits(&self) -> (usize, usize) {
+        match self.state().consensus_params() {
+            Some(c) => (c.max_block_entries as usize, c.max_block_bytes as usize),
+            None => (self.max_block_entries, self.max_block_bytes),
+        }
+    }
+
     /// Builds our proposal for the next height from `user` entries.
     pub fn build(&mut self, user: &[Entry], now_ms: u64, proposer: Address) -> Result<Checked> {
         let mut maker = self.maker.clone();
@@ -342,11 +351,11 @@ impl Chain {
     /// `now_ms` bounds the block time, unless `None` (a decided block: the quorum vouched).
     pub fn check(&mut self, bytes: &[u8], now_ms: Option<u64>) -> Result<Checked, Invalid> {
         // Size limits bind live proposals; a decided block was accepted by a quorum already.
-        if now_ms.is_some() && bytes.len() > self.max_block_bytes.saturating_mul(2) + 65_536 {
+        let (max_entries, max_bytes) = self.block_limits();
+        if now_ms.is_some() && bytes.len() > max_bytes.saturating_mul(2) + 65_536 {
             return Err(Invalid::Header(format!(
-                "block of {} bytes exceeds the limit {}",
+                "block of {} bytes exceeds the limit {max_bytes}",
                 bytes.len(),
-                self.max_block_bytes
             )));
         }
         let block = Block::decode(bytes).map_err(|e| Invalid::Decode(e.to_string()))?;
@@ -383,11 +392,10 @@ impl Chain {
             return Err(Invalid::Header("the proposer is not a validator".into()));
         }
         let user = user_entries(&block);
-        if now_ms.is_some() && user.len() > self.max_block_entries {
+        if now_ms.is_some() && user.len() > max_entries {
             return Err(Invalid::Header(format!(
-                "{} user entries exceed the limit {}",
+                "{} user entries exceed the limit {max_entries}",
                 user.len(),
-                self.max_block_entries
             )));
         }
         let mut maker = self.maker.clone();

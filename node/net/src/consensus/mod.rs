@@ -456,7 +456,9 @@ async fn start_engine(
         protocol: PubSubProtocol::default(),
         ..P2pConfig::default()
     };
-    p2p.pubsub_max_size = bytesize_mib(8 + (settings.max_block_bytes >> 20) as u64);
+    // Room for the largest block governance may allow (16 MiB), whatever this node's own limit.
+    let largest = settings.max_block_bytes.max(16 << 20);
+    p2p.pubsub_max_size = bytesize_mib(8 + (largest >> 20) as u64);
     p2p.rpc_max_size = bytesize_mib(64);
     let consensus = ConsensusConfig { p2p, ..ConsensusConfig::default() };
     let value_sync = ValueSyncConfig {
