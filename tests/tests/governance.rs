@@ -135,18 +135,23 @@ impl Consortium {
     }
 }
 
-/// Whether `key` signed the certificate of a block from `from` on, within a minute.
-fn signs_certificates(api: &Client, key: &PublicKey, from: u64) -> u64 {
-    let mut next = from;
-    wait_for(&format!("a certificate signed by {key}"), MINUTE, || {
-        let head = api.status().ok()?.height;
-        while next < head {
-            let b = api.block(next, false).ok()?;
-            let signed = b.certificate.iter().flat_map(|c| &c.signatures);
-            if signed.clone().any(|c| c.signer == Some(*key)) {
-                return Some(next);
+/// The first block from `from` on whose certificate holds `key`'s vote, as one of `apis`
+/// stored it, within two minutes. (Each node stores the certificate it decided with: the
+/// votes it had when a quorum was reached. A validator's own holds its vote; another's may
+/// not, if that vote came after the quorum.)
+fn signs_certificates(apis: &[&Client], key: &PublicKey, from: u64) -> u64 {
+    let mut next = vec![from; apis.len()];
+    wait_for(&format!("a certificate signed by {key}"), 2 * MINUTE, || {
+        for (api, next) in apis.iter().zip(next.iter_mut()) {
+            let Some(head) = api.status().ok().map(|s| s.height) else { continue };
+            while *next < head {
+                let Ok(b) = api.block(*next, false) else { break };
+                let signed = b.certificate.iter().flat_map(|c| &c.signatures);
+                if signed.clone().any(|c| c.signer == Some(*key)) {
+                    return Some(*next);
+                }
+                *next += 1;
             }
-            next += 1;
         }
         None
     })
@@ -221,14 +226,14 @@ fn a_consortium_admits_removes_rotates_and_opens_a_region_by_vote_under_load() {
     step("three followers up");
     let at = c.pass(&add(&joined[0]));
     assert_eq!(apis[0].chain().unwrap().validators.len(), 5);
-    signs_certificates(&apis[0], &joined[0].1, at);
+    signs_certificates(&[&apis[0], &joined[0].0.api], &joined[0].1, at);
     assert!(joined[0].0.api.status().unwrap().validator, "dc5 says it is a validator");
     step("dc5 admitted");
     let at = c.pass(&add(&joined[1]));
     let at = at.max(c.pass(&add(&joined[2])));
     assert_eq!(apis[0].chain().unwrap().validators.len(), 7);
-    for (_, key, _) in &joined[1..] {
-        signs_certificates(&apis[0], key, at);
+    for (n, key, _) in &joined[1..] {
+        signs_certificates(&[&apis[0], &n.api], key, at);
     }
 
     step("dc6 and dc7 admitted");
@@ -287,7 +292,7 @@ fn a_consortium_admits_removes_rotates_and_opens_a_region_by_vote_under_load() {
     apis[2] = nodes[2].api.clone();
     assert_eq!(apis[2].status().unwrap().public_key, new3);
     let head = apis[0].status().unwrap().height;
-    signs_certificates(&apis[0], &new3, head);
+    signs_certificates(&[&apis[0], &apis[2]], &new3, head);
     c.keys.push((new3, dc3_dir.join("node.key")));
     c.api = apis[0].clone();
 
