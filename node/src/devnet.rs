@@ -22,12 +22,18 @@ pub const BUYER_FUNDS: u64 = 1_000_000 * 1_000_000;
 pub const FAUCET_FUNDS: u64 = 1_000_000 * 1_000_000;
 /// Credits the faucet gives a new browser key (units): 1,000 credits.
 pub const FAUCET_GRANT: u64 = 1_000 * 1_000_000;
-/// How long running nodes get to answer on their API after start (replaying a long ledger).
 /// Devnet nodes write a snapshot of the state every this many blocks.
 const DEVNET_SNAPSHOT_EVERY: u64 = 500;
 /// Devnet nodes other than the first keep this many block bodies.
 const DEVNET_RETAIN_BLOCKS: u64 = 2_000;
+/// How long running nodes get to answer on their API after start (replaying a long ledger).
 const START_TIMEOUT: Duration = Duration::from_secs(600);
+/// The first wait before a dead node is restarted; each quick death doubles it.
+const RESTART_FIRST: Duration = Duration::from_secs(1);
+/// The longest wait before a restart.
+const RESTART_MAX: Duration = Duration::from_secs(30);
+/// A node that stayed up this long is restarted after `RESTART_FIRST` again when it dies.
+const RESTART_STABLE: Duration = Duration::from_secs(60);
 
 /// Arguments of `surplus devnet`.
 #[derive(Debug, clap::Args)]
@@ -200,6 +206,7 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
             consensus: c.consensus.listen.clone(),
             data_dir: node_dir,
             pid: 0,
+            restarts: 0,
         });
     }
     let file = DevnetFile {
@@ -326,16 +333,10 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
 
     let mut demo = a.demo.then(|| crate::demo::Demo::new(&file));
     let mut sent = 0u64;
+    let mut watch: Vec<Watch> = file.nodes.iter().map(|_| Watch::started()).collect();
     while !stop.load(std::sync::atomic::Ordering::SeqCst) {
-        for (child, n) in children.iter_mut().zip(&file.nodes) {
-            if let Ok(Some(status)) = child.try_wait() {
-                eprintln!(
-                    "node {} exited ({status}): see {}/node.log",
-                    n.name,
-                    n.data_dir.display()
-                );
-                stop.store(true, std::sync::atomic::Ordering::SeqCst);
-            }
+        if supervise(&exe, &mut children, &mut watch, &mut file) {
+            let _ = devnet_file::save(&dir, &file);
         }
         if let Some(d) = demo.as_mut().filter(|_| sent < a.demo_orders) {
             match d.step() {
@@ -350,9 +351,82 @@ pub fn devnet(a: DevnetArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the devnet knows of one node's process between its deaths and restarts.
+struct Watch {
+    /// When the running process was started.
+    since: Instant,
+    /// The wait before the next restart.
+    backoff: Duration,
+    /// Set while the node is dead: when to restart it.
+    restart_at: Option<Instant>,
+}
+
+impl Watch {
+    fn started() -> Watch {
+        Watch { since: Instant::now(), backoff: RESTART_FIRST, restart_at: None }
+    }
+}
+
+/// One look at every node: a node that died is reported and, after its backoff, restarted on
+/// its data dir; the other nodes are left running. Returns whether devnet.json changed.
+fn supervise(
+    exe: &Path,
+    children: &mut [Child],
+    watch: &mut [Watch],
+    file: &mut DevnetFile,
+) -> bool {
+    let mut changed = false;
+    for ((child, w), n) in children.iter_mut().zip(watch.iter_mut()).zip(file.nodes.iter_mut()) {
+        match w.restart_at {
+            None => {
+                let Ok(Some(status)) = child.try_wait() else { continue };
+                if w.since.elapsed() >= RESTART_STABLE {
+                    w.backoff = RESTART_FIRST;
+                }
+                eprintln!(
+                    "node {} died ({status}) after {} s: see {}/node.log; the other nodes keep \
+                     running; restarting it in {} s",
+                    n.name,
+                    w.since.elapsed().as_secs(),
+                    n.data_dir.display(),
+                    w.backoff.as_secs()
+                );
+                w.restart_at = Some(Instant::now() + w.backoff);
+                n.pid = 0;
+                changed = true;
+            }
+            Some(at) if Instant::now() >= at => match spawn(exe, n) {
+                Ok(c) => {
+                    *child = c;
+                    n.pid = child.id();
+                    n.restarts += 1;
+                    eprintln!(
+                        "node {} restarted (pid {}, restart {} of this run)",
+                        n.name, n.pid, n.restarts
+                    );
+                    w.since = Instant::now();
+                    w.backoff = (w.backoff * 2).min(RESTART_MAX);
+                    w.restart_at = None;
+                    changed = true;
+                }
+                Err(e) => {
+                    eprintln!("cannot restart node {}: {e:#}; trying again", n.name);
+                    w.backoff = (w.backoff * 2).min(RESTART_MAX);
+                    w.restart_at = Some(Instant::now() + w.backoff);
+                }
+            },
+            Some(_) => {}
+        }
+    }
+    changed
+}
+
 fn shutdown(children: &mut [Child], file: &mut DevnetFile, dir: &Path) {
-    for c in children.iter() {
-        terminate(c);
+    for c in children.iter_mut() {
+        // A dead node waiting for its restart was reaped already: its pid may be another's.
+        if matches!(c.try_wait(), Ok(None)) {
+            terminate(c);
+        }
     }
     let deadline = Instant::now() + Duration::from_secs(20);
     for c in children.iter_mut() {

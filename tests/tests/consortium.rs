@@ -229,3 +229,165 @@ fn restarted_validator_and_late_joiner_reach_the_same_head() {
         audit(d).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// Follows one node's event stream (`GET /api/v1/events`) on its own thread and sends
+/// `(node, height, when)` for every committed block it announces. The thread ends when the
+/// stream closes or after `limit`.
+fn follow_blocks(
+    node: usize,
+    api: &str,
+    limit: Duration,
+    tx: std::sync::mpsc::Sender<(usize, u64, std::time::Instant)>,
+) {
+    use std::io::{BufRead, BufReader, Write};
+    let addr = api.trim_start_matches("http://").trim_end_matches('/').to_owned();
+    std::thread::spawn(move || {
+        let deadline = std::time::Instant::now() + limit;
+        let Ok(mut s) = std::net::TcpStream::connect(&addr) else { return };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+        let req = format!(
+            "GET /api/v1/events HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+        );
+        if s.write_all(req.as_bytes()).is_err() {
+            return;
+        }
+        let mut lines = BufReader::new(s);
+        let mut line = String::new();
+        let mut block = false;
+        while std::time::Instant::now() < deadline {
+            line.clear();
+            match lines.read_line(&mut line) {
+                Ok(0) => return,
+                Ok(_) => {}
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::WouldBlock
+                        || e.kind() == std::io::ErrorKind::TimedOut =>
+                {
+                    continue
+                }
+                Err(_) => return,
+            }
+            let at = std::time::Instant::now();
+            if let Some(name) = line.trim_end().strip_prefix("event: ") {
+                block = name == "block";
+            } else if let Some(data) = line.trim_end().strip_prefix("data: ").filter(|_| block) {
+                if let Some(h) =
+                    serde_json::from_str::<Value>(data).ok().and_then(|v| v["height"].as_u64())
+                {
+                    if tx.send((node, h, at)).is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    });
+}
+
+fn alive(pid: u64) -> bool {
+    Path::new(&format!("/proc/{pid}")).exists()
+        && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| s.rsplit(')').next().is_some_and(|r| r.trim_start().starts_with('Z')))
+}
+
+/// On an idle `surplus devnet` (blocks only from the heartbeat), how long after a block's
+/// commit on its first node the last node commits it (printed: percentiles over the blocks
+/// seen, a measurement, not an assertion); then one node is killed: the devnet reports it,
+/// keeps the other three running (same processes, still committing) and restarts the dead one
+/// on its data dir, which catches up to the same head.
+#[test]
+fn a_dead_devnet_node_is_restarted_while_the_others_run() {
+    let _one = one_cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("net");
+    let base = free_base(40);
+    let log = tmp.path().join("devnet.log");
+    let args = ["--nodes", "4", "--heartbeat-ms", "500"];
+    let mut devnet = spawn_devnet(&dir, base, &args, &log);
+    let file = wait_for("devnet.json with running nodes", 2 * MINUTE, || {
+        let f = devnet_file(&dir)?;
+        f["nodes"].as_array()?.iter().all(|n| n["pid"].as_u64() > Some(0)).then_some(f)
+    });
+    let nodes = file["nodes"].as_array().unwrap().clone();
+    let apis: Vec<Client> = nodes.iter().map(|n| client(n["api"].as_str().unwrap())).collect();
+    for a in &apis {
+        wait_for("node API", 2 * MINUTE, || a.status().ok());
+    }
+    let refs: Vec<&Client> = apis.iter().collect();
+    wait_converged(&refs, 3, 2 * MINUTE);
+
+    // The spread of each block's commit over the four nodes, from their event streams.
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (i, n) in nodes.iter().enumerate() {
+        follow_blocks(i, n["api"].as_str().unwrap(), 2 * MINUTE, tx.clone());
+    }
+    drop(tx);
+    let mut seen: std::collections::BTreeMap<u64, Vec<(usize, std::time::Instant)>> =
+        Default::default();
+    let blocks = 40;
+    let first = wait_for("the first block on the streams", MINUTE, || {
+        rx.recv_timeout(Duration::from_secs(1)).ok()
+    });
+    let from = first.1 + 1; // the first block may have reached some streams before they opened
+    seen.entry(first.1).or_default().push((first.0, first.2));
+    wait_for("blocks seen by all four streams", 2 * MINUTE, || {
+        while let Ok((n, h, at)) = rx.recv_timeout(Duration::from_millis(200)) {
+            seen.entry(h).or_default().push((n, at));
+        }
+        let complete = (from..from + blocks).all(|h| seen.get(&h).is_some_and(|v| v.len() == 4));
+        complete.then_some(())
+    });
+    let mut spreads: Vec<Duration> = (from..from + blocks)
+        .map(|h| {
+            let v = &seen[&h];
+            let mut who: Vec<usize> = v.iter().map(|(n, _)| *n).collect();
+            who.sort_unstable();
+            assert_eq!(who, [0, 1, 2, 3], "height {h} announced twice by one node, or by three");
+            let min = v.iter().map(|(_, t)| *t).min().unwrap();
+            let max = v.iter().map(|(_, t)| *t).max().unwrap();
+            max - min
+        })
+        .collect();
+    spreads.sort_unstable();
+    let pct = |p: usize| spreads[(spreads.len() * p / 100).min(spreads.len() - 1)];
+    eprintln!(
+        "commit spread, first node to last, over {blocks} idle blocks: p50 {:?}, p90 {:?}, \
+         p99 {:?}, max {:?}",
+        pct(50),
+        pct(90),
+        pct(99),
+        spreads.last().unwrap()
+    );
+
+    // Kill dc3 outright: the devnet restarts it; the others are never stopped.
+    let pids: Vec<u64> = nodes.iter().map(|n| n["pid"].as_u64().unwrap()).collect();
+    let _ = Command::new("kill").arg("-KILL").arg(pids[2].to_string()).status();
+    let h = apis[0].head().unwrap().0;
+    wait_for("the other three to go on", MINUTE, || (apis[0].head()?.0 >= h + 3).then_some(()));
+    let restarted = wait_for("dc3 restarted", MINUTE, || {
+        let f = devnet_file(&dir)?;
+        let n = &f["nodes"][2];
+        (n["restarts"].as_u64() == Some(1) && n["pid"].as_u64() > Some(0)).then_some(n.clone())
+    });
+    assert_ne!(restarted["pid"].as_u64(), Some(pids[2]), "dc3 has its old pid");
+    let h = apis[0].head().unwrap().0;
+    wait_for("the restarted dc3 to catch up", 2 * MINUTE, || {
+        (apis[2].head()?.0 >= h).then_some(())
+    });
+    wait_converged(&refs, h, MINUTE);
+    let f = devnet_file(&dir).unwrap();
+    for i in [0, 1, 3] {
+        assert_eq!(f["nodes"][i]["pid"].as_u64(), Some(pids[i]), "node {i} was restarted");
+        assert_eq!(f["nodes"][i]["restarts"].as_u64(), Some(0));
+        assert!(alive(pids[i]), "node {i} (pid {}) stopped", pids[i]);
+    }
+    assert!(devnet.try_wait().unwrap().is_none(), "the devnet exited");
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert!(said.contains("node dc3 died") && said.contains("node dc3 restarted"), "{said}");
+
+    let _ = Command::new("kill").arg("-INT").arg(devnet.id().to_string()).status();
+    let status = wait_for("devnet to exit", 2 * MINUTE, || devnet.try_wait().ok().flatten());
+    assert!(status.success(), "devnet exited with {status}");
+    for i in 1..=4 {
+        audit(&dir.join(format!("dc{i}"))).unwrap_or_else(|e| panic!("{e}"));
+    }
+}

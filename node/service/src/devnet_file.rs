@@ -27,6 +27,9 @@ pub struct DevnetNode {
     pub data_dir: PathBuf,
     /// Process id while running (0 when stopped).
     pub pid: u32,
+    /// How many times `surplus devnet` restarted this node after it died, this run.
+    #[serde(default)]
+    pub restarts: u32,
 }
 
 /// A sample buyer.
