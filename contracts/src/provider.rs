@@ -207,6 +207,19 @@ pub struct Provisioned {
     pub started: bool,
     /// The end hook ran and was recorded.
     pub ended: bool,
+    /// The end of validity (`valid_until`, ms) of the credential the node holds for the lease
+    /// (the last one it minted), if it holds one.
+    pub token_until_ms: Option<u64>,
+}
+
+/// Whether an active lease needs a (new) credential: it has no grant on the ledger; or the node
+/// holds no token for it (so it could not hand one to the buyer); or the token it holds ends
+/// before the lease does (the lease was renewed).
+fn grant_stale(lease: &crate::Lease, token_until_ms: Option<u64>) -> bool {
+    match (&lease.grant, token_until_ms) {
+        (None, _) | (Some(_), None) => true,
+        (Some(_), Some(until)) => until < lease.fill.end_ms,
+    }
 }
 
 /// One thing the provider's node must do for a lease.
@@ -214,7 +227,8 @@ pub struct Provisioned {
 pub enum Duty {
     /// Run the start hook: the lease is active and was never started here.
     Start(Hash),
-    /// Mint the credential and record its grant: the lease is active and has none.
+    /// Mint the credential and record its grant: the lease is active and has none, or the
+    /// node holds no token for it, or its token ends before the (renewed) lease does.
     Grant(Hash),
     /// Run the end hook: the lease has ended and was started here but not ended.
     End(Hash),
@@ -248,7 +262,7 @@ pub fn duties(
             if !r.started {
                 out.duties.push(Duty::Start(lease.id));
             }
-            if lease.grant.is_none() {
+            if grant_stale(lease, r.token_until_ms) {
                 out.duties.push(Duty::Grant(lease.id));
             }
         } else if r.started && !r.ended {
@@ -265,12 +279,19 @@ pub fn duties(
     out
 }
 
-/// Whether the provider should grant `lease` now: it is active, has no grant on the ledger, and
-/// none is among `pending` (the provider's transactions waiting in the mempool).
-pub fn needs_grant(state: &State, lease: &Hash, pending: &[Tx]) -> bool {
-    let ungranted =
-        state.lease(lease).is_some_and(|l| l.status == LeaseStatus::Active && l.grant.is_none());
-    ungranted && !pending.iter().any(|t| matches!(t, Tx::Grant { lease: l, .. } if l == lease))
+/// Whether the provider should grant `lease` now: it is active, its grant is missing or stale
+/// for the token the node holds (valid until `token_until_ms`) (see [`Duty::Grant`]), and no grant of it is among `pending`
+/// (the provider's transactions waiting in the mempool).
+pub fn needs_grant(
+    state: &State,
+    lease: &Hash,
+    pending: &[Tx],
+    token_until_ms: Option<u64>,
+) -> bool {
+    let stale = state
+        .lease(lease)
+        .is_some_and(|l| l.status == LeaseStatus::Active && grant_stale(l, token_until_ms));
+    stale && !pending.iter().any(|t| matches!(t, Tx::Grant { lease: l, .. } if l == lease))
 }
 
 /// The sequence number of `author`'s next transaction: after its committed ones and after
@@ -340,13 +361,41 @@ mod tests {
         let d = duties(&maker.state, &provider, &none, &[]);
         assert_eq!(d.duties, vec![Duty::Start(lease), Duty::Grant(lease)]);
         assert_eq!(d.leased_slots, 2);
-        let started = |_: &Hash| Provisioned { started: true, ended: false };
+        let started = |_: &Hash| Provisioned { started: true, ..Default::default() };
         assert_eq!(
             duties(&maker.state, &provider, &started, &[lease]).duties,
             vec![Duty::Grant(lease)]
         );
         // Another provider has nothing to do for it.
         assert_eq!(duties(&maker.state, &key("other", 0).public(), &none, &[]), Duties::default());
+    }
+
+    #[test]
+    fn a_renewed_lease_or_a_lost_token_is_granted_again() {
+        let (mut maker, provider, lease) = leased();
+        let l = maker.state.lease(&lease).unwrap().clone();
+        let c = crate::credential::mint(&l, &key("provider", 0), &["read"], &mut rand::rngs::OsRng)
+            .unwrap();
+        let held = Some(l.fill.end_ms);
+        let g =
+            Tx::Grant { lease, token_hash: c.token_hash, revocation_ids: c.revocation_ids, seq: 0 };
+        let e = Entry::signed("provider-test", g.kind(), g.encode(), &key("provider", 0));
+        maker.next(&[e], T0 + 2, key("validator", 0).public()).unwrap();
+        let with =
+            |t| move |_: &Hash| Provisioned { started: true, ended: false, token_until_ms: t };
+        assert!(duties(&maker.state, &provider, &with(held), &[lease]).duties.is_empty());
+        // The node lost its token: it mints another.
+        let grant = vec![Duty::Grant(lease)];
+        assert_eq!(duties(&maker.state, &provider, &with(None), &[lease]).duties, grant);
+        assert!(needs_grant(&maker.state, &lease, &[], None));
+        // The buyer renews: the held token ends before the lease now does.
+        let r = Tx::Renew { lease, hours: 1, seq: 0 };
+        let e = Entry::signed("provider-test", r.kind(), r.encode(), &key("buyer", 0));
+        maker.next(&[e], T0 + 3, key("validator", 0).public()).unwrap();
+        assert_eq!(maker.state.lease(&lease).unwrap().fill.end_ms, l.fill.end_ms + HOUR_MS);
+        assert_eq!(duties(&maker.state, &provider, &with(held), &[lease]).duties, grant);
+        assert!(needs_grant(&maker.state, &lease, &[], held));
+        assert!(!needs_grant(&maker.state, &lease, &[], Some(l.fill.end_ms + HOUR_MS)));
     }
 
     #[test]
@@ -357,10 +406,10 @@ mod tests {
         maker.next(&[e], T0 + 2, key("validator", 0).public()).unwrap();
         // The lease left the live state with its block; the node knows it started it.
         assert!(maker.state.lease(&lease).is_none());
-        let started = |_: &Hash| Provisioned { started: true, ended: false };
+        let started = |_: &Hash| Provisioned { started: true, ..Default::default() };
         let d = duties(&maker.state, &provider, &started, &[lease]);
         assert_eq!((d.duties, d.leased_slots), (vec![Duty::End(lease)], 0));
-        let done = |_: &Hash| Provisioned { started: true, ended: true };
+        let done = |_: &Hash| Provisioned { started: true, ended: true, token_until_ms: None };
         assert!(duties(&maker.state, &provider, &done, &[lease]).duties.is_empty());
         // Never started here (the node joined late): nothing to end.
         let none = |_: &Hash| Provisioned::default();
@@ -370,10 +419,10 @@ mod tests {
     #[test]
     fn grants_are_not_doubled_and_sequence_numbers_follow_pending_ones() {
         let (maker, provider, lease) = leased();
-        assert!(needs_grant(&maker.state, &lease, &[]));
+        assert!(needs_grant(&maker.state, &lease, &[], None));
         let pending = [Tx::Grant { lease, token_hash: [0; 32], revocation_ids: vec![], seq: 0 }];
-        assert!(!needs_grant(&maker.state, &lease, &pending));
-        assert!(!needs_grant(&maker.state, &[9; 32], &[]));
+        assert!(!needs_grant(&maker.state, &lease, &pending, None));
+        assert!(!needs_grant(&maker.state, &[9; 32], &[], None));
         assert_eq!(next_seq(&maker.state, &provider, &[]), 0);
         assert_eq!(next_seq(&maker.state, &provider, &pending), 1);
         let later = [Tx::Transfer { to: PublicKey([1; 32]), amount: 1, seq: 4 }];

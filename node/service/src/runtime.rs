@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, Result};
 use libp2p::PeerId;
-use surplus_contracts::{provider, Code, Lease, State, Tx};
+use surplus_contracts::{provider, Code, Lease, LeaseStatus, State, Tx};
 use surplus_ledger::{Entry, EntryKind, Hash, PublicKey, SecretKey, SignedCheckpoint};
 use tokio::sync::Notify;
 
@@ -55,6 +55,9 @@ pub struct Shared {
     inflight: Mutex<std::collections::HashSet<(Hash, Step)>>,
     /// Grants are signed one at a time (sequence numbers).
     grant_lock: tokio::sync::Mutex<()>,
+    /// The end of validity of the credential held for each active lease (from its file under
+    /// `credentials_dir`, read once).
+    held: Mutex<std::collections::HashMap<Hash, u64>>,
     /// Entries acknowledged to API clients and not yet in a block, durable before the
     /// acknowledgement (`DIR/mempool`): a crash never loses what a client was told was accepted.
     journal: Journal,
@@ -353,6 +356,19 @@ impl Shared {
 
     fn token_path(&self, lease: &Hash) -> PathBuf {
         self.credentials_dir.join(format!("{}.token", hex::encode(lease)))
+    }
+
+    /// The end of validity (ms) of the credential this node holds for `lease`, from the token
+    /// file (read once, then remembered until the lease leaves the state).
+    fn held_token(&self, lease: &Hash) -> Option<u64> {
+        if let Some(t) = self.held.lock().unwrap_or_else(|e| e.into_inner()).get(lease) {
+            return Some(*t);
+        }
+        let bytes = std::fs::read(self.token_path(lease)).ok()?;
+        let scope = surplus_contracts::credential::inspect(&bytes, &self.key.public()).ok()?;
+        let until = u64::try_from(scope.valid_until).unwrap_or(0);
+        self.held.lock().unwrap_or_else(|e| e.into_inner()).insert(*lease, until);
+        Some(until)
     }
 }
 
@@ -1166,6 +1182,7 @@ async fn run(
             credentials_dir,
             inflight: Mutex::new(Default::default()),
             grant_lock: tokio::sync::Mutex::new(()),
+            held: Mutex::new(Default::default()),
             journal: Journal::new(journal),
             receipts,
             _journal_db: journal_db,
@@ -1725,11 +1742,15 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
 fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &PublicKey) -> u64 {
     let record = |id: &Hash| {
         let r = shared.provisioning.get(&hex::encode(id)).ok().flatten();
+        let active = state.lease(id).is_some_and(|l| l.status == LeaseStatus::Active);
         provider::Provisioned {
             started: r.as_ref().is_some_and(|r| r.start.is_some()),
             ended: r.as_ref().is_some_and(|r| r.end.is_some()),
+            token_until_ms: if active { shared.held_token(id) } else { None },
         }
     };
+    // Tokens of leases that left the state are not looked at again.
+    shared.held.lock().unwrap_or_else(|e| e.into_inner()).retain(|id, _| state.lease(id).is_some());
     let open: Vec<Hash> = shared
         .provisioning
         .open_leases()
@@ -1805,7 +1826,10 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
     let state = shared.state();
     let me = shared.key.public();
     let Ok(pending) = shared.core.call(move |c| c.pending_of(&me)).await else { return };
-    if !provider::needs_grant(&state, &lease.id, &pending) {
+    // As it is now (a renewal may have committed since the duty was found).
+    let Some(lease) = state.lease(&lease.id).cloned() else { return };
+    let lease = &lease;
+    if !provider::needs_grant(&state, &lease.id, &pending, shared.held_token(&lease.id)) {
         return;
     }
     let minted = surplus_contracts::credential::mint(
@@ -1825,6 +1849,7 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
         tracing::error!(lease = %id, error = %e, "cannot store the credential");
         return;
     }
+    shared.held.lock().unwrap_or_else(|e| e.into_inner()).insert(lease.id, lease.fill.end_ms);
     let (lease_id, now) = (lease.id, shared.env.now_ms());
     let signed = shared
         .core

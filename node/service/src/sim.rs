@@ -875,13 +875,15 @@ impl World {
             .collect();
         let found = provider::duties(&state, &me, &record, &open);
         let mut records = vec![];
+        let mut tokens = vec![];
         let mut pending = live.core.pending_of(&me);
         for duty in found.duties {
             match duty {
                 provider::Duty::Start(id) => records.push((id, true)),
                 provider::Duty::End(id) => records.push((id, false)),
                 provider::Duty::Grant(id) => {
-                    if !provider::needs_grant(&state, &id, &pending) {
+                    let held = node.provisioned.get(&id).and_then(|r| r.token_until_ms);
+                    if !provider::needs_grant(&state, &id, &pending, held) {
                         continue;
                     }
                     let Some(lease) = state.lease(&id) else { continue };
@@ -901,8 +903,12 @@ impl World {
                     };
                     own.push(Entry::signed(CHAIN, tx.kind(), tx.encode(), &node.key));
                     pending.push(tx);
+                    tokens.push((id, lease.fill.end_ms));
                 }
             }
+        }
+        for (id, held) in tokens {
+            self.nodes[i].provisioned.entry(id).or_default().token_until_ms = Some(held);
         }
         for (id, start) in records {
             let r = self.nodes[i].provisioned.entry(id).or_default();

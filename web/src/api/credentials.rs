@@ -8,6 +8,8 @@
 //!    `expires_ms` as u64 big-endian — with the buyer key (strict ed25519).
 //! 3. `POST …/credential` with `{"challenge", "signature"}` answers the token (base64url) if the
 //!    challenge is live and unused and the signature verifies under the lease's buyer key.
+//!
+//! A lease that ended is refused at both steps with `lease_ended` (403): its grant was revoked.
 
 use actix_web::{web, HttpResponse};
 use base64::Engine as _;
@@ -24,6 +26,20 @@ fn lease_of(ctx: &Ctx, id: &Hash) -> ApiResult<Lease> {
     ctx.node.state().lease(id).cloned().or_else(|| ctx.node.ended_lease(id)).ok_or_else(|| {
         ApiError::new(Code::UnknownLease, format!("no lease {} on this chain", hex::encode(id)))
     })
+}
+
+/// A lease that ended has no credential to fetch (its grant was revoked when it ended).
+fn ended(lease: &Lease) -> ApiResult<()> {
+    match surplus_contracts::credential::how_ended(lease.status) {
+        None => Ok(()),
+        Some(how) => Err(ApiError::new(
+            Code::LeaseEnded,
+            format!(
+                "lease {} {how}: its credential was revoked and is no longer issued",
+                hex::encode(lease.id)
+            ),
+        )),
+    }
 }
 
 fn not_provider(ctx: &Ctx, lease: &Lease) -> Option<ApiError> {
@@ -47,6 +63,7 @@ pub(crate) async fn challenge(
 ) -> ApiResult<HttpResponse> {
     let id = parse_hash(&id, "lease id")?;
     let lease = lease_of(&ctx, &id)?;
+    ended(&lease)?;
     if let Some(e) = not_provider(&ctx, &lease) {
         return Err(e);
     }
@@ -112,6 +129,7 @@ pub(crate) async fn credential(
             ),
         )
     })?;
+    ended(&lease)?;
     if let Some(e) = not_provider(&ctx, &lease) {
         return Err(e);
     }

@@ -175,3 +175,51 @@ async fn gateway_accepts_until_revoked_or_ended() {
     assert_eq!(s, StatusCode::CONFLICT, "{v}");
     assert_eq!(v["error"]["code"], "lease_not_active");
 }
+
+/// A renewal re-issues the credential: the provider's node mints one valid to the lease's new
+/// end and grants it, which revokes the old one. Once the lease has ended, no credential is
+/// handed out (`lease_ended`), at the challenge or at the fetch.
+#[actix_web::test]
+async fn a_renewal_reissues_the_credential_and_an_ended_lease_has_none() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    let id = lease!(app, w.node, &w.provider, &w.buyer);
+    let provider = w.provider.public();
+    let until = |t: &str| {
+        let bytes = base64::engine::general_purpose::URL_SAFE.decode(t).unwrap();
+        u64::try_from(credential::inspect(&bytes, &provider).unwrap().valid_until).unwrap()
+    };
+    let first = fetch_token(&w.node, &id, &w.buyer).await;
+    let lease = w.node.state().lease(&id).cloned().unwrap();
+    assert_eq!(until(&first), lease.fill.end_ms);
+    let old = lease.grant.unwrap().token_hash;
+
+    let r = Tx::Renew { lease: id, hours: 1, seq: w.node.state().account(&w.buyer.public()).seq };
+    commit!(app, w.node, &Entry::signed(CHAIN, r.kind(), r.encode(), &w.buyer));
+    let new_end = lease.fill.end_ms + surplus_market::HOUR_MS;
+    assert_eq!(w.node.state().lease(&id).unwrap().fill.end_ms, new_end);
+    crate::wait_for("the renewed lease's new grant", || {
+        let g = w.node.state().lease(&id)?.grant.clone()?;
+        (g.token_hash != old).then_some(())
+    })
+    .await;
+    let second = fetch_token(&w.node, &id, &w.buyer).await;
+    assert_eq!(until(&second), new_end, "the new credential runs to the renewed end");
+    let gw = |t: &str| TestRequest::post().uri("/api/v1/gateway").set_json(json!({"token": t}));
+    let (s, v) = call!(app, gw(&first));
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("token_revoked")));
+    let (s, v) = call!(app, gw(&second));
+    assert_eq!(s, StatusCode::OK, "{v}");
+
+    // The buyer ends the lease: neither a challenge nor the credential is given any more.
+    let (_, c) = call!(app, TestRequest::post().uri(&challenge_uri(&id)));
+    let t = Tx::Terminate { lease: id, seq: w.node.state().account(&w.buyer.public()).seq };
+    commit!(app, w.node, &Entry::signed(CHAIN, t.kind(), t.encode(), &w.buyer));
+    let (s, v) = call!(app, TestRequest::post().uri(&challenge_uri(&id)));
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "lease_ended");
+    assert!(v["error"]["message"].as_str().unwrap().contains("terminated by its buyer"), "{v}");
+    let body = answer(&c, &id, &w.buyer);
+    let (s, v) = call!(app, TestRequest::post().uri(&credential_uri(&id)).set_json(&body));
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("lease_ended")));
+}
