@@ -30,6 +30,7 @@ mod precheck;
 pub mod provider;
 mod refusal;
 pub mod root;
+pub mod sealed;
 mod state;
 mod tx;
 

@@ -377,8 +377,13 @@ mod tests {
         let c = crate::credential::mint(&l, &key("provider", 0), &["read"], &mut rand::rngs::OsRng)
             .unwrap();
         let held = Some(l.fill.end_ms);
-        let g =
-            Tx::Grant { lease, token_hash: c.token_hash, revocation_ids: c.revocation_ids, seq: 0 };
+        let g = Tx::Grant {
+            lease,
+            token_hash: c.token_hash,
+            revocation_ids: c.revocation_ids,
+            seq: 0,
+            sealed: Vec::new(),
+        };
         let e = Entry::signed("provider-test", g.kind(), g.encode(), &key("provider", 0));
         maker.next(&[e], T0 + 2, key("validator", 0).public()).unwrap();
         let with =
@@ -420,7 +425,13 @@ mod tests {
     fn grants_are_not_doubled_and_sequence_numbers_follow_pending_ones() {
         let (maker, provider, lease) = leased();
         assert!(needs_grant(&maker.state, &lease, &[], None));
-        let pending = [Tx::Grant { lease, token_hash: [0; 32], revocation_ids: vec![], seq: 0 }];
+        let pending = [Tx::Grant {
+            lease,
+            token_hash: [0; 32],
+            revocation_ids: vec![],
+            seq: 0,
+            sealed: Vec::new(),
+        }];
         assert!(!needs_grant(&maker.state, &lease, &pending, None));
         assert!(!needs_grant(&maker.state, &[9; 32], &[], None));
         assert_eq!(next_seq(&maker.state, &provider, &[]), 0);

@@ -153,7 +153,13 @@ pub(crate) fn lease_value(l: &Lease) -> Vec<u8> {
             w.u8(0);
         }
         Some(g) => {
-            w.u8(1).raw(&g.token_hash).bytes(&encode_revocation(&l.id, &g.revocation_ids));
+            // 2 when it carries a sealed credential; a grant without one is encoded as before.
+            w.u8(if g.sealed.is_empty() { 1 } else { 2 })
+                .raw(&g.token_hash)
+                .bytes(&encode_revocation(&l.id, &g.revocation_ids));
+            if !g.sealed.is_empty() {
+                w.bytes(&g.sealed);
+            }
         }
     }
     w.finish()
@@ -378,7 +384,7 @@ pub(crate) fn decode_lease(v: &[u8]) -> Result<Lease, DecodeError> {
     let at = r.position();
     let grant = match r.u8("lease.grant")? {
         0 => None,
-        1 => {
+        tag @ (1 | 2) => {
             let token_hash = r.array("grant.token_hash")?;
             let at = r.position();
             let (lease, revocation_ids) = decode_revocation(r.bytes("grant.revocation", MAX_VAR)?)
@@ -390,7 +396,8 @@ pub(crate) fn decode_lease(v: &[u8]) -> Result<Lease, DecodeError> {
                     "names another lease than the lease's id".into(),
                 ));
             }
-            Some(Grant { token_hash, revocation_ids })
+            let sealed = if tag == 1 { Vec::new() } else { crate::sealed::read(&mut r)? };
+            Some(Grant { token_hash, revocation_ids, sealed })
         }
         other => return Err(r.invalid_at("lease.grant", at, format!("unknown tag {other}"))),
     };

@@ -52,6 +52,11 @@ pub struct Grant {
     pub token_hash: Hash,
     /// The token's revocation ids.
     pub revocation_ids: Vec<RevocationId>,
+    /// The token sealed to the lease's buyer (`crate::sealed`; hex in JSON, absent when the
+    /// provider sealed none): any node hands it out, only the buyer opens it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex::serde")]
+    #[schema(value_type = Option<String>)]
+    pub sealed: Vec<u8>,
 }
 
 /// A lease: one fill, with its escrow and life. Its escrow is always exactly what its unpaid
@@ -959,7 +964,7 @@ impl State {
                 self.reschedule(lease, before);
                 Ok(vec![Entry::system(EntryKind::SETTLEMENT, s.encode())])
             }
-            Tx::Grant { lease, token_hash, revocation_ids, .. } => {
+            Tx::Grant { lease, token_hash, revocation_ids, sealed, .. } => {
                 let Some(l) = self.leases.get_mut(&lease).map(Arc::make_mut) else {
                     return Err(Refusal::UnknownLease(hex::encode(lease)));
                 };
@@ -967,7 +972,7 @@ impl State {
                 for id in &revocation_ids {
                     self.granted.insert(id.clone(), lease);
                 }
-                let old = l.grant.replace(Grant { token_hash, revocation_ids });
+                let old = l.grant.replace(Grant { token_hash, revocation_ids, sealed });
                 match old {
                     Some(g) => {
                         // Revoked now: the revoked set keeps them taken.

@@ -48,7 +48,7 @@ pub enum Tx {
         /// The author's sequence number.
         seq: u64,
     },
-    /// Record the credential a provider minted for a lease (never the token itself).
+    /// Record the credential a provider minted for a lease (never the token in clear).
     Grant {
         /// The lease.
         #[serde(with = "surplus_ledger::hex_hash")]
@@ -60,6 +60,10 @@ pub enum Tx {
         revocation_ids: Vec<RevocationId>,
         /// The provider's sequence number.
         seq: u64,
+        /// The token sealed to the lease's buyer ([`crate::sealed`]), so that any node can hand
+        /// it out; empty when the provider sealed none (hex in JSON, absent when empty).
+        #[serde(default, skip_serializing_if = "Vec::is_empty", with = "hex::serde")]
+        sealed: Vec<u8>,
     },
     /// Propose a change to the validator set or the parameters (by a validator).
     GovPropose {
@@ -210,9 +214,13 @@ impl Tx {
             Tx::Renew { lease, hours, seq } => {
                 w.u8(RENEW).raw(lease).u64(*seq).u32(*hours);
             }
-            Tx::Grant { lease, token_hash, revocation_ids, seq } => {
+            Tx::Grant { lease, token_hash, revocation_ids, seq, sealed } => {
                 w.raw(lease).raw(token_hash).u64(*seq);
                 write_ids(&mut w, revocation_ids);
+                // Absent when there is none: a grant without one is encoded as before.
+                if !sealed.is_empty() {
+                    w.bytes(sealed);
+                }
             }
             Tx::GovPropose { action, effective, seq } => {
                 w.u64(*seq).u64(*effective);
@@ -267,6 +275,8 @@ impl Tx {
                 token_hash: r.array("grant.token_hash")?,
                 seq: r.u64("grant.seq")?,
                 revocation_ids: read_ids(&mut r)?,
+                // Absent, or present and 49 to 4,096 bytes.
+                sealed: if r.remaining() == 0 { Vec::new() } else { crate::sealed::read(&mut r)? },
             },
             EntryKind::GOV_PROPOSE => {
                 let seq = r.u64("propose.seq")?;

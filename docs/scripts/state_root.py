@@ -162,8 +162,11 @@ def lease(f):
     g = f["grant"]
     if g is None:
         out += u8(0)
-    else:
+    elif not g.get("sealed"):
         out += u8(1) + b32(g["token_hash"]) + var(revocation_payload(lease_id, g["revocation_ids"]))
+    else:  # with the token sealed to the buyer
+        out += u8(2) + b32(g["token_hash"]) + var(revocation_payload(lease_id, g["revocation_ids"]))
+        out += var(bytes.fromhex(g["sealed"]))
     return lease_id, out
 
 

@@ -48,6 +48,17 @@ pub enum SignatureError {
     Mismatch,
 }
 
+impl PublicKey {
+    /// The key's X25519 public key (RFC 7748 u-coordinate, the birational map
+    /// `u = (1 + y) / (1 − y)` of the Edwards point), or `None` if the bytes are not a canonical
+    /// encoding of a point of large order.
+    pub fn to_x25519(&self) -> Option<[u8; 32]> {
+        let point = curve25519_dalek::edwards::CompressedEdwardsY(self.0).decompress()?;
+        let canonical = point.compress().0 == self.0;
+        (canonical && !point.is_small_order()).then(|| point.to_montgomery().to_bytes())
+    }
+}
+
 impl fmt::Debug for PublicKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "PublicKey({self})")
@@ -134,6 +145,12 @@ impl SecretKey {
     /// The public half.
     pub fn public(&self) -> PublicKey {
         PublicKey(self.0.verifying_key().to_bytes())
+    }
+    /// The key's X25519 private key (RFC 7748): the first half of SHA-512 of the seed, the
+    /// ed25519 secret scalar before clamping (X25519 clamps it). Its public half is
+    /// [`PublicKey::to_x25519`] of this key's public key.
+    pub fn x25519_secret(&self) -> [u8; 32] {
+        self.0.to_scalar_bytes()
     }
     /// Signs `msg` (deterministic RFC 8032 signature).
     pub fn sign(&self, msg: &[u8]) -> Signature {

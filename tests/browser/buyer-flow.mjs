@@ -1,11 +1,12 @@
 // Browser flow of a new buyer, driven through Chromium with playwright-core:
 //   open the UI → create a key → get sample credits from the faucet → bid on a market where
 //   node 0 (the UI's node) offers capacity → the lease appears live → fetch its credential →
-//   the auditor page verifies the lease's inclusion proof in the browser.
+//   fetch it again on node 1's UI (not the provider's) → the auditor page verifies the lease's
+//   inclusion proof in the browser.
 // It also checks that no request leaves the node's origin and that the page logs no error.
 //
 // Environment (scripts/browser-test sets it): SURPLUS_UI (node 0's base URL), SURPLUS_NODES
-// (JSON array of every node's API base URL, unused here but accepted), CHROMIUM (the browser
+// (JSON array of every node's API base URL; node 1's UI is used in step 7), CHROMIUM (the browser
 // executable), ARTIFACTS (directory for screenshots), NODE_PATH (holding playwright-core);
 // optionally SURPLUS_BUYER_KEY (a funded key file to import instead of using the faucet).
 // Every wait is bounded; the whole run too. Exit status 0 on success, 1 with a message otherwise.
@@ -97,6 +98,10 @@ try {
   } else {
     await tid("key-generate").click();
   }
+  // The key file the page offers (kept to sign in on another node's UI in step 7).
+  const download = page.waitForEvent("download");
+  await tid("key-download").click();
+  const seedText = readFileSync(await (await download).path(), "utf8");
   const account = (await tid("key-public").textContent()).trim();
   if (!/^[0-9a-f]{64}$/.test(account)) throw new Error(`the UI shows no public key (got "${account}")`);
   await shot("key");
@@ -161,7 +166,32 @@ try {
   await row.locator('[data-testid="credential-copy"]').click();
   await shot("credential");
 
-  // 7. The auditor page verifies the lease's inclusion proof in the browser.
+  // 7. The same buyer on another node's UI (node 1: not the lease's provider, which does not
+  //    hold the token) gets the same credential in one click: the page opens the copy sealed
+  //    to its key that every node serves with the lease.
+  const nodes = JSON.parse(process.env.SURPLUS_NODES ?? "[]");
+  if (nodes.length < 2) throw new Error("SURPLUS_NODES lists fewer than 2 nodes");
+  const otherOrigin = new URL(nodes[1]).origin;
+  const other = await context.newPage();
+  other.on("pageerror", (e) => errors.push(`page error (node 1): ${e.message}`));
+  await other.goto(`${otherOrigin}/`, { waitUntil: "load" });
+  await other.locator('[data-testid="key-import-text"]').fill(seedText);
+  await other.locator('[data-testid="key-import"]').click();
+  const otherRow = other.locator(`[data-testid="lease-row"][data-lease="${lease}"]`);
+  await otherRow.waitFor({ timeout: 60_000 });
+  await otherRow.locator('[data-testid="lease-credential"]').click();
+  const otherToken = other.locator('[data-testid="credential-token"]');
+  await other.locator('[data-testid="credential-token"], [data-testid="credential-error"]').first().waitFor();
+  if (!(await otherToken.count())) {
+    throw new Error(`node 1's UI gave no credential: ${await other.locator('[data-testid="credential-error"]').first().textContent()}`);
+  }
+  const tokenThere = (await otherToken.first().textContent()).trim();
+  if (tokenThere !== token) throw new Error(`node 1's UI shows another token than node 0's:\n${tokenThere}\n${token}`);
+  await other.screenshot({ path: path.join(ARTIFACTS, "buyer-flow-credential-on-node-1.png"), fullPage: true });
+  log(`the credential, fetched on node 1's UI (${otherOrigin}), is node 0's`);
+  await other.close();
+
+  // 8. The auditor page verifies the lease's inclusion proof in the browser.
   await row.locator('[data-testid="lease-verify"]').click();
   const result = tid("verify-result");
   await until("the proof verification", async () =>
@@ -175,7 +205,7 @@ try {
     if (!checks.includes(c)) throw new Error(`the verification did not check ${c} (checked: ${checks})`);
   }
 
-  // 8. Everything stayed on the node's origin, and nothing went wrong in the page.
+  // 9. Everything stayed on the node's origin, and nothing went wrong in the page.
   if (foreign.length) throw new Error(`requests left ${origin}: ${foreign.join(", ")}`);
   if (errors.length) throw new Error(`the page reported errors:\n  ${errors.join("\n  ")}`);
   log(`PASS (account ${account}, lease ${lease}, ${step} screenshots in ${ARTIFACTS})`);

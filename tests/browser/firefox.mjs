@@ -1,9 +1,10 @@
 // The buyer flow of buyer-flow.mjs, in Firefox (headless Firefox ESR, driven by puppeteer-core
 // over WebDriver BiDi; Playwright cannot drive a stock Firefox):
 //   open node 1's UI → create a key in the browser (WebCrypto Ed25519) → get faucet credits →
-//   bid on a market where node 1 offers capacity → the lease appears live → fetch its
-//   credential → the auditor page verifies the lease's inclusion proof in the browser (PASS).
-// It uses node 1 (its UI, its faucet, its region's markets) so it neither shares a market nor a
+//   bid on a market where node 2 offers capacity → the lease appears live → fetch its
+//   credential on node 1, which is not its provider (the page opens the copy sealed to its key,
+//   WebCrypto X25519) → the auditor page verifies the lease's inclusion proof (PASS).
+// It uses node 1's UI and faucet and node 2's markets, so it neither shares a market nor a
 // faucet with buyer-flow.mjs, which uses node 0 on the same devnet. It also checks that no
 // request leaves the node's origin and that the page reports no error.
 //
@@ -51,7 +52,10 @@ const FIREFOX = process.env.FIREFOX ?? "/usr/bin/firefox-esr";
 
 const nodeApi = (p) => apiOf(origin, p);
 const until = (what, probe, ms = STEP_MS, every = 500) => untilOf(what, probe, ms, every);
-const pickMarket = () => pickMarketOf(origin);
+// The capacity is node 2's, so the credential is fetched on a node that is not the lease's
+// provider (node 1 serves the copy sealed to the buyer, which the page opens).
+const providerOrigin = nodes.length > 2 ? new URL(nodes[2]).origin : origin;
+const pickMarket = () => pickMarketOf(providerOrigin);
 
 const watchdog = setTimeout(() => fail(`the flow took longer than ${TOTAL_MS / 1000} s`), TOTAL_MS);
 watchdog.unref();
@@ -150,8 +154,8 @@ try {
   }, 60_000);
   await shot("funded");
 
-  // 4. Places a bid that matches an offer of node 1.
-  const pick = await until("an offer of node 1 in the book", pickMarket, 30_000, 1000);
+  // 4. Places a bid that matches an offer of node 2.
+  const pick = await until("an offer of node 2 in the book", pickMarket, 30_000, 1000);
   const limit = (pick.reserve * 5n) / 4n;
   if (limit > funds) throw new Error(`the faucet's ${funds} units do not pay 1 slot-hour at ${limit}`);
   log(`bidding on ${pick.market}: 1 slot for 1 hour at up to ${limit} units (reserve ${pick.reserve})`);

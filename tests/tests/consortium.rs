@@ -130,6 +130,14 @@ fn four_nodes_trade_provision_grant_and_audit() {
     });
     let (code, _) = refusal("another key's credential", apis[0].fetch_credential(&lease, &other));
     assert_eq!(code, 403, "another key got the credential");
+    // Any other node hands out the copy sealed to the buyer, which the buyer opens: the same
+    // token; that node cannot answer a challenge (it does not hold the token).
+    let elsewhere = wait_for("the sealed credential on dc3", MINUTE, || {
+        Some(apis[2].fetch_credential(&lease, &buyer).ok()?.token)
+    });
+    assert_eq!(elsewhere, token, "the sealed copy is another token");
+    let (code, _) = refusal("a challenge on dc3", apis[2].challenge(&lease));
+    assert_eq!(code, 404, "dc3 answered a challenge for a lease it does not provide");
     let v = apis[0]
         .gateway(&read_with(&token))
         .unwrap_or_else(|e| panic!("gateway refused a live lease's token: {e}"));

@@ -17,6 +17,7 @@ const FILES: &[(&str, &str, &str)] = &[
     ("stateproof.js", "text/javascript; charset=utf-8", include_str!("../ui/stateproof.js")),
     ("ed25519.js", "text/javascript; charset=utf-8", include_str!("../ui/ed25519.js")),
     ("charts.js", "text/javascript; charset=utf-8", include_str!("../ui/charts.js")),
+    ("sealed.js", "text/javascript; charset=utf-8", include_str!("../ui/sealed.js")),
 ];
 
 /// Registers `GET /`, `GET /ui/{file}` and `GET /favicon.ico`.

@@ -11,6 +11,7 @@ import { KeyPair } from "./keys.js";
 import { verifyZip215 } from "./ed25519.js";
 import { quorumOf, verifyBundle } from "./verify.js";
 import { verifyStateProof } from "./stateproof.js";
+import { openSealed } from "./sealed.js";
 
 const HOUR_MS = 3_600_000;
 
@@ -381,23 +382,50 @@ async function submitSigned(chainId, kind, payload) {
   return r.id;
 }
 
+/** Shows the credential `token` (base64url) in `out`, with where it came from. */
+function showCredential(out, token, how) {
+  const code = h("code", { class: "hex wrap token", "data-testid": "credential-token" }, token);
+  out.replaceChildren(h("p", {}, `Credential (keep it secret; present it to the provider's gateway). ${how}`),
+    code, " ", copyButton(() => token, "credential-copy"));
+}
+
+const toB64url = (bytes) => btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_");
+
+/**
+ * Gets the lease's credential: opened here from the sealed copy every node serves with the lease
+ * (docs/contracts.md §6; the node never sees it in clear), or else by the challenge the
+ * provider's node answers (a lease granted without a sealed copy).
+ */
 async function fetchCredential(lease, out) {
-  out.replaceChildren(h("span", {}, "Asking the provider's node for a challenge…"));
+  out.replaceChildren(h("span", {}, "Fetching the credential…"));
   try {
+    const chainId = app.status?.chain_id ?? (await api("status")).chain_id;
+    const current = await api(`leases/${lease.id}`);
+    const sealed = current.lease?.grant?.sealed;
+    if (current.lease?.id !== lease.id) throw new Error("the node answered another lease; nothing was opened");
+    if (current.lease.status !== "active") {
+      throw new Error(`The lease has ended (${current.lease.status.replace(/_/g, " ")}): its credential was revoked.`);
+    }
+    if (!current.lease.grant) {
+      throw new Error("The provider has not granted the lease's credential yet. Try again after the next block.");
+    }
+    if (sealed) {
+      const token = await openSealed(sealed, app.key.seed, chainId, lease.id);
+      showCredential(out, toB64url(token), "Opened in this page from the copy sealed to your key.");
+      return;
+    }
     const c = await api(`leases/${lease.id}/challenge`, { method: "POST" });
-    if (c.lease !== lease.id || (app.status && c.chain_id !== app.status.chain_id)) {
+    if (c.lease !== lease.id || c.chain_id !== chainId) {
       throw new Error("the node's challenge names another lease or chain; nothing was signed");
     }
     const sig = await app.key.sign(challengeBytes(c.chain_id, c.lease, c.challenge, c.expires_ms));
     const r = await api(`leases/${lease.id}/credential`, { method: "POST",
       body: { challenge: c.challenge, signature: toHex(sig) } });
-    const token = h("code", { class: "hex wrap token", "data-testid": "credential-token" }, r.token);
-    out.replaceChildren(h("p", {}, "Credential (keep it secret; present it to the provider's gateway):"),
-      token, " ", copyButton(() => r.token, "credential-copy"));
+    showCredential(out, r.token, "Fetched from the provider's node.");
   } catch (e) {
     const hint = e.code === "not_provider"
-      ? " Open the UI of the provider's node to fetch it."
-      : e.code === "not_minted" ? " Try again after the next block." : "";
+      ? " This lease's grant has no copy sealed to you: open the UI of the provider's node to fetch it."
+      : e.code === "not_minted" || e.code === "unknown_lease" ? " Try again after the next block." : "";
     out.replaceChildren(h("p", { class: "msg error", "data-testid": "credential-error" }, `${e.message}${hint}`));
   }
 }

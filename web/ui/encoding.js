@@ -48,6 +48,17 @@ export const kindName = (kind) => KIND_NAMES[kind] ?? "other";
 const utf8 = new TextEncoder();
 const U64_MAX = (1n << 64n) - 1n;
 
+/** The byte arrays (or arrays of byte values) one after another, in a new Uint8Array. */
+export function concat(...parts) {
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
 /** Hex of bytes. */
 export function toHex(bytes) {
   let s = "";

@@ -15,7 +15,7 @@
 // The trust anchor (chain id, validator keys) is the caller's; nothing in the document is trusted.
 
 import { blake3, taggedHash } from "./blake3.js";
-import { fromHex, headerHash, toHex } from "./encoding.js";
+import { concat, fromHex, headerHash, toHex } from "./encoding.js";
 import { checkCertificate } from "./verify.js";
 
 /** The document format this module reads. */
@@ -48,15 +48,6 @@ const INTERNAL_PREFIX = utf8.encode("JMT::IntrnalNode");
 export const PLACEHOLDER = utf8.encode("SPARSE_MERKLE_PLACEHOLDER_HASH__");
 
 const bytes = (v, n, what) => (typeof v === "string" ? fromHex(v, n, what) : v);
-const concat = (...parts) => {
-  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
-};
 const equal = (a, b) => a.length === b.length && a.every((x, i) => x === b[i]);
 const bit = (key, depth) => (key[depth >> 3] & (0x80 >> (depth & 7))) !== 0;
 function commonPrefixBits(a, b) {

@@ -93,6 +93,7 @@ fn expired_revoked_wrong_lease_forged_and_tampered_tokens_are_refused() {
                 token_hash: c.token_hash,
                 revocation_ids: c.revocation_ids.clone(),
                 seq: 0,
+                sealed: Vec::new(),
             },
         )],
         Mode::Validate,

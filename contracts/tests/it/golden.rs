@@ -33,6 +33,7 @@ fn compute() -> Value {
         token_hash: [7; 32],
         revocation_ids: vec![RevocationId(vec![1, 2, 3])],
         seq: 0,
+        sealed: Vec::new(),
     };
     // One proposal of each action, a vote, a withdrawal and a key rotation.
     let v = |i| key("validator", i).public();
@@ -104,12 +105,33 @@ fn compute() -> Value {
                 json!({ "proposal": hex::encode([5; 32]), "outcome": o, "payload": payload })
             })
             .collect();
+    // The token sealed to the lease's buyer with a fixed ephemeral key (never fixed in use).
+    let ephemeral = [0x42u8; 32];
+    let sealed = surplus_contracts::sealed::seal_with(
+        &cred.token,
+        &buyer(0).public(),
+        CHAIN,
+        &lease.id,
+        ephemeral,
+    )
+    .unwrap();
+    let opened = surplus_contracts::sealed::open(&sealed, &buyer(0), CHAIN, &lease.id).unwrap();
+    assert_eq!(opened, cred.token, "the buyer opens what was sealed to it");
+    let sealed_grant = Tx::Grant {
+        lease: lease.id,
+        token_hash: cred.token_hash,
+        revocation_ids: cred.revocation_ids.clone(),
+        seq: 1,
+        sealed: sealed.clone(),
+    };
+    let ephemeral_public =
+        x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(ephemeral)).to_bytes();
     let tx_json =
         |t: &Tx| json!({ "tx": t, "kind": t.kind().0, "payload": hex::encode(t.encode()) });
     json!({
         "description": "Surplus contracts v1 vectors; see docs/contracts.md. Keys: ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index).",
         "chain_id": CHAIN,
-        "transactions": [tx_json(&transfer), tx_json(&terminate), tx_json(&renew), tx_json(&grant)],
+        "transactions": [tx_json(&transfer), tx_json(&terminate), tx_json(&renew), tx_json(&grant), tx_json(&sealed_grant)],
         "fill": { "fill": lease.fill, "payload": hex::encode(encode_fill(&lease.fill, lease.height)), "lease_id": hex::encode(lease.id) },
         "settlement": { "settlement": settlement, "payload": hex::encode(settlement.encode()) },
         "revocation": hex::encode(encode_revocation(&lease.id, &[RevocationId(vec![1, 2, 3])])),
@@ -123,6 +145,19 @@ fn compute() -> Value {
             "token_hash": hex::encode(cred.token_hash),
             "revocation_ids": cred.revocation_ids,
             "attenuated_read_only_until_t0_plus_12h": hex::encode(&narrow.token),
+        },
+        "sealed_credential": {
+            "description": "The credential's token sealed to the lease's buyer (docs/contracts.md §6): X25519, HKDF-SHA256, AES-256-GCM. The ephemeral key is fixed here only.",
+            "chain_id": CHAIN,
+            "lease": hex::encode(lease.id),
+            "buyer_seed": hex::encode(buyer(0).seed()),
+            "buyer_public_key": buyer(0).public().to_string(),
+            "buyer_x25519_secret": hex::encode(buyer(0).x25519_secret()),
+            "buyer_x25519_public": hex::encode(buyer(0).public().to_x25519().unwrap()),
+            "ephemeral_secret": hex::encode(ephemeral),
+            "ephemeral_public": hex::encode(ephemeral_public),
+            "token": hex::encode(&cred.token),
+            "sealed": hex::encode(&sealed),
         },
     })
 }

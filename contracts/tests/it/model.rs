@@ -77,6 +77,7 @@ pub(crate) fn block_entries(rng: &mut StdRng, s: &State, now: u64, nonce: &mut u
                             .map(|_| RevocationId(vec![rng.gen_range(0..40u8); 3]))
                             .collect(),
                         seq,
+                        sealed: Vec::new(),
                     },
                 };
                 out.push(tx(&who, t));

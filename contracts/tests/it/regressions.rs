@@ -129,6 +129,7 @@ fn a_grant_cannot_reuse_another_credentials_revocation_ids() {
         token_hash: c.token_hash,
         revocation_ids: c.revocation_ids.clone(),
         seq: 0,
+        sealed: Vec::new(),
     };
     s.apply_block(2, T0 + 1, &[tx(&provider(1), grant)], Mode::Validate).unwrap();
     s.apply_block(
@@ -144,6 +145,7 @@ fn a_grant_cannot_reuse_another_credentials_revocation_ids() {
         token_hash: [0; 32],
         revocation_ids: c.revocation_ids.clone(),
         seq: 0,
+        sealed: Vec::new(),
     };
     let err = s.apply_block(4, T0 + 3, &[tx(&provider(0), steal)], Mode::Validate).unwrap_err();
     assert!(matches!(err, Error::Refused { refusal: Refusal::AlreadyGranted, .. }), "{err}");
@@ -169,6 +171,7 @@ fn a_renewed_leases_new_token_is_revoked_at_termination() {
                     token_hash: c1.token_hash,
                     revocation_ids: c1.revocation_ids.clone(),
                     seq: 0,
+                    sealed: Vec::new(),
                 },
             ),
             tx(&buyer(2), Tx::Renew { lease: lease.id, hours: 24, seq: 0 }),
@@ -183,6 +186,7 @@ fn a_renewed_leases_new_token_is_revoked_at_termination() {
         token_hash: c2.token_hash,
         revocation_ids: c2.revocation_ids.clone(),
         seq: 1,
+        sealed: Vec::new(),
     };
     s.apply_block(3, T0 + 2, &[tx(&provider(1), regrant)], Mode::Validate).unwrap();
     let old = Request { lease: lease.id, operation: "read".into(), now_ms: T0 + 3 };

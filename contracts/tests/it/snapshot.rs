@@ -350,6 +350,8 @@ fn lease(i: u64, grant: bool) -> Lease {
         grant: grant.then(|| Grant {
             token_hash: [i as u8; 32],
             revocation_ids: vec![RevocationId(i.to_be_bytes().to_vec())],
+            // Some with a sealed credential (grant tag 2), some without (tag 1).
+            sealed: if i.is_multiple_of(3) { vec![i as u8; 64] } else { Vec::new() },
         }),
     };
     l.escrow = l.cost_between(l.hours_paid, l.hours);

@@ -143,10 +143,14 @@ fn lease_item(l: &Lease) -> Item {
     let segments: Vec<Value> =
         l.segments.iter().map(|s| json!({ "hours": s.hours, "price": n64(s.price) })).collect();
     let grant = l.grant.as_ref().map(|g| {
-        json!({
+        let mut v = json!({
             "token_hash": h(g.token_hash),
             "revocation_ids": g.revocation_ids.iter().map(|r| h(&r.0)).collect::<Vec<_>>(),
-        })
+        });
+        if !g.sealed.is_empty() {
+            v["sealed"] = json!(h(&g.sealed));
+        }
+        v
     });
     let b = bytes(|w| {
         w.raw(&l.id)
@@ -163,8 +167,14 @@ fn lease_item(l: &Lease) -> Item {
             None => {
                 w.u8(0);
             }
-            Some(g) => {
+            Some(g) if g.sealed.is_empty() => {
                 w.u8(1).raw(&g.token_hash).bytes(&encode_revocation(&l.id, &g.revocation_ids));
+            }
+            Some(g) => {
+                w.u8(2)
+                    .raw(&g.token_hash)
+                    .bytes(&encode_revocation(&l.id, &g.revocation_ids))
+                    .bytes(&g.sealed);
             }
         }
     });
@@ -577,7 +587,7 @@ fn sample() -> (State, State, u64) {
     let id = |v: &[u8]| RevocationId(v.to_vec());
     let grant = |lease, token_hash, ids: &[&[u8]], seq| {
         let revocation_ids = ids.iter().map(|v| id(v)).collect();
-        tx(&provider(0), Tx::Grant { lease, token_hash, revocation_ids, seq })
+        tx(&provider(0), Tx::Grant { lease, token_hash, revocation_ids, seq, sealed: Vec::new() })
     };
     s.apply_block(
         2,
@@ -610,7 +620,24 @@ fn sample() -> (State, State, u64) {
         3,
         t3,
         &[
-            grant(a, [0xa2; 32], &[b"a2"], 2),
+            // The re-grant carries the token sealed to the buyer (grant tag 2 in the state).
+            tx(
+                &provider(0),
+                Tx::Grant {
+                    lease: a,
+                    token_hash: *blake3::hash(b"a2-token").as_bytes(),
+                    revocation_ids: vec![id(b"a2")],
+                    seq: 2,
+                    sealed: surplus_contracts::sealed::seal_with(
+                        b"a2-token",
+                        &buyer(0).public(),
+                        crate::helpers::CHAIN,
+                        &a,
+                        [0x42; 32],
+                    )
+                    .unwrap(),
+                },
+            ),
             tx(&buyer(0), Tx::Renew { lease: a, hours: 2, seq: 0 }),
             bid(&buyer(2), 1, 2, 10, 7, t3),
             offer(&provider(1), 3, 50, 24, 1, t3),
@@ -674,7 +701,7 @@ fn compute() -> Value {
             "genesis at T0 = 1767225600000 (contracts::testutil::genesis(250, 1000): chain contracts-test, the sample catalogue, buyers 0-2 with 10,000,000 units, providers 0-2 with 1,000,000 units)",
             "block 1 at T0: provider 0 offers 4 slots at reserve 20 for 48 h (nonce 1); buyer 0 bids 2 slots for 6 h at limit 30, buyer 1 1 slot for 4 h at limit 30 (nonce 1 each, at least 1 slot); both fill at 25: lease A (buyer 0), lease B (buyer 1)",
             "block 2 at T0 + 1.5 h: hourly settlements of leases A and B; provider 0 grants lease B (id \"b1\") and lease A (ids \"a1-root\", \"a1-block1\"); buyer 1 terminates lease B; buyer 2 transfers 5,000 units to key(\"auditor\", 0) and bids 1 slot for 1 h at limit 40 (nonce 2), which fills at 30: lease C",
-            "block 3 at T0 + 3 h: lease C completes, lease A is paid its third hour; provider 0 grants lease A again (id \"a2\"), revoking its first grant; buyer 0 renews lease A by 2 hours (at 30); buyer 2 bids 1 slot for 2 h at limit 10 (nonce 7) and provider 1 offers 3 slots at reserve 50 for 24 h (nonce 1): neither trades; validator 0 (of genesis validators 0-3, power 1 each) proposes to add key(\"validator\", 4) with power 2 at /ip4/127.0.0.1/tcp/7004 from block 20; validator 1 votes yes and validator 2 no (it stays open); validator 3 rotates its key to key(\"validator\", 9), which takes its place in the set",
+            "block 3 at T0 + 3 h: lease C completes, lease A is paid its third hour; provider 0 grants lease A again (id \"a2\", token blake3(\"a2-token\") sealed to buyer 0 with ephemeral key 42…42), revoking its first grant; buyer 0 renews lease A by 2 hours (at 30); buyer 2 bids 1 slot for 2 h at limit 10 (nonce 7) and provider 1 offers 3 slots at reserve 50 for 24 h (nonce 1): neither trades; validator 0 (of genesis validators 0-3, power 1 each) proposes to add key(\"validator\", 4) with power 2 at /ip4/127.0.0.1/tcp/7004 from block 20; validator 1 votes yes and validator 2 no (it stays open); validator 3 rotates its key to key(\"validator\", 9), which takes its place in the set",
             "blocks 4 to 14, each 60 s after the one before: in block 4 validator 0 proposes consensus parameters (a block every 250 ms, at most 2000 entries and 2097152 bytes) from block 15; in block 5 validators 0, 1 and 2 vote yes (3 of 4: it passes); blocks 6 to 14 are empty; the end of block 10 expires block 3's proposal (its deadline), the end of block 14 enacts the parameters. Leases and orders settle and expire as time passes",
         ],
         "states": [

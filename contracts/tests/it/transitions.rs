@@ -149,6 +149,7 @@ fn the_wrong_party_a_replay_and_an_overdraft_are_refused_and_change_nothing() {
                     token_hash: [0; 32],
                     revocation_ids: vec![surplus_contracts::RevocationId(vec![1])],
                     seq: 0,
+                    sealed: Vec::new(),
                 },
             ),
             "not_entitled",

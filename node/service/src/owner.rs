@@ -609,6 +609,7 @@ mod tests {
                 token_hash: c.token_hash,
                 revocation_ids: c.revocation_ids,
                 seq,
+                sealed: Vec::new(),
             };
             ids.push(core.sign_own(&me, make, NOW + 2).unwrap().1.id);
         }

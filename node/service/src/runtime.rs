@@ -1850,6 +1850,19 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
         return;
     }
     shared.held.lock().unwrap_or_else(|e| e.into_inner()).insert(lease.id, lease.fill.end_ms);
+    // Sealed to the buyer's current key, so that any node can hand the credential out.
+    let buyer = state.current_key(&lease.fill.buyer);
+    let sealed = surplus_contracts::sealed::seal(
+        &credential.token,
+        &buyer,
+        &shared.chain_id,
+        &lease.id,
+        &mut rand_core::OsRng,
+    )
+    .unwrap_or_else(|e| {
+        tracing::warn!(lease = %id, error = %e, "credential not sealed: the buyer fetches it here");
+        Vec::new()
+    });
     let (lease_id, now) = (lease.id, shared.env.now_ms());
     let signed = shared
         .core
@@ -1859,6 +1872,7 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
                 token_hash: credential.token_hash,
                 revocation_ids: credential.revocation_ids,
                 seq,
+                sealed,
             };
             c.sign_own(&me, make, now)
         })

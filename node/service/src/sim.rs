@@ -900,6 +900,7 @@ impl World {
                         token_hash: c.token_hash,
                         revocation_ids: c.revocation_ids,
                         seq: provider::next_seq(&state, &me, &pending),
+                        sealed: Vec::new(),
                     };
                     own.push(Entry::signed(CHAIN, tx.kind(), tx.encode(), &node.key));
                     pending.push(tx);

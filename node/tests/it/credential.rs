@@ -99,6 +99,7 @@ fn setup(
         token_hash: cred.token_hash,
         revocation_ids: cred.revocation_ids.clone(),
         seq: 0,
+        sealed: Vec::new(),
     };
     let (b2, _) = maker
         .next(

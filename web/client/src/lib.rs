@@ -362,10 +362,37 @@ impl Client {
         self.post(&format!("/leases/{}/credential", hex::encode(lease)), signed)
     }
 
-    /// Fetches the lease's credential as its buyer: asks for a challenge, checks that it
-    /// names this lease, signs it with `buyer` (the bytes of [`surplus_api::leases::challenge_bytes`],
-    /// bound to the chain, lease and expiry the node states) and sends the signature back.
+    /// Fetches the lease's credential as its buyer, from whichever node this is: opens the copy
+    /// sealed to `buyer` that the lease's grant carries (`docs/contracts.md` §6, "Sealed
+    /// credential"); for a lease whose grant has none (or not for this key), or that ended, it
+    /// answers the provider node's challenge instead ([`Client::fetch_credential_by_challenge`]),
+    /// whose refusal then says why.
     pub fn fetch_credential(&self, lease: &Hash, buyer: &SecretKey) -> Result<CredentialToken> {
+        let v = self.lease(lease)?;
+        if v.lease.id != *lease {
+            return Err(Error::Unexpected("the node answered another lease".into()));
+        }
+        let live = v.lease.status == surplus_contracts::LeaseStatus::Active;
+        if let Some(g) = v.lease.grant.as_ref().filter(|g| live && !g.sealed.is_empty()) {
+            let chain = self.status()?.chain_id;
+            if let Ok(token) = surplus_contracts::sealed::open(&g.sealed, buyer, &chain, lease) {
+                use base64::Engine as _;
+                let token = base64::engine::general_purpose::URL_SAFE.encode(token);
+                return Ok(CredentialToken { token });
+            }
+        }
+        self.fetch_credential_by_challenge(lease, buyer)
+    }
+
+    /// Fetches the lease's credential from the provider's node: asks for a challenge, checks that
+    /// it names this lease, signs it with `buyer` (the bytes of
+    /// [`surplus_api::leases::challenge_bytes`], bound to the chain, lease and expiry the node
+    /// states) and sends the signature back.
+    pub fn fetch_credential_by_challenge(
+        &self,
+        lease: &Hash,
+        buyer: &SecretKey,
+    ) -> Result<CredentialToken> {
         let c = self.challenge(lease)?;
         let nonce = parse_hex::<32>(&c.challenge, "challenge").map_err(Error::Unexpected)?;
         if c.lease != *lease {

@@ -41,7 +41,14 @@ async fn only_the_buyer_gets_the_token_and_a_challenge_is_used_once() {
     assert_eq!(s, StatusCode::OK, "{v}");
     let token =
         base64::engine::general_purpose::URL_SAFE.decode(v["token"].as_str().unwrap()).unwrap();
-    assert_eq!(Some(token), w.node.credential(&id));
+    assert_eq!(Some(token.clone()), w.node.credential(&id));
+    // The grant carries the same token sealed to the buyer, which only the buyer opens.
+    let sealed = w.node.state().lease(&id).unwrap().grant.clone().unwrap().sealed;
+    let opened = surplus_contracts::sealed::open(&sealed, &w.buyer, CHAIN, &id).unwrap();
+    assert_eq!(opened, token);
+    assert!(surplus_contracts::sealed::open(&sealed, &w.provider, CHAIN, &id).is_err());
+    let (_, v) = call!(app, TestRequest::get().uri(&format!("/api/v1/leases/{}", hex::encode(id))));
+    assert_eq!(v["lease"]["grant"]["sealed"], hex::encode(&sealed), "served with the lease");
 
     // The same challenge again: refused.
     let (s, v) = call!(app, TestRequest::post().uri(&credential_uri(&id)).set_json(&body));
@@ -152,6 +159,7 @@ async fn gateway_accepts_until_revoked_or_ended() {
         token_hash: cred.token_hash,
         revocation_ids: cred.revocation_ids.clone(),
         seq: w.node.state().account(&w.provider.public()).seq,
+        sealed: Vec::new(),
     };
     commit!(app, w.node, &Entry::signed(CHAIN, grant.kind(), grant.encode(), &w.provider));
     let (s, v) = call!(app, gw(json!({"token": token})));

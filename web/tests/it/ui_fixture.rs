@@ -153,6 +153,7 @@ async fn every_ui_module_is_served_with_the_policy() {
         "stateproof.js",
         "ed25519.js",
         "charts.js",
+        "sealed.js",
     ] {
         let resp =
             call_service(&app, TestRequest::get().uri(&format!("/ui/{file}")).to_request()).await;
@@ -173,6 +174,7 @@ async fn every_ui_module_is_served_with_the_policy() {
                     "stateproof.js",
                     "ed25519.js",
                     "charts.js",
+                    "sealed.js",
                 ]
                 .contains(&name),
                 "{file} imports ./{name}, which is not served"
