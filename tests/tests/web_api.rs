@@ -307,9 +307,9 @@ fn faucet_events_proofs_blocks_metrics_and_export_on_a_devnet() {
 
     // The fill and the lease arrive as events; only the buyer's events (and blocks) come.
     let deadline = Instant::now() + 2 * MINUTE;
-    let (mut lease_id, mut saw_block, mut saw_lease) = (None, false, false);
+    let (mut lease_id, mut saw_block, mut saw_lease, mut saw_order) = (None, false, false, false);
     let mut streamed = Vec::new();
-    while !(saw_block && saw_lease) {
+    while !(saw_block && saw_lease && saw_order) {
         let left = deadline.saturating_duration_since(Instant::now());
         let (name, data) = stream.recv_timeout(left).expect("the lease's events within 2 minutes");
         let event: Event = serde_json::from_value(data.clone())
@@ -326,6 +326,11 @@ fn faucet_events_proofs_blocks_metrics_and_export_on_a_devnet() {
                 saw_lease = lease_id == Some(lease.id);
             }
             Event::Governance { .. } => panic!("no governance entry was sent: {data}"),
+            Event::Order { account, order, status, .. } => {
+                assert_eq!(account, buyer.public(), "only the buyer's orders: {data}");
+                // The bid filled in the block that took it in.
+                saw_order |= order == bid_id && status == surplus_api::OrderStatus::Filled;
+            }
         }
         streamed.push((name, data));
     }

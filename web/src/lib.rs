@@ -49,8 +49,8 @@ pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 pub use limits::{Limits, MAX_TRACKED_CLIENTS};
 pub use metrics::{GossipCounts, Histogram, Metrics};
 pub use node::{
-    CapacityPoint, DiskStatus, DiskUsed, Event, FaucetGrant, LedgerError, Node, Operator, Peer,
-    PricePoint, RecentBlock, Refusal, Status, Submission,
+    CapacityPoint, DiskStatus, DiskUsed, Event, FaucetGrant, LedgerError, Node, Operator,
+    OrderStatus, Peer, PricePoint, RecentBlock, Refusal, Status, Submission,
 };
 
 /// Registers the API, `/healthz` and the JSON error handling on an app:

@@ -10,7 +10,8 @@ use surplus_market::Market;
 
 use crate::metrics::Metrics;
 pub use surplus_api::{
-    CapacityPoint, DiskStatus, DiskUsed, Event, FaucetGrant, Peer, PricePoint, Status, Submission,
+    CapacityPoint, DiskStatus, DiskUsed, Event, FaucetGrant, OrderStatus, Peer, PricePoint, Status,
+    Submission,
 };
 
 /// What the API asks of the node; the node service implements it (`surplus-service`'s runtime,

@@ -347,7 +347,7 @@ function bidForm(markets, selected, onPlaced) {
       const id = await submitSigned(st.chain_id, KIND.ORDER, encodeOrder(order));
       message(status, `Bid placed (order ${id.slice(0, 12)}…). It is matched in the next block's auction.`, "ok");
       status.dataset.order = id;
-      onPlaced();
+      onPlaced(id, { side: "bid", market: b.market, slots: b.slots, price: b.limit, expiry_ms: now + HOUR_MS });
     } catch (e) {
       message(status, `The bid was not placed: ${e.message}`, "error");
     } finally {
@@ -459,7 +459,14 @@ async function renderBuyer(root) {
     h("p", {}, "Prices are in credits per slot-hour. Select a market for its charts."),
     table("markets-table", ["Market", "Resource", "Last price", "Offers", "Bids"], marketRows(), "no markets"));
   const chartsBox = section("Selected market", "market-charts");
-  const form = bidForm(markets, selected, () => refreshMine());
+  // Orders this page placed that no block has taken yet (their fate comes from the node's
+  // receipt: a node may drop one from its mempool), and the last changes the events told.
+  const pending = new Map();
+  const changes = [];
+  const form = bidForm(markets, selected, (id, o) => {
+    pending.set(id, o);
+    refreshMine();
+  });
   const bidBox = section("Place a bid", "bid", form);
 
   async function drawCharts() {
@@ -523,16 +530,21 @@ async function renderBuyer(root) {
       api(`leases?account=${k}&limit=100`).catch((e) => ({ error: e })),
     ]);
     const orderList = orders.error ? [] : (Array.isArray(orders) ? orders : orders.orders ?? []);
+    for (const o of orderList) pending.delete(o.id);
+    const waiting = [...pending].map(([id, o]) => ({ ...o, id, free: o.slots, waiting: true }));
+    const orderStatus = (o) => o.waiting ? "waiting for the next block"
+      : o.side === "bid" && o.free < o.slots ? `partly filled (${o.free} of ${o.slots} slots still wanted)`
+        : "resting";
     ordersBox.replaceChildren(ordersBox.firstChild,
       orders.error ? h("p", { class: "msg error" }, `Orders unavailable: ${orders.error.message}`)
-        : table("orders-table", ["Order", "Side", "Market", "Slots", "Price", "Expires", ""],
-          orderList.map((o) => {
+        : table("orders-table", ["Order", "Side", "Market", "Slots", "Price", "Expires", "Status", ""],
+          [...waiting, ...orderList].map((o) => {
             const msg = h("span", { class: "msg", role: "status" });
-            return h("tr", { "data-testid": "order-row", "data-order": o.id },
+            return h("tr", { "data-testid": "order-row", "data-order": o.id, "data-status": o.waiting ? "waiting" : "resting" },
               h("td", {}, short(o.id)), h("td", {}, o.side), h("td", {}, o.market),
               h("td", { class: "num" }, o.slots), h("td", { class: "num" }, credits(o.price ?? o.limit ?? o.reserve)),
-              h("td", {}, time(o.expiry_ms)),
-              h("td", {}, h("button", { type: "button", class: "small", "data-testid": "order-cancel",
+              h("td", {}, time(o.expiry_ms)), h("td", { "data-testid": "order-status" }, orderStatus(o)),
+              h("td", {}, o.waiting ? "" : h("button", { type: "button", class: "small", "data-testid": "order-cancel",
                 onclick: async (ev) => {
                   ev.currentTarget.disabled = true;
                   try {
@@ -544,7 +556,10 @@ async function renderBuyer(root) {
                 } }, "Cancel"), msg));
           }), "no resting orders"),
       orders.truncated ? h("p", { class: "muted", "data-testid": "orders-truncated" },
-        `The first ${orderList.length} of your resting orders (oldest first).`) : "");
+        `The first ${orderList.length} of your resting orders (oldest first).`) : "",
+      changes.length ? h("div", {}, h("h3", {}, "Latest changes"),
+        h("ul", { class: "changes", "data-testid": "order-changes" },
+          changes.map((c) => h("li", { "data-order": c.id, "data-status": c.status }, c.text)))) : "");
     const leaseList = leases.error ? [] : leases.leases;
     const rows = leaseList.map((l) => {
       let out = credentialBoxes.get(l.id);
@@ -571,6 +586,55 @@ async function renderBuyer(root) {
           "no leases yet"));
   }
 
+  /** Records what an `order` event says, newest first (the last 8). */
+  function noteOrder(d) {
+    pending.delete(d.order);
+    const what = { resting: "rests in the book", partly_filled: "was partly filled", filled: "was filled",
+      cancelled: "was cancelled", expired: "expired", dropped: "was dropped" }[d.status] ?? d.status;
+    const left = d.remaining != null && d.status !== "filled" ? ` (${d.remaining} slots still wanted)` : "";
+    const why = d.reason ? `: ${d.reason}` : "";
+    const side = d.side === "bid" ? "Bid" : "Offer";
+    changes.unshift({ id: d.order, status: d.status,
+      text: `${side} ${short(d.order)} on ${d.market} ${what}${left}${why}${d.height === "none" ? "" : ` (block ${d.height})`}.` });
+    changes.splice(8);
+  }
+
+  /** Asks the node what became of the orders no block has taken yet (a drop says why). */
+  async function checkPending() {
+    for (const id of [...pending.keys()]) {
+      try {
+        const r = await api(`submissions/${id}`);
+        if (r.status === "dropped") {
+          const o = pending.get(id);
+          pending.delete(id);
+          noteOrder({ order: id, status: "dropped", side: o?.side ?? "bid", market: o?.market ?? "",
+            height: "none", reason: `${r.code}: ${r.message}` });
+          refreshMine();
+        } else if (r.status === "committed") {
+          pending.delete(id);
+        }
+      } catch {
+        // Asked again at the next block.
+      }
+    }
+  }
+
+  let marketsRefresh = null;
+  /** Reloads the markets table and charts, at most once a second. */
+  function refreshMarkets() {
+    if (marketsRefresh) return;
+    marketsRefresh = setTimeout(async () => {
+      marketsRefresh = null;
+      try {
+        markets = await api("markets");
+        marketsBox.querySelector("table tbody")?.replaceChildren(...marketRows());
+        await drawCharts();
+      } catch {
+        // Shown on the next successful refresh; the status line says when the node is away.
+      }
+    }, 1000);
+  }
+
   function startEvents() {
     if (app.events) app.events.close();
     app.events = null;
@@ -592,11 +656,27 @@ async function renderBuyer(root) {
     };
     es.addEventListener("fill", onChange);
     es.addEventListener("lease", onChange);
+    es.addEventListener("order", (ev) => {
+      try {
+        noteOrder(JSON.parse(ev.data));
+      } catch {
+        // A frame that is not an order event: the refresh below shows the truth anyway.
+      }
+      onChange(ev);
+    });
     // Events were dropped for this client: read the current state instead.
     es.addEventListener("lagged", onChange);
-    es.addEventListener("block", () => {
+    es.addEventListener("block", (ev) => {
       keyBox.updateBalance?.();
       refreshStatus();
+      checkPending();
+      let entries = 0;
+      try {
+        entries = JSON.parse(ev.data).entries;
+      } catch {
+        entries = 1;
+      }
+      if (entries > 0) refreshMarkets();
     });
   }
 
@@ -612,15 +692,8 @@ async function renderBuyer(root) {
   app.timers.push(setInterval(() => {
     if (app.events?.readyState !== EventSource.OPEN) refreshMine();
   }, 4000));
-  app.timers.push(setInterval(async () => {
-    try {
-      markets = await api("markets");
-      marketsBox.querySelector("table tbody")?.replaceChildren(...marketRows());
-      await drawCharts();
-    } catch {
-      // Shown on the next successful refresh; the status line says when the node is away.
-    }
-  }, 10_000));
+  // Blocks with entries refresh the markets (refreshMarkets); this covers a stream that is down.
+  app.timers.push(setInterval(refreshMarkets, 10_000));
 }
 
 // ---------------------------------------------------------------------------------------------

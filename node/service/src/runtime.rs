@@ -1686,6 +1686,10 @@ async fn log_health(shared: &Shared) {
 /// After a block: update the shared view, clean the mempool, provision leases that started or
 /// ended on this node, and publish a checkpoint.
 async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &PublicKey) {
+    // The state before the block (the core's, until it takes this block below), for the
+    // events of orders that left the book.
+    let before =
+        Some(shared.state()).filter(|s| s.height().saturating_add(1) == c.block.header.height);
     // The checkpoint first: a client that sees the new state or an event can get its proofs.
     let signed = shared.web.sign_checkpoint(&c.block.header, &shared.key);
     let header = &c.block.header;
@@ -1724,7 +1728,12 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
         journal_and_gossip(shared, entry).await;
     }
     let leased_slots = reconcile_leases(shared, &c.state, hook, me);
-    shared.web.on_block(&c.block, &fills, &c.state, &c.ended, leased_slots, shared.env.now_ms());
+    let changes = crate::webdata::BlockChanges {
+        outcome: &c.outcome,
+        before: before.as_deref(),
+        ended: &c.ended,
+    };
+    shared.web.on_block(&c.block, &fills, &c.state, changes, leased_slots, shared.env.now_ms());
     // Every node signs its checkpoint (its proofs are served against it); validators gossip it.
     if shared.validator.load(Ordering::Relaxed) {
         if let Some(g) = shared.gossip.get() {

@@ -140,10 +140,11 @@ impl WebData {
         block: &Block,
         fills: &[(Hash, Fill)],
         state: &State,
-        ended: &[surplus_contracts::Lease],
+        changes: BlockChanges<'_>,
         leased_slots: u64,
         now_ms: u64,
     ) {
+        let BlockChanges { outcome, before, ended } = changes;
         let h = &block.header;
         self.blocks_committed.fetch_add(1, Ordering::Relaxed);
         self.entries_committed.fetch_add(block.entries.len() as u64, Ordering::Relaxed);
@@ -201,6 +202,9 @@ impl WebData {
             if let Some(event) = governance_event(h.height, e) {
                 let _ = self.events.send(event);
             }
+        }
+        for event in order_events(h.height, block, outcome, before, state) {
+            let _ = self.events.send(event);
         }
     }
 
@@ -439,6 +443,15 @@ pub(crate) fn fills_of(block: &Block) -> Vec<(Hash, Fill)> {
         .collect()
 }
 
+/// What a block did beyond its entries, for the events: the auction's outcome, the state
+/// before the block (where orders that left the book are found) if the node has it, and the
+/// leases that ended in it.
+pub(crate) struct BlockChanges<'a> {
+    pub outcome: &'a surplus_market::Outcome,
+    pub before: Option<&'a State>,
+    pub ended: &'a [surplus_contracts::Lease],
+}
+
 /// The event of a governance entry (or of a validator-set entry), if `e` is one.
 fn governance_event(height: u64, e: &Entry) -> Option<Event> {
     let author = match e.auth {
@@ -485,4 +498,88 @@ fn lease_of(e: &Entry) -> Option<Hash> {
         }
         _ => None,
     }
+}
+
+/// The `order` events of a block (`docs/api.md`, Events): each order the block took in, each
+/// order a fill touched, and each cancelled or expired one, with where it is after the block.
+/// `before` is the state before the block, where the orders that left the book are found (their
+/// author, side and market); without it those are not reported.
+pub(crate) fn order_events(
+    height: u64,
+    block: &Block,
+    outcome: &surplus_market::Outcome,
+    before: Option<&State>,
+    after: &State,
+) -> Vec<Event> {
+    use surplus_market::{Order, SignedOrder};
+    use surplus_web::OrderStatus;
+    let side = |o: &Order| match o {
+        Order::Bid(_) => "bid",
+        Order::Offer(_) => "offer",
+    };
+    let filled: std::collections::BTreeSet<Hash> =
+        outcome.fills.iter().flat_map(|f| [f.bid, f.offer]).collect();
+    // Where an order that was in the book (or entered it in this block) stands now.
+    let now = |o: &SignedOrder| -> (OrderStatus, Option<u32>) {
+        match after.book.get(&o.id) {
+            Some(r) => match &o.order {
+                Order::Bid(b) if r.remaining < b.slots => {
+                    (OrderStatus::PartlyFilled, Some(r.remaining))
+                }
+                Order::Bid(_) => (OrderStatus::Resting, Some(r.remaining)),
+                Order::Offer(_) if filled.contains(&o.id) || !r.allocations.is_empty() => {
+                    (OrderStatus::PartlyFilled, None)
+                }
+                Order::Offer(_) => (OrderStatus::Resting, None),
+            },
+            None if filled.contains(&o.id) => (OrderStatus::Filled, None),
+            None => (OrderStatus::Expired, None),
+        }
+    };
+    let event = |o: &SignedOrder, status, remaining, reason| Event::Order {
+        height,
+        order: o.id,
+        account: o.author,
+        side: side(&o.order).to_owned(),
+        market: o.order.market().clone(),
+        status,
+        remaining,
+        reason,
+    };
+    let mut out = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    let rejected: BTreeMap<Hash, String> =
+        outcome.rejected.iter().map(|r| (r.id, r.reason.to_string())).collect();
+    for e in block.entries.iter().filter(|e| e.kind == EntryKind::ORDER) {
+        let Ok(o) = SignedOrder::from_entry(e) else { continue };
+        seen.insert(o.id);
+        let ev = match rejected.get(&o.id) {
+            Some(why) => event(&o, OrderStatus::Dropped, None, Some(why.clone())),
+            None => {
+                let (status, remaining) = now(&o);
+                event(&o, status, remaining, None)
+            }
+        };
+        out.push(ev);
+    }
+    // Resting orders a fill touched, then those that left the book without a fill.
+    let earlier = |id: &Hash| before.and_then(|s| s.book.get(id)).map(|r| r.order.clone());
+    for id in filled.iter().filter(|id| !seen.contains(*id)).copied().collect::<Vec<_>>() {
+        let found = after.book.get(&id).map(|r| r.order.clone()).or_else(|| earlier(&id));
+        if let Some(o) = found {
+            let (status, remaining) = now(&o);
+            out.push(event(&o, status, remaining, None));
+            seen.insert(id);
+        }
+    }
+    for (ids, status) in
+        [(&outcome.cancelled, OrderStatus::Cancelled), (&outcome.expired, OrderStatus::Expired)]
+    {
+        for id in ids.iter().filter(|id| !seen.contains(*id)) {
+            if let Some(o) = earlier(id) {
+                out.push(event(&o, status, None, None));
+            }
+        }
+    }
+    out
 }

@@ -66,6 +66,50 @@ pub enum Event {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         outcome: Option<surplus_contracts::Outcome>,
     },
+    /// What a block did to an order (its author's stream gets it): it entered the book, was
+    /// partly or wholly filled, cancelled, expired, or dropped by the book with a reason.
+    Order {
+        /// Height of the block.
+        height: u64,
+        /// The order (its entry's id).
+        #[serde(with = "surplus_ledger::hex_hash")]
+        #[schema(schema_with = surplus_ledger::schema::hash)]
+        order: Hash,
+        /// Its author.
+        #[schema(value_type = String)]
+        account: PublicKey,
+        /// `bid` or `offer`.
+        side: String,
+        /// The market.
+        #[schema(value_type = String)]
+        market: surplus_market::Market,
+        /// Where the order is after the block.
+        status: OrderStatus,
+        /// Bids still resting: the slots still wanted.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        remaining: Option<u32>,
+        /// Why the book dropped it (`dropped`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+    },
+}
+
+/// Where an order is after a block ([`Event::Order`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderStatus {
+    /// In the book, nothing filled yet.
+    Resting,
+    /// In the book, partly filled (a bid with slots still wanted; an offer with leases on it).
+    PartlyFilled,
+    /// Wholly filled: it left the book.
+    Filled,
+    /// Cancelled by its author: it left the book.
+    Cancelled,
+    /// Its expiry passed, or its window can no longer hold a lease: it left the book.
+    Expired,
+    /// Refused by the book when its block ran (with the reason).
+    Dropped,
 }
 
 mod opt_hash {
@@ -95,6 +139,7 @@ impl Event {
             Event::Lease { lease, .. } => {
                 lease.fill.buyer == *account || lease.fill.provider == *account
             }
+            Event::Order { account: a, .. } => a == account,
         }
     }
 }

@@ -14,7 +14,7 @@ pub mod market;
 pub mod state_proof;
 pub mod status;
 
-pub use events::Event;
+pub use events::{Event, OrderStatus};
 pub use governance::{
     GovernanceView, OperatorVote, ParamsView, ProposalView, RotationView, SetPeriod, VoterView,
 };

@@ -1,5 +1,5 @@
 //! `GET /api/v1/events[?account=KEY]`: what each committed block changed, as server-sent
-//! events (`event: block|fill|lease`, `data: <Event JSON>`), with a comment line every
+//! events (`event: block|fill|lease|governance|order`, `data: <Event JSON>`), with a comment line every
 //! [`PROBE`] and `event: lagged` when this client fell behind and missed events.
 //!
 //! The comment is the keep-alive, and how the node notices a client that left: the server only
@@ -145,6 +145,7 @@ pub fn frame(event: &Event) -> Bytes {
         Event::Fill { .. } => "fill",
         Event::Lease { .. } => "lease",
         Event::Governance { .. } => "governance",
+        Event::Order { .. } => "order",
     };
     // An event is plain data; serializing it cannot fail, and JSON holds no raw newline.
     let data = serde_json::to_string(event).unwrap_or_else(|_| "null".into());

@@ -417,3 +417,68 @@ async fn the_last_quarter_of_event_streams_is_kept_for_clients_that_hold_none() 
 fn events_from(ip: &str) -> TestRequest {
     TestRequest::get().uri("/api/v1/events").peer_addr(format!("{ip}:4000").parse().unwrap())
 }
+
+/// The next `order` frame's data.
+async fn next_order<B: MessageBody>(body: &mut Pin<Box<B>>) -> serde_json::Value {
+    let (_, frame) = until(body, "order").await;
+    let v = data(&frame);
+    assert_eq!(v["type"], "order", "{v}");
+    v
+}
+
+/// Order frames: the author's stream follows its bid from resting to partly filled to
+/// cancelled (and the provider's stream its offer); another account's stream gets none.
+#[actix_web::test]
+async fn order_events_follow_a_bid_from_resting_to_cancelled() {
+    use surplus_market::{Bid, FillRule, Order, SignedCancel, SignedOrder, HOUR_MS};
+    let w = world();
+    let app = app!(w.node, roomy());
+    let stream = |key: &surplus_ledger::PublicKey| {
+        TestRequest::get().uri(&format!("/api/v1/events?account={key}")).to_request()
+    };
+    let resp = actix_web::test::call_service(&app, stream(&w.buyer.public())).await;
+    let mut body = Box::pin(resp.into_body());
+    let resp = actix_web::test::call_service(&app, stream(&w.provider.public())).await;
+    let mut provider_body = Box::pin(resp.into_body());
+    // A bid of 3 slots at 1 unit: nothing sells that low, so it rests.
+    let now = crate::now_ms();
+    let b = Order::Bid(Bid {
+        market: crate::market(),
+        slots: 3,
+        hours: 24,
+        limit: 1,
+        earliest_ms: now,
+        latest_ms: now + HOUR_MS,
+        fill: FillRule::AtLeast(1),
+        expiry_ms: now + HOUR_MS,
+        nonce: next_nonce(),
+    });
+    let (entry, _) = SignedOrder::sign(crate::CHAIN, b, &w.buyer);
+    let id = hex::encode(entry.id());
+    commit!(app, w.node, &entry);
+    let v = next_order(&mut body).await;
+    assert_eq!((v["order"].as_str(), v["status"].as_str()), (Some(id.as_str()), Some("resting")));
+    assert_eq!((v["side"].as_str(), v["remaining"].as_u64()), (Some("bid"), Some(3)));
+    assert_eq!(v["account"], w.buyer.public().to_string());
+    assert_eq!(v["market"], crate::market().to_string());
+
+    // An offer of 1 slot at 1 unit fills a third of it.
+    let o = offer(&w.provider, 1, 1, next_nonce());
+    commit!(app, w.node, &o);
+    let v = next_order(&mut body).await;
+    assert_eq!(
+        (v["order"].as_str(), v["status"].as_str()),
+        (Some(id.as_str()), Some("partly_filled"))
+    );
+    assert_eq!(v["remaining"], 2);
+    let v = next_order(&mut provider_body).await;
+    assert_eq!(v["order"], hex::encode(o.id()));
+    assert_eq!((v["side"].as_str(), v["status"].as_str()), (Some("offer"), Some("partly_filled")));
+
+    // The buyer cancels the rest.
+    let (cancel, _) = SignedCancel::sign(crate::CHAIN, entry.id(), &w.buyer);
+    commit!(app, w.node, &cancel);
+    let v = next_order(&mut body).await;
+    assert_eq!((v["order"].as_str(), v["status"].as_str()), (Some(id.as_str()), Some("cancelled")));
+    assert!(v.get("remaining").is_none(), "{v}");
+}

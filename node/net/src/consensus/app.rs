@@ -587,6 +587,7 @@ impl App {
         Ok(Some(Committed {
             block: checked.block,
             ended: Arc::new(checked.applied.ended.clone()),
+            outcome: Arc::new(checked.applied.outcome.clone()),
             state: Arc::new(checked.maker.state),
             committed_ms: self.settings.env.now_ms(),
             synced: false,

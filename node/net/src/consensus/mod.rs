@@ -62,6 +62,8 @@ pub struct Committed {
     pub state: Arc<State>,
     /// The leases that ended in it and left the live state (already in the lease history).
     pub ended: Arc<Vec<surplus_contracts::Lease>>,
+    /// What the block's auction did: orders taken in, cancelled, expired, refused; fills.
+    pub outcome: Arc<surplus_market::Outcome>,
     /// When this node committed it (ms since the epoch).
     pub committed_ms: u64,
     /// It reached this node by value sync (the node was catching up), not in a round the node
