@@ -21,6 +21,8 @@ const HOUR_MS = 3_600_000;
 /** Builds an element: h("button", {onclick, "data-testid": "x"}, "text", child, ...). */
 function h(tag, attrs = {}, ...children) {
   const e = document.createElement(tag);
+  // A <pre> scrolls (style.css): keyboard users must be able to reach it to scroll it.
+  if (tag === "pre" && !("tabindex" in (attrs ?? {}))) e.tabIndex = 0;
   for (const [k, v] of Object.entries(attrs ?? {})) {
     if (v === undefined || v === null || v === false) continue;
     if (k.startsWith("on")) e.addEventListener(k.slice(2), v);
@@ -106,9 +108,11 @@ function section(title, testid, ...children) {
 
 function table(testid, headers, rows, emptyText = "none") {
   if (!rows.length) return h("p", { class: "empty", "data-testid": testid }, emptyText);
-  return h("table", { "data-testid": testid },
-    h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
-    rows[0].tagName === "TBODY" ? rows : h("tbody", {}, rows));
+  // A table wider than the screen scrolls in its own region, which the keyboard can reach.
+  return h("div", { class: "scroll", tabindex: "0", role: "region", "aria-label": testid.replaceAll("-", " ") },
+    h("table", { "data-testid": testid },
+      h("thead", {}, h("tr", {}, headers.map((x) => h("th", { scope: "col" }, x)))),
+      rows[0].tagName === "TBODY" ? rows : h("tbody", {}, rows)));
 }
 
 // ---------------------------------------------------------------------------------------------
