@@ -5,9 +5,9 @@
 import { depthChart, lineChart } from "./charts.js";
 import {
   challengeBytes, decodeEntry, decodeOrder, encodeCancel, encodeEntry, encodeOrder, formatCredits,
-  fromHex, headerHash, KIND, kindName, parseCredits, PRECOMMIT, signingBytes, toHex, voteBytes,
+  fromHex, headerHash, KIND, kindName, parseCredits, PRECOMMIT, signingBytes, toHex, UNITS_PER_CREDIT, voteBytes,
 } from "./encoding.js";
-import { KeyPair } from "./keys.js";
+import { KeyPair, STORAGE_KEY } from "./keys.js";
 import { verifyZip215 } from "./ed25519.js";
 import { quorumOf, verifyBundle } from "./verify.js";
 import { verifyStateProof } from "./stateproof.js";
@@ -53,6 +53,10 @@ class ApiError extends Error {
 }
 
 /** A JSON request to this node's API; throws ApiError with the API's message. */
+/** A node's message with its amounts in units said in credits, as the rest of the page does. */
+const inCredits = (text) =>
+  String(text).replace(/\b(\d{1,20}) units\b/g, (_, u) => `${formatCredits(BigInt(u))} credits`);
+
 async function api(path, { method = "GET", body, bearer } = {}) {
   const init = { method, headers: { accept: "application/json" } };
   if (bearer) init.headers.authorization = `Bearer ${bearer}`;
@@ -76,7 +80,7 @@ async function api(path, { method = "GET", body, bearer } = {}) {
   if (!resp.ok) {
     const err = json?.error ?? {};
     throw new ApiError(resp.status, err.code ?? `http_${resp.status}`,
-      err.message ?? `${method} ${path} answered ${resp.status}`);
+      inCredits(err.message ?? `${method} ${path} answered ${resp.status}`));
   }
   return json;
 }
@@ -206,6 +210,7 @@ function keyPanel(onChange) {
           try {
             app.key = await KeyPair.generate();
             await app.key.save();
+            box.focusAfterRender = true;
             onChange();
           } catch (e) {
             message(msg, `cannot create a key: ${e.message} (this browser needs WebCrypto Ed25519)`, "error");
@@ -216,8 +221,19 @@ function keyPanel(onChange) {
           text),
         h("button", { type: "button", "data-testid": "key-import", onclick: async () => {
           try {
-            app.key = await KeyPair.fromText(text.value);
+            const k = await KeyPair.fromText(text.value);
+            // 64 hex digits are also what an account (a public key) looks like: refuse one that
+            // is a known account while the key it would make has never been used.
+            const pasted = text.value.trim().toLowerCase();
+            const used = (a) => a && (BigInt(a.balance) > 0n || Number(a.seq) > 0);
+            const [asAccount, mine] = await Promise.all([
+              api(`accounts/${pasted}`).catch(() => null), api(`accounts/${k.publicHex}`).catch(() => null)]);
+            if (used(asAccount) && !used(mine)) {
+              throw new Error("This is a public key (an account on the chain), not a key: paste the seed, the 64 hex digits in the key file.");
+            }
+            app.key = k;
             await app.key.save();
+            box.focusAfterRender = true;
             onChange();
           } catch (e) {
             message(msg, e.message, "error");
@@ -233,10 +249,14 @@ function keyPanel(onChange) {
       faucet.disabled = true;
       try {
         const g = await api("faucet", { method: "POST", body: { account: app.key.publicHex } });
-        message(faucetMsg, `Granted ${credits(g.amount)}; they arrive with the next block.`, "ok");
+        message(faucetMsg, `Granted ${credits(g.amount)}; they arrive with the next block. A key gets sample credits once.`, "ok");
+        faucet.textContent = "Sample credits received";
         setTimeout(updateBalance, 1500);
       } catch (e) {
-        if (e.code === "faucet_disabled" || e.status === 404) {
+        if (e.code === "faucet_spent") {
+          message(faucetMsg, "This key has had its sample credits already (one grant per key).", "info");
+          faucet.textContent = "Sample credits received";
+        } else if (e.code === "faucet_disabled" || e.status === 404) {
           message(faucetMsg, "This node has no faucet (only devnets give sample credits). Ask someone with credits for a transfer.", "info");
           faucet.hidden = true;
         } else {
@@ -257,6 +277,7 @@ function keyPanel(onChange) {
         const a = await api(`accounts/${app.key.publicHex}`);
         balance.textContent = credits(a.balance);
         balance.dataset.units = String(a.balance);
+        app.balance = BigInt(a.balance);
       } catch (e) {
         balance.textContent = `unknown (${e.message})`;
       }
@@ -280,19 +301,66 @@ function keyPanel(onChange) {
         } }, "Forget key")),
       faucetMsg);
     await updateBalance();
+    if (box.focusAfterRender) {
+      // After a new or imported key, focus goes to saving it, not back to the page's top.
+      box.focusAfterRender = false;
+      box.querySelector('[data-testid="key-download"]')?.focus();
+    }
   };
   box.render = render;
   return box;
 }
 
+/** Bounds of a bid (docs/orders.md): slots, hours, and a limit the page accepts. */
+const MAX_SLOTS = 1_000_000;
+const MAX_HOURS = 43_800;
+const MAX_LIMIT = 1_000_000n * UNITS_PER_CREDIT;
+/** What the bid form remembers for this tab across reloads (sessionStorage). */
+const BID_DRAFT = "surplus.bid-draft.v1";
+
+/** A limit that fills now in market `m` (its lowest free reserve and a quarter), if any. */
+const fillingLimit = (m) => m?.lowest_free_reserve == null ? null
+  : (BigInt(m.lowest_free_reserve) * 5n + 3n) / 4n;
+
+/** Where market `m` stands for a bid, in a sentence. */
+function marketHint(m) {
+  if (!m) return "";
+  const what = [m.description, m.region_description].filter(Boolean).join(", ");
+  const free = m.free_slots > 0
+    ? `${m.offers_with_free_slots} offer${m.offers_with_free_slots === 1 ? "" : "s"} with ${m.free_slots} free slot${m.free_slots === 1 ? "" : "s"}, from ${credits(m.lowest_free_reserve)} per slot-hour.`
+    : "No slot is free in this market now: a bid rests until an offer comes.";
+  return `${what ? `${what}. ` : ""}${free}`;
+}
+
 function bidForm(markets, selected, onPlaced) {
   const form = h("form", { "data-testid": "bid-form", class: "form" });
-  const market = h("select", { id: "bid-market", "data-testid": "bid-market" },
-    markets.map((m) => h("option", { value: m.market, selected: m.market === selected }, m.market)));
-  const slots = h("input", { id: "bid-slots", "data-testid": "bid-slots", type: "number", min: 1, value: 1, required: true });
-  const hours = h("input", { id: "bid-hours", "data-testid": "bid-hours", type: "number", min: 1, max: 43800, value: 1, required: true });
-  const limit = h("input", { id: "bid-limit", "data-testid": "bid-limit", inputmode: "decimal", value: "1", required: true,
-    "aria-describedby": "bid-limit-help" });
+  let draft = {};
+  try {
+    draft = JSON.parse(sessionStorage.getItem(BID_DRAFT) ?? "{}") ?? {};
+  } catch {
+    draft = {};
+  }
+  const market = h("select", { id: "bid-market", "data-testid": "bid-market", "aria-describedby": "bid-market-hint" },
+    markets.map((m) => h("option", { value: m.market, selected: m.market === selected },
+      m.description ? `${m.market} (${m.description})` : m.market)));
+  const hint = h("p", { id: "bid-market-hint", class: "muted", "data-testid": "bid-market-hint" });
+  const slots = h("input", { id: "bid-slots", "data-testid": "bid-slots", type: "number", min: 1, max: MAX_SLOTS,
+    value: draft.slots ?? 1, required: true });
+  const hours = h("input", { id: "bid-hours", "data-testid": "bid-hours", type: "number", min: 1, max: MAX_HOURS,
+    value: draft.hours ?? 1, required: true });
+  const limit = h("input", { id: "bid-limit", "data-testid": "bid-limit", inputmode: "decimal", required: true,
+    value: draft.limit ?? "1", "aria-describedby": "bid-limit-help" });
+  // A limit the person typed is theirs; until then the form proposes one that fills.
+  let limitTyped = draft.limitTyped === true;
+  limit.addEventListener("input", () => {
+    limitTyped = true;
+  });
+  const suggest = () => {
+    const m = markets.find((x) => x.market === market.value);
+    hint.textContent = marketHint(m);
+    const l = fillingLimit(m);
+    if (!limitTyped && l != null) limit.value = formatCredits(l);
+  };
   const fill = h("select", { id: "bid-fill", "data-testid": "bid-fill" },
     h("option", { value: "all_or_none" }, "All or none"),
     h("option", { value: "at_least" }, "At least …"));
@@ -306,19 +374,34 @@ function bidForm(markets, selected, onPlaced) {
   const read = () => {
     const s = Number(slots.value);
     const hr = Number(hours.value);
-    if (!Number.isInteger(s) || s < 1 || s > 0xffffffff) throw new Error("slots must be a whole number from 1 to 4,294,967,295");
-    if (!Number.isInteger(hr) || hr < 1 || hr > 43800) throw new Error("hours must be 1 to 43,800");
-    const lim = parseCredits(limit.value);
-    if (lim < 1n) throw new Error("the limit price must be above 0");
+    if (!Number.isInteger(s) || s < 1 || s > MAX_SLOTS) throw new Error("Slots: a whole number from 1 to 1,000,000.");
+    if (!Number.isInteger(hr) || hr < 1 || hr > MAX_HOURS) throw new Error("Hours: a whole number from 1 to 43,800 (5 years).");
+    let lim;
+    try {
+      lim = parseCredits(limit.value);
+    } catch {
+      throw new Error("Limit price: a number of credits, such as 0.25 (at most 6 decimals).");
+    }
+    if (lim < 1n) throw new Error("Limit price: more than 0 credits.");
+    if (lim > MAX_LIMIT) throw new Error("Limit price: at most 1,000,000 credits per slot-hour.");
     const f = fill.value === "all_or_none" ? "all_or_none" : { at_least: Number(minSlots.value) };
     if (f !== "all_or_none" && !(f.at_least >= 1 && f.at_least <= s)) {
-      throw new Error("the minimum slots must be 1 to the slots wanted");
+      throw new Error("Minimum slots per fill: 1 to the slots wanted.");
     }
-    return { market: market.value, slots: s, hours: hr, limit: lim, fill: f,
-      cost: BigInt(s) * BigInt(hr) * lim };
+    const cost = BigInt(s) * BigInt(hr) * lim;
+    if (app.balance != null && cost > app.balance) {
+      throw new Error(`This bid may cost up to ${credits(cost)} and your balance is ${credits(app.balance)}: lower the slots, hours or limit${app.balance === 0n ? ", or get credits first" : ""}.`);
+    }
+    return { market: market.value, slots: s, hours: hr, limit: lim, fill: f, cost };
   };
   const update = () => {
     minField.hidden = fill.value !== "at_least";
+    try {
+      sessionStorage.setItem(BID_DRAFT, JSON.stringify({ market: market.value, slots: slots.value,
+        hours: hours.value, limit: limit.value, limitTyped }));
+    } catch {
+      // Storage full or forbidden: the form still works, it just forgets on reload.
+    }
     try {
       const b = read();
       total.textContent = `${credits(b.cost)} at most (${b.slots} slot${b.slots === 1 ? "" : "s"} × ${b.hours} h × ${formatCredits(b.limit)} cr)`;
@@ -331,7 +414,9 @@ function bidForm(markets, selected, onPlaced) {
       submit.disabled = true;
     }
   };
+  market.addEventListener("input", suggest);
   for (const x of [market, slots, hours, limit, fill, minSlots]) x.addEventListener("input", update);
+  form.update = update;
   form.addEventListener("submit", async (ev) => {
     ev.preventDefault();
     if (!app.key) return message(status, "Create or import a key first.", "error");
@@ -360,11 +445,12 @@ function bidForm(markets, selected, onPlaced) {
   });
   form.select = (m) => {
     market.value = m;
+    suggest();
     update();
   };
   form.append(
     h("div", { class: "grid" },
-      h("div", { class: "field" }, h("label", { for: "bid-market" }, "Market"), market),
+      h("div", { class: "field" }, h("label", { for: "bid-market" }, "Market"), market, hint),
       h("div", { class: "field" }, h("label", { for: "bid-slots" }, "Slots"), slots),
       h("div", { class: "field" }, h("label", { for: "bid-hours" }, "Hours"), hours),
       h("div", { class: "field" }, h("label", { for: "bid-limit" }, "Limit price (credits per slot-hour)"), limit,
@@ -373,6 +459,7 @@ function bidForm(markets, selected, onPlaced) {
       minField),
     h("p", {}, "Total cost: ", total),
     submit, status);
+  suggest();
   update();
   return form;
 }
@@ -448,7 +535,19 @@ async function renderBuyer(root) {
   } catch (e) {
     left.append(h("p", { class: "msg error" }, `Markets unavailable: ${e.message}`));
   }
-  let selected = new URLSearchParams(location.hash.split("?")[1] ?? "").get("market")
+  // The market the link names, else the one this tab chose before a reload, else the one a
+  // bid can fill in now at the lowest price, else one that traded.
+  let remembered = null;
+  try {
+    remembered = JSON.parse(sessionStorage.getItem(BID_DRAFT) ?? "{}")?.market ?? null;
+  } catch {
+    remembered = null;
+  }
+  const known = (m) => markets.some((x) => x.market === m) ? m : null;
+  const cheapestFree = [...markets].filter((m) => m.lowest_free_reserve != null)
+    .sort((a, b) => (BigInt(a.lowest_free_reserve) < BigInt(b.lowest_free_reserve) ? -1 : 1))[0]?.market;
+  let selected = known(new URLSearchParams(location.hash.split("?")[1] ?? "").get("market"))
+    ?? known(remembered) ?? cheapestFree
     ?? markets.find((m) => m.last_price != null)?.market ?? markets[0]?.market;
 
   const marketRows = () => markets.map((m) =>
@@ -456,12 +555,13 @@ async function renderBuyer(root) {
       h("th", { scope: "row" }, h("button", { type: "button", class: "link", "data-testid": "market-select",
         "aria-pressed": m.market === selected ? "true" : "false",
         onclick: () => selectMarket(m.market) }, m.market)),
-      h("td", {}, m.description ?? ""),
+      h("td", {}, [m.description, m.region_description].filter(Boolean).join(", ")),
       h("td", { class: "num", "data-testid": "market-last-price" }, m.last_price == null ? "—" : credits(m.last_price)),
-      h("td", { class: "num" }, m.offers), h("td", { class: "num" }, m.bids)));
+      h("td", { class: "num", title: `${m.offers} resting, ${m.offers_with_free_slots} with a free slot` },
+        `${m.free_slots} (${m.offers_with_free_slots})`), h("td", { class: "num" }, m.bids)));
   const marketsBox = section("Markets", "markets",
     h("p", {}, "Prices are in credits per slot-hour. Select a market for its charts."),
-    table("markets-table", ["Market", "Resource", "Last price", "Offers", "Bids"], marketRows(), "no markets"));
+    table("markets-table", ["Market", "Resource", "Last price", "Free slots (offers)", "Bids"], marketRows(), "no markets"));
   const chartsBox = section("Selected market", "market-charts");
   // Orders this page placed that no block has taken yet (their fate comes from the node's
   // receipt: a node may drop one from its mempool), and the last changes the events told.
@@ -536,9 +636,19 @@ async function renderBuyer(root) {
     const orderList = orders.error ? [] : (Array.isArray(orders) ? orders : orders.orders ?? []);
     for (const o of orderList) pending.delete(o.id);
     const waiting = [...pending].map(([id, o]) => ({ ...o, id, free: o.slots, waiting: true }));
+    // Why a resting bid has not filled, from what the market offers now.
+    const why = (o) => {
+      const m = markets.find((x) => x.market === o.market);
+      if (o.side !== "bid" || !m) return "";
+      if (!m.free_slots) return ": no slot is free in this market";
+      if (BigInt(o.price) < BigInt(m.lowest_free_reserve)) {
+        return `: your limit is under the lowest reserve (${credits(m.lowest_free_reserve)})`;
+      }
+      return ": waits for the next auction";
+    };
     const orderStatus = (o) => o.waiting ? "waiting for the next block"
-      : o.side === "bid" && o.free < o.slots ? `partly filled (${o.free} of ${o.slots} slots still wanted)`
-        : "resting";
+      : o.side === "bid" && o.free < o.slots ? `partly filled (${o.free} of ${o.slots} slots still wanted)${why(o)}`
+        : `resting${why(o)}`;
     ordersBox.replaceChildren(ordersBox.firstChild,
       orders.error ? h("p", { class: "msg error" }, `Orders unavailable: ${orders.error.message}`)
         : table("orders-table", ["Order", "Side", "Market", "Slots", "Price", "Expires", "Status", ""],
@@ -1243,6 +1353,9 @@ async function route() {
     if (a.dataset.page === name) a.setAttribute("aria-current", "page");
     else a.removeAttribute("aria-current");
   }
+  const titles = { buyer: "Markets and bids", operator: "Operator", auditor: "Auditor" };
+  const sub = rest[0] === "block" ? `Block ${rest[1]} · ` : rest[0] === "verify" ? "Verify a lease · " : "";
+  document.title = `${sub}${titles[name]} · Surplus`;
   const root = document.getElementById("app");
   root.dataset.page = name;
   root.replaceChildren(h("p", {}, "Loading…"));
@@ -1269,8 +1382,21 @@ async function start() {
     document.getElementById("app").before(h("p", { class: "msg error" }, e.message));
   }
   await refreshStatus();
-  setInterval(refreshStatus, 5000);
+  setInterval(refreshStatus, 2000);
   window.addEventListener("hashchange", navigate);
+  // A key created, imported or forgotten in another tab: this tab follows at once (a
+  // forgotten key must not keep signing here).
+  window.addEventListener("storage", async (ev) => {
+    if (ev.key !== null && ev.key !== STORAGE_KEY) return;
+    try {
+      app.key = await KeyPair.load();
+    } catch {
+      app.key = null;
+    }
+    if (app.events) app.events.close();
+    app.events = null;
+    await route();
+  });
   await route();
 }
 

@@ -5,7 +5,7 @@
 import { fromHex, toHex } from "./encoding.js";
 
 const ALG = { name: "Ed25519" };
-const STORAGE_KEY = "surplus.key.v1";
+export const STORAGE_KEY = "surplus.key.v1";
 
 const b64urlToBytes = (s) => {
   const b64 = s.replaceAll("-", "+").replaceAll("_", "/");

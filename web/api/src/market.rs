@@ -18,8 +18,21 @@ pub struct MarketSummary {
     pub region: String,
     /// The last clearing price, units per slot-hour (none before the first trade).
     pub last_price: Option<u64>,
-    /// Resting offers.
+    /// What the region is (its place).
+    #[serde(default)]
+    pub region_description: String,
+    /// Resting offers (sold-out ones included).
     pub offers: usize,
+    /// Resting offers with at least one slot free now.
+    #[serde(default)]
+    pub offers_with_free_slots: usize,
+    /// Slots free now over every resting offer.
+    #[serde(default)]
+    pub free_slots: u64,
+    /// The lowest reserve of an offer with a slot free now, units per slot-hour: a bid at or
+    /// above it can fill now (none when nothing is free).
+    #[serde(default)]
+    pub lowest_free_reserve: Option<u64>,
     /// Resting bids.
     pub bids: usize,
 }

@@ -36,12 +36,31 @@ pub(crate) async fn markets(ctx: web::Data<Ctx>) -> ApiResult<HttpResponse> {
                 .find(|c| c.id == m.class)
                 .map(|c| c.description.clone())
                 .unwrap_or_default();
+            let region_description = catalogue
+                .regions
+                .iter()
+                .find(|r| r.id == m.region)
+                .map(|r| r.description.clone())
+                .unwrap_or_default();
+            let now_ms = state.book.now_ms();
+            let free: Vec<(u32, u64)> = offers
+                .iter()
+                .filter_map(|r| match &r.order.order {
+                    Order::Offer(o) => Some((r.free_at(now_ms), o.reserve)),
+                    Order::Bid(_) => None,
+                })
+                .filter(|(slots, _)| *slots > 0)
+                .collect();
             MarketSummary {
                 class: m.class.clone(),
                 region: m.region.clone(),
                 description,
+                region_description,
                 last_price: state.last_price(&m),
                 offers: offers.len(),
+                offers_with_free_slots: free.len(),
+                free_slots: free.iter().map(|(s, _)| u64::from(*s)).sum(),
+                lowest_free_reserve: free.iter().map(|(_, r)| *r).min(),
                 bids: bids.len(),
                 market: m,
             }

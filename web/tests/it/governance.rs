@@ -80,9 +80,15 @@ async fn a_proposal_is_listed_with_its_votes_until_it_is_enacted() {
     let (s, e) = call!(app, TestRequest::get().uri("/api/v1/governance/proposals/xyz"));
     assert_eq!(s, StatusCode::BAD_REQUEST, "{e}");
 
-    // The event stream told the story: proposed, voted, enacted.
+    // The event stream told the story: proposed, voted, enacted. (The node shows a block's
+    // state before it sends the block's events: the outcome's may still be on its way.)
     let mut seen = Vec::new();
-    while let Ok(ev) = events.try_recv() {
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !seen.iter().any(|(k, _, _): &(String, _, _)| k == "gov-outcome") {
+        let ev = tokio::time::timeout_at(deadline, events.recv())
+            .await
+            .expect("the proposal's outcome event within 10 s")
+            .expect("no event lost");
         if let Event::Governance { kind, proposal, yes, outcome, .. } = ev {
             assert_eq!(proposal.map(hex::encode).as_deref(), Some(id.as_str()));
             seen.push((kind, yes, outcome));
