@@ -10,40 +10,21 @@
 // uses), SURPLUS_UI, SURPLUS_DEVNET (a funded sample buyer's public key), CHROMIUM, ARTIFACTS,
 // NODE_PATH. Every wait is bounded; the whole run too. Exit 0 on success, 1 with a message.
 
-import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 
-import { nodeApi as apiOf, until as untilOf } from "./lib/node-api.mjs";
+import { harness } from "./lib/harness.mjs";
+import { nodeApi as apiOf } from "./lib/node-api.mjs";
 
 const STEP_MS = 30_000;
-const TOTAL_MS = 240_000;
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
-const fail = (m) => {
-  console.error(`buyer-basics: FAIL: ${m}`);
-  process.exit(1);
-};
-const log = (m) => console.log(`buyer-basics: ${m}`);
-const nodes = JSON.parse(process.env.SURPLUS_NODES ?? "[]");
-const UI = nodes.length > 3 ? `${nodes[3].replace(/\/$/, "")}/` : process.env.SURPLUS_UI;
-if (!UI) fail("SURPLUS_NODES or SURPLUS_UI must be set: run this through scripts/browser-test");
-const origin = new URL(UI).origin;
-const ARTIFACTS = process.env.ARTIFACTS ?? path.resolve("target/browser-artifacts/buyer-basics");
-mkdirSync(ARTIFACTS, { recursive: true });
-const until = (what, probe, ms = STEP_MS, every = 250) => untilOf(what, probe, ms, every);
-const watchdog = setTimeout(() => fail(`the test took longer than ${TOTAL_MS / 1000} s`), TOTAL_MS);
-watchdog.unref();
+const { fail, log, until, ui: UI, origin, launch } =
+  harness("buyer-basics", { node: 3, stepMs: STEP_MS, totalMs: 240_000 });
 const check = (ok, what) => {
   if (!ok) throw new Error(what);
   log(`ok: ${what}`);
 };
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu"],
-  timeout: STEP_MS,
-});
+const browser = await launch();
 const errors = [];
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });

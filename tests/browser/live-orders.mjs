@@ -6,36 +6,14 @@
 // shares neither a faucet nor a page with the other tests), SURPLUS_UI, CHROMIUM, ARTIFACTS,
 // NODE_PATH. Every wait is bounded; the whole run too. Exit 0 on success, 1 with a message.
 
-import { mkdirSync } from "node:fs";
-import { createRequire } from "node:module";
 import path from "node:path";
 
-import { until as untilOf } from "./lib/node-api.mjs";
+import { harness } from "./lib/harness.mjs";
 
+const { fail, log, until, ui: UI, artifacts: ARTIFACTS, launch } =
+  harness("live-orders", { node: 2, totalMs: 240_000 });
 const STEP_MS = 60_000;
-const TOTAL_MS = 240_000;
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
-
-const fail = (m) => {
-  console.error(`live-orders: FAIL: ${m}`);
-  process.exit(1);
-};
-const log = (m) => console.log(`live-orders: ${m}`);
-const nodes = JSON.parse(process.env.SURPLUS_NODES ?? "[]");
-const UI = nodes.length > 2 ? `${nodes[2].replace(/\/$/, "")}/` : process.env.SURPLUS_UI;
-if (!UI) fail("SURPLUS_NODES or SURPLUS_UI must be set: run this through scripts/browser-test");
-const ARTIFACTS = process.env.ARTIFACTS ?? path.resolve("target/browser-artifacts/live-orders");
-mkdirSync(ARTIFACTS, { recursive: true });
-const until = (what, probe, ms = STEP_MS, every = 250) => untilOf(what, probe, ms, every);
-const watchdog = setTimeout(() => fail(`the test took longer than ${TOTAL_MS / 1000} s`), TOTAL_MS);
-watchdog.unref();
-
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu"],
-  timeout: STEP_MS,
-});
+const browser = await launch();
 const errors = [];
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });

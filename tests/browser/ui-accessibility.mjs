@@ -11,33 +11,19 @@
 // CHROMIUM, ARTIFACTS, NODE_PATH (playwright-core, axe-core). Exit 0 on success, 1 otherwise.
 
 import { execFileSync } from "node:child_process";
-import { mkdirSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
 import path from "node:path";
 
-import { nodeApi as apiOf, pickMarket, until as untilOf } from "./lib/node-api.mjs";
+import { harness } from "./lib/harness.mjs";
+import { nodeApi as apiOf, pickMarket } from "./lib/node-api.mjs";
 
 const STEP_MS = 60_000;
-const TOTAL_MS = 270_000;
-const require = createRequire(import.meta.url);
-const { chromium } = require("playwright-core");
+const { fail, log, until: untilStep, origin, artifacts: ARTIFACTS, launch, require } =
+  harness("ui-accessibility", { stepMs: STEP_MS, totalMs: 270_000 });
+const until = (what, probe, ms = STEP_MS, every = 500) => untilStep(what, probe, ms, every);
 const axePath = require.resolve("axe-core/axe.min.js");
-
-const fail = (m) => {
-  console.error(`ui-accessibility: FAIL: ${m}`);
-  process.exit(1);
-};
-const log = (m) => console.log(`ui-accessibility: ${m}`);
-const UI = process.env.SURPLUS_UI;
-if (!UI) fail("SURPLUS_UI is not set: run this through scripts/browser-test");
-const origin = new URL(UI).origin;
 const DEVNET = process.env.SURPLUS_DEVNET;
-const ARTIFACTS = process.env.ARTIFACTS ?? path.resolve("target/browser-artifacts/ui-accessibility");
-mkdirSync(ARTIFACTS, { recursive: true });
-const until = (what, probe, ms = STEP_MS, every = 500) => untilOf(what, probe, ms, every);
 const nodeApi = (p) => apiOf(origin, p);
-const watchdog = setTimeout(() => fail(`the test took longer than ${TOTAL_MS / 1000} s`), TOTAL_MS);
-watchdog.unref();
 
 /** A lease to verify: one of the devnet's, or one made now by a sample buyer through the CLI. */
 async function aLease() {
@@ -51,11 +37,7 @@ async function aLease() {
   return until("the CLI bid's lease", async () => (await nodeApi("leases?limit=1")).leases?.[0]?.id, 90_000);
 }
 
-const browser = await chromium.launch({
-  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--disable-gpu"],
-  timeout: STEP_MS,
-});
+const browser = await launch();
 const found = [];
 try {
   const context = await browser.newContext({ viewport: { width: 1280, height: 900 }, bypassCSP: true });
