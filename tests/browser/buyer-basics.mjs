@@ -17,12 +17,8 @@ import { harness } from "./lib/harness.mjs";
 import { nodeApi as apiOf } from "./lib/node-api.mjs";
 
 const STEP_MS = 30_000;
-const { fail, log, until, ui: UI, origin, launch } =
+const { fail, log, until, check, ui: UI, origin, launch } =
   harness("buyer-basics", { node: 3, stepMs: STEP_MS, totalMs: 240_000 });
-const check = (ok, what) => {
-  if (!ok) throw new Error(what);
-  log(`ok: ${what}`);
-};
 
 const browser = await launch();
 const errors = [];

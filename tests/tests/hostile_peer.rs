@@ -44,6 +44,7 @@ fn hostile(rt: &tokio::runtime::Runtime, chain_id: &str, bootstrap: Vec<Multiadd
         peer_msgs_per_sec: 1_000_000,
         peer_burst: 1_000_000,
         subscription_grace: p2p::SUBSCRIPTION_GRACE,
+        name: "hostile".into(),
     };
     rt.block_on(p2p::start(cfg, Keypair::generate_ed25519(), chain_id, Arc::new(Deaf)))
         .expect("start a hostile peer")

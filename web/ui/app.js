@@ -133,9 +133,9 @@ const app = {
 function clearTimers() {
   for (const t of app.timers) clearInterval(t);
   app.timers = [];
-  if (app.events) {
-    app.events.close();
-    app.events = null;
+  for (const stream of ["events", "operatorEvents"]) {
+    app[stream]?.close();
+    app[stream] = null;
   }
 }
 
@@ -943,6 +943,7 @@ async function renderOperator(root) {
   const alarm = status.error ? null : diskAlarm(status);
   if (!status.error) showDiskAlarm(status);
   const statusBox = section("This node", "operator-status", status.error ? err(status) : [
+    h("p", { "data-testid": "operator-height" }, `Height ${status.height} · ${status.peers} peers · ${status.validator ? "validator" : "not a validator"}`),
     alarm ? h("p", { class: "alarm", role: "alert", "data-testid": "operator-disk-alarm" }, alarm) : null,
     clockAlarm(status) ? h("p", { class: "alarm", role: "alert", "data-testid": "operator-clock-alarm" }, clockAlarm(status)) : null,
     kv(status),
@@ -965,18 +966,59 @@ async function renderOperator(root) {
       h("figure", { "data-testid": "leased-chart" },
         lineChart(leased, { title: "leased slots over time", formatX: clock, formatY: (v) => String(Number(v.toPrecision(3))),
           yLabel: "slots leased", step: true, empty: "nothing leased yet" }))));
-    boxes.push(section("Inventory", "operator-inventory", genericTable("inventory-table", op.inventory, "no inventory")));
+    const pools = listOf(op.inventory?.pool) ?? [];
+    const use = new Map((op.pools ?? []).map((u) => [u.market, u]));
+    const pct = (a, b) => (b > 0 ? `${Math.round((100 * a) / b)}%` : "—");
+    boxes.push(section("Inventory", "operator-inventory",
+      h("p", {}, "Each pool of the inventory file: its slots, what this node offers and leases of them now, and its terms."),
+      table("inventory-table", ["Market", "Slots", "Offered", "Free now", "Leased", "In use", "Reserve", "Min hours", "Horizon"],
+        pools.map((p) => {
+          const market = `${p.class}@${p.region}`;
+          const u = use.get(market) ?? { offered: 0, free: 0, leased: 0 };
+          return h("tr", { "data-testid": "pool-row", "data-market": market },
+            h("td", {}, market), h("td", { class: "num" }, p.slots), h("td", { class: "num" }, u.offered),
+            h("td", { class: "num" }, u.free), h("td", { class: "num", "data-testid": "pool-leased" }, u.leased),
+            h("td", { class: "num" }, pct(u.leased, p.slots)),
+            h("td", { class: "num" }, `${credits(p.reserve)} / slot-hour`), h("td", { class: "num" }, p.min_hours),
+            h("td", { class: "num" }, `${p.horizon_hours} h`));
+        }), op.inventory ? "no pools" : "no inventory file: this node offers nothing by itself")));
     boxes.push(section("Live offers", "operator-offers", table("operator-offers-table",
       ["Order", "Market", "Free / slots", "Reserve", "Min hours", "Available until"],
       (op.offers ?? []).map((o) => h("tr", {}, h("td", {}, short(o.id)), h("td", {}, o.market),
         h("td", { class: "num" }, `${o.free} / ${o.slots}`), h("td", { class: "num" }, credits(o.price)),
         h("td", { class: "num" }, o.hours), h("td", {}, time(o.window_end_ms)))), "no live offers")));
+    const prov = new Map((op.provisioning ?? []).map((p) => [p.lease, p.record]));
+    const now = Date.now();
+    const left = (l) => {
+      if (l.status !== "active") return "ended";
+      const ms = Number(l.fill.end_ms) - now;
+      if (ms <= 0) return "ending";
+      const hrs = Math.floor(ms / 3_600_000);
+      return hrs >= 1 ? `${hrs} h ${Math.floor((ms % 3_600_000) / 60_000)} min` : `${Math.ceil(ms / 60_000)} min`;
+    };
+    const hookText = (r) => {
+      if (!r) return "—";
+      const step = (name, o) => !o ? null : o.ok
+        ? `${name} ok${o.attempts > 1 ? ` after ${o.attempts} attempts` : ""}`
+        : `${name} failed after ${o.attempts} attempt${o.attempts === 1 ? "" : "s"}: ${o.error ?? "no reason"}`;
+      return [step("start", r.start), step("end", r.end)].filter(Boolean).join("; ") || "waiting for the start hook";
+    };
+    const failed = [...prov.values()].filter((r) => r?.start && !r.start.ok).length;
+    if (failed) {
+      boxes.splice(1, 0, h("p", { class: "alarm", role: "alert", "data-testid": "operator-hook-alarm" },
+        `${failed} active lease${failed === 1 ? "" : "s"} whose start hook failed: the buyer${failed === 1 ? " has" : "s have"} no access; see the lease rows below and the node log.`));
+    }
     boxes.push(section(`Leases as provider (${op.active_leases ?? 0} active)`, "operator-leases", table("operator-leases-table",
-      ["Lease", "Buyer", "Market", "Slots", "Price", "Period", "Status"],
+      ["Lease", "Buyer", "Market", "Slots", "Price", "Period", "Time left", "Status", "Provisioning"],
       (op.leases ?? []).map((l) => h("tr", {}, h("td", {}, short(l.id)), h("td", {}, short(l.fill.buyer)),
         h("td", {}, l.fill.market), h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
-        h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, String(l.status)))), "no leases")));
-    boxes.push(section("Peers", "operator-peers", genericTable("peers-table", op.peers, "no peers")));
+        h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, left(l)),
+        h("td", {}, String(l.status).replaceAll("_", " ")), h("td", {}, hookText(prov.get(l.id))))), "no leases")));
+    boxes.push(section("Peers", "operator-peers", table("peers-table", ["Name", "Node key", "Address", "Gossip score"],
+      (op.peers ?? []).map((p) => h("tr", { "data-testid": "peer-row" },
+        h("td", {}, p.name ?? "(no name)"), h("td", {}, p.key ? short(p.key) : h("span", { title: p.id }, "unknown")),
+        h("td", {}, h("code", {}, p.address)),
+        h("td", { class: "num" }, p.score == null ? "—" : p.score.toFixed(2)))), "no peers")));
   }
   if (!gov.error && !status.error) {
     const msg = h("p", { "data-testid": "operator-vote-result", "aria-live": "polite" });
@@ -1007,10 +1049,38 @@ async function renderOperator(root) {
   root.replaceChildren(h("div", { class: "stack" }, boxes));
   // No refresh while the token form waits for input (it would clear it).
   if (op.error?.code === "operator_only") return;
-  app.timers.push(setInterval(() => {
-    if (app.route.startsWith("#/operator")) renderOperator(root).catch(() => {});
-  }, 10_000));
+  // Live: each block the node announces redraws the page (at most once a second, and not while
+  // a control of the page has focus, so a click or a vote is never cut short); every 10 s anyway.
+  if (!app.operatorEvents && !status.error) {
+    const es = new EventSource(`/api/v1/events?account=${status.public_key}`);
+    app.operatorEvents = es;
+    es.addEventListener("block", () => {
+      refreshStatus();
+      scheduleOperatorRefresh(root);
+    });
+  }
+  app.timers.push(setInterval(() => scheduleOperatorRefresh(root), 10_000));
   clearIntervalExceptLast();
+}
+
+let operatorRefresh = null;
+function scheduleOperatorRefresh(root) {
+  if (operatorRefresh) return;
+  operatorRefresh = setTimeout(function again() {
+    if (!app.route.startsWith("#/operator")) {
+      operatorRefresh = null;
+      app.operatorEvents?.close();
+      app.operatorEvents = null;
+      return;
+    }
+    const focused = document.activeElement;
+    if (focused && root.contains(focused) && focused.matches("input, textarea, select, button")) {
+      operatorRefresh = setTimeout(again, 1000);
+      return;
+    }
+    operatorRefresh = null;
+    renderOperator(root).catch(() => {});
+  }, 1000);
 }
 
 // Each operator refresh pushes one timer; keep only the newest.

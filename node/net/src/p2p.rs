@@ -77,6 +77,19 @@ const SCORE_INTERVAL: Duration = Duration::from_secs(1);
 /// How long [`start`] waits for the listeners to bind.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// A connected peer ([`Gossip::peer_list`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct PeerInfo {
+    /// Its peer id.
+    pub id: PeerId,
+    /// The address of its first connection.
+    pub address: Multiaddr,
+    /// Its gossipsub score.
+    pub score: Option<f64>,
+    /// The name it announced (self-declared).
+    pub name: Option<String>,
+}
+
 /// Network settings of a node.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NetConfig {
@@ -99,6 +112,9 @@ pub struct NetConfig {
     /// checkpoints topic before it is disconnected ([`SUBSCRIPTION_GRACE`] by default). Snapshot
     /// clients are exempt while they keep asking (see the module docs).
     pub subscription_grace: Duration,
+    /// This node's name, announced to its peers (identify's agent version, `surplus/VERSION
+    /// (NAME)`) so that operators see names rather than peer ids. Self-declared: not trusted.
+    pub name: String,
 }
 
 impl Default for NetConfig {
@@ -115,6 +131,7 @@ impl Default for NetConfig {
             peer_msgs_per_sec: 2_000,
             peer_burst: 4_000,
             subscription_grace: SUBSCRIPTION_GRACE,
+            name: String::new(),
         }
     }
 }
@@ -339,6 +356,8 @@ struct Shared {
     /// Connected peers and the remote address of their first connection (bounded by the
     /// connection limit).
     peer_addrs: Mutex<std::collections::BTreeMap<PeerId, Multiaddr>>,
+    /// The names the connected peers announced (identify).
+    peer_names: Mutex<HashMap<PeerId, String>>,
     listen_addrs: Mutex<Vec<Multiaddr>>,
     /// Gossipsub scores of the connected peers, refreshed every [`SCORE_INTERVAL`].
     scores: Mutex<HashMap<PeerId, f64>>,
@@ -405,14 +424,24 @@ impl Gossip {
         self.shared.peers.load(Ordering::Relaxed)
     }
 
-    /// Connected peers, each with the address of its first connection and its gossipsub
-    /// score (as of at most a second ago; `None` before the first reading).
-    pub fn peer_list(&self) -> Vec<(PeerId, Multiaddr, Option<f64>)> {
+    /// Connected peers, each with the address of its first connection, its gossipsub score
+    /// (as of at most a second ago; `None` before the first reading) and the name it announced.
+    pub fn peer_list(&self) -> Vec<PeerInfo> {
         let scores = self.shared.scores.lock().map(|s| s.clone()).unwrap_or_default();
+        let names = self.shared.peer_names.lock().map(|n| n.clone()).unwrap_or_default();
         self.shared
             .peer_addrs
             .lock()
-            .map(|p| p.iter().map(|(id, a)| (*id, a.clone(), scores.get(id).copied())).collect())
+            .map(|p| {
+                p.iter()
+                    .map(|(id, a)| PeerInfo {
+                        id: *id,
+                        address: a.clone(),
+                        score: scores.get(id).copied(),
+                        name: names.get(id).cloned(),
+                    })
+                    .collect()
+            })
             .unwrap_or_default()
     }
 
@@ -705,6 +734,33 @@ fn score_params(topics: &[TopicHash]) -> gossipsub::PeerScoreParams {
     params
 }
 
+/// The agent version a node announces: `surplus/VERSION`, then ` (NAME)` when it has a name.
+fn agent_version(name: &str) -> String {
+    let name: String = name.chars().filter(|c| !c.is_control() && *c != ')').take(64).collect();
+    match name.is_empty() {
+        true => format!("surplus/{}", env!("CARGO_PKG_VERSION")),
+        false => format!("surplus/{} ({name})", env!("CARGO_PKG_VERSION")),
+    }
+}
+
+/// The name a peer announced in its agent version (see [`agent_version`]), if any.
+fn announced_name(agent: &str) -> Option<String> {
+    let rest = agent.strip_prefix("surplus/")?;
+    let name = rest.split_once(" (")?.1.strip_suffix(')')?;
+    let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    (!name.is_empty()).then_some(name)
+}
+
+/// The ed25519 key a peer id was made from (every Surplus node's peer id is its node key's).
+pub fn peer_key(peer: &PeerId) -> Option<[u8; 32]> {
+    let digest = peer.as_ref();
+    if digest.code() != 0 {
+        return None;
+    }
+    let key = identity::PublicKey::try_decode_protobuf(digest.digest()).ok()?;
+    Some(key.try_into_ed25519().ok()?.to_bytes())
+}
+
 fn build_behaviour(
     key: &identity::Keypair,
     cfg: &NetConfig,
@@ -723,7 +779,7 @@ fn build_behaviour(
         .with_max_established_per_peer(Some(2));
     let identify = identify::Behaviour::new(
         identify::Config::new(format!("/surplus/{chain_id}/1.0.0"), key.public())
-            .with_agent_version(format!("surplus/{}", env!("CARGO_PKG_VERSION"))),
+            .with_agent_version(agent_version(&cfg.name)),
     );
     let kad_protocol = StreamProtocol::try_from_owned(format!("/surplus/{chain_id}/kad/1.0.0"))
         .map_err(|e| NetError::Config(format!("chain id {chain_id:?}: {e}")))?;
@@ -1347,6 +1403,13 @@ impl Task {
                 info,
                 ..
             })) => {
+                if let (Some(name), Ok(mut names)) =
+                    (announced_name(&info.agent_version), self.shared.peer_names.lock())
+                {
+                    if self.swarm.is_connected(&peer_id) {
+                        names.insert(peer_id, name);
+                    }
+                }
                 let kad = &mut self.swarm.behaviour_mut().kad;
                 let kad_peer = info.protocols.iter().any(|p| kad.protocol_names().contains(p));
                 if kad_peer && !info.listen_addrs.is_empty() {
@@ -1390,6 +1453,9 @@ impl Task {
                     self.serving.forget(&peer_id);
                     if let Ok(mut p) = self.shared.peer_addrs.lock() {
                         p.remove(&peer_id);
+                    }
+                    if let Ok(mut n) = self.shared.peer_names.lock() {
+                        n.remove(&peer_id);
                     }
                 }
             }
@@ -1454,6 +1520,19 @@ impl RateLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_peer_announces_its_name_and_its_peer_id_holds_its_key() {
+        assert_eq!(announced_name(&agent_version("dc2")).as_deref(), Some("dc2"));
+        assert_eq!(announced_name(&agent_version("")), None);
+        assert_eq!(announced_name("surplus/0.1.0"), None);
+        assert_eq!(announced_name("other/1 (x)"), None);
+        // A name cannot close the parentheses early or hold control characters.
+        assert_eq!(announced_name(&agent_version("a)b\nc")).as_deref(), Some("abc"));
+        let key = identity::Keypair::ed25519_from_bytes([7u8; 32]).unwrap();
+        let ed = key.public().try_into_ed25519().unwrap().to_bytes();
+        assert_eq!(peer_key(&key.public().to_peer_id()), Some(ed));
+    }
 
     const CHAIN: &str = "p2p-test";
     /// Bounded waits: at most this many polls of [`POLL`] each.
@@ -1523,6 +1602,7 @@ mod tests {
             peer_msgs_per_sec: rate.0,
             peer_burst: rate.1,
             subscription_grace: SUBSCRIPTION_GRACE,
+            name: format!("node-{}", rate.0),
         };
         let net =
             start(cfg, identity::Keypair::generate_ed25519(), CHAIN, seen.clone()).await.unwrap();
@@ -1705,6 +1785,7 @@ mod tests {
             peer_msgs_per_sec: 5,
             peer_burst: 10,
             subscription_grace: SUBSCRIPTION_GRACE,
+            name: String::new(),
         };
         let hub =
             start(cfg, identity::Keypair::generate_ed25519(), CHAIN, seen.clone()).await.unwrap();

@@ -52,6 +52,7 @@ async fn node(grace: Duration) -> (Gossip, Arc<Seen>, Multiaddr) {
         peer_msgs_per_sec: 1_000,
         peer_burst: 1_000,
         subscription_grace: grace,
+        name: String::new(),
     };
     let net = p2p::start(cfg, identity::Keypair::generate_ed25519(), CHAIN, seen.clone())
         .await

@@ -696,10 +696,12 @@ impl surplus_web::Node for Api {
             peers: self.0.gossip.get().map_or_else(Vec::new, |g| {
                 g.peer_list()
                     .into_iter()
-                    .map(|(id, a, score)| surplus_web::Peer {
-                        id: id.to_string(),
-                        address: a.to_string(),
-                        score,
+                    .map(|p| surplus_web::Peer {
+                        id: p.id.to_string(),
+                        address: p.address.to_string(),
+                        score: p.score,
+                        key: p2p::peer_key(&p.id).map(PublicKey),
+                        name: p.name,
                     })
                     .collect()
             }),
@@ -1238,6 +1240,7 @@ async fn run(
             peer_msgs_per_sec: config.p2p.peer_msgs_per_sec,
             peer_burst: config.p2p.peer_burst,
             subscription_grace: p2p::SUBSCRIPTION_GRACE,
+            name: shared.name.clone(),
         };
         let snapshots: Arc<dyn surplus_net::snapfetch::SnapshotSource> = Arc::new(Served {
             snapshots: consensus::statesync::LocalSnapshots::new(&dir),

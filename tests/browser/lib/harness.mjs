@@ -9,7 +9,7 @@ import { until as untilOf } from "./node-api.mjs";
 
 /**
  * Sets up test `name`: `fail(message)` exits 1, `log(message)`, `until(what, probe, ms, every)`
- * (bounded polling, `stepMs` by default), `ui` (node `node`'s UI from SURPLUS_NODES, else
+ * (bounded polling, `stepMs` by default), `check(ok, what)`, `ui` (node `node`'s UI from SURPLUS_NODES, else
  * SURPLUS_UI), `origin`, `artifacts`, and `launch()` for headless Chromium. The whole run is
  * bounded by `totalMs`.
  */
@@ -33,5 +33,10 @@ export function harness(name, { node = 0, stepMs = 60_000, totalMs = 240_000 } =
     args: ["--no-sandbox", "--disable-gpu"],
     timeout: stepMs,
   });
-  return { fail, log, until, ui, origin: new URL(ui).origin, artifacts, launch, require };
+  /** Throws `what` unless `ok`; logs it as checked otherwise. */
+  const check = (ok, what) => {
+    if (!ok) throw new Error(what);
+    log(`ok: ${what}`);
+  };
+  return { fail, log, until, check, ui, origin: new URL(ui).origin, artifacts, launch, require };
 }

@@ -106,6 +106,13 @@ pub struct Peer {
     /// This node's gossip score of the peer (negative after invalid messages; below −80 the
     /// node ignores it), when known.
     pub score: Option<f64>,
+    /// The node key its peer id was made from (a Surplus node's peer id is its node key's).
+    #[serde(default)]
+    #[schema(value_type = Option<String>)]
+    pub key: Option<PublicKey>,
+    /// The name it announced (its `[node] name`; self-declared, not checked).
+    #[serde(default)]
+    pub name: Option<String>,
 }
 
 /// Leased capacity at one block.
@@ -181,6 +188,33 @@ pub struct Earnings {
     pub escrow: u64,
 }
 
+/// How much of an inventory pool is used.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct PoolUse {
+    /// The pool's market.
+    #[schema(value_type = String)]
+    pub market: surplus_market::Market,
+    /// Slots the pool has (the inventory's `slots`).
+    pub capacity: u64,
+    /// Slots of the provider's resting offers in the market.
+    pub offered: u64,
+    /// Of those, free now.
+    pub free: u64,
+    /// Slots of the provider's active leases in the market.
+    pub leased: u64,
+}
+
+/// The hook runs of one lease (`start` and `end`, each `{ok, attempts, error, finished_ms}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct LeaseProvisioning {
+    /// The lease.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    #[schema(schema_with = surplus_ledger::schema::hash)]
+    pub lease: Hash,
+    /// Its record (access details left out: they are the buyer's).
+    pub record: serde_json::Value,
+}
+
 /// The operator page's data.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct OperatorView {
@@ -200,6 +234,12 @@ pub struct OperatorView {
     pub earnings: Earnings,
     /// Connected peers.
     pub peers: Vec<Peer>,
+    /// Each inventory pool's use: capacity, offered, free now and leased slots.
+    #[serde(default)]
+    pub pools: Vec<PoolUse>,
+    /// The provisioning record (hook runs) of the newest active leases, at most 100.
+    #[serde(default)]
+    pub provisioning: Vec<LeaseProvisioning>,
     /// The latest signed checkpoint from each signer.
     pub checkpoints: Vec<SignedCheckpoint>,
 }

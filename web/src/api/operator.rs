@@ -4,16 +4,18 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use surplus_contracts::Code;
 use surplus_contracts::{Lease, LeaseStatus};
-use surplus_market::Order;
+use surplus_market::{Market, Order};
 
 use super::markets::view;
 use super::orders::OrderView;
 use super::Ctx;
 use crate::error::{ApiError, ApiResult};
-pub use surplus_api::{Earnings, OperatorView};
+pub use surplus_api::{Earnings, LeaseProvisioning, OperatorView, PoolUse};
 
 /// Leases listed at most (the newest); earnings count them all.
 pub const MAX_OPERATOR_LEASES: usize = 1000;
+/// Active leases whose provisioning record is listed at most (the newest).
+pub const MAX_PROVISIONING: usize = 100;
 
 /// Checks that `req` carries the node's operator token (`Authorization: Bearer TOKEN`).
 pub(crate) fn operator_only(req: &HttpRequest, ctx: &Ctx) -> ApiResult<()> {
@@ -49,7 +51,7 @@ pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult
     let op = ctx.node.operator();
     let state = ctx.node.state();
     let now_ms = state.book.now_ms();
-    let offers = state
+    let offers: Vec<OrderView> = state
         .book
         .orders()
         .filter(|r| r.order.author == me)
@@ -76,6 +78,16 @@ pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult
     let active_leases = leases.iter().filter(|l| l.status == LeaseStatus::Active).count();
     leases.sort_by(|a, b| b.height.cmp(&a.height).then(a.id.cmp(&b.id)));
     leases.truncate(MAX_OPERATOR_LEASES);
+    let pools = pools_in_use(op.inventory.as_ref(), &offers, &leases);
+    let provisioning = leases
+        .iter()
+        .filter(|l| l.status == LeaseStatus::Active)
+        .take(MAX_PROVISIONING)
+        .filter_map(|l| {
+            let record = ctx.node.provisioning(&l.id)?;
+            Some(LeaseProvisioning { lease: l.id, record })
+        })
+        .collect();
     Ok(HttpResponse::Ok().json(OperatorView {
         status,
         inventory: op.inventory,
@@ -85,6 +97,34 @@ pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult
         leased: op.leased,
         earnings,
         peers: op.peers,
+        pools,
+        provisioning,
         checkpoints: ctx.node.checkpoints(),
     }))
+}
+
+/// Each inventory pool (`pool` tables of the inventory as the node read it) with the slots the
+/// provider offers, has free and has leased in its market.
+fn pools_in_use(
+    inventory: Option<&serde_json::Value>,
+    offers: &[OrderView],
+    leases: &[Lease],
+) -> Vec<PoolUse> {
+    let pools = inventory.and_then(|i| i["pool"].as_array()).map(Vec::as_slice).unwrap_or(&[]);
+    pools
+        .iter()
+        .filter_map(|p| {
+            let market = Market::new(p["class"].as_str()?, p["region"].as_str()?);
+            let mine = offers.iter().filter(|o| o.market == market);
+            let (offered, free) = mine.fold((0u64, 0u64), |(s, f), o| {
+                (s + u64::from(o.order.slots), f + u64::from(o.order.free))
+            });
+            let leased = leases
+                .iter()
+                .filter(|l| l.status == LeaseStatus::Active && l.fill.market == market)
+                .map(|l| u64::from(l.fill.slots))
+                .sum();
+            Some(PoolUse { capacity: p["slots"].as_u64()?, offered, free, leased, market })
+        })
+        .collect()
 }
