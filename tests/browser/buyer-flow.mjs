@@ -205,6 +205,27 @@ try {
     if (!checks.includes(c)) throw new Error(`the verification did not check ${c} (checked: ${checks})`);
   }
 
+  // 8b. The trust anchor: with this node's genesis hash pinned, the verification checks it and
+  //     lists the validator set of the block with the keys that signed; with another chain's
+  //     pinned, it fails.
+  const genesis = (await tid("node-genesis").textContent()).trim();
+  const rerun = async (pin, want) => {
+    await tid("genesis-pin").fill(pin);
+    await tid("genesis-pin-save").click();
+    await tid("verify-run").click();
+    await until(`the verification with genesis ${pin.slice(0, 8)}… pinned`, async () =>
+      (await result.getAttribute("data-result")) === want);
+    return page.locator('ul.checks li[data-check="genesis"]').getAttribute("data-ok");
+  };
+  if ((await rerun(genesis, "pass")) !== "true") throw new Error("the pinned genesis was not checked");
+  const signed = await page.locator('[data-testid="verify-validator"][data-signed="true"]').count();
+  const set = await page.locator('[data-testid="verify-validator"]').count();
+  if (set !== 4 || signed < 3) throw new Error(`the result lists ${set} validators, ${signed} signed`);
+  if ((await rerun("00".repeat(32), "fail")) !== "false") throw new Error("another chain's genesis did not fail");
+  await shot("genesis-mismatch");
+  await tid("genesis-pin-clear").click();
+  log(`genesis ${genesis} pinned: PASS with ${signed} of ${set} validators signed; another pinned: FAIL`);
+
   // 9. Everything stayed on the node's origin, and nothing went wrong in the page.
   if (foreign.length) throw new Error(`requests left ${origin}: ${foreign.join(", ")}`);
   if (errors.length) throw new Error(`the page reported errors:\n  ${errors.join("\n  ")}`);

@@ -78,9 +78,10 @@ pub trait Node: Send + Sync + 'static {
     fn validator_history(&self) -> Result<Vec<(u64, ValidatorSet)>, LedgerError>;
 
     /// Writes (or reuses) an export of the whole ledger at the current head in the format of
-    /// `surplus ledger export`, and returns its path and height.
+    /// `surplus ledger export`, and returns its path and height. An export up to a minute old
+    /// is reused; with `fresh`, one at most a few seconds old (the auditor asked for the head).
     /// [`LedgerError::NotHeld`] on a node that does not hold every block.
-    async fn export(&self) -> Result<(std::path::PathBuf, u64), LedgerError>;
+    async fn export(&self, fresh: bool) -> Result<(std::path::PathBuf, u64), LedgerError>;
 
     // ---- Markets (buyer) ----
 

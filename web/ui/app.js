@@ -1106,16 +1106,86 @@ async function renderAuditor(root, rest) {
     runVerify(input.value.trim().toLowerCase(), result);
   });
   verifyBox.append(
-    h("p", {}, "Fetches the lease's proof bundle and the chain's validator set from this node, then checks everything here: the Merkle path to the checkpoint root, the block header hash, the node's checkpoint signature and the validators' commit certificate. The validator set comes from this node (shown with the result): compare its keys with your consortium's genesis file before trusting a PASS."),
+    h("p", {}, "Fetches the lease's proof bundle and the chain's validator set from this node, then checks everything here: the Merkle path to the checkpoint root, the block header hash, the node's checkpoint signature and the validators' commit certificate. The validator set comes from this node and is shown with the result, with the keys that signed; pin your consortium's genesis hash above to be sure the node serves your chain."),
     form, result);
+  const head = app.status?.height;
   const exportBox = section("Export the ledger", "export",
-    h("p", {}, "The whole ledger as one file, to audit offline with ", h("code", {}, "surplus audit FILE"), "."),
-    h("a", { href: "/api/v1/export", download: "surplus-ledger.export", "data-testid": "export-link", class: "button" },
-      "Download the exported ledger"));
+    h("p", {}, "The whole ledger as one file, to audit offline with ", h("code", {}, "surplus audit FILE"),
+      ". The file's name says the height it covers (", h("code", {}, "CHAIN-HEIGHT.surplus-ledger"),
+      "). The node reuses an export up to a minute old; the second link asks for one up to the current head."),
+    h("div", { class: "row" },
+      h("a", { href: "/api/v1/export", download: "", "data-testid": "export-link", class: "button" },
+        "Download the latest export"),
+      h("a", { href: "/api/v1/export?fresh=true", download: "", "data-testid": "export-fresh-link", class: "button" },
+        head == null ? "Download up to the current head" : `Download up to the current head (height ${head} now)`)));
   const blocksBox = section("Blocks", "blocks");
-  root.replaceChildren(h("div", { class: "stack" }, verifyBox, stateProofPanel(), await governancePanel(), blocksBox, exportBox));
+  root.replaceChildren(h("div", { class: "stack" }, await anchorPanel(), verifyBox, stateProofPanel(),
+    await governancePanel(), blocksBox, exportBox));
   await renderBlockList(blocksBox, null);
   if (what === "verify" && arg) runVerify(arg.toLowerCase(), result);
+}
+
+/** Where the auditor's pinned genesis hash is kept (this browser only). */
+const GENESIS_PIN = "surplus.genesis-pin.v1";
+const genesisPin = () => localStorage.getItem(GENESIS_PIN);
+
+/** This node's genesis hash: block 0's header, hashed here. */
+async function nodeGenesis() {
+  if (!app.genesis) {
+    const b = await api("blocks/0");
+    app.genesis = { hash: toHex(headerHash(b.header)), chainId: b.header.chain_id };
+  }
+  return app.genesis;
+}
+
+/**
+ * The auditor's trust anchor: the genesis hash of the consortium (from `surplus genesis`, or a
+ * member), pinned in this browser; every verification then fails on a node of another chain.
+ */
+async function anchorPanel() {
+  const box = section("Trust anchor", "auditor-anchor");
+  let g;
+  try {
+    g = await nodeGenesis();
+  } catch (e) {
+    box.append(h("p", { class: "msg error" }, `Cannot read this node's genesis block: ${e.message}`));
+    return box;
+  }
+  const pin = genesisPin();
+  const input = h("input", { id: "genesis-pin", "data-testid": "genesis-pin", size: 66, spellcheck: "false",
+    autocomplete: "off", placeholder: "genesis hash (64 hex digits)", value: pin ?? "" });
+  const msg = h("p", { role: "status", "aria-live": "polite", "data-testid": "genesis-pin-status" });
+  const show = () => {
+    const p = genesisPin();
+    msg.className = !p ? "msg" : p === g.hash ? "msg ok" : "msg error";
+    msg.textContent = !p
+      ? "No genesis hash pinned: results trust this node's chain. Pin your consortium's (printed by surplus genesis) to catch a node of another chain."
+      : p === g.hash ? "This node's genesis matches the pinned hash."
+        : `This node serves another chain: its genesis is ${g.hash}, the pinned one ${p}. Do not trust its results.`;
+  };
+  const form = h("form", { class: "row" }, h("label", { for: "genesis-pin" }, "Expected genesis hash"), input,
+    h("button", { type: "submit", "data-testid": "genesis-pin-save" }, "Pin"),
+    h("button", { type: "button", "data-testid": "genesis-pin-clear", onclick: () => {
+      localStorage.removeItem(GENESIS_PIN);
+      input.value = "";
+      show();
+    } }, "Clear"));
+  form.addEventListener("submit", (ev) => {
+    ev.preventDefault();
+    const v = input.value.trim().toLowerCase();
+    if (!/^[0-9a-f]{64}$/.test(v)) {
+      msg.className = "msg error";
+      msg.textContent = "A genesis hash is 64 hex digits.";
+      return;
+    }
+    localStorage.setItem(GENESIS_PIN, v);
+    show();
+  });
+  box.append(h("dl", { class: "kv" }, h("dt", {}, "This node's chain"), h("dd", {}, g.chainId),
+    h("dt", {}, "Its genesis hash"), h("dd", {}, h("code", { class: "hex wrap", "data-testid": "node-genesis" }, g.hash))),
+  form, msg);
+  show();
+  return box;
 }
 
 // The validator set at any height, every set change, and the proposals open now.
@@ -1386,6 +1456,21 @@ async function runVerify(lease, result) {
     return;
   }
   const r = await verifyBundle(bundle, { validators: chain.validators, powers: chain.powers, leaseId: lease });
+  // The pinned genesis: a node of another chain fails here, whatever its proofs say.
+  let genesis = null;
+  try {
+    genesis = await nodeGenesis();
+  } catch {
+    genesis = null;
+  }
+  const pin = genesisPin();
+  if (pin) {
+    const same = genesis?.hash === pin;
+    r.checks.push({ name: "genesis", ok: same, detail: same ? `the node's genesis is the pinned ${pin}`
+      : `the node's genesis is ${genesis?.hash ?? "unknown"}, not the pinned ${pin}: another chain` });
+    r.ok = r.ok && same;
+  }
+  const signers = new Set((bundle.certificate?.signatures ?? []).map((x) => Number(x.validator)));
   let entryText = "";
   try {
     const e = decodeEntry(Uint8Array.from(bundle.entry.match(/../g), (x) => parseInt(x, 16)));
@@ -1401,6 +1486,12 @@ async function runVerify(lease, result) {
     h("ul", { class: "checks" }, r.checks.map((c) =>
       h("li", { class: c.ok ? "ok" : "error", "data-check": c.name, "data-ok": c.ok ? "true" : "false" },
         h("strong", {}, `${c.ok ? "✔" : "✘"} ${c.name}: `), c.detail))),
+    h("h3", {}, `The validator set in force at height ${bundle.header?.height}`),
+    h("p", {}, `As this node derives it from genesis ${genesis ? genesis.hash : "(unknown)"} and the set changes its ledger enacted (the list below, under Validators and governance)${pin ? "; the genesis is checked against your pin" : "; pin the genesis hash above to check it"}.`),
+    table("verify-validators", ["#", "Validator key", "Power", "Signed this block"],
+      chain.validators.map((k, i) => h("tr", { "data-testid": "verify-validator", "data-signed": signers.has(i) ? "true" : "false" },
+        h("td", { class: "num" }, i), h("td", {}, h("code", { class: "hex wrap" }, k)),
+        h("td", { class: "num" }, chain.powers?.[i] ?? 1), h("td", {}, signers.has(i) ? "yes" : "no")))),
     h("details", {}, h("summary", {}, "The proof bundle"), h("pre", {}, JSON.stringify(bundle, null, 1))));
 }
 

@@ -618,7 +618,7 @@ impl surplus_web::Node for Api {
             .map_err(surplus_web::LedgerError::Failed)
     }
 
-    async fn export(&self) -> Result<(PathBuf, u64), surplus_web::LedgerError> {
+    async fn export(&self, fresh: bool) -> Result<(PathBuf, u64), surplus_web::LedgerError> {
         let base = self.0.web.with_ledger(0, |s| Ok(s.base()))?;
         if base > 0 {
             return Err(surplus_web::LedgerError::NotHeld(format!(
@@ -627,7 +627,7 @@ impl surplus_web::Node for Api {
                  (`[storage] archive = true`)"
             )));
         }
-        Ok(self.0.web.export(self.0.height()).await?)
+        Ok(self.0.web.export(self.0.height(), fresh).await?)
     }
 
     fn price_history(

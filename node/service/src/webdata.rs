@@ -376,13 +376,19 @@ impl WebData {
     }
 
     /// An export of the whole ledger: the latest one while it is younger than
-    /// [`EXPORT_REUSE`] (so clients cannot make the node rewrite its ledger every block), else a
-    /// new one at the head (written beside, then renamed). The previous export is kept until
-    /// the next one replaces it, so a download that just got its path can still open it.
-    pub(crate) async fn export(self: &Arc<Self>, height: u64) -> Result<(PathBuf, u64), String> {
+    /// [`EXPORT_REUSE`] ([`FRESH_EXPORT_REUSE`] when `fresh`: so clients cannot make the node
+    /// rewrite its ledger every block), else a new one at the head (written beside, then
+    /// renamed). The previous export is kept until the next one replaces it, so a download
+    /// that just got its path can still open it.
+    pub(crate) async fn export(
+        self: &Arc<Self>,
+        height: u64,
+        fresh: bool,
+    ) -> Result<(PathBuf, u64), String> {
         let mut latest = self.export.lock().await;
+        let reuse = if fresh { FRESH_EXPORT_REUSE } else { EXPORT_REUSE };
         if let Some((path, h, made)) = latest.as_ref() {
-            if (*h >= height || made.elapsed() < EXPORT_REUSE) && path.exists() {
+            if (*h >= height || made.elapsed() < reuse) && path.exists() {
                 return Ok((path.clone(), *h));
             }
         }
@@ -423,6 +429,8 @@ impl WebData {
 
 /// How long an export is served before a request makes a new one.
 const EXPORT_REUSE: std::time::Duration = std::time::Duration::from_secs(60);
+/// The age up to which an export is reused for a client that asked for the head.
+const FRESH_EXPORT_REUSE: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The height in an export's file name (`ledger-<height>.surplus`).
 fn export_height(path: &Path) -> Option<u64> {

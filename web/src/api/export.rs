@@ -11,9 +11,21 @@ use crate::error::{ApiError, ApiResult};
 
 const CHUNK: usize = 64 * 1024;
 
+/// `?fresh=true`: an export of the head (one at most a few seconds old), not one up to a minute
+/// old.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExportQuery {
+    fresh: Option<bool>,
+}
+
 /// The export file, as an attachment named after the chain and height.
-pub(crate) async fn export(ctx: web::Data<Ctx>) -> ApiResult<HttpResponse> {
-    let (path, height) = ctx.node.export().await.map_err(|e| e.into_api("exporting"))?;
+pub(crate) async fn export(
+    ctx: web::Data<Ctx>,
+    q: web::Query<ExportQuery>,
+) -> ApiResult<HttpResponse> {
+    let fresh = q.fresh.unwrap_or(false);
+    let (path, height) = ctx.node.export(fresh).await.map_err(|e| e.into_api("exporting"))?;
     let file = tokio::fs::File::open(&path)
         .await
         .map_err(|e| ApiError::Internal(format!("opening the export {}: {e}", path.display())))?;

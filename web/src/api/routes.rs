@@ -440,11 +440,17 @@ pub(crate) fn routes() -> Vec<Route> {
         Route {
             method: get.clone(),
             path: "/api/v1/export",
-            summary: "The whole ledger in the format of `surplus ledger export`.",
-            params: vec![],
+            summary: "The whole ledger in the format of `surplus ledger export`; the \
+                      X-Ledger-Height header and the file name say the height it covers.",
+            params: vec![query(
+                "fresh",
+                "boolean",
+                "true: up to the current head (an export at most 5 s old), not one up to a \
+                 minute old",
+            )],
             body: None,
             answer: other("application/octet-stream", "The export file (attachment)"),
-            errors: &[],
+            errors: &[400, 404],
             handler: Some(|| web::to(export::export)),
         },
         Route {

@@ -258,3 +258,34 @@ async fn export_streams_a_file_the_audit_accepts() {
     assert_eq!(report.head_height, height);
     assert_eq!(report.head_hash, w.node.status().head_hash);
 }
+
+/// An export is reused for a minute, and its height says what it covers; `?fresh=true` gives
+/// one of the head once the latest is a few seconds old.
+#[actix_web::test]
+async fn a_fresh_export_covers_the_head() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    let height_of = |resp: &actix_web::dev::ServiceResponse| -> u64 {
+        let h = resp.headers();
+        let height: u64 = h.get("x-ledger-height").unwrap().to_str().unwrap().parse().unwrap();
+        let cd = h.get(header::CONTENT_DISPOSITION).unwrap().to_str().unwrap();
+        assert!(cd.ends_with(&format!("-{height}.surplus-ledger\"")), "{cd}");
+        height
+    };
+    let get = |uri: &str| TestRequest::get().uri(uri).to_request();
+    let first = actix_web::test::call_service(&app, get("/api/v1/export")).await;
+    let at = height_of(&first);
+    lease!(app, w.node, &w.provider, &w.buyer);
+    let head = w.node.status().height;
+    assert!(head > at);
+    // Within the minute: the same export, behind the head.
+    let again = actix_web::test::call_service(&app, get("/api/v1/export")).await;
+    assert_eq!(height_of(&again), at);
+    // Fresh, once the latest is more than 5 s old: the head.
+    tokio::time::sleep(std::time::Duration::from_millis(5_100)).await;
+    let head = w.node.status().height;
+    let fresh = actix_web::test::call_service(&app, get("/api/v1/export?fresh=true")).await;
+    assert!(height_of(&fresh) >= head, "a fresh export covers the head");
+    let bad = actix_web::test::call_service(&app, get("/api/v1/export?fresh=maybe")).await;
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+}
