@@ -1,15 +1,16 @@
 // The operator page as an operator finds it, in Chromium with playwright-core: it follows the
 // chain without a reload (its height moves with the blocks), shows the inventory as a table in
 // credits with each pool's use, its leases with time left and provisioning status, and its
-// peers by name with rounded scores.
+// peers by name with rounded scores; the operator ends a lease early with a reason.
 // Environment (scripts/browser-test sets it): SURPLUS_UI (node 0), SURPLUS_DEVNET (dc1's
-// operator token), CHROMIUM, ARTIFACTS, NODE_PATH. Exit 0 on success, 1 with a message.
+// operator token, a sample buyer's key), SURPLUS_BIN (its bid), CHROMIUM, ARTIFACTS, NODE_PATH. Exit 0 on success, 1 with a message.
 
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
 import { harness } from "./lib/harness.mjs";
+import { cliLease } from "./lib/node-api.mjs";
 
 const { fail, log, until, check, ui, origin, artifacts, launch } =
   harness("operator-live", { totalMs: 180_000 });
@@ -45,13 +46,22 @@ try {
   check(peers.length === 3 && peers.every((p) => /dc[2-4]/.test(p)), `the peers are named (${peers.map((p) => p.slice(0, 3)).join(", ")})`);
   const scores = await page.locator('[data-testid="peer-row"] td:last-child').allTextContents();
   check(scores.every((s) => s === "—" || /^-?\d+\.\d{2}$/.test(s)), `peer scores are rounded (${scores.join(", ")})`);
-  const leaseRows = await page.locator('[data-testid="operator-leases-table"] tbody tr').allTextContents();
-  if (leaseRows.length) {
-    check(leaseRows.some((t) => /start ok/.test(t)), "a lease row shows its start hook's outcome");
-  } else {
-    log("no lease of dc1 yet: its provisioning column is not checked");
-  }
   await page.screenshot({ path: path.join(artifacts, "operator.png"), fullPage: true });
+
+  // The operator ends a lease early, saying why: the row follows, with the reason.
+  const lease = await cliLease(origin, 1);
+  const row = page.locator(`[data-testid="operator-lease"][data-lease="${lease}"]`);
+  await until("the new lease on the operator page", async () => (await row.getAttribute("data-status")) === "active");
+  await until("its start hook's outcome", async () => /start ok/.test(await row.textContent()));
+  check(true, "a lease row shows its time left and its start hook's outcome");
+  await row.locator("summary").click();
+  await row.locator('[data-testid="terminate-reason"]').fill("disk replacement in rack 4");
+  await row.locator('[data-testid="terminate-submit"]').click();
+  await until("the lease to show it ended early, with the reason", async () =>
+    (await row.getAttribute("data-status")) === "terminated_by_provider" &&
+    /ended early by the operator: disk replacement in rack 4/.test(await row.textContent()));
+  check(true, `lease ${lease.slice(0, 10)}… ended early from the operator page, with its reason shown`);
+  await page.screenshot({ path: path.join(artifacts, "operator-ended.png"), fullPage: true });
   if (errors.length) throw new Error(`the page reported errors:\n  ${errors.join("\n  ")}`);
   log("PASS");
 } catch (e) {

@@ -10,12 +10,11 @@
 // operator token), SURPLUS_BIN (a bid through the CLI when the devnet holds no lease yet),
 // CHROMIUM, ARTIFACTS, NODE_PATH (playwright-core, axe-core). Exit 0 on success, 1 otherwise.
 
-import { execFileSync } from "node:child_process";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
 import { harness } from "./lib/harness.mjs";
-import { nodeApi as apiOf, pickMarket } from "./lib/node-api.mjs";
+import { cliLease, nodeApi as apiOf } from "./lib/node-api.mjs";
 
 const STEP_MS = 60_000;
 const { fail, log, until: untilStep, origin, artifacts: ARTIFACTS, launch, require } =
@@ -28,13 +27,7 @@ const nodeApi = (p) => apiOf(origin, p);
 /** A lease to verify: one of the devnet's, or one made now by a sample buyer through the CLI. */
 async function aLease() {
   const have = await nodeApi("leases?limit=1");
-  if (have.leases?.length) return have.leases[0].id;
-  const pick = await until("an offer of node 0", () => pickMarket(origin));
-  const devnet = JSON.parse(readFileSync(path.join(DEVNET, "devnet.json"), "utf8"));
-  const key = devnet.buyers[devnet.buyers.length - 1].key_file;
-  execFileSync(process.env.SURPLUS_BIN, ["bid", "--node", origin, "--key", key, "--market", pick.market,
-    "--slots", "1", "--hours", "1", "--limit", String(pick.reserve * 2n)], { stdio: "inherit", timeout: 30_000 });
-  return until("the CLI bid's lease", async () => (await nodeApi("leases?limit=1")).leases?.[0]?.id, 90_000);
+  return have.leases?.length ? have.leases[0].id : cliLease(origin, 2);
 }
 
 const browser = await launch();

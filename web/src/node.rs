@@ -106,6 +106,14 @@ pub trait Node: Send + Sync + 'static {
         None
     }
 
+    /// Operator only: ends `lease`, one of this node's leases as provider, early with the node
+    /// key (the early termination penalty applies), recording `reason` beside the lease's
+    /// provisioning record; the termination entry's id.
+    async fn terminate_as_provider(&self, lease: Hash, reason: String) -> Result<Hash, Refusal> {
+        let _ = (lease, reason);
+        Err(Refusal::new(Code::NotEntitled, "this node does not provide leases"))
+    }
+
     /// Operator only: signs this node's vote on `proposal` with its node key (at the key's next
     /// sequence number, after any transaction of the node still pending) and submits it; the
     /// vote entry's id. Refused with [`Code::NotValidator`] by a node that is not a validator.

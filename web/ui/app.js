@@ -1001,7 +1001,27 @@ async function renderOperator(root) {
       const step = (name, o) => !o ? null : o.ok
         ? `${name} ok${o.attempts > 1 ? ` after ${o.attempts} attempts` : ""}`
         : `${name} failed after ${o.attempts} attempt${o.attempts === 1 ? "" : "s"}: ${o.error ?? "no reason"}`;
-      return [step("start", r.start), step("end", r.end)].filter(Boolean).join("; ") || "waiting for the start hook";
+      const ended = r.terminated ? `ended early by the operator: ${r.terminated.reason}` : null;
+      return [step("start", r.start), step("end", r.end), ended].filter(Boolean).join("; ") || "waiting for the start hook";
+    };
+    // Ending a lease early, with the reason the operator gives (kept with the lease's record).
+    const endEarly = (l) => {
+      if (l.status !== "active") return "";
+      const reason = h("input", { "aria-label": `Why lease ${l.id.slice(0, 10)} ends early`, maxlength: 500,
+        "data-testid": "terminate-reason", placeholder: "why (the buyer may ask)" });
+      const said = h("span", { class: "msg", role: "status" });
+      const form = h("form", { class: "row" }, reason,
+        h("button", { type: "submit", class: "danger small", "data-testid": "terminate-submit" }, "End now (penalty applies)"), said);
+      form.addEventListener("submit", async (ev) => {
+        ev.preventDefault();
+        try {
+          const r = await api("operator/terminations", { method: "POST", bearer, body: { lease: l.id, reason: reason.value } });
+          message(said, `ended: termination ${r.id.slice(0, 10)}… submitted`, "ok");
+        } catch (e) {
+          message(said, e.message, "error");
+        }
+      });
+      return h("details", { "data-testid": "lease-end-early" }, h("summary", {}, "End early…"), form);
     };
     const failed = [...prov.values()].filter((r) => r?.start && !r.start.ok).length;
     if (failed) {
@@ -1009,11 +1029,13 @@ async function renderOperator(root) {
         `${failed} active lease${failed === 1 ? "" : "s"} whose start hook failed: the buyer${failed === 1 ? " has" : "s have"} no access; see the lease rows below and the node log.`));
     }
     boxes.push(section(`Leases as provider (${op.active_leases ?? 0} active)`, "operator-leases", table("operator-leases-table",
-      ["Lease", "Buyer", "Market", "Slots", "Price", "Period", "Time left", "Status", "Provisioning"],
-      (op.leases ?? []).map((l) => h("tr", {}, h("td", {}, short(l.id)), h("td", {}, short(l.fill.buyer)),
+      ["Lease", "Buyer", "Market", "Slots", "Price", "Period", "Time left", "Status", "Provisioning", ""],
+      (op.leases ?? []).map((l) => h("tr", { "data-testid": "operator-lease", "data-lease": l.id, "data-status": l.status },
+        h("td", {}, short(l.id)), h("td", {}, short(l.fill.buyer)),
         h("td", {}, l.fill.market), h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
         h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, left(l)),
-        h("td", {}, String(l.status).replaceAll("_", " ")), h("td", {}, hookText(prov.get(l.id))))), "no leases")));
+        h("td", {}, String(l.status).replaceAll("_", " ")), h("td", {}, hookText(prov.get(l.id))), h("td", {}, endEarly(l)))),
+      "no leases")));
     boxes.push(section("Peers", "operator-peers", table("peers-table", ["Name", "Node key", "Address", "Gossip score"],
       (op.peers ?? []).map((p) => h("tr", { "data-testid": "peer-row" },
         h("td", {}, p.name ?? "(no name)"), h("td", {}, p.key ? short(p.key) : h("span", { title: p.id }, "unknown")),
@@ -1050,7 +1072,7 @@ async function renderOperator(root) {
   // No refresh while the token form waits for input (it would clear it).
   if (op.error?.code === "operator_only") return;
   // Live: each block the node announces redraws the page (at most once a second, and not while
-  // a control of the page has focus, so a click or a vote is never cut short); every 10 s anyway.
+  // the operator types in one of its fields); every 10 s anyway.
   if (!app.operatorEvents && !status.error) {
     const es = new EventSource(`/api/v1/events?account=${status.public_key}`);
     app.operatorEvents = es;
@@ -1073,8 +1095,9 @@ function scheduleOperatorRefresh(root) {
       app.operatorEvents = null;
       return;
     }
+    // Not while the operator types (a reason, a token): the redraw would drop the text.
     const focused = document.activeElement;
-    if (focused && root.contains(focused) && focused.matches("input, textarea, select, button")) {
+    if (focused && root.contains(focused) && focused.matches("input, textarea, select")) {
       operatorRefresh = setTimeout(again, 1000);
       return;
     }

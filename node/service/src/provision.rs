@@ -349,6 +349,18 @@ pub struct LeaseProvisioning {
     pub start: Option<Outcome>,
     /// The run at lease end.
     pub end: Option<Outcome>,
+    /// The operator ended the lease early, and why.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub terminated: Option<OperatorNote>,
+}
+
+/// What the operator said when it ended a lease early.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OperatorNote {
+    /// Why.
+    pub reason: String,
+    /// When, ms since the epoch.
+    pub at_ms: u64,
 }
 
 /// The record could not be read or written.
@@ -449,6 +461,30 @@ impl ProvisionLog {
         }
     }
 
+    /// Records, durably, why the operator ended a lease early.
+    pub fn note_termination(
+        &self,
+        lease_id: &str,
+        reason: &str,
+        at_ms: u64,
+    ) -> Result<(), ProvisionError> {
+        let path = self.path(lease_id)?;
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.read(&path)?.unwrap_or_default();
+        rec.terminated = Some(OperatorNote { reason: reason.to_owned(), at_ms });
+        self.write(&path, &rec)
+    }
+
+    fn write(&self, path: &Path, rec: &LeaseProvisioning) -> Result<(), ProvisionError> {
+        let bytes = serde_json::to_vec_pretty(rec).unwrap_or_default();
+        write_atomic(path, &bytes).map_err(|e| match e {
+            crate::config::ConfigError::Io { file, source } => {
+                ProvisionError::Io { path: file, source }
+            }
+            other => ProvisionError::Damaged { path: path.to_owned(), reason: other.to_string() },
+        })
+    }
+
     /// Records the outcome of a lease's start or end run (replacing an earlier one), durably.
     pub fn record(
         &self,
@@ -463,13 +499,7 @@ impl ProvisionLog {
             Event::Start => rec.start = Some(outcome.clone()),
             Event::End => rec.end = Some(outcome.clone()),
         }
-        let bytes = serde_json::to_vec_pretty(&rec).unwrap_or_default();
-        write_atomic(&path, &bytes).map_err(|e| match e {
-            crate::config::ConfigError::Io { file, source } => {
-                ProvisionError::Io { path: file, source }
-            }
-            other => ProvisionError::Damaged { path: path.clone(), reason: other.to_string() },
-        })?;
+        self.write(&path, &rec)?;
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
         if rec.start.is_some() && rec.end.is_none() {
             open.insert(lease_id.to_owned());

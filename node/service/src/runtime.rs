@@ -779,6 +779,53 @@ impl surplus_web::Node for Api {
         journal_and_gossip(&self.0, entry).await;
         Ok(id)
     }
+
+    async fn terminate_as_provider(
+        &self,
+        lease: Hash,
+        reason: String,
+    ) -> Result<Hash, surplus_web::Refusal> {
+        self.0.submissions_allowed()?;
+        let me = self.0.key.public();
+        let state = self.0.state();
+        let Some(l) = state.lease(&lease) else {
+            if self.0.history.get().and_then(|h| h.lease(&lease)).is_some() {
+                return Err((&surplus_contracts::Refusal::LeaseNotActive).into());
+            }
+            return Err(surplus_web::Refusal::new(
+                Code::UnknownLease,
+                format!("no live lease {} on this chain", hex::encode(lease)),
+            ));
+        };
+        if state.current_key(&l.fill.provider) != me {
+            return Err(surplus_web::Refusal::new(
+                Code::NotEntitled,
+                format!(
+                    "lease {} is not this node's: its provider is {}",
+                    hex::encode(lease),
+                    l.fill.provider
+                ),
+            ));
+        }
+        // The node's own key: numbered after the node's pending grants and votes.
+        let _one_at_a_time = self.0.grant_lock.lock().await;
+        let now = self.0.env.now_ms();
+        let (entry, _) = self
+            .0
+            .core
+            .call(move |c| c.sign_own(&me, |seq| Tx::Terminate { lease, seq }, now))
+            .await
+            .map_err(|_| stopping())??;
+        let id = entry.id();
+        self.0.notify.notify_waiters();
+        journal_and_gossip(&self.0, entry).await;
+        let lease_hex = hex::encode(lease);
+        tracing::warn!(lease = %lease_hex, %reason, "the operator ended a lease early");
+        if let Err(e) = self.0.provisioning.note_termination(&lease_hex, &reason, now) {
+            tracing::error!(lease = %lease_hex, error = %e, "cannot record the termination's reason");
+        }
+        Ok(id)
+    }
 }
 
 /// Builds and runs one node from its data dir (made by `surplus init`):

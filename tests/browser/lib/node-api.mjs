@@ -1,5 +1,10 @@
 // Helpers the browser tests share: reading a node's API from the test process (not the
-// browser), bounded polling, and picking a market where a node offers capacity.
+// browser), bounded polling, picking a market where a node offers capacity, and a lease made
+// through the CLI.
+
+import { execFileSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
 
 /** JSON from `GET /api/v1/{p}` of the node at `origin`, within 10 s. */
 export async function nodeApi(origin, p) {
@@ -46,4 +51,20 @@ export async function pickMarket(origin) {
     }
   }
   return best;
+}
+
+/**
+ * A new lease of the node at `origin` as provider, for the devnet's sample buyer `buyer` (an
+ * index into devnet.json's buyers): `surplus bid` (SURPLUS_BIN) on the node's cheapest free
+ * offer, then its lease id (bounded waits).
+ */
+export async function cliLease(origin, buyer) {
+  const devnet = JSON.parse(readFileSync(path.join(process.env.SURPLUS_DEVNET, "devnet.json"), "utf8"));
+  const b = devnet.buyers[buyer];
+  const mine = async () => (await nodeApi(origin, `leases?account=${b.public_key}&limit=100`)).leases ?? [];
+  const before = new Set((await mine()).map((l) => l.id));
+  const pick = await until("an offer of the node", () => pickMarket(origin), 60_000);
+  execFileSync(process.env.SURPLUS_BIN, ["bid", "--node", origin, "--key", b.key_file, "--market", pick.market,
+    "--slots", "1", "--hours", "1", "--limit", String(pick.reserve * 2n)], { stdio: "inherit", timeout: 30_000 });
+  return until("the CLI bid's lease", async () => (await mine()).find((l) => !before.has(l.id))?.id, 90_000);
 }

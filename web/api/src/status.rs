@@ -188,6 +188,17 @@ pub struct Earnings {
     pub escrow: u64,
 }
 
+/// `POST /api/v1/operator/terminations`: the node, as provider, ends one of its leases early.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorTermination {
+    /// The lease id (hex).
+    pub lease: String,
+    /// Why (1 to 500 characters): kept in the lease's provisioning record and the node log,
+    /// not on the ledger.
+    pub reason: String,
+}
+
 /// How much of an inventory pool is used.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PoolUse {
@@ -237,7 +248,8 @@ pub struct OperatorView {
     /// Each inventory pool's use: capacity, offered, free now and leased slots.
     #[serde(default)]
     pub pools: Vec<PoolUse>,
-    /// The provisioning record (hook runs) of the newest active leases, at most 100.
+    /// The provisioning record (hook runs, an early end's reason) of the newest leases, at most
+    /// 100.
     #[serde(default)]
     pub provisioning: Vec<LeaseProvisioning>,
     /// The latest signed checkpoint from each signer.

@@ -10,11 +10,11 @@ use super::markets::view;
 use super::orders::OrderView;
 use super::Ctx;
 use crate::error::{ApiError, ApiResult};
-pub use surplus_api::{Earnings, LeaseProvisioning, OperatorView, PoolUse};
+pub use surplus_api::{Earnings, LeaseProvisioning, OperatorTermination, OperatorView, PoolUse};
 
 /// Leases listed at most (the newest); earnings count them all.
 pub const MAX_OPERATOR_LEASES: usize = 1000;
-/// Active leases whose provisioning record is listed at most (the newest).
+/// Leases whose provisioning record is listed at most (the newest).
 pub const MAX_PROVISIONING: usize = 100;
 
 /// Checks that `req` carries the node's operator token (`Authorization: Bearer TOKEN`).
@@ -81,7 +81,6 @@ pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult
     let pools = pools_in_use(op.inventory.as_ref(), &offers, &leases);
     let provisioning = leases
         .iter()
-        .filter(|l| l.status == LeaseStatus::Active)
         .take(MAX_PROVISIONING)
         .filter_map(|l| {
             let record = ctx.node.provisioning(&l.id)?;
@@ -127,4 +126,30 @@ fn pools_in_use(
             Some(PoolUse { capacity: p["slots"].as_u64()?, offered, free, leased, market })
         })
         .collect()
+}
+
+/// The longest reason an operator may give for a termination, in characters.
+pub const MAX_REASON_CHARS: usize = 500;
+
+/// `POST /api/v1/operator/terminations`: the node ends one of its leases as provider.
+pub(crate) async fn terminate(
+    req: HttpRequest,
+    ctx: web::Data<Ctx>,
+    body: web::Json<OperatorTermination>,
+) -> ApiResult<HttpResponse> {
+    operator_only(&req, &ctx)?;
+    let lease = super::parse_hash(body.lease.trim(), "lease")?;
+    let reason = body.reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!("say why in 1 to {MAX_REASON_CHARS} characters (the buyer may ask)"),
+        ));
+    }
+    let id = ctx
+        .node
+        .terminate_as_provider(lease, reason.to_owned())
+        .await
+        .map_err(ApiError::Refused)?;
+    Ok(HttpResponse::Accepted().json(surplus_api::Submitted { id }))
 }

@@ -476,6 +476,17 @@ pub(crate) fn routes() -> Vec<Route> {
         },
         Route {
             method: post.clone(),
+            path: "/api/v1/operator/terminations",
+            summary: "Operator only: this node ends one of its leases as provider early, with \
+                      its node key (the early termination penalty applies), and records why.",
+            params: vec![],
+            body: Some(body::<api::OperatorTermination>()),
+            answer: json::<api::Submitted>(202, "The termination, admitted to the mempool; its id"),
+            errors: &[400, 401, 403, 404, 409, 413, 415, 503],
+            handler: Some(|| web::to(operator::terminate)),
+        },
+        Route {
+            method: post.clone(),
             path: "/api/v1/operator/votes",
             summary: "Operator only: this node (a validator) votes yes or no on an open proposal \
                       with its node key.",

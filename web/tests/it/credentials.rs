@@ -100,6 +100,14 @@ async fn a_node_that_is_not_the_provider_says_so() {
     assert_eq!(s, StatusCode::NOT_FOUND);
     assert_eq!(v["error"]["code"], "not_provider");
     assert!(v["error"]["message"].as_str().unwrap().contains(&third.public().to_string()));
+    // Nor is it this node's to end.
+    let token = w.node.operator_token().expect("an operator token").to_owned();
+    let req = TestRequest::post()
+        .uri("/api/v1/operator/terminations")
+        .set_json(json!({"lease": hex::encode(id), "reason": "not mine"}))
+        .insert_header(("Authorization", format!("Bearer {token}")));
+    let (s, v) = call!(app, req);
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("not_entitled")));
 }
 
 async fn fetch_token(node: &std::sync::Arc<dyn Node>, id: &Hash, buyer: &SecretKey) -> String {
@@ -230,4 +238,46 @@ async fn a_renewal_reissues_the_credential_and_an_ended_lease_has_none() {
     let body = answer(&c, &id, &w.buyer);
     let (s, v) = call!(app, TestRequest::post().uri(&credential_uri(&id)).set_json(&body));
     assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("lease_ended")));
+}
+
+/// The operator ends one of the node's leases early with a reason: the node signs the
+/// termination (the provider's), the lease ends, its credential is refused, and the reason is
+/// kept with the lease's record; bad requests are refused before anything is signed.
+#[actix_web::test]
+async fn the_operator_ends_a_lease_early_and_says_why() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    let id = lease!(app, w.node, &w.provider, &w.buyer);
+    let token = w.node.operator_token().expect("an operator token").to_owned();
+    let bearer = ("Authorization", format!("Bearer {token}"));
+    let end = |body: serde_json::Value| {
+        TestRequest::post().uri("/api/v1/operator/terminations").set_json(body)
+    };
+    let body = json!({"lease": hex::encode(id), "reason": "rack 12 loses power at noon"});
+    let (s, e) = call!(app, end(body.clone()));
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("operator_only")));
+    let (s, e) = call!(
+        app,
+        end(json!({"lease": hex::encode(id), "reason": "  "})).insert_header(bearer.clone())
+    );
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::BAD_REQUEST, Some("bad_request")));
+    let (s, e) = call!(
+        app,
+        end(json!({"lease": hex::encode([5u8; 32]), "reason": "x"})).insert_header(bearer.clone())
+    );
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("unknown_lease")));
+
+    let (s, v) = call!(app, end(body.clone()).insert_header(bearer.clone()));
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    let entry = surplus_ledger::parse_hex::<32>(v["id"].as_str().unwrap(), "id").unwrap();
+    crate::committed(&*w.node, &entry).await;
+    let ended = w.node.ended_lease(&id).expect("the lease ended");
+    assert_eq!(ended.status, surplus_contracts::LeaseStatus::TerminatedByProvider);
+    let record = w.node.provisioning(&id).expect("its record");
+    assert_eq!(record["terminated"]["reason"], "rack 12 loses power at noon", "{record}");
+    // Ended: a second request is refused as such.
+    let (s, e) = call!(app, end(body).insert_header(bearer));
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::CONFLICT, Some("lease_not_active")));
+    let (s, e) = call!(app, TestRequest::post().uri(&challenge_uri(&id)));
+    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("lease_ended")));
 }
