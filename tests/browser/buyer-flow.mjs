@@ -1,8 +1,8 @@
 // Browser flow of a new buyer, driven through Chromium with playwright-core:
 //   open the UI → create a key → get sample credits from the faucet → bid on a market where
 //   node 0 (the UI's node) offers capacity → the lease appears live → fetch its credential →
-//   fetch it again on node 1's UI (not the provider's) → the auditor page verifies the lease's
-//   inclusion proof in the browser.
+//   fetch it again on node 1's UI (not the provider's) → renew the lease and get its new
+//   credential → the auditor page verifies the lease's inclusion proof in the browser.
 // It also checks that no request leaves the node's origin and that the page logs no error.
 //
 // Environment (scripts/browser-test sets it): SURPLUS_UI (node 0's base URL), SURPLUS_NODES
@@ -190,6 +190,23 @@ try {
   await other.screenshot({ path: path.join(ARTIFACTS, "buyer-flow-credential-on-node-1.png"), fullPage: true });
   log(`the credential, fetched on node 1's UI (${otherOrigin}), is node 0's`);
   await other.close();
+
+  // 7b. Renews the lease by an hour: its end moves, the provider issues a new credential, and
+  //     "Get credential" then gives that one, not the old.
+  const endBefore = Number(await row.getAttribute("data-end"));
+  await row.locator('[data-testid="lease-renew"]').click();
+  await until("the renewal to commit", async () => Number(await row.getAttribute("data-end")) > endBefore, 90_000);
+  await until("the new credential's grant", async () =>
+    (await row.locator('[data-testid="credential-reissued"]').count()) > 0, 90_000);
+  const renewed = await until("the renewed lease's credential", async () => {
+    await row.locator('[data-testid="lease-credential"]').click();
+    await row.locator('[data-testid="credential-token"], [data-testid="credential-error"]').first().waitFor();
+    const t = row.locator('[data-testid="credential-token"]');
+    return (await t.count()) ? (await t.textContent()).trim() : null;
+  }, 60_000, 2000);
+  if (renewed === token) throw new Error("after the renewal the page still hands out the old credential");
+  await shot("renewed-credential");
+  log(`renewed: the lease ends ${Number(await row.getAttribute("data-end")) - endBefore} ms later, with a new credential`);
 
   // 8. The auditor page verifies the lease's inclusion proof in the browser.
   await row.locator('[data-testid="lease-verify"]').click();

@@ -4,7 +4,7 @@
 
 import { depthChart, lineChart } from "./charts.js";
 import {
-  challengeBytes, decodeEntry, decodeOrder, encodeCancel, encodeEntry, encodeOrder, formatCredits,
+  challengeBytes, decodeEntry, decodeOrder, encodeCancel, encodeEntry, encodeLeaseTransition, encodeOrder, formatCredits,
   fromHex, headerHash, KIND, kindName, parseCredits, PRECOMMIT, signingBytes, toHex, UNITS_PER_CREDIT, voteBytes,
 } from "./encoding.js";
 import { KeyPair, STORAGE_KEY } from "./keys.js";
@@ -682,15 +682,31 @@ async function renderBuyer(root) {
         credentialBoxes.set(l.id, out);
       }
       const mine = l.fill.buyer === k;
+      const live = mine && l.status === "active";
+      // A renewal's new credential comes with the provider's next grant: until then the old
+      // one (valid to the old end) is not handed out as if it were the new one.
+      const renewing = reissue.get(l.id);
+      if (renewing && renewing !== l.grant?.token_hash) {
+        reissue.delete(l.id);
+        out.replaceChildren(h("p", { class: "msg ok", "data-testid": "credential-reissued" },
+          "A new credential was issued for the renewed lease: get it again."));
+      }
       // One tbody per lease: its row, then a full-width row for its credential.
-      return h("tbody", { "data-testid": "lease-row", "data-lease": l.id, "data-status": l.status },
+      return h("tbody", { "data-testid": "lease-row", "data-lease": l.id, "data-status": l.status, "data-end": l.fill.end_ms },
         h("tr", {},
           h("td", {}, short(l.id)), h("td", {}, mine ? "buyer" : "provider"), h("td", {}, l.fill.market),
           h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
           h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, String(l.status)),
           h("td", { class: "actions" },
             mine ? h("button", { type: "button", class: "small", "data-testid": "lease-credential",
-              onclick: () => fetchCredential(l, out) }, "Get credential") : "",
+              onclick: () => (reissue.has(l.id)
+                ? out.replaceChildren(h("p", { class: "msg", "data-testid": "credential-error" },
+                  "The renewed lease's new credential is being issued by its provider: try again after the next block."))
+                : fetchCredential(l, out)) }, "Get credential") : "",
+            live ? [" ", h("button", { type: "button", class: "small", "data-testid": "lease-renew",
+              onclick: () => transition(l, "renew", out) }, "Renew 1 hour"),
+            " ", h("button", { type: "button", class: "small danger", "data-testid": "lease-end",
+              onclick: () => transition(l, "terminate", out) }, "End lease")] : "",
             " ", h("a", { href: `#/auditor/verify/${l.id}`, "data-testid": "lease-verify" }, "Verify proof"))),
         h("tr", { class: "detail" }, h("td", { colspan: 8 }, out)));
     });
@@ -698,6 +714,25 @@ async function renderBuyer(root) {
       leases.error ? h("p", { class: "msg error" }, `Leases unavailable: ${leases.error.message}`)
         : table("leases-table", ["Lease", "Role", "Market", "Slots", "Price", "Period", "Status", ""], rows,
           "no leases yet"));
+  }
+
+  /** Leases renewed from this page whose new grant has not come yet, with the old token hash. */
+  const reissue = new Map();
+
+  /** Renews `l` by one hour, or ends it, signed here with the buyer key. */
+  async function transition(l, action, out) {
+    if (action === "terminate" && !confirm("End this lease now? Unused hours are refunded; the credential stops working.")) return;
+    try {
+      const a = await api(`accounts/${app.key.publicHex}`);
+      const payload = encodeLeaseTransition({ action, lease: l.id, seq: BigInt(a.seq), hours: 1 });
+      const id = await submitSigned(app.status.chain_id, KIND.LEASE_TRANSITION, payload);
+      if (action === "renew" && l.grant) reissue.set(l.id, l.grant.token_hash);
+      out.replaceChildren(h("p", { class: "msg ok", role: "status", "data-testid": "lease-transition-status" },
+        action === "renew" ? `Renewal ${id.slice(0, 10)}… sent: the lease runs one hour longer once its block commits, and its provider issues a new credential.`
+          : `Termination ${id.slice(0, 10)}… sent: the lease ends with its block.`));
+    } catch (e) {
+      out.replaceChildren(h("p", { class: "msg error", role: "status", "data-testid": "lease-transition-status" }, e.message));
+    }
   }
 
   /** Records what an `order` event says, newest first (the last 8). */

@@ -281,6 +281,17 @@ export function decodeOrder(payload) {
 export const encodeCancel = (orderId) => fromHex(orderId, 32, "order id");
 
 /**
+ * The payload of a lease transition (docs/contracts.md §4, kind 33): terminate
+ * `0x01 ‖ lease ‖ seq:u64`, or renew `0x02 ‖ lease ‖ seq:u64 ‖ hours:u32`.
+ */
+export function encodeLeaseTransition({ action, lease, seq, hours }) {
+  const w = new Writer();
+  if (action === "terminate") return w.u8(1).raw(fromHex(lease, 32, "lease id")).u64(seq).finish();
+  if (action === "renew") return w.u8(2).raw(fromHex(lease, 32, "lease id")).u64(seq).u32(hours).finish();
+  throw new Error(`unknown lease transition ${action}`);
+}
+
+/**
  * The bytes an entry's author signs:
  * tag("surplus/entry/v1") ‖ short(chain) ‖ kind:u16 ‖ author:32 ‖ var(payload).
  */

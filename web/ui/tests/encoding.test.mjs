@@ -99,3 +99,17 @@ test("public keys are derived from seeds as RFC 8032 says (its test 1 and test 2
     assert.equal(toHex(await publicFromSeed(fromHex(seed, 32))), pub);
   }
 });
+
+test("lease transitions encode as the contracts vectors do", async () => {
+  const { readFileSync } = await import("node:fs");
+  const { encodeLeaseTransition, toHex } = await import("../encoding.js");
+  const v = JSON.parse(readFileSync(new URL("../../../docs/vectors/contracts-v1.json", import.meta.url), "utf8"));
+  const found = v.transactions.filter((t) => t.kind === 33);
+  assert.equal(found.length, 2);
+  for (const t of found) {
+    const action = t.tx.type;
+    assert.equal(toHex(encodeLeaseTransition({ action, lease: t.tx.lease, seq: BigInt(t.tx.seq), hours: t.tx.hours })),
+      t.payload, action);
+  }
+  assert.throws(() => encodeLeaseTransition({ action: "extend", lease: "00".repeat(32), seq: 0n }));
+});
