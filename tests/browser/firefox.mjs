@@ -3,7 +3,8 @@
 //   open node 1's UI → create a key in the browser (WebCrypto Ed25519) → get faucet credits →
 //   bid on a market where node 2 offers capacity → the lease appears live → fetch its
 //   credential on node 1, which is not its provider (the page opens the copy sealed to its key,
-//   WebCrypto X25519) → the auditor page verifies the lease's inclusion proof (PASS).
+//   WebCrypto X25519) → a bid too low to fill is listed live and removed live after its cancel
+//   → the page fits 390 px → the auditor page verifies the lease's inclusion proof (PASS).
 // It uses node 1's UI and faucet and node 2's markets, so it neither shares a market nor a
 // faucet with buyer-flow.mjs, which uses node 0 on the same devnet. It also checks that no
 // request leaves the node's origin and that the page reports no error.
@@ -11,7 +12,7 @@
 // Environment (scripts/browser-test sets it): SURPLUS_NODES (JSON array of every node's API base
 // URL; node 1's is used, or SURPLUS_UI's node when there is only one), SURPLUS_UI, FIREFOX (the
 // browser executable, default /usr/bin/firefox-esr), ARTIFACTS (directory for screenshots),
-// NODE_PATH (holding puppeteer-core). Every wait is bounded; the whole run too (200 s).
+// NODE_PATH (holding puppeteer-core). Every wait is bounded; the whole run too (270 s).
 // Exit status 0 on success, 1 with a message otherwise.
 
 import { mkdirSync } from "node:fs";
@@ -21,7 +22,7 @@ import path from "node:path";
 import { nodeApi as apiOf, pickMarket as pickMarketOf, until as untilOf } from "./lib/node-api.mjs";
 
 const STEP_MS = 45_000;
-const TOTAL_MS = 200_000; // under scripts/browser-test's 300 s per test, so this message comes first
+const TOTAL_MS = 270_000; // under scripts/browser-test's 300 s per test, so this message comes first
 
 function fail(message) {
   console.error(`firefox: FAIL: ${message}`);
@@ -205,6 +206,31 @@ try {
   }, 45_000, 2000);
   if (!/^[A-Za-z0-9_=-]{16,}$/.test(token)) throw new Error(`the credential does not look like a token: ${token}`);
   await shot("credential");
+
+  // 6b. My orders follows the event stream: a bid too low to fill is listed as resting without
+  //     a reload, and its cancel removes it; the route is titled.
+  const title = await page.title();
+  if (!/Markets and bids · Surplus/.test(title)) throw new Error(`the buyer page is titled "${title}"`);
+  await fill(tid("bid-limit"), "0.000001");
+  await click(tid("bid-submit"));
+  const order = await until("the low bid's acceptance", async () => {
+    const t = await text(tid("bid-status"));
+    if (/not placed/.test(t)) throw Object.assign(new Error(t), { fatal: true });
+    return /Bid placed/.test(t) ? attr(tid("bid-status"), "data-order") : null;
+  });
+  const orderRow = `[data-testid="order-row"][data-order="${order}"]`;
+  await until("the bid listed as resting (no reload)", async () => (await attr(orderRow, "data-status")) === "resting", 60_000);
+  await click(`${orderRow} [data-testid="order-cancel"]`);
+  await until("the cancelled bid to leave the list (no reload)", async () => !(await page.$(orderRow)), 60_000);
+  await shot("order-cancelled");
+  log(`bid ${order} listed live and removed live after its cancel`);
+
+  // 6c. At 390 px (a phone) the page fits the screen's width.
+  await page.setViewport({ width: 390, height: 844 });
+  const wide = await page.evaluate(() => document.documentElement.scrollWidth - document.documentElement.clientWidth);
+  if (wide > 0) throw new Error(`at 390 px the buyer page scrolls sideways by ${wide} px`);
+  await shot("narrow");
+  await page.setViewport({ width: 1440, height: 900 });
 
   // 7. The auditor page verifies the lease's inclusion proof in the browser.
   await click(`${row} [data-testid="lease-verify"]`);
