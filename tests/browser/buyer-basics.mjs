@@ -68,6 +68,9 @@ try {
   check((await tid("faucet").textContent()) === "Sample credits received" && await tid("faucet").isDisabled(),
     "the spent faucet button says why it is disabled");
   await until("the credits", async () => BigInt((await tid("balance").getAttribute("data-units")) ?? "0") > 0n, 60_000);
+  // The form, which said the balance was short, rechecks on its own once the credits arrive.
+  await until("the form to take the new balance", async () => !(await tid("bid-submit").isDisabled()));
+  check(true, "the bid form rechecks the balance when the credits arrive");
 
   // Out of bounds, or past the balance: refused before signing, in credits.
   await tid("bid-limit").fill("1000000000");

@@ -197,6 +197,7 @@ function keyPanel(onChange) {
   const render = async () => {
     box.replaceChildren(box.firstChild);
     if (!app.key) {
+      app.balance = null;
       if (!globalThis.crypto?.subtle) {
         box.append(h("p", { class: "msg error" }, "This browser offers no WebCrypto here: pages served over plain HTTP from another machine are not a secure context. Open the UI over HTTPS, or on this machine through 127.0.0.1 (an SSH tunnel works)."));
         return;
@@ -278,6 +279,8 @@ function keyPanel(onChange) {
         balance.textContent = credits(a.balance);
         balance.dataset.units = String(a.balance);
         app.balance = BigInt(a.balance);
+        // The bid form checks against the balance: it rechecks when the balance changes.
+        document.dispatchEvent(new Event("surplus:balance"));
       } catch (e) {
         balance.textContent = `unknown (${e.message})`;
       }
@@ -415,6 +418,11 @@ function bidForm(markets, selected, onPlaced) {
     }
   };
   market.addEventListener("input", suggest);
+  const onBalance = () => {
+    if (form.isConnected) update();
+    else document.removeEventListener("surplus:balance", onBalance);
+  };
+  document.addEventListener("surplus:balance", onBalance);
   for (const x of [market, slots, hours, limit, fill, minSlots]) x.addEventListener("input", update);
   form.update = update;
   form.addEventListener("submit", async (ev) => {
