@@ -138,6 +138,7 @@ pub fn how_ended(status: LeaseStatus) -> Option<&'static str> {
         LeaseStatus::Completed => Some("ran to its end"),
         LeaseStatus::TerminatedByBuyer => Some("was terminated by its buyer"),
         LeaseStatus::TerminatedByProvider => Some("was terminated by its provider"),
+        LeaseStatus::EndedByNotice => Some("ended at the time of its provider's notice"),
     }
 }
 

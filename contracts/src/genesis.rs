@@ -25,6 +25,14 @@ pub struct Params {
     /// refunded escrow.
     #[serde(default)]
     pub penalty_bps: u16,
+    /// How long before a lease's early end a provider's notice must come for the provider to
+    /// pay no penalty, ms (default 24 hours; `docs/contracts.md` §9).
+    #[serde(default = "default_notice_ms")]
+    pub notice_ms: u64,
+}
+
+fn default_notice_ms() -> u64 {
+    crate::maintenance::DEFAULT_NOTICE_MS
 }
 
 /// Credits given to an account at genesis.
@@ -55,6 +63,9 @@ impl Params {
         if u64::from(self.fee_bps) > BPS || u64::from(self.penalty_bps) > BPS {
             return Err(Error::Genesis("fee_bps and penalty_bps must be at most 10000".into()));
         }
+        if self.notice_ms > crate::maintenance::MAX_WINDOW_AHEAD_MS {
+            return Err(Error::Genesis("notice_ms must be at most a year".into()));
+        }
         Ok(self)
     }
 
@@ -73,6 +84,10 @@ impl Params {
         w.u16(self.catalogue.regions.len() as u16);
         for r in &self.catalogue.regions {
             w.short_bytes(r.id.as_bytes()).bytes(r.description.as_bytes());
+        }
+        // Absent when it is the default: parameters that keep it are encoded as before.
+        if self.notice_ms != crate::maintenance::DEFAULT_NOTICE_MS {
+            w.u64(self.notice_ms);
         }
         w.finish()
     }
@@ -107,9 +122,19 @@ impl Params {
             let description = text(&mut r, "region.description", true)?;
             regions.push(Region { id, description });
         }
+        let notice_ms = if r.remaining() == 0 {
+            crate::maintenance::DEFAULT_NOTICE_MS
+        } else {
+            r.u64("params.notice_ms")?
+        };
         r.finish()?;
-        let p =
-            Params { catalogue: Catalogue { classes, regions }, treasury, fee_bps, penalty_bps };
+        let p = Params {
+            catalogue: Catalogue { classes, regions },
+            treasury,
+            fee_bps,
+            penalty_bps,
+            notice_ms,
+        };
         let encoded_again = p.encode();
         let p = p.validated().map_err(|e| DecodeError::Invalid {
             field: "params",

@@ -26,6 +26,7 @@ pub mod credential;
 mod error;
 mod genesis;
 pub mod governance;
+pub mod maintenance;
 mod precheck;
 pub mod provider;
 mod refusal;

@@ -97,6 +97,7 @@ impl State {
                 | EntryKind::CANCEL
                 | EntryKind::TRANSFER
                 | EntryKind::LEASE_TRANSITION
+                | EntryKind::MAINTENANCE
                 | EntryKind::CREDENTIAL_GRANT
                 | EntryKind::GOV_PROPOSE
                 | EntryKind::GOV_VOTE
@@ -198,6 +199,13 @@ impl State {
                     return Err(Refusal::SeqGap { expected, got });
                 }
                 self.check_tx(&author, &tx, self.height() + 1)?;
+                if let Tx::Notice { end_ms, .. } = tx {
+                    if end_ms < now_ms {
+                        return Err(Refusal::NoticeRefused(format!(
+                            "the notice's end, {end_ms} ms, has passed (now {now_ms} ms)"
+                        )));
+                    }
+                }
                 admitted.seq = Some((got, got > expected));
             }
         }
@@ -233,6 +241,7 @@ mod tests {
                 treasury: key("treasury", 0).public(),
                 fee_bps: 0,
                 penalty_bps: 0,
+                notice_ms: crate::maintenance::DEFAULT_NOTICE_MS,
             },
             allocations: vec![Allocation { account: buyer().public(), amount: 10_000 }],
         };

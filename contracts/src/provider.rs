@@ -321,6 +321,7 @@ mod tests {
                 treasury: key("treasury", 0).public(),
                 fee_bps: 0,
                 penalty_bps: 0,
+                notice_ms: crate::maintenance::DEFAULT_NOTICE_MS,
             },
             allocations: vec![Allocation { account: buyer.public(), amount: 1_000_000 }],
         };

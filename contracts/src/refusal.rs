@@ -45,7 +45,7 @@ macro_rules! codes {
 codes! {
     // ---- An entry's form ----
     NotUserEntry = "not_user_entry", 400,
-        "Send an order, a cancel, a transfer, a lease transition, a credential grant, a governance entry or a key rotation; the chain writes the other kinds itself.";
+        "Send an order, a cancel, a transfer, a lease transition, a maintenance window, a credential grant, a governance entry or a key rotation; the chain writes the other kinds itself.";
     TooLarge = "too_large", 400,
         "The entry is larger than any valid entry may be; build it again with a current client.";
     Unsigned = "unsigned", 400,
@@ -112,6 +112,10 @@ codes! {
         "The renewal cannot be priced or placed now; the message says why.";
     AlreadyGranted = "already_granted", 409,
         "Use revocation ids no other credential uses.";
+    NoticeRefused = "notice_refused", 409,
+        "Give notice for a time after now and before the lease's end, earlier than any notice given already.";
+    MaintenanceRefused = "maintenance_refused", 400,
+        "Name a pool with 1 to 64 letters, digits or ._@-, a market of the catalogue and a window that ends after it starts; end only a window that is open.";
     // ---- Governance and keys (docs/governance.md) ----
     NotValidator = "not_validator", 403,
         "Only a validator may propose, and only the validators of a proposal's set may vote on it (GET /api/v1/governance lists them).";

@@ -7,6 +7,7 @@ use surplus_ledger::{Entry, Hash, PublicKey, MAX_ENTRY_PAYLOAD};
 use surplus_market::{Allocation, Allocations, Market, Resting, SignedOrder};
 
 use crate::governance::{Action, ConsensusParams, Proposal, Rotation, Validator};
+use crate::maintenance::Notice;
 use crate::state::{Account, Grant, Lease, LeaseStatus, Segment};
 use crate::tx::{decode_fill, decode_revocation, encode_fill, encode_revocation, RevocationId};
 
@@ -43,6 +44,8 @@ pub enum Kind {
     Rotation = 10,
     /// The consensus parameters set by governance (at most one; none until set).
     Consensus = 11,
+    /// A provider's open maintenance window, by provider and pool.
+    Maintenance = 12,
 }
 
 impl Kind {
@@ -61,6 +64,7 @@ impl Kind {
             9 => Kind::Proposal,
             10 => Kind::Rotation,
             11 => Kind::Consensus,
+            12 => Kind::Maintenance,
             _ => return None,
         })
     }
@@ -79,6 +83,7 @@ impl Kind {
             Kind::Proposal => "proposal",
             Kind::Rotation => "rotation",
             Kind::Consensus => "consensus",
+            Kind::Maintenance => "maintenance",
         }
     }
 }
@@ -161,6 +166,10 @@ pub(crate) fn lease_value(l: &Lease) -> Vec<u8> {
                 w.bytes(&g.sealed);
             }
         }
+    }
+    // Absent without a notice: a lease without one is encoded as before.
+    if let Some(n) = &l.notice {
+        w.u8(1).u64(n.end_ms).u64(n.given_ms).u8(u8::from(n.in_time));
     }
     w.finish()
 }
@@ -374,6 +383,7 @@ pub(crate) fn decode_lease(v: &[u8]) -> Result<Lease, DecodeError> {
         2 => LeaseStatus::Completed,
         3 => LeaseStatus::TerminatedByBuyer,
         4 => LeaseStatus::TerminatedByProvider,
+        5 => LeaseStatus::EndedByNotice,
         other => return Err(r.invalid_at("lease.status", at, format!("unknown status {other}"))),
     };
     let k = count(&mut r, "lease.segments", 12)?;
@@ -401,8 +411,35 @@ pub(crate) fn decode_lease(v: &[u8]) -> Result<Lease, DecodeError> {
         }
         other => return Err(r.invalid_at("lease.grant", at, format!("unknown tag {other}"))),
     };
+    let notice = if r.remaining() == 0 {
+        None
+    } else {
+        let at = r.position();
+        if r.u8("lease.notice")? != 1 {
+            return Err(r.invalid_at(
+                "lease.notice",
+                at,
+                "trailing bytes after the grant (a notice starts with 0x01)".into(),
+            ));
+        }
+        let end_ms = r.u64("lease.notice.end_ms")?;
+        let given_ms = r.u64("lease.notice.given_ms")?;
+        let at = r.position();
+        let in_time = match r.u8("lease.notice.in_time")? {
+            0 => false,
+            1 => true,
+            other => {
+                return Err(r.invalid_at(
+                    "lease.notice.in_time",
+                    at,
+                    format!("{other} is not 0 or 1"),
+                ))
+            }
+        };
+        Some(Notice { end_ms, given_ms, in_time })
+    };
     r.finish()?;
-    Ok(Lease { id, fill, height, hours, segments, hours_paid, escrow, status, grant })
+    Ok(Lease { id, fill, height, hours, segments, hours_paid, escrow, status, grant, notice })
 }
 
 /// Decodes a resting order's value (the order's signature is not checked: the state root

@@ -14,6 +14,7 @@ use surplus_market::{Batch, Book, Fill, Market, Outcome, SignedCancel, SignedOrd
 
 use crate::genesis::{Genesis, Params, BPS};
 use crate::governance::{ConsensusParams, Proposal, Rotation, Validator};
+use crate::maintenance::{check_pool_name, Notice, Window};
 use crate::precheck::MAX_SEQ_AHEAD;
 use crate::refusal::Code;
 use crate::root::{self, Item, Kind};
@@ -41,6 +42,8 @@ pub enum LeaseStatus {
     TerminatedByBuyer = 3,
     /// Ended early by the provider.
     TerminatedByProvider = 4,
+    /// Ended at the time of the provider's notice (before maintenance).
+    EndedByNotice = 5,
 }
 
 /// The credential recorded for a lease.
@@ -84,6 +87,9 @@ pub struct Lease {
     pub status: LeaseStatus,
     /// The credential, once the provider has recorded it.
     pub grant: Option<Grant>,
+    /// The provider's notice that the lease ends early (before maintenance), if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub notice: Option<Notice>,
 }
 
 /// A stretch of a lease's hours at one price.
@@ -102,11 +108,15 @@ impl Lease {
         if self.status != LeaseStatus::Active {
             return None;
         }
+        let end = match self.notice {
+            Some(n) => n.end_ms.min(self.fill.end_ms),
+            None => self.fill.end_ms,
+        };
         if self.hours_paid >= self.hours {
-            return Some(self.fill.end_ms);
+            return Some(end);
         }
         let next_hour = u64::from(self.hours_paid).saturating_add(1).saturating_mul(HOUR_MS);
-        Some(self.fill.start_ms.saturating_add(next_hour).min(self.fill.end_ms))
+        Some(self.fill.start_ms.saturating_add(next_hour).min(end))
     }
 
     /// What hours `from..to` of the lease cost, across its segments.
@@ -204,6 +214,12 @@ pub enum Refusal {
     /// A renewal the provider's offer does not allow, or at no known price.
     #[error("renewal refused: {0}")]
     RenewalRefused(String),
+    /// A notice the lease's times do not allow.
+    #[error("notice refused: {0}")]
+    NoticeRefused(String),
+    /// A maintenance window (or its end, or a move) the rules do not allow.
+    #[error("maintenance refused: {0}")]
+    MaintenanceRefused(String),
     /// A revocation id that another credential already uses.
     #[error("a revocation id of this credential is already used by another")]
     AlreadyGranted,
@@ -262,6 +278,8 @@ impl Refusal {
             Refusal::NotEntitled(_) => Code::NotEntitled,
             Refusal::RenewalRefused(_) => Code::RenewalRefused,
             Refusal::AlreadyGranted => Code::AlreadyGranted,
+            Refusal::NoticeRefused(_) => Code::NoticeRefused,
+            Refusal::MaintenanceRefused(_) => Code::MaintenanceRefused,
             Refusal::Market(r) => Code::of_rejection(r),
             Refusal::ClosesTooSoon { .. } => Code::ClosesTooSoon,
             Refusal::NotValidator => Code::NotValidator,
@@ -350,6 +368,8 @@ pub struct State {
     rotated: OrdMap<PublicKey, Rotation>,
     /// Consensus parameters set by governance (until then, each node's own).
     consensus: Option<ConsensusParams>,
+    /// Open maintenance windows, by provider and pool.
+    maintenance: OrdMap<(PublicKey, String), Window>,
     /// The items' sparse Merkle tree; its root is the state root.
     tree: surplus_state::Tree,
 }
@@ -369,6 +389,7 @@ impl PartialEq for State {
             && self.proposals == other.proposals
             && self.rotated == other.rotated
             && self.consensus == other.consensus
+            && self.maintenance == other.maintenance
             // The indexes derived from the above: equal states execute blocks alike.
             && self.params_bytes == other.params_bytes
             && self.due == other.due
@@ -422,6 +443,7 @@ impl State {
             proposals: OrdMap::new(),
             rotated: OrdMap::new(),
             consensus: None,
+            maintenance: OrdMap::new(),
             tree: surplus_state::Tree::new(),
         };
         state.book.take_changes();
@@ -589,6 +611,7 @@ impl State {
             proposals: self.proposals.clone(),
             rotated: self.rotated.clone(),
             consensus: self.consensus,
+            maintenance: self.maintenance.clone(),
         };
         self.height = height;
         self.now_ms = now_ms;
@@ -694,11 +717,13 @@ impl State {
                     escrow,
                     status: LeaseStatus::Active,
                     grant: None,
+                    notice: None,
                 }),
             );
             self.reschedule(id, None);
             entries.push(entry);
         }
+        self.close_windows(now_ms);
         self.end_of_block(height, &before.validators, &mut entries);
         refused.sort_by_key(|r| r.0);
         let ended = self.remove_ended(&before);
@@ -714,6 +739,14 @@ impl State {
         ids.sort_by_key(|(_, id)| *id);
         for (due, id) in ids {
             self.due.remove(&(due, id));
+            let notice = self.leases.get(&id).and_then(|l| l.notice);
+            if let Some(n) = notice.filter(|n| now_ms >= n.end_ms) {
+                if self.leases.get(&id).is_some_and(|l| n.end_ms < l.fill.end_ms) {
+                    let how = EarlyEnd::Notice { in_time: n.in_time };
+                    entries.extend(self.end_early(id, how, n.end_ms, None));
+                    continue;
+                }
+            }
             let Some(l) = self.leases.get_mut(&id).map(Arc::make_mut) else { continue };
             let (reason, hours) = if now_ms >= l.fill.end_ms {
                 (SettlementReason::Completion, l.hours)
@@ -793,6 +826,7 @@ impl State {
             }
             EntryKind::TRANSFER
             | EntryKind::LEASE_TRANSITION
+            | EntryKind::MAINTENANCE
             | EntryKind::CREDENTIAL_GRANT
             | EntryKind::GOV_PROPOSE
             | EntryKind::GOV_VOTE
@@ -850,6 +884,12 @@ impl State {
                 if !party(&l.fill.buyer) {
                     return Err(Refusal::NotEntitled("buyer".into()));
                 }
+                if let Some(n) = l.notice {
+                    return Err(Refusal::RenewalRefused(format!(
+                        "the provider gave notice: the lease ends at {} ms",
+                        n.end_ms
+                    )));
+                }
                 if !self.params.catalogue.has_market(&l.fill.market) {
                     return Err(Refusal::RenewalRefused(format!(
                         "the market {} left the catalogue",
@@ -860,6 +900,77 @@ impl State {
                     return Err(Refusal::RenewalRefused(format!(
                         "{hours} hours is outside 1 to {}",
                         surplus_market::MAX_HOURS
+                    )));
+                }
+            }
+            Tx::Notice { lease, end_ms, .. } => {
+                let l = lease_of(lease)?;
+                if l.status != LeaseStatus::Active {
+                    return Err(Refusal::LeaseNotActive);
+                }
+                if !party(&l.fill.provider) {
+                    return Err(Refusal::NotEntitled("provider".into()));
+                }
+                if *end_ms >= l.fill.end_ms {
+                    return Err(Refusal::NoticeRefused(format!(
+                        "the lease ends at {} ms anyway, not after {end_ms}",
+                        l.fill.end_ms
+                    )));
+                }
+                if let Some(n) = l.notice.filter(|n| n.end_ms <= *end_ms) {
+                    return Err(Refusal::NoticeRefused(format!(
+                        "notice was given already for {} ms; a new one may only come earlier",
+                        n.end_ms
+                    )));
+                }
+            }
+            Tx::Move { lease, pool, .. } => {
+                let l = lease_of(lease)?;
+                if l.status != LeaseStatus::Active {
+                    return Err(Refusal::LeaseNotActive);
+                }
+                if !party(&l.fill.provider) {
+                    return Err(Refusal::NotEntitled("provider".into()));
+                }
+                check_pool_name(pool).map_err(Refusal::MaintenanceRefused)?;
+            }
+            Tx::Maintenance { pool, market, start_ms, until_ms, reason, .. } => {
+                check_pool_name(pool).map_err(Refusal::MaintenanceRefused)?;
+                if !self.params.catalogue.has_market(market) {
+                    return Err(Refusal::MaintenanceRefused(format!(
+                        "{market} is not a market of the catalogue"
+                    )));
+                }
+                if reason.len() > crate::maintenance::MAX_REASON {
+                    return Err(Refusal::MaintenanceRefused(format!(
+                        "the reason has {} bytes, at most {} are allowed",
+                        reason.len(),
+                        crate::maintenance::MAX_REASON
+                    )));
+                }
+                if *until_ms != 0 && until_ms <= start_ms {
+                    return Err(Refusal::MaintenanceRefused(
+                        "the window must end after it starts (until 0: when done)".into(),
+                    ));
+                }
+                if *start_ms > self.now_ms.saturating_add(crate::maintenance::MAX_WINDOW_AHEAD_MS) {
+                    return Err(Refusal::MaintenanceRefused(
+                        "the window must start within a year".into(),
+                    ));
+                }
+                let replaces = self.maintenance.contains_key(&(*author, pool.clone()));
+                let open = self.windows_of(author).count();
+                if !replaces && open >= crate::maintenance::MAX_WINDOWS {
+                    return Err(Refusal::MaintenanceRefused(format!(
+                        "{open} windows are open already, at most {} are allowed",
+                        crate::maintenance::MAX_WINDOWS
+                    )));
+                }
+            }
+            Tx::MaintenanceDone { pool, .. } => {
+                if !self.maintenance.contains_key(&(*author, pool.clone())) {
+                    return Err(Refusal::MaintenanceRefused(format!(
+                        "no open maintenance window for pool {pool:?} of this key"
                     )));
                 }
             }
@@ -907,7 +1018,8 @@ impl State {
                     .leases
                     .get(&lease)
                     .is_some_and(|l| *author == self.current_key(&l.fill.buyer));
-                Ok(self.terminate(lease, by_buyer, now))
+                let how = if by_buyer { EarlyEnd::Buyer } else { EarlyEnd::Provider };
+                Ok(self.end_early(lease, how, now, Some(now)))
             }
             Tx::Renew { lease, hours, .. } => {
                 let l = self
@@ -964,6 +1076,40 @@ impl State {
                 self.reschedule(lease, before);
                 Ok(vec![Entry::system(EntryKind::SETTLEMENT, s.encode())])
             }
+            Tx::Notice { lease, end_ms, .. } => {
+                if end_ms < now {
+                    return Err(Refusal::NoticeRefused(format!(
+                        "the notice's end, {end_ms} ms, is before the block's time, {now} ms"
+                    )));
+                }
+                let in_time = end_ms - now >= self.params.notice_ms;
+                let before = self.leases.get(&lease).and_then(|l| l.due_ms());
+                let Some(l) = self.leases.get_mut(&lease).map(Arc::make_mut) else {
+                    return Err(Refusal::UnknownLease(hex::encode(lease)));
+                };
+                l.notice = Some(Notice { end_ms, given_ms: now, in_time });
+                self.reschedule(lease, before);
+                Ok(Vec::new())
+            }
+            // Recorded on the ledger; the state does not follow pools.
+            Tx::Move { .. } => Ok(Vec::new()),
+            Tx::Maintenance { pool, market, start_ms, until_ms, reason, .. } => {
+                let w = Window {
+                    provider: *author,
+                    pool: pool.clone(),
+                    market,
+                    start_ms,
+                    until_ms,
+                    reason,
+                    height: self.height,
+                };
+                self.maintenance.insert((*author, pool), w);
+                Ok(Vec::new())
+            }
+            Tx::MaintenanceDone { pool, .. } => {
+                self.maintenance.remove(&(*author, pool));
+                Ok(Vec::new())
+            }
             Tx::Grant { lease, token_hash, revocation_ids, sealed, .. } => {
                 let Some(l) = self.leases.get_mut(&lease).map(Arc::make_mut) else {
                     return Err(Refusal::UnknownLease(hex::encode(lease)));
@@ -991,14 +1137,24 @@ impl State {
         }
     }
 
-    /// Ends a lease early: pays the provider what is due, refunds the rest of the escrow, and
-    /// (provider termination) charges the provider's penalty.
-    fn terminate(&mut self, lease: Hash, by_buyer: bool, now: u64) -> Vec<Entry> {
+    /// Ends a lease early at `now`: pays the provider what is due, refunds the rest of the
+    /// escrow, and (a provider's termination, or a notice not given in time) charges the
+    /// provider's penalty. `rescheduled_from`: its due time in the queue, when it is still
+    /// there (a termination; time passing has taken it out).
+    fn end_early(
+        &mut self,
+        lease: Hash,
+        how: EarlyEnd,
+        now: u64,
+        rescheduled_from: Option<u64>,
+    ) -> Vec<Entry> {
         let fee_bps = self.params.fee_bps;
         let penalty_bps = self.params.penalty_bps;
-        let before = self.leases.get(&lease).and_then(|l| l.due_ms());
+        let by_buyer = how == EarlyEnd::Buyer;
+        let before =
+            rescheduled_from.and_then(|_| self.leases.get(&lease).and_then(|l| l.due_ms()));
         let Some(l) = self.leases.get_mut(&lease).map(Arc::make_mut) else { return Vec::new() };
-        let elapsed_ms = now - l.fill.start_ms;
+        let elapsed_ms = now.saturating_sub(l.fill.start_ms);
         // The buyer pays for the hour it is in; a provider that walks away is paid only for
         // hours completed.
         let hours = if by_buyer { elapsed_ms.div_ceil(HOUR_MS) } else { elapsed_ms / HOUR_MS };
@@ -1009,10 +1165,10 @@ impl State {
         l.hours_paid = hours;
         let refund = l.escrow;
         l.escrow = 0;
-        l.status = if by_buyer {
-            LeaseStatus::TerminatedByBuyer
-        } else {
-            LeaseStatus::TerminatedByProvider
+        l.status = match how {
+            EarlyEnd::Buyer => LeaseStatus::TerminatedByBuyer,
+            EarlyEnd::Provider => LeaseStatus::TerminatedByProvider,
+            EarlyEnd::Notice { .. } => LeaseStatus::EndedByNotice,
         };
         let (buyer, provider, offer, bid, start) =
             (l.fill.buyer, l.fill.provider, l.fill.offer, l.fill.bid, l.fill.start_ms);
@@ -1027,16 +1183,16 @@ impl State {
         *self.balance_mut(&treasury) += fee;
         *self.balance_mut(&buyer) += refund;
         let mut penalty = 0;
-        if !by_buyer {
+        if matches!(how, EarlyEnd::Provider | EarlyEnd::Notice { in_time: false }) {
             let due = (u128::from(refund) * u128::from(penalty_bps) / u128::from(BPS)) as u64;
             penalty = due.min(self.account(&provider).balance);
             *self.balance_mut(&provider) -= penalty;
             *self.balance_mut(&buyer) += penalty;
         }
-        let reason = if by_buyer {
-            SettlementReason::BuyerTermination
-        } else {
-            SettlementReason::ProviderTermination
+        let reason = match how {
+            EarlyEnd::Buyer => SettlementReason::BuyerTermination,
+            EarlyEnd::Provider => SettlementReason::ProviderTermination,
+            EarlyEnd::Notice { .. } => SettlementReason::Notice,
         };
         let s = Settlement {
             lease,
@@ -1054,6 +1210,31 @@ impl State {
             out.push(Entry::system(EntryKind::REVOCATION, encode_revocation(&lease, &ids)));
         }
         out
+    }
+
+    /// The open maintenance windows, by provider and pool.
+    pub fn maintenance(&self) -> impl Iterator<Item = &Window> + '_ {
+        self.maintenance.values()
+    }
+
+    /// `provider`'s open maintenance windows, by pool.
+    pub fn windows_of<'a>(&'a self, provider: &PublicKey) -> impl Iterator<Item = &'a Window> + 'a {
+        let from = (*provider, String::new());
+        let p = *provider;
+        self.maintenance.range(from..).take_while(move |((k, _), _)| *k == p).map(|(_, w)| w)
+    }
+
+    /// Closes the windows whose end has come (step 4).
+    fn close_windows(&mut self, now_ms: u64) {
+        let over: Vec<(PublicKey, String)> = self
+            .maintenance
+            .iter()
+            .filter(|(_, w)| w.until_ms != 0 && w.until_ms <= now_ms)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in over {
+            self.maintenance.remove(&k);
+        }
     }
 
     /// The state root: the root of the items' sparse Merkle tree (`docs/contracts.md` §5).
@@ -1152,6 +1333,11 @@ impl State {
             key: Vec::new(),
             value: root::consensus_value(c),
         });
+        let windows = self.maintenance.values().map(|w| Item {
+            kind: Kind::Maintenance,
+            key: Window::key(&w.provider, &w.pool),
+            value: w.encode(),
+        });
         std::iter::once(self.chain_item())
             .chain(accounts)
             .chain(leases)
@@ -1164,6 +1350,7 @@ impl State {
             .chain(proposals)
             .chain(rotations)
             .chain(consensus)
+            .chain(windows)
     }
 
     /// The tree built from every item, ignoring the one kept up to date block by block.
@@ -1277,6 +1464,17 @@ impl State {
                 self.consensus.map(|c| surplus_state::value_hash(&root::consensus_value(&c)));
             changes.push((root::key_hash(Kind::Consensus, &[]), value));
         }
+        for d in before.maintenance.diff(&self.maintenance) {
+            changes.push(match d {
+                DiffItem::Add((k, pool), w) | DiffItem::Update { new: ((k, pool), w), .. } => (
+                    root::key_hash(Kind::Maintenance, &Window::key(k, pool)),
+                    Some(surplus_state::value_hash(&w.encode())),
+                ),
+                DiffItem::Remove((k, pool), _) => {
+                    (root::key_hash(Kind::Maintenance, &Window::key(k, pool)), None)
+                }
+            });
+        }
         let book = self.book.take_changes();
         let found = self.book.find_many(&book.orders);
         for id in &book.orders {
@@ -1341,6 +1539,21 @@ struct Before {
     proposals: OrdMap<Hash, Arc<Proposal>>,
     rotated: OrdMap<PublicKey, Rotation>,
     consensus: Option<ConsensusParams>,
+    maintenance: OrdMap<(PublicKey, String), Window>,
+}
+
+/// How a lease ends before its time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum EarlyEnd {
+    /// Its buyer terminated it.
+    Buyer,
+    /// Its provider terminated it.
+    Provider,
+    /// The time of its provider's notice came.
+    Notice {
+        /// Given at least the notice period ahead: no penalty.
+        in_time: bool,
+    },
 }
 
 enum UserEffect {

@@ -42,6 +42,7 @@ pub fn genesis(fee_bps: u16, penalty_bps: u16) -> Genesis {
             treasury: treasury(),
             fee_bps,
             penalty_bps,
+            notice_ms: crate::maintenance::DEFAULT_NOTICE_MS,
         },
         allocations,
     }
@@ -295,6 +296,7 @@ pub fn sample_lease(rng: &mut Lcg, buyer: PublicKey, paid: u32, hours: u32) -> L
         escrow: 0,
         status: LeaseStatus::Active,
         grant: None,
+        notice: None,
     };
     l.escrow = l.cost_between(paid, hours);
     l

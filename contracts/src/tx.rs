@@ -11,6 +11,7 @@ use surplus_ledger::{Hash, PublicKey};
 use surplus_market::{Fill, Market};
 
 use crate::governance::Action;
+use crate::maintenance::text;
 
 /// Most revocation ids a credential may carry (one per token block).
 pub const MAX_REVOCATION_IDS: usize = 16;
@@ -92,6 +93,50 @@ pub enum Tx {
         /// The proposer's sequence number.
         seq: u64,
     },
+    /// Give a lease notice that it ends at `end_ms` (by its provider, before maintenance).
+    Notice {
+        /// The lease.
+        #[serde(with = "surplus_ledger::hex_hash")]
+        lease: Hash,
+        /// When it ends, ms since the epoch.
+        end_ms: u64,
+        /// The provider's sequence number.
+        seq: u64,
+    },
+    /// Record that the provider moved a lease to another of its pools (same id, price and
+    /// credential; new access details).
+    Move {
+        /// The lease.
+        #[serde(with = "surplus_ledger::hex_hash")]
+        lease: Hash,
+        /// The pool it now runs on.
+        pool: String,
+        /// The provider's sequence number.
+        seq: u64,
+    },
+    /// Announce a maintenance window for one of the author's pools: it stops offering the
+    /// pool's capacity and gives notice to (or moves) the leases on it.
+    Maintenance {
+        /// The provider's name for the pool.
+        pool: String,
+        /// The pool's market.
+        market: Market,
+        /// When the work starts, ms.
+        start_ms: u64,
+        /// When it ends by itself, ms; 0 until the provider says it is done.
+        until_ms: u64,
+        /// Why (shown to buyers).
+        reason: String,
+        /// The provider's sequence number.
+        seq: u64,
+    },
+    /// End a maintenance window of the author's: the pool is back on the market.
+    MaintenanceDone {
+        /// The pool.
+        pool: String,
+        /// The provider's sequence number.
+        seq: u64,
+    },
     /// Rotate the author's key to `new_key`: the author's credits move to it, its validator
     /// place (if any) passes to it, and the old key may sign nothing more.
     RotateKey {
@@ -119,6 +164,10 @@ impl<'de> Deserialize<'de> for RevocationId {
 
 const TERMINATE: u8 = 1;
 const RENEW: u8 = 2;
+const NOTICE: u8 = 3;
+const MOVE: u8 = 4;
+const WINDOW: u8 = 1;
+const WINDOW_DONE: u8 = 2;
 
 fn write_ids(w: &mut Writer, ids: &[RevocationId]) {
     w.u8(ids.len() as u8);
@@ -163,7 +212,10 @@ impl Tx {
         use surplus_ledger::EntryKind;
         match self {
             Tx::Transfer { .. } => EntryKind::TRANSFER,
-            Tx::Terminate { .. } | Tx::Renew { .. } => EntryKind::LEASE_TRANSITION,
+            Tx::Terminate { .. } | Tx::Renew { .. } | Tx::Notice { .. } | Tx::Move { .. } => {
+                EntryKind::LEASE_TRANSITION
+            }
+            Tx::Maintenance { .. } | Tx::MaintenanceDone { .. } => EntryKind::MAINTENANCE,
             Tx::Grant { .. } => EntryKind::CREDENTIAL_GRANT,
             Tx::GovPropose { .. } => EntryKind::GOV_PROPOSE,
             Tx::GovVote { .. } => EntryKind::GOV_VOTE,
@@ -178,6 +230,10 @@ impl Tx {
             Tx::Transfer { seq, .. }
             | Tx::Terminate { seq, .. }
             | Tx::Renew { seq, .. }
+            | Tx::Notice { seq, .. }
+            | Tx::Move { seq, .. }
+            | Tx::Maintenance { seq, .. }
+            | Tx::MaintenanceDone { seq, .. }
             | Tx::Grant { seq, .. }
             | Tx::GovPropose { seq, .. }
             | Tx::GovVote { seq, .. }
@@ -192,6 +248,10 @@ impl Tx {
             Tx::Transfer { seq, .. }
             | Tx::Terminate { seq, .. }
             | Tx::Renew { seq, .. }
+            | Tx::Notice { seq, .. }
+            | Tx::Move { seq, .. }
+            | Tx::Maintenance { seq, .. }
+            | Tx::MaintenanceDone { seq, .. }
             | Tx::Grant { seq, .. }
             | Tx::GovPropose { seq, .. }
             | Tx::GovVote { seq, .. }
@@ -213,6 +273,20 @@ impl Tx {
             }
             Tx::Renew { lease, hours, seq } => {
                 w.u8(RENEW).raw(lease).u64(*seq).u32(*hours);
+            }
+            Tx::Notice { lease, end_ms, seq } => {
+                w.u8(NOTICE).raw(lease).u64(*seq).u64(*end_ms);
+            }
+            Tx::Move { lease, pool, seq } => {
+                w.u8(MOVE).raw(lease).u64(*seq).short_bytes(pool.as_bytes());
+            }
+            Tx::Maintenance { pool, market, start_ms, until_ms, reason, seq } => {
+                w.u8(WINDOW).u64(*seq).short_bytes(pool.as_bytes());
+                w.short_bytes(market.class.as_bytes()).short_bytes(market.region.as_bytes());
+                w.u64(*start_ms).u64(*until_ms).bytes(reason.as_bytes());
+            }
+            Tx::MaintenanceDone { pool, seq } => {
+                w.u8(WINDOW_DONE).u64(*seq).short_bytes(pool.as_bytes());
             }
             Tx::Grant { lease, token_hash, revocation_ids, seq, sealed } => {
                 w.raw(lease).raw(token_hash).u64(*seq);
@@ -261,6 +335,16 @@ impl Tx {
                         seq: r.u64("transition.seq")?,
                         hours: r.u32("transition.hours")?,
                     },
+                    NOTICE => Tx::Notice {
+                        lease: r.array("transition.lease")?,
+                        seq: r.u64("transition.seq")?,
+                        end_ms: r.u64("transition.end_ms")?,
+                    },
+                    MOVE => Tx::Move {
+                        lease: r.array("transition.lease")?,
+                        seq: r.u64("transition.seq")?,
+                        pool: text(&mut r, "transition.pool", false)?,
+                    },
                     other => {
                         return Err(r.invalid_at(
                             "transition.action",
@@ -278,6 +362,36 @@ impl Tx {
                 // Absent, or present and 49 to 4,096 bytes.
                 sealed: if r.remaining() == 0 { Vec::new() } else { crate::sealed::read(&mut r)? },
             },
+            EntryKind::MAINTENANCE => {
+                let at = r.position();
+                match r.u8("maintenance.action")? {
+                    WINDOW => {
+                        let seq = r.u64("maintenance.seq")?;
+                        let pool = text(&mut r, "maintenance.pool", false)?;
+                        let class = text(&mut r, "maintenance.class", false)?;
+                        let region = text(&mut r, "maintenance.region", false)?;
+                        Tx::Maintenance {
+                            pool,
+                            market: Market { class, region },
+                            start_ms: r.u64("maintenance.start_ms")?,
+                            until_ms: r.u64("maintenance.until_ms")?,
+                            reason: text(&mut r, "maintenance.reason", true)?,
+                            seq,
+                        }
+                    }
+                    WINDOW_DONE => Tx::MaintenanceDone {
+                        seq: r.u64("maintenance.seq")?,
+                        pool: text(&mut r, "maintenance.pool", false)?,
+                    },
+                    other => {
+                        return Err(r.invalid_at(
+                            "maintenance.action",
+                            at,
+                            format!("unknown action {other}"),
+                        ))
+                    }
+                }
+            }
             EntryKind::GOV_PROPOSE => {
                 let seq = r.u64("propose.seq")?;
                 let effective = r.u64("propose.effective")?;
@@ -330,6 +444,8 @@ pub enum SettlementReason {
     ProviderTermination = 4,
     /// The buyer extended it (escrow added).
     Renewal = 5,
+    /// It ended at the time of the provider's notice (before maintenance).
+    Notice = 6,
 }
 
 /// A settlement: what a block moved for one lease.
@@ -373,6 +489,7 @@ impl Settlement {
             3 => SettlementReason::BuyerTermination,
             4 => SettlementReason::ProviderTermination,
             5 => SettlementReason::Renewal,
+            6 => SettlementReason::Notice,
             other => {
                 return Err(r.invalid_at(
                     "settlement.reason",

@@ -35,6 +35,7 @@ DEFAULT = Path(__file__).resolve().parent.parent / "vectors" / "state-root-v2.js
 
 KEY_TAG = "surplus/state/v2/key"
 CHAIN_TAG = "surplus/state/v2"
+DEFAULT_NOTICE_MS = 86_400_000  # genesis-params notice_ms when absent (docs/contracts.md, section 2)
 KIND_ORDER = 16
 SIDE = {"offer": 1, "bid": 2}
 FILL_ALL_OR_NONE = 1
@@ -99,6 +100,10 @@ def genesis_params(f):
     out += u16(len(regions))
     for r in regions:
         out += short(r["id"].encode()) + var(r["description"].encode())
+    # Present only when it differs from the default, 24 hours.
+    notice_ms = int(f.get("notice_ms", DEFAULT_NOTICE_MS))
+    if notice_ms != DEFAULT_NOTICE_MS:
+        out += u64(notice_ms)
     return out
 
 
@@ -167,6 +172,9 @@ def lease(f):
     else:  # with the token sealed to the buyer
         out += u8(2) + b32(g["token_hash"]) + var(revocation_payload(lease_id, g["revocation_ids"]))
         out += var(bytes.fromhex(g["sealed"]))
+    n = f.get("notice")
+    if n is not None:  # the provider's notice, absent without one
+        out += u8(1) + u64(n["end_ms"]) + u64(n["given_ms"]) + u8(1 if n["in_time"] else 0)
     return lease_id, out
 
 
@@ -262,6 +270,14 @@ def proposal(f):
     return pid, out
 
 
+def maintenance(f):
+    key = b32(f["provider"]) + short(f["pool"].encode())
+    cls, region = market(f["market"])
+    value = key + short(cls) + short(region) + u64(f["start_ms"]) + u64(f["until_ms"])
+    value += var(f["reason"].encode()) + u64(f["height"])
+    return key, value
+
+
 def rotation(f):
     old = b32(f["old"])
     return old, old + b32(f["new"]) + u64(f["height"])
@@ -281,6 +297,7 @@ KINDS = {
     9: ("proposal", proposal),
     10: ("rotation", rotation),
     11: ("consensus", consensus),
+    12: ("maintenance", maintenance),
 }
 
 

@@ -34,6 +34,7 @@ fuzz_target!(|data: &[u8]| {
         EntryKind::GOV_VOTE,
         EntryKind::GOV_WITHDRAW,
         EntryKind::KEY_ROTATION,
+        EntryKind::MAINTENANCE,
     ] {
         let _ = Tx::decode(kind, data);
     }

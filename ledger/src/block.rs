@@ -45,6 +45,8 @@ impl EntryKind {
     pub const SETTLEMENT: EntryKind = EntryKind(34);
     /// A transfer of credits between accounts.
     pub const TRANSFER: EntryKind = EntryKind(35);
+    /// A provider's maintenance window for one of its pools, or its end (owned by `contracts`).
+    pub const MAINTENANCE: EntryKind = EntryKind(36);
     /// A credential grant (revocation ids and token hash, never the token).
     pub const CREDENTIAL_GRANT: EntryKind = EntryKind(48);
     /// A credential revocation.
@@ -74,6 +76,7 @@ impl EntryKind {
             Self::LEASE_TRANSITION => "lease-transition",
             Self::SETTLEMENT => "settlement",
             Self::TRANSFER => "transfer",
+            Self::MAINTENANCE => "maintenance",
             Self::CREDENTIAL_GRANT => "credential-grant",
             Self::REVOCATION => "revocation",
             Self::GOV_PROPOSE => "gov-propose",

@@ -147,6 +147,7 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
             treasury: keys[0].public(),
             fee_bps: 100,
             penalty_bps: 500,
+            notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
         },
         allocations,
     };

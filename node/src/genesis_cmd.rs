@@ -37,6 +37,10 @@ pub struct GenesisArgs {
     /// Penalty a provider pays the buyer for ending a lease early, basis points.
     #[arg(long, value_name = "N", default_value_t = 0)]
     penalty_bps: u16,
+    /// Notice, in seconds, that spares a provider the penalty when it ends a lease early for
+    /// maintenance (docs/operations.md).
+    #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
+    notice_secs: u64,
     /// An initial balance, as HEXKEY=UNITS (repeat).
     #[arg(long = "alloc", value_name = "HEXKEY=AMOUNT")]
     allocations: Vec<String>,
@@ -106,7 +110,13 @@ pub fn genesis(a: GenesisArgs) -> Result<ExitCode> {
         chain_id: a.chain_id.clone(),
         genesis_time_ms: a.time_ms.unwrap_or_else(crate::now_ms),
         validators,
-        params: Params { catalogue, treasury, fee_bps: a.fee_bps, penalty_bps: a.penalty_bps },
+        params: Params {
+            catalogue,
+            treasury,
+            fee_bps: a.fee_bps,
+            penalty_bps: a.penalty_bps,
+            notice_ms: a.notice_secs.saturating_mul(1000),
+        },
         allocations,
     };
     // The same checks as loading, with the command line's names for the fields.

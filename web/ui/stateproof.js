@@ -35,6 +35,7 @@ export const STATE_KIND = {
   proposal: 9,
   rotation: 10,
   consensus: 11,
+  maintenance: 12,
 };
 
 /** At most this many siblings in a proof (the tree is 256 bits deep). */

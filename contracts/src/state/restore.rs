@@ -13,6 +13,7 @@ use super::{Account, Lease, LeaseStatus, State};
 use crate::error::RestoreError;
 use crate::genesis::Params;
 use crate::governance::{Proposal, Rotation, Validator};
+use crate::maintenance::Window;
 use crate::root::{self, Item, Kind};
 use crate::tx::RevocationId;
 
@@ -49,6 +50,7 @@ impl State {
         let mut proposals: OrdMap<Hash, Arc<Proposal>> = OrdMap::new();
         let mut rotated: OrdMap<PublicKey, Rotation> = OrdMap::new();
         let mut consensus = None;
+        let mut maintenance: OrdMap<(PublicKey, String), Window> = OrdMap::new();
         let mut leaves: Vec<(Hash, Hash)> = Vec::new();
         let mut seen: HashSet<Hash> = HashSet::new();
 
@@ -169,6 +171,14 @@ impl State {
                     c.validate().map_err(&bad)?;
                     consensus = Some(c);
                     (Vec::new(), root::consensus_value(&c))
+                }
+                Kind::Maintenance => {
+                    let w = Window::decode(&item.value).map_err(|e| bad(e.to_string()))?;
+                    crate::maintenance::check_pool_name(&w.pool).map_err(&bad)?;
+                    let again = w.encode();
+                    let key = Window::key(&w.provider, &w.pool);
+                    maintenance.insert((w.provider, w.pool.clone()), w);
+                    (key, again)
                 }
                 Kind::Price => {
                     let (m, p) = root::decode_price(&item.value).map_err(|e| bad(e.to_string()))?;
@@ -303,6 +313,7 @@ impl State {
             proposals,
             rotated,
             consensus,
+            maintenance,
             tree: surplus_state::Tree::from_leaves(leaves),
         })
     }

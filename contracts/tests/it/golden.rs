@@ -28,6 +28,20 @@ fn compute() -> Value {
     let transfer = Tx::Transfer { to: buyer(1).public(), amount: 1_234_567, seq: 0 };
     let terminate = Tx::Terminate { lease: lease.id, seq: 1 };
     let renew = Tx::Renew { lease: lease.id, hours: 6, seq: 2 };
+    // Maintenance: a window, its end, a notice and a move (docs/contracts.md §9).
+    let maintenance = [
+        Tx::Maintenance {
+            pool: "pve-a".into(),
+            market: lease.fill.market.clone(),
+            start_ms: T0 + 48 * HOUR_MS,
+            until_ms: T0 + 52 * HOUR_MS,
+            reason: "kernel update".into(),
+            seq: 3,
+        },
+        Tx::MaintenanceDone { pool: "pve-a".into(), seq: 4 },
+        Tx::Notice { lease: lease.id, end_ms: T0 + 48 * HOUR_MS, seq: 5 },
+        Tx::Move { lease: lease.id, pool: "pve-b".into(), seq: 6 },
+    ];
     let grant = Tx::Grant {
         lease: lease.id,
         token_hash: [7; 32],
@@ -132,6 +146,7 @@ fn compute() -> Value {
         "description": "Surplus contracts v1 vectors; see docs/contracts.md. Keys: ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index).",
         "chain_id": CHAIN,
         "transactions": [tx_json(&transfer), tx_json(&terminate), tx_json(&renew), tx_json(&grant), tx_json(&sealed_grant)],
+        "maintenance": maintenance.iter().map(tx_json).collect::<Vec<_>>(),
         "fill": { "fill": lease.fill, "payload": hex::encode(encode_fill(&lease.fill, lease.height)), "lease_id": hex::encode(lease.id) },
         "settlement": { "settlement": settlement, "payload": hex::encode(settlement.encode()) },
         "revocation": hex::encode(encode_revocation(&lease.id, &[RevocationId(vec![1, 2, 3])])),

@@ -7,6 +7,7 @@ mod credentials;
 mod golden;
 mod governance;
 mod helpers;
+mod maintenance;
 mod model;
 mod regressions;
 mod snapshot;

@@ -353,6 +353,12 @@ fn lease(i: u64, grant: bool) -> Lease {
             // Some with a sealed credential (grant tag 2), some without (tag 1).
             sealed: if i.is_multiple_of(3) { vec![i as u8; 64] } else { Vec::new() },
         }),
+        // Some with a provider's notice (a trailing field of the lease's value).
+        notice: (i % 4 == 1).then_some(surplus_contracts::maintenance::Notice {
+            end_ms: T0 + 2 * HOUR_MS,
+            given_ms: T0,
+            in_time: i % 8 == 1,
+        }),
     };
     l.escrow = l.cost_between(l.hours_paid, l.hours);
     l

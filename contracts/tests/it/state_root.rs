@@ -38,6 +38,7 @@ const VALIDATOR: (u8, &str) = (8, "validator");
 const PROPOSAL: (u8, &str) = (9, "proposal");
 const ROTATION: (u8, &str) = (10, "rotation");
 const CONSENSUS: (u8, &str) = (11, "consensus");
+const MAINTENANCE: (u8, &str) = (12, "maintenance");
 
 fn h(b: impl AsRef<[u8]>) -> String {
     hex::encode(b)
@@ -177,7 +178,13 @@ fn lease_item(l: &Lease) -> Item {
                     .bytes(&g.sealed);
             }
         }
+        if let Some(n) = &l.notice {
+            w.u8(1).u64(n.end_ms).u64(n.given_ms).u8(u8::from(n.in_time));
+        }
     });
+    let notice = l.notice.map(
+        |n| json!({ "end_ms": n64(n.end_ms), "given_ms": n64(n.given_ms), "in_time": n.in_time }),
+    );
     item(
         LEASE,
         l.id.to_vec(),
@@ -190,6 +197,7 @@ fn lease_item(l: &Lease) -> Item {
             "status": l.status as u8,
             "segments": segments,
             "grant": grant,
+            "notice": notice,
         }),
         b,
     )
@@ -439,6 +447,31 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
         ));
     }
 
+    // The providers' open maintenance windows, by provider and pool.
+    for w in s.maintenance() {
+        let key = bytes(|b| {
+            b.raw(&w.provider.0).short_bytes(w.pool.as_bytes());
+        });
+        out.push(item(
+            MAINTENANCE,
+            key.clone(),
+            json!({
+                "provider": w.provider.to_string(),
+                "pool": w.pool,
+                "market": w.market.to_string(),
+                "start_ms": n64(w.start_ms),
+                "until_ms": n64(w.until_ms),
+                "reason": w.reason,
+                "height": n64(w.height),
+            }),
+            bytes(|b| {
+                b.raw(&key);
+                b.short_bytes(w.market.class.as_bytes()).short_bytes(w.market.region.as_bytes());
+                b.u64(w.start_ms).u64(w.until_ms).bytes(w.reason.as_bytes()).u64(w.height);
+            }),
+        ));
+    }
+
     // The rotated keys, by old key.
     for (old, r) in s.rotations() {
         out.push(item(
@@ -639,6 +672,20 @@ fn sample() -> (State, State, u64) {
                 },
             ),
             tx(&buyer(0), Tx::Renew { lease: a, hours: 2, seq: 0 }),
+            // Provider 0 announces maintenance of its pool "pve-a" from t3 + 1 h and gives
+            // lease A notice for then (late: the default period is 24 h).
+            tx(
+                &provider(0),
+                Tx::Maintenance {
+                    pool: "pve-a".into(),
+                    market: crate::helpers::market(),
+                    start_ms: t3 + HOUR_MS,
+                    until_ms: 0,
+                    reason: "firmware".into(),
+                    seq: 3,
+                },
+            ),
+            tx(&provider(0), Tx::Notice { lease: a, end_ms: t3 + HOUR_MS, seq: 4 }),
             bid(&buyer(2), 1, 2, 10, 7, t3),
             offer(&provider(1), 3, 50, 24, 1, t3),
             propose.clone(),
@@ -701,7 +748,7 @@ fn compute() -> Value {
             "genesis at T0 = 1767225600000 (contracts::testutil::genesis(250, 1000): chain contracts-test, the sample catalogue, buyers 0-2 with 10,000,000 units, providers 0-2 with 1,000,000 units)",
             "block 1 at T0: provider 0 offers 4 slots at reserve 20 for 48 h (nonce 1); buyer 0 bids 2 slots for 6 h at limit 30, buyer 1 1 slot for 4 h at limit 30 (nonce 1 each, at least 1 slot); both fill at 25: lease A (buyer 0), lease B (buyer 1)",
             "block 2 at T0 + 1.5 h: hourly settlements of leases A and B; provider 0 grants lease B (id \"b1\") and lease A (ids \"a1-root\", \"a1-block1\"); buyer 1 terminates lease B; buyer 2 transfers 5,000 units to key(\"auditor\", 0) and bids 1 slot for 1 h at limit 40 (nonce 2), which fills at 30: lease C",
-            "block 3 at T0 + 3 h: lease C completes, lease A is paid its third hour; provider 0 grants lease A again (id \"a2\", token blake3(\"a2-token\") sealed to buyer 0 with ephemeral key 42…42), revoking its first grant; buyer 0 renews lease A by 2 hours (at 30); buyer 2 bids 1 slot for 2 h at limit 10 (nonce 7) and provider 1 offers 3 slots at reserve 50 for 24 h (nonce 1): neither trades; validator 0 (of genesis validators 0-3, power 1 each) proposes to add key(\"validator\", 4) with power 2 at /ip4/127.0.0.1/tcp/7004 from block 20; validator 1 votes yes and validator 2 no (it stays open); validator 3 rotates its key to key(\"validator\", 9), which takes its place in the set",
+            "block 3 at T0 + 3 h: lease C completes, lease A is paid its third hour; provider 0 grants lease A again (id \"a2\", token blake3(\"a2-token\") sealed to buyer 0 with ephemeral key 42…42), revoking its first grant; buyer 0 renews lease A by 2 hours (at 30); provider 0 announces maintenance of its pool \"pve-a\" (market vm.4c16g@eu-west-a, from T0 + 4 h until done, reason \"firmware\") and gives lease A notice that it ends at T0 + 4 h (given at T0 + 3 h: not in time, the default period being 24 h); buyer 2 bids 1 slot for 2 h at limit 10 (nonce 7) and provider 1 offers 3 slots at reserve 50 for 24 h (nonce 1): neither trades; validator 0 (of genesis validators 0-3, power 1 each) proposes to add key(\"validator\", 4) with power 2 at /ip4/127.0.0.1/tcp/7004 from block 20; validator 1 votes yes and validator 2 no (it stays open); validator 3 rotates its key to key(\"validator\", 9), which takes its place in the set",
             "blocks 4 to 14, each 60 s after the one before: in block 4 validator 0 proposes consensus parameters (a block every 250 ms, at most 2000 entries and 2097152 bytes) from block 15; in block 5 validators 0, 1 and 2 vote yes (3 of 4: it passes); blocks 6 to 14 are empty; the end of block 10 expires block 3's proposal (its deadline), the end of block 14 enacts the parameters. Leases and orders settle and expire as time passes",
         ],
         "states": [
@@ -754,8 +801,18 @@ fn state_root_ignores_the_order_of_the_items() {
 fn state_root_sample_covers_the_layout() {
     let (_, s, t3) = sample();
     for kind in [
-        CHAIN, ACCOUNT, LEASE, ORDER, REVOKED, NONCE, PRICE, ALLOCATION, VALIDATOR, PROPOSAL,
+        CHAIN,
+        ACCOUNT,
+        LEASE,
+        ORDER,
+        REVOKED,
+        NONCE,
+        PRICE,
+        ALLOCATION,
+        VALIDATOR,
+        PROPOSAL,
         ROTATION,
+        MAINTENANCE,
     ] {
         assert!(items(&s, t3).iter().any(|i| i.kind == kind), "no {} item", kind.1);
         assert!(s.items().any(|i| i.kind as u8 == kind.0 && i.kind.name() == kind.1));

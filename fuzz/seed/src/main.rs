@@ -113,6 +113,7 @@ fn main() {
         escrow: 900_000,
         status: LeaseStatus::Active,
         grant: None,
+        notice: None,
     };
     let cred = credential::mint(&lease, &provider, &["read", "write"], &mut rand::thread_rng())
         .expect("mint a credential");

@@ -3,7 +3,8 @@
 //! ```json
 //! { "chain_id": "surplus-devnet", "genesis_time_ms": 1700000000000,
 //!   "validators": [{ "name": "dc1", "public_key": "<hex>" }],
-//!   "params": { "catalogue": {...}, "treasury": "<hex>", "fee_bps": 0, "penalty_bps": 0 },
+//!   "params": { "catalogue": {...}, "treasury": "<hex>", "fee_bps": 0, "penalty_bps": 0,
+//!               "notice_ms": 86400000 },
 //!   "allocations": [{ "account": "<hex>", "amount": 1000000 }] }
 //! ```
 //!
@@ -131,7 +132,7 @@ impl GenesisFile {
             "missing: add the consortium's parameters (catalogue, treasury, fee_bps, penalty_bps)"
                 .to_owned(),
         ))?;
-        only_keys(pv, "params", &["catalogue", "treasury", "fee_bps", "penalty_bps"])?;
+        only_keys(pv, "params", &["catalogue", "treasury", "fee_bps", "penalty_bps", "notice_ms"])?;
         let treasury: PublicKey =
             field(pv, "params.treasury", "the treasury's 64-hex-digit public key")?;
         let bps = |k: &str| -> Result<u16, (String, String)> {
@@ -141,6 +142,14 @@ impl GenesisFile {
             }
         };
         let (fee_bps, penalty_bps) = (bps("fee_bps")?, bps("penalty_bps")?);
+        let notice_ms = match pv.get("notice_ms") {
+            None => surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
+            Some(_) => field(
+                pv,
+                "params.notice_ms",
+                "milliseconds of notice that spare a provider the penalty (default 86400000)",
+            )?,
+        };
         let cv = pv.get("catalogue").ok_or((
             "params.catalogue".to_owned(),
             "missing: add the catalogue of classes and regions".to_owned(),
@@ -160,8 +169,13 @@ impl GenesisFile {
                     .map_err(|e| (format!("params.catalogue.regions[{i}]"), e.to_string()))?,
             );
         }
-        let params =
-            Params { catalogue: Catalogue { classes, regions }, treasury, fee_bps, penalty_bps };
+        let params = Params {
+            catalogue: Catalogue { classes, regions },
+            treasury,
+            fee_bps,
+            penalty_bps,
+            notice_ms,
+        };
         let mut allocations = Vec::new();
         for (i, x) in
             array(v, "allocations", "{\"account\", \"amount\"} objects")?.iter().enumerate()
@@ -277,6 +291,7 @@ mod tests {
                 treasury: key("treasury", 0).public(),
                 fee_bps: 100,
                 penalty_bps: 500,
+                notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
             },
             allocations: vec![Allocation { account: key("buyer", 0).public(), amount: 5_000_000 }],
         }

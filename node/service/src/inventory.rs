@@ -180,6 +180,7 @@ mod tests {
                     treasury: key("treasury", 0).public(),
                     fee_bps: 0,
                     penalty_bps: 0,
+                    notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
                 },
                 allocations: vec![Allocation {
                     account: key("buyer", 0).public(),

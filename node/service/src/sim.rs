@@ -298,6 +298,7 @@ impl World {
                 treasury: SecretKey::from_seed(rng.gen()).public(),
                 fee_bps: 100,
                 penalty_bps: 500,
+                notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
             },
             allocations: buyers
                 .iter()

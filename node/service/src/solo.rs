@@ -48,6 +48,8 @@ pub struct Spec {
     pub fee_bps: u16,
     /// Penalty on an early end, basis points.
     pub penalty_bps: u16,
+    /// Notice that spares a provider the penalty, ms (the genesis parameter `notice_ms`).
+    pub notice_ms: u64,
     /// The faucet's key and what it gives each new account; the key is funded at genesis with
     /// [`Spec::FAUCET_FUNDS`]. `None`: no faucet.
     pub faucet: Option<(SecretKey, u64)>,
@@ -76,6 +78,7 @@ impl Spec {
             catalogue: Catalogue::sample(),
             fee_bps: 0,
             penalty_bps: 0,
+            notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
             faucet: None,
             mempool_capacity: None,
             batch_interval_ms: 50,
@@ -116,6 +119,7 @@ impl Spec {
                 treasury: self.key.public(),
                 fee_bps: self.fee_bps,
                 penalty_bps: self.penalty_bps,
+                notice_ms: self.notice_ms,
             },
             allocations,
         };

@@ -53,6 +53,7 @@ fn setup(
             treasury: key("treasury", 0).public(),
             fee_bps: 0,
             penalty_bps: 0,
+            notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
         },
         allocations: vec![Allocation { account: buyer.public(), amount: 1_000_000 }],
     };

@@ -573,6 +573,7 @@ mod tests {
                 treasury: keys[0].public(),
                 fee_bps: 0,
                 penalty_bps: 0,
+                notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
             },
             allocations: vec![surplus_contracts::Allocation {
                 account: buyer.public(),
