@@ -26,6 +26,11 @@ pub const MAX_POOLS: usize = 1024;
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Pool {
+    /// The operator's name for it (a host, a rack, a cluster): what maintenance windows name.
+    /// Default: its market, `class@region`. Several pools may share a market; their offers are
+    /// made together.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
     /// The resource class (from the catalogue).
     pub class: String,
     /// The region (from the catalogue).
@@ -64,6 +69,155 @@ impl Pool {
     pub fn ttl_ms(&self) -> u64 {
         u64::from(self.offer_ttl_minutes) * 60_000
     }
+    /// Its name: the inventory's, else its market.
+    pub fn name(&self) -> String {
+        self.name.clone().unwrap_or_else(|| self.market().to_string())
+    }
+    /// Whether `other` offers on the same terms (what pools sharing a market must do).
+    pub fn same_terms(&self, other: &Pool) -> bool {
+        (self.reserve, self.min_hours, self.horizon_hours, self.offer_ttl_minutes)
+            == (other.reserve, other.min_hours, other.horizon_hours, other.offer_ttl_minutes)
+    }
+}
+
+/// The names of `provider`'s pools under maintenance: those with an open window in the state,
+/// from the block that recorded it (not only from its start): their capacity is not offered.
+pub fn drained(state: &State, provider: &PublicKey) -> BTreeSet<String> {
+    state.windows_of(provider).map(|w| w.pool.clone()).collect()
+}
+
+/// The pool a lease runs on: where the node `placed` it, else (a lease the node never placed,
+/// such as one started before pools had names) the first pool of its market.
+pub fn pool_of(pools: &[Pool], market: &Market, placed: Option<String>) -> Option<String> {
+    placed.or_else(|| pools.iter().find(|p| p.market() == *market).map(Pool::name))
+}
+
+/// Slots of `provider`'s active leases on each pool.
+fn used(
+    pools: &[Pool],
+    state: &State,
+    provider: &PublicKey,
+    placed: &dyn Fn(&Hash) -> Option<String>,
+) -> std::collections::BTreeMap<String, u64> {
+    let mut used = std::collections::BTreeMap::new();
+    for l in state.provider_leases(provider).filter(|l| l.status == LeaseStatus::Active) {
+        if let Some(p) = pool_of(pools, &l.fill.market, placed(&l.id)) {
+            *used.entry(p).or_insert(0) += u64::from(l.fill.slots);
+        }
+    }
+    used
+}
+
+/// Where a starting lease runs: the first pool of its market, in inventory order, that is not
+/// under maintenance and has room for its slots besides the leases placed there; else the
+/// first of its market not under maintenance; else the first of its market. `None` when no
+/// pool has its market (a manual offer's lease).
+pub fn place(
+    pools: &[Pool],
+    state: &State,
+    provider: &PublicKey,
+    lease: &crate::Lease,
+    placed: &dyn Fn(&Hash) -> Option<String>,
+) -> Option<String> {
+    let drained = drained(state, provider);
+    // The lease itself is not placed yet: it counts nowhere.
+    let other = |id: &Hash| if *id == lease.id { Some(String::new()) } else { placed(id) };
+    let used = used(pools, state, provider, &other);
+    let mine: Vec<&Pool> = pools.iter().filter(|p| p.market() == lease.fill.market).collect();
+    let open = || mine.iter().filter(|p| !drained.contains(&p.name()));
+    let room = |p: &&&Pool| {
+        u64::from(p.slots).saturating_sub(used.get(&p.name()).copied().unwrap_or(0))
+            >= u64::from(lease.fill.slots)
+    };
+    open().find(room).or_else(|| open().next()).or_else(|| mine.first()).map(|p| p.name())
+}
+
+/// How much later than now a notice ends at the earliest: it must reach a block before its end
+/// (`docs/contracts.md` §9).
+pub const NOTICE_MARGIN_MS: u64 = 15_000;
+
+/// What the provider's node must do about a lease on a pool under maintenance.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum DrainDuty {
+    /// Move it to another pool of its market that has room (the hook's `move` step, then a
+    /// `move` entry).
+    Move {
+        /// The lease.
+        lease: Hash,
+        /// The pool it runs on.
+        from: String,
+        /// The pool it moves to.
+        to: String,
+    },
+    /// Give it notice that it ends at `end_ms` (the window's start, or soon after now when
+    /// that has passed).
+    Notice {
+        /// The lease.
+        lease: Hash,
+        /// When it ends.
+        end_ms: u64,
+    },
+}
+
+/// The provider's duties toward the leases on its pools under maintenance (`docs/operations.md`,
+/// Maintenance): each active lease on a pool with an open window, that runs past the window's
+/// start and has neither a notice nor a pending notice or move, is moved to the first other pool
+/// of its market that is not under maintenance and has room for it (counting the moves planned
+/// before it, in lease id order), or else given notice for the window's start.
+pub fn drain_duties(
+    pools: &[Pool],
+    state: &State,
+    provider: &PublicKey,
+    placed: &dyn Fn(&Hash) -> Option<String>,
+    pending: &[Tx],
+    now_ms: u64,
+) -> Vec<DrainDuty> {
+    let windows: std::collections::BTreeMap<String, u64> =
+        state.windows_of(provider).map(|w| (w.pool.clone(), w.start_ms)).collect();
+    if windows.is_empty() {
+        return Vec::new();
+    }
+    let mut used = used(pools, state, provider, placed);
+    let busy = |id: &Hash| {
+        pending
+            .iter()
+            .any(|t| matches!(t, Tx::Notice { lease, .. } | Tx::Move { lease, .. } if lease == id))
+    };
+    let mut out = Vec::new();
+    for l in state.provider_leases(provider) {
+        if l.status != LeaseStatus::Active || l.notice.is_some() || busy(&l.id) {
+            continue;
+        }
+        let Some(from) = pool_of(pools, &l.fill.market, placed(&l.id)) else { continue };
+        let Some(start) = windows.get(&from) else { continue };
+        if l.fill.end_ms <= *start {
+            continue; // It ends before the work starts.
+        }
+        let slots = u64::from(l.fill.slots);
+        let to = pools.iter().find(|p| {
+            let name = p.name();
+            p.market() == l.fill.market
+                && !windows.contains_key(&name)
+                && u64::from(p.slots).saturating_sub(used.get(&name).copied().unwrap_or(0)) >= slots
+        });
+        match to {
+            Some(p) => {
+                let to = p.name();
+                *used.entry(to.clone()).or_insert(0) += slots;
+                if let Some(u) = used.get_mut(&from) {
+                    *u = u.saturating_sub(slots);
+                }
+                out.push(DrainDuty::Move { lease: l.id, from, to });
+            }
+            None => {
+                let end_ms = (*start).max(now_ms.saturating_add(NOTICE_MARGIN_MS));
+                if end_ms < l.fill.end_ms {
+                    out.push(DrainDuty::Notice { lease: l.id, end_ms });
+                }
+            }
+        }
+    }
+    out
 }
 
 /// What a provider's node should submit to keep its offers in step with its pools.
@@ -108,7 +262,18 @@ pub fn plan(
 ) -> Plan {
     let mut out = Plan::default();
     let mut used_nonces: BTreeSet<u64> = pending.iter().map(|o| o.nonce).collect();
-    for (i, pool) in pools.iter().enumerate() {
+    // One offer per market, for the slots of its pools that are not under maintenance, on the
+    // terms of its first pool (the inventory requires pools of a market to share them).
+    let drained = drained(state, provider);
+    let mut markets: Vec<(usize, &Pool, u64)> = Vec::new();
+    for (i, p) in pools.iter().enumerate() {
+        let open = if drained.contains(&p.name()) { 0 } else { u64::from(p.slots) };
+        match markets.iter_mut().find(|(_, q, _)| q.market() == p.market()) {
+            Some(m) => m.2 += open,
+            None => markets.push((i, p, open)),
+        }
+    }
+    for (i, pool, slots) in markets {
         let market = pool.market();
         let (_, offers) = state.book.market(&market);
         let mine: Vec<_> = offers
@@ -138,7 +303,6 @@ pub fn plan(
             .map(|o| u64::from(o.slots))
             .sum();
         let covered = by_offers + by_leases + by_pending;
-        let slots = u64::from(pool.slots);
 
         // Near expiry: cancel now, replace once gone.
         let margin = pool.ttl_ms() / 4;
@@ -186,8 +350,8 @@ pub fn plan(
         used_nonces.insert(nonce);
         out.offers.push(Offer {
             market,
-            // At most pool.slots, which is at most MAX_SLOTS.
-            slots: u32::try_from(uncovered).unwrap_or(pool.slots),
+            slots: u32::try_from(uncovered.min(u64::from(surplus_market::MAX_SLOTS)))
+                .unwrap_or(surplus_market::MAX_SLOTS),
             from_ms: now_ms,
             until_ms: now_ms + u64::from(pool.horizon_hours) * HOUR_MS,
             reserve: pool.reserve,
@@ -328,6 +492,7 @@ mod tests {
         let (_, mut maker) = BlockMaker::genesis("provider-test", &genesis, T0).unwrap();
         let market = Market::new("vm.4c16g", "eu-west-a");
         let pools = [Pool {
+            name: None,
             class: market.class.clone(),
             region: market.region.clone(),
             slots: 4,
@@ -353,6 +518,80 @@ mod tests {
         maker.next(&entries, T0 + 1, validator.public()).unwrap();
         let lease = maker.state.leases().next().unwrap().id;
         (maker, provider.public(), lease)
+    }
+
+    fn pool(name: &str, slots: u32) -> Pool {
+        Pool {
+            name: Some(name.into()),
+            class: "vm.4c16g".into(),
+            region: "eu-west-a".into(),
+            slots,
+            reserve: 10,
+            min_hours: 1,
+            horizon_hours: 48,
+            offer_ttl_minutes: 60,
+        }
+    }
+
+    #[test]
+    fn pools_under_maintenance_are_not_offered_and_their_leases_move_or_get_notice() {
+        let (mut maker, provider, lease) = leased();
+        let key = key("provider", 0);
+        let now = T0 + 10;
+        let l = maker.state.lease(&lease).unwrap().clone();
+        // Pool "a" (4 slots) holds the offer's 2-slot lease: it is placed on the first pool
+        // with room.
+        let pools = [pool("a", 4), pool("b", 2)];
+        let nowhere = |_: &Hash| None;
+        assert_eq!(place(&pools, &maker.state, &provider, &l, &nowhere).as_deref(), Some("a"));
+        let on_a = |_: &Hash| Some("a".to_string());
+        // The offer covers 4 of the 6 slots: 2 more are offered.
+        let p = plan(&pools, &maker.state, &provider, &[], now);
+        assert_eq!((p.offers.len(), p.offers[0].slots, p.cancels.len()), (1, 2, 0));
+        // Pool "a" goes into maintenance in an hour (the lease runs 2).
+        let start = now + HOUR_MS;
+        let w = Tx::Maintenance {
+            pool: "a".into(),
+            market: l.fill.market.clone(),
+            start_ms: start,
+            until_ms: 0,
+            reason: "firmware".into(),
+            seq: 0,
+        };
+        let e = Entry::signed("provider-test", w.kind(), w.encode(), &key);
+        maker.next(&[e], now, key_v()).unwrap();
+        assert_eq!(drained(&maker.state, &provider).into_iter().collect::<Vec<_>>(), vec!["a"]);
+        // Only pool "b" is offered now: the offer (4 slots, 2 leased) covers more than its 2,
+        // so it is withdrawn and nothing new is offered.
+        let p = plan(&pools, &maker.state, &provider, &[], now + 1);
+        assert!(p.offers.is_empty());
+        assert_eq!(p.cancels, vec![l.fill.offer]);
+        // Pool "b" has room for the lease: it moves there.
+        let d = drain_duties(&pools, &maker.state, &provider, &on_a, &[], now + 1);
+        assert_eq!(d, vec![DrainDuty::Move { lease, from: "a".into(), to: "b".into() }]);
+        // Without room elsewhere, it gets notice for the window's start.
+        let small = [pool("a", 4), pool("b", 1)];
+        let d = drain_duties(&small, &maker.state, &provider, &on_a, &[], now + 1);
+        assert_eq!(d, vec![DrainDuty::Notice { lease, end_ms: start }]);
+        // A window that starts now: notice for a moment later, so that it reaches a block.
+        let d = drain_duties(&small, &maker.state, &provider, &on_a, &[], start + 5);
+        assert_eq!(d, vec![DrainDuty::Notice { lease, end_ms: start + 5 + NOTICE_MARGIN_MS }]);
+        // A pending notice, or a lease already moved to "b", has nothing more to do.
+        let pending = [Tx::Notice { lease, end_ms: start, seq: 1 }];
+        assert!(drain_duties(&small, &maker.state, &provider, &on_a, &pending, now + 1).is_empty());
+        let on_b = |_: &Hash| Some("b".to_string());
+        assert!(drain_duties(&pools, &maker.state, &provider, &on_b, &[], now + 1).is_empty());
+        // Once the pool is back, it is offered again.
+        let done = Tx::MaintenanceDone { pool: "a".into(), seq: 1 };
+        let e = Entry::signed("provider-test", done.kind(), done.encode(), &key);
+        maker.next(&[e], now + 2, key_v()).unwrap();
+        assert!(drained(&maker.state, &provider).is_empty());
+        let p = plan(&pools, &maker.state, &provider, &[], now + 3);
+        assert_eq!((p.offers.len(), p.offers[0].slots), (1, 2));
+    }
+
+    fn key_v() -> PublicKey {
+        key("validator", 0).public()
     }
 
     #[test]

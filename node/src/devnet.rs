@@ -62,6 +62,11 @@ pub struct DevnetArgs {
     /// Batch interval of the nodes, ms.
     #[arg(long, default_value_t = 500)]
     pub batch_interval_ms: u64,
+    /// Notice, in seconds, that spares a provider the penalty when maintenance ends a lease
+    /// early (the genesis parameter notice_ms: 24 hours in a real consortium, short here so
+    /// that `surplus drain` can be tried).
+    #[arg(long, default_value_t = 120)]
+    pub notice_secs: u64,
     /// With nothing to do, the nodes still make a block this often, ms.
     #[arg(long, default_value_t = 30_000)]
     pub heartbeat_ms: u64,
@@ -147,7 +152,7 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
             treasury: keys[0].public(),
             fee_bps: 100,
             penalty_bps: 500,
-            notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
+            notice_ms: a.notice_secs.saturating_mul(1000),
         },
         allocations,
     };
@@ -160,7 +165,9 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
         write_key(&node_dir.join("node.key"), key)?;
         write_key(&node_dir.join("faucet.key"), &faucets[i])?;
         write(&node_dir.join("genesis.json"), &genesis_json)?;
-        write(&node_dir.join("inventory.toml"), &Inventory::sample(&markets_for(i, &catalogue)))?;
+        // Two hosts per datacenter, so that one can be drained while the other takes its leases.
+        let inventory = Inventory::sample_on(&markets_for(i, &catalogue), &["pve-a", "pve-b"]);
+        write(&node_dir.join("inventory.toml"), &inventory)?;
         let mut c = Config { name: name.clone(), ..Config::default() };
         c.p2p.listen = vec![
             format!("/ip4/127.0.0.1/tcp/{}", port(i, 0)),

@@ -4,6 +4,7 @@ mod client;
 mod credential_cmd;
 mod demo;
 mod devnet;
+mod drain_cmd;
 mod genesis_cmd;
 mod gov_cmd;
 mod hook_cmd;
@@ -66,6 +67,9 @@ enum Command {
     Hook(hook_cmd::HookCommand),
     /// Run a node: order gossip, consensus, the HTTP API, inventory and provisioning.
     Node(node_cmd::NodeArgs),
+    /// Take an inventory pool out of the market for maintenance (its leases move to another
+    /// pool or get notice), or put it back with --done.
+    Drain(drain_cmd::DrainArgs),
     /// Run a whole local consortium on this machine: nodes, sample data and the web UI.
     Devnet(devnet::DevnetArgs),
     /// Drive signed orders into a running devnet and measure order → lease latency.
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Command::Genesis(a) => genesis_cmd::genesis(a),
         Command::Hook(c) => hook_cmd::hook(c),
         Command::Node(a) => node_cmd::node(a),
+        Command::Drain(a) => drain_cmd::drain(a),
         Command::Devnet(a) => devnet::devnet(a),
         Command::Load(a) => load::load(a),
         Command::Client(c) => client::run(c),

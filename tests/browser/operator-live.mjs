@@ -1,7 +1,8 @@
 // The operator page as an operator finds it, in Chromium with playwright-core: it follows the
 // chain without a reload (its height moves with the blocks), shows the inventory as a table in
 // credits with each pool's use, its leases with time left and provisioning status, and its
-// peers by name with rounded scores; the operator ends a lease early with a reason.
+// peers by name with rounded scores; the operator ends a lease early with a reason, and drains a
+// pool for maintenance (buyers see the window) and puts it back.
 // Environment (scripts/browser-test sets it): SURPLUS_UI (node 0), SURPLUS_DEVNET (dc1's
 // operator token, a sample buyer's key), SURPLUS_BIN (its bid), CHROMIUM, ARTIFACTS, NODE_PATH. Exit 0 on success, 1 with a message.
 
@@ -62,6 +63,30 @@ try {
     /ended early by the operator: disk replacement in rack 4/.test(await row.textContent()));
   check(true, `lease ${lease.slice(0, 10)}… ended early from the operator page, with its reason shown`);
   await page.screenshot({ path: path.join(artifacts, "operator-ended.png"), fullPage: true });
+
+  // The operator drains a pool from its inventory row (after the notice period, the default),
+  // buyers see the window on the markets table, and the operator puts the pool back.
+  const poolRow = page.locator('[data-testid="pool-row"]').last();
+  const pool = await poolRow.getAttribute("data-pool");
+  const poolMarket = await poolRow.getAttribute("data-market");
+  await poolRow.locator('[data-testid="pool-drain"] summary').click();
+  await poolRow.locator('[data-testid="drain-reason"]').fill("firmware update on the host");
+  await poolRow.locator('[data-testid="drain-submit"]').click();
+  await until("the pool's row to show its window", async () =>
+    (await page.locator(`[data-testid="pool-row"][data-pool="${pool}"]`).getAttribute("data-drained")) === "true");
+  const drainedRow = page.locator(`[data-testid="pool-row"][data-pool="${pool}"]`);
+  check(/firmware update on the host/.test(await drainedRow.textContent()), `pool ${pool} is drained from the operator page, with its reason`);
+  await page.screenshot({ path: path.join(artifacts, "operator-drained.png"), fullPage: true });
+  const buyerPage = await page.context().newPage();
+  await buyerPage.goto(`${ui}#/buyer`, { waitUntil: "load" });
+  const cell = buyerPage.locator(`[data-testid="market-row"][data-market="${poolMarket}"] [data-testid="market-maintenance"]`);
+  await until("the window on the buyer's markets table", async () => (await cell.textContent()).includes(pool));
+  check(/firmware update on the host/.test(await cell.textContent()), `buyers see ${pool}'s window on the markets table before they bid`);
+  await buyerPage.close();
+  await drainedRow.locator('[data-testid="drain-done"]').click();
+  await until("the pool back on the market", async () =>
+    (await page.locator(`[data-testid="pool-row"][data-pool="${pool}"]`).getAttribute("data-drained")) === "false");
+  check(true, `pool ${pool} is back on the market from the operator page`);
   if (errors.length) throw new Error(`the page reported errors:\n  ${errors.join("\n  ")}`);
   log("PASS");
 } catch (e) {

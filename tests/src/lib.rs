@@ -387,12 +387,25 @@ impl Devnet {
         batch_ms: u64,
         heartbeat_ms: u64,
     ) -> Self {
+        Self::init_args(root, nodes, base, batch_ms, heartbeat_ms, &[])
+    }
+
+    /// [`Devnet::init_with`] and more arguments of `surplus devnet --init-only`.
+    pub fn init_args(
+        root: &Path,
+        nodes: usize,
+        base: u16,
+        batch_ms: u64,
+        heartbeat_ms: u64,
+        extra: &[&str],
+    ) -> Self {
         let dir = root.join("net");
         let out = Command::new(surplus_bin())
             .args(["devnet", "--init-only", "--nodes", &nodes.to_string()])
             .args(["--batch-interval-ms", &batch_ms.to_string()])
             .args(["--heartbeat-ms", &heartbeat_ms.to_string()])
             .args(["--base-port", &base.to_string()])
+            .args(extra)
             .arg("--data-dir")
             .arg(&dir)
             .output()

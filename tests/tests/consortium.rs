@@ -399,3 +399,178 @@ fn a_dead_devnet_node_is_restarted_while_the_others_run() {
         audit(&dir.join(format!("dc{i}"))).unwrap_or_else(|e| panic!("{e}"));
     }
 }
+
+/// The pools of a devnet node's first market (`inventory.toml`): the market, its reserve, and
+/// each pool's name and slots in inventory order.
+fn first_market_pools(data_dir: &Path) -> (Market, u64, Vec<(String, u64)>) {
+    let text = std::fs::read_to_string(data_dir.join("inventory.toml")).unwrap();
+    let v: toml::Value = toml::from_str(&text).unwrap();
+    let pools = v["pool"].as_array().unwrap();
+    let market =
+        |p: &toml::Value| Market::new(p["class"].as_str().unwrap(), p["region"].as_str().unwrap());
+    let first = market(&pools[0]);
+    let reserve = pools[0]["reserve"].as_integer().unwrap() as u64;
+    let mine = pools
+        .iter()
+        .filter(|p| market(p) == first)
+        .map(|p| (p["name"].as_str().unwrap().to_owned(), p["slots"].as_integer().unwrap() as u64))
+        .collect();
+    (first, reserve, mine)
+}
+
+/// The pool a lease runs on, as its provider's record says.
+fn pool_of(api: &Client, lease: &Hash) -> Option<String> {
+    Some(api.lease(lease).ok()?.provisioning?.get("pool")?.as_str()?.to_owned())
+}
+
+/// A drain on a devnet (issue 17): of the leases on the drained pool, those that fit on the
+/// other pool of the market move there (same lease, credential still accepted, new access
+/// details, a `move` on the ledger); the others get notice for the window's start and end then
+/// with the exact refund and no penalty; the pool's capacity is not offered until `--done`;
+/// every ledger audits clean.
+#[test]
+fn a_drained_pool_moves_what_fits_and_gives_the_rest_notice() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = free_base(40);
+    // A short notice period, so that the window's start comes within the test.
+    let net = Devnet::init_args(tmp.path(), 3, base, 200, 1_000, &["--notice-secs", "15"]);
+    let mut nodes = net.start_all();
+    let dc1 = &nodes[0].api;
+    let provider = net.node_key(0);
+    let buyer = net.buyer(0);
+    let (market, reserve, pools) = first_market_pools(&net.data_dir(0));
+    assert_eq!(pools.len(), 2, "devnet gives each market two pools: {pools:?}");
+    let (drained, other) = (pools[0].0.clone(), pools[1].0.clone());
+    assert_eq!((pools[0].1, pools[1].1), (4, 4), "{pools:?}");
+    wait_for_offer(dc1, &market, &provider);
+
+    // Three leases of 2 slots: the first pool takes two, the second one.
+    let mut leases = Vec::new();
+    for n in 0..3u64 {
+        let mut bid = one_slot_bid(&market, reserve, now_ms() + n, 600_000);
+        (bid.slots, bid.hours, bid.fill) = (2, 2, FillRule::AllOrNone);
+        let (entry, _) = SignedOrder::sign(net.chain_id(), Order::Bid(bid), &buyer);
+        dc1.submit(&entry).unwrap_or_else(|e| panic!("bid {n} refused: {e}"));
+        let lease = wait_for("the lease", 2 * MINUTE, || {
+            let l = dc1.leases(Some(&buyer.public()), None).ok()?;
+            l.leases.iter().find(|l| l.fill.bid == entry.id()).map(|l| l.id)
+        });
+        wait_for("the lease's pool", MINUTE, || pool_of(dc1, &lease));
+        leases.push(lease);
+    }
+    let on = |p: &str| -> Vec<Hash> {
+        leases.iter().copied().filter(|l| pool_of(dc1, l).as_deref() == Some(p)).collect()
+    };
+    let (first, second) = (on(&drained), on(&other));
+    assert_eq!((first.len(), second.len()), (2, 1), "placement: {first:?} {second:?}");
+    // The buyer's credentials, fetched before the drain.
+    let tokens: Vec<String> = first
+        .iter()
+        .map(|l| {
+            wait_for("a credential", MINUTE, || Some(dc1.fetch_credential(l, &buyer).ok()?.token))
+        })
+        .collect();
+
+    // Drain the first pool in 45 s (the notice period is 15 s: in time).
+    let dir = net.data_dir(0).display().to_string();
+    let drain = |args: &[&str]| surplus(&[&["drain", "--data-dir", &dir][..], args].concat());
+    let out = drain(&["--pool", &drained, "--at", "+45s", "--reason", "firmware update", "--json"]);
+    assert!(out.status.success(), "drain: {}", String::from_utf8_lossy(&out.stderr));
+    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let start_ms = answer["start_ms"].as_u64().unwrap();
+    // An unknown pool and a window inside the notice period are refused with what to do.
+    let refused = drain(&["--pool", "nope", "--reason", "x"]);
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && text.contains(&drained), "{text}");
+    let refused = drain(&["--pool", &other, "--at", "+2s", "--reason", "x"]);
+    let text = String::from_utf8_lossy(&refused.stderr);
+    assert!(!refused.status.success() && text.contains("emergency"), "{text}");
+
+    // Every node's market page shows the window.
+    for n in &nodes {
+        wait_for("the window on the market page", MINUTE, || {
+            let m = n.api.markets().ok()?;
+            let w = m.into_iter().find(|s| s.market == market)?.maintenance;
+            w.iter().any(|w| w.pool == drained && w.start_ms == start_ms).then_some(())
+        });
+    }
+    // One lease of the first pool moves to the other (which has room for one), the other gets
+    // notice for the window's start, given in time.
+    let (moved, noticed) = wait_for("a move and a notice", MINUTE, || {
+        let moved: Vec<Hash> =
+            first.iter().copied().filter(|l| pool_of(dc1, l).as_deref() == Some(&other)).collect();
+        let noticed: Vec<Hash> = first
+            .iter()
+            .copied()
+            .filter(|l| dc1.lease(l).ok().and_then(|v| v.lease.notice).is_some())
+            .collect();
+        (moved.len() == 1 && noticed.len() == 1).then(|| (moved[0], noticed[0]))
+    });
+    assert_ne!(moved, noticed);
+    let notice = dc1.lease(&noticed).unwrap().lease.notice.unwrap();
+    assert_eq!((notice.end_ms, notice.in_time), (start_ms, true), "{notice:?}");
+    // The moved lease: same credential accepted, new access details naming the new pool.
+    let token = &tokens[first.iter().position(|l| *l == moved).unwrap()];
+    let answer = wait_for("the moved lease's new access details", MINUTE, || {
+        let a = dc1.gateway(&read_with(token)).ok()?;
+        (a.access.as_ref()?.get("pool")?.as_str()? == other).then_some(a)
+    });
+    assert_eq!(answer.lease, moved);
+    assert_eq!(answer.access.unwrap()["moved_from"], drained.as_str());
+    let record = dc1.lease(&moved).unwrap().provisioning.unwrap();
+    assert_eq!(record["moves"][0]["to"], other.as_str(), "{record}");
+    // The other pool is full (its lease and the moved one) and the drained one is off the
+    // market: no offer of dc1 in the market has a free slot, until the window is done.
+    let free_offered = |api: &Client| -> Option<u64> {
+        let book = api.book(&market, None).ok()?;
+        Some(
+            book.offers
+                .orders
+                .iter()
+                .filter(|o| o.author == provider)
+                .map(|o| u64::from(o.free))
+                .sum(),
+        )
+    };
+    wait_for("the drained pool's offer withdrawn", MINUTE, || {
+        (free_offered(dc1)? == 0).then_some(())
+    });
+
+    // The noticed lease ends at the window's start: the escrow comes back whole (it ran less
+    // than an hour), and the provider pays no penalty.
+    let before_buyer = dc1.account(&buyer.public()).unwrap().balance;
+    let before_provider = dc1.account(&provider).unwrap().balance;
+    let ended = wait_for("the noticed lease to end", 2 * MINUTE, || {
+        let v = dc1.lease(&noticed).ok()?;
+        (v.lease.status != LeaseStatus::Active).then_some(v.lease)
+    });
+    assert_eq!(ended.status, LeaseStatus::EndedByNotice);
+    assert_eq!((ended.fill.end_ms, ended.hours_paid, ended.escrow), (start_ms, 0, 0));
+    let refund = 2 * 2 * ended.fill.price;
+    assert_eq!(dc1.account(&buyer.public()).unwrap().balance, before_buyer + refund);
+    assert_eq!(dc1.account(&provider).unwrap().balance, before_provider, "a penalty was paid");
+    for _ in 0..5 {
+        assert_eq!(free_offered(dc1), Some(0), "capacity offered while the pool is drained");
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert_eq!(lease_status(dc1, &moved), Some(LeaseStatus::Active));
+
+    // Done: the pool's capacity returns to the market (its 4 slots are free again).
+    let out = drain(&["--pool", &drained, "--done"]);
+    assert!(out.status.success(), "drain --done: {}", String::from_utf8_lossy(&out.stderr));
+    wait_for("the pool's offer back", MINUTE, || (free_offered(dc1)? == 4).then_some(()));
+
+    let refs: Vec<&Client> = nodes.iter().map(|n| &n.api).collect();
+    let (height, _) = wait_converged(&refs, 2, 2 * MINUTE);
+    for n in &mut nodes {
+        n.stop();
+    }
+    for i in 0..3 {
+        audit(&net.data_dir(i)).unwrap_or_else(|e| panic!("dc{} does not audit: {e}", i + 1));
+    }
+    eprintln!(
+        "drained {drained} at height {height}: moved {}, noticed {}",
+        hex::encode(moved),
+        hex::encode(noticed)
+    );
+}

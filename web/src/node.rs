@@ -114,6 +114,25 @@ pub trait Node: Send + Sync + 'static {
         Err(Refusal::new(Code::NotEntitled, "this node does not provide leases"))
     }
 
+    /// Operator only: announces a maintenance window for the inventory pool `m.pool` with the
+    /// node key (`docs/operations.md`, Maintenance); what was submitted.
+    async fn maintenance(
+        &self,
+        m: surplus_api::OperatorMaintenance,
+    ) -> Result<surplus_api::MaintenanceSubmitted, Refusal> {
+        let _ = m;
+        Err(Refusal::new(Code::NotEntitled, "this node does not provide leases"))
+    }
+
+    /// Operator only: ends this node's maintenance window for `pool`; what was submitted.
+    async fn maintenance_done(
+        &self,
+        pool: String,
+    ) -> Result<surplus_api::MaintenanceSubmitted, Refusal> {
+        let _ = pool;
+        Err(Refusal::new(Code::NotEntitled, "this node does not provide leases"))
+    }
+
     /// Operator only: signs this node's vote on `proposal` with its node key (at the key's next
     /// sequence number, after any transaction of the node still pending) and submits it; the
     /// vote entry's id. Refused with [`Code::NotValidator`] by a node that is not a validator.
@@ -137,6 +156,8 @@ pub struct Operator {
     pub leased: Vec<CapacityPoint>,
     /// Connected peers (peer id and address).
     pub peers: Vec<Peer>,
+    /// The pool each of its provider's active leases runs on, where the node placed it.
+    pub placed: std::collections::HashMap<Hash, String>,
 }
 
 /// Why the node refused a request or an entry: a stable [`Code`] (which decides the HTTP

@@ -57,6 +57,19 @@ class ApiError extends Error {
 const inCredits = (text) =>
   String(text).replace(/\b(\d{1,20}) units\b/g, (_, u) => `${formatCredits(BigInt(u))} credits`);
 
+/** Providers' maintenance windows of a market, in a line ("" without any). */
+function maintenanceText(windows) {
+  if (!windows?.length) return "";
+  return windows.map((w) => `${w.pool}: from ${time(w.start_ms)}${Number(w.until_ms) ? ` to ${time(w.until_ms)}` : ""} (${w.reason})`).join("; ");
+}
+
+/** A lease's status in words, with its provider's notice if it gave one. */
+function leaseStatusText(l) {
+  const s = String(l.status).replaceAll("_", " ");
+  if (!l.notice || l.status !== "active") return s;
+  return `${s}; ends ${time(l.notice.end_ms)} for its provider's maintenance (refund of the unused hours${l.notice.in_time ? "" : ", with the provider's penalty: the notice came late"})`;
+}
+
 async function api(path, { method = "GET", body, bearer } = {}) {
   const init = { method, headers: { accept: "application/json" } };
   if (bearer) init.headers.authorization = `Bearer ${bearer}`;
@@ -566,10 +579,11 @@ async function renderBuyer(root) {
       h("td", {}, [m.description, m.region_description].filter(Boolean).join(", ")),
       h("td", { class: "num", "data-testid": "market-last-price" }, m.last_price == null ? "—" : credits(m.last_price)),
       h("td", { class: "num", title: `${m.offers} resting, ${m.offers_with_free_slots} with a free slot` },
-        `${m.free_slots} (${m.offers_with_free_slots})`), h("td", { class: "num" }, m.bids)));
+        `${m.free_slots} (${m.offers_with_free_slots})`), h("td", { class: "num" }, m.bids),
+      h("td", { "data-testid": "market-maintenance" }, maintenanceText(m.maintenance))));
   const marketsBox = section("Markets", "markets",
-    h("p", {}, "Prices are in credits per slot-hour. Select a market for its charts."),
-    table("markets-table", ["Market", "Resource", "Last price", "Free slots (offers)", "Bids"], marketRows(), "no markets"));
+    h("p", {}, "Prices are in credits per slot-hour. Select a market for its charts. Maintenance: providers' announced windows; a lease on such a pool moves to another of its provider's pools or ends at the window's start with a refund."),
+    table("markets-table", ["Market", "Resource", "Last price", "Free slots (offers)", "Bids", "Maintenance"], marketRows(), "no markets"));
   const chartsBox = section("Selected market", "market-charts");
   // Orders this page placed that no block has taken yet (their fate comes from the node's
   // receipt: a node may drop one from its mempool), and the last changes the events told.
@@ -704,17 +718,18 @@ async function renderBuyer(root) {
         h("tr", {},
           h("td", {}, short(l.id)), h("td", {}, mine ? "buyer" : "provider"), h("td", {}, l.fill.market),
           h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
-          h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, String(l.status)),
+          h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`),
+          h("td", { "data-testid": "lease-status" }, leaseStatusText(l)),
           h("td", { class: "actions" },
             mine ? h("button", { type: "button", class: "small", "data-testid": "lease-credential",
               onclick: () => (reissue.has(l.id)
                 ? out.replaceChildren(h("p", { class: "msg", "data-testid": "credential-error" },
                   "The renewed lease's new credential is being issued by its provider: try again after the next block."))
                 : fetchCredential(l, out)) }, "Get credential") : "",
-            live ? [" ", h("button", { type: "button", class: "small", "data-testid": "lease-renew",
+            live && !l.notice ? [" ", h("button", { type: "button", class: "small", "data-testid": "lease-renew",
               onclick: () => transition(l, "renew", out) }, "Renew 1 hour"),
-            " ", h("button", { type: "button", class: "small danger", "data-testid": "lease-end",
-              onclick: () => transition(l, "terminate", out) }, "End lease")] : "",
+            " "] : "", live ? h("button", { type: "button", class: "small danger", "data-testid": "lease-end",
+              onclick: () => transition(l, "terminate", out) }, "End lease") : "",
             " ", h("a", { href: `#/auditor/verify/${l.id}`, "data-testid": "lease-verify" }, "Verify proof"))),
         h("tr", { class: "detail" }, h("td", { colspan: 8 }, out)));
     });
@@ -855,6 +870,49 @@ async function renderBuyer(root) {
 
 // ---------------------------------------------------------------------------------------------
 // Operator
+
+/**
+ * A pool's maintenance cell on the operator page: its window with a button that ends it, or a
+ * form that announces one (`POST /api/v1/operator/maintenance`).
+ */
+function maintenanceCell(pool, window, bearer) {
+  const said = h("span", { class: "msg", role: "status", "data-testid": "drain-result" });
+  if (window) {
+    const done = h("button", { type: "button", class: "small", "data-testid": "drain-done" }, "Back on the market");
+    done.addEventListener("click", async () => {
+      try {
+        const r = await api("operator/maintenance/done", { method: "POST", bearer, body: { pool } });
+        message(said, `submitted (${r.id.slice(0, 10)}…): the pool's offers return with the next block`, "ok");
+      } catch (e) {
+        message(said, e.message, "error");
+      }
+    });
+    return h("div", { "data-testid": "pool-maintenance" },
+      `from ${time(window.start_ms)}${Number(window.until_ms) ? ` to ${time(window.until_ms)}` : " until ended"}: ${window.reason} `, done, said);
+  }
+  const id = `drain-${pool.replace(/[^A-Za-z0-9_-]/g, "_")}`;
+  const start = h("input", { type: "datetime-local", id: `${id}-start`, "data-testid": "drain-start" });
+  const reason = h("input", { id: `${id}-reason`, maxlength: 500, required: true, "data-testid": "drain-reason",
+    placeholder: "why (buyers see it)" });
+  const emergency = h("input", { type: "checkbox", id: `${id}-emergency`, "data-testid": "drain-emergency" });
+  const form = h("form", { class: "stack small" },
+    h("label", { for: `${id}-start` }, "Work starts (empty: after the consortium's notice period)"), start,
+    h("label", { for: `${id}-reason` }, "Reason"), reason,
+    h("label", { for: `${id}-emergency` }, emergency, " Emergency: sooner than the notice period (leases that cannot move pay the penalty)"),
+    h("button", { type: "submit", class: "danger small", "data-testid": "drain-submit" }, "Drain this pool"), said);
+  form.addEventListener("submit", async (ev) => {
+    ev.preventDefault();
+    const body = { pool, reason: reason.value, emergency: emergency.checked };
+    if (start.value) body.start_ms = new Date(start.value).getTime();
+    try {
+      const r = await api("operator/maintenance", { method: "POST", bearer, body });
+      message(said, `submitted (${r.id.slice(0, 10)}…): maintenance from ${time(r.start_ms)}; the pool's leases move or get notice`, "ok");
+    } catch (e) {
+      message(said, e.message, "error");
+    }
+  });
+  return h("details", { "data-testid": "pool-drain" }, h("summary", {}, "Drain…"), form);
+}
 
 function kv(obj) {
   if (obj === null || obj === undefined) return h("p", { class: "empty" }, "none");
@@ -1010,20 +1068,21 @@ async function renderOperator(root) {
         lineChart(leased, { title: "leased slots over time", formatX: clock, formatY: (v) => String(Number(v.toPrecision(3))),
           yLabel: "slots leased", step: true, empty: "nothing leased yet" }))));
     const pools = listOf(op.inventory?.pool) ?? [];
-    const use = new Map((op.pools ?? []).map((u) => [u.market, u]));
+    const use = new Map((op.pools ?? []).map((u) => [u.name, u]));
     const pct = (a, b) => (b > 0 ? `${Math.round((100 * a) / b)}%` : "—");
     boxes.push(section("Inventory", "operator-inventory",
-      h("p", {}, "Each pool of the inventory file: its slots, what this node offers and leases of them now, and its terms."),
-      table("inventory-table", ["Market", "Slots", "Offered", "Free now", "Leased", "In use", "Reserve", "Min hours", "Horizon"],
+      h("p", {}, "Each pool of the inventory file: its slots, what this node offers in its market and leases on the pool now, and its terms. Pools of one market are offered together. Drain a pool to take it out of the market for maintenance: its leases move to another pool of the market with room, or get notice for the window's start (docs/operations.md)."),
+      table("inventory-table", ["Pool", "Market", "Slots", "Offered", "Free now", "Leased", "In use", "Reserve", "Min hours", "Horizon", "Maintenance"],
         pools.map((p) => {
           const market = `${p.class}@${p.region}`;
-          const u = use.get(market) ?? { offered: 0, free: 0, leased: 0 };
-          return h("tr", { "data-testid": "pool-row", "data-market": market },
-            h("td", {}, market), h("td", { class: "num" }, p.slots), h("td", { class: "num" }, u.offered),
+          const name = p.name ?? market;
+          const u = use.get(name) ?? { offered: 0, free: 0, leased: 0 };
+          return h("tr", { "data-testid": "pool-row", "data-market": market, "data-pool": name, "data-drained": u.maintenance ? "true" : "false" },
+            h("td", {}, name), h("td", {}, market), h("td", { class: "num" }, p.slots), h("td", { class: "num" }, u.offered),
             h("td", { class: "num" }, u.free), h("td", { class: "num", "data-testid": "pool-leased" }, u.leased),
             h("td", { class: "num" }, pct(u.leased, p.slots)),
             h("td", { class: "num" }, `${credits(p.reserve)} / slot-hour`), h("td", { class: "num" }, p.min_hours),
-            h("td", { class: "num" }, `${p.horizon_hours} h`));
+            h("td", { class: "num" }, `${p.horizon_hours} h`), h("td", {}, maintenanceCell(name, u.maintenance, bearer)));
         }), op.inventory ? "no pools" : "no inventory file: this node offers nothing by itself")));
     boxes.push(section("Live offers", "operator-offers", table("operator-offers-table",
       ["Order", "Market", "Free / slots", "Reserve", "Min hours", "Available until"],
@@ -1045,7 +1104,9 @@ async function renderOperator(root) {
         ? `${name} ok${o.attempts > 1 ? ` after ${o.attempts} attempts` : ""}`
         : `${name} failed after ${o.attempts} attempt${o.attempts === 1 ? "" : "s"}: ${o.error ?? "no reason"}`;
       const ended = r.terminated ? `ended early by the operator: ${r.terminated.reason}` : null;
-      return [step("start", r.start), step("end", r.end), ended].filter(Boolean).join("; ") || "waiting for the start hook";
+      const moves = (r.moves ?? []).map((m) => step(`move ${m.from} → ${m.to}`, m.outcome));
+      const pool = r.pool ? `on ${r.pool}` : null;
+      return [pool, step("start", r.start), ...moves, step("end", r.end), ended].filter(Boolean).join("; ") || "waiting for the start hook";
     };
     // Ending a lease early, with the reason the operator gives (kept with the lease's record).
     const endEarly = (l) => {
@@ -1077,7 +1138,7 @@ async function renderOperator(root) {
         h("td", {}, short(l.id)), h("td", {}, short(l.fill.buyer)),
         h("td", {}, l.fill.market), h("td", { class: "num" }, l.fill.slots), h("td", { class: "num" }, credits(l.fill.price)),
         h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, left(l)),
-        h("td", {}, String(l.status).replaceAll("_", " ")), h("td", {}, hookText(prov.get(l.id))), h("td", {}, endEarly(l)))),
+        h("td", {}, leaseStatusText(l)), h("td", {}, hookText(prov.get(l.id))), h("td", {}, endEarly(l)))),
       "no leases")));
     boxes.push(section("Peers", "operator-peers", table("peers-table", ["Name", "Node key", "Address", "Gossip score"],
       (op.peers ?? []).map((p) => h("tr", { "data-testid": "peer-row" },

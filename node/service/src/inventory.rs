@@ -3,6 +3,7 @@
 //!
 //! ```toml
 //! [[pool]]
+//! name = "pve-a"          # optional (default: the market); what maintenance windows name
 //! class = "vm.4c16g"
 //! region = "eu-west-a"
 //! slots = 8
@@ -75,11 +76,30 @@ impl Inventory {
                     ),
                 ));
             }
-            if let Some(j) = self.pools[..i].iter().position(|q| q.market() == p.market()) {
+            if let Some(name) = &p.name {
+                surplus_contracts::maintenance::check_pool_name(name)
+                    .map_err(|e| (at("name"), e))?;
+            }
+            if let Some(j) = self.pools[..i].iter().position(|q| q.name() == p.name()) {
+                let hint = if p.name.is_none() {
+                    "give each pool of a market its own `name`"
+                } else {
+                    "give it another `name`"
+                };
+                return Err((
+                    format!("pool[{i}]"),
+                    format!("pool[{j}] is named {:?} already: {hint}", p.name()),
+                ));
+            }
+            if let Some(j) =
+                self.pools[..i].iter().position(|q| q.market() == p.market() && !q.same_terms(p))
+            {
                 return Err((
                     format!("pool[{i}]"),
                     format!(
-                        "market {} is already described by pool[{j}]: merge the two pools",
+                        "pool[{j}] is in market {} too, with other terms: pools of one market \
+                         are offered together, so give them the same reserve, min_hours, \
+                         horizon_hours and offer_ttl_minutes",
                         p.market()
                     ),
                 ));
@@ -122,20 +142,41 @@ impl Inventory {
         Ok(())
     }
 
-    /// A commented sample with one pool per given market (for `init` and devnet).
+    /// A commented sample with one pool per given market (for `init`).
     pub fn sample(markets: &[(Market, u32, u64)]) -> String {
+        Self::sample_on(markets, &[])
+    }
+
+    /// A commented sample with, for each given market, one pool per host in `hosts` (named
+    /// `HOST.CLASS`, sharing the market's slots; one unnamed pool without hosts), as devnet
+    /// writes it so that a pool can be drained while another takes its leases.
+    pub fn sample_on(markets: &[(Market, u32, u64)], hosts: &[&str]) -> String {
         let mut out = String::from(
-            "# Surplus inventory: the spare capacity this node offers, one [[pool]] per market.\n\
+            "# Surplus inventory: the spare capacity this node offers, in [[pool]] tables.\n\
              # class and region come from the consortium's catalogue; reserve is the lowest price\n\
              # in units per slot-hour (1 credit = 1,000,000 units). Offers cover `horizon_hours`\n\
-             # from now and are re-published before they expire (`offer_ttl_minutes`).\n",
+             # from now and are re-published before they expire (`offer_ttl_minutes`). A `name`\n\
+             # (a host, a rack) is what `surplus drain --pool NAME` takes out of the market for\n\
+             # maintenance; pools of one market are offered together, on the same terms.\n",
         );
+        let names: Vec<Option<&str>> =
+            if hosts.is_empty() { vec![None] } else { hosts.iter().map(|h| Some(*h)).collect() };
         for (m, slots, reserve) in markets {
-            out.push_str(&format!(
-                "\n[[pool]]\nclass = {:?}\nregion = {:?}\nslots = {slots}\nreserve = {reserve}\n\
-                 min_hours = 1\nhorizon_hours = 168\noffer_ttl_minutes = 60\n",
-                m.class, m.region
-            ));
+            for (k, host) in names.iter().enumerate() {
+                // The market's slots, shared out; the first hosts take the remainder.
+                let n = names.len() as u32;
+                let share = slots / n + u32::from((k as u32) < slots % n);
+                let name = match host {
+                    Some(h) => format!("name = {:?}\n", format!("{h}.{}", m.class)),
+                    None => String::new(),
+                };
+                out.push_str(&format!(
+                    "\n[[pool]]\n{name}class = {:?}\nregion = {:?}\nslots = {share}\n\
+                     reserve = {reserve}\nmin_hours = 1\nhorizon_hours = 168\n\
+                     offer_ttl_minutes = 60\n",
+                    m.class, m.region
+                ));
+            }
         }
         out
     }
@@ -376,10 +417,16 @@ mod tests {
         let e = err(&format!("{pool}\n{}", pool.replace("eu-west-a", "mars")));
         assert!(e.contains("pool[1].region") && e.contains("eu-west-a"), "{e}");
         let e = err(&format!("{pool}\n{pool}"));
-        assert!(
-            e.contains("pool[1]: market vm.4c16g@eu-west-a is already described by pool[0]"),
-            "{e}"
-        );
+        assert!(e.contains("pool[1]: pool[0] is named \"vm.4c16g@eu-west-a\" already"), "{e}");
+        // Two named pools of one market: fine on the same terms, refused on others.
+        let named = |n: &str| format!("[[pool]]\nname = \"{n}\"\n{}", &pool[9..]);
+        let two = format!("{}\n{}", named("pve-a"), named("pve-b"));
+        let inv = Inventory::parse(&two, Path::new("inv.toml"), &cat).unwrap();
+        assert_eq!(inv.pools[1].name(), "pve-b");
+        let e = err(&two.replacen("reserve = 1", "reserve = 2", 1));
+        assert!(e.contains("pool[1]: pool[0] is in market vm.4c16g@eu-west-a too"), "{e}");
+        let e = err(&named("bad name"));
+        assert!(e.contains("pool[0].name"), "{e}");
         let e = err(&pool.replace("slots = 8", "slots = 0"));
         assert!(e.contains("pool[0].slots"), "{e}");
         let e = err(&format!("{pool}horizon_hours = 1\n"));
@@ -393,5 +440,10 @@ mod tests {
         let i = Inventory::parse(&s, Path::new("s.toml"), &cat).unwrap();
         assert_eq!(i.pools[0].slots, 4);
         assert_eq!(i.pools[0].horizon_hours, 168);
+        // Devnet's: the market's 9 slots on two hosts, 5 and 4.
+        let s = Inventory::sample_on(&[(Market::new("vm.2c8g", "us-east-b"), 9, 900)], &["a", "b"]);
+        let i = Inventory::parse(&s, Path::new("s.toml"), &cat).unwrap();
+        let pools: Vec<(String, u32)> = i.pools.iter().map(|p| (p.name(), p.slots)).collect();
+        assert_eq!(pools, vec![("a.vm.2c8g".into(), 5), ("b.vm.2c8g".into(), 4)]);
     }
 }

@@ -36,6 +36,9 @@ pub enum Event {
     Start,
     /// The lease ended (ran out or was terminated): release it.
     End,
+    /// The lease moves to another pool (`pool`, from `from_pool`) before maintenance: provision
+    /// it there, with the same id, price and credential, and answer its new access details.
+    Move,
 }
 
 /// What a hook receives.
@@ -49,6 +52,13 @@ pub struct LeaseEvent {
     pub lease_id: String,
     /// The chain the lease is on.
     pub chain_id: String,
+    /// The operator's pool the lease runs on (for a move, the pool it moves to); absent for a
+    /// lease of a market no pool has.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// For a move: the pool it leaves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_pool: Option<String>,
 }
 
 impl LeaseEvent {
@@ -60,7 +70,15 @@ impl LeaseEvent {
             lease: serde_json::to_value(lease).unwrap_or(Value::Null),
             lease_id: hex::encode(lease.id),
             chain_id: chain_id.to_owned(),
+            pool: None,
+            from_pool: None,
         }
+    }
+
+    /// The same event for a lease on `pool`.
+    pub fn on(mut self, pool: Option<String>) -> Self {
+        self.pool = pool;
+        self
     }
 }
 
@@ -352,6 +370,33 @@ pub struct LeaseProvisioning {
     /// The operator ended the lease early, and why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub terminated: Option<OperatorNote>,
+    /// The pool the lease runs on (where the node placed it, or moved it to).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pool: Option<String>,
+    /// Its moves to other pools before maintenance, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub moves: Vec<MoveRecord>,
+}
+
+impl LeaseProvisioning {
+    /// The access details the buyer has now: those of the last move that succeeded, else of
+    /// the start.
+    pub fn access(&self) -> Option<Value> {
+        let moved =
+            self.moves.iter().rev().find(|m| m.outcome.ok).and_then(|m| m.outcome.access.clone());
+        moved.or_else(|| self.start.as_ref().filter(|o| o.ok).and_then(|o| o.access.clone()))
+    }
+}
+
+/// One move of a lease to another pool.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MoveRecord {
+    /// The pool it left.
+    pub from: String,
+    /// The pool it moved to.
+    pub to: String,
+    /// The hook's run.
+    pub outcome: Outcome,
 }
 
 /// What the operator said when it ended a lease early.
@@ -400,6 +445,9 @@ pub struct ProvisionLog {
     /// kept up to date), so that the node finds the leases it must end without reading every
     /// record it ever wrote.
     open: Mutex<std::collections::BTreeSet<String>>,
+    /// The pool of each lease the node placed (read from the files at open, then kept up to
+    /// date).
+    pools: Mutex<std::collections::HashMap<String, String>>,
 }
 
 fn check_lease_id(id: &str) -> Result<(), ProvisionError> {
@@ -416,7 +464,13 @@ impl ProvisionLog {
         let dir = data_dir.join("provisioning");
         std::fs::create_dir_all(&dir)
             .map_err(|source| ProvisionError::Io { path: dir.clone(), source })?;
-        let log = Self { dir, lock: Mutex::new(()), open: Mutex::new(Default::default()) };
+        let log = Self {
+            dir,
+            lock: Mutex::new(()),
+            open: Mutex::new(Default::default()),
+            pools: Mutex::new(Default::default()),
+        };
+        let mut pools = std::collections::HashMap::new();
         let entries = std::fs::read_dir(&log.dir)
             .map_err(|source| ProvisionError::Io { path: log.dir.clone(), source })?;
         let mut open = std::collections::BTreeSet::new();
@@ -429,16 +483,60 @@ impl ProvisionLog {
                 continue;
             };
             match log.read(&e.path()) {
-                Ok(Some(rec)) if rec.start.is_some() && rec.end.is_none() => {
-                    open.insert(id.to_owned());
+                Ok(Some(rec)) => {
+                    if rec.start.is_some() && rec.end.is_none() {
+                        open.insert(id.to_owned());
+                    }
+                    if let Some(p) = rec.pool {
+                        pools.insert(id.to_owned(), p);
+                    }
                 }
-                Ok(_) => {}
+                Ok(None) => {}
                 // Reported again whenever the lease's record is read; the node still starts.
                 Err(e) => tracing::warn!(error = %e, "provisioning record skipped"),
             }
         }
         *log.open.lock().unwrap_or_else(|p| p.into_inner()) = open;
+        *log.pools.lock().unwrap_or_else(|p| p.into_inner()) = pools;
         Ok(log)
+    }
+
+    /// The pool the node placed a lease on (or moved it to), if it placed it.
+    pub fn pool(&self, lease_id: &str) -> Option<String> {
+        self.pools.lock().unwrap_or_else(|p| p.into_inner()).get(lease_id).cloned()
+    }
+
+    /// Records, durably, the pool a lease runs on.
+    pub fn place(&self, lease_id: &str, pool: &str) -> Result<(), ProvisionError> {
+        let path = self.path(lease_id)?;
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.read(&path)?.unwrap_or_default();
+        rec.pool = Some(pool.to_owned());
+        self.write(&path, &rec)?;
+        self.pools.lock().unwrap_or_else(|p| p.into_inner()).insert(lease_id.into(), pool.into());
+        Ok(())
+    }
+
+    /// Records, durably, a move's run; when it succeeded, the lease runs on `to` from now.
+    pub fn record_move(
+        &self,
+        lease_id: &str,
+        from: &str,
+        to: &str,
+        outcome: &Outcome,
+    ) -> Result<(), ProvisionError> {
+        let path = self.path(lease_id)?;
+        let _guard = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        let mut rec = self.read(&path)?.unwrap_or_default();
+        rec.moves.push(MoveRecord { from: from.into(), to: to.into(), outcome: outcome.clone() });
+        if outcome.ok {
+            rec.pool = Some(to.to_owned());
+        }
+        self.write(&path, &rec)?;
+        if outcome.ok {
+            self.pools.lock().unwrap_or_else(|p| p.into_inner()).insert(lease_id.into(), to.into());
+        }
+        Ok(())
     }
 
     /// The leases whose start is recorded and whose end is not.
@@ -498,6 +596,8 @@ impl ProvisionLog {
         match event {
             Event::Start => rec.start = Some(outcome.clone()),
             Event::End => rec.end = Some(outcome.clone()),
+            // Moves go through `record_move`.
+            Event::Move => return Ok(()),
         }
         self.write(&path, &rec)?;
         let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
@@ -524,7 +624,7 @@ pub fn sample_hook(dir: &Path, ev: &LeaseEvent) -> Result<Value> {
     }
     let lease_dir = dir.join(&ev.lease_id);
     match ev.event {
-        Event::Start => {
+        Event::Start | Event::Move => {
             std::fs::create_dir_all(&lease_dir)
                 .with_context(|| format!("cannot create {}", lease_dir.display()))?;
             let path = std::fs::canonicalize(&lease_dir).unwrap_or(lease_dir.clone());
@@ -538,6 +638,12 @@ pub fn sample_hook(dir: &Path, ev: &LeaseEvent) -> Result<Value> {
             });
             if let Some(buyer) = ev.lease.pointer("/fill/buyer") {
                 access["buyer"] = buyer.clone();
+            }
+            if let Some(pool) = &ev.pool {
+                access["pool"] = Value::String(pool.clone());
+            }
+            if let Some(from) = &ev.from_pool {
+                access["moved_from"] = Value::String(from.clone());
             }
             let text = serde_json::to_string_pretty(&access)? + "\n";
             write_atomic(&lease_dir.join("access.json"), text.as_bytes())?;
@@ -571,6 +677,8 @@ mod tests {
             lease: serde_json::json!({ "fill": { "buyer": "ab" }, "hours": 2 }),
             lease_id: ID.into(),
             chain_id: "test".into(),
+            pool: None,
+            from_pool: None,
         }
     }
 
@@ -831,6 +939,37 @@ mod tests {
         assert_eq!(written, access);
         // Idempotent: a retried start gives the same answer.
         assert_eq!(sample_hook(dir.path(), &event(Event::Start)).unwrap(), access);
+        // A move answers the new pool's access details, and the file says them too.
+        let mut mv = event(Event::Move).on(Some("pve-b".into()));
+        mv.from_pool = Some("pve-a".into());
+        let moved = sample_hook(dir.path(), &mv).unwrap();
+        assert_eq!(
+            (moved["pool"].as_str(), moved["moved_from"].as_str()),
+            (Some("pve-b"), Some("pve-a"))
+        );
+        let written: Value =
+            serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        assert_eq!(written, moved);
+        // The log keeps where the lease runs, across a reopening; a failed move changes nothing.
+        let log_dir = tempfile::tempdir().unwrap();
+        let log = ProvisionLog::open(log_dir.path()).unwrap();
+        log.place(ID, "pve-a").unwrap();
+        let ok = |access: Option<Value>| Outcome {
+            ok: access.is_some(),
+            attempts: 1,
+            access,
+            error: None,
+            finished_ms: 1,
+        };
+        log.record(ID, Event::Start, &ok(Some(access.clone()))).unwrap();
+        log.record_move(ID, "pve-a", "pve-c", &ok(None)).unwrap();
+        assert_eq!(log.pool(ID).as_deref(), Some("pve-a"));
+        log.record_move(ID, "pve-a", "pve-b", &ok(Some(moved.clone()))).unwrap();
+        assert_eq!(log.pool(ID).as_deref(), Some("pve-b"));
+        let again = ProvisionLog::open(log_dir.path()).unwrap();
+        assert_eq!(again.pool(ID).as_deref(), Some("pve-b"));
+        let rec = again.get(ID).unwrap().unwrap();
+        assert_eq!((rec.moves.len(), rec.access()), (2, Some(moved)));
         let end = sample_hook(dir.path(), &event(Event::End)).unwrap();
         assert_eq!(end["released"], true);
         assert!(!dir.path().join(ID).exists());

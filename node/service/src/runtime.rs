@@ -70,6 +70,11 @@ pub struct Shared {
     web: Arc<WebData>,
     /// The inventory as loaded, for the operator page.
     inventory: Option<serde_json::Value>,
+    /// The inventory's pools (none without an inventory): where leases run, what maintenance
+    /// windows name.
+    pools: Vec<inventory::Pool>,
+    /// Leases are placed on pools one at a time (each placement counts the ones before it).
+    placing: Mutex<()>,
     /// Devnet only: the faucet key and the units it gives each new account.
     faucet: Option<(SecretKey, u64)>,
     /// Faucet transfers are signed one at a time (sequence numbers).
@@ -528,6 +533,11 @@ impl surplus_web::Node for Api {
                 o.remove("access");
             }
         }
+        for m in v.get_mut("moves").and_then(|m| m.as_array_mut()).into_iter().flatten() {
+            if let Some(o) = m.get_mut("outcome").and_then(|o| o.as_object_mut()) {
+                o.remove("access");
+            }
+        }
         Some(v)
     }
 
@@ -536,8 +546,7 @@ impl surplus_web::Node for Api {
     }
 
     fn access(&self, lease: &Hash) -> Option<serde_json::Value> {
-        let p = self.0.provisioning.get(&hex::encode(lease)).ok().flatten()?;
-        p.start.and_then(|o| if o.ok { o.access } else { None })
+        self.0.provisioning.get(&hex::encode(lease)).ok().flatten()?.access()
     }
 
     fn ended_lease(&self, lease: &Hash) -> Option<Lease> {
@@ -705,7 +714,135 @@ impl surplus_web::Node for Api {
                     })
                     .collect()
             }),
+            placed: {
+                let state = self.0.state();
+                let me = self.0.key.public();
+                state
+                    .provider_leases(&me)
+                    .filter_map(|l| Some((l.id, self.0.provisioning.pool(&hex::encode(l.id))?)))
+                    .collect()
+            },
         }
+    }
+
+    async fn maintenance(
+        &self,
+        m: surplus_web::OperatorMaintenance,
+    ) -> Result<surplus_web::MaintenanceSubmitted, surplus_web::Refusal> {
+        self.0.submissions_allowed()?;
+        let bad = |msg: String| surplus_web::Refusal::new(Code::BadRequest, msg);
+        let Some(pool) = self.0.pools.iter().find(|p| p.name() == m.pool) else {
+            let names: Vec<String> = self.0.pools.iter().map(|p| p.name()).collect();
+            return Err(bad(if names.is_empty() {
+                "this node has no inventory: it has no pool to take out of the market".into()
+            } else {
+                format!(
+                    "no pool {:?} in this node's inventory; its pools: {}",
+                    m.pool,
+                    names.join(", ")
+                )
+            }));
+        };
+        let state = self.0.state();
+        let now = self.0.env.now_ms();
+        let notice_ms = state.params.notice_ms;
+        // The notices must reach a block a whole notice period before the start: the window's
+        // block and the notices' come first.
+        let lead = notice_ms.saturating_add(provider::NOTICE_MARGIN_MS);
+        let earliest = now.saturating_add(lead);
+        let start_ms = m.start_ms.unwrap_or(earliest);
+        if start_ms < earliest && !m.emergency {
+            return Err(bad(format!(
+                "the window starts in {}: its notices must reach the ledger the consortium's \
+                 notice period ({}) before it, so start it at least {} from now (the period and \
+                 15 s for the entries to reach a block), or declare an emergency (leases that \
+                 cannot move then end with the provider's penalty)",
+                human_ms(start_ms.saturating_sub(now)),
+                human_ms(notice_ms),
+                human_ms(lead)
+            )));
+        }
+        // An emergency may start now, not in the past.
+        let start_ms = start_ms.max(now);
+        let until_ms = m.until_ms.unwrap_or(0);
+        if m.until_ms.is_some() && until_ms <= start_ms {
+            return Err(bad("the window must end after it starts".into()));
+        }
+        let (me, market, name) = (self.0.key.public(), pool.market(), pool.name());
+        let tx = {
+            let (market, name, reason) = (market.clone(), name.clone(), m.reason.clone());
+            move |seq| Tx::Maintenance {
+                pool: name.clone(),
+                market: market.clone(),
+                start_ms,
+                until_ms,
+                reason: reason.clone(),
+                seq,
+            }
+        };
+        let _one_at_a_time = self.0.grant_lock.lock().await;
+        let (entry, _) =
+            self.0.core.call(move |c| c.sign_own(&me, tx, now)).await.map_err(|_| stopping())??;
+        let id = entry.id();
+        self.0.notify.notify_waiters();
+        journal_and_gossip(&self.0, entry).await;
+        tracing::warn!(pool = %name, start_ms, until_ms, reason = %m.reason, emergency = m.emergency, "maintenance window announced");
+        Ok(surplus_web::MaintenanceSubmitted {
+            id,
+            pool: name,
+            market,
+            start_ms,
+            until_ms,
+            notice_ms,
+        })
+    }
+
+    async fn maintenance_done(
+        &self,
+        pool: String,
+    ) -> Result<surplus_web::MaintenanceSubmitted, surplus_web::Refusal> {
+        self.0.submissions_allowed()?;
+        let me = self.0.key.public();
+        let state = self.0.state();
+        let Some(w) = state.windows_of(&me).find(|w| w.pool == pool).cloned() else {
+            let open: Vec<String> = state.windows_of(&me).map(|w| w.pool.clone()).collect();
+            return Err(surplus_web::Refusal::new(
+                Code::MaintenanceRefused,
+                if open.is_empty() {
+                    format!(
+                        "pool {pool:?} has no open maintenance window (no pool of this node has)"
+                    )
+                } else {
+                    format!(
+                        "pool {pool:?} has no open maintenance window; open ones: {}",
+                        open.join(", ")
+                    )
+                },
+            ));
+        };
+        let now = self.0.env.now_ms();
+        let _one_at_a_time = self.0.grant_lock.lock().await;
+        let name = pool.clone();
+        let (entry, _) = self
+            .0
+            .core
+            .call(move |c| {
+                c.sign_own(&me, move |seq| Tx::MaintenanceDone { pool: name.clone(), seq }, now)
+            })
+            .await
+            .map_err(|_| stopping())??;
+        let id = entry.id();
+        self.0.notify.notify_waiters();
+        journal_and_gossip(&self.0, entry).await;
+        tracing::info!(%pool, "maintenance window ended: the pool is back on the market");
+        Ok(surplus_web::MaintenanceSubmitted {
+            id,
+            pool,
+            market: w.market,
+            start_ms: 0,
+            until_ms: 0,
+            notice_ms: state.params.notice_ms,
+        })
     }
 
     async fn faucet(
@@ -1238,6 +1375,8 @@ async fn run(
             validators: Mutex::new(Arc::new(validators)),
             web: Arc::new(WebData::new(dir.join("exports"))),
             inventory: inventory.as_ref().and_then(|i| serde_json::to_value(i).ok()),
+            pools: inventory.as_ref().map(|i| i.pools.clone()).unwrap_or_default(),
+            placing: Mutex::new(()),
             faucet,
             faucet_lock: tokio::sync::Mutex::new(()),
             recent: Mutex::new(Default::default()),
@@ -1832,7 +1971,84 @@ fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &
             None => tracing::warn!(lease = %hex::encode(id), "a lease to end is in no record"),
         }
     }
+    if !shared.pools.is_empty() && state.windows_of(me).next().is_some() {
+        spawn_drain(shared, hook);
+    }
     found.leased_slots
+}
+
+/// Moves the leases off this provider's pools under maintenance, or gives them notice
+/// (`surplus_contracts::provider::drain_duties`), one round at a time.
+fn spawn_drain(shared: &Arc<Shared>, hook: &Hook) {
+    const ROUND: (Hash, Step) = ([0; 32], Step::Drain);
+    if !shared.inflight.lock().unwrap_or_else(|e| e.into_inner()).insert(ROUND) {
+        return;
+    }
+    let env = shared.env.clone();
+    let (shared, hook) = (shared.clone(), hook.clone());
+    env.spawn(async move {
+        drain_round(&shared, &hook).await;
+        shared.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&ROUND);
+    });
+}
+
+async fn drain_round(shared: &Arc<Shared>, hook: &Hook) {
+    let me = shared.key.public();
+    let state = shared.state();
+    let Ok(pending) = shared.core.call(move |c| c.pending_of(&me)).await else { return };
+    let placed = |id: &Hash| shared.provisioning.pool(&hex::encode(id));
+    let now = shared.env.now_ms();
+    let duties = provider::drain_duties(&shared.pools, &state, &me, &placed, &pending, now);
+    for duty in duties {
+        let (lease, end_ms) = match duty {
+            provider::DrainDuty::Notice { lease, end_ms } => (lease, end_ms),
+            provider::DrainDuty::Move { lease, from, to } => {
+                let Some(l) = state.lease(&lease).cloned() else { continue };
+                let id = hex::encode(lease);
+                let mut ev =
+                    LeaseEvent::new(Event::Move, &l, &shared.chain_id).on(Some(to.clone()));
+                ev.from_pool = Some(from.clone());
+                let outcome = hook.run(&ev, shared.env.clock().as_ref()).await;
+                if let Err(e) = shared.provisioning.record_move(&id, &from, &to, &outcome) {
+                    tracing::error!(lease = %id, error = %e, "cannot record a move");
+                    continue;
+                }
+                if outcome.ok {
+                    tracing::info!(lease = %id, %from, %to, "moved a lease off a pool under maintenance");
+                    let pool = to.clone();
+                    sign_and_gossip(shared, move |seq| Tx::Move { lease, pool: pool.clone(), seq })
+                        .await;
+                    continue;
+                }
+                // It cannot move: it gets notice like a lease with nowhere to go.
+                tracing::warn!(lease = %id, error = ?outcome.error, "a move failed: giving notice instead");
+                let start =
+                    state.windows_of(&me).find(|w| w.pool == from).map_or(now, |w| w.start_ms);
+                let end_ms = start.max(shared.env.now_ms() + provider::NOTICE_MARGIN_MS);
+                if end_ms >= l.fill.end_ms {
+                    continue;
+                }
+                (lease, end_ms)
+            }
+        };
+        tracing::info!(lease = %hex::encode(lease), end_ms, "giving a lease notice before maintenance");
+        sign_and_gossip(shared, move |seq| Tx::Notice { lease, end_ms, seq }).await;
+    }
+}
+
+/// Signs a transaction of the node's own key (numbered after its pending ones), journals and
+/// gossips it.
+async fn sign_and_gossip(shared: &Arc<Shared>, make: impl Fn(u64) -> Tx + Send + 'static) {
+    let _one_at_a_time = shared.grant_lock.lock().await;
+    let (me, now) = (shared.key.public(), shared.env.now_ms());
+    match shared.core.call(move |c| c.sign_own(&me, make, now)).await {
+        Ok(Ok((entry, _))) => {
+            shared.notify.notify_waiters();
+            journal_and_gossip(shared, entry).await;
+        }
+        Ok(Err(r)) => tracing::warn!(code = %r.code, "own transaction refused: {}", r.message),
+        Err(_) => {}
+    }
 }
 
 /// One provisioning step of a lease.
@@ -1841,6 +2057,8 @@ enum Step {
     Start,
     Grant,
     End,
+    /// A round of moves and notices before maintenance (under the lease id 0).
+    Drain,
 }
 
 impl Shared {
@@ -1863,7 +2081,12 @@ fn spawn_step(shared: &Arc<Shared>, lease: &Lease, step: Step, hook: &Hook) {
         match step {
             Step::Start | Step::End => {
                 let event = if step == Step::Start { Event::Start } else { Event::End };
-                let outcome = hook.run(&LeaseEvent::new(event, &lease, &shared.chain_id), shared.env.clock().as_ref()).await;
+                let pool = match step {
+                    Step::Start => place(&shared, &lease),
+                    _ => shared.provisioning.pool(&id),
+                };
+                let ev = LeaseEvent::new(event, &lease, &shared.chain_id).on(pool);
+                let outcome = hook.run(&ev, shared.env.clock().as_ref()).await;
                 if !outcome.ok {
                     tracing::warn!(lease = %id, ?event, error = ?outcome.error, "provisioning failed");
                 }
@@ -1872,9 +2095,27 @@ fn spawn_step(shared: &Arc<Shared>, lease: &Lease, step: Step, hook: &Hook) {
                 }
             }
             Step::Grant => grant(&shared, &lease).await,
+            Step::Drain => {}
         }
         shared.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&(lease.id, step));
     });
+}
+
+/// Places a starting lease on a pool of its market (`surplus_contracts::provider::place`) and
+/// records where; a lease placed before (a restart during its start) stays where it is.
+fn place(shared: &Arc<Shared>, lease: &Lease) -> Option<String> {
+    let _one_at_a_time = shared.placing.lock().unwrap_or_else(|e| e.into_inner());
+    let id = hex::encode(lease.id);
+    if let Some(p) = shared.provisioning.pool(&id) {
+        return Some(p);
+    }
+    let me = shared.key.public();
+    let placed = |l: &Hash| shared.provisioning.pool(&hex::encode(l));
+    let pool = provider::place(&shared.pools, &shared.state(), &me, lease, &placed)?;
+    if let Err(e) = shared.provisioning.place(&id, &pool) {
+        tracing::error!(lease = %id, error = %e, "cannot record the lease's pool");
+    }
+    Some(pool)
 }
 
 /// Mints the lease's credential, stores it, and submits the grant — one grant at a time; the
@@ -1977,6 +2218,15 @@ async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
     let plan = inventory::plan(&inv.pools, &state, &me, &pending, shared.env.now_ms());
     for entry in plan.entries(&shared.chain_id, &shared.key) {
         submit_own(shared, entry).await;
+    }
+}
+
+/// A duration for people: "36 h", "15 min", "40 s".
+fn human_ms(ms: u64) -> String {
+    match ms {
+        ms if ms >= 2 * surplus_market::HOUR_MS => format!("{} h", ms / surplus_market::HOUR_MS),
+        ms if ms >= 120_000 => format!("{} min", ms / 60_000),
+        ms => format!("{} s", ms / 1000),
     }
 }
 

@@ -309,6 +309,7 @@ impl World {
             BlockMaker::genesis(CHAIN, &genesis, T0).expect("the simulated genesis is valid");
         let supply = gmaker.state.total_credits();
         let pools = vec![Pool {
+            name: None,
             class: class.clone(),
             region: region.clone(),
             slots: 4,

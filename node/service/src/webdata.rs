@@ -498,9 +498,11 @@ fn lease_of(e: &Entry) -> Option<Hash> {
         EntryKind::REVOCATION => decode_revocation(&e.payload).ok().map(|(l, _)| l),
         EntryKind::LEASE_TRANSITION | EntryKind::CREDENTIAL_GRANT => {
             match Tx::decode(e.kind, &e.payload).ok()? {
-                Tx::Terminate { lease, .. } | Tx::Renew { lease, .. } | Tx::Grant { lease, .. } => {
-                    Some(lease)
-                }
+                Tx::Terminate { lease, .. }
+                | Tx::Renew { lease, .. }
+                | Tx::Grant { lease, .. }
+                | Tx::Notice { lease, .. }
+                | Tx::Move { lease, .. } => Some(lease),
                 _ => None,
             }
         }

@@ -35,6 +35,10 @@ pub struct MarketSummary {
     pub lowest_free_reserve: Option<u64>,
     /// Resting bids.
     pub bids: usize,
+    /// Maintenance windows that providers announced for pools in this market (their capacity
+    /// is off the market while they last; leases on them move or end at the window's start).
+    #[serde(default)]
+    pub maintenance: Vec<surplus_contracts::maintenance::Window>,
 }
 
 /// The resting book of one market.

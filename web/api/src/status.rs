@@ -199,20 +199,82 @@ pub struct OperatorTermination {
     pub reason: String,
 }
 
+/// `POST /api/v1/operator/maintenance`: the node announces a maintenance window for one of its
+/// pools (`docs/operations.md`, Maintenance).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorMaintenance {
+    /// The pool, by its inventory name.
+    pub pool: String,
+    /// When the work starts, ms since the epoch; default: now plus the consortium's notice
+    /// period (the genesis parameter `notice_ms`).
+    #[serde(default)]
+    pub start_ms: Option<u64>,
+    /// When the window ends by itself, ms; default: when the operator ends it.
+    #[serde(default)]
+    pub until_ms: Option<u64>,
+    /// Why (1 to 500 characters), shown to buyers on the ledger.
+    pub reason: String,
+    /// Start sooner than the notice period allows: leases that cannot move then pay the
+    /// provider's early termination penalty.
+    #[serde(default)]
+    pub emergency: bool,
+}
+
+/// `POST /api/v1/operator/maintenance/done`: the node ends a maintenance window of its own.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorMaintenanceDone {
+    /// The pool, by its inventory name.
+    pub pool: String,
+}
+
+/// What the node submitted for a maintenance window.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct MaintenanceSubmitted {
+    /// The entry's id (`GET /api/v1/submissions/{id}` follows it).
+    #[serde(with = "surplus_ledger::hex_hash")]
+    #[schema(schema_with = surplus_ledger::schema::hash)]
+    pub id: Hash,
+    /// The pool.
+    pub pool: String,
+    /// The pool's market.
+    #[schema(value_type = String)]
+    pub market: surplus_market::Market,
+    /// When the work starts, ms (0 for the end of a window).
+    pub start_ms: u64,
+    /// When it ends by itself, ms; 0: when the operator ends it.
+    pub until_ms: u64,
+    /// The consortium's notice period, ms: a notice given at least this long ahead costs no
+    /// penalty.
+    pub notice_ms: u64,
+}
+
 /// How much of an inventory pool is used.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PoolUse {
+    /// The pool's name (the inventory's `name`, else its market).
+    #[serde(default)]
+    pub name: String,
+    /// Its open maintenance window, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub maintenance: Option<surplus_contracts::maintenance::Window>,
     /// The pool's market.
     #[schema(value_type = String)]
     pub market: surplus_market::Market,
     /// Slots the pool has (the inventory's `slots`).
     pub capacity: u64,
-    /// Slots of the provider's resting offers in the market.
+    /// Slots of the provider's resting offers in the market (pools of one market are offered
+    /// together).
     pub offered: u64,
     /// Of those, free now.
     pub free: u64,
-    /// Slots of the provider's active leases in the market.
+    /// Slots of the provider's active leases placed on this pool (`leased_in_market` for the
+    /// market's).
     pub leased: u64,
+    /// Slots of the provider's active leases in the pool's market.
+    #[serde(default)]
+    pub leased_in_market: u64,
 }
 
 /// The hook runs of one lease (`start` and `end`, each `{ok, attempts, error, finished_ms}`).

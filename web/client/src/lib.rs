@@ -427,6 +427,31 @@ impl Client {
         self.read(req.call())
     }
 
+    fn post_operator<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
+        let body = serde_json::to_string(body).map_err(|e| Error::Unexpected(e.to_string()))?;
+        let mut req = self.agent.post(&self.url(path)).set("Content-Type", "application/json");
+        if let Some(t) = &self.operator_token {
+            req = req.set("Authorization", &format!("Bearer {t}"));
+        }
+        self.read(req.send_string(&body))
+    }
+
+    /// `POST /operator/maintenance`: the node announces a maintenance window for one of its
+    /// pools. Needs the operator token.
+    pub fn maintenance(
+        &self,
+        m: &surplus_api::OperatorMaintenance,
+    ) -> Result<surplus_api::MaintenanceSubmitted> {
+        self.post_operator("/operator/maintenance", m)
+    }
+
+    /// `POST /operator/maintenance/done`: the node ends its window for `pool`. Needs the
+    /// operator token.
+    pub fn maintenance_done(&self, pool: &str) -> Result<surplus_api::MaintenanceSubmitted> {
+        let body = surplus_api::OperatorMaintenanceDone { pool: pool.to_owned() };
+        self.post_operator("/operator/maintenance/done", &body)
+    }
+
     /// `POST /faucet` (devnet only): funds a new account with sample credits.
     pub fn faucet(&self, account: &PublicKey) -> Result<FaucetGrant> {
         self.post("/faucet", &FaucetRequest { account: account.to_string() })

@@ -62,6 +62,7 @@ pub(crate) async fn markets(ctx: web::Data<Ctx>) -> ApiResult<HttpResponse> {
                 free_slots: free.iter().map(|(s, _)| u64::from(*s)).sum(),
                 lowest_free_reserve: free.iter().map(|(_, r)| *r).min(),
                 bids: bids.len(),
+                maintenance: state.maintenance().filter(|w| w.market == m).cloned().collect(),
                 market: m,
             }
         })

@@ -4,13 +4,16 @@
 use actix_web::{web, HttpRequest, HttpResponse};
 use surplus_contracts::Code;
 use surplus_contracts::{Lease, LeaseStatus};
-use surplus_market::{Market, Order};
+use surplus_market::Order;
 
 use super::markets::view;
 use super::orders::OrderView;
 use super::Ctx;
 use crate::error::{ApiError, ApiResult};
-pub use surplus_api::{Earnings, LeaseProvisioning, OperatorTermination, OperatorView, PoolUse};
+pub use surplus_api::{
+    Earnings, LeaseProvisioning, OperatorMaintenance, OperatorMaintenanceDone, OperatorTermination,
+    OperatorView, PoolUse,
+};
 
 /// Leases listed at most (the newest); earnings count them all.
 pub const MAX_OPERATOR_LEASES: usize = 1000;
@@ -78,7 +81,7 @@ pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult
     let active_leases = leases.iter().filter(|l| l.status == LeaseStatus::Active).count();
     leases.sort_by(|a, b| b.height.cmp(&a.height).then(a.id.cmp(&b.id)));
     leases.truncate(MAX_OPERATOR_LEASES);
-    let pools = pools_in_use(op.inventory.as_ref(), &offers, &leases);
+    let pools = pools_in_use(op.inventory.as_ref(), &offers, &leases, &op.placed, &state, &me);
     let provisioning = leases
         .iter()
         .take(MAX_PROVISIONING)
@@ -103,33 +106,86 @@ pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult
 }
 
 /// Each inventory pool (`pool` tables of the inventory as the node read it) with the slots the
-/// provider offers, has free and has leased in its market.
+/// provider offers and has free in its market, its leased slots (on the pool and in the
+/// market) and its open maintenance window.
 fn pools_in_use(
     inventory: Option<&serde_json::Value>,
     offers: &[OrderView],
     leases: &[Lease],
+    placed: &std::collections::HashMap<surplus_ledger::Hash, String>,
+    state: &surplus_contracts::State,
+    me: &surplus_ledger::PublicKey,
 ) -> Vec<PoolUse> {
-    let pools = inventory.and_then(|i| i["pool"].as_array()).map(Vec::as_slice).unwrap_or(&[]);
+    use surplus_contracts::provider::{pool_of, Pool};
+    let pools: Vec<Pool> =
+        inventory.and_then(|i| serde_json::from_value(i["pool"].clone()).ok()).unwrap_or_default();
+    let active: Vec<&Lease> = leases.iter().filter(|l| l.status == LeaseStatus::Active).collect();
     pools
         .iter()
-        .filter_map(|p| {
-            let market = Market::new(p["class"].as_str()?, p["region"].as_str()?);
+        .map(|p| {
+            let market = p.market();
+            let name = p.name();
             let mine = offers.iter().filter(|o| o.market == market);
             let (offered, free) = mine.fold((0u64, 0u64), |(s, f), o| {
                 (s + u64::from(o.order.slots), f + u64::from(o.order.free))
             });
-            let leased = leases
+            let in_market: Vec<&&Lease> =
+                active.iter().filter(|l| l.fill.market == market).collect();
+            let leased = in_market
                 .iter()
-                .filter(|l| l.status == LeaseStatus::Active && l.fill.market == market)
+                .filter(|l| {
+                    pool_of(&pools, &market, placed.get(&l.id).cloned()).as_deref() == Some(&name)
+                })
                 .map(|l| u64::from(l.fill.slots))
                 .sum();
-            Some(PoolUse { capacity: p["slots"].as_u64()?, offered, free, leased, market })
+            PoolUse {
+                maintenance: state.windows_of(me).find(|w| w.pool == name).cloned(),
+                name,
+                capacity: u64::from(p.slots),
+                offered,
+                free,
+                leased,
+                leased_in_market: in_market.iter().map(|l| u64::from(l.fill.slots)).sum(),
+                market,
+            }
         })
         .collect()
 }
 
 /// The longest reason an operator may give for a termination, in characters.
 pub const MAX_REASON_CHARS: usize = 500;
+
+/// `POST /api/v1/operator/maintenance`: the node announces a maintenance window for a pool.
+pub(crate) async fn maintenance(
+    req: HttpRequest,
+    ctx: web::Data<Ctx>,
+    body: web::Json<OperatorMaintenance>,
+) -> ApiResult<HttpResponse> {
+    operator_only(&req, &ctx)?;
+    let mut m = body.into_inner();
+    m.pool = m.pool.trim().to_owned();
+    m.reason = m.reason.trim().to_owned();
+    if m.reason.is_empty() || m.reason.chars().count() > MAX_REASON_CHARS {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!("say why in 1 to {MAX_REASON_CHARS} characters (buyers see it)"),
+        ));
+    }
+    let done = ctx.node.maintenance(m).await.map_err(ApiError::Refused)?;
+    Ok(HttpResponse::Accepted().json(done))
+}
+
+/// `POST /api/v1/operator/maintenance/done`: the node ends its maintenance window for a pool.
+pub(crate) async fn maintenance_done(
+    req: HttpRequest,
+    ctx: web::Data<Ctx>,
+    body: web::Json<OperatorMaintenanceDone>,
+) -> ApiResult<HttpResponse> {
+    operator_only(&req, &ctx)?;
+    let pool = body.into_inner().pool.trim().to_owned();
+    let done = ctx.node.maintenance_done(pool).await.map_err(ApiError::Refused)?;
+    Ok(HttpResponse::Accepted().json(done))
+}
 
 /// `POST /api/v1/operator/terminations`: the node ends one of its leases as provider.
 pub(crate) async fn terminate(

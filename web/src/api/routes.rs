@@ -487,6 +487,30 @@ pub(crate) fn routes() -> Vec<Route> {
         },
         Route {
             method: post.clone(),
+            path: "/api/v1/operator/maintenance",
+            summary: "Operator only: this node announces a maintenance window for one of its \
+                      inventory pools with its node key: the pool's capacity leaves the market, \
+                      its leases move to another pool of the market with room or get notice \
+                      for the window's start (docs/operations.md).",
+            params: vec![],
+            body: Some(body::<api::OperatorMaintenance>()),
+            answer: json::<api::MaintenanceSubmitted>(202, "The window, admitted to the mempool"),
+            errors: &[400, 401, 403, 409, 413, 415, 503],
+            handler: Some(|| web::to(operator::maintenance)),
+        },
+        Route {
+            method: post.clone(),
+            path: "/api/v1/operator/maintenance/done",
+            summary: "Operator only: this node ends its maintenance window for a pool; the \
+                      pool's capacity returns to the market.",
+            params: vec![],
+            body: Some(body::<api::OperatorMaintenanceDone>()),
+            answer: json::<api::MaintenanceSubmitted>(202, "The end, admitted to the mempool"),
+            errors: &[400, 401, 403, 409, 413, 415, 503],
+            handler: Some(|| web::to(operator::maintenance_done)),
+        },
+        Route {
+            method: post.clone(),
             path: "/api/v1/operator/votes",
             summary: "Operator only: this node (a validator) votes yes or no on an open proposal \
                       with its node key.",
