@@ -260,6 +260,22 @@ pub fn plan(
     pending: &[Offer],
     now_ms: u64,
 ) -> Plan {
+    plan_within(pools, None, state, provider, pending, now_ms)
+}
+
+/// [`plan`] within `caps`, when the datacenter reports its free capacity: at most `caps[class]`
+/// slots of each class are covered (offered or leased) across the provider's markets of that
+/// class, shared out in inventory order; a class the caps do not name has none. A cap below
+/// what is leased withdraws every free offer of the class and offers nothing; no lease is
+/// touched.
+pub fn plan_within(
+    pools: &[Pool],
+    caps: Option<&std::collections::BTreeMap<String, u64>>,
+    state: &State,
+    provider: &PublicKey,
+    pending: &[Offer],
+    now_ms: u64,
+) -> Plan {
     let mut out = Plan::default();
     let mut used_nonces: BTreeSet<u64> = pending.iter().map(|o| o.nonce).collect();
     // One offer per market, for the slots of its pools that are not under maintenance, on the
@@ -273,7 +289,17 @@ pub fn plan(
             None => markets.push((i, p, open)),
         }
     }
+    let mut left: Option<std::collections::BTreeMap<String, u64>> = caps.cloned();
     for (i, pool, slots) in markets {
+        let slots = match left.as_mut() {
+            Some(left) => {
+                let cap = left.entry(pool.class.clone()).or_insert(0);
+                let within = slots.min(*cap);
+                *cap -= within;
+                within
+            }
+            None => slots,
+        };
         let market = pool.market();
         let (_, offers) = state.book.market(&market);
         let mine: Vec<_> = offers
@@ -588,6 +614,28 @@ mod tests {
         assert!(drained(&maker.state, &provider).is_empty());
         let p = plan(&pools, &maker.state, &provider, &[], now + 3);
         assert_eq!((p.offers.len(), p.offers[0].slots), (1, 2));
+    }
+
+    #[test]
+    fn a_capacity_cap_bounds_what_is_offered_and_never_touches_leases() {
+        // The offer of 4 slots holds a lease of 2.
+        let (maker, provider, lease) = leased();
+        let l = maker.state.lease(&lease).unwrap().clone();
+        let pools = [pool("a", 4), pool("b", 4)];
+        let now = T0 + 10;
+        let caps = |n: u64| std::collections::BTreeMap::from([("vm.4c16g".to_string(), n)]);
+        // Without a cap, 4 more; with 6, 2 more; with 4, nothing more.
+        assert_eq!(plan_within(&pools, None, &maker.state, &provider, &[], now).offers[0].slots, 4);
+        let p = plan_within(&pools, Some(&caps(6)), &maker.state, &provider, &[], now);
+        assert_eq!((p.offers[0].slots, p.cancels.len()), (2, 0));
+        assert!(plan_within(&pools, Some(&caps(4)), &maker.state, &provider, &[], now).is_empty());
+        // Below what the offer covers, or below the lease, or a class not reported: the offer
+        // (with its free slots) is withdrawn, nothing is offered; the lease stays.
+        for c in [caps(3), caps(1), Default::default()] {
+            let p = plan_within(&pools, Some(&c), &maker.state, &provider, &[], now);
+            assert_eq!((p.offers.len(), p.cancels.clone()), (0, vec![l.fill.offer]), "{c:?}");
+        }
+        assert!(maker.state.lease(&lease).is_some());
     }
 
     fn key_v() -> PublicKey {

@@ -67,6 +67,12 @@ pub struct DevnetArgs {
     /// that `surplus drain` can be tried).
     #[arg(long, default_value_t = 120)]
     pub notice_secs: u64,
+    /// dc1 sells only what this host's /proc says is free (its CPUs less the load, its
+    /// available memory, as a datacenter of 16 such hosts), less a 10 % headroom, read every
+    /// 10 s: the sample capacity source (`surplus hook capacity`). The other nodes sell their
+    /// inventory as is.
+    #[arg(long)]
+    pub capacity_from_host: bool,
     /// With nothing to do, the nodes still make a block this often, ms.
     #[arg(long, default_value_t = 30_000)]
     pub heartbeat_ms: u64,
@@ -205,6 +211,18 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
             "--dir".into(),
             node_dir.join("leases").display().to_string(),
         ];
+        if i == 0 && a.capacity_from_host {
+            c.capacity = Some(surplus_service::capacity::Source {
+                command: vec![
+                    exe.display().to_string(),
+                    "hook".into(),
+                    "capacity".into(),
+                    "--hosts".into(),
+                    "16".into(),
+                ],
+                ..Default::default()
+            });
+        }
         write(&node_dir.join("config.toml"), &c.commented())?;
         nodes.push(DevnetNode {
             name,

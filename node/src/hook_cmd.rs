@@ -1,4 +1,4 @@
-//! `surplus hook …`: the sample provisioning hook devnet uses.
+//! `surplus hook …`: the sample provisioning hook devnet uses, and the sample capacity source.
 
 use std::io::Read;
 use std::path::PathBuf;
@@ -19,6 +19,17 @@ pub enum HookCommand {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
+    /// The sample capacity source (`[capacity] kind = "exec"`): reads {"classes": [...]} on
+    /// stdin and prints the host's free CPU and memory (from /proc) as free slots of each class
+    /// with `vcpu` and `ram_gib` attributes, for a datacenter of HOSTS machines like this one.
+    Capacity {
+        /// Machines like this one in the datacenter.
+        #[arg(long, value_name = "N", default_value_t = 1)]
+        hosts: u64,
+        /// Where /proc is.
+        #[arg(long, value_name = "DIR", default_value = "/proc")]
+        proc_dir: PathBuf,
+    },
 }
 
 /// Runs `surplus hook …`.
@@ -35,6 +46,19 @@ pub fn hook(c: HookCommand) -> Result<ExitCode> {
             )?;
             let answer = sample_hook(&dir, &ev)?;
             println!("{answer}");
+            Ok(ExitCode::SUCCESS)
+        }
+        HookCommand::Capacity { hosts, proc_dir } => {
+            let mut input = Vec::new();
+            std::io::stdin()
+                .take(MAX_ANSWER_BYTES)
+                .read_to_end(&mut input)
+                .context("cannot read the classes on stdin")?;
+            let v: serde_json::Value = serde_json::from_slice(&input)
+                .context("stdin is not JSON: {\"classes\": [{\"id\", \"attributes\"}, ...]}")?;
+            let slots = surplus_service::capacity::host_slots(&proc_dir, &v["classes"], hosts)
+                .map_err(anyhow::Error::msg)?;
+            println!("{}", serde_json::to_string(&slots)?);
             Ok(ExitCode::SUCCESS)
         }
     }

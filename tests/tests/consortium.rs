@@ -574,3 +574,108 @@ fn a_drained_pool_moves_what_fits_and_gives_the_rest_notice() {
         hex::encode(noticed)
     );
 }
+
+/// Capacity read from the datacenter (issue 17): dc1 sells what its `exec` source reports (a
+/// file the test writes, read every half second). When the source drops below what is leased,
+/// dc1 withdraws its free offers and offers nothing, `/metrics` and the operator page raise the
+/// alert, and the running lease goes on; when capacity returns, so do the offers.
+#[test]
+fn a_capacity_source_below_the_leases_stops_sales_and_alerts_without_breaking_leases() {
+    let tmp = tempfile::tempdir().unwrap();
+    let base = free_base(40);
+    let net = Devnet::init_args(tmp.path(), 3, base, 200, 1_000, &[]);
+    let dir = net.data_dir(0);
+    let source = tmp.path().join("free.json");
+    let text = std::fs::read_to_string(dir.join("inventory.toml")).unwrap();
+    let inventory: toml::Value = toml::from_str(&text).unwrap();
+    let region = inventory["pool"][0]["region"].as_str().unwrap().to_owned();
+    let market = Market::new("vm.4c16g", &region);
+    let reserve = inventory["pool"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["class"].as_str() == Some("vm.4c16g"))
+        .and_then(|p| p["reserve"].as_integer())
+        .unwrap() as u64;
+    let report = |slots: &str| std::fs::write(&source, slots).unwrap();
+    report(r#"{"vm.4c16g": 8}"#);
+    let config = dir.join("config.toml");
+    let mut c = std::fs::read_to_string(&config).unwrap();
+    c.push_str(&format!(
+        "\n[capacity]\nkind = \"exec\"\ncommand = [\"cat\", {:?}]\ninterval_ms = 500\n\
+         headroom_percent = 0\n",
+        source.display().to_string()
+    ));
+    std::fs::write(&config, c).unwrap();
+    let mut nodes = net.start_all();
+    let dc1 = nodes[0].operator_api();
+    let provider = net.node_key(0);
+    let free_offered = |m: &Market| -> Option<u64> {
+        let book = dc1.book(m, None).ok()?;
+        Some(
+            book.offers
+                .orders
+                .iter()
+                .filter(|o| o.author == provider)
+                .map(|o| u64::from(o.free))
+                .sum(),
+        )
+    };
+    wait_for("dc1's offer of the reported 8 slots", MINUTE, || {
+        (free_offered(&market)? == 8).then_some(())
+    });
+    // A class the source does not report is not offered.
+    assert_eq!(free_offered(&Market::new("vm.2c8g", &region)), Some(0));
+
+    // A 4-slot lease.
+    let buyer = net.buyer(0);
+    let mut bid = one_slot_bid(&market, reserve, now_ms(), 600_000);
+    (bid.slots, bid.hours, bid.fill) = (4, 2, FillRule::AllOrNone);
+    let (entry, _) = SignedOrder::sign(net.chain_id(), Order::Bid(bid), &buyer);
+    dc1.submit(&entry).unwrap_or_else(|e| panic!("bid refused: {e}"));
+    let lease = wait_for("the lease", MINUTE, || {
+        let l = dc1.leases(Some(&buyer.public()), None).ok()?;
+        l.leases.iter().find(|l| l.fill.bid == entry.id()).map(|l| l.id)
+    });
+    wait_for("the rest on offer", MINUTE, || (free_offered(&market)? == 4).then_some(()));
+
+    // The datacenter needs its machines back: 2 slots free, less than the 4 leased.
+    report(r#"{"vm.4c16g": 2}"#);
+    let metrics = || -> Option<String> { nodes[0].api.metrics().ok() };
+    wait_for("the alert on /metrics", MINUTE, || {
+        let m = metrics()?;
+        (m.contains("surplus_capacity_alert 1")
+            && m.contains("surplus_capacity_short_slots{class=\"vm.4c16g\"} 2"))
+        .then_some(())
+    });
+    let view = wait_for("the alert on the operator page", MINUTE, || {
+        let c = dc1.operator().ok()?.capacity?;
+        c.alert.then_some(c)
+    });
+    let k = view.classes.iter().find(|k| k.class == "vm.4c16g").unwrap();
+    assert_eq!((k.reported, k.sellable, k.leased, k.short), (2, 2, 4, 2), "{view:?}");
+    wait_for("dc1's free offer withdrawn", MINUTE, || (free_offered(&market)? == 0).then_some(()));
+    for _ in 0..5 {
+        assert_eq!(free_offered(&market), Some(0), "capacity offered beyond the source");
+        assert_eq!(lease_status(&dc1, &lease), Some(LeaseStatus::Active), "a running lease broke");
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    // A source that answers garbage keeps the last reading and says why.
+    report("not json");
+    wait_for("the source's error on the operator page", MINUTE, || {
+        dc1.operator().ok()?.capacity?.error.is_some().then_some(())
+    });
+    assert_eq!(free_offered(&market), Some(0));
+
+    // Capacity returns: so do the offers, and the alert clears.
+    report(r#"{"vm.4c16g": 8}"#);
+    wait_for("the offers back", MINUTE, || (free_offered(&market)? == 4).then_some(()));
+    wait_for("the alert cleared", MINUTE, || {
+        metrics()?.contains("surplus_capacity_alert 0").then_some(())
+    });
+    assert_eq!(lease_status(&dc1, &lease), Some(LeaseStatus::Active));
+    for n in &mut nodes {
+        n.stop();
+    }
+    audit(&dir).unwrap_or_else(|e| panic!("dc1 does not audit: {e}"));
+}

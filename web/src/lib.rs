@@ -52,7 +52,7 @@ pub use node::{
     CapacityPoint, DiskStatus, DiskUsed, Event, FaucetGrant, LedgerError, Node, Operator,
     OrderStatus, Peer, PricePoint, RecentBlock, Refusal, Status, Submission,
 };
-pub use surplus_api::{MaintenanceSubmitted, OperatorMaintenance};
+pub use surplus_api::{CapacityView, ClassCapacity, MaintenanceSubmitted, OperatorMaintenance};
 
 /// Registers the API, `/healthz` and the JSON error handling on an app:
 /// `App::new().configure(|cfg| surplus_web::configure(cfg, node, limits))`.

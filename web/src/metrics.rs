@@ -93,6 +93,9 @@ pub struct Metrics {
     /// (`None` until enough blocks of other proposers were committed).
     #[serde(default)]
     pub clock_offset_ms: Option<i64>,
+    /// The capacity source's last reading against the leases (`None`: no source configured).
+    #[serde(default)]
+    pub capacity: Option<surplus_api::CapacityView>,
 }
 
 /// Gossip messages received since the node started, by what became of them.
@@ -248,6 +251,41 @@ impl Metrics {
             self.gossip_validation_queue.to_string(),
         );
         one("peers", "gauge", "Connected peers.", self.peers.to_string());
+        if let Some(c) = &self.capacity {
+            one(
+                "capacity_source_ok",
+                "gauge",
+                "1 if the capacity source's last reading succeeded, else 0.",
+                u8::from(c.error.is_none() && c.at_ms > 0).to_string(),
+            );
+            one(
+                "capacity_alert",
+                "gauge",
+                "1 if some class has more leased than the capacity source allows, else 0.",
+                u8::from(c.alert).to_string(),
+            );
+            for (name, help, get) in [
+                (
+                    "capacity_sellable_slots",
+                    "Slots of the class the node may sell (the source's, less the headroom).",
+                    (|k: &surplus_api::ClassCapacity| k.sellable)
+                        as fn(&surplus_api::ClassCapacity) -> u64,
+                ),
+                ("capacity_leased_slots", "Slots of the class leased by this provider.", |k| {
+                    k.leased
+                }),
+                (
+                    "capacity_short_slots",
+                    "Slots of the class leased beyond what the source allows.",
+                    |k| k.short,
+                ),
+            ] {
+                let _ = write!(out, "# HELP surplus_{name} {help}\n# TYPE surplus_{name} gauge\n");
+                for k in &c.classes {
+                    let _ = writeln!(out, "surplus_{name}{{class=\"{}\"}} {}", k.class, get(k));
+                }
+            }
+        }
         let g = &self.gossip;
         let _ = write!(
             out,

@@ -158,6 +158,8 @@ pub struct Operator {
     pub peers: Vec<Peer>,
     /// The pool each of its provider's active leases runs on, where the node placed it.
     pub placed: std::collections::HashMap<Hash, String>,
+    /// The capacity source's last reading, if one is configured.
+    pub capacity: Option<surplus_api::CapacityView>,
 }
 
 /// Why the node refused a request or an entry: a stable [`Code`] (which decides the HTTP

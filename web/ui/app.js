@@ -1084,6 +1084,21 @@ async function renderOperator(root) {
             h("td", { class: "num" }, `${credits(p.reserve)} / slot-hour`), h("td", { class: "num" }, p.min_hours),
             h("td", { class: "num" }, `${p.horizon_hours} h`), h("td", {}, maintenanceCell(name, u.maintenance, bearer)));
         }), op.inventory ? "no pools" : "no inventory file: this node offers nothing by itself")));
+    if (op.capacity) {
+      const c = op.capacity;
+      const short = c.classes.filter((k) => Number(k.short) > 0);
+      if (c.alert) {
+        boxes.splice(1, 0, h("p", { class: "alarm", role: "alert", "data-testid": "operator-capacity-alarm" },
+          `The capacity source reports less than is leased of ${short.map((k) => `${k.class} (${k.leased} leased, ${k.sellable} sellable)`).join(", ")}: this node offers none of it; the running leases go on. Free capacity, or end leases by hand.`));
+      }
+      boxes.push(section("Capacity source", "operator-capacity",
+        h("p", {}, `What the datacenter's ${c.source} source last reported (${c.at_ms > 0 ? time(c.at_ms) : "never"}), less a ${c.headroom_percent}% headroom: this node offers at most the sellable slots of each class.`),
+        c.error ? h("p", { class: "msg error", "data-testid": "operator-capacity-error" }, `Its last reading failed (the one before still counts): ${c.error}`) : "",
+        table("capacity-table", ["Class", "Reported free", "Sellable", "Leased", "Short"],
+          c.classes.map((k) => h("tr", { "data-testid": "capacity-row", "data-class": k.class, class: Number(k.short) > 0 ? "short" : "" },
+            h("td", {}, k.class), h("td", { class: "num" }, k.reported), h("td", { class: "num" }, k.sellable),
+            h("td", { class: "num" }, k.leased), h("td", { class: "num" }, k.short))), "no classes reported")));
+    }
     boxes.push(section("Live offers", "operator-offers", table("operator-offers-table",
       ["Order", "Market", "Free / slots", "Reserve", "Min hours", "Available until"],
       (op.offers ?? []).map((o) => h("tr", {}, h("td", {}, short(o.id)), h("td", {}, o.market),

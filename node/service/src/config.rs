@@ -169,6 +169,9 @@ pub struct Config {
     pub inventory: Option<InventoryFile>,
     /// What runs when a lease starts and ends.
     pub provisioning: Provisioning,
+    /// Where the datacenter's free capacity is read; without it the inventory alone decides.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<crate::capacity::Source>,
     /// Devnet only: a key whose credits the web UI hands to new browser keys.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub faucet: Option<Faucet>,
@@ -374,6 +377,7 @@ impl Default for Config {
             mempool: Mempool::default(),
             inventory: None,
             provisioning: Provisioning::default(),
+            capacity: None,
             faucet: None,
             disk: Disk::default(),
             storage: Storage::default(),
@@ -645,6 +649,15 @@ impl Config {
                 ));
             }
         }
+        if let Some(c) = &self.capacity {
+            c.validate().map_err(|(field, why)| bad(&field, why))?;
+            if self.inventory.is_none() {
+                return Err(bad(
+                    "capacity",
+                    "a capacity source bounds the inventory's pools: add [inventory] too",
+                ));
+            }
+        }
         self.provisioning.validate()
     }
 
@@ -826,6 +839,35 @@ impl Config {
             .into());
         w(format!("retries = {}", v.retries));
         w(format!("retry_backoff_ms = {}", v.retry_backoff_ms));
+        w(String::new());
+        let cap = self.capacity.clone();
+        let on = cap.is_some();
+        let c = cap.unwrap_or_default();
+        let key = |line: String| if on { line } else { format!("# {line}") };
+        w("# Where the datacenter's free capacity is read (docs/operations.md, Capacity sources):"
+            .into());
+        w("# the node offers at most what the source reports of each class, less the headroom."
+            .into());
+        w("# exec: `command` gets {\"classes\": [...]} on stdin and prints {\"CLASS\": SLOTS, ...};"
+            .into());
+        w("# http: GET `url` answers that object; prometheus: `query` at `url`, one sample per"
+            .into());
+        w("# class labelled `class`. Without [capacity] the inventory alone decides.".into());
+        w(key("[capacity]".into()));
+        w(key(format!(
+            "kind = {}",
+            s(match c.kind {
+                crate::capacity::SourceKind::Exec => "exec",
+                crate::capacity::SourceKind::Http => "http",
+                crate::capacity::SourceKind::Prometheus => "prometheus",
+            })
+        )));
+        w(key(format!("command = {}", list(&c.command))));
+        w(key(format!("url = {}", s(&c.url))));
+        w(key(format!("query = {}", s(&c.query))));
+        w(key(format!("interval_ms = {}", c.interval_ms)));
+        w(key(format!("timeout_ms = {}", c.timeout_ms)));
+        w(key(format!("headroom_percent = {}", c.headroom_percent)));
         out
     }
 }
@@ -1020,6 +1062,13 @@ mod tests {
         };
         c.consensus.peers = vec!["/ip4/10.0.0.2/tcp/7100".into()];
         assert_eq!(parse(&c.commented()).unwrap(), c);
+        // With a capacity source (devnet's dc1 with --capacity-from-host).
+        c.capacity = Some(crate::capacity::Source {
+            command: vec!["surplus".into(), "hook".into(), "capacity".into()],
+            headroom_percent: 25,
+            ..Default::default()
+        });
+        assert_eq!(parse(&c.commented()).unwrap(), c);
     }
 
     #[test]
@@ -1063,6 +1112,14 @@ mod tests {
         let ok =
             parse("[provisioning]\nkind = \"http\"\nurl = \"http://127.0.0.1:9/p\"\n").unwrap();
         assert_eq!(ok.provisioning.kind, HookKind::Http);
+        let e = err("[inventory]\n[capacity]\nkind = \"exec\"\n");
+        assert!(e.contains("capacity.command"), "{e}");
+        let e = err("[capacity]\ncommand = [\"cat\"]\n");
+        assert!(e.contains("capacity: a capacity source bounds the inventory"), "{e}");
+        let e = err("[inventory]\n[capacity]\nkind = \"prometheus\"\nurl = \"http://p:9090\"\n");
+        assert!(e.contains("capacity.query"), "{e}");
+        let e = err("[inventory]\n[capacity]\ncommand = [\"cat\"]\nheadroom_percent = 100\n");
+        assert!(e.contains("capacity.headroom_percent"), "{e}");
         let ok = parse("[inventory]\n").unwrap();
         assert_eq!(ok.inventory_path(Path::new("/d")), Some(PathBuf::from("/d/inventory.toml")));
     }

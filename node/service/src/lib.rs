@@ -16,6 +16,7 @@
 //!
 //! The `surplus` binary parses arguments and calls this crate.
 
+pub mod capacity;
 pub mod clock;
 pub mod config;
 pub mod devnet_file;

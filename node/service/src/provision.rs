@@ -247,7 +247,11 @@ async fn read_bounded<R: AsyncRead + Unpin>(r: Option<R>) -> (Vec<u8>, bool) {
     (buf, over)
 }
 
-async fn exec_once(command: &[String], input: &[u8], timeout: Duration) -> Result<Value, String> {
+pub(crate) async fn exec_once(
+    command: &[String],
+    input: &[u8],
+    timeout: Duration,
+) -> Result<Value, String> {
     let Some((program, args)) = command.split_first() else {
         return Err("no command configured".into());
     };
@@ -327,8 +331,18 @@ fn kill_group(pgid: u32) {
 }
 
 async fn http_once(url: &str, input: &[u8], timeout: Duration) -> Result<Value, String> {
+    http_call(url, Some(input), timeout).await
+}
+
+/// POSTs `input` as JSON to `url` (GETs it without one) and reads the JSON object answered,
+/// within `timeout`.
+pub(crate) async fn http_call(
+    url: &str,
+    input: Option<&[u8]>,
+    timeout: Duration,
+) -> Result<Value, String> {
     let target = url.to_owned();
-    let body = input.to_vec();
+    let body = input.map(<[u8]>::to_vec);
     let call = tokio::task::spawn_blocking(move || -> Result<Value, String> {
         let url = target;
         let agent = ureq::AgentBuilder::new().timeout(timeout).redirects(0).build();
@@ -337,7 +351,11 @@ async fn http_once(url: &str, input: &[u8], timeout: Duration) -> Result<Value, 
             let _ = resp.into_reader().take(MAX_ANSWER_BYTES + 1).read_to_end(&mut buf);
             buf
         };
-        match agent.post(&url).set("Content-Type", "application/json").send_bytes(&body) {
+        let sent = match &body {
+            Some(b) => agent.post(&url).set("Content-Type", "application/json").send_bytes(b),
+            None => agent.get(&url).call(),
+        };
+        match sent {
             Ok(resp) => {
                 let buf = read(resp);
                 if buf.len() as u64 > MAX_ANSWER_BYTES {

@@ -75,6 +75,14 @@ pub struct Shared {
     pools: Vec<inventory::Pool>,
     /// Leases are placed on pools one at a time (each placement counts the ones before it).
     placing: Mutex<()>,
+    /// Where the datacenter's free capacity is read (`[capacity]`), if anywhere.
+    capacity: Option<crate::capacity::Source>,
+    /// Its last reading.
+    reading: Mutex<crate::capacity::Reading>,
+    /// A reading is under way.
+    reading_now: AtomicBool,
+    /// The classes short of capacity when last looked at (to log a change once).
+    short_classes: Mutex<Vec<String>>,
     /// Devnet only: the faucet key and the units it gives each new account.
     faucet: Option<(SecretKey, u64)>,
     /// Faucet transfers are signed one at a time (sequence numbers).
@@ -691,6 +699,7 @@ impl surplus_web::Node for Api {
             }),
             disk: Some(self.0.disk.status()),
             clock_offset_ms: self.0.clock.offset_ms(),
+            capacity: capacity_view(&self.0),
         }
     }
 
@@ -722,6 +731,7 @@ impl surplus_web::Node for Api {
                     .filter_map(|l| Some((l.id, self.0.provisioning.pool(&hex::encode(l.id))?)))
                     .collect()
             },
+            capacity: capacity_view(&self.0),
         }
     }
 
@@ -1377,6 +1387,10 @@ async fn run(
             inventory: inventory.as_ref().and_then(|i| serde_json::to_value(i).ok()),
             pools: inventory.as_ref().map(|i| i.pools.clone()).unwrap_or_default(),
             placing: Mutex::new(()),
+            capacity: config.capacity.clone(),
+            reading: Mutex::new(Default::default()),
+            reading_now: AtomicBool::new(false),
+            short_classes: Mutex::new(Vec::new()),
             faucet,
             faucet_lock: tokio::sync::Mutex::new(()),
             recent: Mutex::new(Default::default()),
@@ -1507,6 +1521,9 @@ async fn run(
 
     let hook = Hook::from_config(&config.provisioning);
     let me = key.public();
+    if shared.capacity.is_some() {
+        read_capacity(&shared).await;
+    }
     plan_inventory(&shared, inventory.as_ref()).await;
     recover_receipts(&shared, &running.ledger, running.head.height);
     replay_journal(&shared).await;
@@ -1519,6 +1536,9 @@ async fn run(
     let mut stop = std::pin::pin!(stop);
     let mut health = tokio::time::interval(Duration::from_secs(60));
     let mut again = tokio::time::interval(REGOSSIP_EVERY);
+    let mut capacity_tick = tokio::time::interval(Duration::from_millis(
+        shared.capacity.as_ref().map_or(3_600_000, |c| c.interval_ms),
+    ));
     let turn_watch =
         |set: &[PublicKey]| set.iter().position(|v| *v == me).map(|i| TurnWatch::new(i, set.len()));
     let mut turns = turn_watch(&shared.validators());
@@ -1527,6 +1547,17 @@ async fn run(
         tokio::select! {
             _ = &mut stop => break None,
             _ = health.tick() => log_health(&shared).await,
+            _ = capacity_tick.tick(), if shared.capacity.is_some() => {
+                if !shared.reading_now.swap(true, Ordering::AcqRel) {
+                    let s = shared.clone();
+                    let env = shared.env.clone();
+                    env.spawn(async move {
+                        read_capacity(&s).await;
+                        plan_inventory(&s, None).await;
+                        s.reading_now.store(false, Ordering::Release);
+                    });
+                }
+            }
             _ = again.tick() => {
                 ticks += 1;
                 regossip(&shared, ticks.is_multiple_of(REGOSSIP_AGED_EVERY)).await;
@@ -2209,13 +2240,106 @@ async fn submit_own(shared: &Arc<Shared>, entry: Entry) {
     }
 }
 
-/// Keeps the inventory's offers in step with the book and the leases.
+/// Reads the capacity source once and keeps its answer (a failed reading keeps the last good
+/// one and says why); logs each class that becomes short of capacity, or recovers.
+async fn read_capacity(shared: &Arc<Shared>) {
+    let Some(source) = shared.capacity.clone() else { return };
+    let classes = serde_json::to_value(&shared.state().params.catalogue.classes)
+        .unwrap_or(serde_json::Value::Null);
+    let answer = source.read(&classes).await;
+    let now = shared.env.now_ms();
+    {
+        let mut r = shared.reading.lock().unwrap_or_else(|e| e.into_inner());
+        match answer {
+            Ok(reported) => {
+                r.sellable = crate::capacity::sellable(&reported, source.headroom_percent);
+                r.reported = reported;
+                r.at_ms = now;
+                r.error = None;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "the capacity source did not answer: the last reading stands");
+                r.error = Some(e);
+            }
+        }
+    }
+    let Some(view) = capacity_view(shared) else { return };
+    let short: Vec<String> =
+        view.classes.iter().filter(|c| c.short > 0).map(|c| c.class.clone()).collect();
+    let mut before = shared.short_classes.lock().unwrap_or_else(|e| e.into_inner());
+    for c in view.classes.iter().filter(|c| c.short > 0 && !before.contains(&c.class)) {
+        tracing::error!(
+            class = %c.class, leased = c.leased, sellable = c.sellable, reported = c.reported,
+            "the capacity source reports less of the class than is leased: offering none of it; \
+             the running leases go on (end some, or free capacity, by hand)"
+        );
+    }
+    for c in before.iter().filter(|c| !short.contains(c)) {
+        tracing::info!(class = %c, "the capacity source covers the class's leases again");
+    }
+    *before = short;
+}
+
+/// The capacity source's last reading against this provider's active leases, if a source is
+/// configured.
+fn capacity_view(shared: &Arc<Shared>) -> Option<surplus_web::CapacityView> {
+    let source = shared.capacity.as_ref()?;
+    let r = shared.reading.lock().unwrap_or_else(|e| e.into_inner()).clone();
+    let state = shared.state();
+    let me = shared.key.public();
+    let mut leased: std::collections::BTreeMap<String, u64> = Default::default();
+    for l in state.provider_leases(&me).filter(|l| l.status == LeaseStatus::Active) {
+        *leased.entry(l.fill.market.class.clone()).or_insert(0) += u64::from(l.fill.slots);
+    }
+    let mut names: std::collections::BTreeSet<String> = r.reported.keys().cloned().collect();
+    names.extend(leased.keys().cloned());
+    names.extend(shared.pools.iter().map(|p| p.class.clone()));
+    let classes: Vec<surplus_web::ClassCapacity> = names
+        .into_iter()
+        .map(|class| {
+            let reported = r.reported.get(&class).copied().unwrap_or(0);
+            let sellable = r.sellable.get(&class).copied().unwrap_or(0);
+            let leased = leased.get(&class).copied().unwrap_or(0);
+            surplus_web::ClassCapacity {
+                short: leased.saturating_sub(sellable),
+                class,
+                reported,
+                sellable,
+                leased,
+            }
+        })
+        .collect();
+    Some(surplus_web::CapacityView {
+        source: match source.kind {
+            crate::capacity::SourceKind::Exec => "exec",
+            crate::capacity::SourceKind::Http => "http",
+            crate::capacity::SourceKind::Prometheus => "prometheus",
+        }
+        .into(),
+        at_ms: r.at_ms,
+        error: r.error,
+        headroom_percent: source.headroom_percent,
+        alert: classes.iter().any(|c| c.short > 0),
+        classes,
+    })
+}
+
+/// Keeps the inventory's offers in step with the book, the leases and the capacity source's
+/// last reading (`inv` is only a check that there is an inventory: its pools are `shared`'s).
 async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
-    let Some(inv) = inv else { return };
+    if inv.is_none() && shared.pools.is_empty() {
+        return;
+    }
     let state = shared.state();
     let me = shared.key.public();
     let Ok(pending) = shared.core.call(move |c| c.pending_offers(&me)).await else { return };
-    let plan = inventory::plan(&inv.pools, &state, &me, &pending, shared.env.now_ms());
+    // With a source, at most what it last reported (nothing before its first answer).
+    let caps = shared
+        .capacity
+        .as_ref()
+        .map(|_| shared.reading.lock().unwrap_or_else(|e| e.into_inner()).sellable.clone());
+    let now = shared.env.now_ms();
+    let plan = provider::plan_within(&shared.pools, caps.as_ref(), &state, &me, &pending, now);
     for entry in plan.entries(&shared.chain_id, &shared.key) {
         submit_own(shared, entry).await;
     }

@@ -31,9 +31,10 @@ pub use market::{
 };
 pub use state_proof::{Proven, StateProof, StateProofCheck, Subject, STATE_PROOF_FORMAT};
 pub use status::{
-    AccountView, CapacityPoint, ChainView, DiskStatus, DiskUsed, Earnings, ErrorBody, ErrorDetail,
-    FaucetGrant, FaucetRequest, LeaseProvisioning, MaintenanceSubmitted, OperatorMaintenance,
-    OperatorMaintenanceDone, OperatorTermination, OperatorView, Peer, PoolUse, Status,
+    AccountView, CapacityPoint, CapacityView, ChainView, ClassCapacity, DiskStatus, DiskUsed,
+    Earnings, ErrorBody, ErrorDetail, FaucetGrant, FaucetRequest, LeaseProvisioning,
+    MaintenanceSubmitted, OperatorMaintenance, OperatorMaintenanceDone, OperatorTermination,
+    OperatorView, Peer, PoolUse, Status,
 };
 
 /// The prefix of every JSON route.

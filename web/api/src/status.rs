@@ -250,6 +250,40 @@ pub struct MaintenanceSubmitted {
     pub notice_ms: u64,
 }
 
+/// What the datacenter's capacity source says, against what the provider has leased
+/// (`[capacity]`, docs/operations.md).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct CapacityView {
+    /// The source's kind: `exec`, `http` or `prometheus`.
+    pub source: String,
+    /// When the source last answered, ms (0: never; the node then offers nothing).
+    pub at_ms: u64,
+    /// Why its last reading failed, if it did (the last good one still counts).
+    pub error: Option<String>,
+    /// The share of the reported capacity kept for the datacenter's own use, percent.
+    pub headroom_percent: u8,
+    /// Each class the source reported or the provider leases.
+    pub classes: Vec<ClassCapacity>,
+    /// Whether some class has more leased than the source allows (`short` > 0): the node
+    /// offers none of it, and runs every lease on.
+    pub alert: bool,
+}
+
+/// One class's capacity.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ClassCapacity {
+    /// The class.
+    pub class: String,
+    /// Free slots the source reported.
+    pub reported: u64,
+    /// What may be sold: the reported slots less the headroom.
+    pub sellable: u64,
+    /// Slots of the provider's active leases of the class.
+    pub leased: u64,
+    /// Leased slots beyond what may be sold (0 when all is well).
+    pub short: u64,
+}
+
 /// How much of an inventory pool is used.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct PoolUse {
@@ -314,6 +348,9 @@ pub struct OperatorView {
     /// 100.
     #[serde(default)]
     pub provisioning: Vec<LeaseProvisioning>,
+    /// The capacity source's last reading, if the node has one configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<CapacityView>,
     /// The latest signed checkpoint from each signer.
     pub checkpoints: Vec<SignedCheckpoint>,
 }

@@ -101,6 +101,7 @@ pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult
         peers: op.peers,
         pools,
         provisioning,
+        capacity: op.capacity,
         checkpoints: ctx.node.checkpoints(),
     }))
 }
