@@ -187,6 +187,20 @@ pub enum LeaseCommand {
         #[command(flatten)]
         conn: Conn,
     },
+    /// Get an SSH certificate for the lease: fetches its credential with the buyer's key,
+    /// exchanges it at the provider's node (--node) for an OpenSSH user certificate of
+    /// --identity's public key, writes it beside it (FILE-cert.pub) and prints the ssh command.
+    Ssh {
+        /// The lease id (hex).
+        lease_id: String,
+        /// The SSH private key to log in with (its public key FILE.pub is certified).
+        #[arg(long, value_name = "FILE")]
+        identity: PathBuf,
+        #[command(flatten)]
+        signer: Signer,
+        #[command(flatten)]
+        conn: Conn,
+    },
 }
 
 /// Runs a client command. A failure on the node's side, or on the way to it, exits 1 with
@@ -456,6 +470,39 @@ fn execute(cmd: ClientCommand) -> Result<()> {
                     if s.validator { "yes" } else { "no" },
                     s.mempool,
                     if s.synced { "yes" } else { "no" },
+                )
+            })
+        }
+        ClientCommand::Lease(LeaseCommand::Ssh { lease_id, identity, signer, conn }) => {
+            let lease = hash_arg(&lease_id, "LEASE_ID")?;
+            let public = PathBuf::from(format!("{}.pub", identity.display()));
+            let public_key = std::fs::read_to_string(&public).with_context(|| {
+                format!(
+                    "cannot read {} (make a key with `ssh-keygen -t ed25519 -f {}`)",
+                    public.display(),
+                    identity.display()
+                )
+            })?;
+            let key = read_key(&signer)?;
+            let api = Api::new(&conn)?;
+            let token = api.node.fetch_credential(&lease, &key)?;
+            let cert = api.node.ssh_certificate(&lease, &token.token, public_key.trim())?;
+            let cert_path = PathBuf::from(format!("{}-cert.pub", identity.display()));
+            std::fs::write(&cert_path, format!("{}\n", cert.certificate))
+                .with_context(|| format!("cannot write {}", cert_path.display()))?;
+            let access = cert.access.clone().unwrap_or_default();
+            let host = access["host"].as_str().unwrap_or("HOST").to_owned();
+            let user = access["user"].as_str().unwrap_or(&cert.principal).to_owned();
+            let port = access["port"].as_u64().map_or(String::new(), |p| format!(" -p {p}"));
+            api.print(&cert, || {
+                format!(
+                    "certificate {} for {} written to {} (valid until {} ms)\nssh -i {} -o CertificateFile={}{port} {user}@{host}",
+                    cert.serial,
+                    cert.principal,
+                    cert_path.display(),
+                    cert.valid_before_ms,
+                    identity.display(),
+                    cert_path.display()
                 )
             })
         }

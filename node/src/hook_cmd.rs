@@ -19,6 +19,23 @@ pub enum HookCommand {
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
     },
+    /// A sample hook that makes leases real on this Linux host (as root): at start a local
+    /// account for the lease's principal, which sshd admits only with the provider's SSH
+    /// certificate for it, limited to the lease's class; removed at end (docs/operations.md).
+    Linux {
+        /// One file per account holding its principal (sshd's AuthorizedPrincipalsFile DIR/%u).
+        #[arg(long, value_name = "DIR")]
+        principals_dir: PathBuf,
+        /// The host name or address buyers connect to.
+        #[arg(long, default_value = "127.0.0.1")]
+        host: String,
+        /// The SSH port buyers connect to.
+        #[arg(long, default_value_t = 22)]
+        ssh_port: u16,
+        /// Where pam_limits reads per-account limits (without systemd).
+        #[arg(long, value_name = "DIR", default_value = "/etc/security/limits.d")]
+        limits_dir: PathBuf,
+    },
     /// The sample capacity source (`[capacity] kind = "exec"`): reads {"classes": [...]} on
     /// stdin and prints the host's free CPU and memory (from /proc) as free slots of each class
     /// with `vcpu` and `ram_gib` attributes, for a datacenter of HOSTS machines like this one.
@@ -32,20 +49,35 @@ pub enum HookCommand {
     },
 }
 
+/// The lease event a hook gets on stdin.
+fn read_event() -> Result<LeaseEvent> {
+    let mut input = Vec::new();
+    std::io::stdin()
+        .take(MAX_ANSWER_BYTES)
+        .read_to_end(&mut input)
+        .context("cannot read the lease event on stdin")?;
+    serde_json::from_slice(&input)
+        .context("stdin is not a lease event (JSON with event, lease, lease_id, chain_id)")
+}
+
 /// Runs `surplus hook …`.
 pub fn hook(c: HookCommand) -> Result<ExitCode> {
     match c {
         HookCommand::Sample { dir } => {
-            let mut input = Vec::new();
-            std::io::stdin()
-                .take(MAX_ANSWER_BYTES)
-                .read_to_end(&mut input)
-                .context("cannot read the lease event on stdin")?;
-            let ev: LeaseEvent = serde_json::from_slice(&input).context(
-                "stdin is not a lease event (JSON with event, lease, lease_id, chain_id)",
-            )?;
+            let ev = read_event()?;
             let answer = sample_hook(&dir, &ev)?;
             println!("{answer}");
+            Ok(ExitCode::SUCCESS)
+        }
+        HookCommand::Linux { principals_dir, host, ssh_port, limits_dir } => {
+            let ev = read_event()?;
+            let host = surplus_service::linux_hook::LinuxHost {
+                principals_dir,
+                host,
+                port: ssh_port,
+                limits_dir,
+            };
+            println!("{}", surplus_service::linux_hook::linux_hook(&host, &ev)?);
             Ok(ExitCode::SUCCESS)
         }
         HookCommand::Capacity { hosts, proc_dir } => {

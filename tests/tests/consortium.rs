@@ -418,6 +418,19 @@ fn first_market_pools(data_dir: &Path) -> (Market, u64, Vec<(String, u64)>) {
     (first, reserve, mine)
 }
 
+/// The free slots of `provider`'s offers in `market`'s book on `api`.
+fn free_offered(api: &Client, market: &Market, provider: &PublicKey) -> Option<u64> {
+    let book = api.book(market, None).ok()?;
+    Some(
+        book.offers
+            .orders
+            .iter()
+            .filter(|o| o.author == *provider)
+            .map(|o| u64::from(o.free))
+            .sum(),
+    )
+}
+
 /// The pool a lease runs on, as its provider's record says.
 fn pool_of(api: &Client, lease: &Hash) -> Option<String> {
     Some(api.lease(lease).ok()?.provisioning?.get("pool")?.as_str()?.to_owned())
@@ -521,17 +534,7 @@ fn a_drained_pool_moves_what_fits_and_gives_the_rest_notice() {
     assert_eq!(record["moves"][0]["to"], other.as_str(), "{record}");
     // The other pool is full (its lease and the moved one) and the drained one is off the
     // market: no offer of dc1 in the market has a free slot, until the window is done.
-    let free_offered = |api: &Client| -> Option<u64> {
-        let book = api.book(&market, None).ok()?;
-        Some(
-            book.offers
-                .orders
-                .iter()
-                .filter(|o| o.author == provider)
-                .map(|o| u64::from(o.free))
-                .sum(),
-        )
-    };
+    let free_offered = |api: &Client| free_offered(api, &market, &provider);
     wait_for("the drained pool's offer withdrawn", MINUTE, || {
         (free_offered(dc1)? == 0).then_some(())
     });
@@ -610,17 +613,7 @@ fn a_capacity_source_below_the_leases_stops_sales_and_alerts_without_breaking_le
     let mut nodes = net.start_all();
     let dc1 = nodes[0].operator_api();
     let provider = net.node_key(0);
-    let free_offered = |m: &Market| -> Option<u64> {
-        let book = dc1.book(m, None).ok()?;
-        Some(
-            book.offers
-                .orders
-                .iter()
-                .filter(|o| o.author == provider)
-                .map(|o| u64::from(o.free))
-                .sum(),
-        )
-    };
+    let free_offered = |m: &Market| free_offered(&dc1, m, &provider);
     wait_for("dc1's offer of the reported 8 slots", MINUTE, || {
         (free_offered(&market)? == 8).then_some(())
     });
@@ -678,4 +671,249 @@ fn a_capacity_source_below_the_leases_stops_sales_and_alerts_without_breaking_le
         n.stop();
     }
     audit(&dir).unwrap_or_else(|e| panic!("dc1 does not audit: {e}"));
+}
+
+/// Whether this machine can run the SSH test: root (it makes accounts) and Debian's
+/// openssh-server (`scripts/test-all` installs it).
+fn can_run_sshd() -> bool {
+    let root = Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0"));
+    root && Path::new("/usr/sbin/sshd").exists()
+}
+
+/// The test's sshd, stopped however the test ends.
+struct Sshd(std::process::Child);
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ssh` as the buyer: the command's output if the login succeeded.
+fn ssh_login(port: u16, user: &str, identity: &Path, cert: &Path) -> Result<String, String> {
+    let out = Command::new("timeout")
+        .arg("20")
+        .arg("ssh")
+        .args(["-F", "/dev/null", "-p", &port.to_string(), "-i"])
+        .arg(identity)
+        .arg("-o")
+        .arg(format!("CertificateFile={}", cert.display()))
+        .args(["-o", "IdentitiesOnly=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5"])
+        .args(["-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null"])
+        .arg(format!("{user}@127.0.0.1"))
+        .arg("echo logged-in-as-$(id -un)")
+        .output()
+        .expect("run ssh");
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+    }
+}
+
+fn keygen(args: &[&str]) {
+    let out = Command::new("ssh-keygen").args(args).output().expect("run ssh-keygen");
+    assert!(out.status.success(), "ssh-keygen {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// Real access (issue 17): with Debian's sshd on a loopback port trusting dc1's SSH
+/// certificate authority, and dc1's sample Linux hook making an account per lease, the buyer
+/// logs in with the certificate `surplus lease ssh` gets for its lease; the login is refused
+/// with a certificate for another lease's principal, with one signed by another provider's
+/// authority, after a renewal revoked the token it was exchanged for, and after the lease
+/// ended.
+#[test]
+fn a_lease_certificate_logs_in_until_revocation_or_the_end() {
+    if !can_run_sshd() {
+        eprintln!(
+            "skipped: needs root and /usr/sbin/sshd (scripts/test-all installs openssh-server)"
+        );
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let base = free_base(40);
+    let net = Devnet::init_args(tmp.path(), 3, base, 200, 1_000, &[]);
+    let dc1_dir = net.data_dir(0);
+    let principals = tmp.path().join("principals");
+    let port = free_base(1);
+    let hook = format!(
+        "[{:?}, \"hook\", \"linux\", \"--principals-dir\", {:?}, \"--ssh-port\", \"{port}\", \
+         \"--limits-dir\", {:?}]",
+        surplus_bin().display().to_string(),
+        principals.display().to_string(),
+        tmp.path().join("limits").display().to_string()
+    );
+    set_config(&dc1_dir.join("config.toml"), "command", &hook);
+    let mut nodes = net.start_all();
+    let dc1 = nodes[0].api.clone();
+    let provider = net.node_key(0);
+
+    // sshd on loopback, trusting dc1's authority, its revocation list and the hook's
+    // principals files.
+    let host_key = tmp.path().join("host_ed25519");
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", host_key.to_str().unwrap()]);
+    std::fs::create_dir_all("/run/sshd").unwrap();
+    let sshd_config = tmp.path().join("sshd_config");
+    std::fs::write(
+        &sshd_config,
+        format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {}\nPidFile {}\n\
+             AuthorizedKeysFile none\nAuthorizedPrincipalsFile {}/%u\nTrustedUserCAKeys {}\n\
+             RevokedKeys {}\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n\
+             UsePAM no\nStrictModes no\nPermitRootLogin no\nLogLevel VERBOSE\n",
+            host_key.display(),
+            tmp.path().join("sshd.pid").display(),
+            principals.display(),
+            dc1_dir.join("ssh/ca.pub").display(),
+            dc1_dir.join("ssh/revoked.krl").display(),
+        ),
+    )
+    .unwrap();
+    let sshd_log = std::fs::File::create(tmp.path().join("sshd.log")).unwrap();
+    let _sshd = Sshd(
+        Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(&sshd_config)
+            .stdout(sshd_log.try_clone().unwrap())
+            .stderr(sshd_log)
+            .spawn()
+            .expect("start sshd"),
+    );
+    let sshd_up = || std::net::TcpStream::connect(("127.0.0.1", port)).ok();
+    wait_for("sshd to listen", MINUTE, sshd_up);
+
+    // Two leases of the buyer on dc1 (any of its markets: the first pool's).
+    let (market, reserve) = first_pool(&dc1_dir);
+    wait_for_offer(&dc1, &market, &provider);
+    let buyer = net.buyer(0);
+    let key_file = tmp.path().join("buyer.key");
+    std::fs::write(&key_file, buyer.to_file_contents()).unwrap();
+    let mut leases = Vec::new();
+    for n in 0..2 {
+        let bid = one_slot_bid(&market, reserve, now_ms() + n, 600_000);
+        let (entry, _) = SignedOrder::sign(net.chain_id(), Order::Bid(bid), &buyer);
+        dc1.submit(&entry).unwrap_or_else(|e| panic!("bid refused: {e}"));
+        let lease = wait_for("the lease", MINUTE, || {
+            let l = dc1.leases(Some(&buyer.public()), None).ok()?;
+            l.leases.iter().find(|l| l.fill.bid == entry.id()).map(|l| l.id)
+        });
+        wait_for("its account", MINUTE, || {
+            let v = dc1.lease(&lease).ok()?.provisioning?;
+            v.get("start")?.get("ok")?.as_bool()?.then_some(())
+        });
+        leases.push(lease);
+    }
+    let (a, b) = (leases[0], leases[1]);
+    let user_a = format!("lease-{}", &hex::encode(a)[..12]);
+
+    // The buyer's SSH keys and `surplus lease ssh`, which prints the ssh command.
+    let identity = tmp.path().join("id_a");
+    let other_identity = tmp.path().join("id_b");
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", identity.to_str().unwrap()]);
+    keygen(&["-q", "-t", "ed25519", "-N", "", "-f", other_identity.to_str().unwrap()]);
+    let lease_ssh = |lease: &Hash, identity: &Path| {
+        surplus(&[
+            "lease",
+            "ssh",
+            &hex::encode(lease),
+            "--identity",
+            identity.to_str().unwrap(),
+            "--key",
+            key_file.to_str().unwrap(),
+            "--node",
+            dc1.base(),
+        ])
+    };
+    let out = wait_for("the certificate", MINUTE, || {
+        let o = lease_ssh(&a, &identity);
+        o.status.success().then_some(o)
+    });
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(printed.contains(&format!("-p {port} {user_a}@127.0.0.1")), "{printed}");
+    let cert_a = tmp.path().join("id_a-cert.pub");
+    let got = ssh_login(port, &user_a, &identity, &cert_a).unwrap_or_else(|e| {
+        panic!(
+            "the lease's certificate was refused: {e}\n{}",
+            log_tail(&tmp.path().join("sshd.log"), 20)
+        )
+    });
+    assert_eq!(got, format!("logged-in-as-{user_a}"));
+
+    // A certificate for the other lease's principal does not open this lease's account.
+    let out = lease_ssh(&b, &other_identity);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let cert_b = tmp.path().join("id_b-cert.pub");
+    assert!(
+        ssh_login(port, &user_a, &other_identity, &cert_b).is_err(),
+        "another principal got in"
+    );
+    // One signed by another provider's authority (dc2's) for this principal is refused too.
+    let forged = tmp.path().join("id_b-forged-cert.pub");
+    std::fs::copy(other_identity.with_extension("pub"), tmp.path().join("id_b-forged.pub")).ok();
+    keygen(&[
+        "-q",
+        "-s",
+        net.data_dir(1).join("ssh/ca").to_str().unwrap(),
+        "-I",
+        "forged",
+        "-n",
+        &user_a,
+        "-V",
+        "-1m:+1h",
+        tmp.path().join("id_b-forged.pub").to_str().unwrap(),
+    ]);
+    assert!(forged.exists());
+    assert!(
+        ssh_login(port, &user_a, &other_identity, &forged).is_err(),
+        "another CA's certificate got in"
+    );
+
+    // A renewal replaces the lease's credential: the certificate of the revoked token stops
+    // working, the old token is refused for a new one, and the new credential gets one.
+    let token_a = dc1.fetch_credential(&a, &buyer).unwrap().token;
+    let seq = dc1.account(&buyer.public()).unwrap().seq;
+    let renew = Tx::Renew { lease: a, hours: 1, seq };
+    dc1.submit(&Entry::signed(net.chain_id(), renew.kind(), renew.encode(), &buyer)).unwrap();
+    wait_for("the old certificate revoked", MINUTE, || {
+        ssh_login(port, &user_a, &identity, &cert_a).is_err().then_some(())
+    });
+    let pubkey = std::fs::read_to_string(identity.with_extension("pub")).unwrap();
+    let (code, _) =
+        refusal("the revoked token's exchange", dc1.ssh_certificate(&a, &token_a, &pubkey));
+    assert_eq!(code, 403);
+    wait_for("a certificate for the new credential", MINUTE, || {
+        lease_ssh(&a, &identity).status.success().then_some(())
+    });
+    assert_eq!(
+        ssh_login(port, &user_a, &identity, &cert_a).unwrap(),
+        format!("logged-in-as-{user_a}")
+    );
+
+    // The buyer ends the lease: the certificate stops working and the account goes.
+    let seq = dc1.account(&buyer.public()).unwrap().seq;
+    let end = Tx::Terminate { lease: a, seq };
+    dc1.submit(&Entry::signed(net.chain_id(), end.kind(), end.encode(), &buyer)).unwrap();
+    wait_for("the login refused after the end", MINUTE, || {
+        ssh_login(port, &user_a, &identity, &cert_a).is_err().then_some(())
+    });
+    let token_now = token_a; // any token of the ended lease is refused
+    let (code, _) =
+        refusal("an ended lease's exchange", dc1.ssh_certificate(&a, &token_now, &pubkey));
+    assert_eq!(code, 403);
+    wait_for("the account removed", MINUTE, || {
+        (!Command::new("id").arg(&user_a).output().unwrap().status.success()).then_some(())
+    });
+
+    // Lease b's account: its end hook runs when it ends; end it so that no account stays.
+    let seq = dc1.account(&buyer.public()).unwrap().seq;
+    let end = Tx::Terminate { lease: b, seq };
+    dc1.submit(&Entry::signed(net.chain_id(), end.kind(), end.encode(), &buyer)).unwrap();
+    let user_b = format!("lease-{}", &hex::encode(b)[..12]);
+    wait_for("lease b's account removed", MINUTE, || {
+        (!Command::new("id").arg(&user_b).output().unwrap().status.success()).then_some(())
+    });
+    for n in &mut nodes {
+        n.stop();
+    }
 }

@@ -52,7 +52,9 @@ pub use node::{
     CapacityPoint, DiskStatus, DiskUsed, Event, FaucetGrant, LedgerError, Node, Operator,
     OrderStatus, Peer, PricePoint, RecentBlock, Refusal, Status, Submission,
 };
-pub use surplus_api::{CapacityView, ClassCapacity, MaintenanceSubmitted, OperatorMaintenance};
+pub use surplus_api::{
+    CapacityView, ClassCapacity, MaintenanceSubmitted, OperatorMaintenance, SshCertificate,
+};
 
 /// Registers the API, `/healthz` and the JSON error handling on an app:
 /// `App::new().configure(|cfg| surplus_web::configure(cfg, node, limits))`.

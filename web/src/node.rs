@@ -133,6 +133,21 @@ pub trait Node: Send + Sync + 'static {
         Err(Refusal::new(Code::NotEntitled, "this node does not provide leases"))
     }
 
+    /// Exchanges a lease's credential (already verified: `token_hash` is blake3 of a token that
+    /// grants `write` on `lease`) for an OpenSSH user certificate of `public_key`, valid for the
+    /// lease's principal until its end (`docs/operations.md`, SSH access). Refused with
+    /// [`Code::NotProvider`] by a node that is not the lease's provider or has no SSH
+    /// certificate authority.
+    async fn ssh_certificate(
+        &self,
+        lease: Hash,
+        token_hash: Hash,
+        public_key: String,
+    ) -> Result<surplus_api::SshCertificate, Refusal> {
+        let _ = (lease, token_hash, public_key);
+        Err(Refusal::new(Code::NotProvider, "this node issues no SSH certificates"))
+    }
+
     /// Operator only: signs this node's vote on `proposal` with its node key (at the key's next
     /// sequence number, after any transaction of the node still pending) and submits it; the
     /// vote entry's id. Refused with [`Code::NotValidator`] by a node that is not a validator.

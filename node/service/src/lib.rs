@@ -27,6 +27,7 @@ pub mod inventory;
 mod journal;
 mod journal_log;
 pub mod keyfile;
+pub mod linux_hook;
 pub mod mempool;
 pub mod operator_token;
 pub mod owner;
@@ -35,6 +36,7 @@ pub mod receipts;
 pub mod runtime;
 pub mod sim;
 pub mod solo;
+pub mod ssh;
 mod turnwatch;
 mod webdata;
 

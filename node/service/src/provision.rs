@@ -59,6 +59,10 @@ pub struct LeaseEvent {
     /// For a move: the pool it leaves.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub from_pool: Option<String>,
+    /// The numeric attributes of one slot of the lease's class, from the catalogue (`vcpu`,
+    /// `ram_gib`, …): what to give it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub attributes: std::collections::BTreeMap<String, u64>,
 }
 
 impl LeaseEvent {
@@ -72,7 +76,16 @@ impl LeaseEvent {
             chain_id: chain_id.to_owned(),
             pool: None,
             from_pool: None,
+            attributes: Default::default(),
         }
+    }
+
+    /// The same event with its class's attributes from `catalogue`.
+    pub fn with_class(mut self, catalogue: &surplus_market::Catalogue, class: &str) -> Self {
+        if let Some(c) = catalogue.classes.iter().find(|c| c.id == class) {
+            self.attributes = c.attributes.clone();
+        }
+        self
     }
 
     /// The same event for a lease on `pool`.
@@ -649,7 +662,7 @@ pub fn sample_hook(dir: &Path, ev: &LeaseEvent) -> Result<Value> {
             let mut access = serde_json::json!({
                 "host": "127.0.0.1",
                 "path": path,
-                "user": format!("lease-{}", &ev.lease_id[..8]),
+                "user": format!("lease-{}", &ev.lease_id[..12]),
                 "lease_id": ev.lease_id,
                 "chain_id": ev.chain_id,
                 "note": "devnet sample",
@@ -697,6 +710,7 @@ mod tests {
             chain_id: "test".into(),
             pool: None,
             from_pool: None,
+            attributes: Default::default(),
         }
     }
 
@@ -949,7 +963,7 @@ mod tests {
     fn the_sample_hook_creates_and_removes_the_lease_directory() {
         let dir = tempfile::tempdir().unwrap();
         let access = sample_hook(dir.path(), &event(Event::Start)).unwrap();
-        assert_eq!(access["user"], "lease-00112233");
+        assert_eq!(access["user"], "lease-001122334455");
         assert_eq!(access["buyer"], "ab");
         let file = dir.path().join(ID).join("access.json");
         let written: Value =

@@ -83,6 +83,8 @@ pub struct Shared {
     reading_now: AtomicBool,
     /// The classes short of capacity when last looked at (to log a change once).
     short_classes: Mutex<Vec<String>>,
+    /// The SSH certificate authority of this provider's leases (`DIR/ssh`).
+    ssh: Option<crate::ssh::Ca>,
     /// Devnet only: the faucet key and the units it gives each new account.
     faucet: Option<(SecretKey, u64)>,
     /// Faucet transfers are signed one at a time (sequence numbers).
@@ -733,6 +735,56 @@ impl surplus_web::Node for Api {
             },
             capacity: capacity_view(&self.0),
         }
+    }
+
+    async fn ssh_certificate(
+        &self,
+        lease: Hash,
+        token_hash: Hash,
+        public_key: String,
+    ) -> Result<surplus_web::SshCertificate, surplus_web::Refusal> {
+        let not_provider = |why: String| surplus_web::Refusal::new(Code::NotProvider, why);
+        let Some(ca) = &self.0.ssh else {
+            return Err(not_provider(
+                "this node has no SSH certificate authority (see its log)".into(),
+            ));
+        };
+        let state = self.0.state();
+        let me = self.0.key.public();
+        let Some(l) = state.lease(&lease) else {
+            return Err(surplus_web::Refusal::new(
+                Code::UnknownLease,
+                "no live lease with this id",
+            ));
+        };
+        if state.current_key(&l.fill.provider) != me {
+            return Err(not_provider(format!(
+                "this node is not the lease's provider ({}): ask the provider's node",
+                l.fill.provider
+            )));
+        }
+        let now_ms = self.0.env.now_ms();
+        // Until the lease's end (a renewal's new credential gets a later one).
+        let valid_before = l.fill.end_ms.div_ceil(1000);
+        let signed = ca
+            .issue(&lease, token_hash, &public_key, now_ms / 1000, valid_before)
+            .map_err(|e| surplus_web::Refusal::new(Code::BadRequest, e))?;
+        tracing::info!(lease = %hex::encode(lease), serial = signed.serial, principal = %signed.principal, "issued an SSH certificate");
+        Ok(surplus_web::SshCertificate {
+            certificate: signed.certificate,
+            principal: signed.principal,
+            serial: signed.serial,
+            valid_after_ms: signed.valid_after * 1000,
+            valid_before_ms: signed.valid_before * 1000,
+            ca_public_key: ca.public_key(),
+            access: self
+                .0
+                .provisioning
+                .get(&hex::encode(lease))
+                .ok()
+                .flatten()
+                .and_then(|p| p.access()),
+        })
     }
 
     async fn maintenance(
@@ -1391,6 +1443,13 @@ async fn run(
             reading: Mutex::new(Default::default()),
             reading_now: AtomicBool::new(false),
             short_classes: Mutex::new(Vec::new()),
+            ssh: match crate::ssh::Ca::open(&dir) {
+                Ok(ca) => Some(ca),
+                Err(e) => {
+                    tracing::error!(error = %format!("{e:#}"), "no SSH certificate authority: buyers cannot exchange credentials for SSH certificates");
+                    None
+                }
+            },
             faucet,
             faucet_lock: tokio::sync::Mutex::new(()),
             recent: Mutex::new(Default::default()),
@@ -1948,6 +2007,12 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
         journal_and_gossip(shared, entry).await;
     }
     let leased_slots = reconcile_leases(shared, &c.state, hook, me);
+    if let Some(ca) = &shared.ssh {
+        let revoked = ca.revoke_stale(&c.state);
+        if !revoked.is_empty() {
+            tracing::info!(serials = ?revoked, "revoked SSH certificates of ended leases or revoked tokens");
+        }
+    }
     let changes = crate::webdata::BlockChanges {
         outcome: &c.outcome,
         before: before.as_deref(),
@@ -2036,8 +2101,9 @@ async fn drain_round(shared: &Arc<Shared>, hook: &Hook) {
             provider::DrainDuty::Move { lease, from, to } => {
                 let Some(l) = state.lease(&lease).cloned() else { continue };
                 let id = hex::encode(lease);
-                let mut ev =
-                    LeaseEvent::new(Event::Move, &l, &shared.chain_id).on(Some(to.clone()));
+                let mut ev = LeaseEvent::new(Event::Move, &l, &shared.chain_id)
+                    .on(Some(to.clone()))
+                    .with_class(&state.params.catalogue, &l.fill.market.class);
                 ev.from_pool = Some(from.clone());
                 let outcome = hook.run(&ev, shared.env.clock().as_ref()).await;
                 if let Err(e) = shared.provisioning.record_move(&id, &from, &to, &outcome) {
@@ -2116,7 +2182,10 @@ fn spawn_step(shared: &Arc<Shared>, lease: &Lease, step: Step, hook: &Hook) {
                     Step::Start => place(&shared, &lease),
                     _ => shared.provisioning.pool(&id),
                 };
-                let ev = LeaseEvent::new(event, &lease, &shared.chain_id).on(pool);
+                let catalogue = &shared.state().params.catalogue;
+                let ev = LeaseEvent::new(event, &lease, &shared.chain_id)
+                    .on(pool)
+                    .with_class(catalogue, &lease.fill.market.class);
                 let outcome = hook.run(&ev, shared.env.clock().as_ref()).await;
                 if !outcome.ok {
                     tracing::warn!(lease = %id, ?event, error = ?outcome.error, "provisioning failed");

@@ -242,7 +242,7 @@ fn the_sample_hook_provisions_and_releases_a_lease_directory() {
     let o = hook(tmp.path(), &ev("start"));
     assert!(o.status.success(), "{}", text(&o));
     let access = json_of(&o);
-    assert_eq!(access["user"], "lease-abababab");
+    assert_eq!(access["user"], "lease-abababababab");
     assert_eq!(access["host"], "127.0.0.1");
     assert_eq!(access["buyer"], buyer.as_str());
     let lease_dir = tmp.path().join(&id);

@@ -50,6 +50,37 @@ pub struct LeaseView {
     pub provisioning: Option<serde_json::Value>,
 }
 
+/// `POST /api/v1/leases/{id}/ssh-certificate`: a lease's credential and an SSH public key to
+/// certify.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SshCertificateRequest {
+    /// The lease's credential (base64), as the credential route returned it; it must grant
+    /// `write`.
+    pub token: String,
+    /// The SSH public key to certify, one OpenSSH line (`ssh-ed25519 AAAA… comment`).
+    pub public_key: String,
+}
+
+/// An OpenSSH user certificate for a lease.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct SshCertificate {
+    /// The certificate, one OpenSSH line: save it as `KEY-cert.pub` beside the private key.
+    pub certificate: String,
+    /// The one principal it is valid for: the lease's account on the provider's machines.
+    pub principal: String,
+    /// Its serial number (what a revocation names).
+    pub serial: u64,
+    /// Valid from, ms since the epoch.
+    pub valid_after_ms: u64,
+    /// Valid until: the lease's end, ms since the epoch.
+    pub valid_before_ms: u64,
+    /// The provider's certificate authority (its `TrustedUserCAKeys` line).
+    pub ca_public_key: String,
+    /// The lease's access details (host, port, user), if the provider's hook gave them.
+    pub access: Option<serde_json::Value>,
+}
+
 /// A challenge to sign.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ChallengeView {

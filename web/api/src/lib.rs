@@ -20,7 +20,7 @@ pub use governance::{
 };
 pub use leases::{
     ChallengeView, CredentialRequest, CredentialToken, GatewayAnswer, GatewayRequest, LeaseList,
-    LeaseView,
+    LeaseView, SshCertificate, SshCertificateRequest,
 };
 pub use ledger::{
     BlockSummary, BlockView, CertificateView, CommitView, EntryAt, EntryView, Submission,

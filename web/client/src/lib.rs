@@ -452,6 +452,22 @@ impl Client {
         self.post_operator("/operator/maintenance/done", &body)
     }
 
+    /// `POST /leases/{id}/ssh-certificate`: exchanges the lease's credential (`token`, base64)
+    /// for an OpenSSH user certificate of `public_key` (one OpenSSH line), at the lease's
+    /// provider.
+    pub fn ssh_certificate(
+        &self,
+        lease: &Hash,
+        token: &str,
+        public_key: &str,
+    ) -> Result<surplus_api::SshCertificate> {
+        let body = surplus_api::SshCertificateRequest {
+            token: token.to_owned(),
+            public_key: public_key.to_owned(),
+        };
+        self.post(&format!("/leases/{}/ssh-certificate", hex::encode(lease)), &body)
+    }
+
     /// `POST /faucet` (devnet only): funds a new account with sample credits.
     pub fn faucet(&self, account: &PublicKey) -> Result<FaucetGrant> {
         self.post("/faucet", &FaucetRequest { account: account.to_string() })

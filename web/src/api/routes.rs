@@ -487,6 +487,18 @@ pub(crate) fn routes() -> Vec<Route> {
         },
         Route {
             method: post.clone(),
+            path: "/api/v1/leases/{id}/ssh-certificate",
+            summary: "The lease's credential (granting `write`) and an SSH public key, exchanged \
+                      at the lease's provider for an OpenSSH user certificate valid for the \
+                      lease's principal until its end (docs/operations.md, SSH access).",
+            params: vec![path("id", "string", "the lease id, hex")],
+            body: Some(body::<api::SshCertificateRequest>()),
+            answer: json::<api::SshCertificate>(200, "The certificate"),
+            errors: &[400, 403, 404, 413, 415],
+            handler: Some(|| web::to(gateway::ssh_certificate)),
+        },
+        Route {
+            method: post.clone(),
             path: "/api/v1/operator/maintenance",
             summary: "Operator only: this node announces a maintenance window for one of its \
                       inventory pools with its node key: the pool's capacity leaves the market, \
