@@ -153,7 +153,16 @@ pub fn authorize(state: &State, token: &[u8], request: &Request) -> Result<Scope
     if let Some(how) = how_ended(lease.status) {
         return Err(Refusal::LeaseEnded(how));
     }
-    verify(token, &lease.fill.provider, request, &|id| state.is_revoked(id))
+    // Minted by the provider's key of the time: after a rotation its current key mints, and
+    // the tokens of the old one stay valid (docs/contracts.md §6).
+    let current = state.current_key(&lease.fill.provider);
+    let revoked = |id: &[u8]| state.is_revoked(id);
+    match verify(token, &current, request, &revoked) {
+        Err(Refusal::Forged | Refusal::Malformed(_)) if current != lease.fill.provider => {
+            verify(token, &lease.fill.provider, request, &revoked)
+        }
+        other => other,
+    }
 }
 
 /// Errors minting or attenuating.
@@ -199,7 +208,19 @@ pub fn mint<R: RngCore + CryptoRng>(
     operations: &[&str],
     rng: &mut R,
 ) -> Result<Credential, CredentialError> {
-    if provider.public() != lease.fill.provider {
+    mint_by(lease, provider, &lease.fill.provider, operations, rng)
+}
+
+/// [`mint`] by `provider`, which must be the lease's provider key or `current`, the key a
+/// rotation passed it to (the caller reads `current` from the state: `State::current_key`).
+pub fn mint_by<R: RngCore + CryptoRng>(
+    lease: &Lease,
+    provider: &SecretKey,
+    current: &PublicKey,
+    operations: &[&str],
+    rng: &mut R,
+) -> Result<Credential, CredentialError> {
+    if provider.public() != lease.fill.provider && provider.public() != *current {
         return Err(CredentialError::Invalid(
             "only the lease's provider can mint its credential".into(),
         ));

@@ -100,7 +100,7 @@ fn used(
     placed: &dyn Fn(&Hash) -> Option<String>,
 ) -> std::collections::BTreeMap<String, u64> {
     let mut used = std::collections::BTreeMap::new();
-    for l in state.provider_leases(provider).filter(|l| l.status == LeaseStatus::Active) {
+    for l in state.provided_by(provider).filter(|l| l.status == LeaseStatus::Active) {
         if let Some(p) = pool_of(pools, &l.fill.market, placed(&l.id)) {
             *used.entry(p).or_insert(0) += u64::from(l.fill.slots);
         }
@@ -184,7 +184,7 @@ pub fn drain_duties(
             .any(|t| matches!(t, Tx::Notice { lease, .. } | Tx::Move { lease, .. } if lease == id))
     };
     let mut out = Vec::new();
-    for l in state.provider_leases(provider) {
+    for l in state.provided_by(provider) {
         if l.status != LeaseStatus::Active || l.notice.is_some() || busy(&l.id) {
             continue;
         }
@@ -314,7 +314,7 @@ pub fn plan_within(
         let resting: BTreeSet<Hash> = mine.iter().map(|(r, _)| r.order.id).collect();
         let by_offers: u64 = mine.iter().map(|(r, _)| u64::from(r.remaining)).sum();
         let by_leases: u64 = state
-            .provider_leases(provider)
+            .provided_by(provider)
             .filter(|l| {
                 l.fill.market == market
                     && l.status == LeaseStatus::Active
@@ -445,7 +445,7 @@ pub fn duties(
     open: &[Hash],
 ) -> Duties {
     let mut out = Duties::default();
-    for lease in state.provider_leases(provider) {
+    for lease in state.provided_by(provider) {
         let r = record(&lease.id);
         if lease.status == LeaseStatus::Active {
             out.leased_slots += u64::from(lease.fill.slots);
@@ -636,6 +636,52 @@ mod tests {
             assert_eq!((p.offers.len(), p.cancels.clone()), (0, vec![l.fill.offer]), "{c:?}");
         }
         assert!(maker.state.lease(&lease).is_some());
+    }
+
+    #[test]
+    fn a_rotated_provider_keeps_its_duties_offers_and_credentials() {
+        let (mut maker, old, lease) = leased();
+        let l = maker.state.lease(&lease).unwrap().clone();
+        let old_token =
+            crate::credential::mint(&l, &key("provider", 0), &["read"], &mut rand::rngs::OsRng)
+                .unwrap();
+        let new = key("provider", 9);
+        let r = Tx::RotateKey { new_key: new.public(), seq: 0 };
+        let e = Entry::signed("provider-test", r.kind(), r.encode(), &key("provider", 0));
+        maker.next(&[e], T0 + 2, key_v()).unwrap();
+        let me = new.public();
+        // The lease's duties pass to the new key. The old key's offer left the book with the
+        // rotation; the lease still covers its 2 slots, so the new key offers the other 2.
+        let none = |_: &Hash| Provisioned::default();
+        let d = duties(&maker.state, &me, &none, &[]);
+        assert_eq!((d.duties, d.leased_slots), (vec![Duty::Start(lease), Duty::Grant(lease)], 2));
+        assert!(duties(&maker.state, &old, &none, &[]).duties.is_empty());
+        let pools = [pool("a", 4)];
+        let p = plan(&pools, &maker.state, &me, &[], T0 + 3);
+        assert_eq!((p.offers.len(), p.offers[0].slots, p.cancels.len()), (1, 2, 0), "{p:?}");
+        // The new key mints; its token and the old key's both verify.
+        assert!(crate::credential::mint(&l, &new, &["read"], &mut rand::rngs::OsRng).is_err());
+        let current = maker.state.current_key(&l.fill.provider);
+        let token =
+            crate::credential::mint_by(&l, &new, &current, &["read"], &mut rand::rngs::OsRng)
+                .unwrap();
+        let request = crate::credential::Request {
+            lease,
+            operation: "read".into(),
+            now_ms: l.fill.start_ms + 1,
+        };
+        for t in [&token.token, &old_token.token] {
+            crate::credential::authorize(&maker.state, t, &request).unwrap();
+        }
+        let stranger = key("provider", 5);
+        assert!(crate::credential::mint_by(
+            &l,
+            &stranger,
+            &current,
+            &["read"],
+            &mut rand::rngs::OsRng
+        )
+        .is_err());
     }
 
     fn key_v() -> PublicKey {

@@ -19,8 +19,12 @@ use crate::client::{DEFAULT_NODE, NODE_ENV};
 #[derive(Debug, Args)]
 pub struct DrainArgs {
     /// The pool, by its inventory `name` (or `class@region` for a pool without one).
-    #[arg(long, value_name = "NAME")]
-    pool: String,
+    #[arg(long, value_name = "NAME", required_unless_present = "all", conflicts_with = "all")]
+    pool: Option<String>,
+    /// Every pool of the inventory (before the member leaves the consortium, docs/governance.md);
+    /// with --done, every pool under maintenance.
+    #[arg(long)]
+    all: bool,
     /// When the work starts: an RFC 3339 time (2026-12-24T02:00:00Z), `+DURATION` from now
     /// (+36h, +90min) or `now`. Default: now plus the consortium's notice period (24 h unless
     /// its genesis says otherwise).
@@ -104,11 +108,35 @@ fn run(a: DrainArgs) -> Result<()> {
     let now = now_ms();
     let (url, token) = connection(&a)?;
     let node = Client::new(&url).map_err(|e| anyhow!("--node: {e}"))?.with_operator_token(&token);
+    let pools: Vec<String> = match &a.pool {
+        Some(p) => vec![p.trim().to_owned()],
+        None => node
+            .operator()?
+            .pools
+            .into_iter()
+            .filter(|p| p.maintenance.is_some() == a.done)
+            .map(|p| p.name)
+            .collect(),
+    };
+    if pools.is_empty() {
+        bail!(
+            "no pool to {}: {}",
+            if a.done { "put back" } else { "drain" },
+            if a.done { "none is under maintenance" } else { "every pool is drained already" }
+        );
+    }
+    for pool in pools {
+        one(&a, &node, &pool, now)?;
+    }
+    Ok(())
+}
+
+fn one(a: &DrainArgs, node: &Client, pool: &str, now: u64) -> Result<()> {
     let answer: MaintenanceSubmitted = if a.done {
-        node.maintenance_done(a.pool.trim())?
+        node.maintenance_done(pool)?
     } else {
         let m = OperatorMaintenance {
-            pool: a.pool.trim().to_owned(),
+            pool: pool.to_owned(),
             start_ms: a.at.as_deref().map(|t| parse_time(t, now, "--at")).transpose()?,
             until_ms: a.until.as_deref().map(|t| parse_time(t, now, "--until")).transpose()?,
             reason: a.reason.clone().unwrap_or_default(),

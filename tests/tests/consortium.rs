@@ -562,6 +562,18 @@ fn a_drained_pool_moves_what_fits_and_gives_the_rest_notice() {
     let out = drain(&["--pool", &drained, "--done"]);
     assert!(out.status.success(), "drain --done: {}", String::from_utf8_lossy(&out.stderr));
     wait_for("the pool's offer back", MINUTE, || (free_offered(dc1)? == 4).then_some(()));
+    // Before leaving the consortium, every pool at once; and back.
+    let out = drain(&["--all", "--at", "+10min", "--reason", "leaving the consortium"]);
+    assert!(out.status.success(), "drain --all: {}", String::from_utf8_lossy(&out.stderr));
+    let op = nodes[0].operator_api();
+    wait_for("every pool under maintenance", MINUTE, || {
+        op.operator().ok()?.pools.iter().all(|p| p.maintenance.is_some()).then_some(())
+    });
+    let out = drain(&["--all", "--done"]);
+    assert!(out.status.success(), "drain --all --done: {}", String::from_utf8_lossy(&out.stderr));
+    wait_for("every pool back", MINUTE, || {
+        op.operator().ok()?.pools.iter().all(|p| p.maintenance.is_none()).then_some(())
+    });
 
     let refs: Vec<&Client> = nodes.iter().map(|n| &n.api).collect();
     let (height, _) = wait_converged(&refs, 2, 2 * MINUTE);

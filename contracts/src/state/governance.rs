@@ -11,7 +11,7 @@ use crate::governance::{
     encode_outcome, Action, ConsensusParams, Outcome, Proposal, Rotation, Validator,
     ENACTMENT_DELAY, MAX_OPEN_PROPOSALS, MAX_PROPOSAL_WINDOW,
 };
-use crate::Tx;
+use crate::{Lease, Tx};
 
 impl State {
     /// The validator set in force for the next block, in its order.
@@ -58,6 +58,27 @@ impl State {
     }
 
     /// The key that now speaks for `key`: itself, or the end of its chain of rotations.
+    /// The live leases `key` provides now: those of its own fills and those of every key
+    /// rotated (directly or through others) to it, whose duties pass to it (section 8); none
+    /// for a rotated key.
+    pub fn provided_by<'a>(&'a self, key: &PublicKey) -> impl Iterator<Item = &'a Lease> + 'a {
+        self.keys_of(key)
+            .into_iter()
+            .flat_map(move |k| self.provider_leases(&k).collect::<Vec<_>>())
+    }
+
+    /// `key` and every key rotated (directly or through others) to it; none if `key` itself
+    /// was rotated (it speaks for nothing any more).
+    pub fn keys_of(&self, key: &PublicKey) -> Vec<PublicKey> {
+        if self.rotated.contains_key(key) {
+            return Vec::new();
+        }
+        let mut keys = vec![*key];
+        keys.extend(self.rotated.keys().filter(|old| self.current_key(old) == *key).copied());
+        keys
+    }
+
+    /// The key a chain of rotations leads `key` to (`key` itself if it was never rotated).
     pub fn current_key(&self, key: &PublicKey) -> PublicKey {
         let mut k = *key;
         // Each rotation goes to a key never rotated before, so the chain ends; the bound only

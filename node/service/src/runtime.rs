@@ -729,7 +729,7 @@ impl surplus_web::Node for Api {
                 let state = self.0.state();
                 let me = self.0.key.public();
                 state
-                    .provider_leases(&me)
+                    .provided_by(&me)
                     .filter_map(|l| Some((l.id, self.0.provisioning.pool(&hex::encode(l.id))?)))
                     .collect()
             },
@@ -2232,9 +2232,11 @@ async fn grant(shared: &Arc<Shared>, lease: &Lease) {
     if !provider::needs_grant(&state, &lease.id, &pending, shared.held_token(&lease.id)) {
         return;
     }
-    let minted = surplus_contracts::credential::mint(
+    // A rotated provider mints with its current key (`credential::mint_by`).
+    let minted = surplus_contracts::credential::mint_by(
         lease,
         &shared.key,
+        &state.current_key(&lease.fill.provider),
         &["read", "write", "manage"],
         &mut rand_core::OsRng,
     );
@@ -2357,7 +2359,7 @@ fn capacity_view(shared: &Arc<Shared>) -> Option<surplus_web::CapacityView> {
     let state = shared.state();
     let me = shared.key.public();
     let mut leased: std::collections::BTreeMap<String, u64> = Default::default();
-    for l in state.provider_leases(&me).filter(|l| l.status == LeaseStatus::Active) {
+    for l in state.provided_by(&me).filter(|l| l.status == LeaseStatus::Active) {
         *leased.entry(l.fill.market.class.clone()).or_insert(0) += u64::from(l.fill.slots);
     }
     let mut names: std::collections::BTreeSet<String> = r.reported.keys().cloned().collect();

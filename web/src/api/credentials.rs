@@ -44,7 +44,7 @@ fn ended(lease: &Lease) -> ApiResult<()> {
 
 fn not_provider(ctx: &Ctx, lease: &Lease) -> Option<ApiError> {
     let me = ctx.node.status().public_key;
-    (lease.fill.provider != me).then(|| {
+    (ctx.node.state().current_key(&lease.fill.provider) != me).then(|| {
         ApiError::new(
             Code::NotProvider,
             format!(

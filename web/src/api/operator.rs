@@ -67,8 +67,7 @@ pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult
             Order::Bid(_) => None,
         })
         .collect();
-    let mut leases: Vec<Lease> =
-        state.leases().filter(|l| l.fill.provider == me).cloned().collect();
+    let mut leases: Vec<Lease> = state.provided_by(&me).cloned().collect();
     let live_paid =
         leases.iter().map(|l| l.cost_between(0, l.hours_paid)).fold(0, u64::saturating_add);
     let earnings = Earnings {
