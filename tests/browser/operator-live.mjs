@@ -2,7 +2,8 @@
 // chain without a reload (its height moves with the blocks), shows the inventory as a table in
 // credits with each pool's use, its leases with time left and provisioning status, and its
 // peers by name with rounded scores; the operator ends a lease early with a reason, and drains a
-// pool for maintenance (buyers see the window) and puts it back.
+// pool for maintenance (buyers see the window) and puts it back, and withdraws a market's
+// offers and offers it again.
 // Environment (scripts/browser-test sets it): SURPLUS_UI (node 0), SURPLUS_DEVNET (dc1's
 // operator token, a sample buyer's key), SURPLUS_BIN (its bid), CHROMIUM, ARTIFACTS, NODE_PATH. Exit 0 on success, 1 with a message.
 
@@ -87,6 +88,22 @@ try {
   await until("the pool back on the market", async () =>
     (await page.locator(`[data-testid="pool-row"][data-pool="${pool}"]`).getAttribute("data-drained")) === "false");
   check(true, `pool ${pool} is back on the market from the operator page`);
+
+  // The operator withdraws a market's offers (they leave the live offers), then offers it again.
+  const offerRow = page.locator('[data-testid="operator-offer"]').first();
+  const offerMarket = await offerRow.getAttribute("data-market");
+  await offerRow.locator('[data-testid="offer-withdraw"]').click();
+  const me = (await (await fetch(`${origin}/api/v1/status`)).json()).public_key;
+  const freeOffered = async () => {
+    const book = await (await fetch(`${origin}/api/v1/book?market=${encodeURIComponent(offerMarket)}`)).json();
+    return book.offers.orders.filter((o) => o.author === me).reduce((n, o) => n + Number(o.free), 0);
+  };
+  await until("the market's free offers withdrawn", async () => (await freeOffered()) === 0
+    && (await page.locator(`[data-testid="withdrawn-markets"] li[data-market="${offerMarket}"]`).count()) === 1);
+  check(true, `${offerMarket}'s offers are withdrawn from the operator page`);
+  await page.locator(`[data-testid="withdrawn-markets"] li[data-market="${offerMarket}"] [data-testid="offers-restore"]`).click();
+  await until("the market offered again", async () => (await freeOffered()) > 0);
+  check(true, `${offerMarket} is offered again`);
   if (errors.length) throw new Error(`the page reported errors:\n  ${errors.join("\n  ")}`);
   log("PASS");
 } catch (e) {

@@ -124,6 +124,18 @@ pub trait Node: Send + Sync + 'static {
         Err(Refusal::new(Code::NotEntitled, "this node does not provide leases"))
     }
 
+    /// Operator only: withdraws this node's offers in `market` (`offered` false: its free
+    /// offers are cancelled and nothing new is offered there; its leases run on) or offers it
+    /// again; durable across restarts. The markets withdrawn now.
+    async fn set_offered(
+        &self,
+        market: surplus_market::Market,
+        offered: bool,
+    ) -> Result<Vec<surplus_market::Market>, Refusal> {
+        let _ = (market, offered);
+        Err(Refusal::new(Code::NotEntitled, "this node does not provide leases"))
+    }
+
     /// Operator only: ends this node's maintenance window for `pool`; what was submitted.
     async fn maintenance_done(
         &self,
@@ -175,6 +187,8 @@ pub struct Operator {
     pub placed: std::collections::HashMap<Hash, String>,
     /// The capacity source's last reading, if one is configured.
     pub capacity: Option<surplus_api::CapacityView>,
+    /// Markets whose offers the operator withdrew.
+    pub withdrawn: Vec<surplus_market::Market>,
 }
 
 /// Why the node refused a request or an entry: a stable [`Code`] (which decides the HTTP

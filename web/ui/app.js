@@ -1099,11 +1099,31 @@ async function renderOperator(root) {
             h("td", {}, k.class), h("td", { class: "num" }, k.reported), h("td", { class: "num" }, k.sellable),
             h("td", { class: "num" }, k.leased), h("td", { class: "num" }, k.short))), "no classes reported")));
     }
-    boxes.push(section("Live offers", "operator-offers", table("operator-offers-table",
-      ["Order", "Market", "Free / slots", "Reserve", "Min hours", "Available until"],
-      (op.offers ?? []).map((o) => h("tr", {}, h("td", {}, short(o.id)), h("td", {}, o.market),
-        h("td", { class: "num" }, `${o.free} / ${o.slots}`), h("td", { class: "num" }, credits(o.price)),
-        h("td", { class: "num" }, o.hours), h("td", {}, time(o.window_end_ms)))), "no live offers")));
+    // Withdrawing a market's offers (its free capacity leaves the market, leases run on), and
+    // offering it again.
+    const offered = (market, yes, said) => async () => {
+      try {
+        await api("operator/offers", { method: "POST", bearer, body: { market, offered: yes } });
+        message(said, yes ? `${market} is offered again with the next block` : `${market}'s free offers are withdrawn with the next block; its leases run on`, "ok");
+      } catch (e) {
+        message(said, e.message, "error");
+      }
+    };
+    const offersSaid = h("p", { class: "msg", role: "status", "data-testid": "offers-result" });
+    const withdrawn = op.withdrawn ?? [];
+    boxes.push(section("Live offers", "operator-offers",
+      withdrawn.length ? h("ul", { "data-testid": "withdrawn-markets" }, withdrawn.map((m) => h("li", { "data-market": m },
+        `${m}: withdrawn by the operator `, h("button", { type: "button", class: "small", "data-testid": "offers-restore",
+          onclick: offered(m, true, offersSaid) }, "Offer again")))) : "",
+      table("operator-offers-table",
+        ["Order", "Market", "Free / slots", "Reserve", "Min hours", "Available until", ""],
+        (op.offers ?? []).map((o) => h("tr", { "data-testid": "operator-offer", "data-market": o.market },
+          h("td", {}, short(o.id)), h("td", {}, o.market),
+          h("td", { class: "num" }, `${o.free} / ${o.slots}`), h("td", { class: "num" }, credits(o.price)),
+          h("td", { class: "num" }, o.hours), h("td", {}, time(o.window_end_ms)),
+          h("td", {}, withdrawn.includes(o.market) ? "" : h("button", { type: "button", class: "small danger", "data-testid": "offer-withdraw",
+            title: "Stop offering this market's free capacity; its leases run on", onclick: offered(o.market, false, offersSaid) }, "Withdraw")))),
+        "no live offers"), offersSaid));
     const prov = new Map((op.provisioning ?? []).map((p) => [p.lease, p.record]));
     const now = Date.now();
     const left = (l) => {

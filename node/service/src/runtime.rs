@@ -85,6 +85,10 @@ pub struct Shared {
     short_classes: Mutex<Vec<String>>,
     /// The SSH certificate authority of this provider's leases (`DIR/ssh`).
     ssh: Option<crate::ssh::Ca>,
+    /// Markets whose offers the operator withdrew (`DIR/withdrawn.json`).
+    withdrawn: Mutex<std::collections::BTreeSet<surplus_market::Market>>,
+    /// The data directory.
+    data_dir: PathBuf,
     /// Devnet only: the faucet key and the units it gives each new account.
     faucet: Option<(SecretKey, u64)>,
     /// Faucet transfers are signed one at a time (sequence numbers).
@@ -734,7 +738,39 @@ impl surplus_web::Node for Api {
                     .collect()
             },
             capacity: capacity_view(&self.0),
+            withdrawn: self
+                .0
+                .withdrawn
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .iter()
+                .cloned()
+                .collect(),
         }
+    }
+
+    async fn set_offered(
+        &self,
+        market: surplus_market::Market,
+        offered: bool,
+    ) -> Result<Vec<surplus_market::Market>, surplus_web::Refusal> {
+        let now: Vec<surplus_market::Market> = {
+            let mut w = self.0.withdrawn.lock().unwrap_or_else(|e| e.into_inner());
+            if offered {
+                w.remove(&market);
+            } else {
+                w.insert(market.clone());
+            }
+            w.iter().cloned().collect()
+        };
+        let names: Vec<String> = now.iter().map(ToString::to_string).collect();
+        let bytes = serde_json::to_vec_pretty(&names).unwrap_or_default();
+        crate::config::write_atomic(&self.0.data_dir.join(WITHDRAWN_FILE), &bytes).map_err(
+            |e| surplus_web::Refusal::new(Code::Internal, format!("cannot record it: {e}")),
+        )?;
+        tracing::info!(%market, offered, "the operator {} the market's offers", if offered { "restored" } else { "withdrew" });
+        plan_inventory(&self.0, None).await;
+        Ok(now)
     }
 
     async fn ssh_certificate(
@@ -1443,6 +1479,8 @@ async fn run(
             reading: Mutex::new(Default::default()),
             reading_now: AtomicBool::new(false),
             short_classes: Mutex::new(Vec::new()),
+            withdrawn: Mutex::new(read_withdrawn(&dir)?),
+            data_dir: dir.clone(),
             ssh: match crate::ssh::Ca::open(&dir) {
                 Ok(ca) => Some(ca),
                 Err(e) => {
@@ -2311,6 +2349,26 @@ async fn submit_own(shared: &Arc<Shared>, entry: Entry) {
     }
 }
 
+/// Where the markets whose offers the operator withdrew are kept.
+const WITHDRAWN_FILE: &str = "withdrawn.json";
+
+/// The markets the operator withdrew, from `DIR/withdrawn.json` (none if it is absent).
+fn read_withdrawn(
+    dir: &std::path::Path,
+) -> Result<std::collections::BTreeSet<surplus_market::Market>> {
+    let path = dir.join(WITHDRAWN_FILE);
+    let names: Vec<String> = match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b)
+            .with_context(|| format!("{} is not a JSON list of markets", path.display()))?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+    };
+    names
+        .iter()
+        .map(|n| n.parse().map_err(|e: String| anyhow::anyhow!("{}: {n:?}: {e}", path.display())))
+        .collect()
+}
+
 /// Reads the capacity source once and keeps its answer (a failed reading keeps the last good
 /// one and says why); logs each class that becomes short of capacity, or recovers.
 async fn read_capacity(shared: &Arc<Shared>) {
@@ -2410,7 +2468,22 @@ async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
         .as_ref()
         .map(|_| shared.reading.lock().unwrap_or_else(|e| e.into_inner()).sellable.clone());
     let now = shared.env.now_ms();
-    let plan = provider::plan_within(&shared.pools, caps.as_ref(), &state, &me, &pending, now);
+    // A market the operator withdrew has no slots to offer (its leases still count).
+    let pools: Vec<inventory::Pool> = {
+        let withdrawn = shared.withdrawn.lock().unwrap_or_else(|e| e.into_inner());
+        shared
+            .pools
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                if withdrawn.contains(&p.market()) {
+                    p.slots = 0;
+                }
+                p
+            })
+            .collect()
+    };
+    let plan = provider::plan_within(&pools, caps.as_ref(), &state, &me, &pending, now);
     for entry in plan.entries(&shared.chain_id, &shared.key) {
         submit_own(shared, entry).await;
     }

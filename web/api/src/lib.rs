@@ -33,8 +33,8 @@ pub use state_proof::{Proven, StateProof, StateProofCheck, Subject, STATE_PROOF_
 pub use status::{
     AccountView, CapacityPoint, CapacityView, ChainView, ClassCapacity, DiskStatus, DiskUsed,
     Earnings, ErrorBody, ErrorDetail, FaucetGrant, FaucetRequest, LeaseProvisioning,
-    MaintenanceSubmitted, OperatorMaintenance, OperatorMaintenanceDone, OperatorTermination,
-    OperatorView, Peer, PoolUse, Status,
+    MaintenanceSubmitted, OperatorMaintenance, OperatorMaintenanceDone, OperatorOffers,
+    OperatorTermination, OperatorView, Peer, PoolUse, Status,
 };
 
 /// The prefix of every JSON route.

@@ -221,6 +221,17 @@ pub struct OperatorMaintenance {
     pub emergency: bool,
 }
 
+/// `POST /api/v1/operator/offers`: the operator withdraws this node's offers in a market (its
+/// free capacity leaves the market; leases run on), or offers it again.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OperatorOffers {
+    /// The market, `class@region`.
+    pub market: String,
+    /// `false`: withdraw (cancel the free offers, offer nothing new); `true`: offer again.
+    pub offered: bool,
+}
+
 /// `POST /api/v1/operator/maintenance/done`: the node ends a maintenance window of its own.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -351,6 +362,10 @@ pub struct OperatorView {
     /// The capacity source's last reading, if the node has one configured.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<CapacityView>,
+    /// Markets whose offers the operator withdrew (`POST /api/v1/operator/offers`).
+    #[serde(default)]
+    #[schema(value_type = Vec<String>)]
+    pub withdrawn: Vec<surplus_market::Market>,
     /// The latest signed checkpoint from each signer.
     pub checkpoints: Vec<SignedCheckpoint>,
 }

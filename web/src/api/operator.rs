@@ -101,6 +101,7 @@ pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult
         pools,
         provisioning,
         capacity: op.capacity,
+        withdrawn: op.withdrawn,
         checkpoints: ctx.node.checkpoints(),
     }))
 }
@@ -173,6 +174,26 @@ pub(crate) async fn maintenance(
     }
     let done = ctx.node.maintenance(m).await.map_err(ApiError::Refused)?;
     Ok(HttpResponse::Accepted().json(done))
+}
+
+/// `POST /api/v1/operator/offers`: the operator withdraws this node's offers in a market, or
+/// offers it again.
+pub(crate) async fn offers(
+    req: HttpRequest,
+    ctx: web::Data<Ctx>,
+    body: web::Json<surplus_api::OperatorOffers>,
+) -> ApiResult<HttpResponse> {
+    operator_only(&req, &ctx)?;
+    let market: surplus_market::Market =
+        body.market.trim().parse().map_err(|e: String| ApiError::new(Code::BadMarket, e))?;
+    if !ctx.node.state().params.catalogue.has_market(&market) {
+        return Err(ApiError::new(
+            Code::UnknownMarket,
+            format!("{market} is not a market of the catalogue"),
+        ));
+    }
+    let withdrawn = ctx.node.set_offered(market, body.offered).await.map_err(ApiError::Refused)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "withdrawn": withdrawn })))
 }
 
 /// `POST /api/v1/operator/maintenance/done`: the node ends its maintenance window for a pool.

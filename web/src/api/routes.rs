@@ -512,6 +512,18 @@ pub(crate) fn routes() -> Vec<Route> {
         },
         Route {
             method: post.clone(),
+            path: "/api/v1/operator/offers",
+            summary: "Operator only: withdraw this node's offers in a market (its free offers \
+                      are cancelled and nothing new is offered there, its leases run on), or \
+                      offer it again; kept across restarts.",
+            params: vec![],
+            body: Some(body::<api::OperatorOffers>()),
+            answer: other("application/json", "`{\"withdrawn\": [MARKET, ...]}`: the markets withdrawn now"),
+            errors: &[400, 401, 403, 404, 413, 415, 503],
+            handler: Some(|| web::to(operator::offers)),
+        },
+        Route {
+            method: post.clone(),
             path: "/api/v1/operator/maintenance/done",
             summary: "Operator only: this node ends its maintenance window for a pool; the \
                       pool's capacity returns to the market.",
