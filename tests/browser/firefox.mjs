@@ -3,8 +3,12 @@
 //   open node 1's UI → create a key in the browser (WebCrypto Ed25519) → get faucet credits →
 //   bid on a market where node 2 offers capacity → the lease appears live → fetch its
 //   credential on node 1, which is not its provider (the page opens the copy sealed to its key,
-//   WebCrypto X25519) → a bid too low to fill is listed live and removed live after its cancel
-//   → the page fits 390 px → the auditor page verifies the lease's inclusion proof (PASS).
+//   WebCrypto X25519) → a bid too low to fill is listed live in two tabs and removed live from
+//   both after its cancel → the page fits 390 px → the lease is renewed and its new credential
+//   fetched → node 1's operator page follows the chain live, with its pools' drain forms → the
+//   auditor page verifies the lease's inclusion proof (PASS). axe-core finds no serious or
+//   critical violation on the buyer page without a key and with a lease, the operator page,
+//   the verify result, the auditor's block list and a block page.
 // It uses node 1's UI and faucet and node 2's markets, so it neither shares a market nor a
 // faucet with buyer-flow.mjs, which uses node 0 on the same devnet. It also checks that no
 // request leaves the node's origin and that the page reports no error.
@@ -12,10 +16,10 @@
 // Environment (scripts/browser-test sets it): SURPLUS_NODES (JSON array of every node's API base
 // URL; node 1's is used, or SURPLUS_UI's node when there is only one), SURPLUS_UI, FIREFOX (the
 // browser executable, default /usr/bin/firefox-esr), ARTIFACTS (directory for screenshots),
-// NODE_PATH (holding puppeteer-core). Every wait is bounded; the whole run too (270 s).
+// NODE_PATH (holding puppeteer-core and axe-core). Every wait is bounded; the whole run too (270 s).
 // Exit status 0 on success, 1 with a message otherwise.
 
-import { mkdirSync } from "node:fs";
+import { mkdirSync, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import path from "node:path";
 
@@ -129,10 +133,24 @@ try {
     await h.dispose();
   };
 
+  // axe-core in a page: its source is evaluated through WebDriver BiDi, which the UI's
+  // Content-Security-Policy does not govern.
+  const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+  const axe = async (p, state) => {
+    if (!(await p.evaluate("typeof window.axe !== 'undefined'"))) await p.evaluate(axeSource);
+    const found = await p.evaluate(
+      "window.axe.run(document, { resultTypes: ['violations'] }).then((r) => r.violations" +
+      ".filter((v) => v.impact === 'serious' || v.impact === 'critical')" +
+      ".map((v) => `${v.id} (${v.impact}): ${v.help} on ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`))");
+    if (found.length) throw new Error(`axe on ${state}:\n  ${found.join("\n  ")}`);
+    log(`axe: no serious or critical violation on ${state}`);
+  };
+
   // 1. A new buyer opens the UI.
   await page.goto(UI, { waitUntil: "load" });
   await visible(tid("key-generate"));
   await shot("open");
+  await axe(page, "the buyer page without a key");
 
   // 2. Creates a key in the browser (WebCrypto Ed25519 in Firefox).
   await click(tid("key-generate"));
@@ -220,10 +238,20 @@ try {
   });
   const orderRow = `[data-testid="order-row"][data-order="${order}"]`;
   await until("the bid listed as resting (no reload)", async () => (await attr(orderRow, "data-status")) === "resting", 60_000);
+  // A second tab of the same buyer (the key is the origin's) lists it too, and sees the cancel
+  // made in the first.
+  const tab2 = await browser.newPage();
+  tab2.on("pageerror", (e) => errors.push(`page error (second tab): ${e.message ?? e}`));
+  await tab2.goto(UI, { waitUntil: "load" });
+  const inTab2 = () => tab2.$eval(orderRow, (e) => e.getAttribute("data-status")).catch(() => null);
+  await until("the bid in the second tab", async () => (await inTab2()) === "resting", 60_000);
+  await page.bringToFront();
   await click(`${orderRow} [data-testid="order-cancel"]`);
   await until("the cancelled bid to leave the list (no reload)", async () => !(await page.$(orderRow)), 60_000);
+  await until("the cancelled bid to leave the second tab (no reload)", async () => (await inTab2()) === null, 60_000);
+  await tab2.close();
   await shot("order-cancelled");
-  log(`bid ${order} listed live and removed live after its cancel`);
+  log(`bid ${order} listed live in two tabs and removed live from both after its cancel`);
 
   // 6c. At 390 px (a phone) the page fits the screen's width.
   await page.setViewport({ width: 390, height: 844 });
@@ -231,6 +259,48 @@ try {
   if (wide > 0) throw new Error(`at 390 px the buyer page scrolls sideways by ${wide} px`);
   await shot("narrow");
   await page.setViewport({ width: 1440, height: 900 });
+
+  // 6d. Renews the lease by an hour: its end moves (no reload), the provider issues a new
+  //     credential, and "Get credential" then gives that one.
+  const endBefore = Number(await attr(row, "data-end"));
+  await click(`${row} [data-testid="lease-renew"]`);
+  await until("the renewal to commit", async () => Number(await attr(row, "data-end")) > endBefore, 90_000);
+  const renewed = await until("the renewed lease's credential", async () => {
+    await click(`${row} [data-testid="lease-credential"]`);
+    await visible(`${row} [data-testid="credential-token"], ${row} [data-testid="credential-error"], ${row} [data-testid="credential-reissued"]`, 15_000);
+    const got = await text(`${row} [data-testid="credential-token"]`);
+    return got && got !== token ? got : null;
+  }, 90_000, 2000);
+  if (!/^[A-Za-z0-9_=-]{16,}$/.test(renewed)) throw new Error(`the renewed credential does not look like a token: ${renewed}`);
+  await shot("renewed");
+  log(`renewed: the lease ends ${Number(await attr(row, "data-end")) - endBefore} ms later, with a new credential`);
+
+  // 6e. The operator page of node 1 follows the chain without a reload, and lists its pools
+  //     with their drain forms and its live offers with Withdraw.
+  const devnet = process.env.SURPLUS_DEVNET;
+  if (devnet && nodes.length > 1) {
+    const token1 = readFileSync(path.join(devnet, "dc2", "operator.token"), "utf8").trim();
+    const op = await browser.newPage();
+    op.on("pageerror", (e) => errors.push(`page error (operator): ${e.message ?? e}`));
+    await op.goto(`${UI}#/operator?token=${token1}`, { waitUntil: "load" });
+    const height = () => op.$eval(tid("operator-height"), (e) => Number(/Height (\d+)/.exec(e.textContent)?.[1]))
+      .catch(() => null);
+    const before = await until("the operator page", height, 30_000);
+    const fresh = [...crypto.getRandomValues(new Uint8Array(32))].map((b) => b.toString(16).padStart(2, "0")).join("");
+    await fetch(`${origin}/api/v1/faucet`, { method: "POST", headers: { "content-type": "application/json" },
+      body: JSON.stringify({ account: fresh }) });
+    const after = await until("a later height on the operator page (no reload)", async () => {
+      const h = await height();
+      return h > before ? h : null;
+    }, 60_000);
+    const pools = await op.$$eval('[data-testid="pool-row"]', (r) => r.length);
+    const drains = await op.$$eval('[data-testid="pool-drain"]', (r) => r.length);
+    if (!pools || drains !== pools) throw new Error(`the operator page lists ${pools} pools with ${drains} drain forms`);
+    await op.screenshot({ path: path.join(ARTIFACTS, "firefox-operator.png"), fullPage: true });
+    await axe(op, "the operator page");
+    log(`the operator page followed the chain from ${before} to ${after}; ${pools} pools, each with its drain form`);
+    await op.close();
+  }
 
   // 7. The auditor page verifies the lease's inclusion proof in the browser.
   await click(`${row} [data-testid="lease-verify"]`);
@@ -246,6 +316,19 @@ try {
   for (const c of ["inclusion", "header", "checkpoint signature", "certificate"]) {
     if (!checks.includes(c)) throw new Error(`the verification did not check ${c} (checked: ${checks})`);
   }
+
+  // 7b. axe-core: the verify result and the buyer page with its lease.
+  await axe(page, "the verify result");
+  await page.goto(`${UI}#/auditor`, { waitUntil: "load" });
+  await visible(tid("block-row"));
+  await axe(page, "the auditor's block list");
+  const blockLink = await attr(tid("block-row"), "data-height");
+  await page.goto(`${UI}#/auditor/block/${blockLink}`, { waitUntil: "load" });
+  await until("the block page", async () => /Block \d+/.test(await page.title()) ? true : null);
+  await axe(page, `the page of block ${blockLink}`);
+  await page.goto(UI, { waitUntil: "load" });
+  await visible(row);
+  await axe(page, "the buyer page with a lease");
 
   // 8. Everything stayed on the node's origin, and nothing went wrong in the page.
   if (foreign.length) throw new Error(`requests left ${origin}: ${foreign.join(", ")}`);
