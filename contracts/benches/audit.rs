@@ -69,6 +69,7 @@ fn devnet_ledger(entries: u64) -> Vec<Block> {
             fee_bps: 100,
             penalty_bps: 1_000,
             notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
+            supervision: None,
         },
         allocations,
     };

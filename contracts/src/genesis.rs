@@ -29,6 +29,10 @@ pub struct Params {
     /// pay no penalty, ms (default 24 hours; `docs/contracts.md` §9).
     #[serde(default = "default_notice_ms")]
     pub notice_ms: u64,
+    /// How the validators supervise each other's leases (`docs/contracts.md` §10); absent:
+    /// supervision is off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub supervision: Option<crate::supervision::Supervision>,
 }
 
 fn default_notice_ms() -> u64 {
@@ -66,6 +70,12 @@ impl Params {
         if self.notice_ms > crate::maintenance::MAX_WINDOW_AHEAD_MS {
             return Err(Error::Genesis("notice_ms must be at most a year".into()));
         }
+        if let Some(s) = &self.supervision {
+            s.validate().map_err(Error::Genesis)?;
+        }
+        for c in &self.catalogue.classes {
+            crate::supervision::Terms::check(c).map_err(Error::Genesis)?;
+        }
         Ok(self)
     }
 
@@ -85,9 +95,13 @@ impl Params {
         for r in &self.catalogue.regions {
             w.short_bytes(r.id.as_bytes()).bytes(r.description.as_bytes());
         }
-        // Absent when it is the default: parameters that keep it are encoded as before.
-        if self.notice_ms != crate::maintenance::DEFAULT_NOTICE_MS {
+        // Absent when it is the default and nothing follows: parameters that keep it are
+        // encoded as before.
+        if self.notice_ms != crate::maintenance::DEFAULT_NOTICE_MS || self.supervision.is_some() {
             w.u64(self.notice_ms);
+        }
+        if let Some(s) = &self.supervision {
+            s.encode(&mut w);
         }
         w.finish()
     }
@@ -127,6 +141,11 @@ impl Params {
         } else {
             r.u64("params.notice_ms")?
         };
+        let supervision = if r.remaining() == 0 {
+            None
+        } else {
+            Some(crate::supervision::Supervision::decode(&mut r)?)
+        };
         r.finish()?;
         let p = Params {
             catalogue: Catalogue { classes, regions },
@@ -134,6 +153,7 @@ impl Params {
             fee_bps,
             penalty_bps,
             notice_ms,
+            supervision,
         };
         let encoded_again = p.encode();
         let p = p.validated().map_err(|e| DecodeError::Invalid {
@@ -147,6 +167,13 @@ impl Params {
                 field: "params",
                 at: 0,
                 reason: "classes or regions are not in order".into(),
+            });
+        }
+        if encoded_again != bytes {
+            return Err(DecodeError::Invalid {
+                field: "params",
+                at: 0,
+                reason: "not the canonical encoding (a default written out)".into(),
             });
         }
         Ok(p)

@@ -326,7 +326,7 @@ impl Action {
                 for k in class.attributes.keys() {
                     validate_name("attribute", k)?;
                 }
-                Ok(())
+                crate::supervision::Terms::check(class)
             }
             Action::AddRegion { region } => {
                 validate_name("region", &region.id)?;

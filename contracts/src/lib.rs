@@ -33,6 +33,7 @@ mod refusal;
 pub mod root;
 pub mod sealed;
 mod state;
+pub mod supervision;
 mod tx;
 
 #[cfg(feature = "test-utils")]

@@ -54,6 +54,7 @@ enum Decoded {
     Order(SignedOrder),
     Cancel(SignedCancel),
     Tx(Tx),
+    Report(crate::supervision::Report),
 }
 
 impl State {
@@ -98,6 +99,8 @@ impl State {
                 | EntryKind::TRANSFER
                 | EntryKind::LEASE_TRANSITION
                 | EntryKind::MAINTENANCE
+                | EntryKind::PROBE_REPORT
+                | EntryKind::BOND
                 | EntryKind::CREDENTIAL_GRANT
                 | EntryKind::GOV_PROPOSE
                 | EntryKind::GOV_VOTE
@@ -119,6 +122,10 @@ impl State {
         let decoded = match kind {
             EntryKind::ORDER => Decoded::Order(SignedOrder::from_entry(entry).map_err(market)?),
             EntryKind::CANCEL => Decoded::Cancel(SignedCancel::from_entry(entry).map_err(market)?),
+            EntryKind::PROBE_REPORT => Decoded::Report(
+                crate::supervision::Report::decode(&entry.payload)
+                    .map_err(|e| Refusal::Malformed(format!("{} payload: {e}", kind.name())))?,
+            ),
             _ => Decoded::Tx(
                 Tx::decode(kind, &entry.payload)
                     .map_err(|e| Refusal::Malformed(format!("{} payload: {e}", kind.name())))?,
@@ -158,6 +165,7 @@ impl State {
                 if self.book.nonce_used(&author, nonce) || self.book.get(&o.id).is_some() {
                     return Err(Refusal::Market(Rejection::ReplayedNonce { nonce }));
                 }
+                self.check_bond(&author, &o.order)?;
                 if let Order::Bid(b) = &o.order {
                     // The auction spends at most the buyer's balance and counts a bid only for
                     // the slots its buyer could pay at its own limit, at least its fill minimum
@@ -188,6 +196,16 @@ impl State {
                 }
                 // Once the order has expired the cancel has nothing left to do.
                 admitted.expiry_ms = Some(resting.order.order.expiry_ms());
+            }
+            Decoded::Report(report) => {
+                // The block's rules, against this state: a report that would count nothing,
+                // or comes too early or too late, never reaches a block.
+                self.check_report(&author, &report, now_ms)?;
+                let closes = self.params.supervision.and_then(|s| {
+                    let (_, end) = s.span(report.interval)?;
+                    Some(end.saturating_add(u64::from(s.window) * s.interval_ms))
+                });
+                admitted.expiry_ms = closes;
             }
             Decoded::Tx(tx) => {
                 let expected = self.account(&author).seq;
@@ -242,6 +260,7 @@ mod tests {
                 fee_bps: 0,
                 penalty_bps: 0,
                 notice_ms: crate::maintenance::DEFAULT_NOTICE_MS,
+                supervision: None,
             },
             allocations: vec![Allocation { account: buyer().public(), amount: 10_000 }],
         };

@@ -235,6 +235,24 @@ impl Plan {
         self.offers.is_empty() && self.cancels.is_empty()
     }
 
+    /// The bond its offers need (`docs/contracts.md` §10): each offer is checked on its own,
+    /// so the largest of them, with the slots of the provider's live leases.
+    pub fn bond_needed(&self, state: &crate::State, provider: &surplus_ledger::PublicKey) -> u64 {
+        let leased: u128 = state
+            .provided_by(provider)
+            .map(|l| {
+                u128::from(state.terms(&l.fill.market).bond_per_slot) * u128::from(l.fill.slots)
+            })
+            .sum();
+        let largest = self
+            .offers
+            .iter()
+            .map(|o| u128::from(state.terms(&o.market).bond_per_slot) * u128::from(o.slots))
+            .filter(|b| *b > 0)
+            .max();
+        largest.map_or(0, |b| (b + leased).min(u128::from(u64::MAX)) as u64)
+    }
+
     /// The plan as signed entries: the cancels, then the offers.
     pub fn entries(&self, chain_id: &str, key: &SecretKey) -> Vec<Entry> {
         let cancels = self.cancels.iter().map(|id| SignedCancel::sign(chain_id, *id, key).0);
@@ -512,6 +530,7 @@ mod tests {
                 fee_bps: 0,
                 penalty_bps: 0,
                 notice_ms: crate::maintenance::DEFAULT_NOTICE_MS,
+                supervision: None,
             },
             allocations: vec![Allocation { account: buyer.public(), amount: 1_000_000 }],
         };

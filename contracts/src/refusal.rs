@@ -45,7 +45,7 @@ macro_rules! codes {
 codes! {
     // ---- An entry's form ----
     NotUserEntry = "not_user_entry", 400,
-        "Send an order, a cancel, a transfer, a lease transition, a maintenance window, a credential grant, a governance entry or a key rotation; the chain writes the other kinds itself.";
+        "Send an order, a cancel, a transfer, a lease transition, a maintenance window, a probe report, a bond, a credential grant, a governance entry or a key rotation; the chain writes the other kinds itself.";
     TooLarge = "too_large", 400,
         "The entry is larger than any valid entry may be; build it again with a current client.";
     Unsigned = "unsigned", 400,
@@ -116,6 +116,14 @@ codes! {
         "Give notice for a time after now and before the lease's end, earlier than any notice given already.";
     MaintenanceRefused = "maintenance_refused", 400,
         "Name a pool with 1 to 64 letters, digits or ._@-, a market of the catalogue and a window that ends after it starts; end only a window that is open.";
+    ReportRefused = "report_refused", 409,
+        "Report only a validator's down probes of an interval that has ended and is still within the report window, naming live leases of other providers not yet reported by this key.";
+    BondRefused = "bond_refused", 400,
+        "Lock or take back at least one unit, and no more than the bond holds.";
+    BondLocked = "bond_locked", 409,
+        "The bond backs the provider's leases and offers: take it back after they end and its offers are cancelled.";
+    BondRequired = "bond_required", 402,
+        "Lock a bond that covers the offer's slots and the slots of your live leases at the market's terms.bond_per_slot (POST a bond transaction), or offer fewer slots.";
     // ---- Governance and keys (docs/governance.md) ----
     NotValidator = "not_validator", 403,
         "Only a validator may propose, and only the validators of a proposal's set may vote on it (GET /api/v1/governance lists them).";

@@ -46,6 +46,8 @@ pub enum Kind {
     Consensus = 11,
     /// A provider's open maintenance window, by provider and pool.
     Maintenance = 12,
+    /// The down reports counted for a lease in an interval, by interval and lease.
+    Tally = 13,
 }
 
 impl Kind {
@@ -65,6 +67,7 @@ impl Kind {
             10 => Kind::Rotation,
             11 => Kind::Consensus,
             12 => Kind::Maintenance,
+            13 => Kind::Tally,
             _ => return None,
         })
     }
@@ -84,6 +87,7 @@ impl Kind {
             Kind::Rotation => "rotation",
             Kind::Consensus => "consensus",
             Kind::Maintenance => "maintenance",
+            Kind::Tally => "tally",
         }
     }
 }
@@ -133,10 +137,13 @@ pub(crate) fn chain_value(
     w.finish()
 }
 
-/// An account's value: `key ‖ balance ‖ seq`.
+/// An account's value: `key ‖ balance ‖ seq [‖ bond]` (the bond only when it is not 0).
 pub(crate) fn account_value(key: &PublicKey, a: &Account) -> Vec<u8> {
-    let mut w = Writer::with_capacity(48);
+    let mut w = Writer::with_capacity(56);
     w.raw(&key.0).u64(a.balance).u64(a.seq);
+    if a.bond != 0 {
+        w.u64(a.bond);
+    }
     w.finish()
 }
 
@@ -170,6 +177,15 @@ pub(crate) fn lease_value(l: &Lease) -> Vec<u8> {
     // Absent without a notice: a lease without one is encoded as before.
     if let Some(n) = &l.notice {
         w.u8(1).u64(n.end_ms).u64(n.given_ms).u8(u8::from(n.in_time));
+    }
+    // Absent while the probes found it down never: such a lease is encoded as before.
+    if l.down_ms != 0 || l.credited != 0 {
+        w.u8(2).u64(l.down_ms).u64(l.credited);
+    }
+    // Absent until the provider recorded where to probe it.
+    if let Some(t) = &l.probe {
+        w.u8(3);
+        t.encode(&mut w);
     }
     w.finish()
 }
@@ -363,8 +379,9 @@ pub(crate) fn decode_account(v: &[u8]) -> Result<(PublicKey, Account), DecodeErr
     let key = PublicKey(r.array("account.key")?);
     let balance = r.u64("account.balance")?;
     let seq = r.u64("account.seq")?;
+    let bond = if r.remaining() >= 8 { r.u64("account.bond")? } else { 0 };
     r.finish()?;
-    Ok((key, Account { balance, seq }))
+    Ok((key, Account { balance, seq, bond }))
 }
 
 /// Decodes a lease's value.
@@ -411,7 +428,7 @@ pub(crate) fn decode_lease(v: &[u8]) -> Result<Lease, DecodeError> {
         }
         other => return Err(r.invalid_at("lease.grant", at, format!("unknown tag {other}"))),
     };
-    let notice = if r.remaining() == 0 {
+    let notice = if r.remaining() == 0 || matches!(r.peek_u8(), Some(2 | 3)) {
         None
     } else {
         let at = r.position();
@@ -419,7 +436,8 @@ pub(crate) fn decode_lease(v: &[u8]) -> Result<Lease, DecodeError> {
             return Err(r.invalid_at(
                 "lease.notice",
                 at,
-                "trailing bytes after the grant (a notice starts with 0x01)".into(),
+                "trailing bytes after the grant (a notice starts with 0x01, probes with 0x02)"
+                    .into(),
             ));
         }
         let end_ms = r.u64("lease.notice.end_ms")?;
@@ -438,8 +456,33 @@ pub(crate) fn decode_lease(v: &[u8]) -> Result<Lease, DecodeError> {
         };
         Some(Notice { end_ms, given_ms, in_time })
     };
+    let (mut down_ms, mut credited) = (0, 0);
+    if r.peek_u8() == Some(2) {
+        r.u8("lease.probes")?;
+        down_ms = r.u64("lease.down_ms")?;
+        credited = r.u64("lease.credited")?;
+    }
+    let mut probe = None;
+    if r.peek_u8() == Some(3) {
+        r.u8("lease.probe")?;
+        probe = Some(crate::supervision::ProbeTarget::decode(&mut r)?);
+    }
     r.finish()?;
-    Ok(Lease { id, fill, height, hours, segments, hours_paid, escrow, status, grant, notice })
+    Ok(Lease {
+        id,
+        fill,
+        height,
+        hours,
+        segments,
+        hours_paid,
+        escrow,
+        status,
+        grant,
+        notice,
+        down_ms,
+        credited,
+        probe,
+    })
 }
 
 /// Decodes a resting order's value (the order's signature is not checked: the state root

@@ -18,6 +18,7 @@ use crate::maintenance::{check_pool_name, Notice, Window};
 use crate::precheck::MAX_SEQ_AHEAD;
 use crate::refusal::Code;
 use crate::root::{self, Item, Kind};
+use crate::supervision::{cost_of_time, Credit, CreditReason, Report, Tally, Terms};
 use crate::tx::{encode_fill, encode_revocation, RevocationId, Settlement, SettlementReason, Tx};
 use crate::Error;
 
@@ -28,6 +29,9 @@ pub struct Account {
     pub balance: u64,
     /// Sequence number the account's next transaction must carry.
     pub seq: u64,
+    /// Units locked in the account's provider bond (`docs/contracts.md` §10).
+    #[serde(default)]
+    pub bond: u64,
 }
 
 /// Where a lease is in its life.
@@ -90,6 +94,15 @@ pub struct Lease {
     /// The provider's notice that the lease ends early (before maintenance), if it gave one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub notice: Option<Notice>,
+    /// Time the consortium's probes found it down (quorum-decided intervals), ms.
+    #[serde(default)]
+    pub down_ms: u64,
+    /// Service credits the buyer received for it, units.
+    #[serde(default)]
+    pub credited: u64,
+    /// Where the other datacenters probe it, once its provider recorded a target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probe: Option<crate::supervision::ProbeTarget>,
 }
 
 /// A stretch of a lease's hours at one price.
@@ -220,6 +233,23 @@ pub enum Refusal {
     /// A maintenance window (or its end, or a move) the rules do not allow.
     #[error("maintenance refused: {0}")]
     MaintenanceRefused(String),
+    /// A probe report the supervision rules do not take.
+    #[error("report refused: {0}")]
+    ReportRefused(String),
+    /// A bond transaction the rules do not allow.
+    #[error("bond refused: {0}")]
+    BondRefused(String),
+    /// Taking back a bond while it still backs leases or offers.
+    #[error("the bond is locked: {0}")]
+    BondLocked(String),
+    /// An offer its author's bond does not cover.
+    #[error("the offer needs a bond of {needed} units; the author has {bond}")]
+    BondRequired {
+        /// The author's bond.
+        bond: u64,
+        /// What the offer and the author's leases need.
+        needed: u64,
+    },
     /// A revocation id that another credential already uses.
     #[error("a revocation id of this credential is already used by another")]
     AlreadyGranted,
@@ -280,6 +310,10 @@ impl Refusal {
             Refusal::AlreadyGranted => Code::AlreadyGranted,
             Refusal::NoticeRefused(_) => Code::NoticeRefused,
             Refusal::MaintenanceRefused(_) => Code::MaintenanceRefused,
+            Refusal::ReportRefused(_) => Code::ReportRefused,
+            Refusal::BondRefused(_) => Code::BondRefused,
+            Refusal::BondLocked(_) => Code::BondLocked,
+            Refusal::BondRequired { .. } => Code::BondRequired,
             Refusal::Market(r) => Code::of_rejection(r),
             Refusal::ClosesTooSoon { .. } => Code::ClosesTooSoon,
             Refusal::NotValidator => Code::NotValidator,
@@ -370,6 +404,8 @@ pub struct State {
     consensus: Option<ConsensusParams>,
     /// Open maintenance windows, by provider and pool.
     maintenance: OrdMap<(PublicKey, String), Window>,
+    /// Probe reports counted per (interval, lease), while the interval takes reports.
+    tallies: OrdMap<(u64, Hash), Tally>,
     /// The items' sparse Merkle tree; its root is the state root.
     tree: surplus_state::Tree,
 }
@@ -390,6 +426,7 @@ impl PartialEq for State {
             && self.rotated == other.rotated
             && self.consensus == other.consensus
             && self.maintenance == other.maintenance
+            && self.tallies == other.tallies
             // The indexes derived from the above: equal states execute blocks alike.
             && self.params_bytes == other.params_bytes
             && self.due == other.due
@@ -444,6 +481,7 @@ impl State {
             rotated: OrdMap::new(),
             consensus: None,
             maintenance: OrdMap::new(),
+            tallies: OrdMap::new(),
             tree: surplus_state::Tree::new(),
         };
         state.book.take_changes();
@@ -514,8 +552,9 @@ impl State {
     /// Balances plus escrow of active leases (equals [`State::supply`]).
     pub fn total_credits(&self) -> u128 {
         let balances: u128 = self.accounts.values().map(|a| u128::from(a.balance)).sum();
+        let bonds: u128 = self.accounts.values().map(|a| u128::from(a.bond)).sum();
         let escrow: u128 = self.leases.values().map(|l| u128::from(l.escrow)).sum();
-        balances + escrow
+        balances + bonds + escrow
     }
 
     fn balance_mut(&mut self, key: &PublicKey) -> &mut u64 {
@@ -612,6 +651,7 @@ impl State {
             rotated: self.rotated.clone(),
             consensus: self.consensus,
             maintenance: self.maintenance.clone(),
+            tallies: self.tallies.clone(),
         };
         self.height = height;
         self.now_ms = now_ms;
@@ -718,12 +758,16 @@ impl State {
                     status: LeaseStatus::Active,
                     grant: None,
                     notice: None,
+                    down_ms: 0,
+                    credited: 0,
+                    probe: None,
                 }),
             );
             self.reschedule(id, None);
             entries.push(entry);
         }
         self.close_windows(now_ms);
+        self.close_tallies(now_ms);
         self.end_of_block(height, &before.validators, &mut entries);
         refused.sort_by_key(|r| r.0);
         let ended = self.remove_ended(&before);
@@ -789,6 +833,9 @@ impl State {
                 self.revoked.extend(ids.iter().cloned());
                 entries.push(Entry::system(EntryKind::REVOCATION, encode_revocation(&id, &ids)));
             }
+            if reason == SettlementReason::Completion {
+                entries.extend(self.target_credit(id));
+            }
             self.reschedule(id, None);
         }
     }
@@ -814,6 +861,7 @@ impl State {
         match e.kind {
             EntryKind::ORDER => {
                 let o = SignedOrder::from_entry(e).map_err(Refusal::Market)?;
+                self.check_bond(&author, &o.order)?;
                 let id = o.id;
                 batch.orders.push(o);
                 Ok(UserEffect::Market(id))
@@ -824,9 +872,15 @@ impl State {
                 batch.cancels.push(c);
                 Ok(UserEffect::Market(id))
             }
+            EntryKind::PROBE_REPORT => {
+                let report =
+                    Report::decode(&e.payload).map_err(|d| Refusal::Malformed(d.to_string()))?;
+                Ok(UserEffect::Done(self.apply_report(&author, &report)?))
+            }
             EntryKind::TRANSFER
             | EntryKind::LEASE_TRANSITION
             | EntryKind::MAINTENANCE
+            | EntryKind::BOND
             | EntryKind::CREDENTIAL_GRANT
             | EntryKind::GOV_PROPOSE
             | EntryKind::GOV_VOTE
@@ -924,6 +978,15 @@ impl State {
                     )));
                 }
             }
+            Tx::Probe { lease, .. } => {
+                let l = lease_of(lease)?;
+                if l.status != LeaseStatus::Active {
+                    return Err(Refusal::LeaseNotActive);
+                }
+                if !party(&l.fill.provider) {
+                    return Err(Refusal::NotEntitled("provider".into()));
+                }
+            }
             Tx::Move { lease, pool, .. } => {
                 let l = lease_of(lease)?;
                 if l.status != LeaseStatus::Active {
@@ -990,6 +1053,38 @@ impl State {
                     return Err(Refusal::AlreadyGranted);
                 }
             }
+            Tx::Bond { amount, .. } => {
+                if *amount == 0 {
+                    return Err(Refusal::BondRefused("lock at least one unit".into()));
+                }
+                let balance = self.account(author).balance;
+                if balance < *amount {
+                    return Err(Refusal::InsufficientBalance { balance, needed: *amount });
+                }
+            }
+            Tx::Unbond { amount, .. } => {
+                let bond = self.account(author).bond;
+                if *amount == 0 || *amount > bond {
+                    return Err(Refusal::BondRefused(format!(
+                        "take back 1 to {bond} units (the bond), not {amount}"
+                    )));
+                }
+                if let Some(l) = self.provided_by(author).next() {
+                    return Err(Refusal::BondLocked(format!(
+                        "lease {} of this provider runs until {} ms",
+                        hex::encode(l.id),
+                        l.fill.end_ms
+                    )));
+                }
+                if self.book.orders().any(|r| {
+                    r.order.author == *author
+                        && matches!(r.order.order, surplus_market::Order::Offer(_))
+                }) {
+                    return Err(Refusal::BondLocked(
+                        "this provider has offers in the book: cancel them first".into(),
+                    ));
+                }
+            }
             Tx::GovPropose { .. }
             | Tx::GovVote { .. }
             | Tx::GovWithdraw { .. }
@@ -1013,6 +1108,18 @@ impl State {
             | Tx::GovVote { .. }
             | Tx::GovWithdraw { .. }
             | Tx::RotateKey { .. } => Ok(self.apply_gov(author, tx, id)),
+            Tx::Bond { amount, .. } => {
+                let a = self.accounts.entry(*author).or_default();
+                a.balance -= amount;
+                a.bond += amount;
+                Ok(Vec::new())
+            }
+            Tx::Unbond { amount, .. } => {
+                let a = self.accounts.entry(*author).or_default();
+                a.bond -= amount;
+                a.balance += amount;
+                Ok(Vec::new())
+            }
             Tx::Terminate { lease, .. } => {
                 let by_buyer = self
                     .leases
@@ -1093,6 +1200,12 @@ impl State {
             }
             // Recorded on the ledger; the state does not follow pools.
             Tx::Move { .. } => Ok(Vec::new()),
+            Tx::Probe { lease, target, .. } => {
+                if let Some(l) = self.leases.get_mut(&lease).map(Arc::make_mut) {
+                    l.probe = Some(target);
+                }
+                Ok(Vec::new())
+            }
             Tx::Maintenance { pool, market, start_ms, until_ms, reason, .. } => {
                 let w = Window {
                     provider: *author,
@@ -1185,8 +1298,9 @@ impl State {
         let mut penalty = 0;
         if matches!(how, EarlyEnd::Provider | EarlyEnd::Notice { in_time: false }) {
             let due = (u128::from(refund) * u128::from(penalty_bps) / u128::from(BPS)) as u64;
-            penalty = due.min(self.account(&provider).balance);
-            *self.balance_mut(&provider) -= penalty;
+            // From the provider's balance, then from its bond.
+            let (from_balance, from_bond) = self.charge_provider(&provider, due);
+            penalty = from_balance + from_bond;
             *self.balance_mut(&buyer) += penalty;
         }
         let reason = match how {
@@ -1209,7 +1323,223 @@ impl State {
             self.revoked.extend(ids.iter().cloned());
             out.push(Entry::system(EntryKind::REVOCATION, encode_revocation(&lease, &ids)));
         }
+        out.extend(self.target_credit(lease));
         out
+    }
+
+    /// Takes up to `due` units from `provider`: its balance first, then its bond. Returns what
+    /// came from each.
+    fn charge_provider(&mut self, provider: &PublicKey, due: u64) -> (u64, u64) {
+        let a = self.accounts.entry(*provider).or_default();
+        let from_balance = due.min(a.balance);
+        a.balance -= from_balance;
+        let from_bond = (due - from_balance).min(a.bond);
+        a.bond -= from_bond;
+        (from_balance, from_bond)
+    }
+
+    /// Pays lease `id`'s buyer a service credit of `due` from its provider (balance, then
+    /// bond), and returns the `credit` entry.
+    fn pay_credit(&mut self, id: Hash, reason: CreditReason, interval: u64, due: u64) -> Entry {
+        let (provider, buyer) = match self.leases.get(&id) {
+            Some(l) => (self.current_key(&l.fill.provider), self.current_key(&l.fill.buyer)),
+            None => (PublicKey([0; 32]), PublicKey([0; 32])),
+        };
+        let (from_balance, from_bond) = self.charge_provider(&provider, due);
+        *self.balance_mut(&buyer) += from_balance + from_bond;
+        if let Some(l) = self.leases.get_mut(&id).map(Arc::make_mut) {
+            l.credited += from_balance + from_bond;
+        }
+        let c = Credit { lease: id, reason, interval, due, from_balance, from_bond };
+        Entry::system(EntryKind::CREDIT, c.encode())
+    }
+
+    /// The terms of `market`'s class (none once the class left the catalogue).
+    pub fn terms(&self, market: &Market) -> Terms {
+        self.params
+            .catalogue
+            .classes
+            .iter()
+            .find(|c| c.id == market.class)
+            .map(Terms::of)
+            .unwrap_or_default()
+    }
+
+    /// At a lease's end: the credit of a lease below its market's availability target
+    /// (`docs/contracts.md` §10), if it earned one.
+    fn target_credit(&mut self, id: Hash) -> Option<Entry> {
+        let l = self.leases.get(&id)?;
+        let t = self.terms(&l.fill.market);
+        if t.availability_bps == 0 || t.credit_bps == 0 || l.down_ms == 0 {
+            return None;
+        }
+        let duration = l.fill.end_ms.saturating_sub(l.fill.start_ms);
+        let below = u128::from(l.down_ms) * u128::from(BPS)
+            > u128::from(BPS - t.availability_bps) * u128::from(duration);
+        if !below {
+            return None;
+        }
+        let cost = l.cost_between(0, l.hours_paid);
+        let due = (u128::from(cost) * u128::from(t.credit_bps) / u128::from(BPS)) as u64;
+        Some(self.pay_credit(id, CreditReason::BelowTarget, 0, due))
+    }
+
+    /// An offer needs its author's bond to cover, at each market's `terms.bond_per_slot`, its
+    /// slots and the slots of the author's live leases (`docs/contracts.md` §10).
+    pub(crate) fn check_bond(
+        &self,
+        author: &PublicKey,
+        order: &surplus_market::Order,
+    ) -> Result<(), Refusal> {
+        let surplus_market::Order::Offer(o) = order else { return Ok(()) };
+        let per_slot = self.terms(&o.market).bond_per_slot;
+        if per_slot == 0 {
+            return Ok(());
+        }
+        let mut needed = u128::from(per_slot) * u128::from(o.slots);
+        for l in self.provided_by(author) {
+            needed +=
+                u128::from(self.terms(&l.fill.market).bond_per_slot) * u128::from(l.fill.slots);
+        }
+        let needed = needed.min(u128::from(u64::MAX)) as u64;
+        let bond = self.account(author).bond;
+        if bond < needed {
+            return Err(Refusal::BondRequired { bond, needed });
+        }
+        Ok(())
+    }
+
+    /// Whether `report` by `author` may apply at time `now_ms` (`docs/contracts.md` §10): the
+    /// rules that refuse it, without changing anything. Admission runs it with the node's time.
+    pub(crate) fn check_report(
+        &self,
+        author: &PublicKey,
+        report: &Report,
+        now_ms: u64,
+    ) -> Result<(), Refusal> {
+        let Some(sup) = self.params.supervision else {
+            return Err(Refusal::ReportRefused("supervision is off in this consortium".into()));
+        };
+        if !self.validators.iter().any(|v| v.key == *author) {
+            return Err(Refusal::NotValidator);
+        }
+        let Some((_, end)) = sup.span(report.interval) else {
+            return Err(Refusal::ReportRefused("the interval is out of range".into()));
+        };
+        if end > now_ms {
+            return Err(Refusal::ReportRefused(format!(
+                "interval {} ends at {end} ms, after {now_ms} ms",
+                report.interval
+            )));
+        }
+        let closes = end.saturating_add(u64::from(sup.window) * sup.interval_ms);
+        if now_ms >= closes {
+            return Err(Refusal::ReportRefused(format!(
+                "interval {} took reports until {closes} ms",
+                report.interval
+            )));
+        }
+        if !report.down.iter().any(|l| self.report_counts(author, l, report.interval)) {
+            return Err(Refusal::ReportRefused(
+                "no lease of the report is a live lease of another provider in the interval that \
+                 this key has not reported already"
+                    .into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether `author`'s down report of `lease` in `interval` counts: the lease is live and
+    /// active during the interval, `author` is not its provider, and has not reported it for
+    /// that interval yet.
+    fn report_counts(&self, author: &PublicKey, lease: &Hash, interval: u64) -> bool {
+        let Some((start, end)) = self.params.supervision.and_then(|s| s.span(interval)) else {
+            return false;
+        };
+        let Some(l) = self.leases.get(lease) else { return false };
+        l.status == LeaseStatus::Active
+            && self.current_key(&l.fill.provider) != *author
+            && l.fill.start_ms < end
+            && l.fill.end_ms > start
+            && self
+                .tallies
+                .get(&(interval, *lease))
+                .is_none_or(|t| t.down.binary_search(author).is_err())
+    }
+
+    /// A validator's probe report (`docs/contracts.md` §10): counts its down report for each
+    /// lease it may speak for, and pays the credit of each interval the count makes down.
+    fn apply_report(&mut self, author: &PublicKey, report: &Report) -> Result<Vec<Entry>, Refusal> {
+        self.check_report(author, report, self.now_ms)?;
+        let Some(sup) = self.params.supervision else { return Ok(Vec::new()) };
+        let Some((start, end)) = sup.span(report.interval) else { return Ok(Vec::new()) };
+        let mut out = Vec::new();
+        for lease in &report.down {
+            if !self.report_counts(author, lease, report.interval) {
+                continue;
+            }
+            let Some(l) = self.leases.get(lease) else { continue };
+            let provider = self.current_key(&l.fill.provider);
+            let (from, to) = (start.max(l.fill.start_ms), end.min(l.fill.end_ms));
+            let mut tally =
+                self.tallies.get(&(report.interval, *lease)).cloned().unwrap_or(Tally {
+                    interval: report.interval,
+                    lease: *lease,
+                    down: Vec::new(),
+                    decided: 0,
+                });
+            if let Err(at) = tally.down.binary_search(author) {
+                tally.down.insert(at, *author);
+            }
+            let vantage = self.validators.iter().filter(|v| v.key != provider).count();
+            if tally.decided == 0 && sup.is_down(tally.down.len(), vantage) {
+                let market = l.fill.market.clone();
+                // Inside an announced maintenance window the notice rules apply instead.
+                let excused = self.keys_of(&provider).iter().any(|k| {
+                    self.windows_of(k).any(|w| {
+                        w.market == market
+                            && w.start_ms < to
+                            && (w.until_ms == 0 || w.until_ms > from)
+                    })
+                });
+                if excused {
+                    tally.decided = 2;
+                } else {
+                    tally.decided = 1;
+                    let segments: Vec<(u32, u64)> =
+                        l.segments.iter().map(|s| (s.hours, s.price)).collect();
+                    let due = cost_of_time(l.fill.start_ms, l.fill.slots, &segments, from, to);
+                    if let Some(l) = self.leases.get_mut(lease).map(Arc::make_mut) {
+                        l.down_ms += to - from;
+                    }
+                    out.push(self.pay_credit(*lease, CreditReason::Down, report.interval, due));
+                }
+            }
+            self.tallies.insert((report.interval, *lease), tally);
+        }
+        Ok(out)
+    }
+
+    /// Probe tallies of intervals that take no more reports.
+    pub fn tallies(&self) -> impl Iterator<Item = &Tally> + '_ {
+        self.tallies.values()
+    }
+
+    /// Drops the tallies of intervals whose report window has closed (step 4): interval `i`
+    /// takes reports until `(i + 1 + window) × interval_ms`.
+    fn close_tallies(&mut self, now_ms: u64) {
+        let Some(sup) = self.params.supervision else { return };
+        let closed = |i: u64| {
+            sup.span(i).is_none_or(|(_, end)| {
+                end.saturating_add(u64::from(sup.window) * sup.interval_ms) <= now_ms
+            })
+        };
+        // In interval order: stop at the first one still open.
+        let old: Vec<(u64, Hash)> =
+            self.tallies.keys().take_while(|(i, _)| closed(*i)).copied().collect();
+        for k in old {
+            self.tallies.remove(&k);
+        }
     }
 
     /// The open maintenance windows, by provider and pool.
@@ -1338,6 +1668,11 @@ impl State {
             key: Window::key(&w.provider, &w.pool),
             value: w.encode(),
         });
+        let tallies = self.tallies.values().map(|t| Item {
+            kind: Kind::Tally,
+            key: Tally::key(t.interval, &t.lease).to_vec(),
+            value: t.encode(),
+        });
         std::iter::once(self.chain_item())
             .chain(accounts)
             .chain(leases)
@@ -1351,6 +1686,7 @@ impl State {
             .chain(rotations)
             .chain(consensus)
             .chain(windows)
+            .chain(tallies)
     }
 
     /// The tree built from every item, ignoring the one kept up to date block by block.
@@ -1475,6 +1811,17 @@ impl State {
                 }
             });
         }
+        for d in before.tallies.diff(&self.tallies) {
+            changes.push(match d {
+                DiffItem::Add((i, l), t) | DiffItem::Update { new: ((i, l), t), .. } => (
+                    root::key_hash(Kind::Tally, &Tally::key(*i, l)),
+                    Some(surplus_state::value_hash(&t.encode())),
+                ),
+                DiffItem::Remove((i, l), _) => {
+                    (root::key_hash(Kind::Tally, &Tally::key(*i, l)), None)
+                }
+            });
+        }
         let book = self.book.take_changes();
         let found = self.book.find_many(&book.orders);
         for id in &book.orders {
@@ -1540,6 +1887,7 @@ struct Before {
     rotated: OrdMap<PublicKey, Rotation>,
     consensus: Option<ConsensusParams>,
     maintenance: OrdMap<(PublicKey, String), Window>,
+    tallies: OrdMap<(u64, Hash), Tally>,
 }
 
 /// How a lease ends before its time.

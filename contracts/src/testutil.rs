@@ -43,6 +43,7 @@ pub fn genesis(fee_bps: u16, penalty_bps: u16) -> Genesis {
             fee_bps,
             penalty_bps,
             notice_ms: crate::maintenance::DEFAULT_NOTICE_MS,
+            supervision: None,
         },
         allocations,
     }
@@ -297,6 +298,9 @@ pub fn sample_lease(rng: &mut Lcg, buyer: PublicKey, paid: u32, hours: u32) -> L
         status: LeaseStatus::Active,
         grant: None,
         notice: None,
+        credited: 0,
+        down_ms: 0,
+        probe: None,
     };
     l.escrow = l.cost_between(paid, hours);
     l

@@ -114,6 +114,17 @@ pub enum Tx {
         /// The provider's sequence number.
         seq: u64,
     },
+    /// Record where the other datacenters probe a lease (by its provider, `docs/contracts.md`
+    /// §10).
+    Probe {
+        /// The lease.
+        #[serde(with = "surplus_ledger::hex_hash")]
+        lease: Hash,
+        /// The target.
+        target: crate::supervision::ProbeTarget,
+        /// The provider's sequence number.
+        seq: u64,
+    },
     /// Announce a maintenance window for one of the author's pools: it stops offering the
     /// pool's capacity and gives notice to (or moves) the leases on it.
     Maintenance {
@@ -135,6 +146,21 @@ pub enum Tx {
         /// The pool.
         pool: String,
         /// The provider's sequence number.
+        seq: u64,
+    },
+    /// Lock `amount` of the author's balance in its bond (a provider's, `docs/contracts.md`
+    /// §10).
+    Bond {
+        /// Units.
+        amount: u64,
+        /// The author's sequence number.
+        seq: u64,
+    },
+    /// Take `amount` of the author's bond back into its balance.
+    Unbond {
+        /// Units.
+        amount: u64,
+        /// The author's sequence number.
         seq: u64,
     },
     /// Rotate the author's key to `new_key`: the author's credits move to it, its validator
@@ -166,8 +192,11 @@ const TERMINATE: u8 = 1;
 const RENEW: u8 = 2;
 const NOTICE: u8 = 3;
 const MOVE: u8 = 4;
+const PROBE: u8 = 5;
 const WINDOW: u8 = 1;
 const WINDOW_DONE: u8 = 2;
+const BOND_LOCK: u8 = 1;
+const BOND_RELEASE: u8 = 2;
 
 fn write_ids(w: &mut Writer, ids: &[RevocationId]) {
     w.u8(ids.len() as u8);
@@ -212,11 +241,14 @@ impl Tx {
         use surplus_ledger::EntryKind;
         match self {
             Tx::Transfer { .. } => EntryKind::TRANSFER,
-            Tx::Terminate { .. } | Tx::Renew { .. } | Tx::Notice { .. } | Tx::Move { .. } => {
-                EntryKind::LEASE_TRANSITION
-            }
+            Tx::Terminate { .. }
+            | Tx::Renew { .. }
+            | Tx::Notice { .. }
+            | Tx::Move { .. }
+            | Tx::Probe { .. } => EntryKind::LEASE_TRANSITION,
             Tx::Maintenance { .. } | Tx::MaintenanceDone { .. } => EntryKind::MAINTENANCE,
             Tx::Grant { .. } => EntryKind::CREDENTIAL_GRANT,
+            Tx::Bond { .. } | Tx::Unbond { .. } => EntryKind::BOND,
             Tx::GovPropose { .. } => EntryKind::GOV_PROPOSE,
             Tx::GovVote { .. } => EntryKind::GOV_VOTE,
             Tx::GovWithdraw { .. } => EntryKind::GOV_WITHDRAW,
@@ -232,9 +264,12 @@ impl Tx {
             | Tx::Renew { seq, .. }
             | Tx::Notice { seq, .. }
             | Tx::Move { seq, .. }
+            | Tx::Probe { seq, .. }
             | Tx::Maintenance { seq, .. }
             | Tx::MaintenanceDone { seq, .. }
             | Tx::Grant { seq, .. }
+            | Tx::Bond { seq, .. }
+            | Tx::Unbond { seq, .. }
             | Tx::GovPropose { seq, .. }
             | Tx::GovVote { seq, .. }
             | Tx::GovWithdraw { seq, .. }
@@ -250,9 +285,12 @@ impl Tx {
             | Tx::Renew { seq, .. }
             | Tx::Notice { seq, .. }
             | Tx::Move { seq, .. }
+            | Tx::Probe { seq, .. }
             | Tx::Maintenance { seq, .. }
             | Tx::MaintenanceDone { seq, .. }
             | Tx::Grant { seq, .. }
+            | Tx::Bond { seq, .. }
+            | Tx::Unbond { seq, .. }
             | Tx::GovPropose { seq, .. }
             | Tx::GovVote { seq, .. }
             | Tx::GovWithdraw { seq, .. }
@@ -280,6 +318,10 @@ impl Tx {
             Tx::Move { lease, pool, seq } => {
                 w.u8(MOVE).raw(lease).u64(*seq).short_bytes(pool.as_bytes());
             }
+            Tx::Probe { lease, target, seq } => {
+                w.u8(PROBE).raw(lease).u64(*seq);
+                target.encode(&mut w);
+            }
             Tx::Maintenance { pool, market, start_ms, until_ms, reason, seq } => {
                 w.u8(WINDOW).u64(*seq).short_bytes(pool.as_bytes());
                 w.short_bytes(market.class.as_bytes()).short_bytes(market.region.as_bytes());
@@ -295,6 +337,12 @@ impl Tx {
                 if !sealed.is_empty() {
                     w.bytes(sealed);
                 }
+            }
+            Tx::Bond { amount, seq } => {
+                w.u8(BOND_LOCK).u64(*seq).u64(*amount);
+            }
+            Tx::Unbond { amount, seq } => {
+                w.u8(BOND_RELEASE).u64(*seq).u64(*amount);
             }
             Tx::GovPropose { action, effective, seq } => {
                 w.u64(*seq).u64(*effective);
@@ -345,6 +393,11 @@ impl Tx {
                         seq: r.u64("transition.seq")?,
                         pool: text(&mut r, "transition.pool", false)?,
                     },
+                    PROBE => Tx::Probe {
+                        lease: r.array("transition.lease")?,
+                        seq: r.u64("transition.seq")?,
+                        target: crate::supervision::ProbeTarget::decode(&mut r)?,
+                    },
                     other => {
                         return Err(r.invalid_at(
                             "transition.action",
@@ -386,6 +439,24 @@ impl Tx {
                     other => {
                         return Err(r.invalid_at(
                             "maintenance.action",
+                            at,
+                            format!("unknown action {other}"),
+                        ))
+                    }
+                }
+            }
+            EntryKind::BOND => {
+                let at = r.position();
+                match r.u8("bond.action")? {
+                    BOND_LOCK => {
+                        Tx::Bond { seq: r.u64("bond.seq")?, amount: r.u64("bond.amount")? }
+                    }
+                    BOND_RELEASE => {
+                        Tx::Unbond { seq: r.u64("bond.seq")?, amount: r.u64("bond.amount")? }
+                    }
+                    other => {
+                        return Err(r.invalid_at(
+                            "bond.action",
                             at,
                             format!("unknown action {other}"),
                         ))

@@ -100,10 +100,15 @@ def genesis_params(f):
     out += u16(len(regions))
     for r in regions:
         out += short(r["id"].encode()) + var(r["description"].encode())
-    # Present only when it differs from the default, 24 hours.
+    # Present when it differs from the default, 24 hours, or when supervision follows.
     notice_ms = int(f.get("notice_ms", DEFAULT_NOTICE_MS))
-    if notice_ms != DEFAULT_NOTICE_MS:
+    sup = f.get("supervision")
+    if notice_ms != DEFAULT_NOTICE_MS or sup is not None:
         out += u64(notice_ms)
+    # Supervision (docs/contracts.md, section 10), absent while it is off.
+    if sup is not None:
+        out += u64(sup["interval_ms"]) + u16(sup["window"]) + u16(sup["quorum_bps"])
+        out += u16(sup["min_down"])
     return out
 
 
@@ -154,7 +159,11 @@ def chain(f):
 
 def account(f):
     key = b32(f["key"])
-    return key, key + u64(f["balance"]) + u64(f["seq"])
+    value = key + u64(f["balance"]) + u64(f["seq"])
+    bond = int(f.get("bond", 0))
+    if bond != 0:  # the provider bond, absent while there is none
+        value += u64(bond)
+    return key, value
 
 
 def lease(f):
@@ -175,6 +184,17 @@ def lease(f):
     n = f.get("notice")
     if n is not None:  # the provider's notice, absent without one
         out += u8(1) + u64(n["end_ms"]) + u64(n["given_ms"]) + u8(1 if n["in_time"] else 0)
+    down_ms, credited = int(f.get("down_ms", 0)), int(f.get("credited", 0))
+    if down_ms != 0 or credited != 0:  # what the probes found, absent until they found it down
+        out += u8(2) + u64(down_ms) + u64(credited)
+    p = f.get("probe")
+    if p is not None:  # where to probe it, absent until its provider said
+        if p["kind"] == "tcp":
+            out += u8(3) + u8(1) + short(p["address"].encode())
+        elif p["kind"] == "http":
+            out += u8(3) + u8(2) + short(p["url"].encode()) + u16(p["status"])
+        else:
+            raise ValueError(f"unknown probe kind {p['kind']!r}")
     return lease_id, out
 
 
@@ -283,6 +303,17 @@ def rotation(f):
     return old, old + b32(f["new"]) + u64(f["height"])
 
 
+def tally(f):
+    """The down reports counted for a lease in an interval (docs/contracts.md, section 10)."""
+    key = u64(f["interval"]) + b32(f["lease"])
+    if f["decided"] not in (0, 1, 2):
+        raise ValueError(f"decided is {f['decided']}, not 0, 1 or 2")
+    down = [b32(k) for k in f["down"]]
+    if down != sorted(set(down)):
+        raise ValueError("a tally's keys are distinct and in increasing order")
+    return key, key + u8(f["decided"]) + u16(len(down)) + b"".join(down)
+
+
 # kind number -> (name, builder)
 KINDS = {
     0: ("chain", chain),
@@ -298,6 +329,7 @@ KINDS = {
     10: ("rotation", rotation),
     11: ("consensus", consensus),
     12: ("maintenance", maintenance),
+    13: ("tally", tally),
 }
 
 

@@ -35,9 +35,12 @@ fuzz_target!(|data: &[u8]| {
         EntryKind::GOV_WITHDRAW,
         EntryKind::KEY_ROTATION,
         EntryKind::MAINTENANCE,
+        EntryKind::BOND,
     ] {
         let _ = Tx::decode(kind, data);
     }
+    let _ = surplus_contracts::supervision::Report::decode(data);
+    let _ = surplus_contracts::supervision::Credit::decode(data);
     let _ = Settlement::decode(data);
     let _ = decode_fill(data);
     let _ = decode_revocation(data);

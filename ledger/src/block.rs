@@ -47,6 +47,13 @@ impl EntryKind {
     pub const TRANSFER: EntryKind = EntryKind(35);
     /// A provider's maintenance window for one of its pools, or its end (owned by `contracts`).
     pub const MAINTENANCE: EntryKind = EntryKind(36);
+    /// A validator's report of the leases it found down during one interval (owned by
+    /// `contracts`).
+    pub const PROBE_REPORT: EntryKind = EntryKind(37);
+    /// A provider locking credits in its bond, or taking them back.
+    pub const BOND: EntryKind = EntryKind(38);
+    /// A service credit paid to a lease's buyer (system entry).
+    pub const CREDIT: EntryKind = EntryKind(39);
     /// A credential grant (revocation ids and token hash, never the token).
     pub const CREDENTIAL_GRANT: EntryKind = EntryKind(48);
     /// A credential revocation.
@@ -77,6 +84,9 @@ impl EntryKind {
             Self::SETTLEMENT => "settlement",
             Self::TRANSFER => "transfer",
             Self::MAINTENANCE => "maintenance",
+            Self::PROBE_REPORT => "probe-report",
+            Self::BOND => "bond",
+            Self::CREDIT => "credit",
             Self::CREDENTIAL_GRANT => "credential-grant",
             Self::REVOCATION => "revocation",
             Self::GOV_PROPOSE => "gov-propose",

@@ -164,6 +164,10 @@ impl<'a> Reader<'a> {
     pub fn remaining(&self) -> usize {
         self.buf.len() - self.pos
     }
+    /// The next byte, without reading it.
+    pub fn peek_u8(&self) -> Option<u8> {
+        self.buf.get(self.pos).copied()
+    }
     /// Fails unless every byte was read.
     pub fn finish(&self) -> Result<(), DecodeError> {
         if self.remaining() == 0 {

@@ -78,6 +78,20 @@ impl State {
         keys
     }
 
+    /// A rotation's move of `old`'s balance and bond to `new` (an empty account stays as it
+    /// is).
+    fn move_funds(&mut self, old: &PublicKey, new: &PublicKey) {
+        let a = self.account(old);
+        if a.balance > 0 {
+            *self.balance_mut(old) -= a.balance;
+            *self.balance_mut(new) += a.balance;
+        }
+        if a.bond > 0 {
+            self.accounts.entry(*old).or_default().bond = 0;
+            self.accounts.entry(*new).or_default().bond += a.bond;
+        }
+    }
+
     /// The key a chain of rotations leads `key` to (`key` itself if it was never rotated).
     pub fn current_key(&self, key: &PublicKey) -> PublicKey {
         let mut k = *key;
@@ -285,11 +299,7 @@ impl State {
             }
             Tx::RotateKey { new_key, .. } => {
                 let old = *author;
-                let balance = self.account(&old).balance;
-                if balance > 0 {
-                    *self.balance_mut(&old) -= balance;
-                    *self.balance_mut(&new_key) += balance;
-                }
+                self.move_funds(&old, &new_key);
                 self.rotated.insert(old, Rotation { new: new_key, height: self.height });
                 if let Some(i) = self.validators.iter().position(|v| v.key == old) {
                     Arc::make_mut(&mut self.validators)[i].key = new_key;
@@ -360,11 +370,7 @@ impl State {
                     v.key = new;
                 }
                 self.rotated.insert(old, Rotation { new, height });
-                let balance = self.account(&old).balance;
-                if balance > 0 {
-                    *self.balance_mut(&old) -= balance;
-                    *self.balance_mut(&new) += balance;
-                }
+                self.move_funds(&old, &new);
                 self.book.withdraw_author(&old);
             }
             Action::SetFees { fee_bps, penalty_bps } => {

@@ -51,6 +51,7 @@ impl State {
         let mut rotated: OrdMap<PublicKey, Rotation> = OrdMap::new();
         let mut consensus = None;
         let mut maintenance: OrdMap<(PublicKey, String), Window> = OrdMap::new();
+        let mut tallies = OrdMap::new();
         let mut leaves: Vec<(Hash, Hash)> = Vec::new();
         let mut seen: HashSet<Hash> = HashSet::new();
 
@@ -178,6 +179,14 @@ impl State {
                     let again = w.encode();
                     let key = Window::key(&w.provider, &w.pool);
                     maintenance.insert((w.provider, w.pool.clone()), w);
+                    (key, again)
+                }
+                Kind::Tally => {
+                    let t = crate::supervision::Tally::decode(&item.value)
+                        .map_err(|e| bad(e.to_string()))?;
+                    let again = t.encode();
+                    let key = crate::supervision::Tally::key(t.interval, &t.lease).to_vec();
+                    tallies.insert((t.interval, t.lease), t);
                     (key, again)
                 }
                 Kind::Price => {
@@ -314,6 +323,7 @@ impl State {
             rotated,
             consensus,
             maintenance,
+            tallies,
             tree: surplus_state::Tree::from_leaves(leaves),
         })
     }

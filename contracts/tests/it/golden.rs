@@ -6,10 +6,12 @@ use rand::SeedableRng;
 use serde_json::{json, Value};
 use surplus_contracts::credential::{attenuate, mint, Restriction};
 use surplus_contracts::governance::{encode_outcome, Outcome};
+use surplus_contracts::supervision::{Credit, CreditReason, Report, Supervision};
 use surplus_contracts::{
     encode_fill, encode_revocation, Action, Mode, RevocationId, Settlement, SettlementReason, Tx,
 };
 use surplus_ledger::testutil::key;
+use surplus_ledger::EntryKind;
 use surplus_market::HOUR_MS;
 
 use crate::helpers::*;
@@ -142,6 +144,7 @@ fn compute() -> Value {
         x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(ephemeral)).to_bytes();
     let tx_json =
         |t: &Tx| json!({ "tx": t, "kind": t.kind().0, "payload": hex::encode(t.encode()) });
+    let supervision = supervision_vectors(&lease);
     json!({
         "description": "Surplus contracts v1 vectors; see docs/contracts.md. Keys: ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index).",
         "chain_id": CHAIN,
@@ -152,6 +155,7 @@ fn compute() -> Value {
         "revocation": hex::encode(encode_revocation(&lease.id, &[RevocationId(vec![1, 2, 3])])),
         "governance": governance.iter().map(tx_json).collect::<Vec<_>>(),
         "gov_outcome": outcomes,
+        "supervision": supervision,
         "state_root_after_block_1": hex::encode(applied.state_root),
         "credential": {
             "provider": provider(0).public().to_string(),
@@ -174,6 +178,71 @@ fn compute() -> Value {
             "token": hex::encode(&cred.token),
             "sealed": hex::encode(&sealed),
         },
+    })
+}
+
+/// Supervision and bonds (`docs/contracts.md` §10): a probe report naming `lease` and another
+/// lease, the two bond transactions, a credit of each reason and genesis parameters with
+/// supervision on and a market's terms.
+fn supervision_vectors(lease: &surplus_contracts::Lease) -> Value {
+    const S: u64 = 60_000;
+    let mut down = vec![lease.id, *blake3::hash(b"another lease").as_bytes()];
+    down.sort();
+    let report = Report { interval: T0 / S + 2, down };
+    assert_eq!(Report::decode(&report.encode()).unwrap(), report);
+    let bonds = [Tx::Bond { amount: 400, seq: 7 }, Tx::Unbond { amount: 150, seq: 8 }];
+    for t in &bonds {
+        assert_eq!(t.kind(), EntryKind::BOND);
+        assert_eq!(&Tx::decode(t.kind(), &t.encode()).unwrap(), t);
+    }
+    let credits = [
+        // One minute of two slots at 100 a slot-hour, from the provider's balance.
+        Credit {
+            lease: lease.id,
+            reason: CreditReason::Down,
+            interval: T0 / S + 2,
+            due: 3,
+            from_balance: 3,
+            from_bond: 0,
+        },
+        // 10 % of 200 at the lease's end, the balance short: the bond pays the rest.
+        Credit {
+            lease: lease.id,
+            reason: CreditReason::BelowTarget,
+            interval: 0,
+            due: 20,
+            from_balance: 12,
+            from_bond: 8,
+        },
+    ];
+    let mut params = genesis(250, 1000).params;
+    params.supervision =
+        Some(Supervision { interval_ms: S, window: 5, quorum_bps: 5_000, min_down: 2 });
+    let class = params.catalogue.classes.iter_mut().find(|c| c.id == "vm.4c16g").unwrap();
+    class.attributes.insert("terms.availability_bps".into(), 9_950);
+    class.attributes.insert("terms.credit_bps".into(), 1_000);
+    class.attributes.insert("terms.bond_per_slot".into(), 10);
+    let params_payload = params.encode();
+    assert_eq!(surplus_contracts::Params::decode(&params_payload).unwrap(), params);
+    json!({
+        "description": "Supervision and provider bonds (docs/contracts.md §10): a probe-report payload (kind 37; interval = time / interval_ms), the bond transactions (kind 38: lock, release), credit payloads (kind 39: an interval the quorum found down, a lease that ended below its market's target) and genesis parameters with supervision on (notice_ms written out because supervision follows) and vm.4c16g's terms as class attributes.",
+        "probe_report": {
+            "report": report,
+            "kind": EntryKind::PROBE_REPORT.0,
+            "payload": hex::encode(report.encode()),
+        },
+        "bond": bonds
+            .iter()
+            .map(|t| json!({ "tx": t, "kind": t.kind().0, "payload": hex::encode(t.encode()) }))
+            .collect::<Vec<_>>(),
+        "credit": credits
+            .iter()
+            .map(|c| {
+                assert_eq!(&Credit::decode(&c.encode()).unwrap(), c);
+                json!({ "credit": c, "kind": EntryKind::CREDIT.0, "payload": hex::encode(c.encode()) })
+            })
+            .collect::<Vec<_>>(),
+        "genesis_params": { "params": params, "payload": hex::encode(&params_payload) },
     })
 }
 

@@ -13,4 +13,5 @@ mod regressions;
 mod snapshot;
 mod state_root;
 mod strict;
+mod supervision;
 mod transitions;

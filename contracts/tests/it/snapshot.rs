@@ -359,6 +359,9 @@ fn lease(i: u64, grant: bool) -> Lease {
             given_ms: T0,
             in_time: i % 8 == 1,
         }),
+        credited: 0,
+        down_ms: 0,
+        probe: None,
     };
     l.escrow = l.cost_between(l.hours_paid, l.hours);
     l

@@ -10,12 +10,13 @@
 use std::collections::BTreeMap;
 
 use serde_json::{json, Value};
+use surplus_contracts::supervision::{CreditReason, ProbeTarget, Report, Supervision};
 use surplus_contracts::{
-    encode_fill, encode_revocation, Action, Lease, Mode, RevocationId, State, Tx,
+    encode_fill, encode_revocation, Action, Genesis, Lease, Mode, Params, RevocationId, State, Tx,
 };
 use surplus_ledger::encoding::Writer;
 use surplus_ledger::testutil::key;
-use surplus_ledger::PublicKey;
+use surplus_ledger::{Entry, EntryKind, Hash, PublicKey, SecretKey};
 use surplus_market::{FillRule, Market, Order, HOUR_MS};
 use surplus_state::{Proof, Tree};
 
@@ -39,6 +40,12 @@ const PROPOSAL: (u8, &str) = (9, "proposal");
 const ROTATION: (u8, &str) = (10, "rotation");
 const CONSENSUS: (u8, &str) = (11, "consensus");
 const MAINTENANCE: (u8, &str) = (12, "maintenance");
+const TALLY: (u8, &str) = (13, "tally");
+
+/// genesis-params `notice_ms` when it is not written out (24 hours).
+const DEFAULT_NOTICE_MS: u64 = 86_400_000;
+/// The sample's supervision interval, ms.
+const INTERVAL_MS: u64 = 120_000;
 
 fn h(b: impl AsRef<[u8]>) -> String {
     hex::encode(b)
@@ -181,10 +188,30 @@ fn lease_item(l: &Lease) -> Item {
         if let Some(n) = &l.notice {
             w.u8(1).u64(n.end_ms).u64(n.given_ms).u8(u8::from(n.in_time));
         }
+        // What the probes found, only once they found it down.
+        if l.down_ms != 0 || l.credited != 0 {
+            w.u8(2).u64(l.down_ms).u64(l.credited);
+        }
+        // Where to probe it, once its provider said.
+        match &l.probe {
+            None => {}
+            Some(ProbeTarget::Tcp { address }) => {
+                w.u8(3).u8(1).short_bytes(address.as_bytes());
+            }
+            Some(ProbeTarget::Http { url, status }) => {
+                w.u8(3).u8(2).short_bytes(url.as_bytes()).u16(*status);
+            }
+        }
     });
     let notice = l.notice.map(
         |n| json!({ "end_ms": n64(n.end_ms), "given_ms": n64(n.given_ms), "in_time": n.in_time }),
     );
+    let probe = l.probe.as_ref().map(|t| match t {
+        ProbeTarget::Tcp { address } => json!({ "kind": "tcp", "address": address }),
+        ProbeTarget::Http { url, status } => {
+            json!({ "kind": "http", "url": url, "status": status })
+        }
+    });
     item(
         LEASE,
         l.id.to_vec(),
@@ -198,9 +225,45 @@ fn lease_item(l: &Lease) -> Item {
             "segments": segments,
             "grant": grant,
             "notice": notice,
+            "down_ms": n64(l.down_ms),
+            "credited": n64(l.credited),
+            "probe": probe,
         }),
         b,
     )
+}
+
+/// The genesis-params payload (`docs/contracts.md`, section 2): classes by id with their
+/// attributes by name, regions by id, then `notice_ms` when it is not the default or
+/// supervision follows, then the supervision parameters if supervision is on.
+fn params_payload(p: &Params) -> Vec<u8> {
+    let mut classes: Vec<_> = p.catalogue.classes.iter().collect();
+    classes.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+    let mut regions: Vec<_> = p.catalogue.regions.iter().collect();
+    regions.sort_by(|a, b| a.id.as_bytes().cmp(b.id.as_bytes()));
+    bytes(|w| {
+        w.raw(&p.treasury.0).u16(p.fee_bps).u16(p.penalty_bps);
+        w.u16(classes.len() as u16);
+        for c in classes {
+            w.short_bytes(c.id.as_bytes()).bytes(c.description.as_bytes());
+            let mut attributes: Vec<_> = c.attributes.iter().collect();
+            attributes.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            w.u16(attributes.len() as u16);
+            for (name, value) in attributes {
+                w.short_bytes(name.as_bytes()).u64(*value);
+            }
+        }
+        w.u16(regions.len() as u16);
+        for r in regions {
+            w.short_bytes(r.id.as_bytes()).bytes(r.description.as_bytes());
+        }
+        if p.notice_ms != DEFAULT_NOTICE_MS || p.supervision.is_some() {
+            w.u64(p.notice_ms);
+        }
+        if let Some(sup) = &p.supervision {
+            w.u64(sup.interval_ms).u16(sup.window).u16(sup.quorum_bps).u16(sup.min_down);
+        }
+    })
 }
 
 /// A market's natural key: `short(class) ‖ short(region)`.
@@ -237,6 +300,13 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
                 "penalty_bps": p.penalty_bps,
                 "classes": p.catalogue.classes,
                 "regions": p.catalogue.regions,
+                "notice_ms": n64(p.notice_ms),
+                "supervision": p.supervision.map(|sup| json!({
+                    "interval_ms": n64(sup.interval_ms),
+                    "window": sup.window,
+                    "quorum_bps": sup.quorum_bps,
+                    "min_down": sup.min_down,
+                })),
             },
             "book_time_ms": n64(s.book.now_ms()),
         }),
@@ -246,7 +316,7 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
                 .u64(s.height())
                 .u64(now_ms)
                 .u64(s.supply())
-                .bytes(&p.encode())
+                .bytes(&params_payload(p))
                 .u64(s.book.now_ms());
         }),
     ));
@@ -255,9 +325,18 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
         out.push(item(
             ACCOUNT,
             k.0.to_vec(),
-            json!({ "key": k.to_string(), "balance": n64(a.balance), "seq": n64(a.seq) }),
+            json!({
+                "key": k.to_string(),
+                "balance": n64(a.balance),
+                "seq": n64(a.seq),
+                "bond": n64(a.bond),
+            }),
             bytes(|w| {
                 w.raw(&k.0).u64(a.balance).u64(a.seq);
+                // The bond only when there is one.
+                if a.bond != 0 {
+                    w.u64(a.bond);
+                }
             }),
         ));
     }
@@ -483,6 +562,34 @@ fn items(s: &State, now_ms: u64) -> Vec<Item> {
             }),
         ));
     }
+
+    // The probe tallies of the intervals that still take reports, by interval and lease; the
+    // reporting keys in increasing order.
+    for t in s.tallies() {
+        let key = bytes(|w| {
+            w.u64(t.interval).raw(&t.lease);
+        });
+        let mut down = t.down.clone();
+        down.sort();
+        down.dedup();
+        assert_eq!(down, t.down, "a tally's keys are distinct and in order");
+        out.push(item(
+            TALLY,
+            key.clone(),
+            json!({
+                "interval": n64(t.interval),
+                "lease": h(t.lease),
+                "decided": t.decided,
+                "down": down.iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+            }),
+            bytes(|w| {
+                w.raw(&key).u8(t.decided).u16(down.len() as u16);
+                for k in &down {
+                    w.raw(&k.0);
+                }
+            }),
+        ));
+    }
     out
 }
 
@@ -561,6 +668,10 @@ fn proofs(s: &State, items: &[Item]) -> Vec<Value> {
     let offer =
         s.book.orders().filter(|r| !r.allocations.is_empty()).map(|r| r.order.id).min().unwrap();
     let (author, nonce, _) = s.book.nonces()[0];
+    let tally = s.tallies().next().unwrap();
+    let tally_key = bytes(|w| {
+        w.u64(tally.interval).raw(&tally.lease);
+    });
     // Absent keys chosen so that one exclusion proof ends at another leaf and one at an empty
     // position.
     let absent_account = (0..)
@@ -582,6 +693,14 @@ fn proofs(s: &State, items: &[Item]) -> Vec<Value> {
             s,
             items,
             ACCOUNT,
+            &provider(0).public().0,
+            "inclusion: the account of provider 0, with its bond",
+        ),
+        proof(s, items, TALLY, &tally_key, "inclusion: the tally that found lease A down"),
+        proof(
+            s,
+            items,
+            ACCOUNT,
             &absent_account.0,
             "exclusion: an account not in the state; the walk ends at another leaf",
         ),
@@ -595,16 +714,45 @@ fn proofs(s: &State, items: &[Item]) -> Vec<Value> {
     ]
 }
 
-/// The sample: three blocks after genesis (fee 250 bps, penalty 1,000 bps). Returns the
-/// states after genesis and after block 3, with block 3's time.
+/// The sample consortium: `testutil::genesis(250, 1000)` with supervision on (intervals of 2
+/// minutes, reports taken for 5 intervals after one ends, a down interval needs more than half
+/// of the vantage points and at least 2) and terms on vm.4c16g, the market the sample trades
+/// in: a 99.5 % availability target, a credit of 10 % below it, a bond of 10 units a slot.
+fn sample_genesis() -> Genesis {
+    let mut g = genesis(250, 1000);
+    g.params.supervision =
+        Some(Supervision { interval_ms: INTERVAL_MS, window: 5, quorum_bps: 5_000, min_down: 2 });
+    let class = g.params.catalogue.classes.iter_mut().find(|c| c.id == "vm.4c16g").unwrap();
+    class.attributes.insert("terms.availability_bps".into(), 9_950);
+    class.attributes.insert("terms.credit_bps".into(), 1_000);
+    class.attributes.insert("terms.bond_per_slot".into(), 10);
+    g
+}
+
+/// Validator `v`'s probe report of the leases `down` (in increasing order) in `interval`.
+fn report(v: &SecretKey, interval: u64, down: &[Hash]) -> Entry {
+    let r = Report { interval, down: down.to_vec() };
+    Entry::signed(crate::helpers::CHAIN, EntryKind::PROBE_REPORT, r.encode(), v)
+}
+
+/// Lease A: the lease of buyer 0.
+fn lease_a(s: &State) -> Hash {
+    s.leases().find(|l| l.fill.buyer == buyer(0).public()).unwrap().id
+}
+
+/// The sample: three blocks after genesis (fee 250 bps, penalty 1,000 bps, supervision on).
+/// Returns the states after genesis and after block 3, with block 3's time.
 fn sample() -> (State, State, u64) {
-    let genesis = state(250, 1000);
+    let genesis = State::genesis(crate::helpers::CHAIN, &sample_genesis(), T0).unwrap();
     let mut s = genesis.clone();
     let t1 = T0;
     s.apply_block(
         1,
         t1,
         &[
+            // The bonds first: an offer needs 10 units a slot (its own and its author's leases').
+            tx(&provider(0), Tx::Bond { amount: 100, seq: 0 }),
+            tx(&provider(1), Tx::Bond { amount: 30, seq: 0 }),
             offer(&provider(0), 4, 20, 48, 1, t1),
             bid(&buyer(0), 2, 6, 30, 1, t1),
             bid(&buyer(1), 1, 4, 30, 1, t1),
@@ -626,8 +774,8 @@ fn sample() -> (State, State, u64) {
         2,
         t2,
         &[
-            grant(b, [0xbb; 32], &[b"b1"], 0),
-            grant(a, [0xaa; 32], &[b"a1-root", b"a1-block1"], 1),
+            grant(b, [0xbb; 32], &[b"b1"], 1),
+            grant(a, [0xaa; 32], &[b"a1-root", b"a1-block1"], 2),
             tx(&buyer(1), Tx::Terminate { lease: b, seq: 0 }),
             tx(&buyer(2), Tx::Transfer { to: key("auditor", 0).public(), amount: 5_000, seq: 0 }),
             bid(&buyer(2), 1, 1, 40, 2, t2),
@@ -649,62 +797,89 @@ fn sample() -> (State, State, u64) {
             seq: 0,
         },
     );
-    s.apply_block(
-        3,
-        t3,
-        &[
-            // The re-grant carries the token sealed to the buyer (grant tag 2 in the state).
-            tx(
-                &provider(0),
-                Tx::Grant {
-                    lease: a,
-                    token_hash: *blake3::hash(b"a2-token").as_bytes(),
-                    revocation_ids: vec![id(b"a2")],
-                    seq: 2,
-                    sealed: surplus_contracts::sealed::seal_with(
-                        b"a2-token",
-                        &buyer(0).public(),
-                        crate::helpers::CHAIN,
-                        &a,
-                        [0x42; 32],
-                    )
-                    .unwrap(),
-                },
-            ),
-            tx(&buyer(0), Tx::Renew { lease: a, hours: 2, seq: 0 }),
-            // Provider 0 announces maintenance of its pool "pve-a" from t3 + 1 h and gives
-            // lease A notice for then (late: the default period is 24 h).
-            tx(
-                &provider(0),
-                Tx::Maintenance {
-                    pool: "pve-a".into(),
-                    market: crate::helpers::market(),
-                    start_ms: t3 + HOUR_MS,
-                    until_ms: 0,
-                    reason: "firmware".into(),
-                    seq: 3,
-                },
-            ),
-            tx(&provider(0), Tx::Notice { lease: a, end_ms: t3 + HOUR_MS, seq: 4 }),
-            bid(&buyer(2), 1, 2, 10, 7, t3),
-            offer(&provider(1), 3, 50, 24, 1, t3),
-            propose.clone(),
-            tx(&key("validator", 1), Tx::GovVote { proposal: propose.id(), yes: true, seq: 0 }),
-            tx(&key("validator", 2), Tx::GovVote { proposal: propose.id(), yes: false, seq: 0 }),
-            tx(
-                &key("validator", 3),
-                Tx::RotateKey { new_key: key("validator", 9).public(), seq: 0 },
-            ),
-        ],
-        Mode::Validate,
-    )
-    .unwrap();
+    // The interval that ends at t3: validators 0, 1 and 2 (3 of the 4 vantage points) find
+    // lease A down in it.
+    let down = t3 / INTERVAL_MS - 1;
+    let applied = s
+        .apply_block(
+            3,
+            t3,
+            &[
+                // The re-grant carries the token sealed to the buyer (grant tag 2 in the state).
+                tx(
+                    &provider(0),
+                    Tx::Grant {
+                        lease: a,
+                        token_hash: *blake3::hash(b"a2-token").as_bytes(),
+                        revocation_ids: vec![id(b"a2")],
+                        seq: 3,
+                        sealed: surplus_contracts::sealed::seal_with(
+                            b"a2-token",
+                            &buyer(0).public(),
+                            crate::helpers::CHAIN,
+                            &a,
+                            [0x42; 32],
+                        )
+                        .unwrap(),
+                    },
+                ),
+                tx(&buyer(0), Tx::Renew { lease: a, hours: 2, seq: 0 }),
+                // Provider 0 announces maintenance of its pool "pve-a" from t3 + 1 h and gives
+                // lease A notice for then (late: the default period is 24 h).
+                tx(
+                    &provider(0),
+                    Tx::Maintenance {
+                        pool: "pve-a".into(),
+                        market: crate::helpers::market(),
+                        start_ms: t3 + HOUR_MS,
+                        until_ms: 0,
+                        reason: "firmware".into(),
+                        seq: 4,
+                    },
+                ),
+                tx(&provider(0), Tx::Notice { lease: a, end_ms: t3 + HOUR_MS, seq: 5 }),
+                bid(&buyer(2), 1, 2, 10, 7, t3),
+                offer(&provider(1), 3, 50, 24, 1, t3),
+                propose.clone(),
+                tx(&key("validator", 1), Tx::GovVote { proposal: propose.id(), yes: true, seq: 0 }),
+                tx(
+                    &key("validator", 2),
+                    Tx::GovVote { proposal: propose.id(), yes: false, seq: 0 },
+                ),
+                tx(
+                    &key("validator", 3),
+                    Tx::RotateKey { new_key: key("validator", 9).public(), seq: 0 },
+                ),
+                report(&key("validator", 0), down, &[a]),
+                report(&key("validator", 1), down, &[a]),
+                report(&key("validator", 2), down, &[a]),
+            ],
+            Mode::Validate,
+        )
+        .unwrap();
+    // The third report decides: the buyer gets the interval's cost back from the provider,
+    // ⌊2 slots × 25 × 120,000 / 3,600,000⌋ = 1.
+    let credits: Vec<_> = applied
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::CREDIT)
+        .map(|e| surplus_contracts::supervision::Credit::decode(&e.payload).unwrap())
+        .collect();
+    assert_eq!(credits.len(), 1);
+    let c = &credits[0];
+    assert_eq!(
+        (c.lease, c.reason, c.interval, c.due, c.from_balance, c.from_bond),
+        (a, CreditReason::Down, down, 1, 1, 0)
+    );
     (genesis, s, t3)
 }
 
 /// The sample continued: in block 4 validator 0 proposes consensus parameters from block 15
-/// and validators 0, 1 and 2 vote yes in block 5; blocks 6 to 14 are empty; the end of block 10
-/// expires block 3's proposal (its deadline), the end of block 14 enacts the parameters.
+/// and validators 0, 1 and 2 vote yes in block 5; blocks 6 to 13 are empty; the end of block 10
+/// expires block 3's proposal (its deadline); block 13 closes the reports of block 3's interval
+/// (its tally leaves the state); in block 14 validator 1 alone reports lease A down in the
+/// interval that ended at t3 + 10 min (a tally that decides nothing, still taking reports); the
+/// end of block 14 enacts the parameters.
 fn governed(mut s: State, t3: u64) -> (State, u64) {
     let params = surplus_contracts::ConsensusParams {
         batch_interval_ms: 250,
@@ -718,6 +893,9 @@ fn governed(mut s: State, t3: u64) -> (State, u64) {
         Tx::GovPropose { action: Action::SetConsensus { params }, effective: 15, seq: seq(&s, 0) },
     );
     let id = propose.id();
+    let a = lease_a(&s);
+    let decided = t3 / INTERVAL_MS - 1;
+    let lone = (t3 + 8 * 60_000) / INTERVAL_MS;
     let mut now = t3;
     for h in 4..=14 {
         now += 60_000;
@@ -726,11 +904,19 @@ fn governed(mut s: State, t3: u64) -> (State, u64) {
             5 => (0..3)
                 .map(|i| tx(&v(i), Tx::GovVote { proposal: id, yes: true, seq: seq(&s, i) }))
                 .collect(),
+            14 => vec![report(&v(1), lone, &[a])],
             _ => Vec::new(),
         };
         s.apply_block(h, now, &user, Mode::Validate).unwrap();
+        // Block 3's interval takes reports until 5 intervals after its end, t3 + 10 min.
+        let open = s.tallies().any(|t| t.interval == decided);
+        assert_eq!(open, now < t3 + 10 * 60_000, "block {h}");
     }
     assert_eq!(s.consensus_params(), Some(params));
+    let tallies: Vec<_> = s.tallies().collect();
+    assert_eq!(tallies.len(), 1);
+    assert_eq!((tallies[0].interval, tallies[0].lease, tallies[0].decided), (lone, a, 0));
+    assert_eq!(tallies[0].down, vec![v(1).public()]);
     (s, now)
 }
 
@@ -745,11 +931,11 @@ fn compute() -> Value {
     json!({
         "description": "Surplus state-root vectors, version 2; see docs/contracts.md, section 5. Each item is a leaf of a binary sparse Merkle tree: its value is built from its fields, its key_hash is blake3(tag(\"surplus/state/v2/key\") || kind_number || key) and its value_hash blake3(value); the root is the tree's root. The items are listed in the order of State::items() (kind, then natural key), which does not matter: the tree is a function of the set of items. Each proof is the hex of its encoding (section 5), against the root of its state; value null means the key is absent. Keys: ed25519 seeds blake3(\"surplus/test-key/\" || label || u64 index). u64 values are decimal strings.",
         "history": [
-            "genesis at T0 = 1767225600000 (contracts::testutil::genesis(250, 1000): chain contracts-test, the sample catalogue, buyers 0-2 with 10,000,000 units, providers 0-2 with 1,000,000 units)",
-            "block 1 at T0: provider 0 offers 4 slots at reserve 20 for 48 h (nonce 1); buyer 0 bids 2 slots for 6 h at limit 30, buyer 1 1 slot for 4 h at limit 30 (nonce 1 each, at least 1 slot); both fill at 25: lease A (buyer 0), lease B (buyer 1)",
+            "genesis at T0 = 1767225600000 (contracts::testutil::genesis(250, 1000): chain contracts-test, the sample catalogue, buyers 0-2 with 10,000,000 units, providers 0-2 with 1,000,000 units) with supervision on (interval_ms 120,000: interval i covers [i × 120,000, (i + 1) × 120,000) ms; window 5: an interval takes reports until 5 intervals after its end; quorum_bps 5,000 and min_down 2: a down interval needs more than half of the validators other than the lease's provider, and at least 2) and the terms of class vm.4c16g as attributes (terms.availability_bps 9,950, terms.credit_bps 1,000, terms.bond_per_slot 10)",
+            "block 1 at T0: provider 0 locks a bond of 100 units and provider 1 one of 30 (seq 0 each; an offer needs 10 units a slot of its own and of its author's live leases); provider 0 offers 4 slots at reserve 20 for 48 h (nonce 1); buyer 0 bids 2 slots for 6 h at limit 30, buyer 1 1 slot for 4 h at limit 30 (nonce 1 each, at least 1 slot); both fill at 25: lease A (buyer 0), lease B (buyer 1)",
             "block 2 at T0 + 1.5 h: hourly settlements of leases A and B; provider 0 grants lease B (id \"b1\") and lease A (ids \"a1-root\", \"a1-block1\"); buyer 1 terminates lease B; buyer 2 transfers 5,000 units to key(\"auditor\", 0) and bids 1 slot for 1 h at limit 40 (nonce 2), which fills at 30: lease C",
-            "block 3 at T0 + 3 h: lease C completes, lease A is paid its third hour; provider 0 grants lease A again (id \"a2\", token blake3(\"a2-token\") sealed to buyer 0 with ephemeral key 42…42), revoking its first grant; buyer 0 renews lease A by 2 hours (at 30); provider 0 announces maintenance of its pool \"pve-a\" (market vm.4c16g@eu-west-a, from T0 + 4 h until done, reason \"firmware\") and gives lease A notice that it ends at T0 + 4 h (given at T0 + 3 h: not in time, the default period being 24 h); buyer 2 bids 1 slot for 2 h at limit 10 (nonce 7) and provider 1 offers 3 slots at reserve 50 for 24 h (nonce 1): neither trades; validator 0 (of genesis validators 0-3, power 1 each) proposes to add key(\"validator\", 4) with power 2 at /ip4/127.0.0.1/tcp/7004 from block 20; validator 1 votes yes and validator 2 no (it stays open); validator 3 rotates its key to key(\"validator\", 9), which takes its place in the set",
-            "blocks 4 to 14, each 60 s after the one before: in block 4 validator 0 proposes consensus parameters (a block every 250 ms, at most 2000 entries and 2097152 bytes) from block 15; in block 5 validators 0, 1 and 2 vote yes (3 of 4: it passes); blocks 6 to 14 are empty; the end of block 10 expires block 3's proposal (its deadline), the end of block 14 enacts the parameters. Leases and orders settle and expire as time passes",
+            "block 3 at T0 + 3 h: lease C completes, lease A is paid its third hour; provider 0 grants lease A again (id \"a2\", token blake3(\"a2-token\") sealed to buyer 0 with ephemeral key 42…42), revoking its first grant; buyer 0 renews lease A by 2 hours (at 30); provider 0 announces maintenance of its pool \"pve-a\" (market vm.4c16g@eu-west-a, from T0 + 4 h until done, reason \"firmware\") and gives lease A notice that it ends at T0 + 4 h (given at T0 + 3 h: not in time, the default period being 24 h); buyer 2 bids 1 slot for 2 h at limit 10 (nonce 7) and provider 1 offers 3 slots at reserve 50 for 24 h (nonce 1; its bond covers exactly 3 × 10): neither trades; validator 0 (of genesis validators 0-3, power 1 each) proposes to add key(\"validator\", 4) with power 2 at /ip4/127.0.0.1/tcp/7004 from block 20; validator 1 votes yes and validator 2 no (it stays open); validator 3 rotates its key to key(\"validator\", 9), which takes its place in the set; validators 0, 1 and 2 report lease A down in interval 14726969 (T0 + 3 h - 2 min to T0 + 3 h): 3 of the 4 vantage points decide it down, lease A's down_ms becomes 120,000 and a credit entry pays buyer 0 the interval's cost, floor(2 slots × 25 × 120,000 / 3,600,000) = 1 unit, from provider 0's balance (the tally stays, decided 1, while the interval takes reports)",
+            "blocks 4 to 14, each 60 s after the one before: in block 4 validator 0 proposes consensus parameters (a block every 250 ms, at most 2000 entries and 2097152 bytes) from block 15; in block 5 validators 0, 1 and 2 vote yes (3 of 4: it passes); blocks 6 to 13 are empty; the end of block 10 expires block 3's proposal (its deadline); at block 13 (T0 + 3 h + 10 min) interval 14726969 stops taking reports and its tally leaves the state; in block 14 validator 1 alone reports lease A down in interval 14726974 (T0 + 3 h + 8 min to T0 + 3 h + 10 min): its tally decides nothing (decided 0) and takes reports until T0 + 3 h + 20 min; the end of block 14 enacts the parameters. Leases and orders settle and expire as time passes",
         ],
         "states": [
             { "name": "genesis", "items": list(&genesis_items), "root": h(genesis_root) },
@@ -794,12 +980,15 @@ fn state_root_ignores_the_order_of_the_items() {
 }
 
 /// The sample exercises what the layout has to say: an item of every kind, an account created by
-/// a transfer, a lease with two segments at different prices and a grant (a terminated lease,
-/// whose grant is revoked, and a completed one have left the state), a replaced grant, revoked ids, a resting bid (no
-/// allocations) and offers with and without allocations, replay pairs and a last price.
+/// a transfer, accounts with and without a bond, a lease with two segments at different prices
+/// and a grant (a terminated lease, whose grant is revoked, and a completed one have left the
+/// state), a replaced grant, revoked ids, a resting bid (no allocations) and offers with and
+/// without allocations, replay pairs, a last price, a lease the probes found down and credited,
+/// and tallies that decided (after block 3) and that decided nothing yet (after block 14).
 #[test]
 fn state_root_sample_covers_the_layout() {
     let (_, s, t3) = sample();
+    assert!(s.params.supervision.is_some());
     for kind in [
         CHAIN,
         ACCOUNT,
@@ -813,6 +1002,7 @@ fn state_root_sample_covers_the_layout() {
         PROPOSAL,
         ROTATION,
         MAINTENANCE,
+        TALLY,
     ] {
         assert!(items(&s, t3).iter().any(|i| i.kind == kind), "no {} item", kind.1);
         assert!(s.items().any(|i| i.kind as u8 == kind.0 && i.kind.name() == kind.1));
@@ -835,4 +1025,20 @@ fn state_root_sample_covers_the_layout() {
         .any(|r| r.allocations.is_empty() && matches!(r.order.order, Order::Offer(_))));
     assert!(s.book.orders().any(|r| matches!(r.order.order, Order::Bid(_))));
     assert!(s.book.nonces().len() >= 2);
+    // Bonds: provider 0's, provider 1's (exactly what its offer needs), and accounts without.
+    assert_eq!(s.account(&provider(0).public()).bond, 100);
+    assert_eq!(s.account(&provider(1).public()).bond, 30);
+    assert!(s.accounts().any(|(_, a)| a.bond == 0));
+    // Lease A was found down one interval and credited for it; it has a notice too.
+    let a = s.lease(&lease_a(&s)).unwrap();
+    assert_eq!((a.down_ms, a.credited), (INTERVAL_MS, 1));
+    assert!(a.notice.is_some());
+    let t: Vec<_> = s.tallies().collect();
+    assert_eq!(t.len(), 1);
+    assert_eq!((t[0].decided, t[0].down.len()), (1, 3));
+    // After block 14: that tally is gone, one that decided nothing remains.
+    let (later, _) = governed(s.clone(), t3);
+    let t: Vec<_> = later.tallies().collect();
+    assert_eq!((t.len(), t[0].decided, t[0].down.len()), (1, 0, 1));
+    assert!(later.lease(&a.id).is_some_and(|l| l.down_ms == INTERVAL_MS));
 }

@@ -114,6 +114,9 @@ fn main() {
         status: LeaseStatus::Active,
         grant: None,
         notice: None,
+        down_ms: 0,
+        credited: 0,
+        probe: None,
     };
     let cred = credential::mint(&lease, &provider, &["read", "write"], &mut rand::thread_rng())
         .expect("mint a credential");
