@@ -73,6 +73,12 @@ pub struct DevnetArgs {
     /// inventory as is.
     #[arg(long)]
     pub capacity_from_host: bool,
+    /// Length of a supervision interval, seconds (the genesis parameter: every node probes the
+    /// other datacenters' leases, a quorum of their reports decides which intervals were down,
+    /// and the buyers get those back); 0 turns supervision off. Each node's sample hook gives
+    /// its leases its own /healthz as their probe target.
+    #[arg(long, default_value_t = 60)]
+    pub probe_interval_secs: u64,
     /// With nothing to do, the nodes still make a block this often, ms.
     #[arg(long, default_value_t = 30_000)]
     pub heartbeat_ms: u64,
@@ -119,7 +125,23 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
     let dir = &a.data_dir;
     std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let exe = std::env::current_exe().context("cannot find the surplus binary")?;
-    let catalogue = Catalogue::sample();
+    // The sample catalogue with market terms: 99.5 % availability, a 10 % credit below it, and
+    // a bond of 10 credits a slot (100 for a GPU).
+    let mut catalogue = Catalogue::sample();
+    for c in &mut catalogue.classes {
+        let bond = if c.id.starts_with("gpu") { 100_000_000 } else { 10_000_000 };
+        c.attributes.insert(surplus_contracts::supervision::ATTR_AVAILABILITY.into(), 9_950);
+        c.attributes.insert(surplus_contracts::supervision::ATTR_CREDIT.into(), 1_000);
+        c.attributes.insert(surplus_contracts::supervision::ATTR_BOND.into(), bond);
+    }
+    if a.probe_interval_secs != 0
+        && (a.probe_interval_secs > 3_600 || 3_600 % a.probe_interval_secs != 0)
+    {
+        bail!(
+            "--probe-interval-secs must divide an hour (1 to 3600), got {}",
+            a.probe_interval_secs
+        );
+    }
     let keys: Vec<SecretKey> = (0..a.nodes).map(|_| SecretKey::generate(&mut OsRng)).collect();
     let port = |i: usize, k: u16| a.base_port + 10 * i as u16 + k;
     let p2p_addr = |i: usize| -> Result<String> {
@@ -159,6 +181,14 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
             fee_bps: 100,
             penalty_bps: 500,
             notice_ms: a.notice_secs.saturating_mul(1000),
+            supervision: (a.probe_interval_secs > 0).then(|| {
+                surplus_contracts::supervision::Supervision {
+                    interval_ms: a.probe_interval_secs * 1000,
+                    window: 5,
+                    quorum_bps: 5_000,
+                    min_down: 2,
+                }
+            }),
         },
         allocations,
     };
@@ -210,6 +240,8 @@ pub fn create(a: &DevnetArgs) -> Result<DevnetFile> {
             "sample".into(),
             "--dir".into(),
             node_dir.join("leases").display().to_string(),
+            "--probe-http".into(),
+            format!("http://127.0.0.1:{}/healthz", port(i, 2)),
         ];
         if i == 0 && a.capacity_from_host {
             c.capacity = Some(surplus_service::capacity::Source {

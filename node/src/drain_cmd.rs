@@ -106,7 +106,8 @@ pub fn drain(a: DrainArgs) -> Result<ExitCode> {
 
 fn run(a: DrainArgs) -> Result<()> {
     let now = now_ms();
-    let (url, token) = connection(&a)?;
+    let (url, token) =
+        connection(a.data_dir.as_deref(), a.node.as_deref(), a.token_file.as_deref())?;
     let node = Client::new(&url).map_err(|e| anyhow!("--node: {e}"))?.with_operator_token(&token);
     let pools: Vec<String> = match &a.pool {
         Some(p) => vec![p.trim().to_owned()],
@@ -175,8 +176,14 @@ fn one(a: &DrainArgs, node: &Client, pool: &str, now: u64) -> Result<()> {
 }
 
 /// The node's API and the operator token, from the arguments.
-fn connection(a: &DrainArgs) -> Result<(String, String)> {
-    let from_dir = match &a.data_dir {
+/// The node's API address and operator token: from `--node` and `--token-file`, else from the
+/// data directory's config.toml and operator.token, else `$SURPLUS_NODE` (the token is needed).
+pub fn connection(
+    data_dir: Option<&std::path::Path>,
+    node: Option<&str>,
+    token_file: Option<&std::path::Path>,
+) -> Result<(String, String)> {
+    let from_dir = match data_dir {
         Some(dir) => {
             let config = surplus_service::config::Config::load(&dir.join("config.toml"))?;
             let addr = config
@@ -193,14 +200,13 @@ fn connection(a: &DrainArgs) -> Result<(String, String)> {
         }
         None => None,
     };
-    let url = a
-        .node
-        .clone()
+    let url = node
+        .map(str::to_owned)
         .or(from_dir)
         .or_else(|| std::env::var(NODE_ENV).ok().filter(|v| !v.trim().is_empty()))
         .unwrap_or_else(|| DEFAULT_NODE.to_owned());
-    let token_file = match (&a.token_file, &a.data_dir) {
-        (Some(f), _) => f.clone(),
+    let token_file = match (token_file, data_dir) {
+        (Some(f), _) => f.to_path_buf(),
         (None, Some(dir)) => dir.join("operator.token"),
         (None, None) => bail!(
             "the operator token is needed: pass --data-dir DIR (the node's data directory) or \

@@ -41,6 +41,22 @@ pub struct GenesisArgs {
     /// maintenance (docs/operations.md).
     #[arg(long, value_name = "SECONDS", default_value_t = 86_400)]
     notice_secs: u64,
+    /// Length of a supervision interval, seconds, dividing an hour (docs/contracts.md §10):
+    /// the validators probe each other's leases and a quorum of their down reports makes an
+    /// interval down; 0 (the default) leaves supervision off. The markets' terms are the
+    /// catalogue classes' terms.* attributes.
+    #[arg(long, value_name = "SECONDS", default_value_t = 0)]
+    probe_interval_secs: u64,
+    /// Intervals after its end during which an interval's reports are taken.
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    probe_window: u16,
+    /// The share of the other validators whose down reports make an interval down (strictly
+    /// more than it), basis points.
+    #[arg(long, value_name = "BPS", default_value_t = 5_000)]
+    probe_quorum_bps: u16,
+    /// The fewest down reports that make an interval down (at least 2).
+    #[arg(long, value_name = "N", default_value_t = 2)]
+    probe_min_down: u16,
     /// An initial balance, as HEXKEY=UNITS (repeat).
     #[arg(long = "alloc", value_name = "HEXKEY=AMOUNT")]
     allocations: Vec<String>,
@@ -116,6 +132,14 @@ pub fn genesis(a: GenesisArgs) -> Result<ExitCode> {
             fee_bps: a.fee_bps,
             penalty_bps: a.penalty_bps,
             notice_ms: a.notice_secs.saturating_mul(1000),
+            supervision: (a.probe_interval_secs > 0).then(|| {
+                surplus_contracts::supervision::Supervision {
+                    interval_ms: a.probe_interval_secs.saturating_mul(1000),
+                    window: a.probe_window,
+                    quorum_bps: a.probe_quorum_bps,
+                    min_down: a.probe_min_down,
+                }
+            }),
         },
         allocations,
     };

@@ -18,6 +18,13 @@ pub enum HookCommand {
         /// Where the per-lease directories go.
         #[arg(long, value_name = "DIR")]
         dir: PathBuf,
+        /// Answer this TCP address (host:port) as every lease's probe target, which the other
+        /// datacenters then probe (docs/operations.md, Supervision).
+        #[arg(long, value_name = "HOST:PORT", conflicts_with = "probe_http")]
+        probe_tcp: Option<String>,
+        /// Answer this URL (expecting HTTP 200) as every lease's probe target.
+        #[arg(long, value_name = "URL")]
+        probe_http: Option<String>,
     },
     /// A sample hook that makes leases real on this Linux host (as root): at start a local
     /// account for the lease's principal, which sshd admits only with the provider's SSH
@@ -63,9 +70,20 @@ fn read_event() -> Result<LeaseEvent> {
 /// Runs `surplus hook …`.
 pub fn hook(c: HookCommand) -> Result<ExitCode> {
     match c {
-        HookCommand::Sample { dir } => {
+        HookCommand::Sample { dir, probe_tcp, probe_http } => {
             let ev = read_event()?;
-            let answer = sample_hook(&dir, &ev)?;
+            let mut answer = sample_hook(&dir, &ev)?;
+            let probe = match (probe_tcp, probe_http) {
+                (Some(a), _) => Some(serde_json::json!({ "tcp": a })),
+                (None, Some(u)) => Some(serde_json::json!({ "http": u, "status": 200 })),
+                (None, None) => None,
+            };
+            if let (Some(p), Some(obj)) = (probe, answer.as_object_mut()) {
+                if !obj.contains_key("released") {
+                    surplus_service::provision::probe_target(&p).map_err(anyhow::Error::msg)?;
+                    obj.insert("probe".into(), p);
+                }
+            }
             println!("{answer}");
             Ok(ExitCode::SUCCESS)
         }

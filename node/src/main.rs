@@ -1,5 +1,6 @@
 //! `surplus`: the Surplus node and its command-line tool.
 
+mod bond_cmd;
 mod client;
 mod credential_cmd;
 mod demo;
@@ -70,6 +71,8 @@ enum Command {
     /// Take an inventory pool out of the market for maintenance (its leases move to another
     /// pool or get notice), or put it back with --done.
     Drain(drain_cmd::DrainArgs),
+    /// A provider's bond: show it, lock more of the node key's balance, or take it back.
+    Bond(bond_cmd::BondArgs),
     /// Run a whole local consortium on this machine: nodes, sample data and the web UI.
     Devnet(devnet::DevnetArgs),
     /// Drive signed orders into a running devnet and measure order → lease latency.
@@ -93,6 +96,7 @@ fn main() -> ExitCode {
         Command::Hook(c) => hook_cmd::hook(c),
         Command::Node(a) => node_cmd::node(a),
         Command::Drain(a) => drain_cmd::drain(a),
+        Command::Bond(a) => bond_cmd::bond(a),
         Command::Devnet(a) => devnet::devnet(a),
         Command::Load(a) => load::load(a),
         Command::Client(c) => client::run(c),

@@ -929,3 +929,256 @@ fn a_lease_certificate_logs_in_until_revocation_or_the_end() {
         n.stop();
     }
 }
+
+/// The credit entries (kind 39) of `lease` in blocks `from..=to`, as `api` serves them.
+fn credits_of(api: &Client, lease: &Hash, from: u64, to: u64) -> Vec<Value> {
+    let mut out = Vec::new();
+    for h in from..=to {
+        let Ok(b) = api.block(h, true) else { continue };
+        for e in b.entries.unwrap_or_default() {
+            if e.kind == "credit" {
+                let d = e.decoded.expect("a credit entry decodes");
+                if d["lease"] == hex::encode(lease) {
+                    out.push(d);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Buyer 0 bids for one slot for an hour in `market` at `limit` through `api`; the lease, once
+/// `ready` (`what`) holds for it.
+fn one_lease_of(
+    net: &Devnet,
+    api: &Client,
+    market: &Market,
+    limit: u64,
+    what: &str,
+    ready: impl Fn(&surplus_contracts::Lease) -> bool,
+) -> surplus_contracts::Lease {
+    let buyer = net.buyer(0);
+    let bid = one_slot_bid(market, limit, now_ms(), 600_000);
+    let (entry, _) = SignedOrder::sign(net.chain_id(), Order::Bid(bid), &buyer);
+    api.submit(&entry).unwrap_or_else(|e| panic!("bid refused: {e}"));
+    wait_for(&format!("the lease and {what}"), MINUTE, || {
+        let l = api.leases(Some(&buyer.public()), None).ok()?;
+        l.leases.into_iter().find(|l| l.fill.bid == entry.id() && ready(l))
+    })
+}
+
+/// `surplus devnet`'s config of node `dir` with its sample hook answering `probe_tcp` as every
+/// lease's probe target.
+fn probe_at(dir: &Path, probe_tcp: &str) {
+    let config = dir.join("config.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let c: toml::Value = toml::from_str(&text).unwrap();
+    let mut command: Vec<String> = c["provisioning"]["command"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    // devnet's hook probes the node's own /healthz: this test holds the target instead.
+    let at = command.iter().position(|a| a == "--probe-http").unwrap();
+    command.drain(at..at + 2);
+    command.extend(["--probe-tcp".to_owned(), probe_tcp.to_owned()]);
+    let list: Vec<String> = command.iter().map(|a| format!("{a:?}")).collect();
+    set_config(&config, "command", &format!("[{}]", list.join(", ")));
+}
+
+/// Supervision on four processes (docs/contracts.md §10): dc1's lease is probed at a TCP port
+/// this test holds; dc2 does not probe at all (a vantage point that sees nothing down, as one
+/// lying that a dead lease is up would). The port closes for several intervals: dc3 and dc4,
+/// two of the three other datacenters, make a quorum, and each down interval comes back to the
+/// buyer exactly. A report by dc2 alone that a healthy interval was down changes nothing, and
+/// the operator page shows the disagreement; dc1's report on its own lease is refused. The
+/// status page shows the outage, and every ledger audits clean.
+#[test]
+fn a_stopped_probe_target_is_found_down_by_quorum_and_its_time_paid_back_exactly() {
+    let _one = one_cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = free_base(40);
+    const S: u64 = 5_000;
+    let net = Devnet::init_args(tmp.path(), 4, base, 200, 1_000, &["--probe-interval-secs", "5"]);
+    let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = target.local_addr().unwrap().to_string();
+    probe_at(&net.data_dir(0), &addr);
+    set_config(&net.data_dir(1).join("config.toml"), "enabled", "false");
+    let mut nodes = net.start_all();
+    let dc1 = nodes[0].operator_api();
+    let provider = net.node_key(0);
+    let buyer = net.buyer(0);
+    let (market, reserve, _) = first_market_pools(&net.data_dir(0));
+    wait_for_offer(&dc1, &market, &provider);
+    let lease =
+        one_lease_of(&net, &dc1, &market, reserve, "its probe target", |l| l.probe.is_some());
+    assert_eq!(
+        lease.probe,
+        Some(surplus_contracts::supervision::ProbeTarget::Tcp { address: addr.clone() })
+    );
+    // While the target answers, the other datacenters probe it and find nothing down.
+    wait_for("dc3's probes of the lease", MINUTE, || {
+        let m = nodes[2].api.metrics().ok()?;
+        let up = m.lines().find_map(|l| l.strip_prefix("surplus_probes_up_total "))?;
+        (up.trim().parse::<u64>().ok()? >= 3).then_some(())
+    });
+    let m = nodes[1].api.metrics().unwrap();
+    assert!(!m.contains("surplus_probe_targets"), "dc2 does not probe: {m}");
+    assert_eq!(dc1.lease(&lease.id).unwrap().lease.down_ms, 0);
+    let buyer_before = dc1.account(&buyer.public()).unwrap().balance;
+    let from_height = dc1.status().unwrap().height;
+
+    // The machine goes away for a while.
+    drop(target);
+    let down = wait_for("three intervals found down", 2 * MINUTE, || {
+        let l = dc1.lease(&lease.id).ok()?.lease;
+        (l.down_ms >= 3 * S).then_some(l)
+    });
+    let target = std::net::TcpListener::bind(&addr).unwrap();
+    // Whatever was decided before the target came back: let the last reports settle.
+    std::thread::sleep(Duration::from_millis(3 * S));
+    let l = dc1.lease(&lease.id).unwrap().lease;
+    assert!(l.down_ms >= down.down_ms && l.down_ms.is_multiple_of(S), "{l:?}");
+    // Each down interval lies inside the lease's first hour: it costs
+    // ⌊slots × price × 5 s / 1 h⌋, and the buyer got exactly that back per interval.
+    let per_interval = u64::from(l.fill.slots) * l.fill.price * S / 3_600_000;
+    let intervals = l.down_ms / S;
+    assert_eq!(l.credited, intervals * per_interval, "{l:?}");
+    let head = dc1.status().unwrap().height;
+    let credits = credits_of(&dc1, &lease.id, from_height, head);
+    assert_eq!(credits.len() as u64, intervals, "{credits:?}");
+    for c in &credits {
+        assert_eq!((c["reason"].as_str(), c["due"].as_u64()), (Some("down"), Some(per_interval)));
+    }
+    let paid: u64 = credits
+        .iter()
+        .map(|c| c["from_balance"].as_u64().unwrap() + c["from_bond"].as_u64().unwrap())
+        .sum();
+    assert_eq!(paid, l.credited);
+    assert_eq!(dc1.account(&buyer.public()).unwrap().balance, buyer_before + l.credited);
+
+    // A liar: dc2 alone reports an interval of the running lease down.
+    let dc2_key = read_key(&net.data_dir(1).join("node.key"));
+    let report = |key: &surplus_ledger::SecretKey, interval: u64| {
+        let r = surplus_contracts::supervision::Report { interval, down: vec![lease.id] };
+        Entry::signed(net.chain_id(), surplus_ledger::EntryKind::PROBE_REPORT, r.encode(), key)
+    };
+    let healthy = now_ms() / S - 1;
+    nodes[1].api.submit(&report(&dc2_key, healthy)).unwrap();
+    let disagreement = wait_for("the lone report on the operator page", MINUTE, || {
+        let w = dc1.operator().ok()?.watched.into_iter().find(|w| w.lease == lease.id)?;
+        w.intervals.into_iter().find(|i| i.interval == healthy && !i.down.is_empty())
+    });
+    assert_eq!(disagreement.down, vec![net.node_key(1)]);
+    assert_eq!(disagreement.decided, 0);
+    let mut silent = disagreement.silent.clone();
+    silent.sort();
+    let mut others = vec![net.node_key(2), net.node_key(3)];
+    others.sort();
+    assert_eq!(silent, others, "the provider is no vantage point of its own lease");
+    std::thread::sleep(Duration::from_millis(2 * S));
+    assert_eq!(
+        dc1.lease(&lease.id).unwrap().lease.down_ms,
+        l.down_ms,
+        "one report decides nothing"
+    );
+    // The provider cannot report on its own lease.
+    let dc1_key = read_key(&net.data_dir(0).join("node.key"));
+    let (status, text) = refusal("own report", dc1.submit(&report(&dc1_key, healthy)));
+    assert_eq!(status, 409, "{text}");
+    assert!(text.contains("report_refused"), "{text}");
+
+    // The status page (JSON and HTML) shows the outage, its leases and credits.
+    let c = nodes[3].api.consortium().unwrap();
+    let outage = c
+        .incidents
+        .iter()
+        .find(|i| i.kind == surplus_api::IncidentKind::Outage && i.provider == provider)
+        .unwrap_or_else(|| panic!("no outage of dc1: {c:?}"));
+    assert_eq!((outage.leases, outage.credited, outage.down_ms), (1, l.credited, l.down_ms));
+    let p = c.providers.iter().find(|p| p.provider == provider).unwrap();
+    assert!(p.day.availability_bps.unwrap() < 10_000, "{p:?}");
+    assert_eq!(c.validators.len(), 4);
+    let html = ureq::get(&format!("{}/status", nodes[3].api.base())).call().unwrap();
+    let html = html.into_string().unwrap();
+    assert!(html.contains("class=\"incident outage\""), "{html}");
+    assert!(html.contains("Measured availability"), "{html}");
+    drop(target);
+
+    for n in &mut nodes {
+        n.stop();
+    }
+    for i in 0..4 {
+        let report = audit(&net.data_dir(i)).unwrap();
+        assert_eq!(report["verified"], true, "dc{}: {report}", i + 1);
+    }
+}
+
+/// The provider's bond on three processes (docs/contracts.md §10): dc1 locks what its offers
+/// need by itself; taking it back while a lease runs is refused (`surplus bond release`); after
+/// dc1 moved its whole balance away, its termination's penalty is paid from the bond.
+#[test]
+fn a_bond_stays_while_a_lease_runs_and_pays_the_penalty_of_an_empty_provider() {
+    let _one = one_cluster();
+    let tmp = tempfile::tempdir().unwrap();
+    let base = free_base(40);
+    let net = Devnet::init_args(tmp.path(), 3, base, 200, 1_000, &[]);
+    let mut nodes = net.start_all();
+    let dc1 = nodes[0].operator_api();
+    let provider = net.node_key(0);
+    let buyer = net.buyer(0);
+    let (market, reserve, _) = first_market_pools(&net.data_dir(0));
+    wait_for_offer(&dc1, &market, &provider);
+    let bond = dc1.account(&provider).unwrap().bond;
+    assert!(bond > 0, "dc1 locked the bond its offers need");
+    let lease = one_lease_of(&net, &dc1, &market, reserve, "its grant", |l| l.grant.is_some());
+    let dir = net.data_dir(0).display().to_string();
+    let out = surplus(&["bond", "release", "1", "--data-dir", &dir]);
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && text.contains("bond_locked"), "{text}");
+    let out = surplus(&["bond", "show", "--data-dir", &dir, "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+
+    // dc1 moves its whole balance to another account (the node signs its own transactions too:
+    // a number it took first is tried again).
+    let key = read_key(&net.data_dir(0).join("node.key"));
+    wait_for("dc1's balance gone", 2 * MINUTE, || {
+        let a = dc1.account(&provider).ok()?;
+        if a.balance == 0 {
+            return Some(());
+        }
+        let t = Tx::Transfer { to: net.buyer(1).public(), amount: a.balance, seq: a.seq };
+        let _ = dc1.submit(&Entry::signed(net.chain_id(), t.kind(), t.encode(), &key));
+        std::thread::sleep(Duration::from_secs(1));
+        None
+    });
+    let bond = dc1.account(&provider).unwrap().bond;
+    let buyer_before = dc1.account(&buyer.public()).unwrap().balance;
+    dc1.terminate_as_provider(&lease.id, "the host failed").unwrap();
+    wait_for("the termination", MINUTE, || {
+        (lease_status(&dc1, &lease.id)? == LeaseStatus::TerminatedByProvider).then_some(())
+    });
+    let head = dc1.status().unwrap().height;
+    let settlement = (lease.height..=head)
+        .flat_map(|h| dc1.block(h, true).ok()?.entries)
+        .flatten()
+        .filter(|e| e.kind == "settlement")
+        .filter_map(|e| e.decoded)
+        .find(|d| d["lease"] == hex::encode(lease.id) && d["reason"] == "provider_termination")
+        .expect("the termination's settlement");
+    let refund = settlement["refund"].as_u64().unwrap();
+    // devnet's penalty: 5 % of the refund, all of it from the bond.
+    let penalty = refund * 500 / 10_000;
+    assert!(penalty > 0);
+    assert_eq!(settlement["penalty"].as_u64(), Some(penalty), "{settlement}");
+    let a = dc1.account(&provider).unwrap();
+    assert_eq!(a.balance, 0);
+    assert_eq!(a.bond, bond - penalty);
+    assert_eq!(dc1.account(&buyer.public()).unwrap().balance, buyer_before + refund + penalty);
+    for n in &mut nodes {
+        n.stop();
+    }
+    let report = audit(&net.data_dir(0)).unwrap();
+    assert_eq!(report["verified"], true, "{report}");
+}

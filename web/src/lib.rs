@@ -34,6 +34,7 @@ mod error;
 mod limits;
 pub mod metrics;
 mod node;
+mod status_page;
 mod ui;
 
 use std::net::SocketAddr;
@@ -47,13 +48,15 @@ use actix_web::{web, App, HttpServer, ResponseError};
 pub use challenge::{challenge_bytes, CHALLENGE_TAG, CHALLENGE_VALIDITY_MS, MAX_CHALLENGES};
 pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
 pub use limits::{Limits, MAX_TRACKED_CLIENTS};
-pub use metrics::{GossipCounts, Histogram, Metrics};
+pub use metrics::{GossipCounts, Histogram, Metrics, ProbeCounts};
 pub use node::{
     CapacityPoint, DiskStatus, DiskUsed, Event, FaucetGrant, LedgerError, Node, Operator,
     OrderStatus, Peer, PricePoint, RecentBlock, Refusal, Status, Submission,
 };
 pub use surplus_api::{
-    CapacityView, ClassCapacity, MaintenanceSubmitted, OperatorMaintenance, SshCertificate,
+    Availability, BondSubmitted, CapacityView, ClassCapacity, ConsortiumStatus, Incident,
+    IncidentKind, MaintenanceSubmitted, OperatorMaintenance, ProviderAvailability, SshCertificate,
+    ValidatorUp,
 };
 
 /// Registers the API, `/healthz` and the JSON error handling on an app:

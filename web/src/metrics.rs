@@ -96,6 +96,31 @@ pub struct Metrics {
     /// The capacity source's last reading against the leases (`None`: no source configured).
     #[serde(default)]
     pub capacity: Option<surplus_api::CapacityView>,
+    /// This node's probes of other providers' leases (`None`: it probes none: supervision is
+    /// off, or it is not a validator, or `[supervision] enabled = false`).
+    #[serde(default)]
+    pub probes: Option<ProbeCounts>,
+}
+
+/// This vantage point's probes since the node started (`docs/operations.md`, Supervision).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeCounts {
+    /// Leases probed in the last round.
+    pub targets: u64,
+    /// Probes that found their target up.
+    pub up: u64,
+    /// Probes that found it down.
+    pub down: u64,
+    /// Probes that waited for the rate bound.
+    pub rate_waits: u64,
+    /// Probes not made because their interval ended first.
+    pub skipped: u64,
+    /// Down reports signed and sent.
+    pub reports: u64,
+    /// Reports refused on admission (nothing left to count).
+    pub reports_refused: u64,
+    /// The most probes started within one second.
+    pub max_per_second: u64,
 }
 
 /// Gossip messages received since the node started, by what became of them.
@@ -251,6 +276,56 @@ impl Metrics {
             self.gossip_validation_queue.to_string(),
         );
         one("peers", "gauge", "Connected peers.", self.peers.to_string());
+        if let Some(p) = &self.probes {
+            one(
+                "probe_targets",
+                "gauge",
+                "Leases of other providers probed in the last round.",
+                p.targets.to_string(),
+            );
+            one(
+                "probes_up_total",
+                "counter",
+                "Probes that found their target up.",
+                p.up.to_string(),
+            );
+            one(
+                "probes_down_total",
+                "counter",
+                "Probes that found their target down.",
+                p.down.to_string(),
+            );
+            one(
+                "probe_rate_waits_total",
+                "counter",
+                "Probes that waited for the rate bound.",
+                p.rate_waits.to_string(),
+            );
+            one(
+                "probes_skipped_total",
+                "counter",
+                "Probes not made because their interval ended first.",
+                p.skipped.to_string(),
+            );
+            one(
+                "probe_reports_total",
+                "counter",
+                "Down reports this node signed and sent.",
+                p.reports.to_string(),
+            );
+            one(
+                "probe_reports_refused_total",
+                "counter",
+                "Own down reports refused on admission.",
+                p.reports_refused.to_string(),
+            );
+            one(
+                "probes_max_per_second",
+                "gauge",
+                "The most probes this node started within one second.",
+                p.max_per_second.to_string(),
+            );
+        }
         if let Some(c) = &self.capacity {
             one(
                 "capacity_source_ok",

@@ -136,6 +136,17 @@ pub trait Node: Send + Sync + 'static {
         Err(Refusal::new(Code::NotEntitled, "this node does not provide leases"))
     }
 
+    /// The consortium as this node sees it: validators, blocks, providers' measured
+    /// availability, incidents (`GET /api/v1/status/consortium`, `/status`).
+    fn consortium(&self) -> surplus_api::ConsortiumStatus;
+
+    /// Operator only: locks (`lock`) or takes back `amount` units of the node key's provider
+    /// bond; what was submitted.
+    async fn bond(&self, lock: bool, amount: u64) -> Result<surplus_api::BondSubmitted, Refusal> {
+        let _ = (lock, amount);
+        Err(Refusal::new(Code::NotEntitled, "this node does not provide leases"))
+    }
+
     /// Operator only: ends this node's maintenance window for `pool`; what was submitted.
     async fn maintenance_done(
         &self,
@@ -231,6 +242,9 @@ pub struct RecentBlock {
     pub filled_bids: Vec<String>,
     /// Entries in the block.
     pub entries: usize,
+    /// The validators whose precommits its certificate holds.
+    #[serde(default)]
+    pub signers: Vec<PublicKey>,
 }
 
 /// Why a read of the ledger store gave nothing.

@@ -9,7 +9,7 @@
 //      state/src/proof.rs) leads from the key hash and blake3(value), or from the key's absence,
 //      to header.state_root;
 //   6. `decoded` agrees with `value`: an account's balance and seq are the value's bytes 32..40
-//      and 40..48 (big-endian) after the key; a lease's value starts with its id, which is the key
+//      and 40..48 (big-endian) after the key, and its bond bytes 48..56 when present (else 0); a lease's value starts with its id, which is the key
 //      and decoded.id. (The rest of a lease's encoding is not re-derived here; the Rust verifier
 //      re-encodes the whole lease.)
 // The trust anchor (chain id, validator keys) is the caller's; nothing in the document is trusted.
@@ -36,6 +36,7 @@ export const STATE_KIND = {
   rotation: 10,
   consensus: 11,
   maintenance: 12,
+  tally: 13,
 };
 
 /** At most this many siblings in a proof (the tree is 256 bits deep). */
@@ -246,13 +247,19 @@ export async function verifyStateProof(doc, { chainId, validators, powers, certi
       return fail(`the value's first 32 bytes are ${toHex(value.subarray(0, 32))}, not the key`);
     }
     if (doc.kind === "account") {
-      if (value.length !== 48) return fail(`an account's value is 48 bytes, this one ${value.length}`);
+      // key ‖ balance ‖ seq, then the bond only when it is not 0 (docs/contracts.md §5).
+      if (value.length !== 48 && value.length !== 56) {
+        return fail(`an account's value is 48 bytes (56 with a bond), this one ${value.length}`);
+      }
       const balance = be64(value, 32);
       const seq = be64(value, 40);
-      if (typeof d !== "object" || uint(d.balance, "balance") !== balance || uint(d.seq, "seq") !== seq) {
+      const bond = value.length === 56 ? be64(value, 48) : 0n;
+      if (value.length === 56 && bond === 0n) return fail("a bond of 0 is written: not the canonical encoding");
+      const dBond = d?.bond === undefined ? 0n : uint(d.bond, "bond");
+      if (typeof d !== "object" || uint(d.balance, "balance") !== balance || uint(d.seq, "seq") !== seq || dBond !== bond) {
         return fail("decoded does not encode to value: they disagree");
       }
-      summary.item = { balance: balance.toString(), seq: seq.toString() };
+      summary.item = { balance: balance.toString(), seq: seq.toString(), bond: bond.toString() };
     } else {
       if (typeof d !== "object" || typeof d.id !== "string" || d.id.toLowerCase() !== summary.key) {
         return fail(`decoded is lease ${d?.id}, the key is ${doc.key}`);

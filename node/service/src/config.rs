@@ -179,6 +179,36 @@ pub struct Config {
     pub disk: Disk,
     /// Snapshots of the state and how much of the ledger is kept.
     pub storage: Storage,
+    /// How this node probes the other providers' leases (when the chain supervises).
+    pub supervision: Supervision,
+}
+
+/// `[supervision]`: how this node, as a validator, probes the leases of the other providers
+/// (`docs/operations.md`, Supervision). The chain's interval and quorum are genesis
+/// parameters; these say how hard this vantage point looks.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Supervision {
+    /// Probe at all (a validator that does not is simply not a vantage point).
+    pub enabled: bool,
+    /// Probes of each lease per interval, spread over it with jitter (1 to 10); an interval
+    /// is down for this node when most of its probes in it failed.
+    pub probes_per_interval: u32,
+    /// The most probes this node starts in a second, all leases together (1 to 10,000).
+    pub max_probes_per_second: u32,
+    /// Time one probe may take, ms (100 to 30,000).
+    pub timeout_ms: u64,
+}
+
+impl Default for Supervision {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            probes_per_interval: 2,
+            max_probes_per_second: 100,
+            timeout_ms: 2_000,
+        }
+    }
 }
 
 /// `[storage]`: state snapshots (for state sync and restarts of a pruned node) and retention.
@@ -381,6 +411,7 @@ impl Default for Config {
             faucet: None,
             disk: Disk::default(),
             storage: Storage::default(),
+            supervision: Supervision::default(),
         }
     }
 }
@@ -649,6 +680,16 @@ impl Config {
                 ));
             }
         }
+        let sv = &self.supervision;
+        if !(1..=10).contains(&sv.probes_per_interval) {
+            return Err(bad("supervision.probes_per_interval", "must be 1 to 10"));
+        }
+        if !(1..=10_000).contains(&sv.max_probes_per_second) {
+            return Err(bad("supervision.max_probes_per_second", "must be 1 to 10000"));
+        }
+        if !(100..=30_000).contains(&sv.timeout_ms) {
+            return Err(bad("supervision.timeout_ms", "must be 100 to 30000"));
+        }
         if let Some(c) = &self.capacity {
             c.validate().map_err(|(field, why)| bad(&field, why))?;
             if self.inventory.is_none() {
@@ -788,6 +829,19 @@ impl Config {
         w("# base snapshot on (and at least snapshot_keep).".into());
         w(format!("snapshot_every = {}", st.snapshot_every));
         w(format!("snapshot_keep = {}", st.snapshot_keep));
+        w(String::new());
+        let sv = &self.supervision;
+        w("# As a validator, probe the other providers' leases at the targets they record, and"
+            .into());
+        w("# report the intervals most probes found down (the chain's quorum decides).".into());
+        w("[supervision]".into());
+        w(format!("enabled = {}", sv.enabled));
+        w("# Probes of each lease per interval, spread over it with jitter (1 to 10).".into());
+        w(format!("probes_per_interval = {}", sv.probes_per_interval));
+        w("# The most probes started in a second, all leases together (1 to 10000).".into());
+        w(format!("max_probes_per_second = {}", sv.max_probes_per_second));
+        w("# Time one probe (a TCP connect, an HTTP GET) may take, ms.".into());
+        w(format!("timeout_ms = {}", sv.timeout_ms));
         w(String::new());
         w("# The operator's spare capacity, published as offers and kept in step with leases."
             .into());

@@ -4,7 +4,8 @@
 //! { "chain_id": "surplus-devnet", "genesis_time_ms": 1700000000000,
 //!   "validators": [{ "name": "dc1", "public_key": "<hex>" }],
 //!   "params": { "catalogue": {...}, "treasury": "<hex>", "fee_bps": 0, "penalty_bps": 0,
-//!               "notice_ms": 86400000 },
+//!               "notice_ms": 86400000,
+//!               "supervision": { "interval_ms": 60000, "window": 5, "quorum_bps": 5000, "min_down": 2 } },
 //!   "allocations": [{ "account": "<hex>", "amount": 1000000 }] }
 //! ```
 //!
@@ -132,7 +133,11 @@ impl GenesisFile {
             "missing: add the consortium's parameters (catalogue, treasury, fee_bps, penalty_bps)"
                 .to_owned(),
         ))?;
-        only_keys(pv, "params", &["catalogue", "treasury", "fee_bps", "penalty_bps", "notice_ms"])?;
+        only_keys(
+            pv,
+            "params",
+            &["catalogue", "treasury", "fee_bps", "penalty_bps", "notice_ms", "supervision"],
+        )?;
         let treasury: PublicKey =
             field(pv, "params.treasury", "the treasury's 64-hex-digit public key")?;
         let bps = |k: &str| -> Result<u16, (String, String)> {
@@ -149,6 +154,32 @@ impl GenesisFile {
                 "params.notice_ms",
                 "milliseconds of notice that spare a provider the penalty (default 86400000)",
             )?,
+        };
+        let supervision = match pv.get("supervision") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(sv) => {
+                only_keys(
+                    sv,
+                    "params.supervision",
+                    &["interval_ms", "window", "quorum_bps", "min_down"],
+                )?;
+                let s = surplus_contracts::supervision::Supervision {
+                    interval_ms: field(
+                        sv,
+                        "params.supervision.interval_ms",
+                        "ms of an interval, 1000 to 3600000, dividing an hour",
+                    )?,
+                    window: field(sv, "params.supervision.window", "intervals, 1 to 1000")?,
+                    quorum_bps: field(
+                        sv,
+                        "params.supervision.quorum_bps",
+                        "basis points, 5000 to 9999",
+                    )?,
+                    min_down: field(sv, "params.supervision.min_down", "reports, 2 to 1024")?,
+                };
+                s.validate().map_err(|e| ("params.supervision".to_owned(), e))?;
+                Some(s)
+            }
         };
         let cv = pv.get("catalogue").ok_or((
             "params.catalogue".to_owned(),
@@ -175,6 +206,7 @@ impl GenesisFile {
             fee_bps,
             penalty_bps,
             notice_ms,
+            supervision,
         };
         let mut allocations = Vec::new();
         for (i, x) in
@@ -292,6 +324,7 @@ mod tests {
                 fee_bps: 100,
                 penalty_bps: 500,
                 notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
+                supervision: None,
             },
             allocations: vec![Allocation { account: key("buyer", 0).public(), amount: 5_000_000 }],
         }

@@ -222,6 +222,7 @@ mod tests {
                     fee_bps: 0,
                     penalty_bps: 0,
                     notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
+                    supervision: None,
                 },
                 allocations: vec![Allocation {
                     account: key("buyer", 0).public(),

@@ -10,6 +10,8 @@
 //! - [`mempool`], [`receipts`]: the bounded pool of admitted entries and what became of each.
 //! - [`disk`]: the data directory's free space and parts, measured every few seconds; below
 //!   `[disk] min_free_bytes` new submissions are refused.
+//! - [`supervise`]: this node as a vantage point: probes of the other providers' leases and
+//!   its down reports.
 //! - [`solo`]: a consortium of one in this process, on the real service, for tests.
 //! - [`sim`]: a simulated consortium of the real core on a simulated clock, network and disks,
 //!   driven by a seed.
@@ -19,6 +21,7 @@
 pub mod capacity;
 pub mod clock;
 pub mod config;
+pub mod consortium;
 pub mod devnet_file;
 pub mod disk;
 pub mod fds;
@@ -37,6 +40,7 @@ pub mod runtime;
 pub mod sim;
 pub mod solo;
 pub mod ssh;
+pub mod supervise;
 mod turnwatch;
 mod webdata;
 

@@ -76,6 +76,13 @@ impl Core {
         self.own = keys;
     }
 
+    /// The secret of own key `author`.
+    fn own_key(&self, author: &PublicKey) -> Result<SecretKey, surplus_web::Refusal> {
+        self.own.iter().find(|k| k.public() == *author).cloned().ok_or_else(|| {
+            surplus_web::Refusal::new(Code::Internal, "not a key this node signs with")
+        })
+    }
+
     /// Signs, as own key `author`, the transaction `make` builds for the key's next sequence
     /// number, and admits it at `now_ms`. Returns the entry and what admission said.
     pub fn sign_own(
@@ -84,15 +91,25 @@ impl Core {
         make: impl FnOnce(u64) -> Tx,
         now_ms: u64,
     ) -> Result<(Entry, Admitted), surplus_web::Refusal> {
-        let Some(key) = self.own.iter().find(|k| k.public() == *author).cloned() else {
-            return Err(surplus_web::Refusal::new(
-                Code::Internal,
-                "not a key this node signs with",
-            ));
-        };
+        let key = self.own_key(author)?;
         let state = self.snapshot().state.clone();
         let tx = make(provider::next_seq(&state, author, &self.pending_of(author)));
         let entry = Entry::signed(&self.chain_id, tx.kind(), tx.encode(), &key);
+        let admitted = self.admit(entry.clone(), now_ms)?;
+        Ok((entry, admitted))
+    }
+
+    /// Signs `payload` as an entry of `kind` with own key `author` (an entry without a
+    /// sequence number, such as a probe report) and admits it at `now_ms`.
+    pub fn sign_entry(
+        &mut self,
+        author: &PublicKey,
+        kind: surplus_ledger::EntryKind,
+        payload: Vec<u8>,
+        now_ms: u64,
+    ) -> Result<(Entry, Admitted), surplus_web::Refusal> {
+        let key = self.own_key(author)?;
+        let entry = Entry::signed(&self.chain_id, kind, payload, &key);
         let admitted = self.admit(entry.clone(), now_ms)?;
         Ok((entry, admitted))
     }
@@ -509,6 +526,7 @@ mod tests {
                 fee_bps: 0,
                 penalty_bps: 0,
                 notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
+                supervision: None,
             },
             allocations,
         }

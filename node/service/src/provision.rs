@@ -349,6 +349,32 @@ async fn http_once(url: &str, input: &[u8], timeout: Duration) -> Result<Value, 
 
 /// POSTs `input` as JSON to `url` (GETs it without one) and reads the JSON object answered,
 /// within `timeout`.
+/// The probe a hook's answer names: `{"tcp": "host:port"}` or `{"http": URL, "status": N}`
+/// (`status` defaults to 200), checked as the ledger checks it.
+pub fn probe_target(v: &Value) -> Result<surplus_contracts::supervision::ProbeTarget, String> {
+    use surplus_contracts::supervision::ProbeTarget;
+    let t = if let Some(a) = v.get("tcp") {
+        let address = a.as_str().ok_or("\"tcp\" must be a string host:port")?;
+        ProbeTarget::Tcp { address: address.to_owned() }
+    } else if let Some(u) = v.get("http") {
+        let url = u.as_str().ok_or("\"http\" must be a URL string")?;
+        let status = match v.get("status") {
+            None => 200,
+            Some(s) => s
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .ok_or("\"status\" must be an HTTP status")?,
+        };
+        ProbeTarget::Http { url: url.to_owned(), status }
+    } else {
+        return Err(
+            "a probe is {\"tcp\": \"host:port\"} or {\"http\": URL, \"status\": 200}".into()
+        );
+    };
+    t.validate()?;
+    Ok(t)
+}
+
 pub(crate) async fn http_call(
     url: &str,
     input: Option<&[u8]>,

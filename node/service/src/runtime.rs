@@ -101,6 +101,12 @@ pub struct Shared {
     clock: crate::clock::ClockWatch,
     /// Opens the operator endpoints (`DIR/operator.token`).
     operator_token: String,
+    /// How this node probes other providers' leases (`[supervision]`).
+    supervision: crate::config::Supervision,
+    /// What its probes saw, by interval and lease (the last few intervals).
+    observations: Mutex<crate::supervise::Observations>,
+    /// Its probes' counters.
+    probe_stats: crate::supervise::Stats,
 }
 
 /// How long a node's faucet waits per rank ([`faucet_rank`]) before it funds an account: far
@@ -271,11 +277,19 @@ impl Shared {
 
     fn remember(&self, block: &surplus_ledger::Block, fills: &[(Hash, Fill)], committed_ms: u64) {
         let filled_bids = fills.iter().map(|(_, f)| hex::encode(f.bid)).collect();
+        let set = self.validators();
+        let signers = block
+            .certificate
+            .signatures
+            .iter()
+            .filter_map(|s| set.get(usize::from(s.validator)).copied())
+            .collect();
         let summary = surplus_web::RecentBlock {
             header: block.header.clone(),
             committed_ms,
             filled_bids,
             entries: block.entries.len(),
+            signers,
         };
         let mut r = self.recent.lock().unwrap_or_else(|e| e.into_inner());
         r.insert(block.header.height, summary);
@@ -706,7 +720,48 @@ impl surplus_web::Node for Api {
             disk: Some(self.0.disk.status()),
             clock_offset_ms: self.0.clock.offset_ms(),
             capacity: capacity_view(&self.0),
+            probes: probing(&self.0).then(|| self.0.probe_stats.view()),
         }
+    }
+
+    fn consortium(&self) -> surplus_web::ConsortiumStatus {
+        let recent: Vec<surplus_web::RecentBlock> = {
+            let r = self.0.recent.lock().unwrap_or_else(|e| e.into_inner());
+            r.values().rev().take(100).cloned().collect()
+        };
+        crate::consortium::status(
+            &self.0.state(),
+            &self.0.snapshot().head,
+            &recent,
+            self.0.history.get(),
+            self.0.env.now_ms(),
+        )
+    }
+
+    async fn bond(
+        &self,
+        lock: bool,
+        amount: u64,
+    ) -> Result<surplus_web::BondSubmitted, surplus_web::Refusal> {
+        let _one_at_a_time = self.0.grant_lock.lock().await;
+        let (me, now) = (self.0.key.public(), self.0.env.now_ms());
+        let make =
+            move |seq| if lock { Tx::Bond { amount, seq } } else { Tx::Unbond { amount, seq } };
+        let (entry, _) = self
+            .0
+            .core
+            .call(move |c| c.sign_own(&me, make, now))
+            .await
+            .map_err(|_| stopping())??;
+        self.0.notify.notify_waiters();
+        let id = entry.id();
+        journal_and_gossip(&self.0, entry).await;
+        Ok(surplus_web::BondSubmitted {
+            id,
+            action: if lock { "lock" } else { "release" }.into(),
+            amount,
+            bond: self.0.state().account(&me).bond,
+        })
     }
 
     fn operator_token(&self) -> Option<&str> {
@@ -1494,6 +1549,9 @@ async fn run(
             disk: crate::disk::DiskWatch::start(&dir, &config.disk, &env),
             clock: crate::clock::ClockWatch::default(),
             operator_token: crate::operator_token::load_or_create(&dir)?,
+            supervision: config.supervision.clone(),
+            observations: Mutex::new(Default::default()),
+            probe_stats: Default::default(),
         });
 
         if sync_snapshot {
@@ -1626,6 +1684,10 @@ async fn run(
     replay_journal(&shared).await;
     // Leases that started or ended while the node was down are provisioned now.
     reconcile_leases(&shared, &running.state, &hook, &me);
+    {
+        let (s, env) = (shared.clone(), shared.env.clone());
+        env.spawn(async move { supervise(s).await });
+    }
     if let Some(ready) = ready {
         let _ = ready.send(Ready { http: bound, node: Arc::new(Api(shared.clone())) });
     }
@@ -2171,6 +2233,138 @@ async fn drain_round(shared: &Arc<Shared>, hook: &Hook) {
     }
 }
 
+/// Whether this node probes now: the chain supervises, `[supervision] enabled`, and it is a
+/// validator.
+fn probing(shared: &Arc<Shared>) -> bool {
+    shared.supervision.enabled
+        && shared.validator.load(Ordering::Relaxed)
+        && shared.state().params.supervision.is_some()
+}
+
+/// This node as a vantage point, for as long as the node runs: each interval, probes the
+/// other providers' leases `probes_per_interval` times (each round at a random offset in its
+/// share of the interval, at most `max_probes_per_second`), then reports the leases most of
+/// its probes found down (`crate::supervise`).
+async fn supervise(shared: Arc<Shared>) {
+    use rand::Rng;
+    let me = shared.key.public();
+    let cfg = shared.supervision.clone();
+    let timeout = Duration::from_millis(cfg.timeout_ms);
+    let rate =
+        Arc::new(crate::supervise::Rate::new(cfg.max_probes_per_second, shared.env.now_ms()));
+    let window = Arc::new(Mutex::new(crate::supervise::Window::default()));
+    let rounds = u64::from(cfg.probes_per_interval.max(1));
+    loop {
+        let sup = shared.state().params.supervision;
+        let Some(sup) = sup.filter(|_| probing(&shared)) else {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            continue;
+        };
+        let now = shared.env.now_ms();
+        let interval = sup.interval_at(now);
+        let Some((start, end)) = sup.span(interval) else { return };
+        let share = sup.interval_ms / rounds;
+        let mut probes = Vec::new();
+        for k in 0..rounds {
+            let round_start = start + k * share;
+            if round_start + share <= now {
+                continue; // this round's share of the interval has passed (the node started late)
+            }
+            let at = round_start + rand::thread_rng().gen_range(0..share.max(2) / 2);
+            let wait = at.saturating_sub(shared.env.now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            let targets = crate::supervise::targets(&shared.state(), &me);
+            shared.probe_stats.targets.store(targets.len() as u64, Ordering::Relaxed);
+            for (n, (lease, target)) in targets.iter().enumerate() {
+                // The rate bound: wait for a token, unless the interval ends first.
+                let mut waited = false;
+                loop {
+                    let t = shared.env.now_ms();
+                    if t >= end {
+                        break;
+                    }
+                    match rate.take(t) {
+                        Ok(()) => break,
+                        Err(d) => {
+                            waited = true;
+                            tokio::time::sleep(d.min(Duration::from_millis(end - t))).await;
+                        }
+                    }
+                }
+                let t = shared.env.now_ms();
+                if t >= end {
+                    let left = (targets.len() - n) as u64;
+                    shared.probe_stats.skipped.fetch_add(left, Ordering::Relaxed);
+                    break;
+                }
+                if waited {
+                    shared.probe_stats.rate_waits.fetch_add(1, Ordering::Relaxed);
+                }
+                let in_second = window.lock().unwrap_or_else(|e| e.into_inner()).start(t) as u64;
+                shared.probe_stats.max_per_second.fetch_max(in_second, Ordering::Relaxed);
+                let (s, lease, target) = (shared.clone(), *lease, target.clone());
+                probes.push(shared.env.spawn(async move {
+                    let up = crate::supervise::probe(&target, timeout).await;
+                    let counter = if up { &s.probe_stats.up } else { &s.probe_stats.down };
+                    counter.fetch_add(1, Ordering::Relaxed);
+                    s.observations
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .record(interval, lease, up);
+                }));
+            }
+        }
+        // The next interval's probes start while this one's finish and are reported.
+        let (s, env) = (shared.clone(), shared.env.clone());
+        env.spawn(async move { report_down(s, interval, end, probes).await });
+        let wait = end.saturating_sub(shared.env.now_ms());
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// Once `probes` (of `interval`, which ends at `end`) are done and the interval has ended,
+/// signs and sends the reports of the leases most of this node's probes found down.
+async fn report_down(
+    shared: Arc<Shared>,
+    interval: u64,
+    end: u64,
+    probes: Vec<tokio::task::JoinHandle<()>>,
+) {
+    let me = shared.key.public();
+    for p in probes {
+        let _ = p.await;
+    }
+    let wait = end.saturating_sub(shared.env.now_ms());
+    tokio::time::sleep(Duration::from_millis(wait)).await;
+    let down = {
+        let mut o = shared.observations.lock().unwrap_or_else(|e| e.into_inner());
+        o.forget_before(interval.saturating_sub(60));
+        o.down(interval)
+    };
+    for report in crate::supervise::reports(interval, &down) {
+        let now = shared.env.now_ms();
+        let payload = report.encode();
+        let kind = surplus_ledger::EntryKind::PROBE_REPORT;
+        match shared.core.call(move |c| c.sign_entry(&me, kind, payload, now)).await {
+            Ok(Ok((entry, _))) => {
+                shared.probe_stats.reports.fetch_add(1, Ordering::Relaxed);
+                tracing::info!(
+                    interval,
+                    leases = report.down.len(),
+                    "reported leases down (most of this node's probes failed)"
+                );
+                shared.notify.notify_waiters();
+                journal_and_gossip(&shared, entry).await;
+            }
+            Ok(Err(r)) => {
+                shared.probe_stats.reports_refused.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(interval, code = %r.code, "own down report refused: {}", r.message);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
 /// Signs a transaction of the node's own key (numbered after its pending ones), journals and
 /// gossips it.
 async fn sign_and_gossip(shared: &Arc<Shared>, make: impl Fn(u64) -> Tx + Send + 'static) {
@@ -2231,12 +2425,35 @@ fn spawn_step(shared: &Arc<Shared>, lease: &Lease, step: Step, hook: &Hook) {
                 if let Err(e) = shared.provisioning.record(&id, event, &outcome) {
                     tracing::error!(lease = %id, error = %e, "cannot record provisioning");
                 }
+                if step == Step::Start && outcome.ok {
+                    record_probe(&shared, &lease, outcome.access.as_ref()).await;
+                }
             }
             Step::Grant => grant(&shared, &lease).await,
             Step::Drain => {}
         }
         shared.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&(lease.id, step));
     });
+}
+
+/// Records on the ledger where the other datacenters probe `lease`, when the hook's answer
+/// names a probe (`"probe": {"tcp": "host:port"}` or `{"http": URL, "status": 200}`) that
+/// differs from the lease's.
+async fn record_probe(shared: &Arc<Shared>, lease: &Lease, access: Option<&serde_json::Value>) {
+    let Some(answer) = access.and_then(|a| a.get("probe")) else { return };
+    let target = match crate::provision::probe_target(answer) {
+        Ok(t) => t,
+        Err(e) => {
+            tracing::warn!(lease = %hex::encode(lease.id), error = %e, "the hook's probe is not valid: the lease is not probed");
+            return;
+        }
+    };
+    let state = shared.state();
+    if state.lease(&lease.id).is_none_or(|l| l.probe.as_ref() == Some(&target)) {
+        return;
+    }
+    let id = lease.id;
+    sign_and_gossip(shared, move |seq| Tx::Probe { lease: id, target: target.clone(), seq }).await;
 }
 
 /// Places a starting lease on a pool of its market (`surplus_contracts::provider::place`) and
@@ -2484,9 +2701,47 @@ async fn plan_inventory(shared: &Arc<Shared>, inv: Option<&Inventory>) {
             .collect()
     };
     let plan = provider::plan_within(&pools, caps.as_ref(), &state, &me, &pending, now);
+    lock_bond(shared, plan.bond_needed(&state, &me)).await;
     for entry in plan.entries(&shared.chain_id, &shared.key) {
         submit_own(shared, entry).await;
     }
+}
+
+/// Locks in the provider's bond what its offers need beyond what it holds and what is
+/// pending (`docs/operations.md`, Bond): publishing an inventory is selling, and selling needs
+/// the bond the catalogue's terms ask. Without the balance for it the offers are refused
+/// (`bond_required`) and the node says so.
+async fn lock_bond(shared: &Arc<Shared>, needed: u64) {
+    if needed == 0 {
+        return;
+    }
+    let me = shared.key.public();
+    let Ok(pending) = shared.core.call(move |c| c.pending_of(&me)).await else { return };
+    let pending: u64 = pending
+        .iter()
+        .map(|t| match t {
+            Tx::Bond { amount, .. } => *amount,
+            _ => 0,
+        })
+        .sum();
+    let account = shared.state().account(&me);
+    let have = account.bond.saturating_add(pending);
+    if have >= needed {
+        return;
+    }
+    let amount = needed - have;
+    if account.balance < amount {
+        tracing::warn!(
+            needed,
+            bond = account.bond,
+            balance = account.balance,
+            "the offers need a larger bond than this provider's balance can lock: they will be \
+             refused (bond_required) until the account is funded"
+        );
+        return;
+    }
+    tracing::info!(amount, needed, "locking the bond the offers need");
+    sign_and_gossip(shared, move |seq| Tx::Bond { amount, seq }).await;
 }
 
 /// A duration for people: "36 h", "15 min", "40 s".

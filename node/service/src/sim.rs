@@ -299,6 +299,7 @@ impl World {
                 fee_bps: 100,
                 penalty_bps: 500,
                 notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
+                supervision: None,
             },
             allocations: buyers
                 .iter()

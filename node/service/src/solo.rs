@@ -120,6 +120,7 @@ impl Spec {
                 fee_bps: self.fee_bps,
                 penalty_bps: self.penalty_bps,
                 notice_ms: self.notice_ms,
+                supervision: None,
             },
             allocations,
         };

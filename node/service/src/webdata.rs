@@ -195,7 +195,9 @@ impl WebData {
             // A lease that ended in the block has left the state: it is among `ended`.
             let lease = state.lease(&id).or_else(|| ended.iter().find(|l| l.id == id));
             if let Some(lease) = lease {
-                let _ = self.events.send(Event::Lease { height: h.height, lease: lease.clone() });
+                let _ = self
+                    .events
+                    .send(Event::Lease { height: h.height, lease: Box::new(lease.clone()) });
             }
         }
         for e in &block.entries {

@@ -54,6 +54,7 @@ fn setup(
             fee_bps: 0,
             penalty_bps: 0,
             notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
+            supervision: None,
         },
         allocations: vec![Allocation { account: buyer.public(), amount: 1_000_000 }],
     };

@@ -65,7 +65,7 @@ fn state_proofs_fetched_from_a_node_verify_offline_against_its_genesis() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["verified"], true);
     assert_eq!(v["present"], true);
-    assert_eq!(v["item"], serde_json::json!({"balance": 50_000_000, "seq": 0}));
+    assert_eq!(v["item"], serde_json::json!({"balance": 50_000_000, "seq": 0, "bond": 0}));
     // The trust anchor as keys and chain id works too.
     let o = surplus(&[
         "state",

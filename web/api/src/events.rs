@@ -41,7 +41,7 @@ pub enum Event {
         /// Height of the block.
         height: u64,
         /// The lease as it is after the block.
-        lease: Lease,
+        lease: Box<Lease>,
     },
     /// A governance entry of the block: a proposal, vote, withdrawal, key rotation, a
     /// proposal's outcome, or a new validator set.

@@ -197,8 +197,16 @@ pub fn decode(entry: &Entry) -> Option<Value> {
             let (fill, height) = decode_fill(p).ok()?;
             Ok(json!({"fill": fill, "height": height}))
         }
-        EntryKind::TRANSFER | EntryKind::LEASE_TRANSITION | EntryKind::CREDENTIAL_GRANT => {
-            serde_json::to_value(Tx::decode(entry.kind, p).ok()?)
+        EntryKind::TRANSFER
+        | EntryKind::LEASE_TRANSITION
+        | EntryKind::CREDENTIAL_GRANT
+        | EntryKind::MAINTENANCE
+        | EntryKind::BOND => serde_json::to_value(Tx::decode(entry.kind, p).ok()?),
+        EntryKind::PROBE_REPORT => {
+            serde_json::to_value(surplus_contracts::supervision::Report::decode(p).ok()?)
+        }
+        EntryKind::CREDIT => {
+            serde_json::to_value(surplus_contracts::supervision::Credit::decode(p).ok()?)
         }
         EntryKind::SETTLEMENT => serde_json::to_value(Settlement::decode(p).ok()?),
         EntryKind::REVOCATION => {

@@ -13,6 +13,7 @@ pub mod ledger;
 pub mod market;
 pub mod state_proof;
 pub mod status;
+pub mod supervision;
 
 pub use events::{Event, OrderStatus};
 pub use governance::{
@@ -35,6 +36,10 @@ pub use status::{
     Earnings, ErrorBody, ErrorDetail, FaucetGrant, FaucetRequest, LeaseProvisioning,
     MaintenanceSubmitted, OperatorMaintenance, OperatorMaintenanceDone, OperatorOffers,
     OperatorTermination, OperatorView, Peer, PoolUse, Status,
+};
+pub use supervision::{
+    Availability, BondSubmitted, ConsortiumStatus, Incident, IncidentKind, IntervalWatch,
+    LeaseWatch, OperatorBond, ProviderAvailability, ValidatorUp,
 };
 
 /// The prefix of every JSON route.

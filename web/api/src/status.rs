@@ -167,6 +167,9 @@ pub struct AccountView {
     pub balance: u64,
     /// The sequence number its next transaction must carry.
     pub seq: u64,
+    /// Units locked in its provider bond (`docs/contracts.md` §10).
+    #[serde(default)]
+    pub bond: u64,
 }
 
 /// The body.
@@ -368,6 +371,13 @@ pub struct OperatorView {
     pub withdrawn: Vec<surplus_market::Market>,
     /// The latest signed checkpoint from each signer.
     pub checkpoints: Vec<SignedCheckpoint>,
+    /// Its live leases as the other datacenters see them: probe target, time found down,
+    /// credits, and the reports of the intervals still open.
+    #[serde(default)]
+    pub watched: Vec<crate::LeaseWatch>,
+    /// The node key's provider bond, units.
+    #[serde(default)]
+    pub bond: u64,
 }
 
 /// The body of every error response.

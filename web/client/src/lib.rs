@@ -452,6 +452,35 @@ impl Client {
         self.post_operator("/operator/maintenance/done", &body)
     }
 
+    /// `POST /operator/terminations` (operator token): the node ends one of its leases as
+    /// provider, for `reason`.
+    pub fn terminate_as_provider(
+        &self,
+        lease: &Hash,
+        reason: &str,
+    ) -> Result<surplus_api::Submitted> {
+        let body = surplus_api::OperatorTermination {
+            lease: hex::encode(lease),
+            reason: reason.to_owned(),
+        };
+        self.post_operator("/operator/terminations", &body)
+    }
+
+    /// `POST /operator/bond` (operator token): locks (`lock`) or takes back `amount` units of
+    /// the node key's provider bond.
+    pub fn bond(&self, lock: bool, amount: u64) -> Result<surplus_api::BondSubmitted> {
+        let body = surplus_api::OperatorBond {
+            action: if lock { "lock" } else { "release" }.to_owned(),
+            amount,
+        };
+        self.post_operator("/operator/bond", &body)
+    }
+
+    /// `GET /status/consortium`: the consortium as the node sees it.
+    pub fn consortium(&self) -> Result<surplus_api::ConsortiumStatus> {
+        self.get("/status/consortium", &[])
+    }
+
     /// `POST /leases/{id}/ssh-certificate`: exchanges the lease's credential (`token`, base64)
     /// for an OpenSSH user certificate of `public_key` (one OpenSSH line), at the lease's
     /// provider.

@@ -13,5 +13,10 @@ pub(crate) async fn account(
 ) -> ApiResult<HttpResponse> {
     let account = parse_key(&key, "account key")?;
     let a = ctx.node.state().account(&account);
-    Ok(HttpResponse::Ok().json(AccountView { account, balance: a.balance, seq: a.seq }))
+    Ok(HttpResponse::Ok().json(AccountView {
+        account,
+        balance: a.balance,
+        seq: a.seq,
+        bond: a.bond,
+    }))
 }

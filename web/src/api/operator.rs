@@ -103,7 +103,50 @@ pub(crate) async fn operator(req: HttpRequest, ctx: web::Data<Ctx>) -> ApiResult
         capacity: op.capacity,
         withdrawn: op.withdrawn,
         checkpoints: ctx.node.checkpoints(),
+        watched: watched(&state, &me),
+        bond: state.account(&me).bond,
     }))
+}
+
+/// `me`'s live leases as the other datacenters see them (`docs/operations.md`, Supervision):
+/// each interval with down reports, who reported it down and who did not.
+fn watched(
+    state: &surplus_contracts::State,
+    me: &surplus_ledger::PublicKey,
+) -> Vec<surplus_api::LeaseWatch> {
+    let sup = state.params.supervision;
+    let mut out: Vec<surplus_api::LeaseWatch> = state
+        .provided_by(me)
+        .map(|l| surplus_api::LeaseWatch {
+            lease: l.id,
+            probe: l.probe.clone(),
+            down_ms: l.down_ms,
+            credited: l.credited,
+            intervals: Vec::new(),
+        })
+        .collect();
+    out.sort_by_key(|w| w.lease);
+    let validators: Vec<surplus_ledger::PublicKey> =
+        state.validators().iter().map(|v| v.key).collect();
+    for t in state.tallies() {
+        let Ok(i) = out.binary_search_by_key(&t.lease, |w| w.lease) else { continue };
+        let Some((start_ms, end_ms)) = sup.and_then(|s| s.span(t.interval)) else { continue };
+        let provider = state.lease(&t.lease).map(|l| state.current_key(&l.fill.provider));
+        let silent = validators
+            .iter()
+            .filter(|v| Some(**v) != provider && !t.down.contains(v))
+            .copied()
+            .collect();
+        out[i].intervals.push(surplus_api::IntervalWatch {
+            interval: t.interval,
+            start_ms,
+            end_ms,
+            down: t.down.clone(),
+            silent,
+            decided: t.decided,
+        });
+    }
+    out
 }
 
 /// Each inventory pool (`pool` tables of the inventory as the node read it) with the slots the
@@ -194,6 +237,27 @@ pub(crate) async fn offers(
     }
     let withdrawn = ctx.node.set_offered(market, body.offered).await.map_err(ApiError::Refused)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "withdrawn": withdrawn })))
+}
+
+/// `POST /api/v1/operator/bond`: the node locks or takes back units of its provider bond.
+pub(crate) async fn bond(
+    req: HttpRequest,
+    ctx: web::Data<Ctx>,
+    body: web::Json<surplus_api::OperatorBond>,
+) -> ApiResult<HttpResponse> {
+    operator_only(&req, &ctx)?;
+    let lock = match body.action.as_str() {
+        "lock" => true,
+        "release" => false,
+        other => {
+            return Err(ApiError::new(
+                Code::BadJson,
+                format!("action is \"lock\" or \"release\", not {other:?}"),
+            ))
+        }
+    };
+    let done = ctx.node.bond(lock, body.amount).await.map_err(ApiError::Refused)?;
+    Ok(HttpResponse::Accepted().json(done))
 }
 
 /// `POST /api/v1/operator/maintenance/done`: the node ends its maintenance window for a pool.

@@ -187,6 +187,30 @@ pub(crate) fn routes() -> Vec<Route> {
         },
         Route {
             method: get.clone(),
+            path: "/api/v1/status/consortium",
+            summary: "The consortium as this node sees it: the validators taking part, the age \
+                      and rate of blocks, each provider's availability as the other \
+                      datacenters measured it over 24 hours and 30 days, and the outages and \
+                      maintenance windows of the last 30 days. No key needed.",
+            params: vec![],
+            body: None,
+            answer: json::<api::ConsortiumStatus>(200, "The consortium's status"),
+            errors: &[],
+            handler: Some(|| web::to(status::consortium)),
+        },
+        Route {
+            method: get.clone(),
+            path: "/status",
+            summary: "The consortium's status page: the same as /api/v1/status/consortium, as \
+                      HTML for people (no script, refreshed every 30 s).",
+            params: vec![],
+            body: None,
+            answer: other("text/html", "The page"),
+            errors: &[],
+            handler: Some(|| web::to(status::page)),
+        },
+        Route {
+            method: get.clone(),
             path: "/api/v1/chain",
             summary: "The chain id and the validator set, with voting powers and quorum, that \
                       decides a height (by default the block after the head).",
@@ -509,6 +533,18 @@ pub(crate) fn routes() -> Vec<Route> {
             answer: json::<api::MaintenanceSubmitted>(202, "The window, admitted to the mempool"),
             errors: &[400, 401, 403, 409, 413, 415, 503],
             handler: Some(|| web::to(operator::maintenance)),
+        },
+        Route {
+            method: post.clone(),
+            path: "/api/v1/operator/bond",
+            summary: "Operator only: lock units of the node key's balance in its provider bond \
+                      (`lock`), or take them back (`release`; refused while it has live leases \
+                      or resting offers).",
+            params: vec![],
+            body: Some(body::<api::OperatorBond>()),
+            answer: json::<api::BondSubmitted>(202, "The bond transaction, submitted"),
+            errors: &[400, 401, 402, 403, 409, 413, 415, 503],
+            handler: Some(|| web::to(operator::bond)),
         },
         Route {
             method: post.clone(),

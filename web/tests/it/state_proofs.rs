@@ -87,7 +87,10 @@ async fn account_proofs_verify_offline_and_fail_when_changed() {
     assert_eq!(doc.header.height, state.height());
     assert_eq!(doc.header.state_root, state.root());
     let want = state.account(&buyer);
-    assert_eq!(v["decoded"], serde_json::json!({"balance": want.balance, "seq": want.seq}));
+    assert_eq!(
+        v["decoded"],
+        serde_json::json!({"balance": want.balance, "seq": want.seq, "bond": want.bond})
+    );
     let check = doc.verify(&chain, &set).unwrap();
     assert_eq!(check.proven, Proven::Account(buyer, Some(want.clone())));
     assert_eq!(check.height, state.height());

@@ -185,7 +185,7 @@ impl Chain {
                 );
             }
             // Repairs a crash between a block's append and its record in the history.
-            history.record(h, &applied.ended)?;
+            history.record_block(h, &applied, &maker.state)?;
             head = block.header;
             progress(h, height);
         }
@@ -541,7 +541,7 @@ impl Chain {
                 .map_err(|e| anyhow::anyhow!("validators after block {height}: {e}"))?;
         }
         self.history
-            .record(height, &checked.applied.ended)
+            .record_block(height, &checked.applied, &checked.maker.state)
             .with_context(|| format!("cannot record the leases that ended in block {height}"))?;
         self.head = block.header.clone();
         // The replaced head and the other candidates of this height: what only they held is

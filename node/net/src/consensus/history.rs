@@ -6,8 +6,11 @@
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
-use surplus_contracts::Lease;
-use surplus_ledger::{Hash, PublicKey};
+use serde::{Deserialize, Serialize};
+use surplus_contracts::maintenance::Window;
+use surplus_contracts::supervision::{Credit, CreditReason};
+use surplus_contracts::{Applied, Lease, State};
+use surplus_ledger::{EntryKind, Hash, PublicKey};
 
 const HEIGHT_KEY: &[u8] = b"height";
 
@@ -22,6 +25,69 @@ pub struct LeaseHistory {
     /// `height` → the last height whose ended leases are recorded; `paid` ‖ provider → what
     /// the provider's ended leases paid it in all (hours paid at their prices, before fees).
     meta: sled::Tree,
+    /// provider ‖ end_ms ‖ lease id → start_ms, for the time a provider's ended leases ran.
+    by_end: sled::Tree,
+    /// provider ‖ from_ms ‖ lease id → a [`Downtime`] as JSON: the intervals the quorum found
+    /// down (`credit` entries of reason 1).
+    down: sled::Tree,
+    /// provider ‖ start_ms ‖ pool → the maintenance [`Window`] as JSON, as last seen open.
+    windows: sled::Tree,
+}
+
+/// A lease's interval that the consortium's quorum found down (`docs/contracts.md` §10).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Downtime {
+    /// The provider (the fill's key).
+    pub provider: PublicKey,
+    /// The lease.
+    #[serde(with = "surplus_ledger::hex_hash")]
+    pub lease: Hash,
+    /// The lease's market, `class@region`.
+    pub market: String,
+    /// The interval's part inside the lease: from, ms.
+    pub from_ms: u64,
+    /// To, ms.
+    pub to_ms: u64,
+    /// What the buyer was credited for it, units.
+    pub credited: u64,
+    /// The block that decided it.
+    pub height: u64,
+}
+
+fn time_key(provider: &PublicKey, t: u64, rest: &[u8]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(40 + rest.len());
+    k.extend_from_slice(&provider.0);
+    k.extend_from_slice(&t.to_be_bytes());
+    k.extend_from_slice(rest);
+    k
+}
+
+/// The down intervals that `applied` (a block at `height`, leaving `state`) decided.
+pub fn downtime_of(height: u64, applied: &Applied, state: &State) -> Vec<Downtime> {
+    let Some(sup) = state.params.supervision else { return Vec::new() };
+    let lease = |id: &Hash| {
+        state.lease(id).cloned().or_else(|| applied.ended.iter().find(|l| l.id == *id).cloned())
+    };
+    applied
+        .entries
+        .iter()
+        .filter(|e| e.kind == EntryKind::CREDIT)
+        .filter_map(|e| Credit::decode(&e.payload).ok())
+        .filter(|c| c.reason == CreditReason::Down)
+        .filter_map(|c| {
+            let l = lease(&c.lease)?;
+            let (start, end) = sup.span(c.interval)?;
+            Some(Downtime {
+                provider: l.fill.provider,
+                lease: c.lease,
+                market: l.fill.market.to_string(),
+                from_ms: start.max(l.fill.start_ms),
+                to_ms: end.min(l.fill.end_ms.max(l.fill.start_ms)),
+                credited: c.from_balance + c.from_bond,
+                height,
+            })
+        })
+        .collect()
 }
 
 impl std::fmt::Debug for LeaseHistory {
@@ -57,6 +123,9 @@ impl LeaseHistory {
             leases: db.open_tree("leases")?,
             by_account: db.open_tree("by_account")?,
             meta: db.open_tree("meta")?,
+            by_end: db.open_tree("by_end")?,
+            down: db.open_tree("down")?,
+            windows: db.open_tree("windows")?,
             db,
         })
     }
@@ -69,6 +138,82 @@ impl LeaseHistory {
             .flatten()
             .and_then(|v| v.as_ref().try_into().ok())
             .map_or(0, u64::from_be_bytes)
+    }
+
+    /// Records what the block at `height` did that the status page tells (its down intervals,
+    /// the maintenance windows open after it) and the leases it ended. Every key is derived
+    /// from the block, so recording a block again (a replay after a restart) writes the same.
+    pub fn record_block(&self, height: u64, applied: &Applied, state: &State) -> Result<()> {
+        let down = downtime_of(height, applied, state);
+        if !down.is_empty() {
+            let mut b = sled::Batch::default();
+            for d in &down {
+                b.insert(time_key(&d.provider, d.from_ms, &d.lease), serde_json::to_vec(d)?);
+            }
+            self.down.apply_batch(b)?;
+        }
+        for w in state.maintenance() {
+            let k = time_key(&w.provider, w.start_ms, w.pool.as_bytes());
+            self.windows.insert(k, serde_json::to_vec(w)?)?;
+        }
+        self.record(height, &applied.ended)
+    }
+
+    /// The down intervals recorded that end after `since_ms`, of every provider, oldest first.
+    pub fn downtime(&self, since_ms: u64) -> Vec<Downtime> {
+        let mut out: Vec<Downtime> = self
+            .down
+            .iter()
+            .values()
+            .filter_map(|v| v.ok())
+            .filter_map(|v| serde_json::from_slice::<Downtime>(&v).ok())
+            .filter(|d| d.to_ms > since_ms)
+            .collect();
+        out.sort_by_key(|d| (d.from_ms, d.provider, d.lease));
+        out
+    }
+
+    /// The maintenance windows seen open that end after `since_ms` (or have no end), by start.
+    pub fn windows(&self, since_ms: u64) -> Vec<Window> {
+        let mut out: Vec<Window> = self
+            .windows
+            .iter()
+            .values()
+            .filter_map(|v| v.ok())
+            .filter_map(|v| serde_json::from_slice::<Window>(&v).ok())
+            .filter(|w| w.until_ms == 0 || w.until_ms > since_ms)
+            .collect();
+        out.sort_by_key(|w| (w.start_ms, w.provider));
+        out
+    }
+
+    /// The time `provider`'s ended leases ran within `[from_ms, to_ms)`, ms (lease by lease).
+    pub fn ended_leased_ms(&self, provider: &PublicKey, from_ms: u64, to_ms: u64) -> u64 {
+        self.by_end
+            .range(time_key(provider, from_ms, &[])..)
+            .filter_map(|kv| kv.ok())
+            .take_while(|(k, _)| k.starts_with(&provider.0))
+            .filter_map(|(k, v)| {
+                let end = u64::from_be_bytes(k.get(32..40)?.try_into().ok()?);
+                let start = u64::from_be_bytes(v.as_ref().try_into().ok()?);
+                Some(end.min(to_ms).saturating_sub(start.max(from_ms)))
+            })
+            .sum()
+    }
+
+    /// Every provider with an ended lease that ended after `since_ms`.
+    pub fn providers_since(&self, since_ms: u64) -> std::collections::BTreeSet<PublicKey> {
+        let mut out = std::collections::BTreeSet::new();
+        for (k, _) in self.by_end.iter().filter_map(|kv| kv.ok()) {
+            let (Some(p), Some(t)) = (k.get(..32), k.get(32..40)) else { continue };
+            let t = u64::from_be_bytes(t.try_into().unwrap_or([0; 8]));
+            if t > since_ms {
+                if let Ok(p) = <[u8; 32]>::try_from(p) {
+                    out.insert(PublicKey(p));
+                }
+            }
+        }
+        out
     }
 
     /// Records the leases that ended in the block at `height`, durably, unless that height is
@@ -87,6 +232,10 @@ impl LeaseHistory {
             let made = l.height;
             index.insert(&account_key(&l.fill.buyer, made, &l.id)[..], &[][..]);
             index.insert(&account_key(&l.fill.provider, made, &l.id)[..], &[][..]);
+            self.by_end.insert(
+                time_key(&l.fill.provider, l.fill.end_ms, &l.id),
+                &l.fill.start_ms.to_be_bytes(),
+            )?;
         }
         // The leases and their index first; the height last, so that a crash in between only
         // makes the next open record the same block again (the same keys and values).

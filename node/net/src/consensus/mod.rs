@@ -574,6 +574,7 @@ mod tests {
                 fee_bps: 0,
                 penalty_bps: 0,
                 notice_ms: surplus_contracts::maintenance::DEFAULT_NOTICE_MS,
+                supervision: None,
             },
             allocations: vec![surplus_contracts::Allocation {
                 account: buyer.public(),
