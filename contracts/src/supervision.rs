@@ -153,7 +153,7 @@ pub enum ProbeTarget {
     },
     /// An HTTP GET of `url` must answer `status`.
     Http {
-        /// `http://…` or `https://…`.
+        /// `http://…` (plain HTTP: probe a TLS endpoint with a TCP probe of its port).
         url: String,
         /// The expected status.
         status: u16,
@@ -165,7 +165,7 @@ pub const MAX_PROBE_TARGET: usize = 255;
 
 impl ProbeTarget {
     /// Checks it: printable ASCII of 1 to 255 bytes; a TCP address has a port after its last
-    /// `:`; a URL starts with `http://` or `https://`; a status is 100 to 599.
+    /// `:`; a URL starts with `http://`; a status is 100 to 599.
     pub fn validate(&self) -> Result<(), String> {
         let text = match self {
             ProbeTarget::Tcp { address } => address,
@@ -189,9 +189,9 @@ impl ProbeTarget {
                 }
             }
             ProbeTarget::Http { url, status } => {
-                if !(url.starts_with("http://") || url.starts_with("https://")) {
+                if !url.starts_with("http://") {
                     return Err(format!(
-                        "an HTTP probe's URL starts with http:// or https://: {url:?}"
+                        "an HTTP probe's URL starts with http:// (probe a TLS endpoint over TCP): {url:?}"
                     ));
                 }
                 if !(100..=599).contains(status) {

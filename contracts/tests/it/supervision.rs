@@ -321,6 +321,7 @@ fn the_provider_records_a_probe_target_and_nobody_else_can() {
         ProbeTarget::Tcp { address: "no-port".into() },
         ProbeTarget::Tcp { address: "h:0".into() },
         ProbeTarget::Http { url: "ftp://x".into(), status: 200 },
+        ProbeTarget::Http { url: "https://x/".into(), status: 200 },
         ProbeTarget::Http { url: "http://x/".into(), status: 99 },
     ] {
         let e = tx(&provider(0), Tx::Probe { lease, target: bad, seq: 2 });

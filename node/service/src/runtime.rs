@@ -2322,6 +2322,9 @@ async fn supervise(shared: Arc<Shared>) {
     }
 }
 
+/// How long after an interval's end this node sends its reports, ms.
+const REPORT_SLACK_MS: u64 = 2_000;
+
 /// Once `probes` (of `interval`, which ends at `end`) are done and the interval has ended,
 /// signs and sends the reports of the leases most of this node's probes found down.
 async fn report_down(
@@ -2334,7 +2337,9 @@ async fn report_down(
     for p in probes {
         let _ = p.await;
     }
-    let wait = end.saturating_sub(shared.env.now_ms());
+    // Reports wait a little past the interval's end, so that a proposer whose clock is a
+    // little behind still finds the interval ended at its block's time.
+    let wait = (end + REPORT_SLACK_MS).saturating_sub(shared.env.now_ms());
     tokio::time::sleep(Duration::from_millis(wait)).await;
     let down = {
         let mut o = shared.observations.lock().unwrap_or_else(|e| e.into_inner());
