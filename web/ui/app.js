@@ -70,6 +70,75 @@ function leaseStatusText(l) {
   return `${s}; ends ${time(l.notice.end_ms)} for its provider's maintenance (refund of the unused hours${l.notice.in_time ? "" : ", with the provider's penalty: the notice came late"})`;
 }
 
+/** A span of time in words, rounded down: "0 s", "45 s", "3 min 20 s", "2 h 5 min", "1 d 4 h". */
+function duration(ms) {
+  const n = Math.max(0, Math.floor(Number(ms) || 0));
+  if (n > 0 && n < 1000) return `${n} ms`;
+  const s = Math.floor(n / 1000);
+  if (s < 60) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 60) return `${m} min${s % 60 ? ` ${s % 60} s` : ""}`;
+  const hr = Math.floor(m / 60);
+  if (hr < 24) return `${hr} h${m % 60 ? ` ${m % 60} min` : ""}`;
+  return `${Math.floor(hr / 24)} d${hr % 24 ? ` ${hr % 24} h` : ""}`;
+}
+
+/** Basis points as a percentage with two decimals ("99.50 %"), or as short as it goes ("10 %"). */
+const percent = (bps) => `${(Number(bps) / 100).toFixed(2)} %`;
+const percentShort = (bps) => `${Number((Number(bps) / 100).toFixed(2))} %`;
+
+/** A lease's probe target (docs/contracts.md §10) in words, or null when it has none. */
+function probeText(p) {
+  if (!p) return null;
+  if (p.kind === "tcp") return ["a TCP connection to ", h("code", {}, p.address)];
+  if (p.kind === "http") return ["HTTP GET ", h("code", {}, p.url), ` answering ${p.status}`];
+  return h("code", {}, JSON.stringify(p));
+}
+
+/**
+ * A lease's availability as the consortium measured it so far, in basis points rounded down:
+ * 1 − down_ms / (min(now, end_ms) − start_ms); null before the lease starts.
+ */
+function measuredBps(l, now = Date.now()) {
+  const elapsed = Math.min(now, Number(l.fill.end_ms)) - Number(l.fill.start_ms);
+  if (!(elapsed > 0)) return null;
+  const down = Math.min(Math.max(Number(l.down_ms) || 0, 0), elapsed);
+  return 10000 - Math.ceil((down * 10000) / elapsed);
+}
+
+/** A market's supervision terms from the catalogue's class attributes (docs/contracts.md §10). */
+function termsOf(classes, market) {
+  const c = (classes ?? []).find((x) => x.id === String(market).split("@")[0]);
+  const a = c?.attributes ?? {};
+  return { availability: Number(a["terms.availability_bps"] ?? 0), credit: Number(a["terms.credit_bps"] ?? 0) };
+}
+
+/**
+ * Fills `box` with lease `l`'s supervision, for its buyer: where the other datacenters probe it,
+ * its availability so far, the time found down, the service credits received, and what its
+ * market promises (`classes`: the catalogue's classes, for the terms).
+ */
+function supervisionPart(box, l, classes) {
+  const t = termsOf(classes, l.fill.market);
+  const bps = measuredBps(l);
+  const below = bps !== null && t.availability > 0 && bps < t.availability;
+  const credited = formatCredits(l.credited ?? 0);
+  box.dataset.probed = l.probe ? "true" : "false";
+  box.replaceChildren(...[
+    h("strong", {}, "Supervision"), ": ",
+    h("span", { "data-testid": "lease-probe" }, l.probe
+      ? ["probe target: ", probeText(l.probe)]
+      : "not probed: the provider named no probe target"),
+    " · ", h("span", { "data-testid": "lease-availability", class: below ? "error" : undefined }, bps === null
+      ? "availability measured from the lease's start"
+      : `measured availability${l.status === "active" ? " so far" : ""} ${percent(bps)}${below ? " (below the promise)" : ""}`),
+    " · ", h("span", { "data-testid": "lease-down" }, `time found down: ${duration(l.down_ms)}`),
+    " · ", h("span", { "data-testid": "lease-credits" }, `Service credits: ${credited} credit${credited === "1" ? "" : "s"}`),
+    t.availability > 0 ? [" · ", h("span", { "data-testid": "lease-terms" }, `${percent(t.availability)} promised; ${t.credit > 0
+      ? `below it, ${percentShort(t.credit)} of the lease's cost back` : "no credit below it"}`)] : "",
+  ].flat(Infinity).filter((x) => x !== ""));
+}
+
 async function api(path, { method = "GET", body, bearer } = {}) {
   const init = { method, headers: { accept: "application/json" } };
   if (bearer) init.headers.authorization = `Bearer ${bearer}`;
@@ -550,6 +619,8 @@ async function renderBuyer(root) {
   main.append(left, right);
   root.replaceChildren(main);
 
+  // The catalogue's classes, for each market's supervision terms (fetched once per visit).
+  const catalogue = api("governance").then((g) => g.params?.classes ?? []).catch(() => []);
   let markets = [];
   try {
     markets = await api("markets");
@@ -642,6 +713,26 @@ async function renderBuyer(root) {
   const leasesBox = section("My leases", "my-leases",
     h("p", { "data-testid": "events-status", class: "live" }, "not connected"));
   const credentialBoxes = new Map();
+  // Each of the buyer's leases' supervision, updated in place (a redraw would move the focus).
+  const supervisionBoxes = new Map();
+  let supervisedLive = false;
+  let supervisionAt = 0;
+
+  /** Brings the supervision of the shown leases up to date, at most every 5 s, while one is live. */
+  async function refreshSupervision() {
+    if (!app.key || !supervisedLive || Date.now() - supervisionAt < 5000) return;
+    supervisionAt = Date.now();
+    const k = app.key.publicHex;
+    try {
+      const [r, classes] = await Promise.all([api(`leases?account=${k}&limit=100`), catalogue]);
+      for (const l of r.leases ?? []) {
+        const box = supervisionBoxes.get(l.id);
+        if (box && l.fill.buyer === k) supervisionPart(box, l, classes);
+      }
+    } catch {
+      // Tried again at a later block.
+    }
+  }
 
   async function refreshMine() {
     keyBox.updateBalance?.();
@@ -651,9 +742,10 @@ async function renderBuyer(root) {
       return;
     }
     const k = app.key.publicHex;
-    const [orders, leases] = await Promise.all([
+    const [orders, leases, classes] = await Promise.all([
       api(`orders?account=${k}`).catch((e) => ({ error: e })),
       api(`leases?account=${k}&limit=100`).catch((e) => ({ error: e })),
+      catalogue,
     ]);
     const orderList = orders.error ? [] : (Array.isArray(orders) ? orders : orders.orders ?? []);
     for (const o of orderList) pending.delete(o.id);
@@ -697,6 +789,8 @@ async function renderBuyer(root) {
         h("ul", { class: "changes", "data-testid": "order-changes" },
           changes.map((c) => h("li", { "data-order": c.id, "data-status": c.status }, c.text)))) : "");
     const leaseList = leases.error ? [] : leases.leases;
+    supervisedLive = leaseList.some((l) => l.fill.buyer === k && l.status === "active");
+    supervisionAt = Date.now();
     const rows = leaseList.map((l) => {
       let out = credentialBoxes.get(l.id);
       if (!out) {
@@ -705,6 +799,15 @@ async function renderBuyer(root) {
       }
       const mine = l.fill.buyer === k;
       const live = mine && l.status === "active";
+      let sup = null;
+      if (mine) {
+        sup = supervisionBoxes.get(l.id);
+        if (!sup) {
+          sup = h("p", { class: "supervision", "data-testid": "lease-supervision" });
+          supervisionBoxes.set(l.id, sup);
+        }
+        supervisionPart(sup, l, classes);
+      }
       // A renewal's new credential comes with the provider's next grant: until then the old
       // one (valid to the old end) is not handed out as if it were the new one.
       const renewing = reissue.get(l.id);
@@ -731,7 +834,7 @@ async function renderBuyer(root) {
             " "] : "", live ? h("button", { type: "button", class: "small danger", "data-testid": "lease-end",
               onclick: () => transition(l, "terminate", out) }, "End lease") : "",
             " ", h("a", { href: `#/auditor/verify/${l.id}`, "data-testid": "lease-verify" }, "Verify proof"))),
-        h("tr", { class: "detail" }, h("td", { colspan: 8 }, out)));
+        h("tr", { class: "detail" }, h("td", { colspan: 8 }, sup, out)));
     });
     leasesBox.replaceChildren(leasesBox.firstChild, leasesBox.children[1],
       leases.error ? h("p", { class: "msg error" }, `Leases unavailable: ${leases.error.message}`)
@@ -767,7 +870,7 @@ async function renderBuyer(root) {
     const why = d.reason ? `: ${d.reason}` : "";
     const side = d.side === "bid" ? "Bid" : "Offer";
     changes.unshift({ id: d.order, status: d.status,
-      text: `${side} ${short(d.order)} on ${d.market} ${what}${left}${why}${d.height === "none" ? "" : ` (block ${d.height})`}.` });
+      text: `${side} ${d.order.slice(0, 10)}… on ${d.market} ${what}${left}${why}${d.height === "none" ? "" : ` (block ${d.height})`}.` });
     changes.splice(8);
   }
 
@@ -842,6 +945,9 @@ async function renderBuyer(root) {
       keyBox.updateBalance?.();
       refreshStatus();
       checkPending();
+      // A probe target recorded, a down interval or a credit changes a lease without a lease
+      // event; the availability so far moves with time anyway.
+      refreshSupervision();
       let entries = 0;
       try {
         entries = JSON.parse(ev.data).entries;
@@ -1057,10 +1163,13 @@ async function renderOperator(root) {
     boxes.push(section("Operator", "operator", err(op)));
   } else {
     const earnings = op.earnings ?? null;
+    // The provider bond (docs/operations.md, Bond) next to the balance it is locked from.
+    const money = earnings ? Object.entries(earnings) : [];
+    if (earnings && op.bond != null) money.splice(money.findIndex(([k]) => k === "balance") + 1, 0, ["bond", op.bond]);
     boxes.push(section("Earnings", "operator-earnings", earnings
-      ? h("dl", { class: "kv" }, Object.entries(earnings).map(([k, v]) => [
-        h("dt", {}, k.replaceAll("_", " ")),
-        h("dd", {}, typeof v === "number" ? credits(v) : String(v))]))
+      ? h("dl", { class: "kv" }, money.map(([k, v]) => [
+        h("dt", {}, k === "bond" ? "bond (locked for offers and leases)" : k.replaceAll("_", " ")),
+        h("dd", { "data-testid": `earnings-${k}` }, typeof v === "number" ? credits(v) : String(v))]))
       : h("p", { class: "empty" }, "not reported by this node")));
     const leased = (op.leased ?? []).map((p) => ({ x: Number(p.time_ms), y: Number(p.slots) }));
     boxes.push(section("Leased capacity over time", "operator-leased",
@@ -1175,6 +1284,23 @@ async function renderOperator(root) {
         h("td", {}, `${time(l.fill.start_ms)} → ${time(l.fill.end_ms)}`), h("td", {}, left(l)),
         h("td", {}, leaseStatusText(l)), h("td", {}, hookText(prov.get(l.id))), h("td", {}, endEarly(l)))),
       "no leases")));
+    // Its live leases as the other datacenters see them (docs/operations.md, Supervision).
+    const decision = (d) => ["not decided", "down, credited", "down during maintenance"][d] ?? `decision ${d}`;
+    const keys = (list) => (list?.length ? list.map((k) => short(k, 6)).flatMap((x, i) => (i ? [", ", x] : [x])) : "none");
+    boxes.push(section("Supervision", "operator-supervision",
+      h("p", {}, "Each live lease of this node as the other datacenters see it: where they probe it, the time a quorum of them found it down and the service credits its buyer got for it, and each interval some of them reported down. One vantage point alone reporting a lease down is worth a look at the network between you; most of them reporting it is an outage. Inside a maintenance window down intervals are not credited."),
+      table("supervision-table", ["Lease", "Probe target", "Found down", "Credits paid", "Intervals reported down"],
+        (op.watched ?? []).map((w) => h("tr", { "data-testid": "watched-lease", "data-lease": w.lease },
+          h("td", {}, short(w.lease)),
+          h("td", {}, w.probe ? probeText(w.probe) : "none: the hook named no probe target, so nobody probes it"),
+          h("td", { class: "num" }, duration(w.down_ms)), h("td", { class: "num" }, credits(w.credited)),
+          h("td", {}, w.intervals?.length
+            ? h("ul", { class: "intervals" }, w.intervals.map((i) => h("li", { "data-testid": "watched-interval",
+              "data-decided": i.decided }, `${clock(i.start_ms)}–${clock(i.end_ms)}: reported down by `, keys(i.down),
+            i.silent?.length ? ["; not by ", keys(i.silent)] : " (every vantage point)", "; ",
+            h("strong", {}, decision(i.decided)))))
+            : "none"))),
+        "no live leases")));
     boxes.push(section("Peers", "operator-peers", table("peers-table", ["Name", "Node key", "Address", "Gossip score"],
       (op.peers ?? []).map((p) => h("tr", { "data-testid": "peer-row" },
         h("td", {}, p.name ?? "(no name)"), h("td", {}, p.key ? short(p.key) : h("span", { title: p.id }, "unknown")),
