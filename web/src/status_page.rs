@@ -57,13 +57,12 @@ pub(crate) fn render(c: &ConsortiumStatus) -> String {
         o,
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta http-equiv=\"refresh\" content=\"30\">\
          <title>Surplus status: {chain}</title>\
          <style>body{{font-family:system-ui,sans-serif;max-width:60rem;margin:1rem auto;padding:0 1rem;color:#111}}\
          table{{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}}th,td{{text-align:left;padding:.3rem .5rem;border-bottom:1px solid #ccc}}\
          .ok{{color:#0a5c2b}}.bad{{color:#9b1c1c}}.summary{{font-size:1.2rem;padding:.6rem;border:1px solid #999}}</style>\
          </head><body><header><h1>Surplus consortium status</h1>\
-         <p>Chain <code>{chain}</code>, as node time {now} sees it. This page refreshes every 30 s; \
+         <p>Chain <code>{chain}</code>, as node time {now} sees it. Reload it for the latest; \
          <a href=\"/api/v1/status/consortium\">the same as JSON</a>; <a href=\"/\">the market</a>.</p></header><main>",
         chain = esc(&c.chain_id),
         now = utc(c.now_ms),

@@ -498,13 +498,17 @@ fn lease_of(e: &Entry) -> Option<Hash> {
         EntryKind::FILL => Some(e.id()),
         EntryKind::SETTLEMENT => Settlement::decode(&e.payload).ok().map(|s| s.lease),
         EntryKind::REVOCATION => decode_revocation(&e.payload).ok().map(|(l, _)| l),
+        EntryKind::CREDIT => {
+            surplus_contracts::supervision::Credit::decode(&e.payload).ok().map(|c| c.lease)
+        }
         EntryKind::LEASE_TRANSITION | EntryKind::CREDENTIAL_GRANT => {
             match Tx::decode(e.kind, &e.payload).ok()? {
                 Tx::Terminate { lease, .. }
                 | Tx::Renew { lease, .. }
                 | Tx::Grant { lease, .. }
                 | Tx::Notice { lease, .. }
-                | Tx::Move { lease, .. } => Some(lease),
+                | Tx::Move { lease, .. }
+                | Tx::Probe { lease, .. } => Some(lease),
                 _ => None,
             }
         }

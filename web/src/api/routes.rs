@@ -202,7 +202,7 @@ pub(crate) fn routes() -> Vec<Route> {
             method: get.clone(),
             path: "/status",
             summary: "The consortium's status page: the same as /api/v1/status/consortium, as \
-                      HTML for people (no script, refreshed every 30 s).",
+                      HTML for people (no script; reload it for the latest).",
             params: vec![],
             body: None,
             answer: other("text/html", "The page"),

@@ -19,7 +19,7 @@ pub(crate) async fn consortium(ctx: web::Data<Ctx>) -> HttpResponse {
     HttpResponse::Ok().json(ctx.node.consortium())
 }
 
-/// `GET /status`: the same as a page for people, without scripts, refreshed every 30 s.
+/// `GET /status`: the same as a page for people, without scripts (reload it for the latest).
 pub(crate) async fn page(ctx: web::Data<Ctx>) -> HttpResponse {
     let c = ctx.node.consortium();
     HttpResponse::Ok()
