@@ -409,7 +409,7 @@ pub fn plan_within(
 }
 
 /// What the provider's node knows of a lease's provisioning (its records, not the ledger).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Provisioned {
     /// The start hook ran (successfully or not) and was recorded.
     pub started: bool,
@@ -418,6 +418,8 @@ pub struct Provisioned {
     /// The end of validity (`valid_until`, ms) of the credential the node holds for the lease
     /// (the last one it minted), if it holds one.
     pub token_until_ms: Option<u64>,
+    /// The probe target the start hook's answer named, if any.
+    pub probe: Option<crate::supervision::ProbeTarget>,
 }
 
 /// Whether an active lease needs a (new) credential: it has no grant on the ledger; or the node
@@ -440,6 +442,9 @@ pub enum Duty {
     Grant(Hash),
     /// Run the end hook: the lease has ended and was started here but not ended.
     End(Hash),
+    /// Record the lease's probe target: its start hook named one that the lease does not
+    /// carry on the ledger.
+    Probe(Hash),
 }
 
 /// What [`duties`] found.
@@ -472,6 +477,9 @@ pub fn duties(
             }
             if grant_stale(lease, r.token_until_ms) {
                 out.duties.push(Duty::Grant(lease.id));
+            }
+            if r.probe.is_some() && r.probe != lease.probe {
+                out.duties.push(Duty::Probe(lease.id));
             }
         } else if r.started && !r.ended {
             out.duties.push(Duty::End(lease.id));
@@ -739,8 +747,9 @@ mod tests {
         };
         let e = Entry::signed("provider-test", g.kind(), g.encode(), &key("provider", 0));
         maker.next(&[e], T0 + 2, key("validator", 0).public()).unwrap();
-        let with =
-            |t| move |_: &Hash| Provisioned { started: true, ended: false, token_until_ms: t };
+        let with = |t| {
+            move |_: &Hash| Provisioned { started: true, token_until_ms: t, ..Default::default() }
+        };
         assert!(duties(&maker.state, &provider, &with(held), &[lease]).duties.is_empty());
         // The node lost its token: it mints another.
         let grant = vec![Duty::Grant(lease)];
@@ -767,7 +776,7 @@ mod tests {
         let started = |_: &Hash| Provisioned { started: true, ..Default::default() };
         let d = duties(&maker.state, &provider, &started, &[lease]);
         assert_eq!((d.duties, d.leased_slots), (vec![Duty::End(lease)], 0));
-        let done = |_: &Hash| Provisioned { started: true, ended: true, token_until_ms: None };
+        let done = |_: &Hash| Provisioned { started: true, ended: true, ..Default::default() };
         assert!(duties(&maker.state, &provider, &done, &[lease]).duties.is_empty());
         // Never started here (the node joined late): nothing to end.
         let none = |_: &Hash| Provisioned::default();

@@ -107,6 +107,8 @@ pub struct Shared {
     observations: Mutex<crate::supervise::Observations>,
     /// Its probes' counters.
     probe_stats: crate::supervise::Stats,
+    /// The bond last found short of what the offers need (warned once per amount).
+    bond_short: std::sync::atomic::AtomicU64,
 }
 
 /// How long a node's faucet waits per rank ([`faucet_rank`]) before it funds an account: far
@@ -1552,6 +1554,7 @@ async fn run(
             supervision: config.supervision.clone(),
             observations: Mutex::new(Default::default()),
             probe_stats: Default::default(),
+            bond_short: std::sync::atomic::AtomicU64::new(0),
         });
 
         if sync_snapshot {
@@ -2137,10 +2140,17 @@ fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &
     let record = |id: &Hash| {
         let r = shared.provisioning.get(&hex::encode(id)).ok().flatten();
         let active = state.lease(id).is_some_and(|l| l.status == LeaseStatus::Active);
+        let probe = r
+            .as_ref()
+            .and_then(|r| r.start.as_ref())
+            .filter(|o| o.ok)
+            .and_then(|o| o.access.as_ref()?.get("probe"))
+            .and_then(|p| crate::provision::probe_target(p).ok());
         provider::Provisioned {
             started: r.as_ref().is_some_and(|r| r.start.is_some()),
             ended: r.as_ref().is_some_and(|r| r.end.is_some()),
             token_until_ms: if active { shared.held_token(id) } else { None },
+            probe,
         }
     };
     // Tokens of leases that left the state are not looked at again.
@@ -2159,6 +2169,8 @@ fn reconcile_leases(shared: &Arc<Shared>, state: &Arc<State>, hook: &Hook, me: &
             // Not while its start hook still runs.
             provider::Duty::End(id) if shared.busy(&id, Step::Start) => continue,
             provider::Duty::End(id) => (id, Step::End),
+            provider::Duty::Probe(id) if shared.busy(&id, Step::Start) => continue,
+            provider::Duty::Probe(id) => (id, Step::Probe),
         };
         // A lease to end has left the live state: the history has it as it ended.
         let ended = || shared.history.get().and_then(|h| h.lease(&id));
@@ -2391,6 +2403,8 @@ enum Step {
     Start,
     Grant,
     End,
+    /// Recording the probe target the start hook named.
+    Probe,
     /// A round of moves and notices before maintenance (under the lease id 0).
     Drain,
 }
@@ -2435,6 +2449,11 @@ fn spawn_step(shared: &Arc<Shared>, lease: &Lease, step: Step, hook: &Hook) {
                 }
             }
             Step::Grant => grant(&shared, &lease).await,
+            Step::Probe => {
+                let record = shared.provisioning.get(&id).ok().flatten();
+                let access = record.and_then(|r| r.start).and_then(|o| o.access);
+                record_probe(&shared, &lease, access.as_ref()).await;
+            }
             Step::Drain => {}
         }
         shared.inflight.lock().unwrap_or_else(|e| e.into_inner()).remove(&(lease.id, step));
@@ -2458,6 +2477,11 @@ async fn record_probe(shared: &Arc<Shared>, lease: &Lease, access: Option<&serde
         return;
     }
     let id = lease.id;
+    let me = shared.key.public();
+    let Ok(pending) = shared.core.call(move |c| c.pending_of(&me)).await else { return };
+    if pending.iter().any(|t| matches!(t, Tx::Probe { lease, .. } if *lease == id)) {
+        return;
+    }
     sign_and_gossip(shared, move |seq| Tx::Probe { lease: id, target: target.clone(), seq }).await;
 }
 
@@ -2736,6 +2760,9 @@ async fn lock_bond(shared: &Arc<Shared>, needed: u64) {
     }
     let amount = needed - have;
     if account.balance < amount {
+        if shared.bond_short.swap(needed, Ordering::Relaxed) == needed {
+            return;
+        }
         tracing::warn!(
             needed,
             bond = account.bond,

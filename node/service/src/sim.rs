@@ -869,7 +869,7 @@ impl World {
         let plan =
             provider::plan(&self.pools, &state, &me, &live.core.pending_offers(&me), self.now);
         let mut own = plan.entries(CHAIN, &node.key);
-        let record = |id: &Hash| node.provisioned.get(id).copied().unwrap_or_default();
+        let record = |id: &Hash| node.provisioned.get(id).cloned().unwrap_or_default();
         let open: Vec<Hash> = node
             .provisioned
             .iter()
@@ -884,6 +884,8 @@ impl World {
             match duty {
                 provider::Duty::Start(id) => records.push((id, true)),
                 provider::Duty::End(id) => records.push((id, false)),
+                // The simulated hooks name no probe target.
+                provider::Duty::Probe(_) => {}
                 provider::Duty::Grant(id) => {
                     let held = node.provisioned.get(&id).and_then(|r| r.token_until_ms);
                     if !provider::needs_grant(&state, &id, &pending, held) {
@@ -969,7 +971,7 @@ impl World {
             else {
                 continue;
             };
-            let rec = self.nodes[p].provisioned.get(&lease.id).copied().unwrap_or_default();
+            let rec = self.nodes[p].provisioned.get(&lease.id).cloned().unwrap_or_default();
             if !(rec.started && lease.grant.is_some()) {
                 return Err(self.fail(format!(
                     "live lease {} of node {p}: started {}, granted {}",

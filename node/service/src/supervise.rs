@@ -92,7 +92,9 @@ pub async fn probe(target: &ProbeTarget, timeout: Duration) -> bool {
     }
 }
 
-/// A token bucket: at most `per_second` starts in any second (burst of one second's worth).
+/// A pacer: starts at least `1 / per_second` apart, so that no window of one second holds
+/// more than `per_second` of them (a token bucket of one token; a larger bucket would let a
+/// burst and the refill add up within one second).
 #[derive(Debug)]
 pub struct Rate {
     per_second: u32,
@@ -101,9 +103,9 @@ pub struct Rate {
 }
 
 impl Rate {
-    /// A bucket of `per_second`, full at `now_ms`.
+    /// A pacer of `per_second`, ready at `now_ms`.
     pub fn new(per_second: u32, now_ms: u64) -> Self {
-        Self { per_second: per_second.max(1), bucket: Mutex::new((f64::from(per_second), now_ms)) }
+        Self { per_second: per_second.max(1), bucket: Mutex::new((1.0, now_ms)) }
     }
 
     /// Takes a token at `now_ms`, or says how long to wait for one.
@@ -111,7 +113,7 @@ impl Rate {
         let mut b = self.bucket.lock().unwrap_or_else(|e| e.into_inner());
         let rate = f64::from(self.per_second);
         let elapsed = now_ms.saturating_sub(b.1) as f64 / 1000.0;
-        b.0 = (b.0 + elapsed * rate).min(rate);
+        b.0 = (b.0 + elapsed * rate).min(1.0);
         b.1 = now_ms.max(b.1);
         if b.0 >= 1.0 {
             b.0 -= 1.0;
@@ -209,13 +211,21 @@ mod tests {
     #[test]
     fn the_rate_bound_holds_and_refills() {
         let r = Rate::new(10, 1_000);
-        for _ in 0..10 {
-            r.take(1_000).unwrap();
-        }
+        r.take(1_000).unwrap();
         let wait = r.take(1_000).unwrap_err();
         assert_eq!(wait, Duration::from_millis(100));
+        assert!(r.take(1_099).is_err());
         r.take(1_100).unwrap();
         assert!(r.take(1_100).is_err());
+        // Taking as soon as allowed never puts more than 10 starts in a second.
+        let (r, mut w, mut t, mut most) = (Rate::new(10, 0), Window::default(), 0u64, 0);
+        for _ in 0..100 {
+            match r.take(t) {
+                Ok(()) => most = most.max(w.start(t)),
+                Err(d) => t += d.as_millis() as u64,
+            }
+        }
+        assert_eq!(most, 10);
         let mut w = Window::default();
         assert_eq!(w.start(0), 1);
         assert_eq!(w.start(999), 2);
