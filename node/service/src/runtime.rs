@@ -2282,11 +2282,17 @@ async fn supervise(shared: Arc<Shared>) {
             if round_start + share <= now {
                 continue; // this round's share of the interval has passed (the node started late)
             }
-            let at = round_start + rand::thread_rng().gen_range(0..share.max(2) / 2);
-            let wait = at.saturating_sub(shared.env.now_ms());
+            let wait = round_start.saturating_sub(shared.env.now_ms());
             tokio::time::sleep(Duration::from_millis(wait)).await;
             let targets = crate::supervise::targets(&shared.state(), &me);
             shared.probe_stats.targets.store(targets.len() as u64, Ordering::Relaxed);
+            // A random start within the round's share, early enough that its probes, paced by
+            // the rate bound, still fit in the share.
+            let needed = targets.len() as u64 * 1000 / u64::from(cfg.max_probes_per_second.max(1));
+            let slack = share.saturating_sub(needed) / 2;
+            let at = round_start + rand::thread_rng().gen_range(0..=slack);
+            let wait = at.saturating_sub(shared.env.now_ms());
+            tokio::time::sleep(Duration::from_millis(wait)).await;
             for (n, (lease, target)) in targets.iter().enumerate() {
                 // The rate bound: wait for a token, unless the interval ends first.
                 let mut waited = false;
