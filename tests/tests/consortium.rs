@@ -1106,6 +1106,30 @@ fn a_stopped_probe_target_is_found_down_by_quorum_and_its_time_paid_back_exactly
     let html = html.into_string().unwrap();
     assert!(html.contains("class=\"incident outage\""), "{html}");
     assert!(html.contains("Measured availability"), "{html}");
+
+    // The buyer ends the lease: its one hour is paid, and a lease this far below the market's
+    // 99.5 % earns the schedule's 10 % of what it cost, on top of the down time paid back.
+    let before = dc1.account(&buyer.public()).unwrap();
+    let t = Tx::Terminate { lease: lease.id, seq: before.seq };
+    dc1.submit(&Entry::signed(net.chain_id(), t.kind(), t.encode(), &buyer)).unwrap();
+    let ended = wait_for("the buyer's termination", MINUTE, || {
+        let l = dc1.lease(&lease.id).ok()?.lease;
+        (l.status == LeaseStatus::TerminatedByBuyer).then_some(l)
+    });
+    let cost = u64::from(ended.fill.slots) * ended.fill.price;
+    let due = cost * 1_000 / 10_000;
+    assert!(due > 0);
+    let head = dc1.status().unwrap().height;
+    let target_credits: Vec<Value> = credits_of(&dc1, &lease.id, from_height, head)
+        .into_iter()
+        .filter(|c| c["reason"] == "below_target")
+        .collect();
+    assert_eq!(target_credits.len(), 1, "{target_credits:?}");
+    assert_eq!(target_credits[0]["due"].as_u64(), Some(due));
+    assert_eq!(ended.credited, l.credited + due, "{ended:?}");
+    assert_eq!(ended.hours_paid, 1);
+    // The hour was paid in full from escrow (nothing refunded); the credit came on top.
+    assert_eq!(dc1.account(&buyer.public()).unwrap().balance, before.balance + due);
     drop(target);
 
     for n in &mut nodes {
