@@ -104,9 +104,9 @@ pub struct Shared {
     /// How this node probes other providers' leases (`[supervision]`).
     supervision: crate::config::Supervision,
     /// What its probes saw, by interval and lease (the last few intervals).
-    observations: Mutex<crate::supervise::Observations>,
+    observations: Arc<Mutex<crate::supervise::Observations>>,
     /// Its probes' counters.
-    probe_stats: crate::supervise::Stats,
+    probe_stats: Arc<crate::supervise::Stats>,
     /// The bond last found short of what the offers need (warned once per amount).
     bond_short: std::sync::atomic::AtomicU64,
 }
@@ -1552,7 +1552,7 @@ async fn run(
             clock: crate::clock::ClockWatch::default(),
             operator_token: crate::operator_token::load_or_create(&dir)?,
             supervision: config.supervision.clone(),
-            observations: Mutex::new(Default::default()),
+            observations: Arc::new(Mutex::new(Default::default())),
             probe_stats: Default::default(),
             bond_short: std::sync::atomic::AtomicU64::new(0),
         });
@@ -1688,7 +1688,7 @@ async fn run(
     // Leases that started or ended while the node was down are provisioned now.
     reconcile_leases(&shared, &running.state, &hook, &me);
     {
-        let (s, env) = (shared.clone(), shared.env.clone());
+        let (s, env) = (Arc::downgrade(&shared), shared.env.clone());
         env.spawn(async move { supervise(s).await });
     }
     if let Some(ready) = ready {
@@ -2257,22 +2257,36 @@ fn probing(shared: &Arc<Shared>) -> bool {
 /// other providers' leases `probes_per_interval` times (each round at a random offset in its
 /// share of the interval, at most `max_probes_per_second`), then reports the leases most of
 /// its probes found down (`crate::supervise`).
-async fn supervise(shared: Arc<Shared>) {
+async fn supervise(weak: std::sync::Weak<Shared>) {
     use rand::Rng;
-    let me = shared.key.public();
-    let cfg = shared.supervision.clone();
+    // Only a weak reference is held between steps (and none while waiting), so that a node
+    // that stops releases its state at once (`shut_down` waits for it).
+    let Some((me, cfg, env, stats, observations)) = weak.upgrade().map(|s| {
+        (
+            s.key.public(),
+            s.supervision.clone(),
+            s.env.clone(),
+            s.probe_stats.clone(),
+            s.observations.clone(),
+        )
+    }) else {
+        return;
+    };
     let timeout = Duration::from_millis(cfg.timeout_ms);
-    let rate =
-        Arc::new(crate::supervise::Rate::new(cfg.max_probes_per_second, shared.env.now_ms()));
-    let window = Arc::new(Mutex::new(crate::supervise::Window::default()));
+    let rate = crate::supervise::Rate::new(cfg.max_probes_per_second, env.now_ms());
+    let mut window = crate::supervise::Window::default();
     let rounds = u64::from(cfg.probes_per_interval.max(1));
     loop {
-        let sup = shared.state().params.supervision;
-        let Some(sup) = sup.filter(|_| probing(&shared)) else {
+        let sup = {
+            let Some(shared) = weak.upgrade() else { return };
+            let sup = shared.state().params.supervision;
+            sup.filter(|_| probing(&shared))
+        };
+        let Some(sup) = sup else {
             tokio::time::sleep(Duration::from_secs(5)).await;
             continue;
         };
-        let now = shared.env.now_ms();
+        let now = env.now_ms();
         let interval = sup.interval_at(now);
         let Some((start, end)) = sup.span(interval) else { return };
         let share = sup.interval_ms / rounds;
@@ -2282,22 +2296,27 @@ async fn supervise(shared: Arc<Shared>) {
             if round_start + share <= now {
                 continue; // this round's share of the interval has passed (the node started late)
             }
-            let wait = round_start.saturating_sub(shared.env.now_ms());
-            tokio::time::sleep(Duration::from_millis(wait)).await;
-            let targets = crate::supervise::targets(&shared.state(), &me);
-            shared.probe_stats.targets.store(targets.len() as u64, Ordering::Relaxed);
+            tokio::time::sleep(Duration::from_millis(round_start.saturating_sub(env.now_ms())))
+                .await;
+            let targets = {
+                let Some(shared) = weak.upgrade() else { return };
+                crate::supervise::targets(&shared.state(), &me)
+            };
+            stats.targets.store(targets.len() as u64, Ordering::Relaxed);
             // A random start within the round's share, early enough that its probes, paced by
             // the rate bound, still fit in the share.
             let needed = targets.len() as u64 * 1000 / u64::from(cfg.max_probes_per_second.max(1));
             let slack = share.saturating_sub(needed) / 2;
             let at = round_start + rand::thread_rng().gen_range(0..=slack);
-            let wait = at.saturating_sub(shared.env.now_ms());
-            tokio::time::sleep(Duration::from_millis(wait)).await;
+            tokio::time::sleep(Duration::from_millis(at.saturating_sub(env.now_ms()))).await;
             for (n, (lease, target)) in targets.iter().enumerate() {
-                // The rate bound: wait for a token, unless the interval ends first.
+                if weak.strong_count() == 0 {
+                    return;
+                }
+                // The rate bound: wait for the pacer, unless the interval ends first.
                 let mut waited = false;
                 loop {
-                    let t = shared.env.now_ms();
+                    let t = env.now_ms();
                     if t >= end {
                         break;
                     }
@@ -2309,23 +2328,23 @@ async fn supervise(shared: Arc<Shared>) {
                         }
                     }
                 }
-                let t = shared.env.now_ms();
+                let t = env.now_ms();
                 if t >= end {
                     let left = (targets.len() - n) as u64;
-                    shared.probe_stats.skipped.fetch_add(left, Ordering::Relaxed);
+                    stats.skipped.fetch_add(left, Ordering::Relaxed);
                     break;
                 }
                 if waited {
-                    shared.probe_stats.rate_waits.fetch_add(1, Ordering::Relaxed);
+                    stats.rate_waits.fetch_add(1, Ordering::Relaxed);
                 }
-                let in_second = window.lock().unwrap_or_else(|e| e.into_inner()).start(t) as u64;
-                shared.probe_stats.max_per_second.fetch_max(in_second, Ordering::Relaxed);
-                let (s, lease, target) = (shared.clone(), *lease, target.clone());
-                probes.push(shared.env.spawn(async move {
+                stats.max_per_second.fetch_max(window.start(t) as u64, Ordering::Relaxed);
+                let (stats, observations) = (stats.clone(), observations.clone());
+                let (lease, target) = (*lease, target.clone());
+                probes.push(env.spawn(async move {
                     let up = crate::supervise::probe(&target, timeout).await;
-                    let counter = if up { &s.probe_stats.up } else { &s.probe_stats.down };
+                    let counter = if up { &stats.up } else { &stats.down };
                     counter.fetch_add(1, Ordering::Relaxed);
-                    s.observations
+                    observations
                         .lock()
                         .unwrap_or_else(|e| e.into_inner())
                         .record(interval, lease, up);
@@ -2333,10 +2352,9 @@ async fn supervise(shared: Arc<Shared>) {
             }
         }
         // The next interval's probes start while this one's finish and are reported.
-        let (s, env) = (shared.clone(), shared.env.clone());
-        env.spawn(async move { report_down(s, interval, end, probes).await });
-        let wait = end.saturating_sub(shared.env.now_ms());
-        tokio::time::sleep(Duration::from_millis(wait)).await;
+        let w = weak.clone();
+        env.spawn(async move { report_down(w, interval, end, probes).await });
+        tokio::time::sleep(Duration::from_millis(end.saturating_sub(env.now_ms()))).await;
     }
 }
 
@@ -2346,19 +2364,21 @@ const REPORT_SLACK_MS: u64 = 2_000;
 /// Once `probes` (of `interval`, which ends at `end`) are done and the interval has ended,
 /// signs and sends the reports of the leases most of this node's probes found down.
 async fn report_down(
-    shared: Arc<Shared>,
+    weak: std::sync::Weak<Shared>,
     interval: u64,
     end: u64,
     probes: Vec<tokio::task::JoinHandle<()>>,
 ) {
-    let me = shared.key.public();
     for p in probes {
         let _ = p.await;
     }
+    let Some(env) = weak.upgrade().map(|s| s.env.clone()) else { return };
     // Reports wait a little past the interval's end, so that a proposer whose clock is a
     // little behind still finds the interval ended at its block's time.
-    let wait = (end + REPORT_SLACK_MS).saturating_sub(shared.env.now_ms());
+    let wait = (end + REPORT_SLACK_MS).saturating_sub(env.now_ms());
     tokio::time::sleep(Duration::from_millis(wait)).await;
+    let Some(shared) = weak.upgrade() else { return };
+    let me = shared.key.public();
     let down = {
         let mut o = shared.observations.lock().unwrap_or_else(|e| e.into_inner());
         o.forget_before(interval.saturating_sub(60));
