@@ -35,7 +35,7 @@ impl State {
     /// natural key its value names; there must be exactly one chain item, no item twice, and
     /// the items must agree with each other as the blocks keep them (valid genesis parameters
     /// and chain id, only active leases, each with exactly the escrow its unpaid hours cost,
-    /// credits adding up to the supply, a book the auction could have left). Signatures of resting orders are not checked again: a caller that took the
+    /// credits (balances, bonds, escrow) adding up to the supply, a book the auction could have left). Signatures of resting orders are not checked again: a caller that took the
     /// items from a peer checks [`State::root`] against a certified header.
     pub fn from_items<I: IntoIterator<Item = Item>>(items: I) -> Result<State, RestoreError> {
         let mut chain = None;
@@ -229,11 +229,12 @@ impl State {
                 chain.book_ms, chain.height, chain.now_ms
             )));
         }
-        let credits: u128 = accounts.values().map(|a| u128::from(a.balance)).sum::<u128>()
-            + leases.values().map(|l| u128::from(l.escrow)).sum::<u128>();
+        let credits: u128 =
+            accounts.values().map(|a| u128::from(a.balance) + u128::from(a.bond)).sum::<u128>()
+                + leases.values().map(|l| u128::from(l.escrow)).sum::<u128>();
         if credits != u128::from(chain.supply) {
             return Err(inconsistent(format!(
-                "balances and escrow add up to {credits}, the supply is {}",
+                "balances, bonds and escrow add up to {credits}, the supply is {}",
                 chain.supply
             )));
         }

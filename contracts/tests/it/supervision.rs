@@ -329,3 +329,33 @@ fn the_provider_records_a_probe_target_and_nobody_else_can() {
         assert_eq!(r.code(), Code::Malformed);
     }
 }
+
+#[test]
+fn a_state_with_bonds_tallies_outages_and_probe_targets_restores_from_its_items() {
+    use surplus_contracts::supervision::ProbeTarget;
+    let (mut s, lease) = leased(&supervised(0), &provider(0), 10);
+    let target = ProbeTarget::Http { url: "http://127.0.0.1:8080/healthz".into(), status: 200 };
+    s.apply_block(
+        3,
+        T0 + 1,
+        &[tx(&provider(0), Tx::Probe { lease, target, seq: 1 })],
+        Mode::Validate,
+    )
+    .unwrap();
+    let i = T0 / S + 5;
+    let t = (i + 1) * S + 1_000;
+    let down: Vec<Entry> = (0..3).map(|v| report(&validator(v), i, &[lease])).collect();
+    s.apply_block(4, t, &down, Mode::Validate).unwrap();
+    // One report of a later interval leaves an undecided tally.
+    s.apply_block(5, t + S, &[report(&validator(0), i + 1, &[lease])], Mode::Validate).unwrap();
+    let l = s.lease(&lease).unwrap();
+    assert!(l.down_ms > 0 && l.credited > 0 && l.probe.is_some());
+    assert!(s.account(&provider(0).public()).bond > 0);
+    assert_eq!(s.tallies().map(|t| t.decided).collect::<Vec<_>>(), vec![1, 0]);
+    // A snapshot of it (every item, in any order) is the same state, root and all.
+    let mut items: Vec<_> = s.items().collect();
+    items.reverse();
+    let back = State::from_items(items).expect("the state's own items");
+    assert_eq!(back.root(), s.root());
+    assert_eq!(back, s);
+}
