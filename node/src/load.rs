@@ -12,6 +12,7 @@ use anyhow::{bail, Context as _, Result};
 use rand::Rng;
 use serde::Serialize;
 use surplus_client::{self as client, Client};
+use surplus_contracts::LeaseStatus;
 use surplus_ledger::SecretKey;
 use surplus_market::{Bid, FillRule, Market, Offer, Order, SignedOrder};
 
@@ -124,6 +125,32 @@ pub fn ed25519_rate() -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Locks `key`'s bond up to `need` units if it holds less, and waits for the lock to commit.
+fn ensure_bond(api: &Client, chain: &str, key: &SecretKey, need: u64) -> Result<()> {
+    let account = api.account(&key.public())?;
+    if account.bond >= need {
+        return Ok(());
+    }
+    let amount = need - account.bond;
+    if account.balance < amount {
+        bail!(
+            "the load's provider key holds {} units, its offer needs a bond of {amount} more",
+            account.balance
+        );
+    }
+    let tx = surplus_contracts::Tx::Bond { amount, seq: account.seq };
+    let entry = surplus_ledger::Entry::signed(chain, tx.kind(), tx.encode(), key);
+    api.submit(&entry).context("the load's bond")?;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while api.account(&key.public())?.bond < need {
+        if Instant::now() > deadline {
+            bail!("the load's bond did not commit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Ok(())
+}
+
 /// Runs `surplus load`.
 pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     if a.submit_only {
@@ -148,11 +175,38 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     let chain = file.chain_id.clone();
     let market = Market::new("vm.16c64g", &surplus_market::Catalogue::sample().regions[0].id);
 
-    // One provider offer big enough for every bid of the run.
+    // One provider offer big enough for every bid of the run, backed by the bond its class asks
+    // for (`docs/contracts.md` §10).
+    let total = u64::from(a.rate) * u64::from(a.seconds);
+    let slots = u32::try_from(total + 100).unwrap_or(u32::MAX);
+    let genesis_path = file.nodes.first().map(|n| n.data_dir.join("genesis.json"));
+    let genesis = genesis_path
+        .as_deref()
+        .map(crate::genesis::GenesisFile::load)
+        .context("the devnet has no node")?
+        .context("the devnet's genesis")?;
+    let per_slot = |m: &Market| {
+        let class = genesis.params.catalogue.classes.iter().find(|c| c.id == m.class);
+        class.map_or(0, |c| surplus_contracts::supervision::Terms::of(c).bond_per_slot)
+    };
+    // The bond covers the offer and the provider's live leases (earlier runs' included).
+    let provider = keys[0].public();
+    let listed = apis[0].leases(Some(&provider), Some(1_000))?;
+    if listed.truncated && listed.leases.iter().all(|l| l.status == LeaseStatus::Active) {
+        bail!("the load's provider key has over 1,000 live leases; wait for them to end");
+    }
+    let leased: u64 = listed
+        .leases
+        .iter()
+        .filter(|l| l.status == LeaseStatus::Active && l.fill.provider == provider)
+        .map(|l| per_slot(&l.fill.market).saturating_mul(u64::from(l.fill.slots)))
+        .fold(0, u64::saturating_add);
+    let need = per_slot(&market).saturating_mul(u64::from(slots)).saturating_add(leased);
+    ensure_bond(&apis[0], &chain, &keys[0], need)?;
     let now = crate::now_ms();
     let offer = Offer {
         market: market.clone(),
-        slots: 1_000_000,
+        slots,
         from_ms: now,
         until_ms: now + 48 * 3_600_000,
         reserve: 1_000,
@@ -174,7 +228,6 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     // Send bids at the asked rate from several threads.
     let accepted: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
     let refused: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
-    let total = u64::from(a.rate) * u64::from(a.seconds);
     let t0 = Instant::now();
     let buyers = Arc::new(keys[1..].to_vec());
     std::thread::scope(|s| {
