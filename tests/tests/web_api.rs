@@ -495,6 +495,7 @@ fn answers_match_the_openapi_document(
         get("/api/v1/leases/{id}/proof", format!("/api/v1/leases/{lease}/proof")),
         get("/api/v1/checkpoints", "/api/v1/checkpoints".into()),
         get("/api/v1/operator", "/api/v1/operator".into()),
+        get("/api/v1/status/consortium", "/api/v1/status/consortium".into()),
     ]
     .into_iter()
     .map(|(m, r, p)| (m, r, p, None, 200))

@@ -28,7 +28,6 @@ pub struct ConsortiumStatus {
     /// The validators in force and whether each signed or proposed one of the last 20 blocks.
     pub validators: Vec<ValidatorUp>,
     /// The supervision parameters (`None`: supervision is off).
-    #[schema(value_type = Option<Object>)]
     pub supervision: Option<Supervision>,
     /// Each provider's availability as the consortium measured it.
     pub providers: Vec<ProviderAvailability>,
@@ -126,7 +125,6 @@ pub struct LeaseWatch {
     #[schema(schema_with = surplus_ledger::schema::hash)]
     pub lease: Hash,
     /// Where it is probed (`None`: the hook named no probe; nobody probes it).
-    #[schema(value_type = Option<Object>)]
     pub probe: Option<ProbeTarget>,
     /// Time the quorum found it down, ms.
     pub down_ms: u64,
