@@ -545,6 +545,19 @@ pub fn wait_for_offer(api: &Client, market: &surplus_market::Market, provider: &
     });
 }
 
+/// Locks `amount` more units of `key`'s balance in its provider bond through `api`, and waits
+/// until the bond is committed (an offer needs it, `docs/contracts.md` §10).
+pub fn lock_bond(api: &Client, chain_id: &str, key: &SecretKey, amount: u64) {
+    let before = api.account(&key.public()).expect("the provider's account");
+    let tx = surplus_contracts::Tx::Bond { amount, seq: before.seq };
+    api.submit(&surplus_ledger::Entry::signed(chain_id, tx.kind(), tx.encode(), key))
+        .expect("the bond transaction");
+    wait_for("the bond to commit", Duration::from_secs(60), || {
+        let a = api.account(&key.public()).ok()?;
+        (a.bond >= before.bond + amount).then_some(())
+    });
+}
+
 /// A bid for 1 slot for 1 hour, starting now, at up to `limit` units a slot-hour, expiring
 /// after `ttl_ms`.
 pub fn one_slot_bid(

@@ -316,6 +316,8 @@ fn a_consortium_admits_removes_rotates_and_opens_a_region_by_vote_under_load() {
         nonce: 7_000_001,
     });
     let chain_id = net.chain_id().to_owned();
+    // The seller backs its offer with a bond (the class's terms ask for one).
+    lock_bond(&apis[1], &chain_id, &seller, 1_000_000_000);
     apis[1].submit(&SignedOrder::sign(&chain_id, offer, &seller).0).expect("the offer");
     let bid = one_slot_bid(&there, 10, 7_000_002, HOUR_MS);
     // Sent to a node that joined by vote.
