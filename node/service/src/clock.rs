@@ -2,9 +2,12 @@
 //! that validator's clock (`timestamp_ms`); the time this node commits it, less that, is the
 //! offset plus the time from proposal to commit (typically well under a second). The median of
 //! the last [`SAMPLES`] such blocks is the node's clock offset (positive: this node is ahead).
-//! A block that reached the node by value sync is a sample only if it says the node is behind:
-//! a node catching up commits old blocks long after they were made, which would read as a clock
-//! ahead, while a node whose clock is behind gets its peers' blocks by value sync (it refused
+//! A block that reached the node by value sync, or that was decided in a round after the first,
+//! is a sample only if it says the node is behind: a node catching up commits old blocks long
+//! after they were made, and a block decided in a later round may have been built rounds
+//! earlier (a builder re-proposes the block it stored for that height, and a later proposer the
+//! engine's valid value, both with their first time), either of which would read as a clock
+//! ahead; while a node whose clock is behind gets its peers' blocks by value sync (it refused
 //! their proposals as made in its future).
 //!
 //! Past [`WARN_MS`] the node logs a warning (its proposals or votes start to fail: a block time
@@ -51,11 +54,12 @@ pub enum Change {
 impl ClockWatch {
     /// A block made at `made` (its `timestamp_ms`) and committed by this node at
     /// `committed_ms`. No sample if `own` (this node proposed it: its time is this node's own
-    /// clock), nor if `synced` (it came by value sync) unless it was committed before it was
+    /// clock), nor if `late` (it came by value sync, or was decided in a round after the
+    /// first, so it may be older than its commit says) unless it was committed before it was
     /// made.
-    pub fn on_block(&self, made: u64, committed_ms: u64, own: bool, synced: bool) -> Change {
+    pub fn on_block(&self, made: u64, committed_ms: u64, own: bool, late: bool) -> Change {
         let sample = committed_ms as i64 - made as i64;
-        if own || (synced && sample >= 0) {
+        if own || (late && sample >= 0) {
             return Change::None;
         }
         let mut s = self.inner.lock().unwrap_or_else(|e| e.into_inner());
@@ -139,6 +143,21 @@ mod tests {
             assert_eq!(w.on_block(made, made + 150, false, false), Change::None);
         }
         assert_eq!((w.offset_ms(), w.refuses()), (Some(150), None));
+    }
+
+    #[test]
+    fn blocks_decided_after_a_stall_are_no_sample_of_ahead() {
+        let w = ClockWatch::default();
+        // The first heights took 30 s of rounds; their blocks kept the time they were built.
+        for i in 0..3u64 {
+            let made = 1_000_000 + i * 500;
+            assert_eq!(w.on_block(made, made + 30_000, false, true), Change::None);
+        }
+        for i in 3..6u64 {
+            let made = 1_000_000 + i * 500;
+            w.on_block(made, made + 200, false, false);
+        }
+        assert_eq!((w.offset_ms(), w.refuses()), (Some(200), None));
     }
 
     #[test]

@@ -2076,7 +2076,8 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
     let signed = shared.web.sign_checkpoint(&c.block.header, &shared.key);
     let header = &c.block.header;
     let own = header.proposer == shared.key.public();
-    match shared.clock.on_block(header.timestamp_ms, c.committed_ms, own, c.synced) {
+    let late = c.synced || c.block.certificate.round > 0;
+    match shared.clock.on_block(header.timestamp_ms, c.committed_ms, own, late) {
         crate::clock::Change::None => {}
         crate::clock::Change::Warn(offset) => tracing::warn!(
             offset_ms = offset,
