@@ -297,6 +297,9 @@ impl Code {
                 | Code::MempoolFull
                 | Code::Unavailable
                 | Code::ClockSkew
+                | Code::ReportRefused
+                | Code::BondRequired
+                | Code::BondLocked
         )
     }
 

@@ -125,8 +125,10 @@ pub fn ed25519_rate() -> f64 {
     n as f64 / start.elapsed().as_secs_f64()
 }
 
-/// Locks `key`'s bond up to `need` units if it holds less, and waits for the lock to commit.
-fn ensure_bond(api: &Client, chain: &str, key: &SecretKey, need: u64) -> Result<()> {
+/// Locks `key`'s bond up to `need` units if it holds less, and waits for the lock to commit on
+/// every node (a node behind it would not take the offer that needs it).
+fn ensure_bond(apis: &[Client], chain: &str, key: &SecretKey, need: u64) -> Result<()> {
+    let api = &apis[0];
     let account = api.account(&key.public())?;
     if account.bond >= need {
         return Ok(());
@@ -142,7 +144,7 @@ fn ensure_bond(api: &Client, chain: &str, key: &SecretKey, need: u64) -> Result<
     let entry = surplus_ledger::Entry::signed(chain, tx.kind(), tx.encode(), key);
     api.submit(&entry).context("the load's bond")?;
     let deadline = Instant::now() + Duration::from_secs(60);
-    while api.account(&key.public())?.bond < need {
+    while !apis.iter().all(|a| a.account(&key.public()).is_ok_and(|a| a.bond >= need)) {
         if Instant::now() > deadline {
             bail!("the load's bond did not commit within 60 s");
         }
@@ -202,7 +204,7 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
         .map(|l| per_slot(&l.fill.market).saturating_mul(u64::from(l.fill.slots)))
         .fold(0, u64::saturating_add);
     let need = per_slot(&market).saturating_mul(u64::from(slots)).saturating_add(leased);
-    ensure_bond(&apis[0], &chain, &keys[0], need)?;
+    ensure_bond(&apis, &chain, &keys[0], need)?;
     let now = crate::now_ms();
     let offer = Offer {
         market: market.clone(),
