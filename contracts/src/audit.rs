@@ -249,8 +249,21 @@ impl BlockMaker {
         timestamp_ms: u64,
         proposer: PublicKey,
     ) -> Result<(Block, crate::Applied), Error> {
+        self.next_with(user, timestamp_ms, proposer, None)
+    }
+
+    /// [`BlockMaker::next`], without checking again the signatures of the entries `verified`
+    /// holds ([`State::apply_block_with`]).
+    pub fn next_with(
+        &mut self,
+        user: &[Entry],
+        timestamp_ms: u64,
+        proposer: PublicKey,
+        verified: Option<&crate::VerifiedIds>,
+    ) -> Result<(Block, crate::Applied), Error> {
         let height = self.prev.height + 1;
-        let applied = self.state.apply_block(height, timestamp_ms, user, Mode::Propose)?;
+        let applied =
+            self.state.apply_block_with(height, timestamp_ms, user, Mode::Propose, verified)?;
         let mut nodes = Vec::new();
         for e in &applied.entries {
             self.frontier.push::<surplus_ledger::Blake3>(e.leaf_hash(), &mut nodes);

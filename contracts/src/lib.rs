@@ -35,6 +35,7 @@ pub mod sealed;
 mod state;
 pub mod supervision;
 mod tx;
+mod verified;
 
 #[cfg(feature = "test-utils")]
 pub mod testutil;
@@ -52,3 +53,4 @@ pub use tx::{
     decode_fill, decode_revocation, encode_fill, encode_revocation, RevocationId, Settlement,
     SettlementReason, Tx, MAX_REVOCATION_IDS, MAX_REVOCATION_ID_LEN,
 };
+pub use verified::VerifiedIds;

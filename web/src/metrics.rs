@@ -74,6 +74,13 @@ pub struct Metrics {
     /// peer), since the node started.
     #[serde(default)]
     pub consensus_restarts: u64,
+    /// User entries of blocks built or checked whose signature was not verified again (the
+    /// node verified it on admission).
+    #[serde(default)]
+    pub block_signatures_skipped: u64,
+    /// User entries of blocks built or checked whose signature was verified there.
+    #[serde(default)]
+    pub block_signatures_checked: u64,
     /// Publications waiting for the gossip network task (bounded: 256).
     #[serde(default)]
     pub gossip_command_queue: usize,
@@ -262,6 +269,19 @@ impl Metrics {
             "counter",
             "Consensus engine restarts to reconnect since the node started.",
             self.consensus_restarts.to_string(),
+        );
+        one(
+            "block_signatures_skipped_total",
+            "counter",
+            "User entries of blocks built or checked whose signature was verified on admission \
+             and not again.",
+            self.block_signatures_skipped.to_string(),
+        );
+        one(
+            "block_signatures_checked_total",
+            "counter",
+            "User entries of blocks built or checked whose signature was verified there.",
+            self.block_signatures_checked.to_string(),
         );
         one(
             "gossip_command_queue",

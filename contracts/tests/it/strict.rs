@@ -65,3 +65,52 @@ fn admission_and_execution_accept_exactly_the_strict_rule() {
     // keys with a matching R torsion pass the rule.
     assert!(accepted > 3 && refused > 0, "accepted {accepted}, refused {refused}");
 }
+
+/// A node verifies each entry's signature once: on admission it records the entry's id
+/// (`VerifiedIds`), and a block carrying admitted entries applies them without verifying them
+/// again, to the same outcome, while an entry it never admitted is still verified (a forged
+/// signature is refused as before).
+#[test]
+fn signatures_verified_on_admission_are_not_verified_again_in_blocks() {
+    use surplus_contracts::testutil::{bid, offer, provider, tx};
+    use surplus_contracts::VerifiedIds;
+    let state = State::genesis(CHAIN, &genesis(100, 1000), T0).expect("the genesis is valid");
+    let now = T0 + 1_000;
+    let entries = vec![
+        offer(&provider(0), 2, 10, 50, 1, now),
+        bid(&buyer(0), 1, 2, 20, 1, now),
+        tx(&buyer(1), Tx::Transfer { to: buyer(2).public(), amount: 5, seq: 0 }),
+    ];
+    let verified = VerifiedIds::default();
+    for e in &entries {
+        verified.insert(state.admit(e, now).expect("admitted").id);
+    }
+    let plain = state.clone().apply_block(1, now, &entries, Mode::Validate).expect("applies");
+    let mut with = state.clone();
+    let skipped =
+        with.apply_block_with(1, now, &entries, Mode::Validate, Some(&verified)).expect("applies");
+    assert_eq!(skipped, plain);
+    assert_eq!((verified.hits(), verified.misses()), (3, 0));
+
+    // A transfer whose signature is another message's: never admitted, so verified, refused.
+    let good = tx(&buyer(1), Tx::Transfer { to: buyer(2).public(), amount: 6, seq: 0 });
+    let other = tx(&buyer(1), Tx::Transfer { to: buyer(2).public(), amount: 7, seq: 0 });
+    let (Auth::Signed { author, .. }, Auth::Signed { signature, .. }) = (&good.auth, &other.auth)
+    else {
+        panic!("signed entries")
+    };
+    let forged = Entry {
+        kind: good.kind,
+        auth: Auth::Signed { author: *author, signature: *signature },
+        payload: good.payload.clone(),
+    };
+    let err = state
+        .clone()
+        .apply_block_with(1, now, &[forged], Mode::Validate, Some(&verified))
+        .expect_err("a forged signature applies");
+    assert!(
+        matches!(err, surplus_contracts::Error::Refused { refusal: Refusal::BadSignature, .. }),
+        "{err:?}"
+    );
+    assert_eq!(verified.misses(), 1);
+}

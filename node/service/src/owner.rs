@@ -11,7 +11,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use surplus_contracts::{provider, Code, Refusal, State, Tx};
+use surplus_contracts::{provider, Code, Refusal, State, Tx, VerifiedIds};
 use surplus_ledger::{Entry, EntryKind, Hash, Header, PublicKey, SecretKey};
 use surplus_web::Submission;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -44,6 +44,8 @@ pub struct Core {
     /// The keys this node signs transactions with itself, and the chain id it signs for.
     own: Vec<SecretKey>,
     chain_id: String,
+    /// Where admission records the entries whose signatures it verified (the chain reads it).
+    verified: Option<Arc<VerifiedIds>>,
 }
 
 /// Why [`Core::faucet_transfer`] sent nothing.
@@ -63,7 +65,14 @@ impl Core {
     /// A core at `head` with the state after it and an empty mempool.
     pub fn new(head: Header, state: Arc<State>, mempool: Mempool) -> Self {
         let snapshot = watch::Sender::new(Arc::new(Snapshot { head, state }));
-        Self { snapshot, mempool, own: Vec::new(), chain_id: String::new() }
+        Self { snapshot, mempool, own: Vec::new(), chain_id: String::new(), verified: None }
+    }
+
+    /// Records in `verified` the id of every entry admission verified, so that the blocks that
+    /// carry it do not verify its signature again.
+    pub fn with_verified(mut self, verified: Arc<VerifiedIds>) -> Self {
+        self.verified = Some(verified);
+        self
     }
 
     /// The keys whose transactions this node signs itself (its node key, for credential
@@ -245,6 +254,10 @@ impl Core {
             if new { state.admit(&entry, now_ms) } else { state.precheck(&entry, now_ms) };
         let admitted = checked.map_err(|r| surplus_web::Refusal::from(&r))?;
         let id = admitted.id;
+        // Admission verified the signature (both checks above do).
+        if let Some(v) = &self.verified {
+            v.insert(id);
+        }
         match self.mempool.insert(entry, &admitted, now_ms) {
             Ok(Inserted::New { .. }) => Ok(Admitted { id, fresh: true }),
             Ok(Inserted::Duplicate) => Ok(Admitted { id, fresh: false }),

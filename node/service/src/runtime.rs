@@ -42,6 +42,8 @@ pub struct Shared {
     /// The one owner of the head, the state after it and the mempool (jobs on a bounded
     /// channel); its snapshot, replaced whole at each commit, is what readers read.
     core: CoreHandle,
+    /// Entries whose signatures admission verified (blocks skip them).
+    verified: Arc<surplus_contracts::VerifiedIds>,
     notify: Arc<Notify>,
     gossip: OnceLock<Gossip>,
     consensus: OnceLock<Arc<consensus::Status>>,
@@ -695,6 +697,8 @@ impl surplus_web::Node for Api {
             core_queue: self.0.core.queued(),
             commit_queue: self.0.consensus.get().map_or(0, |s| s.queued_commits()),
             consensus_restarts: self.0.consensus.get().map_or(0, |s| s.restarts()),
+            block_signatures_skipped: self.0.verified.hits(),
+            block_signatures_checked: self.0.verified.misses(),
             gossip_command_queue: self.0.gossip.get().map_or(0, |g| g.queues().commands),
             gossip_validation_queue: self.0.gossip.get().map_or(0, |g| g.queues().validation),
             peers: self.0.gossip.get().map_or(0, Gossip::peers),
@@ -1467,6 +1471,8 @@ async fn run(
             .with_context(|| format!("cannot create {}", credentials_dir.display()))?;
 
         let c = &config.consensus;
+        // Signatures verified on admission are not verified again in blocks.
+        let verified = Arc::new(surplus_contracts::VerifiedIds::default());
         let settings = consensus::Settings {
             data_dir: dir.clone(),
             moniker: config.name.clone(),
@@ -1489,6 +1495,7 @@ async fn run(
             sync_status_interval: Duration::from_secs(1),
             storage: config.storage.settings(),
             env: env.clone(),
+            verified: verified.clone(),
         };
 
         let receipts = Arc::new(
@@ -1499,7 +1506,8 @@ async fn run(
             gblock.header.clone(),
             Arc::new(gmaker.state.clone()),
             Mempool::new(config.mempool.capacity as usize, config.mempool.max_bytes as usize),
-        );
+        )
+        .with_verified(verified.clone());
         // The node signs grants with its key, and a devnet's faucet transfers with the faucet's:
         // the core owns both keys' sequence numbers.
         let own = std::iter::once(key.clone()).chain(faucet.as_ref().map(|(k, _)| k.clone()));
@@ -1514,6 +1522,7 @@ async fn run(
             name: config.name.clone(),
             key: key.clone(),
             core,
+            verified,
             notify: Arc::new(Notify::new()),
             gossip: OnceLock::new(),
             consensus: OnceLock::new(),

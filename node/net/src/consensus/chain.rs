@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context as _, Result};
 use surplus_contracts::BlockMaker;
-use surplus_contracts::{Applied, State};
+use surplus_contracts::{Applied, State, VerifiedIds};
 use surplus_ledger::{Auth, Block, Certificate, Checks, CommitSig, Entry, Header};
 use surplus_store::{Config as StoreConfig, Store};
 
@@ -110,6 +110,9 @@ pub struct Chain {
     snapshot_task: Option<SnapshotTask>,
     /// Height of the newest whole snapshot on disk.
     newest_snapshot: Option<u64>,
+    /// Entries whose signatures this node verified on admission: building or checking a block
+    /// does not verify them again.
+    pub verified: Arc<VerifiedIds>,
 }
 
 fn user_entries(block: &Block) -> Vec<Entry> {
@@ -218,6 +221,7 @@ impl Chain {
             env,
             snapshot_task: None,
             newest_snapshot,
+            verified: Arc::default(),
         })
     }
 
@@ -341,7 +345,8 @@ impl Chain {
     pub fn build(&mut self, user: &[Entry], now_ms: u64, proposer: Address) -> Result<Checked> {
         let mut maker = self.maker.clone();
         let timestamp = now_ms.max(self.head.timestamp_ms);
-        let (block, applied) = maker.next(user, timestamp, proposer.0)?;
+        let (block, applied) =
+            maker.next_with(user, timestamp, proposer.0, Some(&self.verified))?;
         let checked = Checked { block: Arc::new(block), maker, applied: Arc::new(applied) };
         self.cache(ValueId(checked.block.header.hash()), checked.clone());
         Ok(checked)
@@ -400,7 +405,7 @@ impl Chain {
         }
         let mut maker = self.maker.clone();
         let (made, applied) = maker
-            .next(&user, h.timestamp_ms, h.proposer)
+            .next_with(&user, h.timestamp_ms, h.proposer, Some(&self.verified))
             .map_err(|e| Invalid::Execution(e.to_string()))?;
         if made.entries != block.entries {
             return Err(Invalid::Execution(format!(

@@ -99,6 +99,9 @@ pub struct Settings {
     pub storage: chain::Storage,
     /// The clock (block timestamps, what falls due) and the runtime the application runs on.
     pub env: crate::Env,
+    /// Entries whose signatures the node verified on admission (shared with its mempool's
+    /// admission), which blocks do not verify again.
+    pub verified: Arc<surplus_contracts::VerifiedIds>,
 }
 
 /// Timeouts tuned for a datacenter network: one dead validator costs a round of ~0.7 s.
@@ -300,6 +303,7 @@ pub async fn start(
         .await??;
     chain.max_block_entries = settings.max_block_entries;
     chain.max_block_bytes = settings.max_block_bytes;
+    chain.verified = settings.verified.clone();
     let address = Address(surplus_ledger::SecretKey::from_seed(seed).public());
 
     check_wal(&settings.data_dir, chain.head.height)?;
@@ -608,6 +612,7 @@ mod tests {
             sync_status_interval: Duration::from_millis(500),
             storage: chain::Storage::default(),
             env: crate::Env::system(),
+            verified: Arc::default(),
         };
         start(settings, keys[i].seed(), genesis(keys, buyer), pool).await.unwrap()
     }
