@@ -1404,6 +1404,19 @@ impl State {
         Some(self.pay_credit(id, CreditReason::BelowTarget, 0, due))
     }
 
+    /// The part of `provider`'s bond its live leases hold: their slots at each one's market's
+    /// `terms.bond_per_slot` (`docs/contracts.md` §10); an offer needs a bond of this plus its
+    /// own slots at its market's terms.
+    pub fn bond_in_use(&self, provider: &PublicKey) -> u64 {
+        let in_use: u128 = self
+            .provided_by(provider)
+            .map(|l| {
+                u128::from(self.terms(&l.fill.market).bond_per_slot) * u128::from(l.fill.slots)
+            })
+            .sum();
+        in_use.min(u128::from(u64::MAX)) as u64
+    }
+
     /// An offer needs its author's bond to cover, at each market's `terms.bond_per_slot`, its
     /// slots and the slots of the author's live leases (`docs/contracts.md` §10).
     pub(crate) fn check_bond(
@@ -1416,11 +1429,8 @@ impl State {
         if per_slot == 0 {
             return Ok(());
         }
-        let mut needed = u128::from(per_slot) * u128::from(o.slots);
-        for l in self.provided_by(author) {
-            needed +=
-                u128::from(self.terms(&l.fill.market).bond_per_slot) * u128::from(l.fill.slots);
-        }
+        let needed =
+            u128::from(per_slot) * u128::from(o.slots) + u128::from(self.bond_in_use(author));
         let needed = needed.min(u128::from(u64::MAX)) as u64;
         let bond = self.account(author).bond;
         if bond < needed {

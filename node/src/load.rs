@@ -12,7 +12,6 @@ use anyhow::{bail, Context as _, Result};
 use rand::Rng;
 use serde::Serialize;
 use surplus_client::{self as client, Client};
-use surplus_contracts::LeaseStatus;
 use surplus_ledger::SecretKey;
 use surplus_market::{Bid, FillRule, Market, Offer, Order, SignedOrder};
 
@@ -192,18 +191,8 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
         class.map_or(0, |c| surplus_contracts::supervision::Terms::of(c).bond_per_slot)
     };
     // The bond covers the offer and the provider's live leases (earlier runs' included).
-    let provider = keys[0].public();
-    let listed = apis[0].leases(Some(&provider), Some(1_000))?;
-    if listed.truncated && listed.leases.iter().all(|l| l.status == LeaseStatus::Active) {
-        bail!("the load's provider key has over 1,000 live leases; wait for them to end");
-    }
-    let leased: u64 = listed
-        .leases
-        .iter()
-        .filter(|l| l.status == LeaseStatus::Active && l.fill.provider == provider)
-        .map(|l| per_slot(&l.fill.market).saturating_mul(u64::from(l.fill.slots)))
-        .fold(0, u64::saturating_add);
-    let need = per_slot(&market).saturating_mul(u64::from(slots)).saturating_add(leased);
+    let in_use = apis[0].account(&keys[0].public())?.bond_in_use;
+    let need = per_slot(&market).saturating_mul(u64::from(slots)).saturating_add(in_use);
     ensure_bond(&apis, &chain, &keys[0], need)?;
     let now = crate::now_ms();
     let offer = Offer {

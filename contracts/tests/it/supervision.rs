@@ -358,6 +358,8 @@ fn a_state_with_bonds_tallies_outages_and_probe_targets_restores_from_its_items(
     let l = s.lease(&lease).unwrap();
     assert!(l.down_ms > 0 && l.credited > 0 && l.probe.is_some());
     assert!(s.account(&provider(0).public()).bond > 0);
+    // The lease's two slots at 10 units a slot hold 20 of the bond.
+    assert_eq!(s.bond_in_use(&provider(0).public()), 20);
     assert_eq!(s.tallies().map(|t| t.decided).collect::<Vec<_>>(), vec![1, 0]);
     // A snapshot of it (every item, in any order) is the same state, root and all.
     let mut items: Vec<_> = s.items().collect();

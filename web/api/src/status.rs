@@ -170,6 +170,11 @@ pub struct AccountView {
     /// Units locked in its provider bond (`docs/contracts.md` §10).
     #[serde(default)]
     pub bond: u64,
+    /// The part of the bond its live leases as a provider hold (their slots at each market's
+    /// `terms.bond_per_slot`): a new offer needs a bond of this plus the offer's own slots at
+    /// its market's terms.
+    #[serde(default)]
+    pub bond_in_use: u64,
 }
 
 /// The body.

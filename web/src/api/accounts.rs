@@ -12,11 +12,13 @@ pub(crate) async fn account(
     key: web::Path<String>,
 ) -> ApiResult<HttpResponse> {
     let account = parse_key(&key, "account key")?;
-    let a = ctx.node.state().account(&account);
+    let state = ctx.node.state();
+    let a = state.account(&account);
     Ok(HttpResponse::Ok().json(AccountView {
         account,
         balance: a.balance,
         seq: a.seq,
         bond: a.bond,
+        bond_in_use: state.bond_in_use(&account),
     }))
 }
