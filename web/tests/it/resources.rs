@@ -233,7 +233,7 @@ async fn accounts_and_leases() {
     assert_eq!(s, StatusCode::OK);
     assert_eq!(
         v,
-        serde_json::json!({"account": w.buyer.public().to_string(), "balance": FUNDS, "seq": 0, "bond": 0})
+        serde_json::json!({"account": w.buyer.public().to_string(), "balance": FUNDS, "seq": 0, "bond": 0, "bond_in_use": 0})
     );
     let (s, v) = call!(app, TestRequest::get().uri("/api/v1/accounts/abc"));
     assert_eq!(s, StatusCode::BAD_REQUEST);
