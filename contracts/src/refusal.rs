@@ -141,7 +141,9 @@ codes! {
         "Rotate to a fresh key: one that is not a validator, was never rotated and has signed nothing.";
     // ---- The node ----
     MempoolFull = "mempool_full", 503,
-        "The node holds all the pending entries it can; retry in a few seconds.";
+        "The node holds all the pending entries it can; wait the seconds Retry-After gives, then retry.";
+    Overloaded = "overloaded", 503,
+        "The node sheds load: entries wait longer than it allows for a block. Wait the seconds Retry-After gives, then retry, or send to another node.";
     Unavailable = "unavailable", 503,
         "The node cannot take this now through no fault of the request; retry later.";
     ClockSkew = "clock_skew", 503,
@@ -295,6 +297,7 @@ impl Code {
                 | Code::Unfunded
                 | Code::InsufficientBalance
                 | Code::MempoolFull
+                | Code::Overloaded
                 | Code::Unavailable
                 | Code::ClockSkew
                 | Code::ReportRefused

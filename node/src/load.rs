@@ -30,7 +30,7 @@ pub struct LoadArgs {
     #[arg(long, default_value_t = 10)]
     pub seconds: u32,
     /// Sending threads.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = 8)]
     pub threads: u32,
     /// Print the report as JSON.
     #[arg(long)]
@@ -86,8 +86,17 @@ pub struct Report {
     pub accepted: u64,
     /// Refusals by code.
     pub refused: HashMap<String, u64>,
+    /// Orders the nodes shed (503 `overloaded` or `mempool_full`, 429 `rate_limited`: refused
+    /// before any work, to be sent again later; this tool does not retry them).
+    pub shed: u64,
+    /// Orders per second actually sent (below the target when the sending threads wait for
+    /// slow answers).
+    pub sent_rate: f64,
     /// Accepted orders whose lease was committed on every node.
     pub leased_everywhere: u64,
+    /// Accepted orders not leased on every node within the wait after the run (the tool exits
+    /// with 1 when any is).
+    pub lost: u64,
     /// Accept → lease committed on every node, ms: p50, p90, p99, max.
     pub latency_ms: [u64; 4],
     /// Accept → lease committed on the first node, ms: p50, p99.
@@ -216,7 +225,8 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     }
     let start_height = apis[0].status()?.height;
 
-    // Send bids at the asked rate from several threads.
+    // Send bids at the asked rate from several threads, without retrying what is shed.
+    let senders: Vec<Client> = apis.iter().map(|c| c.clone().with_retries(0)).collect();
     let accepted: Arc<Mutex<Vec<(String, u64)>>> = Arc::default();
     let refused: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
     let t0 = Instant::now();
@@ -224,7 +234,7 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     std::thread::scope(|s| {
         for t in 0..u64::from(a.threads) {
             let (accepted, refused, buyers) = (accepted.clone(), refused.clone(), buyers.clone());
-            let (apis, market, chain) = (apis.clone(), market.clone(), chain.clone());
+            let (apis, market, chain) = (senders.clone(), market.clone(), chain.clone());
             let (rate, threads) = (a.rate, u64::from(a.threads));
             s.spawn(move || {
                 let mut rng = rand::thread_rng();
@@ -318,13 +328,20 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
     first.sort_unstable();
     let accepted_rate = accepted.len() as f64 / send_secs.max(1e-9);
     let blocks = last_height.saturating_sub(start_height);
+    let shed = ["overloaded", "mempool_full", "rate_limited"]
+        .iter()
+        .map(|c| refused.get(*c).copied().unwrap_or(0))
+        .sum();
     let report = Report {
         target_rate: a.rate,
         accepted_rate,
         sent: total,
         accepted: accepted.len() as u64,
         refused,
+        shed,
+        sent_rate: total as f64 / send_secs.max(1e-9),
         leased_everywhere: all.len() as u64,
+        lost: (accepted.len() - all.len()) as u64,
         latency_ms: [
             percentile(&all, 0.5),
             percentile(&all, 0.9),
@@ -341,12 +358,15 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "sent {} orders at {} /s: {} accepted ({:.0} /s), {} leased on every node, refused {:?}",
+            "sent {} orders at {} /s (sent {:.0} /s): {} accepted ({:.0} /s), {} leased on every \
+             node, {} shed, refused {:?}",
             report.sent,
             a.rate,
+            report.sent_rate,
             report.accepted,
             report.accepted_rate,
             report.leased_everywhere,
+            report.shed,
             report.refused
         );
         println!(
@@ -364,6 +384,13 @@ pub fn load(a: LoadArgs) -> Result<std::process::ExitCode> {
              = {:.3} of it",
             report.blocks, report.mean_block_entries, verify, report.ratio_to_ed25519
         );
+    }
+    if report.lost > 0 {
+        eprintln!(
+            "error: {} acknowledged orders were not leased on every node within 60 s of the run",
+            report.lost
+        );
+        return Ok(std::process::ExitCode::FAILURE);
     }
     Ok(std::process::ExitCode::SUCCESS)
 }
@@ -413,7 +440,10 @@ fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
         .collect();
     // One client per thread: each its own keep-alive connection.
     let clients: Vec<Client> = (0..a.threads)
-        .map(|_| Client::with_timeouts(&node.api, Duration::from_secs(5), Duration::from_secs(30)))
+        .map(|_| {
+            Client::with_timeouts(&node.api, Duration::from_secs(5), Duration::from_secs(30))
+                .map(|c| c.with_retries(0))
+        })
         .collect::<Result<_, _>>()?;
     let next = std::sync::atomic::AtomicUsize::new(0);
     let latencies: Mutex<Vec<f64>> = Mutex::new(Vec::with_capacity(bodies.len()));

@@ -483,3 +483,67 @@ fn operator_data_needs_the_operator_token_and_metrics_can_move() {
     assert_eq!(on("/api/v1/status").0, Some(404), "the metrics address serves /metrics only");
     nodes[0].stop();
 }
+
+/// A node sheds load before its queues fill: while the oldest entry a block could take has
+/// waited longer than `[mempool] shed_after_ms`, an API submission gets 503 `overloaded` with
+/// `Retry-After` and costs nothing; the shed count is a metric; the client sends again after
+/// the wait and gets in once blocks have caught up. Blocks of one entry each at one a second
+/// make the backlog here (`consensus.max_block_entries = 1`).
+#[test]
+fn a_node_behind_its_blocks_sheds_submissions_with_retry_after_and_recovers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let net = Devnet::init_with(tmp.path(), 1, free_base(10), 1000, 1000);
+    let config = net.data_dir(0).join("config.toml");
+    set_config(&config, "max_block_entries", "1");
+    set_config(&config, "shed_after_ms", "1000");
+    let nodes = net.start_all();
+    let api = nodes[0].api.clone();
+    let addr = api.base().trim_start_matches("http://").to_owned();
+    let buyer = net.buyer(2);
+    let (market, _) = first_pool(&net.data_dir(0));
+    wait_for_offer(&api, &market, &net.node_key(0));
+    let bid = |nonce: u64| {
+        let (entry, _) = SignedOrder::sign(
+            net.chain_id(),
+            Order::Bid(one_slot_bid(&market, 1, nonce, 1_800_000)),
+            &buyer,
+        );
+        entry
+    };
+
+    // The node's own offers go in first (one a block); then five bids at once: taken (nothing
+    // waits long yet), then one a block.
+    wait_for("the node's own entries in blocks", 2 * MINUTE, || {
+        (api.status().ok()?.mempool == 0).then_some(())
+    });
+    for nonce in 0..5 {
+        let entry = bid(nonce);
+        assert_eq!(api.clone().with_retries(0).submit(&entry).unwrap(), entry.id());
+    }
+    // A block a second takes one: after 1.5 s the oldest left has waited more than a second,
+    // and the next submission is shed, before any work.
+    std::thread::sleep(Duration::from_millis(1_500));
+    let shed_entry = bid(100);
+    let body = format!("{{\"entry\":\"{}\"}}", hex::encode(shed_entry.encode()));
+    let (status, answer) = post_raw(&addr, "/api/v1/entries", "application/json", body.as_bytes());
+    assert_eq!(status, Some(503), "{answer}");
+    assert_eq!(error_code(&answer), "overloaded", "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{answer}");
+    assert!(answer.contains("sheds load"), "{answer}");
+    let held = api.submission(&shed_entry.id());
+    assert!(matches!(&held, Err(e) if e.status() == Some(404)), "a shed entry is held: {held:?}");
+    let metrics = api.metrics().unwrap();
+    let shed_total = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("surplus_submissions_shed_total "))
+        .and_then(|v| v.parse::<u64>().ok())
+        .expect("surplus_submissions_shed_total");
+    assert!(shed_total >= 1, "{metrics}");
+
+    // The client waits and sends again (a few times, backing off) until blocks caught up.
+    let late = bid(1_000);
+    assert_eq!(api.submit(&late).unwrap(), late.id());
+    wait_for("every bid taken in a block", 2 * MINUTE, || {
+        (api.orders(&buyer.public()).ok()?.len() == 6).then_some(())
+    });
+}

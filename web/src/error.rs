@@ -8,6 +8,10 @@ use surplus_contracts::Code;
 use crate::node::Refusal;
 pub use surplus_api::{ErrorBody, ErrorDetail};
 
+/// The `Retry-After` of `overloaded` and `mempool_full`: about two blocks at the default batch
+/// interval, by which time the backlog that made the node refuse has moved on.
+pub const SHED_RETRY_AFTER_SECS: u64 = 1;
+
 /// Why a request failed. Every refusal carries a [`Code`] of the one vocabulary
 /// ([`surplus_contracts::Code`]), which decides the HTTP status; bad input is a 4xx with a
 /// message a user can act on; internal failures are an opaque 500 whose detail goes to the log
@@ -43,6 +47,19 @@ impl ApiError {
         }
     }
 
+    /// The seconds a client should wait before it sends again, for the refusals that say so
+    /// with `Retry-After`: a client over its rate, and a node that sheds load (`overloaded`) or
+    /// whose mempool is full (`mempool_full`), which a block relieves.
+    pub fn retry_after_secs(&self) -> Option<u64> {
+        match self {
+            Self::RateLimited { retry_after_secs } => Some(*retry_after_secs),
+            Self::Refused(r) if matches!(r.code, Code::Overloaded | Code::MempoolFull) => {
+                Some(SHED_RETRY_AFTER_SECS)
+            }
+            _ => None,
+        }
+    }
+
     /// The JSON body of the error.
     pub fn body(&self) -> ErrorBody {
         let message = match self {
@@ -69,8 +86,8 @@ impl ResponseError for ApiError {
             tracing::error!(%detail, "internal error serving an API request");
         }
         let mut response = HttpResponse::build(self.status_code());
-        if let Self::RateLimited { retry_after_secs } = self {
-            response.insert_header((header::RETRY_AFTER, retry_after_secs.to_string()));
+        if let Some(secs) = self.retry_after_secs() {
+            response.insert_header((header::RETRY_AFTER, secs.to_string()));
         }
         response.json(self.body())
     }

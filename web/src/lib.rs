@@ -46,7 +46,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpServer, ResponseError};
 
 pub use challenge::{challenge_bytes, CHALLENGE_TAG, CHALLENGE_VALIDITY_MS, MAX_CHALLENGES};
-pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail};
+pub use error::{ApiError, ApiResult, ErrorBody, ErrorDetail, SHED_RETRY_AFTER_SECS};
 pub use limits::{Limits, MAX_TRACKED_CLIENTS};
 pub use metrics::{GossipCounts, Histogram, Metrics, ProbeCounts};
 pub use node::{

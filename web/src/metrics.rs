@@ -58,6 +58,13 @@ pub struct Metrics {
     pub orders_accepted: u64,
     /// Entries it refused.
     pub entries_refused: u64,
+    /// API submissions refused to shed load (503 `overloaded`).
+    #[serde(default)]
+    pub submissions_shed: u64,
+    /// How long the oldest entry a block could take has waited, ms (0: none waits); load is
+    /// shed above `[mempool] shed_after_ms`.
+    #[serde(default)]
+    pub backlog_age_ms: u64,
     /// Orders admitted per second over the last few seconds.
     pub orders_per_second: f64,
     /// Entries waiting in the mempool.
@@ -238,6 +245,18 @@ impl Metrics {
             "counter",
             "Entries this node refused since it started.",
             self.entries_refused.to_string(),
+        );
+        one(
+            "submissions_shed_total",
+            "counter",
+            "API submissions refused with 503 overloaded to shed load since the node started.",
+            self.submissions_shed.to_string(),
+        );
+        one(
+            "backlog_age_ms",
+            "gauge",
+            "How long the oldest entry a block could take has waited, ms (0: none waits).",
+            self.backlog_age_ms.to_string(),
         );
         let ops = if self.orders_per_second.is_finite() { self.orders_per_second } else { 0.0 };
         one(

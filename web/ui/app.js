@@ -139,6 +139,39 @@ function supervisionPart(box, l, classes) {
   ].flat(Infinity).filter((x) => x !== ""));
 }
 
+// A node that sheds load (503 overloaded), whose mempool is full (503 mempool_full) or that
+// finds this browser over its rate (429) says when to come back with Retry-After; the request
+// was refused before the node did anything, so it is sent again: at most RETRIES more times,
+// each after the larger of Retry-After and a backoff doubling from 250 ms (at most 8 s), with
+// jitter, while the "busy" line says so. A Retry-After past 8 s is reported instead.
+const RETRIES = 4;
+let retryWaits = 0;
+async function fetchRetrying(url, init) {
+  const busy = document.getElementById("busy");
+  for (let attempt = 0; ; attempt++) {
+    let resp;
+    try {
+      resp = await fetch(url, init);
+    } catch (e) {
+      throw new ApiError(0, "unreachable", `the node did not answer (${e.message})`);
+    }
+    const after = Number.parseInt(resp.headers.get("retry-after") ?? "", 10);
+    if (!(resp.status === 429 || resp.status === 503) || !(after >= 0 && after <= 8) || attempt >= RETRIES) {
+      return resp;
+    }
+    const wait = Math.min(Math.max(after * 1000, 250 * 2 ** attempt), 8000) * (1 + Math.random() / 4);
+    retryWaits++;
+    if (busy) {
+      busy.hidden = false;
+      busy.textContent = `The node is busy (${resp.status === 429 ? "too many requests from this browser" : "it sheds load"}); trying again in ${Math.max(1, Math.round(wait / 1000))} s…`;
+      busy.dataset.retries = String(Number(busy.dataset.retries ?? "0") + 1);
+    }
+    await new Promise((r) => setTimeout(r, wait));
+    retryWaits--;
+    if (busy && retryWaits === 0) busy.hidden = true;
+  }
+}
+
 async function api(path, { method = "GET", body, bearer } = {}) {
   const init = { method, headers: { accept: "application/json" } };
   if (bearer) init.headers.authorization = `Bearer ${bearer}`;
@@ -146,12 +179,7 @@ async function api(path, { method = "GET", body, bearer } = {}) {
     init.headers["content-type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  let resp;
-  try {
-    resp = await fetch(`/api/v1/${path}`, init);
-  } catch (e) {
-    throw new ApiError(0, "unreachable", `the node did not answer (${e.message})`);
-  }
+  const resp = await fetchRetrying(`/api/v1/${path}`, init);
   const text = await resp.text();
   let json = null;
   try {

@@ -355,6 +355,10 @@ pub struct Mempool {
     pub capacity: u32,
     /// Most bytes of pending entries.
     pub max_bytes: u64,
+    /// Shed load: refuse API submissions with 503 `overloaded` while the oldest entry a block
+    /// could take has waited longer than this, ms (0: never; else at least
+    /// `consensus.batch_interval_ms`).
+    pub shed_after_ms: u64,
 }
 
 /// `[inventory]`: where the operator describes its spare capacity.
@@ -466,7 +470,7 @@ impl Default for Http {
 
 impl Default for Mempool {
     fn default() -> Self {
-        Self { capacity: 50_000, max_bytes: 64 * MIB }
+        Self { capacity: 50_000, max_bytes: 64 * MIB, shed_after_ms: 1_000 }
     }
 }
 
@@ -660,6 +664,18 @@ impl Config {
         }
         nonzero("mempool.capacity", self.mempool.capacity.into())?;
         nonzero("mempool.max_bytes", self.mempool.max_bytes)?;
+        let shed = self.mempool.shed_after_ms;
+        if shed != 0 && shed < self.consensus.batch_interval_ms {
+            return Err(bad(
+                "mempool.shed_after_ms",
+                format!(
+                    "{shed} is shorter than consensus.batch_interval_ms ({}): entries wait that \
+                     long between blocks when all is well; use 0 (never shed) or at least the \
+                     interval",
+                    self.consensus.batch_interval_ms
+                ),
+            ));
+        }
         nonzero("disk.check_interval_ms", self.disk.check_interval_ms)?;
         nonzero("storage.snapshot_keep", self.storage.snapshot_keep)?;
         if !self.storage.archive {
@@ -805,6 +821,11 @@ impl Config {
         w("# Most pending orders, and most bytes of them; when full, new ones are refused.".into());
         w(format!("capacity = {}", m.capacity));
         w(format!("max_bytes = {}", m.max_bytes));
+        w("# Shed load: while the oldest pending order has waited longer than this (ms), API"
+            .into());
+        w("# submissions get 503 `overloaded` with Retry-After (0: never; else at least".into());
+        w("# consensus.batch_interval_ms).".into());
+        w(format!("shed_after_ms = {}", m.shed_after_ms));
         w(String::new());
         w("[disk]".into());
         w("# Free space kept on the data directory's filesystem: below min_free_bytes the node"
@@ -1145,6 +1166,9 @@ mod tests {
         assert_eq!(ok.disk.min_free_bytes, 0);
         let e = err("[mempool]\ncapacity = 0\n");
         assert!(e.contains("config.toml:2: mempool.capacity: must be at least 1"), "{e}");
+        let e = err("[mempool]\nshed_after_ms = 100\n");
+        assert!(e.contains("mempool.shed_after_ms: 100 is shorter than"), "{e}");
+        assert_eq!(parse("[mempool]\nshed_after_ms = 0\n").unwrap().mempool.shed_after_ms, 0);
         let e = err("[consensus]\nmax_block_entries = 1000000\n");
         assert!(e.contains("consensus.max_block_entries: at most 100000"), "{e}");
         let e = err("[consensus]\npeers = [\"nope\"]\n");

@@ -21,6 +21,9 @@ pub const SEQ_GAP_TTL_MS: u64 = 10 * 60 * 1000;
 /// Most drops the log keeps between two drains (the oldest go first).
 const DROP_LOG: usize = 16_384;
 
+/// How many of the oldest entries [`Mempool::oldest_ready_ms`] looks at.
+pub const READY_SCAN: usize = 256;
+
 /// An entry that left the mempool without being committed, and why.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Dropped {
@@ -99,6 +102,8 @@ pub enum Inserted {
 struct Slot {
     entry: Entry,
     arrival: u64,
+    /// When it was admitted, ms.
+    admitted_ms: u64,
     /// When it was admitted or last gossiped again, ms.
     gossiped_ms: u64,
     bytes: usize,
@@ -201,7 +206,16 @@ impl Mempool {
         self.bytes += bytes;
         self.slots.insert(
             admitted.id,
-            Slot { entry, arrival, gossiped_ms: now_ms, bytes, expiry_ms, nonce, waits_for_seq },
+            Slot {
+                entry,
+                arrival,
+                admitted_ms: now_ms,
+                gossiped_ms: now_ms,
+                bytes,
+                expiry_ms,
+                nonce,
+                waits_for_seq,
+            },
         );
         Ok(Inserted::New { evicted })
     }
@@ -224,6 +238,19 @@ impl Mempool {
             out.push(slot.entry.clone());
         }
         out
+    }
+
+    /// When the oldest entry that a block could take now was admitted, ms: the head of the
+    /// queue whose age says whether blocks keep up (entries that wait for earlier sequence
+    /// numbers are skipped; only the oldest [`READY_SCAN`] are looked at, and `None` if none of
+    /// them is ready).
+    pub fn oldest_ready_ms(&self) -> Option<u64> {
+        self.by_arrival
+            .values()
+            .take(READY_SCAN)
+            .filter_map(|id| self.slots.get(id))
+            .find(|s| !s.waits_for_seq)
+            .map(|s| s.admitted_ms)
     }
 
     /// Entries admitted or last gossiped at least `age_ms` before `now_ms`, oldest first, at
@@ -479,6 +506,27 @@ mod tests {
         m.mark_unsent(&items[1].1.id);
         assert_eq!(m.take_unsent(10), vec![items[1].0.clone()]);
         assert!(m.take_unsent(10).is_empty());
+    }
+
+    /// The age that load shedding reads: the oldest entry a block could take, not one that
+    /// waits for earlier sequence numbers.
+    #[test]
+    fn oldest_ready_skips_entries_waiting_for_their_sequence() {
+        let mut m = Mempool::new(10, 1 << 20);
+        assert_eq!(m.oldest_ready_ms(), None);
+        let (e0, mut a0) = item(0, 0, None, None);
+        a0.seq = Some((5, true));
+        m.insert(e0, &a0, 1_000).unwrap();
+        assert_eq!(m.oldest_ready_ms(), None, "only a transaction ahead of its sequence");
+        let (e1, a1) = item(1, 1, None, Some(1));
+        let (e2, a2) = item(2, 1, None, Some(2));
+        m.insert(e1, &a1, 2_000).unwrap();
+        m.insert(e2, &a2, 3_000).unwrap();
+        assert_eq!(m.oldest_ready_ms(), Some(2_000));
+        m.remove_committed(&[a1.id]);
+        assert_eq!(m.oldest_ready_ms(), Some(3_000));
+        m.remove_committed(&[a2.id]);
+        assert_eq!(m.oldest_ready_ms(), None);
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! commit and never wait for the core. The simulated consortium ([`crate::sim`]) drives the
 //! same `Core` directly, with its own clock.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use surplus_contracts::{provider, Code, Refusal, State, Tx, VerifiedIds};
@@ -432,6 +432,9 @@ pub struct CoreHandle {
     pending: Arc<AtomicUsize>,
     /// Bytes in the mempool after the last job.
     pending_bytes: Arc<AtomicUsize>,
+    /// When the oldest entry a block could take was admitted, ms, after the last job
+    /// (0: none waits).
+    oldest_ready_ms: Arc<AtomicU64>,
 }
 
 /// How many jobs may wait for the core (admissions, block building, commits); a caller waits
@@ -448,17 +451,20 @@ pub fn spawn(
     let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
     let pending = Arc::new(AtomicUsize::new(core.mempool.len()));
     let pending_bytes = Arc::new(AtomicUsize::new(core.mempool.bytes()));
+    let oldest_ready_ms = Arc::new(AtomicU64::new(core.mempool.oldest_ready_ms().unwrap_or(0)));
     let handle = CoreHandle {
         jobs,
         snapshot: core.watch(),
         pending: pending.clone(),
         pending_bytes: pending_bytes.clone(),
+        oldest_ready_ms: oldest_ready_ms.clone(),
     };
     env.spawn(async move {
         while let Some(job) = rx.recv().await {
             job(&mut core);
             pending.store(core.mempool.len(), Ordering::Relaxed);
             pending_bytes.store(core.mempool.bytes(), Ordering::Relaxed);
+            oldest_ready_ms.store(core.mempool.oldest_ready_ms().unwrap_or(0), Ordering::Relaxed);
             let d = core.take_dropped();
             if !d.is_empty() {
                 dropped(d);
@@ -511,6 +517,15 @@ impl CoreHandle {
     /// Bytes in the mempool.
     pub fn pending_bytes(&self) -> usize {
         self.pending_bytes.load(Ordering::Relaxed)
+    }
+
+    /// How long the oldest entry a block could take has waited at `now_ms`, ms (0 when none
+    /// waits): the age load shedding reads.
+    pub fn backlog_age_ms(&self, now_ms: u64) -> u64 {
+        match self.oldest_ready_ms.load(Ordering::Relaxed) {
+            0 => 0,
+            t => now_ms.saturating_sub(t),
+        }
     }
 
     /// Jobs waiting for the core (the queue's metric).

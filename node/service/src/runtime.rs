@@ -111,7 +111,13 @@ pub struct Shared {
     probe_stats: Arc<crate::supervise::Stats>,
     /// The bond last found short of what the offers need (warned once per amount).
     bond_short: std::sync::atomic::AtomicU64,
+    /// `[mempool] shed_after_ms`: API submissions are refused while the oldest entry a block
+    /// could take has waited longer (0: never).
+    shed_after_ms: u64,
 }
+
+/// Jobs waiting for the core above which API submissions are shed (a quarter of its queue).
+pub const SHED_QUEUE: usize = crate::owner::QUEUE / 4;
 
 /// How long a node's faucet waits per rank ([`faucet_rank`]) before it funds an account: far
 /// more than gossip takes between members.
@@ -353,6 +359,35 @@ impl Shared {
         Ok(())
     }
 
+    /// Sheds load before any work is spent on a submission: refuses it with `overloaded` while
+    /// the oldest entry a block could take has waited longer than `[mempool] shed_after_ms`
+    /// (blocks do not keep up), or while more than [`SHED_QUEUE`] jobs wait for the core
+    /// (admission itself does not keep up). Gossip and the node's own entries are not shed: the
+    /// mempool's capacity bounds them.
+    fn shed(&self) -> Result<(), surplus_web::Refusal> {
+        let age = self.core.backlog_age_ms(self.env.now_ms());
+        let queued = self.core.queued();
+        let why = if self.shed_after_ms > 0 && age > self.shed_after_ms {
+            format!(
+                "the oldest pending entry has waited {age} ms for a block, more than this node \
+                 allows ({} ms)",
+                self.shed_after_ms
+            )
+        } else if self.shed_after_ms > 0 && queued > SHED_QUEUE {
+            format!("{queued} admissions wait for the node's state, more than {SHED_QUEUE}")
+        } else {
+            return Ok(());
+        };
+        self.web.submissions_shed.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(surplus_web::Refusal::new(
+            Code::Overloaded,
+            format!(
+                "this node sheds load: {why}; retry after {} s, or send to another node",
+                surplus_web::SHED_RETRY_AFTER_SECS
+            ),
+        ))
+    }
+
     /// [`Shared::admit`] from the gossip validator's thread.
     fn admit_blocking(&self, entry: Entry) -> Result<(Hash, bool), surplus_web::Refusal> {
         let (kind, now, lease) = (entry.kind, self.env.now_ms(), lease_named(&entry));
@@ -512,6 +547,7 @@ impl surplus_web::Node for Api {
 
     async fn submit(&self, entry: Entry) -> Result<Hash, surplus_web::Refusal> {
         self.0.submissions_allowed()?;
+        self.0.shed()?;
         let bytes = entry.encode();
         let kind = entry.kind;
         let (id, fresh) = self.0.admit(entry).await?;
@@ -692,6 +728,8 @@ impl surplus_web::Node for Api {
             entries_committed: get(&w.entries_committed),
             orders_accepted: get(&w.orders_accepted),
             entries_refused: get(&w.entries_refused),
+            submissions_shed: get(&w.submissions_shed),
+            backlog_age_ms: self.0.core.backlog_age_ms(self.0.env.now_ms()),
             orders_per_second: w.orders_per_second(self.0.env.now_ms()),
             mempool: self.0.core.pending(),
             core_queue: self.0.core.queued(),
@@ -1564,6 +1602,7 @@ async fn run(
             observations: Arc::new(Mutex::new(Default::default())),
             probe_stats: Default::default(),
             bond_short: std::sync::atomic::AtomicU64::new(0),
+            shed_after_ms: config.mempool.shed_after_ms,
         });
 
         if sync_snapshot {

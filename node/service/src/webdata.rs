@@ -47,6 +47,8 @@ pub(crate) struct WebData {
     pub(crate) entries_committed: AtomicU64,
     pub(crate) orders_accepted: AtomicU64,
     pub(crate) entries_refused: AtomicU64,
+    /// API submissions refused to shed load (`overloaded`).
+    pub(crate) submissions_shed: AtomicU64,
     /// Orders admitted per wall-clock second, the last few seconds.
     rate: Mutex<VecDeque<(u64, u64)>>,
     /// Acceptance time of bids this node took from its API, oldest first.
@@ -70,6 +72,7 @@ impl WebData {
             entries_committed: AtomicU64::new(0),
             orders_accepted: AtomicU64::new(0),
             entries_refused: AtomicU64::new(0),
+            submissions_shed: AtomicU64::new(0),
             rate: Mutex::default(),
             accepted: Mutex::default(),
             latency: Mutex::default(),

@@ -84,6 +84,25 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a whole call may take by default.
 pub const CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many times a request the node sheds is sent again by default ([`Client::with_retries`]).
+pub const DEFAULT_RETRIES: u32 = 4;
+/// The first backoff between retries; it doubles each time.
+pub const RETRY_BASE: Duration = Duration::from_millis(250);
+/// The longest backoff between retries.
+pub const RETRY_MAX: Duration = Duration::from_secs(8);
+
+/// The wait before retry `attempt` (0 first) when the node said `Retry-After: after_secs`: the
+/// larger of that and the doubling backoff, capped at [`RETRY_MAX`], plus up to a quarter more
+/// of jitter.
+pub fn retry_wait(attempt: u32, after_secs: u64) -> Duration {
+    let backoff = RETRY_BASE.saturating_mul(1u32 << attempt.min(16));
+    let wait = backoff.max(Duration::from_secs(after_secs.min(3600))).min(RETRY_MAX);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    wait + wait.mul_f64(f64::from(nanos % 1_000) / 4_000.0)
+}
+
 /// Most pages [`Client::orders`] reads (1,000 orders each).
 pub const MAX_PAGES: usize = 100;
 
@@ -94,6 +113,8 @@ pub struct Client {
     agent: ureq::Agent,
     /// Sent with operator requests ([`Client::operator`]).
     operator_token: Option<String>,
+    /// Retries of a request the node sheds ([`Client::with_retries`]).
+    retries: u32,
 }
 
 /// A ledger export arriving from a node ([`Client::export_stream`]).
@@ -132,13 +153,21 @@ impl Client {
             )));
         }
         let agent = ureq::AgentBuilder::new().timeout_connect(connect).timeout(call).build();
-        Ok(Self { base, agent, operator_token: None })
+        Ok(Self { base, agent, operator_token: None, retries: DEFAULT_RETRIES })
     }
 
     /// The same client, sending `token` (the node's `DIR/operator.token`) with operator
     /// requests.
     pub fn with_operator_token(mut self, token: &str) -> Self {
         self.operator_token = Some(token.trim().to_owned());
+        self
+    }
+
+    /// The same client, retrying a request the node sheds (429 or 503 with `Retry-After`) at
+    /// most `retries` times ([`DEFAULT_RETRIES`] unless set; 0: report the refusal at once, as
+    /// a load tool that counts what was shed wants).
+    pub fn with_retries(mut self, retries: u32) -> Self {
+        self.retries = retries;
         self
     }
 
@@ -172,21 +201,57 @@ impl Client {
         }
     }
 
+    /// Sends with `send`, again after a wait while the node answers 429 or 503 with
+    /// `Retry-After` (it sheds load, its mempool is full, or this client is over its rate) of
+    /// at most [`RETRY_MAX`]: at most [`Client::with_retries`] more times, each wait the larger of `Retry-After` and a
+    /// backoff that doubles from [`RETRY_BASE`] up to [`RETRY_MAX`], with jitter so that many
+    /// clients do not come back at once. The requests it retries are refused before the node
+    /// does anything, and submitting one entry twice is harmless (its id is its hash).
+    // ureq's own error, taken apart at once ([`Client::fail`]).
+    #[allow(clippy::result_large_err)]
+    fn send(
+        &self,
+        send: impl Fn() -> std::result::Result<ureq::Response, ureq::Error>,
+    ) -> std::result::Result<ureq::Response, ureq::Error> {
+        let mut attempt = 0u32;
+        loop {
+            match send() {
+                Err(ureq::Error::Status(status, resp))
+                    if (status == 429 || status == 503) && attempt < self.retries =>
+                {
+                    let after = resp.header("Retry-After").and_then(|v| v.parse::<u64>().ok());
+                    let Some(after) = after.filter(|a| *a <= RETRY_MAX.as_secs()) else {
+                        return Err(ureq::Error::Status(status, resp));
+                    };
+                    std::thread::sleep(retry_wait(attempt, after));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    // ureq's own error, taken apart at once ([`Client::fail`]).
+    #[allow(clippy::result_large_err)]
     fn read<T: DeserializeOwned>(
         &self,
-        r: std::result::Result<ureq::Response, ureq::Error>,
+        send: impl Fn() -> std::result::Result<ureq::Response, ureq::Error>,
     ) -> Result<T> {
-        let resp = r.map_err(|e| self.fail(e))?;
+        let resp = self.send(send).map_err(|e| self.fail(e))?;
         let text = resp.into_string().map_err(|e| Error::Unexpected(format!("unreadable: {e}")))?;
         serde_json::from_str(&text).map_err(|e| Error::Unexpected(e.to_string()))
     }
 
+    // ureq's own error, taken apart at once ([`Client::fail`]).
+    #[allow(clippy::result_large_err)]
     fn get<T: DeserializeOwned>(&self, path: &str, query: &[(&str, String)]) -> Result<T> {
-        let mut req = self.agent.get(&self.url(path));
-        for (k, v) in query {
-            req = req.query(k, v);
-        }
-        self.read(req.call())
+        self.read(|| {
+            let mut req = self.agent.get(&self.url(path));
+            for (k, v) in query {
+                req = req.query(k, v);
+            }
+            req.call()
+        })
     }
 
     fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
@@ -194,9 +259,15 @@ impl Client {
         self.post_raw(path, &body)
     }
 
+    // ureq's own error, taken apart at once ([`Client::fail`]).
+    #[allow(clippy::result_large_err)]
     fn post_raw<T: DeserializeOwned>(&self, path: &str, body: &str) -> Result<T> {
-        let req = self.agent.post(&self.url(path)).set("Content-Type", "application/json");
-        self.read(req.send_string(body))
+        self.read(|| {
+            self.agent
+                .post(&self.url(path))
+                .set("Content-Type", "application/json")
+                .send_string(body)
+        })
     }
 
     /// `GET /status`: chain id, key, head, peers, mempool.
@@ -419,21 +490,29 @@ impl Client {
 
     /// `GET /operator`: the node's own business. Needs the operator token
     /// ([`Client::with_operator_token`]); without it the node answers 401 `operator_only`.
+    // ureq's own error, taken apart at once ([`Client::fail`]).
+    #[allow(clippy::result_large_err)]
     pub fn operator(&self) -> Result<OperatorView> {
-        let mut req = self.agent.get(&self.url("/operator"));
-        if let Some(t) = &self.operator_token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        self.read(req.call())
+        self.read(|| {
+            let mut req = self.agent.get(&self.url("/operator"));
+            if let Some(t) = &self.operator_token {
+                req = req.set("Authorization", &format!("Bearer {t}"));
+            }
+            req.call()
+        })
     }
 
+    // ureq's own error, taken apart at once ([`Client::fail`]).
+    #[allow(clippy::result_large_err)]
     fn post_operator<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T> {
         let body = serde_json::to_string(body).map_err(|e| Error::Unexpected(e.to_string()))?;
-        let mut req = self.agent.post(&self.url(path)).set("Content-Type", "application/json");
-        if let Some(t) = &self.operator_token {
-            req = req.set("Authorization", &format!("Bearer {t}"));
-        }
-        self.read(req.send_string(&body))
+        self.read(|| {
+            let mut req = self.agent.post(&self.url(path)).set("Content-Type", "application/json");
+            if let Some(t) = &self.operator_token {
+                req = req.set("Authorization", &format!("Bearer {t}"));
+            }
+            req.send_string(&body)
+        })
     }
 
     /// `POST /operator/maintenance`: the node announces a maintenance window for one of its
@@ -530,5 +609,20 @@ impl Client {
             .read_to_string(&mut s)
             .map_err(|e| Error::Unexpected(e.to_string()))?;
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_waits_honour_retry_after_double_and_stay_bounded() {
+        let within = |d: Duration, base: Duration| d >= base && d <= base + base / 4;
+        assert!(within(retry_wait(0, 1), Duration::from_secs(1)), "Retry-After beats 250 ms");
+        assert!(within(retry_wait(0, 0), RETRY_BASE));
+        assert!(within(retry_wait(3, 1), Duration::from_secs(2)), "then the backoff doubles");
+        assert!(within(retry_wait(20, 0), RETRY_MAX), "capped");
+        assert!(within(retry_wait(0, 7), Duration::from_secs(7)));
     }
 }

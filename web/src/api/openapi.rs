@@ -50,7 +50,7 @@ fn reason(status: u16) -> &'static str {
         413 => "Body too large",
         415 => "Body is not JSON",
         429 => "Too many requests from this address (Retry-After)",
-        503 => "Unavailable now; retry later",
+        503 => "Unavailable now; retry later (after Retry-After when it is given: overloaded, mempool_full)",
         _ => "Internal error (opaque; the node's log has the detail)",
     }
 }
