@@ -487,12 +487,12 @@ fn operator_data_needs_the_operator_token_and_metrics_can_move() {
 /// A node sheds load before its queues fill: while the oldest entry a block could take has
 /// waited longer than `[mempool] shed_after_ms`, an API submission gets 503 `overloaded` with
 /// `Retry-After` and costs nothing; the shed count is a metric; the client sends again after
-/// the wait and gets in once blocks have caught up. Blocks of one entry each at one a second
+/// the wait and gets in once blocks have caught up. Blocks of one entry each, two a second,
 /// make the backlog here (`consensus.max_block_entries = 1`).
 #[test]
 fn a_node_behind_its_blocks_sheds_submissions_with_retry_after_and_recovers() {
     let tmp = tempfile::tempdir().unwrap();
-    let net = Devnet::init_with(tmp.path(), 1, free_base(10), 1000, 1000);
+    let net = Devnet::init_with(tmp.path(), 1, free_base(10), 500, 1000);
     let config = net.data_dir(0).join("config.toml");
     set_config(&config, "max_block_entries", "1");
     set_config(&config, "shed_after_ms", "1000");
@@ -511,17 +511,19 @@ fn a_node_behind_its_blocks_sheds_submissions_with_retry_after_and_recovers() {
         entry
     };
 
-    // The node's own offers go in first (one a block); then five bids at once: taken (nothing
+    // The node's own offers go in first (one a block); then eight bids at once: taken (nothing
     // waits long yet), then one a block.
+    const BIDS: u64 = 8;
     wait_for("the node's own entries in blocks", 2 * MINUTE, || {
         (api.status().ok()?.mempool == 0).then_some(())
     });
-    for nonce in 0..5 {
+    for nonce in 0..BIDS {
         let entry = bid(nonce);
         assert_eq!(api.clone().with_retries(0).submit(&entry).unwrap(), entry.id());
     }
-    // A block a second takes one: after 1.5 s the oldest left has waited more than a second,
-    // and the next submission is shed, before any work.
+    // Two blocks a second take one each: after 1.5 s, three or four at most, and the oldest
+    // left has waited more than a second (and two intervals): the next submission is shed,
+    // before any work.
     std::thread::sleep(Duration::from_millis(1_500));
     let shed_entry = bid(100);
     let body = format!("{{\"entry\":\"{}\"}}", hex::encode(shed_entry.encode()));
@@ -544,6 +546,6 @@ fn a_node_behind_its_blocks_sheds_submissions_with_retry_after_and_recovers() {
     let late = bid(1_000);
     assert_eq!(api.submit(&late).unwrap(), late.id());
     wait_for("every bid taken in a block", 2 * MINUTE, || {
-        (api.orders(&buyer.public()).ok()?.len() == 6).then_some(())
+        (api.orders(&buyer.public()).ok()?.len() as u64 == BIDS + 1).then_some(())
     });
 }

@@ -356,8 +356,8 @@ pub struct Mempool {
     /// Most bytes of pending entries.
     pub max_bytes: u64,
     /// Shed load: refuse API submissions with 503 `overloaded` while the oldest entry a block
-    /// could take has waited longer than this, ms (0: never; else at least
-    /// `consensus.batch_interval_ms`).
+    /// could take has waited longer than this, ms, or than two batch intervals if that is
+    /// longer (0: never).
     pub shed_after_ms: u64,
 }
 
@@ -664,18 +664,6 @@ impl Config {
         }
         nonzero("mempool.capacity", self.mempool.capacity.into())?;
         nonzero("mempool.max_bytes", self.mempool.max_bytes)?;
-        let shed = self.mempool.shed_after_ms;
-        if shed != 0 && shed < self.consensus.batch_interval_ms {
-            return Err(bad(
-                "mempool.shed_after_ms",
-                format!(
-                    "{shed} is shorter than consensus.batch_interval_ms ({}): entries wait that \
-                     long between blocks when all is well; use 0 (never shed) or at least the \
-                     interval",
-                    self.consensus.batch_interval_ms
-                ),
-            ));
-        }
         nonzero("disk.check_interval_ms", self.disk.check_interval_ms)?;
         nonzero("storage.snapshot_keep", self.storage.snapshot_keep)?;
         if !self.storage.archive {
@@ -1166,8 +1154,6 @@ mod tests {
         assert_eq!(ok.disk.min_free_bytes, 0);
         let e = err("[mempool]\ncapacity = 0\n");
         assert!(e.contains("config.toml:2: mempool.capacity: must be at least 1"), "{e}");
-        let e = err("[mempool]\nshed_after_ms = 100\n");
-        assert!(e.contains("mempool.shed_after_ms: 100 is shorter than"), "{e}");
         assert_eq!(parse("[mempool]\nshed_after_ms = 0\n").unwrap().mempool.shed_after_ms, 0);
         let e = err("[consensus]\nmax_block_entries = 1000000\n");
         assert!(e.contains("consensus.max_block_entries: at most 100000"), "{e}");

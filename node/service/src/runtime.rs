@@ -112,8 +112,11 @@ pub struct Shared {
     /// The bond last found short of what the offers need (warned once per amount).
     bond_short: std::sync::atomic::AtomicU64,
     /// `[mempool] shed_after_ms`: API submissions are refused while the oldest entry a block
-    /// could take has waited longer (0: never).
+    /// could take has waited longer, or longer than two batch intervals if that is more
+    /// (0: never).
     shed_after_ms: u64,
+    /// `[consensus] batch_interval_ms`, when governance has set none.
+    batch_interval_ms: u64,
 }
 
 /// Jobs waiting for the core above which API submissions are shed (a quarter of its queue).
@@ -360,20 +363,27 @@ impl Shared {
     }
 
     /// Sheds load before any work is spent on a submission: refuses it with `overloaded` while
-    /// the oldest entry a block could take has waited longer than `[mempool] shed_after_ms`
-    /// (blocks do not keep up), or while more than [`SHED_QUEUE`] jobs wait for the core
+    /// the oldest entry a block could take has waited longer than `[mempool] shed_after_ms` or
+    /// two batch intervals, whichever is longer (blocks do not keep up), or while more than [`SHED_QUEUE`] jobs wait for the core
     /// (admission itself does not keep up). Gossip and the node's own entries are not shed: the
     /// mempool's capacity bounds them.
     fn shed(&self) -> Result<(), surplus_web::Refusal> {
+        if self.shed_after_ms == 0 {
+            return Ok(());
+        }
+        // Entries wait about a batch interval between blocks when all is well: never less
+        // than two of the interval in force (governance may change it).
+        let interval =
+            self.state().consensus_params().map_or(self.batch_interval_ms, |c| c.batch_interval_ms);
+        let limit = self.shed_after_ms.max(interval.saturating_mul(2));
         let age = self.core.backlog_age_ms(self.env.now_ms());
         let queued = self.core.queued();
-        let why = if self.shed_after_ms > 0 && age > self.shed_after_ms {
+        let why = if age > limit {
             format!(
                 "the oldest pending entry has waited {age} ms for a block, more than this node \
-                 allows ({} ms)",
-                self.shed_after_ms
+                 allows ({limit} ms)"
             )
-        } else if self.shed_after_ms > 0 && queued > SHED_QUEUE {
+        } else if queued > SHED_QUEUE {
             format!("{queued} admissions wait for the node's state, more than {SHED_QUEUE}")
         } else {
             return Ok(());
@@ -1603,6 +1613,7 @@ async fn run(
             probe_stats: Default::default(),
             bond_short: std::sync::atomic::AtomicU64::new(0),
             shed_after_ms: config.mempool.shed_after_ms,
+            batch_interval_ms: config.consensus.batch_interval_ms,
         });
 
         if sync_snapshot {
