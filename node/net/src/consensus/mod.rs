@@ -104,8 +104,8 @@ pub struct Settings {
     pub verified: Arc<surplus_contracts::VerifiedIds>,
 }
 
-/// Timeouts tuned for a datacenter network: one dead validator costs a round of ~0.7 s.
-#[cfg(test)]
+/// Timeouts tuned for a datacenter network: one dead validator costs a round of ~0.7 s (the
+/// node's `[consensus]` defaults; tests and the overhead bench use them).
 pub fn default_timeouts() -> LinearTimeouts {
     LinearTimeouts {
         propose: Duration::from_millis(300),
