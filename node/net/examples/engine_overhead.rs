@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use libp2p::Multiaddr;
 use malachitebft_app_channel::app::config::{
-    ConsensusConfig, DiscoveryConfig, NodeConfig, P2pConfig, PubSubProtocol, ValueSyncConfig,
+    ConsensusConfig, DiscoveryConfig, P2pConfig, PubSubProtocol, ValueSyncConfig,
 };
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
 use malachitebft_app_channel::app::streaming::StreamContent;
@@ -38,37 +38,11 @@ use surplus_ledger::{Entry, SecretKey};
 use surplus_net::consensus::codec::WireCodec;
 use surplus_net::consensus::context::{Address, Ctx, ProposalPart, ValidatorSet, Value};
 use surplus_net::consensus::signing::{ChainSigner, ChainVerifier};
-use surplus_net::consensus::{self, chain, default_timeouts, Pool, Settings};
+use surplus_net::consensus::{self, chain, default_timeouts, EngineConfig, Pool, Settings};
 use tokio::sync::Notify;
 
 const CHAIN: &str = "engine-overhead";
 const NODES: usize = 4;
-
-/// The engine's configuration, as the node gives it.
-#[derive(Clone, Debug)]
-struct EngineConfig {
-    moniker: String,
-    consensus: ConsensusConfig,
-    value_sync: ValueSyncConfig,
-}
-
-impl NodeConfig for EngineConfig {
-    fn moniker(&self) -> &str {
-        &self.moniker
-    }
-    fn consensus(&self) -> &ConsensusConfig {
-        &self.consensus
-    }
-    fn consensus_mut(&mut self) -> &mut ConsensusConfig {
-        &mut self.consensus
-    }
-    fn value_sync(&self) -> &ValueSyncConfig {
-        &self.value_sync
-    }
-    fn value_sync_mut(&mut self) -> &mut ValueSyncConfig {
-        &mut self.value_sync
-    }
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").expect("a free port").local_addr().unwrap().port()

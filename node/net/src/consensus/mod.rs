@@ -253,11 +253,15 @@ impl Running {
 
 pub use app::Status;
 
+/// The engine's configuration (the node's, and the overhead bench's bare engine).
 #[derive(Clone, Debug)]
-struct EngineConfig {
-    moniker: String,
-    consensus: ConsensusConfig,
-    value_sync: ValueSyncConfig,
+pub struct EngineConfig {
+    /// The node's name in the engine's logs.
+    pub moniker: String,
+    /// Consensus and its network.
+    pub consensus: ConsensusConfig,
+    /// Value sync.
+    pub value_sync: ValueSyncConfig,
 }
 
 impl NodeConfig for EngineConfig {
