@@ -245,12 +245,17 @@ impl Mempool {
     /// numbers are skipped; only the oldest [`READY_SCAN`] are looked at, and `None` if none of
     /// them is ready).
     pub fn oldest_ready_ms(&self) -> Option<u64> {
+        self.oldest_ready().map(|(ms, _)| ms)
+    }
+
+    /// [`Mempool::oldest_ready_ms`], with the entry's kind.
+    pub fn oldest_ready(&self) -> Option<(u64, EntryKind)> {
         self.by_arrival
             .values()
             .take(READY_SCAN)
             .filter_map(|id| self.slots.get(id))
             .find(|s| !s.waits_for_seq)
-            .map(|s| s.admitted_ms)
+            .map(|s| (s.admitted_ms, s.entry.kind))
     }
 
     /// Entries admitted or last gossiped at least `age_ms` before `now_ms`, oldest first, at

@@ -8,7 +8,7 @@
 //! commit and never wait for the core. The simulated consortium ([`crate::sim`]) drives the
 //! same `Core` directly, with its own clock.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use surplus_contracts::{provider, Code, Refusal, State, Tx, VerifiedIds};
@@ -435,6 +435,8 @@ pub struct CoreHandle {
     /// When the oldest entry a block could take was admitted, ms, after the last job
     /// (0: none waits).
     oldest_ready_ms: Arc<AtomicU64>,
+    /// Its kind.
+    oldest_ready_kind: Arc<AtomicU16>,
 }
 
 /// How many jobs may wait for the core (admissions, block building, commits); a caller waits
@@ -452,19 +454,23 @@ pub fn spawn(
     let pending = Arc::new(AtomicUsize::new(core.mempool.len()));
     let pending_bytes = Arc::new(AtomicUsize::new(core.mempool.bytes()));
     let oldest_ready_ms = Arc::new(AtomicU64::new(core.mempool.oldest_ready_ms().unwrap_or(0)));
+    let oldest_ready_kind = Arc::new(AtomicU16::new(0));
     let handle = CoreHandle {
         jobs,
         snapshot: core.watch(),
         pending: pending.clone(),
         pending_bytes: pending_bytes.clone(),
         oldest_ready_ms: oldest_ready_ms.clone(),
+        oldest_ready_kind: oldest_ready_kind.clone(),
     };
     env.spawn(async move {
         while let Some(job) = rx.recv().await {
             job(&mut core);
             pending.store(core.mempool.len(), Ordering::Relaxed);
             pending_bytes.store(core.mempool.bytes(), Ordering::Relaxed);
-            oldest_ready_ms.store(core.mempool.oldest_ready_ms().unwrap_or(0), Ordering::Relaxed);
+            let (ms, kind) = core.mempool.oldest_ready().unwrap_or((0, EntryKind(0)));
+            oldest_ready_kind.store(kind.0, Ordering::Relaxed);
+            oldest_ready_ms.store(ms, Ordering::Relaxed);
             let d = core.take_dropped();
             if !d.is_empty() {
                 dropped(d);
@@ -526,6 +532,11 @@ impl CoreHandle {
             0 => 0,
             t => now_ms.saturating_sub(t),
         }
+    }
+
+    /// The kind of the entry [`CoreHandle::backlog_age_ms`] measures.
+    pub fn backlog_kind(&self) -> EntryKind {
+        EntryKind(self.oldest_ready_kind.load(Ordering::Relaxed))
     }
 
     /// Jobs waiting for the core (the queue's metric).

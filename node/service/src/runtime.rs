@@ -119,6 +119,10 @@ pub struct Shared {
     batch_interval_ms: u64,
 }
 
+/// How long without a block (by the head's time) before a node counts its chain as stalled
+/// rather than slow, and stops shedding for the age of its backlog.
+pub const STALLED_MS: u64 = 5_000;
+
 /// Jobs waiting for the core above which API submissions are shed (a quarter of its queue).
 pub const SHED_QUEUE: usize = crate::owner::QUEUE / 4;
 
@@ -364,7 +368,8 @@ impl Shared {
 
     /// Sheds load before any work is spent on a submission: refuses it with `overloaded` while
     /// the oldest entry a block could take has waited longer than `[mempool] shed_after_ms` or
-    /// two batch intervals, whichever is longer (blocks do not keep up), or while more than [`SHED_QUEUE`] jobs wait for the core
+    /// two batch intervals, whichever is longer, while blocks come (they do not keep up; a
+    /// chain that made no block for [`STALLED_MS`] is stalled, not slow), or while more than [`SHED_QUEUE`] jobs wait for the core
     /// (admission itself does not keep up). Gossip and the node's own entries are not shed: the
     /// mempool's capacity bounds them.
     fn shed(&self) -> Result<(), surplus_web::Refusal> {
@@ -376,12 +381,19 @@ impl Shared {
         let interval =
             self.state().consensus_params().map_or(self.batch_interval_ms, |c| c.batch_interval_ms);
         let limit = self.shed_after_ms.max(interval.saturating_mul(2));
-        let age = self.core.backlog_age_ms(self.env.now_ms());
+        let now = self.env.now_ms();
+        let age = self.core.backlog_age_ms(now);
         let queued = self.core.queued();
-        let why = if age > limit {
+        // Blocks that come but do not keep up call for shedding; a chain that makes none (no
+        // quorum) does not: what is accepted then commits when it is back, and the mempool's
+        // capacity bounds it.
+        let head_ms = self.core.snapshot().head.timestamp_ms;
+        let live = now.saturating_sub(head_ms) <= limit.saturating_mul(2).max(STALLED_MS);
+        let why = if age > limit && live {
             format!(
-                "the oldest pending entry has waited {age} ms for a block, more than this node \
-                 allows ({limit} ms)"
+                "the oldest pending entry (a {}) has waited {age} ms for a block, more than this \
+                 node allows ({limit} ms)",
+                self.core.backlog_kind().name()
             )
         } else if queued > SHED_QUEUE {
             format!("{queued} admissions wait for the node's state, more than {SHED_QUEUE}")
