@@ -602,8 +602,15 @@ impl State {
         };
         let unknown = known.iter().filter(|k| !**k).count();
         let checks = SignatureChecks::new(&self.chain_id, user, known);
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let helpers = cores.saturating_sub(1).max(1).min(unknown / SIGNATURE_CHUNK);
+        // The cores are asked only when there is work to share: `available_parallelism` reads
+        // the cgroup files each call, which costs more than a small block.
+        let helpers = match unknown / SIGNATURE_CHUNK {
+            0 => 0,
+            chunks => {
+                let cores = std::thread::available_parallelism().map_or(1, usize::from);
+                cores.saturating_sub(1).max(1).min(chunks)
+            }
+        };
         let optimistic = std::thread::scope(|scope| {
             for _ in 0..helpers {
                 scope.spawn(|| checks.work());

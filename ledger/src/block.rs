@@ -583,6 +583,23 @@ impl Certificate {
                 Err(CertificateError::GenesisHasCertificate)
             };
         }
+        self.check_quorum(validators)?;
+        let msg = vote_bytes(chain_id, height, self.round, VoteKind::Precommit, Some(header_hash));
+        let mut batch = VoteBatch::new();
+        for s in &self.signatures {
+            batch.push(validators.validators[usize::from(s.validator)], msg.clone(), s.signature);
+        }
+        batch.verify().map_err(|(position, why)| CertificateError::BadSignature {
+            position,
+            validator: self.signatures[position].validator,
+            why,
+        })
+    }
+
+    /// The checks of [`Certificate::verify`] short of the signatures: sorted, distinct, known
+    /// validators holding a quorum of `validators`' power. For a caller whose signatures were
+    /// verified elsewhere (a consensus engine verifies each vote as it arrives).
+    pub fn check_quorum(&self, validators: &ValidatorSet) -> Result<(), CertificateError> {
         let mut prev: Option<u16> = None;
         for (position, s) in self.signatures.iter().enumerate() {
             if prev.is_some_and(|p| p >= s.validator) {
@@ -602,16 +619,7 @@ impl Certificate {
         if got < validators.quorum() {
             return Err(CertificateError::NoQuorum { got, needed: validators.quorum() });
         }
-        let msg = vote_bytes(chain_id, height, self.round, VoteKind::Precommit, Some(header_hash));
-        let mut batch = VoteBatch::new();
-        for s in &self.signatures {
-            batch.push(validators.validators[usize::from(s.validator)], msg.clone(), s.signature);
-        }
-        batch.verify().map_err(|(position, why)| CertificateError::BadSignature {
-            position,
-            validator: self.signatures[position].validator,
-            why,
-        })
+        Ok(())
     }
 
     fn encode_into(&self, w: &mut Writer) {
@@ -691,6 +699,12 @@ impl Block {
         }
         r.finish()?;
         Ok(Self { header, entries, certificate })
+    }
+
+    /// The header of an encoded block, read without the rest (which may still be malformed):
+    /// a block's id before the whole of it is decoded and checked.
+    pub fn decode_header(bytes: &[u8]) -> Result<Header, DecodeError> {
+        Header::read(&mut Reader::new(bytes))
     }
 
     /// Encoding of header and certificate alone (how the store keeps them).

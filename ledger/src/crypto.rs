@@ -344,8 +344,12 @@ impl BatchVerifier {
         let check = |i: usize| {
             verify_strict(&self.keys[i], &self.msgs[i], &self.sigs[i]).map_err(|e| (i, e))
         };
-        let cores = std::thread::available_parallelism().map_or(1, usize::from);
-        let threads = cores.min(n / PARALLEL_MIN);
+        // `available_parallelism` reads the cgroup files each call: only asked when the batch
+        // is large enough to share.
+        let threads = match n / PARALLEL_MIN {
+            0 | 1 => 1,
+            chunks => std::thread::available_parallelism().map_or(1, usize::from).min(chunks),
+        };
         if threads <= 1 {
             return (0..n).try_for_each(check);
         }

@@ -207,9 +207,11 @@ fn update_root(
     changes: &[(Hash, Option<Hash>)],
     delta: &mut isize,
 ) -> Option<Node> {
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    // Asked only for a large change: `available_parallelism` reads the cgroup files each call
+    // (tens of microseconds, more than a small block's whole update).
+    let parallel = || std::thread::available_parallelism().map_or(1, usize::from) > 1;
     let mut arc = match node {
-        Some(Node::Internal(arc)) if changes.len() >= PARALLEL_MIN && cores > 1 => arc,
+        Some(Node::Internal(arc)) if changes.len() >= PARALLEL_MIN && parallel() => arc,
         node => return update(node, 0, changes, delta),
     };
     let mid = changes.partition_point(|(k, _)| !bit(k, 0));

@@ -35,6 +35,8 @@ pub struct HeadFile {
     path: PathBuf,
     file: File,
     seq: u64,
+    /// The height of the newest record, read or written.
+    height: Option<u64>,
 }
 
 fn encode(seq: u64, d: &Durable) -> [u8; SLOT] {
@@ -79,7 +81,8 @@ impl HeadFile {
             None => Err(format!("{} holds no valid head record", path.display())),
         };
         let seq = newest.map_or(0, |(s, _)| s);
-        Ok((Self { path: path.to_path_buf(), file, seq }, record))
+        let height = newest.map(|(_, d)| d.height);
+        Ok((Self { path: path.to_path_buf(), file, seq, height }, record))
     }
 
     /// Durably records `d` as the acknowledged head.
@@ -90,7 +93,17 @@ impl HeadFile {
         self.file.write_all(&encode(seq, d))?;
         self.file.sync_data()?;
         self.seq = seq;
+        self.height = Some(d.height);
         Ok(())
+    }
+
+    /// Records `d` unless the file already holds a higher head: writers that made their
+    /// blocks durable in parallel may get here out of order.
+    pub fn write_newer(&mut self, d: &Durable) -> std::io::Result<()> {
+        if self.height.is_some_and(|h| h > d.height) {
+            return Ok(());
+        }
+        self.write(d)
     }
 
     /// Where the file is.
@@ -122,6 +135,10 @@ mod tests {
         let (mut f, r) = HeadFile::open(&path).unwrap();
         assert_eq!(r, Ok(Some(a)));
         f.write(&b).unwrap();
+        assert_eq!(HeadFile::open(&path).unwrap().1, Ok(Some(b)));
+        // An older head never replaces a newer one.
+        let (mut f, _) = HeadFile::open(&path).unwrap();
+        f.write_newer(&a).unwrap();
         assert_eq!(HeadFile::open(&path).unwrap().1, Ok(Some(b)));
         std::fs::write(&path, [7u8; 128]).unwrap();
         assert!(HeadFile::open(&path).unwrap().1.is_err());

@@ -33,7 +33,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use surplus_ledger::encoding::{DecodeError, Reader, Writer};
 use surplus_ledger::merkle::{
@@ -379,8 +379,9 @@ pub struct Store {
     /// them most, and there are few (about one per 128 entries, levels 8 and up together), at
     /// most [`UPPER_NODES_CAP`].
     upper_nodes: Arc<RwLock<HashMap<(u8, u64), Hash>>>,
-    /// The acknowledged head, recorded outside the engine (stores opened from a directory).
-    head_file: Option<HeadFile>,
+    /// The acknowledged head, recorded outside the engine (stores opened from a directory);
+    /// shared with the [`Durability`] handles that record it off the appending thread.
+    head_file: Option<Arc<Mutex<HeadFile>>>,
     /// What the store holds, if not every block from genesis.
     base: Option<Base>,
     /// Entries of the genesis block (always held).
@@ -406,6 +407,29 @@ impl std::fmt::Debug for Store {
     }
 }
 
+/// Makes what a store appended durable, off the appending thread: see [`Store::durability`].
+pub struct Durability {
+    backend: Arc<dyn Backend>,
+    head: Option<(Arc<Mutex<HeadFile>>, Durable)>,
+}
+
+impl Durability {
+    /// Flushes the engine, then records the head this handle was taken at as acknowledged
+    /// (never replacing a newer record: handles may finish out of order).
+    pub fn sync(&self) -> Result<(), Error> {
+        self.backend.flush()?;
+        match &self.head {
+            Some((file, d)) => write_head(file, d),
+            None => Ok(()),
+        }
+    }
+}
+
+fn write_head(file: &Mutex<HeadFile>, d: &Durable) -> Result<(), Error> {
+    let mut file = file.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    file.write_newer(d).map_err(|source| Error::Io { path: file.path().to_path_buf(), source })
+}
+
 impl Store {
     /// Opens the sled store in `dir` (created if absent) and checks its head.
     ///
@@ -421,7 +445,7 @@ impl Store {
             Error::Damaged(Failure::block(store.height().unwrap_or(0), "surplus-head", reason))
         })?;
         store.check_acknowledged(acknowledged)?;
-        store.head_file = Some(head_file);
+        store.head_file = Some(Arc::new(Mutex::new(head_file)));
         Ok(store)
     }
 
@@ -469,15 +493,28 @@ impl Store {
 
     /// Records the current head as acknowledged (after the engine flushed it).
     fn record_head(&mut self) -> Result<(), Error> {
-        let (Some(file), Some(state)) = (self.head_file.as_mut(), self.state.as_ref()) else {
-            return Ok(());
-        };
+        match self.head_durable() {
+            Some((file, d)) => write_head(&file, &d),
+            None => Ok(()),
+        }
+    }
+
+    fn head_durable(&self) -> Option<(Arc<Mutex<HeadFile>>, Durable)> {
+        let (file, state) = (self.head_file.as_ref()?, self.state.as_ref()?);
         let d = Durable {
             height: state.head.height,
             tree_size: state.frontier.size(),
             hash: state.head_hash,
         };
-        file.write(&d).map_err(|source| Error::Io { path: file.path().to_path_buf(), source })
+        Some((file.clone(), d))
+    }
+
+    /// What makes everything appended so far durable, to run on another thread while this
+    /// store goes on (a consensus node stores one block while it checks the next):
+    /// [`Durability::sync`] flushes the engine, then records the head as acknowledged. Until
+    /// it returns, the blocks appended with [`Store::append_deferred`] may be lost in a crash.
+    pub fn durability(&self) -> Durability {
+        Durability { backend: self.backend.clone(), head: self.head_durable() }
     }
 
     /// Opens a store on any backend and checks its head: the head record, the head header's
@@ -975,7 +1012,7 @@ impl Store {
         backend.apply(batch)?;
         backend.flush()?;
         let mut store = Self::on_backend(backend, config, Arc::default(), false)?;
-        store.head_file = Some(head_file);
+        store.head_file = Some(Arc::new(Mutex::new(head_file)));
         store.record_head()?;
         Ok(store)
     }
@@ -1111,6 +1148,17 @@ impl Store {
     /// Checks and applies one block without waiting for the disk. Not durable until
     /// [`Store::flush`]: use for a group of blocks, then flush.
     pub fn append_deferred(&mut self, block: &Block) -> Result<Appended, Error> {
+        self.append_deferred_with(block, self.config.checks)
+    }
+
+    /// [`Store::append_deferred`] with other expensive checks than the store's own: for a
+    /// caller that has just run them itself (a consensus engine verified every signature of
+    /// the certificate it decided with). The structural checks always run.
+    pub fn append_deferred_with(
+        &mut self,
+        block: &Block,
+        checks: Checks,
+    ) -> Result<Appended, Error> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
@@ -1119,7 +1167,7 @@ impl Store {
                 let (state, adv) = ChainState::genesis(block).map_err(Error::Rejected)?;
                 (adv, Some(state))
             }
-            Some(s) => (s.check_next(block, self.config.checks).map_err(Error::Rejected)?, None),
+            Some(s) => (s.check_next(block, checks).map_err(Error::Rejected)?, None),
         };
         let first = block.header.tree_size - block.entries.len() as u64;
         let mut batch = Vec::with_capacity(block.entries.len() + adv.nodes.len() + 2);

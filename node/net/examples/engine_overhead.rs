@@ -8,7 +8,7 @@
 //! - **bare**: the engine with an empty application: a proposal is 16 bytes (height, round),
 //!   its id their blake3; every received value is valid; nothing is stored or executed;
 //! - **ours**: `surplus_net::consensus::start`, the node's own application, with an empty pool
-//!   and no batch wait (1 ms interval and heartbeat): each block is built, checked, executed
+//!   and no batch wait (zero interval and heartbeat): each block is built, checked, executed
 //!   against the contract state and stored in the ledger, as a node does.
 //!
 //! Prints blocks a second of each and `RATIO ours/bare`; the aim is at least 0.8.
@@ -219,8 +219,8 @@ async fn our_node(
         listen: addr(ports[i]),
         peers: ports.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| addr(*p)).collect(),
         timeouts: default_timeouts(),
-        batch_interval: Duration::from_millis(1),
-        idle_heartbeat: Duration::from_millis(1),
+        batch_interval: Duration::ZERO,
+        idle_heartbeat: Duration::ZERO,
         max_block_entries: 1000,
         max_block_bytes: 1 << 20,
         sync_status_interval: Duration::from_millis(500),

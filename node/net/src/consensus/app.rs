@@ -140,6 +140,8 @@ pub(super) struct App {
     /// still offers the entry, and a block built from it would refuse the entry as already
     /// applied and report it dropped although it is committed.
     recent: VecDeque<HashSet<surplus_ledger::Hash>>,
+    /// The last decided block being stored, then handed to the node.
+    delivering: Option<tokio::task::JoinHandle<Result<()>>>,
 }
 
 /// Blocks whose entries [`App::value_to_propose`] leaves out of the pool's: those the node may
@@ -190,6 +192,7 @@ impl App {
             synced_heights: Default::default(),
             validator,
             recent: VecDeque::new(),
+            delivering: None,
         }
     }
 
@@ -232,7 +235,10 @@ impl App {
         self.status.cut_off.store(false, Ordering::Relaxed);
         loop {
             let msg = tokio::select! {
-                _ = &mut stop => return Ok(self),
+                _ = &mut stop => {
+                    self.delivered().await?;
+                    return Ok(self);
+                }
                 _ = reach.tick(), if self.validator && probe.is_none() => {
                     let requests = channels.net_requests.clone();
                     probe = Some(Box::pin(async move { consensus_reach(&requests).await }));
@@ -251,6 +257,8 @@ impl App {
                 return Err(e);
             }
         }
+        // What was decided is stored and handed over before the error.
+        self.delivered().await?;
         Err(anyhow!("the consensus engine stopped"))
     }
 
@@ -280,12 +288,12 @@ impl App {
             }
             AppMsg::StartedRound { height, round, reply_value, .. } => {
                 self.status.round.store(round.as_i64().max(0) as u64, Ordering::Relaxed);
-                self.take_future_parts(height.0);
+                self.take_future_parts(height.0).await;
                 let mut values = Vec::new();
-                for (id, _, proposer, valid, _) in
-                    self.chain.undecided_at(height.0, Some(round.as_i64()))?
-                {
-                    values.push(proposed(height, round, proposer, id, valid));
+                for v in self.chain.undecided_at(height.0, Some(round.as_i64()))? {
+                    if let Some((id, proposer, valid)) = self.verdict(height.0, v) {
+                        values.push(proposed(height, round, proposer, id, valid));
+                    }
                 }
                 let _ = reply_value.send(values);
             }
@@ -293,22 +301,20 @@ impl App {
                 let checked = self.value_to_propose(height, round, timeout).await?;
                 let id = ValueId(checked.block.header.hash());
                 let bytes = Bytes::from(checked.block.encode());
-                self.chain.store_undecided(
-                    height.0,
-                    round.as_i64(),
-                    id,
-                    self.address,
-                    true,
-                    &bytes,
-                )?;
-                self.chain.store_own(height.0, round.as_i64(), id)?;
+                // The parts go out first, so that the others check the block while it is
+                // stored here: they carry no consensus signature. The engine signs the
+                // proposal after the reply, once the value is stored, so a crash in between can
+                // only make this node propose another block at this round, never sign two.
+                self.publish(channels, height, round, self.address, bytes.clone()).await?;
+                tokio::task::block_in_place(|| {
+                    self.chain.store_proposal(height.0, round.as_i64(), id, self.address, &bytes)
+                })?;
                 let _ = reply.send(LocallyProposedValue::new(height, round, Value(id.0)));
-                self.publish(channels, height, round, self.address, bytes).await?;
             }
             AppMsg::ReceivedProposalPart { from, published_by, part, reply } => {
                 let value = match part.content {
                     StreamContent::Data(p) => {
-                        self.received_part(p, published_by.unwrap_or(from))?
+                        self.received_part(p, published_by.unwrap_or(from)).await?
                     }
                     StreamContent::Fin => None,
                 };
@@ -316,19 +322,34 @@ impl App {
             }
             AppMsg::RestreamProposal { height, value_id, .. } => {
                 // Replay the parts as first streamed: their round and proposer, as upstream does.
-                let stored = self.chain.undecided_with(height.0, &value_id)?;
-                if let Some((_, round, proposer, true, bytes)) = stored.into_iter().find(|v| v.3) {
-                    let round = u32::try_from(round).map_or(Round::Nil, Round::new);
-                    self.publish(channels, height, round, proposer, Bytes::from(bytes)).await?;
+                for v in self.chain.undecided_with(height.0, &value_id)? {
+                    let (round, bytes) = (v.1, Bytes::from(v.4.clone()));
+                    if let Some((_, proposer, true)) = self.verdict(height.0, v) {
+                        let round = u32::try_from(round).map_or(Round::Nil, Round::new);
+                        self.publish(channels, height, round, proposer, bytes).await?;
+                        break;
+                    }
                 }
             }
             AppMsg::Decided { certificate, reply, .. } => {
-                if let Some(mut c) = self.decided(&certificate)? {
+                // The block before is stored and with the node first: blocks reach it in
+                // order, and when it is behind the engine waits here (bounded).
+                self.delivered().await?;
+                if let Some((mut c, storing)) = self.decided(&certificate)? {
                     c.synced = self.synced_heights.contains(&certificate.height.0);
-                    // Bounded: when the node is behind, the engine waits here.
-                    if self.commits.send(c).await.is_ok() {
-                        self.status.queued_commits.fetch_add(1, Ordering::Relaxed);
-                    }
+                    // Stored while the next height starts, handed to the node once durable;
+                    // the signer signs nothing at the next height before that.
+                    let (commits, status) = (self.commits.clone(), self.status.clone());
+                    let env = self.settings.env.clone();
+                    self.delivering = Some(self.settings.env.spawn(async move {
+                        env.spawn_blocking(move || storing.sync())
+                            .await
+                            .map_err(|e| anyhow!("storing a block: {e}"))??;
+                        if commits.send(c).await.is_ok() {
+                            status.queued_commits.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(())
+                    }));
                 }
                 let _ = reply.send(());
             }
@@ -459,14 +480,14 @@ impl App {
         Ok(())
     }
 
-    fn take_future_parts(&mut self, height: u64) {
+    async fn take_future_parts(&mut self, height: u64) {
         let stale: Vec<u64> = self.future.range(..height).map(|(h, _)| *h).collect();
         for h in stale {
             self.future.remove(&h);
         }
         if let Some(parts) = self.future.remove(&height) {
             for (p, publisher) in parts {
-                if let Err(e) = self.received_part(p, publisher) {
+                if let Err(e) = self.received_part(p, publisher).await {
                     tracing::warn!(error = %e, "a buffered proposal part failed");
                 }
             }
@@ -509,7 +530,7 @@ impl App {
     /// Parts are taken only from validators. A block that re-executes is stored in its canonical
     /// encoding; one that does not is voted invalid only when its own proposer published it (a
     /// relayed or tampered copy of a good header must not poison that header's id).
-    fn received_part(
+    async fn received_part(
         &mut self,
         part: ProposalPart,
         publisher: PeerId,
@@ -534,35 +555,78 @@ impl App {
         if part.height.0 < next {
             return Ok(None);
         }
+        let Ok(header) = surplus_ledger::Block::decode_header(&part.block) else {
+            return Ok(None);
+        };
+        if header.proposer != part.proposer.0 {
+            tracing::warn!(height = next, "proposal part names another proposer");
+            return Ok(None);
+        }
+        // Stored (durably: the engine records what it is told) while it is checked.
+        let (id, round) = (ValueId(header.hash()), part.round.as_i64());
+        let (writer, proposer, block) = (self.chain.writer(), part.proposer, part.block.clone());
+        let write = self
+            .settings
+            .env
+            .spawn_blocking(move || writer.write_unchecked((next, round, id), proposer, &block));
         let checked = tokio::task::block_in_place(|| {
             self.chain.check(&part.block, Some(self.settings.env.now_ms()))
         });
-        let (id, valid, bytes) = match checked {
-            Ok(c) => {
-                if c.block.header.proposer != part.proposer.0 {
-                    tracing::warn!(height = next, "proposal part names another proposer");
-                    return Ok(None);
-                }
-                (ValueId(c.block.header.hash()), true, Bytes::from(c.block.encode()))
+        let written = write.await.map_err(|e| anyhow!("storing a proposal: {e}"));
+        let valid = match checked {
+            Ok(_) => true,
+            Err(super::chain::Invalid::Decode(_)) => return written?.map(|()| None),
+            Err(e) if publisher_addr != part.proposer => {
+                tracing::debug!(height = next, error = %e, "relayed block fails: ignored");
+                return written?.map(|()| None);
             }
-            Err(super::chain::Invalid::Decode(_)) => return Ok(None),
             Err(e) => {
-                let Ok(b) = surplus_ledger::Block::decode(&part.block) else { return Ok(None) };
-                if b.header.proposer != part.proposer.0 || publisher_addr != part.proposer {
-                    tracing::debug!(height = next, error = %e, "relayed block fails: ignored");
-                    return Ok(None);
-                }
                 tracing::warn!(height = next, round = %part.round, error = %e,
                     "invalid proposal: voting against it");
                 self.status.invalid_proposals.fetch_add(1, Ordering::Relaxed);
-                (ValueId(b.header.hash()), false, part.block.clone())
+                false
             }
         };
-        self.chain.store_undecided(next, part.round.as_i64(), id, part.proposer, valid, &bytes)?;
+        written??;
+        self.chain.set_validity(next, round, id, valid)?;
         Ok(Some(proposed(part.height, part.round, part.proposer, id, valid)))
     }
 
-    fn decided(&mut self, cert: &CommitCertificate<Ctx>) -> Result<Option<Committed>> {
+    /// The value, proposer and validity of an undecided value read back from disk. A value
+    /// stored before its check finished whose verdict was lost (a crash) is checked again; if
+    /// it fails it is left out, as if never received (it may have been relayed, not proposed).
+    fn verdict(
+        &mut self,
+        height: u64,
+        v: super::chain::Undecided,
+    ) -> Option<(ValueId, Address, bool)> {
+        let (id, round, proposer, valid, bytes) = v;
+        if let Some(valid) = valid {
+            return Some((id, proposer, valid));
+        }
+        let now = self.settings.env.now_ms();
+        let checked = tokio::task::block_in_place(|| self.chain.check(&bytes, Some(now)));
+        if !checked.is_ok_and(|c| c.block.header.proposer == proposer.0) {
+            return None;
+        }
+        if let Err(e) = self.chain.set_validity(height, round, id, true) {
+            tracing::warn!(height, error = %e, "cannot record a verdict");
+        }
+        Some((id, proposer, true))
+    }
+
+    /// Waits until the last decided block is stored and handed to the node.
+    async fn delivered(&mut self) -> Result<()> {
+        match self.delivering.take() {
+            Some(task) => task.await.map_err(|e| anyhow!("storing a block: {e}"))?,
+            None => Ok(()),
+        }
+    }
+
+    fn decided(
+        &mut self,
+        cert: &CommitCertificate<Ctx>,
+    ) -> Result<Option<(Committed, super::chain::Storing)>> {
         let height = cert.height.0;
         if height <= self.chain.height() {
             return Ok(None);
@@ -570,7 +634,9 @@ impl App {
         let sigs: Vec<(Address, [u8; 64])> =
             cert.commit_signatures.iter().map(|s| (s.address, s.signature.to_bytes())).collect();
         let round = cert.round.as_u32().unwrap_or(0);
-        let checked = self.chain.commit(height, cert.value_id, round, &sigs)?;
+        let (checked, storing) = tokio::task::block_in_place(|| {
+            self.chain.commit_deferred(height, cert.value_id, round, &sigs)
+        })?;
         let user = checked.block.entries.iter().filter(|e| matches!(e.auth, Auth::Signed { .. }));
         self.recent.push_back(user.map(|e| e.id()).collect());
         while self.recent.len() > RECENT_COMMITS {
@@ -584,14 +650,15 @@ impl App {
             hash = %hex::encode(&checked.block.header.hash()[..6]),
             "committed"
         );
-        Ok(Some(Committed {
+        let committed = Committed {
             block: checked.block,
             ended: Arc::new(checked.applied.ended.clone()),
             outcome: Arc::new(checked.applied.outcome.clone()),
             state: Arc::new(checked.maker.state),
             committed_ms: self.settings.env.now_ms(),
             synced: false,
-        }))
+        };
+        Ok(Some((committed, storing)))
     }
 
     /// Replies `Start(next)` once there is work and the batch interval has passed, or the idle

@@ -12,7 +12,8 @@ use anyhow::{bail, Context as _, Result};
 use surplus_contracts::BlockMaker;
 use surplus_contracts::{Applied, State, VerifiedIds};
 use surplus_ledger::{Auth, Block, Certificate, Checks, CommitSig, Entry, Header};
-use surplus_store::{Config as StoreConfig, Store};
+use surplus_store::{Config as StoreConfig, Durability, Store};
+use tokio::sync::watch;
 
 use super::context::{Address, ValidatorSet, ValueId};
 use super::history::LeaseHistory;
@@ -27,8 +28,13 @@ pub const MAX_CLOCK_DRIFT_MS: u64 = 2_000;
 /// Page cache of the undecided-value store (`consensus/values`), bytes.
 pub const VALUES_CACHE_BYTES: u64 = 8 * 1024 * 1024;
 
-/// An undecided value on disk: id, round, proposer, validity, block bytes.
-pub type Undecided = (ValueId, i64, Address, bool, Vec<u8>);
+/// An undecided value on disk: id, round, proposer, validity (`None`: stored before its check
+/// finished, and not known since), block bytes.
+pub type Undecided = (ValueId, i64, Address, Option<bool>, Vec<u8>);
+
+/// The validity byte of a value stored before its check finished
+/// ([`UndecidedWriter::write_unchecked`]).
+const UNCHECKED: u8 = 2;
 
 /// A block that re-executed cleanly, with the state after it.
 #[derive(Clone)]
@@ -93,6 +99,9 @@ pub struct Chain {
     undecided: sled::Tree,
     /// Our own proposals: key height ‖ round → value id.
     own: sled::Tree,
+    /// Verdicts on values stored unchecked: the key of `undecided` → 1 valid, 0 invalid. Not
+    /// flushed on their own: a verdict lost in a crash is found again by checking.
+    validity: sled::Tree,
     _db: sled::Db,
     /// The data dir.
     dir: std::path::PathBuf,
@@ -113,6 +122,111 @@ pub struct Chain {
     /// Entries whose signatures this node verified on admission: building or checking a block
     /// does not verify them again.
     pub verified: Arc<VerifiedIds>,
+    /// The height up to which blocks are on disk (those committed with
+    /// [`Chain::commit_deferred`] may still be storing), or why storing failed.
+    stored: Arc<watch::Sender<Result<u64, String>>>,
+}
+
+fn undecided_key(height: u64, round: i64, id: &ValueId) -> Vec<u8> {
+    let mut key = key_hr(height, round).to_vec();
+    key.extend_from_slice(&id.0);
+    key
+}
+
+/// Writes a chain's undecided values: see [`Chain::writer`].
+#[derive(Clone)]
+pub struct UndecidedWriter(sled::Tree);
+
+impl UndecidedWriter {
+    fn insert(
+        &self,
+        height: u64,
+        round: i64,
+        id: ValueId,
+        proposer: Address,
+        validity: u8,
+        block: &[u8],
+    ) -> Result<()> {
+        let mut v = Vec::with_capacity(33 + block.len());
+        v.extend_from_slice(&proposer.0 .0);
+        v.push(validity);
+        v.extend_from_slice(block);
+        self.0.insert(undecided_key(height, round, &id), v)?;
+        Ok(())
+    }
+
+    /// Stores a received value before its check has finished, durable on return: what the
+    /// engine is told of must survive a crash, and the disk's wait overlaps the check. Its
+    /// verdict comes with [`Chain::set_validity`]; a value whose verdict was lost is checked
+    /// again when read.
+    pub fn write_unchecked(
+        &self,
+        (height, round, id): (u64, i64, ValueId),
+        proposer: Address,
+        block: &[u8],
+    ) -> Result<()> {
+        self.insert(height, round, id, proposer, UNCHECKED, block)?;
+        self.0.flush()?;
+        Ok(())
+    }
+}
+
+/// The height up to which a chain's blocks are on disk, to wait on: the vote signer signs
+/// nothing at a height before the block under it is stored, so that a crash can never make a
+/// validator forget a block it voted on top of.
+#[derive(Clone, Debug)]
+pub struct Stored(watch::Receiver<Result<u64, String>>);
+
+impl Stored {
+    /// Waits until block `height` is on disk; an error if storing a block failed.
+    pub async fn reached(&self, height: u64) -> std::result::Result<(), String> {
+        let mut rx = self.0.clone();
+        let r = rx.wait_for(|s| !matches!(s, Ok(h) if *h < height)).await;
+        match r.as_deref() {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(why)) => Err(why.clone()),
+            Err(_) => Err("the chain is closed".into()),
+        }
+    }
+}
+
+/// A committed block on its way to disk: [`Storing::sync`] stores it (on any thread).
+pub struct Storing {
+    height: u64,
+    durability: Durability,
+    stored: Arc<watch::Sender<Result<u64, String>>>,
+    /// The undecided values, their verdicts and own proposals, whose heights up to this
+    /// block's are dropped once it is stored.
+    values: [sled::Tree; 3],
+}
+
+impl Storing {
+    /// Makes the block durable and says so to [`Stored`] waiters, then drops the undecided
+    /// values of its height and below (needed until then to commit it again after a crash).
+    pub fn sync(self) -> Result<()> {
+        match self.durability.sync() {
+            Ok(()) => {
+                self.stored.send_modify(|s| {
+                    if let Ok(h) = s {
+                        *h = (*h).max(self.height);
+                    }
+                });
+                let end = (self.height + 1).to_be_bytes();
+                for tree in &self.values {
+                    for k in tree.range(..end.to_vec()).keys() {
+                        tree.remove(k?)?;
+                    }
+                }
+                Ok(())
+            }
+            Err(e) => {
+                let why = format!("cannot store block {}", self.height);
+                let _ = self.stored.send_replace(Err(format!("{why}: {e}")));
+                // The store's error keeps its type: the node tells a failed write by it.
+                Err(anyhow::Error::new(e).context(why))
+            }
+        }
+    }
 }
 
 fn user_entries(block: &Block) -> Vec<Entry> {
@@ -204,6 +318,8 @@ impl Chain {
             .context("cannot open the undecided-value store")?;
         let undecided = db.open_tree("undecided")?;
         let own = db.open_tree("own")?;
+        let validity = db.open_tree("validity")?;
+        let head_height = head.height;
         Ok(Self {
             store,
             maker,
@@ -212,6 +328,7 @@ impl Chain {
             history,
             undecided,
             own,
+            validity,
             _db: db,
             dir: dir.to_path_buf(),
             checked: HashMap::new(),
@@ -222,6 +339,7 @@ impl Chain {
             snapshot_task: None,
             newest_snapshot,
             verified: Arc::default(),
+            stored: Arc::new(watch::channel(Ok(head_height)).0),
         })
     }
 
@@ -431,7 +549,7 @@ impl Chain {
         self.checked.insert(id, checked);
     }
 
-    /// Persists an undecided value so that a restart can answer for it.
+    /// Persists an undecided value so that a restart can answer for it: durable on return.
     pub fn store_undecided(
         &self,
         height: u64,
@@ -441,14 +559,19 @@ impl Chain {
         valid: bool,
         block: &[u8],
     ) -> Result<()> {
-        let mut key = key_hr(height, round).to_vec();
-        key.extend_from_slice(&id.0);
-        let mut v = Vec::with_capacity(33 + block.len());
-        v.extend_from_slice(&proposer.0 .0);
-        v.push(u8::from(valid));
-        v.extend_from_slice(block);
-        self.undecided.insert(key, v)?;
+        self.writer().insert(height, round, id, proposer, u8::from(valid), block)?;
         self.undecided.flush()?;
+        Ok(())
+    }
+
+    /// Writes undecided values from another thread (while this chain checks them).
+    pub fn writer(&self) -> UndecidedWriter {
+        UndecidedWriter(self.undecided.clone())
+    }
+
+    /// Records the verdict on a value stored unchecked (not flushed: see `validity`).
+    pub fn set_validity(&self, height: u64, round: i64, id: ValueId, valid: bool) -> Result<()> {
+        self.validity.insert(undecided_key(height, round, &id), &[u8::from(valid)])?;
         Ok(())
     }
 
@@ -477,7 +600,11 @@ impl Chain {
             let round = u64::from_be_bytes(k[8..16].try_into()?) as i64;
             let id = ValueId(k[16..48].try_into()?);
             let proposer = Address(surplus_ledger::PublicKey(v[..32].try_into()?));
-            out.push((id, round, proposer, v[32] == 1, v[33..].to_vec()));
+            let valid = match v[32] {
+                UNCHECKED => self.validity.get(&k)?.map(|b| b.first() == Some(&1)),
+                b => Some(b == 1),
+            };
+            out.push((id, round, proposer, valid, v[33..].to_vec()));
         }
         Ok(out)
     }
@@ -487,8 +614,18 @@ impl Chain {
         Ok(self.undecided_with(height, id)?.into_iter().next().map(|v| v.4))
     }
 
-    /// Remembers the value we proposed at `height` and `round`.
-    pub fn store_own(&self, height: u64, round: i64, id: ValueId) -> Result<()> {
+    /// Persists the value we propose at `height` and `round` (its block, and that it is ours,
+    /// re-proposed after a restart): both durable on return, in one flush (the two trees
+    /// share one database, and a flush of one covers the other).
+    pub fn store_proposal(
+        &self,
+        height: u64,
+        round: i64,
+        id: ValueId,
+        proposer: Address,
+        block: &[u8],
+    ) -> Result<()> {
+        self.writer().insert(height, round, id, proposer, 1, block)?;
         self.own.insert(key_hr(height, round), &id.0)?;
         self.own.flush()?;
         Ok(())
@@ -513,11 +650,36 @@ impl Chain {
         round: u32,
         signatures: &[(Address, [u8; 64])],
     ) -> Result<Checked> {
+        let (checked, storing) = self.commit_deferred(height, id, round, signatures)?;
+        storing.sync()?;
+        Ok(checked)
+    }
+
+    /// The height up to which this chain's blocks are on disk, to wait on.
+    pub fn stored(&self) -> Stored {
+        Stored(self.stored.subscribe())
+    }
+
+    /// Commits the decided value `id` at `height` with its certificate, as the engine decided
+    /// it, without waiting for the disk: the block is this chain's head on return, durable once
+    /// the returned [`Storing`] is synced (on another thread while the next height runs).
+    ///
+    /// The engine verified every signature of `signatures` (each vote as it arrived, or the
+    /// synced certificate as a whole), so the store checks the certificate's structure and
+    /// quorum here, not the signatures again.
+    pub fn commit_deferred(
+        &mut self,
+        height: u64,
+        id: ValueId,
+        round: u32,
+        signatures: &[(Address, [u8; 64])],
+    ) -> Result<(Checked, Storing)> {
         if height != self.head.height + 1 {
             bail!("decided height {height} does not follow our head {}", self.head.height);
         }
-        let checked = match self.checked.get(&id) {
-            Some(c) => c.clone(),
+        // Taken, not cloned: the other candidates of this height are dropped below anyway.
+        let checked = match self.checked.remove(&id) {
+            Some(c) => c,
             None => {
                 let bytes = self.undecided_block(height, &id)?.with_context(|| {
                     format!("decided value {id} at height {height} is unknown to this node")
@@ -539,7 +701,21 @@ impl Chain {
         sigs.dedup_by_key(|s| s.validator);
         let mut block = (*checked.block).clone();
         block.certificate = Certificate { round, signatures: sigs };
-        self.store.append(&block).with_context(|| format!("cannot append block {height}"))?;
+        let in_force = &self.store.state().context("the store has no genesis")?.validators;
+        block
+            .certificate
+            .check_quorum(in_force)
+            .with_context(|| format!("the certificate of block {height}"))?;
+        let checks = Checks { certificates: false, entry_signatures: false };
+        self.store
+            .append_deferred_with(&block, checks)
+            .with_context(|| format!("cannot append block {height}"))?;
+        let storing = Storing {
+            height,
+            durability: self.store.durability(),
+            stored: self.stored.clone(),
+            values: [self.undecided.clone(), self.validity.clone(), self.own.clone()],
+        };
         if surplus_ledger::set_change(&block, 0)?.is_some() {
             // The block's validator-set entry decides the heights after it.
             self.validators = ValidatorSet::from_ledger(&store_validators(&self.store)?)
@@ -553,20 +729,10 @@ impl Chain {
         // freed off the commit's path.
         let replaced = std::mem::replace(&mut self.maker, checked.maker.clone());
         surplus_contracts::drop_in_background((replaced, std::mem::take(&mut self.checked)));
-        self.prune(height)?;
         self.after_commit(&block)?;
-        Ok(Checked { block: Arc::new(block), maker: checked.maker, applied: checked.applied })
-    }
-
-    fn prune(&self, height: u64) -> Result<()> {
-        let end = (height + 1).to_be_bytes();
-        for tree in [&self.undecided, &self.own] {
-            let keys: Vec<_> = tree.range(..end.to_vec()).keys().collect::<Result<Vec<_>, _>>()?;
-            for k in keys {
-                tree.remove(k)?;
-            }
-        }
-        Ok(())
+        let checked =
+            Checked { block: Arc::new(block), maker: checked.maker, applied: checked.applied };
+        Ok((checked, storing))
     }
 
     /// The stored block at `height`, encoded, with its certificate.
@@ -650,13 +816,7 @@ mod tests {
         let proposer = Address(vs[((h - 1) % 4) as usize].public());
         let checked = chain.build(user, now, proposer).unwrap();
         let hash = checked.block.header.hash();
-        let cert = certificate(t::CHAIN, h, 0, &hash, &vs, &[0, 1, 2]);
-        let sigs: Vec<(Address, [u8; 64])> = cert
-            .signatures
-            .iter()
-            .map(|s| (Address(vs[usize::from(s.validator)].public()), s.signature.0))
-            .collect();
-        chain.commit(h, ValueId(hash), 0, &sigs).unwrap()
+        chain.commit(h, ValueId(hash), 0, &signatures(h, &hash, &[0, 1, 2])).unwrap()
     }
 
     fn open(dir: &Path, storage: Storage) -> Result<Chain> {
@@ -681,6 +841,67 @@ mod tests {
             }
         }
         now
+    }
+
+    /// The quorum's signatures on block `h` with `hash`, as the engine hands them over.
+    fn signatures(h: u64, hash: &surplus_ledger::Hash, who: &[usize]) -> Vec<(Address, [u8; 64])> {
+        let vs = validators();
+        let cert = certificate(t::CHAIN, h, 0, hash, &vs, who);
+        cert.signatures
+            .iter()
+            .map(|s| (Address(vs[usize::from(s.validator)].public()), s.signature.0))
+            .collect()
+    }
+
+    /// A deferred commit is the head at once, on disk (and so for `Stored` waiters) only after
+    /// its sync, which also drops the height's undecided values; a certificate short of a
+    /// quorum is refused even though its signatures are not checked again.
+    #[test]
+    fn a_deferred_commit_is_stored_by_its_sync() {
+        use futures::FutureExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut chain = open(dir.path(), Storage::default()).unwrap();
+        let proposer = Address(validators()[0].public());
+        let checked = chain.build(&[], t::T0, proposer).unwrap();
+        let hash = checked.block.header.hash();
+        let bytes = checked.block.encode();
+        chain.store_undecided(1, 0, ValueId(hash), proposer, true, &bytes).unwrap();
+        let short = signatures(1, &hash, &[0, 1]);
+        let e = chain.commit_deferred(1, ValueId(hash), 0, &short).err().expect("refused");
+        assert!(format!("{e:#}").contains("quorum"), "{e:#}");
+        let stored = chain.stored();
+        let (_, storing) =
+            chain.commit_deferred(1, ValueId(hash), 0, &signatures(1, &hash, &[0, 1, 2])).unwrap();
+        assert_eq!(chain.height(), 1);
+        assert!(stored.reached(1).now_or_never().is_none(), "not stored before the sync");
+        assert_eq!(stored.reached(0).now_or_never(), Some(Ok(())));
+        storing.sync().unwrap();
+        assert_eq!(stored.reached(1).now_or_never(), Some(Ok(())));
+        assert!(chain.undecided_at(1, None).unwrap().is_empty(), "pruned once stored");
+        drop(chain);
+        let chain = open(dir.path(), Storage::default()).unwrap();
+        assert_eq!(chain.height(), 1);
+        assert_eq!(chain.head.hash(), hash);
+    }
+
+    /// A received value is stored before its check: it reads back without a verdict until one
+    /// is recorded, and survives a restart (the verdict, not flushed on its own, may not).
+    #[test]
+    fn a_value_stored_unchecked_reads_back_without_a_verdict() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut chain = open(dir.path(), Storage::default()).unwrap();
+        let proposer = Address(validators()[0].public());
+        let block = chain.build(&[], t::T0, proposer).unwrap().block.encode();
+        let id = ValueId(surplus_ledger::Block::decode_header(&block).unwrap().hash());
+        chain.writer().write_unchecked((1, 0, id), proposer, &block).unwrap();
+        let read = chain.undecided_at(1, Some(0)).unwrap();
+        assert_eq!(read.len(), 1);
+        assert_eq!((read[0].0, read[0].2, read[0].3, &read[0].4), (id, proposer, None, &block));
+        chain.set_validity(1, 0, id, false).unwrap();
+        assert_eq!(chain.undecided_at(1, Some(0)).unwrap()[0].3, Some(false));
+        drop(chain);
+        let chain = open(dir.path(), Storage::default()).unwrap();
+        assert_eq!(chain.undecided_block(1, &id).unwrap(), Some(block));
     }
 
     /// With retention, the bodies before the newest snapshot at least `retain_blocks` old are

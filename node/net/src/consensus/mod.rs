@@ -506,7 +506,7 @@ async fn start_engine(
         ConsensusContext::new_validator(
             address,
             verifier,
-            Box::new(ChainSigner::new(chain_id, seed)),
+            Box::new(ChainSigner::new(chain_id, seed).after_stored(chain.stored())),
         )
     } else {
         ConsensusContext::new_full_node(address, verifier)

@@ -16,6 +16,7 @@ use malachitebft_signing::{Error, Signer, VerificationResult, Verifier};
 use malachitebft_signing_ed25519::{PrivateKey, PublicKey, Signature};
 use surplus_ledger::encoding::Writer;
 
+use super::chain::Stored;
 use super::context::{round_u32, Ctx, Proposal, Vote};
 
 /// Domain tag of vote extensions (unused: we never extend votes, but the engine asks).
@@ -167,18 +168,37 @@ impl Verifier<Ctx> for ChainVerifier {
 pub struct ChainSigner {
     key: PrivateKey,
     verifier: ChainVerifier,
+    /// If set, nothing is signed at a height before the block under it is on disk.
+    stored: Option<Stored>,
 }
 
 impl ChainSigner {
     /// A signer for `chain_id` from the node key's 32-byte seed.
     pub fn new(chain_id: &str, seed: [u8; 32]) -> Self {
-        Self { key: PrivateKey::from(seed), verifier: ChainVerifier::new(chain_id) }
+        Self { key: PrivateKey::from(seed), verifier: ChainVerifier::new(chain_id), stored: None }
+    }
+
+    /// Signs a vote or proposal at height `h` only once block `h - 1` is on disk. The node
+    /// stores a decided block while the next height starts (it builds and checks the next
+    /// block meanwhile); this is where that overlap ends, so a validator that crashes has
+    /// stored every block it signed anything on top of.
+    pub fn after_stored(mut self, stored: Stored) -> Self {
+        self.stored = Some(stored);
+        self
+    }
+
+    async fn wait_stored(&self, height: u64) -> Result<(), Error> {
+        match &self.stored {
+            Some(s) => s.reached(height.saturating_sub(1)).await.map_err(Error::from_source),
+            None => Ok(()),
+        }
     }
 }
 
 #[async_trait]
 impl Signer<Ctx> for ChainSigner {
     async fn sign_vote(&self, vote: Vote) -> Result<SignedMessage<Ctx, Vote>, Error> {
+        self.wait_stored(vote.height.0).await?;
         let signature = self.key.sign(&vote.sign_bytes(&self.verifier.chain_id));
         Ok(SignedMessage::new(vote, signature))
     }
@@ -187,6 +207,7 @@ impl Signer<Ctx> for ChainSigner {
         &self,
         proposal: Proposal,
     ) -> Result<SignedMessage<Ctx, Proposal>, Error> {
+        self.wait_stored(proposal.height.0).await?;
         let signature = self.key.sign(&proposal.sign_bytes(&self.verifier.chain_id));
         Ok(SignedMessage::new(proposal, signature))
     }
