@@ -527,9 +527,10 @@ impl App {
 
     /// Checks a proposal part's block; a complete value is returned to the engine.
     ///
-    /// Parts are taken only from validators. A block that re-executes is stored in its canonical
-    /// encoding; one that does not is voted invalid only when its own proposer published it (a
-    /// relayed or tampered copy of a good header must not poison that header's id).
+    /// Parts are taken only from validators. The block is stored as received while it is
+    /// checked (never over a value already known valid under its id); one that does not
+    /// re-execute is voted invalid only when its own proposer published it (a relayed or
+    /// tampered copy of a good header must not poison that header's id).
     async fn received_part(
         &mut self,
         part: ProposalPart,

@@ -135,7 +135,10 @@ fn undecided_key(height: u64, round: i64, id: &ValueId) -> Vec<u8> {
 
 /// Writes a chain's undecided values: see [`Chain::writer`].
 #[derive(Clone)]
-pub struct UndecidedWriter(sled::Tree);
+pub struct UndecidedWriter {
+    undecided: sled::Tree,
+    validity: sled::Tree,
+}
 
 impl UndecidedWriter {
     fn insert(
@@ -151,7 +154,7 @@ impl UndecidedWriter {
         v.extend_from_slice(&proposer.0 .0);
         v.push(validity);
         v.extend_from_slice(block);
-        self.0.insert(undecided_key(height, round, &id), v)?;
+        self.undecided.insert(undecided_key(height, round, &id), v)?;
         Ok(())
     }
 
@@ -159,14 +162,30 @@ impl UndecidedWriter {
     /// engine is told of must survive a crash, and the disk's wait overlaps the check. Its
     /// verdict comes with [`Chain::set_validity`]; a value whose verdict was lost is checked
     /// again when read.
+    ///
+    /// A value already stored as valid under the same key is kept: a relayed copy with the
+    /// same header but other entries must not replace it (it fails its check and is ignored).
+    /// The same bytes are not written again; other bytes replace a value not known valid, and
+    /// the verdict on the old bytes goes with them.
     pub fn write_unchecked(
         &self,
         (height, round, id): (u64, i64, ValueId),
         proposer: Address,
         block: &[u8],
     ) -> Result<()> {
+        let key = undecided_key(height, round, &id);
+        if let Some(old) = self.undecided.get(&key)? {
+            let known_valid = match old.get(32) {
+                Some(&UNCHECKED) => self.validity.get(&key)?.is_some_and(|b| b[..] == [1]),
+                b => b == Some(&1),
+            };
+            if known_valid || old.get(33..) == Some(block) {
+                return Ok(());
+            }
+        }
+        self.validity.remove(&key)?;
         self.insert(height, round, id, proposer, UNCHECKED, block)?;
-        self.0.flush()?;
+        self.undecided.flush()?;
         Ok(())
     }
 }
@@ -566,7 +585,7 @@ impl Chain {
 
     /// Writes undecided values from another thread (while this chain checks them).
     pub fn writer(&self) -> UndecidedWriter {
-        UndecidedWriter(self.undecided.clone())
+        UndecidedWriter { undecided: self.undecided.clone(), validity: self.validity.clone() }
     }
 
     /// Records the verdict on a value stored unchecked (not flushed: see `validity`).
@@ -885,7 +904,8 @@ mod tests {
     }
 
     /// A received value is stored before its check: it reads back without a verdict until one
-    /// is recorded, and survives a restart (the verdict, not flushed on its own, may not).
+    /// is recorded, and survives a restart (the verdict, not flushed on its own, may not). A
+    /// value known valid is never replaced by other bytes under its key.
     #[test]
     fn a_value_stored_unchecked_reads_back_without_a_verdict() {
         let dir = tempfile::tempdir().unwrap();
@@ -899,6 +919,17 @@ mod tests {
         assert_eq!((read[0].0, read[0].2, read[0].3, &read[0].4), (id, proposer, None, &block));
         chain.set_validity(1, 0, id, false).unwrap();
         assert_eq!(chain.undecided_at(1, Some(0)).unwrap()[0].3, Some(false));
+        // Other bytes under the same key replace a value not known valid, verdict and all...
+        let other = [&block[..], b"x"].concat();
+        chain.writer().write_unchecked((1, 0, id), proposer, &other).unwrap();
+        let read = chain.undecided_at(1, Some(0)).unwrap();
+        assert_eq!((read[0].3, &read[0].4), (None, &other));
+        chain.writer().write_unchecked((1, 0, id), proposer, &block).unwrap();
+        chain.set_validity(1, 0, id, true).unwrap();
+        // ...but never one known valid (a relayed copy with other entries).
+        chain.writer().write_unchecked((1, 0, id), proposer, &other).unwrap();
+        let read = chain.undecided_at(1, Some(0)).unwrap();
+        assert_eq!((read[0].3, &read[0].4), (Some(true), &block));
         drop(chain);
         let chain = open(dir.path(), Storage::default()).unwrap();
         assert_eq!(chain.undecided_block(1, &id).unwrap(), Some(block));
