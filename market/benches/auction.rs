@@ -8,6 +8,10 @@
 //! - Order validation including the signature, against raw ed25519-dalek verification of the
 //!   same signatures measured in the same run (aim with batch verification: at least 0.7 of the
 //!   raw batch-verify rate).
+//! - `market clear` end to end: an input file of 100,000 signed orders (10,000 in the quick
+//!   run) parsed from JSON, its signatures checked and the auction run, as `surplus market clear`
+//!   does, against raw batch verification of the same signatures on one core and on all cores
+//!   (aim: at least 0.7 of batch verification).
 //!
 //! `cargo bench -p surplus-market --bench auction` (set `SURPLUS_BENCH_QUICK=1` for a short run:
 //! 10,000 and 100,000 orders only). Run as a test (`cargo test --benches`), it uses the quick
@@ -22,6 +26,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use surplus_ledger::testutil::key;
 use surplus_ledger::{BatchVerifier, Entry, PublicKey, Signature};
+use surplus_market::replay::{AuctionInput, InputEntry, FORMAT};
 use surplus_market::{
     validate, Batch, Bid, Book, Catalogue, Class, FillRule, Market, Offer, Order, Region,
     SignedOrder, HOUR_MS,
@@ -431,6 +436,91 @@ fn bench_validation(c: &mut Criterion) {
     );
 }
 
+/// `raw_batch` with the chunks spread over the machine's cores (the limit for work that is).
+fn raw_batch_on_cores(raw: &Raw) {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let per = raw.msgs.len().div_ceil(cores).div_ceil(VERIFY_BATCH) * VERIFY_BATCH;
+    std::thread::scope(|s| {
+        for i in 0..cores {
+            let r = i * per..((i + 1) * per).min(raw.msgs.len());
+            if r.is_empty() {
+                continue;
+            }
+            let part = Raw {
+                msgs: raw.msgs[r.clone()].to_vec(),
+                sigs: raw.sigs[r.clone()].to_vec(),
+                keys: raw.keys[r].to_vec(),
+            };
+            s.spawn(move || raw_batch(&part));
+        }
+    });
+}
+
+/// An input file for `surplus market clear`: `n` crossing orders signed by 1,000 keys in turn,
+/// as ledger entries, every author able to pay; and the entries.
+fn clear_input(catalogue: &Catalogue, n: usize) -> (String, Vec<Entry>) {
+    let keys: Vec<_> = (0..AUTHORS).map(|i| key("bench", i)).collect();
+    let mut gen = Gen::new(catalogue, 5);
+    let entries: Vec<Entry> = (0..n)
+        .map(|i| {
+            let order = gen.order(i % (CLASSES * REGIONS), Prices::Crossing, NOW);
+            SignedOrder::sign(CHAIN, order, &keys[i % keys.len()]).0
+        })
+        .collect();
+    let input = AuctionInput {
+        format: FORMAT.into(),
+        chain_id: CHAIN.into(),
+        height: 1,
+        now_ms: NOW,
+        catalogue: catalogue.clone(),
+        book: Vec::new(),
+        orders: entries
+            .iter()
+            .map(|e| InputEntry::Encoded { entry: hex::encode(e.encode()) })
+            .collect(),
+        balances: keys.iter().map(|k| (k.public(), 1_000_000_000_000_000)).collect(),
+    };
+    (serde_json::to_string(&input).unwrap(), entries)
+}
+
+fn bench_market_clear(c: &mut Criterion) {
+    let catalogue = catalogue();
+    let n = if quick() { 10_000 } else { 100_000 };
+    let (json, entries) = clear_input(&catalogue, n);
+    let clear = || {
+        let input: AuctionInput = serde_json::from_str(&json).unwrap();
+        input.run().unwrap()
+    };
+    let (_, out) = clear();
+    assert!(out.rejected.is_empty() && !out.fills.is_empty(), "every order valid, some trade");
+    let raw = raw_of(&entries);
+
+    let mut g = c.benchmark_group(format!("market clear end to end, {n} signed orders"));
+    g.throughput(Throughput::Elements(n as u64));
+    g.sample_size(10);
+    g.bench_function("parse JSON, verify, clear", |b| b.iter(|| black_box(clear())));
+    g.finish();
+
+    let median = surplus_ledger::testutil::median_of_5;
+    let one = median(&mut || raw_batch(&raw));
+    let all = median(&mut || raw_batch_on_cores(&raw));
+    let ours = median(&mut || {
+        black_box(clear());
+    });
+    let rate = |d: Duration| n as f64 / d.as_secs_f64();
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    println!(
+        "RATIO market-clear/raw-batch over {n} orders: raw batch verification {:.0}/s on one \
+         core, {:.0}/s on {cores}; market clear end to end {:.0}/s ({:.3} of one core's, {:.3} of \
+         all cores')",
+        rate(one),
+        rate(all),
+        rate(ours),
+        one.as_secs_f64() / ours.as_secs_f64(),
+        all.as_secs_f64() / ours.as_secs_f64(),
+    );
+}
+
 // criterion's macros generate undocumented items.
 #[allow(missing_docs)]
 mod harness {
@@ -439,7 +529,7 @@ mod harness {
         name = benches;
         config = Criterion::default().warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(if quick() { 2 } else { 8 }));
         // Memory first: a fresh process, whose resident set only grows with the book.
-        targets = bench_memory, bench_clear, bench_validation
+        targets = bench_memory, bench_clear, bench_validation, bench_market_clear
     }
 }
 criterion::criterion_main!(harness::benches);
