@@ -75,9 +75,17 @@ fn hostile_requests_get_clear_4xx_or_are_cut_off_and_change_nothing() {
         lease.grant.is_some().then_some(lease.id)
     });
 
-    // Quiet chain: what the requests below must leave as it is.
+    // Quiet chain: what the requests below must leave as it is, once every node has the lease
+    // granted and its probe declared (the provider's own entries, which follow the grant).
     let keys = [buyer.public(), other.public()];
-    let before = snapshot(&apis[1], &keys);
+    for api in &apis {
+        wait_for("the lease granted and probed on every node", 2 * MINUTE, || {
+            let l = api.leases(Some(&buyer.public()), None).ok()?;
+            let lease = l.leases.iter().find(|l| l.id == lease)?;
+            (lease.grant.is_some() && lease.probe.is_some()).then_some(())
+        });
+    }
+    let before: Vec<_> = apis.iter().map(|api| snapshot(api, &keys)).collect();
 
     // Malformed JSON, the wrong content type, unknown fields, bad hex, a truncated entry.
     let entries = "/api/v1/entries";
@@ -139,8 +147,8 @@ fn hostile_requests_get_clear_4xx_or_are_cut_off_and_change_nothing() {
     assert!(started.elapsed() < Duration::from_secs(30), "the slow client was never cut off");
 
     // Nothing changed, on any node, and the node still answers.
-    for api in &apis {
-        assert_eq!(snapshot(api, &keys), before);
+    for (api, before) in apis.iter().zip(&before) {
+        assert_eq!(&snapshot(api, &keys), before);
     }
     assert_eq!(apis[1].status().unwrap().chain_id, chain_id);
     drop(nodes);
