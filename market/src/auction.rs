@@ -31,7 +31,8 @@ use crate::order::{Bid, FillRule};
 /// A bid able to trade in this block.
 #[derive(Clone, Debug)]
 pub struct ActiveBid {
-    /// Position in the market's bid list.
+    /// The caller's handle for the bid; the auction does not read it (the book uses its place
+    /// among the market's active bids).
     pub index: usize,
     /// Limit price.
     pub limit: u64,
@@ -61,7 +62,8 @@ impl ActiveBid {
 /// An offer able to trade in this block.
 #[derive(Clone, Debug)]
 pub struct ActiveOffer {
-    /// Position in the market's offer list.
+    /// The caller's handle for the offer; the auction does not read it (the book uses its place
+    /// among the market's active offers).
     pub index: usize,
     /// Reserve price.
     pub reserve: u64,

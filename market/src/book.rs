@@ -1,8 +1,9 @@
 //! The resting book and the per-block batch auction.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
 
-use imbl::{OrdMap, OrdSet, Vector};
+use imbl::{OrdMap, OrdSet};
 
 use serde::{Deserialize, Serialize};
 use surplus_ledger::{Hash, PublicKey};
@@ -270,33 +271,29 @@ mod hashes {
     }
 }
 
-/// Orders of one market, each side in priority order.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// Orders of one market: each side a map in priority order, so that an order enters, is found
+/// and leaves in logarithmic time however deep the side is.
+#[derive(Clone, Debug, PartialEq, Eq)]
 struct Side {
-    bids: Vector<Resting>,
-    offers: Vector<Resting>,
+    /// The market's name, shared by the index entry of each of its orders.
+    market: Arc<Market>,
+    bids: OrdMap<Key, Resting>,
+    offers: OrdMap<Key, Resting>,
 }
 
 impl Side {
-    fn list(&self, bid: bool) -> &Vector<Resting> {
+    fn list(&self, bid: bool) -> &OrdMap<Key, Resting> {
         if bid {
             &self.bids
         } else {
             &self.offers
         }
     }
-    fn list_mut(&mut self, bid: bool) -> &mut Vector<Resting> {
+    fn list_mut(&mut self, bid: bool) -> &mut OrdMap<Key, Resting> {
         if bid {
             &mut self.bids
         } else {
             &mut self.offers
-        }
-    }
-    /// Where an order is, or would go, in its side: (bid side?, position).
-    fn position(&self, r: &Resting) -> (bool, Result<usize, usize>) {
-        match &r.order.order {
-            Order::Bid(_) => (true, self.bids.binary_search_by(|x| bid_priority(x, r))),
-            Order::Offer(_) => (false, self.offers.binary_search_by(|x| offer_priority(x, r))),
         }
     }
     fn is_empty(&self) -> bool {
@@ -313,8 +310,9 @@ impl Side {
 #[derive(Clone, Debug, Default)]
 pub struct Book {
     markets: OrdMap<Market, Side>,
-    /// Which market each resting order is in, for cancels.
-    index: OrdMap<Hash, Market>,
+    /// Which market each resting order is in (shared with its side: no copy per order), and its
+    /// rank there, so that finding it is a search of its side by key.
+    index: OrdMap<Hash, (Arc<Market>, Rank)>,
     /// (deadline, id) of every resting order: when it leaves the book.
     deadlines: OrdSet<(u64, Hash)>,
     /// (end, offer, bid, start) of every allocation of a resting offer.
@@ -421,20 +419,19 @@ impl Book {
 
     /// A resting order by id.
     pub fn get(&self, id: &Hash) -> Option<&Resting> {
-        let market = self.index.get(id)?;
-        let side = self.markets.get(market)?;
-        side.bids.iter().chain(side.offers.iter()).find(|r| &r.order.id == id)
+        let (market, rank) = self.index.get(id)?;
+        self.markets.get(market.as_ref())?.list(rank.bid).get(&rank.key(id))
     }
 
     /// Every resting order, by market, bids then offers, each in priority order.
     pub fn orders(&self) -> impl Iterator<Item = &Resting> {
-        self.markets.values().flat_map(|s| s.bids.iter().chain(s.offers.iter()))
+        self.markets.values().flat_map(|s| s.bids.values().chain(s.offers.values()))
     }
 
     /// The resting orders of one market: (bids, offers), each in priority order.
     pub fn market(&self, market: &Market) -> (Vec<&Resting>, Vec<&Resting>) {
         match self.markets.get(market) {
-            Some(s) => (s.bids.iter().collect(), s.offers.iter().collect()),
+            Some(s) => (s.bids.values().collect(), s.offers.values().collect()),
             None => (Vec::new(), Vec::new()),
         }
     }
@@ -564,24 +561,25 @@ impl Book {
             self.ends.insert((a.end_ms, id, a.bid, a.start_ms));
         }
         self.deadlines.insert((r.deadline(), id));
-        let market = r.order.order.market().clone();
-        self.index.insert(id, market.clone());
-        let side = self.markets.entry(market).or_default();
-        let (bid, at) = side.position(&r);
-        let at = at.unwrap_or_else(|i| i);
-        side.list_mut(bid).insert(at, r);
+        let rank = Rank::of(&r);
+        let market = r.order.order.market();
+        if !self.markets.contains_key(market) {
+            let name = Arc::new(market.clone());
+            let side = Side { market: name, bids: OrdMap::new(), offers: OrdMap::new() };
+            self.markets.insert(market.clone(), side);
+        }
+        let Some(side) = self.markets.get_mut(market) else { return };
+        self.index.insert(id, (side.market.clone(), rank));
+        side.list_mut(rank.bid).insert(rank.key(&id), r);
     }
 
     /// Takes an order out of the book, with its allocations; `None` if it does not rest.
     fn take(&mut self, id: &Hash) -> Option<Resting> {
-        let market = self.index.get(id)?.clone();
-        let side = self.markets.get_mut(&market)?;
-        let (bid, pos) = [true, false]
-            .into_iter()
-            .find_map(|bid| Some((bid, side.list(bid).iter().position(|r| &r.order.id == id)?)))?;
-        let r = side.list_mut(bid).remove(pos);
+        let (market, rank) = self.index.get(id)?.clone();
+        let side = self.markets.get_mut(market.as_ref())?;
+        let r = side.list_mut(rank.bid).remove(&rank.key(id))?;
         if side.is_empty() {
-            self.markets.remove(&market);
+            self.markets.remove(market.as_ref());
         }
         self.index.remove(id);
         self.deadlines.remove(&(r.deadline(), *id));
@@ -596,12 +594,9 @@ impl Book {
     /// A resting order to change in place (its position in its side does not change: priority
     /// depends on price, height and id only).
     fn order_mut(&mut self, id: &Hash) -> Option<&mut Resting> {
-        let market = self.index.get(id)?;
-        let side = self.markets.get_mut(market)?;
-        let (bid, pos) = [true, false]
-            .into_iter()
-            .find_map(|bid| Some((bid, side.list(bid).iter().position(|r| &r.order.id == id)?)))?;
-        side.list_mut(bid).get_mut(pos)
+        let (market, rank) = self.index.get(id)?;
+        let side = self.markets.get_mut(market.as_ref())?;
+        side.list_mut(rank.bid).get_mut(&rank.key(id))
     }
 
     /// Drops the allocations that have ended by `now_ms`.
@@ -688,17 +683,20 @@ impl Book {
         let markets: Vec<Market> = self.markets.keys().cloned().collect();
         for market in markets {
             let Some(side) = self.markets.get(&market) else { continue };
+            // The keys of the active orders: an active order's `index` is its place here.
+            let mut bid_keys: Vec<Key> = Vec::new();
+            let mut offer_keys: Vec<Key> = Vec::new();
             let bids: Vec<ActiveBid> = side
                 .bids
                 .iter()
-                .enumerate()
-                .filter_map(|(i, r)| match &r.order.order {
+                .filter_map(|(k, r)| match &r.order.order {
                     Order::Bid(b) if b.earliest_ms <= now && r.remaining > 0 => {
                         let buyer = r.order.author;
                         let budget =
                             *available.entry(buyer).or_insert_with(|| budgets.available(&buyer));
                         let left = budget.saturating_sub(spent.get(&buyer).copied().unwrap_or(0));
-                        Some(ActiveBid::new(i, b, r.remaining, buyer, left))
+                        bid_keys.push(*k);
+                        Some(ActiveBid::new(bid_keys.len() - 1, b, r.remaining, buyer, left))
                     }
                     _ => None,
                 })
@@ -706,19 +704,21 @@ impl Book {
             let offers: Vec<ActiveOffer> = side
                 .offers
                 .iter()
-                .enumerate()
-                .filter_map(|(i, r)| match &r.order.order {
+                .filter_map(|(k, r)| match &r.order.order {
                     Order::Offer(o) if o.from_ms <= now => {
                         let free = r.free_at(now);
                         let max_hours =
                             u32::try_from((o.until_ms - now) / HOUR_MS).unwrap_or(u32::MAX);
-                        (free > 0 && max_hours > 0).then_some(ActiveOffer {
-                            index: i,
-                            reserve: o.reserve,
-                            free,
-                            min_hours: o.min_hours,
-                            max_hours,
-                            provider: r.order.author,
+                        (free > 0 && max_hours > 0).then(|| {
+                            offer_keys.push(*k);
+                            ActiveOffer {
+                                index: offer_keys.len() - 1,
+                                reserve: o.reserve,
+                                free,
+                                min_hours: o.min_hours,
+                                max_hours,
+                                provider: r.order.author,
+                            }
                         })
                     }
                     _ => None,
@@ -727,18 +727,18 @@ impl Book {
             let Some(result) = clear_market(&bids, &offers) else { continue };
             out.prices.insert(market.clone(), result.price);
             let Some(side) = self.markets.get_mut(&market) else { continue };
-            let mut filled: Vec<usize> = Vec::new();
+            let mut filled: Vec<Hash> = Vec::new();
             for t in result.trades {
                 let (bi, oi) = (bids[t.bid].index, offers[t.offer].index);
                 let hours = bids[t.bid].hours;
                 let end_ms = now + u64::from(hours) * HOUR_MS;
-                let Some(bid) = side.bids.get_mut(bi) else { continue };
+                let Some(bid) = side.bids.get_mut(&bid_keys[bi]) else { continue };
                 bid.remaining -= t.slots;
-                if bid.remaining == 0 {
-                    filled.push(bi);
-                }
                 let (bid_id, buyer) = (bid.order.id, bid.order.author);
-                let Some(offer) = side.offers.get_mut(oi) else { continue };
+                if bid.remaining == 0 {
+                    filled.push(bid_id);
+                }
+                let Some(offer) = side.offers.get_mut(&offer_keys[oi]) else { continue };
                 let (offer_id, provider) = (offer.order.id, offer.order.author);
                 offer.allocations.insert(Allocation {
                     bid: bid_id,
@@ -764,12 +764,8 @@ impl Book {
                 *spent.entry(fill.buyer).or_insert(0) += fill.cost();
                 out.fills.push(fill);
             }
-            // Filled bids leave the book, the last first so the positions stay right.
-            filled.sort_unstable();
-            filled.dedup();
-            let ids: Vec<Hash> =
-                filled.iter().rev().filter_map(|i| side.bids.get(*i)).map(|r| r.order.id).collect();
-            for id in ids {
+            // Filled bids leave the book.
+            for id in filled {
                 self.take(&id);
             }
         }
@@ -883,7 +879,7 @@ impl Book {
             .markets
             .iter()
             .filter(|(m, _)| retired(m))
-            .flat_map(|(_, s)| s.bids.iter().chain(s.offers.iter()).map(|r| r.order.id))
+            .flat_map(|(_, s)| s.bids.values().chain(s.offers.values()).map(|r| r.order.id))
             .collect();
         ids.sort();
         for id in &ids {
@@ -902,20 +898,37 @@ impl Book {
     }
 }
 
-/// Bids: higher limit first, then earlier block, then smaller id.
-fn bid_priority(a: &Resting, b: &Resting) -> std::cmp::Ordering {
-    let price = |r: &Resting| match &r.order.order {
-        Order::Bid(b) => b.limit,
-        Order::Offer(_) => 0,
-    };
-    price(b).cmp(&price(a)).then(a.height.cmp(&b.height)).then(a.order.id.cmp(&b.order.id))
+/// Where an order ranks in its side of its market: bids by higher limit first, offers by lower
+/// reserve first, then earlier block, then smaller id.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Rank {
+    bid: bool,
+    price: u64,
+    height: u64,
 }
 
-/// Offers: lower reserve first, then earlier block, then smaller id.
-fn offer_priority(a: &Resting, b: &Resting) -> std::cmp::Ordering {
-    let price = |r: &Resting| match &r.order.order {
-        Order::Offer(o) => o.reserve,
-        Order::Bid(_) => u64::MAX,
-    };
-    price(a).cmp(&price(b)).then(a.height.cmp(&b.height)).then(a.order.id.cmp(&b.order.id))
+impl Rank {
+    fn of(r: &Resting) -> Self {
+        let (bid, price) = match &r.order.order {
+            Order::Bid(b) => (true, b.limit),
+            Order::Offer(o) => (false, o.reserve),
+        };
+        Self { bid, price, height: r.height }
+    }
+
+    /// The key of the order of this rank and `id` in its side.
+    fn key(&self, id: &Hash) -> Key {
+        let price = if self.bid { u64::MAX - self.price } else { self.price };
+        Key { price, height: self.height, id: *id }
+    }
+}
+
+/// An order's key in its side: the map's order is the priority order. `price` is the reserve of
+/// an offer and `u64::MAX` minus the limit of a bid, so that the smaller key goes first on both
+/// sides.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+struct Key {
+    price: u64,
+    height: u64,
+    id: Hash,
 }

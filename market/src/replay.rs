@@ -1,10 +1,10 @@
 //! Re-running one block's auction from a file: what an auditor uses to re-execute a block, and
 //! what `surplus market clear` reads. The format is described in `docs/auction.md`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
-use surplus_ledger::{Entry, EntryKind, PublicKey, Signature};
+use surplus_ledger::{Entry, EntryKind, Hash, PublicKey, Signature};
 
 use crate::book::{Allocation, Allocations, Batch, Book, Outcome, Resting};
 use crate::catalogue::Catalogue;
@@ -226,6 +226,7 @@ impl AuctionInput {
         let catalogue = self.catalogue.clone().validated().map_err(InputError::Catalogue)?;
         let mut signatures = Signatures::default();
         let mut resting = Vec::with_capacity(self.book.len());
+        let mut seen: HashMap<Hash, usize> = HashMap::with_capacity(self.book.len());
         for (i, r) in self.book.iter().enumerate() {
             let place = format!("book[{i}]");
             let parsed = parse(place.clone(), &self.chain_id, &r.entry, &mut signatures)?;
@@ -255,7 +256,7 @@ impl AuctionInput {
                     ),
                 });
             }
-            if let Some(j) = resting.iter().position(|o: &Resting| o.order.id == order.id) {
+            if let Some(j) = seen.insert(order.id, i) {
                 return Err(InputError::Entry {
                     place,
                     reason: format!("the same order as book[{j}]: an order rests once"),

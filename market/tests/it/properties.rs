@@ -246,6 +246,13 @@ fn play(seed: u64) {
             "seed {seed}: input order changed the outcome"
         );
         assert_eq!(twin, book);
+        // Every resting order is found by its id (a search of its side by its rank).
+        for r in book.orders() {
+            assert_eq!(book.get(&r.order.id), Some(r), "seed {seed}: a resting order is lost");
+        }
+        for id in out.cancelled.iter().chain(&out.expired) {
+            assert!(book.get(id).is_none(), "seed {seed}: a removed order is still found");
+        }
 
         let mut spent: HashMap<PublicKey, u64> = HashMap::new();
         let mut per_bid: HashMap<Hash, u32> = HashMap::new();
