@@ -23,6 +23,7 @@ use tokio::time::Instant;
 
 use super::chain::{Chain, Checked};
 use super::context::{Address, Ctx, Height, ProposalPart, ValidatorSet, Value, ValueId};
+use super::pace::Pace;
 use super::signing::ProvenPeers;
 use super::{Committed, Pool, Settings};
 
@@ -142,6 +143,8 @@ pub(super) struct App {
     recent: VecDeque<HashSet<surplus_ledger::Hash>>,
     /// The last decided block being stored, then handed to the node.
     delivering: Option<tokio::task::JoinHandle<Result<()>>>,
+    /// This node's execution time per block entry, which bounds its proposals.
+    pace: Pace,
 }
 
 /// Blocks whose entries [`App::value_to_propose`] leaves out of the pool's: those the node may
@@ -193,6 +196,7 @@ impl App {
             validator,
             recent: VecDeque::new(),
             delivering: None,
+            pace: Pace::default(),
         }
     }
 
@@ -430,14 +434,22 @@ impl App {
             tokio::time::sleep_until(wait_until).await;
         }
         let (max_entries, max_bytes) = self.chain.block_limits();
+        let paced = self.pace.limit(max_entries, self.batch_interval());
+        if paced < max_entries {
+            tracing::debug!(limit = paced, per_entry = ?self.pace.per_entry(),
+                "proposal paced below the block limit");
+        }
+        let max_entries = paced;
         let mut user = self.pool.pending(max_entries, max_bytes).await;
         user.retain(|e| {
             let id = e.id();
             !self.recent.iter().any(|ids| ids.contains(&id))
         });
+        let started = std::time::Instant::now();
         let built = tokio::task::block_in_place(|| {
             self.chain.build(&user, self.settings.env.now_ms(), self.address)
         })?;
+        self.pace.record(built.block.entries.len(), started.elapsed());
         // Entries the state machine refused will never be included: drop them from the pool.
         let refused: Vec<(surplus_ledger::Hash, surplus_contracts::Refusal)> = built
             .applied
@@ -570,9 +582,13 @@ impl App {
             .settings
             .env
             .spawn_blocking(move || writer.write_unchecked((next, round, id), proposer, &block));
+        let (started, executes) = (std::time::Instant::now(), !self.chain.has_checked(&id));
         let checked = tokio::task::block_in_place(|| {
             self.chain.check(&part.block, Some(self.settings.env.now_ms()))
         });
+        if let (Ok(c), true) = (&checked, executes) {
+            self.pace.record(c.block.entries.len(), started.elapsed());
+        }
         let written = write.await.map_err(|e| anyhow!("storing a proposal: {e}"));
         let valid = match checked {
             Ok(_) => true,

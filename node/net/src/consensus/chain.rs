@@ -559,6 +559,11 @@ impl Chain {
         Ok(checked)
     }
 
+    /// Whether the block named `id` was checked already (a check of it is then a lookup).
+    pub fn has_checked(&self, id: &ValueId) -> bool {
+        self.checked.contains_key(id)
+    }
+
     /// Keeps a checked block (with its state) until the height is decided; a stalled height
     /// cannot pile up states without bound.
     fn cache(&mut self, id: ValueId, checked: Checked) {

@@ -9,6 +9,7 @@ pub mod chain;
 pub mod codec;
 pub mod context;
 pub mod history;
+mod pace;
 pub mod signing;
 pub mod snapshot;
 pub mod statesync;

@@ -1,0 +1,99 @@
+//! How many entries this node's proposals carry: no more than it executes within half the batch
+//! interval, by the time per entry it measured on recent blocks (each built or checked), so
+//! that a block is checked by the validators well within the interval even when the pool holds
+//! more than the block limit. A proposer's own choice: validators accept any block within the
+//! limits in force (`docs/node.md`), so nodes need not agree on it.
+
+use std::time::Duration;
+
+/// Blocks with fewer entries say little of the time per entry (fixed costs dominate): not
+/// counted.
+const MIN_SAMPLE: usize = 50;
+/// A proposal may carry at least this many entries, however slow recent blocks were: the chain
+/// always moves.
+pub const FLOOR: usize = 100;
+/// Weight of the newest measure in the running average.
+const WEIGHT: f64 = 0.25;
+
+/// The running average of this node's execution time per block entry.
+#[derive(Debug, Default)]
+pub struct Pace {
+    per_entry_ns: Option<f64>,
+}
+
+impl Pace {
+    /// Counts a block of `entries` entries that took `took` to execute (built or checked).
+    pub fn record(&mut self, entries: usize, took: Duration) {
+        if entries < MIN_SAMPLE {
+            return;
+        }
+        let sample = took.as_nanos() as f64 / entries as f64;
+        self.per_entry_ns = Some(match self.per_entry_ns {
+            Some(avg) => avg + WEIGHT * (sample - avg),
+            None => sample,
+        });
+    }
+
+    /// Most user entries for the next proposal: as many as execute within half of `interval`
+    /// at the measured pace, between [`FLOOR`] and `max_entries` (the limit in force).
+    pub fn limit(&self, max_entries: usize, interval: Duration) -> usize {
+        let Some(per) = self.per_entry_ns.filter(|p| *p > 0.0) else { return max_entries };
+        let fits = (interval.as_nanos() as f64 / 2.0 / per) as usize;
+        fits.clamp(FLOOR.min(max_entries), max_entries)
+    }
+
+    /// The measured time per entry, if any.
+    pub fn per_entry(&self) -> Option<Duration> {
+        self.per_entry_ns.map(|ns| Duration::from_nanos(ns as u64))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const INTERVAL: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn with_no_measure_the_limit_in_force_binds() {
+        assert_eq!(Pace::default().limit(5_000, INTERVAL), 5_000);
+    }
+
+    #[test]
+    fn a_proposal_fits_half_the_interval_at_the_measured_pace() {
+        let mut p = Pace::default();
+        // 1,000 entries in 200 ms: 200 µs each, so 250 ms hold 1,250.
+        p.record(1_000, Duration::from_millis(200));
+        assert_eq!(p.per_entry(), Some(Duration::from_micros(200)));
+        assert_eq!(p.limit(5_000, INTERVAL), 1_250);
+        // The limit in force still binds when blocks are fast.
+        p.record(1_000, Duration::from_millis(1));
+        p.record(1_000, Duration::from_millis(1));
+        assert!(p.limit(5_000, INTERVAL) > 1_250);
+        assert_eq!(Pace { per_entry_ns: Some(1.0) }.limit(5_000, INTERVAL), 5_000);
+    }
+
+    #[test]
+    fn the_average_follows_a_slowdown_and_never_stops_the_chain() {
+        let mut p = Pace::default();
+        p.record(1_000, Duration::from_millis(100));
+        let before = p.limit(5_000, INTERVAL);
+        p.record(1_000, Duration::from_millis(900));
+        let after = p.limit(5_000, INTERVAL);
+        assert!(after < before, "{after} < {before}");
+        // Ever slower blocks: the floor holds.
+        for _ in 0..50 {
+            p.record(100, Duration::from_secs(10));
+        }
+        assert_eq!(p.limit(5_000, INTERVAL), FLOOR);
+        // A limit in force below the floor is kept.
+        assert_eq!(p.limit(10, INTERVAL), 10);
+    }
+
+    #[test]
+    fn small_blocks_are_not_counted() {
+        let mut p = Pace::default();
+        p.record(MIN_SAMPLE - 1, Duration::from_secs(1));
+        assert_eq!(p.per_entry(), None);
+    }
+}
