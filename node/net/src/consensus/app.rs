@@ -445,7 +445,7 @@ impl App {
             let id = e.id();
             !self.recent.iter().any(|ids| ids.contains(&id))
         });
-        let started = std::time::Instant::now();
+        let started = Instant::now();
         let built = tokio::task::block_in_place(|| {
             self.chain.build(&user, self.settings.env.now_ms(), self.address)
         })?;
@@ -582,7 +582,7 @@ impl App {
             .settings
             .env
             .spawn_blocking(move || writer.write_unchecked((next, round, id), proposer, &block));
-        let (started, executes) = (std::time::Instant::now(), !self.chain.has_checked(&id));
+        let (started, executes) = (Instant::now(), !self.chain.has_checked(&id));
         let checked = tokio::task::block_in_place(|| {
             self.chain.check(&part.block, Some(self.settings.env.now_ms()))
         });
