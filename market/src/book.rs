@@ -277,19 +277,21 @@ mod hashes {
 struct Side {
     /// The market's name, shared by the index entry of each of its orders.
     market: Arc<Market>,
-    bids: OrdMap<Key, Resting>,
-    offers: OrdMap<Key, Resting>,
+    /// Each order behind its own pointer: a map node then holds 16 small entries, so that the
+    /// first change after a clone of the book copies a few hundred bytes, not 16 whole orders.
+    bids: OrdMap<Key, Arc<Resting>>,
+    offers: OrdMap<Key, Arc<Resting>>,
 }
 
 impl Side {
-    fn list(&self, bid: bool) -> &OrdMap<Key, Resting> {
+    fn list(&self, bid: bool) -> &OrdMap<Key, Arc<Resting>> {
         if bid {
             &self.bids
         } else {
             &self.offers
         }
     }
-    fn list_mut(&mut self, bid: bool) -> &mut OrdMap<Key, Resting> {
+    fn list_mut(&mut self, bid: bool) -> &mut OrdMap<Key, Arc<Resting>> {
         if bid {
             &mut self.bids
         } else {
@@ -326,7 +328,16 @@ pub struct Book {
     now_ms: u64,
     /// What changed since the last [`Book::take_changes`]: bookkeeping for the state root, not
     /// part of the book's value (equality ignores it).
-    changes: Changes,
+    changes: Pending,
+}
+
+/// [`Changes`] as they happen: appended to (an item may come several times) and sorted once,
+/// when taken, rather than kept sorted through every order of a block.
+#[derive(Clone, Debug, Default)]
+struct Pending {
+    orders: Vec<Hash>,
+    allocations: Vec<(Hash, Hash, u64)>,
+    nonces: Vec<(PublicKey, u64, u64)>,
 }
 
 impl PartialEq for Book {
@@ -420,18 +431,24 @@ impl Book {
     /// A resting order by id.
     pub fn get(&self, id: &Hash) -> Option<&Resting> {
         let (market, rank) = self.index.get(id)?;
-        self.markets.get(market.as_ref())?.list(rank.bid).get(&rank.key(id))
+        self.markets.get(market.as_ref())?.list(rank.bid).get(&rank.key(id)).map(|r| r.as_ref())
     }
 
     /// Every resting order, by market, bids then offers, each in priority order.
     pub fn orders(&self) -> impl Iterator<Item = &Resting> {
-        self.markets.values().flat_map(|s| s.bids.values().chain(s.offers.values()))
+        self.markets
+            .values()
+            .flat_map(|s| s.bids.values().chain(s.offers.values()))
+            .map(|r| r.as_ref())
     }
 
     /// The resting orders of one market: (bids, offers), each in priority order.
     pub fn market(&self, market: &Market) -> (Vec<&Resting>, Vec<&Resting>) {
         match self.markets.get(market) {
-            Some(s) => (s.bids.values().collect(), s.offers.values().collect()),
+            Some(s) => (
+                s.bids.values().map(|r| r.as_ref()).collect(),
+                s.offers.values().map(|r| r.as_ref()).collect(),
+            ),
             None => (Vec::new(), Vec::new()),
         }
     }
@@ -442,11 +459,15 @@ impl Book {
     }
 
     /// Rebuilds a book from resting orders (for example read back from a file). Nonces of the
-    /// given orders are remembered; the caller supplies the others with [`Book::remember_nonce`].
+    /// given orders are remembered (a pair two orders share, until the later expiry); the caller
+    /// supplies the others with [`Book::remember_nonce`].
     pub fn from_resting(now_ms: u64, orders: Vec<Resting>) -> Self {
         let mut book = Self { now_ms, ..Self::new() };
         for r in orders {
-            book.remember_nonce(r.order.author, r.order.order.nonce(), r.order.order.expiry_ms());
+            let (author, nonce) = (r.order.author, r.order.order.nonce());
+            let expiry =
+                r.order.order.expiry_ms().max(book.nonce_expiry(&author, nonce).unwrap_or(0));
+            book.remember_nonce(author, nonce, expiry);
             book.insert(r);
         }
         book
@@ -511,7 +532,7 @@ impl Book {
             }
             book.insert(r);
         }
-        book.changes = Changes::default();
+        book.changes = Pending::default();
         Ok(book)
     }
 
@@ -519,10 +540,10 @@ impl Book {
     pub fn remember_nonce(&mut self, author: PublicKey, nonce: u64, expiry_ms: u64) {
         if let Some(old) = self.nonces.insert((author, nonce), expiry_ms) {
             self.expiries.remove(&(old, author, nonce));
-            self.changes.nonces.insert((author, nonce, old));
+            self.changes.nonces.push((author, nonce, old));
         }
         self.expiries.insert((expiry_ms, author, nonce));
-        self.changes.nonces.insert((author, nonce, expiry_ms));
+        self.changes.nonces.push((author, nonce, expiry_ms));
     }
 
     /// Forgets the pairs whose order has expired by `now_ms`.
@@ -533,13 +554,18 @@ impl Book {
             }
             self.expiries.remove_min();
             self.nonces.remove(&(author, nonce));
-            self.changes.nonces.insert((author, nonce, expiry));
+            self.changes.nonces.push((author, nonce, expiry));
         }
     }
 
     /// What changed since the last call (or since the book was made), and starts afresh.
     pub fn take_changes(&mut self) -> Changes {
-        std::mem::take(&mut self.changes)
+        let Pending { orders, allocations, nonces } = std::mem::take(&mut self.changes);
+        Changes {
+            orders: orders.into_iter().collect(),
+            allocations: allocations.into_iter().collect(),
+            nonces: nonces.into_iter().collect(),
+        }
     }
 
     /// The resting orders among `ids`.
@@ -555,39 +581,40 @@ impl Book {
     /// Puts an order in its place in its side, with its deadline and its allocations' ends.
     fn insert(&mut self, r: Resting) {
         let id = r.order.id;
-        self.changes.orders.insert(id);
+        self.changes.orders.push(id);
         for a in r.allocations.iter() {
-            self.changes.allocations.insert((id, a.bid, a.start_ms));
+            self.changes.allocations.push((id, a.bid, a.start_ms));
             self.ends.insert((a.end_ms, id, a.bid, a.start_ms));
         }
         self.deadlines.insert((r.deadline(), id));
         let rank = Rank::of(&r);
         let market = r.order.order.market();
-        if !self.markets.contains_key(market) {
-            let name = Arc::new(market.clone());
-            let side = Side { market: name, bids: OrdMap::new(), offers: OrdMap::new() };
-            self.markets.insert(market.clone(), side);
-        }
-        let Some(side) = self.markets.get_mut(market) else { return };
+        let side = match self.markets.get_mut(market) {
+            Some(side) => side,
+            None => {
+                let name = Arc::new(market.clone());
+                let side = Side { market: name, bids: OrdMap::new(), offers: OrdMap::new() };
+                self.markets.entry(market.clone()).or_insert(side)
+            }
+        };
         self.index.insert(id, (side.market.clone(), rank));
-        side.list_mut(rank.bid).insert(rank.key(&id), r);
+        side.list_mut(rank.bid).insert(rank.key(&id), Arc::new(r));
     }
 
     /// Takes an order out of the book, with its allocations; `None` if it does not rest.
-    fn take(&mut self, id: &Hash) -> Option<Resting> {
-        let (market, rank) = self.index.get(id)?.clone();
+    fn take(&mut self, id: &Hash) -> Option<Arc<Resting>> {
+        let (market, rank) = self.index.remove(id)?;
         let side = self.markets.get_mut(market.as_ref())?;
         let r = side.list_mut(rank.bid).remove(&rank.key(id))?;
         if side.is_empty() {
             self.markets.remove(market.as_ref());
         }
-        self.index.remove(id);
         self.deadlines.remove(&(r.deadline(), *id));
         for a in r.allocations.iter() {
-            self.changes.allocations.insert((*id, a.bid, a.start_ms));
+            self.changes.allocations.push((*id, a.bid, a.start_ms));
             self.ends.remove(&(a.end_ms, *id, a.bid, a.start_ms));
         }
-        self.changes.orders.insert(*id);
+        self.changes.orders.push(*id);
         Some(r)
     }
 
@@ -596,7 +623,7 @@ impl Book {
     fn order_mut(&mut self, id: &Hash) -> Option<&mut Resting> {
         let (market, rank) = self.index.get(id)?;
         let side = self.markets.get_mut(market.as_ref())?;
-        side.list_mut(rank.bid).get_mut(&rank.key(id))
+        side.list_mut(rank.bid).get_mut(&rank.key(id)).map(Arc::make_mut)
     }
 
     /// Drops the allocations that have ended by `now_ms`.
@@ -606,11 +633,11 @@ impl Book {
                 break;
             }
             self.ends.remove_min();
-            self.changes.allocations.insert((offer, bid, start));
+            self.changes.allocations.push((offer, bid, start));
             if let Some(r) = self.order_mut(&offer) {
                 r.allocations.remove(&bid, start);
                 let id = r.order.id;
-                self.changes.orders.insert(id);
+                self.changes.orders.push(id);
             }
         }
     }
@@ -635,17 +662,32 @@ impl Book {
         let mut orders: Vec<&SignedOrder> = batch.orders.iter().collect();
         orders.sort_by_key(|o| o.id);
         for o in orders {
-            let reason =
-                if self.index.contains_key(&o.id) || self.nonce_used(&o.author, o.order.nonce()) {
-                    Some(Rejection::ReplayedNonce { nonce: o.order.nonce() })
-                } else {
-                    validate(&o.order, catalogue, now).err()
-                };
+            // A replay (the id resting, or its (author, nonce) pair remembered) is refused as
+            // such, whatever else is wrong with it. A valid order's pair is remembered by the one
+            // insert that also finds a replay.
+            let (author, nonce, expiry_ms) = (o.author, o.order.nonce(), o.order.expiry_ms());
+            let reason = match validate(&o.order, catalogue, now) {
+                Ok(()) if self.index.contains_key(&o.id) => {
+                    Some(Rejection::ReplayedNonce { nonce })
+                }
+                Ok(()) => match self.nonces.insert((author, nonce), expiry_ms) {
+                    None => None,
+                    Some(old) => {
+                        self.nonces.insert((author, nonce), old);
+                        Some(Rejection::ReplayedNonce { nonce })
+                    }
+                },
+                Err(_) if self.nonce_used(&author, nonce) || self.index.contains_key(&o.id) => {
+                    Some(Rejection::ReplayedNonce { nonce })
+                }
+                Err(invalid) => Some(invalid),
+            };
             if let Some(reason) = reason {
                 out.rejected.push(Rejected { id: o.id, reason });
                 continue;
             }
-            self.remember_nonce(o.author, o.order.nonce(), o.order.expiry_ms());
+            self.expiries.insert((expiry_ms, author, nonce));
+            self.changes.nonces.push((author, nonce, expiry_ms));
             let remaining = match &o.order {
                 Order::Bid(b) => b.slots,
                 Order::Offer(of) => of.slots,
@@ -732,13 +774,17 @@ impl Book {
                 let (bi, oi) = (bids[t.bid].index, offers[t.offer].index);
                 let hours = bids[t.bid].hours;
                 let end_ms = now + u64::from(hours) * HOUR_MS;
-                let Some(bid) = side.bids.get_mut(&bid_keys[bi]) else { continue };
+                let Some(bid) = side.bids.get_mut(&bid_keys[bi]).map(Arc::make_mut) else {
+                    continue;
+                };
                 bid.remaining -= t.slots;
                 let (bid_id, buyer) = (bid.order.id, bid.order.author);
                 if bid.remaining == 0 {
                     filled.push(bid_id);
                 }
-                let Some(offer) = side.offers.get_mut(&offer_keys[oi]) else { continue };
+                let Some(offer) = side.offers.get_mut(&offer_keys[oi]).map(Arc::make_mut) else {
+                    continue;
+                };
                 let (offer_id, provider) = (offer.order.id, offer.order.author);
                 offer.allocations.insert(Allocation {
                     bid: bid_id,
@@ -747,9 +793,9 @@ impl Book {
                     slots: t.slots,
                 });
                 self.ends.insert((end_ms, offer_id, bid_id, now));
-                self.changes.orders.insert(bid_id);
-                self.changes.orders.insert(offer_id);
-                self.changes.allocations.insert((offer_id, bid_id, now));
+                self.changes.orders.push(bid_id);
+                self.changes.orders.push(offer_id);
+                self.changes.allocations.push((offer_id, bid_id, now));
                 let fill = Fill {
                     bid: bid_id,
                     offer: offer_id,
@@ -813,8 +859,8 @@ impl Book {
     fn set_end(&mut self, offer: &Hash, a: Allocation, end_ms: u64) {
         self.ends.remove(&(a.end_ms, *offer, a.bid, a.start_ms));
         self.ends.insert((end_ms, *offer, a.bid, a.start_ms));
-        self.changes.orders.insert(*offer);
-        self.changes.allocations.insert((*offer, a.bid, a.start_ms));
+        self.changes.orders.push(*offer);
+        self.changes.allocations.push((*offer, a.bid, a.start_ms));
         if let Some(r) = self.order_mut(offer) {
             r.allocations.insert(Allocation { end_ms, ..a });
         }

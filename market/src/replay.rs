@@ -227,6 +227,7 @@ impl AuctionInput {
         let mut signatures = Signatures::default();
         let mut resting = Vec::with_capacity(self.book.len());
         let mut seen: HashMap<Hash, usize> = HashMap::with_capacity(self.book.len());
+        let mut pairs: HashMap<(PublicKey, u64), usize> = HashMap::with_capacity(self.book.len());
         for (i, r) in self.book.iter().enumerate() {
             let place = format!("book[{i}]");
             let parsed = parse(place.clone(), &self.chain_id, &r.entry, &mut signatures)?;
@@ -260,6 +261,14 @@ impl AuctionInput {
                 return Err(InputError::Entry {
                     place,
                     reason: format!("the same order as book[{j}]: an order rests once"),
+                });
+            }
+            if let Some(j) = pairs.insert((order.author, order.order.nonce()), i) {
+                return Err(InputError::Entry {
+                    place,
+                    reason: format!(
+                        "the same author and nonce as book[{j}]: a nonce is used by one order"
+                    ),
                 });
             }
             check_resting(&order, &r.allocations, &catalogue, self.now_ms)

@@ -218,6 +218,46 @@ fn replays_unknown_cancels_and_foreign_cancels_are_refused_in_the_outcome() {
 }
 
 #[test]
+fn a_replay_is_refused_as_one_whatever_else_is_wrong_and_changes_nothing() {
+    let cat = Catalogue::sample();
+    let mut book = Book::new();
+    let b = bid(1, 1, 2, 5, 10, FillRule::AtLeast(1));
+    let run = |book: &mut Book, height, orders| {
+        let batch = Batch { height, now_ms: NOW, orders, cancels: vec![] };
+        book.clear(&cat, &batch, &unlimited).unwrap()
+    };
+    assert_eq!(run(&mut book, 1, vec![b.clone()]).accepted, vec![b.id]);
+    let before = book.clone();
+    let nonces = book.nonces();
+    // The same nonce with a later expiry (valid), and with an unknown market (invalid).
+    let mut later = bid(2, 1, 3, 5, 10, FillRule::AtLeast(1));
+    let mut unknown = bid(3, 1, 3, 5, 10, FillRule::AtLeast(1));
+    if let (Order::Bid(x), Order::Bid(y)) = (&mut later.order, &mut unknown.order) {
+        (x.nonce, x.expiry_ms) = (1, NOW + 96 * HOUR_MS);
+        (y.nonce, y.market) = (1, Market::new("vm.nothing", "eu-west-a"));
+    }
+    // A fresh nonce with an unknown market is refused for the market.
+    let mut fresh = unknown.clone();
+    fresh.id = bid(4, 1, 1, 1, 1, FillRule::AtLeast(1)).id;
+    if let Order::Bid(x) = &mut fresh.order {
+        x.nonce = 4;
+    }
+    let out = run(&mut book, 2, vec![later.clone(), unknown.clone(), fresh.clone()]);
+    let reasons: Vec<_> = out.rejected.iter().map(|r| (r.id, r.reason.clone())).collect();
+    assert!(reasons.contains(&(later.id, Rejection::ReplayedNonce { nonce: 1 })), "{reasons:?}");
+    assert!(reasons.contains(&(unknown.id, Rejection::ReplayedNonce { nonce: 1 })), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|(id, r)| *id == fresh.id && matches!(r, Rejection::UnknownMarket(_))),
+        "{reasons:?}"
+    );
+    assert!(out.accepted.is_empty());
+    // The pair keeps its expiry; the book is as it was (its time aside).
+    assert_eq!(book.nonces(), nonces);
+    assert_eq!(book.nonce_expiry(&b.author, 1), Some(NOW + 48 * HOUR_MS));
+    assert_eq!(book.orders().collect::<Vec<_>>(), before.orders().collect::<Vec<_>>());
+}
+
+#[test]
 fn entries_are_validated_in_one_batch_and_each_bad_one_is_named() {
     let cat = Catalogue::sample();
     let mut entries = Vec::new();

@@ -182,6 +182,27 @@ fn bad_input_files_are_clear_errors() {
     assert_eq!(code, Some(2));
     assert!(err.contains("book[2]") && err.contains("same order as book[0]"), "{err}");
 
+    // Two different orders of one author with one nonce: replay protection never lets both rest.
+    let mut v = example();
+    let offer = |reserve| {
+        let o = Order::Offer(Offer {
+            market: Market::new("vm.4c16g", "eu-west-a"),
+            slots: 1,
+            from_ms: NOW - HOUR_MS,
+            until_ms: NOW + 48 * HOUR_MS,
+            reserve,
+            min_hours: 1,
+            expiry_ms: NOW + 24 * HOUR_MS,
+            nonce: 77,
+        });
+        let (_, o) = SignedOrder::sign(CHAIN, o, &key("provider", 9));
+        json!({ "height": 40, "author": o.author, "signature": o.signature, "order": o.order })
+    };
+    v["book"].as_array_mut().unwrap().extend([offer(40), offer(41)]);
+    let (code, err) = run(&v);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("book[3]") && err.contains("same author and nonce as book[2]"), "{err}");
+
     // A resting bid breaking the order rules (zero hours) is refused, not filled at cost 0.
     let mut v = example();
     let zero = Order::Bid(Bid {
