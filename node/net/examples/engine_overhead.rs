@@ -200,6 +200,9 @@ impl Pool for Empty {
     fn has_work(&self) -> bool {
         false
     }
+    fn waiting(&self) -> usize {
+        0
+    }
     fn notify(&self) -> Arc<Notify> {
         self.0.clone()
     }
@@ -222,6 +225,7 @@ async fn our_node(
         peers: ports.iter().enumerate().filter(|(j, _)| *j != i).map(|(_, p)| addr(*p)).collect(),
         timeouts: default_timeouts(),
         batch_interval: Duration::ZERO,
+        min_batch_interval: Duration::ZERO,
         idle_heartbeat: Duration::ZERO,
         max_block_entries: 1000,
         max_block_bytes: 1 << 20,

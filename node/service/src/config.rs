@@ -317,6 +317,9 @@ pub struct Consensus {
     pub timeout_rebroadcast_ms: u64,
     /// A block at least this often while orders wait, ms.
     pub batch_interval_ms: u64,
+    /// A block as soon as this after the last one, ms, when a full block's worth of orders
+    /// waits (the batch interval adapts between the two; above `batch_interval_ms` it is that).
+    pub min_batch_interval_ms: u64,
     /// A block this often when nothing waits (settlements, liveness), ms.
     pub idle_heartbeat_ms: u64,
     /// Most user entries in one block.
@@ -446,6 +449,7 @@ impl Default for Consensus {
             timeout_precommit_ms: 200,
             timeout_rebroadcast_ms: 1_000,
             batch_interval_ms: 500,
+            min_batch_interval_ms: 100,
             idle_heartbeat_ms: 30_000,
             max_block_entries: 5_000,
             max_block_bytes: 4 * MIB,
@@ -605,6 +609,7 @@ impl Config {
             ("consensus.timeout_precommit_ms", c.timeout_precommit_ms),
             ("consensus.timeout_rebroadcast_ms", c.timeout_rebroadcast_ms),
             ("consensus.batch_interval_ms", c.batch_interval_ms),
+            ("consensus.min_batch_interval_ms", c.min_batch_interval_ms),
             ("consensus.idle_heartbeat_ms", c.idle_heartbeat_ms),
             ("consensus.max_block_entries", c.max_block_entries.into()),
             ("consensus.max_block_bytes", c.max_block_bytes),
@@ -782,6 +787,8 @@ impl Config {
         w(format!("timeout_rebroadcast_ms = {}", c.timeout_rebroadcast_ms));
         w("# A block at least this often while orders wait.".into());
         w(format!("batch_interval_ms = {}", c.batch_interval_ms));
+        w("# Sooner, but not before this, when a full block's worth of orders waits.".into());
+        w(format!("min_batch_interval_ms = {}", c.min_batch_interval_ms));
         w("# A block this often when nothing waits (settles elapsed lease hours).".into());
         w(format!("idle_heartbeat_ms = {}", c.idle_heartbeat_ms));
         w("# Most user entries, and most bytes, in one block.".into());

@@ -534,6 +534,9 @@ impl Pool for SharedPool {
     fn has_work(&self) -> bool {
         self.0.core.pending() > 0
     }
+    fn waiting(&self) -> usize {
+        self.0.core.pending()
+    }
     fn notify(&self) -> Arc<Notify> {
         self.0.notify.clone()
     }
@@ -1549,6 +1552,7 @@ async fn run(
                 max_timeout: Duration::from_secs(10),
             },
             batch_interval: seconds(c.batch_interval_ms),
+            min_batch_interval: seconds(c.min_batch_interval_ms),
             idle_heartbeat: seconds(c.idle_heartbeat_ms),
             max_block_entries: c.max_block_entries as usize,
             max_block_bytes: c.max_block_bytes as usize,

@@ -23,7 +23,7 @@ use tokio::time::Instant;
 
 use super::chain::{Chain, Checked};
 use super::context::{Address, Ctx, Height, ProposalPart, ValidatorSet, Value, ValueId};
-use super::pace::Pace;
+use super::pace::{self, Pace};
 use super::signing::ProvenPeers;
 use super::{Committed, Pool, Settings};
 
@@ -206,6 +206,15 @@ impl App {
             .state()
             .consensus_params()
             .map_or(self.settings.batch_interval, |c| Duration::from_millis(c.batch_interval_ms))
+    }
+
+    /// How long after the last block the next batch closes, with `waiting` entries in the pool:
+    /// the batch interval in force, or its lower bound once they fill a proposal
+    /// ([`pace::interval`]).
+    fn interval_now(&self, waiting: usize) -> Duration {
+        let (max_entries, _) = self.chain.block_limits();
+        let full = self.pace.limit(max_entries, self.batch_interval());
+        pace::interval(self.settings.min_batch_interval, self.batch_interval(), waiting, full)
     }
 
     fn params(&self) -> HeightParams<Ctx> {
@@ -428,7 +437,7 @@ impl App {
         }
         // Wait for the batch to fill, but never past half the time the engine gives us.
         let deadline = Instant::now() + timeout / 2;
-        let ready_at = self.last_commit + self.batch_interval();
+        let ready_at = self.last_commit + self.interval_now(self.pool.waiting());
         let wait_until = ready_at.min(deadline);
         if Instant::now() < wait_until {
             tokio::time::sleep_until(wait_until).await;
@@ -685,6 +694,10 @@ impl App {
         let params = self.params();
         let batch = self.batch_interval();
         let heartbeat = self.settings.idle_heartbeat.max(batch);
+        // The interval shortens to its lower bound while a full proposal waits.
+        let (max_entries, _) = self.chain.block_limits();
+        let full = self.pace.limit(max_entries, batch);
+        let min = self.settings.min_batch_interval;
         let since = self.last_commit;
         let due = self.next_due_ms();
         let env = self.settings.env.clone();
@@ -693,10 +706,12 @@ impl App {
             loop {
                 let time_work = due.is_some_and(|d| env.now_ms() >= d);
                 let waited = since.elapsed();
+                let batch = pace::interval(min, batch, pool.waiting(), full);
                 if waited >= heartbeat || ((pool.has_work() || time_work) && waited >= batch) {
                     break;
                 }
                 let nap = if pool.has_work() || time_work {
+                    // Woken by each arrival, so a batch that fills up closes then.
                     batch.saturating_sub(waited)
                 } else {
                     heartbeat.saturating_sub(waited).min(Duration::from_millis(250))

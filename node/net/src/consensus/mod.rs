@@ -46,6 +46,8 @@ pub trait Pool: Send + Sync + 'static {
     async fn pending(&self, max_entries: usize, max_bytes: usize) -> Vec<Entry>;
     /// Whether anything waits.
     fn has_work(&self) -> bool;
+    /// How many entries wait (some may not fit the next block yet).
+    fn waiting(&self) -> usize;
     /// Signalled whenever an entry arrives.
     fn notify(&self) -> Arc<Notify>;
     /// Entries the state machine refused while building a block, with why: the pool drops
@@ -88,6 +90,9 @@ pub struct Settings {
     /// While there is work, a block at least this often; orders wait up to this long to be
     /// auctioned together.
     pub batch_interval: Duration,
+    /// The batch closes before `batch_interval` once a full proposal's worth of entries waits,
+    /// but never sooner than this after the last block (clamped to the interval in force).
+    pub min_batch_interval: Duration,
     /// With no work, a block this often anyway (time-driven settlement).
     pub idle_heartbeat: Duration,
     /// Most user entries in a block.
@@ -562,6 +567,9 @@ mod tests {
         fn has_work(&self) -> bool {
             !self.entries.lock().unwrap().is_empty()
         }
+        fn waiting(&self) -> usize {
+            self.entries.lock().unwrap().len()
+        }
         fn notify(&self) -> Arc<Notify> {
             self.notify.clone()
         }
@@ -611,6 +619,7 @@ mod tests {
                 .collect(),
             timeouts: default_timeouts(),
             batch_interval: Duration::from_millis(50),
+            min_batch_interval: Duration::from_millis(20),
             idle_heartbeat: Duration::from_millis(200),
             max_block_entries: 1000,
             max_block_bytes: 1 << 20,

@@ -2,7 +2,8 @@
 //! interval, by the time per entry it measured on recent blocks (each built or checked), so
 //! that a block is checked by the validators well within the interval even when the pool holds
 //! more than the block limit. A proposer's own choice: validators accept any block within the
-//! limits in force (`docs/node.md`), so nodes need not agree on it.
+//! limits in force (`docs/node.md`), so nodes need not agree on it. And when a block is due:
+//! the batch interval adapts between its configured bounds ([`interval`]).
 
 use std::time::Duration;
 
@@ -48,11 +49,36 @@ impl Pace {
     }
 }
 
+/// The batch interval in force after a block, between `min` and `max` (the configured
+/// bounds; `min` above `max` counts as `max`): a batch closes once `max` has passed, or once
+/// `min` has passed and `waiting` entries fill a proposal of `full` (more would only wait for
+/// a later block: closing it then cuts their wait without making blocks smaller).
+pub fn interval(min: Duration, max: Duration, waiting: usize, full: usize) -> Duration {
+    if waiting >= full.max(1) {
+        min.min(max)
+    } else {
+        max
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const INTERVAL: Duration = Duration::from_millis(500);
+
+    #[test]
+    fn the_interval_shortens_to_its_lower_bound_while_a_full_block_waits() {
+        let (min, max) = (Duration::from_millis(100), INTERVAL);
+        assert_eq!(interval(min, max, 0, 1_000), max);
+        assert_eq!(interval(min, max, 999, 1_000), max);
+        assert_eq!(interval(min, max, 1_000, 1_000), min);
+        assert_eq!(interval(min, max, 50_000, 1_000), min);
+        // A lower bound above the interval in force (governance lowered it) is the interval.
+        assert_eq!(interval(Duration::from_secs(2), max, 50_000, 1_000), max);
+        // An empty pool never counts as a full block.
+        assert_eq!(interval(min, max, 0, 0), max);
+    }
 
     #[test]
     fn with_no_measure_the_limit_in_force_binds() {
