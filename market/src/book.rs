@@ -59,25 +59,50 @@ impl Resting {
     }
 }
 
-/// The leases running on an offer's slots, by (bid, start), with their ends in time order and
-/// the sum of their slots. Persistent maps: a clone shares everything with the original, and
-/// adding, ending or dropping one allocation costs the log of their number.
+/// Up to this many allocations of an offer are a sorted list (a clone copies at most this many);
+/// more are kept in persistent maps.
+const FEW_ALLOCATIONS: usize = 8;
+
+/// The leases running on an offer's slots, by (bid, start), with the sum of their slots. Most
+/// offers hold a few: a short sorted list. An offer holding more keeps them in persistent maps,
+/// by (bid, start) and by end, so that a clone shares everything with the original and adding,
+/// ending or dropping one costs the log of their number.
 #[derive(Clone, Debug, Default)]
 pub struct Allocations {
-    by_key: imbl::OrdMap<(Hash, u64), Allocation>,
-    /// (end, bid, start) of each.
-    ends: imbl::OrdSet<(u64, Hash, u64)>,
+    repr: Repr,
     /// Sum of their slots.
     slots: u64,
 }
 
+#[derive(Clone, Debug)]
+enum Repr {
+    /// At most [`FEW_ALLOCATIONS`], sorted by (bid, start).
+    Few(Vec<Allocation>),
+    Many {
+        by_key: imbl::OrdMap<(Hash, u64), Allocation>,
+        /// (end, bid, start) of each.
+        ends: imbl::OrdSet<(u64, Hash, u64)>,
+    },
+}
+
+impl Default for Repr {
+    fn default() -> Self {
+        Self::Few(Vec::new())
+    }
+}
+
 impl PartialEq for Allocations {
     fn eq(&self, other: &Self) -> bool {
-        self.by_key == other.by_key
+        self.len() == other.len() && self.iter().eq(other.iter())
     }
 }
 
 impl Eq for Allocations {}
+
+/// Where the allocation of (bid, start) is, or would go, in a sorted list.
+fn find(list: &[Allocation], bid: &Hash, start_ms: u64) -> Result<usize, usize> {
+    list.binary_search_by(|x| (&x.bid, x.start_ms).cmp(&(bid, start_ms)))
+}
 
 impl Allocations {
     /// None.
@@ -102,49 +127,86 @@ impl Allocations {
 
     /// How many.
     pub fn len(&self) -> usize {
-        self.by_key.len()
+        match &self.repr {
+            Repr::Few(list) => list.len(),
+            Repr::Many { by_key, .. } => by_key.len(),
+        }
     }
 
     /// Whether there are none.
     pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
+        self.len() == 0
     }
 
     /// Each, by (bid, start).
     pub fn iter(&self) -> impl Iterator<Item = &Allocation> {
-        self.by_key.values()
+        let (few, many) = match &self.repr {
+            Repr::Few(list) => (Some(list.iter()), None),
+            Repr::Many { by_key, .. } => (None, Some(by_key.values())),
+        };
+        few.into_iter().flatten().chain(many.into_iter().flatten())
     }
 
     /// The allocation of `bid` starting at `start_ms`.
     pub fn get(&self, bid: &Hash, start_ms: u64) -> Option<&Allocation> {
-        self.by_key.get(&(*bid, start_ms))
+        match &self.repr {
+            Repr::Few(list) => find(list, bid, start_ms).ok().map(|i| &list[i]),
+            Repr::Many { by_key, .. } => by_key.get(&(*bid, start_ms)),
+        }
     }
 
     /// Adds one, replacing (and returning) the one with its (bid, start).
     pub fn insert(&mut self, a: Allocation) -> Option<Allocation> {
         let old = self.remove(&a.bid, a.start_ms);
-        self.ends.insert((a.end_ms, a.bid, a.start_ms));
         self.slots += u64::from(a.slots);
-        self.by_key.insert((a.bid, a.start_ms), a);
+        match &mut self.repr {
+            Repr::Few(list) if list.len() < FEW_ALLOCATIONS => {
+                let at = find(list, &a.bid, a.start_ms).unwrap_or_else(|at| at);
+                list.insert(at, a);
+            }
+            Repr::Few(list) => {
+                let mut by_key = imbl::OrdMap::new();
+                let mut ends = imbl::OrdSet::new();
+                for x in std::mem::take(list).into_iter().chain([a]) {
+                    ends.insert((x.end_ms, x.bid, x.start_ms));
+                    by_key.insert((x.bid, x.start_ms), x);
+                }
+                self.repr = Repr::Many { by_key, ends };
+            }
+            Repr::Many { by_key, ends } => {
+                ends.insert((a.end_ms, a.bid, a.start_ms));
+                by_key.insert((a.bid, a.start_ms), a);
+            }
+        }
         old
     }
 
     /// Takes one out.
     pub fn remove(&mut self, bid: &Hash, start_ms: u64) -> Option<Allocation> {
-        let a = self.by_key.remove(&(*bid, start_ms))?;
-        self.ends.remove(&(a.end_ms, a.bid, a.start_ms));
+        let a = match &mut self.repr {
+            Repr::Few(list) => list.remove(find(list, bid, start_ms).ok()?),
+            Repr::Many { by_key, ends } => {
+                let a = by_key.remove(&(*bid, start_ms))?;
+                ends.remove(&(a.end_ms, a.bid, a.start_ms));
+                a
+            }
+        };
         self.slots -= u64::from(a.slots);
         Some(a)
     }
 
     /// Slots held at `now_ms` (by allocations that have not ended by then).
     pub fn used_at(&self, now_ms: u64) -> u64 {
-        let ended: u64 = self
-            .ends
-            .range(..=(now_ms, [0xff; 32], u64::MAX))
-            .filter_map(|(_, bid, start)| self.by_key.get(&(*bid, *start)))
-            .map(|a| u64::from(a.slots))
-            .sum();
+        let ended: u64 = match &self.repr {
+            Repr::Few(list) => {
+                list.iter().filter(|a| a.end_ms <= now_ms).map(|a| u64::from(a.slots)).sum()
+            }
+            Repr::Many { by_key, ends } => ends
+                .range(..=(now_ms, [0xff; 32], u64::MAX))
+                .filter_map(|(_, bid, start)| by_key.get(&(*bid, *start)))
+                .map(|a| u64::from(a.slots))
+                .sum(),
+        };
         self.slots - ended
     }
 }

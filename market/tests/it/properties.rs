@@ -360,9 +360,10 @@ fn restore_refuses_parts_no_blocks_make() {
 proptest! {
     #![proptest_config(ProptestConfig { cases: 300, ..ProptestConfig::default() })]
 
-    /// An offer's allocations, kept in persistent maps with a running sum, answer exactly as a
-    /// plain list does after any sequence of adds, replacements, moved ends and removals, and a
-    /// clone taken midway keeps its own contents.
+    /// An offer's allocations (a short sorted list, persistent maps past 8, with a running sum)
+    /// answer exactly as a plain list does after any sequence of adds, replacements, moved ends
+    /// and removals, list in (bid, start) order, equal the same allocations built afresh
+    /// (whichever form each is in), and a clone taken midway keeps its own contents.
     #[test]
     fn allocations_agree_with_a_plain_list(ops in proptest::collection::vec(
         (0u8..4, 0u8..6, 0u64..5, 1u64..20, 1u32..9), 1..120),
@@ -394,6 +395,13 @@ proptest! {
                 }
             }
             prop_assert_eq!(fast.len(), plain.len());
+            let mut sorted = plain.clone();
+            sorted.sort_by_key(|x| (x.bid, x.start_ms));
+            prop_assert_eq!(fast.iter().cloned().collect::<Vec<_>>(), sorted.clone());
+            for a in &sorted {
+                prop_assert_eq!(fast.get(&a.bid, a.start_ms), Some(a));
+            }
+            prop_assert_eq!(&Allocations::from_vec(sorted).unwrap(), &fast);
             for now in 0..26 {
                 let used: u64 = plain
                     .iter()
