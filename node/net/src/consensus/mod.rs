@@ -609,7 +609,19 @@ mod tests {
         buyer: &SecretKey,
         pool: Arc<ListPool>,
     ) -> Running {
-        let settings = Settings {
+        node_with(i, dirs, ports, keys, buyer, pool, |_| ()).await
+    }
+
+    async fn node_with(
+        i: usize,
+        dirs: &[tempfile::TempDir],
+        ports: &[u16],
+        keys: &[SecretKey],
+        buyer: &SecretKey,
+        pool: Arc<ListPool>,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> Running {
+        let mut settings = Settings {
             data_dir: dirs[i].path().to_owned(),
             moniker: format!("n{i}"),
             listen: format!("/ip4/127.0.0.1/tcp/{}", ports[i]).parse().unwrap(),
@@ -628,7 +640,67 @@ mod tests {
             env: crate::Env::system(),
             verified: Arc::default(),
         };
+        tweak(&mut settings);
         start(settings, keys[i].seed(), genesis(keys, buyer), pool).await.unwrap()
+    }
+
+    /// With a batch interval far longer than the test may run, blocks still come while the pool
+    /// holds a full block: the interval drops to its lower bound, and 10 transfers with a block
+    /// limit of 5 are committed on every node in 2 blocks or more, neither waiting it out.
+    /// (Each node's pool holds all 10 and forgets what it proposed; a proposer drops entries
+    /// already in a recent block, so stale copies make empty blocks, not duplicates.)
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn a_full_pool_closes_the_batch_at_the_lower_bound() {
+        let keys: Vec<SecretKey> =
+            (0..4).map(|i| SecretKey::from_seed([i as u8 + 11; 32])).collect();
+        let buyer = SecretKey::from_seed([78; 32]);
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let ports: Vec<u16> = (0..4).map(|_| free_port()).collect();
+        let pools: Vec<Arc<ListPool>> = (0..4).map(|_| Arc::default()).collect();
+        let entries: Vec<Entry> = (0..10)
+            .map(|seq| {
+                let tx = surplus_contracts::Tx::Transfer { to: keys[1].public(), amount: 1, seq };
+                Entry::signed("consensus-test", tx.kind(), tx.encode(), &buyer)
+            })
+            .collect();
+        for p in &pools {
+            p.entries.lock().unwrap().extend(entries.iter().cloned());
+        }
+        let mut nodes = Vec::new();
+        for (i, pool) in pools.iter().enumerate() {
+            nodes.push(
+                node_with(i, &dirs, &ports, &keys, &buyer, pool.clone(), |s| {
+                    s.batch_interval = Duration::from_secs(120);
+                    s.idle_heartbeat = Duration::from_secs(120);
+                    s.min_batch_interval = Duration::from_millis(20);
+                    s.max_block_entries = 5;
+                })
+                .await,
+            );
+        }
+        // Bounded wait, well under one batch interval: every node sees all 10 applied.
+        let mut applied = [0usize; 4];
+        let mut blocks_with = [0usize; 4];
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while applied.iter().any(|&n| n < 10) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the batch waited out its interval: {applied:?} of 10 applied"
+            );
+            for (i, n) in nodes.iter_mut().enumerate() {
+                while let Ok(c) = n.commits.try_recv() {
+                    let k = c.block.entries.iter().filter(|e| entries.contains(e)).count();
+                    assert!(k <= 5, "a block over the limit");
+                    applied[i] += k;
+                    blocks_with[i] += usize::from(k > 0);
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(blocks_with.iter().all(|&b| b >= 2), "{blocks_with:?}");
+        for n in nodes {
+            n.stop().await;
+        }
     }
 
     /// Four validators on loopback agree on blocks; a transfer submitted to one node's pool is
