@@ -224,6 +224,9 @@ pub(crate) fn exit_code(result: Result<()>) -> Result<ExitCode> {
     }
 }
 
+/// How many times a transaction is signed afresh when its sequence number was taken meanwhile.
+const SEQUENCE_TRIES: u64 = 5;
+
 /// The node's API, and how to print its answers.
 pub(crate) struct Api {
     pub(crate) node: Client,
@@ -250,11 +253,23 @@ impl Api {
     }
 
     /// Signs `tx` with `key` at the account's next sequence number and submits it; the entry's
-    /// id.
+    /// id. The key may have another signer (a node signs its own transactions with the key its
+    /// operator also uses here): when the number was used meanwhile (`bad_sequence`, so this
+    /// entry was not taken) it reads the account again and signs anew, up to
+    /// [`SEQUENCE_TRIES`] times, a block interval or so apart.
     pub(crate) fn sign_and_submit(&self, key: &SecretKey, tx: Tx) -> Result<Hash> {
         let chain = self.chain_id()?;
-        let tx = tx.with_seq(self.node.account(&key.public())?.seq);
-        self.submit(&Entry::signed(&chain, tx.kind(), tx.encode(), key))
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let tx = tx.clone().with_seq(self.node.account(&key.public())?.seq);
+            match self.node.submit(&Entry::signed(&chain, tx.kind(), tx.encode(), key)) {
+                Err(e) if e.code() == Some("bad_sequence") && tries < SEQUENCE_TRIES => {
+                    std::thread::sleep(std::time::Duration::from_millis(300 * tries));
+                }
+                other => return Ok(other?),
+            }
+        }
     }
 
     /// Prints the API's answer as JSON with `--json`, otherwise `human`.
