@@ -211,6 +211,13 @@ fn live() -> usize {
     ALLOCATOR.allocated()
 }
 
+/// Resident memory of this process, in bytes.
+fn resident() -> u64 {
+    let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+    let pages: u64 = statm.split_whitespace().nth(1).unwrap().parse().unwrap();
+    pages * 4096
+}
+
 /// Memory per resting order: the heap bytes the book of 1,000,000 resting orders holds (100,000
 /// when run as a test), after the block that brought them, once the block's outcome is dropped
 /// and its pending state-root changes taken (a node takes them every block). The batch the
@@ -220,12 +227,14 @@ fn bench_memory(_: &mut Criterion) {
     let catalogue = catalogue();
     let b = batch(1, NOW, Gen::new(&catalogue, 7).orders(n, Prices::Apart, NOW));
     let before = live();
+    let resident_before = resident();
     let mut book = Book::new();
     let t = Instant::now();
     let out = book.clear(&catalogue, &b, &unlimited).unwrap();
     let spent = t.elapsed();
     assert!(out.fills.is_empty() && out.rejected.is_empty());
     drop(out);
+    let resident_after = resident();
     let changes = book.take_changes();
     let pending = live() - before;
     drop(changes);
@@ -237,6 +246,10 @@ fn bench_memory(_: &mut Criterion) {
         (after - before) as f64 / 1e6,
         (pending - (after - before)) as f64 / n as f64,
         std::mem::size_of::<surplus_market::Resting>(),
+    );
+    println!(
+        "MEMORY growth of the resident set, change sets included (the measure before 2026-12-06): {:.0} bytes per resting order",
+        (resident_after - resident_before) as f64 / n as f64,
     );
     println!(
         "clear {n} orders, fresh book, no market crossing (every order rests): {:.3} s ({:.0} orders/s)",
