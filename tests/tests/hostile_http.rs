@@ -504,6 +504,9 @@ fn a_node_behind_its_blocks_sheds_submissions_with_retry_after_and_recovers() {
     let config = net.data_dir(0).join("config.toml");
     set_config(&config, "max_block_entries", "1");
     set_config(&config, "shed_after_ms", "1000");
+    // A fixed interval: with a full block waiting, the batch would otherwise close at its lower
+    // bound and the backlog drain before anything is old enough to shed.
+    set_config(&config, "min_batch_interval_ms", "500");
     let nodes = net.start_all();
     let api = nodes[0].api.clone();
     let addr = api.base().trim_start_matches("http://").to_owned();
