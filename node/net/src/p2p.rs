@@ -165,10 +165,10 @@ impl NetConfig {
 /// A gossip topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Topic {
-    /// `surplus/<chain id>/orders/v1`: the canonical encoding of an order, cancel or transaction
+    /// `surplus/<chain id>/orders/v2`: the canonical encoding of an order, cancel or transaction
     /// entry.
     Orders,
-    /// `surplus/<chain id>/checkpoints/v1`: signed checkpoints (opaque to this module).
+    /// `surplus/<chain id>/checkpoints/v2`: signed checkpoints (opaque to this module).
     Checkpoints,
 }
 
@@ -176,8 +176,8 @@ impl Topic {
     /// The gossipsub topic name on chain `chain_id`.
     pub fn name(self, chain_id: &str) -> String {
         match self {
-            Topic::Orders => format!("surplus/{chain_id}/orders/v1"),
-            Topic::Checkpoints => format!("surplus/{chain_id}/checkpoints/v1"),
+            Topic::Orders => format!("surplus/{chain_id}/orders/v2"),
+            Topic::Checkpoints => format!("surplus/{chain_id}/checkpoints/v2"),
         }
     }
 }
@@ -239,22 +239,23 @@ pub struct SnapshotServed {
 }
 
 /// Received gossip that gossipsub dropped before the node's validator saw it, by reason.
-/// Gossipsub checks, in this order: graylist, strict checks, self origin, duplicates, topic; a
+/// Gossipsub checks, in this order: graylist, no-sign checks, self origin, duplicates, topic; a
 /// message is counted under the first check it fails. Refreshed once a second
 /// ([`SCORE_INTERVAL`]).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Dropped {
-    /// Messages on the orders or checkpoints topic failing the strict checks: missing or bad
-    /// signature, missing or invalid `from`, missing `seqno` or one of a wrong length (the
-    /// forwarding peer is charged an invalid delivery). Failures on other topics are not
-    /// counted.
+    /// Messages on the orders or checkpoints topic failing the no-sign checks: carrying a
+    /// `signature`, a `seqno` or a `from` (the forwarding peer is charged an invalid delivery).
+    /// Failures on other topics are not counted.
     pub invalid: u64,
     /// Messages whose `from` is this node's own peer id, forwarded by another peer (charged).
+    /// A message with any `from` fails the no-sign checks first (counted `invalid`), so since
+    /// decision 0035 this stays 0; kept so that `/metrics` keeps its series.
     pub self_origin: u64,
     /// Messages on the orders or checkpoints topic whose id (BLAKE3 of the data) was seen in
     /// the duplicate window.
     pub duplicate: u64,
-    /// Messages passing the strict checks on any topic other than the node's two, whether or
+    /// Messages passing the no-sign checks on any topic other than the node's two, whether or
     /// not their id was seen before.
     pub unsubscribed_topic: u64,
     /// Gossipsub RPC frames (each may carry several messages) from a peer whose score was below
@@ -531,7 +532,7 @@ struct RawDrops {
 }
 
 /// The identity transform, counting as it goes. Gossipsub calls it for every received message
-/// that passed the strict checks, from a peer that is not graylisted, before it checks the
+/// that passed the no-sign checks, from a peer that is not graylisted, before it checks the
 /// message's source, the duplicate cache and the topic; so it sees exactly the messages those
 /// later checks drop for claiming this node as their source or for their topic.
 struct CountingTransform {
@@ -798,8 +799,15 @@ fn build_behaviour(
     } else {
         None
     };
+    // Messages carry no author, sequence number or signature (decision 0035): what a topic
+    // carries signs itself (entries by their authors, checkpoints by their validators), the
+    // forwarding peer is known from its noise-authenticated connection, and ids hash the data.
     let gossip_config = gossipsub::ConfigBuilder::default()
-        .validation_mode(gossipsub::ValidationMode::Strict)
+        .validation_mode(gossipsub::ValidationMode::Anonymous)
+        // Without authors, gossipsub would take a copy of the node's own publication relayed
+        // back to it as a forgery and charge the relaying peer; with this on, the copy is what
+        // it is, a duplicate (the publication's id is in the duplicate cache).
+        .allow_self_origin(true)
         .validate_messages()
         .message_id_fn(|m: &gossipsub::Message| {
             MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
@@ -813,7 +821,7 @@ fn build_behaviour(
     let transform =
         CountingTransform { local: peer_id, topics: topics.clone(), counts: counts.clone() };
     let mut gossipsub = GossipsubBehaviour::new_with_transform(
-        gossipsub::MessageAuthenticity::Signed(key.clone()),
+        gossipsub::MessageAuthenticity::Anonymous,
         gossip_config,
         transform,
     )
@@ -1123,8 +1131,8 @@ impl Task {
         };
         let raw = &self.shared.raw;
         let self_origin_ours = raw.self_origin_ours.load(Ordering::Relaxed);
-        // On the node's topics, gossipsub counts as invalid the strict-check failures and the
-        // self-origin messages; as received "unfiltered" every message past the strict checks,
+        // On the node's topics, gossipsub counts as invalid the no-sign-check failures and the
+        // self-origin messages; as received "unfiltered" every message past those checks,
         // and "filtered" those past the self-origin and duplicate checks too.
         let invalid = per_topic("invalid_messages_per_topic").saturating_sub(self_origin_ours);
         let duplicate = per_topic("topic_msg_recv_counts_unfiltered")
@@ -1876,8 +1884,8 @@ mod tests {
 
     #[test]
     fn topic_names() {
-        assert_eq!(Topic::Orders.name("c1"), "surplus/c1/orders/v1");
-        assert_eq!(Topic::Checkpoints.name("c1"), "surplus/c1/checkpoints/v1");
+        assert_eq!(Topic::Orders.name("c1"), "surplus/c1/orders/v2");
+        assert_eq!(Topic::Checkpoints.name("c1"), "surplus/c1/checkpoints/v2");
         assert!(NetConfig::default().validate().is_ok());
     }
 

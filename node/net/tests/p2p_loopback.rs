@@ -5,6 +5,7 @@
 //!
 //! No wall-clock assertions: every wait is for an event, bounded by a timeout.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -85,8 +86,9 @@ struct Peer {
 }
 
 impl Peer {
-    /// Starts a peer whose messages are signed (strict, as the node's) or anonymous (no `from`,
-    /// `seqno` or signature, which the node's strict checks refuse), and dials `node`.
+    /// Starts a peer whose messages are anonymous (no `from`, `seqno` or signature: the node's
+    /// own rules, decision 0035) or signed (as libp2p's default, which the node's no-sign checks
+    /// refuse), and dials `node`.
     fn dial(node: &Multiaddr, signed: bool) -> Self {
         let key = identity::Keypair::generate_ed25519();
         let (auth, mode) = if signed {
@@ -98,10 +100,11 @@ impl Peer {
         config.validation_mode(mode).heartbeat_interval(Duration::from_millis(500));
         if !signed {
             // Anonymous messages have no source and seqno, so the default ids would all be
-            // equal. Signed ones keep the default (source and seqno): the same data published
-            // twice is then two messages to this peer, and one id at the node.
-            config.message_id_fn(|m: &gossipsub::Message| {
-                MessageId::from(blake3::hash(&m.data).as_bytes().to_vec())
+            // equal. Here each message gets an id of its own: the same data published twice
+            // is then two messages to this peer, and one id at the node (BLAKE3 of the data).
+            static NEXT: AtomicU64 = AtomicU64::new(0);
+            config.message_id_fn(|_: &gossipsub::Message| {
+                MessageId::from(NEXT.fetch_add(1, Ordering::Relaxed).to_be_bytes().to_vec())
             });
         }
         let config = config.build().unwrap();
@@ -214,11 +217,11 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 async fn a_checkpoints_only_watcher_stays_connected_and_a_peer_without_subscriptions_does_not() {
     let (net, _, addr) = node(Duration::from_secs(2)).await;
 
-    let mut watcher = Peer::dial(&addr, true);
+    let mut watcher = Peer::dial(&addr, false);
     watcher.subscribe(Topic::Checkpoints);
     watcher.wait_for("the watcher's connection", |e| matches!(e, Happened::Connected)).await;
 
-    let mut silent = Peer::dial(&addr, true);
+    let mut silent = Peer::dial(&addr, false);
     silent.wait_for("the silent peer's connection", |e| matches!(e, Happened::Connected)).await;
     silent.wait_for("the silent peer's disconnection", |e| matches!(e, Happened::Closed)).await;
 
@@ -255,7 +258,7 @@ async fn a_checkpoints_only_watcher_stays_connected_and_a_peer_without_subscript
     net.shutdown().await;
 }
 
-/// Duplicates, strict-check failures and graylisted RPCs, each dropped inside gossipsub, each
+/// Duplicates, no-sign-check failures and graylisted RPCs, each dropped inside gossipsub, each
 /// counted under its reason; none reaches the validator twice or at all.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn messages_dropped_inside_gossipsub_are_counted_by_reason() {
@@ -263,41 +266,68 @@ async fn messages_dropped_inside_gossipsub_are_counted_by_reason() {
     let zero = net.stats().dropped;
     assert_eq!(zero, p2p::Dropped::default());
 
-    // The same data twice from a signed peer: two gossipsub messages (two seqnos), one message
-    // id at the node (BLAKE3 of the data), so the second is a duplicate.
-    let mut signed = Peer::dial(&addr, true);
-    signed.subscribe(Topic::Orders);
-    signed.wait_for("the signed peer's connection", |e| matches!(e, Happened::Connected)).await;
-    signed.publish_when_possible(Topic::Orders, b"twice").await;
-    wait_until("the first copy validated", || seen.count(b"twice") == 1).await;
-    assert!(signed.publish(Topic::Orders, b"twice").await);
-    wait_until("the second copy counted as a duplicate", || net.stats().dropped.duplicate >= 1)
-        .await;
-    assert_eq!(seen.count(b"twice"), 1);
-
-    // Unsigned messages fail the strict checks: each costs the peer an invalid delivery, and
-    // after three in quick succession its score is below the graylist threshold, after which
-    // its RPCs are dropped unread. Bounded: at most 40 messages, 50 ms apart.
+    // The same data twice from a peer following the node's rules: two gossipsub messages at
+    // the peer, one message id at the node (BLAKE3 of the data), so the second is a duplicate.
     let mut anonymous = Peer::dial(&addr, false);
     anonymous.subscribe(Topic::Orders);
     anonymous
         .wait_for("the anonymous peer's connection", |e| matches!(e, Happened::Connected))
         .await;
-    anonymous.publish_when_possible(Topic::Orders, b"unsigned-0").await;
+    anonymous.publish_when_possible(Topic::Orders, b"twice").await;
+    wait_until("the first copy validated", || seen.count(b"twice") == 1).await;
+    assert!(anonymous.publish(Topic::Orders, b"twice").await);
+    wait_until("the second copy counted as a duplicate", || net.stats().dropped.duplicate >= 1)
+        .await;
+    assert_eq!(seen.count(b"twice"), 1);
+
+    // A copy of the node's own publication relayed back to it: a duplicate too, and not charged
+    // to the relaying peer as a forgery (messages have no author, decision 0035).
+    let mut sent = false;
+    for _ in 0..(WAIT.as_millis() / POLL.as_millis()) {
+        if net.publish(Topic::Orders, b"own".to_vec()).await.unwrap() == Published::Sent {
+            sent = true;
+            break;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+    assert!(sent, "the node never knew the peer's subscription");
+    anonymous
+        .wait_for(
+            "the node's own publication",
+            |e| matches!(e, Happened::Message(_, d) if d.as_slice() == b"own"),
+        )
+        .await;
+    let duplicates = net.stats().dropped.duplicate;
+    assert!(anonymous.publish(Topic::Orders, b"own").await);
+    wait_until("the relayed copy counted as a duplicate", || {
+        net.stats().dropped.duplicate > duplicates
+    })
+    .await;
+    assert_eq!(net.stats().dropped.invalid, 0, "{:?}", net.stats().dropped);
+    assert_eq!(seen.count(b"own"), 0, "the node's own publication reached its validator");
+
+    // Signed messages (libp2p's default) fail the no-sign checks: each costs the peer an
+    // invalid delivery, and after three in quick succession its score is below the graylist
+    // threshold, after which its RPCs are dropped unread. Bounded: at most 40 messages, 50 ms
+    // apart.
+    let mut signed = Peer::dial(&addr, true);
+    signed.subscribe(Topic::Orders);
+    signed.wait_for("the signed peer's connection", |e| matches!(e, Happened::Connected)).await;
+    signed.publish_when_possible(Topic::Orders, b"signed-0").await;
     for i in 1..40 {
         let d = net.stats().dropped;
         if d.invalid >= 3 && d.graylisted >= 1 {
             break;
         }
-        let _ = anonymous.publish(Topic::Orders, format!("unsigned-{i}").as_bytes()).await;
+        let _ = signed.publish(Topic::Orders, format!("signed-{i}").as_bytes()).await;
         tokio::time::sleep(POLL).await;
     }
-    wait_until("unsigned messages counted as invalid, then graylisted", || {
+    wait_until("signed messages counted as invalid, then graylisted", || {
         let d = net.stats().dropped;
         d.invalid >= 3 && d.graylisted >= 1
     })
     .await;
-    assert_eq!(seen.count_prefix(b"unsigned-"), 0, "an unsigned message reached the validator");
+    assert_eq!(seen.count_prefix(b"signed-"), 0, "a signed message reached the validator");
     let d = net.stats().dropped;
     assert_eq!((d.self_origin, d.unsubscribed_topic), (0, 0), "{d:?}");
     // The validator's own counters are apart from these: it accepted one message.
