@@ -1,6 +1,6 @@
-//! What a node decodes from a message on the orders topic: the entry, then its payload as the
-//! order, cancel or transaction its kind names, and its signature. Canonical encodings must
-//! round-trip; nothing may panic.
+//! What a node decodes from a message on the orders topic: the framing of its entries, each
+//! entry, then its payload as the order, cancel or transaction its kind names, and its
+//! signature. Canonical encodings must round-trip; nothing may panic.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -9,6 +9,11 @@ use surplus_ledger::{Entry, EntryKind};
 use surplus_market::{Cancel, Order, SignedCancel, SignedOrder};
 
 fuzz_target!(|data: &[u8]| {
+    if let Ok(entries) = surplus_net::gossip_batch::unpack(data) {
+        let encoded: Vec<Vec<u8>> = entries.iter().map(Entry::encode).collect();
+        let again = surplus_net::gossip_batch::unpack(&surplus_net::gossip_batch::pack(&encoded));
+        assert_eq!(again.as_ref(), Ok(&entries), "a message re-encodes");
+    }
     if let Ok(e) = Entry::decode(data) {
         let again = Entry::decode(&e.encode()).expect("a decoded entry re-encodes");
         assert_eq!(again, e);

@@ -17,6 +17,7 @@ use libp2p::{Multiaddr, PeerId};
 use surplus_client::Client;
 use surplus_ledger::{Auth, Entry, SecretKey};
 use surplus_market::{Market, Order, SignedOrder};
+use surplus_net::gossip_batch::{self, pack};
 use surplus_net::p2p::{self, Gossip, NetConfig, Topic, Verdict};
 use surplus_tests::*;
 
@@ -157,13 +158,21 @@ fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
     };
 
     // One peer per kind of bad message, each joined to dc1 only: (kind, the dc1 counter that
-    // must rise, the messages).
+    // must rise, the messages). A message carries entries framed together
+    // (`surplus_net::gossip_batch`): the forged ones ride behind a valid bid, which is
+    // admitted on its own merits (and must reach the ledger) while the message is rejected.
+    let mut riders = Vec::new();
     let kinds: Vec<(&str, &str, Vec<Vec<u8>>)> = vec![
         (
             "forged signature",
             "rejected",
             (0..3)
-                .map(|_| forged(bid(&chain_id, &market, &buyer, next_nonce())).encode())
+                .map(|_| {
+                    let valid = bid(&chain_id, &market, &buyer, next_nonce());
+                    riders.push(hex::encode(valid.id()));
+                    let bad = forged(bid(&chain_id, &market, &buyer, next_nonce()));
+                    pack(&[valid.encode(), bad.encode()])
+                })
                 .collect(),
         ),
         (
@@ -171,13 +180,13 @@ fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
             "rejected",
             (0..3)
                 .map(|_| {
-                    bid(
+                    pack(&[bid(
                         &chain_id,
                         &Market::new("vm.nonexistent", "nowhere"),
                         &mallory,
                         next_nonce(),
                     )
-                    .encode()
+                    .encode()])
                 })
                 .collect(),
         ),
@@ -190,8 +199,10 @@ fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
     ];
     for (kind, counter, messages) in &kinds {
         for m in messages {
-            if let Ok(e) = Entry::decode(m) {
-                hostile_ids.insert(hex::encode(e.id()));
+            for e in gossip_batch::unpack(m).unwrap_or_default() {
+                if !riders.contains(&hex::encode(e.id())) {
+                    hostile_ids.insert(hex::encode(e.id()));
+                }
             }
         }
         let before = gossip_count(dc1, counter);
@@ -234,7 +245,7 @@ fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
     std::thread::sleep(Duration::from_secs(2));
     for _ in 0..3 {
         for e in &replays {
-            rt.block_on(replay_peer.publish(Topic::Orders, e.encode())).expect("publish");
+            rt.block_on(replay_peer.publish(Topic::Orders, pack(&[e.encode()]))).expect("publish");
         }
     }
     std::thread::sleep(Duration::from_secs(2));
@@ -261,9 +272,18 @@ fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
                 for _ in 0..50 {
                     n += 1;
                     let data = match n % 3 {
-                        0 => forged(bid(&chain_id, &market, &buyer, 20_000_000 + n)).encode(),
-                        1 => bid(&chain_id, &Market::new("vm.nonexistent", "x"), &mallory, n)
-                            .encode(),
+                        0 => {
+                            pack(
+                                &[forged(bid(&chain_id, &market, &buyer, 20_000_000 + n)).encode()],
+                            )
+                        }
+                        1 => pack(&[bid(
+                            &chain_id,
+                            &Market::new("vm.nonexistent", "x"),
+                            &mallory,
+                            n,
+                        )
+                        .encode()]),
                         _ => n.to_le_bytes().repeat(3),
                     };
                     let _ = flooder.publish(Topic::Orders, data).await;
@@ -336,6 +356,12 @@ fn hostile_gossip_is_dropped_scored_down_and_does_not_slow_honest_trade() {
         let (ids, _) = ledger_of(dir);
         let inside: Vec<&String> = hostile_ids.iter().filter(|id| ids.contains(*id)).collect();
         assert!(inside.is_empty(), "hostile entries in {}: {inside:?}", dir.display());
+        let missing: Vec<&String> = riders.iter().filter(|id| !ids.contains(*id)).collect();
+        assert!(
+            missing.is_empty(),
+            "valid entries of rejected messages not in {}: {missing:?}",
+            dir.display()
+        );
     }
 }
 
@@ -496,7 +522,7 @@ fn short_lived_orders_cannot_get_a_relaying_validator_graylisted() {
     }
     std::thread::sleep(Duration::from_millis(50));
     for e in &late {
-        rt.block_on(relay.publish(Topic::Orders, e.encode())).expect("publish");
+        rt.block_on(relay.publish(Topic::Orders, pack(&[e.encode()]))).expect("publish");
     }
     let ignored_after = wait_for("the nodes to ignore the late orders", MINUTE, || {
         let now: u64 = apis.iter().map(ignored).sum();

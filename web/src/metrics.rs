@@ -61,6 +61,12 @@ pub struct Metrics {
     /// API submissions refused to shed load (503 `overloaded`).
     #[serde(default)]
     pub submissions_shed: u64,
+    /// Messages this node published on the orders topic that reached a peer.
+    #[serde(default)]
+    pub gossip_messages_sent: u64,
+    /// Entries in those messages (several ride in one under load).
+    #[serde(default)]
+    pub gossip_entries_sent: u64,
     /// How long the oldest entry a block could take has waited, ms (0: none waits); load is
     /// shed above `[mempool] shed_after_ms`.
     #[serde(default)]
@@ -251,6 +257,18 @@ impl Metrics {
             "counter",
             "API submissions refused with 503 overloaded to shed load since the node started.",
             self.submissions_shed.to_string(),
+        );
+        one(
+            "gossip_messages_sent_total",
+            "counter",
+            "Messages this node published on the orders topic that reached a peer.",
+            self.gossip_messages_sent.to_string(),
+        );
+        one(
+            "gossip_entries_sent_total",
+            "counter",
+            "Entries in the messages this node published on the orders topic that reached a peer.",
+            self.gossip_entries_sent.to_string(),
         );
         one(
             "backlog_age_ms",

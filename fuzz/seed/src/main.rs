@@ -61,6 +61,9 @@ fn main() {
     put(&root, "gossip_entry", "offer", &offer_entry.encode());
     put(&root, "gossip_entry", "cancel", &cancel_entry.encode());
     put(&root, "gossip_entry", "bid-payload", &bid_entry.payload);
+    let message = [bid_entry.encode(), offer_entry.encode(), cancel_entry.encode()];
+    put(&root, "gossip_entry", "message", &surplus_net::gossip_batch::pack(&message));
+    put(&root, "gossip_entry", "message-one", &surplus_net::gossip_batch::pack(&message[..1]));
 
     // Blocks of a small test chain, and its export file.
     let chain = TestChain::build(CHAIN, 3, 4);

@@ -2,6 +2,7 @@
 //!
 //! - [`p2p`]: the order and checkpoint gossip on libp2p; one task owns the swarm, the rest talks
 //!   to it through a cloneable [`p2p::Gossip`] client; every peer is rate limited and scored.
+//! - [`gossip_batch`]: the data of a message on the orders topic (several entries framed).
 //! - [`consensus`]: the adapter to the Malachite (Tendermint) engine: the application side of
 //!   its channels, the wire codec, signing, and the chain of decided blocks in the store.
 //! - [`snapfetch`]: snapshot state sync over libp2p: what a node serves ([`p2p::start_with`])
@@ -12,6 +13,7 @@
 
 pub mod consensus;
 pub mod env;
+pub mod gossip_batch;
 pub mod p2p;
 pub mod snapfetch;
 

@@ -165,8 +165,8 @@ impl NetConfig {
 /// A gossip topic.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Topic {
-    /// `surplus/<chain id>/orders/v2`: the canonical encoding of an order, cancel or transaction
-    /// entry.
+    /// `surplus/<chain id>/orders/v3`: orders, cancels and transactions, one or several entries
+    /// a message (framed by the node, opaque to this module).
     Orders,
     /// `surplus/<chain id>/checkpoints/v2`: signed checkpoints (opaque to this module).
     Checkpoints,
@@ -176,7 +176,7 @@ impl Topic {
     /// The gossipsub topic name on chain `chain_id`.
     pub fn name(self, chain_id: &str) -> String {
         match self {
-            Topic::Orders => format!("surplus/{chain_id}/orders/v2"),
+            Topic::Orders => format!("surplus/{chain_id}/orders/v3"),
             Topic::Checkpoints => format!("surplus/{chain_id}/checkpoints/v2"),
         }
     }
@@ -1884,7 +1884,7 @@ mod tests {
 
     #[test]
     fn topic_names() {
-        assert_eq!(Topic::Orders.name("c1"), "surplus/c1/orders/v2");
+        assert_eq!(Topic::Orders.name("c1"), "surplus/c1/orders/v3");
         assert_eq!(Topic::Checkpoints.name("c1"), "surplus/c1/checkpoints/v2");
         assert!(NetConfig::default().validate().is_ok());
     }

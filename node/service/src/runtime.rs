@@ -46,6 +46,12 @@ pub struct Shared {
     verified: Arc<surplus_contracts::VerifiedIds>,
     notify: Arc<Notify>,
     gossip: OnceLock<Gossip>,
+    /// Entries to gossip, in order, for [`gossip_sender`] to group into messages.
+    outbox: tokio::sync::mpsc::Sender<Outgoing>,
+    /// Its receiving end, until [`gossip_sender`] takes it when the network is up.
+    outbox_rx: Mutex<Option<tokio::sync::mpsc::Receiver<Outgoing>>>,
+    /// `[p2p] max_message_bytes`: the largest message data the node publishes.
+    max_message_bytes: usize,
     consensus: OnceLock<Arc<consensus::Status>>,
     /// The leases that ended and left the live state (set once the chain is open).
     history: OnceLock<consensus::history::LeaseHistory>,
@@ -482,21 +488,30 @@ impl p2p::Validator for GossipCheck {
     fn validate(&self, topic: Topic, data: &[u8], from: &PeerId) -> Verdict {
         match topic {
             Topic::Orders => {
-                let entry = match Entry::decode(data) {
+                let entries = match surplus_net::gossip_batch::unpack(data) {
                     Ok(e) => e,
-                    Err(e) => return Verdict::Reject(format!("undecodable entry: {e}")),
+                    Err(e) => return Verdict::Reject(format!("undecodable entries: {e}")),
                 };
-                match self.0.admit_blocking(entry) {
-                    Ok((_, true)) => Verdict::Accept,
-                    Ok((_, false)) => Verdict::Ignore,
-                    // Not the sender's fault: we are full, or it raced a block (an order the
-                    // ledger already holds arrives late or gossiped again; a grant of a lease
-                    // our state does not hold yet).
-                    Err(r) if r.code.is_circumstantial() => Verdict::Ignore,
-                    Err(r) => {
-                        tracing::debug!(%from, code = %r.code, "rejected gossip");
-                        Verdict::Reject(r.message)
+                // Every entry is admitted on its own merits; the message is relayed if one was
+                // new here and none was the sender's fault.
+                let (mut fresh, mut fault) = (false, None);
+                for entry in entries {
+                    match self.0.admit_blocking(entry) {
+                        Ok((_, new)) => fresh |= new,
+                        // Not the sender's fault: we are full, or it raced a block (an order
+                        // the ledger already holds arrives late or gossiped again; a grant of a
+                        // lease our state does not hold yet).
+                        Err(r) if r.code.is_circumstantial() => {}
+                        Err(r) => {
+                            tracing::debug!(%from, code = %r.code, "rejected gossip");
+                            fault.get_or_insert(r.message);
+                        }
                     }
+                }
+                match fault {
+                    Some(why) => Verdict::Reject(why),
+                    None if fresh => Verdict::Accept,
+                    None => Verdict::Ignore,
                 }
             }
             Topic::Checkpoints => match SignedCheckpoint::decode(data) {
@@ -754,6 +769,8 @@ impl surplus_web::Node for Api {
             orders_accepted: get(&w.orders_accepted),
             entries_refused: get(&w.entries_refused),
             submissions_shed: get(&w.submissions_shed),
+            gossip_messages_sent: get(&w.gossip_messages_sent),
+            gossip_entries_sent: get(&w.gossip_entries_sent),
             backlog_age_ms: self.0.core.backlog_age_ms(self.0.env.now_ms()),
             orders_per_second: w.orders_per_second(self.0.env.now_ms()),
             mempool: self.0.core.pending(),
@@ -1580,6 +1597,7 @@ async fn run(
             let receipts = receipts.clone();
             crate::owner::spawn(core, &env, move |dropped| receipts.record(&dropped))
         };
+        let outbox = tokio::sync::mpsc::channel(OUTBOX);
         let shared = Arc::new(Shared {
             env: env.clone(),
             chain_id: chain_id.clone(),
@@ -1589,6 +1607,9 @@ async fn run(
             verified,
             notify: Arc::new(Notify::new()),
             gossip: OnceLock::new(),
+            outbox: outbox.0,
+            outbox_rx: Mutex::new(Some(outbox.1)),
+            max_message_bytes: config.p2p.max_message_bytes as usize,
             consensus: OnceLock::new(),
             history: OnceLock::new(),
             validator: AtomicBool::new(validators.contains(&key.public())),
@@ -1689,6 +1710,10 @@ async fn run(
         .await
         .context("cannot start the order gossip network")?;
         let _ = shared.gossip.set(gossip);
+        let outbox = shared.outbox_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(rx) = outbox {
+            shared.env.spawn(gossip_sender(shared.clone(), rx));
+        }
         if journal_damaged {
             shared.env.spawn(recover_pending(shared.clone(), config.p2p.bootstrap_addrs()));
         }
@@ -1983,9 +2008,7 @@ async fn regossip(shared: &Arc<Shared>, aged: bool) {
     let unsent = shared.core.call(|c| c.take_unsent(REGOSSIP_MAX)).await.unwrap_or_default();
     if !unsent.is_empty() {
         tracing::info!(count = unsent.len(), "gossiping entries that reached no peer before");
-        for e in unsent {
-            gossip_pending(shared, &e.id(), e.encode()).await;
-        }
+        publish_entries(shared, unsent.iter().map(|e| (e.id(), e.encode())).collect()).await;
     }
     let now = shared.env.now_ms();
     let head_ms = shared.snapshot().head.timestamp_ms;
@@ -2001,30 +2024,78 @@ async fn regossip(shared: &Arc<Shared>, aged: bool) {
         return;
     }
     tracing::info!(count = due.len(), "gossiping pending entries again");
-    for e in due {
-        if let Err(e) = g.publish(Topic::Orders, e.encode()).await {
-            tracing::debug!(error = %e, "pending entry not gossiped again");
+    publish_entries(shared, due.iter().map(|e| (e.id(), e.encode())).collect()).await;
+}
+
+/// An entry to gossip: its id and encoding.
+type Outgoing = (Hash, Vec<u8>);
+
+/// Entries that may wait for [`gossip_sender`]; beyond, callers wait.
+const OUTBOX: usize = 8_192;
+
+/// Hands a pending entry to [`gossip_sender`]; without a network yet, marks it so that
+/// [`regossip`] publishes it once peers are there.
+async fn gossip_pending(shared: &Shared, id: &Hash, bytes: Vec<u8>) {
+    if shared.gossip.get().is_some() && shared.outbox.send((*id, bytes)).await.is_ok() {
+        return;
+    }
+    let id = *id;
+    let _ = shared.core.call(move |c| c.mark_unsent(&id)).await;
+}
+
+/// After a publication, how long the next entries gather before they leave together.
+const GOSSIP_GATHER: Duration = Duration::from_millis(20);
+
+/// Publishes the entries handed to [`gossip_pending`] in as few messages as the limits allow
+/// ([`surplus_net::gossip_batch`]): an entry that comes while the sender is idle leaves at once;
+/// the ones that come within [`GOSSIP_GATHER`] after a publication leave together at its end.
+/// Under load that is one publication per 20 ms, each entry delayed by at most that much.
+async fn gossip_sender(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Outgoing>) {
+    while let Some(first) = rx.recv().await {
+        let mut items = vec![first];
+        while items.len() < 4 * surplus_net::gossip_batch::MAX_ENTRIES {
+            match rx.try_recv() {
+                Ok(item) => items.push(item),
+                Err(_) => break,
+            }
         }
+        publish_entries(&shared, items).await;
+        tokio::time::sleep(GOSSIP_GATHER).await;
     }
 }
 
-/// Publishes a pending entry; if the publication reaches no peer, marks it so that
-/// [`regossip`] publishes it again once peers are there.
-async fn gossip_pending(shared: &Shared, id: &Hash, bytes: Vec<u8>) {
-    let sent = match shared.gossip.get() {
-        Some(g) => match g.publish(Topic::Orders, bytes).await {
-            Ok(p2p::Published::NoPeers) => false,
-            Ok(_) => true,
+/// Publishes entries on the orders topic, grouped into messages; marks those whose message
+/// reached no peer so that [`regossip`] publishes them again once peers are there.
+async fn publish_entries(shared: &Shared, items: Vec<Outgoing>) {
+    let (messages, too_large) = surplus_net::gossip_batch::group(items, shared.max_message_bytes);
+    if !too_large.is_empty() {
+        // Admission refuses entries this large, so none should come; never retried.
+        tracing::warn!(count = too_large.len(), "entries too large to gossip");
+    }
+    let mut unsent = Vec::new();
+    for (ids, data) in messages {
+        let published = match shared.gossip.get() {
+            Some(g) => g.publish(Topic::Orders, data).await,
+            None => Ok(p2p::Published::NoPeers),
+        };
+        match published {
+            Ok(p2p::Published::NoPeers) => unsent.extend(ids),
+            Ok(_) => shared.web.gossip_published(ids.len()),
             Err(e) => {
-                tracing::warn!(error = %e, "could not gossip a pending entry");
-                false
+                tracing::warn!(error = %e, "could not gossip pending entries");
+                unsent.extend(ids);
             }
-        },
-        None => false,
-    };
-    if !sent {
-        let id = *id;
-        let _ = shared.core.call(move |c| c.mark_unsent(&id)).await;
+        }
+    }
+    if !unsent.is_empty() {
+        let _ = shared
+            .core
+            .call(move |c| {
+                for id in &unsent {
+                    c.mark_unsent(id);
+                }
+            })
+            .await;
     }
 }
 

@@ -49,6 +49,10 @@ pub(crate) struct WebData {
     pub(crate) entries_refused: AtomicU64,
     /// API submissions refused to shed load (`overloaded`).
     pub(crate) submissions_shed: AtomicU64,
+    /// Messages this node published on the orders topic that reached a peer, and the entries
+    /// in them.
+    pub(crate) gossip_messages_sent: AtomicU64,
+    pub(crate) gossip_entries_sent: AtomicU64,
     /// Orders admitted per wall-clock second, the last few seconds.
     rate: Mutex<VecDeque<(u64, u64)>>,
     /// Acceptance time of bids this node took from its API, oldest first.
@@ -73,6 +77,8 @@ impl WebData {
             orders_accepted: AtomicU64::new(0),
             entries_refused: AtomicU64::new(0),
             submissions_shed: AtomicU64::new(0),
+            gossip_messages_sent: AtomicU64::new(0),
+            gossip_entries_sent: AtomicU64::new(0),
             rate: Mutex::default(),
             accepted: Mutex::default(),
             latency: Mutex::default(),
@@ -251,6 +257,12 @@ impl WebData {
     }
 
     /// Counts an entry newly admitted into the mempool (orders and cancels only).
+    /// A message of `entries` entries was published on the orders topic and reached a peer.
+    pub(crate) fn gossip_published(&self, entries: usize) {
+        self.gossip_messages_sent.fetch_add(1, Ordering::Relaxed);
+        self.gossip_entries_sent.fetch_add(entries as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn admitted(&self, kind: EntryKind, now_ms: u64) {
         if kind != EntryKind::ORDER && kind != EntryKind::CANCEL {
             return;
