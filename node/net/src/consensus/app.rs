@@ -131,6 +131,9 @@ pub(super) struct App {
     /// Peer ids validators proved their own since (after an engine restart).
     proven: ProvenPeers,
     last_commit: Instant,
+    /// When this node started each of the last few heights: the batch interval runs from the
+    /// start of the height before, so that a block's own time counts in it.
+    started: Arc<std::sync::Mutex<BTreeMap<u64, Instant>>>,
     /// Heights whose value came from sync: the node is catching up and must not wait.
     synced_heights: std::collections::BTreeSet<u64>,
     /// Whether this node votes (a follower never needs to wait before a height).
@@ -192,6 +195,7 @@ impl App {
             validator_peers,
             proven,
             last_commit: Instant::now(),
+            started: Default::default(),
             synced_heights: Default::default(),
             validator,
             recent: VecDeque::new(),
@@ -382,6 +386,7 @@ impl App {
                 let catching_up = self.synced_heights.remove(&certificate.height.0);
                 self.synced_heights.retain(|h| *h > certificate.height.0);
                 if catching_up || !self.validator {
+                    mark_started(&self.started, next);
                     let _ = reply.send(Next::Start(Height(next), self.params()));
                 } else {
                     self.wait_then_start(Height(next), reply);
@@ -437,7 +442,7 @@ impl App {
         }
         // Wait for the batch to fill, but never past half the time the engine gives us.
         let deadline = Instant::now() + timeout / 2;
-        let ready_at = self.last_commit + self.interval_now(self.pool.waiting());
+        let ready_at = self.batch_start(height.0) + self.interval_now(self.pool.waiting());
         let wait_until = ready_at.min(deadline);
         if Instant::now() < wait_until {
             tokio::time::sleep_until(wait_until).await;
@@ -687,6 +692,15 @@ impl App {
         Ok(Some((committed, storing)))
     }
 
+    /// Where the batch of `height` began: when this node started the height before (the batch
+    /// interval runs from there, so that a block that took long to agree and commit is not
+    /// followed by a full interval more), or, not knowing it, the last commit.
+    fn batch_start(&self, height: u64) -> Instant {
+        let started = self.started.lock().unwrap_or_else(|e| e.into_inner());
+        let before = height.checked_sub(1).and_then(|h| started.get(&h).copied());
+        before.map_or(self.last_commit, |b| b.min(self.last_commit))
+    }
+
     /// Replies `Start(next)` once there is work and the batch interval has passed, or the idle
     /// heartbeat is due, without holding up the loop (sync must keep being served).
     fn wait_then_start(&self, next: Height, reply: malachitebft_app_channel::Reply<Next<Ctx>>) {
@@ -699,6 +713,8 @@ impl App {
         let full = self.pace.limit(max_entries, batch);
         let min = self.settings.min_batch_interval;
         let since = self.last_commit;
+        let batch_from = self.batch_start(next.0);
+        let started = self.started.clone();
         let due = self.next_due_ms();
         let env = self.settings.env.clone();
         self.settings.env.spawn(async move {
@@ -706,19 +722,21 @@ impl App {
             loop {
                 let time_work = due.is_some_and(|d| env.now_ms() >= d);
                 let waited = since.elapsed();
+                let gathered = batch_from.elapsed();
                 let batch = pace::interval(min, batch, pool.waiting(), full);
-                if waited >= heartbeat || ((pool.has_work() || time_work) && waited >= batch) {
+                if waited >= heartbeat || ((pool.has_work() || time_work) && gathered >= batch) {
                     break;
                 }
                 let nap = if pool.has_work() || time_work {
                     // Woken by each arrival, so a batch that fills up closes then.
-                    batch.saturating_sub(waited)
+                    batch.saturating_sub(gathered)
                 } else {
                     heartbeat.saturating_sub(waited).min(Duration::from_millis(250))
                 };
                 let _ = tokio::time::timeout(nap.max(Duration::from_millis(1)), notify.notified())
                     .await;
             }
+            mark_started(&started, next.0);
             let sent = reply.send(Next::Start(next, params)).is_ok();
             tracing::debug!(height = next.0, sent, "starting the next height");
         });
@@ -786,4 +804,13 @@ fn peers_of(set: &ValidatorSet) -> std::collections::HashMap<PeerId, Address> {
             Some((PeerId::from_bytes(&id.to_bytes()).ok()?, v.address))
         })
         .collect()
+}
+
+/// Records that this node starts `height` now (keeping the last few heights).
+fn mark_started(started: &std::sync::Mutex<BTreeMap<u64, Instant>>, height: u64) {
+    let mut started = started.lock().unwrap_or_else(|e| e.into_inner());
+    started.insert(height, Instant::now());
+    while started.len() > 4 {
+        started.pop_first();
+    }
 }
