@@ -1712,7 +1712,7 @@ async fn run(
         let _ = shared.gossip.set(gossip);
         let outbox = shared.outbox_rx.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(rx) = outbox {
-            shared.env.spawn(gossip_sender(shared.clone(), rx));
+            shared.env.spawn(gossip_sender(Arc::downgrade(&shared), rx));
         }
         if journal_damaged {
             shared.env.spawn(recover_pending(shared.clone(), config.p2p.bootstrap_addrs()));
@@ -2050,7 +2050,14 @@ const GOSSIP_GATHER: Duration = Duration::from_millis(20);
 /// ([`surplus_net::gossip_batch`]): an entry that comes while the sender is idle leaves at once;
 /// the ones that come within [`GOSSIP_GATHER`] after a publication leave together at its end.
 /// Under load that is one publication per 20 ms, each entry delayed by at most that much.
-async fn gossip_sender(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<Outgoing>) {
+///
+/// It holds the node's state only while it publishes: once the node stops and lets go of it,
+/// the outbox closes and the task ends, so that a restart in this process can open the stores
+/// again (found by the full-disk test).
+async fn gossip_sender(
+    shared: std::sync::Weak<Shared>,
+    mut rx: tokio::sync::mpsc::Receiver<Outgoing>,
+) {
     while let Some(first) = rx.recv().await {
         let mut items = vec![first];
         while items.len() < 4 * surplus_net::gossip_batch::MAX_ENTRIES {
@@ -2059,7 +2066,9 @@ async fn gossip_sender(shared: Arc<Shared>, mut rx: tokio::sync::mpsc::Receiver<
                 Err(_) => break,
             }
         }
-        publish_entries(&shared, items).await;
+        let Some(node) = shared.upgrade() else { return };
+        publish_entries(&node, items).await;
+        drop(node);
         tokio::time::sleep(GOSSIP_GATHER).await;
     }
 }
