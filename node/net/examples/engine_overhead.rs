@@ -194,7 +194,7 @@ struct Empty(Arc<Notify>);
 
 #[async_trait::async_trait]
 impl Pool for Empty {
-    async fn pending(&self, _: usize, _: usize) -> Vec<Entry> {
+    async fn pending(&self, _: usize, _: usize, _: consensus::Skip) -> Vec<Entry> {
         Vec::new()
     }
     fn has_work(&self) -> bool {

@@ -227,9 +227,22 @@ impl Mempool {
     /// Up to `max_entries` entries and `max_bytes` bytes, oldest first, stopping at the first
     /// that does not fit (so that no entry is overtaken for being large).
     pub fn pending(&self, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
+        self.pending_except(max_entries, max_bytes, |_| false)
+    }
+
+    /// [`Mempool::pending`] leaving out the entries `skip` names, which count in neither limit.
+    pub fn pending_except(
+        &self,
+        max_entries: usize,
+        max_bytes: usize,
+        skip: impl Fn(&Hash) -> bool,
+    ) -> Vec<Entry> {
         let mut out = Vec::new();
         let mut bytes = 0;
         for id in self.by_arrival.values() {
+            if skip(id) {
+                continue;
+            }
             let Some(slot) = self.slots.get(id) else { continue };
             if out.len() >= max_entries || bytes + slot.bytes > max_bytes {
                 break;
@@ -549,6 +562,12 @@ mod tests {
         assert_eq!(m.pending(100, usize::MAX), all);
         assert_eq!(m.pending(2, usize::MAX), all[..2]);
         assert_eq!(m.pending(100, 3 * size + 1), all[..3]);
+        // Entries left out (those of a block the node has not applied yet) count in neither
+        // limit: the next ones fill their place.
+        let skip = |id: &Hash| *id == items[0].1.id || *id == items[1].1.id;
+        assert_eq!(m.pending_except(2, usize::MAX, skip), all[2..4]);
+        assert_eq!(m.pending_except(100, 2 * size, skip), all[2..4]);
+        assert_eq!(m.pending_except(100, usize::MAX, |_| true), Vec::<Entry>::new());
 
         assert_eq!(m.remove_committed(&[items[0].1.id, items[3].1.id, [9; 32]]), 2);
         assert!(!m.contains(&items[0].1.id) && m.contains(&items[1].1.id));

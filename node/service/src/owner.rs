@@ -270,6 +270,16 @@ impl Core {
         self.mempool.pending(max_entries, max_bytes)
     }
 
+    /// [`Core::pending`] leaving out the entries `skip` names.
+    pub fn pending_except(
+        &self,
+        max_entries: usize,
+        max_bytes: usize,
+        skip: impl Fn(&Hash) -> bool,
+    ) -> Vec<Entry> {
+        self.mempool.pending_except(max_entries, max_bytes, skip)
+    }
+
     /// Entries the state machine refused while building a block: a transaction ahead of its
     /// account's next sequence number stays (the ones before it may come); everything else
     /// can never apply and is dropped, with why.

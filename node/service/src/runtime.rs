@@ -15,7 +15,7 @@ use surplus_ledger::{Entry, EntryKind, Hash, PublicKey, SecretKey, SignedCheckpo
 use tokio::sync::Notify;
 
 use crate::config::Config;
-use crate::consensus::{self, Committed, Pool};
+use crate::consensus::{self, Committed, Pool, Skip};
 use crate::genesis::GenesisFile;
 use crate::inventory::{self, Inventory};
 use crate::journal::Journal;
@@ -543,8 +543,10 @@ struct SharedPool(Arc<Shared>);
 
 #[async_trait::async_trait]
 impl Pool for SharedPool {
-    async fn pending(&self, max_entries: usize, max_bytes: usize) -> Vec<Entry> {
-        self.0.core.call(move |c| c.pending(max_entries, max_bytes)).await.unwrap_or_default()
+    async fn pending(&self, max_entries: usize, max_bytes: usize, skip: Skip) -> Vec<Entry> {
+        let call =
+            move |c: &mut Core| c.pending_except(max_entries, max_bytes, |id| skip.contains(id));
+        self.0.core.call(call).await.unwrap_or_default()
     }
     fn has_work(&self) -> bool {
         self.0.core.pending() > 0

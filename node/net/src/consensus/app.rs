@@ -143,7 +143,7 @@ pub(super) struct App {
     /// the block, which may lag this chain by the commits queued for it; until then the pool
     /// still offers the entry, and a block built from it would refuse the entry as already
     /// applied and report it dropped although it is committed.
-    recent: VecDeque<HashSet<surplus_ledger::Hash>>,
+    recent: VecDeque<Arc<HashSet<surplus_ledger::Hash>>>,
     /// The last decided block being stored, then handed to the node.
     delivering: Option<tokio::task::JoinHandle<Result<()>>>,
     /// This node's execution time per block entry, which bounds its proposals.
@@ -215,9 +215,14 @@ impl App {
     /// How long after the last block the next batch closes, with `waiting` entries in the pool:
     /// the batch interval in force, or its lower bound once they fill a proposal
     /// ([`pace::interval`]).
+    /// The time a block's execution may take ([`pace::budget`]).
+    fn budget(&self) -> Duration {
+        pace::budget(self.batch_interval(), self.settings.timeouts.propose)
+    }
+
     fn interval_now(&self, waiting: usize) -> Duration {
         let (max_entries, _) = self.chain.block_limits();
-        let full = self.pace.limit(max_entries, self.batch_interval());
+        let full = self.pace.limit(max_entries, self.budget());
         pace::interval(self.settings.min_batch_interval, self.batch_interval(), waiting, full)
     }
 
@@ -448,17 +453,14 @@ impl App {
             tokio::time::sleep_until(wait_until).await;
         }
         let (max_entries, max_bytes) = self.chain.block_limits();
-        let paced = self.pace.limit(max_entries, self.batch_interval());
+        let paced = self.pace.limit(max_entries, self.budget());
         if paced < max_entries {
             tracing::debug!(limit = paced, per_entry = ?self.pace.per_entry(),
                 "proposal paced below the block limit");
         }
         let max_entries = paced;
-        let mut user = self.pool.pending(max_entries, max_bytes).await;
-        user.retain(|e| {
-            let id = e.id();
-            !self.recent.iter().any(|ids| ids.contains(&id))
-        });
+        let skip = super::Skip(self.recent.iter().cloned().collect());
+        let user = self.pool.pending(max_entries, max_bytes, skip).await;
         let started = Instant::now();
         let built = tokio::task::block_in_place(|| {
             self.chain.build(&user, self.settings.env.now_ms(), self.address)
@@ -669,7 +671,7 @@ impl App {
             self.chain.commit_deferred(height, cert.value_id, round, &sigs)
         })?;
         let user = checked.block.entries.iter().filter(|e| matches!(e.auth, Auth::Signed { .. }));
-        self.recent.push_back(user.map(|e| e.id()).collect());
+        self.recent.push_back(Arc::new(user.map(|e| e.id()).collect()));
         while self.recent.len() > RECENT_COMMITS {
             self.recent.pop_front();
         }
@@ -710,7 +712,7 @@ impl App {
         let heartbeat = self.settings.idle_heartbeat.max(batch);
         // The interval shortens to its lower bound while a full proposal waits.
         let (max_entries, _) = self.chain.block_limits();
-        let full = self.pace.limit(max_entries, batch);
+        let full = self.pace.limit(max_entries, self.budget());
         let min = self.settings.min_batch_interval;
         let since = self.last_commit;
         let batch_from = self.batch_start(next.0);

@@ -39,11 +39,25 @@ use context::{Address, Ctx};
 use malachitebft_signing::Signer as _;
 use signing::{ChainSigner, ChainVerifier, ProvenPeers};
 
+/// Entries a proposal must leave out: those of the blocks committed last, which the pool may
+/// still hold until the node has applied them. Cheap to clone (one shared set per block).
+#[derive(Clone, Debug, Default)]
+pub struct Skip(Vec<Arc<std::collections::HashSet<surplus_ledger::Hash>>>);
+
+impl Skip {
+    /// Whether the entry of this id is left out.
+    pub fn contains(&self, id: &surplus_ledger::Hash) -> bool {
+        self.0.iter().any(|ids| ids.contains(id))
+    }
+}
+
 /// Where the node keeps user entries waiting for a block.
 #[async_trait::async_trait]
 pub trait Pool: Send + Sync + 'static {
-    /// Entries for the next block, in arrival order, within the limits.
-    async fn pending(&self, max_entries: usize, max_bytes: usize) -> Vec<Entry>;
+    /// Entries for the next block, in arrival order, within the limits, leaving out those
+    /// `skip` names (they count in neither limit: a backlog behind a block being applied still
+    /// fills the next one).
+    async fn pending(&self, max_entries: usize, max_bytes: usize, skip: Skip) -> Vec<Entry>;
     /// Whether anything waits.
     fn has_work(&self) -> bool;
     /// How many entries wait (some may not fit the next block yet).
@@ -559,7 +573,7 @@ mod tests {
 
     #[async_trait::async_trait]
     impl Pool for ListPool {
-        async fn pending(&self, max_entries: usize, _max_bytes: usize) -> Vec<Entry> {
+        async fn pending(&self, max_entries: usize, _max_bytes: usize, _: Skip) -> Vec<Entry> {
             let mut e = self.entries.lock().unwrap();
             let n = e.len().min(max_entries);
             e.drain(..n).collect()

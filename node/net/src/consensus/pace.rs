@@ -1,9 +1,11 @@
-//! How many entries this node's proposals carry: no more than it executes within half the batch
-//! interval, by the time per entry it measured on recent blocks (each built or checked), so
-//! that a block is checked by the validators well within the interval even when the pool holds
-//! more than the block limit. A proposer's own choice: validators accept any block within the
-//! limits in force (`docs/node.md`), so nodes need not agree on it. And when a block is due:
-//! the batch interval adapts between its configured bounds ([`interval`]).
+//! How many entries this node's proposals carry: no more than it executes within its budget
+//! ([`budget`]: half the batch interval, and no more than a share of the propose timeout, since
+//! the proposer builds the block and every validator checks it before that timeout runs out),
+//! by the time per entry it measured on recent blocks (each built or checked), so that a block
+//! is checked by the validators in its round even when the pool holds more than the block
+//! limit. A proposer's own choice: validators accept any block within the limits in force
+//! (`docs/node.md`), so nodes need not agree on it. And when a block is due: the batch interval
+//! adapts between its configured bounds ([`interval`]).
 
 use std::time::Duration;
 
@@ -35,11 +37,11 @@ impl Pace {
         });
     }
 
-    /// Most user entries for the next proposal: as many as execute within half of `interval`
-    /// at the measured pace, between [`FLOOR`] and `max_entries` (the limit in force).
-    pub fn limit(&self, max_entries: usize, interval: Duration) -> usize {
+    /// Most user entries for the next proposal: as many as execute within `budget` at the
+    /// measured pace, between [`FLOOR`] and `max_entries` (the limit in force).
+    pub fn limit(&self, max_entries: usize, budget: Duration) -> usize {
         let Some(per) = self.per_entry_ns.filter(|p| *p > 0.0) else { return max_entries };
-        let fits = (interval.as_nanos() as f64 / 2.0 / per) as usize;
+        let fits = (budget.as_nanos() as f64 / per) as usize;
         fits.clamp(FLOOR.min(max_entries), max_entries)
     }
 
@@ -47,6 +49,13 @@ impl Pace {
     pub fn per_entry(&self) -> Option<Duration> {
         self.per_entry_ns.map(|ns| Duration::from_nanos(ns as u64))
     }
+}
+
+/// The time a block's execution may take: half the batch interval, and at most 2/5 of the
+/// propose timeout (round 0's: the proposer's build, the transfer and each validator's check
+/// all fall within it, and a block that misses it costs a round).
+pub fn budget(interval: Duration, propose_timeout: Duration) -> Duration {
+    (interval / 2).min(propose_timeout * 2 / 5)
 }
 
 /// The batch interval in force after a block, between `min` and `max` (the configured
@@ -66,6 +75,17 @@ mod tests {
     use super::*;
 
     const INTERVAL: Duration = Duration::from_millis(500);
+    /// Half of [`INTERVAL`].
+    const BUDGET: Duration = Duration::from_millis(250);
+
+    #[test]
+    fn the_budget_is_half_the_interval_within_the_propose_timeout() {
+        let timeout = Duration::from_millis(1_000);
+        assert_eq!(budget(INTERVAL, timeout), BUDGET);
+        // A short propose timeout binds: 2/5 of 300 ms.
+        assert_eq!(budget(INTERVAL, Duration::from_millis(300)), Duration::from_millis(120));
+        assert_eq!(budget(Duration::from_millis(100), timeout), Duration::from_millis(50));
+    }
 
     #[test]
     fn the_interval_shortens_to_its_lower_bound_while_a_full_block_waits() {
@@ -82,7 +102,7 @@ mod tests {
 
     #[test]
     fn with_no_measure_the_limit_in_force_binds() {
-        assert_eq!(Pace::default().limit(5_000, INTERVAL), 5_000);
+        assert_eq!(Pace::default().limit(5_000, BUDGET), 5_000);
     }
 
     #[test]
@@ -91,29 +111,29 @@ mod tests {
         // 1,000 entries in 200 ms: 200 µs each, so 250 ms hold 1,250.
         p.record(1_000, Duration::from_millis(200));
         assert_eq!(p.per_entry(), Some(Duration::from_micros(200)));
-        assert_eq!(p.limit(5_000, INTERVAL), 1_250);
+        assert_eq!(p.limit(5_000, BUDGET), 1_250);
         // The limit in force still binds when blocks are fast.
         p.record(1_000, Duration::from_millis(1));
         p.record(1_000, Duration::from_millis(1));
-        assert!(p.limit(5_000, INTERVAL) > 1_250);
-        assert_eq!(Pace { per_entry_ns: Some(1.0) }.limit(5_000, INTERVAL), 5_000);
+        assert!(p.limit(5_000, BUDGET) > 1_250);
+        assert_eq!(Pace { per_entry_ns: Some(1.0) }.limit(5_000, BUDGET), 5_000);
     }
 
     #[test]
     fn the_average_follows_a_slowdown_and_never_stops_the_chain() {
         let mut p = Pace::default();
         p.record(1_000, Duration::from_millis(100));
-        let before = p.limit(5_000, INTERVAL);
+        let before = p.limit(5_000, BUDGET);
         p.record(1_000, Duration::from_millis(900));
-        let after = p.limit(5_000, INTERVAL);
+        let after = p.limit(5_000, BUDGET);
         assert!(after < before, "{after} < {before}");
         // Ever slower blocks: the floor holds.
         for _ in 0..50 {
             p.record(100, Duration::from_secs(10));
         }
-        assert_eq!(p.limit(5_000, INTERVAL), FLOOR);
+        assert_eq!(p.limit(5_000, BUDGET), FLOOR);
         // A limit in force below the floor is kept.
-        assert_eq!(p.limit(10, INTERVAL), 10);
+        assert_eq!(p.limit(10, BUDGET), 10);
     }
 
     #[test]
