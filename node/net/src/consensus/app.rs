@@ -146,7 +146,7 @@ pub(super) struct App {
     recent: VecDeque<Arc<HashSet<surplus_ledger::Hash>>>,
     /// The last decided block being stored, then handed to the node.
     delivering: Option<tokio::task::JoinHandle<Result<()>>>,
-    /// This node's execution time per block entry, which bounds its proposals.
+    /// This node's execution time per user entry, which bounds its proposals.
     pace: Pace,
 }
 
@@ -465,7 +465,7 @@ impl App {
         let built = tokio::task::block_in_place(|| {
             self.chain.build(&user, self.settings.env.now_ms(), self.address)
         })?;
-        self.pace.record(built.block.entries.len(), started.elapsed());
+        self.pace.record(user_entries(&built.block), started.elapsed());
         // Entries the state machine refused will never be included: drop them from the pool.
         let refused: Vec<(surplus_ledger::Hash, surplus_contracts::Refusal)> = built
             .applied
@@ -603,7 +603,7 @@ impl App {
             self.chain.check(&part.block, Some(self.settings.env.now_ms()))
         });
         if let (Ok(c), true) = (&checked, executes) {
-            self.pace.record(c.block.entries.len(), started.elapsed());
+            self.pace.record(user_entries(&c.block), started.elapsed());
         }
         let written = write.await.map_err(|e| anyhow!("storing a proposal: {e}"));
         let valid = match checked {
@@ -681,6 +681,7 @@ impl App {
             height,
             entries = checked.block.entries.len(),
             hash = %hex::encode(&checked.block.header.hash()[..6]),
+            paced = self.pace.limit(self.chain.block_limits().0, self.budget()),
             "committed"
         );
         let committed = Committed {
@@ -809,6 +810,12 @@ fn peers_of(set: &ValidatorSet) -> std::collections::HashMap<PeerId, Address> {
 }
 
 /// Records that this node starts `height` now (keeping the last few heights).
+/// The entries of a block that came from the pool (signed by their authors): the pace bounds
+/// these, so it counts the time of the entries they bring (fills, settlements) against them.
+fn user_entries(block: &surplus_ledger::Block) -> usize {
+    block.entries.iter().filter(|e| matches!(e.auth, Auth::Signed { .. })).count()
+}
+
 fn mark_started(started: &std::sync::Mutex<BTreeMap<u64, Instant>>, height: u64) {
     let mut started = started.lock().unwrap_or_else(|e| e.into_inner());
     started.insert(height, Instant::now());

@@ -25,7 +25,8 @@ pub struct Pace {
 }
 
 impl Pace {
-    /// Counts a block of `entries` entries that took `took` to execute (built or checked).
+    /// Counts a block of `entries` user entries (those from the pool) that took `took` to
+    /// execute (built or checked), with the entries they brought (a fill for each order filled).
     pub fn record(&mut self, entries: usize, took: Duration) {
         if entries < MIN_SAMPLE {
             return;
