@@ -437,6 +437,9 @@ pub struct Stopped;
 #[derive(Clone)]
 pub struct CoreHandle {
     jobs: mpsc::Sender<Job>,
+    /// Jobs of the consensus path (a proposal's entries, a commit), run before any job of
+    /// `jobs` still waiting: a backlog of admissions must not hold up blocks.
+    first: mpsc::Sender<Job>,
     snapshot: watch::Receiver<Arc<Snapshot>>,
     /// Entries in the mempool after the last job (for status and metrics without a job).
     pending: Arc<AtomicUsize>,
@@ -452,6 +455,8 @@ pub struct CoreHandle {
 /// How many jobs may wait for the core (admissions, block building, commits); a caller waits
 /// for room beyond it.
 pub const QUEUE: usize = 4_096;
+/// Capacity of the core's first lane ([`CoreHandle::call_first`]).
+const FIRST_QUEUE: usize = 64;
 
 /// Runs `core` on a task of `env`; `dropped` receives the receipts of entries the mempool
 /// dropped, after each job. The task ends when every handle is gone.
@@ -461,12 +466,14 @@ pub fn spawn(
     mut dropped: impl FnMut(Vec<(Hash, Submission)>) + Send + 'static,
 ) -> CoreHandle {
     let (jobs, mut rx) = mpsc::channel::<Job>(QUEUE);
+    let (first, mut first_rx) = mpsc::channel::<Job>(FIRST_QUEUE);
     let pending = Arc::new(AtomicUsize::new(core.mempool.len()));
     let pending_bytes = Arc::new(AtomicUsize::new(core.mempool.bytes()));
     let oldest_ready_ms = Arc::new(AtomicU64::new(core.mempool.oldest_ready_ms().unwrap_or(0)));
     let oldest_ready_kind = Arc::new(AtomicU16::new(0));
     let handle = CoreHandle {
         jobs,
+        first,
         snapshot: core.watch(),
         pending: pending.clone(),
         pending_bytes: pending_bytes.clone(),
@@ -474,7 +481,13 @@ pub fn spawn(
         oldest_ready_kind: oldest_ready_kind.clone(),
     };
     env.spawn(async move {
-        while let Some(job) = rx.recv().await {
+        loop {
+            let job = tokio::select! {
+                biased;
+                Some(job) = first_rx.recv() => job,
+                Some(job) = rx.recv() => job,
+                else => break,
+            };
             job(&mut core);
             pending.store(core.mempool.len(), Ordering::Relaxed);
             pending_bytes.store(core.mempool.bytes(), Ordering::Relaxed);
@@ -496,13 +509,28 @@ impl CoreHandle {
         &self,
         f: impl FnOnce(&mut Core) -> R + Send + 'static,
     ) -> Result<R, Stopped> {
+        Self::call_on(&self.jobs, f).await
+    }
+
+    /// [`CoreHandle::call`] ahead of every job the core has not started (for the consensus
+    /// path: a proposal's entries, a commit).
+    pub async fn call_first<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Core) -> R + Send + 'static,
+    ) -> Result<R, Stopped> {
+        Self::call_on(&self.first, f).await
+    }
+
+    async fn call_on<R: Send + 'static>(
+        lane: &mpsc::Sender<Job>,
+        f: impl FnOnce(&mut Core) -> R + Send + 'static,
+    ) -> Result<R, Stopped> {
         let (tx, rx) = oneshot::channel();
-        self.jobs
-            .send(Box::new(move |c: &mut Core| {
-                let _ = tx.send(f(c));
-            }))
-            .await
-            .map_err(|_| Stopped)?;
+        lane.send(Box::new(move |c: &mut Core| {
+            let _ = tx.send(f(c));
+        }))
+        .await
+        .map_err(|_| Stopped)?;
         rx.await.map_err(|_| Stopped)
     }
 
@@ -603,6 +631,49 @@ mod tests {
         );
         core.own_keys(CHAIN, vec![faucet.clone()]);
         (core, faucet)
+    }
+
+    /// Jobs of the first lane run before every job still waiting in the other, whenever they
+    /// were sent.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_first_lane_runs_ahead_of_waiting_jobs() {
+        let (core, _) = core(0);
+        let handle = spawn(core, &surplus_net::Env::system(), |_| {});
+        // Hold the task on a job until the others are queued behind it.
+        let (hold, held) = std::sync::mpsc::channel::<()>();
+        let order = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let h = handle.clone();
+        let blocker = tokio::spawn(async move {
+            h.call(move |_| {
+                let _ = held.recv();
+            })
+            .await
+        });
+        // Queue three ordinary jobs and one first-lane job, in that order, while the task waits.
+        let mut calls = Vec::new();
+        for k in 0..3 {
+            let (h, order) = (handle.clone(), order.clone());
+            calls.push(tokio::spawn(async move {
+                h.call(move |_| order.lock().unwrap().push(format!("job {k}"))).await
+            }));
+        }
+        let (h, o) = (handle.clone(), order.clone());
+        let first = tokio::spawn(async move {
+            h.call_first(move |_| o.lock().unwrap().push("first".to_string())).await
+        });
+        // The task holds the blocker; three jobs wait behind it, and one in the first lane.
+        while handle.queued() != 3 || handle.first.capacity() != FIRST_QUEUE - 1 {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        hold.send(()).unwrap();
+        blocker.await.unwrap().unwrap();
+        first.await.unwrap().unwrap();
+        for c in calls {
+            c.await.unwrap().unwrap();
+        }
+        let order = order.lock().unwrap().clone();
+        assert_eq!(order.first().map(String::as_str), Some("first"), "{order:?}");
+        assert_eq!(order.len(), 4, "{order:?}");
     }
 
     fn seqs(core: &Core, who: &PublicKey) -> Vec<u64> {

@@ -546,7 +546,7 @@ impl Pool for SharedPool {
     async fn pending(&self, max_entries: usize, max_bytes: usize, skip: Skip) -> Vec<Entry> {
         let call =
             move |c: &mut Core| c.pending_except(max_entries, max_bytes, |id| skip.contains(id));
-        self.0.core.call(call).await.unwrap_or_default()
+        self.0.core.call_first(call).await.unwrap_or_default()
     }
     fn has_work(&self) -> bool {
         self.0.core.pending() > 0
@@ -558,7 +558,7 @@ impl Pool for SharedPool {
         self.0.notify.clone()
     }
     async fn refused(&self, refused: Vec<(Hash, surplus_contracts::Refusal)>) {
-        let _ = self.0.core.call(move |c| c.refused(refused)).await;
+        let _ = self.0.core.call_first(move |c| c.refused(refused)).await;
     }
 }
 
@@ -2257,8 +2257,11 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
     // The receipts first: an entry is never neither pending nor committed to a reader.
     shared.receipts.record_block(c.block.header.height, &committed_receipts(&c.block));
     let (head, state, now) = (c.block.header.clone(), c.state.clone(), shared.env.now_ms());
-    let resigned =
-        shared.core.call(move |core| core.commit(head, state, &ids, now)).await.unwrap_or_default();
+    let resigned = shared
+        .core
+        .call_first(move |core| core.commit(head, state, &ids, now))
+        .await
+        .unwrap_or_default();
     for entry in resigned {
         tracing::info!(
             kind = entry.kind.name(),
