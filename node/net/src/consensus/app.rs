@@ -10,7 +10,7 @@ use bytes::Bytes;
 use malachitebft_app_channel::app::engine::host::{HeightParams, Next, SyncedValueOutcome};
 use malachitebft_app_channel::app::streaming::StreamContent;
 use malachitebft_app_channel::app::types::core::{
-    CommitCertificate, ExtendedCommitCertificate, ExtendedCommitSignature, Round, Validity,
+    CommitCertificate, Context, ExtendedCommitCertificate, ExtendedCommitSignature, Round, Validity,
 };
 use malachitebft_app_channel::app::types::streaming::{StreamId, StreamMessage};
 use malachitebft_app_channel::app::types::sync::RawDecidedValue;
@@ -18,7 +18,7 @@ use malachitebft_app_channel::app::types::{LocallyProposedValue, PeerId, Propose
 use malachitebft_app_channel::{AppMsg, Channels, NetworkMsg};
 use malachitebft_signing_ed25519::Signature;
 use surplus_ledger::Auth;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 use tokio::time::Instant;
 
 use super::chain::{Chain, Checked};
@@ -134,6 +134,11 @@ pub(super) struct App {
     /// When this node started each of the last few heights: the batch interval runs from the
     /// start of the height before, so that a block's own time counts in it.
     started: Arc<std::sync::Mutex<BTreeMap<u64, Instant>>>,
+    /// The highest height a validator's proposal part came for (a validator that does not
+    /// propose round 0 of the next height starts it once the proposer's parts arrive).
+    part_height: Arc<AtomicU64>,
+    /// Signalled when [`App::part_height`] rises.
+    part_came: Arc<Notify>,
     /// Heights whose value came from sync: the node is catching up and must not wait.
     synced_heights: std::collections::BTreeSet<u64>,
     /// Whether this node votes (a follower never needs to wait before a height).
@@ -196,6 +201,8 @@ impl App {
             proven,
             last_commit: Instant::now(),
             started: Default::default(),
+            part_height: Default::default(),
+            part_came: Default::default(),
             synced_heights: Default::default(),
             validator,
             recent: VecDeque::new(),
@@ -569,6 +576,9 @@ impl App {
             return Ok(None);
         };
         let next = self.chain.height() + 1;
+        if self.part_height.fetch_max(part.height.0, Ordering::Relaxed) < part.height.0 {
+            self.part_came.notify_waiters();
+        }
         if part.height.0 > next {
             let queued: usize = self.future.values().map(Vec::len).sum();
             let from_this: usize =
@@ -671,7 +681,9 @@ impl App {
             self.chain.commit_deferred(height, cert.value_id, round, &sigs)
         })?;
         let user = checked.block.entries.iter().filter(|e| matches!(e.auth, Auth::Signed { .. }));
-        self.recent.push_back(Arc::new(user.map(|e| e.id()).collect()));
+        let user: HashSet<_> = user.map(|e| e.id()).collect();
+        self.pool.decided(height, user.len());
+        self.recent.push_back(Arc::new(user));
         while self.recent.len() > RECENT_COMMITS {
             self.recent.pop_front();
         }
@@ -704,8 +716,9 @@ impl App {
         before.map_or(self.last_commit, |b| b.min(self.last_commit))
     }
 
-    /// Replies `Start(next)` once there is work and the batch interval has passed, or the idle
-    /// heartbeat is due, without holding up the loop (sync must keep being served).
+    /// Replies `Start(next)` when [`pace::Start`] says (round 0's proposer once there is work
+    /// and the batch interval has passed, another validator once the proposal comes; either at
+    /// the idle heartbeat), without holding up the loop (sync must keep being served).
     fn wait_then_start(&self, next: Height, reply: malachitebft_app_channel::Reply<Next<Ctx>>) {
         let pool = self.pool.clone();
         let params = self.params();
@@ -714,30 +727,40 @@ impl App {
         // The interval shortens to its lower bound while a full proposal waits.
         let (max_entries, _) = self.chain.block_limits();
         let full = self.pace.limit(max_entries, self.budget());
+        self.pool.room(full);
         let min = self.settings.min_batch_interval;
         let since = self.last_commit;
         let batch_from = self.batch_start(next.0);
         let started = self.started.clone();
         let due = self.next_due_ms();
         let env = self.settings.env.clone();
+        let proposes = !self.chain.validators.validators.is_empty()
+            && Ctx.select_proposer(&self.chain.validators, next, Round::new(0)).address
+                == self.address;
+        let start = pace::Start { proposes, min, max: batch, heartbeat, full };
+        let (part_height, part_came) = (self.part_height.clone(), self.part_came.clone());
         self.settings.env.spawn(async move {
             let notify = pool.notify();
             loop {
-                let time_work = due.is_some_and(|d| env.now_ms() >= d);
-                let waited = since.elapsed();
-                let gathered = batch_from.elapsed();
-                let batch = pace::interval(min, batch, pool.waiting(), full);
-                if waited >= heartbeat || ((pool.has_work() || time_work) && gathered >= batch) {
+                let seen = pace::Seen {
+                    proposal: part_height.load(Ordering::Relaxed) >= next.0,
+                    since_commit: since.elapsed(),
+                    gathered: batch_from.elapsed(),
+                    work: pool.has_work() || due.is_some_and(|d| env.now_ms() >= d),
+                    waiting: pool.waiting(),
+                };
+                if start.now(&seen) {
                     break;
                 }
-                let nap = if pool.has_work() || time_work {
-                    // Woken by each arrival, so a batch that fills up closes then.
-                    batch.saturating_sub(gathered)
-                } else {
-                    heartbeat.saturating_sub(waited).min(Duration::from_millis(250))
+                // Woken by each arrival (a batch that fills up closes then) and by the
+                // proposal's first part.
+                let woken = async {
+                    tokio::select! {
+                        _ = notify.notified() => {}
+                        _ = part_came.notified() => {}
+                    }
                 };
-                let _ = tokio::time::timeout(nap.max(Duration::from_millis(1)), notify.notified())
-                    .await;
+                let _ = tokio::time::timeout(start.nap(&seen), woken).await;
             }
             mark_started(&started, next.0);
             let sent = reply.send(Next::Start(next, params)).is_ok();

@@ -60,10 +60,18 @@ pub trait Pool: Send + Sync + 'static {
     async fn pending(&self, max_entries: usize, max_bytes: usize, skip: Skip) -> Vec<Entry>;
     /// Whether anything waits.
     fn has_work(&self) -> bool;
-    /// How many entries wait (some may not fit the next block yet).
+    /// How many entries wait for a block (some may not fit the next one yet), leaving out
+    /// those of a decided block not yet applied.
     fn waiting(&self) -> usize;
     /// Signalled whenever an entry arrives.
     fn notify(&self) -> Arc<Notify>;
+    /// The most user entries this node's next proposal takes (the pace's limit, before each
+    /// height): a pool may refuse new work while more than that waits, since what comes after
+    /// it misses the next block.
+    fn room(&self, _entries: usize) {}
+    /// Height `height` was decided with `entries` user entries: until the node has applied it,
+    /// they are still in the pool but wait for no block ([`Pool::waiting`] leaves them out).
+    fn decided(&self, _height: u64, _entries: usize) {}
     /// Entries the state machine refused while building a block, with why: the pool drops
     /// those that can never fit (and says so), and keeps transactions that wait for earlier
     /// sequence numbers.

@@ -71,6 +71,68 @@ pub fn interval(min: Duration, max: Duration, waiting: usize, full: usize) -> Du
     }
 }
 
+/// When a validator starts a height: the batch of entries gathers before it.
+#[derive(Clone, Copy, Debug)]
+pub struct Start {
+    /// Whether this validator proposes the height's round 0.
+    pub proposes: bool,
+    /// The configured bounds of the batch interval.
+    pub min: Duration,
+    /// See [`Start::min`].
+    pub max: Duration,
+    /// The longest wait after a commit (the idle heartbeat, and at least `max`).
+    pub heartbeat: Duration,
+    /// User entries that fill a proposal.
+    pub full: usize,
+}
+
+/// What a waiting validator knows at one moment.
+#[derive(Clone, Copy, Debug)]
+pub struct Seen {
+    /// A part of the height's proposal has come.
+    pub proposal: bool,
+    /// Since this validator committed the height before.
+    pub since_commit: Duration,
+    /// Since the batch began: the start of the height before.
+    pub gathered: Duration,
+    /// Entries wait, or time-driven work is due.
+    pub work: bool,
+    /// Entries waiting for a block.
+    pub waiting: usize,
+}
+
+impl Start {
+    /// Whether to start now. Round 0's proposer starts once there is work and the batch has
+    /// gathered for the interval (its lower bound while a full proposal waits, see
+    /// [`interval`]), or at the heartbeat. Any other validator starts when the proposer's
+    /// first part comes, or, after its own commit, once a full interval has passed with work
+    /// waiting or the heartbeat is due (the proposer may be down: round 0 then times out as it
+    /// always did). Starting before the proposer would start its propose timeout early, and a
+    /// proposal that comes after it costs a round.
+    pub fn now(&self, seen: &Seen) -> bool {
+        if seen.since_commit >= self.heartbeat {
+            return true;
+        }
+        if !self.proposes {
+            return seen.proposal || (seen.work && seen.since_commit >= self.max);
+        }
+        seen.work && seen.gathered >= interval(self.min, self.max, seen.waiting, self.full)
+    }
+
+    /// How long to wait before looking again, at most (arrivals and parts wake it earlier).
+    pub fn nap(&self, seen: &Seen) -> Duration {
+        let heartbeat = self.heartbeat.saturating_sub(seen.since_commit);
+        let nap = match (self.proposes, seen.work) {
+            (true, true) => {
+                interval(self.min, self.max, seen.waiting, self.full).saturating_sub(seen.gathered)
+            }
+            (false, true) => self.max.saturating_sub(seen.since_commit),
+            (_, false) => Duration::from_millis(250),
+        };
+        nap.min(heartbeat).max(Duration::from_millis(1))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -99,6 +161,52 @@ mod tests {
         assert_eq!(interval(Duration::from_secs(2), max, 50_000, 1_000), max);
         // An empty pool never counts as a full block.
         assert_eq!(interval(min, max, 0, 0), max);
+    }
+
+    #[test]
+    fn round_zeros_proposer_starts_at_the_interval_or_when_a_block_is_full() {
+        let ms = Duration::from_millis;
+        let start =
+            Start { proposes: true, min: ms(100), max: INTERVAL, heartbeat: INTERVAL, full: 2_000 };
+        let seen = Seen {
+            proposal: false,
+            since_commit: ms(150),
+            gathered: ms(150),
+            work: true,
+            waiting: 10,
+        };
+        assert!(!start.now(&seen));
+        assert_eq!(start.nap(&seen), ms(350));
+        assert!(start.now(&Seen { waiting: 2_000, ..seen }), "a full proposal closes at min");
+        assert!(start.now(&Seen { gathered: INTERVAL, ..seen }));
+        assert!(!start.now(&Seen { gathered: INTERVAL, work: false, ..seen }), "nothing to do");
+        assert!(start.now(&Seen { since_commit: INTERVAL, work: false, ..seen }), "heartbeat");
+    }
+
+    #[test]
+    fn another_validator_starts_when_the_proposal_comes_or_an_interval_after_its_commit() {
+        let ms = Duration::from_millis;
+        let heartbeat = Duration::from_secs(30);
+        let start = Start { proposes: false, min: ms(100), max: INTERVAL, heartbeat, full: 2_000 };
+        // Its batch has gathered (the height before took longer than the interval) and a full
+        // block waits: it still waits for the proposer, which may not have started.
+        let seen = Seen {
+            proposal: false,
+            since_commit: ms(10),
+            gathered: ms(700),
+            work: true,
+            waiting: 5_000,
+        };
+        assert!(!start.now(&seen));
+        assert_eq!(start.nap(&seen), ms(490));
+        assert!(start.now(&Seen { proposal: true, ..seen }));
+        // The proposer may be down: a full interval after its own commit, it starts.
+        assert!(start.now(&Seen { since_commit: INTERVAL, ..seen }));
+        // With nothing to do, it waits for the heartbeat, as the proposer does.
+        let idle = Seen { since_commit: INTERVAL, work: false, waiting: 0, ..seen };
+        assert!(!start.now(&idle));
+        assert_eq!(start.nap(&idle), ms(250));
+        assert!(start.now(&Seen { since_commit: heartbeat, ..idle }));
     }
 
     #[test]
