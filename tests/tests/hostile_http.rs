@@ -492,6 +492,49 @@ fn operator_data_needs_the_operator_token_and_metrics_can_move() {
     nodes[0].stop();
 }
 
+/// A one-node devnet whose blocks take one entry each, two a second
+/// (`consensus.max_block_entries = 1`, a fixed 500 ms interval), with the `[mempool]` shedding
+/// keys given, its own entries already in blocks, and a funded buyer's one-slot bids in a market
+/// with an offer (`bid(nonce)`).
+struct OneEntryBlocks {
+    _tmp: tempfile::TempDir,
+    net: Devnet,
+    _nodes: Vec<NodeProc>,
+    api: Client,
+    addr: String,
+    buyer: surplus_ledger::SecretKey,
+    market: surplus_market::Market,
+}
+
+impl OneEntryBlocks {
+    fn start(shed_after_ms: &str, shed_beyond_blocks: &str) -> Self {
+        let tmp = tempfile::tempdir().unwrap();
+        let net = Devnet::init_with(tmp.path(), 1, free_base(10), 500, 1000);
+        let config = net.data_dir(0).join("config.toml");
+        set_config(&config, "max_block_entries", "1");
+        set_config(&config, "shed_after_ms", shed_after_ms);
+        set_config(&config, "shed_beyond_blocks", shed_beyond_blocks);
+        // A fixed interval: with a full block waiting, the batch would otherwise close at its
+        // lower bound.
+        set_config(&config, "min_batch_interval_ms", "500");
+        let nodes = net.start_all();
+        let api = nodes[0].api.clone();
+        let addr = api.base().trim_start_matches("http://").to_owned();
+        let buyer = net.buyer(2);
+        let (market, _) = first_pool(&net.data_dir(0));
+        wait_for_offer(&api, &market, &net.node_key(0));
+        wait_for("the node's own entries in blocks", 2 * MINUTE, || {
+            (api.status().ok()?.mempool == 0).then_some(())
+        });
+        Self { _tmp: tmp, net, _nodes: nodes, api, addr, buyer, market }
+    }
+
+    fn bid(&self, nonce: u64) -> Entry {
+        let order = Order::Bid(one_slot_bid(&self.market, 1, nonce, 1_800_000));
+        SignedOrder::sign(self.net.chain_id(), order, &self.buyer).0
+    }
+}
+
 /// A node sheds load before its queues fill: while the oldest entry a block could take has
 /// waited longer than `[mempool] shed_after_ms`, an API submission gets 503 `overloaded` with
 /// `Retry-After` and costs nothing; the shed count is a metric; the client sends again after
@@ -499,35 +542,12 @@ fn operator_data_needs_the_operator_token_and_metrics_can_move() {
 /// make the backlog here (`consensus.max_block_entries = 1`).
 #[test]
 fn a_node_behind_its_blocks_sheds_submissions_with_retry_after_and_recovers() {
-    let tmp = tempfile::tempdir().unwrap();
-    let net = Devnet::init_with(tmp.path(), 1, free_base(10), 500, 1000);
-    let config = net.data_dir(0).join("config.toml");
-    set_config(&config, "max_block_entries", "1");
-    set_config(&config, "shed_after_ms", "1000");
-    // A fixed interval: with a full block waiting, the batch would otherwise close at its lower
-    // bound and the backlog drain before anything is old enough to shed.
-    set_config(&config, "min_batch_interval_ms", "500");
-    let nodes = net.start_all();
-    let api = nodes[0].api.clone();
-    let addr = api.base().trim_start_matches("http://").to_owned();
-    let buyer = net.buyer(2);
-    let (market, _) = first_pool(&net.data_dir(0));
-    wait_for_offer(&api, &market, &net.node_key(0));
-    let bid = |nonce: u64| {
-        let (entry, _) = SignedOrder::sign(
-            net.chain_id(),
-            Order::Bid(one_slot_bid(&market, 1, nonce, 1_800_000)),
-            &buyer,
-        );
-        entry
-    };
+    // The age rule alone (the depth rule has its own test below).
+    let node = OneEntryBlocks::start("1000", "0");
+    let (api, addr, buyer, bid) = (&node.api, &node.addr, &node.buyer, |n| node.bid(n));
 
-    // The node's own offers go in first (one a block); then eight bids at once: taken (nothing
-    // waits long yet), then one a block.
+    // Eight bids at once: taken (nothing waits long yet), then one a block.
     const BIDS: u64 = 8;
-    wait_for("the node's own entries in blocks", 2 * MINUTE, || {
-        (api.status().ok()?.mempool == 0).then_some(())
-    });
     for nonce in 0..BIDS {
         let entry = bid(nonce);
         assert_eq!(api.clone().with_retries(0).submit(&entry).unwrap(), entry.id());
@@ -538,7 +558,7 @@ fn a_node_behind_its_blocks_sheds_submissions_with_retry_after_and_recovers() {
     std::thread::sleep(Duration::from_millis(1_500));
     let shed_entry = bid(100);
     let body = format!("{{\"entry\":\"{}\"}}", hex::encode(shed_entry.encode()));
-    let (status, answer) = post_raw(&addr, "/api/v1/entries", "application/json", body.as_bytes());
+    let (status, answer) = post_raw(addr, "/api/v1/entries", "application/json", body.as_bytes());
     assert_eq!(status, Some(503), "{answer}");
     assert_eq!(error_code(&answer), "overloaded", "{answer}");
     assert!(answer.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{answer}");
@@ -558,5 +578,45 @@ fn a_node_behind_its_blocks_sheds_submissions_with_retry_after_and_recovers() {
     assert_eq!(api.submit(&late).unwrap(), late.id());
     wait_for("every bid taken in a block", 2 * MINUTE, || {
         (api.orders(&buyer.public()).ok()?.len() as u64 == BIDS + 1).then_some(())
+    });
+}
+
+/// A node also sheds by the depth of its backlog: while more entries wait for a block than
+/// `[mempool] shed_beyond_blocks` of its next blocks take, a new one would miss them, and an
+/// API submission gets 503 `overloaded` with `Retry-After` at once, before any entry is old.
+/// Blocks of one entry each, two a second (`consensus.max_block_entries = 1`), and two blocks:
+/// the third bid waiting is refused; what was taken commits, and the client's retry gets in.
+#[test]
+fn a_node_sheds_what_its_next_blocks_cannot_take() {
+    let node = OneEntryBlocks::start("0", "2");
+    let (api, addr, buyer, bid) = (&node.api, &node.addr, &node.buyer, |n| node.bid(n));
+
+    // Bids as fast as one client sends them: a block takes one every half second, so the
+    // backlog passes two within a few and the next is refused.
+    let mut taken = 0u64;
+    let answer = loop {
+        assert!(taken < 20, "twenty bids taken in a row: nothing shed by depth");
+        let entry = bid(taken);
+        let body = format!("{{\"entry\":\"{}\"}}", hex::encode(entry.encode()));
+        let (status, answer) =
+            post_raw(addr, "/api/v1/entries", "application/json", body.as_bytes());
+        if status == Some(503) {
+            let held = api.submission(&entry.id());
+            assert!(matches!(&held, Err(e) if e.status() == Some(404)), "held: {held:?}");
+            break answer;
+        }
+        assert!(matches!(status, Some(200..=202)), "{status:?} {answer}");
+        taken += 1;
+    };
+    assert!(taken >= 2, "two blocks take two: {answer}");
+    assert_eq!(error_code(&answer), "overloaded", "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("\r\nretry-after: 1\r\n"), "{answer}");
+    assert!(answer.contains("more than its next 2 blocks take (2)"), "{answer}");
+
+    // What was taken commits; the client backs off and its retry gets in.
+    let late = bid(1_000);
+    assert_eq!(api.submit(&late).unwrap(), late.id());
+    wait_for("every bid taken in a block", 2 * MINUTE, || {
+        (api.orders(&buyer.public()).ok()?.len() as u64 == taken + 1).then_some(())
     });
 }

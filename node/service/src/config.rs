@@ -362,6 +362,10 @@ pub struct Mempool {
     /// could take has waited longer than this, ms, or than two batch intervals if that is
     /// longer (0: never).
     pub shed_after_ms: u64,
+    /// Shed load also while more entries wait than this many of the node's next blocks take
+    /// (their size within the propose timeout at the node's measured pace): what comes after
+    /// them would miss the latency aim (0: never).
+    pub shed_beyond_blocks: u32,
 }
 
 /// `[inventory]`: where the operator describes its spare capacity.
@@ -474,7 +478,7 @@ impl Default for Http {
 
 impl Default for Mempool {
     fn default() -> Self {
-        Self { capacity: 50_000, max_bytes: 64 * MIB, shed_after_ms: 1_000 }
+        Self { capacity: 50_000, max_bytes: 64 * MIB, shed_after_ms: 1_000, shed_beyond_blocks: 1 }
     }
 }
 
@@ -821,6 +825,10 @@ impl Config {
         w("# submissions get 503 `overloaded` with Retry-After (0: never; else at least".into());
         w("# consensus.batch_interval_ms).".into());
         w(format!("shed_after_ms = {}", m.shed_after_ms));
+        w("# Shed load too while more orders wait than this many of the next blocks take (the"
+            .into());
+        w("# block size the node's measured pace allows; 0: never).".into());
+        w(format!("shed_beyond_blocks = {}", m.shed_beyond_blocks));
         w(String::new());
         w("[disk]".into());
         w("# Free space kept on the data directory's filesystem: below min_free_bytes the node"
@@ -1162,6 +1170,8 @@ mod tests {
         let e = err("[mempool]\ncapacity = 0\n");
         assert!(e.contains("config.toml:2: mempool.capacity: must be at least 1"), "{e}");
         assert_eq!(parse("[mempool]\nshed_after_ms = 0\n").unwrap().mempool.shed_after_ms, 0);
+        let c = parse("[mempool]\nshed_beyond_blocks = 0\n").unwrap();
+        assert_eq!(c.mempool.shed_beyond_blocks, 0);
         let e = err("[consensus]\nmax_block_entries = 1000000\n");
         assert!(e.contains("consensus.max_block_entries: at most 100000"), "{e}");
         let e = err("[consensus]\npeers = [\"nope\"]\n");

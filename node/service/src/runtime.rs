@@ -121,8 +121,17 @@ pub struct Shared {
     /// could take has waited longer, or longer than two batch intervals if that is more
     /// (0: never).
     shed_after_ms: u64,
+    /// `[mempool] shed_beyond_blocks`: API submissions are refused while more entries wait
+    /// than this many of the next blocks take (0: never).
+    shed_beyond_blocks: u32,
     /// `[consensus] batch_interval_ms`, when governance has set none.
     batch_interval_ms: u64,
+    /// The most user entries the next proposal takes, as consensus last measured it (0: not
+    /// yet): API submissions are shed while more wait.
+    room: std::sync::atomic::AtomicUsize,
+    /// User entries of each block decided and not yet applied here, by height: still in the
+    /// mempool, but waiting for no block.
+    unapplied: Mutex<std::collections::BTreeMap<u64, usize>>,
 }
 
 /// How long without a block (by the head's time) before a node counts its chain as stalled
@@ -373,13 +382,15 @@ impl Shared {
     }
 
     /// Sheds load before any work is spent on a submission: refuses it with `overloaded` while
-    /// the oldest entry a block could take has waited longer than `[mempool] shed_after_ms` or
-    /// two batch intervals, whichever is longer, while blocks come (they do not keep up; a
-    /// chain that made no block for [`STALLED_MS`] is stalled, not slow), or while more than [`SHED_QUEUE`] jobs wait for the core
-    /// (admission itself does not keep up). Gossip and the node's own entries are not shed: the
-    /// mempool's capacity bounds them.
+    /// blocks come (a chain that made no block for [`STALLED_MS`] is stalled, not slow) and
+    /// more entries wait for a block than `[mempool] shed_beyond_blocks` of the next blocks
+    /// take (a new one would miss them), or the oldest entry a block could take has waited
+    /// longer than `[mempool] shed_after_ms` or two batch intervals, whichever is longer (they
+    /// do not keep up); or while more than [`SHED_QUEUE`] jobs wait for the core (admission
+    /// itself does not keep up). Gossip and the node's own entries are not shed: the mempool's
+    /// capacity bounds them.
     fn shed(&self) -> Result<(), surplus_web::Refusal> {
-        if self.shed_after_ms == 0 {
+        if self.shed_after_ms == 0 && self.shed_beyond_blocks == 0 {
             return Ok(());
         }
         // Entries wait about a batch interval between blocks when all is well: never less
@@ -395,7 +406,16 @@ impl Shared {
         // capacity bounds it.
         let head_ms = self.core.snapshot().head.timestamp_ms;
         let live = now.saturating_sub(head_ms) <= limit.saturating_mul(2).max(STALLED_MS);
-        let why = if age > limit && live {
+        let room =
+            self.room.load(Ordering::Relaxed).saturating_mul(self.shed_beyond_blocks as usize);
+        let pending = if room > 0 { self.waiting() } else { 0 };
+        let why = if room > 0 && pending > room && live {
+            let blocks = match self.shed_beyond_blocks {
+                1 => "its next block takes".to_owned(),
+                n => format!("its next {n} blocks take"),
+            };
+            format!("{pending} entries wait for a block, more than {blocks} ({room})")
+        } else if self.shed_after_ms > 0 && age > limit && live {
             format!(
                 "the oldest pending entry (a {}) has waited {age} ms for a block, more than this \
                  node allows ({limit} ms)",
@@ -414,6 +434,13 @@ impl Shared {
                 surplus_web::SHED_RETRY_AFTER_SECS
             ),
         ))
+    }
+
+    /// Entries in the mempool that wait for a block: those of a block decided and not yet
+    /// applied are still there, and left out.
+    fn waiting(&self) -> usize {
+        let unapplied: usize = self.unapplied.lock().unwrap().values().sum();
+        self.core.pending().saturating_sub(unapplied)
     }
 
     /// [`Shared::admit`] from the gossip validator's thread.
@@ -552,10 +579,16 @@ impl Pool for SharedPool {
         self.0.core.pending() > 0
     }
     fn waiting(&self) -> usize {
-        self.0.core.pending()
+        self.0.waiting()
     }
     fn notify(&self) -> Arc<Notify> {
         self.0.notify.clone()
+    }
+    fn room(&self, entries: usize) {
+        self.0.room.store(entries, Ordering::Relaxed);
+    }
+    fn decided(&self, height: u64, entries: usize) {
+        self.0.unapplied.lock().unwrap().insert(height, entries);
     }
     async fn refused(&self, refused: Vec<(Hash, surplus_contracts::Refusal)>) {
         let _ = self.0.core.call_first(move |c| c.refused(refused)).await;
@@ -1652,6 +1685,9 @@ async fn run(
             probe_stats: Default::default(),
             bond_short: std::sync::atomic::AtomicU64::new(0),
             shed_after_ms: config.mempool.shed_after_ms,
+            shed_beyond_blocks: config.mempool.shed_beyond_blocks,
+            room: Default::default(),
+            unapplied: Default::default(),
             batch_interval_ms: config.consensus.batch_interval_ms,
         });
 
@@ -2262,6 +2298,8 @@ async fn on_commit(shared: &Arc<Shared>, c: &Committed, hook: &Hook, me: &Public
         .call_first(move |core| core.commit(head, state, &ids, now))
         .await
         .unwrap_or_default();
+    // Its entries left the mempool with it (and any block before it is applied too).
+    shared.unapplied.lock().unwrap().retain(|&h, _| h > c.block.header.height);
     for entry in resigned {
         tracing::info!(
             kind = entry.kind.name(),
