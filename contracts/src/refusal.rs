@@ -143,7 +143,7 @@ codes! {
     MempoolFull = "mempool_full", 503,
         "The node holds all the pending entries it can; wait the seconds Retry-After gives, then retry.";
     Overloaded = "overloaded", 503,
-        "The node sheds load: entries wait longer than it allows for a block. Wait the seconds Retry-After gives, then retry, or send to another node.";
+        "The node sheds load: entries wait longer than it allows for a block, or more wait than its next block takes. Wait the seconds Retry-After gives, then retry, or send to another node.";
     Unavailable = "unavailable", 503,
         "The node cannot take this now through no fault of the request; retry later.";
     ClockSkew = "clock_skew", 503,
