@@ -742,6 +742,13 @@ impl App {
         self.settings.env.spawn(async move {
             let notify = pool.notify();
             loop {
+                // Registered before looking, so that an arrival or a part between the look
+                // and the wait still wakes it (`notify_waiters` wakes only registered waiters).
+                let arrived = notify.notified();
+                let part = part_came.notified();
+                tokio::pin!(arrived, part);
+                arrived.as_mut().enable();
+                part.as_mut().enable();
                 let seen = pace::Seen {
                     proposal: part_height.load(Ordering::Relaxed) >= next.0,
                     since_commit: since.elapsed(),
@@ -756,8 +763,8 @@ impl App {
                 // proposal's first part.
                 let woken = async {
                     tokio::select! {
-                        _ = notify.notified() => {}
-                        _ = part_came.notified() => {}
+                        _ = arrived => {}
+                        _ = part => {}
                     }
                 };
                 let _ = tokio::time::timeout(start.nap(&seen), woken).await;
