@@ -2,6 +2,7 @@
 
 mod governance;
 mod restore;
+mod tracked;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -22,6 +23,7 @@ use crate::supervision::{cost_of_time, Credit, CreditReason, Report, Tally, Term
 use crate::tx::{encode_fill, encode_revocation, RevocationId, Settlement, SettlementReason, Tx};
 use crate::verified::VerifiedIds;
 use crate::Error;
+use tracked::Tracked;
 
 /// An account.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -375,10 +377,11 @@ pub struct State {
     pub params: Params,
     /// The genesis parameters' encoding (hashed into the chain item).
     params_bytes: Vec<u8>,
-    accounts: OrdMap<PublicKey, Account>,
+    /// Every change goes through [`Tracked`], which records the key for the state root.
+    accounts: Tracked<PublicKey, Account>,
     /// Each lease behind its own `Arc`: the persistent map copies a whole node of entries when
     /// one of them changes, and copying an `Arc` costs a count, not the lease's allocations.
-    leases: OrdMap<Hash, Arc<Lease>>,
+    leases: Tracked<Hash, Arc<Lease>>,
     /// The active leases by [`Lease::due_ms`], so that time passing looks only at the leases it
     /// has work for, not at every lease ever made. Derived from `leases`; not in the root.
     due: OrdSet<(u64, Hash)>,
@@ -466,8 +469,8 @@ impl State {
             chain_id: chain_id.to_owned(),
             params,
             params_bytes,
-            accounts,
-            leases: OrdMap::new(),
+            accounts: accounts.into(),
+            leases: Tracked::default(),
             due: OrdSet::new(),
             granted: OrdMap::new(),
             by_provider: OrdSet::new(),
@@ -559,7 +562,7 @@ impl State {
     }
 
     fn balance_mut(&mut self, key: &PublicKey) -> &mut u64 {
-        &mut self.accounts.entry(*key).or_default().balance
+        &mut self.accounts.entry_or_default(*key).balance
     }
 
     /// Applies one block: time-driven settlements, the user entries (`user`, in block order),
@@ -667,10 +670,12 @@ impl State {
         if now_ms < self.now_ms {
             return Err(Error::Block(format!("block time {now_ms} is before {}", self.now_ms)));
         }
-        // The maps before the block (clones share everything), to find what the block changed.
+        // What the block changes: accounts and leases record their changed keys, the other
+        // maps (small) are compared with their clones from before the block (which share
+        // everything).
+        self.accounts.clear_touched();
+        self.leases.clear_touched();
         let before = Before {
-            accounts: self.accounts.clone(),
-            leases: self.leases.clone(),
             last_price: self.last_price.clone(),
             revoked: self.revoked.clone(),
             validators: self.validators.clone(),
@@ -797,8 +802,8 @@ impl State {
         self.close_tallies(now_ms);
         self.end_of_block(height, &before.validators, &mut entries);
         refused.sort_by_key(|r| r.0);
-        let ended = self.remove_ended(&before);
-        self.update_tree(&before);
+        let (ended, lease_leaves) = self.remove_ended();
+        self.update_tree(&before, lease_leaves);
         Ok(Applied { entries, refused, outcome, ended, state_root: self.root() })
     }
 
@@ -920,7 +925,7 @@ impl State {
                     return Err(Refusal::BadSequence { expected, got: tx.seq() });
                 }
                 let out = self.apply_tx(&author, tx, e.id())?;
-                self.accounts.entry(author).or_default().seq += 1;
+                self.accounts.entry_or_default(author).seq += 1;
                 Ok(UserEffect::Done(out))
             }
             other => Err(Refusal::NotUserEntry { kind: other.0, name: other.name().into() }),
@@ -1136,13 +1141,13 @@ impl State {
             | Tx::GovWithdraw { .. }
             | Tx::RotateKey { .. } => Ok(self.apply_gov(author, tx, id)),
             Tx::Bond { amount, .. } => {
-                let a = self.accounts.entry(*author).or_default();
+                let a = self.accounts.entry_or_default(*author);
                 a.balance -= amount;
                 a.bond += amount;
                 Ok(Vec::new())
             }
             Tx::Unbond { amount, .. } => {
-                let a = self.accounts.entry(*author).or_default();
+                let a = self.accounts.entry_or_default(*author);
                 a.bond -= amount;
                 a.balance += amount;
                 Ok(Vec::new())
@@ -1357,7 +1362,7 @@ impl State {
     /// Takes up to `due` units from `provider`: its balance first, then its bond. Returns what
     /// came from each.
     fn charge_provider(&mut self, provider: &PublicKey, due: u64) -> (u64, u64) {
-        let a = self.accounts.entry(*provider).or_default();
+        let a = self.accounts.entry_or_default(*provider);
         let from_balance = due.min(a.balance);
         a.balance -= from_balance;
         let from_bond = (due - from_balance).min(a.bond);
@@ -1732,19 +1737,25 @@ impl State {
     }
 
     /// Takes the leases that ended in the block (those it changed that are no longer active) out
-    /// of the live state, with their granted ids (which their end revoked), and returns them.
-    fn remove_ended(&mut self, before: &Before) -> Vec<Lease> {
-        use imbl::ordmap::DiffItem;
-        let ended: Vec<Hash> = before
-            .leases
-            .diff(&self.leases)
-            .filter_map(|d| match d {
-                DiffItem::Add(id, l) | DiffItem::Update { new: (id, l), .. } => {
-                    (l.status != LeaseStatus::Active).then_some(*id)
+    /// of the live state, with their granted ids (which their end revoked), and returns them,
+    /// with the tree's change for every lease the block changed (one look-up of each serves
+    /// both).
+    fn remove_ended(&mut self) -> (Vec<Lease>, Vec<(Hash, Option<Hash>)>) {
+        let mut ended = Vec::new();
+        let mut leaves = Vec::new();
+        for (id, l) in self.leases.changes() {
+            let key = root::key_hash(Kind::Lease, id);
+            match l {
+                Some(l) if l.status == LeaseStatus::Active => {
+                    leaves.push((key, Some(surplus_state::value_hash(&root::lease_value(l)))));
                 }
-                DiffItem::Remove(..) => None,
-            })
-            .collect();
+                Some(_) => {
+                    ended.push(*id);
+                    leaves.push((key, None));
+                }
+                None => leaves.push((key, None)),
+            }
+        }
         let mut out = Vec::with_capacity(ended.len());
         for id in ended {
             if let Some(l) = self.leases.remove(&id) {
@@ -1757,34 +1768,22 @@ impl State {
                 out.push(Arc::unwrap_or_clone(l));
             }
         }
-        out
+        (out, leaves)
     }
 
-    /// Brings the tree up to date with what changed since `before` (the maps before the block)
-    /// and what the book reports it changed.
-    fn update_tree(&mut self, before: &Before) {
+    /// Brings the tree up to date with what changed since `before` (the maps before the block),
+    /// the leases' changes (`lease_leaves`, from [`State::remove_ended`]) and what the book
+    /// reports it changed.
+    fn update_tree(&mut self, before: &Before, lease_leaves: Vec<(Hash, Option<Hash>)>) {
         use imbl::ordmap::DiffItem;
         use imbl::ordset::DiffItem as SetDiff;
         let leaf = |item: Item| (item.key_hash(), Some(item.value_hash()));
         let mut changes: Vec<(Hash, Option<Hash>)> = vec![leaf(self.chain_item())];
-        for d in before.accounts.diff(&self.accounts) {
-            changes.push(match d {
-                DiffItem::Add(k, a) | DiffItem::Update { new: (k, a), .. } => {
-                    let v = root::account_value(k, a);
-                    (root::key_hash(Kind::Account, &k.0), Some(surplus_state::value_hash(&v)))
-                }
-                DiffItem::Remove(k, _) => (root::key_hash(Kind::Account, &k.0), None),
-            });
+        for (k, a) in self.accounts.changes() {
+            let value = a.map(|a| surplus_state::value_hash(&root::account_value(k, a)));
+            changes.push((root::key_hash(Kind::Account, &k.0), value));
         }
-        for d in before.leases.diff(&self.leases) {
-            changes.push(match d {
-                DiffItem::Add(id, l) | DiffItem::Update { new: (id, l), .. } => (
-                    root::key_hash(Kind::Lease, id),
-                    Some(surplus_state::value_hash(&root::lease_value(l))),
-                ),
-                DiffItem::Remove(id, _) => (root::key_hash(Kind::Lease, id), None),
-            });
-        }
+        changes.extend(lease_leaves);
         for d in before.last_price.diff(&self.last_price) {
             changes.push(match d {
                 DiffItem::Add(m, p) | DiffItem::Update { new: (m, p), .. } => (
@@ -1881,6 +1880,9 @@ impl State {
             changes.push((root::key_hash(Kind::Nonce, &root::nonce_key(author, *nonce)), value));
         }
         self.tree.apply(changes);
+        // Between blocks nothing is recorded (a clone copies no list).
+        self.accounts.clear_touched();
+        self.leases.clear_touched();
     }
 }
 
@@ -1895,7 +1897,7 @@ impl State {
         leases: impl IntoIterator<Item = Lease>,
     ) {
         for (k, balance) in accounts {
-            self.accounts.entry(k).or_default().balance += balance;
+            self.accounts.entry_or_default(k).balance += balance;
             self.supply += balance;
         }
         for l in leases {
@@ -1910,13 +1912,13 @@ impl State {
         }
         self.book.take_changes();
         self.tree = self.tree_from_scratch();
+        self.accounts.clear_touched();
+        self.leases.clear_touched();
     }
 }
 
 /// The maps of a state before a block (clones that share everything with the state).
 struct Before {
-    accounts: OrdMap<PublicKey, Account>,
-    leases: OrdMap<Hash, Arc<Lease>>,
     last_price: OrdMap<Market, u64>,
     revoked: OrdSet<RevocationId>,
     validators: Arc<Vec<Validator>>,

@@ -87,8 +87,8 @@ impl State {
             *self.balance_mut(new) += a.balance;
         }
         if a.bond > 0 {
-            self.accounts.entry(*old).or_default().bond = 0;
-            self.accounts.entry(*new).or_default().bond += a.bond;
+            self.accounts.entry_or_default(*old).bond = 0;
+            self.accounts.entry_or_default(*new).bond += a.bond;
         }
     }
 
