@@ -86,6 +86,16 @@ pub enum LedgerCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Print what a node's ledger holds, by kind of record, against its size on disk. Reads
+    /// the whole store; the node must be stopped.
+    Usage {
+        /// The node's data directory.
+        #[arg(long, value_name = "DIR")]
+        data_dir: PathBuf,
+        /// Print as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print the head of a node's ledger.
     Head {
         /// The node's data directory.
@@ -467,6 +477,27 @@ pub fn ledger(c: LedgerCommand) -> Result<ExitCode> {
                 }
             }
         }
+        LedgerCommand::Usage { data_dir, json } => {
+            let store = open_store(&data_dir)?;
+            let usage = store.usage()?;
+            let on_disk = surplus_service::disk::bytes_under(&ledger_dir(&data_dir));
+            let (height, base, oldest) = (store.height(), store.base(), store.oldest_header());
+            drop(store);
+            if json {
+                let out = serde_json::json!({
+                    "height": height,
+                    "base": base,
+                    "oldest_header": oldest,
+                    "kinds": usage.kinds,
+                    "bytes": usage.bytes(),
+                    "on_disk_bytes": on_disk,
+                });
+                println!("{out}");
+            } else {
+                print_usage(&usage, on_disk, height, base, oldest);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         LedgerCommand::Head { data_dir, json } => {
             let store = open_store(&data_dir)?;
             let cp = store.checkpoint(None)?;
@@ -480,6 +511,37 @@ pub fn ledger(c: LedgerCommand) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The table of `surplus ledger usage`.
+fn print_usage(usage: &store::Usage, on_disk: u64, height: Option<u64>, base: u64, oldest: u64) {
+    use surplus_service::disk::human;
+    match height {
+        Some(h) if base > 0 => println!(
+            "height {h}: blocks in full from {base}, headers and certificates from {oldest}"
+        ),
+        Some(h) => println!("height {h}: every block in full"),
+        None => println!("an empty ledger"),
+    }
+    println!("{:<16} {:>12} {:>12} {:>14}", "kind", "records", "bytes", "bytes/record");
+    for k in &usage.kinds {
+        println!(
+            "{:<16} {:>12} {:>12} {:>14.1}",
+            k.kind,
+            k.records,
+            human(k.bytes),
+            k.bytes as f64 / k.records.max(1) as f64
+        );
+    }
+    let held = usage.bytes();
+    println!("{:<16} {:>12} {:>12}", "held", "", human(held));
+    println!(
+        "{:<16} {:>12} {:>12}   ({:.2}× what it holds: the engine's log, index and free space)",
+        "on disk",
+        "",
+        human(on_disk),
+        on_disk as f64 / held.max(1) as f64
+    );
 }
 
 /// Runs `surplus key …`.

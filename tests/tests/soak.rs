@@ -241,4 +241,40 @@ fn steady_load_soak_records_memory_and_disk_growth_per_thousand_blocks() {
             panic!("{e}");
         }
     }
+    // What each ledger spends its disk on (`surplus ledger usage`): every header from the
+    // oldest held to the head is there, whatever was pruned.
+    for (i, n) in nodes.iter().enumerate() {
+        let out =
+            surplus(&["ledger", "usage", "--data-dir", &n.dir.display().to_string(), "--json"]);
+        assert!(out.status.success(), "ledger usage: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("usage JSON");
+        let kinds = v["kinds"].as_array().expect("kinds");
+        let parts = kinds
+            .iter()
+            .map(|k| {
+                let records = k["records"].as_u64().unwrap_or(0);
+                let bytes = k["bytes"].as_u64().unwrap_or(0);
+                format!(
+                    "{} {records} ({:.1} MiB)",
+                    k["kind"].as_str().unwrap_or("?"),
+                    bytes as f64 / MIB
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        let held = v["bytes"].as_u64().unwrap_or(0) as f64;
+        let on_disk = v["on_disk_bytes"].as_u64().unwrap_or(0) as f64;
+        eprintln!(
+            "soak: dc{}: ledger at height {} (base {}): {parts}; held {:.1} MiB, on disk {:.1} MiB",
+            i + 1,
+            v["height"],
+            v["base"],
+            held / MIB,
+            on_disk / MIB
+        );
+        let headers = kinds.iter().find(|k| k["kind"] == "headers").expect("headers");
+        let (head, oldest) = (v["height"].as_u64().unwrap(), v["oldest_header"].as_u64().unwrap());
+        // Genesis's header, and every one from the oldest held to the head.
+        assert_eq!(headers["records"].as_u64(), Some(1 + head + 1 - oldest), "dc{}: {v}", i + 1);
+    }
 }

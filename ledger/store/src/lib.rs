@@ -368,6 +368,49 @@ pub struct Pruned {
     pub bytes: u64,
 }
 
+/// What a store holds, by kind of record ([`Store::usage`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Usage {
+    /// One line per kind, in the order of the key space.
+    pub kinds: Vec<KindUsage>,
+}
+
+/// The records of one kind in a store.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct KindUsage {
+    /// `headers` (headers with their commit certificates), `entries`, `merkle-nodes`,
+    /// `validator-sets` or `meta`.
+    pub kind: &'static str,
+    /// Records held.
+    pub records: u64,
+    /// Bytes of their keys and values (what the engine holds, before its own overhead).
+    pub bytes: u64,
+}
+
+impl Usage {
+    /// Bytes of every kind together.
+    pub fn bytes(&self) -> u64 {
+        self.kinds.iter().map(|k| k.bytes).sum()
+    }
+
+    /// The line of `kind`, if the store holds any.
+    pub fn kind(&self, kind: &str) -> Option<&KindUsage> {
+        self.kinds.iter().find(|k| k.kind == kind)
+    }
+}
+
+/// The kind of a record by the first byte of its key (the layout in the crate's docs).
+fn kind_of(key: &[u8]) -> &'static str {
+    match key.first() {
+        Some(b'H') => "headers",
+        Some(b'E') => "entries",
+        Some(b'N') => "merkle-nodes",
+        Some(b'V') => "validator-sets",
+        Some(b'm') => "meta",
+        _ => "other",
+    }
+}
+
 /// The ledger store.
 pub struct Store {
     backend: Arc<dyn Backend>,
@@ -846,6 +889,31 @@ impl Store {
     /// the header of block `b` it is `b + 1`; after [`Store::prune`]`(below)`, `below`.
     pub fn base(&self) -> u64 {
         self.base.map_or(0, |b| b.height)
+    }
+
+    /// Counts every record the store holds, by kind, with the bytes of its key and value: what a
+    /// node's ledger spends its disk on (`surplus ledger usage`). Reads the whole store.
+    pub fn usage(&self) -> Result<Usage, Error> {
+        let mut usage = Usage::default();
+        for r in self.backend.range(&[], &[0xff]) {
+            let (k, v) = r?;
+            let kind = kind_of(&k);
+            let bytes = (k.len() + v.len()) as u64;
+            match usage.kinds.last_mut() {
+                Some(last) if last.kind == kind => {
+                    last.records += 1;
+                    last.bytes += bytes;
+                }
+                _ => match usage.kinds.iter_mut().find(|u| u.kind == kind) {
+                    Some(u) => {
+                        u.records += 1;
+                        u.bytes += bytes;
+                    }
+                    None => usage.kinds.push(KindUsage { kind, records: 1, bytes }),
+                },
+            }
+        }
+        Ok(usage)
     }
 
     /// Lowest height after genesis whose header and certificate this store holds: every header

@@ -85,6 +85,12 @@ pub fn free_bytes(dir: &Path) -> Result<u64, String> {
     Ok(fs.f_bavail.saturating_mul(fs.f_frsize.max(1)))
 }
 
+/// Bytes on disk under `path` (see [`used`]), walking at most [`MAX_WALK`] entries.
+pub fn bytes_under(path: &Path) -> u64 {
+    let mut budget = MAX_WALK;
+    used(path, &mut budget)
+}
+
 /// Bytes on disk under `path` (allocated blocks, so sparse files count what they take), not
 /// following symbolic links; 0 if it does not exist. Spends one of `budget` per entry.
 fn used(path: &Path, budget: &mut usize) -> u64 {

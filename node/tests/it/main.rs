@@ -94,6 +94,36 @@ fn audit_export_and_audit_the_file() {
 }
 
 #[test]
+fn ledger_usage_counts_records_by_kind() {
+    let (dir, chain) = data_dir(4);
+    let o = surplus(&["ledger", "usage", "--data-dir", p(dir.path()), "--json"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["height"], 4);
+    assert_eq!(v["base"], 0);
+    let kind = |name: &str| {
+        v["kinds"].as_array().unwrap().iter().find(|k| k["kind"] == name).cloned().unwrap()
+    };
+    assert_eq!(kind("headers")["records"], 5);
+    assert_eq!(kind("entries")["records"], chain.blocks[4].header.tree_size);
+    let sum: u64 =
+        v["kinds"].as_array().unwrap().iter().map(|k| k["bytes"].as_u64().unwrap()).sum();
+    assert_eq!(v["bytes"].as_u64(), Some(sum));
+    assert!(v["on_disk_bytes"].as_u64().unwrap() > 0);
+
+    let o = surplus(&["ledger", "usage", "--data-dir", p(dir.path())]);
+    assert!(o.status.success(), "{}", text(&o));
+    let out = text(&o);
+    assert!(out.starts_with("height 4: every block in full"), "{out}");
+    assert!(out.contains("headers") && out.contains("on disk"), "{out}");
+
+    let empty = tempfile::tempdir().unwrap();
+    let o = surplus(&["ledger", "usage", "--data-dir", p(empty.path())]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("holds no ledger"), "{}", text(&o));
+}
+
+#[test]
 fn proof_round_trip_with_signed_checkpoint_and_certificate() {
     let (dir, chain) = data_dir(6);
     let key = dir.path().join("node.key");

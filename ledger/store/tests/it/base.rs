@@ -422,3 +422,30 @@ fn the_audit_checks_the_headers_of_pruned_blocks() {
     let f = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap_err();
     assert_eq!((f.height, f.field.as_str()), (3, "certificate"), "{f}");
 }
+
+#[test]
+fn usage_counts_what_a_store_holds_before_and_after_a_prune() {
+    let chain = TestChain::build("usage-chain", 12, 5);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = full(dir.path(), &chain);
+    let records = |u: &store::Usage, kind: &str| u.kind(kind).map_or(0, |k| k.records);
+    let before = s.usage().unwrap();
+    let head_size = chain.blocks[12].header.tree_size;
+    assert_eq!(records(&before, "headers"), 13, "{before:?}");
+    assert_eq!(records(&before, "entries"), head_size);
+    assert!(records(&before, "merkle-nodes") > 0);
+    assert_eq!(records(&before, "meta"), 1, "the head record: {before:?}");
+    assert!(before.kinds.iter().all(|k| k.bytes > 0 && k.kind != "other"));
+    assert_eq!(before.bytes(), before.kinds.iter().map(|k| k.bytes).sum::<u64>());
+
+    let p = s.prune(7).unwrap();
+    let after = s.usage().unwrap();
+    // Every header stays; the pruned entries go; the base record joins the head record.
+    assert_eq!(records(&after, "headers"), 13);
+    assert_eq!(records(&after, "entries"), head_size - p.entries);
+    assert!(records(&after, "merkle-nodes") < records(&before, "merkle-nodes"));
+    assert_eq!(records(&after, "meta"), 2);
+    assert!(after.bytes() < before.bytes());
+    let kept = after.kind("headers").unwrap().bytes;
+    assert_eq!(kept, before.kind("headers").unwrap().bytes);
+}
