@@ -391,6 +391,9 @@ pub struct State {
     /// (provider, lease id) of every live lease, so that a provider's planning visits its own
     /// leases only. Derived from `leases`; not in the root.
     by_provider: OrdSet<(PublicKey, Hash)>,
+    /// (buyer, lease id) of every live lease, so that an account's leases are found without
+    /// visiting every lease. Derived from `leases`; not in the root.
+    by_buyer: OrdSet<(PublicKey, Hash)>,
     /// The market's resting book.
     pub book: Book,
     last_price: OrdMap<Market, u64>,
@@ -436,6 +439,7 @@ impl PartialEq for State {
             && self.due == other.due
             && self.granted == other.granted
             && self.by_provider == other.by_provider
+            && self.by_buyer == other.by_buyer
     }
 }
 
@@ -474,6 +478,7 @@ impl State {
             due: OrdSet::new(),
             granted: OrdMap::new(),
             by_provider: OrdSet::new(),
+            by_buyer: OrdSet::new(),
             book: Book::new(),
             last_price: OrdMap::new(),
             revoked: OrdSet::new(),
@@ -520,6 +525,29 @@ impl State {
         self.by_provider
             .range((p, [0u8; 32])..=(p, [0xff; 32]))
             .filter_map(move |(_, id)| self.leases.get(id).map(|l| &**l))
+    }
+    /// The live leases an account is the buyer or the provider of, by id (a lease it is both
+    /// of, once).
+    pub fn account_leases<'a>(&'a self, account: &PublicKey) -> impl Iterator<Item = &'a Lease> {
+        let a = *account;
+        let range = (a, [0u8; 32])..=(a, [0xff; 32]);
+        let mut sold = self.by_provider.range(range.clone()).map(|(_, id)| id).peekable();
+        let mut bought = self.by_buyer.range(range).map(|(_, id)| id).peekable();
+        // The two id lists merged in order, without repeats.
+        std::iter::from_fn(move || {
+            let next = match (sold.peek(), bought.peek()) {
+                (Some(x), Some(y)) if x == y => {
+                    bought.next();
+                    sold.next()
+                }
+                (Some(x), Some(y)) if x < y => sold.next(),
+                (Some(_), Some(_)) | (None, Some(_)) => bought.next(),
+                (Some(_), None) => sold.next(),
+                (None, None) => None,
+            };
+            next.map(|id| self.leases.get(id).map(|l| &**l))
+        })
+        .flatten()
     }
     /// Whether a revocation id is revoked.
     pub fn is_revoked(&self, id: &[u8]) -> bool {
@@ -777,6 +805,7 @@ impl State {
             *balance -= escrow;
             let hours = u32::try_from((f.end_ms - f.start_ms) / HOUR_MS).unwrap_or(u32::MAX);
             self.by_provider.insert((f.provider, id));
+            self.by_buyer.insert((f.buyer, id));
             self.leases.insert(
                 id,
                 Arc::new(Lease {
@@ -1760,6 +1789,7 @@ impl State {
         for id in ended {
             if let Some(l) = self.leases.remove(&id) {
                 self.by_provider.remove(&(l.fill.provider, id));
+                self.by_buyer.remove(&(l.fill.buyer, id));
                 for r in l.grant.iter().flat_map(|g| &g.revocation_ids) {
                     if self.granted.get(r) == Some(&id) {
                         self.granted.remove(r);
@@ -1907,6 +1937,7 @@ impl State {
                 self.granted.insert(r.clone(), id);
             }
             self.by_provider.insert((l.fill.provider, id));
+            self.by_buyer.insert((l.fill.buyer, id));
             self.leases.insert(id, Arc::new(l));
             self.reschedule(id, None);
         }

@@ -243,8 +243,10 @@ impl State {
         let mut due = OrdSet::new();
         let mut granted: OrdMap<RevocationId, Hash> = OrdMap::new();
         let mut by_provider = OrdSet::new();
+        let mut by_buyer = OrdSet::new();
         for l in leases.values() {
             by_provider.insert((l.fill.provider, l.id));
+            by_buyer.insert((l.fill.buyer, l.id));
             if let Some(t) = l.due_ms() {
                 due.insert((t, l.id));
             }
@@ -313,6 +315,7 @@ impl State {
             due,
             granted,
             by_provider,
+            by_buyer,
             book,
             last_price,
             revoked,

@@ -106,6 +106,19 @@ fn check_invariants(s: &State, now: u64, seed: u64) {
             _ => assert_eq!(l.escrow, 0, "seed {seed}: ended lease still holds escrow"),
         }
     }
+    // Each account's leases, from the state's indexes, are exactly those naming it, by id.
+    let mut parties: Vec<_> = s.leases().flat_map(|l| [l.fill.buyer, l.fill.provider]).collect();
+    parties.sort();
+    parties.dedup();
+    for k in parties {
+        let indexed: Vec<_> = s.account_leases(&k).map(|l| l.id).collect();
+        let scanned: Vec<_> = s
+            .leases()
+            .filter(|l| l.fill.buyer == k || l.fill.provider == k)
+            .map(|l| l.id)
+            .collect();
+        assert_eq!(indexed, scanned, "seed {seed}: the leases of {k}");
+    }
     // Capacity: at every lease start, the active leases of an offer use at most its slots.
     let (_, offers) = s.book.market(&market());
     for o in offers {

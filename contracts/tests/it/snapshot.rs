@@ -386,6 +386,53 @@ fn a_large_populated_state_is_rebuilt() {
     assert_eq!(a, b);
 }
 
+/// An account's live leases come from the indexes by buyer and by provider, merged in id order,
+/// a lease the account both bought and sold listed once; rebuilt from a snapshot alike; gone
+/// from both once they end.
+#[test]
+fn an_accounts_leases_are_found_by_buyer_and_provider() {
+    let mut s = state(0, 0);
+    let (x, y) = (PublicKey([1; 32]), PublicKey([3; 32]));
+    let p = provider(0).public();
+    let parties = [(x, p), (p, x), (x, x), (y, p), (x, p), (y, y)];
+    let leases: Vec<Lease> = parties
+        .iter()
+        .enumerate()
+        .map(|(i, (buyer, seller))| {
+            let mut l = lease(100 + i as u64, false);
+            l.fill.buyer = *buyer;
+            l.fill.provider = *seller;
+            l
+        })
+        .collect();
+    let of = |k: PublicKey| {
+        let mut ids: Vec<_> = leases
+            .iter()
+            .filter(|l| l.fill.buyer == k || l.fill.provider == k)
+            .map(|l| l.id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    s.populate([], leases.clone());
+    let mut rng = StdRng::seed_from_u64(2);
+    let restored = rebuilt(&s, &mut rng);
+    for st in [&s, &restored] {
+        for k in [x, y, p] {
+            let got: Vec<_> = st.account_leases(&k).map(|l| l.id).collect();
+            assert_eq!(got, of(k), "{k}");
+        }
+        assert_eq!(st.account_leases(&x).count(), 4);
+        assert_eq!(st.account_leases(&PublicKey([9; 32])).count(), 0);
+    }
+    // A day later every lease has run to its end and left the live state and both indexes.
+    s.apply_block(1, T0 + 25 * HOUR_MS, &[], surplus_contracts::Mode::Validate).unwrap();
+    assert_eq!(s.lease_count(), 0);
+    for k in [x, y, p] {
+        assert_eq!(s.account_leases(&k).count(), 0);
+    }
+}
+
 /// The consensus parameters' item (set by a passed proposal) is rebuilt, and refused out of
 /// bounds.
 #[test]

@@ -33,9 +33,12 @@ pub(crate) async fn list(ctx: web::Data<Ctx>, q: web::Query<ListQuery>) -> ApiRe
     }
     let account = q.account.as_deref().map(|k| parse_key(k, "account")).transpose()?;
     let state = ctx.node.state();
-    let mut matching = state
-        .leases()
-        .filter(|l| account.is_none_or(|k| l.fill.buyer == k || l.fill.provider == k));
+    // An account's leases come from the state's indexes by buyer and by provider, not from a
+    // walk over every live lease.
+    let mut matching: Box<dyn Iterator<Item = &Lease>> = match &account {
+        Some(k) => Box::new(state.account_leases(k)),
+        None => Box::new(state.leases()),
+    };
     // The live leases in id order, then the ended ones (the node's lease history).
     let mut leases: Vec<Lease> = matching.by_ref().take(limit).cloned().collect();
     let mut truncated = matching.next().is_some();
