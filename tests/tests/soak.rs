@@ -4,6 +4,10 @@
 //! `SURPLUS_SOAK_SECONDS=600 cargo test -p surplus-tests --test soak -- --nocapture`
 //! (`SURPLUS_SOAK_WARMUP_BLOCKS` sets the warm-up, 5,000 blocks by default: past the first
 //! prune of the nodes that keep `retain_blocks = 2000`). Each sample is printed as it is taken.
+//!
+//! Two of the three pruning nodes (dc2, dc3) run with small page caches and a small receipts cap
+//! (`SMALL`), which fill within minutes, so that a run of half an hour shows a node past every
+//! cap; dc4 keeps the defaults, which a run that short does not fill.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -14,6 +18,14 @@ use surplus_market::{Market, Order, SignedOrder};
 use surplus_tests::*;
 
 const MINUTE: Duration = Duration::from_secs(60);
+
+/// The `[storage]` settings of dc2 and dc3: caps reached early in a run.
+const SMALL: [(&str, &str); 4] = [
+    ("ledger_cache_bytes", "4194304"),
+    ("receipts_cache_bytes", "2097152"),
+    ("history_cache_bytes", "1048576"),
+    ("receipts_keep", "10000"),
+];
 const MIB: f64 = 1_048_576.0;
 
 /// Resident memory of a process, bytes (Linux `/proc`).
@@ -79,10 +91,17 @@ fn storage_mode(dir: &Path) -> String {
         key("snapshot_every"),
         key("snapshot_keep")
     );
+    let caps = format!(
+        "page caches: ledger {}, receipts {}, history {} bytes; receipts_keep = {}",
+        key("ledger_cache_bytes"),
+        key("receipts_cache_bytes"),
+        key("history_cache_bytes"),
+        key("receipts_keep")
+    );
     if key("archive") == "false" {
-        format!("retains the newest {} blocks ({snapshots})", key("retain_blocks"))
+        format!("retains the newest {} blocks ({snapshots}; {caps})", key("retain_blocks"))
     } else {
-        format!("archive, keeps every block ({snapshots})")
+        format!("archive, keeps every block ({snapshots}; {caps})")
     }
 }
 
@@ -127,6 +146,11 @@ fn steady_load_soak_records_memory_and_disk_growth_per_thousand_blocks() {
         .unwrap_or(5_000);
     let tmp = tempfile::tempdir().unwrap();
     let net = Devnet::init_with(tmp.path(), 4, free_base(40), 50, 100);
+    for i in [1, 2] {
+        for (key, value) in SMALL {
+            set_config(&net.data_dir(i).join("config.toml"), key, value);
+        }
+    }
     let nodes = net.start_all();
     let apis: Vec<Client> = nodes.iter().map(|n| n.api.clone()).collect();
     let pids: Vec<u32> = nodes.iter().map(|n| n.child.as_ref().unwrap().id()).collect();

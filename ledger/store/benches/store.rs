@@ -55,7 +55,8 @@ fn append_run(blocks: &[Block], iters: u64, checks: Checks, group: usize) -> Dur
     let mut done = 0u64;
     while done < iters {
         let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::open(dir.path(), store::Config { checks }).unwrap();
+        let mut s =
+            Store::open(dir.path(), store::Config { checks, ..Default::default() }).unwrap();
         s.append(&blocks[0]).unwrap();
         let mut h = 1;
         while h < blocks.len() && done < iters {
@@ -159,7 +160,10 @@ fn bench_proofs(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let mut s = Store::open(
         dir.path(),
-        store::Config { checks: Checks { certificates: true, entry_signatures: false } },
+        store::Config {
+            checks: Checks { certificates: true, entry_signatures: false },
+            ..Default::default()
+        },
     )
     .unwrap();
     let mut chain = TestChain::new("bench-proofs", 4, 8);

@@ -75,9 +75,10 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// sled's page cache per store. Its default (1 GiB) let a node's memory grow with its ledger:
-/// the soak test measured +2.5 to +3 MiB of RSS per 1,000 blocks, matching the growth of the
-/// data directory, well past the node's own bounded windows.
+/// sled's page cache per store unless [`Config::cache_bytes`] says otherwise. Its own default
+/// (1 GiB) let a node's memory grow with its ledger: the soak test measured +2.5 to +3 MiB of
+/// RSS per 1,000 blocks, matching the growth of the data directory, well past the node's own
+/// bounded windows.
 pub const CACHE_BYTES: u64 = 64 * 1024 * 1024;
 
 /// The sled engine.
@@ -87,11 +88,11 @@ pub struct SledBackend {
 }
 
 impl SledBackend {
-    /// Opens (or creates) a sled database in `dir`.
-    pub fn open(dir: &Path) -> Result<Self, BackendError> {
+    /// Opens (or creates) a sled database in `dir` with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self, BackendError> {
         let config = sled::Config::new()
             .path(dir)
-            .cache_capacity(CACHE_BYTES)
+            .cache_capacity(cache_bytes)
             // We flush explicitly after each append; sled's timer would only add writes.
             .flush_every_ms(None);
         // sled 0.34 panics instead of failing on some damaged files (seen with single flipped
@@ -245,11 +246,19 @@ pub enum Error {
 }
 
 /// Options of a store.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug)]
 pub struct Config {
     /// Checks run on every appended block beyond the structural ones (certificates and entry
     /// signatures by default).
     pub checks: Checks,
+    /// The storage engine's page cache, bytes ([`CACHE_BYTES`] by default).
+    pub cache_bytes: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self { checks: Checks::default(), cache_bytes: CACHE_BYTES }
+    }
 }
 
 /// What `append` reports once a block is durable.
@@ -483,7 +492,8 @@ impl Store {
         let head_path = dir.join(HEAD_FILE);
         let (head_file, acknowledged) = HeadFile::open(&head_path)
             .map_err(|source| Error::Io { path: head_path.clone(), source })?;
-        let mut store = Self::with_backend(Box::new(SledBackend::open(dir)?), config)?;
+        let mut store =
+            Self::with_backend(Box::new(SledBackend::open(dir, config.cache_bytes)?), config)?;
         let acknowledged = acknowledged.map_err(|reason| {
             Error::Damaged(Failure::block(store.height().unwrap_or(0), "surplus-head", reason))
         })?;
@@ -986,7 +996,7 @@ impl Store {
         if acknowledged != Ok(None) {
             return Err(Error::NotEmpty(dir.into()));
         }
-        let backend: Arc<dyn Backend> = Arc::new(SledBackend::open(dir)?);
+        let backend: Arc<dyn Backend> = Arc::new(SledBackend::open(dir, config.cache_bytes)?);
         if backend.range(b"", &[0xff]).next().is_some() {
             return Err(Error::NotEmpty(dir.into()));
         }

@@ -228,11 +228,33 @@ pub struct Storage {
     /// Snapshots an archive keeps, newest first (a node that prunes keeps its base snapshot and
     /// every newer one, and at least this many).
     pub snapshot_keep: u64,
+    /// The page cache of the ledger's storage engine (`DIR/ledger`), bytes.
+    pub ledger_cache_bytes: u64,
+    /// The page cache of the receipts (`DIR/mempool`), bytes.
+    pub receipts_cache_bytes: u64,
+    /// The page cache of the ended leases (`DIR/history`), bytes.
+    pub history_cache_bytes: u64,
+    /// Receipts kept (the fate of each user entry, `GET /api/v1/submissions/{id}`); past this
+    /// the oldest is forgotten.
+    pub receipts_keep: u64,
 }
+
+/// Page caches are at least this large: sled keeps at least a page per tree in memory, and a
+/// smaller cache would only make every read go to the disk.
+pub const MIN_CACHE_BYTES: u64 = 1024 * 1024;
 
 impl Default for Storage {
     fn default() -> Self {
-        Self { archive: true, retain_blocks: 10_000, snapshot_every: 1_000, snapshot_keep: 2 }
+        Self {
+            archive: true,
+            retain_blocks: 10_000,
+            snapshot_every: 1_000,
+            snapshot_keep: 2,
+            ledger_cache_bytes: surplus_store::CACHE_BYTES,
+            receipts_cache_bytes: crate::receipts::CACHE_BYTES,
+            history_cache_bytes: surplus_net::consensus::history::CACHE_BYTES,
+            receipts_keep: crate::receipts::CAPACITY,
+        }
     }
 }
 
@@ -243,6 +265,8 @@ impl Storage {
             snapshot_every: self.snapshot_every,
             snapshot_keep: self.snapshot_keep as usize,
             retain_blocks: (!self.archive).then_some(self.retain_blocks),
+            ledger_cache_bytes: self.ledger_cache_bytes,
+            history_cache_bytes: self.history_cache_bytes,
         }
     }
 }
@@ -675,6 +699,19 @@ impl Config {
         nonzero("mempool.max_bytes", self.mempool.max_bytes)?;
         nonzero("disk.check_interval_ms", self.disk.check_interval_ms)?;
         nonzero("storage.snapshot_keep", self.storage.snapshot_keep)?;
+        nonzero("storage.receipts_keep", self.storage.receipts_keep)?;
+        for (field, v) in [
+            ("storage.ledger_cache_bytes", self.storage.ledger_cache_bytes),
+            ("storage.receipts_cache_bytes", self.storage.receipts_cache_bytes),
+            ("storage.history_cache_bytes", self.storage.history_cache_bytes),
+        ] {
+            if v < MIN_CACHE_BYTES {
+                return Err(bad(
+                    field,
+                    format!("{v} is below the smallest page cache, {MIN_CACHE_BYTES} (1 MiB)"),
+                ));
+            }
+        }
         if !self.storage.archive {
             nonzero("storage.retain_blocks", self.storage.retain_blocks)?;
             if self.storage.snapshot_every == 0 {
@@ -853,6 +890,14 @@ impl Config {
         w("# base snapshot on (and at least snapshot_keep).".into());
         w(format!("snapshot_every = {}", st.snapshot_every));
         w(format!("snapshot_keep = {}", st.snapshot_keep));
+        w("# Page caches of the ledger, the receipts and the ended leases, bytes (each at least"
+            .into());
+        w("# 1 MiB): what the node holds in memory of them at most.".into());
+        w(format!("ledger_cache_bytes = {}", st.ledger_cache_bytes));
+        w(format!("receipts_cache_bytes = {}", st.receipts_cache_bytes));
+        w(format!("history_cache_bytes = {}", st.history_cache_bytes));
+        w("# Receipts kept (GET /api/v1/submissions/{id}), the oldest forgotten first.".into());
+        w(format!("receipts_keep = {}", st.receipts_keep));
         w(String::new());
         let sv = &self.supervision;
         w("# As a validator, probe the other providers' leases at the targets they record, and"
@@ -1167,6 +1212,12 @@ mod tests {
         assert!(e.contains("config.toml:2: disk.check_interval_ms: must be at least 1"), "{e}");
         let ok = parse("[disk]\nmin_free_bytes = 0\n").unwrap();
         assert_eq!(ok.disk.min_free_bytes, 0);
+        let e = err("[storage]\nledger_cache_bytes = 4096\n");
+        assert!(e.contains("config.toml:2: storage.ledger_cache_bytes: 4096 is below"), "{e}");
+        let e = err("[storage]\nreceipts_keep = 0\n");
+        assert!(e.contains("storage.receipts_keep: must be at least 1"), "{e}");
+        let ok = parse("[storage]\nhistory_cache_bytes = 1048576\nreceipts_keep = 10\n").unwrap();
+        assert_eq!((ok.storage.history_cache_bytes, ok.storage.receipts_keep), (1 << 20, 10));
         let e = err("[mempool]\ncapacity = 0\n");
         assert!(e.contains("config.toml:2: mempool.capacity: must be at least 1"), "{e}");
         assert_eq!(parse("[mempool]\nshed_after_ms = 0\n").unwrap().mempool.shed_after_ms, 0);

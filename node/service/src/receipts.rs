@@ -3,7 +3,7 @@
 //! (`GET /api/v1/submissions/{id}`): committed at height H, or dropped with its refusal code.
 //!
 //! Kept in the node's journal database (`DIR/mempool`, trees `receipts`, `receipts_order` and
-//! `receipts_meta`), bounded in count: past [`CAPACITY`] the oldest receipts are forgotten
+//! `receipts_meta`), bounded in count: past `[storage] receipts_keep` ([`CAPACITY`] by default) the oldest receipts are forgotten
 //! first. Receipts are not flushed on their own (sled flushes within half a second), so a crash
 //! may forget the last few; the node derives those of committed entries again from its ledger
 //! at start (`receipts_meta` holds the last height whose receipts were recorded), and records a
@@ -15,8 +15,13 @@ use std::sync::Mutex;
 use surplus_ledger::Hash;
 use surplus_web::Submission as Receipt;
 
-/// Most receipts kept (about 100 bytes each on disk, with their place in the order).
+/// Most receipts kept unless the node's `[storage] receipts_keep` says otherwise (about 100
+/// bytes each on disk, with their place in the order).
 pub const CAPACITY: u64 = 500_000;
+
+/// The page cache of the journal database that holds them (`DIR/mempool`) unless the node's
+/// `[storage] receipts_cache_bytes` says otherwise.
+pub const CACHE_BYTES: u64 = 16 * 1024 * 1024;
 
 /// The key of the last recorded height in `receipts_meta`.
 const HEIGHT_KEY: &[u8] = b"height";

@@ -23,7 +23,7 @@ use crate::mempool::Mempool;
 use crate::owner::{Core, CoreHandle, FaucetRefusal};
 use crate::p2p::{self, Gossip, Topic, Verdict};
 use crate::provision::{Event, Hook, LeaseEvent, ProvisionLog};
-use crate::receipts::{self, Receipts};
+use crate::receipts::Receipts;
 use crate::turnwatch::{self, TurnWatch};
 use crate::webdata::{fills_of, WebData};
 use surplus_market::Fill;
@@ -1554,10 +1554,11 @@ async fn run(
             None => None,
         };
         let provisioning = ProvisionLog::open(&dir)?;
-        // The journal holds only entries waiting for a block: a small cache does.
+        // The journal holds only entries waiting for a block, and the receipts are read one at a
+        // time: a small cache does.
         let journal_db = sled::Config::new()
             .path(dir.join("mempool"))
-            .cache_capacity(16 * 1024 * 1024)
+            .cache_capacity(config.storage.receipts_cache_bytes)
             .open()
             .with_context(|| format!("cannot open the mempool journal in {}", dir.display()))?;
         let (journal, journal_damaged) = open_journal(&dir, &journal_db.open_tree("accepted")?)?;
@@ -1615,7 +1616,7 @@ async fn run(
         };
 
         let receipts = Arc::new(
-            Receipts::open(&journal_db, receipts::CAPACITY)
+            Receipts::open(&journal_db, config.storage.receipts_keep)
                 .with_context(|| format!("cannot open the receipts in {}", dir.display()))?,
         );
         let mut core = Core::new(

@@ -283,14 +283,14 @@ fn a_prune_interrupted_before_its_deletes_reopens_and_is_finished_by_the_next() 
     let dir = tempfile::tempdir().unwrap();
     drop(full(dir.path(), &chain));
     let all: Vec<(sled::IVec, sled::IVec)> = {
-        let b = SledBackend::open(dir.path()).unwrap();
+        let b = SledBackend::open(dir.path(), surplus_store::CACHE_BYTES).unwrap();
         b.db().iter().map(Result::unwrap).collect()
     };
     let mut s = Store::open(dir.path(), config()).unwrap();
     s.prune(6).unwrap();
     drop(s);
     let kept: usize = {
-        let b = SledBackend::open(dir.path()).unwrap();
+        let b = SledBackend::open(dir.path(), surplus_store::CACHE_BYTES).unwrap();
         // Put back every entry and node that prune deleted: as if it stopped right after
         // recording the base.
         for (k, v) in &all {
@@ -329,7 +329,7 @@ fn a_damaged_frontier_at_the_base_is_caught_on_open() {
     let start = chain.blocks[4].header.tree_size;
     let level = 63 - start.leading_zeros() as u8;
     {
-        let b = SledBackend::open(dir.path()).unwrap();
+        let b = SledBackend::open(dir.path(), surplus_store::CACHE_BYTES).unwrap();
         let mut key = vec![b'N', level];
         key.extend_from_slice(&0u64.to_be_bytes());
         assert!(b.db().contains_key(&key).unwrap(), "the frontier's largest node is kept");
@@ -407,7 +407,7 @@ fn the_audit_checks_the_headers_of_pruned_blocks() {
     s.prune(6).unwrap();
     drop(s);
     {
-        let b = SledBackend::open(dir.path()).unwrap();
+        let b = SledBackend::open(dir.path(), surplus_store::CACHE_BYTES).unwrap();
         let mut key = vec![b'H'];
         key.extend_from_slice(&3u64.to_be_bytes());
         let swapped = Block {

@@ -58,11 +58,21 @@ pub struct Storage {
     /// Keep the bodies of only the newest this many blocks (headers and certificates are always
     /// kept); `None` keeps every block (an archive node).
     pub retain_blocks: Option<u64>,
+    /// The ledger's page cache, bytes.
+    pub ledger_cache_bytes: u64,
+    /// The lease history's page cache, bytes.
+    pub history_cache_bytes: u64,
 }
 
 impl Default for Storage {
     fn default() -> Self {
-        Storage { snapshot_every: 1_000, snapshot_keep: 2, retain_blocks: None }
+        Storage {
+            snapshot_every: 1_000,
+            snapshot_keep: 2,
+            retain_blocks: None,
+            ledger_cache_bytes: surplus_store::CACHE_BYTES,
+            history_cache_bytes: super::history::CACHE_BYTES,
+        }
     }
 }
 
@@ -273,10 +283,10 @@ impl Chain {
         progress: &mut dyn FnMut(u64, u64),
     ) -> Result<Self> {
         let checks = Checks { certificates: true, entry_signatures: false };
-        let mut store =
-            Store::open(&dir.join("ledger"), StoreConfig { checks }).with_context(|| {
-                format!("cannot open the ledger in {}", dir.join("ledger").display())
-            })?;
+        let config = StoreConfig { checks, cache_bytes: storage.ledger_cache_bytes };
+        let mut store = Store::open(&dir.join("ledger"), config).with_context(|| {
+            format!("cannot open the ledger in {}", dir.join("ledger").display())
+        })?;
         match store.height() {
             None => {
                 store.append(genesis).context("cannot write the genesis block")?;
@@ -298,7 +308,7 @@ impl Chain {
             }
         }
         let height = store.height().unwrap_or(0);
-        let history = LeaseHistory::open(&dir.join("history"))?;
+        let history = LeaseHistory::open(&dir.join("history"), storage.history_cache_bytes)?;
         let snapshots = snapshot::dir_of(dir);
         let (mut maker, from) = if store.base() == 0 {
             (genesis_maker, 0)
@@ -947,7 +957,12 @@ mod tests {
     #[test]
     fn a_pruned_chain_restarts_from_its_snapshot() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage { snapshot_every: 3, snapshot_keep: 2, retain_blocks: Some(4) };
+        let storage = Storage {
+            snapshot_every: 3,
+            snapshot_keep: 2,
+            retain_blocks: Some(4),
+            ..Storage::default()
+        };
         let mut chain = open(dir.path(), storage.clone()).unwrap();
         let now = twenty_blocks(&mut chain);
         let root = snapshot::dir_of(dir.path());
@@ -999,7 +1014,12 @@ mod tests {
     #[test]
     fn retention_longer_than_the_kept_snapshots_prunes() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage { snapshot_every: 3, snapshot_keep: 1, retain_blocks: Some(7) };
+        let storage = Storage {
+            snapshot_every: 3,
+            snapshot_keep: 1,
+            retain_blocks: Some(7),
+            ..Storage::default()
+        };
         let mut chain = open(dir.path(), storage).unwrap();
         twenty_blocks(&mut chain);
         // At 18: the newest snapshot at most 18 - 7 = 11 is 9, so the base is 10; 9 and every
@@ -1081,7 +1101,12 @@ mod tests {
     #[test]
     fn an_archive_keeps_every_block() {
         let dir = tempfile::tempdir().unwrap();
-        let storage = Storage { snapshot_every: 3, snapshot_keep: 2, retain_blocks: None };
+        let storage = Storage {
+            snapshot_every: 3,
+            snapshot_keep: 2,
+            retain_blocks: None,
+            ..Storage::default()
+        };
         let mut chain = open(dir.path(), storage.clone()).unwrap();
         twenty_blocks(&mut chain);
         assert_eq!(snapshot::heights(&snapshot::dir_of(dir.path())), vec![15, 18]);

@@ -12,6 +12,10 @@ use surplus_contracts::supervision::{Credit, CreditReason};
 use surplus_contracts::{Applied, Lease, State};
 use surplus_ledger::{EntryKind, Hash, PublicKey};
 
+/// The page cache of the history's sled database unless the node's `[storage]
+/// history_cache_bytes` says otherwise.
+pub const CACHE_BYTES: u64 = 8 * 1024 * 1024;
+
 const HEIGHT_KEY: &[u8] = b"height";
 
 /// Ended leases by id, with an index by account (buyer and provider). Cheap to clone.
@@ -112,11 +116,11 @@ fn paid_key(provider: &PublicKey) -> [u8; 36] {
 }
 
 impl LeaseHistory {
-    /// Opens (or creates) the history in `dir`.
-    pub fn open(dir: &Path) -> Result<Self> {
+    /// Opens (or creates) the history in `dir` with a page cache of `cache_bytes`.
+    pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
         let db = sled::Config::new()
             .path(dir)
-            .cache_capacity(8 * 1024 * 1024)
+            .cache_capacity(cache_bytes)
             .open()
             .with_context(|| format!("cannot open the lease history in {}", dir.display()))?;
         Ok(Self {
@@ -332,14 +336,14 @@ mod tests {
         assert_eq!(a.ended.len(), 1);
         let dir = tempfile::tempdir().unwrap();
         {
-            let h = LeaseHistory::open(dir.path()).unwrap();
+            let h = LeaseHistory::open(dir.path(), CACHE_BYTES).unwrap();
             assert_eq!(h.height(), 0);
             h.record(2, &a.ended).unwrap();
             // A replay of the same height changes nothing.
             h.record(2, &a.ended[..0]).unwrap();
             h.record(1, &a.ended).unwrap();
         }
-        let h = LeaseHistory::open(dir.path()).unwrap();
+        let h = LeaseHistory::open(dir.path(), CACHE_BYTES).unwrap();
         assert_eq!(h.height(), 2);
         let l = h.lease(&id).unwrap();
         assert_eq!(l.status, LeaseStatus::TerminatedByBuyer);

@@ -241,7 +241,11 @@ pub async fn sync(
     })
 }
 
-/// The store's checks, as [`super::chain::Chain::open`] opens it.
+/// The store's checks, as [`super::chain::Chain::open`] opens it (the default page cache: the
+/// store is open only while the node syncs; the chain reopens it with the node's own).
 fn store_config() -> StoreConfig {
-    StoreConfig { checks: Checks { certificates: true, entry_signatures: false } }
+    StoreConfig {
+        checks: Checks { certificates: true, entry_signatures: false },
+        ..StoreConfig::default()
+    }
 }
