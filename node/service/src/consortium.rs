@@ -2,7 +2,7 @@
 //! which validators take part, how blocks come, each provider's availability as the other
 //! datacenters measured it (`docs/contracts.md` §10), and the incidents of the last 30 days.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use surplus_contracts::State;
 use surplus_ledger::{Header, PublicKey};
@@ -55,19 +55,15 @@ pub fn status(
     let month_from = now_ms.saturating_sub(MONTH_MS);
     let day_from = now_ms.saturating_sub(DAY_MS);
     let down: Vec<Downtime> = history.map(|h| h.downtime(month_from)).unwrap_or_default();
-    let mut providers: BTreeSet<PublicKey> =
-        state.leases().map(|l| state.current_key(&l.fill.provider)).collect();
+    let live = live_by_provider(state, now_ms, [day_from, month_from]);
+    let mut providers: BTreeSet<PublicKey> = live.keys().copied().collect();
     if let Some(h) = history {
         providers.extend(h.providers_since(month_from).iter().map(|k| state.current_key(k)));
     }
     providers.extend(down.iter().map(|d| state.current_key(&d.provider)));
-    let availability = |p: &PublicKey, from: u64| {
+    let availability = |p: &PublicKey, from: u64, window: usize| {
         let keys = state.keys_of(p);
-        let live: u64 = keys
-            .iter()
-            .flat_map(|k| state.provider_leases(k).collect::<Vec<_>>())
-            .map(|l| l.fill.end_ms.min(now_ms).saturating_sub(l.fill.start_ms.max(from)))
-            .sum();
+        let live: u64 = live.get(p).map_or(0, |l| l.leased_ms[window]);
         let ended: u64 =
             history.map_or(0, |h| keys.iter().map(|k| h.ended_leased_ms(k, from, now_ms)).sum());
         let down_ms: u64 = down
@@ -81,9 +77,9 @@ pub fn status(
         .iter()
         .map(|p| ProviderAvailability {
             provider: *p,
-            live_leases: state.provided_by(p).count() as u64,
-            day: availability(p, day_from),
-            month: availability(p, month_from),
+            live_leases: live.get(p).map_or(0, |l| l.leases),
+            day: availability(p, day_from, 0),
+            month: availability(p, month_from, 1),
         })
         .collect();
 
@@ -210,6 +206,33 @@ pub fn status(
     }
 }
 
+/// What a provider's live leases add up to.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Live {
+    /// How many.
+    leases: u64,
+    /// Their leased time from each of the `from` times to `now_ms`, ms.
+    leased_ms: [u64; 2],
+}
+
+/// The live leases of each provider, under the key that now speaks for it (its duties pass to
+/// it through rotations): one walk over the live leases, with no look-up per lease.
+fn live_by_provider(state: &State, now_ms: u64, from: [u64; 2]) -> BTreeMap<PublicKey, Live> {
+    let mut current: HashMap<PublicKey, PublicKey> = HashMap::new();
+    let mut live: BTreeMap<PublicKey, Live> = BTreeMap::new();
+    for l in state.leases() {
+        let provider = l.fill.provider;
+        let key = *current.entry(provider).or_insert_with(|| state.current_key(&provider));
+        let entry = live.entry(key).or_default();
+        entry.leases += 1;
+        let end = l.fill.end_ms.min(now_ms);
+        for (ms, from) in entry.leased_ms.iter_mut().zip(from) {
+            *ms += end.saturating_sub(l.fill.start_ms.max(from));
+        }
+    }
+    live
+}
+
 fn finish((mut i, leases, markets): (Incident, BTreeSet<[u8; 32]>, BTreeSet<String>)) -> Incident {
     i.leases = leases.len() as u64;
     i.markets = markets.into_iter().collect();
@@ -246,4 +269,49 @@ pub fn human(ms: u64) -> String {
 fn clock(ms: u64) -> String {
     let s = (ms / 1000) % 86_400;
     format!("{:02}:{:02}:{:02} UTC", s / 3600, (s % 3600) / 60, s % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use surplus_contracts::testutil::{bid, buyer, genesis, offer, provider, tx, CHAIN, T0};
+    use surplus_contracts::{BlockMaker, Tx};
+    use surplus_market::HOUR_MS;
+
+    /// The walk gives what looking up each provider's leases through its keys gives, rotated
+    /// keys included.
+    #[test]
+    fn one_walk_finds_each_providers_live_leases_under_its_current_key() {
+        let (_, mut maker) = BlockMaker::genesis(CHAIN, &genesis(0, 0), T0).unwrap();
+        let validator = surplus_ledger::testutil::key("validator", 0).public();
+        let new_key = surplus_ledger::testutil::key("rotated", 1);
+        let mut entries =
+            vec![offer(&provider(0), 3, 10, 24, 1, T0), offer(&provider(1), 2, 10, 24, 1, T0)];
+        entries.extend((0..5).map(|i| bid(&buyer(i % 3), 1, 2 + i as u32, 100, 10 + i, T0)));
+        maker.next(&entries, T0 + 1, validator).unwrap();
+        let rotate = Tx::RotateKey { new_key: new_key.public(), seq: 0 };
+        maker.next(&[tx(&provider(1), rotate)], T0 + 2, validator).unwrap();
+        let state = &maker.state;
+        assert_eq!(state.leases().count(), 5, "both offers filled");
+        let now = T0 + 3 * HOUR_MS;
+        let from = [now - DAY_MS, T0 + HOUR_MS];
+        let live = live_by_provider(state, now, from);
+        assert_eq!(live.len(), 2);
+        assert!(live.contains_key(&new_key.public()), "provider 1's leases pass to its new key");
+        assert!(!live.contains_key(&provider(1).public()), "the rotated key speaks for nothing");
+        for (p, l) in &live {
+            assert_eq!(l.leases, state.provided_by(p).count() as u64);
+            for (ms, from) in l.leased_ms.iter().zip(from) {
+                let slow: u64 = state
+                    .keys_of(p)
+                    .iter()
+                    .flat_map(|k| state.provider_leases(k).collect::<Vec<_>>())
+                    .map(|l| l.fill.end_ms.min(now).saturating_sub(l.fill.start_ms.max(from)))
+                    .sum();
+                assert_eq!(*ms, slow);
+                assert!(*ms > 0);
+            }
+        }
+        assert_eq!(live.values().map(|l| l.leases).sum::<u64>(), 5);
+    }
 }
