@@ -1666,85 +1666,97 @@ impl State {
 
     /// Every item of the state, kind by kind, each kind in its natural key order.
     pub fn items(&self) -> impl Iterator<Item = Item> + '_ {
-        let accounts = self.accounts.iter().map(|(k, a)| Item {
-            kind: Kind::Account,
-            key: k.0.to_vec(),
-            value: root::account_value(k, a),
+        self.items_where(|_, _| true)
+    }
+
+    /// The items whose (kind, natural key) `keep` accepts, in the order of [`State::items`]; the
+    /// value of an item left out is not encoded (a snapshot takes the items a part at a time).
+    pub fn items_where<'a>(
+        &'a self,
+        keep: impl FnMut(Kind, &[u8]) -> bool + 'a,
+    ) -> impl Iterator<Item = Item> + 'a {
+        let keep = std::cell::RefCell::new(keep);
+        // Each kind's items as (key, a way to encode the value), the value encoded only if kept.
+        let item = move |kind: Kind, key: Vec<u8>, value: &dyn Fn() -> Vec<u8>| {
+            (keep.borrow_mut())(kind, &key).then(|| Item { kind, key, value: value() })
+        };
+        let item = std::rc::Rc::new(item);
+        let it = item.clone();
+        let chain = std::iter::once(self.chain_item()).filter_map(move |c| {
+            let Item { kind, key, value } = c;
+            it(kind, key, &|| value.clone())
         });
-        let leases = self.leases.values().map(|l| Item {
-            kind: Kind::Lease,
-            key: l.id.to_vec(),
-            value: root::lease_value(l),
+        let it = item.clone();
+        let accounts = self.accounts.iter().filter_map(move |(k, a)| {
+            it(Kind::Account, k.0.to_vec(), &|| root::account_value(k, a))
         });
+        let it = item.clone();
+        let leases = self
+            .leases
+            .values()
+            .filter_map(move |l| it(Kind::Lease, l.id.to_vec(), &|| root::lease_value(l)));
         let mut orders: Vec<&surplus_market::Resting> = self.book.orders().collect();
         orders.sort_by_key(|r| r.order.id);
         let mut allocations: Vec<Item> = orders
             .iter()
             .flat_map(|r| {
-                r.allocations.iter().map(|a| Item {
-                    kind: Kind::Allocation,
-                    key: root::allocation_key(&r.order.id, &a.bid, a.start_ms).to_vec(),
-                    value: root::allocation_value(&r.order.id, a),
+                let item = item.clone();
+                r.allocations.iter().filter_map(move |a| {
+                    let key = root::allocation_key(&r.order.id, &a.bid, a.start_ms).to_vec();
+                    item(Kind::Allocation, key, &|| root::allocation_value(&r.order.id, a))
                 })
             })
             .collect();
         allocations.sort_by(|a, b| a.key.cmp(&b.key));
-        let orders = orders.into_iter().map(|r| Item {
-            kind: Kind::Order,
-            key: r.order.id.to_vec(),
-            value: root::order_value(r),
-        });
-        let revoked = self.revoked.iter().map(|r| {
+        let it = item.clone();
+        let orders = orders
+            .into_iter()
+            .filter_map(move |r| it(Kind::Order, r.order.id.to_vec(), &|| root::order_value(r)));
+        let it = item.clone();
+        let revoked = self.revoked.iter().filter_map(move |r| {
             let key = root::revoked_key(r);
-            Item { kind: Kind::Revoked, value: key.clone(), key }
+            it(Kind::Revoked, key.clone(), &|| key.clone())
         });
-        let nonces = self.book.nonces().into_iter().map(|(a, n, e)| Item {
-            kind: Kind::Nonce,
-            key: root::nonce_key(&a, n).to_vec(),
-            value: root::nonce_value(&a, n, e),
+        let it = item.clone();
+        let nonces = self.book.nonces().into_iter().filter_map(move |(a, n, e)| {
+            it(Kind::Nonce, root::nonce_key(&a, n).to_vec(), &|| root::nonce_value(&a, n, e))
         });
-        let prices = self.last_price.iter().map(|(m, p)| Item {
-            kind: Kind::Price,
-            key: root::price_key(m),
-            value: root::price_value(m, *p),
+        let it = item.clone();
+        let prices = self.last_price.iter().filter_map(move |(m, p)| {
+            it(Kind::Price, root::price_key(m), &|| root::price_value(m, *p))
         });
         let mut validators: Vec<Item> = self
             .validators
             .iter()
             .enumerate()
-            .map(|(i, v)| Item {
-                kind: Kind::Validator,
-                key: v.key.0.to_vec(),
-                value: root::validator_value(i, v),
+            .filter_map(|(i, v)| {
+                item(Kind::Validator, v.key.0.to_vec(), &|| root::validator_value(i, v))
             })
             .collect();
         validators.sort_by(|a, b| a.key.cmp(&b.key));
-        let proposals = self.proposals.values().map(|p| Item {
-            kind: Kind::Proposal,
-            key: p.id.to_vec(),
-            value: root::proposal_value(p),
+        let it = item.clone();
+        let proposals = self
+            .proposals
+            .values()
+            .filter_map(move |p| it(Kind::Proposal, p.id.to_vec(), &|| root::proposal_value(p)));
+        let it = item.clone();
+        let rotations = self.rotated.iter().filter_map(move |(old, r)| {
+            it(Kind::Rotation, old.0.to_vec(), &|| root::rotation_value(old, r))
         });
-        let rotations = self.rotated.iter().map(|(old, r)| Item {
-            kind: Kind::Rotation,
-            key: old.0.to_vec(),
-            value: root::rotation_value(old, r),
+        let it = item.clone();
+        let consensus = self
+            .consensus
+            .iter()
+            .filter_map(move |c| it(Kind::Consensus, Vec::new(), &|| root::consensus_value(c)));
+        let it = item.clone();
+        let windows = self.maintenance.values().filter_map(move |w| {
+            it(Kind::Maintenance, Window::key(&w.provider, &w.pool), &|| w.encode())
         });
-        let consensus = self.consensus.iter().map(|c| Item {
-            kind: Kind::Consensus,
-            key: Vec::new(),
-            value: root::consensus_value(c),
+        let it = item;
+        let tallies = self.tallies.values().filter_map(move |t| {
+            it(Kind::Tally, Tally::key(t.interval, &t.lease).to_vec(), &|| t.encode())
         });
-        let windows = self.maintenance.values().map(|w| Item {
-            kind: Kind::Maintenance,
-            key: Window::key(&w.provider, &w.pool),
-            value: w.encode(),
-        });
-        let tallies = self.tallies.values().map(|t| Item {
-            kind: Kind::Tally,
-            key: Tally::key(t.interval, &t.lease).to_vec(),
-            value: t.encode(),
-        });
-        std::iter::once(self.chain_item())
+        chain
             .chain(accounts)
             .chain(leases)
             .chain(orders)

@@ -32,6 +32,14 @@ fn secs(t: Instant) -> f64 {
     t.elapsed().as_secs_f64()
 }
 
+/// A field of `/proc/self/status` in MiB (Linux), e.g. `VmRSS` or `VmHWM`.
+fn status_mib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(&format!("{field}:")))?;
+    let kb: f64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb / 1024.0)
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let n: u64 =
@@ -56,6 +64,10 @@ async fn main() {
     );
 
     let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().expect("tempdir")).collect();
+    // The peak resident memory is reset (Linux: `/proc/self/clear_refs`), so that the peak after
+    // the write is the write's.
+    let reset = std::fs::write("/proc/self/clear_refs", "5").is_ok();
+    let rss_before = status_mib("VmRSS");
     let t = Instant::now();
     let m = snapshot::write(
         &snapshot::dir_of(dirs[0].path()),
@@ -70,12 +82,17 @@ async fn main() {
         .filter_map(|i| snapshot::read_chunk(&snapshot::dir_of(dirs[0].path()), 1, i))
         .map(|c| c.len() as u64)
         .sum();
+    let written = secs(t);
+    let peak = match (reset, rss_before, status_mib("VmHWM")) {
+        (true, Some(before), Some(peak)) => format!("{:.0} MiB", peak - before),
+        _ => "not measured".to_owned(),
+    };
     println!(
-        "snapshot: {} items in {} chunks, {:.0} MiB, written in {:.1} s",
+        "snapshot: {} items in {} chunks, {:.0} MiB, written in {written:.1} s; resident memory \
+         at most {peak} above what it was before the write",
         m.items,
         m.chunks.len(),
         bytes as f64 / (1 << 20) as f64,
-        secs(t)
     );
     let from = snapshot::dir_of(dirs[0].path()).join(format!("{:020}", 1));
     let to = snapshot::dir_of(dirs[1].path()).join(format!("{:020}", 1));

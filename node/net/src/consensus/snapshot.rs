@@ -326,6 +326,11 @@ impl Chunk {
 /// Where [`build`] hands each encoded chunk, with its index.
 pub type ChunkSink<'a> = dyn FnMut(u32, &[u8]) -> Result<(), SnapshotError> + 'a;
 
+/// Items a snapshot holds in memory at a time, about (some 200 bytes each): the state is taken
+/// in parts by the first two bytes of the items' key hashes, each part read from the state in
+/// one walk that encodes only its own items.
+pub const ITEMS_PER_PART: usize = 1 << 18;
+
 /// Cuts the state into chunks (deterministically) and hands each, encoded, to `sink`; returns
 /// the manifest. The state must be the state after `header`.
 pub fn build(
@@ -336,6 +341,21 @@ pub fn build(
     set_changes: Vec<SetChange>,
     sink: &mut ChunkSink<'_>,
 ) -> Result<Manifest, SnapshotError> {
+    build_in_parts(state, header, certificate, frontier, set_changes, ITEMS_PER_PART, sink)
+}
+
+/// [`build`], holding about `per_part` items at a time. The chunks are the same whatever the
+/// parts: every item in key-hash order, cut greedily at [`CHUNK_TARGET_BYTES`], a part's last
+/// items carried into the next part's first chunk.
+pub fn build_in_parts(
+    state: &State,
+    header: &Header,
+    certificate: &Certificate,
+    frontier: &Frontier,
+    set_changes: Vec<SetChange>,
+    per_part: usize,
+    sink: &mut ChunkSink<'_>,
+) -> Result<Manifest, SnapshotError> {
     let tree = state.tree();
     if tree.root() != header.state_root {
         return Err(SnapshotError::Invalid(format!(
@@ -344,42 +364,79 @@ pub fn build(
             header.height
         )));
     }
-    let mut items: Vec<(Hash, Item)> = state.items().map(|i| (i.key_hash(), i)).collect();
-    items.sort_unstable_by_key(|a| a.0);
+    // The first two bytes of each item's key hash, in the order the state gives its items (the
+    // same in every walk); no value is encoded.
+    let mut prefixes: Vec<u16> = Vec::new();
+    state
+        .items_where(|kind, key| {
+            let h = surplus_contracts::root::key_hash(kind, key);
+            prefixes.push(u16::from_be_bytes([h[0], h[1]]));
+            false
+        })
+        .for_each(drop);
+    let parts = prefixes.len().div_ceil(per_part.max(1)).clamp(1, 1 << 16);
     let mut chunks = Vec::new();
-    let mut start = 0usize;
-    while start < items.len() {
-        let mut end = start;
-        let mut bytes = 0usize;
-        while end < items.len() && bytes < CHUNK_TARGET_BYTES {
-            bytes += items[end].1.key.len() + items[end].1.value.len() + 9;
-            end += 1;
-        }
-        let last_key = items[end - 1].0;
-        let proof = tree.range_proof(&last_key).ok_or_else(|| {
-            SnapshotError::Invalid(format!("no range proof for key {}", hex::encode(last_key)))
-        })?;
-        let index = chunks.len() as u32;
-        let chunk = Chunk {
-            height: header.height,
-            index,
-            items: items[start..end].iter().map(|(_, i)| i.clone()).collect(),
-            proof,
+    let mut items_total = 0u64;
+    let mut pending: Vec<(Hash, Item)> = Vec::new();
+    let mut emit =
+        |items: &[(Hash, Item)], chunks: &mut Vec<ChunkInfo>| -> Result<(), SnapshotError> {
+            let last_key = items[items.len() - 1].0;
+            let proof = tree.range_proof(&last_key).ok_or_else(|| {
+                SnapshotError::Invalid(format!("no range proof for key {}", hex::encode(last_key)))
+            })?;
+            let index = chunks.len() as u32;
+            let chunk = Chunk {
+                height: header.height,
+                index,
+                items: items.iter().map(|(_, i)| i.clone()).collect(),
+                proof,
+            };
+            let encoded = chunk.encode();
+            sink(index, &encoded)?;
+            chunks.push(ChunkInfo {
+                hash: *blake3::hash(&encoded).as_bytes(),
+                items: items.len() as u32,
+                last_key,
+            });
+            Ok(())
         };
-        let encoded = chunk.encode();
-        sink(index, &encoded)?;
-        chunks.push(ChunkInfo {
-            hash: *blake3::hash(&encoded).as_bytes(),
-            items: (end - start) as u32,
-            last_key,
-        });
-        start = end;
+    for p in 0..parts {
+        // Part p: the items whose key hash starts with two bytes in [p * 65536 / parts,
+        // (p + 1) * 65536 / parts).
+        let (lo, hi) = (p * 65_536 / parts, (p + 1) * 65_536 / parts);
+        let mut next = prefixes.iter();
+        let mut part: Vec<(Hash, Item)> = state
+            .items_where(|_, _| next.next().is_some_and(|x| (lo..hi).contains(&usize::from(*x))))
+            .map(|i| (i.key_hash(), i))
+            .collect();
+        part.sort_unstable_by_key(|a| a.0);
+        items_total += part.len() as u64;
+        pending.append(&mut part);
+        // Whole chunks; what is left (under the target) waits for the next part's items.
+        let mut start = 0usize;
+        loop {
+            let mut end = start;
+            let mut bytes = 0usize;
+            while end < pending.len() && bytes < CHUNK_TARGET_BYTES {
+                bytes += pending[end].1.key.len() + pending[end].1.value.len() + 9;
+                end += 1;
+            }
+            if bytes < CHUNK_TARGET_BYTES && p + 1 < parts {
+                break;
+            }
+            if end == start {
+                break;
+            }
+            emit(&pending[start..end], &mut chunks)?;
+            start = end;
+        }
+        pending.drain(..start);
     }
     Ok(Manifest {
         header: header.clone(),
         certificate: certificate.clone(),
         frontier: frontier.clone(),
-        items: items.len() as u64,
+        items: items_total,
         chunks,
         set_changes,
     })
@@ -701,6 +758,38 @@ mod tests {
         let (mut a, mut c) = (maker.clone(), loaded);
         let next = t::T0 + 3_600_000;
         assert_eq!(a.next(&[], next, proposer).unwrap().0, c.next(&[], next, proposer).unwrap().0);
+    }
+
+    /// However many parts the state is read in, the chunks and the manifest are the same.
+    #[test]
+    fn a_snapshot_taken_in_parts_is_the_same_snapshot() {
+        let (_, maker, b) = sample();
+        let build_with = |per_part: usize| {
+            let mut chunks: Vec<Vec<u8>> = Vec::new();
+            let m = build_in_parts(
+                &maker.state,
+                &b.header,
+                &b.certificate,
+                maker.frontier(),
+                Vec::new(),
+                per_part,
+                &mut |i, bytes| {
+                    assert_eq!(i as usize, chunks.len());
+                    chunks.push(bytes.to_vec());
+                    Ok(())
+                },
+            )
+            .unwrap();
+            (m, chunks)
+        };
+        let (whole, whole_chunks) = build_with(usize::MAX);
+        assert!(whole_chunks.len() >= 3);
+        assert_eq!(whole.items, maker.state.items().count() as u64);
+        for per_part in [1_000, 4_096, 29_999] {
+            let (m, chunks) = build_with(per_part);
+            assert_eq!(m, whole, "{per_part} items a part");
+            assert!(chunks == whole_chunks, "{per_part} items a part");
+        }
     }
 
     #[test]
