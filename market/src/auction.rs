@@ -114,6 +114,22 @@ struct Config {
 
 /// Clears one market. `bids` and `offers` are in priority order. `None` if nothing trades.
 pub fn clear_market(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Option<MarketResult> {
+    let mut durations: Vec<u32> = bids.iter().map(|b| b.hours).collect();
+    durations.sort_unstable();
+    durations.dedup();
+    clear_market_with(bids, offers, &durations)
+}
+
+/// [`clear_market`] given the durations of every active bid of the market, sorted and distinct
+/// (which offers count in the price search: step 2). The caller may leave out of `bids` those
+/// whose limit is below every active offer's reserve (they never trade nor set the price) and
+/// out of `offers` those whose reserve is above every active bid's limit, so long as
+/// `durations` still lists the hours of the bids left out.
+pub fn clear_market_with(
+    bids: &[ActiveBid],
+    offers: &[ActiveOffer],
+    durations: &[u32],
+) -> Option<MarketResult> {
     let max_limit = bids.first()?.limit;
     let min_reserve = offers.first()?.reserve;
     if max_limit < min_reserve {
@@ -131,7 +147,7 @@ pub fn clear_market(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Option<Market
             maximising.push(c);
         }
     };
-    let pool = Pooled::new(bids, offers);
+    let pool = Pooled::new(bids, offers, durations);
     for (c, cfg) in configs.iter().enumerate() {
         consider(c, pool.volume(cfg.bids, cfg.offers), &mut best, &mut maximising);
     }
@@ -177,7 +193,7 @@ struct Pooled {
 }
 
 impl Pooled {
-    fn new(bids: &[ActiveBid], offers: &[ActiveOffer]) -> Self {
+    fn new(bids: &[ActiveBid], offers: &[ActiveOffer], durations: &[u32]) -> Self {
         // Orders that could never execute must not move the price. Every bid counts only for the
         // slots its buyer could pay for at its own limit (or not at all, if that is below its
         // minimum fill), wherever it stands in priority; every offer counts only if some active
@@ -189,9 +205,6 @@ impl Pooled {
                 None => (0, u32::MAX),
             })
             .collect();
-        let mut durations: Vec<u32> = bids.iter().map(|b| b.hours).collect();
-        durations.sort_unstable();
-        durations.dedup();
         let mut want = Vec::with_capacity(bids.len() + 1);
         let mut hours = Vec::with_capacity(bids.len() + 1);
         want.push(0u128);
@@ -203,7 +216,7 @@ impl Pooled {
         let mut supply = Vec::with_capacity(offers.len() + 1);
         supply.push(0u128);
         for o in offers {
-            let free = if some_duration_fits(&durations, o) { u128::from(o.free) } else { 0 };
+            let free = if some_duration_fits(durations, o) { u128::from(o.free) } else { 0 };
             supply.push(supply[supply.len() - 1] + free);
         }
         let size = bids.len().next_power_of_two();
@@ -280,7 +293,7 @@ fn counted_slots(b: &ActiveBid) -> Option<u32> {
 
 /// Whether some duration `H` of `durations` (the active bids' durations, sorted, distinct) fits
 /// the offer: `min_hours ≤ H` and the lease ends by the window's end (`H ≤ max_hours`).
-fn some_duration_fits(durations: &[u32], o: &ActiveOffer) -> bool {
+pub(crate) fn some_duration_fits(durations: &[u32], o: &ActiveOffer) -> bool {
     let shortest_allowed = durations.partition_point(|&h| h < o.min_hours);
     durations.get(shortest_allowed).is_some_and(|&h| h <= o.max_hours)
 }
@@ -396,19 +409,74 @@ fn simulate(
 mod tests {
     use super::*;
 
+    /// A xorshift sequence from `seed`: each call gives a number below `n`.
+    fn numbers(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed;
+        move |n| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        }
+    }
+
+    /// Leaving out the bids below the lowest reserve and the offers above the highest limit,
+    /// with every bid's duration still given, clears the market exactly as the whole lists do:
+    /// the same price, volume and trades (the kept orders are a prefix of each list, so their
+    /// indices do not change).
+    #[test]
+    fn orders_that_do_not_cross_change_nothing() {
+        let mut next = numbers(0x9e37_79b9_7f4a_7c15);
+        let mut truncated = 0;
+        for _ in 0..3000 {
+            let mut bids: Vec<ActiveBid> = (0..1 + next(25) as usize)
+                .map(|i| {
+                    let want = 1 + next(12) as u32;
+                    ActiveBid {
+                        index: i,
+                        limit: 1 + next(60),
+                        hours: [1, 2, 4, 24, 48][next(5) as usize],
+                        want,
+                        min: if next(2) == 0 { want } else { 1 },
+                        buyer: PublicKey([1 + next(4) as u8; 32]),
+                        budget: if next(3) == 0 { next(5000) } else { u64::MAX },
+                    }
+                })
+                .collect();
+            bids.sort_by_key(|b| std::cmp::Reverse(b.limit));
+            let mut offers: Vec<ActiveOffer> = (0..1 + next(10) as usize)
+                .map(|i| ActiveOffer {
+                    index: i,
+                    reserve: 1 + next(60),
+                    free: 1 + next(15) as u32,
+                    min_hours: [0, 1, 4, 24, 72][next(5) as usize],
+                    max_hours: 1 + next(60) as u32,
+                    provider: PublicKey([100 + next(2) as u8 * 99; 32]),
+                })
+                .collect();
+            offers.sort_by_key(|o| o.reserve);
+            let whole = clear_market(&bids, &offers);
+            let max_limit = bids[0].limit;
+            let offers_kept = offers.partition_point(|o| o.reserve <= max_limit);
+            let Some(min_reserve) = offers.first().map(|o| o.reserve) else { continue };
+            let bids_kept = bids.partition_point(|b| b.limit >= min_reserve);
+            truncated += usize::from(offers_kept < offers.len() || bids_kept < bids.len());
+            let mut durations: Vec<u32> = bids.iter().map(|b| b.hours).collect();
+            durations.sort_unstable();
+            durations.dedup();
+            let part = clear_market_with(&bids[..bids_kept], &offers[..offers_kept], &durations);
+            assert_eq!(whole, part);
+        }
+        assert!(truncated > 1000, "only {truncated} books had orders left out");
+    }
+
     /// The closed form of a pooled market equals the step-by-step trade of the counted orders
     /// (each bid capped at what its buyer could pay for at its own limit, each offer that no
     /// bid's duration fits left out, the others pooled), for every configuration of many random
     /// books.
     #[test]
     fn pooled_volume_equals_simulation() {
-        let mut x = 0x2545_f491_4f6c_dd1d_u64;
-        let mut next = |n: u64| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x % n
-        };
+        let mut next = numbers(0x2545_f491_4f6c_dd1d);
         for _ in 0..2000 {
             let nb = 1 + next(30) as usize;
             let no = 1 + next(10) as usize;
@@ -444,7 +512,10 @@ mod tests {
                 })
                 .collect();
             offers.sort_by_key(|o| o.reserve);
-            let pool = Pooled::new(&bids, &offers);
+            let mut durations: Vec<u32> = bids.iter().map(|b| b.hours).collect();
+            durations.sort_unstable();
+            durations.dedup();
+            let pool = Pooled::new(&bids, &offers, &durations);
             // The counted orders, written out: every remaining offer serves every bid.
             let counted_bids: Vec<ActiveBid> = bids
                 .iter()

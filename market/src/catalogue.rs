@@ -127,8 +127,15 @@ impl Catalogue {
 
     /// Whether `market` names a class and a region of this catalogue.
     pub fn has_market(&self, market: &Market) -> bool {
-        self.classes.binary_search_by(|c| c.id.as_str().cmp(&market.class)).is_ok()
-            && self.regions.binary_search_by(|r| r.id.as_str().cmp(&market.region)).is_ok()
+        self.market_index(market).is_some()
+    }
+
+    /// The place of `market` among [`Catalogue::markets`], if it names a class and a region of
+    /// this catalogue.
+    pub fn market_index(&self, market: &Market) -> Option<usize> {
+        let class = self.classes.binary_search_by(|c| c.id.as_str().cmp(&market.class)).ok()?;
+        let region = self.regions.binary_search_by(|r| r.id.as_str().cmp(&market.region)).ok()?;
+        Some(class * self.regions.len() + region)
     }
 
     /// Every market, in order.

@@ -438,10 +438,20 @@ pub enum Rejection {
 /// Checks an order's fields against the catalogue and the block time (not its signature, nor
 /// the replay set: see [`crate::Book`]).
 pub fn validate(order: &Order, catalogue: &Catalogue, now_ms: u64) -> Result<(), Rejection> {
+    validate_in(order, catalogue, now_ms).map(|_| ())
+}
+
+/// [`validate`], returning the order's market's place in the catalogue
+/// ([`Catalogue::market_index`]).
+pub(crate) fn validate_in(
+    order: &Order,
+    catalogue: &Catalogue,
+    now_ms: u64,
+) -> Result<usize, Rejection> {
     let market = order.market();
-    if !catalogue.has_market(market) {
+    let Some(place) = catalogue.market_index(market) else {
         return Err(Rejection::UnknownMarket(market.to_string()));
-    }
+    };
     let expiry_ms = order.expiry_ms();
     if expiry_ms <= now_ms {
         return Err(Rejection::Expired { expiry_ms, now_ms });
@@ -506,7 +516,7 @@ pub fn validate(order: &Order, catalogue: &Catalogue, now_ms: u64) -> Result<(),
             }
         }
     }
-    Ok(())
+    Ok(place)
 }
 
 /// slots × hours × price, or `None` if it does not fit in 64 bits.
