@@ -754,7 +754,7 @@ impl State {
         let budget = |k: &PublicKey| accounts.get(k).map_or(0, |a| a.balance);
         let outcome = self
             .book
-            .clear(&self.params.catalogue, &batch, &budget)
+            .clear_owned(&self.params.catalogue, batch, &budget)
             .map_err(|e| Error::Block(e.to_string()))?;
         if !outcome.rejected.is_empty() {
             let rejected: BTreeMap<Hash, &surplus_market::Rejection> =

@@ -227,11 +227,14 @@ fn bench_memory(_: &mut Criterion) {
     let n = if std::env::args().any(|a| a == "--bench") { 1_000_000 } else { 100_000 };
     let catalogue = catalogue();
     let b = batch(1, NOW, Gen::new(&catalogue, 7).orders(n, Prices::Apart, NOW));
+    // Counted from before the copy the book takes its orders from: the book keeps them (with
+    // their market names), the rest of the copy is freed by the end of the block.
     let before = live();
     let resident_before = resident();
+    let input = b.clone();
     let mut book = Book::new();
     let t = Instant::now();
-    let out = book.clear(&catalogue, &b, &unlimited).unwrap();
+    let out = book.clear_owned(&catalogue, input, &unlimited).unwrap();
     let spent = t.elapsed();
     assert!(out.fills.is_empty() && out.rejected.is_empty());
     drop(out);
@@ -267,7 +270,8 @@ fn bench_memory(_: &mut Criterion) {
     let per_block = n / 100;
     for (k, orders) in b.orders.chunks(per_block).enumerate() {
         // All at one block time, so that every order stays valid and none leaves.
-        let out = book.clear(&catalogue, &batch(1 + k as u64, NOW, orders.to_vec()), &unlimited);
+        let b = batch(1 + k as u64, NOW, orders.to_vec());
+        let out = book.clear_owned(&catalogue, b, &unlimited);
         assert!(out.unwrap().rejected.is_empty());
         drop(book.take_changes());
     }
@@ -285,8 +289,9 @@ fn bench_clear(c: &mut Criterion) {
 
         // Once, so the reader sees the auction did real work.
         let mut book = Book::new();
+        let input = first.clone();
         let t = Instant::now();
-        let out = book.clear(&catalogue, &first, &unlimited).unwrap();
+        let out = book.clear_owned(&catalogue, input, &unlimited).unwrap();
         let spent = t.elapsed();
         println!(
             "clear {n} orders, fresh book: {} fills, {} of {} markets traded, {} accepted, {} rejected, {} resting after, {:.3} s ({:.0} orders/s)",
@@ -305,9 +310,9 @@ fn bench_clear(c: &mut Criterion) {
         let (resting, _) = resting_book(&catalogue, n, 2);
         let now2 = NOW + BLOCK_MS;
         let second = batch(2, now2, Gen::new(&catalogue, 3).orders(n / 10, Prices::Crossing, now2));
-        let mut book = resting.clone();
+        let (mut book, input) = (resting.clone(), second.clone());
         let t = Instant::now();
-        let out = book.clear(&catalogue, &second, &unlimited).unwrap();
+        let out = book.clear_owned(&catalogue, input, &unlimited).unwrap();
         let spent = t.elapsed();
         println!(
             "clear {} new orders against {n} resting: {} fills, {} of {} markets traded, {} resting after, {:.3} s ({:.0} new orders/s)",
@@ -330,9 +335,9 @@ fn bench_clear(c: &mut Criterion) {
         g.throughput(Throughput::Elements(n as u64));
         g.bench_function("fresh book, one batch", |b| {
             b.iter_batched(
-                Book::new,
-                |mut book| {
-                    let out = book.clear(&catalogue, &first, &unlimited).unwrap();
+                || (Book::new(), first.clone()),
+                |(mut book, input)| {
+                    let out = book.clear_owned(&catalogue, input, &unlimited).unwrap();
                     (book, out)
                 },
                 BatchSize::PerIteration,
@@ -341,9 +346,9 @@ fn bench_clear(c: &mut Criterion) {
         g.throughput(Throughput::Elements((n / 10) as u64));
         g.bench_function(format!("{} new orders against {n} resting", n / 10), |b| {
             b.iter_batched(
-                || resting.clone(),
-                |mut book| {
-                    let out = book.clear(&catalogue, &second, &unlimited).unwrap();
+                || (resting.clone(), second.clone()),
+                |(mut book, input)| {
+                    let out = book.clear_owned(&catalogue, input, &unlimited).unwrap();
                     (book, out)
                 },
                 BatchSize::PerIteration,

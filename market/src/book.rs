@@ -78,11 +78,16 @@ pub struct Allocations {
 enum Repr {
     /// At most [`FEW_ALLOCATIONS`], sorted by (bid, start).
     Few(Vec<Allocation>),
-    Many {
-        by_key: imbl::OrdMap<(Hash, u64), Allocation>,
-        /// (end, bid, start) of each.
-        ends: imbl::OrdSet<(u64, Hash, u64)>,
-    },
+    /// Behind a pointer, so that an order without allocations (every bid) carries no room for
+    /// two maps.
+    Many(Box<Many>),
+}
+
+#[derive(Clone, Debug)]
+struct Many {
+    by_key: imbl::OrdMap<(Hash, u64), Allocation>,
+    /// (end, bid, start) of each.
+    ends: imbl::OrdSet<(u64, Hash, u64)>,
 }
 
 impl Default for Repr {
@@ -129,7 +134,7 @@ impl Allocations {
     pub fn len(&self) -> usize {
         match &self.repr {
             Repr::Few(list) => list.len(),
-            Repr::Many { by_key, .. } => by_key.len(),
+            Repr::Many(m) => m.by_key.len(),
         }
     }
 
@@ -142,7 +147,7 @@ impl Allocations {
     pub fn iter(&self) -> impl Iterator<Item = &Allocation> {
         let (few, many) = match &self.repr {
             Repr::Few(list) => (Some(list.iter()), None),
-            Repr::Many { by_key, .. } => (None, Some(by_key.values())),
+            Repr::Many(m) => (None, Some(m.by_key.values())),
         };
         few.into_iter().flatten().chain(many.into_iter().flatten())
     }
@@ -151,7 +156,7 @@ impl Allocations {
     pub fn get(&self, bid: &Hash, start_ms: u64) -> Option<&Allocation> {
         match &self.repr {
             Repr::Few(list) => find(list, bid, start_ms).ok().map(|i| &list[i]),
-            Repr::Many { by_key, .. } => by_key.get(&(*bid, start_ms)),
+            Repr::Many(m) => m.by_key.get(&(*bid, start_ms)),
         }
     }
 
@@ -171,11 +176,11 @@ impl Allocations {
                     ends.insert((x.end_ms, x.bid, x.start_ms));
                     by_key.insert((x.bid, x.start_ms), x);
                 }
-                self.repr = Repr::Many { by_key, ends };
+                self.repr = Repr::Many(Box::new(Many { by_key, ends }));
             }
-            Repr::Many { by_key, ends } => {
-                ends.insert((a.end_ms, a.bid, a.start_ms));
-                by_key.insert((a.bid, a.start_ms), a);
+            Repr::Many(m) => {
+                m.ends.insert((a.end_ms, a.bid, a.start_ms));
+                m.by_key.insert((a.bid, a.start_ms), a);
             }
         }
         old
@@ -185,9 +190,9 @@ impl Allocations {
     pub fn remove(&mut self, bid: &Hash, start_ms: u64) -> Option<Allocation> {
         let a = match &mut self.repr {
             Repr::Few(list) => list.remove(find(list, bid, start_ms).ok()?),
-            Repr::Many { by_key, ends } => {
-                let a = by_key.remove(&(*bid, start_ms))?;
-                ends.remove(&(a.end_ms, a.bid, a.start_ms));
+            Repr::Many(m) => {
+                let a = m.by_key.remove(&(*bid, start_ms))?;
+                m.ends.remove(&(a.end_ms, a.bid, a.start_ms));
                 a
             }
         };
@@ -201,9 +206,10 @@ impl Allocations {
             Repr::Few(list) => {
                 list.iter().filter(|a| a.end_ms <= now_ms).map(|a| u64::from(a.slots)).sum()
             }
-            Repr::Many { by_key, ends } => ends
+            Repr::Many(m) => m
+                .ends
                 .range(..=(now_ms, [0xff; 32], u64::MAX))
-                .filter_map(|(_, bid, start)| by_key.get(&(*bid, *start)))
+                .filter_map(|(_, bid, start)| m.by_key.get(&(*bid, *start)))
                 .map(|a| u64::from(a.slots))
                 .sum(),
         };
@@ -669,16 +675,19 @@ impl Book {
     /// in that map's own order, so that consecutive inserts walk the same nodes instead of a
     /// random path each. Sorts compare the first 8 bytes of ids and keys first (the rest only
     /// on a tie), not 32 each time.
-    fn admit(&mut self, catalogue: &Catalogue, batch: &Batch, out: &mut Outcome) {
-        let now = batch.now_ms;
-        let given = &batch.orders;
+    fn admit(
+        &mut self,
+        catalogue: &Catalogue,
+        (height, now): (u64, u64),
+        given: Vec<SignedOrder>,
+        out: &mut Outcome,
+    ) {
         let mut by_id: Vec<(u64, u32)> =
             given.iter().enumerate().map(|(i, o)| (prefix(&o.id), i as u32)).collect();
         by_id.sort_unstable_by(|a, b| {
             a.0.cmp(&b.0).then_with(|| given[a.1 as usize].id.cmp(&given[b.1 as usize].id))
         });
-        let orders: Vec<&SignedOrder> =
-            by_id.into_iter().map(|(_, i)| &given[i as usize]).collect();
+        let orders: Vec<&SignedOrder> = by_id.iter().map(|&(_, i)| &given[i as usize]).collect();
         // Which pairs the book remembers, looked up in the pairs' order, and which the batch
         // uses more than once (only those need the batch's own record).
         let pair = |o: &SignedOrder| (o.author, o.order.nonce());
@@ -705,7 +714,8 @@ impl Book {
             }
         }
         let mut taken: std::collections::HashSet<(PublicKey, u64)> = Default::default();
-        let mut accepted: Vec<(usize, &SignedOrder)> = Vec::with_capacity(orders.len());
+        // (market's place, the order's place in `given`)
+        let mut accepted: Vec<(usize, usize)> = Vec::with_capacity(orders.len());
         for (i, o) in orders.into_iter().enumerate() {
             let replay = remembered[i]
                 || (shared[i] && taken.contains(&pair(o)))
@@ -721,7 +731,7 @@ impl Book {
                         taken.insert(pair(o));
                     }
                     out.accepted.push(o.id);
-                    accepted.push((place, o));
+                    accepted.push((place, by_id[i].1 as usize));
                 }
                 Err(reason) => out.rejected.push(Rejected { id: o.id, reason }),
             }
@@ -729,7 +739,8 @@ impl Book {
 
         let mut pairs: Vec<(u64, PublicKey, u64, u64)> = accepted
             .iter()
-            .map(|(_, o)| (prefix(&o.author.0), o.author, o.order.nonce(), o.order.expiry_ms()))
+            .map(|&(_, g)| &given[g])
+            .map(|o| (prefix(&o.author.0), o.author, o.order.nonce(), o.order.expiry_ms()))
             .collect();
         pairs.sort_unstable_by_key(|&(p, _, nonce, _)| (p, nonce));
         for &(_, author, nonce, expiry_ms) in &pairs {
@@ -740,20 +751,19 @@ impl Book {
             self.expiries.insert((expiry_ms, author, nonce));
             self.changes.nonces.push((author, nonce, expiry_ms));
         }
+        // The accepted orders move into the book.
+        let mut given: Vec<Option<SignedOrder>> = given.into_iter().map(Some).collect();
         self.insert_many(
             accepted
                 .into_iter()
+                .filter_map(|(place, g)| Some((place, given[g].take()?)))
                 .map(|(place, o)| {
                     let remaining = match &o.order {
                         Order::Bid(b) => b.slots,
                         Order::Offer(of) => of.slots,
                     };
-                    let r = Resting {
-                        order: o.clone(),
-                        height: batch.height,
-                        remaining,
-                        allocations: Allocations::new(),
-                    };
+                    let r =
+                        Resting { order: o, height, remaining, allocations: Allocations::new() };
                     (place, r)
                 })
                 .collect(),
@@ -870,6 +880,17 @@ impl Book {
         batch: &Batch,
         budgets: &dyn Budgets,
     ) -> Result<Outcome, Error> {
+        self.clear_owned(catalogue, batch.clone(), budgets)
+    }
+
+    /// [`Book::clear`] taking the batch, whose new orders then move into the book instead of
+    /// being copied.
+    pub fn clear_owned(
+        &mut self,
+        catalogue: &Catalogue,
+        batch: Batch,
+        budgets: &dyn Budgets,
+    ) -> Result<Outcome, Error> {
         let now = batch.now_ms;
         if now < self.now_ms {
             return Err(Error::TimeWentBackwards { last_ms: self.now_ms, now_ms: now });
@@ -878,9 +899,10 @@ impl Book {
         let mut out = Outcome::default();
         self.expire_nonces(now);
 
-        self.admit(catalogue, batch, &mut out);
+        let Batch { height, orders, cancels, .. } = batch;
+        self.admit(catalogue, (height, now), orders, &mut out);
 
-        let mut cancels: Vec<&SignedCancel> = batch.cancels.iter().collect();
+        let mut cancels: Vec<&SignedCancel> = cancels.iter().collect();
         cancels.sort_by_key(|c| c.id);
         for c in cancels {
             match self.cancel(&c.cancel.order, &c.author) {

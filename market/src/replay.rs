@@ -315,7 +315,8 @@ impl AuctionInput {
         let (checked, cleared) = std::thread::scope(|scope| {
             let checking = scope.spawn(move || queued.verify());
             let mut book = Book::from_resting(0, resting);
-            let cleared = book.clear(&catalogue, &batch, &budget).map(|outcome| (book, outcome));
+            let cleared =
+                book.clear_owned(&catalogue, batch, &budget).map(|outcome| (book, outcome));
             let checked = checking.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
             (checked, cleared)
         });
