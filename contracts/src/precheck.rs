@@ -81,6 +81,12 @@ impl State {
         self.check_entry(entry, now_ms, true, ADMISSION_HORIZON_MS)
     }
 
+    /// [`State::admit`] for an entry whose signature the caller has just verified (strict
+    /// rule, this chain; a batch of submissions checks theirs together): every other check.
+    pub fn admit_verified(&self, entry: &Entry, now_ms: u64) -> Result<Admitted, Refusal> {
+        self.check_entry(entry, now_ms, false, ADMISSION_HORIZON_MS)
+    }
+
     /// [`State::precheck`] for an entry whose signature was already verified on admission:
     /// only what a new block can change is checked again (nonces, sequence numbers, funds,
     /// the book, leases, expiry).

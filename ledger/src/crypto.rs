@@ -329,6 +329,37 @@ impl BatchVerifier {
         self.msgs.push(msg);
         self.sigs.push(sig);
     }
+    /// Verifies every signature queued, each by the strict rule, over the machine's cores, and
+    /// empties the batch: one verdict per signature, in queue order.
+    pub fn verify_each(&mut self) -> Vec<Result<(), SignatureError>> {
+        let n = self.sigs.len();
+        let check = |i: usize| verify_strict(&self.keys[i], &self.msgs[i], &self.sigs[i]);
+        let threads = match n / PARALLEL_MIN {
+            0 | 1 => 1,
+            chunks => std::thread::available_parallelism().map_or(1, usize::from).min(chunks),
+        };
+        let verdicts = if threads <= 1 {
+            (0..n).map(check).collect()
+        } else {
+            std::thread::scope(|scope| {
+                let workers: Vec<_> = (0..threads)
+                    .map(|t| {
+                        let range = t * n / threads..(t + 1) * n / threads;
+                        scope.spawn(move || range.map(check).collect::<Vec<_>>())
+                    })
+                    .collect();
+                workers
+                    .into_iter()
+                    .flat_map(|w| w.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+                    .collect()
+            })
+        };
+        self.keys.clear();
+        self.msgs.clear();
+        self.sigs.clear();
+        verdicts
+    }
+
     /// Verifies everything queued and empties the batch. `Err((i, why))` names the first
     /// signature, in queue order, that fails the strict rule.
     pub fn verify(&mut self) -> Result<(), (usize, SignatureError)> {

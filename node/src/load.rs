@@ -46,6 +46,10 @@ pub struct LoadArgs {
     /// Which node (index in devnet.json) `--submit-only` sends to.
     #[arg(long, default_value_t = 0)]
     pub node: usize,
+    /// Bids per request for `--submit-only`: 1 sends each alone (`POST /api/v1/entries`), more
+    /// sends them in batches (`POST /api/v1/submissions`, at most 1,000).
+    #[arg(long, default_value_t = 1)]
+    pub batch: u32,
 }
 
 /// What a `--submit-only` run measured.
@@ -55,6 +59,8 @@ pub struct SubmitReport {
     pub node: String,
     /// Concurrent keep-alive clients.
     pub clients: u32,
+    /// Bids per request.
+    pub batch: u32,
     /// Bids sent.
     pub sent: u64,
     /// Bids the node accepted (HTTP 202).
@@ -400,6 +406,10 @@ fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
     if a.count == 0 || a.threads == 0 || a.threads > 256 {
         bail!("--count must be positive and --threads 1 to 256");
     }
+    let batch = a.batch as usize;
+    if batch == 0 || batch > surplus_client::api::MAX_BATCH_ENTRIES {
+        bail!("--batch must be 1 to {}", surplus_client::api::MAX_BATCH_ENTRIES);
+    }
     let file: DevnetFile = crate::devnet_file::load(&a.devnet)?;
     let Some(node) = file.nodes.get(a.node) else {
         bail!(
@@ -419,7 +429,7 @@ fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
     // Sign and encode every request body before the clock starts: the run measures the node.
     let now = crate::now_ms();
     let mut rng = rand::thread_rng();
-    let bodies: Vec<String> = (0..a.count as usize)
+    let entries: Vec<String> = (0..a.count as usize)
         .map(|k| {
             let bid = Bid {
                 market: market.clone(),
@@ -435,9 +445,18 @@ fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
             };
             let (entry, _) =
                 SignedOrder::sign(&file.chain_id, Order::Bid(bid), &keys[k % keys.len()]);
-            format!("{{\"entry\":\"{}\"}}", hex::encode(entry.encode()))
+            hex::encode(entry.encode())
         })
         .collect();
+    // Each request's body, with how many bids it carries.
+    let bodies: Vec<(String, u64)> = if batch == 1 {
+        entries.iter().map(|e| (format!("{{\"entry\":\"{e}\"}}"), 1)).collect()
+    } else {
+        entries
+            .chunks(batch)
+            .map(|c| (format!("{{\"entries\":[\"{}\"]}}", c.join("\",\"")), c.len() as u64))
+            .collect()
+    };
     // One client per thread: each its own keep-alive connection.
     let clients: Vec<Client> = (0..a.threads)
         .map(|_| {
@@ -457,18 +476,33 @@ fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
                 let mut refusals: HashMap<String, u64> = HashMap::new();
                 loop {
                     let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(body) = bodies.get(k) else { break };
+                    let Some((body, bids)) = bodies.get(k) else { break };
                     let sent = Instant::now();
-                    let r = client.submit_prepared(body);
+                    // (accepted, refusals by code) of the request's bids.
+                    let r = if batch == 1 {
+                        client.submit_prepared(body).map(|_| (1, Vec::new()))
+                    } else {
+                        client.submit_many_prepared(body).map(|answer| {
+                            let refused: Vec<String> = answer
+                                .results
+                                .into_iter()
+                                .filter_map(|r| Some(r.error?.code))
+                                .collect();
+                            (bids - refused.len() as u64, refused)
+                        })
+                    };
                     mine.push(sent.elapsed().as_secs_f64() * 1e3);
                     match r {
-                        Ok(_) => {
-                            accepted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        Ok((ok, codes)) => {
+                            accepted.fetch_add(ok, std::sync::atomic::Ordering::Relaxed);
+                            for code in codes {
+                                *refusals.entry(code).or_default() += 1;
+                            }
                         }
                         Err(client::Error::Refused { code, .. }) => {
-                            *refusals.entry(code).or_default() += 1
+                            *refusals.entry(code).or_default() += bids
                         }
-                        Err(e) => *refusals.entry(format!("transport: {e}")).or_default() += 1,
+                        Err(e) => *refusals.entry(format!("transport: {e}")).or_default() += bids,
                     }
                 }
                 if let Ok(mut l) = latencies.lock() {
@@ -494,7 +528,8 @@ fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
     let report = SubmitReport {
         node: node.api.clone(),
         clients: a.threads,
-        sent: bodies.len() as u64,
+        batch: a.batch,
+        sent: entries.len() as u64,
         accepted,
         refused: refused.into_inner().map_err(|_| anyhow::anyhow!("lock"))?,
         seconds,
@@ -507,11 +542,12 @@ fn submit_only(a: &LoadArgs) -> Result<std::process::ExitCode> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
         println!(
-            "sent {} pre-signed bids to {} from {} keep-alive clients in {:.2} s: {} accepted \
-             ({:.0} /s), refused {:?}",
+            "sent {} pre-signed bids to {} from {} keep-alive clients, {} per request, in {:.2} \
+             s: {} accepted ({:.0} /s), refused {:?}",
             report.sent,
             report.node,
             report.clients,
+            report.batch,
             report.seconds,
             report.accepted,
             report.accepted_per_sec,

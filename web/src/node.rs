@@ -25,6 +25,20 @@ pub trait Node: Send + Sync + 'static {
     /// Admits an entry: validation, mempool, gossip. Returns the entry's id, or why it was
     /// refused ([`Refusal::code`] decides the HTTP status, see [`Refusal::http_status`]).
     async fn submit(&self, entry: Entry) -> Result<Hash, Refusal>;
+    /// Admits several entries as [`Node::submit`] admits each, with one answer per entry in
+    /// order; `Err` refuses the whole batch before any work is spent on it (the node sheds
+    /// load, or takes no submissions now). This default submits them one after another; a node
+    /// may check their signatures together and store them with one flush.
+    async fn submit_many(
+        &self,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<Result<Hash, Refusal>>, Refusal> {
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            out.push(self.submit(e).await);
+        }
+        Ok(out)
+    }
     /// What became of the entry `id` that this node acknowledged or saw: pending, committed,
     /// or dropped with why; `None` when the node knows nothing of it.
     async fn submission(&self, id: &Hash) -> Option<Submission>;

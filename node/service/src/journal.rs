@@ -75,8 +75,19 @@ impl Journal {
 
     /// Writes `key → value` and returns once it is durable.
     pub(crate) async fn insert_durable(&self, key: &[u8], value: &[u8]) -> Result<(), String> {
-        self.disk.insert(key, value)?;
-        let ticket = self.written.fetch_add(1, Ordering::AcqRel) + 1;
+        self.insert_many_durable(&[(key, value)]).await
+    }
+
+    /// Writes every `key → value` and returns once all are durable (one flush covers them).
+    pub(crate) async fn insert_many_durable(
+        &self,
+        items: &[(impl AsRef<[u8]>, impl AsRef<[u8]>)],
+    ) -> Result<(), String> {
+        for (key, value) in items {
+            self.disk.insert(key.as_ref(), value.as_ref())?;
+        }
+        let n = items.len() as u64;
+        let ticket = self.written.fetch_add(n, Ordering::AcqRel) + n;
         loop {
             if *self.durable.borrow() >= ticket {
                 return Ok(());

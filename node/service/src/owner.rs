@@ -28,6 +28,18 @@ pub struct Snapshot {
     pub state: Arc<State>,
 }
 
+/// How an entry is checked before it enters the mempool.
+#[derive(Clone, Copy, Debug)]
+enum Check {
+    /// A new entry: every rule, its signature included.
+    New,
+    /// A new entry whose signature the caller verified.
+    NewVerified,
+    /// An entry acknowledged before (read back from the journal, or an own one signed again):
+    /// kept while still valid, even if it closes soon.
+    Journaled,
+}
+
 /// An entry the core took in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Admitted {
@@ -204,7 +216,7 @@ impl Core {
                     hex::encode(entry.id())
                 );
                 self.mempool.drop_refused(vec![(old_id, Code::SeqGap, message)]);
-                match self.admit_checked(entry.clone(), now_ms, false) {
+                match self.admit_checked(entry.clone(), now_ms, Check::Journaled) {
                     Ok(_) => out.push(entry),
                     Err(r) => {
                         tracing::warn!(code = %r.code, "an own transaction signed again was refused: {}", r.message)
@@ -234,14 +246,23 @@ impl Core {
     /// contract's admission check against the head's state (an order must stay valid for the
     /// admission horizon), then the mempool's limits.
     pub fn admit(&mut self, entry: Entry, now_ms: u64) -> Result<Admitted, surplus_web::Refusal> {
-        self.admit_checked(entry, now_ms, true)
+        self.admit_checked(entry, now_ms, Check::New)
+    }
+
+    /// [`Core::admit`] for an entry whose signature the caller has just verified.
+    pub fn admit_verified(
+        &mut self,
+        entry: Entry,
+        now_ms: u64,
+    ) -> Result<Admitted, surplus_web::Refusal> {
+        self.admit_checked(entry, now_ms, Check::NewVerified)
     }
 
     fn admit_checked(
         &mut self,
         entry: Entry,
         now_ms: u64,
-        new: bool,
+        check: Check,
     ) -> Result<Admitted, surplus_web::Refusal> {
         // A copy of a pending entry (gossip brings each from several peers) was checked when the
         // first came, against a state every commit since has rechecked it against.
@@ -250,8 +271,11 @@ impl Core {
             return Ok(Admitted { id, fresh: false });
         }
         let state = self.snapshot().state.clone();
-        let checked =
-            if new { state.admit(&entry, now_ms) } else { state.precheck(&entry, now_ms) };
+        let checked = match check {
+            Check::New => state.admit(&entry, now_ms),
+            Check::NewVerified => state.admit_verified(&entry, now_ms),
+            Check::Journaled => state.precheck(&entry, now_ms),
+        };
         let admitted = checked.map_err(|r| surplus_web::Refusal::from(&r))?;
         let id = admitted.id;
         // Admission verified the signature (both checks above do).
@@ -400,7 +424,7 @@ impl Core {
             };
             let id = entry.id();
             // Acknowledged already: kept while still valid, even if it closes soon.
-            match self.admit_checked(entry, now_ms, false) {
+            match self.admit_checked(entry, now_ms, Check::Journaled) {
                 Ok(a) => out.kept.push((a.id, bytes)),
                 Err(r) => {
                     let message =

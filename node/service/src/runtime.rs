@@ -658,6 +658,92 @@ impl surplus_web::Node for Api {
         Ok(id)
     }
 
+    async fn submit_many(
+        &self,
+        entries: Vec<Entry>,
+    ) -> Result<Vec<Result<Hash, surplus_web::Refusal>>, surplus_web::Refusal> {
+        self.0.submissions_allowed()?;
+        self.0.shed()?;
+        // The signatures, all together over the cores and away from the task that owns the
+        // state, which then runs every other check of each in one call.
+        let chain = self.0.chain_id.clone();
+        let (entries, signed) = self
+            .0
+            .env
+            .spawn_blocking(move || {
+                let good = good_signatures(&chain, &entries);
+                (entries, good)
+            })
+            .await
+            .map_err(|_| stopping())?;
+        let now = self.0.env.now_ms();
+        let about: Vec<(EntryKind, Option<Hash>, Vec<u8>)> =
+            entries.iter().map(|e| (e.kind, lease_named(e), e.encode())).collect();
+        let admitted = self
+            .0
+            .core
+            .call(move |c| {
+                entries
+                    .into_iter()
+                    .zip(signed)
+                    // An entry whose signature failed goes through the whole check, so that its
+                    // refusal is the one a single submission gets (it may fail an earlier rule).
+                    .map(|(e, good)| if good { c.admit_verified(e, now) } else { c.admit(e, now) })
+                    .collect::<Vec<_>>()
+            })
+            .await
+            .map_err(|_| stopping())?;
+        let mut results = Vec::with_capacity(admitted.len());
+        let mut taken: Vec<(Hash, bool, Vec<u8>)> = Vec::new();
+        for (r, (kind, lease, bytes)) in admitted.into_iter().zip(about) {
+            let result = self.0.admitted(r, kind, now, lease);
+            if let Ok((id, fresh)) = &result {
+                if *fresh {
+                    self.0.web.accepted_from_api(kind, *id, now);
+                }
+                taken.push((*id, *fresh, bytes));
+            }
+            results.push(result.map(|(id, _)| id));
+        }
+        // As for one entry: journaled with one flush, then gossiped, in a task of its own.
+        let shared = self.0.clone();
+        let stored = self
+            .0
+            .env
+            .spawn(async move {
+                let items: Vec<(&[u8], &[u8])> =
+                    taken.iter().map(|(id, _, b)| (&id[..], b.as_slice())).collect();
+                if let Err(e) = shared.journal.insert_many_durable(&items).await {
+                    tracing::error!(error = %e, "cannot journal accepted entries");
+                    let fresh: Vec<Hash> =
+                        taken.iter().filter(|(_, fresh, _)| *fresh).map(|(id, ..)| *id).collect();
+                    let _ =
+                        shared.core.call(move |c| fresh.iter().for_each(|id| c.forget(id))).await;
+                    return false;
+                }
+                for (id, _, bytes) in taken {
+                    gossip_pending(&shared, &id, bytes).await;
+                }
+                true
+            })
+            .await
+            .unwrap_or(false);
+        if !stored {
+            let unavailable = || {
+                surplus_web::Refusal::new(
+                    Code::Unavailable,
+                    "the node cannot store the entry durably right now; retry later",
+                )
+            };
+            for r in &mut results {
+                if r.is_ok() {
+                    *r = Err(unavailable());
+                }
+            }
+        }
+        Ok(results)
+    }
+
     async fn submission(&self, id: &Hash) -> Option<Submission> {
         let id = *id;
         match self.0.core.call(move |c| c.lookup(&id)).await.ok().flatten() {
@@ -3012,6 +3098,26 @@ fn human_ms(ms: u64) -> String {
 }
 
 /// The refusal while the node stops (its core is gone).
+/// Whether each entry's signature holds (strict rule, this chain), checked together over the
+/// cores; an unsigned entry counts as good here (its admission refuses it for being unsigned).
+fn good_signatures(chain_id: &str, entries: &[Entry]) -> Vec<bool> {
+    let mut batch = surplus_ledger::BatchVerifier::new();
+    for e in entries {
+        if let surplus_ledger::Auth::Signed { author, signature } = &e.auth {
+            let msg = Entry::signing_bytes(chain_id, e.kind, author, &e.payload);
+            batch.push(*author, msg, *signature);
+        }
+    }
+    let mut verdicts = batch.verify_each().into_iter();
+    entries
+        .iter()
+        .map(|e| match e.auth {
+            surplus_ledger::Auth::Signed { .. } => verdicts.next().is_some_and(|v| v.is_ok()),
+            surplus_ledger::Auth::System => true,
+        })
+        .collect()
+}
+
 fn stopping() -> surplus_web::Refusal {
     surplus_web::Refusal::new(Code::Unavailable, "the node is stopping; retry in a moment")
 }

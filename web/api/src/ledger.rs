@@ -130,6 +130,54 @@ pub struct Submitted {
     pub id: Hash,
 }
 
+/// Most entries one `POST /api/v1/submissions` takes.
+pub const MAX_BATCH_ENTRIES: usize = 1_000;
+
+/// The body of `POST /api/v1/submissions`: `{"entries": ["<hex of Entry::encode()>", ...]}`,
+/// 1 to [`MAX_BATCH_ENTRIES`] of them (and within the node's body size limit).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SubmitMany {
+    /// The entries' canonical encodings, hex, each as `entry` of `POST /api/v1/entries`.
+    pub entries: Vec<String>,
+}
+
+/// The answer of `POST /api/v1/submissions` (200): one result per entry, in the order sent.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct SubmittedMany {
+    /// What became of each entry.
+    pub results: Vec<BatchResult>,
+}
+
+/// One entry of a batch: its id once admitted and durable (as `POST /api/v1/entries` answers
+/// 202), or the error that entry alone would have had (with its id when it decoded).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BatchResult {
+    /// The entry's id; absent for an entry that is not hex or does not decode.
+    #[serde(default, skip_serializing_if = "Option::is_none", with = "opt_hash")]
+    #[schema(value_type = Option<String>)]
+    pub id: Option<Hash>,
+    /// Why the entry was refused; absent when it was admitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ErrorDetail>,
+}
+
+mod opt_hash {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use surplus_ledger::Hash;
+    pub fn serialize<S: Serializer>(v: &Option<Hash>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(h) => s.serialize_str(&hex::encode(h)),
+            None => s.serialize_none(),
+        }
+    }
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Hash>, D::Error> {
+        Option::<String>::deserialize(d)?
+            .map(|s| surplus_ledger::parse_hex::<32>(&s, "id").map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}
+
 /// The answer of `GET /api/v1/submissions/{id}`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct SubmissionView {

@@ -24,8 +24,8 @@ pub use leases::{
     LeaseView, SshCertificate, SshCertificateRequest,
 };
 pub use ledger::{
-    BlockSummary, BlockView, CertificateView, CommitView, EntryAt, EntryView, Submission,
-    SubmissionView, Submit, Submitted,
+    BatchResult, BlockSummary, BlockView, CertificateView, CommitView, EntryAt, EntryView,
+    Submission, SubmissionView, Submit, SubmitMany, Submitted, SubmittedMany, MAX_BATCH_ENTRIES,
 };
 pub use market::{
     BookOrder, BookSide, BookView, Level, MarketSummary, OrderList, OrderView, PricePoint,

@@ -303,6 +303,38 @@ impl Client {
         Ok(s.id)
     }
 
+    /// `POST /submissions`: submits up to [`surplus_api::MAX_BATCH_ENTRIES`] signed entries at
+    /// once; one answer per entry, in order: its id once admitted, or its error as the node
+    /// gave it. `Err` when the node refused the whole batch (it sheds load, the body is too
+    /// large) after the usual retries.
+    pub fn submit_many(
+        &self,
+        entries: &[Entry],
+    ) -> Result<Vec<std::result::Result<Hash, surplus_api::ErrorDetail>>> {
+        let body = surplus_api::SubmitMany {
+            entries: entries.iter().map(|e| hex::encode(e.encode())).collect(),
+        };
+        let answer: surplus_api::SubmittedMany = self.post("/submissions", &body)?;
+        Ok(answer
+            .results
+            .into_iter()
+            .map(|r| match (r.id, r.error) {
+                (_, Some(error)) => Err(error),
+                (Some(id), None) => Ok(id),
+                (None, None) => Err(surplus_api::ErrorDetail {
+                    code: "internal".into(),
+                    message: "the node answered neither an id nor an error".into(),
+                }),
+            })
+            .collect())
+    }
+
+    /// `POST /submissions` with a body already serialized as [`surplus_api::SubmitMany`] (load
+    /// tools prepare them ahead of time); the answer as the node gave it.
+    pub fn submit_many_prepared(&self, body_json: &str) -> Result<surplus_api::SubmittedMany> {
+        self.post_raw("/submissions", body_json)
+    }
+
     /// `GET /submissions/{id}`: pending, committed at a height, or dropped with its code.
     pub fn submission(&self, id: &Hash) -> Result<SubmissionView> {
         self.get(&format!("/submissions/{}", hex::encode(id)), &[])

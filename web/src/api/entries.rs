@@ -2,11 +2,14 @@
 
 use actix_web::{web, HttpResponse};
 use surplus_contracts::Code;
-use surplus_ledger::Entry;
+use surplus_ledger::{Entry, Hash};
 
 use super::Ctx;
 use crate::error::{ApiError, ApiResult};
-pub use surplus_api::{EntryAt, SubmissionView, Submit, Submitted};
+pub use surplus_api::{
+    BatchResult, EntryAt, SubmissionView, Submit, SubmitMany, Submitted, SubmittedMany,
+    MAX_BATCH_ENTRIES,
+};
 
 /// Decodes the entry and hands it to the node; the node's refusal becomes the error.
 pub(crate) async fn submit(
@@ -19,6 +22,61 @@ pub(crate) async fn submit(
         .map_err(|e| ApiError::new(Code::MalformedEntry, format!("entry does not decode: {e}")))?;
     let id = ctx.node.submit(entry).await.map_err(ApiError::Refused)?;
     Ok(HttpResponse::Accepted().json(Submitted { id }))
+}
+
+/// Decodes each entry and hands those that decode to the node together; one result per entry,
+/// in order. The body as a whole must be well formed (1 to [`MAX_BATCH_ENTRIES`] entries), and
+/// a node that sheds load refuses the whole batch (503, nothing taken).
+pub(crate) async fn submit_many(
+    ctx: web::Data<Ctx>,
+    body: web::Json<SubmitMany>,
+) -> ApiResult<HttpResponse> {
+    let SubmitMany { entries } = body.into_inner();
+    if entries.is_empty() || entries.len() > MAX_BATCH_ENTRIES {
+        return Err(ApiError::new(
+            Code::BadRequest,
+            format!(
+                "a batch holds 1 to {MAX_BATCH_ENTRIES} entries, not {}; send more in further \
+                 requests",
+                entries.len()
+            ),
+        ));
+    }
+    let decoded: Vec<Result<Entry, ApiError>> = entries
+        .iter()
+        .enumerate()
+        .map(|(i, hex_entry)| {
+            let bytes = hex::decode(hex_entry.trim()).map_err(|e| {
+                ApiError::new(Code::BadHex, format!("entries[{i}] is not hex: {e}"))
+            })?;
+            Entry::decode(&bytes).map_err(|e| {
+                ApiError::new(Code::MalformedEntry, format!("entries[{i}] does not decode: {e}"))
+            })
+        })
+        .collect();
+    let ids: Vec<Option<Hash>> = decoded.iter().map(|d| d.as_ref().ok().map(Entry::id)).collect();
+    let (good, bad): (Vec<_>, Vec<_>) =
+        decoded.into_iter().enumerate().partition(|(_, d)| d.is_ok());
+    let good_at: Vec<usize> = good.iter().map(|(i, _)| *i).collect();
+    let answers = if good.is_empty() {
+        Vec::new()
+    } else {
+        let entries = good.into_iter().filter_map(|(_, d)| d.ok()).collect();
+        ctx.node.submit_many(entries).await.map_err(ApiError::Refused)?
+    };
+    let mut results: Vec<BatchResult> =
+        ids.into_iter().map(|id| BatchResult { id, error: None }).collect();
+    for (i, answer) in good_at.into_iter().zip(answers) {
+        if let Err(refusal) = answer {
+            results[i].error = Some(ApiError::Refused(refusal).body().error);
+        }
+    }
+    for (i, error) in bad {
+        if let Err(e) = error {
+            results[i].error = Some(e.body().error);
+        }
+    }
+    Ok(HttpResponse::Ok().json(SubmittedMany { results }))
 }
 
 /// What became of a submitted entry.

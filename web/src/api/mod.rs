@@ -42,7 +42,7 @@ pub use chain::ChainView;
 pub use credentials::{ChallengeView, CredentialRequest, CredentialToken};
 pub use decode::{decode, EntryView};
 pub use entries::EntryAt;
-pub use entries::{Submit, Submitted};
+pub use entries::{BatchResult, Submit, SubmitMany, Submitted, SubmittedMany, MAX_BATCH_ENTRIES};
 pub use events::{frame as event_frame, MAX_STREAMS_PER_IP, PROBE};
 pub use faucet::FaucetRequest;
 pub use gateway::{GatewayAnswer, GatewayRequest};

@@ -259,6 +259,19 @@ pub(crate) fn routes() -> Vec<Route> {
             handler: Some(|| web::to(entries::submit)),
         },
         Route {
+            method: post.clone(),
+            path: "/api/v1/submissions",
+            summary: "Submits several signed entries at once (1 to 1,000, within the body size \
+                      limit): each is admitted or refused as POST /api/v1/entries would, with one \
+                      result per entry in order; the node checks their signatures together and \
+                      stores them with one flush. A node that sheds load refuses the whole batch.",
+            params: vec![],
+            body: Some(body::<api::SubmitMany>()),
+            answer: json::<api::SubmittedMany>(200, "One result per entry: its id, or its error"),
+            errors: &[400, 413, 415, 503],
+            handler: Some(|| web::to(entries::submit_many)),
+        },
+        Route {
             method: get.clone(),
             path: "/api/v1/submissions/{id}",
             summary: "What became of an entry this node acknowledged or saw: pending, committed at a height, or dropped with its refusal code.",

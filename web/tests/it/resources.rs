@@ -53,6 +53,68 @@ async fn status_healthz_and_unknown_routes() {
 }
 
 #[actix_web::test]
+async fn a_batch_of_entries_answers_for_each() {
+    let w = world();
+    let app = app!(w.node, roomy());
+    let hex_of = |e: &Entry| hex::encode(e.encode());
+    let good = offer(&w.provider, 3, 100, 301);
+    let buyer = bid(&w.buyer, 1, 50, 302);
+    let mut forged = offer(&w.provider, 3, 100, 303);
+    if let surplus_ledger::Auth::Signed { signature, .. } = &mut forged.auth {
+        *signature = Signature([5; 64]);
+    }
+    let zero = offer(&w.provider, 0, 100, 304);
+    let entries = serde_json::json!([
+        hex_of(&good),
+        "zz",
+        hex_of(&forged),
+        "0010",
+        hex_of(&zero),
+        hex_of(&good),
+        hex_of(&buyer),
+    ]);
+    let req =
+        |body: serde_json::Value| TestRequest::post().uri("/api/v1/submissions").set_json(body);
+    let (s, v) = call!(app, req(serde_json::json!({"entries": entries})));
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 7, "{v}");
+    let id = |e: &Entry| serde_json::Value::from(hex::encode(e.id()));
+    // Admitted, each answered as POST /api/v1/entries answers it alone (the second copy too).
+    for (i, e) in [(0, &good), (5, &good), (6, &buyer)] {
+        assert_eq!(results[i]["id"], id(e), "{i}: {v}");
+        assert!(results[i].get("error").is_none(), "{i}: {v}");
+    }
+    // Refused, each with the code a single submission gets; an entry that decodes has its id.
+    for (i, code, e) in [
+        (1, "bad_hex", None),
+        (2, "bad_signature", Some(&forged)),
+        (3, "malformed_entry", None),
+        (4, "zero_slots", Some(&zero)),
+    ] {
+        assert_eq!(results[i]["error"]["code"], code, "{i}: {v}");
+        assert_eq!(results[i].get("id").cloned(), e.map(id), "{i}: {v}");
+    }
+    assert!(results[1]["error"]["message"].as_str().unwrap().contains("entries[1]"), "{v}");
+    // The admitted ones are committed, as any submission is.
+    let height = crate::committed(&*w.node, &good.id()).await;
+    assert!(crate::committed(&*w.node, &buyer.id()).await >= height);
+    assert!(!matches!(
+        w.node.submission(&forged.id()).await,
+        Some(Submission::Pending { .. } | Submission::Committed { .. })
+    ));
+
+    // A batch of nothing, or of too many, is refused whole.
+    let (s, v) = call!(app, req(serde_json::json!({"entries": []})));
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "bad_request");
+    let many = vec!["00"; surplus_web::api::MAX_BATCH_ENTRIES + 1];
+    let (s, v) = call!(app, req(serde_json::json!({"entries": many})));
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("1 to 1000 entries"), "{v}");
+}
+
+#[actix_web::test]
 async fn entries_accepted_refused_and_malformed() {
     let w = world();
     let app = app!(w.node, roomy());
