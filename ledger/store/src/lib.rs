@@ -30,6 +30,10 @@
 //! Pruning writes the new `meta/base` record first (one batch, flushed), and only then deletes
 //! what it no longer covers, in batches. A crash in between leaves data below the base, which
 //! nothing reads and the next `prune` sweeps away (it scans from the start of each range).
+//!
+//! A store opened from a directory keeps the headers of the blocks below its base in
+//! `surplus-headers`, a file of its own (see `headerlog`): pruning copies them there, synced,
+//! before it deletes them from the engine.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -45,9 +49,13 @@ use surplus_ledger::{
     SetChange, ValidatorSet,
 };
 
+use crate::headerlog::HeaderLog;
 use crate::headfile::{Durable, HeadFile};
 
+pub use crate::headerlog::{HEADERS_FILE, INDEX_FILE as HEADERS_INDEX_FILE};
+
 pub mod export;
+mod headerlog;
 mod headfile;
 
 /// A failure of the storage engine itself.
@@ -276,6 +284,9 @@ const HEAD_KEY: &[u8] = b"meta/head";
 const BASE_KEY: &[u8] = b"meta/base";
 /// Keys removed per batch when pruning.
 const PRUNE_BATCH: usize = 4096;
+/// Most headers one prune moves into the header file: a store pruned before it had one moves
+/// its older headers over several prunes.
+const HEADERS_MOVED_PER_PRUNE: u64 = 65_536;
 /// Name of the acknowledged-head file in a store directory.
 pub const HEAD_FILE: &str = "surplus-head";
 
@@ -373,6 +384,8 @@ pub struct Pruned {
     pub entries: u64,
     /// Merkle nodes deleted.
     pub nodes: u64,
+    /// Headers (with their certificates) moved from the engine into the header file.
+    pub headers: u64,
     /// Bytes of keys and values deleted.
     pub bytes: u64,
 }
@@ -392,7 +405,8 @@ pub struct KindUsage {
     pub kind: &'static str,
     /// Records held.
     pub records: u64,
-    /// Bytes of their keys and values (what the engine holds, before its own overhead).
+    /// Bytes of their keys and values (what the engine holds, before its own overhead); for
+    /// headers in the header file, the bytes of their records there.
     pub bytes: u64,
 }
 
@@ -434,6 +448,9 @@ pub struct Store {
     /// The acknowledged head, recorded outside the engine (stores opened from a directory);
     /// shared with the [`Durability`] handles that record it off the appending thread.
     head_file: Option<Arc<Mutex<HeadFile>>>,
+    /// The headers of pruned blocks, outside the engine (stores opened from a directory);
+    /// shared with the views.
+    headers: Option<Arc<HeaderLog>>,
     /// What the store holds, if not every block from genesis.
     base: Option<Base>,
     /// Entries of the genesis block (always held).
@@ -492,12 +509,20 @@ impl Store {
         let head_path = dir.join(HEAD_FILE);
         let (head_file, acknowledged) = HeadFile::open(&head_path)
             .map_err(|source| Error::Io { path: head_path.clone(), source })?;
+        let (headers, torn) = HeaderLog::open(dir)
+            .map_err(|source| Error::Io { path: dir.join(HEADERS_FILE), source })?;
+        let headers = Arc::new(headers);
+        let backend = Arc::new(SledBackend::open(dir, config.cache_bytes)?);
         let mut store =
-            Self::with_backend(Box::new(SledBackend::open(dir, config.cache_bytes)?), config)?;
+            Self::on_backend(backend, config, Arc::default(), Some(headers.clone()), false)?;
         let acknowledged = acknowledged.map_err(|reason| {
             Error::Damaged(Failure::block(store.height().unwrap_or(0), "surplus-head", reason))
         })?;
         store.check_acknowledged(acknowledged)?;
+        if torn.is_some() {
+            // Opening checked that the engine holds every header past the good records.
+            headers.cut_torn_tail().map_err(|source| Error::Io { path: headers.path(), source })?;
+        }
         store.head_file = Some(Arc::new(Mutex::new(head_file)));
         Ok(store)
     }
@@ -573,7 +598,7 @@ impl Store {
     /// Opens a store on any backend and checks its head: the head record, the head header's
     /// hash, the entry count and the Merkle root rebuilt from stored nodes must all agree.
     pub fn with_backend(backend: Box<dyn Backend>, config: Config) -> Result<Self, Error> {
-        Self::on_backend(Arc::from(backend), config, Arc::default(), false)
+        Self::on_backend(Arc::from(backend), config, Arc::default(), None, false)
     }
 
     /// A second, read-only handle on the same storage, at the head stored now: it serves
@@ -581,13 +606,20 @@ impl Store {
     /// as an HTTP server, opens a new view to see later blocks). Appending through it fails
     /// with [`Error::ReadOnly`]. Opening costs a few reads (genesis, head, the Merkle frontier).
     pub fn view(&self) -> Result<Store, Error> {
-        Self::on_backend(self.backend.clone(), self.config, self.upper_nodes.clone(), true)
+        Self::on_backend(
+            self.backend.clone(),
+            self.config,
+            self.upper_nodes.clone(),
+            self.headers.clone(),
+            true,
+        )
     }
 
     fn on_backend(
         backend: Arc<dyn Backend>,
         config: Config,
         upper_nodes: Arc<RwLock<HashMap<(u8, u64), Hash>>>,
+        headers: Option<Arc<HeaderLog>>,
         read_only: bool,
     ) -> Result<Self, Error> {
         let mut store = Self {
@@ -597,6 +629,7 @@ impl Store {
             state: None,
             upper_nodes,
             head_file: None,
+            headers,
             base: None,
             genesis_size: 0,
             sets: BTreeMap::new(),
@@ -618,6 +651,17 @@ impl Store {
                     "blocks are stored but the head record is missing",
                 )));
             }
+            if let Some(held) = store.headers.as_ref().and_then(|h| h.heights()) {
+                return Err(Error::Damaged(Failure::block(
+                    held.start,
+                    "headers",
+                    format!(
+                        "the header file holds headers {} to {} but the engine holds no block",
+                        held.start,
+                        held.end - 1
+                    ),
+                )));
+            }
             return Ok(store);
         };
         let head = HeadRecord::decode(&raw)
@@ -629,8 +673,12 @@ impl Store {
         let genesis = store.read_block(0)?;
         let validators = surplus_ledger::genesis_validators(&genesis).map_err(Error::Damaged)?;
         store.genesis_size = genesis.header.tree_size;
-        if let Some(raw) = store.backend.get(BASE_KEY)? {
-            let base = Base::decode(&raw).map_err(|e| damaged("meta/base", e.to_string()))?;
+        let base = match store.backend.get(BASE_KEY)? {
+            Some(raw) => Some(Base::decode(&raw).map_err(|e| damaged("meta/base", e.to_string()))?),
+            None => None,
+        };
+        store.check_header_log(base.map_or(1, |b| b.oldest_header), head.height)?;
+        if let Some(base) = base {
             store.check_base(base, head.height)?;
             store.base = Some(base);
         }
@@ -694,6 +742,59 @@ impl Store {
             frontier,
         });
         Ok(store)
+    }
+
+    /// Checks the header file against the engine: it starts at the oldest header held, ends
+    /// below the head, the engine holds every header from its end on (it deletes them only
+    /// once the file holds them), and the first of those links to the file's last.
+    fn check_header_log(&self, oldest: u64, head: u64) -> Result<(), Error> {
+        let Some(log) = &self.headers else { return Ok(()) };
+        // The engine first: a prune that runs meanwhile (beside a view) appends to the file
+        // before it deletes from the engine, so the file read after covers what went.
+        let next_held = match self.backend.range(&header_key(1), b"I").next() {
+            Some(r) => key_number(&r?.0),
+            None => head + 1,
+        };
+        let Some(held) = log.heights() else { return Ok(()) };
+        let damaged =
+            |height: u64, reason: String| Error::Damaged(Failure::block(height, "headers", reason));
+        if held.start != oldest {
+            return Err(damaged(
+                held.start,
+                format!(
+                    "the header file starts at height {}, the oldest header held is {oldest}",
+                    held.start
+                ),
+            ));
+        }
+        if held.end > head {
+            return Err(damaged(
+                held.end - 1,
+                format!("the header file holds headers up to {}, the head is {head}", held.end - 1),
+            ));
+        }
+        if next_held > held.end {
+            return Err(damaged(
+                held.end,
+                format!(
+                    "headers {} to {} are neither in the header file nor in the engine",
+                    held.end,
+                    next_held - 1
+                ),
+            ));
+        }
+        let (last, _) = self.read_head(held.end - 1)?;
+        let (next, _) = self.read_head(held.end)?;
+        if next.prev_hash != last.hash() {
+            return Err(damaged(
+                held.end - 1,
+                format!(
+                    "the last header in the header file does not link to header {} in the engine",
+                    held.end
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Checks a `meta/base` record against the headers and Merkle nodes it claims are held.
@@ -902,7 +1003,9 @@ impl Store {
     }
 
     /// Counts every record the store holds, by kind, with the bytes of its key and value: what a
-    /// node's ledger spends its disk on (`surplus ledger usage`). Reads the whole store.
+    /// node's ledger spends its disk on (`surplus ledger usage`). Reads the whole store. The
+    /// headers of pruned blocks, in the header file, count under `headers` with the bytes of
+    /// their records there.
     pub fn usage(&self) -> Result<Usage, Error> {
         let mut usage = Usage::default();
         for r in self.backend.range(&[], &[0xff]) {
@@ -921,6 +1024,19 @@ impl Store {
                     }
                     None => usage.kinds.push(KindUsage { kind, records: 1, bytes }),
                 },
+            }
+        }
+        // The headers in the header file count with those in the engine, at their size there.
+        if let Some((records, bytes)) = self.headers.as_ref().map(|h| h.size()) {
+            match usage.kinds.iter_mut().find(|u| u.kind == "headers") {
+                Some(u) => {
+                    u.records += records;
+                    u.bytes += bytes;
+                }
+                None if records > 0 => {
+                    usage.kinds.push(KindUsage { kind: "headers", records, bytes });
+                }
+                None => {}
             }
         }
         Ok(usage)
@@ -994,6 +1110,11 @@ impl Store {
         let (head_file, acknowledged) = HeadFile::open(&head_path)
             .map_err(|source| Error::Io { path: head_path.clone(), source })?;
         if acknowledged != Ok(None) {
+            return Err(Error::NotEmpty(dir.into()));
+        }
+        let (headers, torn) = HeaderLog::open(dir)
+            .map_err(|source| Error::Io { path: dir.join(HEADERS_FILE), source })?;
+        if torn.is_some() || headers.heights().is_some() {
             return Err(Error::NotEmpty(dir.into()));
         }
         let backend: Arc<dyn Backend> = Arc::new(SledBackend::open(dir, config.cache_bytes)?);
@@ -1089,7 +1210,8 @@ impl Store {
         batch.push((BASE_KEY.to_vec(), base.encode()));
         backend.apply(batch)?;
         backend.flush()?;
-        let mut store = Self::on_backend(backend, config, Arc::default(), false)?;
+        let mut store =
+            Self::on_backend(backend, config, Arc::default(), Some(Arc::new(headers)), false)?;
         store.head_file = Some(Arc::new(Mutex::new(head_file)));
         store.record_head()?;
         Ok(store)
@@ -1134,11 +1256,55 @@ impl Store {
             }
         }
         if let Some(base) = self.base {
+            let moved_below = self.move_headers(base.height)?;
             self.sweep(base, &mut out)?;
+            if let Some(end) = moved_below {
+                out.headers +=
+                    self.sweep_range(header_key(1), &header_key(end), None, &mut out.bytes)?;
+            }
             self.backend.flush()?;
         }
         out.base = self.base();
         Ok(out)
+    }
+
+    /// Copies the headers below `below` that the header file does not hold yet into it (at
+    /// most [`HEADERS_MOVED_PER_PRUNE`]), synced. Returns the height below which the file
+    /// holds every header, so that the engine's copies may go; `None` for a store without
+    /// a header file.
+    fn move_headers(&self, below: u64) -> Result<Option<u64>, Error> {
+        let Some(log) = &self.headers else { return Ok(None) };
+        let from = log.heights().map_or(self.oldest_header(), |held| held.end);
+        let to = below.min(from.saturating_add(HEADERS_MOVED_PER_PRUNE));
+        let mut chunk = Vec::with_capacity(PRUNE_BATCH);
+        for height in from..to {
+            let raw = self.backend.get(&header_key(height))?.ok_or_else(|| {
+                Error::Damaged(Failure::block(
+                    height,
+                    "header",
+                    "no header is stored at this height",
+                ))
+            })?;
+            match decode_head(&raw) {
+                Ok((header, _)) if header.height == height => {}
+                Ok((header, _)) => {
+                    return Err(Error::Damaged(Failure::block(
+                        height,
+                        "header.height",
+                        format!("the header stored at height {height} says {}", header.height),
+                    )))
+                }
+                Err(e) => {
+                    return Err(Error::Damaged(Failure::block(height, "header", e.to_string())))
+                }
+            }
+            chunk.push((height, raw));
+            if chunk.len() == PRUNE_BATCH || height + 1 == to {
+                log.append(&chunk).map_err(|source| Error::Io { path: log.path(), source })?;
+                chunk.clear();
+            }
+        }
+        Ok(Some(log.heights().map_or(from, |held| held.end)))
     }
 
     /// Deletes every entry and Merkle node below `base` that it does not keep.
@@ -1310,9 +1476,32 @@ impl Store {
         if height > 0 && height < self.oldest_header() {
             return Err(self.pruned("block", height));
         }
-        let raw = self.backend.get(&header_key(height))?.ok_or_else(|| {
-            Error::Damaged(Failure::block(height, "header", "no header is stored at this height"))
-        })?;
+        let in_file = || match &self.headers {
+            Some(log) => log.get(height).map_err(|e| match e {
+                headerlog::ReadError::Io(source) => Error::Io { path: log.path(), source },
+                headerlog::ReadError::Damaged(why) => Error::Damaged(Failure::block(
+                    height,
+                    "header",
+                    format!("{}: {why}", log.path().display()),
+                )),
+            }),
+            None => Ok(None),
+        };
+        let raw = match in_file()? {
+            Some(raw) => raw,
+            // A prune beside this read (a view's) may have moved it meanwhile: the engine's copy
+            // goes only once the file holds it.
+            None => match self.backend.get(&header_key(height))? {
+                Some(raw) => raw,
+                None => in_file()?.ok_or_else(|| {
+                    Error::Damaged(Failure::block(
+                        height,
+                        "header",
+                        "no header is stored at this height",
+                    ))
+                })?,
+            },
+        };
         let (header, cert) = decode_head(&raw)
             .map_err(|e| Error::Damaged(Failure::block(height, "header", e.to_string())))?;
         if header.height != height {

@@ -291,10 +291,10 @@ fn a_prune_interrupted_before_its_deletes_reopens_and_is_finished_by_the_next() 
     drop(s);
     let kept: usize = {
         let b = SledBackend::open(dir.path(), surplus_store::CACHE_BYTES).unwrap();
-        // Put back every entry and node that prune deleted: as if it stopped right after
-        // recording the base.
+        // Put back every entry, node and header that prune deleted: as if it stopped right
+        // after recording the base and copying the headers below it to the header file.
         for (k, v) in &all {
-            if (k[0] == b'E' || k[0] == b'N') && !b.db().contains_key(k).unwrap() {
+            if (k[0] == b'E' || k[0] == b'N' || k[0] == b'H') && !b.db().contains_key(k).unwrap() {
                 b.db().insert(k, v.clone()).unwrap();
             }
         }
@@ -312,6 +312,7 @@ fn a_prune_interrupted_before_its_deletes_reopens_and_is_finished_by_the_next() 
     assert_eq!((p.base, p.blocks), (6, 0));
     assert_eq!(p.entries, chain.blocks[5].header.tree_size - chain.blocks[0].header.tree_size);
     assert!(p.nodes > 0);
+    assert_eq!(p.headers, 5, "the engine's copies of the headers the header file holds");
     assert_eq!(s.prune(6).unwrap(), store::Pruned { base: 6, ..Default::default() });
     drop(s);
     let s = Store::open(dir.path(), config()).unwrap();
@@ -406,21 +407,139 @@ fn the_audit_checks_the_headers_of_pruned_blocks() {
     let mut s = full(dir.path(), &chain);
     s.prune(6).unwrap();
     drop(s);
-    {
-        let b = SledBackend::open(dir.path(), surplus_store::CACHE_BYTES).unwrap();
-        let mut key = vec![b'H'];
-        key.extend_from_slice(&3u64.to_be_bytes());
-        let swapped = Block {
-            header: chain.blocks[3].header.clone(),
-            entries: Vec::new(),
-            certificate: chain.blocks[2].certificate.clone(),
-        };
-        b.db().insert(key, swapped.encode_head()).unwrap();
-        b.db().flush().unwrap();
-    }
+    // Header 3 lives in the header file: its record rewritten, well formed, with block 2's
+    // certificate.
+    let swapped = Block {
+        header: chain.blocks[3].header.clone(),
+        entries: Vec::new(),
+        certificate: chain.blocks[2].certificate.clone(),
+    };
+    let path = dir.path().join(store::HEADERS_FILE);
+    let old = encode_record(3, &chain.blocks[3].encode_head());
+    let new = encode_record(3, &swapped.encode_head());
+    assert_eq!(old.len(), new.len());
+    let mut bytes = std::fs::read(&path).unwrap();
+    let at = bytes.windows(old.len()).position(|w| w == old).expect("the record of header 3");
+    bytes[at..at + old.len()].copy_from_slice(&new);
+    std::fs::write(&path, &bytes).unwrap();
     let s = Store::open(dir.path(), config()).unwrap();
     let f = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap_err();
     assert_eq!((f.height, f.field.as_str()), (3, "certificate"), "{f}");
+}
+
+/// The records of the header file, as `docs/ledger-format.md` §10 describes them: height,
+/// length, header and certificate, then 4 bytes of blake3 over the rest.
+fn header_records(dir: &Path) -> Vec<(u64, Vec<u8>)> {
+    let bytes = std::fs::read(dir.join(store::HEADERS_FILE)).unwrap();
+    let (mut out, mut at) = (Vec::new(), 0);
+    while at < bytes.len() {
+        let height = u64::from_be_bytes(bytes[at..at + 8].try_into().unwrap());
+        let len = u32::from_be_bytes(bytes[at + 8..at + 12].try_into().unwrap()) as usize;
+        let end = at + 12 + len;
+        assert_eq!(bytes[end..end + 4], blake3::hash(&bytes[at..end]).as_bytes()[..4]);
+        out.push((height, bytes[at + 12..end].to_vec()));
+        at = end + 4;
+    }
+    let index = std::fs::read(dir.join(store::HEADERS_INDEX_FILE)).unwrap();
+    assert_eq!(index.len(), 8 * out.len(), "one offset per record");
+    out
+}
+
+fn encode_record(height: u64, bytes: &[u8]) -> Vec<u8> {
+    let mut out = height.to_be_bytes().to_vec();
+    out.extend_from_slice(&(bytes.len() as u32).to_be_bytes());
+    out.extend_from_slice(bytes);
+    let check = blake3::hash(&out);
+    out.extend_from_slice(&check.as_bytes()[..4]);
+    out
+}
+
+/// Pruning moves the headers below the base out of the engine into the header file, where
+/// they are read, audited and kept in the documented format.
+#[test]
+fn pruned_headers_live_in_the_header_file() {
+    let chain = TestChain::build("prune-chain", 12, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = full(dir.path(), &chain);
+    let p = s.prune(9).unwrap();
+    assert_eq!(p.headers, 8, "headers 1 to 8");
+    for h in 0..=12 {
+        assert_eq!(s.read_head(h).unwrap().0, chain.blocks[h as usize].header, "height {h}");
+    }
+    drop(s);
+    let records = header_records(dir.path());
+    let heights: Vec<u64> = records.iter().map(|r| r.0).collect();
+    assert_eq!(heights, (1..9).collect::<Vec<_>>());
+    for (h, raw) in &records {
+        assert_eq!(raw, &chain.blocks[*h as usize].encode_head());
+    }
+    {
+        let b = SledBackend::open(dir.path(), surplus_store::CACHE_BYTES).unwrap();
+        let engine: Vec<u64> = b
+            .db()
+            .scan_prefix(b"H")
+            .map(|r| u64::from_be_bytes(r.unwrap().0[1..].try_into().unwrap()))
+            .collect();
+        assert_eq!(engine, [0, 9, 10, 11, 12], "genesis and the blocks held in full");
+    }
+    // Pruning further appends; the audit reads every header from both places.
+    let mut s = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(s.prune(11).unwrap().headers, 2);
+    let report = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+    assert_eq!((report.from_height, report.head_height), (11, 12));
+    drop(s);
+    assert_eq!(header_records(dir.path()).len(), 10);
+}
+
+/// A crash while the header file is appended to leaves a torn record: the store reopens,
+/// cuts it away (the engine still holds those headers) and the next prune moves them again.
+/// Damage a crash cannot leave (a record the engine no longer holds) is refused, not cut.
+#[test]
+fn a_torn_header_file_is_cut_back_and_damage_is_refused() {
+    let chain = TestChain::build("prune-chain", 12, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = full(dir.path(), &chain);
+    s.prune(6).unwrap();
+    drop(s);
+    let path = dir.path().join(store::HEADERS_FILE);
+    let index = dir.path().join(store::HEADERS_INDEX_FILE);
+    let clean = std::fs::read(&path).unwrap();
+    // Headers 6 to 8 appended (the engine still holds them), the last one torn, its index
+    // entries never written.
+    let mut torn = clean.clone();
+    for h in 6..=8u64 {
+        torn.extend_from_slice(&encode_record(h, &chain.blocks[h as usize].encode_head()));
+    }
+    torn.truncate(torn.len() - 7);
+    std::fs::write(&path, &torn).unwrap();
+    let s = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(s.read_head(7).unwrap().0, chain.blocks[7].header);
+    drop(s);
+    assert_eq!(header_records(dir.path()).len(), 7, "headers 1 to 7, the torn 8th cut");
+    let mut s = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(s.prune(10).unwrap().headers, 4, "the engine's copies of headers 6 to 9");
+    s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+    drop(s);
+    assert_eq!(header_records(dir.path()).len(), 9);
+    let (whole, whole_index) = (std::fs::read(&path).unwrap(), std::fs::read(&index).unwrap());
+
+    // The last record damaged after the engine let its copy go: refused, the file untouched.
+    let mut damaged = std::fs::read(&path).unwrap();
+    let last = damaged.len() - 20;
+    damaged[last] ^= 1;
+    std::fs::write(&path, &damaged).unwrap();
+    let e = Store::open(dir.path(), config()).unwrap_err();
+    assert!(e.to_string().contains("neither in the header file nor in the engine"), "{e}");
+    assert_eq!(std::fs::read(&path).unwrap(), damaged);
+    // A record in the middle damaged: the store opens, and reading that header is an error
+    // that names the file.
+    let mut bad = whole.clone();
+    bad[whole.len() / 2] ^= 1;
+    std::fs::write(&path, &bad).unwrap();
+    std::fs::write(&index, &whole_index).unwrap();
+    let s = Store::open(dir.path(), config()).unwrap();
+    let f = s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap_err();
+    assert!(f.to_string().contains(store::HEADERS_FILE), "{f}");
 }
 
 #[test]
@@ -440,12 +559,84 @@ fn usage_counts_what_a_store_holds_before_and_after_a_prune() {
 
     let p = s.prune(7).unwrap();
     let after = s.usage().unwrap();
-    // Every header stays; the pruned entries go; the base record joins the head record.
+    // Every header stays (those of blocks 1 to 6 move to the header file); the pruned entries
+    // go; the base record joins the head record.
     assert_eq!(records(&after, "headers"), 13);
     assert_eq!(records(&after, "entries"), head_size - p.entries);
     assert!(records(&after, "merkle-nodes") < records(&before, "merkle-nodes"));
     assert_eq!(records(&after, "meta"), 2);
     assert!(after.bytes() < before.bytes());
     let kept = after.kind("headers").unwrap().bytes;
-    assert_eq!(kept, before.kind("headers").unwrap().bytes);
+    // In the engine a header counts its 9-byte key; in the file its record's 16 bytes.
+    assert_eq!(kept, before.kind("headers").unwrap().bytes + 6 * (16 - 9));
+}
+
+/// A bit flipped anywhere in the header file or its index: opening or the audit reports it,
+/// or the store serves exactly the original headers. Never a panic, never a different header.
+#[test]
+fn a_flipped_bit_in_the_header_file_is_an_error_or_harmless() {
+    let chain = TestChain::build("prune-chain", 12, 3);
+    let base = tempfile::tempdir().unwrap();
+    let src = base.path().join("src");
+    let mut s = full(&src, &chain);
+    s.prune(10).unwrap();
+    drop(s);
+    let mut x = 0x2545_f491_4f6c_dd1d_u64;
+    let (mut refused, mut harmless) = (0, 0);
+    for trial in 0..40 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let dst = base.path().join(format!("t{trial}"));
+        crate::audit::copy_dir(&src, &dst);
+        let name = if trial % 2 == 0 { store::HEADERS_FILE } else { store::HEADERS_INDEX_FILE };
+        let target = dst.join(name);
+        let Some((s, report)) = crate::audit::flip_then_audit(&dst, &target, x) else {
+            refused += 1;
+            continue;
+        };
+        assert_eq!(report.head_hash, chain.blocks[12].header.hash());
+        for (h, b) in chain.blocks.iter().enumerate() {
+            assert_eq!(s.read_head(h as u64).unwrap().0, b.header, "trial {trial}");
+        }
+        harmless += 1;
+    }
+    assert!(refused > 0 && refused + harmless == 40, "refused {refused}, harmless {harmless}");
+}
+
+/// Views read headers while their store prunes beside them, moving headers out of the engine
+/// into the header file: every view, new or opened many prunes ago, reads every header it
+/// holds, wherever it is by then.
+#[test]
+fn views_read_headers_while_the_store_moves_them() {
+    let chain = TestChain::build("prune-chain", 80, 1);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = Store::open(dir.path(), config()).unwrap();
+    let (tx, rx) = std::sync::mpsc::channel::<Store>();
+    let expected: Vec<_> = chain.blocks.iter().map(|b| b.header.clone()).collect();
+    let reader = std::thread::spawn(move || {
+        let mut views: Vec<Store> = Vec::new();
+        let mut reads = 0u64;
+        while let Ok(v) = rx.recv() {
+            views.push(v);
+            for v in &views {
+                for h in 0..=v.height().unwrap() {
+                    let got = v.read_head(h).unwrap_or_else(|e| panic!("height {h}: {e}"));
+                    assert_eq!(got.0, expected[h as usize]);
+                    reads += 1;
+                }
+            }
+        }
+        reads
+    });
+    for b in &chain.blocks {
+        let a = s.append(b).unwrap();
+        s.prune(a.height.saturating_sub(2)).unwrap();
+        tx.send(s.view().unwrap()).unwrap();
+    }
+    drop(tx);
+    assert!(reader.join().unwrap() > 3000);
+    assert_eq!(s.oldest_header(), 1);
+    drop(s);
+    assert_eq!(header_records(dir.path()).len(), 77, "headers 1 to 77 below the base 78");
 }

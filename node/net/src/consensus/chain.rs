@@ -453,7 +453,12 @@ impl Chain {
                 let pruned = self.store.prune(s + 1).with_context(|| {
                     format!("cannot drop the block bodies below height {}", s + 1)
                 })?;
-                tracing::info!(below = s + 1, blocks = pruned.blocks, "dropped old block bodies");
+                tracing::info!(
+                    below = s + 1,
+                    blocks = pruned.blocks,
+                    headers_moved = pruned.headers,
+                    "dropped old block bodies; moved their headers to the header file"
+                );
             }
         }
         // With retention every snapshot from the base on is kept: each may be the base of a
