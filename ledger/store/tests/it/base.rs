@@ -640,3 +640,33 @@ fn views_read_headers_while_the_store_moves_them() {
     drop(s);
     assert_eq!(header_records(dir.path()).len(), 77, "headers 1 to 77 below the base 78");
 }
+
+/// A store pruned before the header file existed holds its old headers in the engine: it
+/// opens as it is, and its next prune moves them into the file.
+#[test]
+fn a_store_pruned_with_its_headers_in_the_engine_moves_them_at_its_next_prune() {
+    let chain = TestChain::build("prune-chain", 12, 3);
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = full(dir.path(), &chain);
+    s.prune(8).unwrap();
+    drop(s);
+    // The layout of before: every header in the engine, no header file.
+    {
+        let b = SledBackend::open(dir.path(), surplus_store::CACHE_BYTES).unwrap();
+        for (h, raw) in header_records(dir.path()) {
+            let mut key = vec![b'H'];
+            key.extend_from_slice(&h.to_be_bytes());
+            b.db().insert(key, raw).unwrap();
+        }
+        b.db().flush().unwrap();
+    }
+    std::fs::remove_file(dir.path().join(store::HEADERS_FILE)).unwrap();
+    std::fs::remove_file(dir.path().join(store::HEADERS_INDEX_FILE)).unwrap();
+    let mut s = Store::open(dir.path(), config()).unwrap();
+    assert_eq!(s.read_head(3).unwrap().0, chain.blocks[3].header);
+    let p = s.prune(8).unwrap();
+    assert_eq!((p.blocks, p.headers), (0, 7), "the base stays; headers 1 to 7 move");
+    s.audit(&Default::default(), &mut NoHook, &mut |_| {}).unwrap();
+    drop(s);
+    assert_eq!(header_records(dir.path()).len(), 7);
+}
