@@ -119,7 +119,9 @@ codes! {
     ReportRefused = "report_refused", 409,
         "Report only a validator's down probes of an interval that has ended and is still within the report window, naming live leases of other providers not yet reported by this key.";
     BondRefused = "bond_refused", 400,
-        "Lock or take back at least one unit, and no more than the bond holds.";
+        "Lock or take back at least one unit.";
+    InsufficientBond = "insufficient_bond", 409,
+        "Take back no more than the bond holds (a bond locked in a block this node has not applied yet counts once it has).";
     BondLocked = "bond_locked", 409,
         "The bond backs the provider's leases and offers: take it back after they end and its offers are cancelled.";
     BondRequired = "bond_required", 402,
@@ -303,6 +305,7 @@ impl Code {
                 | Code::ReportRefused
                 | Code::BondRequired
                 | Code::BondLocked
+                | Code::InsufficientBond
         )
     }
 

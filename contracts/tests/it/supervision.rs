@@ -230,9 +230,14 @@ fn an_offer_needs_the_bond_which_stays_locked_while_leases_or_offers_remain() {
     assert_eq!(s.account(&provider(0).public()).bond, 0);
     assert_eq!(s.account(&buyer(0).public()).balance, buyer_before + 2_000 + 40);
     assert_eq!(s.total_credits(), u128::from(s.supply()));
-    // Nothing is left to take back.
+    // Nothing is left to take back; a peer whose state is behind a bond's block says the same
+    // of an honest relayer's unbond, so gossip ignores it rather than penalising.
     let r = refusal(&mut s, 6, t, tx(&provider(0), Tx::Unbond { amount: 1, seq: 3 }));
+    assert_eq!(r, Refusal::InsufficientBond { bond: 0, needed: 1 });
+    assert!(r.code().is_circumstantial());
+    let r = refusal(&mut s, 6, t, tx(&provider(0), Tx::Unbond { amount: 0, seq: 3 }));
     assert_eq!(r.code(), Code::BondRefused);
+    assert!(!r.code().is_circumstantial(), "a zero amount is wrong in every state");
 }
 
 #[test]
