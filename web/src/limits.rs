@@ -143,6 +143,24 @@ impl RateLimiter {
         }
     }
 
+    /// Takes `n` more tokens from `client`'s bucket at `now`, into debt if need be: a request
+    /// that carries `n + 1` submissions (a batch, admitted by [`RateLimiter::check`] with the
+    /// one token every request takes) costs what `n + 1` requests would, and the client's next
+    /// request waits until the bucket holds a token again.
+    pub(crate) fn charge(&self, client: Option<IpAddr>, n: usize, now: Instant) {
+        if self.rate <= 0.0 || n == 0 {
+            return;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        if buckets.len() >= MAX_TRACKED_CLIENTS && !buckets.contains_key(&client) {
+            self.forget_idle(&mut buckets, now);
+        }
+        let bucket = buckets.entry(client).or_insert(Bucket { tokens: self.burst, last: now });
+        let elapsed = now.saturating_duration_since(bucket.last).as_secs_f64();
+        bucket.tokens = (bucket.tokens + elapsed * self.rate).min(self.burst) - n as f64;
+        bucket.last = now;
+    }
+
     /// Drops clients whose bucket has refilled (forgetting them changes nothing); if that
     /// frees less than a tenth of the map, the tenth seen longest ago too, so that a stream of
     /// new addresses costs one scan per many clients, not one per request.
@@ -205,6 +223,24 @@ mod tests {
             assert_eq!(l.check(ip, later), Ok(()));
         }
         assert!(l.check(ip, later).is_err());
+    }
+
+    #[test]
+    fn a_charge_puts_the_bucket_in_debt_until_it_refills() {
+        let l = RateLimiter::new(&Limits { per_ip_per_sec: 2, burst: 4, ..Limits::default() });
+        let ip = Some(IpAddr::from([10, 0, 0, 1]));
+        let t0 = Instant::now();
+        // A batch of 10: one token at the door, nine charged after: 4 - 10 = -6.
+        assert_eq!(l.check(ip, t0), Ok(()));
+        l.charge(ip, 9, t0);
+        assert_eq!(l.check(ip, t0), Err(4), "(1 - (-6)) / 2 = 3.5 s, rounded up");
+        assert_eq!(l.check(ip, t0 + Duration::from_secs(3)), Err(1), "-6 + 6 = 0 tokens");
+        assert_eq!(l.check(ip, t0 + Duration::from_millis(3500)), Ok(()));
+        // Off, or nothing to charge: no change.
+        l.charge(ip, 0, t0 + Duration::from_millis(3500));
+        let off = RateLimiter::new(&Limits { per_ip_per_sec: 0, ..Limits::default() });
+        off.charge(ip, 1000, t0);
+        assert_eq!(off.check(ip, t0), Ok(()));
     }
 
     #[test]

@@ -1,11 +1,12 @@
 //! `POST /api/v1/entries`: submit a signed entry (order, cancel, transfer, lease transition).
 
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use surplus_contracts::Code;
 use surplus_ledger::{Entry, Hash};
 
 use super::Ctx;
 use crate::error::{ApiError, ApiResult};
+use crate::limits::RateLimiter;
 pub use surplus_api::{
     BatchResult, EntryAt, SubmissionView, Submit, SubmitMany, Submitted, SubmittedMany,
     MAX_BATCH_ENTRIES,
@@ -29,6 +30,7 @@ pub(crate) async fn submit(
 /// a node that sheds load refuses the whole batch (503, nothing taken).
 pub(crate) async fn submit_many(
     ctx: web::Data<Ctx>,
+    req: HttpRequest,
     body: web::Json<SubmitMany>,
 ) -> ApiResult<HttpResponse> {
     let SubmitMany { entries } = body.into_inner();
@@ -41,6 +43,12 @@ pub(crate) async fn submit_many(
                 entries.len()
             ),
         ));
+    }
+    // Each entry counts against the client's rate as one request would: a batch is not a way
+    // around the per-address limit.
+    if let Some(limiter) = req.app_data::<web::Data<RateLimiter>>() {
+        let client = req.peer_addr().map(|a| a.ip());
+        limiter.charge(client, entries.len() - 1, std::time::Instant::now());
     }
     let decoded: Vec<Result<Entry, ApiError>> = entries
         .iter()

@@ -80,3 +80,32 @@ async fn serve_binds_a_free_port_and_answers_over_tcp() {
     let err = surplus_web::serve("127.0.0.1:0".parse().unwrap(), node, bad).await.err().unwrap();
     assert!(err.to_string().contains("workers"), "{err}");
 }
+
+/// A batch of submissions costs its client one token per entry, as that many requests would:
+/// the batch goes through, and the client's next request waits until its bucket refills.
+#[actix_web::test]
+async fn a_batch_costs_one_request_per_entry() {
+    let w = world();
+    let app = app!(w.node, Limits { per_ip_per_sec: 1, burst: 2, ..Limits::default() });
+    let from = |ip: &str, r: TestRequest| r.peer_addr(format!("{ip}:4000").parse().unwrap());
+    // Five entries that do not decode: each is answered, none reaches the node.
+    let batch = serde_json::json!({"entries": ["00", "01", "02", "03", "04"]});
+    let post = || TestRequest::post().uri("/api/v1/submissions").set_json(&batch);
+    let (s, v) = call!(app, from("10.0.0.1", post()));
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["results"].as_array().unwrap().len(), 5);
+    // Two tokens, five spent: three owed, so the next request waits (four seconds, less what
+    // has passed since; the exact sums are the limiter's unit test).
+    let resp = actix_web::test::call_service(
+        &app,
+        from("10.0.0.1", TestRequest::get().uri("/api/v1/status")).to_request(),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 =
+        resp.headers().get(header::RETRY_AFTER).unwrap().to_str().unwrap().parse().unwrap();
+    assert!((2..=4).contains(&retry), "{retry}");
+    // Another client is not affected.
+    let (s, _) = call!(app, from("10.0.0.2", TestRequest::get().uri("/api/v1/status")));
+    assert_eq!(s, StatusCode::OK);
+}
