@@ -16,7 +16,8 @@
 //! record of its height, scans on from it, and reports where the good records end; the store
 //! truncates the files there only after checking that the engine still holds the headers that
 //! follow (it deletes them only after the sync), so a record damaged in a way a crash cannot
-//! leave is reported as damage, not cut away.
+//! leave is reported as damage, not cut away. A damaged index entry costs a walk over the
+//! records from the nearest good entry below it, not the header.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -244,13 +245,50 @@ impl HeaderLog {
             None => read_offset(&self.index, i)?,
             Some(j) => t.scanned[j as usize],
         };
-        let (h, bytes, _) = read_record(&self.log, offset, t.end)?;
-        if h != height {
-            return Err(ReadError::Damaged(format!(
-                "the record indexed for height {height} is for height {h}"
-            )));
+        match read_record(&self.log, offset, t.end) {
+            Ok((h, bytes, _)) if h == height => Ok(Some(bytes)),
+            // A damaged index entry: the records are the truth, found from a good entry below.
+            Ok((h, _, _)) => self.scan_to(&t, height).map(Some).map_err(|why| {
+                ReadError::Damaged(format!(
+                    "the record indexed for height {height} is for height {h}, and {why}"
+                ))
+            }),
+            Err(ReadError::Damaged(first)) => self
+                .scan_to(&t, height)
+                .map(Some)
+                .map_err(|why| ReadError::Damaged(format!("{first}, and {why}"))),
+            Err(e) => Err(e),
         }
-        Ok(Some(bytes))
+    }
+
+    /// Finds the record of `height` by walking the records from the nearest index entry below
+    /// it that points at a good record of its own height (after damage to the index only).
+    fn scan_to(&self, t: &Tail, height: u64) -> Result<Vec<u8>, String> {
+        let i = height - t.first;
+        let mut start = None;
+        for j in (0..i.min(t.indexed)).rev() {
+            let Ok(offset) = read_offset(&self.index, j) else { continue };
+            if let Ok((h, _, next)) = read_record(&self.log, offset, t.end) {
+                if h == t.first + j {
+                    start = Some((h + 1, next));
+                    break;
+                }
+            }
+        }
+        let (mut at, mut offset) = start.unwrap_or((t.first, 0));
+        loop {
+            match read_record(&self.log, offset, t.end) {
+                Ok((h, bytes, _)) if h == height && at == height => return Ok(bytes),
+                Ok((h, _, next)) if h == at && h < height => (at, offset) = (h + 1, next),
+                Ok((h, _, _)) => {
+                    return Err(format!("the record after height {} is for height {h}", at - 1))
+                }
+                Err(ReadError::Damaged(why)) => {
+                    return Err(format!("walking the records from below: {why}"))
+                }
+                Err(ReadError::Io(e)) => return Err(e.to_string()),
+            }
+        }
     }
 
     /// Appends the records of consecutive heights, the first of them the height after the
