@@ -32,6 +32,10 @@ use surplus_web::Submission;
 
 pub use crate::owner::Snapshot;
 
+/// How long the consortium's status (`GET /api/v1/status/consortium`) is served as computed,
+/// at one head: it visits every live lease.
+const CONSORTIUM_EVERY_MS: u64 = 1_000;
+
 /// What the HTTP API and the gossip validator share with the rest of the node.
 pub struct Shared {
     /// The clock and the runtime the node was given.
@@ -103,6 +107,10 @@ pub struct Shared {
     faucet_lock: tokio::sync::Mutex<()>,
     /// Headers of recent blocks, by height (the API serves them).
     recent: Mutex<std::collections::BTreeMap<u64, surplus_web::RecentBlock>>,
+    /// The consortium's status as last computed, with the head height and the second it was
+    /// computed for: it visits every live lease, so it is computed at most once a second and
+    /// head, whoever asks.
+    consortium: Mutex<Option<((u64, u64), surplus_web::ConsortiumStatus)>>,
     /// The data directory's free space: below the threshold, API submissions are refused.
     disk: Arc<crate::disk::DiskWatch>,
     /// The clock's offset from the peers': far off, API submissions are refused.
@@ -932,17 +940,27 @@ impl surplus_web::Node for Api {
     }
 
     fn consortium(&self) -> surplus_web::ConsortiumStatus {
+        let now_ms = self.0.env.now_ms();
+        let head = self.0.snapshot().head.clone();
+        let key = (head.height, now_ms / CONSORTIUM_EVERY_MS);
+        if let Some((k, status)) = &*self.0.consortium.lock().unwrap_or_else(|e| e.into_inner()) {
+            if *k == key {
+                return status.clone();
+            }
+        }
         let recent: Vec<surplus_web::RecentBlock> = {
             let r = self.0.recent.lock().unwrap_or_else(|e| e.into_inner());
             r.values().rev().take(100).cloned().collect()
         };
-        crate::consortium::status(
+        let status = crate::consortium::status(
             &self.0.state(),
-            &self.0.snapshot().head,
+            &head,
             &recent,
             self.0.history.get(),
-            self.0.env.now_ms(),
-        )
+            now_ms,
+        );
+        *self.0.consortium.lock().unwrap_or_else(|e| e.into_inner()) = Some((key, status.clone()));
+        status
     }
 
     async fn bond(
@@ -1764,6 +1782,7 @@ async fn run(
             faucet,
             faucet_lock: tokio::sync::Mutex::new(()),
             recent: Mutex::new(Default::default()),
+            consortium: Mutex::new(None),
             disk: crate::disk::DiskWatch::start(&dir, &config.disk, &env),
             clock: crate::clock::ClockWatch::default(),
             operator_token: crate::operator_token::load_or_create(&dir)?,
