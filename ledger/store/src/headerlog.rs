@@ -11,13 +11,15 @@
 //! `height:u64 ‖ length:u32 ‖ header ‖ certificate ‖ check:4` (big-endian numbers; `check` the
 //! first 4 bytes of blake3 over everything before it). `surplus-headers.idx` holds the offset of
 //! each record (`u64`, big-endian), so a read costs two positioned reads and opening costs a
-//! few, whatever the length. Both are written at their ends only, then synced. A crash during
-//! an append leaves a torn tail: opening finds the last index entry that points at a good
-//! record of its height, scans on from it, and reports where the good records end; the store
-//! truncates the files there only after checking that the engine still holds the headers that
-//! follow (it deletes them only after the sync), so a record damaged in a way a crash cannot
-//! leave is reported as damage, not cut away. A damaged index entry costs a walk over the
-//! records from the nearest good entry below it, not the header.
+//! few, whatever the length. Both are written at their ends only, then synced.
+//!
+//! A crash during an append may leave any of its pages unwritten. Before the engine's copies
+//! go, the store reads each record back and compares it with the engine's; the file is cut
+//! back at the first that differs. Opening finds the last index entry that points at a good
+//! record of its height and scans on from it; what follows the good records is cut away only
+//! after the store has checked that the engine still holds those headers, so damage to records
+//! the engine no longer holds is reported, not cut away. A damaged index entry costs a walk
+//! over the records from the nearest good entry below it, not the header.
 
 use std::fs::{File, OpenOptions};
 use std::os::unix::fs::FileExt;
@@ -159,11 +161,12 @@ impl HeaderLog {
         let mut tail = Tail::default();
         if let Ok((first, _, _)) = read_record(&log, 0, log_len) {
             tail.first = first;
-            // The newest index entry that points at a good record of its height.
-            for i in (0..entries).rev() {
+            // The newest index entry that points at a good record of its height (no more
+            // entries than the log has room for records are looked at).
+            for i in (0..entries.min(log_len / RECORD_OVERHEAD)).rev() {
                 let Ok(offset) = read_offset(&index, i) else { continue };
                 if let Ok((h, _, next)) = read_record(&log, offset, log_len) {
-                    if h == first + i {
+                    if first.checked_add(i) == Some(h) {
                         (tail.indexed, tail.count, tail.end) = (i + 1, i + 1, next);
                         break;
                     }
@@ -171,7 +174,7 @@ impl HeaderLog {
             }
             // Records past it (appended before the crash, their index entries not).
             while let Ok((h, _, next)) = read_record(&log, tail.end, log_len) {
-                if h != first + tail.count {
+                if first.checked_add(tail.count) != Some(h) {
                     break;
                 }
                 tail.scanned.push(tail.end);
@@ -201,7 +204,7 @@ impl HeaderLog {
     /// The heights held, `first..end`, or `None` if none.
     pub fn heights(&self) -> Option<std::ops::Range<u64>> {
         let t = self.read_tail();
-        (t.count > 0).then(|| t.first..t.first + t.count)
+        (t.count > 0).then(|| t.first..t.first.saturating_add(t.count))
     }
 
     /// Records held and bytes of the log they fill.
@@ -248,28 +251,78 @@ impl HeaderLog {
         match read_record(&self.log, offset, t.end) {
             Ok((h, bytes, _)) if h == height => Ok(Some(bytes)),
             // A damaged index entry: the records are the truth, found from a good entry below.
-            Ok((h, _, _)) => self.scan_to(&t, height).map(Some).map_err(|why| {
+            Ok((h, _, _)) => self.scan_to(&t, height).map(|r| Some(r.0)).map_err(|why| {
                 ReadError::Damaged(format!(
                     "the record indexed for height {height} is for height {h}, and {why}"
                 ))
             }),
             Err(ReadError::Damaged(first)) => self
                 .scan_to(&t, height)
-                .map(Some)
+                .map(|r| Some(r.0))
                 .map_err(|why| ReadError::Damaged(format!("{first}, and {why}"))),
             Err(e) => Err(e),
         }
     }
 
+    /// The header and certificate at `height` as its index entry finds them: `None` if this
+    /// file does not hold it or the entry does not point at a good record of that height.
+    pub fn get_indexed(&self, height: u64) -> std::io::Result<Option<Vec<u8>>> {
+        let t = self.read_tail();
+        if t.count == 0 || height < t.first || height - t.first >= t.indexed {
+            return Ok(None);
+        }
+        let offset = read_offset(&self.index, height - t.first)?;
+        Ok(match read_record(&self.log, offset, t.end) {
+            Ok((h, bytes, _)) if h == height => Some(bytes),
+            _ => None,
+        })
+    }
+
+    /// Cuts the file back to the records below `height` (a record at or above it found damaged
+    /// while the engine still holds a copy), and syncs it.
+    pub fn truncate_to(&self, height: u64) -> std::io::Result<()> {
+        let _writer = self.writer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut t = self.tail.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if t.torn {
+            return Err(std::io::Error::other(format!(
+                "{}: a torn append is not cut away yet",
+                self.dir.join(HEADERS_FILE).display()
+            )));
+        }
+        if t.count == 0 || height <= t.first {
+            t.count = 0;
+            t.end = 0;
+        } else if height - t.first < t.count {
+            let below = height - 1;
+            let offset = read_offset(&self.index, below - t.first)?;
+            let end = match read_record(&self.log, offset, t.end) {
+                Ok((h, _, next)) if h == below => next,
+                _ => self.scan_to(&t, below).map_err(std::io::Error::other)?.1,
+            };
+            t.count = height - t.first;
+            t.end = end;
+        } else {
+            return Ok(());
+        }
+        t.indexed = t.count.min(t.indexed);
+        t.scanned.clear();
+        t.torn = false;
+        self.index.set_len(t.count * 8)?;
+        self.log.set_len(t.end)?;
+        self.index.sync_data()?;
+        self.log.sync_data()
+    }
+
     /// Finds the record of `height` by walking the records from the nearest index entry below
-    /// it that points at a good record of its own height (after damage to the index only).
-    fn scan_to(&self, t: &Tail, height: u64) -> Result<Vec<u8>, String> {
+    /// it that points at a good record of its own height (after damage to the index only): its
+    /// bytes and the offset after it.
+    fn scan_to(&self, t: &Tail, height: u64) -> Result<(Vec<u8>, u64), String> {
         let i = height - t.first;
         let mut start = None;
         for j in (0..i.min(t.indexed)).rev() {
             let Ok(offset) = read_offset(&self.index, j) else { continue };
             if let Ok((h, _, next)) = read_record(&self.log, offset, t.end) {
-                if h == t.first + j {
+                if t.first.checked_add(j) == Some(h) && h < height {
                     start = Some((h + 1, next));
                     break;
                 }
@@ -278,10 +331,10 @@ impl HeaderLog {
         let (mut at, mut offset) = start.unwrap_or((t.first, 0));
         loop {
             match read_record(&self.log, offset, t.end) {
-                Ok((h, bytes, _)) if h == height && at == height => return Ok(bytes),
+                Ok((h, bytes, next)) if h == height && at == height => return Ok((bytes, next)),
                 Ok((h, _, next)) if h == at && h < height => (at, offset) = (h + 1, next),
                 Ok((h, _, _)) => {
-                    return Err(format!("the record after height {} is for height {h}", at - 1))
+                    return Err(format!("the record where height {at} belongs is for height {h}"))
                 }
                 Err(ReadError::Damaged(why)) => {
                     return Err(format!("walking the records from below: {why}"))
@@ -305,7 +358,14 @@ impl HeaderLog {
             )));
         }
         let expected = if t.count == 0 { *first } else { t.first + t.count };
-        for (i, (h, _)) in records.iter().enumerate() {
+        for (i, (h, raw)) in records.iter().enumerate() {
+            if raw.len() > MAX_RECORD as usize {
+                return Err(std::io::Error::other(format!(
+                    "{}: a header of {} bytes at height {h}, over the {MAX_RECORD} a record holds",
+                    self.path().display(),
+                    raw.len()
+                )));
+            }
             if *h != expected + i as u64 {
                 return Err(std::io::Error::other(format!(
                     "{}: appending height {h} where height {} comes next",
@@ -326,6 +386,10 @@ impl HeaderLog {
         self.index.write_all_at(&offsets_bytes(&offsets), t.count * 8)?;
         self.log.sync_data()?;
         self.index.sync_data()?;
+        if t.count == 0 {
+            // The files' names, made when they were opened, must outlive a crash too.
+            File::open(&self.dir)?.sync_all()?;
+        }
         let mut tail = self.tail.write().unwrap_or_else(std::sync::PoisonError::into_inner);
         tail.first = if t.count == 0 { *first } else { t.first };
         tail.count = t.count + records.len() as u64;

@@ -677,7 +677,7 @@ impl Store {
             Some(raw) => Some(Base::decode(&raw).map_err(|e| damaged("meta/base", e.to_string()))?),
             None => None,
         };
-        store.check_header_log(base.map_or(1, |b| b.oldest_header), head.height)?;
+        store.check_header_log(base.map_or(1, |b| b.oldest_header), head.height, read_only)?;
         if let Some(base) = base {
             store.check_base(base, head.height)?;
             store.base = Some(base);
@@ -747,7 +747,7 @@ impl Store {
     /// Checks the header file against the engine: it starts at the oldest header held, ends
     /// below the head, the engine holds every header from its end on (it deletes them only
     /// once the file holds them), and the first of those links to the file's last.
-    fn check_header_log(&self, oldest: u64, head: u64) -> Result<(), Error> {
+    fn check_header_log(&self, oldest: u64, head: u64, read_only: bool) -> Result<(), Error> {
         let Some(log) = &self.headers else { return Ok(()) };
         // The engine first: a prune that runs meanwhile (beside a view) appends to the file
         // before it deletes from the engine, so the file read after covers what went.
@@ -767,7 +767,9 @@ impl Store {
                 ),
             ));
         }
-        if held.end > head {
+        // A view reads the head record before the file: its store may have appended and pruned
+        // past that head meanwhile.
+        if held.end > head && !read_only {
             return Err(damaged(
                 held.end - 1,
                 format!("the header file holds headers up to {}, the head is {head}", held.end - 1),
@@ -1304,7 +1306,24 @@ impl Store {
                 chunk.clear();
             }
         }
-        Ok(Some(log.heights().map_or(from, |held| held.end)))
+        // Before the engine's copies go, the file must give back each of them exactly: a crash
+        // during an append may have left any of its pages unwritten, not only the last. The
+        // first that differs, and all after it, are cut away and moved again at the next prune.
+        let Some(held) = log.heights() else { return Ok(Some(from)) };
+        let io = |source| Error::Io { path: log.path(), source };
+        let mut height = match self.backend.range(&header_key(1), b"I").next() {
+            Some(r) => key_number(&r?.0).max(held.start),
+            None => held.end,
+        };
+        while height < held.end {
+            let engine = self.backend.get(&header_key(height))?;
+            if engine.is_none() || log.get_indexed(height).map_err(io)? != engine {
+                log.truncate_to(height).map_err(io)?;
+                return Ok(Some(height));
+            }
+            height += 1;
+        }
+        Ok(Some(held.end))
     }
 
     /// Deletes every entry and Merkle node below `base` that it does not keep.
