@@ -37,6 +37,10 @@ pub struct HeadFile {
     seq: u64,
     /// The height of the newest record, read or written.
     height: Option<u64>,
+    /// The file held no record when opened (it may have just been created): its directory entry
+    /// is synced with the first record, or a crash could lose the file while the engine keeps
+    /// the blocks it acknowledges, and the store would no longer open.
+    entry_unsynced: bool,
 }
 
 fn encode(seq: u64, d: &Durable) -> [u8; SLOT] {
@@ -82,7 +86,8 @@ impl HeadFile {
         };
         let seq = newest.map_or(0, |(s, _)| s);
         let height = newest.map(|(_, d)| d.height);
-        Ok((Self { path: path.to_path_buf(), file, seq, height }, record))
+        let entry_unsynced = bytes.is_empty();
+        Ok((Self { path: path.to_path_buf(), file, seq, height, entry_unsynced }, record))
     }
 
     /// Durably records `d` as the acknowledged head.
@@ -92,6 +97,10 @@ impl HeadFile {
         self.file.seek(SeekFrom::Start(offset))?;
         self.file.write_all(&encode(seq, d))?;
         self.file.sync_data()?;
+        if self.entry_unsynced {
+            sync_parent(&self.path)?;
+            self.entry_unsynced = false;
+        }
         self.seq = seq;
         self.height = Some(d.height);
         Ok(())
@@ -112,6 +121,15 @@ impl HeadFile {
     }
 }
 
+/// Syncs the directory holding `path`, so that its entry survives a crash.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+        // A bare file name lives in the working directory.
+        _ => File::open(".")?.sync_all(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,11 +140,14 @@ mod tests {
         let path = dir.path().join("head");
         let (mut f, r) = HeadFile::open(&path).unwrap();
         assert_eq!(r, Ok(None));
+        assert!(f.entry_unsynced, "a new file's directory entry is synced with its first record");
         let a = Durable { height: 1, tree_size: 10, hash: [1; 32] };
         let b = Durable { height: 2, tree_size: 20, hash: [2; 32] };
         f.write(&a).unwrap();
+        assert!(!f.entry_unsynced);
         f.write(&b).unwrap();
         drop(f);
+        assert!(!HeadFile::open(&path).unwrap().0.entry_unsynced);
         assert_eq!(HeadFile::open(&path).unwrap().1, Ok(Some(b)));
         // Tear the newer slot (seq 2 lives in slot 0): the older record remains.
         let mut bytes = std::fs::read(&path).unwrap();
