@@ -11,6 +11,10 @@
 //!   and no batch wait (zero interval and heartbeat): each block is built, checked, executed
 //!   against the contract state and stored in the ledger, as a node does.
 //!
+//! The bare engine runs Malachite's default network protocol (gossipsub, every message signed
+//! and every received copy verified); ours sends by broadcast (decision 0041).
+//! `SURPLUS_BARE_PUBSUB=broadcast` puts the bare engine on broadcast too.
+//!
 //! The two alternate ROUNDS times (the machine's pace drifts by ±10 % between runs of the bare
 //! engine alone); prints blocks a second of each run and `RATIO ours/bare`, the median of the
 //! rounds' ratios, with their range. The aim is at least 0.8.
@@ -79,7 +83,10 @@ async fn bare_node(
             max_connections_per_ip: DiscoveryConfig::default().max_connections_per_ip.max(16),
             ..DiscoveryConfig::default()
         },
-        protocol: PubSubProtocol::default(),
+        protocol: match std::env::var("SURPLUS_BARE_PUBSUB").as_deref() {
+            Ok("broadcast") => PubSubProtocol::Broadcast,
+            _ => PubSubProtocol::default(),
+        },
         ..P2pConfig::default()
     };
     let config = EngineConfig {

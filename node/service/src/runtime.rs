@@ -1968,7 +1968,9 @@ async fn run(
                 ticks += 1;
                 regossip(&shared, ticks.is_multiple_of(REGOSSIP_AGED_EVERY)).await;
                 let now = shared.env.now_ms();
-                if running.status.cut_off() && turns.as_mut().is_some_and(|t| t.cut_off(now)) {
+                // Without a mesh to ask (broadcast), the missed turns alone decide.
+                let reach = running.status.cut_off() || !consensus::reach_is_known();
+                if reach && turns.as_mut().is_some_and(|t| t.cut_off(now)) {
                     tracing::warn!(
                         "the consensus engine's peers take none of its messages: restarting it \
                          under a fresh peer id to reconnect"

@@ -10,7 +10,8 @@
 //! the node then restarts the engine's network under a fresh peer id
 //! (`consensus::Running::reconnect`), to which no peer holds an old connection. This watch is
 //! the second signal, for whatever else keeps the node's proposals from landing, and it spaces
-//! the restarts of both.
+//! the restarts of both. Since the engine's network sends by broadcast (decision 0041), which
+//! has no mesh to ask, it is the only signal (`consensus::reach_is_known`).
 //!
 //! The signal: proposers rotate (height − 1 + round, modulo the validators, in genesis order).
 //! When a block the node sees at once (its timestamp is under [`FRESH_MS`] old) was this node's

@@ -268,7 +268,7 @@ impl App {
                     self.delivered().await?;
                     return Ok(self);
                 }
-                _ = reach.tick(), if self.validator && probe.is_none() => {
+                _ = reach.tick(), if self.validator && probe.is_none() && super::reach_is_known() => {
                     let requests = channels.net_requests.clone();
                     probe = Some(Box::pin(async move { consensus_reach(&requests).await }));
                     continue;

@@ -281,6 +281,19 @@ impl Running {
 
 pub use app::Status;
 
+/// How the engine's network carries proposals and votes: Malachite's broadcast, each message
+/// sent once to every connected peer and never relayed (decision 0041). Validators connect to
+/// one another directly (`engine_peers`), and a node that misses messages takes the decided
+/// blocks by sync. Gossipsub, the engine's default, signed every message and verified every copy
+/// it received, duplicates included: a fifth of a devnet's CPU at its empty-block rate.
+pub const PUBSUB: PubSubProtocol = PubSubProtocol::Broadcast;
+
+/// Whether the engine's network tells which peers take this validator's consensus messages
+/// ([`Status::cut_off`]): gossipsub does (its mesh), broadcast does not.
+pub const fn reach_is_known() -> bool {
+    matches!(PUBSUB, PubSubProtocol::GossipSub(_))
+}
+
 /// The engine's configuration (the node's, and the overhead bench's bare engine).
 #[derive(Clone, Debug)]
 pub struct EngineConfig {
@@ -491,7 +504,7 @@ async fn start_engine(
         listen_addr: settings.listen.clone(),
         persistent_peers,
         discovery,
-        protocol: PubSubProtocol::default(),
+        protocol: PUBSUB,
         ..P2pConfig::default()
     };
     // Room for the largest block governance may allow (16 MiB), whatever this node's own limit.
