@@ -83,7 +83,7 @@ impl Window {
         let w = Window {
             provider,
             pool,
-            market: Market { class, region },
+            market: Market::from_names(class, region),
             start_ms: r.u64("maintenance.start_ms")?,
             until_ms: r.u64("maintenance.until_ms")?,
             reason: text(&mut r, "maintenance.reason", true)?,

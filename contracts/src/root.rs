@@ -543,7 +543,7 @@ pub(crate) fn decode_price(v: &[u8]) -> Result<(Market, u64), DecodeError> {
     let region = utf8(&r, "price.region", at, region)?;
     let price = r.u64("price.price")?;
     r.finish()?;
-    Ok((Market { class, region }, price))
+    Ok((Market::from_names(class, region), price))
 }
 
 /// Decodes a validator's value: its position and the validator.

@@ -425,7 +425,7 @@ impl Tx {
                         let region = text(&mut r, "maintenance.region", false)?;
                         Tx::Maintenance {
                             pool,
-                            market: Market { class, region },
+                            market: Market::from_names(class, region),
                             start_ms: r.u64("maintenance.start_ms")?,
                             until_ms: r.u64("maintenance.until_ms")?,
                             reason: text(&mut r, "maintenance.reason", true)?,
@@ -613,7 +613,7 @@ pub fn decode_fill(bytes: &[u8]) -> Result<(Fill, u64), DecodeError> {
         offer,
         buyer,
         provider,
-        market: Market { class, region },
+        market: Market::from_names(class, region),
         slots: r.u32("fill.slots")?,
         start_ms: r.u64("fill.start_ms")?,
         end_ms: r.u64("fill.end_ms")?,

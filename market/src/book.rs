@@ -66,9 +66,14 @@ const FEW_ALLOCATIONS: usize = 8;
 /// The leases running on an offer's slots, by (bid, start), with the sum of their slots. Most
 /// offers hold a few: a short sorted list. An offer holding more keeps them in persistent maps,
 /// by (bid, start) and by end, so that a clone shares everything with the original and adding,
-/// ending or dropping one costs the log of their number.
+/// ending or dropping one costs the log of their number. None (every bid, and every offer not
+/// leased) is one null pointer.
 #[derive(Clone, Debug, Default)]
-pub struct Allocations {
+pub struct Allocations(Option<Box<Held>>);
+
+/// Allocations that are there.
+#[derive(Clone, Debug)]
+struct Held {
     repr: Repr,
     /// Sum of their slots.
     slots: u64,
@@ -78,8 +83,7 @@ pub struct Allocations {
 enum Repr {
     /// At most [`FEW_ALLOCATIONS`], sorted by (bid, start).
     Few(Vec<Allocation>),
-    /// Behind a pointer, so that an order without allocations (every bid) carries no room for
-    /// two maps.
+    /// Behind a pointer, so that a few allocations carry no room for two maps.
     Many(Box<Many>),
 }
 
@@ -88,12 +92,6 @@ struct Many {
     by_key: imbl::OrdMap<(Hash, u64), Allocation>,
     /// (end, bid, start) of each.
     ends: imbl::OrdSet<(u64, Hash, u64)>,
-}
-
-impl Default for Repr {
-    fn default() -> Self {
-        Self::Few(Vec::new())
-    }
 }
 
 impl PartialEq for Allocations {
@@ -132,9 +130,10 @@ impl Allocations {
 
     /// How many.
     pub fn len(&self) -> usize {
-        match &self.repr {
-            Repr::Few(list) => list.len(),
-            Repr::Many(m) => m.by_key.len(),
+        match self.0.as_deref().map(|h| &h.repr) {
+            None => 0,
+            Some(Repr::Few(list)) => list.len(),
+            Some(Repr::Many(m)) => m.by_key.len(),
         }
     }
 
@@ -145,16 +144,17 @@ impl Allocations {
 
     /// Each, by (bid, start).
     pub fn iter(&self) -> impl Iterator<Item = &Allocation> {
-        let (few, many) = match &self.repr {
-            Repr::Few(list) => (Some(list.iter()), None),
-            Repr::Many(m) => (None, Some(m.by_key.values())),
+        let (few, many) = match self.0.as_deref().map(|h| &h.repr) {
+            None => (None, None),
+            Some(Repr::Few(list)) => (Some(list.iter()), None),
+            Some(Repr::Many(m)) => (None, Some(m.by_key.values())),
         };
         few.into_iter().flatten().chain(many.into_iter().flatten())
     }
 
     /// The allocation of `bid` starting at `start_ms`.
     pub fn get(&self, bid: &Hash, start_ms: u64) -> Option<&Allocation> {
-        match &self.repr {
+        match &self.0.as_deref()?.repr {
             Repr::Few(list) => find(list, bid, start_ms).ok().map(|i| &list[i]),
             Repr::Many(m) => m.by_key.get(&(*bid, start_ms)),
         }
@@ -163,8 +163,10 @@ impl Allocations {
     /// Adds one, replacing (and returning) the one with its (bid, start).
     pub fn insert(&mut self, a: Allocation) -> Option<Allocation> {
         let old = self.remove(&a.bid, a.start_ms);
-        self.slots += u64::from(a.slots);
-        match &mut self.repr {
+        let held =
+            self.0.get_or_insert_with(|| Box::new(Held { repr: Repr::Few(Vec::new()), slots: 0 }));
+        held.slots += u64::from(a.slots);
+        match &mut held.repr {
             Repr::Few(list) if list.len() < FEW_ALLOCATIONS => {
                 let at = find(list, &a.bid, a.start_ms).unwrap_or_else(|at| at);
                 list.insert(at, a);
@@ -176,7 +178,7 @@ impl Allocations {
                     ends.insert((x.end_ms, x.bid, x.start_ms));
                     by_key.insert((x.bid, x.start_ms), x);
                 }
-                self.repr = Repr::Many(Box::new(Many { by_key, ends }));
+                held.repr = Repr::Many(Box::new(Many { by_key, ends }));
             }
             Repr::Many(m) => {
                 m.ends.insert((a.end_ms, a.bid, a.start_ms));
@@ -188,7 +190,8 @@ impl Allocations {
 
     /// Takes one out.
     pub fn remove(&mut self, bid: &Hash, start_ms: u64) -> Option<Allocation> {
-        let a = match &mut self.repr {
+        let held = self.0.as_deref_mut()?;
+        let a = match &mut held.repr {
             Repr::Few(list) => list.remove(find(list, bid, start_ms).ok()?),
             Repr::Many(m) => {
                 let a = m.by_key.remove(&(*bid, start_ms))?;
@@ -196,13 +199,17 @@ impl Allocations {
                 a
             }
         };
-        self.slots -= u64::from(a.slots);
+        held.slots -= u64::from(a.slots);
+        if self.is_empty() {
+            self.0 = None;
+        }
         Some(a)
     }
 
     /// Slots held at `now_ms` (by allocations that have not ended by then).
     pub fn used_at(&self, now_ms: u64) -> u64 {
-        let ended: u64 = match &self.repr {
+        let Some(held) = self.0.as_deref() else { return 0 };
+        let ended: u64 = match &held.repr {
             Repr::Few(list) => {
                 list.iter().filter(|a| a.end_ms <= now_ms).map(|a| u64::from(a.slots)).sum()
             }
@@ -213,7 +220,7 @@ impl Allocations {
                 .map(|a| u64::from(a.slots))
                 .sum(),
         };
-        self.slots - ended
+        held.slots - ended
     }
 }
 
@@ -343,8 +350,8 @@ mod hashes {
 /// and leaves in logarithmic time however deep the side is.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Side {
-    /// The market's name, shared by the index entry of each of its orders.
-    market: Arc<Market>,
+    /// The market, whose shared copy every order of the side and its index entry hold.
+    market: Market,
     /// Each order behind its own pointer: a map node then holds 16 small entries, so that the
     /// first change after a clone of the book copies a few hundred bytes, not 16 whole orders.
     bids: OrdMap<Key, Arc<Resting>>,
@@ -382,7 +389,7 @@ pub struct Book {
     markets: OrdMap<Market, Side>,
     /// Which market each resting order is in (shared with its side: no copy per order), and its
     /// rank there, so that finding it is a search of its side by key.
-    index: OrdMap<Hash, (Arc<Market>, Rank)>,
+    index: OrdMap<Hash, (Market, Rank)>,
     /// (deadline, id) of every resting order: when it leaves the book.
     deadlines: OrdSet<(u64, Hash)>,
     /// (end, offer, bid, start) of every allocation of a resting offer.
@@ -499,7 +506,7 @@ impl Book {
     /// A resting order by id.
     pub fn get(&self, id: &Hash) -> Option<&Resting> {
         let (market, rank) = self.index.get(id)?;
-        self.markets.get(market.as_ref())?.list(rank.bid).get(&rank.key(id)).map(|r| r.as_ref())
+        self.markets.get(market)?.list(rank.bid).get(&rank.key(id)).map(|r| r.as_ref())
     }
 
     /// Every resting order, by market, bids then offers, each in priority order.
@@ -527,8 +534,8 @@ impl Book {
     }
 
     /// Rebuilds a book from resting orders (for example read back from a file). Nonces of the
-    /// given orders are remembered (a pair two orders share, until the later expiry); the caller
-    /// supplies the others with [`Book::remember_nonce`].
+    /// given orders are remembered (a pair two orders share, until the later expiry); no other
+    /// pair is (a book with more is rebuilt with [`Book::restore`]).
     pub fn from_resting(now_ms: u64, orders: Vec<Resting>) -> Self {
         let mut book = Self { now_ms, ..Self::new() };
         for r in orders {
@@ -604,8 +611,9 @@ impl Book {
         Ok(book)
     }
 
-    /// Remembers an (author, nonce) pair until `expiry_ms`.
-    pub fn remember_nonce(&mut self, author: PublicKey, nonce: u64, expiry_ms: u64) {
+    /// Remembers an (author, nonce) pair until `expiry_ms`. Private: the book keeps the pair of
+    /// each resting order until at least the order's expiry, which admission relies on.
+    fn remember_nonce(&mut self, author: PublicKey, nonce: u64, expiry_ms: u64) {
         if let Some(old) = self.nonces.insert((author, nonce), expiry_ms) {
             self.expiries.remove(&(old, author, nonce));
             self.changes.nonces.push((author, nonce, old));
@@ -647,7 +655,7 @@ impl Book {
     }
 
     /// Puts an order in its place in its side, with its deadline and its allocations' ends.
-    fn insert(&mut self, r: Resting) {
+    fn insert(&mut self, mut r: Resting) {
         let id = r.order.id;
         self.changes.orders.push(id);
         for a in r.allocations.iter() {
@@ -656,17 +664,12 @@ impl Book {
         }
         self.deadlines.insert((r.deadline(), id));
         let rank = Rank::of(&r);
-        let market = r.order.order.market();
-        let side = match self.markets.get_mut(market) {
-            Some(side) => side,
-            None => {
-                let name = Arc::new(market.clone());
-                let side = Side { market: name, bids: OrdMap::new(), offers: OrdMap::new() };
-                self.markets.entry(market.clone()).or_insert(side)
-            }
-        };
-        self.index.insert(id, (side.market.clone(), rank));
-        side.list_mut(rank.bid).insert(rank.key(&id), Arc::new(r));
+        let market = self.side_mut(r.order.order.market()).market.clone();
+        r.order.order.share_market(&market);
+        self.index.insert(id, (market.clone(), rank));
+        if let Some(side) = self.markets.get_mut(&market) {
+            side.list_mut(rank.bid).insert(rank.key(&id), Arc::new(r));
+        }
     }
 
     /// Admits a batch's new orders: each is decided in id order (a replay, its id resting or its
@@ -717,9 +720,13 @@ impl Book {
         // (market's place, the order's place in `given`)
         let mut accepted: Vec<(usize, usize)> = Vec::with_capacity(orders.len());
         for (i, o) in orders.into_iter().enumerate() {
+            // An order resting with this id has this order's pair, remembered until at least
+            // its expiry: the index is asked only about an order expired by now (whose pair may
+            // have been forgotten at the start of this clear while the order still rests until
+            // the deadlines below take it).
             let replay = remembered[i]
                 || (shared[i] && taken.contains(&pair(o)))
-                || self.index.contains_key(&o.id);
+                || (o.order.expiry_ms() <= now && self.index.contains_key(&o.id));
             let result = if replay {
                 Err(Rejection::ReplayedNonce { nonce: o.order.nonce() })
             } else {
@@ -775,7 +782,7 @@ impl Book {
     /// inserts go in that map's order.
     fn insert_many(&mut self, rs: Vec<(usize, Resting)>) {
         let mut deadlines: Vec<(u64, Hash)> = Vec::with_capacity(rs.len());
-        let mut names: Vec<Option<Arc<Market>>> = Vec::new();
+        let mut names: Vec<Option<Market>> = Vec::new();
         for (place, r) in &rs {
             debug_assert!(r.allocations.is_empty());
             self.changes.orders.push(r.order.id);
@@ -792,11 +799,11 @@ impl Book {
             self.deadlines.insert(d);
         }
         let mut placed: Vec<(usize, Rank, Key, Resting)> = Vec::with_capacity(rs.len());
-        for (place, r) in rs {
+        for (place, mut r) in rs {
             let rank = Rank::of(&r);
             let key = rank.key(&r.order.id);
-            let name =
-                names[place].clone().unwrap_or_else(|| Arc::new(r.order.order.market().clone()));
+            let name = names[place].clone().unwrap_or_else(|| r.order.order.market().clone());
+            r.order.order.share_market(&name);
             self.index.insert(key.id, (name, rank));
             placed.push((place, rank, key, r));
         }
@@ -823,8 +830,7 @@ impl Book {
     /// The side of a market, made empty if it has none.
     fn side_mut(&mut self, market: &Market) -> &mut Side {
         if !self.markets.contains_key(market) {
-            let name = Arc::new(market.clone());
-            let side = Side { market: name, bids: OrdMap::new(), offers: OrdMap::new() };
+            let side = Side { market: market.clone(), bids: OrdMap::new(), offers: OrdMap::new() };
             self.markets.insert(market.clone(), side);
         }
         self.markets.get_mut(market).expect("just made")
@@ -833,10 +839,10 @@ impl Book {
     /// Takes an order out of the book, with its allocations; `None` if it does not rest.
     fn take(&mut self, id: &Hash) -> Option<Arc<Resting>> {
         let (market, rank) = self.index.remove(id)?;
-        let side = self.markets.get_mut(market.as_ref())?;
+        let side = self.markets.get_mut(&market)?;
         let r = side.list_mut(rank.bid).remove(&rank.key(id))?;
         if side.is_empty() {
-            self.markets.remove(market.as_ref());
+            self.markets.remove(&market);
         }
         self.deadlines.remove(&(r.deadline(), *id));
         for a in r.allocations.iter() {
@@ -851,7 +857,7 @@ impl Book {
     /// depends on price, height and id only).
     fn order_mut(&mut self, id: &Hash) -> Option<&mut Resting> {
         let (market, rank) = self.index.get(id)?;
-        let side = self.markets.get_mut(market.as_ref())?;
+        let side = self.markets.get_mut(market)?;
         side.list_mut(rank.bid).get_mut(&rank.key(id)).map(Arc::make_mut)
     }
 

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -46,19 +47,81 @@ pub struct Region {
     pub description: String,
 }
 
-/// A market: one resource class in one region. Written `class@region` in JSON.
+/// A market's two names.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct Market {
+pub struct MarketName {
     /// The class name.
     pub class: String,
     /// The region name.
     pub region: String,
 }
 
+/// A market: one resource class in one region. Written `class@region` in JSON.
+///
+/// Its names sit behind one shared pointer: a clone (one per fill, per order the book holds, per
+/// price it reports) copies a pointer, not two strings, and the book lets every order of a
+/// market share its side's copy. Read the names as fields (`market.class`, `market.region`);
+/// equality, order and hash are those of the names (class, then region).
+#[derive(Clone)]
+pub struct Market(Arc<MarketName>);
+
 impl Market {
     /// The market of `class` in `region`.
     pub fn new(class: &str, region: &str) -> Self {
-        Self { class: class.to_owned(), region: region.to_owned() }
+        Self::from_names(class.to_owned(), region.to_owned())
+    }
+
+    /// The market of `class` in `region`, taking the names.
+    pub fn from_names(class: String, region: String) -> Self {
+        Market(Arc::new(MarketName { class, region }))
+    }
+
+    /// Whether both are the same shared copy (then they are equal; equal markets need not be).
+    pub fn shares(&self, other: &Market) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl std::ops::Deref for Market {
+    type Target = MarketName;
+
+    fn deref(&self) -> &MarketName {
+        &self.0
+    }
+}
+
+impl PartialEq for Market {
+    fn eq(&self, other: &Self) -> bool {
+        self.shares(other) || self.0 == other.0
+    }
+}
+
+impl Eq for Market {}
+
+impl PartialOrd for Market {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Market {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        if self.shares(other) {
+            return std::cmp::Ordering::Equal;
+        }
+        self.0.cmp(&other.0)
+    }
+}
+
+impl std::hash::Hash for Market {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.hash(state)
+    }
+}
+
+impl fmt::Debug for Market {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Market").field("class", &self.class).field("region", &self.region).finish()
     }
 }
 

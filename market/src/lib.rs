@@ -46,7 +46,7 @@ pub use book::{
     Allocation, Allocations, Batch, Book, Budgets, Changes, Error, Fill, Outcome, Rejected,
     Resting, RestoreError,
 };
-pub use catalogue::{validate_name, Catalogue, Class, Market, Region, MAX_NAME_LEN};
+pub use catalogue::{validate_name, Catalogue, Class, Market, MarketName, Region, MAX_NAME_LEN};
 pub use order::{
     cost, validate, validate_entries, Bid, Cancel, FillRule, Offer, Order, Rejection, SignedCancel,
     SignedOrder, Validated, HOUR_MS, MAX_EXPIRY_HORIZON_MS, MAX_HOURS, MAX_SLOTS,

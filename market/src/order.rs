@@ -118,6 +118,18 @@ impl Order {
             Order::Bid(b) => &b.market,
         }
     }
+
+    /// Holds `market`'s shared copy of its market's names if that is its market (the book's
+    /// orders share one copy per market).
+    pub(crate) fn share_market(&mut self, market: &Market) {
+        let mine = match self {
+            Order::Offer(o) => &mut o.market,
+            Order::Bid(b) => &mut b.market,
+        };
+        if *mine == *market {
+            *mine = market.clone();
+        }
+    }
     /// Its expiry.
     pub fn expiry_ms(&self) -> u64 {
         match self {
@@ -242,7 +254,7 @@ fn read_market(r: &mut Reader<'_>) -> Result<Market, DecodeError> {
     };
     let class = name("order.market.class", "class")?;
     let region = name("order.market.region", "region")?;
-    Ok(Market { class, region })
+    Ok(Market::from_names(class, region))
 }
 
 /// An order with its author, signature and id, as it travels and rests.
