@@ -665,14 +665,21 @@ mod tests {
         let handle = spawn(core, &surplus_net::Env::system(), |_| {});
         // Hold the task on a job until the others are queued behind it.
         let (hold, held) = std::sync::mpsc::channel::<()>();
+        let (holding, started) = std::sync::mpsc::channel::<()>();
         let order = Arc::new(std::sync::Mutex::new(Vec::new()));
         let h = handle.clone();
         let blocker = tokio::spawn(async move {
             h.call(move |_| {
+                let _ = holding.send(());
                 let _ = held.recv();
             })
             .await
         });
+        // Only once the task holds it are the others queued (spawned tasks run in any order: an
+        // ordinary job taken before the blocker would leave two queued, never three).
+        while started.try_recv().is_err() {
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
         // Queue three ordinary jobs and one first-lane job, in that order, while the task waits.
         let mut calls = Vec::new();
         for k in 0..3 {
