@@ -1,6 +1,7 @@
 //! The resting book and the per-block batch auction.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::ops::Bound::{self, Excluded, Included, Unbounded};
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
@@ -674,17 +675,18 @@ impl Book {
 
     /// Admits a batch's new orders: each is decided in id order (a replay, its id resting or its
     /// (author, nonce) pair remembered or taken by an earlier order of the batch, is refused as
-    /// such, whatever else is wrong with it), then the accepted ones enter every map of the book
-    /// in that map's own order, so that consecutive inserts walk the same nodes instead of a
-    /// random path each. Sorts compare the first 8 bytes of ids and keys first (the rest only
-    /// on a tie), not 32 each time.
+    /// such, whatever else is wrong with it), and the accepted ones' pairs are remembered. The
+    /// accepted orders are returned in id order: they trade in this block's auction beside the
+    /// resting ones, and enter the book after it, unless filled or cancelled (an order that
+    /// leaves in the block that brought it never touches the book's maps). Sorts compare the
+    /// first 8 bytes of ids and keys first (the rest only on a tie), not 32 each time.
     fn admit(
         &mut self,
         catalogue: &Catalogue,
         (height, now): (u64, u64),
         given: Vec<SignedOrder>,
         out: &mut Outcome,
-    ) {
+    ) -> Vec<Fresh> {
         let mut by_id: Vec<(u64, u32)> =
             given.iter().enumerate().map(|(i, o)| (prefix(&o.id), i as u32)).collect();
         by_id.sort_unstable_by(|a, b| {
@@ -758,33 +760,30 @@ impl Book {
             self.expiries.insert((expiry_ms, author, nonce));
             self.changes.nonces.push((author, nonce, expiry_ms));
         }
-        // The accepted orders move into the book.
+        // The accepted orders, in id order, to trade before they enter the book.
         let mut given: Vec<Option<SignedOrder>> = given.into_iter().map(Some).collect();
-        self.insert_many(
-            accepted
-                .into_iter()
-                .filter_map(|(place, g)| Some((place, given[g].take()?)))
-                .map(|(place, o)| {
-                    let remaining = match &o.order {
-                        Order::Bid(b) => b.slots,
-                        Order::Offer(of) => of.slots,
-                    };
-                    let r =
-                        Resting { order: o, height, remaining, allocations: Allocations::new() };
-                    (place, r)
-                })
-                .collect(),
-        );
+        accepted
+            .into_iter()
+            .filter_map(|(place, g)| Some((place, given[g].take()?)))
+            .map(|(place, o)| {
+                let remaining = match &o.order {
+                    Order::Bid(b) => b.slots,
+                    Order::Offer(of) => of.slots,
+                };
+                let r = Resting { order: o, height, remaining, allocations: Allocations::new() };
+                Fresh { place, r, live: true }
+            })
+            .collect()
     }
 
-    /// Puts orders without allocations in the book, as [`Book::insert`] does one; each order
-    /// comes with its market's place in the catalogue, and the orders in id order. Each map's
-    /// inserts go in that map's order.
+    /// Puts a block's new orders in the book, as [`Book::insert`] does one, except that the ends
+    /// of an offer's allocations (made by this block's auction) are already queued and recorded;
+    /// each order comes with its market's place in the catalogue, and the orders in id order.
+    /// Each map's inserts go in that map's order.
     fn insert_many(&mut self, rs: Vec<(usize, Resting)>) {
         let mut deadlines: Vec<(u64, Hash)> = Vec::with_capacity(rs.len());
         let mut names: Vec<Option<Market>> = Vec::new();
         for (place, r) in &rs {
-            debug_assert!(r.allocations.is_empty());
             self.changes.orders.push(r.order.id);
             deadlines.push((r.deadline(), r.order.id));
             if names.len() <= *place {
@@ -906,17 +905,37 @@ impl Book {
         self.expire_nonces(now);
 
         let Batch { height, orders, cancels, .. } = batch;
-        self.admit(catalogue, (height, now), orders, &mut out);
+        let mut fresh = self.admit(catalogue, (height, now), orders, &mut out);
 
         let mut cancels: Vec<&SignedCancel> = cancels.iter().collect();
         cancels.sort_by_key(|c| c.id);
+        let fresh_ids: HashMap<Hash, usize> = if cancels.is_empty() {
+            HashMap::new()
+        } else {
+            fresh.iter().enumerate().map(|(i, f)| (f.r.order.id, i)).collect()
+        };
         for c in cancels {
-            match self.cancel(&c.cancel.order, &c.author) {
-                Ok(()) => out.cancelled.push(c.cancel.order),
+            let id = &c.cancel.order;
+            let result = match fresh_ids.get(id).map(|&i| &mut fresh[i]) {
+                // An order of this block, cancelled in it: as if it had entered and left.
+                Some(f) if f.live => {
+                    if f.r.order.author == c.author {
+                        f.live = false;
+                        Ok(())
+                    } else {
+                        Err(Rejection::NotAuthor)
+                    }
+                }
+                _ => self.cancel(id, &c.author),
+            };
+            match result {
+                Ok(()) => out.cancelled.push(*id),
                 Err(reason) => out.rejected.push(Rejected { id: c.id, reason }),
             }
         }
 
+        // The block's own orders cannot be due yet: validation wants their expiry and window
+        // after the block time.
         while let Some(&(deadline, id)) = self.deadlines.get_min() {
             if deadline > now {
                 break;
@@ -927,11 +946,43 @@ impl Book {
         out.expired.sort();
         self.drop_ended_allocations(now);
 
+        // The block's orders by market, each side in priority order, to be read merged with the
+        // book's.
+        let mut by_market: BTreeMap<Market, FreshSide> = BTreeMap::new();
+        for (i, f) in fresh.iter().enumerate().filter(|(_, f)| f.live) {
+            let rank = Rank::of(&f.r);
+            let entry = by_market.entry(f.r.order.order.market().clone()).or_default();
+            let list = if rank.bid { &mut entry.bids } else { &mut entry.offers };
+            list.push((rank.key(&f.r.order.id), i));
+        }
+        for side in by_market.values_mut() {
+            for list in [&mut side.bids, &mut side.offers] {
+                list.sort_unstable_by(|(a, _), (b, _)| {
+                    (a.price, a.height, prefix(&a.id))
+                        .cmp(&(b.price, b.height, prefix(&b.id)))
+                        .then_with(|| a.id.cmp(&b.id))
+                });
+            }
+        }
+        let mut markets: Vec<Market> =
+            self.markets.keys().chain(by_market.keys()).cloned().collect();
+        markets.sort();
+        markets.dedup();
+
         let mut spent: HashMap<PublicKey, u64> = HashMap::new();
         let mut available: HashMap<PublicKey, u64> = HashMap::new();
-        let markets: Vec<Market> = self.markets.keys().cloned().collect();
+        let no_fresh = FreshSide::default();
         for market in markets {
-            let Some(side) = self.markets.get(&market) else { continue };
+            let side = self.markets.get(&market);
+            let new = by_market.get(&market).unwrap_or(&no_fresh);
+            let bids_from = |range: (Bound<Key>, Bound<Key>)| {
+                let book = side.into_iter().flat_map(move |s| s.bids.range(range));
+                let upper = range.1;
+                let new = new.bids.iter().take_while(move |(k, _)| below_bound(k, upper));
+                let new = new.filter(move |(k, _)| above_bound(k, range.0));
+                merged(book, new, &fresh)
+            };
+            let all = (Unbounded, Unbounded);
             // Only orders whose prices cross can trade or set the price (`docs/auction.md`): offers
             // up to the highest active limit, bids down to the lowest active reserve; a side's
             // keys give each order's price without reading the order. The bids below only lend
@@ -941,26 +992,25 @@ impl Book {
                 Order::Offer(_) => false,
             };
             let Some(max_limit) =
-                side.bids.iter().find(|(_, r)| active_bid(r)).map(|(k, _)| u64::MAX - k.price)
+                bids_from(all).find(|(_, _, r)| active_bid(r)).map(|(k, _, _)| u64::MAX - k.price)
             else {
                 continue;
             };
-            // The keys of the active orders: an active order's `index` is its place here.
-            let mut bid_keys: Vec<Key> = Vec::new();
-            let mut offer_keys: Vec<Key> = Vec::new();
-            let offers: Vec<ActiveOffer> = side
-                .offers
-                .iter()
-                .take_while(|(k, _)| k.price <= max_limit)
-                .filter_map(|(k, r)| match &r.order.order {
+            // Where each active order is: an active order's `index` is its place here.
+            let mut bid_at: Vec<(Key, Src)> = Vec::new();
+            let mut offer_at: Vec<(Key, Src)> = Vec::new();
+            let book_offers = side.into_iter().flat_map(|s| s.offers.iter());
+            let offers: Vec<ActiveOffer> = merged(book_offers, new.offers.iter(), &fresh)
+                .take_while(|(k, _, _)| k.price <= max_limit)
+                .filter_map(|(k, src, r)| match &r.order.order {
                     Order::Offer(o) if o.from_ms <= now => {
                         let free = r.free_at(now);
                         let max_hours =
                             u32::try_from((o.until_ms - now) / HOUR_MS).unwrap_or(u32::MAX);
                         (free > 0 && max_hours > 0).then(|| {
-                            offer_keys.push(*k);
+                            offer_at.push((k, src));
                             ActiveOffer {
-                                index: offer_keys.len() - 1,
+                                index: offer_at.len() - 1,
                                 reserve: o.reserve,
                                 free,
                                 min_hours: o.min_hours,
@@ -975,24 +1025,21 @@ impl Book {
             let Some(min_reserve) = offers.first().map(|o| o.reserve) else { continue };
             // Bids with a limit below the lowest reserve have keys from this one on (none if the
             // lowest reserve is 0).
-            use std::ops::Bound::{Excluded, Included, Unbounded};
             let below = (u64::MAX - min_reserve).checked_add(1).map(|price| Key {
                 price,
                 height: 0,
                 id: [0; 32],
             });
             let crossing = (Unbounded, below.map_or(Unbounded, Excluded));
-            let bids: Vec<ActiveBid> = side
-                .bids
-                .range(crossing)
-                .filter_map(|(k, r)| match &r.order.order {
+            let bids: Vec<ActiveBid> = bids_from(crossing)
+                .filter_map(|(k, src, r)| match &r.order.order {
                     Order::Bid(b) if active_bid(r) => {
                         let buyer = r.order.author;
                         let budget =
                             *available.entry(buyer).or_insert_with(|| budgets.available(&buyer));
                         let left = budget.saturating_sub(spent.get(&buyer).copied().unwrap_or(0));
-                        bid_keys.push(*k);
-                        Some(ActiveBid::new(bid_keys.len() - 1, b, r.remaining, buyer, left))
+                        bid_at.push((k, src));
+                        Some(ActiveBid::new(bid_at.len() - 1, b, r.remaining, buyer, left))
                     }
                     _ => None,
                 })
@@ -1003,8 +1050,8 @@ impl Book {
             if let Some(below) =
                 below.filter(|_| !offers.iter().all(|o| some_duration_fits(&durations, o)))
             {
-                durations.extend(side.bids.range((Included(below), Unbounded)).filter_map(
-                    |(_, r)| match &r.order.order {
+                durations.extend(bids_from((Included(below), Unbounded)).filter_map(
+                    |(_, _, r)| match &r.order.order {
                         Order::Bid(b) if active_bid(r) => Some(b.hours),
                         _ => None,
                     },
@@ -1014,21 +1061,20 @@ impl Book {
             }
             let Some(result) = clear_market_with(&bids, &offers, &durations) else { continue };
             out.prices.insert(market.clone(), result.price);
-            let Some(side) = self.markets.get_mut(&market) else { continue };
             let mut filled: Vec<Hash> = Vec::new();
             for t in result.trades {
                 let (bi, oi) = (bids[t.bid].index, offers[t.offer].index);
                 let hours = bids[t.bid].hours;
                 let end_ms = now + u64::from(hours) * HOUR_MS;
-                let Some(bid) = side.bids.get_mut(&bid_keys[bi]).map(Arc::make_mut) else {
+                let Some(bid) = self.resting_mut(&market, bid_at[bi], true, &mut fresh) else {
                     continue;
                 };
                 bid.remaining -= t.slots;
                 let (bid_id, buyer) = (bid.order.id, bid.order.author);
-                if bid.remaining == 0 {
+                if bid.remaining == 0 && bid_at[bi].1 == Src::Book {
                     filled.push(bid_id);
                 }
-                let Some(offer) = side.offers.get_mut(&offer_keys[oi]).map(Arc::make_mut) else {
+                let Some(offer) = self.resting_mut(&market, offer_at[oi], false, &mut fresh) else {
                     continue;
                 };
                 let (offer_id, provider) = (offer.order.id, offer.order.author);
@@ -1061,7 +1107,34 @@ impl Book {
                 self.take(&id);
             }
         }
+        // The block's orders still there enter the book: offers, and bids with slots still
+        // wanted (a bid filled or cancelled in its own block never does).
+        self.insert_many(
+            fresh
+                .into_iter()
+                .filter(|f| {
+                    f.live && (f.r.remaining > 0 || matches!(f.r.order.order, Order::Offer(_)))
+                })
+                .map(|f| (f.place, f.r))
+                .collect(),
+        );
         Ok(out)
+    }
+
+    /// A resting order or one of this block's, to change in place during the auction.
+    fn resting_mut<'a>(
+        &'a mut self,
+        market: &Market,
+        (key, src): (Key, Src),
+        bid: bool,
+        fresh: &'a mut [Fresh],
+    ) -> Option<&'a mut Resting> {
+        match src {
+            Src::Book => {
+                self.markets.get_mut(market)?.list_mut(bid).get_mut(&key).map(Arc::make_mut)
+            }
+            Src::Fresh(i) => fresh.get_mut(i).map(|f| &mut f.r),
+        }
     }
 
     /// Block time of the last clear.
@@ -1192,6 +1265,74 @@ impl Book {
 
 /// Where an order ranks in its side of its market: bids by higher limit first, offers by lower
 /// reserve first, then earlier block, then smaller id.
+/// One of a block's accepted orders, before it enters the book.
+struct Fresh {
+    /// Its market's place in the catalogue.
+    place: usize,
+    r: Resting,
+    /// Not cancelled in its own block.
+    live: bool,
+}
+
+/// A block's orders of one market, by key (priority order), with their places among the
+/// block's accepted orders.
+#[derive(Default)]
+struct FreshSide {
+    bids: Vec<(Key, usize)>,
+    offers: Vec<(Key, usize)>,
+}
+
+/// Where an order taking part in an auction is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Src {
+    /// In the book.
+    Book,
+    /// Among the block's accepted orders, at this place.
+    Fresh(usize),
+}
+
+/// The orders of one side in priority order: the book's merged with the block's (each already
+/// in that order; keys are unique).
+fn merged<'a>(
+    book: impl Iterator<Item = (&'a Key, &'a Arc<Resting>)>,
+    new: impl Iterator<Item = &'a (Key, usize)>,
+    fresh: &'a [Fresh],
+) -> impl Iterator<Item = (Key, Src, &'a Resting)> {
+    let mut book = book.peekable();
+    let mut new = new.peekable();
+    std::iter::from_fn(move || {
+        let from_book = match (book.peek(), new.peek()) {
+            (None, None) => return None,
+            (Some(_), None) => true,
+            (None, Some(_)) => false,
+            (Some((b, _)), Some((n, _))) => *b < n,
+        };
+        if from_book {
+            book.next().map(|(k, r)| (*k, Src::Book, r.as_ref()))
+        } else {
+            new.next().map(|&(k, i)| (k, Src::Fresh(i), &fresh[i].r))
+        }
+    })
+}
+
+/// Whether `key` lies below an upper bound.
+fn below_bound(key: &Key, bound: Bound<Key>) -> bool {
+    match bound {
+        Unbounded => true,
+        Included(b) => *key <= b,
+        Excluded(b) => *key < b,
+    }
+}
+
+/// Whether `key` lies above a lower bound.
+fn above_bound(key: &Key, bound: Bound<Key>) -> bool {
+    match bound {
+        Unbounded => true,
+        Included(b) => *key >= b,
+        Excluded(b) => *key > b,
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 struct Rank {
     bid: bool,
