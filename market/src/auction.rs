@@ -148,8 +148,17 @@ pub fn clear_market_with(
         }
     };
     let pool = Pooled::new(bids, offers, durations);
+    // The configurations go up in price, so the pool never shrinks: how many bids' running
+    // totals fit it only grows, and is found by walking on rather than searching each time.
+    let mut fit = 0usize;
     for (c, cfg) in configs.iter().enumerate() {
-        consider(c, pool.volume(cfg.bids, cfg.offers), &mut best, &mut maximising);
+        let supply = pool.supply[cfg.offers];
+        while pool.want.get(fit).is_some_and(|w| *w <= supply) {
+            fit += 1;
+        }
+        debug_assert_eq!(fit, pool.want.partition_point(|w| *w <= supply));
+        let whole = fit.saturating_sub(1).min(cfg.bids);
+        consider(c, pool.volume_from(cfg.bids, supply, whole), &mut best, &mut maximising);
     }
     if best == 0 {
         return None;
@@ -263,10 +272,17 @@ impl Pooled {
     }
 
     /// Slot-hours traded by the first `nb` bids against the first `no` offers.
+    #[cfg(test)]
     fn volume(&self, nb: usize, no: usize) -> u128 {
         let pool = self.supply[no];
         // Bids that fit whole, one after another.
         let k = self.want[..=nb].partition_point(|w| *w <= pool) - 1;
+        self.volume_from(nb, pool, k)
+    }
+
+    /// [`Pooled::volume`] given the pool (`supply[no]`) and `k`, how many of the first `nb` bids
+    /// fit it whole one after another.
+    fn volume_from(&self, nb: usize, pool: u128, k: usize) -> u128 {
         let mut volume = self.hours[k];
         let mut left = pool - self.want[k];
         let mut i = k;
@@ -300,18 +316,41 @@ pub(crate) fn some_duration_fits(durations: &[u32], o: &ActiveOffer) -> bool {
 
 /// Every price configuration between the lowest reserve and the highest limit.
 fn configurations(bids: &[ActiveBid], offers: &[ActiveOffer], lo: u64, hi: u64) -> Vec<Config> {
-    let mut prices: Vec<u64> = bids
-        .iter()
-        .map(|b| b.limit)
-        .chain(offers.iter().map(|o| o.reserve))
-        .filter(|p| (lo..=hi).contains(p))
-        .collect();
-    prices.sort_unstable();
-    prices.dedup();
+    // The limits (bids are by limit, descending) and the reserves (offers are by reserve,
+    // ascending) merged in ascending order, each price once.
+    let mut limits =
+        bids.iter().rev().map(|b| b.limit).filter(|p| (lo..=hi).contains(p)).peekable();
+    let mut reserves =
+        offers.iter().map(|o| o.reserve).filter(|p| (lo..=hi).contains(p)).peekable();
+    let mut prices: Vec<u64> = Vec::with_capacity(bids.len() + offers.len());
+    loop {
+        let next = match (limits.peek(), reserves.peek()) {
+            (None, None) => break,
+            (Some(&l), Some(&r)) if r < l => reserves.next(),
+            (Some(_), _) => limits.next(),
+            (None, Some(_)) => reserves.next(),
+        };
+        if let Some(p) = next.filter(|p| prices.last() != Some(p)) {
+            prices.push(p);
+        }
+    }
+    debug_assert!(prices.windows(2).all(|w| w[0] < w[1]));
 
-    // Bids are sorted by limit descending, offers by reserve ascending.
-    let admitted = |p: u64| {
-        (bids.partition_point(|b| b.limit >= p), offers.partition_point(|o| o.reserve <= p))
+    // Bids are sorted by limit descending, offers by reserve ascending; the prices asked go up,
+    // so the bids admitted only fall and the offers only rise: two cursors walk them.
+    let (mut nb, mut no) = (bids.len(), 0usize);
+    let mut admitted = |p: u64| {
+        while nb > 0 && bids[nb - 1].limit < p {
+            nb -= 1;
+        }
+        while offers.get(no).is_some_and(|o| o.reserve <= p) {
+            no += 1;
+        }
+        debug_assert_eq!(
+            (nb, no),
+            (bids.partition_point(|b| b.limit >= p), offers.partition_point(|o| o.reserve <= p))
+        );
+        (nb, no)
     };
     let mut out = Vec::with_capacity(prices.len() * 2);
     for (i, &p) in prices.iter().enumerate() {
@@ -330,7 +369,9 @@ fn configurations(bids: &[ActiveBid], offers: &[ActiveOffer], lo: u64, hi: u64) 
 #[derive(Default)]
 struct Scratch {
     free: Vec<u32>,
-    spent: HashMap<PublicKey, u128>,
+    /// Keyed with a random key of the process, as std's default hasher is (authors choose their
+    /// keys), and cheaper than it for 32-byte keys.
+    spent: HashMap<PublicKey, u128, ahash::RandomState>,
 }
 
 /// Trades `bids` against `offers` by priority; returns traded slot-hours, and records the trades

@@ -721,7 +721,8 @@ impl Book {
         let mut taken: std::collections::HashSet<(PublicKey, u64)> = Default::default();
         // (market's place, the order's place in `given`)
         let mut accepted: Vec<(usize, usize)> = Vec::with_capacity(orders.len());
-        for (i, o) in orders.into_iter().enumerate() {
+        let mut admitted = vec![false; orders.len()];
+        for (i, &o) in orders.iter().enumerate() {
             // An order resting with this id has this order's pair, remembered until at least
             // its expiry: the index is asked only about an order expired by now (whose pair may
             // have been forgotten at the start of this clear while the order still rests until
@@ -741,22 +742,23 @@ impl Book {
                     }
                     out.accepted.push(o.id);
                     accepted.push((place, by_id[i].1 as usize));
+                    admitted[i] = true;
                 }
                 Err(reason) => out.rejected.push(Rejected { id: o.id, reason }),
             }
         }
 
-        let mut pairs: Vec<(u64, PublicKey, u64, u64)> = accepted
-            .iter()
-            .map(|&(_, g)| &given[g])
-            .map(|o| (prefix(&o.author.0), o.author, o.order.nonce(), o.order.expiry_ms()))
-            .collect();
-        pairs.sort_unstable_by_key(|&(p, _, nonce, _)| (p, nonce));
-        for &(_, author, nonce, expiry_ms) in &pairs {
-            self.nonces.insert((author, nonce), expiry_ms);
+        // The accepted orders' pairs, remembered in the pairs' order (already sorted above), then
+        // queued by expiry.
+        let mut by_expiry: Vec<(u64, u64, u64, u32)> = Vec::with_capacity(accepted.len());
+        for &(p, nonce, i) in by_pair.iter().filter(|&&(_, _, i)| admitted[i as usize]) {
+            let o = orders[i as usize];
+            self.nonces.insert(pair(o), o.order.expiry_ms());
+            by_expiry.push((o.order.expiry_ms(), p, nonce, i));
         }
-        pairs.sort_unstable_by_key(|&(p, _, nonce, expiry_ms)| (expiry_ms, p, nonce));
-        for &(_, author, nonce, expiry_ms) in &pairs {
+        by_expiry.sort_unstable();
+        for &(expiry_ms, _, nonce, i) in &by_expiry {
+            let author = orders[i as usize].author;
             self.expiries.insert((expiry_ms, author, nonce));
             self.changes.nonces.push((author, nonce, expiry_ms));
         }
@@ -781,11 +783,11 @@ impl Book {
     /// each order comes with its market's place in the catalogue, and the orders in id order.
     /// Each map's inserts go in that map's order.
     fn insert_many(&mut self, rs: Vec<(usize, Resting)>) {
-        let mut deadlines: Vec<(u64, Hash)> = Vec::with_capacity(rs.len());
+        let mut deadlines: Vec<(u64, u64, u32)> = Vec::with_capacity(rs.len());
         let mut names: Vec<Option<Market>> = Vec::new();
-        for (place, r) in &rs {
+        for (k, (place, r)) in rs.iter().enumerate() {
             self.changes.orders.push(r.order.id);
-            deadlines.push((r.deadline(), r.order.id));
+            deadlines.push((r.deadline(), prefix(&r.order.id), k as u32));
             if names.len() <= *place {
                 names.resize(place + 1, None);
             }
@@ -793,35 +795,38 @@ impl Book {
                 names[*place] = Some(self.side_mut(r.order.order.market()).market.clone());
             }
         }
-        deadlines.sort_unstable_by_key(|&(deadline, id)| (deadline, prefix(&id)));
-        for d in deadlines {
-            self.deadlines.insert(d);
+        deadlines.sort_unstable();
+        for (deadline, _, k) in deadlines {
+            self.deadlines.insert((deadline, rs[k as usize].1.order.id));
         }
-        let mut placed: Vec<(usize, Rank, Key, Resting)> = Vec::with_capacity(rs.len());
-        for (place, mut r) in rs {
+        // Into the index in id order, then into the sides market by market, each side in
+        // priority order (the orders share the block's height: by price, then id); the sort
+        // moves small keys, not the orders.
+        let mut placed: Vec<(usize, bool, u64, u64, u32)> = Vec::with_capacity(rs.len());
+        let mut orders: Vec<Option<(Rank, Resting)>> = Vec::with_capacity(rs.len());
+        for (k, (place, mut r)) in rs.into_iter().enumerate() {
             let rank = Rank::of(&r);
             let key = rank.key(&r.order.id);
             let name = names[place].clone().unwrap_or_else(|| r.order.order.market().clone());
             r.order.order.share_market(&name);
             self.index.insert(key.id, (name, rank));
-            placed.push((place, rank, key, r));
+            placed.push((place, rank.bid, key.price, prefix(&key.id), k as u32));
+            orders.push(Some((rank, r)));
         }
-        // Into the sides, market by market, each side in priority order.
         placed.sort_unstable_by(|a, b| {
-            (a.0, a.1.bid, a.2.price, a.2.height, prefix(&a.2.id)).cmp(&(
-                b.0,
-                b.1.bid,
-                b.2.price,
-                b.2.height,
-                prefix(&b.2.id),
-            ))
+            (a.0, a.1, a.2, a.3).cmp(&(b.0, b.1, b.2, b.3)).then_with(|| {
+                let id = |k: u32| orders[k as usize].as_ref().map(|(_, r)| r.order.id);
+                id(a.4).cmp(&id(b.4))
+            })
         });
         let mut placed = placed.into_iter().peekable();
-        while let Some((place, rank, key, r)) = placed.next() {
-            let side = self.side_mut(r.order.order.market());
-            side.list_mut(rank.bid).insert(key, Arc::new(r));
-            while let Some((_, rank, key, r)) = placed.next_if(|x| x.0 == place) {
-                side.list_mut(rank.bid).insert(key, Arc::new(r));
+        while let Some((place, ..)) = placed.peek().copied() {
+            let market = names[place].clone().expect("every order's market is named above");
+            let side = self.side_mut(&market);
+            while let Some((.., k)) = placed.next_if(|x| x.0 == place) {
+                if let Some((rank, r)) = orders[k as usize].take() {
+                    side.list_mut(rank.bid).insert(rank.key(&r.order.id), Arc::new(r));
+                }
             }
         }
     }
@@ -946,35 +951,56 @@ impl Book {
         out.expired.sort();
         self.drop_ended_allocations(now);
 
-        // The block's orders by market, each side in priority order, to be read merged with the
-        // book's.
-        let mut by_market: BTreeMap<Market, FreshSide> = BTreeMap::new();
+        // The block's orders by their market's place in the catalogue, each side in priority
+        // order, to be read merged with the book's.
+        let mut by_place: Vec<FreshSide> = Vec::new();
         for (i, f) in fresh.iter().enumerate().filter(|(_, f)| f.live) {
+            if by_place.len() <= f.place {
+                by_place.resize_with(f.place + 1, FreshSide::default);
+            }
             let rank = Rank::of(&f.r);
-            let entry = by_market.entry(f.r.order.order.market().clone()).or_default();
+            let entry = &mut by_place[f.place];
             let list = if rank.bid { &mut entry.bids } else { &mut entry.offers };
             list.push((rank.key(&f.r.order.id), i));
         }
-        for side in by_market.values_mut() {
-            for list in [&mut side.bids, &mut side.offers] {
-                list.sort_unstable_by(|(a, _), (b, _)| {
-                    (a.price, a.height, prefix(&a.id))
-                        .cmp(&(b.price, b.height, prefix(&b.id)))
-                        .then_with(|| a.id.cmp(&b.id))
-                });
+        // Every market with resting or new orders, in order (a catalogue lists its markets in
+        // the order of their names, so the places are in that order too), with its new orders.
+        let mut markets: Vec<(Market, Option<usize>)> = Vec::new();
+        {
+            let mut book = self.markets.keys().peekable();
+            for (place, side) in by_place.iter_mut().enumerate() {
+                let Some(&(_, first)) = side.bids.first().or(side.offers.first()) else {
+                    continue;
+                };
+                for list in [&mut side.bids, &mut side.offers] {
+                    // The block's orders share its height: by price, then id.
+                    list.sort_unstable_by(|(a, _), (b, _)| {
+                        (a.price, prefix(&a.id))
+                            .cmp(&(b.price, prefix(&b.id)))
+                            .then_with(|| a.id.cmp(&b.id))
+                    });
+                }
+                let market = fresh[first].r.order.order.market();
+                while let Some(m) = book.next_if(|m| *m < market) {
+                    markets.push((m.clone(), None));
+                }
+                book.next_if(|m| *m == market);
+                markets.push((market.clone(), Some(place)));
             }
+            markets.extend(book.map(|m| (m.clone(), None)));
         }
-        let mut markets: Vec<Market> =
-            self.markets.keys().chain(by_market.keys()).cloned().collect();
-        markets.sort();
-        markets.dedup();
+        debug_assert!(markets.windows(2).all(|w| w[0].0 < w[1].0));
 
-        let mut spent: HashMap<PublicKey, u64> = HashMap::new();
-        let mut available: HashMap<PublicKey, u64> = HashMap::new();
+        // Each buyer's budget met so far: (what it could spend at the start, spent since).
+        let mut budget_of: HashMap<PublicKey, (u64, u64), ahash::RandomState> = HashMap::default();
         let no_fresh = FreshSide::default();
-        for market in markets {
+        // Lists rebuilt for each market, kept to reuse their room.
+        let mut bid_at: Vec<(Key, Src)> = Vec::new();
+        let mut offer_at: Vec<(Key, Src)> = Vec::new();
+        let (mut bids, mut offers): (Vec<ActiveBid>, Vec<ActiveOffer>) = Default::default();
+        for (market, place) in markets {
             let side = self.markets.get(&market);
-            let new = by_market.get(&market).unwrap_or(&no_fresh);
+            let new = place.map_or(&no_fresh, |p| &by_place[p]);
             let bids_from = |range: (Bound<Key>, Bound<Key>)| {
                 let book = side.into_iter().flat_map(move |s| s.bids.range(range));
                 let upper = range.1;
@@ -997,31 +1023,34 @@ impl Book {
                 continue;
             };
             // Where each active order is: an active order's `index` is its place here.
-            let mut bid_at: Vec<(Key, Src)> = Vec::new();
-            let mut offer_at: Vec<(Key, Src)> = Vec::new();
+            bid_at.clear();
+            offer_at.clear();
+            offers.clear();
+            bids.clear();
             let book_offers = side.into_iter().flat_map(|s| s.offers.iter());
-            let offers: Vec<ActiveOffer> = merged(book_offers, new.offers.iter(), &fresh)
-                .take_while(|(k, _, _)| k.price <= max_limit)
-                .filter_map(|(k, src, r)| match &r.order.order {
-                    Order::Offer(o) if o.from_ms <= now => {
-                        let free = r.free_at(now);
-                        let max_hours =
-                            u32::try_from((o.until_ms - now) / HOUR_MS).unwrap_or(u32::MAX);
-                        (free > 0 && max_hours > 0).then(|| {
-                            offer_at.push((k, src));
-                            ActiveOffer {
-                                index: offer_at.len() - 1,
-                                reserve: o.reserve,
-                                free,
-                                min_hours: o.min_hours,
-                                max_hours,
-                                provider: r.order.author,
-                            }
-                        })
-                    }
-                    _ => None,
-                })
-                .collect();
+            offers.extend(
+                merged(book_offers, new.offers.iter(), &fresh)
+                    .take_while(|(k, _, _)| k.price <= max_limit)
+                    .filter_map(|(k, src, r)| match &r.order.order {
+                        Order::Offer(o) if o.from_ms <= now => {
+                            let free = r.free_at(now);
+                            let max_hours =
+                                u32::try_from((o.until_ms - now) / HOUR_MS).unwrap_or(u32::MAX);
+                            (free > 0 && max_hours > 0).then(|| {
+                                offer_at.push((k, src));
+                                ActiveOffer {
+                                    index: offer_at.len() - 1,
+                                    reserve: o.reserve,
+                                    free,
+                                    min_hours: o.min_hours,
+                                    max_hours,
+                                    provider: r.order.author,
+                                }
+                            })
+                        }
+                        _ => None,
+                    }),
+            );
             let Some(min_reserve) = offers.first().map(|o| o.reserve) else { continue };
             // Bids with a limit below the lowest reserve have keys from this one on (none if the
             // lowest reserve is 0).
@@ -1031,19 +1060,17 @@ impl Book {
                 id: [0; 32],
             });
             let crossing = (Unbounded, below.map_or(Unbounded, Excluded));
-            let bids: Vec<ActiveBid> = bids_from(crossing)
-                .filter_map(|(k, src, r)| match &r.order.order {
-                    Order::Bid(b) if active_bid(r) => {
-                        let buyer = r.order.author;
-                        let budget =
-                            *available.entry(buyer).or_insert_with(|| budgets.available(&buyer));
-                        let left = budget.saturating_sub(spent.get(&buyer).copied().unwrap_or(0));
-                        bid_at.push((k, src));
-                        Some(ActiveBid::new(bid_at.len() - 1, b, r.remaining, buyer, left))
-                    }
-                    _ => None,
-                })
-                .collect();
+            bids.extend(bids_from(crossing).filter_map(|(k, src, r)| match &r.order.order {
+                Order::Bid(b) if active_bid(r) => {
+                    let buyer = r.order.author;
+                    let (budget, spent) =
+                        *budget_of.entry(buyer).or_insert_with(|| (budgets.available(&buyer), 0));
+                    bid_at.push((k, src));
+                    let left = budget.saturating_sub(spent);
+                    Some(ActiveBid::new(bid_at.len() - 1, b, r.remaining, buyer, left))
+                }
+                _ => None,
+            }));
             let mut durations: Vec<u32> = bids.iter().map(|b| b.hours).collect();
             durations.sort_unstable();
             durations.dedup();
@@ -1062,11 +1089,14 @@ impl Book {
             let Some(result) = clear_market_with(&bids, &offers, &durations) else { continue };
             out.prices.insert(market.clone(), result.price);
             let mut filled: Vec<Hash> = Vec::new();
+            // The market's side, looked up once for all its trades.
+            let mut book_side =
+                if result.trades.is_empty() { None } else { self.markets.get_mut(&market) };
             for t in result.trades {
                 let (bi, oi) = (bids[t.bid].index, offers[t.offer].index);
                 let hours = bids[t.bid].hours;
                 let end_ms = now + u64::from(hours) * HOUR_MS;
-                let Some(bid) = self.resting_mut(&market, bid_at[bi], true, &mut fresh) else {
+                let Some(bid) = resting_mut(&mut book_side, bid_at[bi], true, &mut fresh) else {
                     continue;
                 };
                 bid.remaining -= t.slots;
@@ -1074,7 +1104,8 @@ impl Book {
                 if bid.remaining == 0 && bid_at[bi].1 == Src::Book {
                     filled.push(bid_id);
                 }
-                let Some(offer) = self.resting_mut(&market, offer_at[oi], false, &mut fresh) else {
+                let Some(offer) = resting_mut(&mut book_side, offer_at[oi], false, &mut fresh)
+                else {
                     continue;
                 };
                 let (offer_id, provider) = (offer.order.id, offer.order.author);
@@ -1099,7 +1130,8 @@ impl Book {
                     end_ms,
                     price: result.price,
                 };
-                *spent.entry(fill.buyer).or_insert(0) += fill.cost();
+                budget_of.entry(fill.buyer).or_insert_with(|| (budgets.available(&buyer), 0)).1 +=
+                    fill.cost();
                 out.fills.push(fill);
             }
             // Filled bids leave the book.
@@ -1119,22 +1151,6 @@ impl Book {
                 .collect(),
         );
         Ok(out)
-    }
-
-    /// A resting order or one of this block's, to change in place during the auction.
-    fn resting_mut<'a>(
-        &'a mut self,
-        market: &Market,
-        (key, src): (Key, Src),
-        bid: bool,
-        fresh: &'a mut [Fresh],
-    ) -> Option<&'a mut Resting> {
-        match src {
-            Src::Book => {
-                self.markets.get_mut(market)?.list_mut(bid).get_mut(&key).map(Arc::make_mut)
-            }
-            Src::Fresh(i) => fresh.get_mut(i).map(|f| &mut f.r),
-        }
     }
 
     /// Block time of the last clear.
@@ -1313,6 +1329,20 @@ fn merged<'a>(
             new.next().map(|&(k, i)| (k, Src::Fresh(i), &fresh[i].r))
         }
     })
+}
+
+/// A resting order of a market's side (`side`) or one of this block's, to change in place during
+/// the auction.
+fn resting_mut<'a>(
+    side: &'a mut Option<&mut Side>,
+    (key, src): (Key, Src),
+    bid: bool,
+    fresh: &'a mut [Fresh],
+) -> Option<&'a mut Resting> {
+    match src {
+        Src::Book => side.as_mut()?.list_mut(bid).get_mut(&key).map(Arc::make_mut),
+        Src::Fresh(i) => fresh.get_mut(i).map(|f| &mut f.r),
+    }
 }
 
 /// Whether `key` lies below an upper bound.
