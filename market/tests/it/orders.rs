@@ -291,3 +291,44 @@ fn entries_are_validated_in_one_batch_and_each_bad_one_is_named() {
         }
     }
 }
+
+#[test]
+fn a_market_is_found_by_its_names_alone_whatever_they_share() {
+    // Names sharing their first bytes, shorter and longer than 8, in and out of the catalogue.
+    let names = ["vm", "vm.1", "vm.10", "vm.10c40g", "vm.10c40g-a", "vm.10c40gx", "vm.2", "z"];
+    let regions = ["eu", "eu-west", "eu-west-a", "eu-west-ab"];
+    let catalogue = Catalogue {
+        classes: names
+            .iter()
+            .map(|n| Class {
+                id: (*n).into(),
+                description: String::new(),
+                attributes: Default::default(),
+            })
+            .collect(),
+        regions: regions
+            .iter()
+            .map(|r| Region { id: (*r).into(), description: String::new() })
+            .collect(),
+    }
+    .validated()
+    .unwrap();
+    let all = catalogue.markets();
+    for (place, m) in all.iter().enumerate() {
+        assert_eq!(catalogue.market_index(m), Some(place), "{m}");
+    }
+    for (class, region) in [
+        ("vm.10c40", "eu"),
+        ("vm.10c40g-", "eu"),
+        ("vm.10c40g-ab", "eu"),
+        ("vm.", "eu"),
+        ("v", "eu"),
+        ("vm.3", "eu"),
+        ("vm", "eu-wes"),
+        ("vm", "eu-west-abc"),
+        ("vm", "e"),
+        ("zz", "eu"),
+    ] {
+        assert_eq!(catalogue.market_index(&Market::new(class, region)), None, "{class}@{region}");
+    }
+}
